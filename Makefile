@@ -1,0 +1,64 @@
+# Two entry points for a fresh Debian 12 machine (run as root): `make demo` and `make test`.
+# Each installs what it needs: Debian packages, then a virtual environment in .venv.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := openssl ca-certificates python3-venv
+DEMO_DIR ?= build/demo
+
+.PHONY: help demo test lint pytest collection-check changelog-lint apt-packages bench clean
+
+help:
+	@echo "make demo   build a lab PKI and show verified, signed bootstrapping data"
+	@echo "make test   install everything needed and run every test suite"
+	@echo "make bench  run the benchmarks and update bench/RESULTS.md"
+
+apt-packages:
+	@missing=""; for pkg in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+
+# The stamps are keyed on pyproject.toml so a dependency change reinstalls.
+$(VENV)/.installed-base: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[server,dev]'
+	touch $@ $(VENV)/.installed-base
+
+demo: apt-packages $(VENV)/.installed-base
+	DEMO_DIR=$(DEMO_DIR) SZTPCTL=$(BIN)/sztpctl bash scripts/demo.sh
+
+test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+changelog-lint: $(VENV)/.installed-dev
+	$(BIN)/antsibull-changelog lint
+
+# pytest exits 5 when it collects nothing; that is a broken suite here, not a pass.
+pytest: $(VENV)/.installed-dev
+	@rc=0; $(BIN)/pytest || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
+	exit $$rc
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/cli_startup.py --write bench/RESULTS.md
+
+clean:
+	rm -rf $(VENV) build dist tests/output .pytest_cache .ruff_cache

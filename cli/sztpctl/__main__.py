@@ -1,0 +1,5 @@
+"""`python -m sztpctl` runs the CLI."""
+
+from .commands import main
+
+main()

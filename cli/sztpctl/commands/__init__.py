@@ -1,0 +1,61 @@
+"""The `sztpctl` command line (Typer).
+
+Only Typer is imported at start-up; each command imports the kit (cryptography and friends)
+when it runs, which keeps `sztpctl --help` fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from . import bootstrap_data, dhcp, pki, voucher
+from .output import fail_with
+
+app = typer.Typer(
+    name="sztpctl",
+    help="Secure zero touch provisioning (RFC 8572): bootstrap data, vouchers, DHCP and lab PKI.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(pki.app, name="pki")
+app.add_typer(voucher.app, name="voucher")
+app.add_typer(bootstrap_data.app, name="bootstrap-data")
+app.add_typer(dhcp.app, name="dhcp")
+
+_debug = False
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sztpctl {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def main() -> None:
+    """Console-script entry: errors become one clear line and a non-zero exit."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:  # the last line of defence: no traceback unless --debug
+        if _debug:
+            raise
+        fail_with(exc)
+    sys.exit(0)

@@ -1,0 +1,49 @@
+"""Console output, file I/O and error reporting shared by the commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from ..errors import SztpError
+
+EXIT_ERROR = 1
+
+
+def fail_with(error: BaseException) -> NoReturn:
+    """Print one line naming the problem and exit non-zero."""
+    if isinstance(error, SztpError):
+        message = str(error)
+    elif isinstance(error, OSError):
+        target = f" {error.filename}" if error.filename else ""
+        message = f"cannot access{target}: {error.strerror or error}"
+    else:
+        message = f"unexpected {type(error).__name__}: {error} (run with --debug for details)"
+    typer.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SztpError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def write_bytes_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(descriptor, mode)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

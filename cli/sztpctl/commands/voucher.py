@@ -1,0 +1,115 @@
+"""`sztpctl voucher`: create (lab MASA), show and verify RFC 8366 ownership vouchers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .output import read_bytes, write_bytes_atomically
+
+app = typer.Typer(help="Ownership vouchers (RFC 8366).", no_args_is_help=True)
+
+ASSERTIONS = ("verified", "logged", "proximity")
+
+
+@app.command("create")
+def create(
+    serial: Annotated[str, typer.Option("--serial", "-s", help="Device serial number.")],
+    pinned_cert: Annotated[
+        Path,
+        typer.Option(help="PEM certificate to pin: the owner certificate or a CA above it."),
+    ],
+    masa_cert: Annotated[
+        Path, typer.Option(help="PEM MASA signing certificate, optionally followed by its chain.")
+    ],
+    masa_key: Annotated[Path, typer.Option(help="PEM private key of the MASA certificate.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Voucher file to write (DER CMS).")
+    ],
+    expires_in_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Validity in days (omit for a voucher without expiry)."),
+    ] = None,
+    nonce_hex: Annotated[
+        str | None,
+        typer.Option(help="Nonce sent by the device (8..32 bytes, hex); excludes expiry."),
+    ] = None,
+    assertion: Annotated[str, typer.Option(help="verified, logged or proximity.")] = "verified",
+) -> None:
+    """Create a voucher signed by a (lab) MASA that pins an owner certificate to a device.
+
+    Example:
+
+        sztpctl voucher create --serial SN-0001 --pinned-cert lab-pki/owner/ca.pem
+        --masa-cert lab-pki/manufacturer/masa.pem --masa-key lab-pki/manufacturer/masa.key
+        -o SN-0001.vcj
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from ..labpki import load_credential
+    from ..protocol import pki
+    from ..protocol.voucher import create_voucher, sign_voucher
+    from .loading import parse_hex
+
+    if assertion not in ASSERTIONS:
+        raise typer.BadParameter(f"{assertion!r} is not one of {', '.join(ASSERTIONS)}")
+    if nonce_hex is not None and expires_in_days is not None:
+        raise typer.BadParameter("a voucher has a nonce or an expiry, not both (RFC 8366)")
+    masa = load_credential(masa_cert, masa_key)
+    pinned = pki.load_certificates_pem(read_bytes(pinned_cert))[0]
+    now = datetime.now(UTC).replace(microsecond=0)
+    voucher = create_voucher(
+        serial,
+        pinned,
+        assertion=assertion,  # type: ignore[arg-type]  # checked above
+        expires_on=now + timedelta(days=expires_in_days) if expires_in_days else None,
+        nonce=parse_hex(nonce_hex, "--nonce-hex") if nonce_hex else None,
+        now=now,
+    )
+    write_bytes_atomically(output, sign_voucher(voucher, masa))
+    typer.echo(f"voucher for {serial} written to {output}")
+
+
+@app.command("show")
+def show(
+    voucher_file: Annotated[Path, typer.Argument(help="Voucher file (DER CMS).")],
+) -> None:
+    """Print a voucher's content as JSON (its signature is checked, its signer is not)."""
+    import json
+
+    from ..protocol.voucher import encode_voucher_json, read_voucher
+
+    voucher = read_voucher(read_bytes(voucher_file))
+    typer.echo(json.dumps(json.loads(encode_voucher_json(voucher)), indent=2))
+
+
+@app.command("verify")
+def verify(
+    voucher_file: Annotated[Path, typer.Argument(help="Voucher file (DER CMS).")],
+    serial: Annotated[str, typer.Option("--serial", "-s", help="The device's serial number.")],
+    owner_cert: Annotated[
+        Path, typer.Option(help="PEM owner certificate, optionally followed by its chain.")
+    ],
+    trust_anchor: Annotated[
+        Path, typer.Option(help="PEM manufacturer trust anchor(s) for the MASA signature.")
+    ],
+) -> None:
+    """Check a voucher as the device would: MASA signature, serial, expiry, pinned owner."""
+    from ..protocol import pki
+    from ..protocol.voucher import verify_voucher
+
+    owner_chain = pki.load_certificates_pem(read_bytes(owner_cert))
+    voucher = verify_voucher(
+        read_bytes(voucher_file),
+        serial_number=serial,
+        owner_certificate=owner_chain[0],
+        owner_intermediates=owner_chain[1:],
+        masa_trust_anchors=pki.load_certificates_pem(read_bytes(trust_anchor)),
+    )
+    expiry = voucher.expires_on.isoformat() if voucher.expires_on else "never"
+    typer.echo(
+        f"voucher valid: serial {voucher.serial_number}, assertion {voucher.assertion}, "
+        f"expires {expiry}"
+    )

@@ -1,0 +1,46 @@
+"""Typed errors raised by the kit on bad input.
+
+Every error that can reach an operator derives from `SztpError`, so the CLI and the Ansible
+modules can turn it into one clear line (or a 4xx) instead of a traceback.
+"""
+
+
+class SztpError(Exception):
+    """Base class for every error the kit raises on bad input or failed checks."""
+
+
+class ValidationError(SztpError):
+    """A value does not satisfy the data model; `field` is its path, e.g. `boot-image/os-name`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class CmsError(SztpError):
+    """A CMS structure is malformed, has the wrong content type or fails verification."""
+
+
+class SignatureError(CmsError):
+    """A CMS signature does not verify, or was made by an unexpected signer."""
+
+
+class ChainError(CmsError):
+    """A certificate does not chain to a trusted anchor (or is expired, or not a CA)."""
+
+
+class VoucherError(SztpError):
+    """An ownership voucher is malformed or does not authorise this owner for this device."""
+
+
+class DhcpEncodingError(ValidationError):
+    """A bootstrap-server URI list cannot be encoded as DHCP option 143/136."""
+
+
+class PkiError(SztpError):
+    """A key or certificate cannot be generated, loaded or used as asked."""
+
+
+class TrustError(SztpError):
+    """Bootstrapping data cannot be trusted as a whole (missing voucher, unsigned onboarding)."""

@@ -1,0 +1,237 @@
+"""The sztpctl commands as an operator runs them: real console script, real files, real openssl."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SZTPCTL = shutil.which("sztpctl", path=str(BIN))
+
+
+def run(*arguments: str | Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    assert SZTPCTL, "sztpctl must be installed in the test environment (make test)"
+    result = subprocess.run(
+        [SZTPCTL, *map(str, arguments)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == expect, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("cli") / "pki"
+    run("pki", "init", directory, "--serial", "SN-0001", "--serial", "SN-0002")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def voucher(lab: Path) -> Path:
+    path = lab.parent / "SN-0001.vcj"
+    run(
+        "voucher", "create", "--serial", "SN-0001", "--pinned-cert", lab / "owner/ca.pem",
+        "--masa-cert", lab / "manufacturer/masa.pem", "--masa-key", lab / "manufacturer/masa.key",
+        "--expires-in-days", "7", "-o", path,
+    )  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def signed_data(lab: Path, voucher: Path) -> Path:
+    image = lab.parent / "image.bin"
+    image.write_bytes(b"boot image bytes")
+    config = lab.parent / "day0.cfg"
+    config.write_text("hostname sn-0001\n")
+    path = lab.parent / "SN-0001.json"
+    run(
+        "bootstrap-data", "sign", "--owner-cert", lab / "owner/owner.pem",
+        "--owner-key", lab / "owner/owner.key", "--voucher", voucher, "--os-name", "LabOS",
+        "--os-version", "1.2", "--image-uri", "https://files.lab.example/image.bin",
+        "--image-file", image, "--configuration", config, "-o", path,
+    )  # fmt: skip
+    return path
+
+
+def test_help_lists_the_command_groups() -> None:
+    result = run("--help")
+    for group in ("pki", "voucher", "bootstrap-data"):
+        assert group in result.stdout
+
+
+def test_pki_init_writes_private_keys_0600(lab: Path) -> None:
+    keys = sorted(lab.rglob("*.key"))
+    assert {key.relative_to(lab).as_posix() for key in keys} >= {
+        "manufacturer/ca.key",
+        "manufacturer/masa.key",
+        "owner/owner.key",
+        "devices/SN-0001/idevid.key",
+        "devices/SN-0002/idevid.key",
+    }
+    for key in keys:
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+
+
+def test_pki_init_refuses_to_overwrite(lab: Path) -> None:
+    before = (lab / "owner/owner.key").read_bytes()
+    result = run("pki", "init", lab, "--serial", "SN-0003", expect=1)
+    assert result.stderr.startswith("error: ")
+    assert (lab / "owner/owner.key").read_bytes() == before
+
+
+def test_pki_init_rejects_an_unknown_key_type(tmp_path: Path) -> None:
+    result = run("pki", "init", tmp_path / "x", "--serial", "S1", "--key-type", "dsa", expect=2)
+    assert "dsa" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_voucher_show_prints_its_content(voucher: Path) -> None:
+    body = json.loads(run("voucher", "show", voucher).stdout)["ietf-voucher:voucher"]
+    assert body["serial-number"] == "SN-0001"
+    assert "expires-on" in body
+
+
+def test_voucher_verify_accepts_the_right_device_only(lab: Path, voucher: Path) -> None:
+    common = [
+        "--owner-cert",
+        lab / "owner/owner.pem",
+        "--trust-anchor",
+        lab / "manufacturer/ca.pem",
+    ]
+    assert (
+        "voucher valid" in run("voucher", "verify", voucher, "--serial", "SN-0001", *common).stdout
+    )
+    refused = run("voucher", "verify", voucher, "--serial", "SN-0002", *common, expect=1)
+    assert "not this device" in refused.stderr
+
+
+def test_voucher_create_with_a_mismatched_key_fails_clearly(lab: Path, tmp_path: Path) -> None:
+    result = run(
+        "voucher", "create", "--serial", "SN-0001", "--pinned-cert", lab / "owner/ca.pem",
+        "--masa-cert", lab / "manufacturer/masa.pem", "--masa-key", lab / "owner/owner.key",
+        "-o", tmp_path / "v.vcj", expect=1,
+    )  # fmt: skip
+    assert "does not match certificate" in result.stderr
+    assert "BEGIN" not in result.stderr
+    assert not (tmp_path / "v.vcj").exists()
+
+
+def test_missing_input_file_is_one_line(lab: Path, tmp_path: Path) -> None:
+    result = run("voucher", "show", tmp_path / "absent.vcj", expect=1)
+    assert result.stderr.strip().count("\n") == 0
+    assert "absent.vcj" in result.stderr
+
+
+def test_signed_data_verifies_for_its_device(lab: Path, signed_data: Path) -> None:
+    result = run(
+        "bootstrap-data", "verify", signed_data, "--serial", "SN-0001",
+        "--trust-anchor", lab / "manufacturer/ca.pem",
+    )  # fmt: skip
+    info = json.loads(result.stdout)["ietf-sztp-conveyed-info:onboarding-information"]
+    assert info["boot-image"]["os-version"] == "1.2"
+    assert base64.b64decode(info["configuration"]) == b"hostname sn-0001\n"
+    assert "verified" in result.stderr
+
+
+def test_signed_data_is_refused_by_another_device(lab: Path, signed_data: Path) -> None:
+    result = run(
+        "bootstrap-data", "verify", signed_data, "--serial", "SN-0002",
+        "--trust-anchor", lab / "manufacturer/ca.pem", expect=1,
+    )  # fmt: skip
+    assert "not this device" in result.stderr
+
+
+def test_openssl_verifies_our_signed_conveyed_information(lab: Path, signed_data: Path) -> None:
+    """An independent implementation accepts what `bootstrap-data sign` produced."""
+    body = json.loads(signed_data.read_text())["ietf-sztp-bootstrap-server:output"]
+    cms_file = signed_data.with_suffix(".ci.der")
+    cms_file.write_bytes(base64.b64decode(body["conveyed-information"]))
+    owner_file = signed_data.with_suffix(".oc.der")
+    owner_file.write_bytes(base64.b64decode(body["owner-certificate"]))
+    owner_pem = subprocess.run(
+        ["openssl", "pkcs7", "-inform", "DER", "-in", owner_file, "-print_certs"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    (lab.parent / "owner-bundle.pem").write_bytes(owner_pem)
+    verified = subprocess.run(
+        ["openssl", "cms", "-verify", "-inform", "DER", "-in", cms_file, "-binary",
+         "-CAfile", lab / "owner/ca.pem", "-certfile", lab.parent / "owner-bundle.pem",
+         "-purpose", "any"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["ietf-sztp-conveyed-info:onboarding-information"]
+
+
+def test_unsigned_onboarding_is_refused_unless_the_server_is_trusted(lab: Path) -> None:
+    path = lab.parent / "unsigned.json"
+    run("bootstrap-data", "sign", "--unsigned", "--configuration", lab / "owner/ca.pem", "-o", path)
+    anchor = lab / "manufacturer/ca.pem"
+    refused = run(
+        "bootstrap-data", "verify", path, "-s", "SN-0001", "--trust-anchor", anchor, expect=1
+    )
+    assert "does not trust" in refused.stderr
+    run(
+        "bootstrap-data",
+        "verify",
+        path,
+        "-s",
+        "SN-0001",
+        "--trust-anchor",
+        anchor,
+        "--server-trusted",
+    )
+
+
+def test_redirect_with_bad_port_is_a_usage_error(tmp_path: Path) -> None:
+    result = run(
+        "bootstrap-data", "sign", "--unsigned", "--redirect", "sztp.lab:http", "-o",
+        tmp_path / "r.json", expect=2,
+    )  # fmt: skip
+    assert "HOST[:PORT]" in result.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_make_demo_script_runs_the_whole_flow(tmp_path: Path) -> None:
+    assert SZTPCTL
+    env = {**os.environ, "SZTPCTL": SZTPCTL, "DEMO_DIR": str(tmp_path / "demo")}
+    result = subprocess.run(
+        ["bash", ROOT / "scripts/demo.sh"], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verified: voucher for SN-0001" in result.stderr
+    assert "not this device" in result.stderr
+    assert '"ietf-sztp-bootstrap-server:output"' in result.stdout
+
+
+def test_dhcp_encode_gives_the_rfc_payload() -> None:
+    payload = run("dhcp", "encode", "https://10.1.1.3:8080", "--format", "hex").stdout.strip()
+    assert payload == "0015" + b"https://10.1.1.3:8080".hex().upper()
+
+
+def test_dhcp_encode_kea_v6_and_decode_round_trip() -> None:
+    uris = ["https://sztp1.lab.example", "https://[2001:db8::1]:8443"]
+    option = json.loads(run("dhcp", "encode", *uris, "--family", "v6").stdout)
+    assert (option["code"], option["csv-format"]) == (136, False)
+    assert run("dhcp", "decode", option["data"]).stdout.split() == uris
+
+
+def test_dhcp_encode_refuses_a_uri_with_a_path() -> None:
+    result = run("dhcp", "encode", "https://sztp.lab/restconf", expect=1)
+    assert "has a path '/restconf'" in result.stderr
+
+
+def test_dhcp_encode_refuses_an_oversized_v4_list() -> None:
+    uris = [f"https://bootstrap-server-{n:02d}.example.net:8443" for n in range(8)]
+    result = run("dhcp", "encode", *uris, expect=1)
+    assert "255" in result.stderr
+    run("dhcp", "encode", *uris, "--family", "v6")

@@ -1,0 +1,214 @@
+"""Ownership vouchers: encoding rules and device-side verification (RFC 8366 / RFC 8572)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from sztpctl.errors import VoucherError
+from sztpctl.protocol import cms, pki
+from sztpctl.protocol.oids import ID_CT_ANIMA_JSON_VOUCHER
+from sztpctl.protocol.voucher import (
+    Voucher,
+    create_voucher,
+    decode_voucher_json,
+    encode_voucher_json,
+    read_voucher,
+    sign_voucher,
+    verify_voucher,
+)
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+SERIAL = "SN-0001"
+
+
+@pytest.fixture(scope="module")
+def parties() -> dict[str, pki.Credential]:
+    manufacturer = pki.create_root_ca("Voucher Test Manufacturer CA", now=NOW - timedelta(days=1))
+    owner_ca = pki.create_root_ca("Voucher Test Owner CA", now=NOW - timedelta(days=1))
+    rogue_ca = pki.create_root_ca("Voucher Test Rogue CA", now=NOW - timedelta(days=1))
+    return {
+        "manufacturer": manufacturer,
+        "masa": pki.issue_signing_certificate(manufacturer, "MASA", now=NOW - timedelta(days=1)),
+        "owner_ca": owner_ca,
+        "owner": pki.issue_signing_certificate(owner_ca, "Owner", now=NOW - timedelta(days=1)),
+        "rogue_ca": rogue_ca,
+        "rogue_masa": pki.issue_signing_certificate(rogue_ca, "Rogue", now=NOW - timedelta(days=1)),
+        "rogue_owner": pki.issue_signing_certificate(
+            rogue_ca, "Rogue Owner", now=NOW - timedelta(days=1)
+        ),
+    }
+
+
+def make_voucher(parties: dict[str, pki.Credential], **changes: object) -> Voucher:
+    voucher = create_voucher(
+        SERIAL, parties["owner_ca"].certificate, expires_on=NOW + timedelta(days=30), now=NOW
+    )
+    return replace(voucher, **changes)  # type: ignore[arg-type]
+
+
+def verify(parties: dict[str, pki.Credential], signed: bytes, **overrides: object) -> Voucher:
+    arguments: dict[str, object] = {
+        "serial_number": SERIAL,
+        "owner_certificate": parties["owner"].certificate,
+        "masa_trust_anchors": [parties["manufacturer"].certificate],
+        "at": NOW,
+    }
+    arguments.update(overrides)
+    return verify_voucher(signed, **arguments)  # type: ignore[arg-type]
+
+
+def test_json_round_trip_keeps_every_member(parties: dict[str, pki.Credential]) -> None:
+    voucher = replace(
+        make_voucher(parties, expires_on=None),
+        nonce=b"\x01" * 16,
+        idevid_issuer=b"issuer-kid",
+        domain_cert_revocation_checks=False,
+    )
+    assert decode_voucher_json(encode_voucher_json(voucher)) == voucher
+
+
+def test_json_uses_rfc8366_member_names(parties: dict[str, pki.Credential]) -> None:
+    document = json.loads(encode_voucher_json(make_voucher(parties)))
+    body = document["ietf-voucher:voucher"]
+    assert body["serial-number"] == SERIAL
+    assert body["assertion"] == "verified"
+    assert body["created-on"] == "2026-06-01T12:00:00Z"
+    assert body["expires-on"] == "2026-07-01T12:00:00Z"
+    pinned = base64.b64decode(body["pinned-domain-cert"])
+    assert pinned == parties["owner_ca"].certificate.public_bytes(Encoding.DER)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"nonce": b"\x00" * 16}, "mutually exclusive"),
+        ({"expires_on": None, "last_renewal_date": NOW}, "requires expires-on"),
+        ({"expires_on": None, "nonce": b"short"}, "must be 8..32"),
+        ({"assertion": "trusted"}, "not one of"),
+        ({"serial_number": ""}, "serial-number"),
+        ({"created_on": datetime(2026, 1, 1)}, "time zone"),
+    ],
+)
+def test_rfc8366_rules_are_enforced(
+    parties: dict[str, pki.Credential], changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(VoucherError, match=message):
+        make_voucher(parties, **changes)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (b"\xff\xfe", "UTF-8 JSON"),
+        (b"[]", "one object"),
+        (b'{"voucher": {}}', "one object"),
+        (b'{"ietf-voucher:voucher": []}', "must be an object"),
+        (b'{"ietf-voucher:voucher": {"assertion": "verified"}}', "created-on: missing"),
+    ],
+)
+def test_malformed_json_is_refused(document: bytes, message: str) -> None:
+    with pytest.raises(VoucherError, match=message):
+        decode_voucher_json(document)
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "message"),
+    [
+        ("created-on", "yesterday", "RFC 3339"),
+        ("created-on", "2026-02-30T00:00:00Z", "valid date-and-time"),
+        ("pinned-domain-cert", "not base64!", "base64"),
+        ("serial-number", 7, "must be a string"),
+        ("domain-cert-revocation-checks", "yes", "true or false"),
+        ("surprise", "x", "unknown voucher member"),
+    ],
+)
+def test_bad_members_are_named(
+    parties: dict[str, pki.Credential], member: str, value: object, message: str
+) -> None:
+    document = json.loads(encode_voucher_json(make_voucher(parties)))
+    document["ietf-voucher:voucher"][member] = value
+    with pytest.raises(VoucherError, match=message):
+        decode_voucher_json(json.dumps(document).encode())
+
+
+def test_signed_voucher_has_the_voucher_content_type(parties: dict[str, pki.Credential]) -> None:
+    signed = sign_voucher(make_voucher(parties), parties["masa"])
+    verified = cms.verify_signed(signed, allowed_econtent_types={ID_CT_ANIMA_JSON_VOUCHER})
+    assert verified.econtent_type == ID_CT_ANIMA_JSON_VOUCHER
+    assert read_voucher(signed) == make_voucher(parties)
+
+
+def test_device_accepts_a_good_voucher(parties: dict[str, pki.Credential]) -> None:
+    voucher = make_voucher(parties)
+    assert verify(parties, sign_voucher(voucher, parties["masa"])) == voucher
+
+
+def test_owner_certificate_may_be_the_pinned_certificate_itself(
+    parties: dict[str, pki.Credential],
+) -> None:
+    voucher = make_voucher(
+        parties,
+        pinned_domain_cert=parties["owner"].certificate.public_bytes(Encoding.DER),
+    )
+    assert verify(parties, sign_voucher(voucher, parties["masa"])).serial_number == SERIAL
+
+
+def test_voucher_for_another_serial_is_refused(parties: dict[str, pki.Credential]) -> None:
+    signed = sign_voucher(make_voucher(parties, serial_number="SN-9999"), parties["masa"])
+    with pytest.raises(VoucherError, match="'SN-9999', not this device"):
+        verify(parties, signed)
+
+
+def test_expired_voucher_is_refused(parties: dict[str, pki.Credential]) -> None:
+    signed = sign_voucher(make_voucher(parties), parties["masa"])
+    with pytest.raises(VoucherError, match="expired"):
+        verify(parties, signed, at=NOW + timedelta(days=31))
+
+
+def test_voucher_from_the_future_is_refused(parties: dict[str, pki.Credential]) -> None:
+    signed = sign_voucher(
+        make_voucher(parties, created_on=NOW + timedelta(hours=2)), parties["masa"]
+    )
+    with pytest.raises(VoucherError, match="in the future"):
+        verify(parties, signed)
+
+
+def test_pinned_certificate_mismatch_is_refused(parties: dict[str, pki.Credential]) -> None:
+    signed = sign_voucher(make_voucher(parties), parties["masa"])
+    with pytest.raises(VoucherError, match="not authorised by the voucher"):
+        verify(parties, signed, owner_certificate=parties["rogue_owner"].certificate)
+
+
+def test_voucher_from_an_untrusted_masa_is_refused(parties: dict[str, pki.Credential]) -> None:
+    signed = sign_voucher(make_voucher(parties), parties["rogue_masa"])
+    with pytest.raises(VoucherError, match="ownership voucher"):
+        verify(parties, signed)
+
+
+def test_tampered_voucher_is_refused(parties: dict[str, pki.Credential]) -> None:
+    signed = bytearray(sign_voucher(make_voucher(parties), parties["masa"]))
+    position = bytes(signed).index(SERIAL.encode())
+    signed[position + len(SERIAL) - 1] ^= 0x01  # SN-0001 -> SN-0000 inside the signed content
+    with pytest.raises(VoucherError):
+        verify(parties, bytes(signed))
+
+
+def test_garbage_is_refused_as_voucher_error() -> None:
+    with pytest.raises(VoucherError):
+        read_voucher(b"\x30\x03\x02\x01\x00")
+
+
+def test_nonce_must_match_what_the_device_sent(parties: dict[str, pki.Credential]) -> None:
+    nonce = bytes(range(16))
+    signed = sign_voucher(make_voucher(parties, expires_on=None, nonce=nonce), parties["masa"])
+    assert verify(parties, signed, nonce=nonce).nonce == nonce
+    with pytest.raises(VoucherError, match="nonce"):
+        verify(parties, signed, nonce=bytes(16))
+    with pytest.raises(VoucherError, match="nonce"):
+        verify(parties, signed)

@@ -44,3 +44,39 @@ class PkiError(SztpError):
 
 class TrustError(SztpError):
     """Bootstrapping data cannot be trusted as a whole (missing voucher, unsigned onboarding)."""
+
+
+class SimulationError(SztpError):
+    """The device simulator cannot start: bad identity files, URIs or options."""
+
+
+class ServerUnreachable(SztpError):
+    """The admin API cannot be reached: connection refused, name not found, TLS failure."""
+
+
+class ApiError(SztpError):
+    """The admin API refused a request; `code` and `field` come from its error body."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        where = f"{field}: " if field and field not in message else ""
+        super().__init__(f"{where}{message} (HTTP {status})")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class AuthenticationError(ApiError):
+    """The token is missing, not valid (401) or not allowed to do this (403)."""
+
+
+class NotFoundApiError(ApiError):
+    """The resource (or route) does not exist (404)."""
+
+
+class ApiConflictError(ApiError):
+    """The state moved on (412 on If-Match) or the change conflicts with it (409)."""
+
+
+class ApiValidationError(ApiError):
+    """The server rejected the input (400, 413, 415, 422); `field` names the culprit."""

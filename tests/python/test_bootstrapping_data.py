@@ -15,7 +15,6 @@ from sztpctl.protocol.bootstrapping_data import (
     BootstrappingData,
     build_signed,
     build_unsigned,
-    decode_output_json,
     encode_output_json,
     verify_bootstrapping_data,
 )
@@ -27,6 +26,7 @@ from sztpctl.protocol.conveyed_info import (
     RedirectInformation,
 )
 from sztpctl.protocol.oids import ID_CT_SZTP_CONVEYED_INFO_JSON, ID_CT_SZTP_CONVEYED_INFO_XML
+from sztpctl.protocol.restconf import WireFormat, parse_get_bootstrapping_data_output
 from sztpctl.protocol.voucher import create_voucher, sign_voucher
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -191,7 +191,7 @@ def test_rpc_output_json_round_trip(lab: dict[str, pki.Credential]) -> None:
         "reporting-level",
     }
     assert base64.b64decode(body["conveyed-information"]) == data.conveyed_information
-    assert decode_output_json(encode_output_json(data)) == data
+    assert parse_get_bootstrapping_data_output(encode_output_json(data), WireFormat.JSON) == data
 
 
 @pytest.mark.parametrize(
@@ -226,5 +226,5 @@ def test_rpc_output_json_round_trip(lab: dict[str, pki.Credential]) -> None:
 )
 def test_malformed_rpc_output_names_the_member(document: bytes, field: str) -> None:
     with pytest.raises(ValidationError) as raised:
-        decode_output_json(document)
+        parse_get_bootstrapping_data_output(document, WireFormat.JSON)
     assert field in raised.value.field

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import bootstrap_data, dhcp, pki, voucher
+from . import bootstrap_data, dhcp, pki, simulate, voucher
 from .output import fail_with
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(pki.app, name="pki")
 app.add_typer(voucher.app, name="voucher")
 app.add_typer(bootstrap_data.app, name="bootstrap-data")
 app.add_typer(dhcp.app, name="dhcp")
+app.add_typer(simulate.app, name="simulate")
 
 _debug = False
 

@@ -172,10 +172,12 @@ def verify(
     """
     import json
 
-    from ..protocol import bootstrapping_data, conveyed_info, pki
+    from ..protocol import bootstrapping_data, conveyed_info, pki, restconf
     from .loading import parse_hex
 
-    data = bootstrapping_data.decode_output_json(read_bytes(data_file))
+    data = restconf.parse_get_bootstrapping_data_output(
+        read_bytes(data_file), restconf.WireFormat.JSON
+    )
     verified = bootstrapping_data.verify_bootstrapping_data(
         data,
         serial_number=serial,

@@ -9,7 +9,6 @@ manufacturer trust anchor → voucher → owner certificate → signature (RFC 8
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -180,43 +179,3 @@ def encode_output_json(data: BootstrappingData) -> bytes:
     if data.reporting_level is not None:
         body["reporting-level"] = data.reporting_level
     return json.dumps({OUTPUT_MEMBER: body}, indent=2).encode()
-
-
-def decode_output_json(document: bytes) -> BootstrappingData:
-    """Parse the RPC output; defects raise ValidationError naming the member."""
-    try:
-        parsed = json.loads(document.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValidationError(OUTPUT_MEMBER, f"not valid UTF-8 JSON: {exc}") from None
-    if not isinstance(parsed, dict) or not isinstance(parsed.get(OUTPUT_MEMBER), dict):
-        raise ValidationError(OUTPUT_MEMBER, "missing, or not an object")
-    body: dict[str, Any] = parsed[OUTPUT_MEMBER]
-    allowed = {"conveyed-information", "owner-certificate", "ownership-voucher", "reporting-level"}
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise ValidationError(f"{OUTPUT_MEMBER}/{unknown[0]}", "unknown member")
-    if "conveyed-information" not in body:
-        raise ValidationError(f"{OUTPUT_MEMBER}/conveyed-information", "missing (mandatory)")
-    reporting_level = body.get("reporting-level")
-    if reporting_level not in (None, "minimal", "verbose"):
-        raise ValidationError(f"{OUTPUT_MEMBER}/reporting-level", "must be minimal or verbose")
-    return BootstrappingData(
-        conveyed_information=_base64_member(body, "conveyed-information"),
-        owner_certificate=_optional_base64_member(body, "owner-certificate"),
-        ownership_voucher=_optional_base64_member(body, "ownership-voucher"),
-        reporting_level=reporting_level,
-    )
-
-
-def _base64_member(body: dict[str, Any], member: str) -> bytes:
-    value = body[member]
-    if not isinstance(value, str):
-        raise ValidationError(f"{OUTPUT_MEMBER}/{member}", "must be a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationError(f"{OUTPUT_MEMBER}/{member}", "not valid base64") from None
-
-
-def _optional_base64_member(body: dict[str, Any], member: str) -> bytes | None:
-    return _base64_member(body, member) if member in body else None

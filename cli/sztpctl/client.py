@@ -1,0 +1,261 @@
+"""The one client of the sztp-server admin API (`/api/v1`), shared by the CLI, the Ansible
+modules and the inventory plugin.
+
+Every failure becomes a typed `SztpError` with a one-line message: `ServerUnreachable` when
+the server cannot be reached, an `ApiError` subclass when it answers with an error. The token
+travels only in the Authorization header, so no message or exception ever contains it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from .errors import (
+    ApiConflictError,
+    ApiError,
+    ApiValidationError,
+    AuthenticationError,
+    NotFoundApiError,
+    ServerUnreachable,
+    SztpError,
+)
+from .state.resources import DEVICE, IMAGE, OWNER, PROFILE, TRUST_ANCHOR
+
+API = "/api/v1"
+COLLECTIONS: Mapping[str, str] = {
+    TRUST_ANCHOR: "trust-anchors",
+    OWNER: "owners",
+    IMAGE: "images",
+    PROFILE: "profiles",
+    DEVICE: "devices",
+}
+_ERRORS_BY_STATUS: Mapping[int, type[ApiError]] = {
+    400: ApiValidationError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundApiError,
+    409: ApiConflictError,
+    412: ApiConflictError,
+    413: ApiValidationError,
+    415: ApiValidationError,
+    422: ApiValidationError,
+}
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    """One change the server planned or made; `before`/`after` have secrets hidden."""
+
+    action: str
+    kind: str
+    name: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The answer to a bulk apply: the state's revision afterwards (or now, for a dry run)."""
+
+    revision: int
+    dry_run: bool
+    changes: list[ResourceChange]
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """An explicit auth object also stops requests from applying ~/.netrc credentials."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+class SztpClient:
+    """A connection to one sztp-server admin API.
+
+    `ca_bundle` (PEM) verifies the server's TLS certificate; without it `verify` decides, and
+    `verify=True` uses the system trust (including REQUESTS_CA_BUNDLE). HTTP(S)_PROXY and
+    NO_PROXY from the environment are honoured.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        token: str | None,
+        *,
+        ca_bundle: Path | None = None,
+        verify: bool = True,
+        timeout: float = 30,
+    ) -> None:
+        parts = urlsplit(server.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SztpError(f"server {server!r} is not an http:// or https:// URL")
+        self.server = server.strip().rstrip("/")
+        self.timeout = timeout
+        # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE override
+        # Session.verify, but not an explicit per-request CA bundle or verify=False.
+        self._verify: bool | str = str(ca_bundle) if ca_bundle is not None else verify
+        self._session = requests.Session()
+        self._auth = _BearerAuth(token) if token else None
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> SztpClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # ---- bulk desired state
+
+    def get_state(self) -> tuple[int, dict[str, dict[str, dict[str, Any]]]]:
+        """The revision and every resource (kind → name → spec, secrets hidden)."""
+        body = self._request("GET", "/state")
+        return int(body["revision"]), body["resources"]
+
+    def apply_state(
+        self,
+        resources: Mapping[str, Mapping[str, Mapping[str, Any]]],
+        *,
+        prune: bool = False,
+        kinds: Sequence[str] | None = None,
+        dry_run: bool = False,
+        if_match: int | None = None,
+    ) -> ApplyResult:
+        """Make the server's state match `resources` (for the kinds it names, or `kinds`) in
+        one transaction; with `prune`, delete what is absent. `dry_run` only plans."""
+        payload: dict[str, Any] = {"resources": resources, "prune": prune}
+        if kinds is not None:
+            payload["kinds"] = list(kinds)
+        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
+        body = self._request(
+            "POST",
+            "/state",
+            params={"dry_run": "true" if dry_run else "false"},
+            json=payload,
+            headers=headers,
+        )
+        return ApplyResult(
+            revision=int(body["revision"]),
+            dry_run=bool(body["dry_run"]),
+            changes=[
+                ResourceChange(
+                    action=change["action"],
+                    kind=change["kind"],
+                    name=change["name"],
+                    before=change.get("before"),
+                    after=change.get("after"),
+                )
+                for change in body["changes"]
+            ],
+        )
+
+    # ---- single resources
+
+    def list(self, kind: str, **filters: str) -> list[dict[str, Any]]:
+        """Resources of `kind` as {name, spec, revision, created_at, updated_at}; devices
+        can be filtered by `status`, `profile` and `model`."""
+        wanted = {key: value for key, value in filters.items() if value is not None}
+        return self._request("GET", f"/{_collection(kind)}", params=wanted)
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        return self._request("GET", _resource_path(kind, name))
+
+    def put(self, kind: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or replace one resource; returns it as stored."""
+        return self._request("PUT", _resource_path(kind, name), json={"spec": spec})
+
+    def delete(self, kind: str, name: str) -> None:
+        self._request("DELETE", _resource_path(kind, name))
+
+    # ---- status
+
+    def device_status(self, serial: str) -> dict[str, Any]:
+        """{serial, status, attempts, last_report}."""
+        return self._request("GET", f"/devices/{quote(serial, safe='')}/status")
+
+    def device_progress(self, serial: str) -> dict[str, Any]:
+        """{serial, attempts: [{attempt, reports: [...]}]}, oldest first."""
+        return self._request("GET", f"/devices/{quote(serial, safe='')}/progress")
+
+    def fleet_status(self) -> dict[str, Any]:
+        """{devices, counts: {status: n}, stalled, recent_errors}."""
+        return self._request("GET", "/status")
+
+    # ---- plumbing
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{self.server}{API}{path}"
+        try:
+            response = self._session.request(
+                method, url, auth=self._auth, verify=self._verify, timeout=self.timeout, **kwargs
+            )
+        except requests.exceptions.SSLError as exc:
+            raise ServerUnreachable(f"TLS with {self.server} failed: {_ssl_reason(exc)}") from None
+        except requests.exceptions.Timeout:
+            raise ServerUnreachable(
+                f"{self.server} did not answer within {self.timeout:g} s"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise ServerUnreachable(f"cannot reach {self.server}: {_reason(exc)}") from None
+        if response.status_code == 204:
+            return None
+        if not response.ok:
+            raise _api_error(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(
+                response.status_code,
+                "invalid-response",
+                f"{url} did not answer with JSON: is it an sztp-server admin API?",
+            ) from None
+
+
+def _collection(kind: str) -> str:
+    try:
+        return COLLECTIONS[kind]
+    except KeyError:
+        raise SztpError(f"unknown kind {kind!r}; use {', '.join(COLLECTIONS)}") from None
+
+
+def _resource_path(kind: str, name: str) -> str:
+    # Serial numbers may hold '/', '?' or spaces: quote everything.
+    return f"/{_collection(kind)}/{quote(name, safe='')}"
+
+
+def _api_error(response: requests.Response) -> ApiError:
+    error_class = _ERRORS_BY_STATUS.get(response.status_code, ApiError)
+    try:
+        error = response.json()["error"]
+        code, message, field = str(error["code"]), str(error["message"]), error.get("field")
+    except (ValueError, KeyError, TypeError):
+        # Not our server's JSON error (a proxy, a load balancer): keep the status line.
+        code, message, field = "http-error", f"{response.reason or 'error'}", None
+    return error_class(response.status_code, code, message, field)
+
+
+def _reason(exc: requests.exceptions.RequestException) -> str:
+    """The operating system's reason ("Connection refused"), not urllib3's wrapper chain."""
+    found = _ERRNO.findall(str(exc))
+    return found[-1].strip() if found else type(exc).__name__
+
+
+def _ssl_reason(exc: requests.exceptions.SSLError) -> str:
+    text = str(exc)
+    match = re.search(r"\[SSL: [A-Z_]+\] ([^(')\]]+)", text) or re.search(
+        r"SSLError\(['\"]?([^'\"()]+)", text
+    )
+    return match.group(1).strip() if match else "handshake failed"

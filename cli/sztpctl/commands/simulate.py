@@ -1,0 +1,138 @@
+"""`sztpctl simulate run`: play an RFC 8572 device against real bootstrap servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .output import read_bytes
+
+app = typer.Typer(help="Simulate an SZTP device (RFC 8572 client).", no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    serial: Annotated[str, typer.Option("--serial", "-s", help="The device's serial number.")],
+    idevid_cert: Annotated[
+        Path, typer.Option(help="PEM IDevID certificate (TLS client certificate), chain after it.")
+    ],
+    idevid_key: Annotated[Path, typer.Option(help="PEM private key of the IDevID.")],
+    trust_anchor: Annotated[
+        list[Path],
+        typer.Option(help="PEM manufacturer trust anchor(s) for ownership vouchers; repeatable."),
+    ],
+    uri: Annotated[
+        list[str] | None,
+        typer.Option(help="Bootstrap server https://host[:port]; repeatable, tried in order."),
+    ] = None,
+    dhcp_option_hex: Annotated[
+        str | None,
+        typer.Option(help="DHCP option 143/136 payload as hex (instead of --uri)."),
+    ] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the HTTP Basic password (user = serial number)."),
+    ] = None,
+    server_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="PEM TLS anchors for bootstrap servers; without it servers are untrusted."
+        ),
+    ] = None,
+    file_server_ca: Annotated[
+        Path | None,
+        typer.Option(help="PEM TLS anchors for image downloads (default: system CAs)."),
+    ] = None,
+    work_dir: Annotated[
+        Path, typer.Option(help="Where the device stores image, scripts and configuration.")
+    ] = Path("sztp-device"),
+    run_scripts: Annotated[
+        bool,
+        typer.Option(
+            "--run-scripts", help="Execute pre/post-configuration scripts (in the work dir)."
+        ),
+    ] = False,
+    hw_model: Annotated[str | None, typer.Option(help="Hardware model sent to the server.")] = None,
+    os_name: Annotated[str | None, typer.Option(help="OS name the device runs now.")] = None,
+    os_version: Annotated[str | None, typer.Option(help="OS version the device runs now.")] = None,
+    nonce: Annotated[
+        bool, typer.Option("--nonce", help="Send a fresh nonce and require it in the voucher.")
+    ] = False,
+    xml: Annotated[bool, typer.Option("--xml", help="Speak RESTCONF XML instead of JSON.")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="HTTP timeout in seconds.")] = 30.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
+) -> None:
+    """Bootstrap a simulated device: discover, verify voucher and signature, download and
+    hash-check the image, write scripts and configuration, report progress.
+
+    Exit status 0 when the device reached bootstrap-complete, 1 otherwise.
+
+    Example:
+
+        sztpctl simulate run --serial SN-0001 --uri https://127.0.0.1:8443
+        --idevid-cert lab-pki/devices/SN-0001/idevid-chain.pem
+        --idevid-key lab-pki/devices/SN-0001/idevid.key
+        --trust-anchor lab-pki/manufacturer/ca.pem --server-ca lab-pki/tls/ca.pem
+    """
+    from cryptography import x509
+    from rich.console import Console
+    from rich.markup import escape
+
+    from ..errors import PkiError, SimulationError
+    from ..protocol import pki, restconf
+    from ..simulator import DeviceIdentity, SimulatorConfig, simulate
+    from .loading import parse_hex
+
+    if bool(uri) == (dhcp_option_hex is not None):
+        raise typer.BadParameter("give --uri (repeatable) or --dhcp-option-hex, exactly one")
+    password = None
+    if password_file is not None:
+        password = read_bytes(password_file).decode("utf-8", "replace").strip("\r\n")
+        if not password:
+            raise SimulationError(f"{password_file} holds no password")
+    anchors: list[x509.Certificate] = []
+    for path in trust_anchor:
+        try:
+            anchors.extend(pki.load_certificates_pem(read_bytes(path)))
+        except PkiError as exc:
+            raise SimulationError(f"{path}: {exc}") from None
+    config = SimulatorConfig(
+        bootstrap_uris=tuple(uri or ()),
+        dhcp_option=parse_hex(dhcp_option_hex, "--dhcp-option-hex") if dhcp_option_hex else None,
+        trust_anchors=tuple(anchors),
+        server_ca=server_ca,
+        file_server_ca=file_server_ca,
+        work_dir=work_dir,
+        run_scripts=run_scripts,
+        wire_format=restconf.WireFormat.XML if xml else restconf.WireFormat.JSON,
+        send_nonce=nonce,
+        timeout=timeout,
+    )
+    identity = DeviceIdentity(
+        serial_number=serial,
+        idevid_certificate=idevid_cert,
+        idevid_key=idevid_key,
+        password=password,
+        hw_model=hw_model,
+        os_name=os_name,
+        os_version=os_version,
+    )
+    console = Console(highlight=False)
+    errors = Console(stderr=True, highlight=False)
+
+    def show(message: str) -> None:
+        if not quiet:
+            console.print(f"[dim]·[/dim] {escape(message)}")
+
+    result = simulate(config, identity, log=show)
+    running = f"{result.os_name or '?'} {result.os_version or '?'}"
+    if result.succeeded:
+        console.print(
+            f"[green]bootstrap complete[/green]: {escape(serial)} runs {escape(running)} "
+            f"after {result.reboots} reboot(s); {len(result.reports)} progress report(s) sent"
+        )
+        return
+    errors.print(f"[red]bootstrap failed[/red]: {escape(result.reason or 'unknown reason')}")
+    raise typer.Exit(1)

@@ -1,0 +1,116 @@
+"""Device status derived from stored `report-progress` reports (pure; server and CLI share it).
+
+A device's reports (oldest first) are grouped into bootstrap *attempts*. An attempt is one
+journey from factory state to a final outcome, and it includes the reboot into a new boot
+image: after `boot-image-installed-rebooting` the device comes back with `bootstrap-initiated`
+and continues the same provisioning, so that report stays in the same attempt. (The YANG
+description calls the post-reboot run a new "bootstrapping attempt"; for an operator, an
+upgrade that succeeded is not a failed attempt, so we count by outcome.) A new attempt starts
+with `bootstrap-initiated` after `bootstrap-complete` or an `*-error`.
+
+Status is decided by the last report: complete, failed, rebooting, or in progress; a device
+that is rebooting or in progress and has been silent for longer than `stall_after` is stalled
+(a reboot that never comes back is stuck too). Datetimes must all be timezone-aware (or all
+naive) so they can be compared.
+"""
+
+import enum
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .protocol.restconf import (
+    BOOT_IMAGE_INSTALLED_REBOOTING,
+    BOOTSTRAP_COMPLETE,
+    BOOTSTRAP_INITIATED,
+    ERROR_PROGRESS_TYPES,
+)
+
+
+class DeviceStatus(enum.StrEnum):
+    """Where a device is in bootstrapping, as shown to operators."""
+
+    NOT_SEEN = "not-seen"
+    IN_PROGRESS = "in-progress"
+    REBOOTING = "rebooting"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    STALLED = "stalled"
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """A progress report as the server stored it; `attempt` counts from 1."""
+
+    received_at: datetime
+    progress_type: str
+    message: str | None
+    source_address: str | None
+    attempt: int
+
+
+@dataclass(frozen=True)
+class DeviceSummary:
+    """A device's status, its latest report and how many attempts it has made (0: none)."""
+
+    status: DeviceStatus
+    last_report: StoredReport | None
+    attempts: int
+
+
+# Outcomes that end an attempt; boot-image-installed-rebooting is terminal for the device's
+# run but not for the attempt (see the module docstring).
+_ATTEMPT_ENDING = ERROR_PROGRESS_TYPES | {BOOTSTRAP_COMPLETE}
+
+
+def derive_status(
+    reports: Sequence[StoredReport], *, now: datetime, stall_after: timedelta
+) -> DeviceStatus:
+    """The status shown for a device with these reports (oldest first) at time `now`.
+
+    Stalled means silent for strictly longer than `stall_after`; complete and failed never
+    become stalled.
+    """
+    if not reports:
+        return DeviceStatus.NOT_SEEN
+    last = reports[-1]
+    if last.progress_type == BOOTSTRAP_COMPLETE:
+        return DeviceStatus.COMPLETE
+    if last.progress_type in ERROR_PROGRESS_TYPES:
+        return DeviceStatus.FAILED
+    if now - last.received_at > stall_after:
+        return DeviceStatus.STALLED
+    if last.progress_type == BOOT_IMAGE_INSTALLED_REBOOTING:
+        return DeviceStatus.REBOOTING
+    return DeviceStatus.IN_PROGRESS
+
+
+def assign_attempt(previous: StoredReport | None, progress_type: str) -> int:
+    """The attempt number of a new report, given the device's previous report (if any)."""
+    if previous is None:
+        return 1
+    if progress_type == BOOTSTRAP_INITIATED and previous.progress_type in _ATTEMPT_ENDING:
+        return previous.attempt + 1
+    return previous.attempt
+
+
+def group_by_attempt(reports: Sequence[StoredReport]) -> list[list[StoredReport]]:
+    """Consecutive reports of the same attempt, in order."""
+    return [list(group) for _, group in itertools.groupby(reports, key=lambda r: r.attempt)]
+
+
+def summarize(
+    reports: Sequence[StoredReport], now: datetime, stall_after: timedelta
+) -> DeviceSummary:
+    """Status, last report and attempt count of a device (reports oldest first).
+
+    The attempt count is the last report's attempt number, so it stays right when older
+    reports have been pruned from storage.
+    """
+    last = reports[-1] if reports else None
+    return DeviceSummary(
+        status=derive_status(reports, now=now, stall_after=stall_after),
+        last_report=last,
+        attempts=last.attempt if last is not None else 0,
+    )

@@ -1,0 +1,83 @@
+"""Plan the changes that turn the actual state into the desired one.
+
+A *state* maps kind → name → canonical spec (see `resources.normalize_spec`). `plan` compares
+two states and returns the creates, updates and deletes in an order that never leaves a
+dangling reference: creates and updates in dependency order, deletes in reverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import ValidationError
+from .resources import KINDS, references
+
+State = Mapping[str, Mapping[str, Mapping[str, Any]]]
+Action = Literal["create", "update", "delete"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One resource change; `spec` is the new spec (None for delete), `before` the old one."""
+
+    action: Action
+    kind: str
+    name: str
+    spec: Mapping[str, Any] | None
+    before: Mapping[str, Any] | None = None
+
+
+def plan(
+    desired: State,
+    actual: State,
+    *,
+    prune: bool = False,
+    kinds: Collection[str] | None = None,
+) -> list[Change]:
+    """Changes from `actual` to `desired` for `kinds` (default: the kinds `desired` names).
+
+    Without `prune`, resources absent from `desired` are left alone.
+    """
+    scope = [kind for kind in KINDS if kind in (kinds if kinds is not None else desired)]
+    upserts: list[Change] = []
+    deletes: list[Change] = []
+    for kind in scope:
+        wanted = desired.get(kind, {})
+        present = actual.get(kind, {})
+        for name in sorted(wanted):
+            before = present.get(name)
+            if before is None:
+                upserts.append(Change("create", kind, name, wanted[name]))
+            elif dict(before) != dict(wanted[name]):
+                upserts.append(Change("update", kind, name, wanted[name], before))
+        if prune:
+            deletes.extend(
+                Change("delete", kind, name, None, present[name])
+                for name in sorted(set(present) - set(wanted))
+            )
+    deletes.sort(key=lambda change: -KINDS.index(change.kind))
+    return upserts + deletes
+
+
+def apply_changes(actual: State, changes: Sequence[Change]) -> dict[str, dict[str, Any]]:
+    """The state after `changes`, computed in memory (for reference checks and dry runs)."""
+    result = {kind: dict(actual.get(kind, {})) for kind in KINDS}
+    for change in changes:
+        if change.action == "delete":
+            result[change.kind].pop(change.name, None)
+        else:
+            result[change.kind][change.name] = change.spec
+    return result
+
+
+def check_references(state: State) -> None:
+    """Every reference names an existing resource; else ValidationError naming the field."""
+    for kind in KINDS:
+        for name, spec in state.get(kind, {}).items():
+            for field, target_kind, target in references(kind, spec):
+                if target not in state.get(target_kind, {}):
+                    raise ValidationError(
+                        f"{kind}[{name}].{field}", f"refers to unknown {target_kind} {target!r}"
+                    )

@@ -1,0 +1,421 @@
+"""The admin resources (trust anchors, owners, images, profiles, devices) and their rules.
+
+A resource is `(kind, name, spec)`; the spec is a JSON object. `normalize_spec` checks a spec
+and returns it in canonical form (defaults filled, certificates re-encoded, hashes lower-case),
+so that two specs mean the same exactly when they compare equal. The server, the fleet file
+and the Ansible modules all go through here, so a rule is written once.
+
+Secrets: a device `password` is turned into `password_hash` on the way in; `password_hash` and
+an owner's `private_key` are never shown (`public_view`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from ..errors import SztpError, ValidationError
+from ..passwords import hash_password, is_password_hash, verify_password
+
+TRUST_ANCHOR: Final = "trust-anchor"
+OWNER: Final = "owner"
+IMAGE: Final = "image"
+PROFILE: Final = "profile"
+DEVICE: Final = "device"
+# Dependency order: a kind may refer only to kinds before it.
+KINDS: Final = (TRUST_ANCHOR, OWNER, IMAGE, PROFILE, DEVICE)
+DEFAULT_OWNER: Final = "default"
+
+Spec = dict[str, Any]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Serial numbers end up in X.509 serialNumber (PrintableString) and in URLs.
+_SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 '()+,\-./:=?]{0,63}")
+_MAC = re.compile(r"[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_MAX_TEXT = 1024 * 1024
+HIDDEN: Final = "<hidden>"
+
+
+def normalize_spec(
+    kind: str, name: str, spec: Mapping[str, Any], current: Mapping[str, Any] | None = None
+) -> Spec:
+    """Check `spec` for a resource of `kind` called `name`; return its canonical form.
+
+    `current` is the stored spec, if any: a device password that still matches its stored hash
+    keeps that hash, so re-applying the same password is not a change.
+    """
+    if kind not in _NORMALIZERS:
+        raise ValidationError("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
+    path = f"{kind}[{name}]"
+    if not isinstance(spec, Mapping):
+        raise ValidationError(path, "must be an object")
+    pattern = _SERIAL if kind == DEVICE else _NAME
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        raise ValidationError(path, "name must be 1-64 letters, digits, '.', '_' or '-'")
+    fields = _Fields(path, spec)
+    normalized = _NORMALIZERS[kind](fields, current or {})
+    fields.reject_unknown()
+    return normalized
+
+
+def references(kind: str, spec: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(field, kind, name) of every resource this spec refers to."""
+    found: list[tuple[str, str, str]] = []
+    if kind == PROFILE:
+        if spec.get("image"):
+            found.append(("image", IMAGE, spec["image"]))
+        if spec.get("signing") == "required":
+            found.append(("owner", OWNER, spec["owner"]))
+    elif kind == DEVICE:
+        if spec.get("profile"):
+            found.append(("profile", PROFILE, spec["profile"]))
+        for index, rule in enumerate(spec.get("selection", [])):
+            found.append((f"selection[{index}].profile", PROFILE, rule["profile"]))
+    return found
+
+
+def public_view(kind: str, spec: Mapping[str, Any]) -> Spec:
+    """The spec as shown to admins, in diffs and in logs: secrets replaced by a marker."""
+    shown = dict(spec)
+    for secret in _SECRET_FIELDS.get(kind, ()):
+        if shown.get(secret) is not None:
+            shown[secret] = HIDDEN
+    return shown
+
+
+_SECRET_FIELDS: dict[str, tuple[str, ...]] = {OWNER: ("private_key",), DEVICE: ("password_hash",)}
+
+
+class _Fields:
+    """Reads typed fields from one spec, naming `kind[name].field` in every error."""
+
+    def __init__(self, path: str, spec: Mapping[str, Any]) -> None:
+        self.path = path
+        self.spec = spec
+        self.seen: set[str] = set()
+
+    def error(self, field: str, message: str) -> ValidationError:
+        return ValidationError(f"{self.path}.{field}", message)
+
+    def get(self, field: str) -> Any:
+        self.seen.add(field)
+        return self.spec.get(field)
+
+    def text(self, field: str, *, required: bool = False, limit: int = 255) -> str | None:
+        value = self.get(field)
+        if value is None:
+            if required:
+                raise self.error(field, "is required")
+            return None
+        if not isinstance(value, str):
+            raise self.error(field, f"must be a string, not {type(value).__name__}")
+        if required and not value.strip():
+            raise self.error(field, "must not be empty")
+        if len(value) > limit:
+            raise self.error(field, f"longer than {limit} characters")
+        return value
+
+    def required_text(self, field: str, *, limit: int = 255) -> str:
+        value = self.text(field, required=True, limit=limit)
+        if value is None:  # text(required=True) has raised already; this narrows the type
+            raise self.error(field, "is required")
+        return value
+
+    def choice(self, field: str, choices: tuple[str, ...], default: str | None) -> str | None:
+        value = self.text(field)
+        if value is None:
+            return default
+        if value not in choices:
+            raise self.error(field, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def reference(self, field: str, *, required: bool = False) -> str | None:
+        value = self.text(field, required=required, limit=64)
+        if value is not None and not _NAME.fullmatch(value):
+            raise self.error(field, f"{value!r} is not a resource name")
+        return value
+
+    def items(self, field: str) -> list[Any]:
+        value = self.get(field)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.error(field, "must be a list")
+        return value
+
+    def reject_unknown(self) -> None:
+        unknown = sorted(set(self.spec) - self.seen)
+        if unknown:
+            raise self.error(unknown[0], "unknown field")
+
+
+def _certificates_pem(fields: _Fields, field: str, *, ca: bool) -> str | None:
+    """PEM certificates re-encoded canonically (so formatting differences are not changes)."""
+    from ..protocol import pki
+
+    text = fields.text(field, limit=_MAX_TEXT)
+    if text is None:
+        return None
+    try:
+        certificates = pki.load_certificates_pem(text.encode())
+    except SztpError as exc:
+        raise fields.error(field, str(exc)) from None
+    if ca:
+        for certificate in certificates:
+            if not _is_ca(certificate):
+                subject = certificate.subject.rfc4514_string()
+                raise fields.error(field, f"{subject} is not a CA certificate")
+    return b"".join(pki.certificate_to_pem(cert) for cert in certificates).decode()
+
+
+def _required_certificates_pem(fields: _Fields, field: str, *, ca: bool) -> str:
+    fields.required_text(field, limit=_MAX_TEXT)
+    pem = _certificates_pem(fields, field, ca=ca)
+    if pem is None:
+        raise fields.error(field, "is required")
+    return pem
+
+
+def _is_ca(certificate: Any) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _trust_anchor(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
+    pattern = fields.text("serial_pattern")
+    if pattern is not None:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise fields.error("serial_pattern", f"not a regular expression: {exc}") from None
+        if "serial" not in compiled.groupindex:
+            raise fields.error("serial_pattern", "needs a named group (?P<serial>...)")
+    return {
+        "certificates": _required_certificates_pem(fields, "certificates", ca=True),
+        "serial_pattern": pattern,
+    }
+
+
+def _owner(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
+    from ..protocol import pki
+
+    chain = _required_certificates_pem(fields, "certificate_chain", ca=False)
+    key_text = fields.text("private_key", limit=64 * 1024)
+    if key_text is not None:
+        try:
+            key = pki.load_private_key_pem(key_text.encode())
+            certificates = pki.load_certificates_pem(chain.encode())
+            pki.Credential(certificates[0], key, tuple(certificates[1:]))
+        except SztpError as exc:
+            # The message names the certificate, never the key material.
+            raise fields.error("private_key", str(exc)) from None
+        key_text = pki.private_key_to_pem(key).decode()
+    return {"certificate_chain": chain, "private_key": key_text}
+
+
+def _image(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
+    from ..protocol import conveyed_info
+
+    uris = fields.items("download_uris")
+    if not uris:
+        raise fields.error("download_uris", "needs at least one URI")
+    digest = fields.required_text("sha256")
+    normalized_digest = digest.replace(":", "").lower()
+    if not _SHA256_HEX.fullmatch(normalized_digest):
+        raise fields.error("sha256", "must be 64 hex digits (colons allowed)")
+    spec: Spec = {
+        "os_name": fields.text("os_name", required=True),
+        "os_version": fields.text("os_version", required=True),
+        "download_uris": uris,
+        "sha256": normalized_digest,
+    }
+    image = conveyed_info.BootImage(
+        os_name=spec["os_name"],
+        os_version=spec["os_version"],
+        download_uris=tuple(uris),
+        sha256=bytes.fromhex(normalized_digest),
+    )
+    _check_conveyed(fields, conveyed_info.OnboardingInformation(boot_image=image))
+    return spec
+
+
+def _check_conveyed(fields: _Fields, information: Any) -> None:
+    from ..protocol import conveyed_info
+
+    try:
+        conveyed_info.validate(information)
+    except ValidationError as exc:
+        raise ValidationError(f"{fields.path} ({exc.field})", exc.message) from None
+
+
+def _profile(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
+    profile_type = fields.choice("type", ("onboarding", "redirect"), None)
+    if profile_type is None:
+        raise fields.error("type", "is required: onboarding or redirect")
+    spec: Spec = {
+        "type": profile_type,
+        "signing": fields.choice("signing", ("required", "when-requested"), "required"),
+        "owner": fields.reference("owner") or DEFAULT_OWNER,
+        "encoding": fields.choice("encoding", ("json", "xml"), "json"),
+        "reporting_level": fields.choice("reporting_level", ("minimal", "verbose"), None),
+    }
+    onboarding_fields = (
+        "image",
+        "configuration",
+        "configuration_handling",
+        "pre_configuration_script",
+        "post_configuration_script",
+    )
+    if profile_type == "redirect":
+        for field in onboarding_fields:
+            if fields.get(field) is not None:
+                raise fields.error(field, "belongs to onboarding profiles, not redirect")
+        spec["bootstrap_servers"] = _bootstrap_servers(fields)
+        return spec
+    if fields.get("bootstrap_servers") is not None:
+        raise fields.error("bootstrap_servers", "belongs to redirect profiles, not onboarding")
+    configuration = fields.text("configuration", limit=_MAX_TEXT)
+    handling = fields.choice("configuration_handling", ("merge", "replace"), None)
+    if handling is not None and configuration is None:
+        raise fields.error("configuration_handling", "needs a configuration")
+    spec.update(
+        image=fields.reference("image"),
+        configuration=configuration,
+        configuration_handling=handling or ("merge" if configuration is not None else None),
+        pre_configuration_script=fields.text("pre_configuration_script", limit=_MAX_TEXT),
+        post_configuration_script=fields.text("post_configuration_script", limit=_MAX_TEXT),
+    )
+    return spec
+
+
+def _bootstrap_servers(fields: _Fields) -> list[Spec]:
+    from ..protocol import conveyed_info
+
+    entries = fields.items("bootstrap_servers")
+    if not entries:
+        raise fields.error("bootstrap_servers", "a redirect profile needs at least one server")
+    servers: list[Spec] = []
+    for index, entry in enumerate(entries):
+        entry_fields = _Fields(f"{fields.path}.bootstrap_servers[{index}]", entry)
+        if not isinstance(entry, Mapping):
+            raise entry_fields.error("address", "each server must be an object")
+        port = entry_fields.get("port")
+        if port is None:
+            port = conveyed_info.DEFAULT_PORT
+        if not isinstance(port, int) or isinstance(port, bool):
+            raise entry_fields.error("port", "must be an integer")
+        servers.append(
+            {
+                "address": entry_fields.text("address", required=True),
+                "port": port,
+                "trust_anchor": _certificates_pem(entry_fields, "trust_anchor", ca=True),
+            }
+        )
+        entry_fields.reject_unknown()
+    information = conveyed_info.RedirectInformation(
+        tuple(
+            conveyed_info.BootstrapServer(address=server["address"], port=server["port"])
+            for server in servers
+        )
+    )
+    _check_conveyed(fields, information)
+    return servers
+
+
+def _device(fields: _Fields, current: Mapping[str, Any]) -> Spec:
+    password = fields.text("password", limit=1024)
+    stored_hash = fields.text("password_hash", limit=512)
+    if password is not None and stored_hash is not None:
+        raise fields.error("password", "give password or password_hash, not both")
+    if stored_hash is not None and not is_password_hash(stored_hash):
+        raise fields.error("password_hash", "is not a password hash made by sztp")
+    mac = fields.text("mac")
+    if mac is not None:
+        mac = mac.lower()
+        if not _MAC.fullmatch(mac):
+            raise fields.error("mac", f"{mac!r} is not a MAC address")
+        mac = ":".join(re.findall("[0-9a-f]{2}", mac))
+    duid = fields.text("duid")
+    if duid is not None:
+        duid = duid.replace(":", "").lower()
+        if not re.fullmatch(r"(?:[0-9a-f]{2}){2,130}", duid):
+            raise fields.error("duid", "must be hex (colons allowed), 2-130 bytes")
+    return {
+        "profile": fields.reference("profile"),
+        "selection": _selection(fields),
+        "model": fields.text("model"),
+        "mac": mac,
+        "duid": duid,
+        "password_hash": _password_hash(password, current) if password is not None else stored_hash,
+        "voucher": _voucher(fields),
+    }
+
+
+def _password_hash(password: str, current: Mapping[str, Any]) -> str:
+    stored = current.get("password_hash")
+    if isinstance(stored, str) and verify_password(password, stored):
+        return stored
+    return hash_password(password)
+
+
+def _voucher(fields: _Fields) -> str | None:
+    """Base64 of the signed voucher; it must parse and name this device."""
+    from ..protocol.voucher import read_voucher
+
+    text = _base64_field(fields, "voucher")
+    if text is None:
+        return None
+    serial = fields.path.removeprefix(f"{DEVICE}[").removesuffix("]")
+    try:
+        voucher = read_voucher(base64.b64decode(text))
+    except SztpError as exc:
+        raise fields.error("voucher", str(exc)) from None
+    if voucher.serial_number != serial:
+        raise fields.error(
+            "voucher", f"is for serial number {voucher.serial_number!r}, not {serial!r}"
+        )
+    return text
+
+
+def _selection(fields: _Fields) -> list[Spec]:
+    rules: list[Spec] = []
+    for index, entry in enumerate(fields.items("selection")):
+        rule_fields = _Fields(f"{fields.path}.selection[{index}]", entry)
+        if not isinstance(entry, Mapping):
+            raise rule_fields.error("profile", "each rule must be an object")
+        rule = {
+            "hw_model": rule_fields.text("hw_model"),
+            "os_name": rule_fields.text("os_name"),
+            "os_version": rule_fields.text("os_version"),
+            "profile": rule_fields.reference("profile", required=True),
+        }
+        rule_fields.reject_unknown()
+        rules.append(rule)
+    return rules
+
+
+def _base64_field(fields: _Fields, field: str) -> str | None:
+    text = fields.text(field, limit=_MAX_TEXT)
+    if text is None:
+        return None
+    try:
+        return base64.b64encode(base64.b64decode(text, validate=True)).decode()
+    except (binascii.Error, ValueError):
+        raise fields.error(field, "must be base64") from None
+
+
+_NORMALIZERS: dict[str, Callable[[_Fields, Mapping[str, Any]], Spec]] = {
+    TRUST_ANCHOR: _trust_anchor,
+    OWNER: _owner,
+    IMAGE: _image,
+    PROFILE: _profile,
+    DEVICE: _device,
+}

@@ -1,0 +1,818 @@
+"""The admin API under `/api/v1`: resources, bulk desired state, status, audit and tokens.
+
+Decisions worth knowing as a client:
+
+- Authentication: `Authorization: Bearer <token>` on every route except `GET /healthz` (for
+  load balancers) and `GET /api/v1/openapi.json` (the document holds no data). A `read-only`
+  token may only read (GET/HEAD); everything else needs an `admin` token.
+- Every error is JSON: `{"error": {"code": ..., "message": ..., "field": ...?}}`. Bad input is
+  always a 4xx and leaves the stored state unchanged.
+- The ETag is the revision of the whole state (`"<revision>"`): every resource and bulk
+  response carries it, and every write honours `If-Match` (412 when the state has moved on).
+  Without `If-Match`, writes made concurrently on this instance are serialised, and a write
+  that races another instance is recomputed on the new state.
+- Secrets never leave the server: an owner's `private_key` and a device's `password_hash` are
+  shown as `"<hidden>"`. Sending `"<hidden>"` back in a write keeps the stored secret, so
+  `GET /state` followed by `POST /state` with the same document changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from sztpctl.errors import SztpError, ValidationError
+from sztpctl.progress import DeviceStatus, StoredReport, derive_status, group_by_attempt, summarize
+from sztpctl.state.plan import Change, apply_changes, check_references, plan
+from sztpctl.state.resources import (
+    DEVICE,
+    HIDDEN,
+    IMAGE,
+    KINDS,
+    OWNER,
+    PROFILE,
+    TRUST_ANCHOR,
+    normalize_spec,
+    public_view,
+)
+
+from .context import ServerContext, Snapshot
+from .openapi import openapi_document
+from .store.base import utc_now
+from .store.errors import ConflictError, NotFoundError, StoreError
+from .store.model import ProgressRecord, StoredResource, TokenRecord
+from .tokens import ADMIN, ROLES, TOKEN_NAME_PATTERN, hash_token, new_token_record
+
+LOG = logging.getLogger(__name__)
+
+API = "/api/v1"
+COLLECTIONS: Mapping[str, str] = {
+    "trust-anchors": TRUST_ANCHOR,
+    "owners": OWNER,
+    "images": IMAGE,
+    "profiles": PROFILE,
+    "devices": DEVICE,
+}
+# The bulk endpoint carries the whole fleet: 10,000 devices with vouchers is tens of MiB.
+DEFAULT_MAX_BULK_BYTES = 64 * 1024 * 1024
+MAX_AUDIT_LIMIT = 1000
+MAX_PROGRESS_LIMIT = 10000
+JSON_TYPE = "application/json"
+STATUSES = tuple(status.value for status in DeviceStatus)
+RECENT_ERRORS = 50
+VOUCHER_TYPES = ("application/voucher-cms+json", "application/octet-stream")
+# Secret fields: shown as HIDDEN, and HIDDEN in a write means "keep the stored value".
+SECRET_FIELDS: Mapping[str, str] = {OWNER: "private_key", DEVICE: "password_hash"}
+_PUBLIC_ROUTES = frozenset({"/healthz", f"{API}/openapi.json"})
+_READ_METHODS = frozenset({"GET", "HEAD"})
+_CALLER = web.RequestKey("caller", TokenRecord)
+_ERROR_CODES = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    412: "precondition-failed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "validation-error",
+    503: "unavailable",
+}
+_COMMIT_ATTEMPTS = 3
+
+
+class ApiError(Exception):
+    """An error answered as-is: HTTP status, error code, message, optional field."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        return error_response(self.status, self.message, field=self.field, headers=self.headers)
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    error: dict[str, Any] = {"code": _ERROR_CODES.get(status, "internal-error"), "message": message}
+    if field is not None:
+        error["field"] = field
+    return web.json_response({"error": error}, status=status, headers=headers)
+
+
+def build_admin_app(
+    context: ServerContext, *, max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES
+) -> web.Application:
+    """The admin application; `max_bulk_bytes` bounds `POST /api/v1/state` bodies, every other
+    body is bounded by `context.config.max_body_bytes`."""
+    api = _AdminApi(context, max_bulk_bytes)
+    app = web.Application(
+        middlewares=[_error_middleware, api.auth_middleware],
+        client_max_size=max(max_bulk_bytes, context.config.max_body_bytes),
+    )
+    kinds = "|".join(COLLECTIONS)
+    collection = f"{API}/{{collection:{kinds}}}"
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get(f"{API}/openapi.json", api.openapi)
+    app.router.add_get(f"{API}/state", api.get_state)
+    app.router.add_post(f"{API}/state", api.post_state)
+    app.router.add_get(f"{API}/status", api.fleet_status)
+    app.router.add_get(f"{API}/audit", api.audit)
+    app.router.add_get(f"{API}/tokens", api.list_tokens)
+    app.router.add_post(f"{API}/tokens", api.create_token)
+    app.router.add_delete(f"{API}/tokens/{{name}}", api.delete_token)
+    app.router.add_put(f"{API}/devices/{{name}}/voucher", api.put_voucher)
+    app.router.add_delete(f"{API}/devices/{{name}}/voucher", api.delete_voucher)
+    app.router.add_get(f"{API}/devices/{{name}}/status", api.device_status)
+    app.router.add_get(f"{API}/devices/{{name}}/progress", api.device_progress)
+    app.router.add_get(collection, api.list_resources)
+    app.router.add_post(collection, api.create_resource)
+    app.router.add_get(f"{collection}/{{name}}", api.get_resource)
+    app.router.add_put(f"{collection}/{{name}}", api.put_resource)
+    app.router.add_delete(f"{collection}/{{name}}", api.delete_resource)
+    return app
+
+
+@web.middleware
+async def _error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every failure becomes a JSON error; only a bug gives a 500, logged, without details."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except ValidationError as exc:
+        return error_response(422, exc.message, field=exc.field)
+    except ConflictError as exc:
+        return error_response(409, str(exc))
+    except NotFoundError as exc:
+        return error_response(404, str(exc))
+    except StoreError as exc:
+        LOG.error("admin API %s %s: store unavailable: %s", request.method, request.path, exc)
+        return error_response(503, "the state store is unavailable; retry later")
+    except SztpError as exc:
+        return error_response(422, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, _http_message(exc), headers=headers)
+    except Exception:
+        LOG.exception("admin API %s %s failed", request.method, request.path)
+        return error_response(500, "internal error; the server log has the details")
+
+
+def _http_message(exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return "no such route"
+    if exc.status == 405:
+        return "method not allowed on this route"
+    return exc.reason
+
+
+@dataclass(frozen=True)
+class _Commit:
+    revision: int
+    changes: list[Change]
+
+
+class _AdminApi:
+    def __init__(self, context: ServerContext, max_bulk_bytes: int) -> None:
+        self.context = context
+        self.store = context.store
+        self.max_body_bytes = context.config.max_body_bytes
+        self.max_bulk_bytes = max_bulk_bytes
+        self.write_lock = asyncio.Lock()
+        self.openapi_body = json.dumps(openapi_document())
+
+    # ---- authentication
+
+    @web.middleware
+    async def auth_middleware(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        if request.path in _PUBLIC_ROUTES and request.method in _READ_METHODS:
+            return await handler(request)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(
+                401,
+                "this route needs an API token: Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": 'Bearer realm="sztp"'},
+            )
+        record = self.store.find_token(hash_token(token))
+        if record is None:
+            raise ApiError(
+                401,
+                "the API token is not valid",
+                headers={"WWW-Authenticate": 'Bearer realm="sztp", error="invalid_token"'},
+            )
+        if record.role != ADMIN and request.method not in _READ_METHODS:
+            raise ApiError(403, f"a {record.role} token cannot change anything")
+        request[_CALLER] = record
+        return await handler(request)
+
+    # ---- public routes
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        self.store.revision()  # proves the store answers; a StoreError becomes a 503
+        return web.json_response({"status": "ok"})
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        return web.Response(text=self.openapi_body, content_type=JSON_TYPE)
+
+    # ---- resources
+
+    async def list_resources(self, request: web.Request) -> web.Response:
+        kind = COLLECTIONS[request.match_info["collection"]]
+        revision = self.store.revision()
+        resources = self.store.list(kind)
+        if kind == DEVICE:
+            resources = self._filter_devices(request, resources)
+        return _json([_resource_view(resource) for resource in resources], revision=revision)
+
+    def _filter_devices(
+        self, request: web.Request, devices: list[StoredResource]
+    ) -> list[StoredResource]:
+        for field in ("profile", "model"):
+            wanted = request.query.get(field)
+            if wanted is not None:
+                devices = [device for device in devices if device.spec.get(field) == wanted]
+        wanted_status = request.query.get("status")
+        if wanted_status is None:
+            return devices
+        if wanted_status not in STATUSES:
+            raise ApiError(400, f"must be one of {', '.join(STATUSES)}", field="status")
+        latest = self.store.latest_reports()
+        stall_after = self._stall_after()
+        return [
+            device
+            for device in devices
+            if _status(latest.get(device.name), stall_after) == wanted_status
+        ]
+
+    def _stall_after(self) -> timedelta:
+        return timedelta(minutes=self.context.config.stall_after_minutes)
+
+    async def get_resource(self, request: web.Request) -> web.Response:
+        kind, name = self._kind_and_name(request)
+        revision = self.store.revision()
+        resource = self.store.get(kind, name)
+        if resource is None:
+            raise ApiError(404, f"no {kind} named {name!r}")
+        return _json(_resource_view(resource), revision=revision)
+
+    async def create_resource(self, request: web.Request) -> web.Response:
+        kind = COLLECTIONS[request.match_info["collection"]]
+        body = _object(await self._read_json(request, self.max_body_bytes), "body")
+        _only(body, "body", ("name", "spec"))
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise ValidationError("name", "is required and must be a string")
+        spec = _object(body.get("spec"), "spec")
+
+        def compute(snapshot: Snapshot) -> list[Change]:
+            if snapshot.get(kind, name) is not None:
+                raise ApiError(409, f"{kind} {name!r} exists; use PUT to replace it")
+            normalized = normalize_spec(kind, name, _restore_secrets(kind, name, spec, None))
+            return _checked(snapshot, [Change("create", kind, name, normalized)])
+
+        commit = await self._commit(request, compute)
+        response = self._resource_response(kind, name, commit.revision, status=201)
+        response.headers["Location"] = f"{API}/{request.match_info['collection']}/{name}"
+        return response
+
+    async def put_resource(self, request: web.Request) -> web.Response:
+        kind, name = self._kind_and_name(request)
+        body = _object(await self._read_json(request, self.max_body_bytes), "body")
+        _only(body, "body", ("name", "spec"))
+        if "name" in body and body["name"] != name:
+            raise ValidationError("name", "differs from the name in the URL")
+        spec = _object(body.get("spec"), "spec")
+
+        def compute(snapshot: Snapshot) -> list[Change]:
+            current = snapshot.get(kind, name)
+            wanted = _restore_secrets(kind, name, spec, current)
+            normalized = normalize_spec(kind, name, wanted, current)
+            if current is None:
+                return _checked(snapshot, [Change("create", kind, name, normalized)])
+            if dict(current) == normalized:
+                return []
+            return _checked(snapshot, [Change("update", kind, name, normalized, current)])
+
+        commit = await self._commit(request, compute)
+        created = any(change.action == "create" for change in commit.changes)
+        return self._resource_response(kind, name, commit.revision, status=201 if created else 200)
+
+    async def delete_resource(self, request: web.Request) -> web.Response:
+        kind, name = self._kind_and_name(request)
+
+        def compute(snapshot: Snapshot) -> list[Change]:
+            current = snapshot.get(kind, name)
+            if current is None:
+                raise ApiError(404, f"no {kind} named {name!r}")
+            changes = [Change("delete", kind, name, None, current)]
+            try:
+                check_references(apply_changes(snapshot.state, changes))
+            except ValidationError as exc:
+                raise ApiError(
+                    409, f"{kind} {name!r} is still in use: {exc.field}", field=exc.field
+                ) from None
+            return changes
+
+        commit = await self._commit(request, compute)
+        return web.Response(status=204, headers=_etag(commit.revision))
+
+    def _resource_response(
+        self, kind: str, name: str, revision: int, *, status: int
+    ) -> web.Response:
+        resource = self.store.get(kind, name)
+        if resource is None:  # deleted by another instance in the meantime
+            raise ApiError(409, f"{kind} {name!r} was deleted concurrently")
+        return _json(_resource_view(resource), status=status, revision=revision)
+
+    @staticmethod
+    def _kind_and_name(request: web.Request) -> tuple[str, str]:
+        return COLLECTIONS[request.match_info["collection"]], request.match_info["name"]
+
+    # ---- device extras
+
+    async def put_voucher(self, request: web.Request) -> web.Response:
+        serial = request.match_info["name"]
+        if request.content_type not in VOUCHER_TYPES:
+            raise ApiError(415, f"send the signed voucher (DER) as {' or '.join(VOUCHER_TYPES)}")
+        der = await _read_body(request, self.max_body_bytes)
+        if not der:
+            raise ValidationError(f"{DEVICE}[{serial}].voucher", "the body is empty")
+        encoded = base64.b64encode(der).decode()
+
+        def compute(snapshot: Snapshot) -> list[Change]:
+            current = self._device(snapshot, serial)
+            normalized = normalize_spec(DEVICE, serial, {**current, "voucher": encoded}, current)
+            if dict(current) == normalized:
+                return []
+            return [Change("update", DEVICE, serial, normalized, current)]
+
+        commit = await self._commit(request, compute)
+        return self._resource_response(DEVICE, serial, commit.revision, status=200)
+
+    async def delete_voucher(self, request: web.Request) -> web.Response:
+        serial = request.match_info["name"]
+
+        def compute(snapshot: Snapshot) -> list[Change]:
+            current = self._device(snapshot, serial)
+            if current.get("voucher") is None:
+                return []
+            return [Change("update", DEVICE, serial, {**current, "voucher": None}, current)]
+
+        commit = await self._commit(request, compute)
+        return web.Response(status=204, headers=_etag(commit.revision))
+
+    async def device_status(self, request: web.Request) -> web.Response:
+        serial = request.match_info["name"]
+        self._device(self._fresh_snapshot(), serial)
+        reports = self.store.reports(serial, limit=self.context.config.reports_per_device)
+        summary = summarize([_stored(record) for record in reports], utc_now(), self._stall_after())
+        return web.json_response(
+            {
+                "serial": serial,
+                "status": summary.status.value,
+                "attempts": summary.attempts,
+                "last_report": _report_view(reports[-1]) if reports else None,
+            }
+        )
+
+    async def device_progress(self, request: web.Request) -> web.Response:
+        serial = request.match_info["name"]
+        limit = _int_query(request, "limit", default=1000, maximum=MAX_PROGRESS_LIMIT)
+        self._device(self._fresh_snapshot(), serial)
+        records = self.store.reports(serial, limit=limit)
+        # group_by_attempt keeps the order, so the records can be handed out alongside.
+        in_order = iter(records)
+        attempts = [
+            {"attempt": group[0].attempt, "reports": [_report_view(next(in_order)) for _ in group]}
+            for group in group_by_attempt([_stored(record) for record in records])
+        ]
+        return web.json_response({"serial": serial, "attempts": attempts})
+
+    async def fleet_status(self, _request: web.Request) -> web.Response:
+        serials = [device.name for device in self.store.list(DEVICE)]
+        latest = self.store.latest_reports()
+        stall_after = self._stall_after()
+        counts = dict.fromkeys(STATUSES, 0)
+        stalled: list[dict[str, Any]] = []
+        errors: list[ProgressRecord] = []
+        for serial in serials:
+            report = latest.get(serial)
+            derived = _status(report, stall_after)
+            counts[derived] += 1
+            if report is not None and derived == DeviceStatus.STALLED.value:
+                stalled.append({"serial": serial, "last_report": _report_view(report)})
+            elif report is not None and derived == DeviceStatus.FAILED.value:
+                errors.append(report)
+        errors.sort(key=lambda report: report.received_at, reverse=True)
+        return web.json_response(
+            {
+                "devices": len(serials),
+                "counts": counts,
+                "stalled": stalled,
+                "recent_errors": [_report_view(report) for report in errors[:RECENT_ERRORS]],
+            }
+        )
+
+    @staticmethod
+    def _device(snapshot: Snapshot, serial: str) -> Mapping[str, Any]:
+        device = snapshot.device(serial)
+        if device is None:
+            raise ApiError(404, f"no device with serial number {serial!r}")
+        return device
+
+    # ---- bulk desired state
+
+    async def get_state(self, _request: web.Request) -> web.Response:
+        snapshot = self._fresh_snapshot()
+        resources = {
+            kind: {
+                name: public_view(kind, spec)
+                for name, spec in sorted(snapshot.state.get(kind, {}).items())
+            }
+            for kind in KINDS
+        }
+        return _json({"revision": snapshot.revision, "resources": resources}, snapshot.revision)
+
+    async def post_state(self, request: web.Request) -> web.Response:
+        dry_run = _bool_query(request, "dry_run")
+        body = _object(await self._read_json(request, self.max_bulk_bytes), "body")
+        _only(body, "body", ("resources", "prune", "kinds"))
+        resources = _desired_resources(body.get("resources"))
+        prune = body.get("prune", False)
+        if not isinstance(prune, bool):
+            raise ValidationError("prune", "must be true or false")
+        kinds = _kinds_scope(body.get("kinds"), resources)
+
+        def compute(snapshot: Snapshot) -> list[Change]:
+            desired = {
+                kind: _normalize_desired(kind, specs, snapshot.state.get(kind, {}))
+                for kind, specs in resources.items()
+            }
+            changes = plan(desired, snapshot.state, prune=prune, kinds=kinds)
+            return _checked(snapshot, changes)
+
+        if dry_run:
+            snapshot = self._fresh_snapshot()
+            _expected_revision(request, snapshot.revision)
+            changes = await asyncio.to_thread(compute, snapshot)
+            commit = _Commit(snapshot.revision, changes)
+        else:
+            commit = await self._commit(request, compute)
+        body_out = {
+            "revision": commit.revision,
+            "dry_run": dry_run,
+            "changes": [_change_view(change) for change in commit.changes],
+        }
+        return _json(body_out, commit.revision)
+
+    # ---- audit and tokens
+
+    async def audit(self, request: web.Request) -> web.Response:
+        limit = _int_query(request, "limit", default=100, maximum=MAX_AUDIT_LIMIT)
+        after_id = _int_query(request, "after_id", default=None, minimum=0)
+        entries = self.store.audit(limit=limit, after_id=after_id)
+        return web.json_response(
+            {
+                "entries": [
+                    {
+                        "id": entry.id,
+                        "at": _time(entry.at),
+                        "actor": entry.actor,
+                        "action": entry.action,
+                        "kind": entry.kind,
+                        "name": entry.name,
+                        "detail": dict(entry.detail),
+                    }
+                    for entry in entries
+                ]
+            }
+        )
+
+    async def list_tokens(self, _request: web.Request) -> web.Response:
+        return web.json_response({"tokens": [_token_view(token) for token in self.store.tokens()]})
+
+    async def create_token(self, request: web.Request) -> web.Response:
+        body = _object(await self._read_json(request, self.max_body_bytes), "body")
+        _only(body, "body", ("name", "role"))
+        name, role = body.get("name"), body.get("role", ADMIN)
+        if not isinstance(name, str) or not TOKEN_NAME_PATTERN.fullmatch(name):
+            raise ValidationError("name", "must be 1-64 letters, digits, '.', '_' or '-'")
+        if role not in ROLES:
+            raise ValidationError("role", f"must be one of {', '.join(ROLES)}")
+        token, record = new_token_record(name, role)
+        try:
+            self.store.add_token(record)
+        except ConflictError:
+            raise ApiError(409, f"a token named {name!r} exists", field="name") from None
+        LOG.info("API token %r (%s) created by %r", name, role, request[_CALLER].name)
+        return web.json_response({**_token_view(record), "token": token}, status=201)
+
+    async def delete_token(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        tokens = {token.name: token for token in self.store.tokens()}
+        if name not in tokens:
+            raise ApiError(404, f"no token named {name!r}")
+        admins = [token for token in tokens.values() if token.role == ADMIN]
+        if tokens[name].role == ADMIN and len(admins) == 1:
+            raise ApiError(409, "this is the last admin token; create another one first")
+        if not self.store.delete_token(name):
+            raise ApiError(404, f"no token named {name!r}")
+        LOG.info("API token %r deleted by %r", name, request[_CALLER].name)
+        return web.Response(status=204)
+
+    # ---- plumbing
+
+    def _fresh_snapshot(self) -> Snapshot:
+        """The snapshot at the store's current revision (admin reads must not lag)."""
+        snapshot = self.context.snapshot()
+        if self.store.revision() != snapshot.revision:
+            snapshot = self.context.refresh()
+        return snapshot
+
+    async def _commit(
+        self, request: web.Request, compute: Callable[[Snapshot], list[Change]]
+    ) -> _Commit:
+        """Compute changes on the current state and store them atomically.
+
+        `compute` runs in a worker thread (normalising specs can be CPU-heavy) and may raise
+        to refuse the write. A revision race with another server instance recomputes on the
+        new state, unless the client pinned the revision with If-Match (412 then).
+        """
+        actor = request[_CALLER].name
+        async with self.write_lock:
+            for _attempt in range(_COMMIT_ATTEMPTS):
+                snapshot = self._fresh_snapshot()
+                pinned = _expected_revision(request, snapshot.revision)
+                changes = await asyncio.to_thread(compute, snapshot)
+                if not changes:
+                    return _Commit(snapshot.revision, changes)
+                try:
+                    revision = await asyncio.to_thread(
+                        self.store.apply,
+                        changes,
+                        actor=actor,
+                        expected_revision=snapshot.revision,
+                        audit_details=[_audit_detail(change) for change in changes],
+                    )
+                except ConflictError:
+                    if self.store.revision() == snapshot.revision:
+                        raise
+                    if pinned is not None:
+                        _expected_revision(request, self.store.revision())
+                    continue
+                await asyncio.to_thread(self.context.refresh)
+                return _Commit(revision, changes)
+        raise ApiError(409, "the state kept changing during this write; retry")
+
+    async def _read_json(self, request: web.Request, limit: int) -> Any:
+        if request.content_type != JSON_TYPE:
+            raise ApiError(415, f"send the body as {JSON_TYPE}")
+        raw = await _read_body(request, limit)
+        try:
+            document = json.loads(raw, parse_constant=_reject_constant)
+            # Lone surrogates (\ud800) parse but cannot be encoded: refuse them here.
+            json.dumps(document, ensure_ascii=False).encode()
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, f"the body is not valid JSON: {exc.msg} at {exc.pos}") from None
+        except (ValueError, RecursionError):
+            raise ApiError(400, "the body is not valid JSON (UTF-8, no NaN)") from None
+        return document
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    too_large = ApiError(413, f"the body is larger than {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _object(value: Any, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValidationError(field, "must be an object")
+    return value
+
+
+def _only(body: Mapping[str, Any], field: str, allowed: Sequence[str]) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ValidationError(unknown[0], f"unknown field in {field}")
+
+
+def _int_query(
+    request: web.Request, name: str, *, default: int | None, minimum: int = 1, maximum: int = 2**62
+) -> int | None:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise ApiError(400, "must be a non-negative integer", field=name)
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise ApiError(400, f"must be between {minimum} and {maximum}", field=name)
+    return value
+
+
+def _bool_query(request: web.Request, name: str) -> bool:
+    text = request.query.get(name, "false")
+    if text not in ("true", "false"):
+        raise ApiError(400, "must be true or false", field=name)
+    return text == "true"
+
+
+def _expected_revision(request: web.Request, current: int) -> int | None:
+    """The revision If-Match pins (None without one); 412 when it is not the current one."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    tags = {tag.strip() for tag in header.split(",")}
+    if "*" in tags:
+        return None
+    if f'"{current}"' in tags:
+        return current
+    raise ApiError(
+        412,
+        f"the state is at revision {current}, not the one If-Match names",
+        headers=_etag(current),
+    )
+
+
+def _restore_secrets(
+    kind: str, name: str, spec: Mapping[str, Any], current: Mapping[str, Any] | None
+) -> Mapping[str, Any]:
+    """Replace a secret field's HIDDEN marker with the stored secret."""
+    field = SECRET_FIELDS.get(kind)
+    if field is None or spec.get(field) != HIDDEN:
+        return spec
+    stored = (current or {}).get(field)
+    if stored is None:
+        raise ValidationError(
+            f"{kind}[{name}].{field}", f"{HIDDEN} keeps the stored value, but none is stored"
+        )
+    return {**spec, field: stored}
+
+
+def _desired_resources(value: Any) -> dict[str, dict[str, Any]]:
+    resources = _object({} if value is None else value, "resources")
+    for kind, specs in resources.items():
+        if kind not in KINDS:
+            raise ValidationError(f"resources.{kind}", f"unknown kind; use {', '.join(KINDS)}")
+        _object(specs, f"resources.{kind}")
+    return resources
+
+
+def _kinds_scope(value: Any, resources: Mapping[str, Any]) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(kind, str) for kind in value):
+        raise ValidationError("kinds", "must be a list of kinds")
+    for kind in value:
+        if kind not in KINDS:
+            raise ValidationError("kinds", f"{kind!r} is not one of {', '.join(KINDS)}")
+    for kind in resources:
+        if kind not in value:
+            raise ValidationError(f"resources.{kind}", "is outside the 'kinds' scope")
+    return value
+
+
+def _normalize_desired(
+    kind: str, specs: Mapping[str, Any], stored: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Mapping[str, Any]]:
+    """Canonical desired specs of one kind. A spec equal to the stored (canonical) spec is
+    canonical already and skips normalisation: a no-op re-apply of 10,000 devices stays fast."""
+    desired: dict[str, Mapping[str, Any]] = {}
+    for name, spec in specs.items():
+        current = stored.get(name)
+        if not isinstance(spec, dict):
+            raise ValidationError(f"{kind}[{name}]", "must be an object")
+        wanted = _restore_secrets(kind, name, spec, current)
+        if current is not None and dict(current) == wanted:
+            desired[name] = current
+        else:
+            desired[name] = normalize_spec(kind, name, wanted, current)
+    return desired
+
+
+def _checked(snapshot: Snapshot, changes: list[Change]) -> list[Change]:
+    check_references(apply_changes(snapshot.state, changes))
+    return changes
+
+
+def _audit_detail(change: Change) -> dict[str, Any]:
+    detail: dict[str, Any] = {}
+    if change.before is not None:
+        detail["before"] = public_view(change.kind, change.before)
+    if change.spec is not None:
+        detail["after"] = public_view(change.kind, change.spec)
+    return detail
+
+
+def _change_view(change: Change) -> dict[str, Any]:
+    return {
+        "action": change.action,
+        "kind": change.kind,
+        "name": change.name,
+        "before": None if change.before is None else public_view(change.kind, change.before),
+        "after": None if change.spec is None else public_view(change.kind, change.spec),
+    }
+
+
+def _resource_view(resource: StoredResource) -> dict[str, Any]:
+    return {
+        "name": resource.name,
+        "spec": public_view(resource.kind, resource.spec),
+        "revision": resource.revision,
+        "created_at": _time(resource.created_at),
+        "updated_at": _time(resource.updated_at),
+    }
+
+
+def _stored(record: ProgressRecord) -> StoredReport:
+    return StoredReport(
+        received_at=record.received_at,
+        progress_type=record.progress_type,
+        message=record.message,
+        source_address=record.source_address,
+        attempt=record.attempt,
+    )
+
+
+def _status(latest: ProgressRecord | None, stall_after: timedelta) -> str:
+    """Derived status from the latest report alone (all that `derive_status` looks at)."""
+    reports = [_stored(latest)] if latest is not None else []
+    return derive_status(reports, now=utc_now(), stall_after=stall_after).value
+
+
+def _report_view(record: ProgressRecord) -> dict[str, Any]:
+    return {
+        "serial": record.serial,
+        "received_at": _time(record.received_at),
+        "progress_type": record.progress_type,
+        "message": record.message,
+        "source_address": record.source_address,
+        "attempt": record.attempt,
+        "ssh_host_keys": [
+            {"algorithm": algorithm, "key_data": key} for algorithm, key in record.ssh_host_keys
+        ],
+    }
+
+
+def _token_view(token: TokenRecord) -> dict[str, Any]:
+    return {"name": token.name, "role": token.role, "created_at": _time(token.created_at)}
+
+
+def _time(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _etag(revision: int) -> dict[str, str]:
+    return {"ETag": f'"{revision}"'}
+
+
+def _json(data: Any, revision: int, *, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers=_etag(revision))

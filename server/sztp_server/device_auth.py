@@ -1,0 +1,165 @@
+"""Who is this device? IDevID client certificate (direct TLS or a trusted proxy) or HTTP Basic.
+
+Every failure looks the same to the device (one `access-denied`), so a caller cannot learn
+which serial numbers exist; the precise reason goes to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import os
+import threading
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from sztpctl.errors import SztpError
+from sztpctl.passwords import verify_password
+from sztpctl.protocol import certs, pki
+
+from .config import ServerConfig
+from .context import Snapshot
+
+# Bounds for the memo of verified identities, so a flood of distinct certificates or
+# passwords cannot grow memory without limit.
+_MEMO_LIMIT = 50_000
+
+
+class AuthenticationFailed(SztpError):
+    """The request does not prove a device identity; the message is for the log only."""
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    """What the transport knows: the remote address, the TLS client certificate (DER)."""
+
+    remote: str | None
+    client_certificate: bytes | None
+    headers: dict[str, str]
+
+
+class DeviceAuthenticator:
+    def __init__(self, config: ServerConfig) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self._certificate_memo: dict[tuple[int, bytes], str] = {}
+        self._password_memo: dict[tuple[int, str], bytes] = {}
+        # Password memo entries are HMACs under a per-process key: nothing stored in memory
+        # lets anyone recover or test a password without this process's key.
+        self._memo_key = os.urandom(32)
+
+    async def authenticate(self, snapshot: Snapshot, peer: PeerInfo) -> str:
+        """The device serial number, or AuthenticationFailed."""
+        certificate_serial = self._certificate_identity(snapshot, peer)
+        authorization = peer.headers.get("Authorization")
+        password_serial = None
+        if authorization is not None:
+            password_serial = await self._password_identity(snapshot, authorization)
+        if certificate_serial and password_serial and certificate_serial != password_serial:
+            raise AuthenticationFailed(
+                f"client certificate names {certificate_serial} but Basic auth {password_serial}"
+            )
+        serial = certificate_serial or password_serial
+        if serial is None:
+            raise AuthenticationFailed("no client certificate and no Basic credentials")
+        if snapshot.device(serial) is None:
+            raise AuthenticationFailed(f"device {serial} authenticated but is not known")
+        return serial
+
+    def _certificate_der(self, peer: PeerInfo) -> bytes | None:
+        header = peer.headers.get(self._config.client_cert_header)
+        if header is None:
+            return peer.client_certificate
+        if not self._from_trusted_proxy(peer.remote):
+            raise AuthenticationFailed(
+                f"{self._config.client_cert_header} header from untrusted address {peer.remote}"
+            )
+        try:
+            certificates = pki.load_certificates_pem(unquote(header).encode())
+        except SztpError as exc:
+            raise AuthenticationFailed(f"client certificate header: {exc}") from None
+        return certificates[0].public_bytes(Encoding.DER)
+
+    def _from_trusted_proxy(self, remote: str | None) -> bool:
+        if remote is None:
+            return False
+        try:
+            address = ipaddress.ip_address(remote)
+        except ValueError:
+            return False
+        return any(address in network for network in self._config.trusted_proxies)
+
+    def _certificate_identity(self, snapshot: Snapshot, peer: PeerInfo) -> str | None:
+        der = self._certificate_der(peer)
+        if der is None:
+            return None
+        memo_key = (snapshot.revision, der)
+        with self._lock:
+            known = self._certificate_memo.get(memo_key)
+        if known is not None:
+            return known
+        try:
+            certificate = x509.load_der_x509_certificate(der)
+        except ValueError:
+            raise AuthenticationFailed("client certificate is not valid DER") from None
+        serial = _serial_from_trusted_certificate(snapshot, certificate)
+        with self._lock:
+            if len(self._certificate_memo) >= _MEMO_LIMIT:
+                self._certificate_memo.clear()
+            self._certificate_memo[memo_key] = serial
+        return serial
+
+    async def _password_identity(self, snapshot: Snapshot, authorization: str) -> str:
+        scheme, _, encoded = authorization.partition(" ")
+        if scheme.lower() != "basic":
+            raise AuthenticationFailed(f"unsupported authorization scheme {scheme!r}")
+        try:
+            serial, separator, password = (
+                base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+            )
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise AuthenticationFailed("malformed Basic credentials") from None
+        if not separator:
+            raise AuthenticationFailed("malformed Basic credentials")
+        device = snapshot.device(serial)
+        stored = device.get("password_hash") if device is not None else None
+        if not stored:
+            raise AuthenticationFailed(f"no password login for {serial!r}")
+        fingerprint = hmac.new(self._memo_key, f"{stored}\0{password}".encode(), hashlib.sha256)
+        memo_key = (snapshot.revision, serial)
+        with self._lock:
+            remembered = self._password_memo.get(memo_key)
+        if remembered is not None and hmac.compare_digest(remembered, fingerprint.digest()):
+            return serial
+        # scrypt is deliberately slow: keep it off the event loop.
+        if not await asyncio.to_thread(verify_password, password, stored):
+            raise AuthenticationFailed(f"wrong password for {serial!r}")
+        with self._lock:
+            if len(self._password_memo) >= _MEMO_LIMIT:
+                self._password_memo.clear()
+            self._password_memo[memo_key] = fingerprint.digest()
+        return serial
+
+
+def _serial_from_trusted_certificate(snapshot: Snapshot, certificate: x509.Certificate) -> str:
+    reasons = []
+    for anchor in snapshot.trust_anchors:
+        try:
+            certs.verify_chain(certificate, trust_anchors=anchor.certificates)
+        except SztpError as exc:
+            reasons.append(f"{anchor.name}: {exc}")
+            continue
+        try:
+            return pki.serial_from_certificate(certificate, anchor.serial_pattern)
+        except SztpError as exc:
+            raise AuthenticationFailed(f"client certificate: {exc}") from None
+    subject = certificate.subject.rfc4514_string()
+    detail = "; ".join(reasons) or "no trust anchors are configured"
+    raise AuthenticationFailed(f"client certificate {subject} is not trusted ({detail})")

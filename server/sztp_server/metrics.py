@@ -1,0 +1,42 @@
+"""Prometheus counters in the text exposition format, without a client library."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import ClassVar
+
+
+class Metrics:
+    """Labelled counters; `render()` gives the /metrics body."""
+
+    _HELP: ClassVar[dict[str, str]] = {
+        "sztp_requests_total": "Device-facing RPC requests by rpc and HTTP status.",
+        "sztp_progress_reports_total": "Progress reports received, by progress type.",
+        "sztp_authentication_failures_total": "Device requests refused for lack of identity.",
+    }
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+
+    def increment(self, name: str, **labels: str) -> None:
+        key = (name, tuple(sorted(labels.items())))
+        with self._lock:
+            self._counters[key] += 1
+
+    def render(self) -> str:
+        with self._lock:
+            items = sorted(self._counters.items())
+        lines: list[str] = []
+        for name, help_text in self._HELP.items():
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+            for (counter, labels), value in items:
+                if counter == name:
+                    rendered = ",".join(f'{key}="{_escape(val)}"' for key, val in labels)
+                    lines.append(f"{name}{{{rendered}}} {value}" if rendered else f"{name} {value}")
+        return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

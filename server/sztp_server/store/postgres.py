@@ -1,0 +1,409 @@
+"""PostgreSQL backend, for several sztp-server instances sharing one database.
+
+Concurrency: one connection per store, guarded by a lock, so calls from the event-loop thread
+and from `asyncio.to_thread` workers take turns. That is enough while admin writes are rare
+and each call is one short round trip or pipeline; a small pool (psycopg_pool) can replace it
+without changing the API. A broken connection (server restart, network cut) fails the call in
+progress with StoreError and is replaced on the next call; writes are never retried blindly,
+since the outcome of an interrupted COMMIT is unknown.
+
+`apply` serialises writers of every instance with `SELECT ... FOR UPDATE` on the single
+revision row: the revision check and the existence checks then see the latest committed state,
+and audit ids (BIGSERIAL) are allocated in commit order, so audit cursors never skip a row.
+"""
+
+from __future__ import annotations
+
+import builtins  # in the store classes a bare `list` would name their list() method
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import psycopg
+
+from .base import (
+    action_runs,
+    as_utc,
+    check_changes,
+    check_expected_revision,
+    check_limit,
+    check_report_bound,
+    encode_audit_details,
+    encode_json,
+    encode_specs,
+    utc_now,
+)
+from .errors import ConflictError, StoreError
+from .model import AuditEntry, Change, ProgressRecord, StoredResource, TokenRecord
+from .schema import POSTGRES_MIGRATIONS, migrate
+
+CONNECT_TIMEOUT_S = 10
+# Any fixed 64-bit number; it serialises schema migrations of instances starting together.
+_MIGRATION_LOCK_KEY = 0x5A7B_0001
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password (in the user info or a `password=` parameter) masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostinfo}"
+    query = "&".join(
+        "password=***" if item.partition("=")[0] == "password" else item
+        for item in parts.query.split("&")
+        if item
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _url_passwords(url: str) -> set[str]:
+    parts = urlsplit(url)
+    found = {parts.password or ""}
+    found.update(
+        item.partition("=")[2] for item in parts.query.split("&") if item.startswith("password=")
+    )
+    found |= {unquote(secret) for secret in found}
+    found.discard("")
+    return found
+
+
+class PostgresStore:
+    """A `Store` in a PostgreSQL database given by a libpq URL."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._redacted_url = redact_url(url)
+        self._passwords = _url_passwords(url)
+        self._lock = threading.Lock()
+        self._connection_or_none: psycopg.Connection[Any] | None = None
+        self._closed = False
+        with self._transaction() as connection:
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+            migrate(connection, POSTGRES_MIGRATIONS)
+
+    # -- connections and transactions ------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise StoreError(f"store {self._redacted_url} is closed")
+        connection = self._connection_or_none
+        if connection is None or connection.closed or connection.broken:
+            if connection is not None:
+                connection.close()
+            connection = psycopg.connect(
+                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
+            connection.execute("SET TIME ZONE 'UTC'")
+            self._connection_or_none = connection
+        return connection
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            # libpq messages span lines ("Is the server running...?"); keep them to one.
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            for secret in self._passwords:
+                message = message.replace(secret, "***")
+            raise StoreError(f"PostgreSQL {self._redacted_url}: {message}") from None
+
+    @contextmanager
+    def _reading(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._lock, self._translate_errors():
+            yield self._connection()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._lock, self._translate_errors():
+            connection = self._connection()
+            with connection.transaction():
+                yield connection
+
+    # -- resources ------------------------------------------------------------------------
+
+    def revision(self) -> int:
+        with self._reading() as connection:
+            return _current_revision(connection, for_update=False)
+
+    def get(self, kind: str, name: str) -> StoredResource | None:
+        with self._reading() as connection:
+            row = connection.execute(
+                "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
+                "WHERE kind = %s AND name = %s",
+                (kind, name),
+            ).fetchone()
+        return _resource(row) if row else None
+
+    def list(self, kind: str | None = None) -> builtins.list[StoredResource]:
+        with self._reading() as connection:
+            if kind is None:
+                rows = connection.execute(
+                    "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
+                    "ORDER BY kind, name"
+                ).fetchall()
+            else:
+                rows = connection.execute(
+                    "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
+                    "WHERE kind = %s ORDER BY name",
+                    (kind,),
+                ).fetchall()
+        return [_resource(row) for row in rows]
+
+    def apply(
+        self,
+        changes: Sequence[Change],
+        *,
+        actor: str,
+        expected_revision: int | None = None,
+        audit_details: Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        specs = encode_specs(changes)
+        details = encode_audit_details(changes, audit_details)
+        if not changes:
+            current = self.revision()
+            check_expected_revision(current, expected_revision)
+            return current
+        now = utc_now()
+        keys = sorted({(change.kind, change.name) for change in changes})
+        with self._transaction() as connection:
+            current = _current_revision(connection, for_update=True)
+            check_expected_revision(current, expected_revision)
+            existing = {
+                (kind, name)
+                for kind, name in connection.execute(
+                    "SELECT r.kind, r.name FROM resources r "
+                    "JOIN unnest(%s::text[], %s::text[]) AS wanted(kind, name) "
+                    "ON r.kind = wanted.kind AND r.name = wanted.name",
+                    ([kind for kind, _ in keys], [name for _, name in keys]),
+                )
+            }
+            check_changes(changes, existing)
+            new_revision = current + 1
+            with connection.cursor() as cursor:
+                self._write_changes(cursor, changes, specs, new_revision, now)
+                cursor.executemany(
+                    "INSERT INTO audit (at, actor, action, kind, name, detail) "
+                    "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
+                    [
+                        (now, actor, change.action, change.kind, change.name, detail)
+                        for change, detail in zip(changes, details, strict=True)
+                    ],
+                )
+            connection.execute("UPDATE store_state SET revision = %s WHERE id = 1", (new_revision,))
+        return new_revision
+
+    def _write_changes(
+        self,
+        cursor: psycopg.Cursor[Any],
+        changes: Sequence[Change],
+        specs: Sequence[str | None],
+        revision: int,
+        now: datetime,
+    ) -> None:
+        # executemany pipelines the statements: one round trip per run, not per change.
+        for action, indexes in action_runs(changes):
+            if action == "create":
+                cursor.executemany(
+                    "INSERT INTO resources (kind, name, spec, revision, created_at, updated_at) "
+                    "VALUES (%s, %s, %s::jsonb, %s, %s, %s)",
+                    [
+                        (changes[i].kind, changes[i].name, specs[i], revision, now, now)
+                        for i in indexes
+                    ],
+                )
+            elif action == "update":
+                cursor.executemany(
+                    "UPDATE resources SET spec = %s::jsonb, revision = %s, updated_at = %s "
+                    "WHERE kind = %s AND name = %s",
+                    [(specs[i], revision, now, changes[i].kind, changes[i].name) for i in indexes],
+                )
+            else:
+                cursor.executemany(
+                    "DELETE FROM resources WHERE kind = %s AND name = %s",
+                    [(changes[i].kind, changes[i].name) for i in indexes],
+                )
+
+    # -- progress reports -------------------------------------------------------------------
+
+    def add_report(self, record: ProgressRecord, *, keep_per_device: int = 1000) -> None:
+        check_report_bound(keep_per_device)
+        values = (
+            record.serial,
+            as_utc(record.received_at),
+            record.progress_type,
+            record.message,
+            record.source_address,
+            record.attempt,
+            encode_json([list(pair) for pair in record.ssh_host_keys], "ssh_host_keys"),
+            encode_json(list(record.trust_anchor_certs), "trust_anchor_certs"),
+        )
+        with self._transaction() as connection:
+            (report_id,) = connection.execute(
+                "INSERT INTO reports (serial, received_at, progress_type, message, "
+                "source_address, attempt, ssh_host_keys, trust_anchor_certs) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb) RETURNING id",
+                values,
+            ).fetchone()
+            # The upsert locks the device's head row, serialising its writers across instances;
+            # GREATEST keeps "latest" right when they commit out of id order.
+            (count,) = connection.execute(
+                "INSERT INTO report_heads (serial, latest_id, report_count) VALUES (%s, %s, 1) "
+                "ON CONFLICT (serial) DO UPDATE SET "
+                "latest_id = GREATEST(report_heads.latest_id, excluded.latest_id), "
+                "report_count = report_heads.report_count + 1 "
+                "RETURNING report_count",
+                (record.serial, report_id),
+            ).fetchone()
+            if count > keep_per_device:
+                connection.execute(
+                    "DELETE FROM reports WHERE id IN "
+                    "(SELECT id FROM reports WHERE serial = %s ORDER BY id LIMIT %s)",
+                    (record.serial, count - keep_per_device),
+                )
+                connection.execute(
+                    "UPDATE report_heads SET report_count = %s WHERE serial = %s",
+                    (keep_per_device, record.serial),
+                )
+
+    def reports(self, serial: str, *, limit: int = 1000) -> builtins.list[ProgressRecord]:
+        check_limit(limit)
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT serial, received_at, progress_type, message, source_address, attempt, "
+                "ssh_host_keys, trust_anchor_certs FROM reports WHERE serial = %s "
+                "ORDER BY id DESC LIMIT %s",
+                (serial, limit),
+            ).fetchall()
+        return [_report(row) for row in reversed(rows)]
+
+    def latest_reports(self) -> dict[str, ProgressRecord]:
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT serial, received_at, progress_type, message, source_address, attempt, "
+                "ssh_host_keys, trust_anchor_certs FROM reports "
+                "WHERE id IN (SELECT latest_id FROM report_heads)"
+            ).fetchall()
+        return {row[0]: _report(row) for row in rows}
+
+    def delete_reports(self, serial: str) -> None:
+        with self._transaction() as connection:
+            connection.execute("DELETE FROM report_heads WHERE serial = %s", (serial,))
+            connection.execute("DELETE FROM reports WHERE serial = %s", (serial,))
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def audit(self, *, limit: int = 100, after_id: int | None = None) -> builtins.list[AuditEntry]:
+        check_limit(limit)
+        with self._reading() as connection:
+            if after_id is None:
+                rows = connection.execute(
+                    "SELECT id, at, actor, action, kind, name, detail FROM audit ORDER BY id "
+                    "DESC LIMIT %s",
+                    (limit,),
+                ).fetchall()
+            else:
+                rows = connection.execute(
+                    "SELECT id, at, actor, action, kind, name, detail FROM audit WHERE id > %s "
+                    "ORDER BY id LIMIT %s",
+                    (after_id, limit),
+                ).fetchall()
+                rows.reverse()
+        return [_audit_entry(row) for row in rows]
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def add_token(self, record: TokenRecord) -> None:
+        with self._transaction() as connection:
+            inserted = connection.execute(
+                "INSERT INTO tokens (name, token_hash, role, created_at) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (record.name, record.token_hash, record.role, as_utc(record.created_at)),
+            ).rowcount
+            if not inserted:
+                name_taken = connection.execute(
+                    "SELECT 1 FROM tokens WHERE name = %s", (record.name,)
+                ).fetchone()
+                raise ConflictError(
+                    f"token {record.name!r} already exists"
+                    if name_taken
+                    else "a token with the same secret already exists"
+                )
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        with self._reading() as connection:
+            row = connection.execute(
+                "SELECT name, token_hash, role, created_at FROM tokens WHERE token_hash = %s",
+                (token_hash,),
+            ).fetchone()
+        return _token(row) if row else None
+
+    def tokens(self) -> builtins.list[TokenRecord]:
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT name, token_hash, role, created_at FROM tokens ORDER BY name"
+            ).fetchall()
+        return [_token(row) for row in rows]
+
+    def delete_token(self, name: str) -> bool:
+        with self._transaction() as connection:
+            return connection.execute("DELETE FROM tokens WHERE name = %s", (name,)).rowcount > 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._connection_or_none is not None:
+                self._connection_or_none.close()
+                self._connection_or_none = None
+
+
+def _current_revision(connection: psycopg.Connection[Any], *, for_update: bool) -> int:
+    query = (
+        "SELECT revision FROM store_state WHERE id = 1 FOR UPDATE"
+        if for_update
+        else "SELECT revision FROM store_state WHERE id = 1"
+    )
+    (revision,) = connection.execute(query).fetchone()
+    return int(revision)
+
+
+def _resource(row: tuple[Any, ...]) -> StoredResource:
+    kind, name, spec, revision, created_at, updated_at = row
+    return StoredResource(
+        kind=kind,
+        name=name,
+        spec=spec,
+        revision=revision,
+        created_at=as_utc(created_at),
+        updated_at=as_utc(updated_at),
+    )
+
+
+def _report(row: tuple[Any, ...]) -> ProgressRecord:
+    serial, received_at, progress_type, message, source, attempt, host_keys, anchors = row
+    return ProgressRecord(
+        serial=serial,
+        received_at=as_utc(received_at),
+        progress_type=progress_type,
+        message=message,
+        source_address=source,
+        attempt=attempt,
+        ssh_host_keys=tuple((algorithm, key) for algorithm, key in host_keys),
+        trust_anchor_certs=tuple(anchors),
+    )
+
+
+def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+    entry_id, at, actor, action, kind, name, detail = row
+    return AuditEntry(
+        id=entry_id, at=as_utc(at), actor=actor, action=action, kind=kind, name=name, detail=detail
+    )
+
+
+def _token(row: tuple[Any, ...]) -> TokenRecord:
+    name, token_hash, role, created_at = row
+    return TokenRecord(name=name, token_hash=token_hash, role=role, created_at=as_utc(created_at))

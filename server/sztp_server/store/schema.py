@@ -1,0 +1,180 @@
+"""Schema versions and migrations for both backends.
+
+Each backend has an ordered list of migrations numbered 1, 2, 3, ...; version 1 is the initial
+schema. `migrate` runs inside the caller's open-time transaction, so a database is either at
+its old version or fully at the new one. The two lists describe the same logical schema and
+must gain a migration together, with the same version number.
+
+Rows: `store_state` holds the single global revision; `resources` the admin resources;
+`reports` the bounded progress history, with `report_heads` keeping each device's latest report
+id and report count so fleet status and pruning never scan the history; `audit` the admin
+change log; `tokens` API token hashes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .errors import StoreError
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+class SqlRunner(Protocol):
+    """What `migrate` needs of a DB-API connection (sqlite3 and psycopg both fit)."""
+
+    def execute(self, query: Any) -> Any: ...
+
+
+SQLITE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        (
+            """CREATE TABLE store_state (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                revision INTEGER NOT NULL
+            )""",
+            "INSERT INTO store_state (id, revision) VALUES (1, 0)",
+            # Timestamps are ISO 8601 UTC text with microseconds; specs and lists are JSON text.
+            """CREATE TABLE resources (
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                revision INTEGER NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                PRIMARY KEY (kind, name)
+            )""",
+            # AUTOINCREMENT: ids are never reused, so "latest" and audit cursors stay monotonic.
+            """CREATE TABLE reports (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                serial TEXT NOT NULL,
+                received_at TEXT NOT NULL,
+                progress_type TEXT NOT NULL,
+                message TEXT,
+                source_address TEXT,
+                attempt INTEGER NOT NULL,
+                ssh_host_keys TEXT NOT NULL,
+                trust_anchor_certs TEXT NOT NULL
+            )""",
+            "CREATE INDEX reports_by_serial ON reports (serial, id)",
+            """CREATE TABLE report_heads (
+                serial TEXT PRIMARY KEY,
+                latest_id INTEGER NOT NULL,
+                report_count INTEGER NOT NULL
+            )""",
+            """CREATE TABLE audit (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                at TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                detail TEXT NOT NULL
+            )""",
+            """CREATE TABLE tokens (
+                name TEXT PRIMARY KEY,
+                token_hash TEXT NOT NULL UNIQUE,
+                role TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+
+POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        (
+            """CREATE TABLE store_state (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                revision BIGINT NOT NULL
+            )""",
+            "INSERT INTO store_state (id, revision) VALUES (1, 0)",
+            # COLLATE "C": byte order, so listings sort exactly as they do on SQLite.
+            """CREATE TABLE resources (
+                kind TEXT COLLATE "C" NOT NULL,
+                name TEXT COLLATE "C" NOT NULL,
+                spec JSONB NOT NULL,
+                revision BIGINT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                updated_at TIMESTAMPTZ NOT NULL,
+                PRIMARY KEY (kind, name)
+            )""",
+            """CREATE TABLE reports (
+                id BIGSERIAL PRIMARY KEY,
+                serial TEXT COLLATE "C" NOT NULL,
+                received_at TIMESTAMPTZ NOT NULL,
+                progress_type TEXT NOT NULL,
+                message TEXT,
+                source_address TEXT,
+                attempt INTEGER NOT NULL,
+                ssh_host_keys JSONB NOT NULL,
+                trust_anchor_certs JSONB NOT NULL
+            )""",
+            "CREATE INDEX reports_by_serial ON reports (serial, id)",
+            """CREATE TABLE report_heads (
+                serial TEXT COLLATE "C" PRIMARY KEY,
+                latest_id BIGINT NOT NULL,
+                report_count INTEGER NOT NULL
+            )""",
+            """CREATE TABLE audit (
+                id BIGSERIAL PRIMARY KEY,
+                at TIMESTAMPTZ NOT NULL,
+                actor TEXT NOT NULL,
+                action TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                detail JSONB NOT NULL
+            )""",
+            """CREATE TABLE tokens (
+                name TEXT COLLATE "C" PRIMARY KEY,
+                token_hash TEXT NOT NULL UNIQUE,
+                role TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL
+            )""",
+        ),
+    ),
+)
+
+
+def migrate(connection: SqlRunner, migrations: tuple[Migration, ...]) -> int:
+    """Bring the schema up to the last migration; return the version now in force.
+
+    Must run inside a transaction that serialises concurrent openers (SQLite: BEGIN
+    IMMEDIATE; PostgreSQL: an advisory transaction lock).
+    """
+    supported = migrations[-1].version
+    connection.execute(
+        """CREATE TABLE IF NOT EXISTS schema_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        )"""
+    )
+    row = connection.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+    current = row[0] if row else 0
+    if current > supported:
+        raise StoreError(
+            f"database schema version {current} is newer than this server supports "
+            f"({supported}); upgrade sztp-server"
+        )
+    pending = [migration for migration in migrations if migration.version > current]
+    for migration in pending:
+        for statement in migration.statements:
+            connection.execute(statement)
+    if pending:
+        # Inlined, not bound: the two drivers spell placeholders differently, and the value is
+        # an int from the migration table above, never input.
+        connection.execute(
+            f"INSERT INTO schema_version (id, version) VALUES (1, {int(supported)}) "  # noqa: S608
+            "ON CONFLICT (id) DO UPDATE SET version = excluded.version"
+        )
+    return supported

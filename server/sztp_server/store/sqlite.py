@@ -1,0 +1,430 @@
+"""SQLite backend: the default, embedded store for a single sztp-server instance.
+
+Concurrency: each thread gets its own connection (aiohttp handlers run on the event-loop
+thread and in `asyncio.to_thread` workers), so readers never wait for one another and, thanks to
+WAL, never wait for the writer either. Writes are serialised by a process-wide lock (cheap,
+fair hand-off between threads) and across processes by `BEGIN IMMEDIATE` plus `busy_timeout`,
+which also makes the revision check of `apply` race-free.
+
+Durability: the database runs in WAL mode with `synchronous=NORMAL`, where a commit is
+atomic and survives a killed process but the newest commits can be lost on power failure
+(the database stays consistent). Admin writes (`apply`, tokens) switch to `synchronous=FULL`
+for their transaction, so a change acknowledged to an admin survives power loss as well; only
+progress reports, frequent and re-sent by devices, take the cheaper path.
+"""
+
+from __future__ import annotations
+
+import builtins  # in the store classes a bare `list` would name their list() method
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .base import (
+    action_runs,
+    as_utc,
+    check_changes,
+    check_expected_revision,
+    check_limit,
+    check_report_bound,
+    encode_audit_details,
+    encode_json,
+    encode_specs,
+    utc_now,
+)
+from .errors import ConflictError, StoreError
+from .model import AuditEntry, Change, ProgressRecord, StoredResource, TokenRecord
+from .schema import SQLITE_MIGRATIONS, migrate
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class SqliteStore:
+    """A `Store` in one SQLite file, created with mode 0600 (it holds token hashes)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = False
+        _create_private_file(path)
+        with self._write_transaction(durable=True) as connection:
+            migrate(connection, SQLITE_MIGRATIONS)
+
+    # -- connections and transactions ------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"store {self._path} is closed")
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    def _connect(self) -> sqlite3.Connection:
+        with self._translate_errors():
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves; check_same_thread=False
+            # only so that close() may close other threads' connections.
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            try:
+                connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+                if mode != "wal":
+                    raise StoreError(
+                        f"database {self._path} cannot use WAL journaling (got {mode!r}); "
+                        "put it on a local file system"
+                    )
+                connection.execute("PRAGMA synchronous = NORMAL")
+                connection.execute("PRAGMA foreign_keys = ON")
+            except BaseException:
+                connection.close()
+                raise
+            return connection
+
+    @contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreError(
+                    f"database {self._path} is busy: another writer held it for more than "
+                    f"{BUSY_TIMEOUT_MS // 1000} s"
+                ) from None
+            raise StoreError(f"database {self._path}: {exc}") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self._path}: {exc}") from None
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        connection = self._connection()
+        with self._translate_errors():
+            yield connection
+
+    @contextmanager
+    def _write_transaction(self, *, durable: bool) -> Iterator[sqlite3.Connection]:
+        connection = self._connection()
+        with self._write_lock, self._translate_errors():
+            if durable:
+                connection.execute("PRAGMA synchronous = FULL")
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+            finally:
+                if durable:
+                    connection.execute("PRAGMA synchronous = NORMAL")
+
+    # -- resources ------------------------------------------------------------------------
+
+    def revision(self) -> int:
+        with self._reading() as connection:
+            return _current_revision(connection)
+
+    def get(self, kind: str, name: str) -> StoredResource | None:
+        with self._reading() as connection:
+            row = connection.execute(
+                "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
+                "WHERE kind = ? AND name = ?",
+                (kind, name),
+            ).fetchone()
+        return _resource(row) if row else None
+
+    def list(self, kind: str | None = None) -> builtins.list[StoredResource]:
+        with self._reading() as connection:
+            if kind is None:
+                rows = connection.execute(
+                    "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
+                    "ORDER BY kind, name"
+                ).fetchall()
+            else:
+                rows = connection.execute(
+                    "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
+                    "WHERE kind = ? ORDER BY name",
+                    (kind,),
+                ).fetchall()
+        return [_resource(row) for row in rows]
+
+    def apply(
+        self,
+        changes: Sequence[Change],
+        *,
+        actor: str,
+        expected_revision: int | None = None,
+        audit_details: Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        specs = encode_specs(changes)
+        details = encode_audit_details(changes, audit_details)
+        if not changes:
+            current = self.revision()
+            check_expected_revision(current, expected_revision)
+            return current
+        now = _encode_time(utc_now())
+        with self._write_transaction(durable=True) as connection:
+            current = _current_revision(connection)
+            check_expected_revision(current, expected_revision)
+            existing = {
+                key
+                for key in {(change.kind, change.name) for change in changes}
+                if connection.execute(
+                    "SELECT 1 FROM resources WHERE kind = ? AND name = ?", key
+                ).fetchone()
+            }
+            check_changes(changes, existing)
+            new_revision = current + 1
+            self._write_changes(connection, changes, specs, new_revision, now)
+            connection.executemany(
+                "INSERT INTO audit (at, actor, action, kind, name, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (now, actor, change.action, change.kind, change.name, detail)
+                    for change, detail in zip(changes, details, strict=True)
+                ],
+            )
+            connection.execute("UPDATE store_state SET revision = ? WHERE id = 1", (new_revision,))
+        return new_revision
+
+    def _write_changes(
+        self,
+        connection: sqlite3.Connection,
+        changes: Sequence[Change],
+        specs: Sequence[str | None],
+        revision: int,
+        now: str,
+    ) -> None:
+        for action, indexes in action_runs(changes):
+            if action == "create":
+                connection.executemany(
+                    "INSERT INTO resources (kind, name, spec, revision, created_at, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (changes[i].kind, changes[i].name, specs[i], revision, now, now)
+                        for i in indexes
+                    ],
+                )
+            elif action == "update":
+                connection.executemany(
+                    "UPDATE resources SET spec = ?, revision = ?, updated_at = ? "
+                    "WHERE kind = ? AND name = ?",
+                    [(specs[i], revision, now, changes[i].kind, changes[i].name) for i in indexes],
+                )
+            else:
+                connection.executemany(
+                    "DELETE FROM resources WHERE kind = ? AND name = ?",
+                    [(changes[i].kind, changes[i].name) for i in indexes],
+                )
+
+    # -- progress reports -------------------------------------------------------------------
+
+    def add_report(self, record: ProgressRecord, *, keep_per_device: int = 1000) -> None:
+        check_report_bound(keep_per_device)
+        values = (
+            record.serial,
+            _encode_time(record.received_at),
+            record.progress_type,
+            record.message,
+            record.source_address,
+            record.attempt,
+            encode_json([list(pair) for pair in record.ssh_host_keys], "ssh_host_keys"),
+            encode_json(list(record.trust_anchor_certs), "trust_anchor_certs"),
+        )
+        with self._write_transaction(durable=False) as connection:
+            report_id = connection.execute(
+                "INSERT INTO reports (serial, received_at, progress_type, message, "
+                "source_address, attempt, ssh_host_keys, trust_anchor_certs) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            ).lastrowid
+            connection.execute(
+                "INSERT INTO report_heads (serial, latest_id, report_count) VALUES (?, ?, 1) "
+                "ON CONFLICT (serial) DO UPDATE SET "
+                "latest_id = max(report_heads.latest_id, excluded.latest_id), "
+                "report_count = report_heads.report_count + 1",
+                (record.serial, report_id),
+            )
+            (count,) = connection.execute(
+                "SELECT report_count FROM report_heads WHERE serial = ?", (record.serial,)
+            ).fetchone()
+            if count > keep_per_device:
+                # The (serial, id) index makes this touch only the rows it deletes.
+                connection.execute(
+                    "DELETE FROM reports WHERE id IN "
+                    "(SELECT id FROM reports WHERE serial = ? ORDER BY id LIMIT ?)",
+                    (record.serial, count - keep_per_device),
+                )
+                connection.execute(
+                    "UPDATE report_heads SET report_count = ? WHERE serial = ?",
+                    (keep_per_device, record.serial),
+                )
+
+    def reports(self, serial: str, *, limit: int = 1000) -> builtins.list[ProgressRecord]:
+        check_limit(limit)
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT serial, received_at, progress_type, message, source_address, attempt, "
+                "ssh_host_keys, trust_anchor_certs FROM reports WHERE serial = ? ORDER BY id "
+                "DESC LIMIT ?",
+                (serial, limit),
+            ).fetchall()
+        return [_report(row) for row in reversed(rows)]
+
+    def latest_reports(self) -> dict[str, ProgressRecord]:
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT serial, received_at, progress_type, message, source_address, attempt, "
+                "ssh_host_keys, trust_anchor_certs FROM reports "
+                "WHERE id IN (SELECT latest_id FROM report_heads)"
+            ).fetchall()
+        return {row[0]: _report(row) for row in rows}
+
+    def delete_reports(self, serial: str) -> None:
+        with self._write_transaction(durable=False) as connection:
+            connection.execute("DELETE FROM reports WHERE serial = ?", (serial,))
+            connection.execute("DELETE FROM report_heads WHERE serial = ?", (serial,))
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def audit(self, *, limit: int = 100, after_id: int | None = None) -> builtins.list[AuditEntry]:
+        check_limit(limit)
+        with self._reading() as connection:
+            if after_id is None:
+                rows = connection.execute(
+                    "SELECT id, at, actor, action, kind, name, detail FROM audit ORDER BY id "
+                    "DESC LIMIT ?",
+                    (limit,),
+                ).fetchall()
+            else:
+                rows = connection.execute(
+                    "SELECT id, at, actor, action, kind, name, detail FROM audit WHERE id > ? "
+                    "ORDER BY id LIMIT ?",
+                    (after_id, limit),
+                ).fetchall()
+                rows.reverse()
+        return [_audit_entry(row) for row in rows]
+
+    # -- tokens -----------------------------------------------------------------------------
+
+    def add_token(self, record: TokenRecord) -> None:
+        with self._write_transaction(durable=True) as connection:
+            inserted = connection.execute(
+                "INSERT INTO tokens (name, token_hash, role, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (record.name, record.token_hash, record.role, _encode_time(record.created_at)),
+            ).rowcount
+            if not inserted:
+                name_taken = connection.execute(
+                    "SELECT 1 FROM tokens WHERE name = ?", (record.name,)
+                ).fetchone()
+                raise ConflictError(
+                    f"token {record.name!r} already exists"
+                    if name_taken
+                    else "a token with the same secret already exists"
+                )
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        with self._reading() as connection:
+            row = connection.execute(
+                "SELECT name, token_hash, role, created_at FROM tokens WHERE token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+        return _token(row) if row else None
+
+    def tokens(self) -> builtins.list[TokenRecord]:
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT name, token_hash, role, created_at FROM tokens ORDER BY name"
+            ).fetchall()
+        return [_token(row) for row in rows]
+
+    def delete_token(self, name: str) -> bool:
+        with self._write_transaction(durable=True) as connection:
+            return connection.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount > 0
+
+    def close(self) -> None:
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file owner-only before SQLite does (its -wal/-shm files inherit
+    the mode); an existing file keeps the mode its administrator chose."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+
+
+def _current_revision(connection: sqlite3.Connection) -> int:
+    (revision,) = connection.execute("SELECT revision FROM store_state WHERE id = 1").fetchone()
+    return int(revision)
+
+
+def _encode_time(moment: datetime) -> str:
+    # Fixed width (always microseconds, always +00:00) so text order is time order.
+    return as_utc(moment).isoformat(timespec="microseconds")
+
+
+def _resource(row: tuple[Any, ...]) -> StoredResource:
+    kind, name, spec, revision, created_at, updated_at = row
+    return StoredResource(
+        kind=kind,
+        name=name,
+        spec=json.loads(spec),
+        revision=revision,
+        created_at=datetime.fromisoformat(created_at),
+        updated_at=datetime.fromisoformat(updated_at),
+    )
+
+
+def _report(row: tuple[Any, ...]) -> ProgressRecord:
+    serial, received_at, progress_type, message, source, attempt, host_keys, anchors = row
+    return ProgressRecord(
+        serial=serial,
+        received_at=datetime.fromisoformat(received_at),
+        progress_type=progress_type,
+        message=message,
+        source_address=source,
+        attempt=attempt,
+        ssh_host_keys=tuple((algorithm, key) for algorithm, key in json.loads(host_keys)),
+        trust_anchor_certs=tuple(json.loads(anchors)),
+    )
+
+
+def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+    entry_id, at, actor, action, kind, name, detail = row
+    return AuditEntry(
+        id=entry_id,
+        at=datetime.fromisoformat(at),
+        actor=actor,
+        action=action,
+        kind=kind,
+        name=name,
+        detail=json.loads(detail),
+    )
+
+
+def _token(row: tuple[Any, ...]) -> TokenRecord:
+    name, token_hash, role, created_at = row
+    return TokenRecord(
+        name=name, token_hash=token_hash, role=role, created_at=datetime.fromisoformat(created_at)
+    )

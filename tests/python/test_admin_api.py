@@ -1,0 +1,674 @@
+"""The admin API (`/api/v1`) against a real SQLite store, served on 127.0.0.1.
+
+The app runs in a background thread with its own event loop (aiohttp.test_utils.TestServer),
+so the tests use plain `requests` and schemathesis can reach the same server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from aiohttp.test_utils import TestServer
+
+from sztp_server.admin import build_admin_app
+from sztp_server.config import ServerConfig
+from sztp_server.context import ServerContext
+from sztp_server.store.model import ProgressRecord
+from sztp_server.store.sqlite import SqliteStore
+from sztp_server.tokens import (
+    ensure_first_admin_token,
+    generate_token,
+    hash_token,
+)
+from sztpctl.protocol import pki
+from sztpctl.protocol.voucher import create_voucher, sign_voucher
+
+PASSWORD = "correct horse battery staple"
+IMAGE_SHA = "ab" * 32
+
+
+class LiveServer:
+    """The admin app served from a background event loop."""
+
+    def __init__(self, context: ServerContext, max_bulk_bytes: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server: TestServer = self._run(self._start(context, max_bulk_bytes))
+        self.url = str(self.server.make_url("")).rstrip("/")
+
+    @staticmethod
+    async def _start(context: ServerContext, max_bulk_bytes: int) -> TestServer:
+        server = TestServer(build_admin_app(context, max_bulk_bytes=max_bulk_bytes))
+        await server.start_server()
+        return server
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
+
+    def close(self) -> None:
+        self._run(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+class Api:
+    """A tiny client that remembers every response body (for the no-secrets check)."""
+
+    def __init__(self, url: str, token: str, context: ServerContext) -> None:
+        self.url = url
+        self.token = token
+        self.context = context
+        self.store = context.store
+        self.session = requests.Session()
+        self.bodies: list[str] = []
+
+    def call(
+        self, method: str, path: str, *, token: str | None = None, auth: bool = True, **kwargs: Any
+    ) -> requests.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if auth:
+            headers.setdefault("Authorization", f"Bearer {token or self.token}")
+        response = self.session.request(
+            method, f"{self.url}{path}", headers=headers, timeout=60, **kwargs
+        )
+        self.bodies.append(response.text)
+        assert response.status_code < 500, response.text
+        return response
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("DELETE", path, **kwargs)
+
+    def revision(self) -> int:
+        return self.store.revision()
+
+
+def make_api(tmp_path: Path, *, max_body_bytes: int = 256 * 1024) -> Iterator[Api]:
+    store = SqliteStore(tmp_path / "sztp.db")
+    token = ensure_first_admin_token(store, tmp_path / "secret" / "admin-token")
+    assert token is not None
+    config = ServerConfig(max_body_bytes=max_body_bytes, refresh_interval=0.05)
+    context = ServerContext(store, config)
+    server = LiveServer(context, max_bulk_bytes=4 * 1024 * 1024)
+    try:
+        yield Api(server.url, token, context)
+    finally:
+        server.close()
+        store.close()
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    yield from make_api(tmp_path)
+
+
+@pytest.fixture
+def small_api(tmp_path: Path) -> Iterator[Api]:
+    """A server whose ordinary body limit is 1 KiB (the bulk limit stays 4 MiB)."""
+    yield from make_api(tmp_path, max_body_bytes=1024)
+
+
+# ---- lab material
+
+
+def pem(*certificates: Any) -> str:
+    return b"".join(pki.certificate_to_pem(cert) for cert in certificates).decode()
+
+
+def voucher_b64(ec_lab: Any, serial: str) -> str:
+    return base64.b64encode(voucher_der(ec_lab, serial)).decode()
+
+
+def voucher_der(ec_lab: Any, serial: str) -> bytes:
+    voucher = create_voucher(serial, ec_lab.owner.certificate)
+    return sign_voucher(voucher, ec_lab.masa)
+
+
+def owner_key_pem(ec_lab: Any) -> str:
+    return pki.private_key_to_pem(ec_lab.owner.private_key).decode()
+
+
+def fleet(ec_lab: Any, *, devices: int = 2) -> dict[str, dict[str, Any]]:
+    """A complete desired state: every kind, secrets included."""
+    return {
+        "trust-anchor": {"acme": {"certificates": pem(ec_lab.manufacturer_ca.certificate)}},
+        "owner": {
+            "default": {
+                "certificate_chain": pem(ec_lab.owner.certificate, ec_lab.owner_ca.certificate),
+                "private_key": owner_key_pem(ec_lab),
+            }
+        },
+        "image": {
+            "os-1": {
+                "os_name": "LabOS",
+                "os_version": "1.0",
+                "download_uris": ["https://files.example.com/labos-1.0.img"],
+                "sha256": IMAGE_SHA,
+            }
+        },
+        "profile": {"base": {"type": "onboarding", "image": "os-1", "configuration": "x"}},
+        "device": {
+            f"SN-{index:04d}": {"profile": "base", "model": "lab-x1"}
+            for index in range(1, devices + 1)
+        },
+    }
+
+
+def seed(api: Api, ec_lab: Any) -> None:
+    """Store the lab fleet; SN-0001 gets a password and a voucher."""
+    resources = fleet(ec_lab)
+    resources["device"]["SN-0001"].update(password=PASSWORD, voucher=voucher_b64(ec_lab, "SN-0001"))
+    response = api.post("/api/v1/state", json={"resources": resources})
+    assert response.status_code == 200, response.text
+
+
+def error_of(response: requests.Response) -> dict[str, Any]:
+    assert response.headers["Content-Type"].startswith("application/json")
+    return response.json()["error"]
+
+
+# ---- tokens
+
+
+def test_generated_tokens_are_random_and_hashed_with_sha256() -> None:
+    first, second = generate_token(), generate_token()
+    assert first != second
+    assert first.startswith("sztp_") and len(first) >= 45
+    assert len(hash_token(first)) == 64
+    assert hash_token(first) == hash_token(first) != hash_token(second)
+
+
+def test_first_admin_token_is_written_once_with_private_modes(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "sztp.db")
+    path = tmp_path / "state" / "admin" / "token"
+    token = ensure_first_admin_token(store, path)
+    assert token is not None
+    assert path.read_text().strip() == token
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    [record] = store.tokens()
+    assert record.role == "admin"
+    assert record.token_hash == hash_token(token) != token
+    assert ensure_first_admin_token(store, tmp_path / "other") is None
+    assert not (tmp_path / "other").exists()
+    store.close()
+
+
+# ---- authentication
+
+
+def test_requests_without_a_valid_token_are_unauthorized(api: Api) -> None:
+    for response in (
+        api.get("/api/v1/devices", auth=False),
+        api.get("/api/v1/devices", token="sztp_not-a-token"),
+        api.get("/api/v1/devices", headers={"Authorization": "Basic YWRtaW46YWRtaW4="}),
+        api.post("/api/v1/state", auth=False, json={}),
+    ):
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert error_of(response)["code"] == "unauthorized"
+
+
+def test_openapi_and_healthz_need_no_token(api: Api) -> None:
+    document = api.get("/api/v1/openapi.json", auth=False)
+    assert document.status_code == 200
+    assert document.json()["openapi"].startswith("3.")
+    assert "/api/v1/devices/{name}/voucher" in document.json()["paths"]
+    assert api.get("/healthz", auth=False).json() == {"status": "ok"}
+
+
+def test_read_only_token_may_only_read(api: Api, ec_lab: Any) -> None:
+    created = api.post("/api/v1/tokens", json={"name": "viewer", "role": "read-only"})
+    assert created.status_code == 201
+    viewer = created.json()["token"]
+    assert api.get("/api/v1/devices", token=viewer).status_code == 200
+    assert api.get("/api/v1/state", token=viewer).status_code == 200
+    before = api.revision()
+    denied = api.post("/api/v1/state", token=viewer, json={"resources": fleet(ec_lab)})
+    assert denied.status_code == 403
+    assert error_of(denied)["code"] == "forbidden"
+    assert api.delete("/api/v1/tokens/admin", token=viewer).status_code == 403
+    assert api.revision() == before
+
+
+def test_token_lifecycle_never_shows_hashes(api: Api) -> None:
+    created = api.post("/api/v1/tokens", json={"name": "ci", "role": "admin"})
+    assert created.status_code == 201
+    token = created.json()["token"]
+    assert api.post("/api/v1/tokens", json={"name": "ci"}).status_code == 409
+    listing = api.get("/api/v1/tokens")
+    assert [item["name"] for item in listing.json()["tokens"]] == ["admin", "ci"]
+    assert hash_token(token) not in listing.text and token not in listing.text
+    assert api.get("/api/v1/devices", token=token).status_code == 200
+    assert api.delete("/api/v1/tokens/ci").status_code == 204
+    assert api.get("/api/v1/devices", token=token).status_code == 401
+    assert api.delete("/api/v1/tokens/ci").status_code == 404
+    last = api.delete("/api/v1/tokens/admin")
+    assert last.status_code == 409
+    bad = api.post("/api/v1/tokens", json={"name": "x y", "role": "root"})
+    assert bad.status_code == 422 and error_of(bad)["field"] == "name"
+
+
+# ---- resources
+
+
+def test_crud_for_every_kind(api: Api, ec_lab: Any) -> None:
+    resources = fleet(ec_lab)
+    order = [
+        ("trust-anchors", "trust-anchor", "acme"),
+        ("owners", "owner", "default"),
+        ("images", "image", "os-1"),
+        ("profiles", "profile", "base"),
+        ("devices", "device", "SN-0001"),
+    ]
+    for collection, kind, name in order:
+        spec = resources[kind][name]
+        created = api.post(f"/api/v1/{collection}", json={"name": name, "spec": spec})
+        assert created.status_code == 201, created.text
+        assert created.headers["ETag"] == f'"{api.revision()}"'
+        assert created.headers["Location"] == f"/api/v1/{collection}/{name}"
+        assert created.json()["name"] == name
+        again = api.post(f"/api/v1/{collection}", json={"name": name, "spec": spec})
+        assert again.status_code == 409
+        shown = api.get(f"/api/v1/{collection}/{name}")
+        assert shown.status_code == 200
+        assert shown.json()["spec"] == created.json()["spec"]
+        listing = api.get(f"/api/v1/{collection}")
+        assert [item["name"] for item in listing.json()] == [name]
+        # PUT with the same spec is a no-op: no new revision
+        revision = api.revision()
+        same = api.put(f"/api/v1/{collection}/{name}", json={"spec": spec})
+        assert same.status_code == 200 and api.revision() == revision
+    changed = api.put("/api/v1/images/os-1", json={"spec": {**resources["image"]["os-1"],
+                                                             "os_version": "1.1"}})  # fmt: skip
+    assert changed.status_code == 200
+    assert changed.json()["spec"]["os_version"] == "1.1"
+    created_by_put = api.put("/api/v1/devices/SN-0002", json={"spec": {"model": "lab-x2"}})
+    assert created_by_put.status_code == 201
+    for collection, _kind, name in reversed(order):
+        assert api.delete(f"/api/v1/{collection}/{name}").status_code in (204, 409)
+    assert api.delete("/api/v1/devices/SN-0002").status_code == 204
+    for collection, _kind, name in reversed(order):
+        api.delete(f"/api/v1/{collection}/{name}")
+        assert api.get(f"/api/v1/{collection}/{name}").status_code == 404
+    assert api.delete("/api/v1/images/os-1").status_code == 404
+
+
+def test_device_list_filters(api: Api, ec_lab: Any) -> None:
+    seed(api, ec_lab)
+    assert api.put("/api/v1/devices/SN-0003", json={"spec": {"model": "other"}}).status_code == 201
+    by_profile = api.get("/api/v1/devices", params={"profile": "base"}).json()
+    assert [item["name"] for item in by_profile] == ["SN-0001", "SN-0002"]
+    by_model = api.get("/api/v1/devices", params={"model": "other"}).json()
+    assert [item["name"] for item in by_model] == ["SN-0003"]
+    not_seen = api.get("/api/v1/devices", params={"status": "not-seen"}).json()
+    assert len(not_seen) == 3
+    assert api.get("/api/v1/devices", params={"status": "complete"}).json() == []
+    assert api.get("/api/v1/devices", params={"status": "bogus"}).status_code == 400
+
+
+def test_validation_errors_name_the_field(api: Api) -> None:
+    bad_image = {
+        "os_name": "LabOS",
+        "os_version": "1",
+        "download_uris": ["https://x.example/i"],
+        "sha256": "nope",
+    }
+    response = api.post("/api/v1/images", json={"name": "i1", "spec": bad_image})
+    assert response.status_code == 422
+    assert error_of(response) | {"message": ""} == {
+        "code": "validation-error",
+        "field": "image[i1].sha256",
+        "message": "",
+    }
+    unknown = api.put("/api/v1/devices/SN-1", json={"spec": {"colour": "red"}})
+    assert unknown.status_code == 422 and error_of(unknown)["field"] == "device[SN-1].colour"
+    bad_name = api.post("/api/v1/images", json={"name": "../etc", "spec": bad_image})
+    assert bad_name.status_code == 422
+    assert api.post("/api/v1/images", json={"name": "i1"}).status_code == 422
+    extra = api.post("/api/v1/images", json={"name": "i1", "spec": {}, "owner": "me"})
+    assert extra.status_code == 422 and error_of(extra)["field"] == "owner"
+    assert api.revision() == 0
+
+
+def test_references_are_checked(api: Api, ec_lab: Any) -> None:
+    dangling = api.put("/api/v1/devices/SN-9", json={"spec": {"profile": "missing"}})
+    assert dangling.status_code == 422
+    assert error_of(dangling)["field"] == "device[SN-9].profile"
+    seed(api, ec_lab)
+    revision = api.revision()
+    in_use = api.delete("/api/v1/profiles/base")
+    assert in_use.status_code == 409
+    assert error_of(in_use)["field"].startswith("device[SN-000")
+    assert api.revision() == revision
+    assert api.get("/api/v1/profiles/base").status_code == 200
+
+
+def test_if_match_guards_every_write(api: Api, ec_lab: Any) -> None:
+    seed(api, ec_lab)
+    revision = api.revision()
+    etag = api.get("/api/v1/devices/SN-0002").headers["ETag"]
+    assert etag == f'"{revision}"'
+    stale = {"If-Match": f'"{revision - 1}"'}
+    spec = {"spec": {"profile": "base", "model": "lab-x9"}}
+    response = api.put("/api/v1/devices/SN-0002", json=spec, headers=stale)
+    assert response.status_code == 412
+    assert error_of(response)["code"] == "precondition-failed"
+    assert response.headers["ETag"] == etag
+    assert api.delete("/api/v1/devices/SN-0002", headers=stale).status_code == 412
+    bulk = api.post("/api/v1/state", json={"resources": {}}, headers=stale)
+    assert bulk.status_code == 412
+    assert api.revision() == revision
+    fresh = api.put("/api/v1/devices/SN-0002", json=spec, headers={"If-Match": etag})
+    assert fresh.status_code == 200
+    assert fresh.headers["ETag"] == f'"{revision + 1}"'
+
+
+def test_voucher_upload_checks_the_serial(api: Api, ec_lab: Any) -> None:
+    seed(api, ec_lab)
+    octets = {"Content-Type": "application/octet-stream"}
+    wrong = api.put(
+        "/api/v1/devices/SN-0002/voucher", data=voucher_der(ec_lab, "SN-0001"), headers=octets
+    )
+    assert wrong.status_code == 422
+    assert error_of(wrong)["field"] == "device[SN-0002].voucher"
+    garbage = api.put("/api/v1/devices/SN-0002/voucher", data=b"\x30\x03abc", headers=octets)
+    assert garbage.status_code == 422
+    wrong_type = api.put(
+        "/api/v1/devices/SN-0002/voucher",
+        data=voucher_der(ec_lab, "SN-0002"),
+        headers={"Content-Type": "text/plain"},
+    )
+    assert wrong_type.status_code == 415
+    missing = api.put("/api/v1/devices/SN-7/voucher", data=b"x", headers=octets)
+    assert missing.status_code == 404
+    right_der = voucher_der(ec_lab, "SN-0002")
+    right = api.put(
+        "/api/v1/devices/SN-0002/voucher",
+        data=right_der,
+        headers={"Content-Type": "application/voucher-cms+json"},
+    )
+    assert right.status_code == 200, right.text
+    assert right.json()["spec"]["voucher"] == base64.b64encode(right_der).decode()
+    assert api.delete("/api/v1/devices/SN-0002/voucher").status_code == 204
+    assert api.get("/api/v1/devices/SN-0002").json()["spec"]["voucher"] is None
+
+
+# ---- bulk desired state
+
+
+def test_dry_run_returns_the_plan_and_changes_nothing(api: Api, ec_lab: Any) -> None:
+    response = api.post("/api/v1/state", params={"dry_run": "true"},
+                        json={"resources": fleet(ec_lab)})  # fmt: skip
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["dry_run"] is True and body["revision"] == 0
+    assert [(c["action"], c["kind"], c["name"]) for c in body["changes"]] == [
+        ("create", "trust-anchor", "acme"),
+        ("create", "owner", "default"),
+        ("create", "image", "os-1"),
+        ("create", "profile", "base"),
+        ("create", "device", "SN-0001"),
+        ("create", "device", "SN-0002"),
+    ]
+    assert body["changes"][1]["after"]["private_key"] == "<hidden>"
+    assert api.revision() == 0
+    assert api.get("/api/v1/state").json()["resources"]["device"] == {}
+
+
+def test_apply_reapply_prune_and_export_round_trip(api: Api, ec_lab: Any) -> None:
+    resources = fleet(ec_lab, devices=3)
+    resources["device"]["SN-0001"]["password"] = PASSWORD
+    resources["device"]["SN-0001"]["voucher"] = voucher_b64(ec_lab, "SN-0001")
+    applied = api.post("/api/v1/state", json={"resources": resources})
+    assert applied.status_code == 200
+    assert applied.json()["dry_run"] is False
+    assert len(applied.json()["changes"]) == 7
+    revision = applied.json()["revision"]
+    assert revision == api.revision() == 1
+    assert applied.headers["ETag"] == '"1"'
+
+    again = api.post("/api/v1/state", json={"resources": resources})
+    assert again.json() == {"revision": 1, "dry_run": False, "changes": []}
+    assert api.revision() == 1
+
+    exported = api.get("/api/v1/state")
+    assert exported.headers["ETag"] == '"1"'
+    document = exported.json()
+    assert document["resources"]["owner"]["default"]["private_key"] == "<hidden>"
+    assert document["resources"]["device"]["SN-0001"]["password_hash"] == "<hidden>"
+    round_trip = api.post(
+        "/api/v1/state",
+        json={"resources": document["resources"], "prune": True},
+        headers={"If-Match": exported.headers["ETag"]},
+    )
+    assert round_trip.status_code == 200, round_trip.text
+    assert round_trip.json()["changes"] == []
+    assert api.revision() == 1
+    stored = api.store.get("owner", "default")
+    assert stored is not None and stored.spec["private_key"] == owner_key_pem(ec_lab)
+
+    smaller = {"device": {"SN-0001": document["resources"]["device"]["SN-0001"]}}
+    pruned = api.post("/api/v1/state", json={"resources": smaller, "prune": True})
+    assert [(c["action"], c["name"]) for c in pruned.json()["changes"]] == [
+        ("delete", "SN-0002"),
+        ("delete", "SN-0003"),
+    ]
+    assert api.revision() == 2
+    # profiles, images... were outside the pruned kinds and stay
+    assert api.get("/api/v1/profiles/base").status_code == 200
+
+    scoped = api.post("/api/v1/state", json={"resources": {}, "prune": True, "kinds": ["device"]})
+    assert [c["name"] for c in scoped.json()["changes"]] == ["SN-0001"]
+
+    hidden_without_secret = api.post(
+        "/api/v1/state",
+        json={"resources": {"device": {"SN-5": {"password_hash": "<hidden>"}}}},
+    )
+    assert hidden_without_secret.status_code == 422
+    assert error_of(hidden_without_secret)["field"] == "device[SN-5].password_hash"
+
+
+def test_bulk_rejects_invalid_documents_without_changes(api: Api, ec_lab: Any) -> None:
+    seed(api, ec_lab)
+    revision = api.revision()
+    cases = [
+        ({"resources": {"gadget": {}}}, "resources.gadget"),
+        ({"resources": {"device": []}}, "resources.device"),
+        ({"resources": {"device": {"SN-1": "x"}}}, "device[SN-1]"),
+        ({"resources": {}, "prune": "yes"}, "prune"),
+        ({"resources": {}, "kinds": ["device", "gadget"]}, "kinds"),
+        ({"resources": {"image": {}}, "kinds": ["device"]}, "resources.image"),
+        ({"resources": {}, "extra": 1}, "extra"),
+        ({"resources": {"profile": {}}, "prune": True}, "device[SN-0001].profile"),
+    ]
+    for document, field in cases:
+        response = api.post("/api/v1/state", json=document)
+        assert response.status_code == 422, (document, response.text)
+        assert error_of(response)["field"] == field
+    dangling = fleet(ec_lab)
+    dangling["device"]["SN-0002"]["profile"] = "ghost"
+    assert api.post("/api/v1/state", json={"resources": dangling}).status_code == 422
+    assert api.post("/api/v1/state", params={"dry_run": "maybe"}, json={}).status_code == 400
+    assert api.revision() == revision
+
+
+def test_bulk_of_many_devices_in_one_round_trip(api: Api, ec_lab: Any) -> None:
+    resources = fleet(ec_lab, devices=2000)
+    first = api.post("/api/v1/state", json={"resources": resources})
+    assert first.status_code == 200
+    assert len(first.json()["changes"]) == 2004
+    exported = api.get("/api/v1/state").json()["resources"]
+    again = api.post("/api/v1/state", json={"resources": exported})
+    assert again.json()["changes"] == []
+
+
+# ---- status, progress, audit
+
+
+def test_status_and_progress(api: Api, ec_lab: Any) -> None:
+    seed(api, ec_lab)
+    now = datetime.now(UTC)
+    old = now - timedelta(hours=2)
+
+    def report(serial: str, kind: str, at: datetime, attempt: int = 1) -> None:
+        api.store.add_report(
+            ProgressRecord(serial, at, kind, f"{kind} message", "192.0.2.1", attempt)
+        )
+
+    report("SN-0001", "bootstrap-initiated", now - timedelta(minutes=3))
+    report("SN-0001", "boot-image-error", now - timedelta(minutes=2))
+    report("SN-0001", "bootstrap-initiated", now - timedelta(minutes=1), attempt=2)
+    report("SN-0001", "bootstrap-complete", now, attempt=2)
+    report("SN-0002", "bootstrap-initiated", old)
+
+    status = api.get("/api/v1/devices/SN-0001/status").json()
+    assert status["status"] == "complete" and status["attempts"] == 2
+    assert status["last_report"]["progress_type"] == "bootstrap-complete"
+    progress = api.get("/api/v1/devices/SN-0001/progress").json()
+    assert [len(attempt["reports"]) for attempt in progress["attempts"]] == [2, 2]
+    newest = api.get("/api/v1/devices/SN-0001/progress", params={"limit": 1}).json()
+    assert newest["attempts"][0]["reports"][0]["progress_type"] == "bootstrap-complete"
+    assert api.get("/api/v1/devices/SN-0001/progress", params={"limit": 0}).status_code == 400
+    assert api.get("/api/v1/devices/NOPE/status").status_code == 404
+
+    fleet_status = api.get("/api/v1/status").json()
+    assert fleet_status["devices"] == 2
+    assert fleet_status["counts"]["complete"] == 1
+    assert fleet_status["counts"]["stalled"] == 1
+    assert [item["serial"] for item in fleet_status["stalled"]] == ["SN-0002"]
+    stalled = api.get("/api/v1/devices", params={"status": "stalled"}).json()
+    assert [item["name"] for item in stalled] == ["SN-0002"]
+
+
+def test_audit_records_actor_and_pages(api: Api, ec_lab: Any) -> None:
+    seed(api, ec_lab)
+    entries = api.get("/api/v1/audit", params={"limit": 1000}).json()["entries"]
+    assert len(entries) == 6
+    assert {entry["actor"] for entry in entries} == {"admin"}
+    assert entries[0]["id"] > entries[-1]["id"]
+    page = api.get("/api/v1/audit", params={"limit": 2, "after_id": entries[-1]["id"]})
+    assert len(page.json()["entries"]) == 2
+    for bad in ({"limit": "0"}, {"limit": "x"}, {"after_id": "-1"}, {"limit": "10001"}):
+        assert api.get("/api/v1/audit", params=bad).status_code == 400
+
+
+def test_secrets_never_leave_the_server(api: Api, ec_lab: Any) -> None:
+    seed(api, ec_lab)
+    api.put(
+        "/api/v1/devices/SN-0002",
+        json={"spec": {"profile": "base", "password": "another-password"}},
+    )
+    api.post("/api/v1/state", params={"dry_run": "true"}, json={"resources": fleet(ec_lab)})
+    for path in ("/api/v1/state", "/api/v1/owners", "/api/v1/owners/default", "/api/v1/devices",
+                 "/api/v1/devices/SN-0001", "/api/v1/audit?limit=1000"):  # fmt: skip
+        assert api.get(path).status_code == 200
+    stored_hash = api.store.get("device", "SN-0001").spec["password_hash"]  # type: ignore[union-attr]
+    key_body = owner_key_pem(ec_lab).splitlines()[1]
+    audit_details = json.dumps([entry.detail for entry in api.store.audit(limit=1000)])
+    for text in [*api.bodies, audit_details]:
+        for secret in (key_body, PASSWORD, "another-password", stored_hash, "$scrypt$"):
+            assert secret not in text
+
+
+# ---- malformed requests
+
+
+def test_malformed_requests_get_clear_4xx(small_api: Api) -> None:
+    api = small_api
+    json_type = {"Content-Type": "application/json"}
+    syntax = api.post("/api/v1/images", data=b"{not json", headers=json_type)
+    assert syntax.status_code == 400 and error_of(syntax)["code"] == "bad-request"
+    for raw in (b'{"name": NaN}', b"\xff\xfe{", b'{"name": "\\ud800"}', b"[" * 100000):
+        assert api.post("/api/v1/state", data=raw, headers=json_type).status_code == 400
+    text = api.post("/api/v1/images", data=b"{}", headers={"Content-Type": "text/plain"})
+    assert text.status_code == 415
+    assert error_of(text)["code"] == "unsupported-media-type"
+    not_object = api.post("/api/v1/images", json=[1, 2])
+    assert not_object.status_code == 422 and error_of(not_object)["field"] == "body"
+    big = api.post("/api/v1/images", json={"name": "x", "spec": {"os_name": "a" * 4096}})
+    assert big.status_code == 413 and error_of(big)["code"] == "payload-too-large"
+    chunked = api.post(
+        "/api/v1/images", data=iter([b'{"name": "', b"a" * 4096, b'"}']), headers=json_type
+    )
+    assert chunked.status_code == 413
+    # the bulk endpoint has its own, larger limit
+    bulk = api.post("/api/v1/state", json={"resources": {}, "kinds": ["device"] * 500})
+    assert bulk.status_code == 200
+    unknown = api.get("/api/v1/gadgets")
+    assert unknown.status_code == 404 and error_of(unknown)["code"] == "not-found"
+    assert api.get("/nowhere").status_code == 404
+    wrong_method = api.call("PATCH", "/api/v1/devices")
+    assert wrong_method.status_code == 405
+    assert error_of(wrong_method)["code"] == "method-not-allowed"
+    assert "GET" in wrong_method.headers["Allow"]
+    weird_serial = api.get("/api/v1/devices/a%2Fb")
+    assert weird_serial.status_code == 404
+    assert api.revision() == 0
+
+
+# ---- contract testing
+
+
+@pytest.mark.skipif(shutil.which("schemathesis", path=Path(sys.executable).parent) is None,
+                    reason="schemathesis is not installed")  # fmt: skip
+def test_schemathesis_finds_no_server_errors(api: Api, ec_lab: Any, tmp_path: Path) -> None:
+    seed(api, ec_lab)
+    executable = Path(sys.executable).parent / "schemathesis"
+    command = [
+        str(executable),
+        "run",
+        f"{api.url}/api/v1/openapi.json",
+        "--header",
+        f"Authorization: Bearer {api.token}",
+        "--checks",
+        "not_a_server_error,status_code_conformance,content_type_conformance,"
+        "response_schema_conformance,response_headers_conformance",
+        "--max-examples",
+        "25",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--seed",
+        "8572",
+        "--workers",
+        "1",
+        "--no-color",
+        "--generation-database",
+        "none",
+        "--suppress-health-check",
+        "all",
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+    )
+    print(result.stdout[-20000:])
+    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]

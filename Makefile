@@ -9,6 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := openssl ca-certificates python3-venv
 DEMO_DIR ?= build/demo
+# Outside the checkout: the cluster runs as the postgres user, which must be able to reach it.
+PG_TEST_DIR ?= /tmp/sztp-test-pg
 
 .PHONY: help demo test lint pytest collection-check changelog-lint apt-packages bench clean
 
@@ -42,6 +44,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: apt-packages $(VENV)/.installed-base
 	DEMO_DIR=$(DEMO_DIR) SZTPCTL=$(BIN)/sztpctl bash scripts/demo.sh
 
+# PostgreSQL server binaries, only for `make test` (target-specific: applies to prerequisites).
+test: APT_PACKAGES += postgresql
 test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest
 
 lint: $(VENV)/.installed-dev
@@ -51,9 +55,12 @@ lint: $(VENV)/.installed-dev
 changelog-lint: $(VENV)/.installed-dev
 	$(BIN)/antsibull-changelog lint
 
+# The store tests also run against a throwaway PostgreSQL cluster (unix socket only).
 # pytest exits 5 when it collects nothing; that is a broken suite here, not a pass.
 pytest: $(VENV)/.installed-dev
-	@rc=0; $(BIN)/pytest || rc=$$?; \
+	@url="$$(bash tests/python/pg_cluster.sh start $(PG_TEST_DIR))"; \
+	rc=0; SZTP_TEST_POSTGRES_URL="$$url" $(BIN)/pytest || rc=$$?; \
+	bash tests/python/pg_cluster.sh stop $(PG_TEST_DIR); \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
 

@@ -164,7 +164,7 @@ class SztpClient:
 
     # ---- single resources
 
-    def list(self, kind: str, **filters: str) -> list[dict[str, Any]]:
+    def list(self, kind: str, **filters: str | None) -> list[dict[str, Any]]:
         """Resources of `kind` as {name, spec, revision, created_at, updated_at}; devices
         can be filtered by `status`, `profile` and `model`."""
         wanted = {key: value for key, value in filters.items() if value is not None}

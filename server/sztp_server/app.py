@@ -84,7 +84,7 @@ async def _run(context: ServerContext, ready: asyncio.Event | None) -> None:
     tls = _DeviceTls()
     runners: list[web.AppRunner] = []
     device_app = build_device_app(context, metrics)
-    admin_app = build_admin_app(context)
+    admin_app = build_admin_app(context, max_bulk_bytes=config.max_bulk_body_bytes)
     for app, listeners in (
         (device_app, config.device_listeners),
         (admin_app, (config.admin_listener,)),

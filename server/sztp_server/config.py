@@ -59,7 +59,10 @@ class ServerConfig:
     stall_after_minutes: float = 30.0
     reports_per_device: int = 1000
     refresh_interval: float = 1.0
-    max_body_bytes: int = 256 * 1024
+    # Device requests are small; admin bodies carry certificates, scripts and configurations
+    # (up to 1 MiB per field); the bulk state of a whole fleet is larger still.
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_bulk_body_bytes: int = 64 * 1024 * 1024
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -92,6 +95,7 @@ _SCALAR_SETTINGS = (
     "reports_per_device",
     "refresh_interval",
     "max_body_bytes",
+    "max_bulk_body_bytes",
 )
 
 
@@ -128,7 +132,7 @@ def _convert(name: str, value: Any) -> Any:
         return Path(str(value))
     if name in ("stall_after_minutes", "refresh_interval"):
         return _number(name, value, float)
-    if name in ("reports_per_device", "max_body_bytes"):
+    if name in ("reports_per_device", "max_body_bytes", "max_bulk_body_bytes"):
         return _number(name, value, int)
     if not isinstance(value, str):
         raise ValidationError(name, "must be a string")

@@ -307,6 +307,7 @@ def _schemas() -> dict[str, Schema]:
         },
         "DesiredState": {
             "type": "object",
+            "required": ["resources"],
             "additionalProperties": False,
             "properties": {
                 "resources": {
@@ -318,7 +319,11 @@ def _schemas() -> dict[str, Schema]:
                     },
                 },
                 "prune": {"type": "boolean", "default": False},
-                "kinds": {"type": "array", "items": {"type": "string", "enum": list(KINDS)}},
+                "kinds": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": list(KINDS)},
+                    "description": "Scope of plan and prune; default: the kinds in resources",
+                },
             },
         },
         "Token": {
@@ -498,10 +503,7 @@ def _put_resource(kind: str, collection: str, spec_schema: str) -> Schema:
         "type": "object",
         "required": ["spec"],
         "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "description": "Optional; must equal the URL's name"},
-            "spec": _ref(spec_schema),
-        },
+        "properties": {"spec": _ref(spec_schema)},
     }
     resource = _ref(_resource_schema(spec_schema))
     return {

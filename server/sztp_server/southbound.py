@@ -39,7 +39,8 @@ class _RpcFailure(Exception):
 
 
 def build_device_app(context: ServerContext, metrics: Metrics) -> web.Application:
-    app = web.Application(client_max_size=context.config.max_body_bytes)
+    # The largest legitimate device body is a progress report; the codec bounds each RPC.
+    app = web.Application(client_max_size=restconf.MAX_REPORT_SIZE)
     handlers = _DeviceHandlers(context, metrics)
     root = RESTCONF_ROOT
     app.router.add_get("/.well-known/host-meta", handlers.host_meta)

@@ -32,6 +32,7 @@ def generate_token() -> str:
 
 def hash_token(token: str) -> str:
     """The SHA-256 hex digest under which a token is stored and looked up."""
+    # surrogatepass: a garbled header (undecodable bytes) still hashes, and simply never matches.
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -46,9 +47,10 @@ def new_token_record(name: str, role: str) -> tuple[str, TokenRecord]:
 def ensure_first_admin_token(store: Store, path: Path) -> str | None:
     """Create the first admin token when the store has none; write it once to `path`.
 
-    The file is created with mode 0600 and must not exist yet (its parent directories are
-    created with mode 0700). Returns the token, or None when tokens exist already. The token
-    is never logged; whoever installs the server reads it from the file.
+    The file is created with mode 0600 and must not exist yet (FileExistsError otherwise);
+    missing parent directories are created with mode 0700. Returns the token, or None when
+    tokens exist already. The token is never logged: whoever installs the server reads it
+    from the file.
     """
     if store.tokens():
         return None

@@ -327,7 +327,7 @@ def test_idevid_from_an_unknown_ca_is_refused(loaded: Site, tmp_path: Path) -> N
         ("text/plain", b"hello", 415),
         (
             JSON_TYPE,
-            b'{"ietf-sztp-bootstrap-server:input": {"hw-model": "' + b"x" * 600_000 + b'"}}',
+            b'{"ietf-sztp-bootstrap-server:input": {"hw-model": "' + b"x" * 2_000_000 + b'"}}',
             413,
         ),
     ],

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import bootstrap_data, dhcp, pki, simulate, voucher
+from . import bootstrap_data, config, declarative, device, dhcp, pki, simulate, voucher
 from .output import fail_with
 
 app = typer.Typer(
@@ -22,6 +22,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+# apply, diff, export and status are top-level verbs, as in kubectl.
+app.add_typer(declarative.app)
+app.add_typer(device.app, name="device")
+app.add_typer(config.app, name="config")
 app.add_typer(pki.app, name="pki")
 app.add_typer(voucher.app, name="voucher")
 app.add_typer(bootstrap_data.app, name="bootstrap-data")

@@ -179,5 +179,6 @@ def _extension(
         return certificate.extensions.get_extension_for_class(extension_type).value
     except x509.ExtensionNotFound:
         return None
-    except ValueError as error:  # duplicate or undecodable extensions in an untrusted cert
+    # Duplicate or undecodable extensions in an untrusted certificate.
+    except (ValueError, x509.DuplicateExtension) as error:
         raise ChainError(f"{describe(certificate)}: malformed extensions: {error}") from None

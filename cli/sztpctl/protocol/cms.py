@@ -213,7 +213,7 @@ def verify_signed(
         signature_algorithm = signer_info["signature_algorithm"]
         signature = signer_info["signature"].native
         attributes = None
-        if signer_info["signed_attrs"].native is not None:
+        if not isinstance(signer_info["signed_attrs"], core.Void):
             attributes = _attribute_values(signer_info["signed_attrs"])
             signed_bytes = _signed_attrs_as_set(signer_info)
     if content is None:
@@ -271,7 +271,8 @@ def _load_signed_data(der: bytes) -> cms.SignedData:
 
 def _embedded_certificates(signed_data: cms.SignedData) -> list[x509.Certificate]:
     choices = signed_data["certificates"]
-    if choices.native is None:
+    # An absent OPTIONAL field is a Void; testing `.native` would decode every certificate.
+    if isinstance(choices, core.Void):
         return []
     # Attribute and other certificate types carry no keys usable here.
     return [

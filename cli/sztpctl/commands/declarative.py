@@ -1,0 +1,238 @@
+"""`sztpctl apply | diff | export | status`: the fleet file against a server, in one round trip.
+
+The server plans (and, for apply, commits) the whole fleet atomically through its bulk
+endpoint; these commands only load the file and show what changed. Secrets never appear:
+the server hides them in every change it reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .remote import (
+    ContextOption,
+    OutputFormat,
+    OutputOption,
+    ServerOption,
+    TokenFileOption,
+    connect,
+    console,
+    emit,
+    exit_with,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..client import ApplyResult, ResourceChange
+
+app = typer.Typer()
+
+FileOption = Annotated[Path, typer.Option("--filename", "-f", help="The fleet file (YAML).")]
+PruneOption = Annotated[
+    bool,
+    typer.Option("--prune", help="Delete resources the file does not list (only in its sections)."),
+]
+EXIT_DIFFERENT = 1
+EXIT_DIFF_ERROR = 2
+_SYMBOLS = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
+_SHORT_TEXT = 60
+
+
+@app.command("apply")
+def apply(
+    filename: FileOption,
+    prune: PruneOption = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
+    ] = False,
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """Make the server's state match the fleet file, atomically, and show what changed.
+
+    Example:
+
+        sztpctl apply -f fleet.yaml --prune
+    """
+    result = _submit(filename, prune, dry_run, context, server, token_file)
+    _show_changes(result.changes)
+    if not result.changes:
+        typer.echo(f"no changes; the server is at revision {result.revision}")
+    elif result.dry_run:
+        typer.echo(f"dry run, nothing changed: {_counts(result.changes)}")
+    else:
+        typer.echo(
+            f"applied: {_counts(result.changes, done=True)}; now at revision {result.revision}"
+        )
+
+
+@app.command("diff")
+def diff(
+    ctx: typer.Context,
+    filename: FileOption,
+    prune: PruneOption = False,
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """Show how the server differs from the fleet file.
+
+    Exit status: 0 no difference, 1 differences, 2 error (for pipelines and drift checks).
+    """
+    try:
+        result = _submit(filename, prune, True, context, server, token_file)
+    except Exception as exc:  # every failure, even a bug, must not look like "differs" (1)
+        exit_with(ctx, exc, EXIT_DIFF_ERROR)
+    _show_changes(result.changes)
+    if result.changes:
+        typer.echo(f"differences: {_counts(result.changes)}")
+        raise typer.Exit(EXIT_DIFFERENT)
+    typer.echo(f"no differences (server at revision {result.revision})")
+
+
+@app.command("export")
+def export(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (default: standard output)."),
+    ] = None,
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """Write the server's state as a fleet file.
+
+    Secrets are exported as "<hidden>", which keeps the stored secret when the file is
+    applied again: `export` then `diff` shows no difference.
+    """
+    from ..state.fleet import dump_fleet, fleet_document
+    from .output import write_bytes_atomically
+
+    with connect(context, server, token_file) as client:
+        revision, resources = client.get_state()
+        origin = client.server
+    text = f"# exported from {origin} at revision {revision}\n" + dump_fleet(
+        fleet_document(resources)
+    )
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    # 0600: configurations and scripts may be confidential even with secrets hidden.
+    write_bytes_atomically(output, text.encode(), mode=0o600)
+    total = sum(len(specs) for specs in resources.values())
+    typer.echo(f"{total} resource(s) at revision {revision} written to {output}", err=True)
+
+
+@app.command("status")
+def status(
+    output: OutputOption = OutputFormat.TABLE,
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """Fleet overview: devices by status, stalled devices, recent errors."""
+    with connect(context, server, token_file) as client:
+        summary = client.fleet_status()
+    emit(summary, output, lambda: _status_tables(summary))
+
+
+def _submit(
+    filename: Path,
+    prune: bool,
+    dry_run: bool,
+    context: str | None,
+    server: str | None,
+    token_file: Path | None,
+) -> ApplyResult:
+    from ..errors import ApiValidationError
+    from ..state.fleet import FleetError, load_fleet
+
+    fleet = load_fleet(filename)
+    with connect(context, server, token_file) as client:
+        try:
+            result = client.apply_state(fleet.resources, prune=prune, dry_run=dry_run)
+        except ApiValidationError as exc:
+            where = fleet.locate(exc.field)
+            if where is None:
+                raise
+            raise FleetError(f"{where}: {exc.message}") from None
+    return result
+
+
+def _counts(changes: Sequence[ResourceChange], *, done: bool = False) -> str:
+    actions = [change.action for change in changes]
+    return ", ".join(
+        f"{actions.count(action)} {f'{action}d' if done else f'to {action}'}"
+        for action in ("create", "update", "delete")
+    )
+
+
+def _show_changes(changes: Sequence[ResourceChange]) -> None:
+    out = console()
+    for change in changes:
+        symbol, colour = _SYMBOLS.get(change.action, ("?", "default"))
+        out.print(f"{symbol} {change.kind}/{change.name}", style=colour, markup=False)
+        if change.action == "update":
+            for line in _field_changes(change.before or {}, change.after or {}):
+                out.print(f"    {line}", markup=False)
+
+
+def _field_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{field}: {_brief(before.get(field))} → {_brief(after.get(field))}"
+        for field in [*before, *(field for field in after if field not in before)]
+        if before.get(field) != after.get(field)
+    ]
+    # Both sides of a changed secret read "<hidden>", so the field itself shows no change.
+    return lines or ["a secret changed"]
+
+
+def _brief(value: Any) -> str:
+    """A value short enough for one line; long text is named by size and a hash prefix."""
+    import hashlib
+    import json
+
+    if value is None:
+        return "(none)"
+    if isinstance(value, str) and ("\n" in value or len(value) > _SHORT_TEXT):
+        digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+        shape = f"{value.count(chr(10)) + 1} lines" if "\n" in value else f"{len(value)} chars"
+        return f"<text, {shape}, sha256 {digest}…>"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= _SHORT_TEXT * 2 else text[: _SHORT_TEXT * 2] + "…"
+
+
+def _status_tables(summary: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    counts = Table("STATUS", "DEVICES", box=box.SIMPLE_HEAD)
+    for name, count in summary["counts"].items():
+        counts.add_row(name, str(count))
+    counts.add_row("total", str(summary["devices"]), style="bold")
+    out.print(counts)
+    if summary["stalled"]:
+        stalled = Table("STALLED", "LAST REPORT", "AT", box=box.SIMPLE_HEAD)
+        for entry in summary["stalled"]:
+            report = entry["last_report"]
+            stalled.add_row(
+                Text(entry["serial"]), Text(report["progress_type"]), report["received_at"]
+            )
+        out.print(stalled)
+    if summary["recent_errors"]:
+        errors = Table("FAILED", "REPORT", "AT", "MESSAGE", box=box.SIMPLE_HEAD)
+        for report in summary["recent_errors"]:
+            errors.add_row(
+                Text(report["serial"]),
+                Text(report["progress_type"]),
+                report["received_at"],
+                Text(report["message"] or ""),
+            )
+        out.print(errors)

@@ -1,0 +1,90 @@
+"""What the commands that talk to an sztp-server share: connection options, output formats
+and error exits."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from .output import fail_with
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rich.console import Console
+
+    from ..client import SztpClient
+
+ContextOption = Annotated[
+    str | None,
+    typer.Option(
+        "--context", help="Context from the config file (env SZTP_CONTEXT; default: current)."
+    ),
+]
+ServerOption = Annotated[
+    str | None,
+    typer.Option("--server", help="Admin API URL, e.g. https://sztp.lab:9443 (env SZTP_SERVER)."),
+]
+TokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file", help="File holding the API token (env SZTP_TOKEN_FILE or SZTP_TOKEN)."
+    ),
+]
+
+
+_WIDE = 1000
+
+
+class OutputFormat(enum.StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+OutputOption = Annotated[
+    OutputFormat, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
+]
+
+
+def connect(context: str | None, server: str | None, token_file: Path | None) -> SztpClient:
+    """A client for the server the options, the environment and the config file name."""
+    from ..config import resolve_connection
+
+    return resolve_connection(context=context, server=server, token_file=token_file).client()
+
+
+def console() -> Console:
+    """A rich console; off a terminal, tables keep their natural width instead of 80."""
+    from rich.console import Console
+
+    plain = Console(highlight=False)
+    return plain if plain.is_terminal else Console(highlight=False, width=_WIDE)
+
+
+def emit(data: Any, output: OutputFormat, table: Callable[[], None]) -> None:
+    """Print `data` as JSON or YAML, or call `table` to draw it for people."""
+    if output is OutputFormat.JSON:
+        import json
+
+        typer.echo(json.dumps(data, indent=2))
+    elif output is OutputFormat.YAML:
+        import yaml
+
+        typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+    else:
+        table()
+
+
+def exit_with(ctx: typer.Context, error: BaseException, status: int) -> NoReturn:
+    """`fail_with`'s one line, but with exit `status` (for `diff`, where 1 means "differs");
+    with --debug the traceback is shown instead."""
+    if ctx.find_root().params.get("debug"):
+        raise error
+    try:
+        fail_with(error)
+    except SystemExit:
+        raise typer.Exit(status) from None

@@ -1,0 +1,349 @@
+"""The fleet file: the desired state as one YAML document (DESIGN.md §5).
+
+    trust_anchors: [{name, certificates, serial_pattern}]
+    owner: {name (default "default"), certificate_chain, private_key}   # or owners: [...]
+    images: [{name, os_name, os_version, download_uris, sha256}]
+    profiles: [{name, type, ...}]
+    devices: [{serial, profile, model, mac, duid, password, voucher, selection}]
+    dhcp: {...}                                   # kept as data; `sztpctl dhcp` renders it
+
+Field names are those of the admin API (`state/resources.py`). Any text field may be
+`{file: path}` (relative to the fleet file; a list of paths is concatenated) or `{env: VAR}`.
+A `voucher` file is base64-encoded, a `sha256` file is hashed; other files are UTF-8 text.
+
+The structure is checked against `fleet.schema.json` (published for editors and pipelines);
+the meaning of each spec is checked by the server (or `normalize_spec`), and `Fleet.locate`
+turns the field the server names back into a line of the file. Only the sections present in
+the file are managed: a missing `devices:` key leaves devices alone even with `--prune`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources as package_files
+from pathlib import Path
+from typing import Any
+
+from ..errors import SztpError
+from .resources import DEFAULT_OWNER, DEVICE, IMAGE, KINDS, OWNER, PROFILE, TRUST_ANCHOR
+
+SECTIONS: Mapping[str, str] = {
+    "trust_anchors": TRUST_ANCHOR,
+    "owners": OWNER,
+    "images": IMAGE,
+    "profiles": PROFILE,
+    "devices": DEVICE,
+}
+SECTION_OF_KIND: Mapping[str, str] = {kind: section for section, kind in SECTIONS.items()}
+YamlPath = tuple[str | int, ...]
+_CHUNK = 1024 * 1024
+# Schema messages quote the offending value: not for these.
+_SECRET_FIELDS = frozenset({"password", "password_hash", "private_key"})
+_API_FIELD = re.compile(r"(?P<kind>[a-z-]+)\[(?P<name>[^\]]*)\](?P<rest>.*)")
+_FIELD_PART = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
+
+
+class FleetError(SztpError):
+    """The fleet file is malformed; the message names the file, the line and the field."""
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A loaded fleet file: the resources (kind → name → spec, as the admin API takes them)
+    and the `dhcp` section, plus where each value came from for error messages."""
+
+    path: Path
+    resources: dict[str, dict[str, dict[str, Any]]]
+    dhcp: dict[str, Any] | None = None
+    lines: Mapping[YamlPath, int] = field(default_factory=dict, repr=False)
+    origins: Mapping[tuple[str, str], YamlPath] = field(default_factory=dict, repr=False)
+
+    def locate(self, api_field: str | None) -> str | None:
+        """`file:line: path` for a field the admin API names (`device[SN-1].voucher`)."""
+        match = _API_FIELD.fullmatch(api_field or "")
+        if match is None:
+            return None
+        origin = self.origins.get((match["kind"], match["name"]))
+        if origin is None:
+            return None
+        path = origin
+        for name, index in _FIELD_PART.findall(match["rest"].split(" ", 1)[0]):
+            step: str | int = int(index) if index else name
+            if (*path, step) not in self.lines:
+                break
+            path = (*path, step)
+        return f"{self.path}:{self.lines[path]}: {dotted(path)}"
+
+
+def load_fleet(path: Path, environ: Mapping[str, str] | None = None) -> Fleet:
+    """Read, check and resolve a fleet file; every error is a FleetError naming its place."""
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise FleetError(f"cannot read fleet file {path}: {reason}") from None
+    document, lines = _parse_yaml(text, path)
+    if document is None:
+        document = {}
+    _check_schema(document, path, lines)
+    resolver = _Resolver(path, lines, environ)
+    resources: dict[str, dict[str, dict[str, Any]]] = {}
+    origins: dict[tuple[str, str], YamlPath] = {}
+    for section, entry_path, entry in _entries(document):
+        kind = OWNER if section == "owner" else SECTIONS[section]
+        key = "serial" if kind == DEVICE else "name"
+        name = entry.get(key, DEFAULT_OWNER if section == "owner" else None)
+        specs = resources.setdefault(kind, {})
+        if name in specs:
+            first = origins[(kind, name)]
+            raise FleetError(
+                f"{path}:{lines[entry_path]}: {dotted(entry_path)}: duplicate {kind} {name!r} "
+                f"(first at line {lines[first]})"
+            )
+        spec = {
+            field_name: resolver.resolve(value, (*entry_path, field_name))
+            for field_name, value in entry.items()
+            if field_name != key
+        }
+        specs[name] = spec
+        origins[(kind, name)] = entry_path
+    for section in SECTIONS:  # a present but empty section still counts as managed
+        if section in document:
+            resources.setdefault(SECTIONS[section], {})
+    if "owner" in document:
+        resources.setdefault(OWNER, {})
+    ordered = {kind: resources[kind] for kind in KINDS if kind in resources}
+    return Fleet(path, ordered, document.get("dhcp"), lines, origins)
+
+
+def fleet_document(resources: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """A fleet document for `resources` (as `GET /state` returns them): empty values left out,
+    secrets kept as the server's "<hidden>" marker, which means "keep" when applied back."""
+    document: dict[str, Any] = {}
+    owners = resources.get(OWNER, {})
+    for kind in KINDS:
+        specs = resources.get(kind, {})
+        if kind == OWNER and set(owners) == {DEFAULT_OWNER}:
+            document["owner"] = _compact(owners[DEFAULT_OWNER])
+            continue
+        key = "serial" if kind == DEVICE else "name"
+        document[SECTION_OF_KIND[kind]] = [
+            {key: name, **_compact(spec)} for name, spec in sorted(specs.items())
+        ]
+    return document
+
+
+def dump_fleet(document: Mapping[str, Any]) -> str:
+    """YAML text of a fleet document; multi-line text (PEM, scripts) as literal blocks."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(dict(document), Dumper=Dumper, sort_keys=False, allow_unicode=True)
+
+
+def dotted(path: YamlPath) -> str:
+    """`devices[2].voucher` for ("devices", 2, "voucher")."""
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else step)
+    return text or "(document)"
+
+
+@cache
+def fleet_schema() -> dict[str, Any]:
+    """The published JSON Schema of the fleet file."""
+    source = package_files.files(__package__).joinpath("fleet.schema.json")
+    return json.loads(source.read_text(encoding="utf-8"))
+
+
+def _compact(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            key: _compact(item) for key, item in value.items() if item is not None and item != []
+        }
+    if isinstance(value, list):
+        return [_compact(item) for item in value]
+    return value
+
+
+def _entries(document: Mapping[str, Any]) -> Iterator[tuple[str, YamlPath, dict[str, Any]]]:
+    if document.get("owner") is not None:
+        yield "owner", ("owner",), document["owner"]
+    for section in SECTIONS:
+        for index, entry in enumerate(document.get(section) or []):
+            yield section, (section, index), entry
+
+
+# ---- YAML with line numbers
+
+
+def _yaml_loader() -> type:
+    import yaml
+
+    # libyaml parses a 10,000-device fleet ten times faster than the pure-Python parser.
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        """Without implicit timestamps: `2024-05-01` stays text (JSON has no dates, and an
+        OS version must not turn into a date)."""
+
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in base.yaml_implicit_resolvers.items()
+    }
+    return Loader
+
+
+def _parse_yaml(text: str, path: Path) -> tuple[Any, dict[YamlPath, int]]:
+    import yaml
+
+    loader = _yaml_loader()(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: dict[YamlPath, int] = {}
+        _index_lines(node, (), lines, path, set())
+        return loader.construct_document(node), lines
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = ", ".join(part for part in (exc.context, exc.problem) if part) or "malformed"
+        raise FleetError(f"{path}{line}: not valid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise FleetError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _index_lines(
+    node: Any, path: YamlPath, lines: dict[YamlPath, int], file: Path, seen: set[int]
+) -> None:
+    """Record each value's line; refuse duplicate keys (PyYAML would keep the last silently)."""
+    import yaml
+
+    lines[path] = node.start_mark.line + 1
+    if id(node) in seen:  # an alias: indexed where its anchor is (and no endless recursion)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in keys:
+                raise FleetError(
+                    f"{file}:{key_node.start_mark.line + 1}: {dotted((*path, key))}: duplicate key"
+                )
+            keys.add(key)
+            _index_lines(value_node, (*path, key), lines, file, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_lines(item, (*path, index), lines, file, seen)
+
+
+def _check_schema(document: Any, path: Path, lines: Mapping[YamlPath, int]) -> None:
+    import jsonschema_rs
+
+    try:
+        errors = list(jsonschema_rs.validator_for(fleet_schema()).iter_errors(document))
+    except ValueError as exc:  # a YAML value JSON cannot hold (binary, a set)
+        raise FleetError(f"{path}: {exc}") from None
+    if not errors:
+        return
+    # Report the error that comes first in the file, at the deepest line we know.
+    first = min(errors, key=lambda error: _line_of(tuple(error.instance_path), lines))
+    where: YamlPath = tuple(first.instance_path)
+    message = first.message
+    if first.kind.name == "additionalProperties":
+        where, message = (*where, first.kind.unexpected[0]), "unknown field"
+    elif first.kind.name == "required":
+        message = f"{first.kind.property!r} is required"
+    elif isinstance(first.instance, int | float) and "string" in message:
+        message += "; quote it to make it text"
+    if _SECRET_FIELDS.intersection(step for step in where if isinstance(step, str)):
+        message = "must be a string, {file: path} or {env: VARIABLE} (value not shown)"
+    raise FleetError(f"{path}:{_line_of(where, lines)}: {dotted(where)}: {message}")
+
+
+def _line_of(path: YamlPath, lines: Mapping[YamlPath, int]) -> int:
+    while path not in lines and path:
+        path = path[:-1]
+    return lines.get(path, 1)
+
+
+# ---- {file: ...} and {env: ...}
+
+
+class _Resolver:
+    """Replaces file and environment references; the schema allows them only in text fields."""
+
+    def __init__(
+        self, path: Path, lines: Mapping[YamlPath, int], environ: Mapping[str, str]
+    ) -> None:
+        self.path = path
+        self.base = path.parent
+        self.lines = lines
+        self.environ = environ
+
+    def resolve(self, value: Any, where: YamlPath) -> Any:
+        if isinstance(value, dict) and set(value) == {"file"}:
+            return self._file(value["file"], where)
+        if isinstance(value, dict) and set(value) == {"env"}:
+            variable = value["env"]
+            if variable not in self.environ:
+                raise self._error(where, f"environment variable {variable} is not set")
+            return self.environ[variable]
+        if isinstance(value, dict):
+            return {key: self.resolve(item, (*where, key)) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.resolve(item, (*where, index)) for index, item in enumerate(value)]
+        return value
+
+    def _file(self, names: str | list[str], where: YamlPath) -> str:
+        paths = [self._path(name) for name in ([names] if isinstance(names, str) else names)]
+        field_name = next(step for step in reversed(where) if isinstance(step, str))
+        try:
+            if field_name == "sha256":
+                if len(paths) != 1:
+                    raise self._error(where, "hash one file, not a list")
+                return _sha256_file(paths[0])
+            data = b"".join(file.read_bytes() for file in paths)
+        except OSError as exc:
+            target = exc.filename or paths[0]
+            raise self._error(where, f"cannot read {target}: {exc.strerror or exc}") from None
+        if field_name == "voucher":
+            return base64.b64encode(data).decode()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._error(where, "the file is not UTF-8 text") from None
+
+    def _path(self, name: str) -> Path:
+        path = Path(name).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def _error(self, where: YamlPath, message: str) -> FleetError:
+        return FleetError(f"{self.path}:{_line_of(where, self.lines)}: {dotted(where)}: {message}")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

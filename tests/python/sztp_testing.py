@@ -1,0 +1,184 @@
+"""Helpers for tests that need a real `sztp-server` subprocess or the `sztpctl` console script.
+
+with running_server(tmp_path, lab=lab) as server:
+    run_sztpctl("apply", "-f", fleet, env=server.cli_env(tmp_path))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from sztpctl.labpki import LabPki, load_lab_pki, write_lab_pki
+from sztpctl.protocol import pki
+from sztpctl.protocol.voucher import create_voucher, sign_voucher
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_FLEET = ROOT / "docs" / "examples" / "lab-fleet.yaml"
+EXAMPLE_SERIALS = ("SN-0001", "SN-0002")
+BIN = Path(sys.executable).parent
+SZTP_SERVER = shutil.which("sztp-server", path=str(BIN))
+SZTPCTL = shutil.which("sztpctl", path=str(BIN))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    directory: Path
+    admin_url: str
+    device_url: str
+    token_file: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def token(self) -> str:
+        return self.token_file.read_text().strip()
+
+    @property
+    def log(self) -> str:
+        return (self.directory / "server.log").read_text(errors="replace")
+
+    def cli_env(self, home: Path) -> dict[str, str]:
+        """Environment for `sztpctl` against this server, with an empty config directory."""
+        return {
+            **os.environ,
+            "XDG_CONFIG_HOME": str(home / "xdg"),
+            "SZTP_SERVER": self.admin_url,
+            "SZTP_TOKEN_FILE": str(self.token_file),
+        }
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(
+    directory: Path, *, lab: LabPki | None = None, admin_tls: bool = False, timeout: float = 30
+) -> RunningServer:
+    """A server on loopback with SQLite in `directory`; with `lab`, the device listener (and
+    with `admin_tls` the admin listener too) speaks TLS with the lab's server certificate."""
+    assert SZTP_SERVER, "sztp-server must be installed in the test environment (make test)"
+    directory.mkdir(parents=True, exist_ok=True)
+    device_port, admin_port = free_port(), free_port()
+    listener: dict[str, object] = {"host": "127.0.0.1", "port": device_port}
+    admin: dict[str, object] = {"host": "127.0.0.1", "port": admin_port}
+    if lab is not None:
+        tls = {"tls_cert": str(lab.server.certificate), "tls_key": str(lab.server.private_key)}
+        listener.update(tls)
+        if admin_tls:
+            admin.update(tls)
+    token_file = directory / "state" / "admin-token"
+    config = directory / "server.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "database_url": f"sqlite:///{directory / 'state' / 'sztp.db'}",
+                "device_listeners": [listener],
+                "admin_listener": admin,
+                "admin_token_file": str(token_file),
+                "refresh_interval": 0.2,
+            }
+        )
+    )
+    with (directory / "server.log").open("wb") as log:
+        process = subprocess.Popen([SZTP_SERVER, "run", "--config", str(config)], stderr=log)
+    scheme = "https" if lab is not None else "http"
+    admin_scheme = "https" if lab is not None and admin_tls else "http"
+    server = RunningServer(
+        directory=directory,
+        admin_url=f"{admin_scheme}://127.0.0.1:{admin_port}",
+        device_url=f"{scheme}://127.0.0.1:{device_port}",
+        token_file=token_file,
+        process=process,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sztp-server exited early:\n{server.log}")
+        with contextlib.suppress(requests.ConnectionError):
+            verify = str(lab.tls_ca.certificate) if lab is not None else True
+            healthy = requests.get(f"{server.admin_url}/healthz", timeout=1, verify=verify).ok
+            if healthy and token_file.exists():
+                return server
+        time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"sztp-server did not start within {timeout} s:\n{server.log}")
+
+
+@contextlib.contextmanager
+def running_server(
+    directory: Path, *, lab: LabPki | None = None, admin_tls: bool = False
+) -> Iterator[RunningServer]:
+    server = start_server(directory, lab=lab, admin_tls=admin_tls)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def run_sztpctl(
+    *arguments: str | Path,
+    env: Mapping[str, str],
+    expect: int = 0,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real console script; check the exit status and that no traceback leaked."""
+    assert SZTPCTL, "sztpctl must be installed in the test environment (make test)"
+    result = subprocess.run(
+        [SZTPCTL, *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(env),
+        cwd=cwd,
+    )
+    assert result.returncode == expect, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def write_voucher(lab: LabPki, serial: str, path: Path) -> None:
+    """A lab voucher for `serial` pinning the owner CA, signed by the lab MASA."""
+    owner_ca = pki.load_certificates_pem(lab.owner_ca.certificate.read_bytes())[0]
+    path.write_bytes(sign_voucher(create_voucher(serial, owner_ca), lab.masa.load()))
+
+
+def lay_out_example(directory: Path) -> Path:
+    """docs/examples/lab-fleet.yaml with the files it refers to, as `make demo` leaves them
+    (lab PKI in pki/, vouchers, image, day-0 configuration); returns the fleet file."""
+    lab = write_lab_pki(directory / "pki", list(EXAMPLE_SERIALS), hw_model="DPU-LAB-1")
+    for serial in EXAMPLE_SERIALS:
+        write_voucher(lab, serial, directory / f"{serial}.vcj")
+    (directory / "labos-1.2.img").write_bytes(b"LabOS 1.2 boot image\n")
+    (directory / "day0.cfg").write_text("hostname dpu\n")
+    fleet = directory / "fleet.yaml"
+    shutil.copyfile(EXAMPLE_FLEET, fleet)
+    return fleet
+
+
+def example_lab(fleet: Path) -> LabPki:
+    return load_lab_pki(fleet.parent / "pki")

@@ -1,0 +1,347 @@
+"""sztpctl against a real sztp-server subprocess: apply, diff, export, status, device status,
+contexts and every error path, through the installed console script."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sztp_testing import (
+    RunningServer,
+    example_lab,
+    free_port,
+    lay_out_example,
+    run_sztpctl,
+    running_server,
+)
+from sztpctl.client import SztpClient
+from sztpctl.errors import (
+    ApiConflictError,
+    AuthenticationError,
+    NotFoundApiError,
+    ServerUnreachable,
+)
+from sztpctl.protocol import pki
+from sztpctl.simulator import DeviceIdentity, SimulatorConfig, simulate
+
+PASSWORD = "correct horse battery staple"
+EMPTY = "trust_anchors: []\nowners: []\nimages: []\nprofiles: []\ndevices: []\n"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The documented example fleet with its files; SN-0002 also gets a password from env."""
+    path = lay_out_example(tmp_path_factory.mktemp("fleet"))
+    document = yaml.safe_load(path.read_text())
+    document["devices"][1]["password"] = {"env": "SN2_PASSWORD"}
+    path.with_name("with-password.yaml").write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(fleet: Path) -> Iterator[RunningServer]:
+    with running_server(fleet.parent / "server", lab=example_lab(fleet)) as running:
+        yield running
+
+
+@pytest.fixture
+def env(server: RunningServer, tmp_path: Path) -> dict[str, str]:
+    """CLI environment for the server, which starts each test empty."""
+    environment = {**server.cli_env(tmp_path), "SN2_PASSWORD": PASSWORD}
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(EMPTY)
+    run_sztpctl("apply", "-f", empty, "--prune", env=environment)
+    return environment
+
+
+def client_for(server: RunningServer) -> SztpClient:
+    return SztpClient(server.admin_url, server.token)
+
+
+def only_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_apply_from_empty_then_reapply_is_a_no_op(
+    fleet: Path, env: dict[str, str], server: RunningServer
+) -> None:
+    first = run_sztpctl("apply", "-f", fleet, env=env)
+    for resource in ("trust-anchor/lab-manufacturer", "owner/default", "device/SN-0002"):
+        assert f"+ {resource}" in first.stdout
+    assert "applied: 6 created, 0 updated, 0 deleted" in first.stdout
+    second = run_sztpctl("apply", "-f", fleet, env=env)
+    assert second.stdout.startswith("no changes")
+    _, state = client_for(server).get_state()
+    assert sorted(state["device"]) == ["SN-0001", "SN-0002"]
+
+
+def test_dry_run_changes_nothing(fleet: Path, env: dict[str, str], server: RunningServer) -> None:
+    result = run_sztpctl("apply", "-f", fleet, "--dry-run", env=env)
+    assert "+ device/SN-0001" in result.stdout
+    assert "dry run, nothing changed: 6 to create" in result.stdout
+    _, state = client_for(server).get_state()
+    assert all(not specs for specs in state.values())
+
+
+def test_diff_exit_codes(fleet: Path, env: dict[str, str], tmp_path: Path) -> None:
+    assert "+ profile/dpu-day0" in run_sztpctl("diff", "-f", fleet, env=env, expect=1).stdout
+    run_sztpctl("apply", "-f", fleet, env=env)
+    assert run_sztpctl("diff", "-f", fleet, env=env, expect=0).stdout.startswith("no differences")
+    changed = fleet.with_name("changed.yaml")
+    changed.write_text(fleet.read_text().replace("model: DPU-LAB-1", "model: DPU-LAB-2", 1))
+    result = run_sztpctl("diff", "-f", changed, env=env, expect=1)
+    assert "~ device/SN-0001" in result.stdout
+    assert 'model: "DPU-LAB-1" → "DPU-LAB-2"' in result.stdout
+    assert "SN-0002" not in result.stdout
+    # Errors are 2, never 1 ("differs"): a bad file, an unreachable server, a bad token.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("devices:\n  - serial: SN-0001\n    modle: x\n")
+    assert "devices[0].modle" in run_sztpctl("diff", "-f", bad, env=env, expect=2).stderr
+    gone = {**env, "SZTP_SERVER": f"http://127.0.0.1:{free_port()}"}
+    run_sztpctl("diff", "-f", fleet, env=gone, expect=2)
+    wrong = {**env, "SZTP_TOKEN": "sztp_not-a-token", "SZTP_TOKEN_FILE": ""}
+    run_sztpctl("diff", "-f", fleet, env=wrong, expect=2)
+    run_sztpctl("diff", env=env, expect=2)  # usage error: no -f
+
+
+def test_export_then_diff_shows_no_difference(
+    fleet: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    with_password = fleet.with_name("with-password.yaml")
+    run_sztpctl("apply", "-f", with_password, env=env)
+    exported = tmp_path / "exported.yaml"
+    run_sztpctl("export", "-o", exported, env=env)
+    assert stat.S_IMODE(exported.stat().st_mode) == 0o600
+    text = exported.read_text()
+    assert "password_hash: <hidden>" in text
+    assert "private_key: <hidden>" in text
+    assert PASSWORD not in text
+    assert "PRIVATE KEY" not in text
+    assert run_sztpctl("diff", "-f", exported, env=env).stdout.startswith("no differences")
+    assert run_sztpctl("diff", "-f", with_password, env=env).stdout.startswith("no differences")
+    assert run_sztpctl("export", env=env).stdout.split("\n", 1)[1] == text.split("\n", 1)[1]
+
+
+def test_prune_deletes_only_within_the_sections_listed(
+    fleet: Path, env: dict[str, str], server: RunningServer, tmp_path: Path
+) -> None:
+    run_sztpctl("apply", "-f", fleet, env=env)
+    document = yaml.safe_load(fleet.read_text())
+    only_one = tmp_path / "one-device.yaml"
+    only_one.write_text(yaml.safe_dump({"devices": document["devices"][:1]}))
+    # References are relative to the fleet file: the voucher goes next to it.
+    (tmp_path / "SN-0001.vcj").write_bytes((fleet.parent / "SN-0001.vcj").read_bytes())
+    assert run_sztpctl("apply", "-f", only_one, env=env).stdout.startswith("no changes")
+    result = run_sztpctl("apply", "-f", only_one, "--prune", env=env)
+    assert result.stdout.splitlines()[0] == "- device/SN-0002"
+    assert "applied: 0 created, 0 updated, 1 deleted" in result.stdout
+    _, state = client_for(server).get_state()
+    assert list(state["device"]) == ["SN-0001"]
+    assert list(state["profile"]) == ["dpu-day0"]
+
+
+def test_secrets_are_never_printed(fleet: Path, env: dict[str, str]) -> None:
+    with_password = fleet.with_name("with-password.yaml")
+    run_sztpctl("apply", "-f", with_password, env=env)
+    changed = {**env, "SN2_PASSWORD": "another password"}
+    result = run_sztpctl("diff", "-f", with_password, env=changed, expect=1)
+    assert result.stdout.splitlines()[:2] == ["~ device/SN-0002", "    a secret changed"]
+    key = (fleet.parent / "pki/owner/owner.key").read_text().splitlines()[1]
+    for output in (result.stdout, result.stderr):
+        assert "another password" not in output
+        assert PASSWORD not in output
+        assert key not in output
+
+
+def test_unreachable_server_is_one_line(fleet: Path, env: dict[str, str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    gone = {**env, "SZTP_SERVER": url}
+    result = run_sztpctl("apply", "-f", fleet, env=gone, expect=1)
+    assert only_line(result.stderr) == f"error: cannot reach {url}: Connection refused"
+    assert only_line(run_sztpctl("diff", "-f", fleet, env=gone, expect=2).stderr).startswith(
+        f"error: cannot reach {url}"
+    )
+    run_sztpctl("status", env=gone, expect=1)
+    no_server = {key: value for key, value in env.items() if key != "SZTP_SERVER"}
+    line = only_line(run_sztpctl("status", env=no_server, expect=1).stderr)
+    assert line.startswith("error: no server: pass --server")
+
+
+def test_bad_token_is_one_line_without_the_token(
+    fleet: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("sztp_wrong-token-value\n")
+    result = run_sztpctl("apply", "-f", fleet, "--token-file", token_file, env=env, expect=1)
+    assert only_line(result.stderr) == "error: the API token is not valid (HTTP 401)"
+    assert "wrong-token-value" not in result.stdout + result.stderr
+    missing = run_sztpctl("status", "--token-file", tmp_path / "absent", env=env, expect=1)
+    assert "cannot read token file" in only_line(missing.stderr)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # Caught by the schema, before any request.
+        (lambda text: text.replace("os_name: LabOS", "os_name: 12"), "images[0].os_name"),
+        # A missing referenced file.
+        (lambda text: text.replace("day0.cfg", "missing.cfg"), "profiles[0].configuration"),
+        # Refused by the server (422): mapped back to the line of the fleet file.
+        (
+            lambda text: text.replace("SN-0002.vcj", "SN-0001.vcj"),
+            "devices[1].voucher: is for serial number 'SN-0001', not 'SN-0002'",
+        ),
+        (lambda text: text.replace("image: labos-1.2", "image: nope"), "profiles[0].image"),
+    ],
+)
+def test_bad_fleet_file_is_one_line_naming_the_problem(
+    fleet: Path,
+    env: dict[str, str],
+    server: RunningServer,
+    change: Callable[[str], str],
+    expected: str,
+) -> None:
+    bad = fleet.with_name("bad.yaml")
+    bad.write_text(change(fleet.read_text()))
+    line = only_line(run_sztpctl("apply", "-f", bad, env=env, expect=1).stderr)
+    assert line.startswith(f"error: {bad}:")
+    assert expected in line
+    _, state = client_for(server).get_state()
+    assert all(not specs for specs in state.values())  # nothing half-applied
+
+
+def test_device_status_after_a_simulated_run(
+    fleet: Path, env: dict[str, str], server: RunningServer, tmp_path: Path
+) -> None:
+    # The example's image lives on a host that does not exist: onboard with configuration only.
+    document = yaml.safe_load(fleet.read_text())
+    del document["profiles"][0]["image"]
+    config_only = fleet.with_name("config-only.yaml")
+    config_only.write_text(yaml.safe_dump(document))
+    run_sztpctl("apply", "-f", config_only, env=env)
+
+    lab = example_lab(fleet)
+    files = lab.devices["SN-0001"].idevid
+    result = simulate(
+        SimulatorConfig(
+            bootstrap_uris=(server.device_url,),
+            trust_anchors=tuple(
+                pki.load_certificates_pem(lab.manufacturer_ca.certificate.read_bytes())
+            ),
+            server_ca=lab.tls_ca.certificate,
+            work_dir=tmp_path / "device",
+            timeout=10.0,
+        ),
+        DeviceIdentity(
+            serial_number="SN-0001",
+            idevid_certificate=files.certificate,
+            idevid_key=files.private_key,
+            hw_model="DPU-LAB-1",
+        ),
+    )
+    assert result.succeeded, result.reason
+
+    table = run_sztpctl("device", "status", "SN-0001", env=env).stdout
+    assert "SN-0001: complete (1 attempt(s))" in table
+    assert "bootstrap-initiated" in table
+    assert "bootstrap-complete" in table
+    status = json.loads(run_sztpctl("device", "status", "SN-0001", "-o", "json", env=env).stdout)
+    assert status["status"] == "complete"
+    history = [report["progress_type"] for report in status["history"][0]["reports"]]
+    assert history[0] == "bootstrap-initiated"
+    assert history[-1] == "bootstrap-complete"
+    as_yaml = yaml.safe_load(
+        run_sztpctl("device", "status", "SN-0001", "-o", "yaml", env=env).stdout
+    )
+    assert as_yaml == status
+
+    fleet_status = json.loads(run_sztpctl("status", "-o", "json", env=env).stdout)
+    assert fleet_status["devices"] == 2
+    assert fleet_status["counts"]["complete"] == 1
+    assert fleet_status["counts"]["not-seen"] == 1
+    assert "complete" in run_sztpctl("status", env=env).stdout
+
+    listed = run_sztpctl("device", "list", "--status", "complete", "-o", "json", env=env).stdout
+    assert [device["name"] for device in json.loads(listed)] == ["SN-0001"]
+    table = run_sztpctl("device", "list", env=env).stdout
+    assert "SN-0002" in table
+    assert "2 device(s)" in table
+    missing = run_sztpctl("device", "status", "SN-9999", env=env, expect=1)
+    assert only_line(missing.stderr) == ("error: no device with serial number 'SN-9999' (HTTP 404)")
+    run_sztpctl("device", "list", "--status", "bogus", env=env, expect=2)
+
+
+def test_contexts_from_the_config_file(
+    fleet: Path, env: dict[str, str], server: RunningServer, tmp_path: Path
+) -> None:
+    bare = {key: value for key, value in env.items() if not key.startswith("SZTP_")}
+    run_sztpctl(
+        "config", "set-context", "lab", "--server", server.admin_url,
+        "--token-file", server.token_file, env=bare,
+    )  # fmt: skip
+    config = tmp_path / "xdg" / "sztp" / "config.yaml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert "* lab" in run_sztpctl("config", "get-contexts", env=bare).stdout
+    run_sztpctl("status", env=bare)  # the current context is enough
+    run_sztpctl("config", "set-context", "other", "--server", "http://127.0.0.1:1", env=bare)
+    assert "* lab" in run_sztpctl("config", "get-contexts", env=bare).stdout
+    run_sztpctl("status", "--context", "other", env=bare, expect=1)
+    run_sztpctl("status", env={**bare, "SZTP_CONTEXT": "other"}, expect=1)
+    # The command line beats the environment, which beats the context.
+    run_sztpctl(
+        "status", "--context", "other", "--server", server.admin_url,
+        "--token-file", server.token_file, env=bare,
+    )  # fmt: skip
+    run_sztpctl("config", "use-context", "other", env=bare)
+    run_sztpctl("status", env=bare, expect=1)
+    overrides = {"SZTP_SERVER": server.admin_url, "SZTP_TOKEN": server.token}
+    run_sztpctl("status", env={**bare, **overrides})
+    line = only_line(run_sztpctl("status", "--context", "nope", env=bare, expect=1).stderr)
+    assert line == f"error: no context named 'nope' in {config} (lab, other)"
+    assert server.token not in config.read_text()  # --token-file keeps the token out
+
+
+def test_client_resource_calls_and_typed_errors(
+    fleet: Path, env: dict[str, str], server: RunningServer
+) -> None:
+    run_sztpctl("apply", "-f", fleet, env=env)
+    with client_for(server) as client:
+        revision, _ = client.get_state()
+        device = client.get("device", "SN-0001")
+        assert device["spec"]["profile"] == "dpu-day0"
+        client.put("device", "SN 0003/b", {"profile": "dpu-day0", "model": "X"})
+        assert client.get("device", "SN 0003/b")["spec"]["model"] == "X"
+        assert [d["name"] for d in client.list("device", model="X")] == ["SN 0003/b"]
+        client.delete("device", "SN 0003/b")
+        with pytest.raises(NotFoundApiError):
+            client.get("device", "SN 0003/b")
+        with pytest.raises(ApiConflictError) as conflict:
+            client.apply_state({"device": {}}, prune=True, if_match=revision)
+        assert conflict.value.status == 412
+        with pytest.raises(ApiConflictError):
+            client.delete("profile", "dpu-day0")  # still in use
+    with pytest.raises(AuthenticationError), SztpClient(server.admin_url, None) as anonymous:
+        anonymous.fleet_status()
+
+
+def test_client_tls_uses_the_given_ca_bundle(fleet: Path, tmp_path: Path) -> None:
+    """REQUESTS_CA_BUNDLE (set on some machines) must not override an explicit CA bundle."""
+    lab = example_lab(fleet)
+    with running_server(tmp_path / "tls", lab=lab, admin_tls=True) as tls_server:
+        assert tls_server.admin_url.startswith("https://")
+        trusted = SztpClient(
+            tls_server.admin_url, tls_server.token, ca_bundle=lab.tls_ca.certificate
+        )
+        assert trusted.fleet_status()["devices"] == 0
+        untrusted = SztpClient(tls_server.admin_url, tls_server.token)
+        with pytest.raises(ServerUnreachable) as failure:
+            untrusted.fleet_status()
+        assert str(failure.value).startswith(f"TLS with {tls_server.admin_url} failed:")
+        assert "certificate verify failed" in str(failure.value)

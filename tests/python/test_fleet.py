@@ -1,0 +1,257 @@
+"""The fleet file loader: structure (JSON Schema), file and env references, error messages."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import jsonschema_rs
+import pytest
+
+from sztp_testing import lay_out_example
+from sztpctl.protocol import pki
+from sztpctl.state import resources
+from sztpctl.state.fleet import (
+    FleetError,
+    dump_fleet,
+    fleet_document,
+    fleet_schema,
+    load_fleet,
+)
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return lay_out_example(tmp_path_factory.mktemp("example"))
+
+
+def write(directory: Path, text: str, name: str = "fleet.yaml") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def error_of(path: Path, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(FleetError) as caught:
+        load_fleet(path, environ=environ or {})
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_example_resolves_every_reference(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir("/")  # references are relative to the fleet file, not the working dir
+    fleet = load_fleet(example, environ={})
+    directory = example.parent
+    assert list(fleet.resources) == list(resources.KINDS)
+    owner = fleet.resources["owner"]["default"]
+    assert owner["certificate_chain"] == (
+        (directory / "pki/owner/owner.pem").read_text()
+        + (directory / "pki/owner/ca.pem").read_text()
+    )
+    assert owner["private_key"].startswith("-----BEGIN")
+    image = fleet.resources["image"]["labos-1.2"]
+    assert image["sha256"] == hashlib.sha256(b"LabOS 1.2 boot image\n").hexdigest()
+    assert image["os_version"] == "1.2"
+    assert fleet.resources["profile"]["dpu-day0"]["configuration"] == "hostname dpu\n"
+    voucher = fleet.resources["device"]["SN-0002"]["voucher"]
+    assert base64.b64decode(voucher) == (directory / "SN-0002.vcj").read_bytes()
+    assert fleet.dhcp is None
+
+
+def test_example_specs_are_valid_resources(example: Path) -> None:
+    fleet = load_fleet(example, environ={})
+    for kind, specs in fleet.resources.items():
+        for name, spec in specs.items():
+            resources.normalize_spec(kind, name, spec)
+
+
+def test_env_references_and_dhcp_data(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "devices:\n"
+        "  - serial: SN-0001\n"
+        "    password: {env: SN1_PASSWORD}\n"
+        "dhcp:\n"
+        "  bootstrap_servers: [https://sztp.lab:8443]\n",
+    )
+    fleet = load_fleet(path, environ={"SN1_PASSWORD": "s3cret"})
+    assert fleet.resources == {"device": {"SN-0001": {"password": "s3cret"}}}
+    assert fleet.dhcp == {"bootstrap_servers": ["https://sztp.lab:8443"]}
+
+
+def test_missing_env_variable_is_named_not_guessed(tmp_path: Path) -> None:
+    path = write(tmp_path, "devices:\n  - serial: SN-0001\n    password: {env: SN1_PASSWORD}\n")
+    message = error_of(path)
+    assert message == (
+        f"{path}:3: devices[0].password: environment variable SN1_PASSWORD is not set"
+    )
+
+
+def test_file_references_by_field(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.txt").write_text("first\n")
+    (tmp_path / "sub" / "b.txt").write_text("second\n")
+    (tmp_path / "sub" / "v.bin").write_bytes(b"\x00\xffvoucher")
+    (tmp_path / "sub" / "img").write_bytes(b"image")
+    path = write(
+        tmp_path / "sub",
+        "images:\n"
+        "  - name: img\n"
+        "    os_name: {file: a.txt}\n"
+        "    os_version: '1'\n"
+        "    download_uris: [https://files/img]\n"
+        "    sha256: {file: img}\n"
+        "profiles:\n"
+        "  - name: p\n"
+        "    type: onboarding\n"
+        "    configuration: {file: [a.txt, b.txt]}\n"
+        "devices:\n"
+        "  - serial: SN-0001\n"
+        "    voucher: {file: v.bin}\n",
+    )
+    fleet = load_fleet(path, environ={})
+    assert fleet.resources["image"]["img"]["os_name"] == "first\n"
+    assert fleet.resources["image"]["img"]["sha256"] == hashlib.sha256(b"image").hexdigest()
+    assert fleet.resources["profile"]["p"]["configuration"] == "first\nsecond\n"
+    voucher = fleet.resources["device"]["SN-0001"]["voucher"]
+    assert base64.b64decode(voucher) == b"\x00\xffvoucher"
+
+
+def test_only_the_sections_present_are_managed(tmp_path: Path) -> None:
+    fleet = load_fleet(write(tmp_path, "devices: []\nimages: []\n"), environ={})
+    assert fleet.resources == {"image": {}, "device": {}}
+    assert load_fleet(write(tmp_path, "", "empty.yaml"), environ={}).resources == {}
+
+
+def test_owner_and_owners(tmp_path: Path) -> None:
+    single = load_fleet(write(tmp_path, "owner: {certificate_chain: x}\n"), environ={})
+    assert single.resources == {"owner": {"default": {"certificate_chain": "x"}}}
+    named = write(tmp_path, "owners:\n  - {name: a, certificate_chain: x}\n", "named.yaml")
+    assert load_fleet(named, environ={}).resources == {"owner": {"a": {"certificate_chain": "x"}}}
+    unnamed = write(tmp_path, "owners:\n  - {certificate_chain: x}\n", "unnamed.yaml")
+    assert "'name' is required" in error_of(unnamed)
+    both = write(tmp_path, "owner: {certificate_chain: x}\nowners: []\n", "both.yaml")
+    assert error_of(both).startswith(f"{both}:1: (document): ")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("devices:\n  - serial: SN-1\n    modle: x\n", ":3: devices[0].modle: unknown field"),
+        ("devices:\n  - model: x\n", ":2: devices[0]: 'serial' is required"),
+        (
+            "images:\n  - name: i\n    os_name: x\n    os_version: 2.0\n    download_uris: [u]\n"
+            "    sha256: abc\n",
+            ":4: images[0].os_version: 2.0 is not of types",
+        ),
+        ("profiles:\n  - name: p\n    type: onboard\n", ":3: profiles[0].type:"),
+        ("devices:\n  - serial: SN-1\n  - serial: SN-1\n", ":3: devices[1]: duplicate device"),
+        ("devices:\n  - serial: SN-1\n    model: a\n    model: b\n", ":4: devices[0].model: dup"),
+        ("devices: [\n", ": not valid YAML: "),
+        ("a: 1\n---\nb: 2\n", ":2: not valid YAML: expected a single document"),
+        ("trust_anchor: []\n", ":1: trust_anchor: unknown field"),
+        ("devices:\n  - serial: SN-1\n    voucher: {fil: x}\n", ":3: devices[0].voucher.fil: unk"),
+        ("devices:\n  - serial: SN-1\n    voucher: {file: no.vcj}\n", ":3: devices[0].voucher: "),
+        ("devices:\n  - serial: SN-1\n    profile: bad name\n", ":3: devices[0].profile: "),
+    ],
+)
+def test_errors_name_file_line_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    message = error_of(path)
+    assert message.startswith(str(path))
+    assert expected in message, message
+
+
+def test_unquoted_number_gets_a_hint(tmp_path: Path) -> None:
+    path = write(tmp_path, "devices:\n  - serial: SN-1\n    model: 42\n")
+    assert error_of(path).endswith("; quote it to make it text")
+
+
+def test_schema_errors_do_not_show_secret_values(tmp_path: Path) -> None:
+    path = write(tmp_path, "devices:\n  - serial: SN-1\n    password: 987654321\n")
+    message = error_of(path)
+    assert "987654321" not in message
+    assert message.endswith(
+        "devices[0].password: must be a string, {file: path} or {env: VARIABLE} (value not shown)"
+    )
+
+
+def test_dates_stay_text(tmp_path: Path) -> None:
+    path = write(tmp_path, "devices:\n  - serial: SN-1\n    model: 2024-05-01\n")
+    assert load_fleet(path, environ={}).resources["device"]["SN-1"]["model"] == "2024-05-01"
+
+
+def test_unreadable_file_is_one_line(tmp_path: Path) -> None:
+    message = error_of(tmp_path / "absent.yaml")
+    assert (
+        message == f"cannot read fleet file {tmp_path / 'absent.yaml'}: No such file or directory"
+    )
+
+
+def test_locate_maps_api_fields_to_lines(example: Path) -> None:
+    fleet = load_fleet(example, environ={})
+    text = example.read_text().splitlines()
+    where = fleet.locate("device[SN-0002].voucher")
+    assert where is not None
+    line = int(where.split(":")[1])
+    assert text[line - 1].strip().startswith("voucher:")
+    assert where.endswith("devices[1].voucher")
+    assert fleet.locate("profile[dpu-day0] (boot-image/os-name)").endswith("profiles[0]")
+    assert fleet.locate("device[SN-0001].selection[3].profile").endswith("devices[0]")
+    assert fleet.locate("resources.device") is None
+    assert fleet.locate(None) is None
+
+
+def test_export_document_loads_back_to_the_same_specs(example: Path, tmp_path: Path) -> None:
+    fleet = load_fleet(example, environ={})
+    state = {
+        kind: {
+            name: resources.public_view(kind, resources.normalize_spec(kind, name, spec))
+            for name, spec in specs.items()
+        }
+        for kind, specs in fleet.resources.items()
+    }
+    exported = write(tmp_path, dump_fleet(fleet_document(state)), "exported.yaml")
+    assert "<hidden>" in exported.read_text()
+    assert "PRIVATE KEY" not in exported.read_text()
+    assert "certificates: |" in exported.read_text()  # PEM as a readable literal block
+    reloaded = load_fleet(exported, environ={})
+    compact = {
+        kind: {
+            name: {k: v for k, v in spec.items() if v not in (None, [])}
+            for name, spec in specs.items()
+        }
+        for kind, specs in state.items()
+    }
+    assert reloaded.resources == compact
+
+
+def test_schema_is_a_valid_json_schema() -> None:
+    jsonschema_rs.meta.validate(fleet_schema())
+
+
+def test_schema_names_the_same_fields_as_the_data_model() -> None:
+    """Guard against drift between fleet.schema.json and state/resources.py: the schema knows
+    exactly the fields `normalize_spec` produces (plus input-only ones)."""
+    pem = pki.certificate_to_pem(pki.create_root_ca("Schema Test CA").certificate).decode()
+    onboarding = resources.normalize_spec("profile", "p", {"type": "onboarding"})
+    redirect = resources.normalize_spec(
+        "profile", "r", {"type": "redirect", "bootstrap_servers": [{"address": "a"}]}
+    )
+    produced = {
+        "trust_anchor": set(resources.normalize_spec("trust-anchor", "t", {"certificates": pem})),
+        "owner": {"certificate_chain", "private_key"},  # needs a key pair; fields are fixed
+        "image": {"os_name", "os_version", "download_uris", "sha256"},
+        "profile": set(onboarding) | set(redirect),
+        "device": set(resources.normalize_spec("device", "SN-1", {})) | {"password"},
+        "bootstrap_server": set(redirect["bootstrap_servers"][0]),
+    }
+    definitions = fleet_schema()["$defs"]
+    for definition, fields in produced.items():
+        key = {"device": "serial", "bootstrap_server": None}.get(definition, "name")
+        assert set(definitions[definition]["properties"]) - {key} == fields, definition
+    assert definitions["name"]["pattern"] == f"^{resources._NAME.pattern}$"
+    serial = definitions["device"]["properties"]["serial"]["pattern"]
+    assert serial == f"^{resources._SERIAL.pattern}$"

@@ -15,7 +15,7 @@ PG_TEST_DIR ?= /tmp/sztp-test-pg
 .PHONY: help demo test lint pytest collection-check changelog-lint apt-packages bench clean
 
 help:
-	@echo "make demo   build a lab PKI and show verified, signed bootstrapping data"
+	@echo "make demo   lab PKI, sztp-server, the lab fleet and a simulated device, end to end"
 	@echo "make test   install everything needed and run every test suite"
 	@echo "make bench  run the benchmarks and update bench/RESULTS.md"
 
@@ -33,16 +33,16 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 
 # The stamps are keyed on pyproject.toml so a dependency change reinstalls.
-$(VENV)/.installed-base: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed-server: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[server]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[server,dev]'
-	touch $@ $(VENV)/.installed-base
+	touch $@ $(VENV)/.installed-server
 
-demo: apt-packages $(VENV)/.installed-base
-	DEMO_DIR=$(DEMO_DIR) SZTPCTL=$(BIN)/sztpctl bash scripts/demo.sh
+demo: apt-packages $(VENV)/.installed-server
+	DEMO_DIR=$(DEMO_DIR) SZTP_BIN=$(BIN) bash scripts/demo.sh
 
 # PostgreSQL server binaries, only for `make test` (target-specific: applies to prerequisites).
 test: APT_PACKAGES += postgresql

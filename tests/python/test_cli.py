@@ -202,16 +202,29 @@ def test_redirect_with_bad_port_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_make_demo_script_runs_the_whole_flow(tmp_path: Path) -> None:
-    assert SZTPCTL
-    env = {**os.environ, "SZTPCTL": SZTPCTL, "DEMO_DIR": str(tmp_path / "demo")}
+    from sztp_testing import free_port
+
+    env = {
+        **os.environ,
+        "SZTP_BIN": str(BIN),
+        "DEMO_DIR": str(tmp_path / "demo"),
+        "DEMO_DEVICE_PORT": str(free_port()),
+        "DEMO_ADMIN_PORT": str(free_port()),
+        "DEMO_FILES_PORT": str(free_port()),
+    }
     result = subprocess.run(
-        ["bash", ROOT / "scripts/demo.sh"], capture_output=True, text=True, env=env, check=False
+        ["bash", ROOT / "scripts/demo.sh"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "verified: voucher for SN-0001" in result.stderr
-    assert "not this device" in result.stderr
-    assert '"ietf-sztp-bootstrap-server:output"' in result.stdout
-
+    assert "applied: 6 created" in result.stdout
+    assert "bootstrap complete: SN-0001 runs LabOS 1.2" in result.stdout
+    assert "SN-0001: complete" in result.stdout
+    assert "Traceback" not in result.stderr
 
 def test_dhcp_encode_gives_the_rfc_payload() -> None:
     payload = run("dhcp", "encode", "https://10.1.1.3:8080", "--format", "hex").stdout.strip()

@@ -8,15 +8,9 @@ import base64
 import hashlib
 import http.server
 import json
-import os
-import shutil
 import signal
-import socket
 import ssl
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,38 +18,32 @@ from pathlib import Path
 import pytest
 import requests
 
+from sztp_testing import RunningServer, running_server, start_server
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.protocol import pki
 from sztpctl.protocol.voucher import create_voucher, sign_voucher
 from sztpctl.simulator import DeviceIdentity, SimulatorConfig, simulate
 
-SERVER = shutil.which("sztp-server", path=str(Path(sys.executable).parent))
 IMAGE = b"LabOS 2.0 image bytes\n" * 100
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 REPORT = "/restconf/operations/ietf-sztp-bootstrap-server:report-progress"
 JSON_TYPE = "application/yang-data+json"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @dataclass
 class Site:
     lab: LabPki
-    directory: Path
-    device_url: str
-    admin_url: str
-    token: str
-    process: subprocess.Popen[bytes]
+    server: RunningServer
     image_url: str
 
+    @property
+    def device_url(self) -> str:
+        return self.server.device_url
+
     def admin(self, method: str, path: str, **kwargs: object) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.token}"}
+        headers = {"Authorization": f"Bearer {self.server.token}"}
         return requests.request(
-            method, f"{self.admin_url}{path}", headers=headers, timeout=30, **kwargs
+            method, f"{self.server.admin_url}{path}", headers=headers, timeout=30, **kwargs
         )
 
     def device_session(
@@ -97,57 +85,9 @@ def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 
 @pytest.fixture(scope="module")
 def site(file_server: tuple[str, LabPki]) -> Iterator[Site]:
-    assert SERVER, "sztp-server must be installed in the test environment (make test)"
     image_url, lab = file_server
-    directory = lab.directory.parent
-    device_port, admin_port = free_port(), free_port()
-    config = directory / "server.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "database_url": f"sqlite:///{directory / 'state' / 'sztp.db'}",
-                "device_listeners": [
-                    {
-                        "host": "127.0.0.1",
-                        "port": device_port,
-                        "tls_cert": str(lab.server.certificate),
-                        "tls_key": str(lab.server.private_key),
-                    }
-                ],
-                "admin_listener": {"host": "127.0.0.1", "port": admin_port},
-                "admin_token_file": str(directory / "state" / "admin-token"),
-                "refresh_interval": 0.2,
-            }
-        )
-    )
-    log = (directory / "server.log").open("wb")
-    process = subprocess.Popen([SERVER, "run", "--config", str(config)], stderr=log)
-    admin_url = f"http://127.0.0.1:{admin_port}"
-    token_file = directory / "state" / "admin-token"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (directory / "server.log").read_text()
-        try:
-            if token_file.exists() and requests.get(f"{admin_url}/healthz", timeout=1).ok:
-                break
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    else:
-        pytest.fail("sztp-server did not start")
-    yield Site(
-        lab=lab,
-        directory=directory,
-        device_url=f"https://127.0.0.1:{device_port}",
-        admin_url=admin_url,
-        token=token_file.read_text().strip(),
-        process=process,
-        image_url=image_url,
-    )
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
-    log.close()
+    with running_server(lab.directory.parent / "server", lab=lab) as server:
+        yield Site(lab=lab, server=server, image_url=image_url)
 
 
 def pem(path: Path) -> str:
@@ -367,33 +307,10 @@ def test_host_meta_names_the_restconf_root(loaded: Site) -> None:
     assert 'href="/restconf"' in response.text
 
 
-def test_sigterm_stops_the_server_cleanly(file_server: tuple[str, LabPki], tmp_path: Path) -> None:
-    assert SERVER
-    port = free_port()
-    environment = {
-        **os.environ,
-        "SZTP_SERVER_DATABASE_URL": f"sqlite:///{tmp_path / 'sztp.db'}",
-        "SZTP_SERVER_ADMIN_TOKEN_FILE": str(tmp_path / "token"),
-    }
-    config = tmp_path / "server.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "device_listeners": [{"host": "127.0.0.1", "port": free_port()}],
-                "admin_listener": {"host": "127.0.0.1", "port": port},
-            }
-        )
-    )
-    process = subprocess.Popen(
-        [SERVER, "run", "-c", str(config)], env=environment, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 30
-    while not (tmp_path / "token").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=20)
-    assert process.returncode == 0, stderr.decode()
-    assert b'"event": "stopped"' in stderr
-    assert (tmp_path / "token").stat().st_mode & 0o777 == 0o600
-    assert b"sztp_" not in stderr  # the token itself never reaches the log
+def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=20) == 0, server.log
+    assert '"event": "stopped"' in server.log
+    assert server.token_file.stat().st_mode & 0o777 == 0o600
+    assert server.token not in server.log  # the token itself never reaches the log

@@ -1,6 +1,6 @@
 """A minimal HTTPS static file server for the demo (production uses the file_server role).
 
-    python scripts/https_file_server.py DIRECTORY PORT CERT KEY
+python scripts/https_file_server.py DIRECTORY PORT CERT KEY
 """
 
 from __future__ import annotations

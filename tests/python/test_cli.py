@@ -226,6 +226,7 @@ def test_make_demo_script_runs_the_whole_flow(tmp_path: Path) -> None:
     assert "SN-0001: complete" in result.stdout
     assert "Traceback" not in result.stderr
 
+
 def test_dhcp_encode_gives_the_rfc_payload() -> None:
     payload = run("dhcp", "encode", "https://10.1.1.3:8080", "--format", "hex").stdout.strip()
     assert payload == "0015" + b"https://10.1.1.3:8080".hex().upper()

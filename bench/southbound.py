@@ -17,14 +17,11 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
-import json
 import multiprocessing
 import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +31,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
+from benchlib import running_server, write_section
 
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.protocol import pki
@@ -49,52 +47,6 @@ WHERE_THE_TIME_GOES = (
     "encoding. sztpd (the reference server) was not measured in this run: its licence forbids "
     "redistribution and it needs a patched dependency on Python 3.11."
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(work: Path, lab: LabPki) -> tuple[subprocess.Popen[bytes], dict[str, str], str]:
-    ports = {"http": free_port(), "https": free_port(), "admin": free_port()}
-    config = {
-        "database_url": f"sqlite:///{work / 'sztp.db'}",
-        "device_listeners": [
-            {"host": "127.0.0.1", "port": ports["http"]},
-            {
-                "host": "127.0.0.1",
-                "port": ports["https"],
-                "tls_cert": str(lab.server.certificate),
-                "tls_key": str(lab.server.private_key),
-            },
-        ],
-        "admin_listener": {"host": "127.0.0.1", "port": ports["admin"]},
-        "admin_token_file": str(work / "admin-token"),
-        "trusted_proxies": ["127.0.0.1/32"],
-        "log_level": "warning",
-    }
-    (work / "server.yaml").write_text(json.dumps(config))
-    server = shutil.which("sztp-server", path=str(Path(sys.executable).parent))
-    if server is None:
-        sys.exit("sztp-server is not installed beside this Python; run `make test` first")
-    process = subprocess.Popen([server, "run", "-c", str(work / "server.yaml")])
-    urls = {
-        name: f"{'https' if name == 'https' else 'http'}://127.0.0.1:{port}"
-        for name, port in ports.items()
-    }
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if (work / "admin-token").exists() and requests.get(
-                f"{urls['admin']}/healthz", timeout=1
-            ).ok:
-                return process, urls, (work / "admin-token").read_text().strip()
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    sys.exit("sztp-server did not start")
 
 
 def load_fleet(lab: LabPki, admin_url: str, token: str, serials: list[str]) -> None:
@@ -254,20 +206,9 @@ def render(devices: int, proxy: dict[str, float], keep_alive: float, handshake: 
     )
 
 
-def write_section(results: Path, section: str) -> None:
-    text = results.read_text() if results.exists() else "# Benchmark results\n\n"
-    start = text.find(SECTION)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    results.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--write", type=Path, help="update this RESULTS.md")
     args = parser.parse_args()
@@ -277,19 +218,17 @@ def main() -> None:
         work = Path(temporary)
         serials = [f"BENCH-{number:05d}" for number in range(args.devices)]
         lab = write_lab_pki(work / "pki", serials)
-        process, urls, token = start_server(work, lab)
-        try:
-            load_fleet(lab, urls["admin"], token, serials)
-            proxy = wrk_proxy_mode(lab, urls["http"], serials, args.seconds, work)
-            keep_alive = https_mode(lab, urls["https"], serials, args.seconds, keep_alive=True)
-            handshake = https_mode(lab, urls["https"], serials, args.seconds, keep_alive=False)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+        tls = {"tls_cert": str(lab.server.certificate), "tls_key": str(lab.server.private_key)}
+        listeners = {"http": {}, "https": tls}
+        with running_server(work, listeners, trusted_proxies=["127.0.0.1/32"]) as server:
+            load_fleet(lab, server.admin_url, server.token, serials)
+            proxy = wrk_proxy_mode(lab, server.urls["http"], serials, args.seconds, work)
+            keep_alive = https_mode(lab, server.urls["https"], serials, args.seconds, True)
+            handshake = https_mode(lab, server.urls["https"], serials, args.seconds, False)
     section = render(args.devices, proxy, keep_alive, handshake)
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, SECTION, section)
 
 
 if __name__ == "__main__":

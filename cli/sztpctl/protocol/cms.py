@@ -288,24 +288,30 @@ def _find_signer(
     expected: x509.Certificate | None,
 ) -> x509.Certificate:
     if expected is not None:
-        if _identifies(sid, _to_asn1(expected)):
+        if _identifies(sid, expected):
             return expected
-        found = next((cert for cert in embedded if _identifies(sid, _to_asn1(cert))), None)
+        found = next((cert for cert in embedded if _identifies(sid, cert)), None)
         actual = certs.describe(found) if found is not None else _describe_sid(sid)
         raise SignatureError(f"signed by {actual}, expected {certs.describe(expected)}")
     for cert in embedded:
-        if _identifies(sid, _to_asn1(cert)):
+        if _identifies(sid, cert):
             return cert
     raise SignatureError(f"signer certificate ({_describe_sid(sid)}) is not in the CMS")
 
 
-def _identifies(sid: cms.SignerIdentifier, cert: asn1_x509.Certificate) -> bool:
+def _identifies(sid: cms.SignerIdentifier, cert: x509.Certificate) -> bool:
     if sid.name == "issuer_and_serial_number":
-        return (
-            cert.issuer == sid.chosen["issuer"]
-            and cert.serial_number == sid.chosen["serial_number"].native
-        )
-    return cert.key_identifier is not None and cert.key_identifier == sid.chosen.native
+        issuer = sid.chosen["issuer"]
+        if cert.serial_number != sid.chosen["serial_number"].native:
+            return False
+        # Identical DER is the common case and far cheaper than asn1crypto's RFC 5280 name
+        # comparison, which stays as the fallback.
+        return cert.issuer.public_bytes() == issuer.dump() or _to_asn1(cert).issuer == issuer
+    try:
+        identifier = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
+        return False
+    return identifier.digest == sid.chosen.native
 
 
 def _describe_sid(sid: cms.SignerIdentifier) -> str:

@@ -1,0 +1,97 @@
+"""Shared by the benchmarks: a real sztp-server subprocess and RESULTS.md section updates."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def console_script(name: str) -> str:
+    path = shutil.which(name, path=str(Path(sys.executable).parent))
+    if path is None:
+        sys.exit(f"{name} is not installed beside this Python; run `make test` first")
+    return path
+
+
+@dataclass(frozen=True)
+class Server:
+    admin_url: str
+    token: str
+    urls: dict[str, str]
+
+
+@contextmanager
+def running_server(
+    work: Path, device_listeners: dict[str, dict[str, Any]], **settings: Any
+) -> Iterator[Server]:
+    """sztp-server on SQLite in `work`; `device_listeners` maps a name to listener settings
+    (host and port are filled in)."""
+    listeners = {
+        name: {"host": "127.0.0.1", "port": free_port(), **extra}
+        for name, extra in device_listeners.items()
+    }
+    admin_port = free_port()
+    config = {
+        "database_url": f"sqlite:///{work / 'sztp.db'}",
+        "device_listeners": list(listeners.values()),
+        "admin_listener": {"host": "127.0.0.1", "port": admin_port},
+        "admin_token_file": str(work / "admin-token"),
+        "log_level": "warning",
+        **settings,
+    }
+    (work / "server.yaml").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [console_script("sztp-server"), "run", "-c", str(work / "server.yaml")]
+    )
+    admin_url = f"http://127.0.0.1:{admin_port}"
+    urls = {
+        name: f"{'https' if 'tls_cert' in listener else 'http'}://127.0.0.1:{listener['port']}"
+        for name, listener in listeners.items()
+    }
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if (work / "admin-token").exists() and requests.get(
+                    f"{admin_url}/healthz", timeout=1
+                ).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit("sztp-server did not start")
+            time.sleep(0.1)
+        yield Server(admin_url, (work / "admin-token").read_text().strip(), urls)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def write_section(results: Path, heading: str, section: str) -> None:
+    """Replace one benchmark's section of RESULTS.md, keeping the others."""
+    text = results.read_text() if results.exists() else "# Benchmark results\n\n"
+    start = text.find(heading)
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
+    results.write_text(text)

@@ -65,7 +65,10 @@ pytest: $(VENV)/.installed-dev
 	exit $$rc
 
 bench: $(VENV)/.installed-dev
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(BIN)/python bench/cli_startup.py --write bench/RESULTS.md
+	$(BIN)/python bench/southbound.py --write bench/RESULTS.md
+	$(BIN)/python bench/bulk_apply.py --write bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) build dist tests/output .pytest_cache .ruff_cache

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from sztpctl.errors import SztpError
+
 from .admin import build_admin_app
 from .config import Listener, ServerConfig
 from .context import ServerContext, Snapshot
@@ -70,7 +72,14 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
     """Run until SIGTERM or SIGINT."""
     store = open_store(config.database_url)
     try:
-        if ensure_first_admin_token(store, config.admin_token_file):
+        try:
+            created = ensure_first_admin_token(store, config.admin_token_file)
+        except FileExistsError:
+            raise SztpError(
+                f"{config.admin_token_file} exists but the database has no API token; remove "
+                "the stale file so a new first admin token can be written"
+            ) from None
+        if created:
             _LOG.info("first admin token written", extra={"path": str(config.admin_token_file)})
         context = ServerContext(store, config)
         await _run(context, ready)

@@ -314,3 +314,11 @@ def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
     assert '"event": "stopped"' in server.log
     assert server.token_file.stat().st_mode & 0o777 == 0o600
     assert server.token not in server.log  # the token itself never reaches the log
+
+
+def test_stale_token_file_is_a_clear_startup_error(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "first")
+    server.stop()
+    (tmp_path / "first" / "state" / "sztp.db").unlink()
+    with pytest.raises(RuntimeError, match="exists but the database has no API token"):
+        start_server(tmp_path / "first")

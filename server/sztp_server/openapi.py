@@ -268,6 +268,11 @@ def _schemas() -> dict[str, Schema]:
                 "password": {**_text(1024), "description": "HTTP Basic password; write-only"},
                 "password_hash": {**_text(512), "description": "scrypt hash; shown as <hidden>"},
                 "voucher": {**_text(_MAX_TEXT), "description": "Base64 signed voucher (CMS)"},
+                "presigned": {
+                    **_text(4 * _MAX_TEXT),
+                    "description": "get-bootstrapping-data output signed offline (RPC output "
+                    "JSON from `sztpctl bootstrap-data sign`); served as-is",
+                },
             }
         ),
         "Report": report,

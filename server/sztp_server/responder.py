@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sztpctl.errors import SztpError
-from sztpctl.protocol import bootstrapping_data, cms, conveyed_info, pki
+from sztpctl.protocol import bootstrapping_data, cms, conveyed_info, pki, restconf
 from sztpctl.protocol.bootstrapping_data import BootstrappingData
 from sztpctl.protocol.conveyed_info import (
     BootImage,
@@ -76,6 +76,8 @@ class Responder:
         device = snapshot.device(serial)
         if device is None:
             raise NoBootstrappingData(f"device {serial} is not known")
+        if device.get("presigned"):
+            return self._presigned(snapshot.revision, serial, device["presigned"], request)
         profile_name = select_profile(device, request)
         if profile_name is None:
             raise NoBootstrappingData(f"device {serial} has no profile")
@@ -97,6 +99,30 @@ class Responder:
         data = _render(snapshot, serial, device, profile, sign=sign)
         with self._lock:
             if self._revision == snapshot.revision and len(self._cache) < CACHE_LIMIT:
+                self._cache[key] = data
+        return data
+
+    def _presigned(
+        self, revision: int, serial: str, document: str, request: DeviceRequest
+    ) -> BootstrappingData:
+        """Artifacts signed offline, served as they are (parsed once per revision)."""
+        key = (serial, "<presigned>", True)
+        with self._lock:
+            if self._revision != revision:
+                self._cache.clear()
+                self._revision = revision
+            cached = self._cache.get(key)
+        data = cached or restconf.parse_get_bootstrapping_data_output(
+            document.encode(), restconf.WireFormat.JSON
+        )
+        if request.signed_data_preferred and not data.signed:
+            information = bootstrapping_data.check_presigned(data, serial_number=serial)
+            if isinstance(information, OnboardingInformation):
+                raise NoBootstrappingData(
+                    f"device {serial} asks for signed data; its pre-signed data is unsigned"
+                )
+        with self._lock:
+            if self._revision == revision:
                 self._cache[key] = data
         return data
 

@@ -75,10 +75,16 @@ class RunningServer:
 
 
 def start_server(
-    directory: Path, *, lab: LabPki | None = None, admin_tls: bool = False, timeout: float = 30
+    directory: Path,
+    *,
+    lab: LabPki | None = None,
+    admin_tls: bool = False,
+    database_url: str | None = None,
+    timeout: float = 30,
 ) -> RunningServer:
-    """A server on loopback with SQLite in `directory`; with `lab`, the device listener (and
-    with `admin_tls` the admin listener too) speaks TLS with the lab's server certificate."""
+    """A server on loopback with SQLite in `directory` (or `database_url`); with `lab`, the
+    device listener (and with `admin_tls` the admin listener too) speaks TLS with the lab's
+    server certificate."""
     assert SZTP_SERVER, "sztp-server must be installed in the test environment (make test)"
     directory.mkdir(parents=True, exist_ok=True)
     device_port, admin_port = free_port(), free_port()
@@ -94,7 +100,7 @@ def start_server(
     config.write_text(
         json.dumps(
             {
-                "database_url": f"sqlite:///{directory / 'state' / 'sztp.db'}",
+                "database_url": database_url or f"sqlite:///{directory / 'state' / 'sztp.db'}",
                 "device_listeners": [listener],
                 "admin_listener": admin,
                 "admin_token_file": str(token_file),
@@ -129,9 +135,13 @@ def start_server(
 
 @contextlib.contextmanager
 def running_server(
-    directory: Path, *, lab: LabPki | None = None, admin_tls: bool = False
+    directory: Path,
+    *,
+    lab: LabPki | None = None,
+    admin_tls: bool = False,
+    database_url: str | None = None,
 ) -> Iterator[RunningServer]:
-    server = start_server(directory, lab=lab, admin_tls=admin_tls)
+    server = start_server(directory, lab=lab, admin_tls=admin_tls, database_url=database_url)
     try:
         yield server
     finally:

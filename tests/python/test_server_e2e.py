@@ -8,6 +8,7 @@ import base64
 import hashlib
 import http.server
 import json
+import os
 import signal
 import ssl
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sztp_testing import RunningServer, running_server, start_server
+from sztp_testing import RunningServer, run_sztpctl, running_server, start_server
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.protocol import pki
 from sztpctl.protocol.voucher import create_voucher, sign_voucher
@@ -68,7 +69,9 @@ class _ImageHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, LabPki]]:
     root = tmp_path_factory.mktemp("e2e")
-    lab = write_lab_pki(root / "pki", ["SN-0001", "SN-0002", "SN-0003"], hw_model="DPU-LAB")
+    lab = write_lab_pki(
+        root / "pki", ["SN-0001", "SN-0002", "SN-0003", "SN-0004"], hw_model="DPU-LAB"
+    )
     files = root / "files"
     files.mkdir()
     (files / "labos-2.0.img").write_bytes(IMAGE)
@@ -322,3 +325,47 @@ def test_stale_token_file_is_a_clear_startup_error(tmp_path: Path) -> None:
     (tmp_path / "first" / "state" / "sztp.db").unlink()
     with pytest.raises(RuntimeError, match="exists but the database has no API token"):
         start_server(tmp_path / "first")
+
+
+def test_presigned_data_is_served_and_verifies(loaded: Site, tmp_path: Path) -> None:
+    """The owner signs offline; the server stores and serves the artifacts as they are."""
+    lab = loaded.lab
+    voucher = tmp_path / "SN-0004.vcj"
+    voucher.write_bytes(base64.b64decode(voucher_b64(lab, "SN-0004")))
+    image = tmp_path / "image.bin"
+    image.write_bytes(IMAGE)
+    presigned = tmp_path / "SN-0004.json"
+    run_sztpctl(
+        "bootstrap-data", "sign", "--owner-cert", lab.owner.certificate,
+        "--owner-key", lab.owner.private_key, "--voucher", voucher, "--os-name", "LabOS",
+        "--os-version", "2.0", "--image-uri", loaded.image_url, "--image-file", image,
+        "-o", presigned, env=os.environ,
+    )  # fmt: skip
+    response = loaded.admin(
+        "PUT", "/api/v1/devices/SN-0004", json={"spec": {"presigned": presigned.read_text()}}
+    )
+    assert response.status_code == 201, response.text
+    result = simulate(simulator_config(loaded, tmp_path / "device"), identity(loaded, "SN-0004"))
+    assert result.succeeded, result.reason
+    assert result.os_version == "2.0"
+
+
+def test_presigned_data_for_another_serial_is_refused(loaded: Site, tmp_path: Path) -> None:
+    lab = loaded.lab
+    voucher = tmp_path / "SN-0001.vcj"
+    voucher.write_bytes(base64.b64decode(voucher_b64(lab, "SN-0001")))
+    presigned = tmp_path / "SN-0001.json"
+    run_sztpctl(
+        "bootstrap-data", "sign", "--owner-cert", lab.owner.certificate,
+        "--owner-key", lab.owner.private_key, "--voucher", voucher,
+        "--configuration", voucher, "-o", presigned, env=os.environ,
+    )  # fmt: skip
+    before = loaded.admin("GET", "/api/v1/devices/SN-0002").json()
+    response = loaded.admin(
+        "PUT", "/api/v1/devices/SN-0002", json={"spec": {"presigned": presigned.read_text()}}
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["field"] == "device[SN-0002].presigned"
+    assert "SN-0001" in error["message"]
+    assert loaded.admin("GET", "/api/v1/devices/SN-0002").json() == before

@@ -17,12 +17,12 @@ from typing import Any, Literal
 
 from cryptography import x509
 
-from ..errors import CmsError, TrustError, ValidationError
-from . import cms, conveyed_info
+from ..errors import CmsError, TrustError, ValidationError, VoucherError
+from . import certs, cms, conveyed_info
 from .conveyed_info import ConveyedInformation, Encoding, OnboardingInformation
 from .oids import ID_SIGNED_DATA
 from .pki import Credential
-from .voucher import Voucher, verify_voucher
+from .voucher import Voucher, read_voucher, verify_voucher
 
 OUTPUT_MEMBER = "ietf-sztp-bootstrap-server:output"
 ReportingLevel = Literal["minimal", "verbose"]
@@ -133,6 +133,51 @@ def verify_bootstrapping_data(
         voucher=voucher,
         owner_certificate=owner_certificate,
     )
+
+
+def check_presigned(
+    data: BootstrappingData, *, serial_number: str, at: datetime | None = None
+) -> ConveyedInformation:
+    """What a server can check of artifacts signed offline, without the device's trust anchors.
+
+    The voucher must be intact and name `serial_number`, the owner certificate must chain to
+    its pinned-domain-cert, and the conveyed information must be signed by that owner
+    certificate. Only the MASA signature's chain to the manufacturer is left to the device.
+    """
+    if cms.content_info_type(data.conveyed_information) != ID_SIGNED_DATA:
+        content_type, content = cms.unwrap_unsigned(
+            data.conveyed_information, set(_ENCODING_BY_OID)
+        )
+        return conveyed_info.decode(content, _ENCODING_BY_OID[content_type])
+    if data.owner_certificate is None or data.ownership_voucher is None:
+        raise TrustError(
+            "signed conveyed information arrived without owner-certificate and ownership-voucher"
+        )
+    owner_certificate, intermediates = _owner_certificate_chain(data.owner_certificate)
+    voucher = read_voucher(data.ownership_voucher)
+    if voucher.serial_number != serial_number:
+        raise VoucherError(
+            f"ownership voucher is for serial number {voucher.serial_number!r}, "
+            f"not {serial_number!r}"
+        )
+    try:
+        certs.verify_chain(
+            owner_certificate,
+            intermediates=intermediates,
+            trust_anchors=[voucher.pinned_certificate],
+            at=at,
+        )
+    except CmsError as exc:
+        raise VoucherError(
+            f"owner certificate is not authorised by the voucher's pinned-domain-cert: {exc}"
+        ) from None
+    verified = cms.verify_signed(
+        data.conveyed_information,
+        allowed_econtent_types=set(_ENCODING_BY_OID),
+        signer_certificate=owner_certificate,
+        at=at,
+    )
+    return conveyed_info.decode(verified.content, _ENCODING_BY_OID[verified.econtent_type])
 
 
 def _accept_unsigned(data: BootstrappingData, *, server_trusted: bool) -> VerifiedBootstrappingData:

@@ -356,7 +356,28 @@ def _device(fields: _Fields, current: Mapping[str, Any]) -> Spec:
         "duid": duid,
         "password_hash": _password_hash(password, current) if password is not None else stored_hash,
         "voucher": _voucher(fields),
+        "presigned": _presigned(fields),
     }
+
+
+def _presigned(fields: _Fields) -> str | None:
+    """Bootstrapping data signed offline (`sztpctl bootstrap-data sign`), as RPC output JSON.
+
+    Served as-is, so the owner key never has to reach the server; checked here as far as a
+    server can, and stored in canonical form.
+    """
+    from ..protocol import bootstrapping_data, restconf
+
+    text = fields.text("presigned", limit=4 * _MAX_TEXT)
+    if text is None:
+        return None
+    serial = fields.path.removeprefix(f"{DEVICE}[").removesuffix("]")
+    try:
+        data = restconf.parse_get_bootstrapping_data_output(text.encode(), restconf.WireFormat.JSON)
+        bootstrapping_data.check_presigned(data, serial_number=serial)
+    except SztpError as exc:
+        raise fields.error("presigned", str(exc)) from None
+    return bootstrapping_data.encode_output_json(data).decode()
 
 
 def _password_hash(password: str, current: Mapping[str, Any]) -> str:

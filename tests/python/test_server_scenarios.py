@@ -1,0 +1,189 @@
+"""sztp-server scenarios beyond the basic flow: redirect to a second server, XML end to end,
+two instances sharing PostgreSQL, TLS reload on SIGHUP."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import ssl
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography import x509
+
+from sztp_testing import RunningServer, running_server, start_server
+from sztpctl.labpki import LabPki, write_lab_pki
+from sztpctl.protocol import pki
+from sztpctl.protocol.restconf import WireFormat
+from sztpctl.protocol.voucher import create_voucher, sign_voucher
+from sztpctl.simulator import DeviceIdentity, SimulatorConfig, simulate
+
+SERIAL = "SN-S1"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
+    return write_lab_pki(tmp_path_factory.mktemp("scenarios") / "pki", [SERIAL])
+
+
+def apply(server: RunningServer, resources: dict[str, object]) -> None:
+    response = requests.post(
+        f"{server.admin_url}/api/v1/state",
+        json={"resources": resources},
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+
+
+def base_resources(lab: LabPki, profile: dict[str, object]) -> dict[str, object]:
+    owner_ca = pki.load_certificates_pem(lab.owner_ca.certificate.read_bytes())[0]
+    voucher = sign_voucher(create_voucher(SERIAL, owner_ca), lab.masa.load())
+    return {
+        "trust-anchor": {
+            "manufacturer": {"certificates": lab.manufacturer_ca.certificate.read_text()}
+        },
+        "owner": {
+            "default": {
+                "certificate_chain": lab.owner.certificate.read_text()
+                + lab.owner_ca.certificate.read_text(),
+                "private_key": lab.owner.private_key.read_text(),
+            }
+        },
+        "profile": {"day0": profile},
+        "device": {SERIAL: {"profile": "day0", "voucher": base64.b64encode(voucher).decode()}},
+    }
+
+
+ONBOARDING = {"type": "onboarding", "configuration": "hostname s1\n", "reporting_level": "verbose"}
+
+
+def run_device(lab: LabPki, server: RunningServer, work: Path, **changes: object):
+    files = lab.devices[SERIAL].idevid
+    config: dict[str, object] = {
+        "bootstrap_uris": (server.device_url,),
+        "trust_anchors": tuple(
+            pki.load_certificates_pem(lab.manufacturer_ca.certificate.read_bytes())
+        ),
+        "server_ca": lab.tls_ca.certificate,
+        "work_dir": work,
+        "timeout": 10.0,
+    }
+    config.update(changes)
+    identity = DeviceIdentity(SERIAL, files.certificate, files.private_key, os_name="LabOS")
+    return simulate(SimulatorConfig(**config), identity)  # type: ignore[arg-type]
+
+
+def device_status(server: RunningServer) -> str:
+    response = requests.get(
+        f"{server.admin_url}/api/v1/devices/{SERIAL}/status",
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["status"]
+
+
+def test_signed_redirect_leads_to_a_second_server(lab: LabPki, tmp_path: Path) -> None:
+    with (
+        running_server(tmp_path / "onboarding", lab=lab) as second,
+        running_server(tmp_path / "redirecting", lab=lab) as first,
+    ):
+        apply(second, base_resources(lab, ONBOARDING))
+        port = int(second.device_url.rsplit(":", 1)[1])
+        redirect = {
+            "type": "redirect",
+            "bootstrap_servers": [
+                {
+                    "address": "127.0.0.1",
+                    "port": port,
+                    "trust_anchor": lab.tls_ca.certificate.read_text(),
+                }
+            ],
+        }
+        apply(first, base_resources(lab, redirect))
+        # The device does not know the TLS CA: only the signed redirect's trust anchor
+        # makes it trust the second server.
+        result = run_device(lab, first, tmp_path / "device", server_ca=None)
+        assert result.succeeded, result.reason
+        assert result.servers_contacted == (first.device_url, second.device_url)
+        assert device_status(second) == "complete"
+        assert device_status(first) == "not-seen"  # a device reports only to its onboarding server
+
+
+def test_xml_end_to_end(lab: LabPki, tmp_path: Path) -> None:
+    with running_server(tmp_path / "server", lab=lab) as server:
+        apply(server, base_resources(lab, {**ONBOARDING, "encoding": "xml"}))
+        result = run_device(lab, server, tmp_path / "device", wire_format=WireFormat.XML)
+        assert result.succeeded, result.reason
+        assert device_status(server) == "complete"
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    url = os.environ.get("SZTP_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("PostgreSQL not configured: set SZTP_TEST_POSTGRES_URL (make test does)")
+    import psycopg
+
+    name = f"sztp_e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.replace("/postgres?", f"/{name}?", 1)
+    finally:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_two_instances_share_postgresql(
+    lab: LabPki, tmp_path: Path, postgres_database: str
+) -> None:
+    with running_server(tmp_path / "one", lab=lab, database_url=postgres_database) as one:
+        # The shared database has its first token already: instance two writes none, so it
+        # gets the same token file the operator would give it.
+        (tmp_path / "two" / "state").mkdir(parents=True)
+        (tmp_path / "two" / "state" / "admin-token").write_text(one.token)
+        with running_server(tmp_path / "two", lab=lab, database_url=postgres_database) as two:
+            apply(one, base_resources(lab, ONBOARDING))
+            deadline = time.monotonic() + 5  # two notices within its refresh interval
+            while True:
+                result = run_device(lab, two, tmp_path / f"device-{time.monotonic_ns()}")
+                if result.succeeded or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert result.succeeded, result.reason
+            assert device_status(one) == "complete"  # reports sent to two, seen through one
+
+
+def served_certificate(url: str) -> x509.Certificate:
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    return x509.load_pem_x509_certificate(ssl.get_server_certificate((host, int(port))).encode())
+
+
+def test_sighup_reloads_the_tls_certificate(tmp_path: Path) -> None:
+    lab = write_lab_pki(tmp_path / "pki", ["SN-H1"])
+    server = start_server(tmp_path / "server", lab=lab)
+    try:
+        before = served_certificate(server.device_url)
+        renewed = pki.issue_server_certificate(lab.tls_ca.load(), ["localhost", "127.0.0.1"])
+        lab.server.certificate.write_bytes(pki.certificate_to_pem(renewed.certificate))
+        lab.server.private_key.write_bytes(pki.private_key_to_pem(renewed.private_key))
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while served_certificate(server.device_url) == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert served_certificate(server.device_url) == renewed.certificate
+
+        lab.server.private_key.write_text("not a key")  # a broken reload keeps serving
+        server.process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert served_certificate(server.device_url) == renewed.certificate
+        assert "TLS reload failed" in server.log
+    finally:
+        server.stop()

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from sztpctl.errors import SztpError
 from sztpctl.passwords import verify_password
@@ -49,7 +48,7 @@ class DeviceAuthenticator:
     def __init__(self, config: ServerConfig) -> None:
         self._config = config
         self._lock = threading.Lock()
-        self._certificate_memo: dict[tuple[int, bytes], str] = {}
+        self._certificate_memo: dict[tuple[int, bytes | str], str] = {}
         self._password_memo: dict[tuple[int, str], bytes] = {}
         # Password memo entries are HMACs under a per-process key: nothing stored in memory
         # lets anyone recover or test a password without this process's key.
@@ -73,7 +72,8 @@ class DeviceAuthenticator:
             raise AuthenticationFailed(f"device {serial} authenticated but is not known")
         return serial
 
-    def _certificate_der(self, peer: PeerInfo) -> bytes | None:
+    def _presented_certificate(self, peer: PeerInfo) -> bytes | str | None:
+        """The client certificate as presented: DER from TLS, or the proxy header's text."""
         header = peer.headers.get(self._config.client_cert_header)
         if header is None:
             return peer.client_certificate
@@ -81,11 +81,7 @@ class DeviceAuthenticator:
             raise AuthenticationFailed(
                 f"{self._config.client_cert_header} header from untrusted address {peer.remote}"
             )
-        try:
-            certificates = pki.load_certificates_pem(unquote(header).encode())
-        except SztpError as exc:
-            raise AuthenticationFailed(f"client certificate header: {exc}") from None
-        return certificates[0].public_bytes(Encoding.DER)
+        return header
 
     def _from_trusted_proxy(self, remote: str | None) -> bool:
         if remote is None:
@@ -97,19 +93,17 @@ class DeviceAuthenticator:
         return any(address in network for network in self._config.trusted_proxies)
 
     def _certificate_identity(self, snapshot: Snapshot, peer: PeerInfo) -> str | None:
-        der = self._certificate_der(peer)
-        if der is None:
+        presented = self._presented_certificate(peer)
+        if presented is None:
             return None
-        memo_key = (snapshot.revision, der)
+        # Keyed by what was presented, so a returning device costs one dictionary lookup:
+        # no URL decoding, PEM parsing or chain check until the state changes.
+        memo_key = (snapshot.revision, presented)
         with self._lock:
             known = self._certificate_memo.get(memo_key)
         if known is not None:
             return known
-        try:
-            certificate = x509.load_der_x509_certificate(der)
-        except ValueError:
-            raise AuthenticationFailed("client certificate is not valid DER") from None
-        serial = _serial_from_trusted_certificate(snapshot, certificate)
+        serial = _serial_from_trusted_certificate(snapshot, _load_presented(presented))
         with self._lock:
             if len(self._certificate_memo) >= _MEMO_LIMIT:
                 self._certificate_memo.clear()
@@ -146,6 +140,18 @@ class DeviceAuthenticator:
                 self._password_memo.clear()
             self._password_memo[memo_key] = fingerprint.digest()
         return serial
+
+
+def _load_presented(presented: bytes | str) -> x509.Certificate:
+    if isinstance(presented, bytes):
+        try:
+            return x509.load_der_x509_certificate(presented)
+        except ValueError:
+            raise AuthenticationFailed("client certificate is not valid DER") from None
+    try:
+        return pki.load_certificates_pem(unquote(presented).encode())[0]
+    except SztpError as exc:
+        raise AuthenticationFailed(f"client certificate header: {exc}") from None
 
 
 def _serial_from_trusted_certificate(snapshot: Snapshot, certificate: x509.Certificate) -> str:

@@ -131,7 +131,7 @@ def sign(
             )
         owner = load_credential(owner_cert, owner_key)
         data = bootstrapping_data.build_signed(information, chosen, owner, read_bytes(voucher))
-    write_bytes_atomically(output, bootstrapping_data.encode_output_json(data))
+    write_bytes_atomically(output, bootstrapping_data.encode_output_json(data, indent=2))
     kind = "unsigned" if unsigned else "signed"
     typer.echo(f"{kind} bootstrapping data written to {output}")
 

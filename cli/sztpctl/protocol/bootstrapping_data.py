@@ -213,8 +213,12 @@ def _owner_certificate_chain(
     return leaf, [cert for cert in certificates if cert is not leaf]
 
 
-def encode_output_json(data: BootstrappingData) -> bytes:
-    """The RPC output as RFC 8040 JSON (`ietf-sztp-bootstrap-server:output`)."""
+def encode_output_json(data: BootstrappingData, *, indent: int | None = None) -> bytes:
+    """The RPC output as RFC 8040 JSON (`ietf-sztp-bootstrap-server:output`).
+
+    Compact by default, for the wire (and the C encoder's speed); `indent` for files people
+    read.
+    """
     body: dict[str, Any] = {
         "conveyed-information": base64.b64encode(data.conveyed_information).decode()
     }
@@ -223,4 +227,5 @@ def encode_output_json(data: BootstrappingData) -> bytes:
         body["ownership-voucher"] = base64.b64encode(data.ownership_voucher).decode()
     if data.reporting_level is not None:
         body["reporting-level"] = data.reporting_level
-    return json.dumps({OUTPUT_MEMBER: body}, indent=2).encode()
+    separators = (",", ":") if indent is None else None
+    return json.dumps({OUTPUT_MEMBER: body}, indent=indent, separators=separators).encode()

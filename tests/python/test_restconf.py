@@ -146,11 +146,11 @@ def test_output_golden_json_is_the_bootstrap_data_file_shape() -> None:
     encoded = encode_get_bootstrapping_data_output(data, JSON)
     assert encoded == encode_output_json(data)
     assert encoded == (
-        b'{\n  "ietf-sztp-bootstrap-server:output": {\n'
-        b'    "conveyed-information": "MGNp",\n'
-        b'    "owner-certificate": "MG9j",\n'
-        b'    "ownership-voucher": "MG92",\n'
-        b'    "reporting-level": "verbose"\n  }\n}'
+        b'{"ietf-sztp-bootstrap-server:output":{'
+        b'"conveyed-information":"MGNp",'
+        b'"owner-certificate":"MG9j",'
+        b'"ownership-voucher":"MG92",'
+        b'"reporting-level":"verbose"}}'
     )
 
 

@@ -235,7 +235,7 @@ class _AdminApi:
                 "the API token is not valid",
                 headers={"WWW-Authenticate": 'Bearer realm="sztp", error="invalid_token"'},
             )
-        if record.role != ADMIN and request.method not in _READ_METHODS:
+        if record.role != ADMIN and not _reads_only(request):
             raise ApiError(403, f"a {record.role} token cannot change anything")
         request[_CALLER] = record
         return await handler(request)
@@ -611,6 +611,17 @@ class _AdminApi:
         except (ValueError, RecursionError):
             raise ApiError(400, "the body is not valid JSON (UTF-8, no NaN)") from None
         return document
+
+
+def _reads_only(request: web.Request) -> bool:
+    """GETs, and dry runs of the bulk endpoint: `sztpctl diff` needs no write permission."""
+    if request.method in _READ_METHODS:
+        return True
+    return (
+        request.method == "POST"
+        and request.path == "/api/v1/state"
+        and request.query.get("dry_run") == "true"
+    )
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:

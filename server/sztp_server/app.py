@@ -107,6 +107,12 @@ async def _run(context: ServerContext, ready: asyncio.Event | None) -> None:
                 ssl_context = (
                     tls.context_for(listener) if app is device_app else _admin_tls(listener)
                 )
+            if app is device_app and ssl_context is None:
+                _LOG.warning(
+                    "device listener without TLS: devices cannot authenticate the server or "
+                    "present an IDevID; use it only behind a TLS-terminating proxy",
+                    extra={"address": f"{listener.host}:{listener.port}"},
+                )
             site = web.TCPSite(runner, listener.host, listener.port, ssl_context=ssl_context)
             await site.start()
             _LOG.info(

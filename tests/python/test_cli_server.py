@@ -1,5 +1,5 @@
-"""sztpctl against a real sztp-server subprocess: apply, diff, export, status, device status,
-contexts and every error path, through the installed console script."""
+"""sztpctl against a real sztp-server subprocess: apply, diff, export, status, device status and
+history, contexts and every error path, through the installed console script."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from sztp_testing import (
@@ -248,19 +249,28 @@ def test_device_status_after_a_simulated_run(
     )
     assert result.succeeded, result.reason
 
-    table = run_sztpctl("device", "status", "SN-0001", env=env).stdout
-    assert "SN-0001: complete (1 attempt(s))" in table
-    assert "bootstrap-initiated" in table
-    assert "bootstrap-complete" in table
+    # status is the summary, history the timeline: each shows what the other does not.
+    summary = run_sztpctl("device", "status", "SN-0001", env=env).stdout
+    assert "SN-0001: complete (1 attempt(s))" in summary
+    assert "last report: bootstrap-complete at" in summary
+    assert "bootstrap-initiated" not in summary
     status = json.loads(run_sztpctl("device", "status", "SN-0001", "-o", "json", env=env).stdout)
     assert status["status"] == "complete"
-    history = [report["progress_type"] for report in status["history"][0]["reports"]]
-    assert history[0] == "bootstrap-initiated"
-    assert history[-1] == "bootstrap-complete"
+    assert status["last_report"]["progress_type"] == "bootstrap-complete"
     as_yaml = yaml.safe_load(
         run_sztpctl("device", "status", "SN-0001", "-o", "yaml", env=env).stdout
     )
     assert as_yaml == status
+    timeline = run_sztpctl("device", "history", "SN-0001", env=env).stdout
+    assert "attempt 1" in timeline
+    assert "bootstrap-initiated" in timeline
+    assert "SN-0001: complete" not in timeline
+    history = json.loads(run_sztpctl("device", "history", "SN-0001", "-o", "json", env=env).stdout)
+    reports = [report["progress_type"] for report in history["attempts"][0]["reports"]]
+    assert reports[0] == "bootstrap-initiated"
+    assert reports[-1] == "bootstrap-complete"
+    never_seen = run_sztpctl("device", "history", "SN-0002", env=env).stdout
+    assert never_seen.strip() == "SN-0002: no progress reports yet"
 
     fleet_status = json.loads(run_sztpctl("status", "-o", "json", env=env).stdout)
     assert fleet_status["devices"] == 2
@@ -345,3 +355,45 @@ def test_client_tls_uses_the_given_ca_bundle(fleet: Path, tmp_path: Path) -> Non
             untrusted.fleet_status()
         assert str(failure.value).startswith(f"TLS with {tls_server.admin_url} failed:")
         assert "certificate verify failed" in str(failure.value)
+
+
+def test_read_only_token_may_diff_but_not_apply(
+    fleet: Path, env: dict[str, str], server: RunningServer, tmp_path: Path
+) -> None:
+    created = requests.post(
+        f"{server.admin_url}/api/v1/tokens",
+        json={"name": f"ci-{tmp_path.name}"[:64], "role": "read-only"},
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    token_file = tmp_path / "read-only-token"
+    token_file.write_text(created.json()["token"])
+    reader = {**env, "SZTP_TOKEN_FILE": str(token_file)}
+    assert "+ device/SN-0001" in run_sztpctl("diff", "-f", fleet, env=reader, expect=1).stdout
+    refused = run_sztpctl("apply", "-f", fleet, env=reader, expect=1)
+    assert "read-only token cannot change anything" in refused.stderr
+    _, state = client_for(server).get_state()
+    assert not state["device"]
+
+
+def test_apply_if_revision_refuses_a_stale_plan(
+    fleet: Path, env: dict[str, str], server: RunningServer
+) -> None:
+    revision, _ = client_for(server).get_state()
+    changed = fleet.with_name("stale.yaml")
+    changed.write_text(fleet.read_text().replace("model: DPU-LAB-1", "model: DPU-LAB-9", 1))
+    run_sztpctl("apply", "-f", fleet, env=env)  # someone else applied in between
+    refused = run_sztpctl("apply", "-f", changed, "--if-revision", str(revision), env=env, expect=1)
+    assert "revision" in only_line(refused.stderr)
+    _, state = client_for(server).get_state()
+    assert state["device"]["SN-0001"]["model"] == "DPU-LAB-1"
+
+
+def test_hidden_marker_is_not_a_password(fleet: Path, env: dict[str, str]) -> None:
+    document = yaml.safe_load(fleet.read_text())
+    document["devices"][0]["password"] = "<hidden>"
+    marked = fleet.with_name("marked.yaml")
+    marked.write_text(yaml.safe_dump(document))
+    refused = run_sztpctl("apply", "-f", marked, env=env, expect=1)
+    assert "marks a kept secret" in only_line(refused.stderr)

@@ -49,6 +49,14 @@ def apply(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
     ] = False,
+    if_revision: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Apply only if the server is still at this revision (as `diff` printed it); "
+            "otherwise fail without changing anything.",
+        ),
+    ] = None,
     context: ContextOption = None,
     server: ServerOption = None,
     token_file: TokenFileOption = None,
@@ -59,7 +67,7 @@ def apply(
 
         sztpctl apply -f fleet.yaml --prune
     """
-    result = _submit(filename, prune, dry_run, context, server, token_file)
+    result = _submit(filename, prune, dry_run, context, server, token_file, if_revision)
     _show_changes(result.changes)
     if not result.changes:
         typer.echo(f"no changes; the server is at revision {result.revision}")
@@ -148,6 +156,7 @@ def _submit(
     context: str | None,
     server: str | None,
     token_file: Path | None,
+    if_revision: int | None = None,
 ) -> ApplyResult:
     from ..errors import ApiValidationError
     from ..state.fleet import FleetError, load_fleet
@@ -155,7 +164,9 @@ def _submit(
     fleet = load_fleet(filename)
     with connect(context, server, token_file) as client:
         try:
-            result = client.apply_state(fleet.resources, prune=prune, dry_run=dry_run)
+            result = client.apply_state(
+                fleet.resources, prune=prune, dry_run=dry_run, if_match=if_revision
+            )
         except ApiValidationError as exc:
             where = fleet.locate(exc.field)
             if where is None:

@@ -119,8 +119,9 @@ def run(
         os_name=os_name,
         os_version=os_version,
     )
-    console = Console(highlight=False)
-    errors = Console(stderr=True, highlight=False)
+    # Off a terminal (CI logs), keep each step on one line instead of wrapping at 80 columns.
+    console = Console(highlight=False, soft_wrap=True)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def show(message: str) -> None:
         if not quiet:

@@ -333,6 +333,10 @@ def _bootstrap_servers(fields: _Fields) -> list[Spec]:
 def _device(fields: _Fields, current: Mapping[str, Any]) -> Spec:
     password = fields.text("password", limit=1024)
     stored_hash = fields.text("password_hash", limit=512)
+    if password == HIDDEN:
+        raise fields.error(
+            "password", f"{HIDDEN!r} marks a kept secret; to keep the password, leave it out"
+        )
     if password is not None and stored_hash is not None:
         raise fields.error("password", "give password or password_hash, not both")
     if stored_hash is not None and not is_password_hash(stored_hash):

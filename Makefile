@@ -12,12 +12,13 @@ DEMO_DIR ?= build/demo
 # Outside the checkout: the cluster runs as the postgres user, which must be able to reach it.
 PG_TEST_DIR ?= /tmp/sztp-test-pg
 
-.PHONY: help demo test lint pytest collection-check changelog-lint apt-packages bench clean
+.PHONY: help demo test lint pytest changelog-lint apt-packages bench docs clean
 
 help:
 	@echo "make demo   lab PKI, sztp-server, the lab fleet and a simulated device, end to end"
 	@echo "make test   install everything needed and run every test suite"
 	@echo "make bench  run the benchmarks and update bench/RESULTS.md"
+	@echo "make docs   regenerate docs/cli.md from the CLI"
 
 apt-packages:
 	@missing=""; for pkg in $(APT_PACKAGES); do \
@@ -69,6 +70,10 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/cli_startup.py --write bench/RESULTS.md
 	$(BIN)/python bench/southbound.py --write bench/RESULTS.md
 	$(BIN)/python bench/bulk_apply.py --write bench/RESULTS.md
+
+# docs/cli.md is generated from the CLI; the test suite fails when it is stale.
+docs: $(VENV)/.installed-dev
+	$(BIN)/python scripts/gen_cli_docs.py
 
 clean:
 	rm -rf $(VENV) build dist tests/output .pytest_cache .ruff_cache

@@ -29,6 +29,7 @@ from .errors import (
 from .state.resources import DEVICE, IMAGE, OWNER, PROFILE, TRUST_ANCHOR
 
 API = "/api/v1"
+VOUCHER_MEDIA_TYPE = "application/voucher-cms+json"  # RFC 8366 §8.3
 COLLECTIONS: Mapping[str, str] = {
     TRUST_ANCHOR: "trust-anchors",
     OWNER: "owners",
@@ -172,6 +173,19 @@ class SztpClient:
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
         return self._request("GET", _resource_path(kind, name))
+
+    def create(self, kind: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Create one resource; unlike `put`, refuses (409) to replace an existing one."""
+        return self._request("POST", f"/{_collection(kind)}", json={"name": name, "spec": spec})
+
+    def put_voucher(self, serial: str, voucher: bytes) -> dict[str, Any]:
+        """Upload a device's signed ownership voucher (DER CMS)."""
+        return self._request(
+            "PUT",
+            f"/devices/{quote(serial, safe='')}/voucher",
+            data=voucher,
+            headers={"Content-Type": VOUCHER_MEDIA_TYPE},
+        )
 
     def put(self, kind: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         """Create or replace one resource; returns it as stored."""

@@ -74,11 +74,11 @@ def test_env_references_and_dhcp_data(tmp_path: Path) -> None:
         "  - serial: SN-0001\n"
         "    password: {env: SN1_PASSWORD}\n"
         "dhcp:\n"
-        "  bootstrap_servers: [https://sztp.lab:8443]\n",
+        "  bootstrap_uris: [https://sztp.lab:8443]\n",
     )
     fleet = load_fleet(path, environ={"SN1_PASSWORD": "s3cret"})
     assert fleet.resources == {"device": {"SN-0001": {"password": "s3cret"}}}
-    assert fleet.dhcp == {"bootstrap_servers": ["https://sztp.lab:8443"]}
+    assert fleet.dhcp == {"bootstrap_uris": ["https://sztp.lab:8443"]}
 
 
 def test_missing_env_variable_is_named_not_guessed(tmp_path: Path) -> None:

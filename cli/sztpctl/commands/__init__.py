@@ -12,7 +12,19 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from . import bootstrap_data, config, declarative, device, dhcp, pki, simulate, voucher
+from . import (
+    bootstrap_data,
+    config,
+    declarative,
+    device,
+    dhcp,
+    nouns,
+    pki,
+    simulate,
+    validate,
+    voucher,
+    watch,
+)
 from .output import fail_with
 
 app = typer.Typer(
@@ -24,7 +36,13 @@ app = typer.Typer(
 )
 # apply, diff, export and status are top-level verbs, as in kubectl.
 app.add_typer(declarative.app)
+app.add_typer(validate.app)
+app.add_typer(watch.app)
 app.add_typer(device.app, name="device")
+app.add_typer(nouns.profile_app, name="profile")
+app.add_typer(nouns.image_app, name="image")
+app.add_typer(nouns.trust_anchor_app, name="trust-anchor")
+app.add_typer(nouns.owner_app, name="owner")
 app.add_typer(config.app, name="config")
 app.add_typer(pki.app, name="pki")
 app.add_typer(voucher.app, name="voucher")

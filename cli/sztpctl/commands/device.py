@@ -1,8 +1,13 @@
-"""`sztpctl device`: devices known to the server and their bootstrap progress."""
+"""`sztpctl device`: devices known to the server and their bootstrap progress.
+
+`status` is the summary (derived status, attempts, last report); `history` is the timeline of
+progress reports, attempt by attempt. `import` turns a CSV file into one bulk apply.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,84 +21,279 @@ from .remote import (
     console,
     emit,
 )
+from .resource import (
+    CREATED,
+    UPDATED,
+    Column,
+    Filter,
+    Noun,
+    ReplaceOption,
+    SpecFileOption,
+    add_resource,
+    field,
+    present,
+    read_text,
+    register,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 app = typer.Typer(help="Devices and their bootstrap progress.", no_args_is_help=True)
 
 STATUSES = ("not-seen", "in-progress", "rebooting", "complete", "failed", "stalled")
+SerialArgument = Annotated[str, typer.Argument(help="The device's serial number.")]
+# CSV columns of `device import`: spec fields, and voucher_file (a path, relative to the CSV).
+CSV_COLUMNS = ("serial", "profile", "model", "mac", "duid", "voucher_file")
 
 
-@app.command("list")
-def list_devices(
-    status: Annotated[
-        str | None, typer.Option(help=f"Only devices in this status: {', '.join(STATUSES)}.")
+def _profile_column(item: Mapping[str, Any]) -> str:
+    spec = item["spec"]
+    return spec.get("profile") or ("(selection)" if spec.get("selection") else "-")
+
+
+DEVICE = Noun(
+    kind="device",
+    key="serial",
+    columns=(
+        Column("SERIAL", lambda item: item["name"]),
+        Column("PROFILE", _profile_column),
+        Column("MODEL", field("model")),
+        Column("MAC", field("mac")),
+        Column("DUID", field("duid"), wide=True),
+        Column("SELECTION", lambda item: str(len(item["spec"].get("selection") or [])), wide=True),
+        Column("VOUCHER", present("voucher")),
+        Column("PASSWORD", present("password_hash")),
+        CREATED,
+        UPDATED,
+    ),
+    filters=(
+        Filter(
+            "status",
+            f"Only devices in this status: {', '.join(STATUSES)}.",
+            choices=STATUSES,
+            server_side=True,
+        ),
+        Filter("profile", "Only devices with this profile.", server_side=True),
+        Filter("model", "Only devices of this model.", server_side=True),
+    ),
+)
+register(app, DEVICE)
+
+
+@app.command("add")
+def add(
+    serial: Annotated[
+        str | None, typer.Argument(help="The device's serial number (or from -f FILE).")
     ] = None,
-    profile: Annotated[str | None, typer.Option(help="Only devices with this profile.")] = None,
-    model: Annotated[str | None, typer.Option(help="Only devices of this model.")] = None,
-    output: OutputOption = OutputFormat.TABLE,
+    profile: Annotated[str | None, typer.Option(help="Profile sent to the device.")] = None,
+    model: Annotated[str | None, typer.Option(help="Hardware model.")] = None,
+    mac: Annotated[str | None, typer.Option(help="MAC address.")] = None,
+    duid: Annotated[str | None, typer.Option(help="DHCPv6 DUID (hex).")] = None,
+    voucher: Annotated[
+        Path | None, typer.Option(help="Ownership voucher file (DER CMS) for this device.")
+    ] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(help="File whose first line is the HTTP Basic password (stored hashed)."),
+    ] = None,
+    filename: SpecFileOption = None,
+    replace: ReplaceOption = False,
     context: ContextOption = None,
     server: ServerOption = None,
     token_file: TokenFileOption = None,
 ) -> None:
-    """List devices (secrets hidden)."""
-    from ..state.resources import DEVICE
+    """Add a device.
 
-    if status is not None and status not in STATUSES:
-        raise typer.BadParameter(f"{status!r} is not one of {', '.join(STATUSES)}")
-    with connect(context, server, token_file) as client:
-        devices = client.list(DEVICE, status=status, profile=profile, model=model)
-    emit(devices, output, lambda: _device_table(devices))
+    Example:
+
+        sztpctl device add SN-0001 --profile dpu-day0 --model DPU-LAB-1 --voucher SN-0001.vcj
+    """
+    import base64
+
+    from ..errors import SztpError
+    from .output import read_bytes
+
+    password = None
+    if password_file is not None:
+        password = next(iter((read_text(password_file) or "").splitlines()), "")
+        if not password:
+            raise SztpError(f"{password_file}: the first line (the password) is empty")
+    flags = {
+        "profile": profile,
+        "model": model,
+        "mac": mac,
+        "duid": duid,
+        "voucher": base64.b64encode(read_bytes(voucher)).decode() if voucher else None,
+        "password": password,
+    }
+    add_resource(DEVICE, serial, flags, filename, replace, (context, server, token_file))
 
 
 @app.command("status")
 def device_status(
-    serial: Annotated[str, typer.Argument(help="The device's serial number.")],
+    serial: SerialArgument,
     output: OutputOption = OutputFormat.TABLE,
     context: ContextOption = None,
     server: ServerOption = None,
     token_file: TokenFileOption = None,
 ) -> None:
-    """A device's status and the timeline of its progress reports, attempt by attempt."""
+    """A device's status: derived status, attempts and last report (timeline: `history`)."""
     with connect(context, server, token_file) as client:
         summary = client.device_status(serial)
+    emit(summary, output, lambda: _summary(summary))
+
+
+@app.command("history")
+def history(
+    serial: SerialArgument,
+    output: OutputOption = OutputFormat.TABLE,
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """A device's progress reports, attempt by attempt, oldest first."""
+    with connect(context, server, token_file) as client:
         progress = client.device_progress(serial)
-    data = {**summary, "history": progress["attempts"]}
-    emit(data, output, lambda: _timeline(data))
+    emit(progress, output, lambda: _timeline(progress))
 
 
-def _device_table(devices: list[dict[str, Any]]) -> None:
-    from rich import box
-    from rich.table import Table
+@app.command("import")
+def import_devices(
+    csv_file: Annotated[
+        Path,
+        typer.Argument(
+            help=f"CSV with a header line; columns: {', '.join(CSV_COLUMNS)} (serial required)."
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
+    ] = False,
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """Add or update the devices a CSV file lists, atomically, and show what changed.
+
+    Each row is a device's whole spec: what the row leaves empty, and a stored password, is
+    cleared on the server. Devices absent from the file are left alone. voucher_file paths
+    are relative to the CSV file.
+
+    Example (devices.csv):
+
+        serial,profile,model,mac,voucher_file
+        SN-0001,dpu-day0,DPU-LAB-1,02:00:00:00:00:01,SN-0001.vcj
+    """
+    from ..errors import ApiValidationError, SztpError
+    from .declarative import _counts, _show_changes
+
+    rows, specs = _read_csv(csv_file)
+    with connect(context, server, token_file) as client:
+        try:
+            result = client.apply_state({"device": specs}, kinds=["device"], dry_run=dry_run)
+        except ApiValidationError as exc:
+            serial = (exc.field or "").removeprefix("device[").partition("]")[0]
+            if serial not in rows:
+                raise
+            raise SztpError(f"{csv_file}:{rows[serial]}: {exc.field}: {exc.message}") from None
+    _show_changes(result.changes)
+    if not result.changes:
+        typer.echo(f"no changes; the server is at revision {result.revision}")
+    elif result.dry_run:
+        typer.echo(f"dry run, nothing changed: {_counts(result.changes)}")
+    else:
+        typer.echo(
+            f"imported: {_counts(result.changes, done=True)}; now at revision {result.revision}"
+        )
+
+
+def _read_csv(path: Path) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """(serial → line, serial → spec); the first bad row raises an error naming its line.
+
+    Rows are checked offline as the server would (MAC, voucher serial, ...), so a bad row
+    is named before anything is sent.
+    """
+    import base64
+    import csv
+    import io
+
+    from ..errors import SztpError, ValidationError
+    from ..state.resources import normalize_spec
+    from .output import read_bytes
+
+    try:
+        text = read_bytes(path).decode("utf-8-sig")  # spreadsheets add a byte-order mark
+    except UnicodeDecodeError:
+        raise SztpError(f"{path} is not UTF-8 text") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in reader.fieldnames or []]
+    if "serial" not in header:
+        raise SztpError(
+            f"{path}:1: the first line must be a header naming the columns, with serial "
+            f"(known: {', '.join(CSV_COLUMNS)})"
+        )
+    unknown = [name for name in header if name not in CSV_COLUMNS]
+    if unknown:
+        raise SztpError(
+            f"{path}:1: unknown column {unknown[0]!r} (known: {', '.join(CSV_COLUMNS)})"
+        )
+    reader.fieldnames = header
+    lines: dict[str, int] = {}
+    specs: dict[str, dict[str, Any]] = {}
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            raise SztpError(f"{path}:{line}: more cells than the header has columns")
+        values = {key: (value or "").strip() or None for key, value in row.items()}
+        serial = values.pop("serial")
+        if serial is None:
+            raise SztpError(f"{path}:{line}: the serial is empty")
+        if serial in lines:
+            raise SztpError(
+                f"{path}:{line}: device {serial!r} is listed twice (line {lines[serial]})"
+            )
+        voucher_file = values.pop("voucher_file", None)
+        if voucher_file is not None:
+            voucher_path = path.parent / Path(voucher_file).expanduser()
+            values["voucher"] = base64.b64encode(read_bytes(voucher_path)).decode()
+        spec = {key: value for key, value in values.items() if value is not None}
+        try:
+            normalize_spec("device", serial, spec)
+        except ValidationError as exc:
+            raise SztpError(f"{path}:{line}: {exc}") from None
+        lines[serial], specs[serial] = line, spec
+    if not specs:
+        raise SztpError(f"{path}: no devices after the header")
+    return lines, specs
+
+
+def _summary(summary: Mapping[str, Any]) -> None:
     from rich.text import Text
 
-    table = Table(
-        "SERIAL", "PROFILE", "MODEL", "MAC", "VOUCHER", "PASSWORD", "UPDATED", box=box.SIMPLE_HEAD
+    out = console()
+    out.print(
+        Text(f"{summary['serial']}: {summary['status']} ({summary['attempts']} attempt(s))"),
+        style="bold",
     )
-    for device in devices:
-        spec = device["spec"]
-        table.add_row(
-            Text(device["name"]),
-            Text(spec.get("profile") or ("(selection)" if spec.get("selection") else "-")),
-            Text(spec.get("model") or "-"),
-            spec.get("mac") or "-",
-            "yes" if spec.get("voucher") else "no",
-            "yes" if spec.get("password_hash") else "no",
-            device["updated_at"],
-        )
-    console().print(table)
-    typer.echo(f"{len(devices)} device(s)")
+    report = summary.get("last_report")
+    if report is None:
+        typer.echo("no progress reports yet")
+        return
+    source = f" from {report['source_address']}" if report.get("source_address") else ""
+    message = f": {report['message']}" if report.get("message") else ""
+    out.print(
+        Text(f"last report: {report['progress_type']} at {report['received_at']}{source}{message}")
+    )
+    typer.echo(f"timeline: sztpctl device history {summary['serial']}")
 
 
-def _timeline(data: dict[str, Any]) -> None:
+def _timeline(progress: Mapping[str, Any]) -> None:
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
     out = console()
-    out.print(
-        Text(f"{data['serial']}: {data['status']} ({data['attempts']} attempt(s))"),
-        style="bold",
-    )
-    for attempt in data["history"]:
+    for attempt in progress["attempts"]:
         table = Table(
             "TIME", "PROGRESS", "MESSAGE", "FROM", box=box.SIMPLE_HEAD,
             title=f"attempt {attempt['attempt']}", title_justify="left",
@@ -106,5 +306,5 @@ def _timeline(data: dict[str, Any]) -> None:
                 report["source_address"] or "",
             )
         out.print(table)
-    if not data["history"]:
-        typer.echo("no progress reports yet")
+    if not progress["attempts"]:
+        typer.echo(f"{progress['serial']}: no progress reports yet")

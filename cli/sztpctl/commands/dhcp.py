@@ -6,11 +6,14 @@ from typing import Annotated
 
 import typer
 
+from .dhcp_render import render
+
 app = typer.Typer(
     help="DHCP option 143 (v4) / 136 (v6) for bootstrap-server URIs.", no_args_is_help=True
 )
 
 FORMATS = ("hex", "kea", "dhcpd", "dnsmasq")
+app.command("render")(render)
 
 
 @app.command("encode")

@@ -1,4 +1,4 @@
-"""`sztpctl voucher`: create (lab MASA), show and verify RFC 8366 ownership vouchers."""
+"""`sztpctl voucher`: create (lab MASA), show, verify and import RFC 8366 ownership vouchers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .output import read_bytes, write_bytes_atomically
+from .remote import ContextOption, ServerOption, TokenFileOption, connect
 
 app = typer.Typer(help="Ownership vouchers (RFC 8366).", no_args_is_help=True)
 
@@ -113,3 +114,47 @@ def verify(
         f"voucher valid: serial {voucher.serial_number}, assertion {voucher.assertion}, "
         f"expires {expiry}"
     )
+
+
+@app.command("import")
+def import_voucher(
+    voucher_file: Annotated[Path, typer.Argument(help="Voucher file (DER CMS).")],
+    serial: Annotated[str, typer.Option("--serial", "-s", help="The device's serial number.")],
+    owner_cert: Annotated[
+        Path | None,
+        typer.Option(help="PEM owner certificate (and chain) the voucher must authorise."),
+    ] = None,
+    trust_anchor: Annotated[
+        Path | None,
+        typer.Option(help="PEM manufacturer trust anchor(s) the MASA signature must chain to."),
+    ] = None,
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """Check a voucher locally, then store it on the server for its device.
+
+    Always checked: the signature, the serial number and the expiry; with --owner-cert, that
+    it pins that owner; with --trust-anchor, that the MASA chains to it. A voucher that
+    fails is never sent.
+
+    Example:
+
+        sztpctl voucher import SN-0001.vcj --serial SN-0001 --owner-cert owner-chain.pem
+        --trust-anchor masa-ca.pem
+    """
+    from ..protocol import pki
+    from ..state.validate import check_pins_owner, read_voucher_for
+
+    der = read_bytes(voucher_file)
+    anchors = pki.load_certificates_pem(read_bytes(trust_anchor)) if trust_anchor else None
+    voucher = read_voucher_for(der, serial, masa_anchors=anchors)
+    checked = ["signature", "serial number", "expiry"]
+    if anchors is not None:
+        checked.append("MASA chain")
+    if owner_cert is not None:
+        check_pins_owner(voucher, pki.load_certificates_pem(read_bytes(owner_cert)))
+        checked.append("pinned owner")
+    with connect(context, server, token_file) as client:
+        client.put_voucher(serial, der)
+    typer.echo(f"voucher for {serial} imported (checked: {', '.join(checked)})")

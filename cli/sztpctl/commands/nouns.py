@@ -1,0 +1,384 @@
+"""`sztpctl trust-anchor | owner | image | profile`: add, list, show, delete.
+
+Each noun describes its table and filters for the shared `list|show|delete` (resource.py)
+and collects its `add` flags into a spec; the fields are those of the admin API and the
+fleet file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .remote import ContextOption, ServerOption, TokenFileOption
+from .resource import (
+    CREATED,
+    NAME,
+    UPDATED,
+    Column,
+    Filter,
+    Noun,
+    ReplaceOption,
+    SpecFileOption,
+    add_resource,
+    field,
+    read_text,
+    register,
+)
+
+NameArgument = Annotated[
+    str | None, typer.Argument(help="The resource's name (or take it from -f FILE).")
+]
+
+
+def _certificates(pem: str) -> list[Any]:
+    from ..protocol import pki
+
+    return pki.load_certificates_pem(pem.encode())
+
+
+def _subject(spec_field: str) -> Callable[[Mapping[str, Any]], str]:
+    """The first certificate's subject, e.g. `CN=Lab Owner`."""
+
+    def value(item: Mapping[str, Any]) -> str:
+        from ..protocol.certs import describe
+
+        return describe(_certificates(item["spec"][spec_field])[0])
+
+    return value
+
+
+def _count(spec_field: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda item: str(len(_certificates(item["spec"][spec_field])))
+
+
+def _not_after(spec_field: str) -> Callable[[Mapping[str, Any]], str]:
+    """When the first of the certificates expires."""
+
+    def value(item: Mapping[str, Any]) -> str:
+        expiry = min(cert.not_valid_after_utc for cert in _certificates(item["spec"][spec_field]))
+        return expiry.isoformat().replace("+00:00", "Z")
+
+    return value
+
+
+# ---- trust-anchor
+
+TRUST_ANCHOR = Noun(
+    kind="trust-anchor",
+    key="name",
+    columns=(
+        NAME,
+        Column("SUBJECT", _subject("certificates")),
+        Column("CERTIFICATES", _count("certificates")),
+        Column("SERIAL PATTERN", field("serial_pattern")),
+        Column("NOT AFTER", _not_after("certificates"), wide=True),
+        CREATED,
+        UPDATED,
+    ),
+)
+trust_anchor_app = typer.Typer(
+    help="Manufacturer CAs that issue device IDevIDs.", no_args_is_help=True
+)
+register(trust_anchor_app, TRUST_ANCHOR)
+
+
+@trust_anchor_app.command("add")
+def add_trust_anchor(
+    name: NameArgument = None,
+    certificates: Annotated[
+        Path | None, typer.Option(help="PEM file with the CA certificate(s).")
+    ] = None,
+    serial_pattern: Annotated[
+        str | None,
+        typer.Option(help="Regular expression with (?P<serial>...) for the IDevID subject."),
+    ] = None,
+    filename: SpecFileOption = None,
+    replace: ReplaceOption = False,
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """Add a manufacturer trust anchor.
+
+    Example:
+
+        sztpctl trust-anchor add lab-manufacturer --certificates pki/manufacturer/ca.pem
+    """
+    flags = {"certificates": read_text(certificates), "serial_pattern": serial_pattern}
+    add_resource(TRUST_ANCHOR, name, flags, filename, replace, (context, server, token_file))
+
+
+# ---- owner
+
+OWNER = Noun(
+    kind="owner",
+    key="name",
+    columns=(
+        NAME,
+        Column("SUBJECT", _subject("certificate_chain")),
+        Column("CHAIN", _count("certificate_chain"), wide=True),
+        Column(
+            "SIGNING KEY", lambda item: "stored" if item["spec"].get("private_key") else "offline"
+        ),
+        Column("NOT AFTER", _not_after("certificate_chain"), wide=True),
+        CREATED,
+        UPDATED,
+    ),
+)
+owner_app = typer.Typer(
+    help="Owner certificates (and signing keys) for conveyed information.", no_args_is_help=True
+)
+register(owner_app, OWNER)
+
+
+@owner_app.command("add")
+def add_owner(
+    name: Annotated[
+        str | None, typer.Argument(help="The owner's name (default: default, or from -f FILE).")
+    ] = None,
+    certificate_chain: Annotated[
+        Path | None, typer.Option(help="PEM owner certificate followed by its issuers.")
+    ] = None,
+    private_key: Annotated[
+        Path | None,
+        typer.Option(help="PEM private key of the owner certificate (omit to sign offline)."),
+    ] = None,
+    filename: SpecFileOption = None,
+    replace: ReplaceOption = False,
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """Add an owner: the certificate that signs conveyed information, and optionally its key.
+
+    Example:
+
+        sztpctl owner add --certificate-chain owner-chain.pem --private-key owner.key
+    """
+    if name is None and filename is None:
+        name = "default"
+    flags = {
+        "certificate_chain": read_text(certificate_chain),
+        "private_key": read_text(private_key),
+    }
+    add_resource(OWNER, name, flags, filename, replace, (context, server, token_file))
+
+
+# ---- image
+
+IMAGE = Noun(
+    kind="image",
+    key="name",
+    columns=(
+        NAME,
+        Column("OS", field("os_name")),
+        Column("VERSION", field("os_version")),
+        Column("SHA256", lambda item: item["spec"]["sha256"][:16] + "…", narrow=True),
+        Column("SHA256", field("sha256"), wide=True),
+        Column("URIS", lambda item: " ".join(item["spec"]["download_uris"]), wide=True),
+        CREATED,
+        UPDATED,
+    ),
+    filters=(
+        Filter("os_name", "Only images of this OS."),
+        Filter("os_version", "Only images of this OS version."),
+    ),
+)
+image_app = typer.Typer(help="Boot images devices download and install.", no_args_is_help=True)
+register(image_app, IMAGE)
+
+
+@image_app.command("add")
+def add_image(
+    name: NameArgument = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="The image file: its SHA-256 is computed.")
+    ] = None,
+    sha256: Annotated[
+        str | None, typer.Option(help="The image's SHA-256 (hex), instead of --file.")
+    ] = None,
+    uri: Annotated[
+        list[str] | None, typer.Option("--uri", help="Download URI (repeat for mirrors).")
+    ] = None,
+    os_name: Annotated[str | None, typer.Option(help="OS name, as the device reports it.")] = None,
+    os_version: Annotated[str | None, typer.Option(help="OS version.")] = None,
+    filename: SpecFileOption = None,
+    replace: ReplaceOption = False,
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """Add a boot image; with --file its SHA-256 is computed locally (the file is not uploaded).
+
+    Example:
+
+        sztpctl image add labos-1.2 --file labos-1.2.img --os-name LabOS --os-version 1.2
+        --uri https://files.lab.example/labos-1.2.img
+    """
+    if file is not None and sha256 is not None:
+        raise typer.BadParameter("give --file or --sha256, not both", param_hint="--sha256")
+    flags = {
+        "sha256": _sha256_of(file) if file is not None else sha256,
+        "download_uris": uri or None,
+        "os_name": os_name,
+        "os_version": os_version,
+    }
+    add_resource(IMAGE, name, flags, filename, replace, (context, server, token_file))
+
+
+def _sha256_of(path: Path) -> str:
+    import hashlib
+
+    from ..errors import SztpError
+
+    try:
+        with path.open("rb") as stream:
+            return hashlib.file_digest(stream, "sha256").hexdigest()
+    except OSError as exc:
+        raise SztpError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+# ---- profile
+
+PROFILE_TYPES = ("onboarding", "redirect")
+
+
+def _profile_target(item: Mapping[str, Any]) -> str:
+    """What the device gets: the image (onboarding) or the servers (redirect)."""
+    spec = item["spec"]
+    if spec["type"] == "redirect":
+        return " ".join(_host_port(s["address"], s["port"]) for s in spec["bootstrap_servers"])
+    return spec.get("image") or ("(configuration only)" if spec.get("configuration") else "-")
+
+
+def _host_port(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _scripts(item: Mapping[str, Any]) -> str:
+    spec = item["spec"]
+    names = [
+        label
+        for label, key in (
+            ("pre", "pre_configuration_script"),
+            ("post", "post_configuration_script"),
+        )
+        if spec.get(key)
+    ]
+    return ",".join(names) or "-"
+
+
+PROFILE = Noun(
+    kind="profile",
+    key="name",
+    columns=(
+        NAME,
+        Column("TYPE", field("type")),
+        Column("IMAGE / SERVERS", _profile_target),
+        Column("OWNER", field("owner")),
+        Column("SIGNING", field("signing")),
+        Column("ENCODING", field("encoding"), wide=True),
+        Column("CONFIGURATION", field("configuration_handling"), wide=True),
+        Column("SCRIPTS", _scripts, wide=True),
+        Column("REPORTING", field("reporting_level"), wide=True),
+        CREATED,
+        UPDATED,
+    ),
+    filters=(
+        Filter("type", "Only profiles of this type.", choices=PROFILE_TYPES),
+        Filter("image", "Only profiles that install this image."),
+        Filter("owner", "Only profiles signed by this owner."),
+    ),
+)
+profile_app = typer.Typer(
+    help="Profiles: what a device receives (onboarding or redirect).", no_args_is_help=True
+)
+register(profile_app, PROFILE)
+
+
+@profile_app.command("add")
+def add_profile(
+    name: NameArgument = None,
+    profile_type: Annotated[
+        str | None, typer.Option("--type", help="onboarding or redirect.")
+    ] = None,
+    image: Annotated[str | None, typer.Option(help="Boot image (onboarding).")] = None,
+    configuration: Annotated[
+        Path | None, typer.Option(help="Configuration file (onboarding).")
+    ] = None,
+    configuration_handling: Annotated[
+        str | None, typer.Option(help="merge (default) or replace.")
+    ] = None,
+    pre_script: Annotated[
+        Path | None, typer.Option(help="Pre-configuration script file (onboarding).")
+    ] = None,
+    post_script: Annotated[
+        Path | None, typer.Option(help="Post-configuration script file (onboarding).")
+    ] = None,
+    bootstrap_server: Annotated[
+        list[str] | None,
+        typer.Option(help="HOST[:PORT] to redirect to (redirect; repeat for several)."),
+    ] = None,
+    server_trust_anchor: Annotated[
+        Path | None,
+        typer.Option(help="PEM CA of the redirect servers' TLS certificates (redirect)."),
+    ] = None,
+    owner: Annotated[str | None, typer.Option(help="Owner that signs (default: default).")] = None,
+    signing: Annotated[
+        str | None, typer.Option(help="required (default) or when-requested.")
+    ] = None,
+    encoding: Annotated[str | None, typer.Option(help="json (default) or xml.")] = None,
+    reporting_level: Annotated[str | None, typer.Option(help="minimal or verbose.")] = None,
+    filename: SpecFileOption = None,
+    replace: ReplaceOption = False,
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
+) -> None:
+    """Add a profile. The server checks the combination (e.g. no image on a redirect).
+
+    Example:
+
+        sztpctl profile add dpu-day0 --type onboarding --image labos-1.2
+        --configuration day0.cfg
+    """
+    if profile_type is not None and profile_type not in PROFILE_TYPES:
+        raise typer.BadParameter(
+            f"{profile_type!r} is not one of {', '.join(PROFILE_TYPES)}", param_hint="--type"
+        )
+    trust_anchor = read_text(server_trust_anchor)
+    flags = {
+        "type": profile_type,
+        "image": image,
+        "configuration": read_text(configuration),
+        "configuration_handling": configuration_handling,
+        "pre_configuration_script": read_text(pre_script),
+        "post_configuration_script": read_text(post_script),
+        "bootstrap_servers": [_bootstrap_server(entry, trust_anchor) for entry in bootstrap_server]
+        if bootstrap_server
+        else None,
+        "owner": owner,
+        "signing": signing,
+        "encoding": encoding,
+        "reporting_level": reporting_level,
+    }
+    add_resource(PROFILE, name, flags, filename, replace, (context, server, token_file))
+
+
+def _bootstrap_server(entry: str, trust_anchor: str | None) -> dict[str, Any]:
+    """`host`, `host:port` or `[v6]:port` as a bootstrap_servers entry."""
+    host, port = entry, None
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest.removeprefix(":") or None
+    elif entry.count(":") == 1:
+        host, port = entry.split(":")
+    if port is not None and not port.isdigit():
+        raise typer.BadParameter(
+            f"{entry!r}: the port must be a number", param_hint="--bootstrap-server"
+        )
+    return {"address": host, "port": int(port) if port else None, "trust_anchor": trust_anchor}

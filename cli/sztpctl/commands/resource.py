@@ -1,0 +1,345 @@
+"""What the resource nouns (trust-anchor, owner, image, profile, device) share.
+
+`register(app, noun)` builds `list`, `show` and `delete` for a noun from its description
+(table columns, filters); every noun's `add` collects its own flags and hands them to
+`add_resource`, which merges them over an optional `-f` file and creates (or with
+`--replace`, replaces) the resource.
+
+No `from __future__ import annotations` here: the commands are built in closures, and Typer
+evaluates their annotations, which must therefore be real objects.
+"""
+
+import enum
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .remote import (
+    ContextOption,
+    OutputFormat,
+    ServerOption,
+    TokenFileOption,
+    connect,
+    console,
+    emit,
+)
+
+if TYPE_CHECKING:
+    from ..state.fleet import Fleet
+
+
+class ListFormat(enum.StrEnum):
+    TABLE = "table"
+    WIDE = "wide"
+    JSON = "json"
+    YAML = "yaml"
+
+
+class ShowFormat(enum.StrEnum):
+    YAML = "yaml"
+    JSON = "json"
+
+
+ListOutputOption = Annotated[
+    ListFormat,
+    typer.Option(
+        "--output", "-o", help="Output format (wide: more columns).", case_sensitive=False
+    ),
+]
+SpecFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--filename",
+        "-f",
+        help="The resource in fleet-file syntax (as `show` prints it); flags override its fields.",
+    ),
+]
+ReplaceOption = Annotated[
+    bool,
+    typer.Option("--replace", help="Replace the whole spec if the resource exists already."),
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its header and how to show a resource ({name, spec, ...}) in it."""
+
+    header: str
+    value: Callable[[Mapping[str, Any]], str]
+    wide: bool = False  # only with --output wide
+    narrow: bool = False  # only without it (a shorter form of a wide column)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A `list` option `--NAME VALUE` keeping resources whose spec field NAME equals VALUE;
+    `server_side` filters are sent as query parameters instead (the server derives them)."""
+
+    name: str
+    help: str
+    choices: tuple[str, ...] = ()
+    server_side: bool = False
+
+    @property
+    def option(self) -> str:
+        return f"--{self.name.replace('_', '-')}"
+
+
+@dataclass(frozen=True)
+class Noun:
+    kind: str  # as in state.resources: "trust-anchor", "device", ...
+    key: str  # "name", or "serial" for devices (also the key in the fleet file)
+    columns: tuple[Column, ...]
+    filters: tuple[Filter, ...] = ()
+
+    @property
+    def argument(self) -> Any:
+        return typer.Argument(metavar=self.key.upper(), help=f"The {self.kind}'s {self.key}.")
+
+
+def register(app: typer.Typer, noun: Noun) -> None:
+    """Add `list`, `show` and `delete` for `noun` to `app`."""
+    app.command("list")(_list_command(noun))
+    app.command("show")(_show_command(noun))
+    app.command("delete")(_delete_command(noun))
+
+
+# ---- list
+
+
+def _list_command(noun: Noun) -> Callable[..., None]:
+    def list_resources(**options: Any) -> None:
+        wanted = {item: options[item.name] for item in noun.filters if options[item.name]}
+        for item, value in wanted.items():
+            if item.choices and value not in item.choices:
+                raise typer.BadParameter(
+                    f"{value!r} is not one of {', '.join(item.choices)}", param_hint=item.option
+                )
+        query = {item.name: value for item, value in wanted.items() if item.server_side}
+        local = {item.name: value for item, value in wanted.items() if not item.server_side}
+        with connect(options["context"], options["server"], options["token_file"]) as client:
+            found = client.list(noun.kind, **query)
+        found = [
+            item
+            for item in found
+            if all(item["spec"].get(key) == value for key, value in local.items())
+        ]
+        output: ListFormat = options["output"]
+        if output is ListFormat.WIDE:
+            _table(noun, found, wide=True)
+        else:
+            emit(found, OutputFormat(output.value), lambda: _table(noun, found, wide=False))
+
+    # Typer reads the options from the signature: build it from the noun's filters.
+    parameters = [
+        (item.name, Annotated[str | None, typer.Option(item.option, help=item.help)], None)
+        for item in noun.filters
+    ]
+    parameters += [
+        ("output", ListOutputOption, ListFormat.TABLE),
+        ("context", ContextOption, None),
+        ("server", ServerOption, None),
+        ("token_file", TokenFileOption, None),
+    ]
+    list_resources.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind
+            )
+            for name, kind, default in parameters
+        ]
+    )
+    list_resources.__doc__ = f"List {noun.kind}s (secrets hidden)."
+    return list_resources
+
+
+def _table(noun: Noun, found: list[dict[str, Any]], *, wide: bool) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    columns = [column for column in noun.columns if not (column.narrow if wide else column.wide)]
+    table = Table(*(column.header for column in columns), box=box.SIMPLE_HEAD)
+    for item in found:
+        # Text, not markup: names and models come from users and may hold '[...]'.
+        table.add_row(*(Text(column.value(item)) for column in columns))
+    console().print(table)
+    typer.echo(f"{len(found)} {noun.kind}(s)")
+
+
+# ---- show
+
+
+def _show_command(noun: Noun) -> Callable[..., None]:
+    def show(
+        name: Annotated[str, noun.argument],
+        output: Annotated[
+            ShowFormat, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
+        ] = ShowFormat.YAML,
+        context: ContextOption = None,
+        server: ServerOption = None,
+        token_file: TokenFileOption = None,
+    ) -> None:
+        from ..state.fleet import dump_fleet, fleet_document
+
+        with connect(context, server, token_file) as client:
+            resource = client.get(noun.kind, name)
+        # Fleet-file syntax, so the output is valid input for `add -f` and `apply -f`.
+        document = {
+            section: entries
+            for section, entries in fleet_document({noun.kind: {name: resource["spec"]}}).items()
+            if entries
+        }
+        if output is ShowFormat.JSON:
+            import json
+
+            typer.echo(json.dumps(document, indent=2))
+            return
+        typer.echo(
+            f"# {noun.kind} {name}: revision {resource['revision']}, "
+            f"updated {resource['updated_at']}"
+        )
+        typer.echo(dump_fleet(document), nl=False)
+
+    show.__doc__ = f"Print a {noun.kind} in fleet-file syntax (secrets hidden)."
+    return show
+
+
+# ---- delete
+
+
+def _delete_command(noun: Noun) -> Callable[..., None]:
+    def delete(
+        name: Annotated[str, noun.argument],
+        yes: YesOption = False,
+        context: ContextOption = None,
+        server: ServerOption = None,
+        token_file: TokenFileOption = None,
+    ) -> None:
+        confirm(f"delete {noun.kind} {name!r}?", yes)
+        with connect(context, server, token_file) as client:
+            client.delete(noun.kind, name)
+        typer.echo(f"{noun.kind} {name} deleted")
+
+    delete.__doc__ = f"Delete a {noun.kind} (asks first unless --yes)."
+    return delete
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask on a terminal; without one, only --yes goes ahead (a script must say so)."""
+    from ..errors import SztpError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise SztpError(
+            f"not confirmed: {question.rstrip('?')}: pass --yes to do it without a terminal"
+        )
+    typer.confirm(question, abort=True)
+
+
+# ---- add
+
+
+def add_resource(
+    noun: Noun,
+    name: str | None,
+    flags: Mapping[str, Any],
+    spec_file: Path | None,
+    replace: bool,
+    connection: tuple[str | None, str | None, Path | None],
+) -> None:
+    """Create `noun` NAME from the `-f` file's spec with the flags given (not None) on top."""
+    from ..errors import ApiConflictError, ApiValidationError, SztpError
+    from ..state.fleet import FleetError
+
+    spec: dict[str, Any] = {}
+    fleet = None
+    if spec_file is not None:
+        fleet, file_name, spec = _load_one(noun.kind, spec_file)
+        if name is not None and name != file_name:
+            raise SztpError(f"{spec_file} describes {noun.kind} {file_name!r}, not {name!r}")
+        name = file_name
+    if name is None:
+        raise typer.BadParameter(f"give the {noun.key} or -f FILE", param_hint=noun.key.upper())
+    spec.update({field: value for field, value in flags.items() if value is not None})
+    with connect(*connection) as client:
+        try:
+            if replace:
+                client.put(noun.kind, name, spec)
+            else:
+                client.create(noun.kind, name, spec)
+        except ApiConflictError:
+            if replace:
+                raise
+            raise SztpError(
+                f"{noun.kind} {name!r} exists already; pass --replace to replace its spec"
+            ) from None
+        except ApiValidationError as exc:
+            where = fleet.locate(exc.field) if fleet is not None else None
+            if where is None:
+                raise
+            raise FleetError(f"{where}: {exc.message}") from None
+    typer.echo(f"{noun.kind} {name} {'saved' if replace else 'added'}")
+
+
+def _load_one(kind: str, path: Path) -> tuple["Fleet", str, dict[str, Any]]:
+    """The one resource of `kind` a fleet-syntax file holds (file references resolved)."""
+    from ..errors import SztpError
+    from ..state.fleet import load_fleet
+
+    fleet = load_fleet(path)
+    found = [
+        (found_kind, name, spec)
+        for found_kind, specs in fleet.resources.items()
+        for name, spec in specs.items()
+    ]
+    if len(found) != 1 or found[0][0] != kind:
+        held = ", ".join(f"{found_kind} {name}" for found_kind, name, _ in found) or "nothing"
+        raise SztpError(
+            f"{path} must hold exactly one {kind} (it holds {held}); "
+            "use sztpctl apply -f for several resources"
+        )
+    return fleet, found[0][1], found[0][2]
+
+
+def read_text(path: Path | None) -> str | None:
+    """A file given to a flag, as text (certificates, scripts, configuration)."""
+    from ..errors import SztpError
+    from .output import read_bytes
+
+    if path is None:
+        return None
+    try:
+        return read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise SztpError(f"{path} is not UTF-8 text") from None
+
+
+# ---- column helpers
+
+
+def field(name: str) -> Callable[[Mapping[str, Any]], str]:
+    """A column showing spec field `name` ("-" when empty)."""
+
+    def value(item: Mapping[str, Any]) -> str:
+        shown = item["spec"].get(name)
+        return "-" if shown in (None, "", []) else str(shown)
+
+    return value
+
+
+def present(name: str) -> Callable[[Mapping[str, Any]], str]:
+    """A yes/no column: is spec field `name` set (secrets show as set, never their value)."""
+    return lambda item: "yes" if item["spec"].get(name) else "no"
+
+
+NAME = Column("NAME", lambda item: item["name"])
+UPDATED = Column("UPDATED", lambda item: item["updated_at"])
+CREATED = Column("CREATED", lambda item: item["created_at"], wide=True)

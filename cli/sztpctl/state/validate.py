@@ -1,0 +1,238 @@
+"""Offline checks of a fleet file and of ownership vouchers, before anything reaches a server.
+
+`validate_fleet` goes beyond the schema: each spec is checked as the server would
+(`normalize_spec`), references must resolve (`plan.check_references`), every device voucher
+must name its device and pin the certificate of the owner that signs for it, and the DHCP
+section must encode. Every problem names the file and line it comes from.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CmsError, SztpError, ValidationError, VoucherError
+from .fleet import Fleet
+from .plan import check_references
+from .resources import DEVICE, HIDDEN, KINDS, OWNER, PROFILE, normalize_spec, references
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from ..protocol.voucher import Voucher
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str  # "fleet.yaml:12: devices[0].voucher"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class Validation:
+    """The outcome: problems (in file order), and what was checked for the summary."""
+
+    problems: list[Problem] = field(default_factory=list)
+    vouchers_checked: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def read_voucher_for(
+    der: bytes,
+    serial: str,
+    *,
+    masa_anchors: Sequence[x509.Certificate] | None = None,
+    at: datetime | None = None,
+) -> Voucher:
+    """A voucher's content once its signature verifies (chaining to `masa_anchors` when
+    given), it names `serial` and it has not expired; else VoucherError saying which."""
+    from ..protocol import cms
+    from ..protocol.oids import ID_CT_ANIMA_JSON_VOUCHER
+    from ..protocol.voucher import decode_voucher_json, read_voucher
+
+    now = at or datetime.now(UTC)
+    if masa_anchors is None:
+        voucher = read_voucher(der)
+    else:
+        try:
+            verified = cms.verify_signed(
+                der,
+                allowed_econtent_types={ID_CT_ANIMA_JSON_VOUCHER},
+                trust_anchors=masa_anchors,
+                at=now,
+            )
+        except CmsError as exc:
+            raise VoucherError(f"ownership voucher: {exc}") from None
+        voucher = decode_voucher_json(verified.content)
+    if voucher.serial_number != serial:
+        raise VoucherError(
+            f"the voucher is for serial number {voucher.serial_number!r}, not {serial!r}"
+        )
+    if voucher.expires_on is not None and voucher.expires_on < now:
+        raise VoucherError(f"the voucher expired on {voucher.expires_on.isoformat()}")
+    return voucher
+
+
+def check_pins_owner(
+    voucher: Voucher, owner_chain: Sequence[x509.Certificate], at: datetime | None = None
+) -> None:
+    """The owner certificate (chain[0], its issuers after it) is the voucher's
+    pinned-domain-cert or chains to it, as a device checks; else VoucherError."""
+    from ..protocol import certs
+
+    try:
+        certs.verify_chain(
+            owner_chain[0],
+            intermediates=owner_chain[1:],
+            trust_anchors=[voucher.pinned_certificate],
+            at=at,
+        )
+    except CmsError as exc:
+        raise VoucherError(
+            f"the voucher's pinned-domain-cert does not authorise owner "
+            f"{certs.describe(owner_chain[0])}: {exc}"
+        ) from None
+
+
+def validate_fleet(
+    fleet: Fleet, masa_anchors: Sequence[x509.Certificate] | None = None
+) -> Validation:
+    """Every problem of a loaded fleet (schema and file references were checked by loading)."""
+    result = Validation()
+    state = _normalized(fleet, result)
+    _check_references(fleet, state, result)
+    _check_vouchers(fleet, state, masa_anchors, result)
+    _check_dhcp(fleet, result)
+    result.problems.sort(key=lambda problem: _line_key(problem.where))
+    return result
+
+
+def _problem(fleet: Fleet, api_field: str, message: str) -> Problem:
+    return Problem(fleet.locate(api_field) or f"{fleet.path}: {api_field}", message)
+
+
+def _normalized(fleet: Fleet, result: Validation) -> dict[str, dict[str, dict[str, Any]]]:
+    """Canonical specs of the resources that are valid on their own (vouchers aside)."""
+    state: dict[str, dict[str, dict[str, Any]]] = {}
+    for kind, specs in fleet.resources.items():
+        valid = state.setdefault(kind, {})
+        for name, spec in specs.items():
+            try:
+                valid[name] = normalize_spec(kind, name, _offline_view(spec))
+            except ValidationError as exc:
+                result.problems.append(_problem(fleet, exc.field, exc.message))
+    return state
+
+
+def _offline_view(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec without what cannot or need not be checked here: "<hidden>" secrets (kept
+    from the server's copy when applied), passwords (hashing each costs 60 ms) and vouchers
+    (checked separately, with better messages)."""
+    return {
+        key: value
+        for key, value in spec.items()
+        if value != HIDDEN and key not in ("password", "voucher")
+    }
+
+
+def _check_references(fleet: Fleet, state: Mapping[str, Any], result: Validation) -> None:
+    # Only the names matter for the targets, so each resource is checked alone against them.
+    names = {kind: {name: {} for name in fleet.resources.get(kind, {})} for kind in KINDS}
+    unchecked: set[str] = set()
+    for kind in (PROFILE, DEVICE):
+        for name, spec in state.get(kind, {}).items():
+            targets = {target_kind for _, target_kind, _ in references(kind, spec)}
+            absent = {target for target in targets if target not in fleet.resources}
+            if absent:  # managed elsewhere (the file has no such section): not checkable
+                unchecked.update(absent)
+                continue
+            try:
+                check_references({**names, kind: {name: spec}})
+            except ValidationError as exc:
+                result.problems.append(_problem(fleet, exc.field, exc.message))
+    if unchecked:
+        result.notes.append(
+            "references not checked (the file has no section for them): "
+            + ", ".join(sorted(unchecked))
+        )
+
+
+def _check_vouchers(
+    fleet: Fleet,
+    state: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    masa_anchors: Sequence[x509.Certificate] | None,
+    result: Validation,
+) -> None:
+    from ..protocol import pki
+
+    owners: dict[str, list[x509.Certificate]] = {
+        name: pki.load_certificates_pem(spec["certificate_chain"].encode())
+        for name, spec in state.get(OWNER, {}).items()
+    }
+    profiles = state.get(PROFILE, {})
+    devices = fleet.resources.get(DEVICE, {})
+    if not fleet.resources.get(OWNER) and any(spec.get("voucher") for spec in devices.values()):
+        result.notes.append("vouchers not checked against an owner: the file has no owner")
+    for serial, spec in devices.items():
+        text = spec.get("voucher")
+        if text is None:
+            continue
+        where = f"{DEVICE}[{serial}].voucher"
+        try:
+            der = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            result.problems.append(_problem(fleet, where, "must be base64"))
+            continue
+        result.vouchers_checked += 1
+        try:
+            voucher = read_voucher_for(der, serial, masa_anchors=masa_anchors)
+            signers = _owners_of(spec, profiles, owners)
+            if signers:
+                _check_pins_any(voucher, signers)
+        except SztpError as exc:
+            result.problems.append(_problem(fleet, where, str(exc)))
+
+
+def _owners_of(
+    device: Mapping[str, Any],
+    profiles: Mapping[str, Mapping[str, Any]],
+    owners: Mapping[str, list[x509.Certificate]],
+) -> dict[str, list[x509.Certificate]]:
+    """The owners that sign for this device: those of its profiles (all owners when its
+    profiles are not in the file)."""
+    wanted = [device.get("profile")] + [
+        rule.get("profile") for rule in device.get("selection") or []
+    ]
+    names = {profiles[name]["owner"] for name in wanted if name in profiles}
+    return {name: owners[name] for name in names if name in owners} if names else dict(owners)
+
+
+def _check_pins_any(voucher: Voucher, owners: Mapping[str, list[x509.Certificate]]) -> None:
+    """With one owner, its failure; with several (no profile known), one of them must do."""
+    failures: list[str] = []
+    for chain in owners.values():
+        try:
+            check_pins_owner(voucher, chain)
+            return
+        except VoucherError as exc:
+            failures.append(str(exc))
+    raise VoucherError(failures[0] if len(failures) == 1 else "; ".join(failures))
+
+
+def _check_dhcp(fleet: Fleet, result: Validation) -> None:
+    from .dhcp_section import check_dhcp_section
+
+    result.problems.extend(check_dhcp_section(fleet))
+
+
+def _line_key(where: str) -> tuple[int, str]:
+    _, _, rest = where.partition(":")
+    line = rest.partition(":")[0]
+    return (int(line) if line.isdigit() else 0, where)

@@ -1,0 +1,169 @@
+"""The user documentation stays true to the code: docs/cli.md is regenerated whenever the CLI
+changes, links between pages resolve, and every `sztpctl` command line the pages show names
+commands and options that exist."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from sztpctl.commands import app
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+GENERATOR = ROOT / "scripts" / "gen_cli_docs.py"
+# Hand-written pages whose command lines are checked (cli.md is generated from the CLI).
+PAGES = sorted(path for path in DOCS.glob("*.md") if path.name != "cli.md")
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)
+_INLINE_CODE = re.compile(r"`([^`\n]+)`")
+_SHELL_BREAK = re.compile(r"\s(?:\||\|\||&&|;|>|>>|2>&1|#)\s|\s>\S|\)|\"\s*$")
+
+
+def run_generator(
+    *arguments: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(GENERATOR), *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def test_cli_reference_is_up_to_date() -> None:
+    result = run_generator("--check")
+    assert result.returncode == 0, (
+        "docs/cli.md does not match the CLI; regenerate it with "
+        "`python scripts/gen_cli_docs.py`\n" + result.stderr
+    )
+
+
+def test_cli_reference_does_not_depend_on_the_terminal() -> None:
+    base = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "TERM")}
+    narrow = run_generator("--stdout", env={**base, "COLUMNS": "40", "TERM": "dumb"})
+    wide = run_generator(
+        "--stdout", env={**base, "COLUMNS": "250", "TERM": "xterm-256color", "FORCE_COLOR": "1"}
+    )
+    assert narrow.returncode == wide.returncode == 0, narrow.stderr + wide.stderr
+    assert narrow.stdout == wide.stdout
+    assert "\x1b" not in narrow.stdout
+
+
+def test_check_fails_on_a_stale_page(tmp_path: Path) -> None:
+    stale = tmp_path / "cli.md"
+    stale.write_text("# out of date\n", encoding="utf-8")
+    result = run_generator("--check", "--output", str(stale))
+    assert result.returncode == 1
+    assert "gen_cli_docs.py" in result.stderr
+    assert run_generator("--output", str(stale)).returncode == 0
+    assert run_generator("--check", "--output", str(stale)).returncode == 0
+
+
+def test_cli_reference_covers_every_command() -> None:
+    page = (DOCS / "cli.md").read_text(encoding="utf-8")
+    for path in command_paths(typer.main.get_command(app), "sztpctl"):
+        assert f"`{path}`" in page, f"{path} is missing from docs/cli.md"
+
+
+# ---- links
+
+
+def github_anchor(heading: str) -> str:
+    text = heading.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = _CODE_BLOCK.sub("", page.read_text(encoding="utf-8"))
+    return {github_anchor(match[1]) for match in re.finditer(r"^#{1,6} (.+)$", text, re.M)}
+
+
+@pytest.mark.parametrize("page", sorted(DOCS.glob("*.md")), ids=lambda page: page.name)
+def test_links_resolve(page: Path) -> None:
+    text = _CODE_BLOCK.sub("", page.read_text(encoding="utf-8"))
+    for target in _LINK.findall(text):
+        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = (page.parent / file_part).resolve() if file_part else page
+        assert linked.exists(), f"{page.name}: link to missing {target}"
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), f"{page.name}: no heading for #{anchor}"
+
+
+# ---- command lines shown in the pages
+
+
+def command_paths(command: object, path: str) -> list[str]:
+    found = [path]
+    for name, child in sorted(getattr(command, "commands", {}).items()):
+        found += command_paths(child, f"{path} {name}")
+    return found
+
+
+def option_names(command: object) -> set[str]:
+    names = {"-h", "--help"}
+    for param in getattr(command, "params", []):
+        names.update(getattr(param, "opts", []))
+        names.update(getattr(param, "secondary_opts", []) or [])
+    return names
+
+
+def shown_command_lines(page: Path) -> list[str]:
+    text = page.read_text(encoding="utf-8")
+    lines: list[str] = []
+    for block in _CODE_BLOCK.findall(text):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        without_comments = (re.sub(r"(^|\s)#.*", "", line) for line in joined.splitlines())
+        lines += [line for line in without_comments if "sztpctl " in line]
+    prose = _CODE_BLOCK.sub("", text)
+    lines += [span for span in _INLINE_CODE.findall(prose) if span.startswith("sztpctl ")]
+    return lines
+
+
+def check_command_line(line: str, root: object) -> str | None:
+    """None if the sztpctl command (and its options) on `line` exist, else the problem."""
+    start = line.index("sztpctl ") + len("sztpctl ")
+    text = _SHELL_BREAK.split(line[start:], maxsplit=1)[0]
+    words = text.split()
+    command, path = root, "sztpctl"
+    index = 0
+    while index < len(words) and isinstance(getattr(command, "commands", None), dict):
+        word = words[index]
+        if command is root and word in option_names(root):  # sztpctl --debug apply ...
+            index += 1
+            continue
+        if word.startswith("-") or word.isupper():  # an option or a placeholder
+            break
+        if word not in command.commands:
+            return f"{path} has no command {word!r}"
+        command, path = command.commands[word], f"{path} {word}"
+        index += 1
+    known = option_names(command) | option_names(root)
+    for word in words[index:]:
+        name = word.split("=", 1)[0]
+        if re.fullmatch(r"--?[A-Za-z][\w-]*", name) and name not in known:
+            return f"{path} has no option {name}"
+    return None
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_documented_commands_exist(page: Path) -> None:
+    root = typer.main.get_command(app)
+    problems = [
+        f"{line.strip()}: {problem}"
+        for line in shown_command_lines(page)
+        if (problem := check_command_line(line, root)) is not None
+    ]
+    assert not problems, f"{page.name}:\n" + "\n".join(problems)

@@ -307,13 +307,13 @@ def test_voucher_import_checks_before_upload(
         "voucher", "import", voucher, "--serial", "SN-0002", env=gone, expect=1
     )
     assert only_line(wrong_serial.stderr) == (
-        "error: the voucher is for serial number 'SN-0001', not 'SN-0002'"
+        "error: ownership voucher is for serial number 'SN-0001', not this device ('SN-0002')"
     )
     other_owner = run_sztpctl(
         "voucher", "import", voucher, "--serial", "SN-0001",
         "--owner-cert", base / "pki/tls/server.pem", env=gone, expect=1,
     )  # fmt: skip
-    assert "does not authorise owner" in only_line(other_owner.stderr)
+    assert "is not authorised by the voucher's pinned-domain-cert" in only_line(other_owner.stderr)
     untrusted = run_sztpctl(
         "voucher", "import", voucher, "--serial", "SN-0001",
         "--trust-anchor", base / "pki/tls/ca.pem", env=gone, expect=1,
@@ -443,10 +443,13 @@ def test_validate_names_each_problem_with_its_line(
     assert problems[1].startswith(
         f"error: {bad}:{line_of('stranger.vcj', first_device)}: devices[0].voucher: "
     )
-    assert "pinned-domain-cert does not authorise owner CN=SZTP Lab Owner" in problems[1]
+    assert (
+        "owner certificate CN=SZTP Lab Owner is not authorised by the voucher's pinned-domain-cert"
+        in problems[1]
+    )
     assert problems[2] == (
         f"error: {bad}:{line_of('SN-0001.vcj', first_device)}: devices[1].voucher: "
-        "the voucher is for serial number 'SN-0001', not 'SN-0002'"
+        "ownership voucher is for serial number 'SN-0001', not this device ('SN-0002')"
     )
     assert problems[3].startswith(f"error: {bad}:{len(lines)}: dhcp.bootstrap_uris[0]: ")
     assert "only 'https' is allowed" in problems[3]

@@ -17,12 +17,12 @@ from typing import Any, Literal
 
 from cryptography import x509
 
-from ..errors import CmsError, TrustError, ValidationError, VoucherError
-from . import certs, cms, conveyed_info
+from ..errors import CmsError, TrustError, ValidationError
+from . import cms, conveyed_info
 from .conveyed_info import ConveyedInformation, Encoding, OnboardingInformation
 from .oids import ID_SIGNED_DATA
 from .pki import Credential
-from .voucher import Voucher, read_voucher, verify_voucher
+from .voucher import Voucher, check_owner_pinned, check_serial, read_voucher, verify_voucher
 
 OUTPUT_MEMBER = "ietf-sztp-bootstrap-server:output"
 ReportingLevel = Literal["minimal", "verbose"]
@@ -155,22 +155,8 @@ def check_presigned(
         )
     owner_certificate, intermediates = _owner_certificate_chain(data.owner_certificate)
     voucher = read_voucher(data.ownership_voucher)
-    if voucher.serial_number != serial_number:
-        raise VoucherError(
-            f"ownership voucher is for serial number {voucher.serial_number!r}, "
-            f"not {serial_number!r}"
-        )
-    try:
-        certs.verify_chain(
-            owner_certificate,
-            intermediates=intermediates,
-            trust_anchors=[voucher.pinned_certificate],
-            at=at,
-        )
-    except CmsError as exc:
-        raise VoucherError(
-            f"owner certificate is not authorised by the voucher's pinned-domain-cert: {exc}"
-        ) from None
+    check_serial(voucher, serial_number)
+    check_owner_pinned(voucher, owner_certificate, intermediates, at=at)
     verified = cms.verify_signed(
         data.conveyed_information,
         allowed_econtent_types=set(_ENCODING_BY_OID),

@@ -228,14 +228,21 @@ def _is_self_signed(certificate: x509.Certificate) -> bool:
     return certificate.issuer == certificate.subject
 
 
-def read_voucher(signed_voucher: bytes) -> Voucher:
-    """Parse a signed voucher, checking its signature but not whom the signer chains to.
-
-    For display and for pre-checks before upload; devices use `verify_voucher`.
-    """
+def read_voucher(
+    signed_voucher: bytes,
+    *,
+    masa_trust_anchors: Sequence[x509.Certificate] | None = None,
+    at: datetime | None = None,
+) -> Voucher:
+    """Parse a signed voucher once its signature verifies; with `masa_trust_anchors`, the
+    signer must also chain to them. Without, it suits display and pre-checks before upload;
+    devices use `verify_voucher`."""
     try:
         verified = cms.verify_signed(
-            signed_voucher, allowed_econtent_types={ID_CT_ANIMA_JSON_VOUCHER}
+            signed_voucher,
+            allowed_econtent_types={ID_CT_ANIMA_JSON_VOUCHER},
+            trust_anchors=masa_trust_anchors,
+            at=at,
         )
     except CmsError as exc:
         raise VoucherError(f"ownership voucher: {exc}") from None
@@ -259,36 +266,49 @@ def verify_voucher(
     pinned-domain-cert or chains to it.
     """
     now = at or datetime.now(UTC)
-    try:
-        verified = cms.verify_signed(
-            signed_voucher,
-            allowed_econtent_types={ID_CT_ANIMA_JSON_VOUCHER},
-            trust_anchors=masa_trust_anchors,
-            at=now,
-        )
-    except CmsError as exc:
-        raise VoucherError(f"ownership voucher: {exc}") from None
-    voucher = decode_voucher_json(verified.content)
+    voucher = read_voucher(signed_voucher, masa_trust_anchors=masa_trust_anchors, at=now)
+    check_serial(voucher, serial_number)
+    check_current(voucher, now)
+    if voucher.nonce is not None and voucher.nonce != nonce:
+        raise VoucherError("ownership voucher nonce does not match the nonce this device sent")
+    check_owner_pinned(voucher, owner_certificate, owner_intermediates, at=now)
+    return voucher
+
+
+def check_serial(voucher: Voucher, serial_number: str) -> None:
+    """The voucher names this device; VoucherError otherwise."""
     if voucher.serial_number != serial_number:
         raise VoucherError(
             f"ownership voucher is for serial number {voucher.serial_number!r}, "
             f"not this device ({serial_number!r})"
         )
-    if voucher.created_on > now + CLOCK_SKEW:
+
+
+def check_current(voucher: Voucher, at: datetime) -> None:
+    """Created no later than `at` (give or take clock skew) and not expired."""
+    if voucher.created_on > at + CLOCK_SKEW:
         raise VoucherError(f"ownership voucher created-on {voucher.created_on} is in the future")
-    if voucher.expires_on is not None and voucher.expires_on < now:
+    if voucher.expires_on is not None and voucher.expires_on < at:
         raise VoucherError(f"ownership voucher expired on {_format_time(voucher.expires_on)}")
-    if voucher.nonce is not None and voucher.nonce != nonce:
-        raise VoucherError("ownership voucher nonce does not match the nonce this device sent")
+
+
+def check_owner_pinned(
+    voucher: Voucher,
+    owner_certificate: x509.Certificate,
+    owner_intermediates: Sequence[x509.Certificate] = (),
+    *,
+    at: datetime | None = None,
+) -> None:
+    """The owner certificate is the voucher's pinned-domain-cert or chains to it."""
     try:
         certs.verify_chain(
             owner_certificate,
             intermediates=owner_intermediates,
             trust_anchors=[voucher.pinned_certificate],
-            at=now,
+            at=at,
         )
     except CmsError as exc:
         raise VoucherError(
-            f"owner certificate is not authorised by the voucher's pinned-domain-cert: {exc}"
+            f"owner certificate {certs.describe(owner_certificate)} is not authorised by the "
+            f"voucher's pinned-domain-cert: {exc}"
         ) from None
-    return voucher

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CmsError, SztpError, ValidationError, VoucherError
+from ..errors import SztpError, ValidationError, VoucherError
 from .fleet import Fleet
 from .plan import check_references
 from .resources import DEVICE, HIDDEN, KINDS, OWNER, PROFILE, normalize_spec, references
@@ -52,31 +52,13 @@ def read_voucher_for(
     at: datetime | None = None,
 ) -> Voucher:
     """A voucher's content once its signature verifies (chaining to `masa_anchors` when
-    given), it names `serial` and it has not expired; else VoucherError saying which."""
-    from ..protocol import cms
-    from ..protocol.oids import ID_CT_ANIMA_JSON_VOUCHER
-    from ..protocol.voucher import decode_voucher_json, read_voucher
+    given), it names `serial` and it is current; else VoucherError saying which."""
+    from ..protocol.voucher import check_current, check_serial, read_voucher
 
     now = at or datetime.now(UTC)
-    if masa_anchors is None:
-        voucher = read_voucher(der)
-    else:
-        try:
-            verified = cms.verify_signed(
-                der,
-                allowed_econtent_types={ID_CT_ANIMA_JSON_VOUCHER},
-                trust_anchors=masa_anchors,
-                at=now,
-            )
-        except CmsError as exc:
-            raise VoucherError(f"ownership voucher: {exc}") from None
-        voucher = decode_voucher_json(verified.content)
-    if voucher.serial_number != serial:
-        raise VoucherError(
-            f"the voucher is for serial number {voucher.serial_number!r}, not {serial!r}"
-        )
-    if voucher.expires_on is not None and voucher.expires_on < now:
-        raise VoucherError(f"the voucher expired on {voucher.expires_on.isoformat()}")
+    voucher = read_voucher(der, masa_trust_anchors=masa_anchors, at=now)
+    check_serial(voucher, serial)
+    check_current(voucher, now)
     return voucher
 
 
@@ -85,20 +67,9 @@ def check_pins_owner(
 ) -> None:
     """The owner certificate (chain[0], its issuers after it) is the voucher's
     pinned-domain-cert or chains to it, as a device checks; else VoucherError."""
-    from ..protocol import certs
+    from ..protocol.voucher import check_owner_pinned
 
-    try:
-        certs.verify_chain(
-            owner_chain[0],
-            intermediates=owner_chain[1:],
-            trust_anchors=[voucher.pinned_certificate],
-            at=at,
-        )
-    except CmsError as exc:
-        raise VoucherError(
-            f"the voucher's pinned-domain-cert does not authorise owner "
-            f"{certs.describe(owner_chain[0])}: {exc}"
-        ) from None
+    check_owner_pinned(voucher, owner_chain[0], owner_chain[1:], at=at)
 
 
 def validate_fleet(

@@ -163,11 +163,39 @@ def check_changes(changes: Sequence[Change], existing: set[ResourceKey]) -> None
                 present.discard(key)
 
 
-def action_runs(changes: Sequence[Change]) -> Iterator[tuple[ChangeAction, list[int]]]:
-    """Indexes of consecutive changes with the same action, so each run is one executemany
-    while the batch keeps its order (delete-then-create of one name must stay in that order)."""
-    for action, indexes in groupby(range(len(changes)), key=lambda index: changes[index].action):
-        yield action, list(indexes)
+def resource_rows(
+    changes: Sequence[Change], specs: Sequence[str | None], revision: int, now: object
+) -> Iterator[tuple[ChangeAction, list[tuple[Any, ...]]]]:
+    """Statement parameters for runs of consecutive changes with the same action, so each run
+    is one executemany while the batch keeps its order (delete-then-create of one name must
+    stay in that order). Column order, which both backends' SQL follows:
+    create (kind, name, spec, revision, created_at, updated_at); update (spec, revision,
+    updated_at, kind, name); delete (kind, name)."""
+    for action, run in groupby(range(len(changes)), key=lambda index: changes[index].action):
+        indexes = list(run)
+        if action == "create":
+            rows = [
+                (changes[i].kind, changes[i].name, specs[i], revision, now, now) for i in indexes
+            ]
+        elif action == "update":
+            rows = [(specs[i], revision, now, changes[i].kind, changes[i].name) for i in indexes]
+        else:
+            rows = [(changes[i].kind, changes[i].name) for i in indexes]
+        yield action, rows
+
+
+def report_values(record: ProgressRecord, received_at: object) -> tuple[Any, ...]:
+    """INSERT parameters of a progress report, `received_at` in the backend's time form."""
+    return (
+        record.serial,
+        received_at,
+        record.progress_type,
+        record.message,
+        record.source_address,
+        record.attempt,
+        encode_json([list(pair) for pair in record.ssh_host_keys], "ssh_host_keys"),
+        encode_json(list(record.trust_anchor_certs), "trust_anchor_certs"),
+    )
 
 
 def check_report_bound(keep_per_device: int) -> None:

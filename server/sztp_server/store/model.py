@@ -8,9 +8,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-ChangeAction = Literal["create", "update", "delete"]
+# The planner's change is what the store applies: one type from plan to commit.
+from sztpctl.state.plan import Action as ChangeAction
+from sztpctl.state.plan import Change
+
+__all__ = [
+    "AuditEntry",
+    "Change",
+    "ChangeAction",
+    "ProgressRecord",
+    "StoredResource",
+    "TokenRecord",
+]
 
 
 @dataclass(frozen=True)
@@ -23,16 +34,6 @@ class StoredResource:
     revision: int  # store revision of the resource's last change
     created_at: datetime
     updated_at: datetime
-
-
-@dataclass(frozen=True)
-class Change:
-    """One step of an atomic `Store.apply`; `spec` is None for a delete."""
-
-    action: ChangeAction
-    kind: str
-    name: str
-    spec: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,15 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import psycopg
 
 from .base import (
-    action_runs,
     as_utc,
     check_changes,
     check_expected_revision,
     check_limit,
     check_report_bound,
     encode_audit_details,
-    encode_json,
     encode_specs,
+    report_values,
+    resource_rows,
     utc_now,
 )
 from .errors import ConflictError, StoreError
@@ -69,6 +69,15 @@ def _url_passwords(url: str) -> set[str]:
     found |= {unquote(secret) for secret in found}
     found.discard("")
     return found
+
+
+_RESOURCE_SQL = {
+    "create": "INSERT INTO resources (kind, name, spec, revision, created_at, updated_at) "
+    "VALUES (%s, %s, %s::jsonb, %s, %s, %s)",
+    "update": "UPDATE resources SET spec = %s::jsonb, revision = %s, updated_at = %s "
+    "WHERE kind = %s AND name = %s",
+    "delete": "DELETE FROM resources WHERE kind = %s AND name = %s",
+}
 
 
 class PostgresStore:
@@ -206,42 +215,14 @@ class PostgresStore:
         now: datetime,
     ) -> None:
         # executemany pipelines the statements: one round trip per run, not per change.
-        for action, indexes in action_runs(changes):
-            if action == "create":
-                cursor.executemany(
-                    "INSERT INTO resources (kind, name, spec, revision, created_at, updated_at) "
-                    "VALUES (%s, %s, %s::jsonb, %s, %s, %s)",
-                    [
-                        (changes[i].kind, changes[i].name, specs[i], revision, now, now)
-                        for i in indexes
-                    ],
-                )
-            elif action == "update":
-                cursor.executemany(
-                    "UPDATE resources SET spec = %s::jsonb, revision = %s, updated_at = %s "
-                    "WHERE kind = %s AND name = %s",
-                    [(specs[i], revision, now, changes[i].kind, changes[i].name) for i in indexes],
-                )
-            else:
-                cursor.executemany(
-                    "DELETE FROM resources WHERE kind = %s AND name = %s",
-                    [(changes[i].kind, changes[i].name) for i in indexes],
-                )
+        for action, rows in resource_rows(changes, specs, revision, now):
+            cursor.executemany(_RESOURCE_SQL[action], rows)
 
     # -- progress reports -------------------------------------------------------------------
 
     def add_report(self, record: ProgressRecord, *, keep_per_device: int = 1000) -> None:
         check_report_bound(keep_per_device)
-        values = (
-            record.serial,
-            as_utc(record.received_at),
-            record.progress_type,
-            record.message,
-            record.source_address,
-            record.attempt,
-            encode_json([list(pair) for pair in record.ssh_host_keys], "ssh_host_keys"),
-            encode_json(list(record.trust_anchor_certs), "trust_anchor_certs"),
-        )
+        values = report_values(record, as_utc(record.received_at))
         with self._transaction() as connection:
             (report_id,) = connection.execute(
                 "INSERT INTO reports (serial, received_at, progress_type, message, "

@@ -27,15 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from .base import (
-    action_runs,
     as_utc,
     check_changes,
     check_expected_revision,
     check_limit,
     check_report_bound,
     encode_audit_details,
-    encode_json,
     encode_specs,
+    report_values,
+    resource_rows,
     utc_now,
 )
 from .errors import ConflictError, StoreError
@@ -43,6 +43,15 @@ from .model import AuditEntry, Change, ProgressRecord, StoredResource, TokenReco
 from .schema import SQLITE_MIGRATIONS, migrate
 
 BUSY_TIMEOUT_MS = 10_000
+
+
+_RESOURCE_SQL = {
+    "create": "INSERT INTO resources (kind, name, spec, revision, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)",
+    "update": "UPDATE resources SET spec = ?, revision = ?, updated_at = ? "
+    "WHERE kind = ? AND name = ?",
+    "delete": "DELETE FROM resources WHERE kind = ? AND name = ?",
+}
 
 
 class SqliteStore:
@@ -208,42 +217,14 @@ class SqliteStore:
         revision: int,
         now: str,
     ) -> None:
-        for action, indexes in action_runs(changes):
-            if action == "create":
-                connection.executemany(
-                    "INSERT INTO resources (kind, name, spec, revision, created_at, "
-                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (changes[i].kind, changes[i].name, specs[i], revision, now, now)
-                        for i in indexes
-                    ],
-                )
-            elif action == "update":
-                connection.executemany(
-                    "UPDATE resources SET spec = ?, revision = ?, updated_at = ? "
-                    "WHERE kind = ? AND name = ?",
-                    [(specs[i], revision, now, changes[i].kind, changes[i].name) for i in indexes],
-                )
-            else:
-                connection.executemany(
-                    "DELETE FROM resources WHERE kind = ? AND name = ?",
-                    [(changes[i].kind, changes[i].name) for i in indexes],
-                )
+        for action, rows in resource_rows(changes, specs, revision, now):
+            connection.executemany(_RESOURCE_SQL[action], rows)
 
     # -- progress reports -------------------------------------------------------------------
 
     def add_report(self, record: ProgressRecord, *, keep_per_device: int = 1000) -> None:
         check_report_bound(keep_per_device)
-        values = (
-            record.serial,
-            _encode_time(record.received_at),
-            record.progress_type,
-            record.message,
-            record.source_address,
-            record.attempt,
-            encode_json([list(pair) for pair in record.ssh_host_keys], "ssh_host_keys"),
-            encode_json(list(record.trust_anchor_certs), "trust_anchor_certs"),
-        )
+        values = report_values(record, _encode_time(record.received_at))
         with self._write_transaction(durable=False) as connection:
             report_id = connection.execute(
                 "INSERT INTO reports (serial, received_at, progress_type, message, "

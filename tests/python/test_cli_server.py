@@ -197,7 +197,8 @@ def test_bad_token_is_one_line_without_the_token(
         # Refused by the server (422): mapped back to the line of the fleet file.
         (
             lambda text: text.replace("SN-0002.vcj", "SN-0001.vcj"),
-            "devices[1].voucher: is for serial number 'SN-0001', not 'SN-0002'",
+            "devices[1].voucher: ownership voucher is for serial number 'SN-0001', "
+            "not this device ('SN-0002')",
         ),
         (lambda text: text.replace("image: labos-1.2", "image: nope"), "profiles[0].image"),
     ],

@@ -187,3 +187,39 @@ def test_sighup_reloads_the_tls_certificate(tmp_path: Path) -> None:
         assert "TLS reload failed" in server.log
     finally:
         server.stop()
+
+
+def test_large_apply_checks_every_voucher_in_worker_processes(tmp_path: Path) -> None:
+    """Past the threshold the server checks vouchers in parallel: a bad one is still named and
+    nothing is stored; a good batch is stored whole."""
+    manufacturer = pki.create_root_ca("Bulk Manufacturer CA")
+    masa = pki.issue_signing_certificate(manufacturer, "Bulk MASA")
+    owner_ca = pki.create_root_ca("Bulk Owner CA")
+    serials = [f"BULK-{number:04d}" for number in range(600)]
+
+    def voucher_for(serial: str) -> str:
+        signed = sign_voucher(create_voucher(serial, owner_ca.certificate), masa)
+        return base64.b64encode(signed).decode()
+
+    devices = {serial: {"voucher": voucher_for(serial)} for serial in serials}
+    devices["BULK-0457"] = {"voucher": voucher_for("SOMEONE-ELSE")}
+    with running_server(tmp_path / "server") as server:
+        headers = {"Authorization": f"Bearer {server.token}"}
+        url = f"{server.admin_url}/api/v1/state"
+        refused = requests.post(
+            url, json={"resources": {"device": devices}}, headers=headers, timeout=120
+        )
+        assert refused.status_code == 422, refused.text
+        error = refused.json()["error"]
+        assert error["field"] == "device[BULK-0457].voucher"
+        assert "'SOMEONE-ELSE', not this device ('BULK-0457')" in error["message"]
+        assert requests.get(url, headers=headers, timeout=30).json()["resources"]["device"] == {}
+
+        devices["BULK-0457"] = {"voucher": voucher_for("BULK-0457")}
+        stored = requests.post(
+            url, json={"resources": {"device": devices}}, headers=headers, timeout=120
+        )
+        assert stored.status_code == 200, stored.text
+        state = requests.get(url, headers=headers, timeout=30).json()["resources"]["device"]
+        assert sorted(state) == serials
+        assert state["BULK-0457"]["voucher"] == devices["BULK-0457"]["voucher"]

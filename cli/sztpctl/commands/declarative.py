@@ -184,13 +184,19 @@ def _counts(changes: Sequence[ResourceChange], *, done: bool = False) -> str:
 
 
 def _show_changes(changes: Sequence[ResourceChange]) -> None:
-    out = console()
+    from rich.text import Text
+
+    # One Text printed once: per-line prints cost seconds for a 10,000-device plan.
+    plan_text = Text()
     for change in changes:
         symbol, colour = _SYMBOLS.get(change.action, ("?", "default"))
-        out.print(f"{symbol} {change.kind}/{change.name}", style=colour, markup=False)
+        plan_text.append(f"{symbol} {change.kind}/{change.name}\n", style=colour)
         if change.action == "update":
             for line in _field_changes(change.before or {}, change.after or {}):
-                out.print(f"    {line}", markup=False)
+                plan_text.append(f"    {line}\n")
+    if plan_text:
+        plan_text.rstrip()
+        console().print(plan_text, soft_wrap=True)
 
 
 def _field_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:

@@ -391,22 +391,27 @@ def _password_hash(password: str, current: Mapping[str, Any]) -> str:
     return hash_password(password)
 
 
+def checked_voucher(serial: str, voucher: object) -> tuple[str | None, str | None]:
+    """(canonical base64, None) if `voucher` may be stored for device `serial`, else
+    (None, the problem). Plain values in and out, so worker processes can run it."""
+    try:
+        return _voucher(_Fields(f"{DEVICE}[{serial}]", {"voucher": voucher})), None
+    except ValidationError as exc:
+        return None, exc.message
+
+
 def _voucher(fields: _Fields) -> str | None:
     """Base64 of the signed voucher; it must parse and name this device."""
-    from ..protocol.voucher import read_voucher
+    from ..protocol.voucher import check_serial, read_voucher
 
     text = _base64_field(fields, "voucher")
     if text is None:
         return None
     serial = fields.path.removeprefix(f"{DEVICE}[").removesuffix("]")
     try:
-        voucher = read_voucher(base64.b64decode(text))
+        check_serial(read_voucher(base64.b64decode(text)), serial)
     except SztpError as exc:
         raise fields.error("voucher", str(exc)) from None
-    if voucher.serial_number != serial:
-        raise fields.error(
-            "voucher", f"is for serial number {voucher.serial_number!r}, not {serial!r}"
-        )
     return text
 
 

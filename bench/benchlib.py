@@ -88,10 +88,11 @@ def running_server(
 def write_section(results: Path, heading: str, section: str) -> None:
     """Replace one benchmark's section of RESULTS.md, keeping the others."""
     text = results.read_text() if results.exists() else "# Benchmark results\n\n"
+    section = section.rstrip("\n") + "\n\n"
     start = text.find(heading)
     if start == -1:
         text = text.rstrip("\n") + "\n\n" + section
     else:
         end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    results.write_text(text)
+    results.write_text(text.rstrip("\n") + "\n")

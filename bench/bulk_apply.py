@@ -30,14 +30,15 @@ from sztpctl.protocol.voucher import create_voucher, sign_voucher
 
 SECTION = "## Bulk apply of 10,000 devices"
 WHERE_THE_TIME_GOES = (
-    "Where the time goes (profiled in-process, 10,000 devices with vouchers): normalising the "
-    "desired specs 3.8 s — almost all of it checking each voucher once (CMS parse with "
-    "asn1crypto and the MASA signature, so a voucher for the wrong serial is refused before "
-    "it is stored); planning 0.01 s; the SQLite transaction 0.4 s; rebuilding the snapshot "
-    "0.2 s; the response (the exact plan, 20 MB with every voucher) 0.1 s to encode. A no-op "
-    "re-apply skips specs equal to the stored ones. On the CLI side YAML loading, reading "
-    "the voucher files and parsing the plan add 1-3 s. Next step: verify vouchers in parallel "
-    "worker processes and send a summary plan by default."
+    "Where the time goes (profiled, 10,000 devices with vouchers): the server checks each new "
+    "voucher once (CMS parse with asn1crypto and the MASA signature, so a voucher for the "
+    "wrong serial is refused before anything is stored), about 0.4 ms each in one process; "
+    "past 500 new vouchers it spreads them over worker processes, one per core. Planning "
+    "takes 0.01 s, the SQLite transaction 0.4 s, rebuilding the snapshot 0.2 s, and encoding "
+    "the exact plan (20 MB, with every voucher) 0.1 s. A no-op re-apply skips specs equal to "
+    "the stored ones. On the CLI side, loading 10,000 devices of YAML with line tracking and "
+    "reading 10,000 voucher files costs about 1.2 s, and parsing the 20 MB plan the rest: "
+    "the next steps are a summary plan for large applies and a lighter YAML pass."
 )
 
 

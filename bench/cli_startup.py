@@ -16,6 +16,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchlib import write_section
+
 TARGET_SECONDS = 0.3
 SECTION = "## sztpctl --help start-up"
 
@@ -63,18 +65,6 @@ def render(timings: list[float], modules: int) -> str:
     )
 
 
-def write_section(results: Path, section: str) -> None:
-    """Replace this benchmark's section in RESULTS.md, keeping the others."""
-    text = results.read_text() if results.exists() else "# Benchmark results\n\n"
-    start = text.find(SECTION)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
-    results.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
@@ -86,7 +76,7 @@ def main() -> None:
     section = render(measure([executable, "--help"], args.runs), imported_modules(sys.executable))
     print(section)
     if args.write:
-        write_section(args.write, section)
+        write_section(args.write, SECTION, section)
 
 
 if __name__ == "__main__":

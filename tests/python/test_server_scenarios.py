@@ -63,7 +63,9 @@ def base_resources(lab: LabPki, profile: dict[str, object]) -> dict[str, object]
 ONBOARDING = {"type": "onboarding", "configuration": "hostname s1\n", "reporting_level": "verbose"}
 
 
-def run_device(lab: LabPki, server: RunningServer, work: Path, **changes: object):
+def run_device(
+    lab: LabPki, server: RunningServer, work: Path, os_version: str | None = None, **changes: object
+):
     files = lab.devices[SERIAL].idevid
     config: dict[str, object] = {
         "bootstrap_uris": (server.device_url,),
@@ -75,7 +77,9 @@ def run_device(lab: LabPki, server: RunningServer, work: Path, **changes: object
         "timeout": 10.0,
     }
     config.update(changes)
-    identity = DeviceIdentity(SERIAL, files.certificate, files.private_key, os_name="LabOS")
+    identity = DeviceIdentity(
+        SERIAL, files.certificate, files.private_key, os_name="LabOS", os_version=os_version
+    )
     return simulate(SimulatorConfig(**config), identity)  # type: ignore[arg-type]
 
 
@@ -223,3 +227,58 @@ def test_large_apply_checks_every_voucher_in_worker_processes(tmp_path: Path) ->
         state = requests.get(url, headers=headers, timeout=30).json()["resources"]["device"]
         assert sorted(state) == serials
         assert state["BULK-0457"]["voucher"] == devices["BULK-0457"]["voucher"]
+
+
+def test_unsigned_flow_for_a_device_that_trusts_the_server(lab: LabPki, tmp_path: Path) -> None:
+    """`signing: when-requested` and a device that authenticated the server over TLS: the
+    onboarding information comes unsigned, without owner certificate or voucher."""
+    with running_server(tmp_path / "server", lab=lab) as server:
+        apply(server, base_resources(lab, {**ONBOARDING, "signing": "when-requested"}))
+        files = lab.devices[SERIAL].idevid
+        raw = requests.post(
+            f"{server.device_url}/restconf/operations/ietf-sztp-bootstrap-server:"
+            "get-bootstrapping-data",
+            headers={"Content-Type": "application/yang-data+json"},
+            cert=(str(files.certificate), str(files.private_key)),
+            verify=str(lab.tls_ca.certificate),
+            timeout=10,
+        )
+        assert raw.status_code == 200, raw.text
+        assert set(raw.json()["ietf-sztp-bootstrap-server:output"]) == {"conveyed-information"}
+        result = run_device(lab, server, tmp_path / "device")
+        assert result.succeeded, result.reason
+        assert device_status(server) == "complete"
+        # The same profile still signs for a device that asks (it does not trust the server).
+        untrusting = run_device(lab, server, tmp_path / "untrusting", server_ca=None)
+        assert untrusting.succeeded, untrusting.reason
+
+
+def test_selection_rules_pick_the_profile_by_what_the_device_reports(
+    lab: LabPki, tmp_path: Path
+) -> None:
+    resources = base_resources(lab, ONBOARDING)
+    resources["profile"]["legacy"] = {  # type: ignore[index]
+        "type": "onboarding",
+        "configuration": "legacy firmware path\n",
+    }
+    device = resources["device"][SERIAL]  # type: ignore[index]
+    device["selection"] = [{"os_name": "LabOS", "os_version": "0.*", "profile": "legacy"}]
+    with running_server(tmp_path / "server", lab=lab) as server:
+        apply(server, resources)
+        old = run_device(lab, server, tmp_path / "old", os_version="0.9")
+        new = run_device(lab, server, tmp_path / "new", os_version="1.0")
+        assert old.succeeded and new.succeeded, (old.reason, new.reason)
+        assert (tmp_path / "old" / "configuration").read_text() == "legacy firmware path\n"
+        assert (tmp_path / "new" / "configuration").read_text() == "hostname s1\n"
+
+
+def test_metrics_count_requests_and_reports(lab: LabPki, tmp_path: Path) -> None:
+    with running_server(tmp_path / "server", lab=lab) as server:
+        apply(server, base_resources(lab, ONBOARDING))
+        assert run_device(lab, server, tmp_path / "device").succeeded
+        metrics = requests.get(
+            f"{server.device_url}/metrics", verify=str(lab.tls_ca.certificate), timeout=10
+        ).text
+        assert 'sztp_requests_total{rpc="get-bootstrapping-data",status="200"} 1' in metrics
+        assert 'sztp_progress_reports_total{progress_type="bootstrap-complete"} 1' in metrics
+        assert "# TYPE sztp_authentication_failures_total counter" in metrics

@@ -22,6 +22,7 @@ from .remote import (
     console,
     emit,
     exit_with,
+    working,
 )
 
 if TYPE_CHECKING:
@@ -161,8 +162,11 @@ def _submit(
     from ..errors import ApiValidationError
     from ..state.fleet import FleetError, load_fleet
 
-    fleet = load_fleet(filename)
-    with connect(context, server, token_file) as client:
+    with working(f"reading {filename}"):
+        fleet = load_fleet(filename)
+    count = sum(len(specs) for specs in fleet.resources.values())
+    verb = "planning" if dry_run else "applying"
+    with connect(context, server, token_file) as client, working(f"{verb} {count} resources"):
         try:
             result = client.apply_state(
                 fleet.resources, prune=prune, dry_run=dry_run, if_match=if_revision

@@ -20,6 +20,7 @@ from .remote import (
     connect,
     console,
     emit,
+    working,
 )
 from .resource import (
     CREATED,
@@ -190,7 +191,8 @@ def import_devices(
     rows, specs = _read_csv(csv_file)
     with connect(context, server, token_file) as client:
         try:
-            result = client.apply_state({"device": specs}, kinds=["device"], dry_run=dry_run)
+            with working(f"importing {len(specs)} devices"):
+                result = client.apply_state({"device": specs}, kinds=["device"], dry_run=dry_run)
         except ApiValidationError as exc:
             serial = (exc.field or "").removeprefix("device[").partition("]")[0]
             if serial not in rows:

@@ -4,6 +4,8 @@ and error exits."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -55,6 +57,20 @@ def connect(context: str | None, server: str | None, token_file: Path | None) ->
     from ..config import resolve_connection
 
     return resolve_connection(context=context, server=server, token_file=token_file).client()
+
+
+@contextmanager
+def working(message: str) -> Iterator[None]:
+    """A spinner on stderr while a long request runs; nothing when stderr is not a terminal
+    (pipelines keep clean logs)."""
+    from rich.console import Console
+
+    errors = Console(stderr=True)
+    if not errors.is_terminal:
+        yield
+        return
+    with errors.status(message):
+        yield
 
 
 def console() -> Console:

@@ -12,7 +12,7 @@ DEMO_DIR ?= build/demo
 # Outside the checkout: the cluster runs as the postgres user, which must be able to reach it.
 PG_TEST_DIR ?= /tmp/sztp-test-pg
 
-.PHONY: help demo test lint pytest changelog-lint apt-packages bench docs clean
+.PHONY: help demo test lint pytest ansible-test changelog-lint apt-packages bench docs clean
 
 help:
 	@echo "make demo   lab PKI, sztp-server, the lab fleet and a simulated device, end to end"
@@ -45,9 +45,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: apt-packages $(VENV)/.installed-server
 	DEMO_DIR=$(DEMO_DIR) SZTP_BIN=$(BIN) bash scripts/demo.sh
 
-# PostgreSQL server binaries, only for `make test` (target-specific: applies to prerequisites).
-test: APT_PACKAGES += postgresql
-test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest
+# PostgreSQL server binaries and Kea (dhcp_redirect validates with kea-dhcp4 -t), only for
+# `make test` (target-specific: applies to prerequisites).
+test: APT_PACKAGES += postgresql kea-dhcp4-server kea-dhcp6-server
+test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-test
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -64,6 +65,10 @@ pytest: $(VENV)/.installed-dev
 	bash tests/python/pg_cluster.sh stop $(PG_TEST_DIR); \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
+
+# The collection as it ships: ansible-test sanity and units on the built artifact.
+ansible-test: $(VENV)/.installed-dev
+	bash tests/ansible/run.sh all
 
 bench: $(VENV)/.installed-dev
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }

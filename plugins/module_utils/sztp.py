@@ -1,0 +1,335 @@
+# Copyright: sztp developers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""Glue between AnsibleModule and the sztpctl kit.
+
+Every module of the collection builds its AnsibleModule with `new_module`, gets a client with
+`client_for` and does its one piece of work in `ensure_resource` (single resources),
+`ensure_devices` (bulk) or directly with the client, turning kit errors into one clear
+`fail_json` message with `run`. Secrets never reach results, diffs or messages: the server's
+public views replace them with "<hidden>", and sending "<hidden>" back keeps the stored one.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+try:
+    from sztpctl.client import SztpClient
+    from sztpctl.errors import (
+        ApiConflictError,
+        ApiValidationError,
+        NotFoundApiError,
+        SztpError,
+    )
+    from sztpctl.state.resources import HIDDEN
+except ImportError:
+    HAS_SZTPCTL = False
+    SZTPCTL_IMPORT_ERROR = traceback.format_exc()
+    HIDDEN = "<hidden>"
+else:
+    HAS_SZTPCTL = True
+    SZTPCTL_IMPORT_ERROR = None
+
+
+CONNECTION_ARGUMENT_SPEC = dict(
+    server=dict(type="str", fallback=(env_fallback, ["SZTP_SERVER"])),
+    token=dict(type="str", no_log=True, fallback=(env_fallback, ["SZTP_TOKEN"])),
+    token_file=dict(type="path", no_log=False, fallback=(env_fallback, ["SZTP_TOKEN_FILE"])),
+    ca_bundle=dict(type="path", fallback=(env_fallback, ["SZTP_CA_BUNDLE"])),
+    validate_certs=dict(type="bool", default=True),
+    timeout=dict(type="float", default=30.0),
+)
+
+# Lines of the summarised diff of a bulk apply before "... and N more".
+MAX_DIFF_LINES = 200
+
+
+def new_module(argument_spec, **kwargs):
+    """An AnsibleModule with the connection options added; fails if the kit is missing."""
+    spec = dict(CONNECTION_ARGUMENT_SPEC)
+    spec.update(argument_spec)
+    kwargs.setdefault("supports_check_mode", True)
+    module = AnsibleModule(argument_spec=spec, **kwargs)
+    if not HAS_SZTPCTL:
+        module.fail_json(msg=missing_required_lib("sztp"), exception=SZTPCTL_IMPORT_ERROR)
+    return module
+
+
+def client_for(module):
+    """The API client the connection options ask for.
+
+    `token` (or SZTP_TOKEN) wins over `token_file` (or SZTP_TOKEN_FILE).
+    """
+    params = module.params
+    server = params.get("server")
+    if not server:
+        module.fail_json(msg="no server: set the server option or SZTP_SERVER")
+    token = (params.get("token") or "").strip() or None
+    if token is None and params.get("token_file"):
+        token = _read_token_file(module, params["token_file"])
+    if params.get("timeout") is not None and params["timeout"] <= 0:
+        module.fail_json(msg="timeout must be a positive number of seconds")
+    ca_bundle = params.get("ca_bundle")
+    if ca_bundle and not os.path.isfile(ca_bundle):
+        module.fail_json(msg="ca_bundle %s is not a readable file" % ca_bundle)
+    try:
+        return SztpClient(
+            server,
+            token,
+            ca_bundle=ca_bundle or None,
+            verify=params.get("validate_certs", True),
+            timeout=params.get("timeout") or 30.0,
+        )
+    except SztpError as exc:
+        module.fail_json(msg=str(exc))
+
+
+def _read_token_file(module, path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not readable text"
+        module.fail_json(msg="cannot read token_file %s: %s" % (path, reason))
+    if not token:
+        module.fail_json(msg="token_file %s is empty" % path)
+    return token
+
+
+def fail_on_error(module, exc, doing):
+    """`fail_json` with one line for a kit error: what we were doing, then why."""
+    extra = {}
+    for attribute in ("status", "code", "field"):
+        value = getattr(exc, attribute, None)
+        if value is not None:
+            extra[attribute] = value
+    module.fail_json(msg="%s: %s" % (doing, exc), **extra)
+
+
+def run(module, doing, function, *args, **kwargs):
+    """`function(*args, **kwargs)`, with a kit error turned into `fail_on_error`."""
+    try:
+        return function(*args, **kwargs)
+    except SztpError as exc:
+        fail_on_error(module, exc, doing)
+
+
+# ---- desired specs
+
+
+def merge_spec(current, fields, write_only=None, reset=False):
+    """The desired spec: the stored one (public view) with the given fields laid over it.
+
+    A field left out (None) keeps the stored value; an empty string clears it. `write_only`
+    maps an input field to the stored secret it replaces (`password` -> `password_hash`):
+    the stored secret stays "<hidden>" (kept by the server) unless the input is given.
+    `reset` starts from nothing instead of the stored spec.
+    """
+    write_only = write_only or {}
+    desired = {} if current is None or reset else dict(current)
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if key in write_only:
+            stored = write_only[key]
+            desired.pop(stored, None)
+            if value == "":
+                desired[stored] = None
+            else:
+                desired[key] = value
+        elif value == "":
+            desired[key] = None
+        else:
+            desired[key] = value
+    return desired
+
+
+def _kind_label(kind):
+    return kind.replace("-", " ")
+
+
+def _resource_view(name, spec):
+    return None if spec is None else {"name": name, "spec": spec}
+
+
+def _diff(kind, name, before, after):
+    header = "%s %s" % (_kind_label(kind), name)
+    return {
+        "before": before if before is not None else {},
+        "after": after if after is not None else {},
+        "before_header": header,
+        "after_header": header,
+    }
+
+
+def get_current(module, client, kind, name):
+    """The stored spec (public view, secrets "<hidden>"), or None if there is none."""
+    try:
+        return client.get(kind, name)["spec"]
+    except NotFoundApiError:
+        return None
+    except SztpError as exc:
+        fail_on_error(module, exc, "cannot read %s %r" % (_kind_label(kind), name))
+
+
+def ensure_resource(
+    module,
+    client,
+    kind,
+    name,
+    fields,
+    state="present",
+    write_only=None,
+    reset_on=(),
+    must_exist=False,
+):
+    """Make one resource present (as `fields` say) or absent; the module's result.
+
+    present: the desired spec goes to the bulk endpoint scoped to this one resource (no
+    prune), as a dry run in check mode; the server's plan decides `changed` and gives the
+    diff, so normalisation differences are never changes.
+    absent: GET decides; outside check mode the single-resource DELETE removes it (the bulk
+    endpoint could only delete it by pruning every resource of the kind not listed).
+    """
+    label = "%s %r" % (_kind_label(kind), name)
+    current = get_current(module, client, kind, name)
+
+    if state == "absent":
+        if current is None:
+            return dict(changed=False, diff=_diff(kind, name, None, None), resource=None)
+        if not module.check_mode:
+            try:
+                client.delete(kind, name)
+            except NotFoundApiError:
+                # Deleted by someone else since the GET: the goal is reached all the same.
+                return dict(changed=False, diff=_diff(kind, name, None, None), resource=None)
+            except SztpError as exc:
+                fail_on_error(module, exc, "cannot delete %s" % label)
+        return dict(changed=True, diff=_diff(kind, name, current, None), resource=None)
+
+    if current is None and must_exist:
+        module.fail_json(msg="no %s on the server; create it first" % label)
+    reset = current is not None and any(
+        fields.get(key) is not None and fields.get(key) != current.get(key) for key in reset_on
+    )
+    desired = merge_spec(current, fields, write_only=write_only, reset=reset)
+    try:
+        result = client.apply_state(
+            {kind: {name: desired}}, kinds=[kind], prune=False, dry_run=module.check_mode
+        )
+    except ApiValidationError as exc:
+        if module.check_mode and "refers to unknown" in str(exc):
+            # What it refers to may come from an earlier task that check mode did not run.
+            module.warn(
+                "check mode cannot fully validate %s: %s; it may be created by an earlier "
+                "task" % (label, exc)
+            )
+            return dict(
+                changed=True,
+                diff=_diff(kind, name, current, _hide_write_only(desired, write_only)),
+                resource=_resource_view(name, current),
+            )
+        fail_on_error(module, exc, "cannot apply %s" % label)
+    except SztpError as exc:
+        fail_on_error(module, exc, "cannot apply %s" % label)
+
+    changes = [c for c in result.changes if c.kind == kind and c.name == name]
+    if not changes:
+        return dict(
+            changed=False,
+            diff=_diff(kind, name, current, current),
+            resource=_resource_view(name, current),
+        )
+    change = changes[0]
+    return dict(
+        changed=True,
+        diff=_diff(kind, name, change.before, change.after),
+        resource=_resource_view(name, change.after),
+    )
+
+
+def _hide_write_only(desired, write_only):
+    shown = dict(desired)
+    for key, stored in (write_only or {}).items():
+        if key in shown:
+            shown.pop(key)
+            shown[stored] = HIDDEN
+    return shown
+
+
+# ---- bulk devices
+
+
+def ensure_devices(module, client, devices, prune=False, write_only=None, kind="device"):
+    """Apply a list of device specs (`devices`: name -> fields) in one bulk request.
+
+    Each listed device is merged with its stored spec as `merge_spec` does; with `prune`,
+    devices not listed are deleted. The plan comes from the server (a dry run in check
+    mode) and applies only if the state is still at the revision read (If-Match).
+    """
+    revision, resources = run(module, "cannot read the server's state", client.get_state)
+    stored = resources.get(kind, {})
+    desired = dict(
+        (name, merge_spec(stored.get(name), fields, write_only=write_only))
+        for name, fields in devices.items()
+    )
+    doing = "cannot apply %d %s(s)" % (len(desired), _kind_label(kind))
+    try:
+        result = client.apply_state(
+            {kind: desired},
+            kinds=[kind],
+            prune=prune,
+            dry_run=module.check_mode,
+            if_match=revision,
+        )
+    except ApiConflictError as exc:
+        if exc.status == 412:
+            doing += " (the server's state changed since it was read; run again)"
+        fail_on_error(module, exc, doing)
+    except SztpError as exc:
+        fail_on_error(module, exc, doing)
+    created, updated, deleted = [], [], []
+    lines = []
+    for change in result.changes:
+        if change.kind != kind:
+            continue
+        if change.action == "create":
+            created.append(change.name)
+            lines.append("+ %s %s" % (_kind_label(kind), change.name))
+        elif change.action == "update":
+            updated.append(change.name)
+            fields = _changed_fields(change.before, change.after)
+            lines.append("~ %s %s (%s)" % (_kind_label(kind), change.name, ", ".join(fields)))
+        elif change.action == "delete":
+            deleted.append(change.name)
+            lines.append("- %s %s" % (_kind_label(kind), change.name))
+    unchanged = len(desired) - len(created) - len(updated)
+    summary = "%d to create, %d to update, %d to delete, %d unchanged" % (
+        len(created),
+        len(updated),
+        len(deleted),
+        unchanged,
+    )
+    if len(lines) > MAX_DIFF_LINES:
+        more = len(lines) - MAX_DIFF_LINES
+        lines = lines[:MAX_DIFF_LINES] + ["... and %d more" % more]
+    prepared = "\n".join([summary] + lines) + "\n"
+    return dict(
+        changed=bool(created or updated or deleted),
+        revision=result.revision,
+        created=created,
+        updated=updated,
+        deleted=deleted,
+        unchanged=unchanged,
+        summary=summary,
+        diff=dict(prepared=prepared),
+    )
+
+
+def _changed_fields(before, after):
+    before = before or {}
+    after = after or {}
+    return sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))

@@ -1,0 +1,231 @@
+#!/usr/bin/python
+# Copyright: sztp developers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: device
+short_description: Manage one device known to an sztp-server
+version_added: 0.1.0
+description:
+  - Creates, updates or deletes one device (by serial number) on an sztp-server, the RFC 8572
+    bootstrap server of this collection.
+  - For many devices in one request, use M(sztp.bootstrap.devices).
+author:
+  - sztp developers (@sztp)
+options:
+  serial:
+    description:
+      - The device's serial number, as in its IDevID certificate.
+    type: str
+    required: true
+    aliases: [name]
+  profile:
+    description:
+      - Name of the profile (onboarding or redirect) the device gets.
+    type: str
+  selection:
+    description:
+      - Rules choosing a profile from what the device reports (hardware model, OS); the first
+        match wins, O(profile) applies when none matches.
+      - An empty list removes the rules.
+    type: list
+    elements: dict
+    suboptions:
+      hw_model:
+        description: Hardware model the rule matches.
+        type: str
+      os_name:
+        description: OS name the rule matches.
+        type: str
+      os_version:
+        description: OS version the rule matches.
+        type: str
+      profile:
+        description: Profile the device gets when the rule matches.
+        type: str
+        required: true
+  model:
+    description:
+      - The device's hardware model (informational; used for grouping).
+    type: str
+  mac:
+    description:
+      - The device's MAC address, for DHCP reservations.
+    type: str
+  duid:
+    description:
+      - The device's DHCPv6 DUID, hex (colons allowed).
+    type: str
+  password:
+    description:
+      - Password for HTTP Basic authentication of the device (serial number + password),
+        for devices without an IDevID certificate.
+      - Stored as a hash; re-applying the same password is not a change.
+      - An empty string removes the password. Never shown in results or diffs.
+    type: str
+  voucher:
+    description:
+      - The device's signed ownership voucher (RFC 8366, DER CMS), base64-encoded.
+      - Binary files cannot be read with the C(file) lookup; use O(voucher_src), or
+        M(sztp.bootstrap.voucher) which also checks the voucher before uploading it.
+      - An empty string removes the voucher.
+    type: str
+  voucher_src:
+    description:
+      - Path of the voucher file (DER CMS) on the host the module runs on.
+      - Mutually exclusive with O(voucher).
+    type: path
+  presigned:
+    description:
+      - Bootstrapping data signed offline (C(sztpctl bootstrap-data sign)), as the JSON output
+        of the get-bootstrapping-data RPC; the server then serves it as-is.
+    type: str
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - sztp.bootstrap.connection
+  - sztp.bootstrap.state
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Register a DPU for zero touch provisioning
+  sztp.bootstrap.device:
+    serial: SN-0001
+    profile: dpu-day0
+    model: DPU-LAB-1
+    mac: "52:54:00:12:34:56"
+    voucher_src: vouchers/SN-0001.vcj
+    server: https://sztp.example.com:8443
+    token: "{{ sztp_admin_token }}"
+  delegate_to: localhost
+
+- name: Same, with the connection set once for the whole play
+  hosts: localhost
+  module_defaults:
+    group/sztp.bootstrap.sztp:
+      server: https://sztp.example.com:8443
+      token: "{{ sztp_admin_token }}"
+  tasks:
+    - name: Let a switch authenticate with a password
+      sztp.bootstrap.device:
+        serial: SW-42
+        profile: redirect-to-site-b
+        password: "{{ vault_sw42_password }}"
+
+    - name: Remove a device
+      sztp.bootstrap.device:
+        serial: SN-0002
+        state: absent
+"""
+
+RETURN = r"""
+device:
+  description:
+    - The device as stored on the server (after the change; in check mode, as it would be).
+    - Secret fields show as C(<hidden>). Null when the device is absent.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: The serial number.
+      type: str
+      returned: success
+      sample: SN-0001
+    spec:
+      description: The stored spec, in the server's canonical form.
+      type: dict
+      returned: success
+      sample:
+        profile: dpu-day0
+        selection: []
+        model: DPU-LAB-1
+        mac: "52:54:00:12:34:56"
+        duid: null
+        password_hash: null
+        voucher: MIIG...
+        presigned: null
+"""
+
+import base64
+
+from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
+    client_for,
+    ensure_resource,
+    new_module,
+)
+
+SELECTION_RULE = dict(
+    hw_model=dict(type="str"),
+    os_name=dict(type="str"),
+    os_version=dict(type="str"),
+    profile=dict(type="str", required=True),
+)
+
+
+def read_voucher_src(module, path):
+    """Base64 of a voucher file on the host the module runs on."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        module.fail_json(msg="cannot read voucher_src %s: %s" % (path, exc.strerror))
+    if not data:
+        module.fail_json(msg="voucher_src %s is empty" % path)
+    return base64.b64encode(data).decode("ascii")
+
+
+def main():
+    module = new_module(
+        dict(
+            serial=dict(type="str", required=True, aliases=["name"]),
+            profile=dict(type="str"),
+            selection=dict(type="list", elements="dict", options=SELECTION_RULE),
+            model=dict(type="str"),
+            mac=dict(type="str"),
+            duid=dict(type="str"),
+            password=dict(type="str", no_log=True),
+            voucher=dict(type="str"),
+            voucher_src=dict(type="path"),
+            presigned=dict(type="str"),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+        ),
+        mutually_exclusive=[("voucher", "voucher_src")],
+    )
+    params = module.params
+    voucher = params["voucher"]
+    if params["voucher_src"]:
+        voucher = read_voucher_src(module, params["voucher_src"])
+    fields = dict(
+        profile=params["profile"],
+        selection=params["selection"],
+        model=params["model"],
+        mac=params["mac"],
+        duid=params["duid"],
+        password=params["password"],
+        voucher=voucher,
+        presigned=params["presigned"],
+    )
+    client = client_for(module)
+    result = ensure_resource(
+        module,
+        client,
+        "device",
+        params["serial"],
+        fields,
+        state=params["state"],
+        write_only={"password": "password_hash"},
+    )
+    result["device"] = result.pop("resource")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+#!/usr/bin/python
+# Copyright: sztp developers
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: devices
+short_description: Manage many devices of an sztp-server in one request
+version_added: 0.1.0
+description:
+  - Makes the devices listed in O(devices) present on an sztp-server in one transaction,
+    through the server's bulk desired-state endpoint; with O(prune=true), deletes every device
+    not listed.
+  - Fields left out of a device entry keep the value stored on the server; an empty string
+    clears an optional text field.
+  - The change applies only if the server's state did not change since the module read it
+    (optimistic concurrency); otherwise the module fails and nothing is changed.
+  - The diff is a summary (one line per created, updated or deleted device, with the names of
+    the changed fields), not every spec.
+author:
+  - sztp developers (@sztp)
+options:
+  devices:
+    description:
+      - The devices, each with the same fields as M(sztp.bootstrap.device).
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      serial:
+        description: The device's serial number.
+        type: str
+        required: true
+      profile:
+        description: Name of the profile the device gets.
+        type: str
+      selection:
+        description: Profile selection rules (see M(sztp.bootstrap.device)).
+        type: list
+        elements: dict
+      model:
+        description: The device's hardware model.
+        type: str
+      mac:
+        description: The device's MAC address.
+        type: str
+      duid:
+        description: The device's DHCPv6 DUID, hex.
+        type: str
+      password:
+        description:
+          - Password for HTTP Basic authentication; stored as a hash, never shown.
+          - An empty string removes it.
+        type: str
+      voucher:
+        description: The device's ownership voucher (DER CMS), base64-encoded.
+        type: str
+      voucher_src:
+        description:
+          - Path of the voucher file on the host the module runs on.
+          - Mutually exclusive with O(devices[].voucher).
+        type: path
+      presigned:
+        description: Bootstrapping data signed offline, as get-bootstrapping-data output JSON.
+        type: str
+  prune:
+    description:
+      - Delete every device on the server that O(devices) does not list.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - sztp.bootstrap.connection
+attributes:
+  check_mode:
+    support: full
+    details: The server plans the change (dry run) and reports it without storing anything.
+  diff_mode:
+    support: full
+    details: A summary of the plan, one line per device that changes.
+  platform:
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: The fleet, exactly as listed (devices not listed are deleted)
+  sztp.bootstrap.devices:
+    devices: "{{ fleet_devices }}"
+    prune: true
+
+- name: Register a rack of DPUs
+  sztp.bootstrap.devices:
+    devices:
+      - serial: SN-0001
+        profile: dpu-day0
+        model: DPU-LAB-1
+        voucher_src: vouchers/SN-0001.vcj
+      - serial: SN-0002
+        profile: dpu-day0
+        model: DPU-LAB-1
+        voucher_src: vouchers/SN-0002.vcj
+
+- name: Build the list from a CSV file on the controller
+  sztp.bootstrap.devices:
+    devices: "{{ lookup('ansible.builtin.file', 'fleet.csv') | community.general.from_csv }}"
+"""
+
+RETURN = r"""
+created:
+  description: Serial numbers of the devices created (in check mode, that would be created).
+  returned: success
+  type: list
+  elements: str
+  sample: [SN-0001]
+updated:
+  description: Serial numbers of the devices updated.
+  returned: success
+  type: list
+  elements: str
+  sample: [SN-0002]
+deleted:
+  description: Serial numbers of the devices deleted (only with O(prune=true)).
+  returned: success
+  type: list
+  elements: str
+  sample: []
+unchanged:
+  description: Number of listed devices already as wanted.
+  returned: success
+  type: int
+  sample: 998
+summary:
+  description: The counts in one line.
+  returned: success
+  type: str
+  sample: 1 to create, 1 to update, 0 to delete, 998 unchanged
+revision:
+  description: The server's state revision after the change (in check mode, the current one).
+  returned: success
+  type: int
+  sample: 42
+"""
+
+import base64
+
+from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
+    client_for,
+    ensure_devices,
+    new_module,
+)
+
+DEVICE = dict(
+    serial=dict(type="str", required=True),
+    profile=dict(type="str"),
+    selection=dict(type="list", elements="dict"),
+    model=dict(type="str"),
+    mac=dict(type="str"),
+    duid=dict(type="str"),
+    password=dict(type="str", no_log=True),
+    voucher=dict(type="str"),
+    voucher_src=dict(type="path"),
+    presigned=dict(type="str"),
+)
+FIELDS = ("profile", "selection", "model", "mac", "duid", "password", "voucher", "presigned")
+
+
+def read_voucher(module, serial, path):
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        module.fail_json(
+            msg="device %r: cannot read voucher_src %s: %s" % (serial, path, exc.strerror)
+        )
+    if not data:
+        module.fail_json(msg="device %r: voucher_src %s is empty" % (serial, path))
+    return base64.b64encode(data).decode("ascii")
+
+
+def main():
+    module = new_module(
+        dict(
+            devices=dict(
+                type="list",
+                elements="dict",
+                required=True,
+                options=DEVICE,
+                mutually_exclusive=[("voucher", "voucher_src")],
+            ),
+            prune=dict(type="bool", default=False),
+        ),
+    )
+    wanted = {}
+    for entry in module.params["devices"]:
+        serial = entry["serial"]
+        if serial in wanted:
+            module.fail_json(msg="device %r is listed twice" % serial)
+        fields = dict((field, entry[field]) for field in FIELDS)
+        if entry["voucher_src"]:
+            fields["voucher"] = read_voucher(module, serial, entry["voucher_src"])
+        wanted[serial] = fields
+    result = ensure_devices(
+        module,
+        client_for(module),
+        wanted,
+        prune=module.params["prune"],
+        write_only={"password": "password_hash"},
+    )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

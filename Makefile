@@ -18,7 +18,7 @@ help:
 	@echo "make demo   lab PKI, sztp-server, the lab fleet and a simulated device, end to end"
 	@echo "make test   install everything needed and run every test suite"
 	@echo "make bench  run the benchmarks and update bench/RESULTS.md"
-	@echo "make docs   regenerate docs/cli.md from the CLI"
+	@echo "make docs   regenerate docs/cli.md and docs/plugins/ from the CLI and plugin docs"
 
 apt-packages:
 	@missing=""; for pkg in $(APT_PACKAGES); do \
@@ -75,10 +75,13 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/cli_startup.py --write bench/RESULTS.md
 	$(BIN)/python bench/southbound.py --write bench/RESULTS.md
 	$(BIN)/python bench/bulk_apply.py --write bench/RESULTS.md
+	$(BIN)/python bench/ansible_devices.py --write bench/RESULTS.md
 
-# docs/cli.md is generated from the CLI; the test suite fails when it is stale.
+# docs/cli.md and docs/plugins/ are generated from the CLI and the plugin docs; the test suite
+# fails when they are stale.
 docs: $(VENV)/.installed-dev
 	$(BIN)/python scripts/gen_cli_docs.py
+	$(BIN)/python scripts/gen_collection_docs.py
 
 clean:
 	rm -rf $(VENV) build dist tests/output .pytest_cache .ruff_cache

@@ -18,7 +18,9 @@ options:
 notes:
   - Options left out keep the value stored on the server; an empty string clears an optional
     text option.
-  - Check mode asks the server for a dry run of the change, so it reports exactly what would
-    change, after the server's normalisation (canonical PEM, lower-case hashes and MACs).
+  - Check mode asks the server for a dry run of the change, so it reports what would change
+    after the server's normalisation (canonical PEM, lower-case hashes and MACs). When the
+    resource refers to one that an earlier task would create, the dry run cannot check the
+    reference, so the module warns and reports a change.
   - Diffs come from the server's plan with secrets shown as C(<hidden>).
 """

@@ -26,7 +26,7 @@ options:
     type: str
   serial_pattern:
     description:
-      - Regular expression with a named group C((?P<serial>...)) that extracts the serial
+      - Regular expression with a named group C((?P<serial>...\)) that extracts the serial
         number from the IDevID subject's serialNumber, for manufacturers that decorate it.
       - An empty string removes it.
     type: str

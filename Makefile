@@ -53,6 +53,7 @@ test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-tes
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 changelog-lint: $(VENV)/.installed-dev
 	$(BIN)/antsibull-changelog lint

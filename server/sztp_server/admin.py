@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from aiohttp import web
 
@@ -663,6 +663,18 @@ def _only(body: Mapping[str, Any], field: str, allowed: Sequence[str]) -> None:
         raise ValidationError(unknown[0], f"unknown field in {field}")
 
 
+@overload
+def _int_query(
+    request: web.Request, name: str, *, default: int, minimum: int = 1, maximum: int = 2**62
+) -> int: ...
+
+
+@overload
+def _int_query(
+    request: web.Request, name: str, *, default: None, minimum: int = 1, maximum: int = 2**62
+) -> int | None: ...
+
+
 def _int_query(
     request: web.Request, name: str, *, default: int | None, minimum: int = 1, maximum: int = 2**62
 ) -> int | None:
@@ -802,8 +814,8 @@ class VoucherChecker:
         )
         accepted: dict[str, str] = {}
         for (name, _), (voucher, problem) in zip(pending, results, strict=True):
-            if problem is not None:
-                raise ValidationError(f"{DEVICE}[{name}].voucher", problem)
+            if voucher is None:
+                raise ValidationError(f"{DEVICE}[{name}].voucher", problem or "not accepted")
             accepted[name] = voucher
         return accepted
 

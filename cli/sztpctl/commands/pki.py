@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
+
+if TYPE_CHECKING:
+    from ..protocol.pki import KeyType
 
 app = typer.Typer(
     help="Create a lab PKI for trying sztp without a manufacturer.", no_args_is_help=True
@@ -50,6 +53,11 @@ def init(
         )
     names = tuple(server_name) if server_name else ("localhost", "127.0.0.1")
     lab = write_lab_pki(
-        directory, serial, server_names=names, key_type=key_type, hw_model=hw_model, force=force
+        directory,
+        serial,
+        server_names=names,
+        key_type=cast("KeyType", key_type),  # checked against KEY_TYPES above
+        hw_model=hw_model,
+        force=force,
     )
     typer.echo(f"lab PKI for {len(serial)} device(s) written to {lab.directory}")

@@ -137,7 +137,7 @@ def _list_command(noun: Noun) -> Callable[..., None]:
             emit(found, OutputFormat(output.value), lambda: _table(noun, found, wide=False))
 
     # Typer reads the options from the signature: build it from the noun's filters.
-    parameters = [
+    parameters: list[tuple[str, Any, Any]] = [
         (item.name, Annotated[str | None, typer.Option(item.option, help=item.help)], None)
         for item in noun.filters
     ]

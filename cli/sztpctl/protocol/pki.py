@@ -69,7 +69,7 @@ def generate_key(key_type: KeyType = "ec-p256") -> PrivateKey:
     raise ValidationError("key_type", f"unknown key type {key_type!r}, expected one of {KEY_TYPES}")
 
 
-def signature_hash(key: PrivateKey) -> hashes.HashAlgorithm:
+def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
     """The digest that matches the key's strength (SHA-384 for P-384, else SHA-256)."""
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
         return hashes.SHA384()

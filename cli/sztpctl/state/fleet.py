@@ -101,6 +101,8 @@ def load_fleet(path: Path, environ: Mapping[str, str] | None = None) -> Fleet:
         kind = OWNER if section == "owner" else SECTIONS[section]
         key = "serial" if kind == DEVICE else "name"
         name = entry.get(key, DEFAULT_OWNER if section == "owner" else None)
+        if not isinstance(name, str):  # the schema requires it; this keeps the types honest
+            raise FleetError(f"{path}:{lines[entry_path]}: {dotted(entry_path)}: {key} is required")
         specs = resources.setdefault(kind, {})
         if name in specs:
             first = origins[(kind, name)]
@@ -120,7 +122,9 @@ def load_fleet(path: Path, environ: Mapping[str, str] | None = None) -> Fleet:
             resources.setdefault(SECTIONS[section], {})
     if "owner" in document:
         resources.setdefault(OWNER, {})
-    ordered = {kind: resources[kind] for kind in KINDS if kind in resources}
+    ordered: dict[str, dict[str, dict[str, Any]]] = {
+        kind: resources[kind] for kind in KINDS if kind in resources
+    }
     return Fleet(path, ordered, document.get("dhcp"), lines, origins)
 
 
@@ -270,9 +274,10 @@ def _check_schema(document: Any, path: Path, lines: Mapping[YamlPath, int]) -> N
     where: YamlPath = tuple(first.instance_path)
     message = first.message
     if first.kind.name == "additionalProperties":
-        where, message = (*where, first.kind.unexpected[0]), "unknown field"
+        # jsonschema-rs's type stubs lack the per-kind attributes its objects carry.
+        where, message = (*where, first.kind.unexpected[0]), "unknown field"  # type: ignore[attr-defined]
     elif first.kind.name == "required":
-        message = f"{first.kind.property!r} is required"
+        message = f"{first.kind.property!r} is required"  # type: ignore[attr-defined]
     elif isinstance(first.instance, int | float) and "string" in message:
         message += "; quote it to make it text"
     if _SECRET_FIELDS.intersection(step for step in where if isinstance(step, str)):

@@ -65,7 +65,7 @@ def apply_changes(actual: State, changes: Sequence[Change]) -> dict[str, dict[st
     """The state after `changes`, computed in memory (for reference checks and dry runs)."""
     result = {kind: dict(actual.get(kind, {})) for kind in KINDS}
     for change in changes:
-        if change.action == "delete":
+        if change.spec is None:  # a delete
             result[change.kind].pop(change.name, None)
         else:
             result[change.kind][change.name] = change.spec

@@ -115,7 +115,9 @@ def _offline_view(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_references(fleet: Fleet, state: Mapping[str, Any], result: Validation) -> None:
     # Only the names matter for the targets, so each resource is checked alone against them.
-    names = {kind: {name: {} for name in fleet.resources.get(kind, {})} for kind in KINDS}
+    names: dict[str, dict[str, Any]] = {
+        kind: {name: {} for name in fleet.resources.get(kind, {})} for kind in KINDS
+    }
     unchecked: set[str] = set()
     for kind in (PROFILE, DEVICE):
         for name, spec in state.get(kind, {}).items():
@@ -178,9 +180,10 @@ def _owners_of(
 ) -> dict[str, list[x509.Certificate]]:
     """The owners that sign for this device: those of its profiles (all owners when its
     profiles are not in the file)."""
-    wanted = [device.get("profile")] + [
+    candidates = [device.get("profile")] + [
         rule.get("profile") for rule in device.get("selection") or []
     ]
+    wanted = [name for name in candidates if isinstance(name, str)]
     names = {profiles[name]["owner"] for name in wanted if name in profiles}
     return {name: owners[name] for name in names if name in owners} if names else dict(owners)
 

@@ -173,6 +173,7 @@ def resource_rows(
     updated_at, kind, name); delete (kind, name)."""
     for action, run in groupby(range(len(changes)), key=lambda index: changes[index].action):
         indexes = list(run)
+        rows: list[tuple[Any, ...]]
         if action == "create":
             rows = [
                 (changes[i].kind, changes[i].name, specs[i], revision, now, now) for i in indexes

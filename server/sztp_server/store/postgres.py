@@ -224,22 +224,26 @@ class PostgresStore:
         check_report_bound(keep_per_device)
         values = report_values(record, as_utc(record.received_at))
         with self._transaction() as connection:
-            (report_id,) = connection.execute(
-                "INSERT INTO reports (serial, received_at, progress_type, message, "
-                "source_address, attempt, ssh_host_keys, trust_anchor_certs) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb) RETURNING id",
-                values,
-            ).fetchone()
+            (report_id,) = _one(
+                connection.execute(
+                    "INSERT INTO reports (serial, received_at, progress_type, message, "
+                    "source_address, attempt, ssh_host_keys, trust_anchor_certs) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb) RETURNING id",
+                    values,
+                ).fetchone()
+            )
             # The upsert locks the device's head row, serialising its writers across instances;
             # GREATEST keeps "latest" right when they commit out of id order.
-            (count,) = connection.execute(
-                "INSERT INTO report_heads (serial, latest_id, report_count) VALUES (%s, %s, 1) "
-                "ON CONFLICT (serial) DO UPDATE SET "
-                "latest_id = GREATEST(report_heads.latest_id, excluded.latest_id), "
-                "report_count = report_heads.report_count + 1 "
-                "RETURNING report_count",
-                (record.serial, report_id),
-            ).fetchone()
+            (count,) = _one(
+                connection.execute(
+                    "INSERT INTO report_heads (serial, latest_id, report_count) "
+                    "VALUES (%s, %s, 1) ON CONFLICT (serial) DO UPDATE SET "
+                    "latest_id = GREATEST(report_heads.latest_id, excluded.latest_id), "
+                    "report_count = report_heads.report_count + 1 "
+                    "RETURNING report_count",
+                    (record.serial, report_id),
+                ).fetchone()
+            )
             if count > keep_per_device:
                 connection.execute(
                     "DELETE FROM reports WHERE id IN "
@@ -348,8 +352,15 @@ def _current_revision(connection: psycopg.Connection[Any], *, for_update: bool) 
         if for_update
         else "SELECT revision FROM store_state WHERE id = 1"
     )
-    (revision,) = connection.execute(query).fetchone()
+    (revision,) = _one(connection.execute(query).fetchone())
     return int(revision)
+
+
+def _one(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    """The row a statement that always returns one did return."""
+    if row is None:
+        raise StoreError("the database returned no row where one was expected")
+    return row
 
 
 def _resource(row: tuple[Any, ...]) -> StoredResource:

@@ -134,6 +134,7 @@ server: https://sztp.example.net:7443
 token_file: ~/.config/sztp/read-only.token
 ca_bundle: /etc/sztp/ca.pem
 
+---
 # Only what day-1 needs: devices that finished bootstrapping, with their keys.
 plugin: sztp.bootstrap.devices
 statuses: [complete]

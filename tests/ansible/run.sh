@@ -4,7 +4,8 @@
 # unpacked under .../ansible_collections/sztp/bootstrap, the path ansible-test insists on.
 # Sanity runs in a venv ansible-test builds; units run in this environment, where the sztp kit
 # the modules call into is installed; integration runs the targets against a real sztp-server
-# started here. Usage: tests/ansible/run.sh [sanity|units|integration|all]
+# started here; lint runs ansible-lint's production profile.
+# Usage: tests/ansible/run.sh [sanity|units|integration|lint|all]
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -38,6 +39,9 @@ cache="$HOME/.ansible/test/cache"
 mkdir -p "$cache"
 cp "$root/tests/ansible/get_pip.py" "$cache/get_pip_${pip_version//./_}.py"
 
+if [ "$what" = lint ] || [ "$what" = all ]; then
+  ANSIBLE_COLLECTIONS_PATH="$work" ansible-lint --profile production --offline --nocolor
+fi
 if [ "$what" = sanity ] || [ "$what" = all ]; then
   ansible-test sanity --venv --python 3.11 --color no
 fi

@@ -18,8 +18,6 @@ is the path of the offending node, e.g. `redirect-information/bootstrap-server[1
 (list entries are numbered from 1). Unknown members are rejected rather than ignored.
 """
 
-import base64
-import binascii
 import enum
 import hashlib
 import ipaddress
@@ -27,13 +25,14 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, NoReturn, get_args
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 from defusedxml.ElementTree import DefusedXMLParser
 
 from ..errors import ValidationError
+from . import strict_json
 from .oids import (
     ID_CT_SZTP_CONVEYED_INFO_JSON,
     ID_CT_SZTP_CONVEYED_INFO_XML,
@@ -202,18 +201,6 @@ def _check_digest_size(digest: bytes, field: str) -> None:
         raise ValidationError(
             field, f"a SHA-256 value has {SHA_256_SIZE} octets, not {len(digest)}"
         )
-
-
-def _base64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _parse_base64(text: str, field: str) -> bytes:
-    # RFC 4648 §3.3: reject characters outside the alphabet, whitespace included.
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationError(field, "not valid base64 (RFC 4648, with padding)") from None
 
 
 # --------------------------------------------------------------------------- validation
@@ -413,7 +400,7 @@ def _redirect_to_json(info: RedirectInformation) -> dict[str, object]:
     for server in info.bootstrap_servers:
         entry: dict[str, object] = {"address": server.address, "port": server.port}
         if server.trust_anchor is not None:
-            entry["trust-anchor"] = _base64(server.trust_anchor)
+            entry["trust-anchor"] = strict_json.encode_base64(server.trust_anchor)
         servers.append(entry)
     return {"bootstrap-server": servers}
 
@@ -425,7 +412,7 @@ def _onboarding_to_json(info: OnboardingInformation) -> dict[str, object]:
     if info.configuration_handling is not None:
         body["configuration-handling"] = info.configuration_handling
     for name, value in _binary_members(info):
-        body[name] = _base64(value)
+        body[name] = strict_json.encode_base64(value)
     return body
 
 
@@ -455,13 +442,7 @@ def _boot_image_to_json(image: BootImage) -> dict[str, object]:
 def decode_json(data: bytes) -> ConveyedInformation:
     """Parse RFC 7951 JSON conveyed information; strict about types and unknown members."""
     text = _document_text(data)
-    try:
-        document = json.loads(
-            text, object_pairs_hook=_unique_members, parse_constant=_reject_json_constant
-        )
-    except (ValueError, RecursionError) as error:
-        raise ValidationError(ROOT, f"not valid JSON: {error}") from None
-    top = _json_object(document, ROOT)
+    top = _json_object(strict_json.loads(text, ROOT), ROOT)
     # RFC 7951 §4: top-level member names are always qualified with the module name.
     for name in top:
         if name not in (f"{MODULE_NAME}:{REDIRECT}", f"{MODULE_NAME}:{ONBOARDING}"):
@@ -481,24 +462,10 @@ def decode_json(data: bytes) -> ConveyedInformation:
     return info
 
 
-def _unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    # RFC 7951 data has unique member names; json.loads would silently keep the last one.
-    members: dict[str, object] = {}
-    for name, value in pairs:
-        if name in members:
-            raise ValidationError(ROOT, f"duplicate JSON member {name!r}")
-        members[name] = value
-    return members
-
-
-def _reject_json_constant(name: str) -> NoReturn:
-    raise ValidationError(ROOT, f"{name} is not a JSON number")
-
-
 def _json_object(value: object, path: str, members: tuple[str, ...] = ()) -> dict[str, object]:
     """`value` as a JSON object whose member names are all in `members` (if given)."""
     if not isinstance(value, dict):
-        raise ValidationError(path, f"must be a JSON object, not {_json_type(value)}")
+        raise ValidationError(path, f"must be a JSON object, not {strict_json.type_name(value)}")
     if members:
         for name in value:
             if name not in members:
@@ -506,39 +473,15 @@ def _json_object(value: object, path: str, members: tuple[str, ...] = ()) -> dic
     return value
 
 
-def _json_array(value: object, path: str) -> list[object]:
-    if not isinstance(value, list):
-        raise ValidationError(path, f"must be a JSON array, not {_json_type(value)}")
-    return value
-
-
-def _json_string(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(path, f"must be a JSON string, not {_json_type(value)}")
-    return value
-
-
 def _json_binary(value: object, path: str) -> bytes:
-    return _parse_base64(_json_string(value, path), path)
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
+    return strict_json.decode_base64(strict_json.string(value, path), path)
 
 
 def _redirect_from_json(value: object) -> RedirectInformation:
     body = _json_object(value, REDIRECT, ("bootstrap-server",))
     if "bootstrap-server" not in body:
         raise ValidationError(_BOOTSTRAP_SERVER, "at least one bootstrap server is required")
-    entries = _json_array(body["bootstrap-server"], _BOOTSTRAP_SERVER)
+    entries = strict_json.array(body["bootstrap-server"], _BOOTSTRAP_SERVER)
     servers = []
     for index, entry_value in enumerate(entries, start=1):
         path = f"{_BOOTSTRAP_SERVER}[{index}]"
@@ -548,13 +491,15 @@ def _redirect_from_json(value: object) -> RedirectInformation:
         port = entry.get("port", DEFAULT_PORT)
         # RFC 7951 §6.1: a uint16 is a JSON number; Python's bool is an int, so exclude it.
         if not isinstance(port, int) or isinstance(port, bool):
-            raise ValidationError(f"{path}/port", f"must be a JSON integer, not {_json_type(port)}")
+            raise ValidationError(
+                f"{path}/port", f"must be a JSON integer, not {strict_json.type_name(port)}"
+            )
         trust_anchor = None
         if "trust-anchor" in entry:
             trust_anchor = _json_binary(entry["trust-anchor"], f"{path}/trust-anchor")
         servers.append(
             BootstrapServer(
-                address=_json_string(entry["address"], f"{path}/address"),
+                address=strict_json.string(entry["address"], f"{path}/address"),
                 port=port,
                 trust_anchor=trust_anchor,
             )
@@ -570,7 +515,7 @@ def _onboarding_from_json(value: object) -> OnboardingInformation:
     handling = None
     if "configuration-handling" in body:
         path = f"{ONBOARDING}/configuration-handling"
-        handling = _json_string(body["configuration-handling"], path)
+        handling = strict_json.string(body["configuration-handling"], path)
         if handling not in CONFIGURATION_HANDLINGS:
             raise ValidationError(path, f"must be merge or replace, not {handling!r}")
     binaries = {
@@ -590,30 +535,30 @@ def _onboarding_from_json(value: object) -> OnboardingInformation:
 def _boot_image_from_json(value: object) -> BootImage:
     body = _json_object(value, _BOOT_IMAGE, _BOOT_IMAGE_MEMBERS)
     names = {
-        name: _json_string(body[name], f"{_BOOT_IMAGE}/{name}")
+        name: strict_json.string(body[name], f"{_BOOT_IMAGE}/{name}")
         for name in ("os-name", "os-version")
         if name in body
     }
     uris: list[str] = []
     if "download-uri" in body:
-        uri_list = _json_array(body["download-uri"], f"{_BOOT_IMAGE}/download-uri")
+        uri_list = strict_json.array(body["download-uri"], f"{_BOOT_IMAGE}/download-uri")
         for index, uri in enumerate(uri_list, start=1):
-            uris.append(_json_string(uri, f"{_BOOT_IMAGE}/download-uri[{index}]"))
+            uris.append(strict_json.string(uri, f"{_BOOT_IMAGE}/download-uri[{index}]"))
     sha256 = None
     if "image-verification" in body:
-        entries = _json_array(body["image-verification"], _IMAGE_VERIFICATION)
+        entries = strict_json.array(body["image-verification"], _IMAGE_VERIFICATION)
         verifications = []
         for entry_value in entries:
             entry = _json_object(entry_value, _IMAGE_VERIFICATION, _IMAGE_VERIFICATION_MEMBERS)
             if "hash-algorithm" not in entry:
                 raise ValidationError(_HASH_ALGORITHM_PATH, "missing (it is the list key)")
-            algorithm = _json_string(entry["hash-algorithm"], _HASH_ALGORITHM_PATH)
+            algorithm = strict_json.string(entry["hash-algorithm"], _HASH_ALGORITHM_PATH)
             # RFC 7951 §6.8: an identity of the node's own module may be written unqualified.
             if algorithm not in (SHA_256_IDENTITY, "sha-256"):
                 raise _unknown_hash_algorithm(algorithm)
             if "hash-value" not in entry:
                 raise ValidationError(HASH_VALUE_PATH, "missing (it is mandatory)")
-            verifications.append(_json_string(entry["hash-value"], HASH_VALUE_PATH))
+            verifications.append(strict_json.string(entry["hash-value"], HASH_VALUE_PATH))
         sha256 = _single_hash_value(verifications)
     return BootImage(
         os_name=names.get("os-name"),
@@ -676,7 +621,7 @@ def _redirect_to_xml(info: RedirectInformation) -> str:
         # The list key (address) comes first (RFC 7950 §7.8.5).
         leaves = [_xml_leaf("address", server.address), _xml_leaf("port", str(server.port))]
         if server.trust_anchor is not None:
-            leaves.append(_xml_leaf("trust-anchor", _base64(server.trust_anchor)))
+            leaves.append(_xml_leaf("trust-anchor", strict_json.encode_base64(server.trust_anchor)))
         entries.append(_xml_element("bootstrap-server", "".join(leaves)))
     return "".join(entries)
 
@@ -687,7 +632,9 @@ def _onboarding_to_xml(info: OnboardingInformation) -> str:
         parts.append(_xml_element("boot-image", _boot_image_to_xml(info.boot_image)))
     if info.configuration_handling is not None:
         parts.append(_xml_leaf("configuration-handling", info.configuration_handling))
-    parts.extend(_xml_leaf(name, _base64(value)) for name, value in _binary_members(info))
+    parts.extend(
+        _xml_leaf(name, strict_json.encode_base64(value)) for name, value in _binary_members(info)
+    )
     return "".join(parts)
 
 
@@ -857,7 +804,7 @@ def _redirect_from_xml(reader: _XmlReader, root: Element) -> RedirectInformation
         trust_anchor_text = reader.single_leaf(leaves, "trust-anchor", path)
         trust_anchor = None
         if trust_anchor_text is not None:
-            trust_anchor = _parse_base64(trust_anchor_text, f"{path}/trust-anchor")
+            trust_anchor = strict_json.decode_base64(trust_anchor_text, f"{path}/trust-anchor")
         servers.append(BootstrapServer(address=address, port=port, trust_anchor=trust_anchor))
     return RedirectInformation(tuple(servers))
 
@@ -877,7 +824,7 @@ def _onboarding_from_xml(reader: _XmlReader, root: Element) -> OnboardingInforma
     for name in _BINARY_MEMBERS:
         text = reader.single_leaf(groups, name, ONBOARDING)
         if text is not None:
-            binaries[name] = _parse_base64(text, f"{ONBOARDING}/{name}")
+            binaries[name] = strict_json.decode_base64(text, f"{ONBOARDING}/{name}")
     return OnboardingInformation(
         boot_image=boot_image,
         configuration_handling=handling,  # type: ignore[arg-type]  # checked just above

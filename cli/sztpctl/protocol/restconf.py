@@ -19,23 +19,21 @@ numbered from 1), or `Content-Type` / `Accept` from `negotiate`. Unknown members
 except RFC 9646 `csr-support`, whose presence is recorded and whose content is ignored.
 """
 
-import base64
-import binascii
 import contextlib
 import enum
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml.ElementTree import DefusedXMLParser
 
 from ..errors import ValidationError
+from . import strict_json
 from .bootstrapping_data import BootstrappingData, encode_output_json
 from .oids import MEDIA_TYPE_JSON, MEDIA_TYPE_XML
 
@@ -634,8 +632,10 @@ def parse_host_meta(body: bytes, content_type: str | None = None) -> str:
 def _host_meta_json_href(body: bytes) -> str | None:
     document = _load_json(body, HOST_META_PATH, MAX_HOST_META_SIZE)
     if not isinstance(document, dict):
-        raise ValidationError(HOST_META_PATH, f"must be a JSON object, not {_json_type(document)}")
-    links = _json_array(document.get("links", []), f"{HOST_META_PATH}/links")
+        raise ValidationError(
+            HOST_META_PATH, f"must be a JSON object, not {strict_json.type_name(document)}"
+        )
+    links = strict_json.array(document.get("links", []), f"{HOST_META_PATH}/links")
     for index, link in enumerate(links, start=1):
         if not isinstance(link, dict):
             raise ValidationError(f"{HOST_META_PATH}/links[{index}]", "must be a JSON object")
@@ -726,75 +726,22 @@ def _check_text(value: str, path: str) -> None:
         raise ValidationError(path, "contains a control character or an unpaired surrogate")
 
 
-def _parse_base64(text: str, path: str) -> bytes:
-    # RFC 4648 §3.3: reject characters outside the alphabet, whitespace included.
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationError(path, "not valid base64 (RFC 4648, with padding)") from None
-
-
-def _base64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 # --------------------------------------------------------------------------- JSON
 
 
 def _load_json(body: bytes, path: str, max_size: int) -> object:
-    text = _body_text(body, path, max_size)
-    try:
-        return json.loads(
-            text,
-            object_pairs_hook=partial(_unique_members, path),
-            parse_constant=partial(_reject_json_constant, path),
-        )
-    except (ValueError, RecursionError) as error:
-        raise ValidationError(path, f"not valid JSON: {error}") from None
-
-
-def _unique_members(path: str, pairs: list[tuple[str, object]]) -> dict[str, object]:
-    # RFC 7951 data has unique member names; json.loads would silently keep the last one.
-    members: dict[str, object] = {}
-    for name, value in pairs:
-        if name in members:
-            raise ValidationError(path, f"duplicate JSON member {name!r}")
-        members[name] = value
-    return members
-
-
-def _reject_json_constant(path: str, name: str) -> NoReturn:
-    raise ValidationError(path, f"{name} is not a JSON number")
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
-
-
-def _json_array(value: object, path: str) -> list[object]:
-    if not isinstance(value, list):
-        raise ValidationError(path, f"must be a JSON array, not {_json_type(value)}")
-    return value
+    return strict_json.loads(_body_text(body, path, max_size), path)
 
 
 def _json_string(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(path, f"must be a JSON string, not {_json_type(value)}")
-    _check_text(value, path)
-    return value
+    text = strict_json.string(value, path)
+    _check_text(text, path)
+    return text
 
 
 def _json_members(value: object, schema: _Container, path: str) -> _Tree:
     if not isinstance(value, dict):
-        raise ValidationError(path, f"must be a JSON object, not {_json_type(value)}")
+        raise ValidationError(path, f"must be a JSON object, not {strict_json.type_name(value)}")
     tree: _Tree = {}
     for name, member in value.items():
         kind = schema.members.get(name)
@@ -811,12 +758,12 @@ def _json_node(value: object, kind: _Schema, path: str) -> Any:
     if isinstance(kind, _List):
         return [
             _json_members(entry, kind.entry, f"{path}[{index}]")
-            for index, entry in enumerate(_json_array(value, path), start=1)
+            for index, entry in enumerate(strict_json.array(value, path), start=1)
         ]
     if isinstance(kind, _LeafList):
         return [
             _json_leaf(item, kind.leaf, f"{path}[{index}]")
-            for index, item in enumerate(_json_array(value, path), start=1)
+            for index, item in enumerate(strict_json.array(value, path), start=1)
         ]
     return _json_leaf(value, kind, path)
 
@@ -829,10 +776,12 @@ def _json_leaf(value: object, leaf: _Leaf, path: str) -> Any:
         return True
     if leaf is _Leaf.OPAQUE:
         if not isinstance(value, dict):
-            raise ValidationError(path, f"must be a JSON object, not {_json_type(value)}")
+            raise ValidationError(
+                path, f"must be a JSON object, not {strict_json.type_name(value)}"
+            )
         return True
     text = _json_string(value, path)
-    return _parse_base64(text, path) if leaf is _Leaf.BINARY else text
+    return strict_json.decode_base64(text, path) if leaf is _Leaf.BINARY else text
 
 
 def _json_tree(tree: _Tree, schema: _Container, path: str) -> dict[str, object]:
@@ -859,7 +808,7 @@ def _json_leaf_value(value: Any, leaf: _Leaf, path: str) -> object:
     if leaf is _Leaf.OPAQUE:
         return {}
     if leaf is _Leaf.BINARY:
-        return _base64(value)
+        return strict_json.encode_base64(value)
     _check_text(value, path)
     return value
 
@@ -946,7 +895,7 @@ def _xml_leaf(element: Element, leaf: _Leaf, path: str) -> Any:
         _refuse_text(text, path)
         return True
     # The XML parser has already refused characters that XML cannot hold.
-    return _parse_base64(text, path) if leaf is _Leaf.BINARY else text
+    return strict_json.decode_base64(text, path) if leaf is _Leaf.BINARY else text
 
 
 def _xml_escape(text: str) -> str:
@@ -1000,6 +949,6 @@ def _xml_leaf_text(value: Any, leaf: _Leaf, path: str) -> str:
     if leaf in (_Leaf.EMPTY, _Leaf.OPAQUE):
         return ""
     if leaf is _Leaf.BINARY:
-        return _base64(value)
+        return strict_json.encode_base64(value)
     _check_text(value, path)
     return _xml_escape(value)

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # How a single-resource module treats the options it is given.
+    # How a single-resource module treats the options it is given, and what it supports.
     DOCUMENTATION = r"""
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
 options:
   state:
     description:

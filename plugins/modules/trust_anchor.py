@@ -34,13 +34,6 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - sztp.bootstrap.connection
   - sztp.bootstrap.state
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 """
 
 EXAMPLES = r"""

@@ -742,6 +742,76 @@ def test_cli_simulate_run(lab: Lab, stubs: StubRunner, tmp_path: Path) -> None:
     assert "bootstrap failed" in failed.output and "connection failed" in failed.output
 
 
+def _dhclient_lease_form(payload: bytes) -> str:
+    """How dhclient writes a `string` option into its lease file: colon-separated octets,
+    leading zeros dropped."""
+    return ":".join(f"{octet:x}" for octet in payload)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0016", b"\x00\x16"),
+        ("00:16:68", b"\x00\x16h"),
+        ("0:16:68", b"\x00\x16h"),  # dhclient's lease form
+        ("0:a:A", b"\x00\n\n"),
+    ],
+)
+def test_cli_option_payload_forms(text: str, expected: bytes) -> None:
+    from sztpctl.commands.simulate import parse_option_payload
+
+    assert parse_option_payload(text) == expected
+
+
+def test_cli_option_payload_in_lease_form_is_not_shifted() -> None:
+    """Stripping the colons from `0:16:68:…` would read `01 66 87 …`: garbage URIs."""
+    from sztpctl.commands.simulate import parse_option_payload
+
+    payload = dhcp.encode_uri_list(["https://10.77.0.1:8443", "https://[fd00:77::1]:8443"])
+    assert parse_option_payload(_dhclient_lease_form(payload)) == payload
+
+
+@pytest.mark.parametrize("text", ["0:16:", "0:1ff:68", "0:g:68", "zz"])
+def test_cli_option_payload_rejects_malformed_hex(text: str) -> None:
+    import typer
+
+    from sztpctl.commands.simulate import parse_option_payload
+
+    with pytest.raises(typer.BadParameter):
+        parse_option_payload(text)
+
+
+def test_cli_simulate_run_from_a_dhclient_lease_value(
+    lab: Lab, stubs: StubRunner, tmp_path: Path
+) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from sztpctl.commands import simulate as command
+
+    app = typer.Typer()
+    app.add_typer(command.app, name="simulate")
+    stub = stubs.start(Stub(files={IMAGE_PATH: IMAGE}))
+    stub.answer = lambda _input: lab.signed(onboarding(stub))
+    device = lab.files.devices[SERIAL]
+    lease_value = _dhclient_lease_form(dhcp.encode_uri_list([stub.uri]))
+    arguments = [
+        "--serial", SERIAL, "--idevid-cert", str(device.chain),
+        "--idevid-key", str(device.idevid.private_key),
+        "--trust-anchor", str(lab.files.manufacturer_ca.certificate),
+        "--server-ca", str(lab.files.tls_ca.certificate),
+        "--file-server-ca", str(lab.files.tls_ca.certificate),
+        "--work-dir", str(tmp_path / "device"),
+        "--os-name", "LabOS", "--os-version", "1.0", "--timeout", "10",
+        "--dhcp-option-hex", lease_value,
+    ]  # fmt: skip
+
+    result = CliRunner().invoke(app, ["simulate", "run", *arguments])
+
+    assert result.exit_code == 0, result.output
+    assert "bootstrap complete" in result.output
+
+
 def test_reboots_are_bounded(lab: Lab, stubs: StubRunner, tmp_path: Path) -> None:
     stub = stubs.start(Stub(files={IMAGE_PATH: IMAGE}))
     versions = iter(["2.0", "3.0"])  # the server moves the goalposts after the reboot

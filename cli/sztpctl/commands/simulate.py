@@ -11,6 +11,29 @@ from .output import read_bytes
 
 app = typer.Typer(help="Simulate an SZTP device (RFC 8572 client).", no_args_is_help=True)
 
+_OPTION_FLAG = "--dhcp-option-hex"
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_option_payload(text: str) -> bytes:
+    """The option 143/136 payload as given to --dhcp-option-hex: plain hex (`0016…`, as
+    busybox udhcpc hands `opt143` to its script) or colon-separated octets. dhclient writes
+    the option into its lease file with the leading zero of each octet dropped
+    (`0:16:68:…`), so colon-separated octets are read one by one: removing the colons
+    instead would shift every following octet and turn the URIs into garbage.
+    """
+    from .loading import parse_hex
+
+    if ":" not in text:
+        return parse_hex(text, _OPTION_FLAG)
+    octets = text.strip().split(":")
+    for index, octet in enumerate(octets):
+        if not 1 <= len(octet) <= 2 or not set(octet) <= _HEX_DIGITS:
+            raise typer.BadParameter(
+                f"octet {index} ({octet!r}) is not one or two hex digits", param_hint=_OPTION_FLAG
+            )
+    return bytes(int(octet, 16) for octet in octets)
+
 
 @app.command("run")
 def run(
@@ -29,7 +52,10 @@ def run(
     ] = None,
     dhcp_option_hex: Annotated[
         str | None,
-        typer.Option(help="DHCP option 143/136 payload as hex (instead of --uri)."),
+        typer.Option(
+            help="DHCP option 143/136 payload as hex (instead of --uri): 0016… or the "
+            "colon-separated octets of a dhclient lease (0:16:68:…)."
+        ),
     ] = None,
     password_file: Annotated[
         Path | None,
@@ -83,7 +109,6 @@ def run(
     from ..errors import PkiError, SimulationError
     from ..protocol import pki, restconf
     from ..simulator import DeviceIdentity, SimulatorConfig, simulate
-    from .loading import parse_hex
 
     if bool(uri) == (dhcp_option_hex is not None):
         raise typer.BadParameter("give --uri (repeatable) or --dhcp-option-hex, exactly one")
@@ -100,7 +125,7 @@ def run(
             raise SimulationError(f"{path}: {exc}") from None
     config = SimulatorConfig(
         bootstrap_uris=tuple(uri or ()),
-        dhcp_option=parse_hex(dhcp_option_hex, "--dhcp-option-hex") if dhcp_option_hex else None,
+        dhcp_option=parse_option_payload(dhcp_option_hex) if dhcp_option_hex else None,
         trust_anchors=tuple(anchors),
         server_ca=server_ca,
         file_server_ca=file_server_ca,

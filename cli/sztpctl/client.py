@@ -53,7 +53,8 @@ _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 @dataclass(frozen=True)
 class ResourceChange:
-    """One change the server planned or made; `before`/`after` have secrets hidden."""
+    """One change the server planned or made; `before`/`after` have secrets hidden. In a
+    summary plan, creates and deletes carry neither, and updates only the changed fields."""
 
     action: str
     kind: str
@@ -134,9 +135,13 @@ class SztpClient:
         kinds: Sequence[str] | None = None,
         dry_run: bool = False,
         if_match: int | None = None,
+        summary: bool = False,
     ) -> ApplyResult:
         """Make the server's state match `resources` (for the kinds it names, or `kinds`) in
-        one transaction; with `prune`, delete what is absent. `dry_run` only plans."""
+        one transaction; with `prune`, delete what is absent. `dry_run` only plans.
+
+        `summary` asks for the plan without bodies (see `ResourceChange`): enough to show
+        what changed, and a fraction of the size for a large fleet."""
         payload: dict[str, Any] = {"resources": resources, "prune": prune}
         if kinds is not None:
             payload["kinds"] = list(kinds)
@@ -144,7 +149,10 @@ class SztpClient:
         body = self._request(
             "POST",
             "/state",
-            params={"dry_run": "true" if dry_run else "false"},
+            params={
+                "dry_run": "true" if dry_run else "false",
+                "plan": "summary" if summary else "full",
+            },
             json=payload,
             headers=headers,
         )

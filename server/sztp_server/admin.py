@@ -11,6 +11,9 @@ Decisions worth knowing as a client:
   response carries it, and every write honours `If-Match` (412 when the state has moved on).
   Without `If-Match`, writes made concurrently on this instance are serialised, and a write
   that races another instance is recomputed on the new state.
+- `POST /api/v1/state` answers with the plan: every change with its whole before and after
+  by default, or with `?plan=summary` only the names of the fields it touches (and, for an
+  update, their old and new values), which keeps the answer small for a large fleet.
 - Secrets never leave the server: an owner's `private_key` and a device's `password_hash` are
   shown as `"<hidden>"`. Sending `"<hidden>"` back in a write keeps the stored secret, so
   `GET /state` followed by `POST /state` with the same document changes nothing.
@@ -477,6 +480,9 @@ class _AdminApi:
 
     async def post_state(self, request: web.Request) -> web.Response:
         dry_run = _bool_query(request, "dry_run")
+        change_view = _PLAN_VIEWS.get(request.query.get("plan", "full"))
+        if change_view is None:
+            raise ApiError(400, f"must be one of {', '.join(_PLAN_VIEWS)}", field="plan")
         body = _object(await self._read_json(request, self.max_bulk_bytes), "body")
         _only(body, "body", ("resources", "prune", "kinds"))
         resources = _desired_resources(body.get("resources"))
@@ -503,7 +509,7 @@ class _AdminApi:
         body_out = {
             "revision": commit.revision,
             "dry_run": dry_run,
-            "changes": [_change_view(change) for change in commit.changes],
+            "changes": [change_view(change) for change in commit.changes],
         }
         return _json(body_out, commit.revision)
 
@@ -612,9 +618,14 @@ class _AdminApi:
             raise ApiError(415, f"send the body as {JSON_TYPE}")
         raw = await _read_body(request, limit)
         try:
-            document = json.loads(raw, parse_constant=_reject_constant)
-            # Lone surrogates (\ud800) parse but cannot be encoded: refuse them here.
-            json.dumps(document, ensure_ascii=False).encode()
+            # Decoded as json.loads decodes bytes, so that the text can be checked below.
+            text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+            document = json.loads(text, parse_constant=_reject_constant)
+            # Lone surrogates (\ud800) parse but cannot be encoded: refuse them here. Only
+            # non-ASCII text or a \uD... escape can hold one; a bulk body of tens of MiB of
+            # plain ASCII is spared a second pass.
+            if not text.isascii() or "\\ud" in text or "\\uD" in text:
+                json.dumps(document, ensure_ascii=False).encode()
         except json.JSONDecodeError as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc.msg} at {exc.pos}") from None
         except (ValueError, RecursionError):
@@ -757,9 +768,11 @@ def _normalize_desired(
 ) -> dict[str, Mapping[str, Any]]:
     """Canonical desired specs of one kind, cheaply where the stored state vouches for them.
 
-    A spec equal to the stored (canonical) spec is canonical already, and a device voucher
-    equal to the stored one was verified for this serial when it was stored: neither is
-    checked again, so a no-op re-apply of 10,000 devices with vouchers stays fast.
+    A spec equal to the stored (canonical) spec is canonical already, also when it leaves
+    out the fields the stored spec has empty (normalising reads a missing field as None or
+    []), as a fleet file does; and a device voucher equal to the stored one was verified for
+    this serial when it was stored: neither is checked again, so a no-op re-apply of 10,000
+    devices with vouchers stays fast.
     """
     checked = vouchers.check(specs, stored) if kind == DEVICE and vouchers is not None else {}
     desired: dict[str, Mapping[str, Any]] = {}
@@ -768,7 +781,7 @@ def _normalize_desired(
         if not isinstance(spec, dict):
             raise ValidationError(f"{kind}[{name}]", "must be an object")
         wanted = _restore_secrets(kind, name, spec, current)
-        if current is not None and dict(current) == wanted:
+        if current is not None and _same_spec(wanted, current):
             desired[name] = current
         elif kind == DEVICE and current is not None and _same_voucher(wanted, current):
             normalized = normalize_spec(kind, name, {**wanted, "voucher": None}, current)
@@ -823,7 +836,9 @@ class VoucherChecker:
         if self._pool is None:
             # forkserver: workers start from a clean process, not a fork of this threaded one.
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["sztpctl.state.resources"])
+            # Workers fork from a server that has the voucher code (cryptography, asn1crypto)
+            # imported already, rather than each importing it for its first voucher.
+            context.set_forkserver_preload(["sztpctl.state.resources", "sztpctl.protocol.voucher"])
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         return self._pool
 
@@ -831,6 +846,13 @@ class VoucherChecker:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+def _same_spec(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """`wanted` is the canonical `current`, written in full or without its empty fields."""
+    return dict(current) == wanted or wanted == {
+        field: value for field, value in current.items() if value not in (None, [])
+    }
 
 
 def _same_voucher(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
@@ -859,6 +881,36 @@ def _change_view(change: Change) -> dict[str, Any]:
         "before": None if change.before is None else public_view(change.kind, change.before),
         "after": None if change.spec is None else public_view(change.kind, change.spec),
     }
+
+
+def _change_summary(change: Change) -> dict[str, Any]:
+    """A change without its bodies: the fields it sets, changes or removes, in spec order.
+
+    An update also carries the old and new values of its changed fields alone (secrets
+    hidden), so a client can show what changed; a create or delete carries no values. A
+    10,000-device plan shrinks from the whole fleet (every voucher) to its names.
+    """
+    summary: dict[str, Any] = {"action": change.action, "kind": change.kind, "name": change.name}
+    if change.action != "update":
+        body = change.spec if change.spec is not None else change.before or {}
+        summary["fields"] = [field for field, value in body.items() if value not in (None, [])]
+        return summary
+    before, after = change.before or {}, change.spec or {}
+    fields = [field for field in {**before, **after} if before.get(field) != after.get(field)]
+    shown_before = public_view(change.kind, before)
+    shown_after = public_view(change.kind, after)
+    summary["fields"] = fields
+    summary["before"] = {field: shown_before.get(field) for field in fields}
+    summary["after"] = {field: shown_after.get(field) for field in fields}
+    return summary
+
+
+# `?plan=` of POST /state: full before/after bodies (the default, for the Ansible modules'
+# diffs) or a summary (what `sztpctl apply` and `diff` print).
+_PLAN_VIEWS: Mapping[str, Callable[[Change], dict[str, Any]]] = {
+    "full": _change_view,
+    "summary": _change_summary,
+}
 
 
 def _resource_view(resource: StoredResource) -> dict[str, Any]:

@@ -287,13 +287,40 @@ def _schemas() -> dict[str, Schema]:
                 "after": {"type": ["object", "null"]},
             },
         },
+        "ChangeSummary": {
+            "type": "object",
+            "description": "A change without its bodies (plan=summary)",
+            "required": ["action", "kind", "name", "fields"],
+            "properties": {
+                "action": {"type": "string", "enum": ["create", "update", "delete"]},
+                "kind": {"type": "string", "enum": list(KINDS)},
+                "name": {"type": "string"},
+                "fields": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "In spec order: the fields a create sets, an update "
+                    "changes (a changed secret by name only) or a delete removes",
+                },
+                "before": {
+                    "type": "object",
+                    "description": "Updates only: the old values of the changed fields",
+                },
+                "after": {
+                    "type": "object",
+                    "description": "Updates only: the new values of the changed fields",
+                },
+            },
+        },
         "PlanResult": {
             "type": "object",
             "required": ["revision", "dry_run", "changes"],
             "properties": {
                 "revision": {"type": "integer"},
                 "dry_run": {"type": "boolean"},
-                "changes": {"type": "array", "items": _ref("Change")},
+                "changes": {
+                    "type": "array",
+                    "items": {"anyOf": [_ref("Change"), _ref("ChangeSummary")]},
+                },
             },
         },
         "State": {
@@ -659,6 +686,12 @@ def _post_state() -> Schema:
         "tags": ["state"],
         "parameters": [
             _query("dry_run", {"type": "boolean", "default": False}, "Plan only"),
+            _query(
+                "plan",
+                {"type": "string", "enum": ["full", "summary"], "default": "full"},
+                "How the answer shows each change: full (before and after, secrets hidden) "
+                "or summary (the changed field names; the changed values for updates)",
+            ),
             _if_match(),
         ],
         "requestBody": _json_body(_ref("DesiredState")),

@@ -496,6 +496,69 @@ def test_apply_reapply_prune_and_export_round_trip(api: Api, ec_lab: Any) -> Non
     assert error_of(hidden_without_secret)["field"] == "device[SN-5].password_hash"
 
 
+def test_summary_plan_names_fields_without_bodies_or_secrets(api: Api, ec_lab: Any) -> None:
+    resources = fleet(ec_lab)
+    voucher = voucher_b64(ec_lab, "SN-0001")
+    resources["device"]["SN-0001"].update(password=PASSWORD, voucher=voucher)
+    created = api.post("/api/v1/state", params={"plan": "summary"}, json={"resources": resources})
+    assert created.status_code == 200, created.text
+    changes = {(c["kind"], c["name"]): c for c in created.json()["changes"]}
+    assert changes[("owner", "default")] == {
+        "action": "create",
+        "kind": "owner",
+        "name": "default",
+        "fields": ["certificate_chain", "private_key"],
+    }
+    assert changes[("device", "SN-0001")]["fields"] == [
+        "profile",
+        "model",
+        "password_hash",
+        "voucher",
+    ]
+    assert changes[("device", "SN-0002")]["fields"] == ["profile", "model"]
+    assert all("before" not in c and "after" not in c for c in changes.values())
+
+    resources["device"]["SN-0001"].update(password="a new password", model="lab-x2")
+    del resources["device"]["SN-0002"]
+    updated = api.post(
+        "/api/v1/state",
+        params={"plan": "summary", "dry_run": "true"},
+        json={"resources": resources, "prune": True},
+    )
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["changes"] == [
+        {
+            "action": "update",
+            "kind": "device",
+            "name": "SN-0001",
+            "fields": ["model", "password_hash"],
+            "before": {"model": "lab-x1", "password_hash": "<hidden>"},
+            "after": {"model": "lab-x2", "password_hash": "<hidden>"},
+        },
+        {
+            "action": "delete",
+            "kind": "device",
+            "name": "SN-0002",
+            "fields": ["profile", "model"],
+        },
+    ]
+    # The full plan stays the default: whole bodies, secrets hidden.
+    full = api.post(
+        "/api/v1/state", params={"dry_run": "true"}, json={"resources": resources, "prune": True}
+    ).json()["changes"][0]
+    assert full["after"]["voucher"] == voucher
+    assert full["after"]["password_hash"] == "<hidden>"
+    stored_hash = api.store.get("device", "SN-0001").spec["password_hash"]  # type: ignore[union-attr]
+    for text in api.bodies[:2]:
+        for secret in (PASSWORD, "a new password", stored_hash, "BEGIN", "PRIVATE KEY"):
+            assert secret not in text
+        assert voucher not in text
+
+    bad = api.post("/api/v1/state", params={"plan": "brief"}, json={"resources": {}})
+    assert bad.status_code == 400 and error_of(bad)["field"] == "plan"
+    assert api.revision() == 1
+
+
 def test_bulk_rejects_invalid_documents_without_changes(api: Api, ec_lab: Any) -> None:
     seed(api, ec_lab)
     revision = api.revision()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -12,6 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from sztp_testing import example_lab, lay_out_example, run_sztpctl, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -249,3 +253,46 @@ def test_dhcp_encode_refuses_an_oversized_v4_list() -> None:
     result = run("dhcp", "encode", *uris, expect=1)
     assert "255" in result.stderr
     run("dhcp", "encode", *uris, "--family", "v6")
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_plan_display_from_the_summary_plan(tmp_path: Path) -> None:
+    """apply and diff ask the server for a summary plan; updates still show the old and new
+    values of what changed, secrets only as "a secret changed", coloured or not alike."""
+    fleet = lay_out_example(tmp_path / "fleet")
+    document = yaml.safe_load(fleet.read_text())
+    document["devices"][1]["password"] = {"env": "SN2_PASSWORD"}
+    fleet.write_text(yaml.safe_dump(document))
+    with running_server(tmp_path / "server", lab=example_lab(fleet)) as server:
+        env = {**server.cli_env(tmp_path), "SN2_PASSWORD": "first password"}
+        created = run_sztpctl("apply", "-f", fleet, env=env).stdout.splitlines()
+        assert created[:3] == [
+            "+ trust-anchor/lab-manufacturer",
+            "+ owner/default",
+            "+ image/labos-1.2",
+        ]
+        assert created[-1].startswith("applied: 6 created, 0 updated, 0 deleted")
+        document["devices"][0]["model"] = "DPU-LAB-2"
+        document["devices"].pop()
+        fleet.write_text(yaml.safe_dump(document))
+        env["SN2_PASSWORD"] = "second password"
+        plain = run_sztpctl("diff", "-f", fleet, "--prune", env=env, expect=1).stdout
+        assert plain.splitlines() == [
+            "~ device/SN-0001",
+            '    model: "DPU-LAB-1" → "DPU-LAB-2"',
+            "- device/SN-0002",
+            "differences: 0 to create, 1 to update, 1 to delete",
+        ]
+        coloured_env = {**env, "FORCE_COLOR": "1", "TERM": "xterm-256color", "NO_COLOR": ""}
+        coloured = run_sztpctl("diff", "-f", fleet, "--prune", env=coloured_env, expect=1).stdout
+        assert ANSI_ESCAPE.search(coloured)
+        assert ANSI_ESCAPE.sub("", coloured) == plain
+        document["devices"] = [{**document["devices"][0], "password": {"env": "SN2_PASSWORD"}}]
+        fleet.write_text(yaml.safe_dump(document))
+        run_sztpctl("apply", "-f", fleet, env=env)
+        env["SN2_PASSWORD"] = "third password"
+        secret = run_sztpctl("apply", "-f", fleet, "--dry-run", env=env).stdout
+        assert secret.splitlines()[:2] == ["~ device/SN-0001", "    a secret changed"]
+        assert "password" not in secret

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import jsonschema_rs
 import pytest
+import yaml
 
 from sztp_testing import lay_out_example
 from sztpctl.protocol import pki
+from sztpctl.state import fleet as fleet_module
 from sztpctl.state import resources
 from sztpctl.state.fleet import (
     FleetError,
@@ -149,7 +152,13 @@ def test_owner_and_owners(tmp_path: Path) -> None:
         ("profiles:\n  - name: p\n    type: onboard\n", ":3: profiles[0].type:"),
         ("devices:\n  - serial: SN-1\n  - serial: SN-1\n", ":3: devices[1]: duplicate device"),
         ("devices:\n  - serial: SN-1\n    model: a\n    model: b\n", ":4: devices[0].model: dup"),
+        (
+            "devices:\n  - serial: SN-1\n  - serial: SN-2\n    selection:\n"
+            "      - {profile: p, hw_model: a, hw_model: b}\n    model: a\n    model: b\n",
+            ":5: devices[1].selection[0].hw_model: duplicate key",
+        ),
         ("devices: [\n", ": not valid YAML: "),
+        ("devices: " + "[" * 5000 + "]" * 5000 + "\n", ": nested too deeply for a fleet file"),
         ("a: 1\n---\nb: 2\n", ":2: not valid YAML: expected a single document"),
         ("trust_anchor: []\n", ":1: trust_anchor: unknown field"),
         ("devices:\n  - serial: SN-1\n    voucher: {fil: x}\n", ":3: devices[0].voucher.fil: unk"),
@@ -202,6 +211,60 @@ def test_locate_maps_api_fields_to_lines(example: Path) -> None:
     assert fleet.locate("device[SN-0001].selection[3].profile").endswith("devices[0]")
     assert fleet.locate("resources.device") is None
     assert fleet.locate(None) is None
+
+
+def test_line_index_is_built_only_to_report_a_problem(
+    example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    indexed: list[Path] = []
+    index_lines = fleet_module._index_lines
+
+    def counting(node: Any, path: Any, lines: Any, file: Path, seen: Any) -> None:
+        if not path:
+            indexed.append(file)
+        index_lines(node, path, lines, file, seen)
+
+    monkeypatch.setattr(fleet_module, "_index_lines", counting)
+    fleet = load_fleet(example, environ={})
+    assert indexed == []
+    where = fleet.locate("device[SN-0002].voucher")
+    assert where is not None and where.endswith("devices[1].voucher")
+    assert example.read_text().splitlines()[int(where.split(":")[1]) - 1].strip() == (
+        "voucher: {file: SN-0002.vcj}"
+    )
+    fleet.locate("device[SN-0001].model")
+    assert indexed == [example]  # once, then kept
+    missing = write(tmp_path, "devices:\n  - serial: SN-1\n\n    voucher: {file: none.vcj}\n")
+    assert error_of(missing).startswith(f"{missing}:4: devices[0].voucher: cannot read ")
+    assert indexed == [example, missing]
+
+
+def test_merge_keys_may_override_what_they_merge(tmp_path: Path) -> None:
+    """Constructing merges rewrites mappings in place; that is not a duplicate key."""
+    write(tmp_path, "PEM\n", "ca.pem")
+    path = write(
+        tmp_path,
+        "trust_anchors:\n  - name: a\n    certificates: &chain {<<: {file: x.pem}, file: ca.pem}\n"
+        "owner: {certificate_chain: {<<: *chain}}\n",
+    )
+    loaded = load_fleet(path, environ={}).resources
+    assert loaded["trust-anchor"]["a"]["certificates"] == "PEM\n"
+    assert loaded["owner"]["default"]["certificate_chain"] == "PEM\n"
+
+
+def test_yaml_values_are_those_pyyaml_constructs(tmp_path: Path) -> None:
+    text = (
+        "text: plain\nquoted: '042'\nnumber: 42\nreal: 1.5\nflag: yes\nnothing: ~\n"
+        "date: 2024-05-01\ntagged: !!str 7\nbinary: !!binary aGk=\n1: integer key\n"
+        "shared: &shared {a: [1, two, {b: null}]}\nalias: *shared\n"
+        "merged: {<<: *shared, c: 3}\nlist: [&item x, *item, [], {}]\n"
+    )
+    # The fleet's own loader: a SafeLoader without timestamps.
+    expected = yaml.load(text, Loader=fleet_module._yaml_loaders()[1])  # noqa: S506
+    parsed = fleet_module._parse_yaml(text, tmp_path / "f.yaml")
+    assert parsed == expected
+    assert parsed["alias"] is parsed["shared"]
+    assert parsed["date"] == "2024-05-01" and parsed[1] == "integer key"
 
 
 def test_export_document_loads_back_to_the_same_specs(example: Path, tmp_path: Path) -> None:

@@ -168,8 +168,9 @@ def _submit(
     verb = "planning" if dry_run else "applying"
     with connect(context, server, token_file) as client, working(f"{verb} {count} resources"):
         try:
+            # The display needs names and changed fields, not the bodies of every change.
             result = client.apply_state(
-                fleet.resources, prune=prune, dry_run=dry_run, if_match=if_revision
+                fleet.resources, prune=prune, dry_run=dry_run, if_match=if_revision, summary=True
             )
         except ApiValidationError as exc:
             where = fleet.locate(exc.field)
@@ -188,19 +189,30 @@ def _counts(changes: Sequence[ResourceChange], *, done: bool = False) -> str:
 
 
 def _show_changes(changes: Sequence[ResourceChange]) -> None:
+    lines: list[tuple[str, str]] = []  # (text, colour)
+    for change in changes:
+        symbol, colour = _SYMBOLS.get(change.action, ("?", "default"))
+        lines.append((f"{symbol} {change.kind}/{change.name}\n", colour))
+        if change.action == "update":
+            fields = _field_changes(change.before or {}, change.after or {})
+            lines.extend((f"    {line}\n", "") for line in fields)
+    if not lines:
+        return
+    out = console()
+    if out.color_system is None:
+        # Nothing to colour (not a terminal, or NO_COLOR): rich would only cut the text
+        # into lines and glue them back, a quarter of a second for 10,000 devices.
+        out.file.write("".join(text for text, _ in lines))
+        out.file.flush()
+        return
     from rich.text import Text
 
     # One Text printed once: per-line prints cost seconds for a 10,000-device plan.
     plan_text = Text()
-    for change in changes:
-        symbol, colour = _SYMBOLS.get(change.action, ("?", "default"))
-        plan_text.append(f"{symbol} {change.kind}/{change.name}\n", style=colour)
-        if change.action == "update":
-            for line in _field_changes(change.before or {}, change.after or {}):
-                plan_text.append(f"    {line}\n")
-    if plan_text:
-        plan_text.rstrip()
-        console().print(plan_text, soft_wrap=True)
+    for text, colour in lines:
+        plan_text.append(text, style=colour)
+    plan_text.rstrip()
+    out.print(plan_text, soft_wrap=True)
 
 
 def _field_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:

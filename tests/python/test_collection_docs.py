@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 GENERATOR = ROOT / "scripts" / "gen_collection_docs.py"
-PLUGIN_DIRS = {"modules": "module", "inventory": "inventory"}
+PLUGIN_DIRS = {"modules": "module", "inventory": "inventory", "filter": "filter"}
 
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)

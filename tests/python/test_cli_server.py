@@ -398,3 +398,63 @@ def test_hidden_marker_is_not_a_password(fleet: Path, env: dict[str, str]) -> No
     marked.write_text(yaml.safe_dump(document))
     refused = run_sztpctl("apply", "-f", marked, env=env, expect=1)
     assert "marks a kept secret" in only_line(refused.stderr)
+
+
+def test_server_check_validates_without_starting(fleet: Path, tmp_path: Path) -> None:
+    """`sztp-server check` (the Ansible role's template validation): 0 on a valid file, 2 and
+    one line naming the defect otherwise; it opens no database and binds no port."""
+    import subprocess
+
+    from sztp_testing import SZTP_SERVER
+
+    assert SZTP_SERVER
+    lab = example_lab(fleet)
+    database = tmp_path / "never-created.db"
+    listener = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "tls_cert": str(lab.server.certificate),
+        "tls_key": str(lab.server.private_key),
+    }
+    config: dict[str, object] = {
+        "database_url": f"sqlite://{database}",
+        "device_listeners": [listener],
+        "admin_listener": {"host": "127.0.0.1", "port": free_port()},
+    }
+
+    def check(document: dict[str, object], **env: str) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "server.yaml"
+        path.write_text(yaml.safe_dump(document))
+        return subprocess.run(
+            [SZTP_SERVER, "check", "-c", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={"PATH": "/usr/bin:/bin", **env},
+        )
+
+    valid = check(config)
+    assert valid.returncode == 0, valid.stderr
+    assert "configuration OK" in valid.stdout
+    assert not database.exists()
+
+    defects = [
+        ({**config, "bogus": 1}, {}, "bogus: unknown setting"),
+        ({**config, "log_level": "loud"}, {}, "log_level"),
+        (
+            {**config, "device_listeners": [{**listener, "tls_key": str(tmp_path / "no.key")}]},
+            {},
+            "no.key",
+        ),
+        (
+            {**config, "device_listeners": [{**listener, "tls_key": str(lab.tls_ca.private_key)}]},
+            {},
+            "not a matching certificate and private key",
+        ),
+        (config, {"SZTP_SERVER_DATABASE_URL": "mysql://user:s3cret@db/sztp"}, "unsupported"),
+    ]
+    for document, env, message in defects:
+        result = check(document, **env)
+        assert result.returncode == 2, (message, result.stderr)
+        assert message in only_line(result.stderr)
+        assert "s3cret" not in result.stderr

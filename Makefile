@@ -11,8 +11,16 @@ APT_PACKAGES := openssl ca-certificates python3-venv
 DEMO_DIR ?= build/demo
 # Outside the checkout: the cluster runs as the postgres user, which must be able to reach it.
 PG_TEST_DIR ?= /tmp/sztp-test-pg
+# The role tests run in their own venv: molecule and the full `ansible` package (for the
+# bundled containers.podman) stay out of the development venv that ansible-test uses.
+MOLECULE_VENV := .venv-molecule
+TEST_IMAGE := localhost/sztp-debian-systemd:bookworm
+# Parallel lanes of scenarios (see scripts/run-molecule.sh): the whole stack beside the roles.
+MOLECULE_LANES ?= stack server,file_server,kea
+WHEEL_DIR := build/wheels
 
-.PHONY: help demo test lint pytest ansible-test changelog-lint apt-packages bench docs clean
+.PHONY: help demo test lint pytest ansible-test e2e molecule test-image wheel changelog-lint \
+	apt-packages bench docs clean
 
 help:
 	@echo "make demo   lab PKI, sztp-server, the lab fleet and a simulated device, end to end"
@@ -45,10 +53,13 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: apt-packages $(VENV)/.installed-server
 	DEMO_DIR=$(DEMO_DIR) SZTP_BIN=$(BIN) bash scripts/demo.sh
 
-# PostgreSQL server binaries and Kea (dhcp_redirect validates with kea-dhcp4 -t), only for
-# `make test` (target-specific: applies to prerequisites).
-test: APT_PACKAGES += postgresql kea-dhcp4-server kea-dhcp6-server
-test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-test
+# Only for `make test` (target-specific: applies to prerequisites): PostgreSQL server binaries;
+# Kea (dhcp_redirect validates with kea-dhcp4 -t; the e2e suite runs it); nginx, DHCP clients
+# and tcpdump for the e2e suite; podman, runc and debootstrap for the molecule scenarios.
+TEST_APT_PACKAGES := postgresql kea-dhcp4-server kea-dhcp6-server nginx isc-dhcp-client udhcpc \
+	tcpdump iproute2 podman runc debootstrap
+test e2e molecule test-image: APT_PACKAGES += $(TEST_APT_PACKAGES)
+test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-test e2e molecule
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -71,6 +82,31 @@ pytest: $(VENV)/.installed-dev
 ansible-test: $(VENV)/.installed-dev
 	bash tests/ansible/run.sh all
 
+# Real DHCP in network namespaces: Kea, dhclient/udhcpc, sztp-server, nginx, the simulator.
+e2e: apt-packages $(VENV)/.installed-dev
+	@rc=0; $(BIN)/pytest -p no:cacheprovider tests/e2e || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "e2e collected no tests: failing" >&2; exit 1; fi; \
+	exit $$rc
+
+$(MOLECULE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(MOLECULE_VENV)
+	$(MOLECULE_VENV)/bin/pip install -q --upgrade pip
+	$(MOLECULE_VENV)/bin/pip install -q -e '.[molecule]'
+	touch $@
+
+test-image: apt-packages
+	bash scripts/build-test-image.sh $(TEST_IMAGE)
+
+# The distribution the server role installs on its hosts.
+wheel: $(VENV)/.installed-dev
+	rm -rf $(WHEEL_DIR)
+	$(BIN)/pip wheel -q --no-deps --no-build-isolation -w $(WHEEL_DIR) .
+
+# Each scenario: create, converge, idempotence, check, verify, destroy in systemd containers.
+molecule: apt-packages test-image wheel $(MOLECULE_VENV)/.installed
+	PATH="$(CURDIR)/$(MOLECULE_VENV)/bin:$$PATH" SZTP_WHEEL="$$(ls $(CURDIR)/$(WHEEL_DIR)/sztp-*.whl)" \
+	  bash scripts/run-molecule.sh $(MOLECULE_LANES)
+
 bench: $(VENV)/.installed-dev
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(BIN)/python bench/cli_startup.py --write bench/RESULTS.md
@@ -85,4 +121,4 @@ docs: $(VENV)/.installed-dev
 	$(BIN)/python scripts/gen_collection_docs.py
 
 clean:
-	rm -rf $(VENV) build dist tests/output .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MOLECULE_VENV) build dist tests/output .pytest_cache .ruff_cache

@@ -4,6 +4,8 @@
 # containers and network, and most of a run is spent waiting on podman and package downloads).
 #   scripts/run-molecule.sh stack server,file_server,kea
 # Each scenario's output goes to build/molecule/SCENARIO.log; a failing one is shown in full.
+# Every lane has its own HOME: molecule installs the collection under ~/.ansible/collections at
+# the start of each scenario, and two lanes doing that at once delete each other's files.
 # Needs PATH with molecule on it and SZTP_WHEEL (the wheel the server role installs).
 set -euo pipefail
 
@@ -12,6 +14,8 @@ mkdir -p "$log_dir"
 
 run_lane() {
   local scenario
+  export HOME="$PWD/$log_dir/home-$2"
+  mkdir -p "$HOME"
   for scenario in ${1//,/ }; do
     local started=$SECONDS
     if molecule test -s "$scenario" >"$log_dir/$scenario.log" 2>&1; then
@@ -25,8 +29,10 @@ run_lane() {
 }
 
 pids=()
+lane_number=0
 for lane in "$@"; do
-  run_lane "$lane" &
+  lane_number=$((lane_number + 1))
+  run_lane "$lane" "$lane_number" &
   pids+=($!)
 done
 failed=0

@@ -1,7 +1,8 @@
 """Run the server: open the store, start the device and admin listeners, handle signals.
 
 SIGTERM/SIGINT stop accepting connections and let requests in flight finish; SIGHUP reloads
-the TLS certificates and keys from disk without dropping connections. Trust anchors added
+the TLS certificates and keys of every listener from disk without dropping connections, all
+or none. Trust anchors added
 through the admin API reach the TLS layer at once (the device listener asks for client
 certificates and must know which CAs to accept).
 """
@@ -32,36 +33,52 @@ SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 @dataclass
-class _DeviceTls:
-    """One SSL context per TLS device listener, kept so SIGHUP and new anchors can update it."""
+class _TlsContexts:
+    """The SSL context of every TLS listener, kept so SIGHUP and new anchors can update them."""
 
-    contexts: list[tuple[Listener, ssl.SSLContext]] = field(default_factory=list)
+    device: list[tuple[Listener, ssl.SSLContext]] = field(default_factory=list)
+    admin: list[tuple[Listener, ssl.SSLContext]] = field(default_factory=list)
     loaded_anchors: set[bytes] = field(default_factory=set)
 
-    def context_for(self, listener: Listener) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+    def device_context(self, listener: Listener) -> ssl.SSLContext:
+        context = _server_context(listener)
         # Optional at the TLS layer: Basic-auth devices have no certificate. Whether a
         # certificate identifies a known device is decided per request.
         context.verify_mode = ssl.CERT_OPTIONAL
-        _load_chain(context, listener)
-        self.contexts.append((listener, context))
+        self.device.append((listener, context))
+        return context
+
+    def admin_context(self, listener: Listener) -> ssl.SSLContext:
+        context = _server_context(listener)
+        self.admin.append((listener, context))
         return context
 
     def reload_certificates(self) -> None:
-        for listener, context in self.contexts:
+        """Every listener's new files are loaded into a scratch context first: one bad file
+        leaves every listener on its previous certificate."""
+        listeners = [*self.device, *self.admin]
+        for listener, _ in listeners:
+            _server_context(listener)
+        for listener, context in listeners:
             _load_chain(context, listener)
 
     def add_anchors(self, snapshot: Snapshot) -> None:
-        """Teach the TLS layer new trust anchors (removals are enforced per request)."""
+        """Teach the device listeners new trust anchors (removals are enforced per request)."""
         for anchor in snapshot.trust_anchors:
             for certificate in anchor.certificates:
                 der = certificate.public_bytes(Encoding.DER)
                 if der in self.loaded_anchors:
                     continue
-                for _, context in self.contexts:
+                for _, context in self.device:
                     context.load_verify_locations(cadata=der)
                 self.loaded_anchors.add(der)
+
+
+def _server_context(listener: Listener) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _load_chain(context, listener)
+    return context
 
 
 def _load_chain(context: ssl.SSLContext, listener: Listener) -> None:
@@ -90,7 +107,7 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
 async def _run(context: ServerContext, ready: asyncio.Event | None) -> None:
     config = context.config
     metrics = Metrics()
-    tls = _DeviceTls()
+    tls = _TlsContexts()
     runners: list[web.AppRunner] = []
     device_app = build_device_app(context, metrics)
     admin_app = build_admin_app(context, max_bulk_bytes=config.max_bulk_body_bytes)
@@ -105,7 +122,9 @@ async def _run(context: ServerContext, ready: asyncio.Event | None) -> None:
             ssl_context = None
             if listener.uses_tls:
                 ssl_context = (
-                    tls.context_for(listener) if app is device_app else _admin_tls(listener)
+                    tls.device_context(listener)
+                    if app is device_app
+                    else tls.admin_context(listener)
                 )
             if app is device_app and ssl_context is None:
                 _LOG.warning(
@@ -142,7 +161,7 @@ async def _run(context: ServerContext, ready: asyncio.Event | None) -> None:
     _LOG.info("stopped")
 
 
-def _reload_tls(tls: _DeviceTls) -> None:
+def _reload_tls(tls: _TlsContexts) -> None:
     try:
         tls.reload_certificates()
     except (OSError, ssl.SSLError) as exc:
@@ -161,10 +180,3 @@ async def _poll_revision(context: ServerContext) -> None:
             context.snapshot()
         except Exception:  # a database hiccup must not end the poller
             _LOG.exception("state refresh failed")
-
-
-def _admin_tls(listener: Listener) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    _load_chain(context, listener)
-    return context

@@ -170,11 +170,12 @@ def served_certificate(url: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(ssl.get_server_certificate((host, int(port))).encode())
 
 
-def test_sighup_reloads_the_tls_certificate(tmp_path: Path) -> None:
+def test_sighup_reloads_the_tls_certificate_of_every_listener(tmp_path: Path) -> None:
     lab = write_lab_pki(tmp_path / "pki", ["SN-H1"])
-    server = start_server(tmp_path / "server", lab=lab)
+    server = start_server(tmp_path / "server", lab=lab, admin_tls=True)
     try:
         before = served_certificate(server.device_url)
+        assert served_certificate(server.admin_url) == before
         renewed = pki.issue_server_certificate(lab.tls_ca.load(), ["localhost", "127.0.0.1"])
         lab.server.certificate.write_bytes(pki.certificate_to_pem(renewed.certificate))
         lab.server.private_key.write_bytes(pki.private_key_to_pem(renewed.private_key))
@@ -183,11 +184,13 @@ def test_sighup_reloads_the_tls_certificate(tmp_path: Path) -> None:
         while served_certificate(server.device_url) == before and time.monotonic() < deadline:
             time.sleep(0.1)
         assert served_certificate(server.device_url) == renewed.certificate
+        assert served_certificate(server.admin_url) == renewed.certificate
 
         lab.server.private_key.write_text("not a key")  # a broken reload keeps serving
         server.process.send_signal(signal.SIGHUP)
         time.sleep(0.5)
         assert served_certificate(server.device_url) == renewed.certificate
+        assert served_certificate(server.admin_url) == renewed.certificate
         assert "TLS reload failed" in server.log
     finally:
         server.stop()

@@ -154,3 +154,37 @@ def test_arguments_are_checked(ec_lab):
             trust_anchors=[ec_lab.owner_ca.certificate],
             at=dt.datetime(2030, 1, 1),
         )
+
+
+# --- memos --------------------------------------------------------------------------------------
+
+
+def test_certificates_are_memoised_on_their_exact_der(ec_lab):
+    der = ec_lab.owner.certificate.public_bytes(serialization.Encoding.DER)
+    assert certs.load_der_certificate(der) is certs.load_der_certificate(bytes(der))
+    assert certs.load_der_certificate(der) == ec_lab.owner.certificate
+    with pytest.raises(ValueError):
+        certs.load_der_certificate(der[:-1])
+
+
+def test_memoised_path_is_checked_again_for_validity_and_signatures(three_levels):
+    root, intermediate, leaf = three_levels
+    arguments = {"intermediates": [intermediate.certificate], "trust_anchors": [root.certificate]}
+    path = certs.verify_chain(leaf.certificate, **arguments)
+    path.clear()  # the caller's list: the memo keeps its own
+    assert len(certs.verify_chain(leaf.certificate, **arguments)) == 3
+    later = leaf.certificate.not_valid_after_utc + dt.timedelta(days=1)
+    with pytest.raises(ChainError, match="CN=Chain Leaf: expired"):
+        certs.verify_chain(leaf.certificate, at=later, **arguments)
+    der = bytearray(leaf.certificate.public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01  # last byte of the signature value: another certificate to the memo
+    with pytest.raises(ChainError, match="CN=Chain Leaf: bad signature"):
+        certs.verify_chain(x509.load_der_x509_certificate(bytes(der)), **arguments)
+
+
+def test_malformed_subject_is_described_not_raised(ec_lab):
+    der = bytearray(ec_lab.owner.certificate.public_bytes(serialization.Encoding.DER))
+    subject = der.rindex(b"Test Owner")  # the subject's UTF8String comes after the issuer's
+    der[subject] = 0xFF  # not UTF-8: the subject only fails to decode when it is read
+    corrupted = x509.load_der_x509_certificate(bytes(der))
+    assert certs.describe(corrupted).startswith("<malformed subject, serial ")

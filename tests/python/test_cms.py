@@ -446,3 +446,75 @@ def test_private_key_never_appears_in_errors(ec_lab):
         cms.sign(b"x", JSON, (ec_lab.masa.certificate, ec_lab.owner.private_key))
     assert der_key.hex() not in str(raised.value)
     assert "PRIVATE KEY" not in str(raised.value)
+
+
+# --- the DER walker and its asn1crypto fallback -----------------------------------------------
+
+
+def openssl_signed(lab, tmp_path, *extra):
+    owner_cert, owner_key = write_credential(tmp_path, "owner", lab.owner)
+    content = tmp_path / "content.json"
+    content.write_bytes(CONTENT)
+    result = openssl(
+        "cms", "-sign", "-nodetach", "-binary", "-econtent_type", JSON, "-outform", "DER",
+        "-signer", str(owner_cert), "-inkey", str(owner_key), "-md", "sha256",
+        "-in", str(content), *extra,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def decoded_both_ways(der):
+    return cms._walk_signed_data(der), cms._decode_signed_data(cms._load_signed_data(der))
+
+
+@pytest.mark.parametrize("extra", [[], ["-keyid"], ["-noattr"]], ids=["der", "keyid", "noattr"])
+def test_der_walker_reads_what_asn1crypto_reads(any_lab, tmp_path, extra):
+    for der in (sign_owner(any_lab), openssl_signed(any_lab, tmp_path, *extra)):
+        walked, decoded = decoded_both_ways(der)
+        assert walked == decoded
+        assert walked.content == CONTENT
+        assert walked.signer is not None
+    signer = walked.signer
+    if extra == ["-keyid"]:
+        assert signer.key_identifier is not None
+        assert signer.issuer is None
+    if extra == ["-noattr"]:
+        assert signer.signed_attrs is None
+    else:
+        # The signed attributes as signed: the received [0] IMPLICIT encoding as a SET OF.
+        assert signer.signed_attrs is not None
+        assert signer.signed_attrs[0] == 0x31
+        assert signer.signed_attrs[1:] in der
+
+
+def test_der_walker_reads_certs_only_and_several_signers(ec_lab):
+    certs_only = cms.certs_only(list(ec_lab.owner.certificates))
+    walked, decoded = decoded_both_ways(certs_only)
+    assert walked == decoded
+    assert walked.signer_count == 0
+    assert walked.content is None
+
+
+def test_ber_goes_to_asn1crypto(ec_lab, tmp_path):
+    ber = openssl_signed(ec_lab, tmp_path, "-stream")  # indefinite lengths
+    with pytest.raises(cms._NotPlainDer):
+        cms._walk_signed_data(ber)
+    assert verify_owner(ec_lab, ber).content == CONTENT
+
+
+def test_trailing_data_is_refused(ec_lab):
+    changed = sign_owner(ec_lab) + b"\x00"
+    with pytest.raises(cms._NotPlainDer):
+        cms._walk_signed_data(changed)
+    with pytest.raises(CmsError, match="malformed SignedData"):
+        verify_owner(ec_lab, changed)
+
+
+def test_ber_lengths_are_left_to_asn1crypto(ec_lab):
+    der = sign_owner(ec_lab)
+    assert der[1] == 0x82  # SEQUENCE with a two-byte length: re-encode it with four
+    changed = der[:1] + b"\x84" + (len(der) - 4).to_bytes(4, "big") + der[4:]
+    with pytest.raises(cms._NotPlainDer):
+        cms._walk_signed_data(changed)
+    assert verify_owner(ec_lab, changed).content == CONTENT

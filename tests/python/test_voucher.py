@@ -212,3 +212,53 @@ def test_nonce_must_match_what_the_device_sent(parties: dict[str, pki.Credential
         verify(parties, signed, nonce=bytes(16))
     with pytest.raises(VoucherError, match="nonce"):
         verify(parties, signed)
+
+
+# --- memoised certificates and chains ---------------------------------------------------------
+# A batch of vouchers from one MASA shares its certificates: their parsing and the chain's
+# signatures are memoised on the exact DER. Everything else is checked for every voucher.
+
+
+def test_memos_never_let_a_bad_voucher_follow_a_good_one(
+    parties: dict[str, pki.Credential],
+) -> None:
+    good = sign_voucher(make_voucher(parties), parties["masa"])
+    assert verify(parties, good).serial_number == SERIAL
+    # Same MASA certificate and chain as the good voucher, altered signature (its last byte).
+    with pytest.raises(VoucherError, match="does not verify"):
+        verify(parties, good[:-1] + bytes([good[-1] ^ 0x01]))
+    # Same signer, other content.
+    position = good.index(SERIAL.encode()) + len(SERIAL) - 1
+    altered = good[:position] + bytes([good[position] ^ 0x01]) + good[position + 1 :]
+    with pytest.raises(VoucherError, match="message-digest does not match"):
+        verify(parties, altered)
+    # The same voucher, checked again for another device, later, or with another owner.
+    with pytest.raises(VoucherError, match="not this device"):
+        verify(parties, good, serial_number="SN-0002")
+    with pytest.raises(VoucherError, match="expired"):
+        verify(parties, good, at=NOW + timedelta(days=31))
+    masa_expiry = parties["masa"].certificate.not_valid_after_utc
+    with pytest.raises(VoucherError, match="CN=MASA: expired"):
+        verify(parties, good, at=masa_expiry + timedelta(days=1))
+    with pytest.raises(VoucherError, match="not authorised by the voucher"):
+        verify(parties, good, owner_certificate=parties["rogue_owner"].certificate)
+    assert verify(parties, good).serial_number == SERIAL
+
+
+def test_impostor_masa_with_the_same_names_is_refused_after_the_real_one(
+    parties: dict[str, pki.Credential],
+) -> None:
+    assert verify(parties, sign_voucher(make_voucher(parties), parties["masa"]))
+    impostor_ca = pki.create_root_ca("Voucher Test Manufacturer CA", now=NOW - timedelta(days=1))
+    impostor = pki.issue_signing_certificate(impostor_ca, "MASA", now=NOW - timedelta(days=1))
+    with pytest.raises(VoucherError, match="CN=MASA: untrusted issuer"):
+        verify(parties, sign_voucher(make_voucher(parties), impostor))
+
+
+def test_masa_trust_anchor_is_required_after_a_good_voucher(
+    parties: dict[str, pki.Credential],
+) -> None:
+    signed = sign_voucher(make_voucher(parties), parties["masa"])
+    assert verify(parties, signed)
+    with pytest.raises(VoucherError, match="CN=MASA: untrusted issuer"):
+        verify(parties, signed, masa_trust_anchors=[parties["rogue_ca"].certificate])

@@ -6,6 +6,7 @@ out of scope (RFC 8366 `domain-cert-revocation-checks` is left to the caller).
 """
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -18,6 +19,19 @@ from sztpctl.errors import ChainError, ValidationError
 _MAX_PATH_LENGTH = 8
 
 _ExtensionT = TypeVar("_ExtensionT", bound=x509.ExtensionType)
+# Memo sizes: a batch of vouchers from a few MASAs, or the devices of one lab, share a handful of
+# certificates and chains; the bound only keeps a long-running process from growing.
+MEMO_SIZE = 256
+
+
+@functools.lru_cache(maxsize=MEMO_SIZE)
+def load_der_certificate(der: bytes) -> x509.Certificate:
+    """`x509.load_der_x509_certificate`, memoised on the exact DER bytes.
+
+    The same bytes always give the same (immutable) certificate, so vouchers from one MASA
+    share one parsed signer certificate. Raises ValueError for bytes that are not a certificate.
+    """
+    return x509.load_der_x509_certificate(der)
 
 
 def verify_chain(
@@ -54,26 +68,37 @@ def _validate(
     if leaf in trust_anchors:
         _check_validity(leaf, at)
         return [leaf]
-    path = _build_path(leaf, intermediates, trust_anchors)
+    path = _build_path(leaf, tuple(intermediates), tuple(trust_anchors))
     for certificate in path:
         _check_validity(certificate, at)
     for index, issuer in enumerate(path[1:], start=1):
-        _check_issuer(issuer, path[1:index])
-    return path
+        _check_issuer(issuer, list(path[1:index]))
+    return list(path)
 
 
 def describe(certificate: x509.Certificate) -> str:
     """A certificate's subject for messages (or its serial number if the subject is empty)."""
-    subject = certificate.subject.rfc4514_string()
+    try:
+        subject = certificate.subject.rfc4514_string()
+    except ValueError:  # decoded lazily: a corrupted subject only fails here
+        return f"<malformed subject, serial {certificate.serial_number:x}>"
     return subject or f"<empty subject, serial {certificate.serial_number:x}>"
 
 
+@functools.lru_cache(maxsize=MEMO_SIZE)
 def _build_path(
     leaf: x509.Certificate,
-    intermediates: list[x509.Certificate],
-    anchors: list[x509.Certificate],
-) -> list[x509.Certificate]:
-    """Depth-first search for a path whose signatures verify, ending at an anchor."""
+    intermediates: tuple[x509.Certificate, ...],
+    anchors: tuple[x509.Certificate, ...],
+) -> tuple[x509.Certificate, ...]:
+    """Depth-first search for a path whose signatures verify, ending at an anchor.
+
+    Memoised: certificates hash and compare by their full DER, and whether those exact
+    certificates form a path whose signatures verify never changes, so a batch of vouchers
+    signed by one MASA verifies its chain once. Failures are not memoised (they raise), and
+    what depends on the moment or the path's use (validity, CA flags, path length) is checked
+    on every call by `_validate`.
+    """
     failures: list[str] = []
 
     def extend(path: list[x509.Certificate]) -> list[x509.Certificate] | None:
@@ -115,7 +140,7 @@ def _build_path(
     if path is None:
         # The first failure is the one nearest the leaf, the most useful to report.
         raise ChainError(failures[0])
-    return path
+    return tuple(path)
 
 
 def _is_self_signed(certificate: x509.Certificate) -> bool:

@@ -7,6 +7,7 @@ certificates and trust anchors. asn1crypto does the ASN.1, cryptography the sign
 """
 
 import datetime as dt
+import functools
 import hmac
 import re
 from collections.abc import Collection, Iterator, Sequence
@@ -19,6 +20,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from sztpctl.errors import CmsError, SignatureError, ValidationError
 from sztpctl.protocol import certs
@@ -198,39 +200,323 @@ def verify_signed(
     the embedded certificates and `extra_intermediates`) if given. With neither, only the
     integrity of the content is proven, not who signed it.
     """
+    parts = _read_signed_data(der)
+    _check_type(parts.econtent_type, allowed_econtent_types, "eContentType")
+    if parts.signer is None:
+        raise CmsError(f"SignedData has {parts.signer_count} signers, expected exactly one")
+    signer_info = parts.signer
     with _decoding("SignedData"):
-        signed_data = _load_signed_data(der)
-        econtent_type = signed_data["encap_content_info"]["content_type"].dotted
-        _check_type(econtent_type, allowed_econtent_types, "eContentType")
-        content = signed_data["encap_content_info"]["content"].native
-        embedded = _embedded_certificates(signed_data)
-        signer_infos = list(signed_data["signer_infos"])
-        if len(signer_infos) != 1:
-            raise CmsError(f"SignedData has {len(signer_infos)} signers, expected exactly one")
-        signer_info = signer_infos[0]
-        signer = _find_signer(signer_info["sid"], embedded, signer_certificate)
-        digest = _hash(signer_info["digest_algorithm"]["algorithm"].native)
-        signature_algorithm = signer_info["signature_algorithm"]
-        signature = signer_info["signature"].native
-        attributes = None
-        if not isinstance(signer_info["signed_attrs"], core.Void):
-            attributes = _attribute_values(signer_info["signed_attrs"])
-            signed_bytes = _signed_attrs_as_set(signer_info)
+        embedded = [certs.load_der_certificate(cert) for cert in parts.certificates]
+        signer = _find_signer(signer_info, embedded, signer_certificate)
+        digest = _hash(_digest_algorithm_name(signer_info.digest_algorithm))
+    content = parts.content
     if content is None:
         raise CmsError("SignedData has no encapsulated content (detached signatures unsupported)")
-    if attributes is not None:
-        _check_signed_attributes(attributes, econtent_type, _digest(digest, content))
-    elif econtent_type == ID_DATA:
+    if signer_info.signed_attrs is not None:
+        _check_signed_attributes(signer_info, parts.econtent_type, _digest(digest, content))
+        signed_bytes = signer_info.signed_attrs
+    elif parts.econtent_type == ID_DATA:
         signed_bytes = content  # without signed attributes the content itself is signed
     else:
         raise SignatureError(
-            f"no signed attributes: RFC 5652 requires them for {_type_name(econtent_type)}"
+            f"no signed attributes: RFC 5652 requires them for {_type_name(parts.econtent_type)}"
         )
-    _verify_signature(signer, signature_algorithm, digest, signature, signed_bytes)
+    _verify_signature(signer, signer_info, digest, signed_bytes)
     if trust_anchors is not None:
         intermediates = [*embedded, *extra_intermediates]
         certs.verify_chain(signer, intermediates=intermediates, trust_anchors=trust_anchors, at=at)
-    return VerifiedContent(content, econtent_type, signer, tuple(embedded))
+    return VerifiedContent(content, parts.econtent_type, signer, tuple(embedded))
+
+
+# --- reading SignedData -------------------------------------------------------------------------
+#
+# Verification needs a few fields of a SignedData, as plain values: `_SignedParts`. A short DER
+# walker reads them from the structures SZTP peers (this module, OpenSSL without -stream) write;
+# anything else (BER, unusual choices, garbage) goes to asn1crypto, which also words the errors.
+# Both give the same values, and everything that is checked is checked on those values.
+
+
+@dataclass(frozen=True)
+class _SignerParts:
+    """What verification needs of a SignerInfo, however it was decoded."""
+
+    # issuerAndSerialNumber (the issuer's DER Name and the serial) or subjectKeyIdentifier.
+    issuer: bytes | None
+    serial_number: int | None
+    key_identifier: bytes | None
+    digest_algorithm: bytes  # DER AlgorithmIdentifier
+    signature_algorithm: bytes  # DER AlgorithmIdentifier
+    signature: bytes
+    # The signed attributes re-tagged [0] -> SET OF, as received: the bytes that were signed
+    # (RFC 5652 §5.4). None when there are none.
+    signed_attrs: bytes | None
+    content_types: tuple[str, ...]  # values of the content-type signed attribute
+    message_digests: tuple[bytes, ...]  # values of the message-digest signed attribute
+
+
+@dataclass(frozen=True)
+class _SignedParts:
+    econtent_type: str
+    content: bytes | None
+    certificates: tuple[bytes, ...]  # DER of the embedded X.509 certificates
+    signer_count: int
+    signer: _SignerParts | None  # when there is exactly one
+
+
+def _read_signed_data(der: bytes) -> _SignedParts:
+    if isinstance(der, bytes | bytearray):
+        try:
+            return _walk_signed_data(bytes(der))
+        except _NotPlainDer:
+            pass
+    with _decoding("SignedData"):
+        return _decode_signed_data(_load_signed_data(der))
+
+
+def _decode_signed_data(signed_data: cms.SignedData) -> _SignedParts:
+    """`_SignedParts` by asn1crypto: any BER, and errors that say what is malformed."""
+    encap_content_info = signed_data["encap_content_info"]
+    certificates = signed_data["certificates"]
+    signer_infos = list(signed_data["signer_infos"])
+    signer = None
+    if len(signer_infos) == 1:
+        signer_info = signer_infos[0]
+        sid = signer_info["sid"]
+        attributes: dict[str, list[core.Asn1Value]] = {}
+        signed_attrs = None
+        if not isinstance(signer_info["signed_attrs"], core.Void):
+            attributes = _attribute_values(signer_info["signed_attrs"])
+            signed_attrs = _signed_attrs_as_set(signer_info)
+        by_issuer = sid.name == "issuer_and_serial_number"
+        signer = _SignerParts(
+            issuer=sid.chosen["issuer"].dump() if by_issuer else None,
+            serial_number=sid.chosen["serial_number"].native if by_issuer else None,
+            key_identifier=None if by_issuer else sid.chosen.native,
+            digest_algorithm=signer_info["digest_algorithm"].dump(),
+            signature_algorithm=signer_info["signature_algorithm"].dump(),
+            signature=signer_info["signature"].native,
+            signed_attrs=signed_attrs,
+            content_types=tuple(value.dotted for value in attributes.get(_CONTENT_TYPE, [])),
+            message_digests=tuple(value.native for value in attributes.get(_MESSAGE_DIGEST, [])),
+        )
+    return _SignedParts(
+        econtent_type=encap_content_info["content_type"].dotted,
+        content=encap_content_info["content"].native,
+        # An absent OPTIONAL field is a Void; testing `.native` would decode every certificate.
+        certificates=()
+        if isinstance(certificates, core.Void)
+        else tuple(choice.chosen.dump() for choice in certificates if choice.name == "certificate"),
+        signer_count=len(signer_infos),
+        signer=signer,
+    )
+
+
+class _NotPlainDer(Exception):
+    """Not the DER the walker knows: asn1crypto decodes it instead."""
+
+
+# DER identifier octets (class, constructed bit and tag number in one byte).
+_INTEGER = 0x02
+_OCTET_STRING = 0x04
+_OBJECT_IDENTIFIER = 0x06
+_SEQUENCE = 0x30
+_SET = 0x31
+_CONTEXT_0 = 0xA0  # [0], constructed
+_CONTEXT_1 = 0xA1  # [1], constructed
+_CONTEXT_0_PRIMITIVE = 0x80  # [0] IMPLICIT OCTET STRING (subjectKeyIdentifier)
+_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+
+
+class _DerFields:
+    """The elements of one DER constructed value, read in order like the fields of an ASN.1
+    SEQUENCE; an element is (offset of its identifier, start of its contents, end of its
+    contents). Only definite lengths in their shortest form and one-byte identifiers: DER as
+    this module and OpenSSL write it. Anything else raises _NotPlainDer."""
+
+    def __init__(self, data: bytes, start: int, end: int) -> None:
+        self.data = data
+        self._offset = start
+        self._end = end
+
+    def at(self, tag: int) -> bool:
+        """Whether the next element has identifier `tag` (an OPTIONAL field is present)."""
+        return self._offset < self._end and self.data[self._offset] == tag
+
+    def take(self, tag: int) -> tuple[int, int, int]:
+        """The next element, which must have identifier `tag`."""
+        if not self.at(tag):
+            raise _NotPlainDer
+        offset = self._offset
+        start, self._offset = _der_contents(self.data, offset, self._end)
+        return offset, start, self._offset
+
+    def optional(self, tag: int) -> tuple[int, int, int] | None:
+        """The next element if it has identifier `tag` (an OPTIONAL field), else None."""
+        return self.take(tag) if self.at(tag) else None
+
+    def rest(self, tag: int) -> list[tuple[int, int, int]]:
+        """All remaining elements (the items of a SET OF or SEQUENCE OF), each with `tag`."""
+        elements = []
+        while self._offset < self._end:
+            elements.append(self.take(tag))
+        return elements
+
+    def inside(self, tag: int) -> "_DerFields":
+        """The fields of the next element, which must have identifier `tag`."""
+        _, start, end = self.take(tag)
+        return _DerFields(self.data, start, end)
+
+    def value(self, tag: int) -> bytes:
+        """The contents of the next element, which must have identifier `tag`."""
+        _, start, end = self.take(tag)
+        return self.data[start:end]
+
+    def encoding(self, tag: int) -> bytes:
+        """The whole encoding (identifier, length, contents) of the next element."""
+        offset, _, end = self.take(tag)
+        return self.data[offset:end]
+
+    def done(self) -> None:
+        """There must be nothing left (no unknown fields, no trailing bytes)."""
+        if self._offset != self._end:
+            raise _NotPlainDer
+
+
+def _der_contents(data: bytes, offset: int, end: int) -> tuple[int, int]:
+    """(start, end) of the contents of the element at `offset`, which must end by `end`."""
+    if end - offset < 2 or data[offset] & 0x1F == 0x1F:  # too short, or a multi-byte tag
+        raise _NotPlainDer
+    length, start = data[offset + 1], offset + 2
+    if length & 0x80:
+        size = length & 0x7F
+        # Size 0 is BER's indefinite length; DER uses as few length octets as possible.
+        if not 1 <= size <= 4 or end - start < size or data[start] == 0:
+            raise _NotPlainDer
+        length = int.from_bytes(data[start : start + size], "big")
+        start += size
+        if length < 0x80:
+            raise _NotPlainDer
+    if end - start < length:
+        raise _NotPlainDer
+    return start, start + length
+
+
+def _walk_signed_data(der: bytes) -> _SignedParts:
+    """`_SignedParts` of a DER ContentInfo holding SignedData (RFC 5652 §3, §5)."""
+    outer = _DerFields(der, 0, len(der))
+    content_info = outer.inside(_SEQUENCE)
+    outer.done()  # nothing may follow the ContentInfo
+    if _oid(content_info.encoding(_OBJECT_IDENTIFIER)) != ID_SIGNED_DATA:
+        raise _NotPlainDer  # asn1crypto names the wrong content type
+    explicit = content_info.inside(_CONTEXT_0)
+    content_info.done()
+    signed_data = explicit.inside(_SEQUENCE)
+    explicit.done()
+    signed_data.take(_INTEGER)  # version
+    signed_data.take(_SET)  # digestAlgorithms
+    encap_content_info = signed_data.inside(_SEQUENCE)
+    econtent_type = _oid(encap_content_info.encoding(_OBJECT_IDENTIFIER))
+    content = None
+    if encap_content_info.at(_CONTEXT_0):
+        econtent = encap_content_info.inside(_CONTEXT_0)
+        content = econtent.value(_OCTET_STRING)  # BER may split it in pieces: not here
+        econtent.done()
+    encap_content_info.done()
+    certificates: tuple[bytes, ...] = ()
+    if signed_data.at(_CONTEXT_0):
+        choices = signed_data.inside(_CONTEXT_0)
+        # Only plain X.509 certificates (the other CertificateChoices are tagged [1]..[4]).
+        certificates = tuple(der[offset:end] for offset, _, end in choices.rest(_SEQUENCE))
+    signed_data.optional(_CONTEXT_1)  # crls: not used
+    signer_infos = signed_data.inside(_SET).rest(_SEQUENCE)
+    signed_data.done()
+    signer = None
+    if len(signer_infos) == 1:
+        _, start, end = signer_infos[0]
+        signer = _walk_signer_info(_DerFields(der, start, end))
+    return _SignedParts(econtent_type, content, certificates, len(signer_infos), signer)
+
+
+def _walk_signer_info(fields: _DerFields) -> _SignerParts:
+    """RFC 5652 §5.3."""
+    data = fields.data
+    fields.take(_INTEGER)  # version
+    issuer: bytes | None = None
+    serial_number: int | None = None
+    key_identifier: bytes | None = None
+    if fields.at(_SEQUENCE):
+        issuer_and_serial = fields.inside(_SEQUENCE)
+        issuer = issuer_and_serial.encoding(_SEQUENCE)
+        serial = issuer_and_serial.value(_INTEGER)
+        issuer_and_serial.done()
+        if not serial:
+            raise _NotPlainDer
+        serial_number = int.from_bytes(serial, "big", signed=True)
+    else:
+        key_identifier = fields.value(_CONTEXT_0_PRIMITIVE)
+    digest_algorithm = fields.encoding(_SEQUENCE)
+    signed_attrs = None
+    content_types: list[str] = []
+    message_digests: list[bytes] = []
+    attributes = fields.optional(_CONTEXT_0)
+    if attributes is not None:
+        offset, start, end = attributes
+        signed_attrs = b"\x31" + data[offset + 1 : end]
+        for _, attribute_start, attribute_end in _DerFields(data, start, end).rest(_SEQUENCE):
+            attribute = _DerFields(data, attribute_start, attribute_end)
+            attribute_type = _oid(attribute.encoding(_OBJECT_IDENTIFIER))
+            values = attribute.inside(_SET)
+            attribute.done()
+            if attribute_type == _CONTENT_TYPE:
+                content_types.extend(
+                    _oid(data[value_offset:value_end])
+                    for value_offset, _, value_end in values.rest(_OBJECT_IDENTIFIER)
+                )
+            elif attribute_type == _MESSAGE_DIGEST:
+                message_digests.extend(
+                    data[value_start:value_end]
+                    for _, value_start, value_end in values.rest(_OCTET_STRING)
+                )
+    signature_algorithm = fields.encoding(_SEQUENCE)
+    signature = fields.value(_OCTET_STRING)
+    fields.optional(_CONTEXT_1)  # unsignedAttrs: not used
+    fields.done()
+    return _SignerParts(
+        issuer=issuer,
+        serial_number=serial_number,
+        key_identifier=key_identifier,
+        digest_algorithm=digest_algorithm,
+        signature_algorithm=signature_algorithm,
+        signature=signature,
+        signed_attrs=signed_attrs,
+        content_types=tuple(content_types),
+        message_digests=tuple(message_digests),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _oid(encoding: bytes) -> str:
+    """The dotted form of a DER OBJECT IDENTIFIER (memoised: a CMS uses few distinct ones)."""
+    try:
+        return core.ObjectIdentifier.load(encoding, strict=True).dotted
+    except ValueError:
+        raise _NotPlainDer from None
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_algorithm_name(encoding: bytes) -> str:
+    """asn1crypto's name for a DER DigestAlgorithm ("sha256"; the dotted OID if unknown)."""
+    name: str = algos.DigestAlgorithm.load(encoding, strict=True)["algorithm"].native
+    return name
+
+
+@functools.lru_cache(maxsize=32)
+def _signature_scheme(encoding: bytes) -> tuple[str, str | None]:
+    """(signature algorithm, hash or None) of a DER SignatureAlgorithmIdentifier: ("ecdsa",
+    "sha256") for ecdsa-with-SHA256, ("rsassa_pkcs1v15", None) for rsaEncryption."""
+    algorithm = algos.SignedDigestAlgorithm.load(encoding, strict=True)
+    return algorithm.signature_algo, _algorithm_hash(algorithm)
 
 
 @contextmanager
@@ -276,14 +562,14 @@ def _embedded_certificates(signed_data: cms.SignedData) -> list[x509.Certificate
         return []
     # Attribute and other certificate types carry no keys usable here.
     return [
-        x509.load_der_x509_certificate(choice.chosen.dump())
+        certs.load_der_certificate(choice.chosen.dump())
         for choice in choices
         if choice.name == "certificate"
     ]
 
 
 def _find_signer(
-    sid: cms.SignerIdentifier,
+    sid: _SignerParts,
     embedded: list[x509.Certificate],
     expected: x509.Certificate | None,
 ) -> x509.Certificate:
@@ -299,26 +585,32 @@ def _find_signer(
     raise SignatureError(f"signer certificate ({_describe_sid(sid)}) is not in the CMS")
 
 
-def _identifies(sid: cms.SignerIdentifier, cert: x509.Certificate) -> bool:
-    if sid.name == "issuer_and_serial_number":
-        issuer = sid.chosen["issuer"]
-        if cert.serial_number != sid.chosen["serial_number"].native:
+def _identifies(sid: _SignerParts, cert: x509.Certificate) -> bool:
+    if sid.issuer is not None:
+        if cert.serial_number != sid.serial_number:
             return False
         # Identical DER is the common case and far cheaper than asn1crypto's RFC 5280 name
         # comparison, which stays as the fallback.
-        return cert.issuer.public_bytes() == issuer.dump() or _to_asn1(cert).issuer == issuer
+        return _issuer_der(cert) == sid.issuer or _to_asn1(cert).issuer == asn1_x509.Name.load(
+            sid.issuer
+        )
     try:
         identifier = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
         return False
-    return identifier.digest == sid.chosen.native
+    return identifier.digest == sid.key_identifier
 
 
-def _describe_sid(sid: cms.SignerIdentifier) -> str:
-    if sid.name == "issuer_and_serial_number":
-        issuer = sid.chosen["issuer"].human_friendly
-        return f"issuer {issuer}, serial {sid.chosen['serial_number'].native:x}"
-    return f"subject key identifier {sid.chosen.native.hex(':')}"
+@functools.lru_cache(maxsize=certs.MEMO_SIZE)
+def _issuer_der(cert: x509.Certificate) -> bytes:
+    return cert.issuer.public_bytes()
+
+
+def _describe_sid(sid: _SignerParts) -> str:
+    if sid.issuer is not None:
+        issuer = asn1_x509.Name.load(sid.issuer).human_friendly
+        return f"issuer {issuer}, serial {sid.serial_number:x}"
+    return f"subject key identifier {(sid.key_identifier or b'').hex(':')}"
 
 
 def _attribute_values(signed_attrs: cms.CMSAttributes) -> dict[str, list[core.Asn1Value]]:
@@ -329,42 +621,40 @@ def _attribute_values(signed_attrs: cms.CMSAttributes) -> dict[str, list[core.As
 
 
 def _check_signed_attributes(
-    attributes: dict[str, list[core.Asn1Value]], econtent_type: str, content_digest: bytes
+    signer_info: _SignerParts, econtent_type: str, content_digest: bytes
 ) -> None:
-    content_types = attributes.get("1.2.840.113549.1.9.3", [])
-    digests = attributes.get("1.2.840.113549.1.9.4", [])
+    content_types = signer_info.content_types
+    digests = signer_info.message_digests
     if len(content_types) != 1 or len(digests) != 1:
         raise SignatureError(
             "signed attributes need exactly one content-type and one message-digest value"
         )
-    signed_type = content_types[0].dotted
-    if signed_type != econtent_type:
+    if content_types[0] != econtent_type:
         raise SignatureError(
-            f"signed content-type {_type_name(signed_type)} does not match eContentType "
+            f"signed content-type {_type_name(content_types[0])} does not match eContentType "
             f"{_type_name(econtent_type)}"
         )
-    if not hmac.compare_digest(digests[0].native, content_digest):
+    if not hmac.compare_digest(digests[0], content_digest):
         raise SignatureError("message-digest does not match the content (content was altered)")
 
 
 def _verify_signature(
     signer: x509.Certificate,
-    signature_algorithm: algos.SignedDigestAlgorithm,
+    signer_info: _SignerParts,
     digest: hashes.HashAlgorithm,
-    signature: bytes,
     signed_bytes: bytes,
 ) -> None:
     with _decoding("signature algorithm"):
-        algorithm = signature_algorithm.signature_algo
-        algorithm_hash = _algorithm_hash(signature_algorithm)
+        algorithm, algorithm_hash = _signature_scheme(signer_info.signature_algorithm)
     if algorithm_hash is not None and algorithm_hash != digest.name:
         raise SignatureError(
             f"signature algorithm hash {algorithm_hash} differs from digest {digest.name}"
         )
     try:
-        public_key = signer.public_key()
+        public_key = _public_key(signer)
     except (UnsupportedAlgorithm, ValueError) as error:
         raise SignatureError(f"unusable public key in {certs.describe(signer)}: {error}") from None
+    signature = signer_info.signature
     try:
         if algorithm == "rsassa_pkcs1v15" and isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(signature, signed_bytes, padding.PKCS1v15(), digest)
@@ -377,6 +667,11 @@ def _verify_signature(
             )
     except InvalidSignature:
         raise SignatureError(f"signature by {certs.describe(signer)} does not verify") from None
+
+
+@functools.lru_cache(maxsize=certs.MEMO_SIZE)
+def _public_key(cert: x509.Certificate) -> CertificatePublicKeyTypes:
+    return cert.public_key()
 
 
 def _algorithm_hash(signature_algorithm: algos.SignedDigestAlgorithm) -> str | None:

@@ -72,7 +72,8 @@ class Voucher:
     @property
     def pinned_certificate(self) -> x509.Certificate:
         try:
-            return x509.load_der_x509_certificate(self.pinned_domain_cert)
+            # Memoised on the DER: a fleet's vouchers usually pin the same owner CA.
+            return certs.load_der_certificate(self.pinned_domain_cert)
         except ValueError as exc:
             raise VoucherError("pinned-domain-cert: not a DER X.509 certificate") from exc
 

@@ -296,3 +296,48 @@ def test_plan_display_from_the_summary_plan(tmp_path: Path) -> None:
         secret = run_sztpctl("apply", "-f", fleet, "--dry-run", env=env).stdout
         assert secret.splitlines()[:2] == ["~ device/SN-0001", "    a secret changed"]
         assert "password" not in secret
+
+
+@pytest.mark.parametrize(
+    ("environ", "isatty", "expected"),
+    [
+        ({}, False, False),
+        ({}, True, True),
+        ({"FORCE_COLOR": "1"}, False, True),
+        ({"FORCE_COLOR": ""}, False, True),  # rich decides (here: not a terminal)
+        ({"TTY_COMPATIBLE": "1"}, False, True),
+        ({}, None, False),  # no isatty at all
+        ({}, ValueError, False),  # closed
+    ],
+)
+def test_spinner_skips_rich_only_where_rich_would_see_no_terminal(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], isatty: object, expected: bool
+) -> None:
+    from rich.console import Console
+
+    from sztpctl.commands import remote
+
+    for variable in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in environ.items():
+        monkeypatch.setenv(variable, value)
+
+    class Stream:
+        def write(self, text: str) -> int:
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    stream = Stream()
+    if isatty is ValueError:
+
+        def closed() -> bool:
+            raise ValueError("I/O operation on closed file")
+
+        stream.isatty = closed  # type: ignore[attr-defined]
+    elif isatty is not None:
+        stream.isatty = lambda: isatty  # type: ignore[attr-defined]
+    assert remote._may_be_terminal(stream) is expected
+    if not expected:
+        assert not Console(file=stream).is_terminal  # type: ignore[arg-type]

@@ -267,6 +267,64 @@ def test_yaml_values_are_those_pyyaml_constructs(tmp_path: Path) -> None:
     assert parsed["date"] == "2024-05-01" and parsed[1] == "integer key"
 
 
+def test_scalar_tags_match_pyyamls_own_resolver(tmp_path: Path) -> None:
+    # The loader tags scalars with a shortened resolver; PyYAML's generic one (pure Python,
+    # timestamps left out in the same way) must give every value the same type.
+    class Reference(yaml.SafeLoader):
+        pass
+
+    Reference.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if not tag.endswith(":timestamp")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    scalars = [
+        "", "~", "null", "Null", "NULL", "true", "True", "yes", "Yes", "on", "ON", "no", "off",
+        "false", "y", "n", "0", "-0", "+12", "1_000", "0x1F", "0o17", "017", "0b101", "190:20:30",
+        "1.5", "-1.5e3", "1e3", ".5", ".inf", "-.Inf", "+.INF", "2024-05-01",
+        "2024-05-01T10:00:00Z", "text", "BULK-00001", "day0", "vouchers/a.vcj", "'quoted 1'",
+        '"true"', "'~'", "!!str 7",
+    ]  # fmt: skip
+    text = "".join(f"k{index}: {scalar}\n" for index, scalar in enumerate(scalars))
+    text += "seq: [" + ", ".join(scalars[1:-1]) + "]\nnested: {a: {b: [1, yes, ~, x]}}\n"
+    expected = yaml.load(text, Loader=Reference)  # noqa: S506
+    parsed = fleet_module._parse_yaml(text, tmp_path / "f.yaml")
+    assert parsed == expected
+    assert [type(value) for value in parsed.values()] == [type(v) for v in expected.values()]
+    assert parsed["seq"] == expected["seq"]
+    assert [type(value) for value in parsed["seq"]] == [type(v) for v in expected["seq"]]
+
+
+def test_a_directory_as_a_file_reference_is_named(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("first\n")
+    (tmp_path / "dir.vcj").mkdir()
+    path = write(
+        tmp_path,
+        "profiles:\n"
+        "  - name: p\n"
+        "    type: onboarding\n"
+        "    configuration: {file: [a.txt, dir.vcj]}\n",
+    )
+    message = error_of(path)
+    assert f":4: profiles[0].configuration: cannot read {tmp_path / 'dir.vcj'}: Is a dir" in message
+
+
+def test_file_references_read_large_files_whole(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 20_000  # several read chunks
+    (tmp_path / "big.vcj").write_bytes(data)
+    (tmp_path / "empty.vcj").write_bytes(b"")
+    path = write(
+        tmp_path,
+        "devices:\n"
+        "  - serial: SN-1\n    voucher: {file: big.vcj}\n"
+        "  - serial: SN-2\n    voucher: {file: [empty.vcj, big.vcj, empty.vcj]}\n"
+        "  - serial: SN-3\n    voucher: {file: empty.vcj}\n",
+    )
+    devices = load_fleet(path, environ={}).resources["device"]
+    assert base64.b64decode(devices["SN-1"]["voucher"]) == data
+    assert base64.b64decode(devices["SN-2"]["voucher"]) == data
+    assert devices["SN-3"]["voucher"] == ""
+
+
 def test_export_document_loads_back_to_the_same_specs(example: Path, tmp_path: Path) -> None:
     fleet = load_fleet(example, environ={})
     state = {

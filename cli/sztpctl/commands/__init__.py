@@ -81,4 +81,10 @@ def main() -> None:
         if _debug:
             raise
         fail_with(exc)
+    finally:
+        # The process ends here: the collection at exit need not walk what is still alive
+        # (after `apply` of 10,000 devices that alone took 0.05 s).
+        import gc
+
+        gc.freeze()
     sys.exit(0)

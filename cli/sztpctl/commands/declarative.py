@@ -7,6 +7,7 @@ the server hides them in every change it reports.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,7 +27,7 @@ from .remote import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from ..client import ApplyResult, ResourceChange
 
@@ -162,7 +163,7 @@ def _submit(
     from ..errors import ApiValidationError
     from ..state.fleet import FleetError, load_fleet
 
-    with working(f"reading {filename}"):
+    with working(f"reading {filename}"), _collected_never():
         fleet = load_fleet(filename)
     count = sum(len(specs) for specs in fleet.resources.values())
     verb = "planning" if dry_run else "applying"
@@ -178,6 +179,23 @@ def _submit(
                 raise
             raise FleetError(f"{where}: {exc.message}") from None
     return result
+
+
+@contextmanager
+def _collected_never() -> Iterator[None]:
+    """Keeps what is loaded meanwhile out of every later cycle collection: this process
+    holds the fleet until it exits, and walking 10,000 devices' objects again (when the
+    collector is switched back on, and at exit) would only cost time, about 0.05 s."""
+    import gc
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def _counts(changes: Sequence[ResourceChange], *, done: bool = False) -> str:

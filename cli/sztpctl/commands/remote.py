@@ -4,6 +4,8 @@ and error exits."""
 from __future__ import annotations
 
 import enum
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +65,9 @@ def connect(context: str | None, server: str | None, token_file: Path | None) ->
 def working(message: str) -> Iterator[None]:
     """A spinner on stderr while a long request runs; nothing when stderr is not a terminal
     (pipelines keep clean logs)."""
+    if not _may_be_terminal(sys.stderr):
+        yield  # what rich would decide too, without importing it (a tenth of `apply`)
+        return
     from rich.console import Console
 
     errors = Console(stderr=True)
@@ -71,6 +76,17 @@ def working(message: str) -> Iterator[None]:
         return
     with errors.status(message):
         yield
+
+
+def _may_be_terminal(stream: Any) -> bool:
+    """False only where rich's `Console.is_terminal` is certainly False: no FORCE_COLOR or
+    TTY_COMPATIBLE in the environment, and `stream` is not a terminal."""
+    if "FORCE_COLOR" in os.environ or "TTY_COMPATIBLE" in os.environ:
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
 
 
 def console() -> Console:

@@ -225,14 +225,38 @@ def _yaml_loaders() -> tuple[type, type]:
     # libyaml parses a 10,000-device fleet ten times faster than the pure-Python parser.
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+    implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in base.yaml_implicit_resolvers.items()
+    }
+    # libyaml calls back into Python to tag every node (90,000 calls for 10,000 devices);
+    # without path resolvers or catch-all implicit resolvers (none in the safe loader), a
+    # scalar's tag depends only on its text, so the callbacks can be this short.
+    direct = not base.yaml_path_resolvers and None not in implicit_resolvers
+
     class Loader(base):  # type: ignore[misc, valid-type]
         """Without implicit timestamps: `2024-05-01` stays text (JSON has no dates, and an
         OS version must not turn into a date)."""
 
-    Loader.yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in base.yaml_implicit_resolvers.items()
-    }
+        yaml_implicit_resolvers = implicit_resolvers
+
+        if direct:
+
+            def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
+                # PyYAML's Resolver.resolve, less the parts that cannot apply here.
+                if kind is yaml.ScalarNode:
+                    if implicit[0]:
+                        for tag, regexp in implicit_resolvers.get(value[:1], ()):
+                            if regexp.match(value):
+                                return tag
+                    return _STR_TAG
+                return super().resolve(kind, value, implicit)
+
+            def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+                pass  # only path resolvers need the path
+
+            def ascend_resolver(self) -> None:
+                pass
 
     class StrictLoader(Loader):
         """Refuses duplicate keys, which PyYAML would resolve silently by keeping the last."""
@@ -452,14 +476,14 @@ class _Resolver:
         return value
 
     def _file(self, names: str | list[str], where: YamlPath) -> str:
-        paths = [self._path(name) for name in ([names] if isinstance(names, str) else names)]
-        field_name = next(step for step in reversed(where) if isinstance(step, str))
+        paths = [self._path(names)] if isinstance(names, str) else list(map(self._path, names))
+        field_name = where[-1] if isinstance(where[-1], str) else self._field_of(where)
         try:
             if field_name == "sha256":
                 if len(paths) != 1:
                     raise self._error(where, "hash one file, not a list")
                 return _sha256_file(paths[0])
-            data = b"".join(_read_file(file) for file in paths)
+            data = _read_file(paths[0]) if len(paths) == 1 else b"".join(map(_read_file, paths))
         except OSError as exc:
             target = exc.filename or paths[0]
             raise self._error(where, f"cannot read {target}: {exc.strerror or exc}") from None
@@ -470,18 +494,35 @@ class _Resolver:
         except UnicodeDecodeError:
             raise self._error(where, "the file is not UTF-8 text") from None
 
+    @staticmethod
+    def _field_of(where: YamlPath) -> str:
+        return next(step for step in reversed(where) if isinstance(step, str))
+
     def _path(self, name: str) -> str:
         # Plain strings, not Path objects, here and in _read_file: a third less time for a
         # fleet of 10,000 voucher files.
-        return os.path.join(self.base, os.path.expanduser(name))  # noqa: PTH111, PTH118
+        if name.startswith("~"):
+            name = os.path.expanduser(name)  # noqa: PTH111
+        return os.path.join(self.base, name)  # noqa: PTH118
 
     def _error(self, where: YamlPath, message: str) -> FleetError:
         return FleetError(f"{self.path}:{_line_of(where, self.lines)}: {dotted(where)}: {message}")
 
 
 def _read_file(path: str) -> bytes:
-    with open(path, "rb") as stream:  # noqa: PTH123 - see _Resolver._path
-        return stream.read()
+    # os.read on a descriptor, not a buffered file object: setting one up costs more than
+    # reading a voucher (half the time for 10,000 voucher files).
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        chunks = []
+        while chunk := os.read(descriptor, _CHUNK):
+            chunks.append(chunk)
+    except OSError as exc:  # reading a directory fails here, without naming it
+        exc.filename = exc.filename or path
+        raise
+    finally:
+        os.close(descriptor)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _sha256_file(path: str) -> str:

@@ -3,12 +3,11 @@
 import base64
 import hashlib
 import json
-import shutil
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
+import yang_modules
 from sztpctl.errors import ValidationError
 from sztpctl.protocol.conveyed_info import (
     NAMESPACE,
@@ -34,9 +33,6 @@ from sztpctl.protocol.oids import (
     MEDIA_TYPE_JSON,
     MEDIA_TYPE_XML,
 )
-
-REFERENCE_YANG = Path(__file__).resolve().parents[3] / "shared/reference/yang"
-CONVEYED_INFO_MODULE = "ietf-sztp-conveyed-info@2019-04-30.yang"
 
 IMAGE = b"VendorOS 17.2R1.6 image"
 DIGEST = hashlib.sha256(IMAGE).digest()
@@ -881,42 +877,25 @@ def test_damaged_documents_raise_only_validation_error(name: str, encoding: Enco
 
 # --------------------------------------------------------------------------- YANG conformance
 
-_YANG_LIBRARY_MODULES = (
-    ("ietf-sztp-conveyed-info", "2019-04-30", NAMESPACE, "implement"),
-    ("ietf-yang-types", "2013-07-15", "urn:ietf:params:xml:ns:yang:ietf-yang-types", "import"),
-    ("ietf-inet-types", "2013-07-15", "urn:ietf:params:xml:ns:yang:ietf-inet-types", "import"),
-    ("ietf-restconf", "2017-01-26", "urn:ietf:params:xml:ns:yang:ietf-restconf", "import"),
-)
-
 
 @pytest.fixture(scope="module")
 def data_model(tmp_path_factory: pytest.TempPathFactory) -> object:
     """yangson model of the official module, its yang-data turned into a top-level container.
 
     yangson ignores the RESTCONF `yang-data` extension (RFC 8040 §8), so the module would
-    define no data; as the yang directory's README suggests, the same body is validated as a
-    top-level container of the same module. The other modules are copied unmodified.
+    define no data; the same body is validated as a top-level container of the same module.
+    The other modules are copied unmodified.
     """
-    yangson = pytest.importorskip("yangson", reason="yangson (a dev dependency) is not installed")
-    assert REFERENCE_YANG.is_dir(), f"reference YANG modules missing: {REFERENCE_YANG}"
-    directory = tmp_path_factory.mktemp("yang")
-    for name, revision, _, _ in _YANG_LIBRARY_MODULES[1:]:
-        shutil.copy(REFERENCE_YANG / f"{name}@{revision}.yang", directory)
-    original = (REFERENCE_YANG / CONVEYED_INFO_MODULE).read_text(encoding="utf-8")
-    statement = "rc:yang-data conveyed-information {"
-    assert original.count(statement) == 1, "the yang-data statement to derive from has changed"
-    derived = original.replace(statement, "container conveyed-information {")
-    (directory / CONVEYED_INFO_MODULE).write_text(derived, encoding="utf-8")
-    library = {
-        "ietf-yang-library:modules-state": {
-            "module-set-id": "sztp-conveyed-info-test",
-            "module": [
-                {"name": name, "revision": revision, "namespace": ns, "conformance-type": kind}
-                for name, revision, ns, kind in _YANG_LIBRARY_MODULES
-            ],
-        }
-    }
-    return yangson.DataModel(json.dumps(library), [str(directory)])
+    return yang_modules.data_model(
+        tmp_path_factory.mktemp("yang"),
+        implemented=(yang_modules.CONVEYED_INFO,),
+        imported=(yang_modules.YANG_TYPES, yang_modules.INET_TYPES, yang_modules.RESTCONF),
+        derive=(
+            yang_modules.CONVEYED_INFO,
+            "rc:yang-data conveyed-information {",
+            "container conveyed-information {",
+        ),
+    )
 
 
 def _yang_check(data_model: object, body: dict[str, object]) -> None:

@@ -3,13 +3,12 @@
 import base64
 import json
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
+import yang_modules
 from sztpctl.errors import ValidationError
 from sztpctl.protocol.bootstrapping_data import BootstrappingData, encode_output_json
 from sztpctl.protocol.oids import MEDIA_TYPE_JSON, MEDIA_TYPE_XML
@@ -43,8 +42,6 @@ from sztpctl.protocol.restconf import (
     parse_report_progress_input,
 )
 
-REFERENCE_YANG = Path(__file__).resolve().parents[3] / "shared/reference/yang"
-BOOTSTRAP_SERVER_MODULE = "ietf-sztp-bootstrap-server@2019-04-30.yang"
 JSON, XML = WireFormat.JSON, WireFormat.XML
 INPUT = "ietf-sztp-bootstrap-server:input"
 OUTPUT = "ietf-sztp-bootstrap-server:output"
@@ -514,7 +511,7 @@ def test_damaged_bodies_raise_only_validation_error(fmt: WireFormat) -> None:
 
 
 def test_progress_types_are_the_yang_enumeration_in_order() -> None:
-    text = (REFERENCE_YANG / BOOTSTRAP_SERVER_MODULE).read_text(encoding="utf-8")
+    text = yang_modules.BOOTSTRAP_SERVER.text()
     enums = re.findall(r"^\s*enum ([a-z-]+) \{", text, re.MULTILINE)
     # The first two enums are reporting-level's.
     assert enums[:2] == ["minimal", "verbose"]
@@ -675,13 +672,6 @@ def test_host_meta_encoder_refuses_a_bad_root() -> None:
 
 # --------------------------------------------------------------------------- YANG conformance
 
-_YANG_LIBRARY_MODULES = (
-    ("ietf-sztp-bootstrap-server", "2019-04-30", NAMESPACE, "implement"),
-    ("ietf-restconf", "2017-01-26", RESTCONF_NAMESPACE, "implement"),
-    ("ietf-yang-types", "2013-07-15", "urn:ietf:params:xml:ns:yang:ietf-yang-types", "import"),
-    ("ietf-inet-types", "2013-07-15", "urn:ietf:params:xml:ns:yang:ietf-inet-types", "import"),
-)
-_RESTCONF_MODULE = "ietf-restconf@2017-01-26.yang"
 _ERRORS_YANG_DATA = "rc:yang-data yang-errors {\n    uses errors;\n  }"
 
 
@@ -694,31 +684,13 @@ def data_model(tmp_path_factory: pytest.TempPathFactory) -> object:
     `yang-data` extension, so `ietf-restconf:errors` is checked with its template turned into
     top-level data (`uses errors;`) in a copy of ietf-restconf; the other modules are unmodified.
     """
-    yangson = pytest.importorskip("yangson", reason="yangson (a dev dependency) is not installed")
-    assert REFERENCE_YANG.is_dir(), f"reference YANG modules missing: {REFERENCE_YANG}"
-    directory = tmp_path_factory.mktemp("yang")
-    for name, revision, _, _ in _YANG_LIBRARY_MODULES:
-        shutil.copy(REFERENCE_YANG / f"{name}@{revision}.yang", directory)
-    original = (REFERENCE_YANG / _RESTCONF_MODULE).read_text(encoding="utf-8")
-    assert original.count(_ERRORS_YANG_DATA) == 1, "the yang-data statement has changed"
-    derived = original.replace(_ERRORS_YANG_DATA, "uses errors;")
-    (directory / _RESTCONF_MODULE).write_text(derived, encoding="utf-8")
-    library = {
-        "ietf-yang-library:modules-state": {
-            "module-set-id": "sztp-restconf-test",
-            "module": [
-                {
-                    "name": name,
-                    "revision": revision,
-                    "namespace": namespace,
-                    "conformance-type": kind,
-                    **({"feature": ["onboarding-server"]} if name.startswith("ietf-sztp") else {}),
-                }
-                for name, revision, namespace, kind in _YANG_LIBRARY_MODULES
-            ],
-        }
-    }
-    return yangson.DataModel(json.dumps(library), [str(directory)])
+    return yang_modules.data_model(
+        tmp_path_factory.mktemp("yang"),
+        implemented=(yang_modules.BOOTSTRAP_SERVER, yang_modules.RESTCONF),
+        imported=(yang_modules.YANG_TYPES, yang_modules.INET_TYPES),
+        derive=(yang_modules.RESTCONF, _ERRORS_YANG_DATA, "uses errors;"),
+        features={yang_modules.BOOTSTRAP_SERVER: ("onboarding-server",)},
+    )
 
 
 def _yang_validate(data_model: object, document: bytes, rpc: str | None) -> None:

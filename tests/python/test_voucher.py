@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+import yang_modules
 from sztpctl.errors import VoucherError
 from sztpctl.protocol import cms, pki
 from sztpctl.protocol.oids import ID_CT_ANIMA_JSON_VOUCHER
@@ -262,3 +263,55 @@ def test_masa_trust_anchor_is_required_after_a_good_voucher(
     assert verify(parties, signed)
     with pytest.raises(VoucherError, match="CN=MASA: untrusted issuer"):
         verify(parties, signed, masa_trust_anchors=[parties["rogue_ca"].certificate])
+
+
+# --------------------------------------------------------------------------- YANG conformance
+
+_VOUCHER_YANG_DATA = "rc:yang-data voucher-artifact {\n    uses voucher-artifact-grouping;\n  }"
+
+
+@pytest.fixture(scope="module")
+def voucher_model(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """yangson model of ietf-voucher, its `yang-data` template turned into top-level data
+    (yangson ignores RFC 8040's extension); the imported modules are unmodified."""
+    return yang_modules.data_model(
+        tmp_path_factory.mktemp("yang"),
+        implemented=(yang_modules.VOUCHER,),
+        imported=(yang_modules.YANG_TYPES, yang_modules.RESTCONF),
+        derive=(yang_modules.VOUCHER, _VOUCHER_YANG_DATA, "uses voucher-artifact-grouping;"),
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"expires_on": None, "nonce": bytes(range(16))},
+        {
+            "assertion": "logged",
+            "idevid_issuer": b"\x04\x03abc",
+            "domain_cert_revocation_checks": True,
+            "last_renewal_date": NOW + timedelta(days=400),
+        },
+    ],
+    ids=["expiring", "nonced", "every-member"],
+)
+def test_voucher_json_conforms_to_yang(
+    voucher_model: object, parties: dict[str, pki.Credential], changes: dict[str, object]
+) -> None:
+    from yangson.enumerations import ContentType
+    from yangson.exceptions import ValidationError
+
+    document = json.loads(encode_voucher_json(make_voucher(parties, **changes)))
+    instance = voucher_model.from_raw(document)  # type: ignore[attr-defined]
+    instance.validate(ctype=ContentType.all)
+    # The model is strict enough to notice a wrong or a missing member.
+    body = document["ietf-voucher:voucher"]
+    without_serial = {key: value for key, value in body.items() if key != "serial-number"}
+    for wrong, problem in (
+        ({**body, "assertion": "trusted"}, "assertion"),
+        (without_serial, "serial-number"),
+    ):
+        with pytest.raises(ValidationError, match=problem):
+            instance = voucher_model.from_raw({"ietf-voucher:voucher": wrong})  # type: ignore[attr-defined]
+            instance.validate(ctype=ContentType.all)

@@ -31,6 +31,10 @@ if [ -z "$bindir" ] || [ ! -x "$bindir/pg_ctl" ]; then
     exit 1
 fi
 
+# The database user need not be able to enter the directory this was started from (a checkout
+# under a 0700 parent): every path below is absolute.
+cd /
+
 if [ "$(id -u)" -eq 0 ]; then
     db_user=postgres
     as_db_user() { runuser -u postgres -- "$@"; }

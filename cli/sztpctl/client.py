@@ -225,10 +225,12 @@ class SztpClient:
                 method, url, auth=self._auth, verify=self._verify, timeout=self.timeout, **kwargs
             )
         except requests.exceptions.SSLError as exc:
-            raise ServerUnreachable(f"TLS with {self.server} failed: {_ssl_reason(exc)}") from None
+            raise ServerUnreachable(
+                f"cannot reach {self.server}: TLS handshake failed: {_ssl_reason(exc)}"
+            ) from None
         except requests.exceptions.Timeout:
             raise ServerUnreachable(
-                f"{self.server} did not answer within {self.timeout:g} s"
+                f"cannot reach {self.server}: no answer within {self.timeout:g} s"
             ) from None
         except requests.exceptions.RequestException as exc:
             raise ServerUnreachable(f"cannot reach {self.server}: {_reason(exc)}") from None
@@ -280,4 +282,4 @@ def _ssl_reason(exc: requests.exceptions.SSLError) -> str:
     match = re.search(r"\[SSL: [A-Z_]+\] ([^(')\]]+)", text) or re.search(
         r"SSLError\(['\"]?([^'\"()]+)", text
     )
-    return match.group(1).strip() if match else "handshake failed"
+    return match.group(1).strip() if match else "no details given"

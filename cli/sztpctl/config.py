@@ -5,7 +5,7 @@ The config file is `$XDG_CONFIG_HOME/sztp/config.yaml` (default `~/.config/sztp/
     current_context: lab
     contexts:
       lab:
-        server: https://sztp.lab:9443
+        server: https://sztp.lab:7080
         token_file: ~/.config/sztp/lab.token    # or token: ... (the file is kept 0600)
         ca_bundle: ~/lab-pki/tls/ca.pem
         verify: true

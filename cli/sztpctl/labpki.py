@@ -79,7 +79,8 @@ def write_lab_pki(
     existing = [area for area in _AREAS if (directory / area).exists()]
     if existing and not force:
         raise PkiError(
-            f"{directory} already holds a lab PKI ({', '.join(existing)}); pass force to replace it"
+            f"{directory} already holds a lab PKI ({', '.join(existing)}); "
+            "pass --force to replace it"
         )
     # Everything is generated before anything is written, so bad input leaves no half PKI.
     manufacturer_ca = pki.create_root_ca("SZTP Lab Manufacturer CA", key_type=key_type)

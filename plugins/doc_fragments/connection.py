@@ -10,7 +10,7 @@ class ModuleDocFragment:
 options:
   server:
     description:
-      - URL of the sztp-server admin API, for example C(https://sztp.example.com:7443).
+      - URL of the sztp-server admin API, for example C(https://sztp.example.com:7080).
       - If not set, the value of the E(SZTP_SERVER) environment variable is used.
       - Required, through the option, the environment or C(module_defaults).
     type: str

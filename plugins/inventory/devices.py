@@ -41,7 +41,7 @@ options:
     choices: [sztp.bootstrap.devices]
   server:
     description:
-      - URL of the sztp-server admin API, for example C(https://sztp.example.net:7443).
+      - URL of the sztp-server admin API, for example C(https://sztp.example.net:7080).
     type: str
     required: true
     env:
@@ -130,7 +130,7 @@ seealso:
 EXAMPLES = r"""
 # lab.sztp.yml -- ansible-inventory -i lab.sztp.yml --graph
 plugin: sztp.bootstrap.devices
-server: https://sztp.example.net:7443
+server: https://sztp.example.net:7080
 token_file: ~/.config/sztp/read-only.token
 ca_bundle: /etc/sztp/ca.pem
 

@@ -96,7 +96,7 @@ EXAMPLES = r"""
     model: DPU-LAB-1
     mac: "52:54:00:12:34:56"
     voucher_src: vouchers/SN-0001.vcj
-    server: https://sztp.example.com:7443
+    server: https://sztp.example.com:7080
     token: "{{ sztp_admin_token }}"
   delegate_to: localhost
 
@@ -104,7 +104,7 @@ EXAMPLES = r"""
   hosts: localhost
   module_defaults:
     group/sztp.bootstrap.sztp:
-      server: https://sztp.example.com:7443
+      server: https://sztp.example.com:7080
       token: "{{ sztp_admin_token }}"
   tasks:
     - name: Let a switch authenticate with a password

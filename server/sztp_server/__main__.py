@@ -45,34 +45,36 @@ def main(argv: list[str] | None = None) -> None:
     if arguments.command == "check":
         try:
             _check(load_config(arguments.config))
-        except (SztpError, OSError) as exc:
+        except SztpError as exc:
             print(f"sztp-server: {exc}", file=sys.stderr)
             sys.exit(2)
         print(f"sztp-server: configuration OK ({arguments.config or 'defaults'})")
         return
 
-    from .app import serve
+    from .app import BindError, serve
     from .logs import configure
 
     try:
         config = load_config(arguments.config)
         configure(config.log_level)
         asyncio.run(serve(config))
+    except BindError as exc:  # the configuration is fine; the machine is not ready for it
+        print(f"sztp-server: {exc}", file=sys.stderr)
+        sys.exit(1)
     except SztpError as exc:
         print(f"sztp-server: {exc}", file=sys.stderr)
         sys.exit(2)
-    except OSError as exc:  # e.g. a port in use or an unreadable certificate
+    except OSError as exc:  # e.g. a database directory that cannot be created
         print(f"sztp-server: {exc}", file=sys.stderr)
         sys.exit(1)
 
 
 def _check(config: ServerConfig) -> None:
-    """Raise SztpError (or OSError for TLS files) on the first defect `run` would meet."""
-    import ssl
-
+    """Raise SztpError on the first defect `run` would meet."""
     from sztpctl.errors import SztpError
 
     from .store import StoreError, sqlite_path
+    from .tls import server_context
 
     scheme = config.database_url.partition(":")[0].lower()
     try:
@@ -86,27 +88,9 @@ def _check(config: ServerConfig) -> None:
             )
     except StoreError as exc:
         raise SztpError(str(exc)) from None
-    listeners = [
-        (f"device_listeners[{index}]", listener)
-        for index, listener in enumerate(config.device_listeners)
-    ]
-    listeners.append(("admin_listener", config.admin_listener))
-    for name, listener in listeners:
-        if not listener.uses_tls:
-            continue
-        for path in (listener.tls_cert, listener.tls_key):
-            try:
-                path.read_bytes()  # type: ignore[union-attr]  # both set when uses_tls
-            except OSError as exc:
-                raise SztpError(f"{name}: cannot read {path}: {exc.strerror}") from None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            context.load_cert_chain(str(listener.tls_cert), str(listener.tls_key))
-        except ssl.SSLError as exc:
-            raise SztpError(
-                f"{name}: {listener.tls_cert} and {listener.tls_key} are not a matching "
-                f"certificate and private key ({exc.reason or exc})"
-            ) from None
+    for name, listener in config.named_listeners():
+        if listener.uses_tls:
+            server_context(name, listener)  # TlsFileError names the listener and the file
 
 
 if __name__ == "__main__":

@@ -863,7 +863,8 @@ def _same_voucher(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> bool
 
 
 def _checked(snapshot: Snapshot, changes: list[Change]) -> list[Change]:
-    check_references(apply_changes(snapshot.state, changes))
+    deleted = {(change.kind, change.name) for change in changes if change.action == "delete"}
+    check_references(apply_changes(snapshot.state, changes), deleted=deleted)
     return changes
 
 

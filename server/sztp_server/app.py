@@ -1,5 +1,9 @@
 """Run the server: open the store, start the device and admin listeners, handle signals.
 
+Start-up order: the store is opened, every listener is bound, and only then is the first
+admin token written, so a token file means a server that listens (scripts wait for it) and a
+port in use leaves no token behind.
+
 SIGTERM/SIGINT stop accepting connections and let requests in flight finish; SIGHUP reloads
 the TLS certificates and keys of every listener from disk without dropping connections, all
 or none. Trust anchors added
@@ -10,8 +14,11 @@ certificates and must know which CAs to accept).
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -26,41 +33,53 @@ from .logs import get_logger
 from .metrics import Metrics
 from .southbound import build_device_app
 from .store import open_store
+from .tls import TlsFileError, load_chain, server_context
 from .tokens import ensure_first_admin_token
 
 _LOG = get_logger()
 SHUTDOWN_GRACE_SECONDS = 10.0
 
 
+class BindError(SztpError):
+    """A listener cannot bind its address (in use, not local, not permitted)."""
+
+
+@dataclass(frozen=True)
+class _TlsListener:
+    name: str  # as in the configuration, e.g. device_listeners[0]
+    listener: Listener
+    context: ssl.SSLContext
+
+
 @dataclass
 class _TlsContexts:
     """The SSL context of every TLS listener, kept so SIGHUP and new anchors can update them."""
 
-    device: list[tuple[Listener, ssl.SSLContext]] = field(default_factory=list)
-    admin: list[tuple[Listener, ssl.SSLContext]] = field(default_factory=list)
+    device: list[_TlsListener] = field(default_factory=list)
+    admin: list[_TlsListener] = field(default_factory=list)
     loaded_anchors: set[bytes] = field(default_factory=set)
 
-    def device_context(self, listener: Listener) -> ssl.SSLContext:
-        context = _server_context(listener)
+    def device_context(self, name: str, listener: Listener) -> ssl.SSLContext:
+        context = server_context(name, listener)
         # Optional at the TLS layer: Basic-auth devices have no certificate. Whether a
         # certificate identifies a known device is decided per request.
         context.verify_mode = ssl.CERT_OPTIONAL
-        self.device.append((listener, context))
+        self.device.append(_TlsListener(name, listener, context))
         return context
 
-    def admin_context(self, listener: Listener) -> ssl.SSLContext:
-        context = _server_context(listener)
-        self.admin.append((listener, context))
+    def admin_context(self, name: str, listener: Listener) -> ssl.SSLContext:
+        context = server_context(name, listener)
+        self.admin.append(_TlsListener(name, listener, context))
         return context
 
     def reload_certificates(self) -> None:
         """Every listener's new files are loaded into a scratch context first: one bad file
-        leaves every listener on its previous certificate."""
+        leaves every listener on its previous certificate (TlsFileError names it)."""
         listeners = [*self.device, *self.admin]
-        for listener, _ in listeners:
-            _server_context(listener)
-        for listener, context in listeners:
-            _load_chain(context, listener)
+        for entry in listeners:
+            server_context(entry.name, entry.listener)
+        for entry in listeners:
+            load_chain(entry.context, entry.name, entry.listener)
 
     def add_anchors(self, snapshot: Snapshot) -> None:
         """Teach the device listeners new trust anchors (removals are enforced per request)."""
@@ -69,79 +88,94 @@ class _TlsContexts:
                 der = certificate.public_bytes(Encoding.DER)
                 if der in self.loaded_anchors:
                     continue
-                for _, context in self.device:
-                    context.load_verify_locations(cadata=der)
+                for entry in self.device:
+                    entry.context.load_verify_locations(cadata=der)
                 self.loaded_anchors.add(der)
 
 
-def _server_context(listener: Listener) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    _load_chain(context, listener)
-    return context
-
-
-def _load_chain(context: ssl.SSLContext, listener: Listener) -> None:
-    context.load_cert_chain(str(listener.tls_cert), str(listener.tls_key))
-
-
 async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM or SIGINT."""
+    """Run until SIGTERM or SIGINT; BindError or TlsFileError before anything is written."""
     store = open_store(config.database_url)
     try:
-        try:
-            created = ensure_first_admin_token(store, config.admin_token_file)
-        except FileExistsError:
-            raise SztpError(
-                f"{config.admin_token_file} exists but the database has no API token; remove "
-                "the stale file so a new first admin token can be written"
-            ) from None
-        if created:
-            _LOG.info("first admin token written", extra={"path": str(config.admin_token_file)})
         context = ServerContext(store, config)
-        await _run(context, ready)
+        tls = _TlsContexts()
+        async with _listening(context, tls):
+            try:
+                created = ensure_first_admin_token(store, config.admin_token_file)
+            except FileExistsError:
+                raise SztpError(
+                    f"{config.admin_token_file} exists but the database has no API token; "
+                    "remove the stale file so a new first admin token can be written"
+                ) from None
+            if created:
+                _LOG.info("first admin token written", extra={"path": str(config.admin_token_file)})
+            await _run(context, tls, ready)
+            _LOG.info("stopping")
+        _LOG.info("stopped")
     finally:
         store.close()
 
 
-async def _run(context: ServerContext, ready: asyncio.Event | None) -> None:
+@asynccontextmanager
+async def _listening(context: ServerContext, tls: _TlsContexts) -> AsyncIterator[None]:
+    """Bind every listener (devices first, then admin); on the way out, or when one fails to
+    bind, close those bound."""
     config = context.config
     metrics = Metrics()
-    tls = _TlsContexts()
     runners: list[web.AppRunner] = []
     device_app = build_device_app(context, metrics)
     admin_app = build_admin_app(context, max_bulk_bytes=config.max_bulk_body_bytes)
-    for app, listeners in (
-        (device_app, config.device_listeners),
-        (admin_app, (config.admin_listener,)),
-    ):
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
-        await runner.setup()
-        runners.append(runner)
-        for listener in listeners:
-            ssl_context = None
-            if listener.uses_tls:
-                ssl_context = (
-                    tls.device_context(listener)
-                    if app is device_app
-                    else tls.admin_context(listener)
-                )
-            if app is device_app and ssl_context is None:
-                _LOG.warning(
-                    "device listener without TLS: devices cannot authenticate the server or "
-                    "present an IDevID; use it only behind a TLS-terminating proxy",
-                    extra={"address": f"{listener.host}:{listener.port}"},
-                )
-            site = web.TCPSite(runner, listener.host, listener.port, ssl_context=ssl_context)
-            await site.start()
-            _LOG.info(
-                "listening",
-                extra={
-                    "api": "device" if app is device_app else "admin",
-                    "address": f"{listener.host}:{listener.port}",
-                    "tls": ssl_context is not None,
-                },
-            )
+    try:
+        for app in (device_app, admin_app):
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+            await runner.setup()
+            runners.append(runner)
+            for name, listener in config.named_listeners():
+                device = name != "admin_listener"
+                if device == (app is device_app):
+                    await _bind(runner, tls, name, listener, device=device)
+        yield
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def _bind(
+    runner: web.AppRunner, tls: _TlsContexts, name: str, listener: Listener, *, device: bool
+) -> None:
+    ssl_context = None
+    if listener.uses_tls:
+        ssl_context = (
+            tls.device_context(name, listener) if device else tls.admin_context(name, listener)
+        )
+    elif device:
+        _LOG.warning(
+            "device listener without TLS: devices cannot authenticate the server or "
+            "present an IDevID; use it only behind a TLS-terminating proxy",
+            extra={"address": listener.address},
+        )
+    site = web.TCPSite(runner, listener.host, listener.port, ssl_context=ssl_context)
+    try:
+        await site.start()
+    except OSError as exc:
+        # asyncio wraps the reason in a sentence naming the address: take the bare reason
+        # (name-resolution errors carry negative numbers and their own text).
+        reason = (os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror) or str(
+            exc
+        )
+        raise BindError(f"{name} {listener.address}: {reason[:1].lower()}{reason[1:]}") from None
+    _LOG.info(
+        "listening",
+        extra={
+            "api": "device" if device else "admin",
+            "address": listener.address,
+            "tls": ssl_context is not None,
+        },
+    )
+
+
+async def _run(context: ServerContext, tls: _TlsContexts, ready: asyncio.Event | None) -> None:
+    """Serve until SIGTERM or SIGINT."""
     tls.add_anchors(context.snapshot())
     context.on_refresh(tls.add_anchors)
 
@@ -154,19 +188,16 @@ async def _run(context: ServerContext, ready: asyncio.Event | None) -> None:
     if ready is not None:
         ready.set()
     await stop.wait()
-    _LOG.info("stopping")
     poller.cancel()
-    for runner in runners:
-        await runner.cleanup()
-    _LOG.info("stopped")
 
 
 def _reload_tls(tls: _TlsContexts) -> None:
     try:
         tls.reload_certificates()
-    except (OSError, ssl.SSLError) as exc:
+    except TlsFileError as exc:
         _LOG.error(
-            "TLS reload failed; keeping the previous certificates", extra={"reason": str(exc)}
+            "TLS reload failed; keeping the previous certificates",
+            extra={"listener": exc.listener, "path": exc.path, "reason": exc.problem},
         )
         return
     _LOG.info("TLS certificates reloaded")

@@ -1,29 +1,16 @@
 """Server configuration: a YAML file, then `SZTP_SERVER_*` environment overrides.
 
-Example (every key optional; these are the defaults except the TLS paths):
-
-    database_url: sqlite:///var/lib/sztp/sztp.db
-    device_listeners:
-      - host: 0.0.0.0
-        port: 8443
-        tls_cert: /etc/sztp/tls/server.pem
-        tls_key: /etc/sztp/tls/server.key
-    admin_listener: {host: 127.0.0.1, port: 7080}
-    trusted_proxies: [127.0.0.1/32]
-    client_cert_header: X-SSL-Client-Cert
-    admin_token_file: /var/lib/sztp/admin-token
-    log_level: info
-    stall_after_minutes: 30
-    reports_per_device: 1000
-    refresh_interval: 1.0
+Every setting is declared once, below, with its default and its meaning; docs/server.md
+renders its settings table from these declarations (`scripts/gen_server_docs.py`).
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,36 +20,124 @@ from sztpctl.errors import ValidationError
 
 ENV_PREFIX = "SZTP_SERVER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LISTENER_HOST = "127.0.0.1"
+
+
+def _about(doc: str, *, env: bool = True) -> dict[str, Any]:
+    """A ServerConfig field's metadata: its meaning, and whether an `SZTP_SERVER_*` variable
+    may set it (only scalars can: a listener or a list does not fit in one variable)."""
+    return {"doc": doc, "env": env}
 
 
 @dataclass(frozen=True)
 class Listener:
-    host: str
-    port: int
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
+    # No dataclass default (port, required, follows); `default` is what an omitted host means.
+    host: str = field(
+        metadata={
+            "doc": "address to bind; `0.0.0.0` or `::` for every interface",
+            "default": DEFAULT_LISTENER_HOST,
+        }
+    )
+    port: int = field(metadata={"doc": "TCP port; 0 picks a free one"})
+    tls_cert: Path | None = field(
+        default=None,
+        metadata={"doc": "PEM server certificate, then its chain; without it: plain HTTP"},
+    )
+    tls_key: Path | None = field(
+        default=None, metadata={"doc": "PEM private key (unencrypted) of `tls_cert`"}
+    )
 
     @property
     def uses_tls(self) -> bool:
         return self.tls_cert is not None
 
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
 
 @dataclass(frozen=True)
 class ServerConfig:
-    database_url: str = "sqlite:///var/lib/sztp/sztp.db"
-    device_listeners: tuple[Listener, ...] = (Listener("0.0.0.0", 8443),)  # noqa: S104 - devices come from the network
-    admin_listener: Listener = Listener("127.0.0.1", 7080)
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    client_cert_header: str = "X-SSL-Client-Cert"
-    admin_token_file: Path = Path("/var/lib/sztp/admin-token")
-    log_level: str = "info"
-    stall_after_minutes: float = 30.0
-    reports_per_device: int = 1000
-    refresh_interval: float = 1.0
+    database_url: str = field(
+        default="sqlite:///var/lib/sztp/sztp.db",
+        metadata=_about("`sqlite:///absolute/path.db` or `postgresql://user:password@host/db`"),
+    )
+    device_listeners: tuple[Listener, ...] = field(
+        default=(Listener("0.0.0.0", 8443),),  # noqa: S104 - devices come from the network
+        metadata=_about(
+            "where devices connect; give each a `tls_cert` and `tls_key` unless a TLS-terminating "
+            "proxy sits in front",
+            env=False,
+        ),
+    )
+    admin_listener: Listener = field(
+        default=Listener(DEFAULT_LISTENER_HOST, 7080),
+        metadata=_about(
+            "the admin API (`sztpctl`, Ansible); add `tls_cert`/`tls_key` before exposing it "
+            "beyond loopback",
+            env=False,
+        ),
+    )
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
+        default=(),
+        metadata=_about(
+            "addresses or networks of TLS-terminating proxies allowed to pass a device's client "
+            "certificate in `client_cert_header`",
+            env=False,
+        ),
+    )
+    client_cert_header: str = field(
+        default="X-SSL-Client-Cert",
+        metadata=_about(
+            "header carrying the URL-encoded PEM client certificate from a trusted proxy, e.g. "
+            "nginx `$ssl_client_escaped_cert`"
+        ),
+    )
+    admin_token_file: Path = field(
+        default=Path("/var/lib/sztp/admin-token"),
+        metadata=_about(
+            "where the first admin token is written (mode 0600) when the database has no token"
+        ),
+    )
+    log_level: str = field(default="info", metadata=_about(f"one of {', '.join(LOG_LEVELS)}"))
+    stall_after_minutes: float = field(
+        default=30.0,
+        metadata=_about('a device silent this long in the middle of a bootstrap is "stalled"'),
+    )
+    reports_per_device: int = field(
+        default=1000, metadata=_about("progress reports kept per device")
+    )
+    refresh_interval: float = field(
+        default=1.0,
+        metadata=_about("seconds; how soon changes made through another server instance are seen"),
+    )
     # Device requests are small; admin bodies carry certificates, scripts and configurations
     # (up to 1 MiB per field); the bulk state of a whole fleet is larger still.
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_bulk_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = field(
+        default=4 * 1024 * 1024,
+        metadata=_about("largest admin API request body, in bytes (except `POST /api/v1/state`)"),
+    )
+    max_bulk_body_bytes: int = field(
+        default=64 * 1024 * 1024,
+        metadata=_about("largest `POST /api/v1/state` body (a whole fleet), in bytes"),
+    )
+
+    def named_listeners(self) -> list[tuple[str, Listener]]:
+        """Every listener with the name errors give it: device_listeners[0], ..., then
+        admin_listener."""
+        named = [
+            (f"device_listeners[{index}]", listener)
+            for index, listener in enumerate(self.device_listeners)
+        ]
+        return [*named, ("admin_listener", self.admin_listener)]
+
+
+ENV_SETTINGS = tuple(item.name for item in fields(ServerConfig) if item.metadata["env"])
+
+
+def env_variable(setting: str) -> str:
+    """The environment variable that overrides `setting`, e.g. SZTP_SERVER_LOG_LEVEL."""
+    return f"{ENV_PREFIX}{setting.upper()}"
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -79,36 +154,43 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             raise ValidationError(str(path), "must be a mapping of settings")
         document = loaded or {}
     environ = os.environ if environ is None else environ
-    for setting in _SCALAR_SETTINGS:
-        value = environ.get(f"{ENV_PREFIX}{setting.upper()}")
-        if value is not None:
-            document[setting] = value
+    document.update(_environment_overrides(environ))
     return _build(document)
 
 
-_SCALAR_SETTINGS = (
-    "database_url",
-    "client_cert_header",
-    "admin_token_file",
-    "log_level",
-    "stall_after_minutes",
-    "reports_per_device",
-    "refresh_interval",
-    "max_body_bytes",
-    "max_bulk_body_bytes",
-)
+def _environment_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    # A misspelt variable must not be ignored silently: the server would run on a default.
+    overrides: dict[str, str] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        setting = name.removeprefix(ENV_PREFIX).lower()
+        if setting in ENV_SETTINGS and name == env_variable(setting):
+            overrides[setting] = environ[name]
+        elif setting in {item.name for item in fields(ServerConfig)} - set(ENV_SETTINGS):
+            raise ValidationError(
+                name, f"unknown environment variable; set {setting} in the config file"
+            )
+        else:
+            # Compared without the prefix, which every candidate shares.
+            close = difflib.get_close_matches(setting, ENV_SETTINGS, n=1)
+            hint = f" (did you mean {env_variable(close[0])}?)" if close else ""
+            raise ValidationError(name, f"unknown environment variable{hint}")
+    return overrides
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _build(document: Mapping[str, Any]) -> ServerConfig:
-    known = {item.name for item in fields(ServerConfig)}
-    unknown = sorted(set(document) - known)
+    known = [item.name for item in fields(ServerConfig)]
+    unknown = sorted(set(document) - set(known))
     if unknown:
-        raise ValidationError(unknown[0], "unknown setting")
-    config = ServerConfig()
-    values: dict[str, Any] = {}
-    for name, value in document.items():
-        values[name] = _convert(name, value)
-    config = replace(config, **values)
+        raise ValidationError(unknown[0], "unknown setting" + _did_you_mean(unknown[0], known))
+    values = {name: _convert(name, value) for name, value in document.items()}
+    config = replace(ServerConfig(), **values)
     if config.log_level not in LOG_LEVELS:
         raise ValidationError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
     return config
@@ -152,9 +234,12 @@ def _number(name: str, value: Any, kind: type[int] | type[float]) -> int | float
 def _listener(name: str, value: Any) -> Listener:
     if not isinstance(value, dict):
         raise ValidationError(name, "must be a mapping with host and port")
-    unknown = sorted(set(value) - {"host", "port", "tls_cert", "tls_key"})
+    keys = [item.name for item in fields(Listener)]
+    unknown = sorted(set(value) - set(keys))
     if unknown:
-        raise ValidationError(f"{name}.{unknown[0]}", "unknown setting")
+        raise ValidationError(
+            f"{name}.{unknown[0]}", "unknown setting" + _did_you_mean(unknown[0], keys)
+        )
     port = value.get("port")
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValidationError(f"{name}.port", "must be a port number (0 picks a free one)")
@@ -162,7 +247,7 @@ def _listener(name: str, value: Any) -> Listener:
     if (cert is None) != (key is None):
         raise ValidationError(name, "tls_cert and tls_key go together")
     return Listener(
-        host=str(value.get("host", "127.0.0.1")),
+        host=str(value.get("host", DEFAULT_LISTENER_HOST)),
         port=port,
         tls_cert=Path(cert) if cert else None,
         tls_key=Path(key) if key else None,

@@ -583,6 +583,22 @@ def test_bulk_rejects_invalid_documents_without_changes(api: Api, ec_lab: Any) -
     assert api.revision() == revision
 
 
+def test_a_prune_that_removes_a_referenced_image_says_so(api: Api, ec_lab: Any) -> None:
+    """The image exists; the prune would delete it while a profile keeps referring to it."""
+    seed(api, ec_lab)
+    revision = api.revision()
+    refused = api.post("/api/v1/state", json={"resources": {"image": {}}, "prune": True})
+    assert refused.status_code == 422, refused.text
+    error = error_of(refused)
+    assert error["field"] == "profile[base].image"
+    assert error["message"] == "still refers to image 'os-1', which the prune removes"
+    dangling = fleet(ec_lab)
+    dangling["profile"]["base"]["image"] = "ghost"
+    unknown = api.post("/api/v1/state", json={"resources": dangling})
+    assert "refers to unknown image 'ghost'" in error_of(unknown)["message"]
+    assert api.revision() == revision
+
+
 def test_bulk_of_many_devices_in_one_round_trip(api: Api, ec_lab: Any) -> None:
     resources = fleet(ec_lab, devices=2000)
     first = api.post("/api/v1/state", json={"resources": resources})

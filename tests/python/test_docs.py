@@ -1,9 +1,11 @@
 """The user documentation stays true to the code: docs/cli.md is regenerated whenever the CLI
-changes, links between pages resolve, and every `sztpctl` command line the pages show names
-commands and options that exist."""
+changes, docs/server.md lists every server setting with its default, links between pages
+resolve, and every `sztpctl` command line the pages show names commands and options that
+exist."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -13,11 +15,13 @@ from pathlib import Path
 import pytest
 import typer
 
+from sztp_server.config import Listener, ServerConfig
 from sztpctl.commands import app
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 GENERATOR = ROOT / "scripts" / "gen_cli_docs.py"
+SERVER_GENERATOR = ROOT / "scripts" / "gen_server_docs.py"
 # Hand-written pages whose command lines are checked (cli.md is generated from the CLI).
 PAGES = sorted(path for path in DOCS.glob("*.md") if path.name != "cli.md")
 
@@ -73,6 +77,64 @@ def test_cli_reference_covers_every_command() -> None:
     page = (DOCS / "cli.md").read_text(encoding="utf-8")
     for path in command_paths(typer.main.get_command(app), "sztpctl"):
         assert f"`{path}`" in page, f"{path} is missing from docs/cli.md"
+
+
+# ---- server settings
+
+
+def run_server_generator(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SERVER_GENERATOR), *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """First cell (without backticks) -> all cells, for every table row of `text`."""
+    rows: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+            rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def test_server_settings_tables_are_up_to_date() -> None:
+    result = run_server_generator("--check")
+    assert result.returncode == 0, (
+        "docs/server.md settings differ from server/sztp_server/config.py; regenerate them with "
+        "`python scripts/gen_server_docs.py`\n" + result.stderr
+    )
+
+
+def test_server_page_lists_every_setting_with_its_default_and_variable() -> None:
+    rows = table_rows((DOCS / "server.md").read_text(encoding="utf-8"))
+    defaults = ServerConfig()
+    for field in dataclasses.fields(ServerConfig):
+        assert field.name in rows, f"{field.name} is missing from docs/server.md"
+        cells = rows[field.name]
+        if field.metadata["env"]:
+            assert cells[2] == f"`SZTP_SERVER_{field.name.upper()}`"
+            assert cells[1] == f"`{getattr(defaults, field.name)}`"
+    assert rows["device_listeners"][1] == "`[{host: 0.0.0.0, port: 8443}]` (plain HTTP)"
+    assert rows["admin_listener"][1] == "`{host: 127.0.0.1, port: 7080}` (plain HTTP)"
+    for field in dataclasses.fields(Listener):
+        assert field.name in rows, f"listener key {field.name} is missing from docs/server.md"
+
+
+def test_server_settings_check_fails_on_drift(tmp_path: Path) -> None:
+    page = (DOCS / "server.md").read_text(encoding="utf-8")
+    drifted = tmp_path / "server.md"
+    drifted.write_text(page.replace("port: 7080}`", "port: 9443}`"), encoding="utf-8")
+    assert drifted.read_text(encoding="utf-8") != page
+    result = run_server_generator("--check", "--output", str(drifted))
+    assert result.returncode == 1
+    assert "gen_server_docs.py" in result.stderr
+    assert run_server_generator("--output", str(drifted)).returncode == 0
+    assert drifted.read_text(encoding="utf-8") == page
 
 
 # ---- links

@@ -84,8 +84,9 @@ def test_load_lab_pki_finds_the_same_files(lab):
 
 def test_existing_pki_is_not_overwritten(lab):
     before = lab.owner_ca.certificate.read_bytes()
-    with pytest.raises(PkiError, match="already holds a lab PKI"):
+    with pytest.raises(PkiError, match="already holds a lab PKI") as refused:
         write_lab_pki(lab.directory, ["SN-9"])
+    assert str(refused.value).endswith("; pass --force to replace it")  # sztpctl pki init's option
     assert lab.owner_ca.certificate.read_bytes() == before
 
 

@@ -53,7 +53,7 @@ def set_context(
 
     Example:
 
-        sztpctl config set-context lab --server https://sztp.lab:9443
+        sztpctl config set-context lab --server https://sztp.lab:7080
         --token-file ~/.config/sztp/lab.token --ca-bundle lab-pki/tls/ca.pem --use
     """
     from ..config import config_path, load_config, save_config

@@ -30,7 +30,7 @@ ContextOption = Annotated[
 ]
 ServerOption = Annotated[
     str | None,
-    typer.Option("--server", help="Admin API URL, e.g. https://sztp.lab:9443 (env SZTP_SERVER)."),
+    typer.Option("--server", help="Admin API URL, e.g. https://sztp.lab:7080 (env SZTP_SERVER)."),
 ]
 TokenFileOption = Annotated[
     Path | None,

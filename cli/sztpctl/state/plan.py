@@ -72,12 +72,20 @@ def apply_changes(actual: State, changes: Sequence[Change]) -> dict[str, dict[st
     return result
 
 
-def check_references(state: State) -> None:
-    """Every reference names an existing resource; else ValidationError naming the field."""
+def check_references(state: State, *, deleted: Collection[tuple[str, str]] = ()) -> None:
+    """Every reference names an existing resource; else ValidationError naming the field.
+
+    `deleted` holds the (kind, name) a prune removes: a reference to one of those is reported
+    as such, since the target exists today and "unknown" would send the reader looking for a
+    typo.
+    """
     for kind in KINDS:
         for name, spec in state.get(kind, {}).items():
             for field, target_kind, target in references(kind, spec):
-                if target not in state.get(target_kind, {}):
-                    raise ValidationError(
-                        f"{kind}[{name}].{field}", f"refers to unknown {target_kind} {target!r}"
-                    )
+                if target in state.get(target_kind, {}):
+                    continue
+                if (target_kind, target) in deleted:
+                    problem = f"still refers to {target_kind} {target!r}, which the prune removes"
+                else:
+                    problem = f"refers to unknown {target_kind} {target!r}"
+                raise ValidationError(f"{kind}[{name}].{field}", problem)

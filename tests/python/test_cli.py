@@ -255,6 +255,84 @@ def test_dhcp_encode_refuses_an_oversized_v4_list() -> None:
     run("dhcp", "encode", *uris, "--family", "v6")
 
 
+@pytest.fixture
+def fleet_with_env_secrets(tmp_path: Path) -> Path:
+    """The example fleet, its owner key and one device password taken from the environment."""
+    fleet = lay_out_example(tmp_path / "fleet")
+    document = yaml.safe_load(fleet.read_text())
+    document["owner"]["private_key"] = {"env": "SZTP_OWNER_KEY"}
+    document["devices"][1]["password"] = {"env": "SN2_PASSWORD"}
+    fleet.write_text(yaml.safe_dump(document, sort_keys=False))
+    return fleet
+
+
+def without_secrets(tmp_path: Path) -> dict[str, str]:
+    """A fork's pull-request job: no secrets, no server configured."""
+    unset = ("SZTP_OWNER_KEY", "SN2_PASSWORD", "SZTP_CONTEXT", "SZTP_TOKEN", "SZTP_TOKEN_FILE")
+    environment = {key: value for key, value in os.environ.items() if key not in unset}
+    return {**environment, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+
+
+def test_validate_skips_unset_secrets_only_when_asked(
+    fleet_with_env_secrets: Path, tmp_path: Path
+) -> None:
+    fleet, env = fleet_with_env_secrets, without_secrets(tmp_path)
+    strict = run_sztpctl("validate", "-f", fleet, env=env, expect=1)
+    assert strict.stderr.strip().startswith("error: ")
+    assert strict.stderr.strip().endswith(
+        "owner.private_key: environment variable SZTP_OWNER_KEY is not set"
+    )
+    skipping = run_sztpctl("validate", "-f", fleet, "--skip-unset-secrets", env=env)
+    notes = skipping.stderr.strip().splitlines()
+    assert [note.split(": ", 2)[2] for note in notes] == [
+        "owner.private_key: {env: SZTP_OWNER_KEY} not set; value not checked",
+        "devices[1].password: {env: SN2_PASSWORD} not set; value not checked",
+    ]
+    assert all(note.startswith(f"note: {fleet}:") for note in notes)
+    assert skipping.stdout.strip().endswith(
+        "2 voucher(s) checked; 2 secret(s) not checked: variable unset)"
+    )
+
+
+def test_validate_checks_a_secret_that_is_set(fleet_with_env_secrets: Path, tmp_path: Path) -> None:
+    env = {**without_secrets(tmp_path), "SZTP_OWNER_KEY": "not-a-pem-key-4242"}
+    result = run_sztpctl(
+        "validate", "-f", fleet_with_env_secrets, "--skip-unset-secrets", env=env, expect=1
+    )
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert "owner.private_key: cannot load PEM private key" in errors[0]
+    assert "not-a-pem-key-4242" not in result.stdout + result.stderr
+    assert "devices[1].password: {env: SN2_PASSWORD} not set" in result.stderr
+
+
+def test_validate_refuses_an_unset_non_secret_variable_even_when_skipping(
+    fleet_with_env_secrets: Path, tmp_path: Path
+) -> None:
+    fleet = fleet_with_env_secrets
+    fleet.write_text(fleet.read_text().replace("model: DPU-LAB-1", "model: {env: SN_MODEL}", 1))
+    env = without_secrets(tmp_path)
+    result = run_sztpctl("validate", "-f", fleet, "--skip-unset-secrets", env=env, expect=1)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.endswith("devices[0].model: environment variable SN_MODEL is not set")
+
+
+def test_apply_and_diff_never_skip_an_unset_secret(
+    fleet_with_env_secrets: Path, tmp_path: Path
+) -> None:
+    """The file is read before the server is contacted: the missing secret is the error."""
+    env = without_secrets(tmp_path)
+    for command, status in (("apply", 1), ("diff", 2)):
+        result = run_sztpctl(command, "-f", fleet_with_env_secrets, env=env, expect=status)
+        assert result.stderr.strip().endswith(
+            "owner.private_key: environment variable SZTP_OWNER_KEY is not set"
+        ), result.stderr
+    usage = run_sztpctl(
+        "apply", "-f", fleet_with_env_secrets, "--skip-unset-secrets", env=env, expect=2
+    )
+    assert "No such option" in usage.stderr
+
+
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -274,6 +352,7 @@ def test_plan_display_from_the_summary_plan(tmp_path: Path) -> None:
             "+ image/labos-1.2",
         ]
         assert created[-1].startswith("applied: 6 created, 0 updated, 0 deleted")
+        revision = created[-1].rsplit(" ", 1)[-1]
         document["devices"][0]["model"] = "DPU-LAB-2"
         document["devices"].pop()
         fleet.write_text(yaml.safe_dump(document))
@@ -283,7 +362,7 @@ def test_plan_display_from_the_summary_plan(tmp_path: Path) -> None:
             "~ device/SN-0001",
             '    model: "DPU-LAB-1" → "DPU-LAB-2"',
             "- device/SN-0002",
-            "differences: 0 to create, 1 to update, 1 to delete",
+            f"differences: 0 to create, 1 to update, 1 to delete (server at revision {revision})",
         ]
         coloured_env = {**env, "FORCE_COLOR": "1", "TERM": "xterm-256color", "NO_COLOR": ""}
         coloured = run_sztpctl("diff", "-f", fleet, "--prune", env=coloured_env, expect=1).stdout

@@ -4,6 +4,8 @@ history, contexts and every error path, through the installed console script."""
 from __future__ import annotations
 
 import json
+import re
+import socket
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -354,8 +356,21 @@ def test_client_tls_uses_the_given_ca_bundle(fleet: Path, tmp_path: Path) -> Non
         untrusted = SztpClient(tls_server.admin_url, tls_server.token)
         with pytest.raises(ServerUnreachable) as failure:
             untrusted.fleet_status()
-        assert str(failure.value).startswith(f"TLS with {tls_server.admin_url} failed:")
+        assert str(failure.value).startswith(
+            f"cannot reach {tls_server.admin_url}: TLS handshake failed:"
+        )
         assert "certificate verify failed" in str(failure.value)
+
+
+def test_every_unreachable_server_message_names_the_url() -> None:
+    """Refused, silent or failing TLS: one wording, `cannot reach URL: why`."""
+    with socket.socket() as silent:  # listens, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(ServerUnreachable) as failure, SztpClient(url, "t", timeout=0.2) as c:
+            c.fleet_status()
+    assert str(failure.value) == f"cannot reach {url}: no answer within 0.2 s"
 
 
 def test_read_only_token_may_diff_but_not_apply(
@@ -378,17 +393,30 @@ def test_read_only_token_may_diff_but_not_apply(
     assert not state["device"]
 
 
+def planned_revision(diff_output: str) -> str:
+    """The revision `diff` names on its last line, as a pipeline reads it for --if-revision."""
+    match = re.fullmatch(r"differences: .* \(server at revision (\d+)\)", diff_output.strip())
+    assert match, diff_output
+    return match[1]
+
+
 def test_apply_if_revision_refuses_a_stale_plan(
     fleet: Path, env: dict[str, str], server: RunningServer
 ) -> None:
-    revision, _ = client_for(server).get_state()
     changed = fleet.with_name("stale.yaml")
     changed.write_text(fleet.read_text().replace("model: DPU-LAB-1", "model: DPU-LAB-9", 1))
+    plan = run_sztpctl("diff", "-f", changed, env=env, expect=1).stdout.splitlines()[-1]
+    revision = planned_revision(plan)
+    assert revision == str(client_for(server).get_state()[0])
     run_sztpctl("apply", "-f", fleet, env=env)  # someone else applied in between
-    refused = run_sztpctl("apply", "-f", changed, "--if-revision", str(revision), env=env, expect=1)
-    assert "revision" in only_line(refused.stderr)
+    refused = run_sztpctl("apply", "-f", changed, "--if-revision", revision, env=env, expect=1)
+    assert only_line(refused.stderr).endswith("not the one If-Match names (HTTP 412)")
     _, state = client_for(server).get_state()
     assert state["device"]["SN-0001"]["model"] == "DPU-LAB-1"
+    # Planned again on the new state, the same change applies.
+    replanned = run_sztpctl("diff", "-f", changed, env=env, expect=1).stdout.splitlines()[-1]
+    run_sztpctl("apply", "-f", changed, "--if-revision", planned_revision(replanned), env=env)
+    assert client_for(server).get_state()[1]["device"]["SN-0001"]["model"] == "DPU-LAB-9"
 
 
 def test_hidden_marker_is_not_a_password(fleet: Path, env: dict[str, str]) -> None:

@@ -92,6 +92,9 @@ def diff(
 ) -> None:
     """Show how the server differs from the fleet file.
 
+    The last line names the revision of the server's state compared against; with it,
+    `apply --if-revision` applies only if nothing has changed since.
+
     Exit status: 0 no difference, 1 differences, 2 error (for pipelines and drift checks).
     """
     try:
@@ -100,7 +103,7 @@ def diff(
         exit_with(ctx, exc, EXIT_DIFF_ERROR)
     _show_changes(result.changes)
     if result.changes:
-        typer.echo(f"differences: {_counts(result.changes)}")
+        typer.echo(f"differences: {_counts(result.changes)} (server at revision {result.revision})")
         raise typer.Exit(EXIT_DIFFERENT)
     typer.echo(f"no differences (server at revision {result.revision})")
 

@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SztpError
-from .resources import DEFAULT_OWNER, DEVICE, IMAGE, KINDS, OWNER, PROFILE, TRUST_ANCHOR
+from .resources import (
+    DEFAULT_OWNER,
+    DEVICE,
+    HIDDEN,
+    IMAGE,
+    KINDS,
+    OWNER,
+    PROFILE,
+    TRUST_ANCHOR,
+)
 
 SECTIONS: Mapping[str, str] = {
     "trust_anchors": TRUST_ANCHOR,
@@ -46,7 +55,11 @@ SECTIONS: Mapping[str, str] = {
 SECTION_OF_KIND: Mapping[str, str] = {kind: section for section, kind in SECTIONS.items()}
 YamlPath = tuple[str | int, ...]
 _CHUNK = 1024 * 1024
-# Schema messages quote the offending value: not for these.
+# A fleet file nests about six levels (devices, an entry, its selection rules, a rule, a field);
+# deeper input is refused in this loader's own words before any parser limit or recursion.
+MAX_NESTING = 32
+# Schema messages quote the offending value: not for these. `validate --skip-unset-secrets`
+# may leave these alone, and only these, when their {env: ...} variable is unset.
 _SECRET_FIELDS = frozenset({"password", "password_hash", "private_key"})
 _API_FIELD = re.compile(r"(?P<kind>[a-z-]+)\[(?P<name>[^\]]*)\](?P<rest>.*)")
 _FIELD_PART = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
@@ -54,6 +67,18 @@ _FIELD_PART = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
 
 class FleetError(SztpError):
     """The fleet file is malformed; the message names the file, the line and the field."""
+
+
+@dataclass(frozen=True)
+class SkippedSecret:
+    """A secret field given as `{env: VARIABLE}` whose variable is not set, loaded with
+    `skip_unset_secrets`: its value is unknown, so nothing about it was checked."""
+
+    where: str  # "fleet.yaml:7: owner.private_key"
+    variable: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {{env: {self.variable}}} not set; value not checked"
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,7 @@ class Fleet:
     dhcp: dict[str, Any] | None = None
     lines: Mapping[YamlPath, int] = field(default_factory=dict, repr=False)
     origins: Mapping[tuple[str, str], YamlPath] = field(default_factory=dict, repr=False)
+    skipped_secrets: tuple[SkippedSecret, ...] = ()
 
     def locate(self, api_field: str | None) -> str | None:
         """`file:line: path` for a field the admin API names (`device[SN-1].voucher`)."""
@@ -84,8 +110,15 @@ class Fleet:
         return f"{self.path}:{self.lines[path]}: {dotted(path)}"
 
 
-def load_fleet(path: Path, environ: Mapping[str, str] | None = None) -> Fleet:
-    """Read, check and resolve a fleet file; every error is a FleetError naming its place."""
+def load_fleet(
+    path: Path, environ: Mapping[str, str] | None = None, *, skip_unset_secrets: bool = False
+) -> Fleet:
+    """Read, check and resolve a fleet file; every error is a FleetError naming its place.
+
+    With `skip_unset_secrets` (for offline checks only), a secret field whose `{env: ...}`
+    variable is unset reads as HIDDEN and is listed in `Fleet.skipped_secrets` instead of
+    being an error; such a fleet says nothing about those secrets and must not be applied.
+    """
     environ = os.environ if environ is None else environ
     try:
         text = path.read_text(encoding="utf-8")
@@ -98,7 +131,8 @@ def load_fleet(path: Path, environ: Mapping[str, str] | None = None) -> Fleet:
         if document is None:
             document = {}
         _check_schema(document, path, lines)
-        resources, origins = _resolve_entries(document, _Resolver(path, lines, environ))
+        resolver = _Resolver(path, lines, environ, skip_unset_secrets=skip_unset_secrets)
+        resources, origins = _resolve_entries(document, resolver)
     for section in SECTIONS:  # a present but empty section still counts as managed
         if section in document:
             resources.setdefault(SECTIONS[section], {})
@@ -107,7 +141,8 @@ def load_fleet(path: Path, environ: Mapping[str, str] | None = None) -> Fleet:
     ordered: dict[str, dict[str, dict[str, Any]]] = {
         kind: resources[kind] for kind in KINDS if kind in resources
     }
-    return Fleet(path, ordered, document.get("dhcp"), lines, origins)
+    skipped = tuple(resolver.skipped)
+    return Fleet(path, ordered, document.get("dhcp"), lines, origins, skipped)
 
 
 def _resolve_entries(
@@ -217,6 +252,10 @@ class _DuplicateKeys(Exception):
     """Some mapping repeats a key; `_index_lines` finds the first one for the message."""
 
 
+class _TooDeep(Exception):
+    """Some value is nested deeper than MAX_NESTING; `_nesting_error` finds where."""
+
+
 @cache
 def _yaml_loaders() -> tuple[type, type]:
     """(the loader, the same without its duplicate-key check)."""
@@ -280,7 +319,7 @@ def _parse_yaml(text: str, path: Path) -> Any:
             loader = strict(text)
             try:
                 root = loader.get_single_node()
-                return None if root is None else _build(root, loader, {})
+                return None if root is None else _build(root, loader, {}, 1)
             finally:
                 loader.dispose()
         except _DuplicateKeys:
@@ -288,18 +327,110 @@ def _parse_yaml(text: str, path: Path) -> Any:
             # legitimately: look again, in document order, at an untouched tree.
             _index_lines(_compose(text), (), {}, path, set())
             return _construct(text, lenient)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = ", ".join(part for part in (exc.context, exc.problem) if part) or "malformed"
-        raise FleetError(f"{path}{line}: not valid YAML: {problem}") from None
+    except (_TooDeep, RecursionError):
+        raise _nesting_error(text, path) or FleetError(_too_deep(str(path), ())) from None
     except yaml.YAMLError as exc:
+        # A parser may have its own nesting limit (libyaml's is 1,000 levels): if that is what
+        # stopped it, say so in this loader's own words, with the line and the key.
+        too_deep = _nesting_error(text, path)
+        if too_deep is not None:
+            raise too_deep from None
+        if isinstance(exc, yaml.MarkedYAMLError):
+            mark = exc.problem_mark or exc.context_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            problem = ", ".join(part for part in (exc.context, exc.problem) if part) or "malformed"
+            raise FleetError(f"{path}{line}: not valid YAML: {problem}") from None
         raise FleetError(f"{path}: not valid YAML: {exc}") from None
-    except RecursionError:
-        raise FleetError(f"{path}: nested too deeply for a fleet file") from None
 
 
-def _build(node: Any, loader: Any, built: dict[int, Any]) -> Any:
+def _nesting_error(text: str, path: Path) -> FleetError | None:
+    """The error for the first value nested deeper than MAX_NESTING, or None if there is none
+    before the text's first YAML error.
+
+    Walks the parser's events: no recursion, nothing built. libyaml's events come first. Its
+    scanner reads ahead of the last event by at most one line or 1,024 characters (the most a
+    simple key may span), so if it failed before the limit, its own nesting limit can only have
+    been the cause when that stretch holds enough brackets: only then is the pure-Python parser,
+    which has no such limit but is slower, run as well.
+    """
+    import yaml
+
+    strict, _ = _yaml_loaders()
+    walk = _NestingWalk(path)
+    try:
+        return walk.run(text, strict)
+    except yaml.YAMLError:
+        libyaml = getattr(yaml, "CSafeLoader", None)
+        if libyaml is None or not issubclass(strict, libyaml) or not walk.brackets_ahead(text):
+            return None
+    try:
+        return _NestingWalk(path).run(text, yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+
+
+@dataclass
+class _Level:
+    """An open collection in `_NestingWalk`: the key or index of the value being read."""
+
+    step: str | int
+    mapping: bool
+    at_key: bool = False
+
+
+class _NestingWalk:
+    """Follows the key path through a stream of parser events, up to MAX_NESTING levels."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.levels: list[_Level] = []
+        self.last_index = 0
+
+    def run(self, text: str, loader_class: type) -> FleetError | None:
+        import yaml
+
+        for event in yaml.parse(text, Loader=loader_class):
+            # Both parsers mark every event; the stubs allow None.
+            start, end = event.start_mark, event.end_mark
+            self.last_index = end.index if end is not None else self.last_index
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(self.levels) >= MAX_NESTING:
+                    where = tuple(level.step for level in self.levels)
+                    line = f":{start.line + 1}" if start is not None else ""
+                    return FleetError(_too_deep(f"{self.path}{line}", where))
+                if self.levels and self.levels[-1].at_key:
+                    self.levels[-1].step = "?"  # a collection as a key has no name to show
+                mapping = isinstance(event, yaml.MappingStartEvent)
+                self.levels.append(_Level("" if mapping else 0, mapping, at_key=mapping))
+            elif isinstance(event, yaml.CollectionEndEvent):
+                self.levels.pop()
+                self._node_done()
+            elif isinstance(event, yaml.ScalarEvent | yaml.AliasEvent):
+                if self.levels and self.levels[-1].at_key:
+                    self.levels[-1].step = getattr(event, "value", "*")
+                self._node_done()
+        return None
+
+    def brackets_ahead(self, text: str) -> bool:
+        ahead = text[self.last_index : self.last_index + 2 * 1024]
+        return ahead.count("[") + ahead.count("{") >= MAX_NESTING - len(self.levels)
+
+    def _node_done(self) -> None:
+        if not self.levels:
+            return
+        level = self.levels[-1]
+        if level.mapping:
+            level.at_key = not level.at_key
+        else:
+            level.step = int(level.step) + 1
+
+
+def _too_deep(place: str, where: YamlPath) -> str:
+    key = f"{dotted(where)}: " if where else ""
+    return f"{place}: {key}nested more than {MAX_NESTING} levels deep, too deep for a fleet file"
+
+
+def _build(node: Any, loader: Any, built: dict[int, Any], depth: int) -> Any:
     """The Python value of `node`, as `loader` would construct it.
 
     Plain text, lists and maps with text keys, nearly all of a fleet file, are built here:
@@ -312,10 +443,12 @@ def _build(node: Any, loader: Any, built: dict[int, Any]) -> Any:
     done = built.get(id(node))
     if done is not None:
         return done
+    if depth > MAX_NESTING and node.id != "scalar":
+        raise _TooDeep
     if node.tag == _SEQ_TAG and node.id == "sequence":
         items: list[Any] = []
         built[id(node)] = items
-        items.extend(_build(item, loader, built) for item in node.value)
+        items.extend(_build(item, loader, built, depth + 1) for item in node.value)
         return items
     if (
         node.tag == _MAP_TAG
@@ -325,11 +458,28 @@ def _build(node: Any, loader: Any, built: dict[int, Any]) -> Any:
         mapping: dict[str, Any] = {}
         built[id(node)] = mapping
         for key, value in node.value:
-            mapping[key.value] = _build(value, loader, built)
+            mapping[key.value] = _build(value, loader, built, depth + 1)
         if len(mapping) != len(node.value):
             raise _DuplicateKeys
         return mapping
+    _check_depth(node, depth)
     return loader.construct_object(node, deep=True)
+
+
+def _check_depth(node: Any, depth: int) -> None:
+    """Raise _TooDeep if `node` (at `depth`) holds collections nested deeper than allowed."""
+    pending = [(node, depth)]
+    seen: set[int] = set()  # aliases: each node once
+    while pending:
+        node, depth = pending.pop()
+        if not isinstance(node.value, list) or id(node) in seen:
+            continue
+        if depth > MAX_NESTING:
+            raise _TooDeep
+        seen.add(id(node))
+        for item in node.value:  # a mapping's items are (key, value) pairs
+            parts = item if isinstance(item, tuple) else (item,)
+            pending.extend((part, depth + 1) for part in parts)
 
 
 def _construct(text: str, loader_class: type) -> Any:
@@ -454,21 +604,32 @@ class _Resolver:
     """Replaces file and environment references; the schema allows them only in text fields."""
 
     def __init__(
-        self, path: Path, lines: Mapping[YamlPath, int], environ: Mapping[str, str]
+        self,
+        path: Path,
+        lines: Mapping[YamlPath, int],
+        environ: Mapping[str, str],
+        *,
+        skip_unset_secrets: bool = False,
     ) -> None:
         self.path = path
         self.base = path.parent
         self.lines = lines
         self.environ = environ
+        self.skip_unset_secrets = skip_unset_secrets
+        self.skipped: list[SkippedSecret] = []
 
     def resolve(self, value: Any, where: YamlPath) -> Any:
         if isinstance(value, dict) and set(value) == {"file"}:
             return self._file(value["file"], where)
         if isinstance(value, dict) and set(value) == {"env"}:
             variable = value["env"]
-            if variable not in self.environ:
-                raise self._error(where, f"environment variable {variable} is not set")
-            return self.environ[variable]
+            if variable in self.environ:
+                return self.environ[variable]
+            # Only secrets: any other value changes what devices get, so it must be known.
+            if self.skip_unset_secrets and where[-1] in _SECRET_FIELDS:
+                self.skipped.append(SkippedSecret(self._place(where), variable))
+                return HIDDEN  # what validation already leaves unchecked: a value not at hand
+            raise self._error(where, f"environment variable {variable} is not set")
         if isinstance(value, dict):
             return {key: self.resolve(item, (*where, key)) for key, item in value.items()}
         if isinstance(value, list):
@@ -505,8 +666,11 @@ class _Resolver:
             name = os.path.expanduser(name)  # noqa: PTH111
         return os.path.join(self.base, name)  # noqa: PTH118
 
+    def _place(self, where: YamlPath) -> str:
+        return f"{self.path}:{_line_of(where, self.lines)}: {dotted(where)}"
+
     def _error(self, where: YamlPath, message: str) -> FleetError:
-        return FleetError(f"{self.path}:{_line_of(where, self.lines)}: {dotted(where)}: {message}")
+        return FleetError(f"{self._place(where)}: {message}")
 
 
 def _read_file(path: str) -> bytes:

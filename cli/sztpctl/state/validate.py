@@ -77,6 +77,7 @@ def validate_fleet(
 ) -> Validation:
     """Every problem of a loaded fleet (schema and file references were checked by loading)."""
     result = Validation()
+    result.notes.extend(map(str, fleet.skipped_secrets))
     state = _normalized(fleet, result)
     _check_references(fleet, state, result)
     _check_vouchers(fleet, state, masa_anchors, result)
@@ -104,8 +105,9 @@ def _normalized(fleet: Fleet, result: Validation) -> dict[str, dict[str, dict[st
 
 def _offline_view(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The spec without what cannot or need not be checked here: "<hidden>" secrets (kept
-    from the server's copy when applied), passwords (hashing each costs 60 ms) and vouchers
-    (checked separately, with better messages)."""
+    from the server's copy when applied, or skipped because their variable is unset),
+    passwords (hashing each costs 60 ms) and vouchers (checked separately, with better
+    messages)."""
     return {
         key: value
         for key, value in spec.items()

@@ -20,13 +20,14 @@ MOLECULE_LANES ?= stack server,file_server,kea
 WHEEL_DIR := build/wheels
 
 .PHONY: help demo test lint pytest ansible-test e2e molecule test-image wheel changelog-lint \
-	apt-packages bench docs clean
+	apt-packages bench docs clean lock lock-upgrade lowest
 
 help:
 	@echo "make demo   lab PKI, sztp-server, the lab fleet and a simulated device, end to end"
 	@echo "make test   install everything needed and run every test suite"
 	@echo "make bench  run the benchmarks and update bench/RESULTS.md"
 	@echo "make docs   regenerate docs/cli.md and docs/plugins/ from the CLI and plugin docs"
+	@echo "make lock   regenerate the lock files from pyproject.toml (lock-upgrade: newest versions)"
 
 apt-packages:
 	@missing=""; for pkg in $(APT_PACKAGES); do \
@@ -37,17 +38,32 @@ apt-packages:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 
+# Every Python package any venv here installs is pinned, with hashes, in a lock file made by
+# `make lock` from pyproject.toml's ranges. The server's lock lives in the server role, which
+# installs the same versions on the hosts it deploys.
+LOCK_BOOTSTRAP := requirements/bootstrap.txt
+LOCK_SERVER := roles/server/files/server-requirements.txt
+LOCK_DEV := requirements/dev.txt
+LOCK_MOLECULE := requirements/molecule.txt
+# The locked third-party packages (hash-checked), then this project on top of them: an
+# editable install is no single file a hash could check, and needs no other dependency
+# (-qq: setuptools' general notice about editable installs is not about this tree).
+define install_locked
+$(1)/bin/pip install -q --require-hashes -r $(2)
+$(1)/bin/pip install -qq --no-deps --no-build-isolation -e .
+endef
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q --require-hashes -r $(LOCK_BOOTSTRAP)
 
-# The stamps are keyed on pyproject.toml so a dependency change reinstalls.
-$(VENV)/.installed-server: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[server]'
+# The stamps are keyed on the lock files so a dependency change reinstalls.
+$(VENV)/.installed-server: $(LOCK_SERVER) pyproject.toml | $(BIN)/python
+	$(call install_locked,$(VENV),$(LOCK_SERVER))
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[server,dev]'
+$(VENV)/.installed-dev: $(LOCK_DEV) pyproject.toml | $(BIN)/python
+	$(call install_locked,$(VENV),$(LOCK_DEV))
 	touch $@ $(VENV)/.installed-server
 
 demo: apt-packages $(VENV)/.installed-server
@@ -88,10 +104,10 @@ e2e: apt-packages $(VENV)/.installed-dev
 	if [ $$rc -eq 5 ]; then echo "e2e collected no tests: failing" >&2; exit 1; fi; \
 	exit $$rc
 
-$(MOLECULE_VENV)/.installed: pyproject.toml
+$(MOLECULE_VENV)/.installed: $(LOCK_MOLECULE) pyproject.toml
 	$(PYTHON) -m venv $(MOLECULE_VENV)
-	$(MOLECULE_VENV)/bin/pip install -q --upgrade pip
-	$(MOLECULE_VENV)/bin/pip install -q -e '.[molecule]'
+	$(MOLECULE_VENV)/bin/pip install -q --require-hashes -r $(LOCK_BOOTSTRAP)
+	$(call install_locked,$(MOLECULE_VENV),$(LOCK_MOLECULE))
 	touch $@
 
 test-image: apt-packages
@@ -114,6 +130,35 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/bulk_apply.py --write bench/RESULTS.md
 	$(BIN)/python bench/ansible_devices.py --write bench/RESULTS.md
 
+# Regenerate the lock files from pyproject.toml (newest versions its ranges allow, for every
+# platform, Python 3.11). The dev and molecule locks are constrained by the server's, so the
+# demo, the tests, the role tests and the deployed server run the same versions.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock'
+lock: $(VENV)/.installed-dev
+	$(UV_COMPILE) $(UV_UPGRADE) requirements/bootstrap.in -o $(LOCK_BOOTSTRAP)
+	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra server -o $(LOCK_SERVER)
+	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra server --extra dev -c $(LOCK_SERVER) -o $(LOCK_DEV)
+	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra molecule -c $(LOCK_DEV) -o $(LOCK_MOLECULE)
+
+# `make lock` keeps what the lock files pin while the ranges allow it; this moves to the newest.
+lock-upgrade: UV_UPGRADE := --upgrade
+lock-upgrade: lock
+
+# pyproject.toml's lower bounds, tried: the Python suite on the oldest versions they allow.
+# Not part of `make test`; run it when a lower bound changes.
+LOWEST_VENV := .venv-lowest
+lowest: $(VENV)/.installed-dev
+	rm -rf $(LOWEST_VENV) build/lowest
+	mkdir -p build/lowest
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --resolution lowest-direct \
+	  pyproject.toml --extra server --extra dev -c $(LOCK_BOOTSTRAP) -o build/lowest/requirements.txt
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/pip install -q --require-hashes -r $(LOCK_BOOTSTRAP)
+	$(LOWEST_VENV)/bin/pip install -q -r build/lowest/requirements.txt
+	$(LOWEST_VENV)/bin/pip install -qq --no-deps --no-build-isolation -e .
+	$(LOWEST_VENV)/bin/pytest -p no:cacheprovider -n 2 tests/python
+
 # docs/cli.md and docs/plugins/ are generated from the CLI and the plugin docs; the test suite
 # fails when they are stale.
 docs: $(VENV)/.installed-dev
@@ -121,4 +166,4 @@ docs: $(VENV)/.installed-dev
 	$(BIN)/python scripts/gen_collection_docs.py
 
 clean:
-	rm -rf $(VENV) $(MOLECULE_VENV) build dist tests/output .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MOLECULE_VENV) $(LOWEST_VENV) build dist tests/output .pytest_cache .ruff_cache

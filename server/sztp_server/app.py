@@ -1,8 +1,8 @@
 """Run the server: open the store, start the device and admin listeners, handle signals.
 
-Start-up order: the store is opened, every listener is bound, and only then is the first
-admin token written, so a token file means a server that listens (scripts wait for it) and a
-port in use leaves no token behind.
+Start-up order: the store is opened, every listener is bound, the trust anchors are loaded and
+the signals handled, and only then is the first admin token written, so a token file means a
+server that is ready (scripts wait for it) and a port in use leaves no token behind.
 
 SIGTERM/SIGINT stop accepting connections and let requests in flight finish; SIGHUP reloads
 the TLS certificates and keys of every listener from disk without dropping connections, all
@@ -100,15 +100,6 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
         context = ServerContext(store, config)
         tls = _TlsContexts()
         async with _listening(context, tls):
-            try:
-                created = ensure_first_admin_token(store, config.admin_token_file)
-            except FileExistsError:
-                raise SztpError(
-                    f"{config.admin_token_file} exists but the database has no API token; "
-                    "remove the stale file so a new first admin token can be written"
-                ) from None
-            if created:
-                _LOG.info("first admin token written", extra={"path": str(config.admin_token_file)})
             await _run(context, tls, ready)
             _LOG.info("stopping")
         _LOG.info("stopped")
@@ -175,7 +166,12 @@ async def _bind(
 
 
 async def _run(context: ServerContext, tls: _TlsContexts, ready: asyncio.Event | None) -> None:
-    """Serve until SIGTERM or SIGINT."""
+    """Serve until SIGTERM or SIGINT.
+
+    The first admin token is written last, once devices' trust anchors are loaded and signals
+    are handled: scripts take the token file as the sign that the server is ready, and a
+    SIGHUP sent then must reload, not end, the server.
+    """
     tls.add_anchors(context.snapshot())
     context.on_refresh(tls.add_anchors)
 
@@ -184,11 +180,25 @@ async def _run(context: ServerContext, tls: _TlsContexts, ready: asyncio.Event |
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls)
+    _write_first_admin_token(context)
     poller = asyncio.create_task(_poll_revision(context))
     if ready is not None:
         ready.set()
     await stop.wait()
     poller.cancel()
+
+
+def _write_first_admin_token(context: ServerContext) -> None:
+    path = context.config.admin_token_file
+    try:
+        created = ensure_first_admin_token(context.store, path)
+    except FileExistsError:
+        raise SztpError(
+            f"{path} exists but the database has no API token; remove the stale file so a "
+            "new first admin token can be written"
+        ) from None
+    if created:
+        _LOG.info("first admin token written", extra={"path": str(path)})
 
 
 def _reload_tls(tls: _TlsContexts) -> None:

@@ -44,7 +44,17 @@ def run_generator(
     )
 
 
+def _locked_version(distribution: str) -> str | None:
+    lock = (ROOT / "requirements" / "dev.txt").read_text(encoding="utf-8")
+    found = re.search(rf"^{re.escape(distribution)}==(\S+)", lock, re.MULTILINE)
+    return found.group(1) if found else None
+
+
 def test_cli_reference_is_up_to_date() -> None:
+    # Help text is laid out by typer: the page is generated with the locked release, and
+    # another release (`make lowest`) may lay it out otherwise without the CLI changing.
+    if typer.__version__ != _locked_version("typer"):
+        pytest.skip(f"docs/cli.md is generated with the locked typer, not {typer.__version__}")
     result = run_generator("--check")
     assert result.returncode == 0, (
         "docs/cli.md does not match the CLI; regenerate it with "

@@ -4,7 +4,7 @@
 
 Every module of the collection builds its AnsibleModule with `new_module`, gets a client with
 `client_for` and does its one piece of work in `ensure_resource` (single resources),
-`ensure_devices` (bulk) or directly with the client, turning kit errors into one clear
+`ensure_devices` (bulk), `ensure_fleet` (a whole fleet file) or directly with the client, turning kit errors into one clear
 `fail_json` message with `run`. Secrets never reach results, diffs or messages: the server's
 public views replace them with "<hidden>", and sending "<hidden>" back keeps the stored one.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import traceback
+from pathlib import Path
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
@@ -24,6 +25,7 @@ try:
         NotFoundApiError,
         SztpError,
     )
+    from sztpctl.state.fleet import FleetError, load_fleet
     from sztpctl.state.resources import HIDDEN
 except ImportError:
     HAS_SZTPCTL = False
@@ -296,16 +298,8 @@ def ensure_devices(module, client, devices, prune=False, write_only=None, kind="
     for change in result.changes:
         if change.kind != kind:
             continue
-        if change.action == "create":
-            created.append(change.name)
-            lines.append("+ %s %s" % (_kind_label(kind), change.name))
-        elif change.action == "update":
-            updated.append(change.name)
-            fields = _changed_fields(change.before, change.after)
-            lines.append("~ %s %s (%s)" % (_kind_label(kind), change.name, ", ".join(fields)))
-        elif change.action == "delete":
-            deleted.append(change.name)
-            lines.append("- %s %s" % (_kind_label(kind), change.name))
+        dict(create=created, update=updated, delete=deleted)[change.action].append(change.name)
+        lines.append(_change_line(change))
     unchanged = len(desired) - len(created) - len(updated)
     summary = "%d to create, %d to update, %d to delete, %d unchanged" % (
         len(created),
@@ -313,10 +307,7 @@ def ensure_devices(module, client, devices, prune=False, write_only=None, kind="
         len(deleted),
         unchanged,
     )
-    if len(lines) > MAX_DIFF_LINES:
-        more = len(lines) - MAX_DIFF_LINES
-        lines = lines[:MAX_DIFF_LINES] + ["... and %d more" % more]
-    prepared = "\n".join([summary] + lines) + "\n"
+    prepared = _prepared_diff(summary, lines)
     return dict(
         changed=bool(created or updated or deleted),
         revision=result.revision,
@@ -329,7 +320,92 @@ def ensure_devices(module, client, devices, prune=False, write_only=None, kind="
     )
 
 
+def _change_line(change):
+    """`+ device SN-1`, `~ profile p (image)`, `- image i`: names of changed fields, no values
+    (an update that changes only a secret says so, since secrets are compared by the server)."""
+    label = "%s %s" % (_kind_label(change.kind), change.name)
+    if change.action == "update":
+        fields = _changed_fields(change.before, change.after)
+        return "~ %s (%s)" % (label, ", ".join(fields) or "a secret")
+    return "%s %s" % ("+" if change.action == "create" else "-", label)
+
+
+def _prepared_diff(summary, lines):
+    if len(lines) > MAX_DIFF_LINES:
+        more = len(lines) - MAX_DIFF_LINES
+        lines = lines[:MAX_DIFF_LINES] + ["... and %d more" % more]
+    return "\n".join([summary] + lines) + "\n"
+
+
 def _changed_fields(before, after):
     before = before or {}
     after = after or {}
     return sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
+
+
+# ---- a whole fleet file
+
+
+def ensure_fleet(module, client, path, prune=False, if_revision=None):
+    """Apply the fleet file at `path` as `sztpctl apply -f` does: loaded by the kit's loader
+    (`{file:}` and `{env:}` resolved where the module runs), then one bulk request that the
+    server plans and commits atomically (a dry run in check mode). With `if_revision`, the
+    server applies only if its state is still at that revision.
+
+    Loader errors and the server's validation errors become one message naming the file, the
+    line and the field. The result lists the changes by kind and name (secrets never appear:
+    the server hides them and the summary plan carries only the names of changed fields).
+    """
+    try:
+        fleet = load_fleet(Path(path))
+    except FleetError as exc:
+        module.fail_json(msg=str(exc))
+    count = sum(len(specs) for specs in fleet.resources.values())
+    doing = "cannot apply %s (%d resources)" % (path, count)
+    try:
+        result = client.apply_state(
+            fleet.resources,
+            prune=prune,
+            dry_run=module.check_mode,
+            if_match=if_revision,
+            summary=True,
+        )
+    except ApiValidationError as exc:
+        where = fleet.locate(exc.field)
+        if where is None:
+            fail_on_error(module, exc, doing)
+        # As `sztpctl apply` says it: fleet.yaml:35: profiles[0].image: refers to unknown ...
+        module.fail_json(msg="%s: %s" % (where, exc.message), field=exc.field)
+    except ApiConflictError as exc:
+        if exc.status == 412:
+            doing += " (if_revision=%s: the server's state changed since)" % if_revision
+        fail_on_error(module, exc, doing)
+    except SztpError as exc:
+        fail_on_error(module, exc, doing)
+
+    counts = dict(create=0, update=0, delete=0)
+    changes = []
+    lines = []
+    for change in result.changes:
+        counts[change.action] = counts.get(change.action, 0) + 1
+        entry = dict(action=change.action, kind=change.kind, name=change.name)
+        if change.action == "update":
+            entry["fields"] = _changed_fields(change.before, change.after)
+        lines.append(_change_line(change))
+        changes.append(entry)
+    summary = "%d to create, %d to update, %d to delete, %d listed" % (
+        counts["create"],
+        counts["update"],
+        counts["delete"],
+        count,
+    )
+    prepared = _prepared_diff(summary, lines)
+    return dict(
+        changed=bool(changes),
+        revision=result.revision,
+        changes=changes,
+        counts=counts,
+        summary=summary,
+        kinds=list(fleet.resources),
+        diff=dict(prepared=prepared),
+    )

@@ -88,6 +88,7 @@ class FakeClient:
         kinds: list[str] | None = None,
         dry_run: bool = False,
         if_match: int | None = None,
+        summary: bool = False,
     ) -> ApplyResult:
         self._record(
             "apply_state",
@@ -96,6 +97,7 @@ class FakeClient:
             kinds=kinds,
             dry_run=dry_run,
             if_match=if_match,
+            summary=summary,
         )
         if not dry_run:
             self._write("apply_state without dry_run")

@@ -611,23 +611,13 @@ def render_collection(plugins: Sequence[Plugin], root: Path = ROOT) -> str:
         "",
         "## Installation",
         "",
-        "The repository root is the collection. Build the artifact and install it:",
-        "",
-        "```sh",
-        "ansible-galaxy collection build --force .",
-        f"ansible-galaxy collection install --force {artifact}",
-        "```",
-        "",
-        f"`ansible-galaxy collection build` writes `{artifact}`; galaxy.yml leaves the Python "
-        "packages, tests and benchmarks out of it. Install it into a project with "
-        "`-p ./collections` if you prefer.",
+        *installation(artifact, str(requires)),
         "",
         "The plugins are thin: the work is done by the `sztpctl` kit of the `sztp` Python "
         "distribution (client, fleet model, plan and apply), which has to be importable by the "
         "Python that runs them. The API modules and the inventory plugin usually run on the "
-        "controller (`localhost`), so install the distribution into the controller's Python "
-        "(from a checkout: `pip install .`; the server extra is not needed). The requirements "
-        "the plugins state:",
+        "controller (`localhost`), so the kit goes into the controller's virtualenv, as above. "
+        "The requirements the plugins state:",
         "",
         *bullets(requirements),
         "",
@@ -734,28 +724,75 @@ def render_collection(plugins: Sequence[Plugin], root: Path = ROOT) -> str:
         "",
         "## End-to-end example",
         "",
-        "Against the lab of [the tutorial](tutorial.md), after its step 6: `sztp-server` "
-        "runs with its admin API on `http://127.0.0.1:7080`, the admin token is in "
-        "`$XDG_CONFIG_HOME/sztp/lab.token`, and the current directory holds `pki/`, the "
-        "vouchers `SN-0001.vcj` and `SN-0002.vcj`, `labos-1.2.img` and `day0.cfg`. "
-        "It does with Ansible what the tutorial's fleet file does with `sztpctl apply`, then "
-        "reads the result back.",
+        "Against the lab of [the tutorial](tutorial.md) after its step 6: `sztp-server` runs "
+        "with its admin API on `http://127.0.0.1:7080` and no devices yet, the admin token is "
+        "in `$XDG_CONFIG_HOME/sztp/lab.token`, and the lab directory holds `pki/`, the "
+        "vouchers `SN-0001.vcj` and `SN-0002.vcj`, `labos-1.2.img` and `day0.cfg`. The "
+        "playbook does with Ansible what the tutorial's fleet file does with `sztpctl apply`, "
+        "then reads the result back. The modules and the inventory plugin take the server "
+        "and the token from the environment, as `sztpctl` does:",
         "",
-        "```yaml",
+        "<!-- not run: the test starts its own server on free ports, with the lab's files, "
+        "and exports SZTP_SERVER and SZTP_TOKEN_FILE for it -->",
+        "```sh",
+        "cd sztp-lab",
+        "export SZTP_SERVER=http://127.0.0.1:7080",
+        'export SZTP_TOKEN_FILE="$XDG_CONFIG_HOME/sztp/lab.token"',
+        "```",
+        "",
+        "<!-- doc-test run: cd to the lab directory (the test exported the variables)",
+        "cd sztp-lab",
+        "-->",
+        "```sh",
+        "cat > lab.yml <<'EOF'",
         *END_TO_END.strip("\n").splitlines(),
+        "EOF",
+        "```",
+        "",
+        "A dry run first: in check mode the server answers with what it would change.",
+        "",
+        "```sh",
+        "ansible-playbook lab.yml --check --diff",
+        "```",
+        "",
+        "```text",
+        *CHECK_OUTPUT,
+        "```",
+        "",
+        "On a fresh server the profile and the devices refer to objects that earlier tasks "
+        "would create, so the server cannot validate them yet: the modules warn and report "
+        "them as changes. Apply, then run again: the second run changes nothing.",
+        "",
+        "```sh",
+        "ansible-playbook lab.yml",
+        "```",
+        "",
+        "```text",
+        *APPLY_OUTPUT,
         "```",
         "",
         "```sh",
-        "ansible-playbook lab.yml --check --diff   # the server's dry run: what would change",
-        "ansible-playbook lab.yml                  # apply",
-        "ansible-playbook lab.yml                  # again: no task reports a change",
+        "ansible-playbook lab.yml",
         "```",
         "",
-        "On a fresh server the check-mode run warns that the profile and the devices refer "
-        "to objects the earlier tasks would create, and reports them as changes. "
-        "Then build an inventory of the devices (see "
+        "```text",
+        *AGAIN_OUTPUT,
+        "```",
+        "",
+        "The devices are now an inventory (see "
         + ", ".join(link(p) for p in plugins if p.kind == "inventory")
-        + ") to reach them once they have bootstrapped.",
+        + "); a day-1 playbook reaches them once they have bootstrapped:",
+        "",
+        "```sh",
+        "cat > devices.sztp.yml <<'EOF'",
+        "plugin: sztp.bootstrap.devices",
+        "EOF",
+        "ansible-inventory -i devices.sztp.yml --graph",
+        "```",
+        "",
+        "```text",
+        *INVENTORY_OUTPUT,
+        "```",
         "",
         "## Regenerating these pages",
         "",
@@ -764,6 +801,177 @@ def render_collection(plugins: Sequence[Plugin], root: Path = ROOT) -> str:
         f"of date (`{REGENERATE} --check`).",
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# The newest ansible-core the suite runs (requirements/dev.txt) is 2.19, which is also the last
+# release for Python 3.11 (Debian 12): 2.20 needs Python 3.12.
+ANSIBLE_CORE_BELOW = "2.20"
+SERVER_LOCK = "roles/server/files/server-requirements.txt"
+
+
+def installation(artifact: str, requires: str) -> list[str]:
+    """The Installation section: a Debian 12 controller from a clone, a project directory, and
+    what changes once the distributions are published. docs/collection.md's command blocks run
+    in tests/python/test_docs_run.py; the ones that need root or PyPI say why they are not."""
+    core = f"ansible-core{requires},<{ANSIBLE_CORE_BELOW}"
+    return [
+        "The repository root is the collection, and the `sztp` Python distribution, the kit "
+        "the plugins import, is built from the same checkout. **Neither is published yet**: "
+        "`sztp` is not on PyPI and `sztp.bootstrap` is not on Ansible Galaxy, so both are "
+        "installed from a clone of the repository.",
+        "",
+        "### A controller on Debian 12, from a clone",
+        "",
+        "Debian 12's `python3` (3.11) refuses `pip install` outside a virtual environment "
+        "(`error: externally-managed-environment`), so Ansible and the kit go into a "
+        "virtualenv of their own. `python3 -m venv` needs the `python3-venv` package:",
+        "",
+        "<!-- not run: installs a Debian package as root -->",
+        "```sh",
+        "sudo apt-get install -y python3-venv",
+        "```",
+        "",
+        "Then, as the user who runs Ansible, with `REPO` naming the clone:",
+        "",
+        "```sh",
+        "REPO=/path/to/sztp    # your clone of the repository",
+        "```",
+        "",
+        "<!-- not run: creates a virtualenv and downloads from PyPI. The test runs the blocks "
+        "below with its own venv, which holds ansible-core and the kit; "
+        "test_collection_install_commands checks this block offline and, with "
+        "SZTP_TEST_NETWORK=1, runs it in a fresh venv -->",
+        "```sh",
+        "python3 -m venv ~/.venvs/ansible-sztp",
+        ". ~/.venvs/ansible-sztp/bin/activate",
+        f"pip install '{core}'",
+        f'pip install --require-hashes -r "$REPO/{SERVER_LOCK}"',
+        'pip install --no-deps "$REPO"',
+        "pip check",
+        "```",
+        "",
+        f"- `ansible-core`: the collection needs {code(requires)} (`requires_ansible` in "
+        f"meta/runtime.yml). The test suite runs 2.19, which is also the newest release for "
+        f"Python 3.11 ({ANSIBLE_CORE_BELOW} needs 3.12), so on Debian 12 this installs the "
+        "latest 2.19. ansible-core is not in the project's lock files: choose the release "
+        "yourself within that range.",
+        f"- `{SERVER_LOCK}` is the project's lock of the kit's dependencies (and of the "
+        "server's, which the controller does not use; it is the file the `server` role "
+        "installs), every package pinned with its hashes. `--require-hashes` installs exactly "
+        "those files, then `--no-deps` builds and installs `sztp` itself from the clone "
+        "without letting pip choose other versions (pip fetches the build backend, "
+        "setuptools, for the build).",
+        "- `pip check` confirms that ansible-core's dependencies and the lock agree.",
+        "",
+        "Run Ansible from this virtualenv (activate it, or call its `bin/ansible-playbook`): "
+        "the modules and the inventory plugin import the kit from the Python that runs "
+        "Ansible. Now build the collection artifact from the clone and install it:",
+        "",
+        "```sh",
+        'ansible-galaxy collection build --force --output-path dist "$REPO"',
+        f"ansible-galaxy collection install --force dist/{artifact}",
+        "```",
+        "",
+        "```text",
+        f"Created collection for {COLLECTION} at .../dist/{artifact}",
+        "Starting galaxy collection install process",
+        "Process install dependency map",
+        "Starting collection install process",
+        f"Installing '{COLLECTION}:...' to '.../.ansible/collections/ansible_collections/"
+        f"{NAMESPACE}/{NAME}'",
+        f"{COLLECTION}:... was installed successfully",
+        "```",
+        "",
+        "It lands in `~/.ansible/collections`, where Ansible looks by default. The artifact "
+        "holds the collection and the collection's own tests:",
+        "",
+        "```sh",
+        f"tar -tzf dist/{artifact} | cut -d/ -f1 | LC_ALL=C sort -u",
+        f"tar -tzf dist/{artifact} | grep -o '^tests/[^/]*/' | LC_ALL=C sort -u",
+        "```",
+        "",
+        "```text",
+        *ARTIFACT_TOP,
+        *ARTIFACT_TESTS,
+        "```",
+        "",
+        "That is `plugins/`, `roles/`, `meta/runtime.yml`, the example playbooks, the docs, "
+        "the changelog, the molecule scenarios of the roles (`extensions/molecule`) and the "
+        "ansible-test suites (`tests/unit`, `tests/integration`, `tests/sanity`), with "
+        "`MANIFEST.json` and `FILES.json`. `build_ignore` in galaxy.yml leaves out the Python "
+        "distribution (`cli/`, `server/`, `pyproject.toml`, `requirements/`), its tests "
+        "(`tests/python`, `tests/data`, `tests/e2e`), the benchmarks, the scripts, the "
+        "virtualenvs and the caches.",
+        "",
+        "### Into a project directory",
+        "",
+        "`-p` installs into another directory, for example one kept with a project's "
+        "playbooks. Ansible does not look there by itself, as ansible-galaxy warns:",
+        "",
+        "```sh",
+        f"ansible-galaxy collection install --force -p ./collections dist/{artifact}",
+        "```",
+        "",
+        "```text",
+        "...",
+        "[WARNING]: The specified collections path '.../collections' is not part of the",
+        "configured Ansible collections paths '...'. The installed collection will not be",
+        "picked up in an Ansible run, unless within a playbook-adjacent collections directory.",
+        "...",
+        f"{COLLECTION}:... was installed successfully",
+        "```",
+        "",
+        "`ansible-playbook` also searches a `collections/` directory next to the playbook, "
+        "but `ansible-inventory`, `ansible-doc` and `ansible-galaxy collection list` search "
+        "the configured paths only: without them `ansible-inventory -i devices.sztp.yml` "
+        "says `Unable to parse devices.sztp.yml as an inventory source` (with `-vvv`: "
+        "`specifies unknown plugin 'sztp.bootstrap.devices'`). Name the directory in "
+        "`ANSIBLE_COLLECTIONS_PATH`, or as `collections_path` in the `[defaults]` section of "
+        "the project's ansible.cfg (a relative path is relative to that file):",
+        "",
+        "```sh",
+        f"ANSIBLE_COLLECTIONS_PATH=./collections ansible-galaxy collection list {COLLECTION}",
+        "```",
+        "",
+        "```text",
+        "# .../collections/ansible_collections",
+        "Collection     Version",
+        "-------------- -------",
+        f"{COLLECTION} ...",
+        "```",
+        "",
+        "### Once the distributions are published",
+        "",
+        "When `sztp` is on PyPI and `sztp.bootstrap` on Galaxy (neither is yet), the clone is "
+        "no longer needed: in the virtualenv,",
+        "",
+        "<!-- not run: sztp and sztp.bootstrap are not published on PyPI or Galaxy yet -->",
+        "```sh",
+        f"pip install '{core}' sztp",
+        f"ansible-galaxy collection install {COLLECTION}",
+        "```",
+        "",
+        "`pip install sztp` takes the newest releases of the kit's dependencies that "
+        "pyproject.toml allows rather than the project's lock; to keep the lock, install it "
+        "first as above.",
+    ]
+
+
+# `tar -tzf` of the artifact: its top-level entries and its test directories, sorted.
+ARTIFACT_TOP = [
+    "FILES.json",
+    "MANIFEST.json",
+    "README.md",
+    "changelogs",
+    "docs",
+    "extensions",
+    "meta",
+    "playbooks",
+    "plugins",
+    "roles",
+    "tests",
+]
+ARTIFACT_TESTS = ["tests/integration/", "tests/sanity/", "tests/unit/"]
 
 
 def roles_section(root: Path, render: Any) -> list[str]:
@@ -796,7 +1004,6 @@ def roles_section(root: Path, render: Any) -> list[str]:
 
 
 END_TO_END = """
-# lab.yml: run from the tutorial's sztp-lab directory.
 - name: Provision the lab fleet
   hosts: localhost
   connection: local
@@ -804,10 +1011,8 @@ END_TO_END = """
   vars:
     # The modules need the sztp kit: run them with the Python that runs Ansible.
     ansible_python_interpreter: "{{ ansible_playbook_python }}"
-  module_defaults:
-    group/sztp.bootstrap.sztp:
-      server: http://127.0.0.1:7080
-      token_file: "{{ lookup('ansible.builtin.env', 'XDG_CONFIG_HOME') }}/sztp/lab.token"
+  # The server and the token come from SZTP_SERVER and SZTP_TOKEN_FILE; to set them here
+  # instead, give group/sztp.bootstrap.sztp a server and a token_file in module_defaults.
   tasks:
     - name: Trust the lab manufacturer's CA
       sztp.bootstrap.trust_anchor:
@@ -855,6 +1060,69 @@ END_TO_END = """
       ansible.builtin.debug:
         var: status.counts
 """
+
+
+# What the end-to-end example prints (docs/collection.md is run by tests/python/test_docs_run.py,
+# which compares these with what Ansible prints).
+CHECK_OUTPUT = [
+    "...",
+    "TASK [The day-0 profile] ***...",
+    "--- before: profile dpu-day0",
+    "+++ after: profile dpu-day0",
+    "...",
+    "[WARNING]: check mode cannot fully validate profile 'dpu-day0':",
+    "profile[dpu-day0].image: refers to unknown image 'labos-1.2' (HTTP 422); it may be",
+    "created by an earlier task",
+    "changed: [localhost]",
+    "...",
+    "PLAY RECAP ***...",
+    "localhost                  : ok=7    changed=5    unreachable=0    failed=0    "
+    "skipped=0    rescued=0    ignored=0",
+]
+APPLY_OUTPUT = [
+    "...",
+    "TASK [The devices, with their vouchers] ***...",
+    "changed: [localhost] => (item=SN-0001)",
+    "changed: [localhost] => (item=SN-0002)",
+    "...",
+    "PLAY RECAP ***...",
+    "localhost                  : ok=7    changed=5    unreachable=0    failed=0    "
+    "skipped=0    rescued=0    ignored=0",
+]
+AGAIN_OUTPUT = [
+    "...",
+    "TASK [Show the bootstrapping status of the fleet] ***...",
+    "ok: [localhost] => {",
+    '    "status.counts": {',
+    '        "complete": 0,',
+    '        "failed": 0,',
+    '        "in-progress": 0,',
+    '        "not-seen": 2,',
+    '        "rebooting": 0,',
+    '        "stalled": 0',
+    "    }",
+    "}",
+    "",
+    "PLAY RECAP ***...",
+    "localhost                  : ok=7    changed=0    unreachable=0    failed=0    "
+    "skipped=0    rescued=0    ignored=0",
+]
+INVENTORY_OUTPUT = [
+    "@all:",
+    "  |--@ungrouped:",
+    "  |--@sztp_devices:",
+    "  |  |--SN-0001",
+    "  |  |--SN-0002",
+    "  |--@sztp_status_not_seen:",
+    "  |  |--SN-0001",
+    "  |  |--SN-0002",
+    "  |--@sztp_profile_dpu_day0:",
+    "  |  |--SN-0001",
+    "  |  |--SN-0002",
+    "  |--@sztp_model_DPU_LAB_1:",
+    "  |  |--SN-0001",
+    "  |  |--SN-0002",
+]
 
 
 # ---- writing and checking

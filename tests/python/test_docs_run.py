@@ -42,14 +42,22 @@ one is taken. gitops.md takes the server from SZTP_SERVER, so its server (set up
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 from doc_runner import Session, output_matches, parse_blocks, run_page
 
@@ -139,11 +147,10 @@ def test_tutorial_runs_as_written(session: tuple[Session, Path]) -> None:
     report("docs/tutorial.md", page_text("tutorial.md"), shell, work)
 
 
-# The state docs/gitops.md expects ("Before you start"): a running server with an admin token,
-# holding the tutorial's fleet (6 resources, revision 1).
-GITOPS_SERVER = r"""
-set -e
-mkdir -p {server} && cd {server}
+# The tutorial's lab up to its step 6, in the current directory, on free ports: PKI,
+# vouchers, image, day-0 configuration, and the server running (its token file appears once
+# it is ready). The set-ups below put it where they say @LAB_WITH_SERVER@.
+LAB_WITH_SERVER = r"""
 sztpctl pki init pki --serial SN-0001 --serial SN-0002 --hw-model DPU-LAB-1 > /dev/null
 for serial in SN-0001 SN-0002; do
   sztpctl voucher create --serial "$serial" --pinned-cert pki/owner/ca.pem \
@@ -152,7 +159,6 @@ for serial in SN-0001 SN-0002; do
 done
 printf 'LabOS 1.2 boot image\n' > labos-1.2.img
 printf 'hostname dpu-lab\n' > day0.cfg
-cp {root}/docs/examples/lab-fleet.yaml fleet.yaml
 mkdir -p state
 cat > server.yaml <<EOF
 database_url: sqlite:///$PWD/state/sztp.db
@@ -162,6 +168,16 @@ admin_token_file: $PWD/state/admin-token
 EOF
 sztp-server run --config server.yaml > server.log 2>&1 &
 for _ in $(seq 300); do [ -s state/admin-token ] && break; sleep 0.1; done
+"""
+
+
+# The state docs/gitops.md expects ("Before you start"): a running server with an admin token,
+# holding the tutorial's fleet (6 resources, revision 1).
+GITOPS_SERVER = r"""
+set -e
+mkdir -p {server} && cd {server}
+cp {root}/docs/examples/lab-fleet.yaml fleet.yaml
+@LAB_WITH_SERVER@
 export SZTP_SERVER=http://127.0.0.1:{admin_port}
 export SZTP_TOKEN="$(cat state/admin-token)"
 sztpctl apply -f fleet.yaml > /dev/null
@@ -173,7 +189,7 @@ set +e
 def test_gitops_runs_as_written(session: tuple[Session, Path], tmp_path: Path) -> None:
     require_tools("bash", "curl", "python3")
     shell, work = session
-    setup = GITOPS_SERVER.format(
+    setup = GITOPS_SERVER.replace("@LAB_WITH_SERVER@", LAB_WITH_SERVER).format(
         server=tmp_path / "server",
         root=ROOT,
         work=work,
@@ -188,6 +204,118 @@ def test_gitops_runs_as_written(session: tuple[Session, Path], tmp_path: Path) -
         else result.output
     )
     report("docs/gitops.md", page_text("gitops.md"), shell, work)
+
+
+# The state the end-to-end example of docs/collection.md expects: the tutorial's lab after its
+# step 6 (PKI, vouchers, image, day-0 configuration; the server running with no fleet yet; the
+# admin token in $XDG_CONFIG_HOME/sztp/lab.token), in ./sztp-lab, with the server on free ports
+# and SZTP_SERVER / SZTP_TOKEN_FILE exported as the page says. No ANSIBLE_* variables of the
+# caller: the page relies on Ansible's defaults (~/.ansible under the session's HOME).
+COLLECTION_LAB = r"""
+set -e
+for variable in $(compgen -e | grep '^ANSIBLE_' || true); do unset "$variable"; done
+mkdir -p {lab} && cd {lab}
+mkdir -p "$XDG_CONFIG_HOME/sztp"
+@LAB_WITH_SERVER@
+mv state/admin-token "$XDG_CONFIG_HOME/sztp/lab.token"
+export SZTP_SERVER=http://127.0.0.1:{admin_port}
+export SZTP_TOKEN_FILE="$XDG_CONFIG_HOME/sztp/lab.token"
+cd {work}
+set +e
+"""
+
+
+def test_collection_runs_as_written(session: tuple[Session, Path]) -> None:
+    """docs/collection.md: the collection built from this checkout and installed (by default
+    and with -p), then the end-to-end playbook and the inventory plugin against a server. The
+    virtualenv block is not run (it needs PyPI): the session's venv, which holds ansible-core
+    and the kit, stands for it, and test_collection_install_commands checks it."""
+    require_tools("bash", "tar")
+    shell, work = session
+    lab = work / "sztp-lab"
+    setup = COLLECTION_LAB.replace("@LAB_WITH_SERVER@", LAB_WITH_SERVER).format(
+        lab=lab, work=work, device_port=free_port(), admin_port=free_port()
+    )
+    result = shell.run(setup, BLOCK_TIMEOUT)
+    log = lab / "server.log"
+    assert result.status == 0 and not result.failures, (
+        f"could not set up the lab docs/collection.md needs:\n{result.output}\n"
+        + (log.read_text(errors="replace") if log.exists() else "")
+    )
+    report("docs/collection.md", page_text("collection.md"), shell, work)
+
+
+LOCK = "roles/server/files/server-requirements.txt"
+
+
+def install_block() -> str:
+    """The command block of docs/collection.md that makes the controller's virtualenv."""
+    blocks = parse_blocks(page_text("collection.md"))
+    found = [b.text for b in blocks if b.lang == "sh" and "pip install --no-deps" in b.text]
+    assert len(found) == 1, "docs/collection.md should have one block installing the kit"
+    return found[0]
+
+
+def locked_versions() -> dict[str, str]:
+    """Name -> version of every package in the server lock; each must be pinned with hashes."""
+    pins: dict[str, str] = {}
+    text = (ROOT / LOCK).read_text(encoding="utf-8")
+    for entry in re.split(r"\n(?=[A-Za-z0-9])", text):
+        first = entry.split("\\", 1)[0].strip()
+        if not first or first.startswith("#"):
+            continue
+        name, _, version = first.partition("==")
+        assert version and "--hash=sha256:" in entry, f"{LOCK}: {first} is not pinned with hashes"
+        pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_collection_install_commands() -> None:
+    """What docs/collection.md's virtualenv block claims, checked offline: the ansible-core
+    range agrees with meta/runtime.yml and holds the release the suite runs; the lock pins
+    every package with hashes, leaves ansible-core to the user, and satisfies every dependency
+    of `sztp`, which `pip install --no-deps` then installs alone. With SZTP_TEST_NETWORK=1 the
+    block also runs as written in a fresh venv (about 40 s, downloads from PyPI)."""
+    from ansible.release import __version__ as ansible_version
+
+    block = install_block()
+    lines = block.splitlines()
+    assert lines[0].startswith("python3 -m venv ") and lines[1].startswith(". ")
+    hashed = f'pip install --require-hashes -r "$REPO/{LOCK}"'
+    assert lines.index('pip install --no-deps "$REPO"') > lines.index(hashed)
+    core = next(Requirement(m[1]) for m in re.finditer(r"pip install '([^']+)'", block))
+    assert core.name == "ansible-core"
+    runtime = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text(encoding="utf-8"))
+    declared = SpecifierSet(runtime["requires_ansible"])
+    assert set(declared) <= set(core.specifier), f"{core} but the collection says {declared}"
+    assert core.specifier.contains(ansible_version), (
+        f"the suite runs ansible-core {ansible_version}, outside the page's {core.specifier}"
+    )
+
+    pins = locked_versions()
+    assert "ansible-core" not in pins, f"{LOCK} pins ansible-core; the page says it does not"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for text in project["dependencies"]:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{LOCK} lacks {name}, a dependency of sztp"
+        assert requirement.specifier.contains(pins[name]), (
+            f"{LOCK} pins {name}=={pins[name]}, outside sztp's {requirement.specifier}"
+        )
+
+    if os.environ.get("SZTP_TEST_NETWORK") != "1":
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="sztp-controller-venv-"))
+    try:
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+        env.update(HOME=str(tmp), REPO=str(ROOT), PATH="/usr/local/bin:/usr/bin:/bin")
+        script = f"set -ex\ncd {tmp}\n{block}ansible --version\npython -c 'import sztpctl'\n"
+        run = subprocess.run(
+            ["bash", "-c", script], env=env, capture_output=True, text=True, check=False
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.mark.parametrize("name", ["tutorial.md", "gitops.md"])

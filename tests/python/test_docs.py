@@ -239,3 +239,15 @@ def test_documented_commands_exist(page: Path) -> None:
         if (problem := check_command_line(line, root)) is not None
     ]
     assert not problems, f"{page.name}:\n" + "\n".join(problems)
+
+
+def test_readme_names_every_command_and_role() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    missing = [f"sztpctl {name}" for name in commands if f"`{name}`" not in readme]
+    missing += [
+        f"role {role.name}"
+        for role in sorted((ROOT / "roles").iterdir())
+        if role.is_dir() and f"`{role.name}`" not in readme
+    ]
+    assert not missing, f"README.md's overview does not name: {', '.join(missing)}"

@@ -4,10 +4,13 @@
 
 1. Bootstrap-server URIs come from the configuration or from a DHCP option 143/136 payload
    (RFC 8572 §8), tried in order (§5.2).
-2. For each server (§5.3): TLS with the IDevID as client certificate (plus HTTP Basic when a
-   password is configured). The server is *trusted* when its TLS certificate verifies against
-   trust anchors the device holds; otherwise the connection is provisional and the device sends
-   `signed-data-preferred`. The RESTCONF root comes from `/.well-known/host-meta`
+2. For each server (§5.3): TLS with the IDevID as client certificate. The server is *trusted*
+   when its TLS certificate verifies against trust anchors the device holds (`server_ca`, or a
+   trust anchor from trusted redirect information); otherwise the connection is provisional and
+   the device sends `signed-data-preferred`. An HTTP Basic password, when configured, goes only
+   to a trusted server: presenting the IDevID certificate discloses nothing reusable, but a
+   password sent over unverified TLS (or to a server named by an unsigned redirect, §9)
+   would be handed to whoever answers. The RESTCONF root comes from `/.well-known/host-meta`
    (`/restconf` when that answers 404), then `get-bootstrapping-data` is called.
 3. The answer is verified (§5.4): voucher → owner certificate → signature, or accepted
    unsigned only from a trusted server (unsigned redirects are always usable, provisionally).
@@ -29,6 +32,10 @@ device sends `bootstrap-initiated` and the terminating report (`bootstrap-comple
 `boot-image-installed-rebooting` or an `*-error`); with `verbose` it sends every step. A trusted
 server whose data fails verification gets `bootstrap-initiated` + `parsing-error`.
 Every step is recorded in the result, with whether it was reported.
+
+Every response body is read as it streams and abandoned once it exceeds the limit for its kind
+(`restconf.MAX_OUTPUT_SIZE` for bootstrapping data, `MAX_HOST_META_SIZE`, `MAX_ERRORS_SIZE`), so a
+hostile server cannot make the device buffer an endless answer.
 
 Scripts are written to the work directory and executed only with `run_scripts=True` (in a
 sandbox directory under it, with a timeout). The IDevID key and the Basic password are never
@@ -84,6 +91,7 @@ DEFAULT_RESTCONF_ROOT = restconf.DEFAULT_RESTCONF_ROOT
 NONCE_SIZE = 16
 DEFAULT_MAX_IMAGE_SIZE = 8 * 1024**3
 _CHUNK_SIZE = 1024 * 1024
+_BODY_CHUNK_SIZE = 64 * 1024
 _MESSAGE_LIMIT = 2000
 # Progress types sent even at reporting-level "minimal" (besides every "*-error").
 _MINIMAL_REPORTS = frozenset(
@@ -302,6 +310,52 @@ class _Abandon(Exception):
     """Internal: the current source failed for the reason given (never leaves this module)."""
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """An HTTP answer whose body was read within its limit."""
+
+    status_code: int
+    content_type: str | None
+    content: bytes
+
+
+def _read_reply(response: requests.Response, limit: int, what: str) -> _Reply:
+    """Read a streamed response's body, abandoning it as soon as it exceeds `limit` bytes
+    (error bodies: `restconf.MAX_ERRORS_SIZE`), so an oversized or endless answer is never
+    held in memory."""
+    if response.status_code not in (200, 204):
+        limit = restconf.MAX_ERRORS_SIZE
+    announced = response.headers.get("Content-Length", "")
+    if announced.isdigit() and int(announced) > limit:
+        raise _Abandon(
+            f"{what}: response of {announced} bytes is larger than the {limit}-byte limit; not read"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(_BODY_CHUNK_SIZE):
+        size += len(chunk)
+        if size > limit:
+            raise _Abandon(
+                f"{what}: response larger than the {limit}-byte limit; abandoned while reading"
+            )
+        chunks.append(chunk)
+    return _Reply(response.status_code, response.headers.get("Content-Type"), b"".join(chunks))
+
+
+def _http_error(response: _Reply) -> str:
+    status = f"HTTP {response.status_code}"
+    content_type = (response.content_type or "").lower()
+    wire_format = WireFormat.XML if "xml" in content_type else WireFormat.JSON
+    errors: Sequence[RestconfError] = ()
+    if response.content:
+        try:
+            errors = restconf.parse_errors(response.content, wire_format)
+        except SztpError:
+            errors = ()
+    details = "; ".join(_format_error(error) for error in errors)
+    return f"{status}: {_clip(details)}" if details else status
+
+
 class _Device:
     def __init__(self, config: SimulatorConfig, identity: DeviceIdentity, log: Log) -> None:
         self.config = config
@@ -445,9 +499,14 @@ class _Device:
             nonce=self._nonce,
         )
         body = restconf.encode_get_bootstrapping_data_input(request, self.config.wire_format)
-        response = self._post(connection, restconf.RPC_GET_BOOTSTRAPPING_DATA, body)
+        response = self._post(
+            connection, restconf.RPC_GET_BOOTSTRAPPING_DATA, body, restconf.MAX_OUTPUT_SIZE
+        )
         if response.status_code != 200:
-            raise _Abandon(f"get-bootstrapping-data failed: {self._http_error(response)}")
+            withheld = ""
+            if self.identity.password is not None and not connection.trusted:
+                withheld = " (Basic password withheld: it goes only to a trusted server)"
+            raise _Abandon(f"get-bootstrapping-data failed: {_http_error(response)}{withheld}")
         try:
             data = restconf.parse_get_bootstrapping_data_output(
                 response.content, self.config.wire_format
@@ -460,60 +519,55 @@ class _Device:
 
     def _discover_root(self, connection: _Connection) -> str:
         try:
-            response = self.session.get(
+            with self.session.get(
                 connection.server.uri + HOST_META_PATH,
                 verify=connection.verify,
-                auth=self._auth(),
+                auth=self._auth(connection),
                 timeout=self.config.timeout,
                 headers={"Accept": "application/xrd+xml"},
-            )
+                stream=True,
+            ) as response:
+                if response.status_code == 404:
+                    return DEFAULT_RESTCONF_ROOT
+                reply = _read_reply(response, restconf.MAX_HOST_META_SIZE, "host-meta")
         except requests.exceptions.SSLError:
             raise
         except requests.RequestException as exc:
             raise _Abandon(f"unreachable: {_request_reason(exc)}") from None
-        if response.status_code == 404:
-            return DEFAULT_RESTCONF_ROOT
-        if response.status_code != 200:
-            raise _Abandon(f"host-meta: {self._http_error(response)}")
+        if reply.status_code != 200:
+            raise _Abandon(f"host-meta: {_http_error(reply)}")
         try:
-            root = restconf.parse_host_meta(response.content, response.headers.get("Content-Type"))
+            root = restconf.parse_host_meta(reply.content, reply.content_type)
         except SztpError as exc:
             raise _Abandon(f"host-meta unreadable: {exc}") from None
         return _same_origin_root(connection.server.uri, root)
 
-    def _post(self, connection: _Connection, rpc: str, body: bytes) -> requests.Response:
+    def _post(self, connection: _Connection, rpc: str, body: bytes, limit: int) -> _Reply:
+        """POST an RPC; the answer's body is read up to `limit` bytes (error bodies up to
+        `restconf.MAX_ERRORS_SIZE`), or the source is abandoned."""
         media_type = self.config.wire_format.media_type
         url = connection.server.uri + restconf.operation_path(connection.restconf_root, rpc)
 
         try:
-            return self.session.post(
+            with self.session.post(
                 url,
                 data=body,
                 verify=connection.verify,
-                auth=self._auth(),
+                auth=self._auth(connection),
                 timeout=self.config.timeout,
                 headers={"Content-Type": media_type, "Accept": media_type},
-            )
+                stream=True,
+            ) as response:
+                return _read_reply(response, limit, rpc)
         except requests.RequestException as exc:
             raise _Abandon(f"{rpc}: {_request_reason(exc)}") from None
 
-    def _auth(self) -> tuple[str, str] | None:
-        if self.identity.password is None:
+    def _auth(self, connection: _Connection) -> tuple[str, str] | None:
+        """HTTP Basic credentials, only for a server whose TLS certificate verified against
+        trust the device holds: never on a provisional connection."""
+        if self.identity.password is None or not connection.trusted:
             return None
         return (self.identity.serial_number, self.identity.password)
-
-    def _http_error(self, response: requests.Response) -> str:
-        status = f"HTTP {response.status_code}"
-        content_type = response.headers.get("Content-Type", "").lower()
-        wire_format = WireFormat.XML if "xml" in content_type else WireFormat.JSON
-        errors: Sequence[RestconfError] = ()
-        if response.content:
-            try:
-                errors = restconf.parse_errors(response.content, wire_format)
-            except SztpError:
-                errors = ()
-        details = "; ".join(_format_error(error) for error in errors)
-        return f"{status}: {_clip(details)}" if details else status
 
     # ---- redirect information (§5.5)
 
@@ -819,12 +873,14 @@ class _Device:
         )
         body = restconf.encode_report_progress_input(report, self.config.wire_format)
         try:
-            response = self._post(connection, restconf.RPC_REPORT_PROGRESS, body)
+            response = self._post(
+                connection, restconf.RPC_REPORT_PROGRESS, body, restconf.MAX_ERRORS_SIZE
+            )
         except _Abandon as exc:
             self.log(f"report {progress_type} not delivered: {exc}")
             return False
         if response.status_code not in (200, 204):
-            self.log(f"report {progress_type} refused: {self._http_error(response)}")
+            self.log(f"report {progress_type} refused: {_http_error(response)}")
             return False
         return True
 

@@ -82,7 +82,7 @@ class ServerConfig:
         default=(),
         metadata=_about(
             "addresses or networks of TLS-terminating proxies allowed to pass a device's client "
-            "certificate in `client_cert_header`",
+            "certificate in `client_cert_header` (IPv4 entries also match IPv4-mapped IPv6 peers)",
             env=False,
         ),
     )
@@ -90,7 +90,8 @@ class ServerConfig:
         default="X-SSL-Client-Cert",
         metadata=_about(
             "header carrying the URL-encoded PEM client certificate from a trusted proxy, e.g. "
-            "nginx `$ssl_client_escaped_cert`"
+            "nginx `$ssl_client_escaped_cert`; its name matches in any case, and a request with "
+            "more than one is refused"
         ),
     )
     admin_token_file: Path = field(

@@ -35,13 +35,24 @@ class AuthenticationFailed(SztpError):
     """The request does not prove a device identity; the message is for the log only."""
 
 
+# How much of a refused proxy header the log may show: enough to tell a proxy's format from
+# garbage, never a whole certificate.
+_HEADER_PREVIEW = 16
+
+
 @dataclass(frozen=True)
 class PeerInfo:
-    """What the transport knows: the remote address, the TLS client certificate (DER)."""
+    """What the transport knows: the remote address, the TLS client certificate (DER), and
+    every request header field as received, repeats included, as (name, value) pairs."""
 
     remote: str | None
     client_certificate: bytes | None
-    headers: dict[str, str]
+    headers: tuple[tuple[str, str], ...]
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of header `name`; names are case-insensitive (RFC 9110 §5.1)."""
+        wanted = name.lower()
+        return [value for key, value in self.headers if key.lower() == wanted]
 
 
 class DeviceAuthenticator:
@@ -57,10 +68,12 @@ class DeviceAuthenticator:
     async def authenticate(self, snapshot: Snapshot, peer: PeerInfo) -> str:
         """The device serial number, or AuthenticationFailed."""
         certificate_serial = self._certificate_identity(snapshot, peer)
-        authorization = peer.headers.get("Authorization")
+        authorizations = peer.header_values("Authorization")
+        if len(authorizations) > 1:
+            raise AuthenticationFailed(f"{len(authorizations)} Authorization headers")
         password_serial = None
-        if authorization is not None:
-            password_serial = await self._password_identity(snapshot, authorization)
+        if authorizations:
+            password_serial = await self._password_identity(snapshot, authorizations[0])
         if certificate_serial and password_serial and certificate_serial != password_serial:
             raise AuthenticationFailed(
                 f"client certificate names {certificate_serial} but Basic auth {password_serial}"
@@ -73,15 +86,28 @@ class DeviceAuthenticator:
         return serial
 
     def _presented_certificate(self, peer: PeerInfo) -> bytes | str | None:
-        """The client certificate as presented: DER from TLS, or the proxy header's text."""
-        header = peer.headers.get(self._config.client_cert_header)
-        if header is None:
+        """The client certificate as presented: DER from TLS, or the proxy header's text.
+
+        The header counts only from a trusted proxy, and only once: a proxy that appends its
+        header to one the client already sent would otherwise let the client choose the
+        identity. A comma is never part of a (URL-encoded) PEM certificate, so a comma means an
+        intermediary merged repeated headers into one.
+        """
+        name = self._config.client_cert_header
+        values = peer.header_values(name)
+        if not values:
             return peer.client_certificate
         if not self._from_trusted_proxy(peer.remote):
+            raise AuthenticationFailed(f"{name} header from untrusted address {peer.remote}")
+        if len(values) > 1 or "," in values[0]:
+            what = f"{len(values)} {name} headers" if len(values) > 1 else f"merged {name} header"
             raise AuthenticationFailed(
-                f"{self._config.client_cert_header} header from untrusted address {peer.remote}"
+                f"{what}; exactly one certificate is accepted "
+                f"(values starting {', '.join(_preview(value) for value in values)})"
             )
-        return header
+        if not values[0].strip():
+            raise AuthenticationFailed(f"empty {name} header")
+        return values[0]
 
     def _from_trusted_proxy(self, remote: str | None) -> bool:
         if remote is None:
@@ -90,7 +116,16 @@ class DeviceAuthenticator:
             address = ipaddress.ip_address(remote)
         except ValueError:
             return False
-        return any(address in network for network in self._config.trusted_proxies)
+        # A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d; match it against IPv4
+        # entries too (IPv6 entries still see the address as it came).
+        candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            candidates.append(address.ipv4_mapped)
+        return any(
+            candidate in network
+            for candidate in candidates
+            for network in self._config.trusted_proxies
+        )
 
     def _certificate_identity(self, snapshot: Snapshot, peer: PeerInfo) -> str | None:
         presented = self._presented_certificate(peer)
@@ -140,6 +175,12 @@ class DeviceAuthenticator:
                 self._password_memo.clear()
             self._password_memo[memo_key] = fingerprint.digest()
         return serial
+
+
+def _preview(value: str) -> str:
+    """A short prefix of a header value for the log, never the whole content."""
+    shown = value[:_HEADER_PREVIEW]
+    return repr(shown + "…") if len(value) > _HEADER_PREVIEW else repr(shown)
 
 
 def _load_presented(presented: bytes | str) -> x509.Certificate:

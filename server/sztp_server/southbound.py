@@ -129,7 +129,7 @@ class _DeviceHandlers:
         peer = PeerInfo(
             remote=request.remote,
             client_certificate=ssl_object.getpeercert(binary_form=True) if ssl_object else None,
-            headers=dict(request.headers),
+            headers=tuple(request.headers.items()),
         )
         try:
             return await self.authenticator.authenticate(self.context.snapshot(), peer)

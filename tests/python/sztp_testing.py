@@ -81,14 +81,17 @@ def start_server(
     admin_tls: bool = False,
     database_url: str | None = None,
     timeout: float = 30,
+    device_host: str = "127.0.0.1",
+    settings: Mapping[str, object] | None = None,
 ) -> RunningServer:
     """A server on loopback with SQLite in `directory` (or `database_url`); with `lab`, the
     device listener (and with `admin_tls` the admin listener too) speaks TLS with the lab's
-    server certificate."""
+    server certificate. The device listener binds `device_host` (e.g. `::1`); `settings` are
+    further server settings (e.g. `trusted_proxies`)."""
     assert SZTP_SERVER, "sztp-server must be installed in the test environment (make test)"
     directory.mkdir(parents=True, exist_ok=True)
     device_port, admin_port = free_port(), free_port()
-    listener: dict[str, object] = {"host": "127.0.0.1", "port": device_port}
+    listener: dict[str, object] = {"host": device_host, "port": device_port}
     admin: dict[str, object] = {"host": "127.0.0.1", "port": admin_port}
     if lab is not None:
         tls = {"tls_cert": str(lab.server.certificate), "tls_key": str(lab.server.private_key)}
@@ -105,6 +108,7 @@ def start_server(
                 "admin_listener": admin,
                 "admin_token_file": str(token_file),
                 "refresh_interval": 0.2,
+                **(settings or {}),
             }
         )
     )
@@ -115,7 +119,7 @@ def start_server(
     server = RunningServer(
         directory=directory,
         admin_url=f"{admin_scheme}://127.0.0.1:{admin_port}",
-        device_url=f"{scheme}://127.0.0.1:{device_port}",
+        device_url=f"{scheme}://{_url_host(device_host)}:{device_port}",
         token_file=token_file,
         process=process,
     )
@@ -133,6 +137,10 @@ def start_server(
     raise RuntimeError(f"sztp-server did not start within {timeout} s:\n{server.log}")
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 @contextlib.contextmanager
 def running_server(
     directory: Path,
@@ -140,8 +148,17 @@ def running_server(
     lab: LabPki | None = None,
     admin_tls: bool = False,
     database_url: str | None = None,
+    device_host: str = "127.0.0.1",
+    settings: Mapping[str, object] | None = None,
 ) -> Iterator[RunningServer]:
-    server = start_server(directory, lab=lab, admin_tls=admin_tls, database_url=database_url)
+    server = start_server(
+        directory,
+        lab=lab,
+        admin_tls=admin_tls,
+        database_url=database_url,
+        device_host=device_host,
+        settings=settings,
+    )
     try:
         yield server
     finally:

@@ -145,6 +145,7 @@ class Stub:
     reports: list[dict[str, Any]] = field(default_factory=list)
     client_serials: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
+    every_authorization: list[str] = field(default_factory=list)  # host-meta and RPCs
     port: int = 0
 
     @property
@@ -162,7 +163,11 @@ class Stub:
                 if name == "serialNumber":
                     self.client_serials.append(value)
 
+    def _authorization(self, request: web.Request) -> None:
+        self.every_authorization.extend(request.headers.getall("Authorization", []))
+
     async def host_meta(self, request: web.Request) -> web.Response:
+        self._authorization(request)
         if self.restconf_root is None:
             raise web.HTTPNotFound()
         xrd = (
@@ -177,6 +182,7 @@ class Stub:
         if request.path != f"{root}/operations/{name}":
             raise web.HTTPNotFound()
         self._client_serial(request)
+        self._authorization(request)
         if "Authorization" in request.headers:
             self.authorizations.append(request.headers["Authorization"])
         body = await request.read()
@@ -851,3 +857,170 @@ def test_untrusted_file_server_fails_the_download(
     assert not result.succeeded
     assert "TLS failed" in result.reason
     assert stub.report_types == ["bootstrap-initiated", "boot-image-error"]
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+PASSWORD = "s3cret-pw"
+BASIC = "Basic " + base64.b64encode(f"{SERIAL}:{PASSWORD}".encode()).decode()
+
+
+def test_basic_password_is_not_sent_on_a_provisional_connection(
+    lab: Lab, stubs: StubRunner, tmp_path: Path
+) -> None:
+    """No server CA: the IDevID certificate still identifies the device, the password stays."""
+    stub = stubs.start(Stub())
+    stub.answer = lambda _input: lab.signed(onboarding(stub, boot_image=None))
+
+    result, _ = run(
+        config(lab, tmp_path, stub.uri, trusted=False), identity(lab, password=PASSWORD)
+    )
+
+    assert result.succeeded, result.reason
+    assert stub.client_serials == [SERIAL]
+    assert stub.every_authorization == []
+
+
+def test_basic_password_is_not_sent_after_falling_back_to_provisional(
+    lab: Lab, stubs: StubRunner, tmp_path: Path
+) -> None:
+    stub = stubs.start(Stub())
+    stub.answer = lambda _input: web.Response(status=401)
+    wrong_ca = lab.files.owner_ca.certificate  # not the TLS CA
+
+    result, lines = run(
+        config(lab, tmp_path, stub.uri, server_ca=wrong_ca), identity(lab, password=PASSWORD)
+    )
+
+    assert any("continuing provisionally" in line for line in lines)
+    assert stub.every_authorization == []
+    assert not result.succeeded
+    assert "HTTP 401" in result.reason
+    assert "Basic password withheld" in result.reason
+
+
+def test_basic_password_is_not_sent_to_a_server_named_by_an_unsigned_redirect(
+    lab: Lab, stubs: StubRunner, tmp_path: Path
+) -> None:
+    """An unsigned redirect from an untrusted server is followed provisionally, without the
+    password -- even to a server whose certificate would verify, as it names no anchor."""
+    second = stubs.start(Stub())
+    second.answer = lambda _input: lab.signed(onboarding(second, boot_image=None))
+    anchor = cms.certs_only([lab.tls_ca_cert])
+    redirect = RedirectInformation((BootstrapServer("127.0.0.1", second.port, anchor),))
+    first = stubs.start(Stub())
+    first.answer = lambda _input: build_unsigned(redirect, Encoding.JSON)
+
+    result, _ = run(
+        config(lab, tmp_path, first.uri, trusted=False), identity(lab, password=PASSWORD)
+    )
+
+    assert result.succeeded, result.reason
+    assert result.servers_contacted == (first.uri, second.uri)
+    assert first.every_authorization == second.every_authorization == []
+    assert second.client_serials == [SERIAL]  # the IDevID is still presented
+
+
+def test_basic_password_goes_to_a_server_trusted_through_a_signed_redirect(
+    lab: Lab, stubs: StubRunner, tmp_path: Path
+) -> None:
+    second = stubs.start(Stub())
+    information = OnboardingInformation(configuration_handling="replace", configuration=CONFIG)
+    second.answer = lambda _input: build_unsigned(information, Encoding.JSON)
+    anchor = cms.certs_only([lab.tls_ca_cert])
+    redirect = RedirectInformation((BootstrapServer("127.0.0.1", second.port, anchor),))
+    first = stubs.start(Stub())
+    first.answer = lambda _input: lab.signed(redirect)
+
+    result, _ = run(
+        config(lab, tmp_path, first.uri, trusted=False), identity(lab, password=PASSWORD)
+    )
+
+    assert result.succeeded, result.reason
+    assert first.every_authorization == []  # provisional
+    assert second.every_authorization  # verified against the signed redirect's anchor
+    assert set(second.every_authorization) == {BASIC}
+
+
+def test_basic_password_goes_to_a_server_verified_by_server_ca(
+    lab: Lab, stubs: StubRunner, tmp_path: Path
+) -> None:
+    stub = stubs.start(Stub())
+    stub.answer = lambda _input: lab.signed(onboarding(stub, boot_image=None))
+
+    result, _ = run(config(lab, tmp_path, stub.uri), identity(lab, password=PASSWORD))
+
+    assert result.succeeded, result.reason
+    assert stub.every_authorization and set(stub.every_authorization) == {BASIC}
+
+
+# --------------------------------------------------------------------------- oversized answers
+
+
+@dataclass
+class FloodStub(Stub):
+    """Answers get-bootstrapping-data (or host-meta) with a body far beyond any limit: 64 MiB
+    when `announce`, else chunked, without end (stopped at 256 MiB so a client that reads
+    everything still finishes)."""
+
+    flood: str = "rpc"  # or "host-meta"
+    announce: bool = False
+    sent: int = 0
+
+    async def host_meta(self, request: web.Request) -> web.StreamResponse:
+        if self.flood == "host-meta":
+            return await self._flood(request, "application/xrd+xml")
+        return await super().host_meta(request)
+
+    async def operation(self, request: web.Request) -> web.StreamResponse:
+        if self.flood == "rpc":
+            await request.read()
+            return await self._flood(request, restconf.WireFormat.JSON.media_type)
+        return await super().operation(request)
+
+    async def _flood(self, request: web.Request, content_type: str) -> web.StreamResponse:
+        total = 64 * 1024 * 1024 if self.announce else 256 * 1024 * 1024
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        if self.announce:
+            response.content_length = total
+        await response.prepare(request)
+        chunk = b" " * (256 * 1024)
+        try:
+            while self.sent < total:
+                await response.write(chunk)
+                self.sent += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass  # the device hung up
+        return response
+
+
+@pytest.mark.parametrize("flood", ["rpc", "host-meta"])
+def test_endless_answer_is_abandoned_while_streaming(
+    lab: Lab, stubs: StubRunner, tmp_path: Path, flood: str
+) -> None:
+    stub = stubs.start(FloodStub(flood=flood))
+    stub.answer = lambda _input: lab.signed(onboarding(stub, boot_image=None))
+
+    result, _ = run(config(lab, tmp_path, stub.uri), identity(lab))
+
+    limit = restconf.MAX_OUTPUT_SIZE if flood == "rpc" else restconf.MAX_HOST_META_SIZE
+    assert not result.succeeded
+    assert f"larger than the {limit}-byte limit; abandoned while reading" in result.reason
+    # The device stopped reading near the limit (socket buffers hold a few MiB more).
+    assert stub.sent < limit + 32 * 1024 * 1024
+
+
+def test_oversized_announced_answer_is_not_read(
+    lab: Lab, stubs: StubRunner, tmp_path: Path
+) -> None:
+    stub = stubs.start(FloodStub(announce=True))
+
+    result, _ = run(config(lab, tmp_path, stub.uri), identity(lab))
+
+    assert not result.succeeded
+    assert (
+        f"response of {64 * 1024 * 1024} bytes is larger than the "
+        f"{restconf.MAX_OUTPUT_SIZE}-byte limit; not read"
+    ) in result.reason
+    assert stub.sent < 32 * 1024 * 1024

@@ -59,7 +59,10 @@ def run(
     ] = None,
     password_file: Annotated[
         Path | None,
-        typer.Option(help="File holding the HTTP Basic password (user = serial number)."),
+        typer.Option(
+            help="File holding the HTTP Basic password (user = serial number); sent only to "
+            "servers verified by --server-ca or a signed redirect's trust anchor."
+        ),
     ] = None,
     server_ca: Annotated[
         Path | None,

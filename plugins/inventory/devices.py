@@ -120,6 +120,10 @@ options:
 notes:
   - Statuses come from separate requests, so a device that changes status while the inventory
     is read may be missing from this run (or shown with the status it reached first).
+  - Every value this plugin sets comes from the server, and much of it from the devices
+    themselves (a progress message, an SSH key algorithm), so all host variables are marked
+    unsafe - Ansible never renders them as templates (a C({{ }}) in a device's message stays
+    text) - and group names keep only letters, digits and C(_).
   - The server never sends secrets (the device's password hash is shown as C(<hidden>)); this
     plugin does not expose the device specification beyond the fields listed above.
 seealso:
@@ -167,6 +171,7 @@ from pathlib import Path
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.unsafe_proxy import wrap_var
 
 try:
     from sztpctl.client import SztpClient
@@ -182,6 +187,16 @@ STATUSES = ("not-seen", "in-progress", "rebooting", "complete", "failed", "stall
 _GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _ALGORITHM = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._+-]{0,63}")
 _KNOWN_HOSTS_NAME_UNSAFE = re.compile(r"[\s,#]")
+
+
+def unsafe(value):
+    """`value` with every string in it (keys too, at any depth) marked unsafe.
+
+    Everything the server sends may have come from a device (a progress message, an SSH key
+    algorithm): Ansible must never render it as a template. Before ansible-core 2.19 this makes
+    the strings `AnsibleUnsafeText`; from 2.19 on it makes sure they are not trusted as templates.
+    """
+    return wrap_var(value)
 
 
 def group_name(prefix, kind, value):
@@ -350,24 +365,26 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     "sztp.bootstrap.devices: ignored %d malformed SSH host key(s) reported by %s"
                     % (rejected, serial)
                 )
-            variables = {
-                "sztp_serial": serial,
-                "sztp_profile": device.get("profile"),
-                "sztp_model": device.get("model"),
-                "sztp_mac": device.get("mac"),
-                "sztp_duid": device.get("duid"),
-                "sztp_status": device["status"],
-                "sztp_attempts": device.get("attempts"),
-                "sztp_last_report": report,
-                "sztp_ssh_host_keys": keys,
-            }
+            variables = unsafe(
+                {
+                    "sztp_serial": serial,
+                    "sztp_profile": device.get("profile"),
+                    "sztp_model": device.get("model"),
+                    "sztp_mac": device.get("mac"),
+                    "sztp_duid": device.get("duid"),
+                    "sztp_status": device["status"],
+                    "sztp_attempts": device.get("attempts"),
+                    "sztp_last_report": report,
+                    "sztp_ssh_host_keys": keys,
+                }
+            )
             for name, value in variables.items():
                 self.inventory.set_variable(host, name, value)
             address = addresses.get(serial)
             if address is None and use_report_address and report:
                 address = report.get("source_address")
             if address:
-                self.inventory.set_variable(host, "ansible_host", address)
+                self.inventory.set_variable(host, "ansible_host", unsafe(address))
 
             self.inventory.add_child(
                 self.inventory.add_group(group_name(prefix, "status", device["status"])), host

@@ -55,11 +55,12 @@ fi
 if [ "$what" = integration ] || [ "$what" = all ]; then
   port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
   admin_port=$(port)
+  device_port=$(port)
   state="$work/server"
   mkdir -p "$state"
   cat >"$state/server.yaml" <<CONFIG
 database_url: sqlite:///$state/sztp.db
-device_listeners: [{host: 127.0.0.1, port: $(port)}]
+device_listeners: [{host: 127.0.0.1, port: $device_port}]
 admin_listener: {host: 127.0.0.1, port: $admin_port}
 admin_token_file: $state/admin-token
 log_level: warning
@@ -73,6 +74,7 @@ CONFIG
   done
   cat >tests/integration/integration_config.yml <<VARS
 sztp_server_url: http://127.0.0.1:$admin_port
+sztp_device_url: http://127.0.0.1:$device_port
 sztp_token: $(cat "$state/admin-token")
 sztp_device_password: integration-$RANDOM-$RANDOM
 VARS

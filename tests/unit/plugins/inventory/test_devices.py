@@ -341,3 +341,125 @@ def test_cache_answers_without_the_server(fake, load, tmp_path):
         hostvars(second, "SN-1")["sztp_ssh_host_keys"]
         == hostvars(first, "SN-1")["sztp_ssh_host_keys"]
     )
+
+
+# ---- template injection: what devices report must never be rendered on the controller
+
+try:  # ansible-core 2.19 and later (data tagging): a string is a template only if trusted
+    from ansible.template import is_trusted_as_template, trust_as_template
+except ImportError:  # ansible-core 2.16 to 2.18: a string is a template unless marked unsafe
+    from ansible.utils.unsafe_proxy import AnsibleUnsafe
+
+    def is_unsafe_text(value):
+        return isinstance(value, AnsibleUnsafe)
+
+    def as_template(text):
+        return text
+
+else:
+
+    def is_unsafe_text(value):
+        return not is_trusted_as_template(value)
+
+    def as_template(text):
+        return trust_as_template(text)
+
+
+INJECTION = "{{ 6 * 7 }}{{ lookup('ansible.builtin.env', 'HOME') }}"
+
+
+def not_unsafe(value, path="value"):
+    """Paths of the strings (keys included) in a structure that Ansible would render."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            found += not_unsafe(key, "%s key %r" % (path, key))
+            found += not_unsafe(item, "%s[%r]" % (path, key))
+        return found
+    if isinstance(value, (list, tuple, set)):
+        return [
+            bad
+            for index, item in enumerate(value)
+            for bad in not_unsafe(item, "%s[%d]" % (path, index))
+        ]
+    if isinstance(value, (str, bytes)) and not is_unsafe_text(value):
+        return [path]
+    return []
+
+
+@pytest.fixture
+def hostile(fake):
+    """A fleet whose devices report (and were registered with) Jinja expressions."""
+    fleet = dict(FLEET)
+    evil = report(
+        "SN-1",
+        "bootstrap-complete",
+        "192.0.2.11",
+        [
+            {"algorithm": "ssh-ed25519", "key_data": ED25519},
+            {"algorithm": INJECTION, "key_data": ED25519},
+        ],
+    )
+    evil["message"] = INJECTION
+    evil["trust_anchor_certs"] = [INJECTION]
+    evil["nested"] = {"list": [{"deep": INJECTION}], INJECTION: "key"}
+    fleet["SN-1"] = (
+        {"profile": "dpu-{{ 6 * 7 }}", "model": "{{ 6 * 7 }}", "mac": INJECTION},
+        "complete",
+        evil,
+    )
+    fake.fleet = fleet
+    return fake
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_every_variable_from_the_server_is_unsafe(hostile, load, tmp_path, cached):
+    config = {**BASE, "use_report_address": True}
+    if cached:
+        config.update(
+            cache=True,
+            cache_plugin="ansible.builtin.jsonfile",
+            cache_connection=str(tmp_path / "cache"),
+        )
+        load(config, cache=False)
+    inventory = load(config, cache=cached)
+    for host in inventory.hosts:
+        variables = hostvars(inventory, host)
+        # inventory_*, group_names: Ansible's own; the names of the variables are the plugin's.
+        ours = {
+            name: value
+            for name, value in variables.items()
+            if not name.startswith("inventory_") and name != "group_names"
+        }
+        assert set(ours) >= {"sztp_serial", "sztp_last_report", "sztp_ssh_host_keys"}
+        assert [bad for name, value in ours.items() for bad in not_unsafe(value, name)] == [], host
+    one = hostvars(inventory, "SN-1")
+    assert one["sztp_last_report"]["message"] == INJECTION
+    assert one["sztp_last_report"]["nested"]["list"][0]["deep"] == INJECTION
+    assert one["ansible_host"] == "192.0.2.11"
+
+
+def test_reported_expressions_are_not_rendered(hostile, load):
+    """What a play does with the variables: the device's text comes out as text."""
+    from ansible.template import Templar
+
+    inventory = load({**BASE, "compose": {"shown": "sztp_last_report.message"}})
+    variables = hostvars(inventory, "SN-1")
+    templar = Templar(loader=DataLoader(), variables=variables)
+    for expression, expected in (
+        ("{{ sztp_last_report.message }}", INJECTION),
+        ("{{ sztp_last_report.nested.list[0].deep }}", INJECTION),
+        ("{{ sztp_model }}", "{{ 6 * 7 }}"),
+        ("{{ shown }}", INJECTION),
+    ):
+        assert templar.template(as_template(expression)) == expected, expression
+
+
+def test_group_names_from_the_server_are_sanitised(hostile, load):
+    inventory = load(BASE)
+    assert members(inventory, "sztp_model____6___7___") == ["SN-1"]
+    assert members(inventory, "sztp_profile_dpu____6___7___") == ["SN-1"]
+    assert all(
+        not set(name) - set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+        for name in inventory.groups
+    )

@@ -35,6 +35,8 @@ def render_value(value: Any) -> str:
         return "{" + ", ".join(parts) + "}"
     if isinstance(value, tuple):
         return "[" + ", ".join(render_value(item) for item in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value)  # strings, numbers, paths, networks
 
 

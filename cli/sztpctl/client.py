@@ -3,11 +3,14 @@ modules and the inventory plugin.
 
 Every failure becomes a typed `SztpError` with a one-line message: `ServerUnreachable` when
 the server cannot be reached, an `ApiError` subclass when it answers with an error. The token
-travels only in the Authorization header, so no message or exception ever contains it.
+travels only in the Authorization header, so no message or exception ever contains it, and only
+over TLS or to loopback: a plain `http://` URL naming another host is refused
+(`PlainHttpRefused`) unless the caller opts in (`allow_plain_http`, or SZTP_ALLOW_PLAIN_HTTP=1).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,9 +26,11 @@ from .errors import (
     ApiValidationError,
     AuthenticationError,
     NotFoundApiError,
+    PlainHttpRefused,
     ServerUnreachable,
     SztpError,
 )
+from .loopback import PLAIN_HTTP_VARIABLE, flag, is_loopback
 from .state.resources import DEVICE, IMAGE, OWNER, PROFILE, TRUST_ANCHOR
 
 API = "/api/v1"
@@ -89,6 +94,11 @@ class SztpClient:
     `ca_bundle` (PEM) verifies the server's TLS certificate; without it `verify` decides, and
     `verify=True` uses the system trust (including REQUESTS_CA_BUNDLE). HTTP(S)_PROXY and
     NO_PROXY from the environment are honoured.
+
+    An `http://` server that is not loopback (localhost, 127.0.0.0/8, ::1) is refused: the
+    token and the fleet's secrets would cross the network in clear. `allow_plain_http=True`
+    accepts that risk; `None` (the default) leaves the choice to SZTP_ALLOW_PLAIN_HTTP, so the
+    Ansible modules and the inventory plugin, which build their client here, follow it too.
     """
 
     def __init__(
@@ -99,11 +109,25 @@ class SztpClient:
         ca_bundle: Path | None = None,
         verify: bool = True,
         timeout: float = 30,
+        allow_plain_http: bool | None = None,
     ) -> None:
         parts = urlsplit(server.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SztpError(f"server {server!r} is not an http:// or https:// URL")
         self.server = server.strip().rstrip("/")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            if allow_plain_http is None:
+                allow_plain_http = flag(
+                    PLAIN_HTTP_VARIABLE, os.environ.get(PLAIN_HTTP_VARIABLE, "")
+                )
+            if not allow_plain_http:
+                raise PlainHttpRefused(
+                    f"refusing plain HTTP to {self.server}: {parts.hostname} is not loopback, so "
+                    "the API token and secrets would cross the network unencrypted; use an "
+                    "https:// URL (the server's admin_listener with tls_cert and tls_key), or "
+                    f"accept the risk with {PLAIN_HTTP_VARIABLE}=1 or the context setting "
+                    "allow_plain_http: true"
+                )
         self.timeout = timeout
         # Per request, not on the session: requests lets REQUESTS_CA_BUNDLE override
         # Session.verify, but not an explicit per-request CA bundle or verify=False.

@@ -9,10 +9,11 @@ The config file is `$XDG_CONFIG_HOME/sztp/config.yaml` (default `~/.config/sztp/
         token_file: ~/.config/sztp/lab.token    # or token: ... (the file is kept 0600)
         ca_bundle: ~/lab-pki/tls/ca.pem
         verify: true
+        allow_plain_http: false   # true: allow an http:// server that is not loopback
 
 Precedence, highest first: command-line options, environment (`SZTP_SERVER`, `SZTP_TOKEN`,
-`SZTP_TOKEN_FILE`, `SZTP_CA_BUNDLE`, `SZTP_CONTEXT`), then the context. Relative paths in the
-file are relative to the file.
+`SZTP_TOKEN_FILE`, `SZTP_CA_BUNDLE`, `SZTP_CONTEXT`, `SZTP_ALLOW_PLAIN_HTTP`), then the
+context. Relative paths in the file are relative to the file.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import SztpError
+from .loopback import PLAIN_HTTP_VARIABLE, flag
 
 if TYPE_CHECKING:
     from .client import SztpClient
 
-CONTEXT_FIELDS = ("server", "token", "token_file", "ca_bundle", "verify")
+CONTEXT_FIELDS = ("server", "token", "token_file", "ca_bundle", "verify", "allow_plain_http")
 _FILE_MODE = 0o600
 
 
@@ -45,12 +47,18 @@ class Connection:
     ca_bundle: Path | None
     verify: bool
     context: str | None
+    allow_plain_http: bool = False
 
     def client(self, timeout: float = 30) -> SztpClient:
         from .client import SztpClient
 
         return SztpClient(
-            self.server, self.token, ca_bundle=self.ca_bundle, verify=self.verify, timeout=timeout
+            self.server,
+            self.token,
+            ca_bundle=self.ca_bundle,
+            verify=self.verify,
+            timeout=timeout,
+            allow_plain_http=self.allow_plain_http,
         )
 
 
@@ -139,12 +147,20 @@ def resolve_connection(
     verify = settings.get("verify", True)
     if not isinstance(verify, bool):
         raise ConfigError(f"{path}: contexts.{name}.verify must be true or false")
+    # The variable, when set, decides (either way); otherwise the context does.
+    if environ.get(PLAIN_HTTP_VARIABLE, "").strip():
+        allow_plain_http = flag(PLAIN_HTTP_VARIABLE, environ[PLAIN_HTTP_VARIABLE])
+    else:
+        allow_plain_http = settings.get("allow_plain_http", False)
+        if not isinstance(allow_plain_http, bool):
+            raise ConfigError(f"{path}: contexts.{name}.allow_plain_http must be true or false")
     return Connection(
         server=str(url),
         token=token,
         ca_bundle=_path(ca_text, path.parent) if ca_text else None,
         verify=verify,
         context=name,
+        allow_plain_http=allow_plain_http,
     )
 
 

@@ -50,6 +50,10 @@ class SimulationError(SztpError):
     """The device simulator cannot start: bad identity files, URIs or options."""
 
 
+class PlainHttpRefused(SztpError):
+    """The admin API URL is plain http:// to a host that is not loopback, and no opt-in."""
+
+
 class ServerUnreachable(SztpError):
     """The admin API cannot be reached: connection refused, name not found, TLS failure."""
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from sztpctl.errors import ValidationError
+from sztpctl.loopback import is_loopback
 
 ENV_PREFIX = "SZTP_SERVER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -73,9 +74,17 @@ class ServerConfig:
     admin_listener: Listener = field(
         default=Listener(DEFAULT_LISTENER_HOST, 7080),
         metadata=_about(
-            "the admin API (`sztpctl`, Ansible); add `tls_cert`/`tls_key` before exposing it "
-            "beyond loopback",
+            "the admin API (`sztpctl`, Ansible); a host other than loopback (127.0.0.0/8, `::1`, "
+            "`localhost`) needs `tls_cert`/`tls_key`, or `admin_allow_plain_http`",
             env=False,
+        ),
+    )
+    admin_allow_plain_http: bool = field(
+        default=False,
+        metadata=_about(
+            "serve the admin API over plain HTTP on a host other than loopback, e.g. behind a "
+            "TLS-terminating proxy on the same network segment: bearer tokens and secrets then "
+            "cross that network unencrypted"
         ),
     )
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
@@ -194,6 +203,14 @@ def _build(document: Mapping[str, Any]) -> ServerConfig:
     config = replace(ServerConfig(), **values)
     if config.log_level not in LOG_LEVELS:
         raise ValidationError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    admin = config.admin_listener
+    if not admin.uses_tls and not is_loopback(admin.host) and not config.admin_allow_plain_http:
+        raise ValidationError(
+            "admin_listener",
+            f"plain HTTP on {admin.host}, which is not loopback: bearer tokens and secrets would "
+            "cross the network unencrypted; add tls_cert and tls_key, bind 127.0.0.1, or set "
+            "admin_allow_plain_http: true to accept the risk",
+        )
     return config
 
 
@@ -213,6 +230,8 @@ def _convert(name: str, value: Any) -> Any:
             raise ValidationError(name, str(exc)) from None
     if name == "admin_token_file":
         return Path(str(value))
+    if name == "admin_allow_plain_http":
+        return _boolean(name, value)
     if name in ("stall_after_minutes", "refresh_interval"):
         return _number(name, value, float)
     if name in ("reports_per_device", "max_body_bytes", "max_bulk_body_bytes"):
@@ -230,6 +249,18 @@ def _number(name: str, value: Any, kind: type[int] | type[float]) -> int | float
     if number <= 0:
         raise ValidationError(name, "must be positive")
     return number
+
+
+def _boolean(name: str, value: Any) -> bool:
+    # From the file: a YAML boolean; from the environment: text.
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValidationError(name, "must be true or false")
 
 
 def _listener(name: str, value: Any) -> Listener:

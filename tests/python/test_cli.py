@@ -314,6 +314,14 @@ def test_validate_refuses_an_unset_non_secret_variable_even_when_skipping(
     env = without_secrets(tmp_path)
     result = run_sztpctl("validate", "-f", fleet, "--skip-unset-secrets", env=env, expect=1)
     last = result.stderr.strip().splitlines()[-1]
+    assert last.endswith(
+        "devices[0].model: {env: SN_MODEL} is not allowed: outside the secret "
+        "fields (password, password_hash, private_key) the operator must allow the variable, "
+        "e.g. SZTP_FLEET_ALLOW_ENV=SN_MODEL in the environment that loads the file"
+    )
+    env = {**env, "SZTP_FLEET_ALLOW_ENV": "SN_MODEL"}
+    result = run_sztpctl("validate", "-f", fleet, "--skip-unset-secrets", env=env, expect=1)
+    last = result.stderr.strip().splitlines()[-1]
     assert last.endswith("devices[0].model: environment variable SN_MODEL is not set")
 
 
@@ -420,3 +428,104 @@ def test_spinner_skips_rich_only_where_rich_would_see_no_terminal(
     assert remote._may_be_terminal(stream) is expected
     if not expected:
         assert not Console(file=stream).is_terminal  # type: ignore[arg-type]
+
+
+# ---- the admin API over plain HTTP (issue 12, item 10)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://10.0.0.9:7080", "http://sztp.example.com:7080", "http://[2001:db8::1]:7080"]
+)
+def test_the_client_refuses_plain_http_beyond_loopback(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sztpctl.client import SztpClient
+    from sztpctl.errors import PlainHttpRefused
+
+    monkeypatch.delenv("SZTP_ALLOW_PLAIN_HTTP", raising=False)
+    with pytest.raises(PlainHttpRefused) as refused:
+        SztpClient(url, "s3cr3t")
+    assert str(refused.value).startswith(f"refusing plain HTTP to {url}: ")
+    assert "SZTP_ALLOW_PLAIN_HTTP=1" in str(refused.value)
+    assert "s3cr3t" not in str(refused.value)
+    SztpClient(url, "s3cr3t", allow_plain_http=True).close()
+    monkeypatch.setenv("SZTP_ALLOW_PLAIN_HTTP", "1")
+    SztpClient(url, "s3cr3t").close()  # what the Ansible modules rely on
+    assert "Bearer" not in repr(vars(SztpClient(url, None)))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:7080",
+        "http://127.9.8.7:7080",
+        "http://localhost:7080",
+        "http://[::1]:7080",
+        "https://10.0.0.9:7080",
+        "https://sztp.example.com",
+    ],
+)
+def test_the_client_takes_loopback_or_tls_without_opt_in(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sztpctl.client import SztpClient
+
+    monkeypatch.setenv("SZTP_ALLOW_PLAIN_HTTP", "0")
+    SztpClient(url, "s3cr3t").close()
+
+
+def test_a_context_may_allow_plain_http_and_the_variable_wins(tmp_path: Path) -> None:
+    from sztpctl.config import ConfigError, resolve_connection
+    from sztpctl.errors import PlainHttpRefused
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "current_context: lab\ncontexts:\n"
+        "  lab: {server: 'http://10.0.0.9:7080', token: t, allow_plain_http: true}\n"
+        "  strict: {server: 'http://10.0.0.9:7080', token: t}\n"
+        "  bad: {server: 'http://10.0.0.9:7080', allow_plain_http: sometimes}\n"
+    )
+    resolve_connection(path=config, environ={}).client().close()
+    with pytest.raises(PlainHttpRefused):
+        resolve_connection(path=config, environ={"SZTP_ALLOW_PLAIN_HTTP": "0"}).client()
+    with pytest.raises(PlainHttpRefused):
+        resolve_connection(path=config, context="strict", environ={}).client()
+    connection = resolve_connection(
+        path=config, context="strict", environ={"SZTP_ALLOW_PLAIN_HTTP": "yes"}
+    )
+    connection.client().close()
+    with pytest.raises(ConfigError, match=r"contexts\.bad\.allow_plain_http must be true or false"):
+        resolve_connection(path=config, context="bad", environ={})
+
+
+def test_sztpctl_refuses_plain_http_beyond_loopback_in_one_line(tmp_path: Path) -> None:
+    assert SZTPCTL
+    environ = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path),
+        "SZTP_TOKEN": "s3cr3t-token",
+    }
+    for arguments in (
+        ["status", "--server", "http://192.0.2.7:7080"],
+        ["device", "list", "--server", "http://sztp.example.com:7080"],
+    ):
+        result = subprocess.run(
+            [SZTPCTL, *arguments], capture_output=True, text=True, check=False, env=environ
+        )
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("error: refusing plain HTTP to http://"), result.stderr
+        assert len(result.stderr.splitlines()) == 1
+        assert "Traceback" not in result.stderr
+        assert "s3cr3t-token" not in result.stdout + result.stderr
+    result = subprocess.run(
+        [SZTPCTL, "status", "--server", "http://192.0.2.7:7080"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**environ, "SZTP_ALLOW_PLAIN_HTTP": "maybe"},
+    )
+    assert result.returncode == 1, result.stderr
+    assert (
+        result.stderr == "error: SZTP_ALLOW_PLAIN_HTTP: must be 1 or 0 (true/false), not 'maybe'\n"
+    )

@@ -108,7 +108,7 @@ devices:
 
 def test_unset_secrets_are_skipped_only_when_asked(tmp_path: Path) -> None:
     path = write(tmp_path, SECRETS_FROM_ENV)
-    given = {"SN2_HASH": "$scrypt$given", "SN2_MODEL": "DPU-LAB-1"}
+    given = {"SN2_HASH": "$scrypt$given", "SN2_MODEL": "DPU-LAB-1", "SZTP_FLEET_ALLOW_ENV": "SN2_*"}
     assert error_of(path, given) == (
         f"{path}:3: owner.private_key: environment variable OWNER_KEY is not set"
     )
@@ -130,7 +130,9 @@ def test_unset_non_secret_variable_is_an_error_even_when_skipping_secrets(
 ) -> None:
     path = write(tmp_path, SECRETS_FROM_ENV)
     with pytest.raises(FleetError) as caught:
-        load_fleet(path, environ={"SN2_HASH": "$scrypt$given"}, skip_unset_secrets=True)
+        load_fleet(
+            path, environ={"SN2_HASH": "x"}, skip_unset_secrets=True, allow_env=["SN2_MODEL"]
+        )
     assert str(caught.value) == (
         f"{path}:9: devices[1].model: environment variable SN2_MODEL is not set"
     )
@@ -487,3 +489,145 @@ def test_a_syntax_error_after_many_brackets_is_still_a_syntax_error(
     text = "devices:\n  - serial: SN-1\n    model: " + "[a, " * 20 + "\n  bad: ]\n"
     message = error_of(write(tmp_path, text))
     assert ": not valid YAML: " in message, message
+
+
+# ---- confinement of {file: ...} and {env: ...}, and alias bombs (issue 12, item 12)
+
+
+def profile_with(reference: str) -> str:
+    return f"profiles:\n  - name: p\n    type: onboarding\n    configuration: {reference}\n"
+
+
+def test_file_references_stay_in_the_fleet_files_directory(tmp_path: Path) -> None:
+    fleets, outside = tmp_path / "fleet", tmp_path / "secrets"
+    (fleets / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "id_rsa").write_text("PRIVATE\n")
+    (fleets / "sub" / "day0.cfg").write_text("hostname a\n")
+    (fleets / "inside-link").symlink_to(fleets / "sub" / "day0.cfg")
+    (fleets / "outside-link").symlink_to(outside / "id_rsa")
+    (fleets / "dir-link").symlink_to(outside)
+    for reference in ("sub/day0.cfg", "inside-link", "sub/../sub/day0.cfg"):
+        path = write(fleets, profile_with(f"{{file: {reference}}}"))
+        configuration = load_fleet(path, environ={}).resources["profile"]["p"]["configuration"]
+        assert configuration == "hostname a\n"
+    real = outside / "id_rsa"
+    for reference, shown in (
+        (str(real), str(real)),
+        ("../secrets/id_rsa", f"../secrets/id_rsa (resolves to {real})"),
+        ("outside-link", f"outside-link (resolves to {real})"),
+        ("dir-link/id_rsa", f"dir-link/id_rsa (resolves to {real})"),
+        ("[sub/day0.cfg, outside-link]", f"outside-link (resolves to {real})"),
+    ):
+        path = write(fleets, profile_with(f"{{file: {reference}}}"))
+        assert error_of(path) == (
+            f"{path}:4: profiles[0].configuration: {shown} is outside the fleet file's "
+            f"directory {fleets}; keep referenced files beside the fleet file, or set "
+            "SZTP_FLEET_FILE_ROOT to a directory holding them"
+        )
+    # The operator, not the file, may widen the root.
+    path = write(fleets, profile_with("{file: outside-link}"))
+    for fleet in (
+        load_fleet(path, environ={}, file_root=tmp_path),
+        load_fleet(path, environ={"SZTP_FLEET_FILE_ROOT": str(tmp_path)}),
+    ):
+        assert fleet.resources["profile"]["p"]["configuration"] == "PRIVATE\n"
+    assert "is outside SZTP_FLEET_FILE_ROOT directory" in error_of(
+        path, {"SZTP_FLEET_FILE_ROOT": str(fleets / "sub")}
+    )
+
+
+def test_only_regular_files_are_read(tmp_path: Path) -> None:
+    os_fifo = tmp_path / "pipe"
+    import os
+
+    os.mkfifo(os_fifo)
+    path = write(tmp_path, profile_with("{file: pipe}"))
+    assert error_of(path) == (
+        f"{path}:4: profiles[0].configuration: {os_fifo} is not a regular file "
+        "(a device, FIFO or socket)"
+    )
+    path = write(tmp_path, profile_with("{file: /dev/zero}"))
+    with pytest.raises(FleetError, match=r"/dev/zero is not a regular file"):
+        load_fleet(path, environ={}, file_root=Path("/"))
+    image = write(
+        tmp_path,
+        "images:\n  - name: i\n    os_name: o\n    os_version: '1'\n"
+        "    download_uris: [https://x.example/i]\n    sha256: {file: /dev/zero}\n",
+    )
+    with pytest.raises(FleetError, match=r":6: images\[0\].sha256: /dev/zero is not a regular"):
+        load_fleet(image, environ={}, file_root=Path("/"))
+
+
+def test_file_references_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_module, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(fleet_module, "MAX_HASHED_FILE_BYTES", 3000)
+    (tmp_path / "a.txt").write_text("a" * 600)
+    (tmp_path / "big.img").write_bytes(b"i" * 3001)
+    (tmp_path / "ok.img").write_bytes(b"i" * 2999)
+    path = write(tmp_path, profile_with("{file: a.txt}"))
+    assert load_fleet(path, environ={}).resources["profile"]["p"]["configuration"] == "a" * 600
+    path = write(tmp_path, profile_with("{file: [a.txt, a.txt]}"))
+    assert error_of(path) == (
+        f"{path}:4: profiles[0].configuration: {tmp_path / 'a.txt'} is larger than the 1,000 "
+        "bytes a file reference may read (in total, for a list)"
+    )
+    image = "images:\n  - name: i\n    os_name: o\n    os_version: '1'\n"
+    image += "    download_uris: [https://x.example/i]\n    sha256: {file: %s}\n"
+    path = write(tmp_path, image % "ok.img")
+    sha = load_fleet(path, environ={}).resources["image"]["i"]["sha256"]
+    assert sha == hashlib.sha256(b"i" * 2999).hexdigest()
+    path = write(tmp_path, image % "big.img")
+    assert f":6: images[0].sha256: {tmp_path / 'big.img'} is larger than" in error_of(path)
+
+
+def test_env_references_outside_secrets_need_the_operators_allowance(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "owner: {certificate_chain: x, private_key: {env: ANY_KEY}}\n"
+        + profile_with("{env: AWS_SECRET_ACCESS_KEY}"),
+    )
+    environ = {"ANY_KEY": "k", "AWS_SECRET_ACCESS_KEY": "leaked"}
+    assert error_of(path, environ) == (
+        f"{path}:5: profiles[0].configuration: {{env: AWS_SECRET_ACCESS_KEY}} is not allowed: "
+        "outside the secret fields (password, password_hash, private_key) the operator must "
+        "allow the variable, e.g. SZTP_FLEET_ALLOW_ENV=AWS_SECRET_ACCESS_KEY in the environment "
+        "that loads the file"
+    )
+    for allowance in ("AWS_SECRET_ACCESS_KEY", "OTHER, AWS_*", "X AWS_SECRET_ACCESS_KEY"):
+        fleet = load_fleet(path, environ={**environ, "SZTP_FLEET_ALLOW_ENV": allowance})
+        assert fleet.resources["profile"]["p"]["configuration"] == "leaked"
+    fleet = load_fleet(path, environ=environ, allow_env=["AWS_SECRET_ACCESS_KEY"])
+    assert fleet.resources["owner"]["default"]["private_key"] == "k"
+    assert "is not allowed" in error_of(path, {**environ, "SZTP_FLEET_ALLOW_ENV": "AWS"})
+
+
+def alias_bomb(levels: int) -> str:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [
+        f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]"
+        for level in range(1, levels)
+    ]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def test_an_alias_bomb_fails_fast(tmp_path: Path) -> None:
+    import time
+
+    path = write(tmp_path, alias_bomb(9))  # a billion values once expanded
+    started = time.monotonic()
+    assert error_of(path) == (
+        f"{path}:7: a6: expands to more than 5,000,000 values through aliases (*name), "
+        "too many for a fleet file"
+    )
+    assert time.monotonic() - started < 5
+    # Aliases within reason are fine: a million values.
+    document = yaml.safe_load(alias_bomb(6))
+    fleet_module._check_expansion(document, path, {})
+
+
+def test_an_alias_inside_itself_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "dhcp:\n  loop: &loop\n    again: *loop\n")
+    assert error_of(path) == (
+        f"{path}:2: dhcp.loop.again: an alias (*name) refers to a collection that holds it"
+    )

@@ -47,6 +47,14 @@ def set_context(
     verify: Annotated[
         bool | None, typer.Option("--verify/--no-verify", help="Verify the TLS certificate.")
     ] = None,
+    allow_plain_http: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-plain-http/--no-allow-plain-http",
+            help="Allow an http:// server that is not loopback: the token then crosses the "
+            "network unencrypted (env SZTP_ALLOW_PLAIN_HTTP=1 does the same for any context).",
+        ),
+    ] = None,
     use: Annotated[bool, typer.Option("--use", help="Also make it the current context.")] = False,
 ) -> None:
     """Create or change a context; options not given are kept. The file is written 0600.
@@ -67,6 +75,7 @@ def set_context(
         "token_file": str(token_file.expanduser().resolve()) if token_file else None,
         "ca_bundle": str(ca_bundle.expanduser().resolve()) if ca_bundle else None,
         "verify": verify,
+        "allow_plain_http": allow_plain_http,
     }
     settings.update({key: value for key, value in changes.items() if value is not None})
     if token_file is not None:

@@ -11,6 +11,13 @@ Field names are those of the admin API (`state/resources.py`). Any text field ma
 `{file: path}` (relative to the fleet file; a list of paths is concatenated) or `{env: VAR}`.
 A `voucher` file is base64-encoded, a `sha256` file is hashed; other files are UTF-8 text.
 
+A fleet file may come from a pull request, so what it can reach is confined: a file must be a
+regular file, no larger than MAX_FILE_BYTES (MAX_HASHED_FILE_BYTES for `sha256`), that resolves
+(symbolic links followed) inside the fleet file's directory or SZTP_FLEET_FILE_ROOT; an
+`{env: VAR}` outside the secret fields, whose values never reach a device, must name a variable
+the operator allowed (SZTP_FLEET_ALLOW_ENV); and aliases may not expand the document beyond
+MAX_VALUES values (a "billion laughs" file is refused in a fraction of a second).
+
 The structure is checked against `fleet.schema.json` (published for editors and pipelines);
 the meaning of each spec is checked by the server (or `normalize_spec`), and `Fleet.locate`
 turns the field the server names back into a line of the file. Only the sections present in
@@ -20,18 +27,21 @@ the file are managed: a missing `devices:` key leaves devices alone even with `-
 from __future__ import annotations
 
 import base64
+import errno
+import fnmatch
 import gc
 import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+import stat
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources as package_files
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import SztpError
 from .resources import (
@@ -55,6 +65,18 @@ SECTIONS: Mapping[str, str] = {
 SECTION_OF_KIND: Mapping[str, str] = {kind: section for section, kind in SECTIONS.items()}
 YamlPath = tuple[str | int, ...]
 _CHUNK = 1024 * 1024
+_T = TypeVar("_T")
+# What a {file: ...} reference may read: the largest admin API field is 4 MiB (`presigned`),
+# so 16 MiB (for a list of files, in total) is ample; a `sha256` file is hashed in chunks,
+# never held, and may be a whole boot image.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_HASHED_FILE_BYTES = 64 * 1024 * 1024 * 1024
+# Values in the document once every alias is expanded (10,000 devices come to about 100,000).
+MAX_VALUES = 5_000_000
+# The operator's settings, from the environment of the process that loads the file: a pull
+# request can change the fleet file, not these.
+FILE_ROOT_VARIABLE = "SZTP_FLEET_FILE_ROOT"
+ALLOW_ENV_VARIABLE = "SZTP_FLEET_ALLOW_ENV"
 # A fleet file nests about six levels (devices, an entry, its selection rules, a rule, a field);
 # deeper input is refused in this loader's own words before any parser limit or recursion.
 MAX_NESTING = 32
@@ -111,15 +133,28 @@ class Fleet:
 
 
 def load_fleet(
-    path: Path, environ: Mapping[str, str] | None = None, *, skip_unset_secrets: bool = False
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    skip_unset_secrets: bool = False,
+    file_root: Path | None = None,
+    allow_env: Iterable[str] = (),
 ) -> Fleet:
     """Read, check and resolve a fleet file; every error is a FleetError naming its place.
 
     With `skip_unset_secrets` (for offline checks only), a secret field whose `{env: ...}`
     variable is unset reads as HIDDEN and is listed in `Fleet.skipped_secrets` instead of
     being an error; such a fleet says nothing about those secrets and must not be applied.
+
+    `{file: ...}` references must resolve inside the fleet file's directory, or inside
+    `file_root` (default: `environ[SZTP_FLEET_FILE_ROOT]`) when given. Outside the secret
+    fields, `{env: VAR}` must name a variable `allow_env` or `environ[SZTP_FLEET_ALLOW_ENV]`
+    (names or shell patterns, separated by commas or spaces) allows.
     """
     environ = os.environ if environ is None else environ
+    if file_root is None and environ.get(FILE_ROOT_VARIABLE, "").strip():
+        file_root = Path(environ[FILE_ROOT_VARIABLE].strip()).expanduser()
+    allowed = (*allow_env, *re.split(r"[\s,]+", environ.get(ALLOW_ENV_VARIABLE, "")))
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -130,8 +165,17 @@ def load_fleet(
         document = _parse_yaml(text, path)
         if document is None:
             document = {}
+        if "&" in text:  # without an anchor there is no alias: the document is a plain tree
+            _check_expansion(document, path, lines)
         _check_schema(document, path, lines)
-        resolver = _Resolver(path, lines, environ, skip_unset_secrets=skip_unset_secrets)
+        resolver = _Resolver(
+            path,
+            lines,
+            environ,
+            skip_unset_secrets=skip_unset_secrets,
+            file_root=file_root,
+            allow_env=[name for name in allowed if name],
+        )
         resources, origins = _resolve_entries(document, resolver)
     for section in SECTIONS:  # a present but empty section still counts as managed
         if section in document:
@@ -566,6 +610,73 @@ def _index_lines(
             _index_lines(item, (*path, index), lines, file, seen)
 
 
+class _TooLarge(Exception):
+    """Aliases expand the document beyond MAX_VALUES values; `where` is the first such value."""
+
+    def __init__(self, where: YamlPath) -> None:
+        self.where = where
+
+
+class _Cycle(Exception):
+    """An alias refers to a collection that contains it; `where` is the alias."""
+
+    def __init__(self, where: YamlPath) -> None:
+        self.where = where
+
+
+def _check_expansion(document: Any, path: Path, lines: Mapping[YamlPath, int]) -> None:
+    """Refuse a document whose aliases make it, expanded, larger than MAX_VALUES values, or
+    endless, or nested too deep.
+
+    `_build` shares an aliased collection instead of copying it, so loading is cheap; but the
+    schema check, the resolver, `sztpctl dhcp` and the JSON sent to the server all walk the
+    expanded tree: ten aliases of ten aliases, nine levels deep, are a billion values. Sizes
+    are counted once per collection, so this costs one walk over what the file spells out.
+    """
+    sizes: dict[int, int] = {}
+    open_now: set[int] = set()
+
+    def size(value: Any, where: YamlPath) -> int:
+        if isinstance(value, dict):
+            items: Iterable[tuple[str | int, Any]] = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            return 1
+        known = sizes.get(id(value))
+        if known is not None:
+            return known
+        if id(value) in open_now:
+            raise _Cycle(where)
+        if len(where) > MAX_NESTING:
+            raise _TooDeep
+        open_now.add(id(value))
+        total = 1
+        for key, item in items:
+            total += size(item, (*where, key))
+            if total > MAX_VALUES:
+                raise _TooLarge(where)
+        open_now.discard(id(value))
+        sizes[id(value)] = total
+        return total
+
+    try:
+        size(document, ())
+    except _TooLarge as exc:
+        place = f"{path}:{_line_of(exc.where, lines)}: {dotted(exc.where)}"
+        raise FleetError(
+            f"{place}: expands to more than {MAX_VALUES:,} values through aliases (*name), "
+            "too many for a fleet file"
+        ) from None
+    except _Cycle as exc:
+        place = f"{path}:{_line_of(exc.where, lines)}: {dotted(exc.where)}"
+        raise FleetError(
+            f"{place}: an alias (*name) refers to a collection that holds it"
+        ) from None
+    except _TooDeep:
+        raise FleetError(_too_deep(str(path), ()) + " once aliases are expanded") from None
+
+
 def _check_schema(document: Any, path: Path, lines: Mapping[YamlPath, int]) -> None:
     import jsonschema_rs
 
@@ -610,19 +721,29 @@ class _Resolver:
         environ: Mapping[str, str],
         *,
         skip_unset_secrets: bool = False,
+        file_root: Path | None = None,
+        allow_env: Iterable[str] = (),
     ) -> None:
         self.path = path
         self.base = path.parent
+        # Compared with each file's real path: symbolic links resolved on both sides.
+        self.root = os.path.realpath(file_root if file_root is not None else self.base)
+        self.root_named = "SZTP_FLEET_FILE_ROOT" if file_root is not None else "the fleet file's"
         self.lines = lines
         self.environ = environ
+        self.allow_env = tuple(allow_env)
         self.skip_unset_secrets = skip_unset_secrets
         self.skipped: list[SkippedSecret] = []
+        # The real path of each directory files are referenced in: a fleet's many voucher
+        # files usually share one, and resolving it per file would repeat its lookups.
+        self._real_directories: dict[str, str] = {}
 
     def resolve(self, value: Any, where: YamlPath) -> Any:
         if isinstance(value, dict) and set(value) == {"file"}:
             return self._file(value["file"], where)
         if isinstance(value, dict) and set(value) == {"env"}:
             variable = value["env"]
+            self._check_variable(variable, where)
             if variable in self.environ:
                 return self.environ[variable]
             # Only secrets: any other value changes what devices get, so it must be known.
@@ -636,15 +757,37 @@ class _Resolver:
             return [self.resolve(item, (*where, index)) for index, item in enumerate(value)]
         return value
 
+    def _check_variable(self, variable: str, where: YamlPath) -> None:
+        """A secret field may read any variable: its value stays on the server, hidden. Any
+        other value reaches devices (or the API's views): only variables the operator allowed.
+        """
+        if self._field_of(where) in _SECRET_FIELDS:
+            return
+        if any(fnmatch.fnmatchcase(variable, pattern) for pattern in self.allow_env):
+            return
+        raise self._error(
+            where,
+            f"{{env: {variable}}} is not allowed: outside the secret fields "
+            f"({', '.join(sorted(_SECRET_FIELDS))}) the operator must allow the variable, e.g. "
+            f"{ALLOW_ENV_VARIABLE}={variable} in the environment that loads the file",
+        )
+
     def _file(self, names: str | list[str], where: YamlPath) -> str:
-        paths = [self._path(names)] if isinstance(names, str) else list(map(self._path, names))
+        given = [names] if isinstance(names, str) else list(names)
+        paths = [self._path(name, where) for name in given]
         field_name = where[-1] if isinstance(where[-1], str) else self._field_of(where)
         try:
             if field_name == "sha256":
                 if len(paths) != 1:
                     raise self._error(where, "hash one file, not a list")
-                return _sha256_file(paths[0])
-            data = _read_file(paths[0]) if len(paths) == 1 else b"".join(map(_read_file, paths))
+                return self._followed(_sha256_file, paths[0], given[0], where)
+            data = b""
+            for path, name in zip(paths, given, strict=True):
+                data += self._followed(_read_file, path, name, where, MAX_FILE_BYTES - len(data))
+        except _FileRefused as exc:
+            raise self._error(where, str(exc)) from None
+        except _SymbolicLink:  # a link's target replaced by another link while it was read
+            raise self._error(where, "a symbolic link changed while it was read") from None
         except OSError as exc:
             target = exc.filename or paths[0]
             raise self._error(where, f"cannot read {target}: {exc.strerror or exc}") from None
@@ -659,12 +802,46 @@ class _Resolver:
     def _field_of(where: YamlPath) -> str:
         return next(step for step in reversed(where) if isinstance(step, str))
 
-    def _path(self, name: str) -> str:
+    def _path(self, name: str, where: YamlPath) -> str:
+        """`name` in the real path of its directory, refused unless it lies inside the root
+        (a last component that is a link is checked when it is opened: `_followed`)."""
         # Plain strings, not Path objects, here and in _read_file: a third less time for a
         # fleet of 10,000 voucher files.
         if name.startswith("~"):
             name = os.path.expanduser(name)  # noqa: PTH111
-        return os.path.join(self.base, name)  # noqa: PTH118
+        joined = os.path.join(self.base, name)  # noqa: PTH118
+        directory, leaf = os.path.split(joined)
+        if leaf in ("", ".", ".."):
+            real = os.path.realpath(joined)
+        else:
+            # realpath(dir/leaf) is realpath(dir)/leaf unless leaf itself is a link.
+            real_directory = self._real_directories.get(directory)
+            if real_directory is None:
+                real_directory = self._real_directories[directory] = os.path.realpath(directory)
+            # A leaf that is itself a link is opened with O_NOFOLLOW, refused, and followed by
+            # `_followed`: no lstat for every file that is not one.
+            real = os.path.join(real_directory, leaf)  # noqa: PTH118
+        return self._confined(real, name, where)
+
+    def _followed(
+        self, read: Callable[..., _T], path: str, name: str, where: YamlPath, *args: int
+    ) -> _T:
+        """`read(path, *args)`; if the file is a symbolic link, its target, once checked."""
+        try:
+            return read(path, *args)
+        except _SymbolicLink:
+            return read(self._confined(os.path.realpath(path), name, where), *args)
+
+    def _confined(self, real: str, name: str, where: YamlPath) -> str:
+        if real != self.root and not real.startswith(self.root.rstrip(os.sep) + os.sep):
+            shown = name if real == name else f"{name} (resolves to {real})"
+            raise self._error(
+                where,
+                f"{shown} is outside {self.root_named} directory {self.root}; keep referenced "
+                f"files beside the fleet file, or set {FILE_ROOT_VARIABLE} to a directory "
+                "holding them",
+            )
+        return real
 
     def _place(self, where: YamlPath) -> str:
         return f"{self.path}:{_line_of(where, self.lines)}: {dotted(where)}"
@@ -673,17 +850,67 @@ class _Resolver:
         return FleetError(f"{self._place(where)}: {message}")
 
 
-def _read_file(path: str) -> bytes:
+class _FileRefused(Exception):
+    """A referenced file is not a regular file, or is too large; the message says which."""
+
+
+class _SymbolicLink(Exception):
+    """The path opened is a symbolic link: its target must be checked against the root."""
+
+
+def _open_regular(path: str, limit: int) -> int:
+    """A descriptor of `path`, a regular file of at most `limit` bytes (else _FileRefused).
+
+    O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _SymbolicLink from None
+        raise
+    try:
+        mode = os.fstat(descriptor)
+        if stat.S_ISDIR(mode.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(mode.st_mode):
+            raise _FileRefused(f"{path} is not a regular file (a device, FIFO or socket)")
+        if mode.st_size > limit:
+            raise _FileRefused(_too_large(path, limit))
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _too_large(path: str, limit: int) -> str:
+    if limit == MAX_HASHED_FILE_BYTES:
+        return f"{path} is larger than {_size(limit)}, the most a sha256 file may be"
+    return (
+        f"{path} is larger than the {_size(MAX_FILE_BYTES)} a file reference may read"
+        " (in total, for a list)"
+    )
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2)):
+        if count % scale == 0:
+            return f"{count // scale} {unit}"
+    return f"{count:,} bytes"
+
+
+def _read_file(path: str, limit: int = MAX_FILE_BYTES) -> bytes:
     # os.read on a descriptor, not a buffered file object: setting one up costs more than
     # reading a voucher (half the time for 10,000 voucher files).
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    descriptor = _open_regular(path, max(limit, 0))
     try:
         chunks = []
+        size = 0
         while chunk := os.read(descriptor, _CHUNK):
             chunks.append(chunk)
-    except OSError as exc:  # reading a directory fails here, without naming it
-        exc.filename = exc.filename or path
-        raise
+            size += len(chunk)
+            if size > limit:  # it grew after fstat
+                raise _FileRefused(_too_large(path, limit))
     finally:
         os.close(descriptor)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -691,7 +918,12 @@ def _read_file(path: str) -> bytes:
 
 def _sha256_file(path: str) -> str:
     digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
+    descriptor = _open_regular(path, MAX_HASHED_FILE_BYTES)
+    with os.fdopen(descriptor, "rb") as stream:
+        size = 0
         while chunk := stream.read(_CHUNK):
+            size += len(chunk)
+            if size > MAX_HASHED_FILE_BYTES:
+                raise _FileRefused(_too_large(path, MAX_HASHED_FILE_BYTES))
             digest.update(chunk)
     return digest.hexdigest()

@@ -188,10 +188,30 @@ def run_sztpctl(
     return result
 
 
-def write_voucher(lab: LabPki, serial: str, path: Path) -> None:
+def lab_voucher(lab: LabPki, serial: str) -> bytes:
     """A lab voucher for `serial` pinning the owner CA, signed by the lab MASA."""
     owner_ca = pki.load_certificates_pem(lab.owner_ca.certificate.read_bytes())[0]
-    path.write_bytes(sign_voucher(create_voucher(serial, owner_ca), lab.masa.load()))
+    return sign_voucher(create_voucher(serial, owner_ca), lab.masa.load())
+
+
+def write_voucher(lab: LabPki, serial: str, path: Path) -> None:
+    path.write_bytes(lab_voucher(lab, serial))
+
+
+def lab_trust(lab: LabPki) -> dict[str, object]:
+    """Admin-API resources trusting the lab: its manufacturer CA and its owner, with key."""
+    return {
+        "trust-anchor": {
+            "manufacturer": {"certificates": lab.manufacturer_ca.certificate.read_text()}
+        },
+        "owner": {
+            "default": {
+                "certificate_chain": lab.owner.certificate.read_text()
+                + lab.owner_ca.certificate.read_text(),
+                "private_key": lab.owner.private_key.read_text(),
+            }
+        },
+    }
 
 
 def lay_out_example(directory: Path) -> Path:

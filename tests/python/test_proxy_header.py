@@ -21,10 +21,8 @@ import requests
 from sztp_server.config import load_config
 from sztp_server.context import Snapshot
 from sztp_server.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
-from sztp_testing import RunningServer, running_server
+from sztp_testing import RunningServer, lab_trust, lab_voucher, running_server
 from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.protocol import pki
-from sztpctl.protocol.voucher import create_voucher, sign_voucher
 from sztpctl.state.resources import DEVICE, TRUST_ANCHOR
 
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
@@ -39,23 +37,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
 
 
 def resources(lab: LabPki) -> dict[str, object]:
-    owner_ca = pki.load_certificates_pem(lab.owner_ca.certificate.read_bytes())[0]
-
     def voucher(serial: str) -> str:
-        signed = sign_voucher(create_voucher(serial, owner_ca), lab.masa.load())
-        return base64.b64encode(signed).decode()
+        return base64.b64encode(lab_voucher(lab, serial)).decode()
 
     return {
-        "trust-anchor": {
-            "manufacturer": {"certificates": lab.manufacturer_ca.certificate.read_text()}
-        },
-        "owner": {
-            "default": {
-                "certificate_chain": lab.owner.certificate.read_text()
-                + lab.owner_ca.certificate.read_text(),
-                "private_key": lab.owner.private_key.read_text(),
-            }
-        },
+        **lab_trust(lab),
         "profile": {"day0": {"type": "onboarding", "configuration": "hostname px\n"}},
         "device": {
             DEVICE_A: {"profile": "day0", "voucher": voucher(DEVICE_A)},

@@ -16,7 +16,7 @@ import pytest
 import requests
 from cryptography import x509
 
-from sztp_testing import RunningServer, running_server, start_server
+from sztp_testing import RunningServer, lab_trust, lab_voucher, running_server, start_server
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.protocol import pki
 from sztpctl.protocol.restconf import WireFormat
@@ -42,21 +42,11 @@ def apply(server: RunningServer, resources: dict[str, object]) -> None:
 
 
 def base_resources(lab: LabPki, profile: dict[str, object]) -> dict[str, object]:
-    owner_ca = pki.load_certificates_pem(lab.owner_ca.certificate.read_bytes())[0]
-    voucher = sign_voucher(create_voucher(SERIAL, owner_ca), lab.masa.load())
+    voucher = base64.b64encode(lab_voucher(lab, SERIAL)).decode()
     return {
-        "trust-anchor": {
-            "manufacturer": {"certificates": lab.manufacturer_ca.certificate.read_text()}
-        },
-        "owner": {
-            "default": {
-                "certificate_chain": lab.owner.certificate.read_text()
-                + lab.owner_ca.certificate.read_text(),
-                "private_key": lab.owner.private_key.read_text(),
-            }
-        },
+        **lab_trust(lab),
         "profile": {"day0": profile},
-        "device": {SERIAL: {"profile": "day0", "voucher": base64.b64encode(voucher).decode()}},
+        "device": {SERIAL: {"profile": "day0", "voucher": voucher}},
     }
 
 

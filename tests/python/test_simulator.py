@@ -509,16 +509,28 @@ def test_server_ca_mismatch_falls_back_to_provisional(
     assert any("continuing provisionally" in line for line in lines)
 
 
+def redirect_pair(lab: Lab, stubs: StubRunner, second: Stub, *, signed: bool) -> Stub:
+    """A first server redirecting (signed, or unsigned) to `second`, naming the lab TLS CA as
+    `second`'s trust anchor; `second` answers with unsigned onboarding unless already told."""
+    if second.answer is None:
+        information = OnboardingInformation(configuration_handling="replace", configuration=CONFIG)
+        second.answer = lambda _input: build_unsigned(information, Encoding.JSON)
+    anchor = cms.certs_only([lab.tls_ca_cert])
+    redirect = RedirectInformation((BootstrapServer("127.0.0.1", second.port, anchor),))
+    first = stubs.start(Stub())
+    first.answer = (
+        (lambda _input: lab.signed(redirect))
+        if signed
+        else (lambda _input: build_unsigned(redirect, Encoding.JSON))
+    )
+    return first
+
+
 def test_signed_redirect_trust_anchor_makes_the_next_server_trusted(
     lab: Lab, stubs: StubRunner, tmp_path: Path
 ) -> None:
     second = stubs.start(Stub(restconf_root=None))  # host-meta 404 → /restconf
-    information = OnboardingInformation(configuration_handling="replace", configuration=CONFIG)
-    second.answer = lambda _input: build_unsigned(information, Encoding.JSON)
-    anchor = cms.certs_only([lab.tls_ca_cert])
-    redirect = RedirectInformation((BootstrapServer("127.0.0.1", second.port, anchor),))
-    first = stubs.start(Stub())
-    first.answer = lambda _input: lab.signed(redirect)
+    first = redirect_pair(lab, stubs, second, signed=True)
 
     result, _ = run(config(lab, tmp_path, first.uri, trusted=False), identity(lab))
 
@@ -535,12 +547,7 @@ def test_unsigned_redirect_from_untrusted_server_ignores_its_trust_anchor(
     lab: Lab, stubs: StubRunner, tmp_path: Path
 ) -> None:
     second = stubs.start(Stub())
-    information = OnboardingInformation(configuration_handling="replace", configuration=CONFIG)
-    second.answer = lambda _input: build_unsigned(information, Encoding.JSON)
-    anchor = cms.certs_only([lab.tls_ca_cert])
-    redirect = RedirectInformation((BootstrapServer("127.0.0.1", second.port, anchor),))
-    first = stubs.start(Stub())
-    first.answer = lambda _input: build_unsigned(redirect, Encoding.JSON)
+    first = redirect_pair(lab, stubs, second, signed=False)
 
     result, _ = run(config(lab, tmp_path, first.uri, trusted=False), identity(lab))
 
@@ -907,10 +914,7 @@ def test_basic_password_is_not_sent_to_a_server_named_by_an_unsigned_redirect(
     password -- even to a server whose certificate would verify, as it names no anchor."""
     second = stubs.start(Stub())
     second.answer = lambda _input: lab.signed(onboarding(second, boot_image=None))
-    anchor = cms.certs_only([lab.tls_ca_cert])
-    redirect = RedirectInformation((BootstrapServer("127.0.0.1", second.port, anchor),))
-    first = stubs.start(Stub())
-    first.answer = lambda _input: build_unsigned(redirect, Encoding.JSON)
+    first = redirect_pair(lab, stubs, second, signed=False)
 
     result, _ = run(
         config(lab, tmp_path, first.uri, trusted=False), identity(lab, password=PASSWORD)
@@ -926,12 +930,7 @@ def test_basic_password_goes_to_a_server_trusted_through_a_signed_redirect(
     lab: Lab, stubs: StubRunner, tmp_path: Path
 ) -> None:
     second = stubs.start(Stub())
-    information = OnboardingInformation(configuration_handling="replace", configuration=CONFIG)
-    second.answer = lambda _input: build_unsigned(information, Encoding.JSON)
-    anchor = cms.certs_only([lab.tls_ca_cert])
-    redirect = RedirectInformation((BootstrapServer("127.0.0.1", second.port, anchor),))
-    first = stubs.start(Stub())
-    first.answer = lambda _input: lab.signed(redirect)
+    first = redirect_pair(lab, stubs, second, signed=True)
 
     result, _ = run(
         config(lab, tmp_path, first.uri, trusted=False), identity(lab, password=PASSWORD)

@@ -38,10 +38,11 @@ venv_for() {
   echo "$venv"
 }
 
-port() { "$1" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=tests/ansible/integration-server.sh
+. "$root/tests/ansible/integration-server.sh"
 
 run_version() {
-  local version=$1 venv python collection state admin_port device_port
+  local version=$1 venv python collection state
   venv=$(venv_for "$version")
   python="$venv/bin/python"
   export PATH="$venv/bin:$PATH"
@@ -60,30 +61,8 @@ run_version() {
 
   echo "-- integration: sztp_inventory against a real sztp-server"
   state="$work/server-$version"
-  mkdir -p "$state"
-  admin_port=$(port "$python")
-  device_port=$(port "$python")
-  cat >"$state/server.yaml" <<CONFIG
-database_url: sqlite:///$state/sztp.db
-device_listeners: [{host: 127.0.0.1, port: $device_port}]
-admin_listener: {host: 127.0.0.1, port: $admin_port}
-admin_token_file: $state/admin-token
-log_level: warning
-CONFIG
-  sztp-server run --config "$state/server.yaml" 2>"$state/server.log" &
-  server_pid=$!
+  start_integration_server "$python" "$state" "$collection/tests/integration/integration_config.yml"
   echo "$server_pid" >"$work/server.pid"
-  for _ in $(seq 100); do
-    if [ -s "$state/admin-token" ] && "$python" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1])" \
-      "http://127.0.0.1:$admin_port/healthz" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  cat >"$collection/tests/integration/integration_config.yml" <<VARS
-sztp_server_url: http://127.0.0.1:$admin_port
-sztp_device_url: http://127.0.0.1:$device_port
-sztp_token: $(cat "$state/admin-token")
-sztp_device_password: integration-$RANDOM-$RANDOM
-VARS
   local integration_rc=0
   (cd "$collection" && ansible-test integration --local --python 3.11 --color no sztp_inventory) \
     || integration_rc=$?

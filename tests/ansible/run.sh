@@ -53,30 +53,9 @@ if [ "$what" = units ] || [ "$what" = all ]; then
   fi
 fi
 if [ "$what" = integration ] || [ "$what" = all ]; then
-  port() { "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-  admin_port=$(port)
-  device_port=$(port)
+  # shellcheck source=tests/ansible/integration-server.sh
+  . "$root/tests/ansible/integration-server.sh"
   state="$work/server"
-  mkdir -p "$state"
-  cat >"$state/server.yaml" <<CONFIG
-database_url: sqlite:///$state/sztp.db
-device_listeners: [{host: 127.0.0.1, port: $device_port}]
-admin_listener: {host: 127.0.0.1, port: $admin_port}
-admin_token_file: $state/admin-token
-log_level: warning
-CONFIG
-  sztp-server run --config "$state/server.yaml" 2>"$state/server.log" &
-  server_pid=$!
-  for _ in $(seq 100); do
-    if [ -s "$state/admin-token" ] && "$python" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1])" \
-      "http://127.0.0.1:$admin_port/healthz" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  cat >tests/integration/integration_config.yml <<VARS
-sztp_server_url: http://127.0.0.1:$admin_port
-sztp_device_url: http://127.0.0.1:$device_port
-sztp_token: $(cat "$state/admin-token")
-sztp_device_password: integration-$RANDOM-$RANDOM
-VARS
+  start_integration_server "$python" "$state" tests/integration/integration_config.yml
   ansible-test integration --local --python 3.11 --color no || { cat "$state/server.log" >&2; exit 1; }
 fi

@@ -28,6 +28,7 @@ help:
 	@echo "make bench  run the benchmarks and update bench/RESULTS.md"
 	@echo "make docs   regenerate docs/cli.md and docs/plugins/ from the CLI and plugin docs"
 	@echo "make lock   regenerate the lock files from pyproject.toml (lock-upgrade: newest versions)"
+	@echo "make lowest run the Python suite on the oldest versions pyproject.toml allows"
 
 apt-packages:
 	@missing=""; for pkg in $(APT_PACKAGES); do \
@@ -45,6 +46,11 @@ LOCK_BOOTSTRAP := requirements/bootstrap.txt
 LOCK_SERVER := roles/server/files/server-requirements.txt
 LOCK_DEV := requirements/dev.txt
 LOCK_MOLECULE := requirements/molecule.txt
+# A venv whose pip, setuptools and wheel are the locked ones.
+define new_venv
+$(PYTHON) -m venv $(1)
+$(1)/bin/pip install -q --require-hashes -r $(LOCK_BOOTSTRAP)
+endef
 # The locked third-party packages (hash-checked), then this project on top of them: an
 # editable install is no single file a hash could check, and needs no other dependency
 # (-qq: setuptools' general notice about editable installs is not about this tree).
@@ -54,8 +60,7 @@ $(1)/bin/pip install -qq --no-deps --no-build-isolation -e .
 endef
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --require-hashes -r $(LOCK_BOOTSTRAP)
+	$(call new_venv,$(VENV))
 
 # The stamps are keyed on the lock files so a dependency change reinstalls.
 $(VENV)/.installed-server: $(LOCK_SERVER) pyproject.toml | $(BIN)/python
@@ -105,8 +110,7 @@ e2e: apt-packages $(VENV)/.installed-dev
 	exit $$rc
 
 $(MOLECULE_VENV)/.installed: $(LOCK_MOLECULE) pyproject.toml
-	$(PYTHON) -m venv $(MOLECULE_VENV)
-	$(MOLECULE_VENV)/bin/pip install -q --require-hashes -r $(LOCK_BOOTSTRAP)
+	$(call new_venv,$(MOLECULE_VENV))
 	$(call install_locked,$(MOLECULE_VENV),$(LOCK_MOLECULE))
 	touch $@
 
@@ -153,8 +157,7 @@ lowest: $(VENV)/.installed-dev
 	mkdir -p build/lowest
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --resolution lowest-direct \
 	  pyproject.toml --extra server --extra dev -c $(LOCK_BOOTSTRAP) -o build/lowest/requirements.txt
-	$(PYTHON) -m venv $(LOWEST_VENV)
-	$(LOWEST_VENV)/bin/pip install -q --require-hashes -r $(LOCK_BOOTSTRAP)
+	$(call new_venv,$(LOWEST_VENV))
 	$(LOWEST_VENV)/bin/pip install -q -r build/lowest/requirements.txt
 	$(LOWEST_VENV)/bin/pip install -qq --no-deps --no-build-isolation -e .
 	$(LOWEST_VENV)/bin/pytest -p no:cacheprovider -n 2 tests/python

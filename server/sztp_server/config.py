@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import yaml
 
@@ -143,6 +143,8 @@ class ServerConfig:
 
 
 ENV_SETTINGS = tuple(item.name for item in fields(ServerConfig) if item.metadata["env"])
+# Scalar settings are converted by their declared type, so a new setting needs no converter.
+_SETTING_TYPES: dict[str, Any] = get_type_hints(ServerConfig)
 
 
 def env_variable(setting: str) -> str:
@@ -228,14 +230,13 @@ def _convert(name: str, value: Any) -> Any:
             return tuple(ipaddress.ip_network(str(item)) for item in value)
         except ValueError as exc:
             raise ValidationError(name, str(exc)) from None
-    if name == "admin_token_file":
+    kind = _SETTING_TYPES[name]
+    if kind is Path:
         return Path(str(value))
-    if name == "admin_allow_plain_http":
+    if kind is bool:
         return _boolean(name, value)
-    if name in ("stall_after_minutes", "refresh_interval"):
-        return _number(name, value, float)
-    if name in ("reports_per_device", "max_body_bytes", "max_bulk_body_bytes"):
-        return _number(name, value, int)
+    if kind in (int, float):
+        return _number(name, value, kind)
     if not isinstance(value, str):
         raise ValidationError(name, "must be a string")
     return value

@@ -133,6 +133,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/southbound.py --write bench/RESULTS.md
 	$(BIN)/python bench/bulk_apply.py --write bench/RESULTS.md
 	$(BIN)/python bench/ansible_devices.py --write bench/RESULTS.md
+	$(BIN)/python bench/flood.py --write bench/RESULTS.md
 
 # Regenerate the lock files from pyproject.toml (newest versions its ranges allow, for every
 # platform, Python 3.11). The dev and molecule locks are constrained by the server's, so the

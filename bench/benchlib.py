@@ -36,14 +36,19 @@ class Server:
     admin_url: str
     token: str
     urls: dict[str, str]
+    process_id: int
 
 
 @contextmanager
 def running_server(
-    work: Path, device_listeners: dict[str, dict[str, Any]], **settings: Any
+    work: Path,
+    device_listeners: dict[str, dict[str, Any]],
+    *,
+    server_log: Path | None = None,
+    **settings: Any,
 ) -> Iterator[Server]:
     """sztp-server on SQLite in `work`; `device_listeners` maps a name to listener settings
-    (host and port are filled in)."""
+    (host and port are filled in). The server's log goes to `server_log`, else to stderr."""
     listeners = {
         name: {"host": "127.0.0.1", "port": free_port(), **extra}
         for name, extra in device_listeners.items()
@@ -58,8 +63,9 @@ def running_server(
         **settings,
     }
     (work / "server.yaml").write_text(json.dumps(config))
+    log = server_log.open("ab") if server_log is not None else None
     process = subprocess.Popen(
-        [console_script("sztp-server"), "run", "-c", str(work / "server.yaml")]
+        [console_script("sztp-server"), "run", "-c", str(work / "server.yaml")], stderr=log
     )
     admin_url = f"http://127.0.0.1:{admin_port}"
     urls = {
@@ -79,10 +85,12 @@ def running_server(
             if time.monotonic() > deadline:
                 sys.exit("sztp-server did not start")
             time.sleep(0.1)
-        yield Server(admin_url, (work / "admin-token").read_text().strip(), urls)
+        yield Server(admin_url, (work / "admin-token").read_text().strip(), urls, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+        if log is not None:
+            log.close()
 
 
 def write_section(results: Path, heading: str, section: str) -> None:

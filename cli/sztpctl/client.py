@@ -233,12 +233,38 @@ class SztpClient:
         return self._request("GET", f"/devices/{quote(serial, safe='')}/status")
 
     def device_progress(self, serial: str) -> dict[str, Any]:
-        """{serial, attempts: [{attempt, reports: [...]}]}, oldest first."""
-        return self._request("GET", f"/devices/{quote(serial, safe='')}/progress")
+        """{serial, attempts: [{attempt, reports: [...]}]}: every stored report, oldest first.
+
+        Follows the server's pages from the newest back; the history is bounded per device
+        (`reports_per_device`, `report_bytes_per_device`), so this is too.
+        """
+        # Imported here: sztpctl.progress brings the RESTCONF and CMS code (cryptography,
+        # asn1crypto) that every other command, `apply` among them, would load for nothing.
+        from .progress import MAX_PROGRESS_PAGE
+
+        path = f"/devices/{quote(serial, safe='')}/progress"
+        page = self._request("GET", path, params={"limit": MAX_PROGRESS_PAGE})
+        attempts: list[dict[str, Any]] = page["attempts"]
+        while (before := page["next_before"]) is not None:
+            page = self._request("GET", path, params={"limit": MAX_PROGRESS_PAGE, "before": before})
+            if page["next_before"] is not None and page["next_before"] >= before:
+                raise SztpError(f"{self.server}: the progress pages of {serial} do not end")
+            attempts = _join_attempts(page["attempts"], attempts)
+        return {"serial": serial, "attempts": attempts}
 
     def fleet_status(self) -> dict[str, Any]:
         """{devices, counts: {status: n}, stalled, recent_errors}."""
         return self._request("GET", "/status")
+
+    # ---- audit
+
+    def prune_audit(self, older_than_days: float | None, *, dry_run: bool) -> dict[str, Any]:
+        """{dry_run, before, entries}: delete (or count) the audit entries older than
+        `older_than_days`, or than the server's `audit_retention_days` when None."""
+        params: dict[str, str] = {"dry_run": "true" if dry_run else "false"}
+        if older_than_days is not None:
+            params["older_than_days"] = f"{older_than_days:g}"
+        return self._request("POST", "/audit/prune", params=params)
 
     # ---- plumbing
 
@@ -270,6 +296,17 @@ class SztpClient:
                 "invalid-response",
                 f"{url} did not answer with JSON: is it an sztp-server admin API?",
             ) from None
+
+
+def _join_attempts(
+    older: list[dict[str, Any]], newer: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Two consecutive pages of attempts as one; an attempt cut by the page boundary is whole
+    again."""
+    if older and newer and older[-1]["attempt"] == newer[0]["attempt"]:
+        joined = {**newer[0], "reports": older[-1]["reports"] + newer[0]["reports"]}
+        return [*older[:-1], joined, *newer[1:]]
+    return older + newer
 
 
 def _collection(kind: str) -> str:

@@ -39,6 +39,10 @@ class DeviceStatus(enum.StrEnum):
     STALLED = "stalled"
 
 
+# The most reports in one page of the admin API's progress endpoint (server and client).
+MAX_PROGRESS_PAGE = 1000
+
+
 @dataclass(frozen=True)
 class StoredReport:
     """A progress report as the server stored it; `attempt` counts from 1."""

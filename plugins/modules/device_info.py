@@ -106,11 +106,15 @@ devices:
       type: int
       returned: for a single device, or with O(last_report=true) for devices that reported
     last_report:
-      description: Latest progress report, or null when the device never reported.
+      description:
+        - Latest progress report, or null when the device never reported.
+        - C(truncated) is true when the server cut the report's message (or left out SSH host
+          keys or trust anchors) to keep it within its size cap.
       type: dict
       returned: for a single device, or with O(last_report=true)
-      sample: {"progress_type": "bootstrap-complete", "received_at": "2026-01-01T10:00:00Z",
-               "message": null, "source_address": "192.0.2.10", "attempt": 1,
+      sample: {"id": 42, "progress_type": "bootstrap-complete",
+               "received_at": "2026-01-01T10:00:00Z", "message": null,
+               "source_address": "192.0.2.10", "attempt": 1, "truncated": false,
                "ssh_host_keys": [{"algorithm": "ssh-ed25519", "key_data": "AAAAC3Nz..."}]}
 """
 

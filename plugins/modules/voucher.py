@@ -12,9 +12,11 @@ description:
   - Checks an ownership voucher (RFC 8366, signed by the manufacturer's MASA) locally, then
     stores it for its device, which must exist already (M(sztp.bootstrap.device)).
   - Always checked before anything is sent, as C(sztpctl voucher import) does - the
-    signature, that the voucher names the device, and that it has not expired; with
-    O(owner_certificate), that it pins that owner; with O(masa_trust_anchor), that the MASA
-    chains to it.
+    signature, that the voucher names the device, that it has not expired and that it carries
+    no nonce; with O(owner_certificate), that it pins that owner; with O(masa_trust_anchor),
+    that the MASA chains to it.
+  - The server also refuses a voucher whose pinned-domain-cert does not authorise the owner of
+    every profile the device can select that can be served signed.
   - O(state=absent) removes the device's voucher, not the device.
 author:
   - sztp developers (@sztp)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from sztpctl.loopback import is_loopback
 
 from . import __version__
 
@@ -33,7 +38,9 @@ def main(argv: list[str] | None = None) -> None:
         description="Validate the configuration (the config file, then SZTP_SERVER_* "
         "environment variables) without starting: every setting, the database URL's form and "
         "each listener's TLS certificate and key. Connects to nothing and writes nothing. "
-        "Exit status 0 when valid, 2 with one line naming the defect otherwise.",
+        "Exit status 0 when valid (with a warning for a PostgreSQL database on another "
+        "machine reached without sslmode=verify-full), 2 with one line naming the defect "
+        "otherwise.",
     )
     check.add_argument("-c", "--config", type=Path, help="YAML configuration file")
     arguments = parser.parse_args(argv)
@@ -44,10 +51,12 @@ def main(argv: list[str] | None = None) -> None:
 
     if arguments.command == "check":
         try:
-            _check(load_config(arguments.config))
+            warnings = _check(load_config(arguments.config))
         except SztpError as exc:
             print(f"sztp-server: {exc}", file=sys.stderr)
             sys.exit(2)
+        for warning in warnings:
+            print(f"sztp-server: warning: {warning}", file=sys.stderr)
         print(f"sztp-server: configuration OK ({arguments.config or 'defaults'})")
         return
 
@@ -69,10 +78,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-def _check(config: ServerConfig) -> None:
-    """Raise SztpError on the first defect `run` would meet."""
+def _check(config: ServerConfig) -> list[str]:
+    """Raise SztpError on the first defect `run` would meet; return what is risky but runs."""
     from sztpctl.errors import SztpError
 
+    from .secret_key import check_key_file
     from .store import StoreError, sqlite_path
     from .tls import server_context
 
@@ -91,6 +101,52 @@ def _check(config: ServerConfig) -> None:
     for name, listener in config.named_listeners():
         if listener.uses_tls:
             server_context(name, listener)  # TlsFileError names the listener and the file
+    check_key_file(config, os.environ)  # SecretKeyError names the file
+    warnings: list[str] = []
+    if scheme in ("postgresql", "postgres"):
+        warnings.extend(_unverified_database_hosts(config.database_url, os.environ))
+    return warnings
+
+
+def _unverified_database_hosts(url: str, environ: Mapping[str, str]) -> list[str]:
+    """A warning when the PostgreSQL URL reaches another machine without sslmode=verify-full,
+    which alone both encrypts and checks the server's certificate and name. Only host names
+    and the mode are quoted: never the URL, which may hold a password."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+
+    def last(name: str, fallback: str) -> str:
+        # libpq's own environment variables stand in for what the URL leaves out.
+        values = query.get(name)
+        return values[-1] if values else environ.get(fallback, "")
+
+    hosts = last("host", "PGHOST")
+    if "host" not in query:
+        netloc_hosts = ",".join(
+            _without_port(unquote(item))
+            for item in parts.netloc.rpartition("@")[2].split(",")
+            if item
+        )
+        hosts = netloc_hosts or hosts
+    addresses = [*hosts.split(","), *last("hostaddr", "PGHOSTADDR").split(",")]
+    # Empty: the default socket; "/..." or "@...": a Unix-domain socket on this machine.
+    remote = sorted(
+        {host for host in addresses if host and host[0] not in "/@" and not is_loopback(host)}
+    )
+    mode = last("sslmode", "PGSSLMODE") or "prefer"
+    if not remote or mode == "verify-full":
+        return []
+    return [
+        f"database_url: PostgreSQL on {', '.join(remote)} with sslmode={mode}: only "
+        "sslmode=verify-full (and sslrootcert naming the database's CA) keeps the password and "
+        "the stored secrets from being read or altered on the network"
+    ]
+
+
+def _without_port(item: str) -> str:
+    if item.startswith("["):
+        return item[1 : item.find("]")] if "]" in item else item[1:]
+    return item.partition(":")[0]
 
 
 if __name__ == "__main__":

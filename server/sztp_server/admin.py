@@ -27,16 +27,28 @@ import json
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, overload
 
 from aiohttp import web
 
 from sztpctl.errors import SztpError, ValidationError
-from sztpctl.progress import DeviceStatus, StoredReport, derive_status, group_by_attempt, summarize
+from sztpctl.progress import (
+    MAX_PROGRESS_PAGE,
+    DeviceStatus,
+    StoredReport,
+    derive_status,
+    group_by_attempt,
+    summarize,
+)
+from sztpctl.protocol import strict_json
+from sztpctl.state.ownership import check_vouchers_authorise_owners
 from sztpctl.state.plan import Change, apply_changes, check_references, plan
 from sztpctl.state.resources import (
     DEVICE,
@@ -46,14 +58,17 @@ from sztpctl.state.resources import (
     OWNER,
     PROFILE,
     TRUST_ANCHOR,
+    StorableVoucher,
     checked_voucher,
-    normalize_spec,
+    public_fields,
     public_view,
 )
 
 from .context import ServerContext, Snapshot
 from .openapi import openapi_document
-from .store.base import utc_now
+from .report_limits import DEFAULT_PROGRESS_LIMIT
+from .secret_key import SecretKey
+from .store.base import AUDIT_MAX_AGE_DAYS, utc_now
 from .store.errors import ConflictError, NotFoundError, StoreError
 from .store.model import ProgressRecord, StoredResource, TokenRecord
 from .tokens import ADMIN, ROLES, TOKEN_NAME_PATTERN, hash_token, new_token_record
@@ -71,7 +86,6 @@ COLLECTIONS: Mapping[str, str] = {
 # The bulk endpoint carries the whole fleet: 10,000 devices with vouchers is tens of MiB.
 DEFAULT_MAX_BULK_BYTES = 64 * 1024 * 1024
 MAX_AUDIT_LIMIT = 1000
-MAX_PROGRESS_LIMIT = 10000
 JSON_TYPE = "application/json"
 STATUSES = tuple(status.value for status in DeviceStatus)
 RECENT_ERRORS = 50
@@ -149,6 +163,7 @@ def build_admin_app(
     app.router.add_post(f"{API}/state", api.post_state)
     app.router.add_get(f"{API}/status", api.fleet_status)
     app.router.add_get(f"{API}/audit", api.audit)
+    app.router.add_post(f"{API}/audit/prune", api.prune_audit)
     app.router.add_get(f"{API}/tokens", api.list_tokens)
     app.router.add_post(f"{API}/tokens", api.create_token)
     app.router.add_delete(f"{API}/tokens/{{name}}", api.delete_token)
@@ -218,6 +233,8 @@ class _AdminApi:
         self.write_lock = asyncio.Lock()
         self.openapi_body = json.dumps(openapi_document())
         self.vouchers = VoucherChecker()
+        self.secret_key = context.secret_key
+        self.refusals = RefusalLog()
 
     async def close(self, _app: web.Application) -> None:
         self.vouchers.close()
@@ -235,6 +252,7 @@ class _AdminApi:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
+            self.refusals.log(request.remote, "no bearer token")
             raise ApiError(
                 401,
                 "this route needs an API token: Authorization: Bearer <token>",
@@ -242,6 +260,7 @@ class _AdminApi:
             )
         record = self.store.find_token(hash_token(token))
         if record is None:
+            self.refusals.log(request.remote, "unknown token")
             raise ApiError(
                 401,
                 "the API token is not valid",
@@ -314,7 +333,8 @@ class _AdminApi:
         def compute(snapshot: Snapshot) -> list[Change]:
             if snapshot.get(kind, name) is not None:
                 raise ApiError(409, f"{kind} {name!r} exists; use PUT to replace it")
-            normalized = normalize_spec(kind, name, _restore_secrets(kind, name, spec, None))
+            wanted = _restore_secrets(kind, name, spec, None)
+            normalized = self.secret_key.normalize(kind, name, wanted, None, hash_passwords=True)
             return _checked(snapshot, [Change("create", kind, name, normalized)])
 
         commit = await self._commit(request, compute)
@@ -331,7 +351,7 @@ class _AdminApi:
         def compute(snapshot: Snapshot) -> list[Change]:
             current = snapshot.get(kind, name)
             wanted = _restore_secrets(kind, name, spec, current)
-            normalized = normalize_spec(kind, name, wanted, current)
+            normalized = self.secret_key.normalize(kind, name, wanted, current, hash_passwords=True)
             if current is None:
                 return _checked(snapshot, [Change("create", kind, name, normalized)])
             if dict(current) == normalized:
@@ -386,10 +406,13 @@ class _AdminApi:
 
         def compute(snapshot: Snapshot) -> list[Change]:
             current = self._device(snapshot, serial)
-            normalized = normalize_spec(DEVICE, serial, {**current, "voucher": encoded}, current)
+            wanted = {**public_fields(current), "voucher": encoded}
+            normalized = self.secret_key.normalize(
+                DEVICE, serial, wanted, current, hash_passwords=True
+            )
             if dict(current) == normalized:
                 return []
-            return [Change("update", DEVICE, serial, normalized, current)]
+            return _checked(snapshot, [Change("update", DEVICE, serial, normalized, current)])
 
         commit = await self._commit(request, compute)
         return self._resource_response(DEVICE, serial, commit.revision, status=200)
@@ -409,29 +432,45 @@ class _AdminApi:
     async def device_status(self, request: web.Request) -> web.Response:
         serial = request.match_info["name"]
         self._device(self._fresh_snapshot(), serial)
-        reports = self.store.reports(serial, limit=self.context.config.reports_per_device)
-        summary = summarize([_stored(record) for record in reports], utc_now(), self._stall_after())
+        # The latest report decides status and attempt number; the history is never read.
+        stored = self.store.report_summary(serial)
+        latest = [_stored(stored.latest)] if stored is not None else []
+        summary = summarize(latest, utc_now(), self._stall_after())
         return web.json_response(
             {
                 "serial": serial,
                 "status": summary.status.value,
                 "attempts": summary.attempts,
-                "last_report": _report_view(reports[-1]) if reports else None,
+                "last_report": _report_view(stored.latest) if stored is not None else None,
+                "reports": stored.report_count if stored is not None else 0,
+                "report_bytes": stored.report_bytes if stored is not None else 0,
             }
         )
 
     async def device_progress(self, request: web.Request) -> web.Response:
         serial = request.match_info["name"]
-        limit = _int_query(request, "limit", default=1000, maximum=MAX_PROGRESS_LIMIT)
+        limit = _int_query(
+            request, "limit", default=DEFAULT_PROGRESS_LIMIT, maximum=MAX_PROGRESS_PAGE
+        )
+        before = _int_query(request, "before", default=None)
         self._device(self._fresh_snapshot(), serial)
-        records = self.store.reports(serial, limit=limit)
+        # One more than asked tells whether an older page exists.
+        records = self.store.reports(serial, limit=limit + 1, before_id=before)
+        older = len(records) > limit
+        records = records[-limit:]
         # group_by_attempt keeps the order, so the records can be handed out alongside.
         in_order = iter(records)
         attempts = [
             {"attempt": group[0].attempt, "reports": [_report_view(next(in_order)) for _ in group]}
             for group in group_by_attempt([_stored(record) for record in records])
         ]
-        return web.json_response({"serial": serial, "attempts": attempts})
+        return web.json_response(
+            {
+                "serial": serial,
+                "attempts": attempts,
+                "next_before": records[0].id if older else None,
+            }
+        )
 
     async def fleet_status(self, _request: web.Request) -> web.Response:
         serials = [device.name for device in self.store.list(DEVICE)]
@@ -492,12 +531,14 @@ class _AdminApi:
         kinds = _kinds_scope(body["kinds"], resources) if "kinds" in body else None
 
         def compute(snapshot: Snapshot) -> list[Change]:
+            # A dry run (allowed to read-only tokens) never hashes a password.
+            normalizer = _Normalizer(self.secret_key, self.vouchers, hash_passwords=not dry_run)
             desired = {
-                kind: _normalize_desired(kind, specs, snapshot.state.get(kind, {}), self.vouchers)
+                kind: normalizer.desired(kind, specs, snapshot.state.get(kind, {}))
                 for kind, specs in resources.items()
             }
             changes = plan(desired, snapshot.state, prune=prune, kinds=kinds)
-            return _checked(snapshot, changes)
+            return _checked(snapshot, changes, pins=normalizer.pins)
 
         if dry_run:
             snapshot = self._fresh_snapshot()
@@ -536,6 +577,30 @@ class _AdminApi:
             }
         )
 
+    async def prune_audit(self, request: web.Request) -> web.Response:
+        dry_run = _bool_query(request, "dry_run")
+        days = _days_query(request, "older_than_days")
+        if days is None:
+            days = self.context.config.audit_retention_days
+            if not days:
+                raise ApiError(
+                    400,
+                    "give older_than_days: this server keeps audit entries forever "
+                    "(audit_retention_days is 0)",
+                    field="older_than_days",
+                )
+        before = utc_now() - timedelta(days=days)
+        actor = request[_CALLER].name
+        entries = await asyncio.to_thread(
+            self.store.prune_audit, before, actor=None if dry_run else actor, dry_run=dry_run
+        )
+        if not dry_run:
+            LOG.info(
+                "audit entries pruned",
+                extra={"entries": entries, "before": _time(before), "actor": actor},
+            )
+        return web.json_response({"dry_run": dry_run, "before": _time(before), "entries": entries})
+
     async def list_tokens(self, _request: web.Request) -> web.Response:
         return web.json_response({"tokens": [_token_view(token) for token in self.store.tokens()]})
 
@@ -549,7 +614,7 @@ class _AdminApi:
             raise ValidationError("role", f"must be one of {', '.join(ROLES)}")
         token, record = new_token_record(name, role)
         try:
-            self.store.add_token(record)
+            self.store.add_token(record, actor=request[_CALLER].name)
         except ConflictError:
             raise ApiError(409, f"a token named {name!r} exists", field="name") from None
         LOG.info("API token %r (%s) created by %r", name, role, request[_CALLER].name)
@@ -557,13 +622,12 @@ class _AdminApi:
 
     async def delete_token(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        tokens = {token.name: token for token in self.store.tokens()}
-        if name not in tokens:
-            raise ApiError(404, f"no token named {name!r}")
-        admins = [token for token in tokens.values() if token.role == ADMIN]
-        if tokens[name].role == ADMIN and len(admins) == 1:
-            raise ApiError(409, "this is the last admin token; create another one first")
-        if not self.store.delete_token(name):
+        # The store refuses the last admin token (409) within the delete's own transaction: a
+        # check made here first would race with another instance deleting the other one.
+        deleted = await asyncio.to_thread(
+            self.store.delete_token, name, actor=request[_CALLER].name, keep_one_of_role=ADMIN
+        )
+        if not deleted:
             raise ApiError(404, f"no token named {name!r}")
         LOG.info("API token %r deleted by %r", name, request[_CALLER].name)
         return web.Response(status=204)
@@ -620,7 +684,11 @@ class _AdminApi:
         try:
             # Decoded as json.loads decodes bytes, so that the text can be checked below.
             text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-            document = json.loads(text, parse_constant=_reject_constant)
+            document = json.loads(
+                text,
+                object_pairs_hook=partial(strict_json.unique_members, "body"),
+                parse_constant=_reject_constant,
+            )
             # Lone surrogates (\ud800) parse but cannot be encoded: refuse them here. Only
             # non-ASCII text or a \uD... escape can hold one; a bulk body of tens of MiB of
             # plain ASCII is spared a second pass.
@@ -628,6 +696,8 @@ class _AdminApi:
                 json.dumps(document, ensure_ascii=False).encode()
         except json.JSONDecodeError as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc.msg} at {exc.pos}") from None
+        except ValidationError as exc:  # a repeated member: which value was meant is unknown
+            raise ApiError(400, f"the body is not valid JSON: {exc.message}") from None
         except (ValueError, RecursionError):
             raise ApiError(400, "the body is not valid JSON (UTF-8, no NaN)") from None
         return document
@@ -700,6 +770,22 @@ def _int_query(
     return value
 
 
+def _days_query(request: web.Request, name: str) -> float | None:
+    """A positive number of days (fractions allowed), or None when not given."""
+    text = request.query.get(name)
+    if text is None:
+        return None
+    try:
+        days = float(text)
+    except ValueError:
+        raise ApiError(400, "must be a number of days", field=name) from None
+    if not 0 < days <= AUDIT_MAX_AGE_DAYS:
+        raise ApiError(
+            400, f"must be more than 0 and at most {AUDIT_MAX_AGE_DAYS} days", field=name
+        )
+    return days
+
+
 def _bool_query(request: web.Request, name: str) -> bool:
     text = request.query.get(name, "false")
     if text not in ("true", "false"):
@@ -760,38 +846,92 @@ def _kinds_scope(value: Any, resources: Mapping[str, Any]) -> list[str]:
     return value
 
 
-def _normalize_desired(
-    kind: str,
-    specs: Mapping[str, Any],
-    stored: Mapping[str, Mapping[str, Any]],
-    vouchers: VoucherChecker | None = None,
-) -> dict[str, Mapping[str, Any]]:
-    """Canonical desired specs of one kind, cheaply where the stored state vouches for them.
+@dataclass(frozen=True)
+class _Normalizer:
+    """Canonical desired specs for the bulk endpoint, their secrets in stored form."""
 
-    A spec equal to the stored (canonical) spec is canonical already, also when it leaves
-    out the fields the stored spec has empty (normalising reads a missing field as None or
-    []), as a fleet file does; and a device voucher equal to the stored one was verified for
-    this serial when it was stored: neither is checked again, so a no-op re-apply of 10,000
-    devices with vouchers stays fast.
-    """
-    checked = vouchers.check(specs, stored) if kind == DEVICE and vouchers is not None else {}
-    desired: dict[str, Mapping[str, Any]] = {}
-    for name, spec in specs.items():
-        current = stored.get(name)
-        if not isinstance(spec, dict):
-            raise ValidationError(f"{kind}[{name}]", "must be an object")
-        wanted = _restore_secrets(kind, name, spec, current)
-        if current is not None and _same_spec(wanted, current):
-            desired[name] = current
-        elif kind == DEVICE and current is not None and _same_voucher(wanted, current):
-            normalized = normalize_spec(kind, name, {**wanted, "voucher": None}, current)
-            desired[name] = {**normalized, "voucher": current["voucher"]}
-        elif name in checked:
-            normalized = normalize_spec(kind, name, {**wanted, "voucher": None}, current)
-            desired[name] = {**normalized, "voucher": checked[name]}
-        else:
-            desired[name] = normalize_spec(kind, name, wanted, current)
-    return desired
+    secret_key: SecretKey
+    vouchers: VoucherChecker
+    hash_passwords: bool
+    # The pinned-domain-cert (DER) of each voucher checked in a worker process, by its text:
+    # the owner checks of `_checked` read these rather than parse the vouchers again.
+    pins: dict[str, bytes] = dataclass_field(default_factory=dict)
+
+    def desired(
+        self, kind: str, specs: Mapping[str, Any], stored: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, Mapping[str, Any]]:
+        """The specs of one kind, cheaply where the stored state vouches for them.
+
+        A spec equal to the stored (canonical) spec is canonical already, also when it leaves
+        out the fields the stored spec has empty (normalising reads a missing field as None or
+        []), as a fleet file does; a device voucher equal to the stored one was verified for
+        this serial when it was stored; a device password whose check value matches the
+        stored one is the stored password: none is checked or hashed again, so a no-op
+        re-apply of 10,000 devices with vouchers and passwords stays fast.
+        """
+        checked = self.vouchers.check(specs, stored) if kind == DEVICE else {}
+        self.pins.update(checked.values())  # (text, pinned-domain-cert) pairs
+        desired: dict[str, Mapping[str, Any]] = {}
+        for name, spec in specs.items():
+            current = stored.get(name)
+            if not isinstance(spec, dict):
+                raise ValidationError(f"{kind}[{name}]", "must be an object")
+            wanted = _restore_secrets(kind, name, spec, current)
+            if kind == DEVICE and current is not None:
+                wanted = self.secret_key.recognise_password(name, wanted, current)
+            if current is not None and _same_spec(wanted, public_fields(current)):
+                desired[name] = current
+            elif kind == DEVICE and current is not None and _same_voucher(wanted, current):
+                normalized = self._normalize(kind, name, {**wanted, "voucher": None}, current)
+                desired[name] = {**normalized, "voucher": current["voucher"]}
+            elif name in checked:
+                normalized = self._normalize(kind, name, {**wanted, "voucher": None}, current)
+                desired[name] = {**normalized, "voucher": checked[name].text}
+            else:
+                desired[name] = self._normalize(kind, name, wanted, current)
+        return desired
+
+    def _normalize(
+        self, kind: str, name: str, wanted: Mapping[str, Any], current: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        return self.secret_key.normalize(
+            kind, name, wanted, current, hash_passwords=self.hash_passwords
+        )
+
+
+class RefusalLog:
+    """Logs refused admin API requests (no token, unknown token) with the peer's address,
+    never what was presented, at most `burst` lines per `window` seconds: a client guessing
+    tokens cannot flood the log, and the first line of the next window says how many
+    refusals went unlogged."""
+
+    def __init__(
+        self,
+        burst: int = 20,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.window = window
+        self._clock = clock
+        self._window_start: float | None = None
+        self._logged = 0
+        self._unlogged = 0
+
+    def log(self, remote: str | None, reason: str) -> None:
+        now = self._clock()
+        if self._window_start is None or now - self._window_start >= self.window:
+            self._window_start = now
+            self._logged = 0
+        if self._logged >= self.burst:
+            self._unlogged += 1
+            return
+        self._logged += 1
+        LOG.warning(
+            "admin API request refused",
+            extra={"remote": remote, "reason": reason, "unlogged_refusals": self._unlogged},
+        )
+        self._unlogged = 0
 
 
 class VoucherChecker:
@@ -811,9 +951,9 @@ class VoucherChecker:
 
     def check(
         self, specs: Mapping[str, Any], stored: Mapping[str, Mapping[str, Any]]
-    ) -> dict[str, str]:
-        """Canonical vouchers by device name for the new ones; ValidationError on the first
-        (by name) that cannot be stored."""
+    ) -> dict[str, StorableVoucher]:
+        """The new vouchers, checked, by device name; ValidationError on the first (by name)
+        that cannot be stored."""
         pending = sorted(
             (name, spec["voucher"])
             for name, spec in specs.items()
@@ -828,7 +968,7 @@ class VoucherChecker:
         results = self._executor(workers).map(
             checked_voucher, *zip(*pending, strict=True), chunksize=chunk
         )
-        accepted: dict[str, str] = {}
+        accepted: dict[str, StorableVoucher] = {}
         for (name, _), (voucher, problem) in zip(pending, results, strict=True):
             if voucher is None:
                 raise ValidationError(f"{DEVICE}[{name}].voucher", problem or "not accepted")
@@ -862,9 +1002,13 @@ def _same_voucher(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> bool
     return wanted.get("voucher") is not None and wanted.get("voucher") == current.get("voucher")
 
 
-def _checked(snapshot: Snapshot, changes: list[Change]) -> list[Change]:
+def _checked(
+    snapshot: Snapshot, changes: list[Change], *, pins: Mapping[str, bytes] | None = None
+) -> list[Change]:
     deleted = {(change.kind, change.name) for change in changes if change.action == "delete"}
-    check_references(apply_changes(snapshot.state, changes), deleted=deleted)
+    after = apply_changes(snapshot.state, changes)
+    check_references(after, deleted=deleted)
+    check_vouchers_authorise_owners(after, before=snapshot.state, pins=pins)
     return changes
 
 
@@ -897,12 +1041,16 @@ def _change_summary(change: Change) -> dict[str, Any]:
     summary: dict[str, Any] = {"action": change.action, "kind": change.kind, "name": change.name}
     if change.action != "update":
         body = change.spec if change.spec is not None else change.before or {}
-        summary["fields"] = [field for field, value in body.items() if value not in (None, [])]
+        summary["fields"] = [
+            field for field, value in public_fields(body).items() if value not in (None, [])
+        ]
         return summary
     before, after = change.before or {}, change.spec or {}
-    fields = [field for field in {**before, **after} if before.get(field) != after.get(field)]
     shown_before = public_view(change.kind, before)
     shown_after = public_view(change.kind, after)
+    fields = [
+        field for field in {**shown_before, **shown_after} if before.get(field) != after.get(field)
+    ]
     summary["fields"] = fields
     summary["before"] = {field: shown_before.get(field) for field in fields}
     summary["after"] = {field: shown_after.get(field) for field in fields}
@@ -945,6 +1093,7 @@ def _status(latest: ProgressRecord | None, stall_after: timedelta) -> str:
 
 def _report_view(record: ProgressRecord) -> dict[str, Any]:
     return {
+        "id": record.id,
         "serial": record.serial,
         "received_at": _time(record.received_at),
         "progress_type": record.progress_type,
@@ -954,6 +1103,7 @@ def _report_view(record: ProgressRecord) -> dict[str, Any]:
         "ssh_host_keys": [
             {"algorithm": algorithm, "key_data": key} for algorithm, key in record.ssh_host_keys
         ],
+        "truncated": record.truncated,
     }
 
 

@@ -9,6 +9,9 @@ the TLS certificates and keys of every listener from disk without dropping conne
 or none. Trust anchors added
 through the admin API reach the TLS layer at once (the device listener asks for client
 certificates and must know which CAs to accept).
+
+Every listener accepts through a `ConnectionGuard` (connections.py): caps on the device
+listeners' connections and deadlines for slow or idle clients, TLS started once admitted.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import cast
 
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -28,16 +33,20 @@ from sztpctl.errors import SztpError
 
 from .admin import build_admin_app
 from .config import Listener, ServerConfig
+from .connections import ConnectionGuard, ConnectionLimits
 from .context import ServerContext, Snapshot
 from .logs import get_logger
 from .metrics import Metrics
+from .secret_key import load_secret_key, seal_stored_private_keys, unopenable_owner_keys
 from .southbound import build_device_app
 from .store import open_store
+from .store.base import utc_now
 from .tls import TlsFileError, load_chain, server_context
 from .tokens import ensure_first_admin_token
 
 _LOG = get_logger()
 SHUTDOWN_GRACE_SECONDS = 10.0
+AUDIT_RETENTION_INTERVAL_SECONDS = 3600.0
 
 
 class BindError(SztpError):
@@ -94,10 +103,19 @@ class _TlsContexts:
 
 
 async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM or SIGINT; BindError or TlsFileError before anything is written."""
-    store = open_store(config.database_url)
+    """Run until SIGTERM or SIGINT; BindError or TlsFileError before anything is written
+    (but the secret key file, created at first start, and the database)."""
+    secret_key = load_secret_key(config)
+    store = open_store(config.database_url, statement_timeout=config.database_statement_timeout)
     try:
-        context = ServerContext(store, config)
+        seal_stored_private_keys(store, secret_key)
+        for owner in unopenable_owner_keys(store, secret_key):
+            _LOG.error(
+                "owner private key does not open with this secret key (replaced or lost key "
+                "file?); the owner cannot sign until its key is applied again",
+                extra={"owner": owner},
+            )
+        context = ServerContext(store, config, secret_key)
         tls = _TlsContexts()
         async with _listening(context, tls):
             await _run(context, tls, ready)
@@ -113,27 +131,69 @@ async def _listening(context: ServerContext, tls: _TlsContexts) -> AsyncIterator
     bind, close those bound."""
     config = context.config
     metrics = Metrics()
-    runners: list[web.AppRunner] = []
     device_app = build_device_app(context, metrics)
     admin_app = build_admin_app(context, max_bulk_bytes=config.max_bulk_body_bytes)
+    if config.monitoring_listeners in ("admin", "both"):
+        admin_app.router.add_get("/metrics", metrics.page)
+    # Devices face an open network: only they are capped. Admin clients hold tokens.
+    device_guard = ConnectionGuard(
+        "device",
+        ConnectionLimits(
+            head_timeout=config.request_head_timeout,
+            idle_timeout=config.keepalive_timeout,
+            max_per_address=config.max_connections_per_address,
+            max_total=config.max_connections,
+            uncapped=config.trusted_proxies,
+        ),
+        metrics,
+    )
+    admin_guard = ConnectionGuard(
+        "admin",
+        ConnectionLimits(
+            head_timeout=config.request_head_timeout, idle_timeout=config.keepalive_timeout
+        ),
+        metrics,
+    )
+    runners: list[web.AppRunner] = []
+    servers: list[asyncio.Server] = []
     try:
-        for app in (device_app, admin_app):
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+        for app, guard in ((device_app, device_guard), (admin_app, admin_guard)):
+            app.middlewares.insert(0, guard.middleware)
+            runner = web.AppRunner(
+                app,
+                access_log=None,
+                shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+                # The guard closes idle connections; aiohttp's own timer (an hour by default)
+                # only backs it up, never first.
+                keepalive_timeout=config.keepalive_timeout + config.request_head_timeout,
+            )
             await runner.setup()
             runners.append(runner)
+            handlers = cast(web.Server, runner.server)  # set by setup()
             for name, listener in config.named_listeners():
                 device = name != "admin_listener"
                 if device == (app is device_app):
-                    await _bind(runner, tls, name, listener, device=device)
+                    servers.append(await _bind(handlers, guard, tls, name, listener, device=device))
         yield
     finally:
+        for server in servers:
+            server.close()
+        for guard in (device_guard, admin_guard):
+            guard.close_all()
         for runner in runners:
             await runner.cleanup()
 
 
 async def _bind(
-    runner: web.AppRunner, tls: _TlsContexts, name: str, listener: Listener, *, device: bool
-) -> None:
+    handlers: web.Server,
+    guard: ConnectionGuard,
+    tls: _TlsContexts,
+    name: str,
+    listener: Listener,
+    *,
+    device: bool,
+) -> asyncio.Server:
+    """Listen on `listener` through `guard`, which starts TLS once a connection is admitted."""
     ssl_context = None
     if listener.uses_tls:
         ssl_context = (
@@ -145,9 +205,10 @@ async def _bind(
             "present an IDevID; use it only behind a TLS-terminating proxy",
             extra={"address": listener.address},
         )
-    site = web.TCPSite(runner, listener.host, listener.port, ssl_context=ssl_context)
     try:
-        await site.start()
+        server = await asyncio.get_running_loop().create_server(
+            guard.protocol_factory(handlers, ssl_context), listener.host, listener.port
+        )
     except OSError as exc:
         # asyncio wraps the reason in a sentence naming the address: take the bare reason
         # (name-resolution errors carry negative numbers and their own text).
@@ -163,6 +224,7 @@ async def _bind(
             "tls": ssl_context is not None,
         },
     )
+    return server
 
 
 async def _run(context: ServerContext, tls: _TlsContexts, ready: asyncio.Event | None) -> None:
@@ -182,10 +244,12 @@ async def _run(context: ServerContext, tls: _TlsContexts, ready: asyncio.Event |
     loop.add_signal_handler(signal.SIGHUP, _reload_tls, tls)
     _write_first_admin_token(context)
     poller = asyncio.create_task(_poll_revision(context))
+    retention = asyncio.create_task(_enforce_audit_retention(context))
     if ready is not None:
         ready.set()
     await stop.wait()
     poller.cancel()
+    retention.cancel()
 
 
 def _write_first_admin_token(context: ServerContext) -> None:
@@ -221,3 +285,26 @@ async def _poll_revision(context: ServerContext) -> None:
             context.snapshot()
         except Exception:  # a database hiccup must not end the poller
             _LOG.exception("state refresh failed")
+
+
+async def _enforce_audit_retention(context: ServerContext) -> None:
+    """Prune audit entries past `audit_retention_days`, at start and then every hour.
+
+    Every instance sharing a database does this; their prunes share the work (see
+    `Store.prune_audit`), so none needs to be chosen for it.
+    """
+    days = context.config.audit_retention_days
+    if not days:
+        return
+    while True:
+        try:
+            before = utc_now() - timedelta(days=days)
+            pruned = await asyncio.to_thread(context.store.prune_audit, before)
+            if pruned:
+                _LOG.info(
+                    "audit entries past retention pruned",
+                    extra={"entries": pruned, "retention_days": days},
+                )
+        except Exception:  # a database hiccup must not end retention
+            _LOG.exception("audit retention failed")
+        await asyncio.sleep(AUDIT_RETENTION_INTERVAL_SECONDS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -21,13 +22,17 @@ from sztpctl.loopback import is_loopback
 
 ENV_PREFIX = "SZTP_SERVER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Where /metrics and /healthz are served (`monitoring_listeners`); device listeners face
+# the devices' network, so by default they answer neither.
+MONITORING_PLACES = ("admin", "device", "both")
 DEFAULT_LISTENER_HOST = "127.0.0.1"
 
 
-def _about(doc: str, *, env: bool = True) -> dict[str, Any]:
-    """A ServerConfig field's metadata: its meaning, and whether an `SZTP_SERVER_*` variable
-    may set it (only scalars can: a listener or a list does not fit in one variable)."""
-    return {"doc": doc, "env": env}
+def _about(doc: str, *, env: bool = True, off_at_zero: bool = False) -> dict[str, Any]:
+    """A ServerConfig field's metadata: its meaning, whether an `SZTP_SERVER_*` variable
+    may set it (only scalars can: a listener or a list does not fit in one variable), and
+    whether 0 is allowed (a number otherwise must be positive)."""
+    return {"doc": doc, "env": env, "off_at_zero": off_at_zero}
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,14 @@ class ServerConfig:
     database_url: str = field(
         default="sqlite:///var/lib/sztp/sztp.db",
         metadata=_about("`sqlite:///absolute/path.db` or `postgresql://user:password@host/db`"),
+    )
+    database_statement_timeout: float = field(
+        default=60.0,
+        metadata=_about(
+            "seconds; PostgreSQL cancels a statement of this server that runs (or waits for a "
+            "lock) longer, and the request fails with 503 instead of hanging (`statement_timeout` "
+            "of every connection); SQLite ignores it"
+        ),
     )
     device_listeners: tuple[Listener, ...] = field(
         default=(Listener("0.0.0.0", 8443),),  # noqa: S104 - devices come from the network
@@ -103,10 +116,55 @@ class ServerConfig:
             "more than one is refused"
         ),
     )
+    password_failures_per_address: int = field(
+        default=20,
+        metadata=_about(
+            "failed HTTP Basic logins one client address (an IPv6 /64) may make in a burst; "
+            "beyond that, and until `password_failure_refill_seconds` gives one back, it gets "
+            "`429`; not applied to `trusted_proxies`; 0 turns it off",
+            off_at_zero=True,
+        ),
+    )
+    password_failures_per_serial: int = field(
+        default=10,
+        metadata=_about(
+            "failed HTTP Basic logins for one claimed serial number (known or not), from "
+            "anywhere, in a burst; beyond that it gets `429`; 0 turns it off",
+            off_at_zero=True,
+        ),
+    )
+    password_failure_refill_seconds: float = field(
+        default=30.0,
+        metadata=_about("seconds in which each address and each serial regain one failed login"),
+    )
+    password_workers: int = field(
+        default=4,
+        metadata=_about(
+            "threads checking device passwords (scrypt: about 60 ms of one core and 16 MiB "
+            "each), apart from all other work; about the number of CPU cores"
+        ),
+    )
+    password_queue: int = field(
+        default=64,
+        metadata=_about(
+            "device password checks that may wait for a `password_workers` thread; beyond "
+            "that a login gets `503` at once"
+        ),
+    )
     admin_token_file: Path = field(
         default=Path("/var/lib/sztp/admin-token"),
         metadata=_about(
             "where the first admin token is written (mode 0600) when the database has no token"
+        ),
+    )
+    secret_key_file: Path | None = field(
+        default=None,
+        metadata=_about(
+            "file (mode 0600, 64 hex digits) with the key that encrypts owner private keys and "
+            "keys device password check values in the database; keep it out of database backups "
+            "and give every instance sharing a database the same one; unset: the systemd "
+            "credential `secret-key` (`LoadCredential=`) if given, else `secret-key` beside "
+            "`admin_token_file`, created at first start"
         ),
     )
     log_level: str = field(default="info", metadata=_about(f"one of {', '.join(LOG_LEVELS)}"))
@@ -115,11 +173,85 @@ class ServerConfig:
         metadata=_about('a device silent this long in the middle of a bootstrap is "stalled"'),
     )
     reports_per_device: int = field(
-        default=1000, metadata=_about("progress reports kept per device")
+        default=1000,
+        metadata=_about("progress reports kept per device; the oldest go first"),
+    )
+    report_bytes_per_device: int = field(
+        default=4 * 1024 * 1024,
+        metadata=_about(
+            "bytes of progress reports (messages, SSH host keys, trust anchors) kept per device; "
+            "the oldest reports go first, the newest always stays"
+        ),
+    )
+    max_report_bytes: int = field(
+        default=16 * 1024,
+        metadata=_about(
+            "largest progress report stored (message, SSH host keys, trust anchors), in bytes, "
+            "and at most `report_bytes_per_device`; beyond it surplus keys and anchors are left "
+            "out, the message is cut, and the report is marked `truncated`"
+        ),
+    )
+    report_rate_per_minute: float = field(
+        default=12.0,
+        metadata=_about(
+            "progress reports per minute a device may send once its `report_burst` is spent; "
+            "faster ones are refused (HTTP 429) and not stored. Counted per server instance"
+        ),
+    )
+    report_burst: int = field(
+        default=60,
+        metadata=_about(
+            "progress reports a device may send in a row before `report_rate_per_minute` applies"
+        ),
     )
     refresh_interval: float = field(
         default=1.0,
         metadata=_about("seconds; how soon changes made through another server instance are seen"),
+    )
+    # A few hundred slow clients must not use up the descriptors every device needs
+    # (docs/server.md, "Connection limits").
+    request_head_timeout: float = field(
+        default=10.0,
+        metadata=_about(
+            "seconds a client has, from connecting (TLS handshake included) or from the first "
+            "byte of a further request on a kept-alive connection, to send a whole request "
+            "head; then the connection is closed (every listener)"
+        ),
+    )
+    request_body_timeout: float = field(
+        default=30.0,
+        metadata=_about(
+            "seconds an authenticated device has to send its request body; then it gets `408` "
+            "and the connection is closed"
+        ),
+    )
+    keepalive_timeout: float = field(
+        default=15.0,
+        metadata=_about(
+            "seconds a kept-alive connection may wait idle for its next request (every listener)"
+        ),
+    )
+    max_connections_per_address: int = field(
+        default=256,
+        metadata=_about(
+            "device connections open at once from one address (a NAT gateway counts once), TLS "
+            "handshakes included; one more is closed at once; `trusted_proxies` are exempt"
+        ),
+    )
+    max_connections: int = field(
+        default=4096,
+        metadata=_about(
+            "device connections open at once over all device listeners; one more is closed at "
+            "once; keep it well below the process's file-descriptor limit (`LimitNOFILE`)"
+        ),
+    )
+    monitoring_listeners: str = field(
+        default="admin",
+        metadata=_about(
+            "where `GET /metrics` is served: `admin` (with any API token), `device` (every "
+            "device listener, with `GET /healthz` too, to anyone on the devices' network) or "
+            "`both`; the admin listener answers `GET /healthz` without a token in any case"
+        ),
     )
     # Device requests are small; admin bodies carry certificates, scripts and configurations
     # (up to 1 MiB per field); the bulk state of a whole fleet is larger still.
@@ -130,6 +262,23 @@ class ServerConfig:
     max_bulk_body_bytes: int = field(
         default=64 * 1024 * 1024,
         metadata=_about("largest `POST /api/v1/state` body (a whole fleet), in bytes"),
+    )
+    # One profile's data is up to a few MiB (configuration and scripts up to 1 MiB each).
+    response_cache_bytes: int = field(
+        default=256 * 1024 * 1024,
+        metadata=_about(
+            "memory, in bytes, for rendered bootstrapping data: each profile's data is kept once "
+            "(signed and unsigned apart), pre-signed data once per device; the least recently "
+            "used goes first beyond this"
+        ),
+    )
+    audit_retention_days: float = field(
+        default=0.0,
+        metadata=_about(
+            "days audit entries are kept; older ones are pruned at start and every hour "
+            "(`sztpctl audit prune` prunes on demand); 0 keeps them forever",
+            off_at_zero=True,
+        ),
     )
 
     def named_listeners(self) -> list[tuple[str, Listener]]:
@@ -145,6 +294,7 @@ class ServerConfig:
 ENV_SETTINGS = tuple(item.name for item in fields(ServerConfig) if item.metadata["env"])
 # Scalar settings are converted by their declared type, so a new setting needs no converter.
 _SETTING_TYPES: dict[str, Any] = get_type_hints(ServerConfig)
+_OFF_AT_ZERO = frozenset(item.name for item in fields(ServerConfig) if item.metadata["off_at_zero"])
 
 
 def env_variable(setting: str) -> str:
@@ -205,6 +355,10 @@ def _build(document: Mapping[str, Any]) -> ServerConfig:
     config = replace(ServerConfig(), **values)
     if config.log_level not in LOG_LEVELS:
         raise ValidationError("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    if config.monitoring_listeners not in MONITORING_PLACES:
+        raise ValidationError(
+            "monitoring_listeners", f"must be one of {', '.join(MONITORING_PLACES)}"
+        )
     admin = config.admin_listener
     if not admin.uses_tls and not is_loopback(admin.host) and not config.admin_allow_plain_http:
         raise ValidationError(
@@ -231,7 +385,7 @@ def _convert(name: str, value: Any) -> Any:
         except ValueError as exc:
             raise ValidationError(name, str(exc)) from None
     kind = _SETTING_TYPES[name]
-    if kind is Path:
+    if kind is Path or kind == Path | None:
         return Path(str(value))
     if kind is bool:
         return _boolean(name, value)
@@ -247,7 +401,12 @@ def _number(name: str, value: Any, kind: type[int] | type[float]) -> int | float
         number = kind(value)
     except (TypeError, ValueError):
         raise ValidationError(name, f"must be a {kind.__name__}") from None
-    if number <= 0:
+    if not math.isfinite(number):
+        raise ValidationError(name, "must be a finite number")
+    if name in _OFF_AT_ZERO:
+        if number < 0:
+            raise ValidationError(name, "must not be negative (0 turns it off)")
+    elif number <= 0:
         raise ValidationError(name, "must be positive")
     return number
 

@@ -8,6 +8,7 @@ within `config.refresh_interval` seconds.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,9 +19,11 @@ from typing import Any
 from cryptography import x509
 
 from sztpctl.protocol import pki
+from sztpctl.protocol.voucher import Voucher, read_stored_voucher
 from sztpctl.state.resources import DEVICE, KINDS, OWNER, TRUST_ANCHOR
 
 from .config import ServerConfig
+from .secret_key import SecretKey
 from .store.base import Store
 
 Spec = Mapping[str, Any]
@@ -39,6 +42,7 @@ class Snapshot:
 
     revision: int
     state: Mapping[str, Mapping[str, Spec]]
+    secret_key: SecretKey
     _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def get(self, kind: str, name: str) -> Spec | None:
@@ -58,17 +62,30 @@ class Snapshot:
             for name, spec in sorted(self.state.get(TRUST_ANCHOR, {}).items())
         )
 
+    def voucher(self, serial: str) -> Voucher | None:
+        """The content of the device's stored voucher (None without one), read once per
+        snapshot; it was verified when it was stored."""
+        key = f"voucher:{serial}"
+        if key not in self._memo:
+            text = (self.device(serial) or {}).get("voucher")
+            self._memo[key] = read_stored_voucher(base64.b64decode(text)) if text else None
+        return self._memo[key]
+
     def owner_credential(self, name: str) -> pki.Credential | None:
-        """The owner's signing credential, or None when the server holds no key for it."""
+        """The owner's signing credential, or None when the server holds no key for it (or
+        one its secret key does not open: logged at start-up)."""
         key = f"owner:{name}"
         if key not in self._memo:
             spec = self.get(OWNER, name)
             credential = None
-            if spec is not None and spec.get("private_key"):
+            private_key = (
+                None if spec is None else self.secret_key.try_open(name, spec.get("private_key"))
+            )
+            if spec is not None and private_key is not None:
                 certificates = pki.load_certificates_pem(spec["certificate_chain"].encode())
                 credential = pki.Credential(
                     certificates[0],
-                    pki.load_private_key_pem(spec["private_key"].encode()),
+                    pki.load_private_key_pem(private_key.encode()),
                     tuple(certificates[1:]),
                 )
             self._memo[key] = credential
@@ -76,11 +93,12 @@ class Snapshot:
 
 
 class ServerContext:
-    """Store + configuration + the current snapshot, shared by all handlers."""
+    """Store + configuration + secret key + the current snapshot, shared by all handlers."""
 
-    def __init__(self, store: Store, config: ServerConfig) -> None:
+    def __init__(self, store: Store, config: ServerConfig, secret_key: SecretKey) -> None:
         self.store = store
         self.config = config
+        self.secret_key = secret_key
         self._lock = threading.Lock()
         self._snapshot = self._load()
         self._checked_at = time.monotonic()
@@ -99,12 +117,18 @@ class ServerContext:
         return self._snapshot
 
     def refresh(self) -> Snapshot:
+        """The snapshot at the store's revision, loaded unless the current one is at it: the
+        poller and a write's own refresh often both see a new revision, and one load (of the
+        whole state) serves both."""
         with self._lock:
-            self._snapshot = self._load()
+            loaded = self.store.revision() != self._snapshot.revision
+            if loaded:
+                self._snapshot = self._load()
             self._checked_at = time.monotonic()
             snapshot = self._snapshot
-        for listener in self._listeners:
-            listener(snapshot)
+        if loaded:
+            for listener in self._listeners:
+                listener(snapshot)
         return snapshot
 
     def _load(self) -> Snapshot:
@@ -112,4 +136,4 @@ class ServerContext:
         state: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
         for resource in self.store.list():
             state.setdefault(resource.kind, {})[resource.name] = resource.spec
-        return Snapshot(revision=revision, state=state)
+        return Snapshot(revision=revision, state=state, secret_key=self.secret_key)

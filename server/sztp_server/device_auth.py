@@ -1,12 +1,12 @@
 """Who is this device? IDevID client certificate (direct TLS or a trusted proxy) or HTTP Basic.
 
 Every failure looks the same to the device (one `access-denied`), so a caller cannot learn
-which serial numbers exist; the precise reason goes to the log.
+which serial numbers exist; the precise reason goes to the log. Every failed Basic login (past
+base64) costs the same single scrypt check, so the time an answer takes does not tell either.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -15,16 +15,26 @@ import ipaddress
 import os
 import threading
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import unquote
 
 from cryptography import x509
 
-from sztpctl.errors import SztpError
-from sztpctl.passwords import verify_password
+from sztpctl.errors import SztpError, ValidationError
+from sztpctl.passwords import PasswordHash, matches, parse_password_hash, unmatchable_hash
 from sztpctl.protocol import certs, pki
 
 from .config import ServerConfig
 from .context import Snapshot
+from .logs import get_logger
+from .password_logins import (
+    LoginLimits,
+    PasswordWorkers,
+    client_address,
+    shown,
+)
+
+_LOG = get_logger()
 
 # Bounds for the memo of verified identities, so a flood of distinct certificates or
 # passwords cannot grow memory without limit.
@@ -38,15 +48,17 @@ class AuthenticationFailed(SztpError):
 # How much of a refused proxy header the log may show: enough to tell a proxy's format from
 # garbage, never a whole certificate.
 _HEADER_PREVIEW = 16
+_PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 
 
 @dataclass(frozen=True)
 class PeerInfo:
-    """What the transport knows: the remote address, the TLS client certificate (DER), and
+    """What the transport knows: the remote address, the certificates the TLS client sent
+    (DER, its own first, then the intermediates it chose to send; empty without one), and
     every request header field as received, repeats included, as (name, value) pairs."""
 
     remote: str | None
-    client_certificate: bytes | None
+    client_chain: tuple[bytes, ...]
     headers: tuple[tuple[str, str], ...]
 
     def header_values(self, name: str) -> list[str]:
@@ -59,11 +71,21 @@ class DeviceAuthenticator:
     def __init__(self, config: ServerConfig) -> None:
         self._config = config
         self._lock = threading.Lock()
-        self._certificate_memo: dict[tuple[int, bytes | str], str] = {}
+        self._certificate_memo: dict[tuple[int, tuple[bytes, ...] | str], str] = {}
         self._password_memo: dict[tuple[int, str], bytes] = {}
         # Password memo entries are HMACs under a per-process key: nothing stored in memory
         # lets anyone recover or test a password without this process's key.
         self._memo_key = os.urandom(32)
+        self._unmatchable = unmatchable_hash()
+        self._login_limits = LoginLimits(
+            per_address=config.password_failures_per_address,
+            per_serial=config.password_failures_per_serial,
+            refill_seconds=config.password_failure_refill_seconds,
+        )
+        self._password_workers = PasswordWorkers(config.password_workers, config.password_queue)
+
+    def close(self) -> None:
+        self._password_workers.close()
 
     async def authenticate(self, snapshot: Snapshot, peer: PeerInfo) -> str:
         """The device serial number, or AuthenticationFailed."""
@@ -73,10 +95,8 @@ class DeviceAuthenticator:
             raise AuthenticationFailed(f"{len(authorizations)} Authorization headers")
         password_serial = None
         if authorizations:
-            password_serial = await self._password_identity(snapshot, authorizations[0])
-        if certificate_serial and password_serial and certificate_serial != password_serial:
-            raise AuthenticationFailed(
-                f"client certificate names {certificate_serial} but Basic auth {password_serial}"
+            password_serial = await self._password_identity(
+                snapshot, authorizations[0], peer.remote, certificate_serial
             )
         serial = certificate_serial or password_serial
         if serial is None:
@@ -85,24 +105,25 @@ class DeviceAuthenticator:
             raise AuthenticationFailed(f"device {serial} authenticated but is not known")
         return serial
 
-    def _presented_certificate(self, peer: PeerInfo) -> bytes | str | None:
-        """The client certificate as presented: DER from TLS, or the proxy header's text.
+    def _presented_chain(self, peer: PeerInfo) -> tuple[bytes, ...] | str | None:
+        """The client certificate and its intermediates as presented: DER from TLS, or the
+        proxy header's text (URL-encoded PEM, the client's certificate first).
 
         The header counts only from a trusted proxy, and only once: a proxy that appends its
         header to one the client already sent would otherwise let the client choose the
-        identity. A comma is never part of a (URL-encoded) PEM certificate, so a comma means an
+        identity. A comma is never part of (URL-encoded) PEM certificates, so a comma means an
         intermediary merged repeated headers into one.
         """
         name = self._config.client_cert_header
         values = peer.header_values(name)
         if not values:
-            return peer.client_certificate
+            return peer.client_chain or None
         if not self._from_trusted_proxy(peer.remote):
             raise AuthenticationFailed(f"{name} header from untrusted address {peer.remote}")
         if len(values) > 1 or "," in values[0]:
             what = f"{len(values)} {name} headers" if len(values) > 1 else f"merged {name} header"
             raise AuthenticationFailed(
-                f"{what}; exactly one certificate is accepted "
+                f"{what}; exactly one header is accepted "
                 f"(values starting {', '.join(_preview(value) for value in values)})"
             )
         if not values[0].strip():
@@ -128,7 +149,7 @@ class DeviceAuthenticator:
         )
 
     def _certificate_identity(self, snapshot: Snapshot, peer: PeerInfo) -> str | None:
-        presented = self._presented_certificate(peer)
+        presented = self._presented_chain(peer)
         if presented is None:
             return None
         # Keyed by what was presented, so a returning device costs one dictionary lookup:
@@ -138,43 +159,92 @@ class DeviceAuthenticator:
             known = self._certificate_memo.get(memo_key)
         if known is not None:
             return known
-        serial = _serial_from_trusted_certificate(snapshot, _load_presented(presented))
+        serial = _serial_from_trusted_chain(snapshot, _load_presented(presented))
         with self._lock:
             if len(self._certificate_memo) >= _MEMO_LIMIT:
                 self._certificate_memo.clear()
             self._certificate_memo[memo_key] = serial
         return serial
 
-    async def _password_identity(self, snapshot: Snapshot, authorization: str) -> str:
+    async def _password_identity(
+        self,
+        snapshot: Snapshot,
+        authorization: str,
+        remote: str | None,
+        certified: str | None,
+    ) -> str:
+        """The serial whose password `authorization` gives, which must be `certified` when a
+        client certificate named it; AuthenticationFailed, TooManyFailures or
+        PasswordWorkersBusy otherwise (the last two without a check)."""
         scheme, _, encoded = authorization.partition(" ")
         if scheme.lower() != "basic":
             raise AuthenticationFailed(f"unsupported authorization scheme {scheme!r}")
         try:
-            serial, separator, password = (
-                base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-            )
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+            decoded = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
             raise AuthenticationFailed("malformed Basic credentials") from None
-        if not separator:
-            raise AuthenticationFailed("malformed Basic credentials")
-        device = snapshot.device(serial)
-        stored = device.get("password_hash") if device is not None else None
-        if not stored:
-            raise AuthenticationFailed(f"no password login for {serial!r}")
-        fingerprint = hmac.new(self._memo_key, f"{stored}\0{password}".encode(), hashlib.sha256)
+        # From here on every failure is checked like a wrong password, against a hash that
+        # nothing matches when there is none to use.
+        try:
+            serial, separator, password = decoded.decode().partition(":")
+        except UnicodeDecodeError:
+            serial, separator, password = "", "", ""
+        if certified is not None and serial != certified:
+            # Refused before any check: a certificate holder learns nothing about another
+            # serial's password, not even from a remembered login's speed.
+            raise AuthenticationFailed(
+                f"client certificate names {certified} but Basic auth {shown(serial)}"
+            )
+        if separator:
+            stored, problem = self._stored_hash(snapshot, serial)
+        else:
+            stored, problem = None, "malformed Basic credentials"
+        target = stored or self._unmatchable
+        fingerprint = hmac.new(
+            self._memo_key, target.salt + target.key + password.encode(), hashlib.sha256
+        ).digest()
         memo_key = (snapshot.revision, serial)
         with self._lock:
             remembered = self._password_memo.get(memo_key)
-        if remembered is not None and hmac.compare_digest(remembered, fingerprint.digest()):
+        if remembered is not None and hmac.compare_digest(remembered, fingerprint):
             return serial
-        # scrypt is deliberately slow: keep it off the event loop.
-        if not await asyncio.to_thread(verify_password, password, stored):
-            raise AuthenticationFailed(f"wrong password for {serial!r}")
+        # A proxy's address is every device behind it: only serials are limited through it.
+        address = None if self._from_trusted_proxy(remote) else client_address(remote)
+        # A certificate has proved who this is: no one else's failures may lock it out.
+        limited = certified is None
+        if limited:
+            self._login_limits.check(address, serial)
+        checking = self._password_workers.start(partial(matches, password, target))
+        if limited:
+            self._login_limits.charge(address, serial)
+        matched = await checking
+        if not matched:
+            raise AuthenticationFailed(problem or f"wrong password for {shown(serial)}")
+        if limited:
+            self._login_limits.refund(address, serial)
         with self._lock:
             if len(self._password_memo) >= _MEMO_LIMIT:
                 self._password_memo.clear()
-            self._password_memo[memo_key] = fingerprint.digest()
+            self._password_memo[memo_key] = fingerprint
         return serial
+
+    @staticmethod
+    def _stored_hash(snapshot: Snapshot, serial: str) -> tuple[PasswordHash | None, str | None]:
+        """(the device's password hash, None), or (None, why there is none to check)."""
+        device = snapshot.device(serial)
+        text = device.get("password_hash") if device is not None else None
+        if not text:
+            return None, f"no password login for {shown(serial)}"
+        try:
+            return parse_password_hash(text), None
+        except ValidationError as exc:
+            # Refused when written; one that got into the store anyway is the server's
+            # problem, not the device's.
+            _LOG.error(
+                "stored password hash unusable; set the device password again",
+                extra={"serial": serial, "reason": exc.message},
+            )
+            return None, f"stored password_hash of {shown(serial)} is unusable"
 
 
 def _preview(value: str) -> str:
@@ -183,30 +253,52 @@ def _preview(value: str) -> str:
     return repr(shown + "…") if len(value) > _HEADER_PREVIEW else repr(shown)
 
 
-def _load_presented(presented: bytes | str) -> x509.Certificate:
-    if isinstance(presented, bytes):
+def _load_presented(presented: tuple[bytes, ...] | str) -> list[x509.Certificate]:
+    """The presented certificates, the client's own first; at most as many as a path may
+    hold (`certs.MAX_PATH_LENGTH`), counted before any is parsed."""
+    if isinstance(presented, str):
+        # URL-encoded PEM is ASCII; other bytes reach us as lone surrogates (aiohttp decodes
+        # headers with surrogateescape) and could not even be encoded again.
+        if not presented.isascii():
+            raise AuthenticationFailed("client certificate header holds bytes other than ASCII")
+        text = unquote(presented)
+        count = text.count(_PEM_BEGIN)
+    else:
+        count = len(presented)
+    if count > certs.MAX_PATH_LENGTH:
+        raise AuthenticationFailed(
+            f"client presented {count} certificates; at most {certs.MAX_PATH_LENGTH} are accepted"
+        )
+    if isinstance(presented, str):
         try:
-            return x509.load_der_x509_certificate(presented)
-        except ValueError:
-            raise AuthenticationFailed("client certificate is not valid DER") from None
+            return pki.load_certificates_pem(text.encode())
+        except SztpError as exc:
+            raise AuthenticationFailed(f"client certificate header: {exc}") from None
     try:
-        return pki.load_certificates_pem(unquote(presented).encode())[0]
-    except SztpError as exc:
-        raise AuthenticationFailed(f"client certificate header: {exc}") from None
+        return [x509.load_der_x509_certificate(der) for der in presented]
+    except ValueError:
+        raise AuthenticationFailed("client certificate is not valid DER") from None
 
 
-def _serial_from_trusted_certificate(snapshot: Snapshot, certificate: x509.Certificate) -> str:
+def _serial_from_trusted_chain(snapshot: Snapshot, presented: list[x509.Certificate]) -> str:
+    """The serial number in the client's certificate (`presented[0]`), once it chains to a
+    trust anchor, the rest presented being untrusted intermediates, and may authenticate a
+    TLS client."""
+    certificate, intermediates = presented[0], presented[1:]
     reasons = []
     for anchor in snapshot.trust_anchors:
         try:
-            certs.verify_chain(certificate, trust_anchors=anchor.certificates)
+            certs.verify_chain(
+                certificate, intermediates=intermediates, trust_anchors=anchor.certificates
+            )
         except SztpError as exc:
             reasons.append(f"{anchor.name}: {exc}")
             continue
         try:
+            certs.check_client_auth(certificate)
             return pki.serial_from_certificate(certificate, anchor.serial_pattern)
         except SztpError as exc:
             raise AuthenticationFailed(f"client certificate: {exc}") from None
-    subject = certificate.subject.rfc4514_string()
+    subject = certs.describe(certificate)
     detail = "; ".join(reasons) or "no trust anchors are configured"
     raise AuthenticationFailed(f"client certificate {subject} is not trusted ({detail})")

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 LOGGER_NAME = "sztp_server"
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -27,6 +29,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request its HTTP parser refuses (a line too long, a bad header name) as
+    an error with a traceback, though the client got its 400 and anyone can send one: such a
+    record becomes one debug line with the reason as a value."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        if not logging.getLogger(LOGGER_NAME).isEnabledFor(logging.DEBUG):
+            return False
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.msg, record.args, record.exc_info, record.exc_text = (
+            "malformed HTTP request refused",
+            None,
+            None,
+            None,
+        )
+        record.remote = remote
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.reason = f"{error.code} {error.message}"
+        return True
+
+
 def configure(level: str) -> logging.Logger:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -34,6 +60,13 @@ def configure(level: str) -> logging.Logger:
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
+    # aiohttp's own records (errors in its request handling) in the same one-line format.
+    framework = logging.getLogger("aiohttp")
+    framework.handlers[:] = [handler]
+    framework.setLevel(logging.WARNING)
+    framework.propagate = False
+    server = logging.getLogger("aiohttp.server")
+    server.filters[:] = [MalformedRequestFilter()]
     return logger
 
 

@@ -6,6 +6,8 @@ import threading
 from collections import Counter
 from typing import ClassVar
 
+from aiohttp import web
+
 
 class Metrics:
     """Labelled counters; `render()` gives the /metrics body."""
@@ -13,7 +15,12 @@ class Metrics:
     _HELP: ClassVar[dict[str, str]] = {
         "sztp_requests_total": "Device-facing RPC requests by rpc and HTTP status.",
         "sztp_progress_reports_total": "Progress reports received, by progress type.",
+        "sztp_progress_reports_truncated_total": "Progress reports cut to the stored size cap.",
         "sztp_authentication_failures_total": "Device requests refused for lack of identity.",
+        "sztp_connections_refused_total": "Connections closed on arrival, by API and cap.",
+        "sztp_connections_timed_out_total": (
+            "Connections closed for a late request head or for idling, by API and phase."
+        ),
     }
 
     def __init__(self) -> None:
@@ -24,6 +31,10 @@ class Metrics:
         key = (name, tuple(sorted(labels.items())))
         with self._lock:
             self._counters[key] += 1
+
+    async def page(self, _request: web.Request) -> web.Response:
+        """The GET /metrics handler, for whichever listeners serve it."""
+        return web.Response(text=self.render(), content_type="text/plain")
 
     def render(self) -> str:
         with self._lock:

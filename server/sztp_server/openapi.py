@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sztpctl.progress import MAX_PROGRESS_PAGE
 from sztpctl.state.resources import KINDS
 
 from . import __version__
+from .report_limits import DEFAULT_PROGRESS_LIMIT
+from .store.base import AUDIT_MAX_AGE_DAYS
 
 Schema = dict[str, Any]
 
@@ -37,7 +40,7 @@ _DESCRIPTIONS = {
     200: "OK",
     201: "Created",
     204: "Done, no content",
-    400: "Malformed request (JSON syntax, query parameter)",
+    400: "Malformed request (JSON syntax, a member name given twice, query parameter)",
     401: "Missing or invalid API token",
     403: "The token's role does not allow this",
     404: "No such resource",
@@ -65,6 +68,7 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/state": {"get": _get_state(), "post": _post_state()},
         "/api/v1/status": {"get": _fleet_status()},
         "/api/v1/audit": {"get": _audit()},
+        "/api/v1/audit/prune": {"post": _prune_audit()},
         "/api/v1/tokens": {"get": _list_tokens(), "post": _create_token()},
         "/api/v1/tokens/{name}": {"delete": _delete_token()},
     }
@@ -143,8 +147,9 @@ def _schemas() -> dict[str, Schema]:
     moment = {"type": "string", "format": "date-time"}
     report = {
         "type": "object",
-        "required": ["serial", "received_at", "progress_type", "attempt"],
+        "required": ["id", "serial", "received_at", "progress_type", "attempt", "truncated"],
         "properties": {
+            "id": {"type": "integer", "description": "Grows with arrival; a page cursor"},
             "serial": {"type": "string"},
             "received_at": moment,
             "progress_type": {"type": "string"},
@@ -160,6 +165,10 @@ def _schemas() -> dict[str, Schema]:
                         "key_data": {"type": "string"},
                     },
                 },
+            },
+            "truncated": {
+                "type": "boolean",
+                "description": "The server cut the message or left out keys or trust anchors",
             },
         },
     }
@@ -593,12 +602,14 @@ def _delete_voucher() -> Schema:
 def _device_status() -> Schema:
     summary = {
         "type": "object",
-        "required": ["serial", "status", "attempts", "last_report"],
+        "required": ["serial", "status", "attempts", "last_report", "reports", "report_bytes"],
         "properties": {
             "serial": {"type": "string"},
             "status": {"type": "string", "enum": _STATUSES},
             "attempts": {"type": "integer"},
             "last_report": {"anyOf": [_ref("Report"), {"type": "null"}]},
+            "reports": {"type": "integer", "description": "Progress reports stored"},
+            "report_bytes": {"type": "integer", "description": "Their size, as budgeted"},
         },
     }
     return {
@@ -613,9 +624,13 @@ def _device_status() -> Schema:
 def _device_progress() -> Schema:
     progress = {
         "type": "object",
-        "required": ["serial", "attempts"],
+        "required": ["serial", "attempts", "next_before"],
         "properties": {
             "serial": {"type": "string"},
+            "next_before": {
+                "type": ["integer", "null"],
+                "description": "Pass as `before` for the next older page; null on the oldest",
+            },
             "attempts": {
                 "type": "array",
                 "items": {
@@ -629,14 +644,21 @@ def _device_progress() -> Schema:
             },
         },
     }
-    limit = {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}
+    limit = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_PROGRESS_PAGE,
+        "default": DEFAULT_PROGRESS_LIMIT,
+    }
     return {
         "operationId": "device_progress",
-        "summary": "The device's progress reports (newest `limit`), grouped by attempt",
+        "summary": "A page of the device's progress reports (the newest `limit` before "
+        "`before`), oldest first, grouped by attempt; an attempt may span pages",
         "tags": ["devices"],
         "parameters": [
             _name_parameter("Device serial number"),
-            _query("limit", limit, "How many of the newest reports"),
+            _query("limit", limit, "How many reports"),
+            _query("before", {"type": "integer", "minimum": 1}, "Only reports with a lower id"),
         ],
         "responses": _responses(_ok(200, progress), (400, 401, 404, 503)),
     }
@@ -728,6 +750,32 @@ def _audit() -> Schema:
             ),
             (400, *_READ),
         ),
+    }
+
+
+def _prune_audit() -> Schema:
+    result = {
+        "type": "object",
+        "required": ["dry_run", "before", "entries"],
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "before": {"type": "string", "format": "date-time"},
+            "entries": {"type": "integer", "description": "Entries pruned (or, dry, to prune)"},
+        },
+    }
+    return {
+        "operationId": "prune_audit",
+        "summary": "Delete audit entries older than some days (admin token; dry_run counts them)",
+        "tags": ["audit"],
+        "parameters": [
+            _query(
+                "older_than_days",
+                {"type": "number", "exclusiveMinimum": 0, "maximum": AUDIT_MAX_AGE_DAYS},
+                "Age in days of the oldest entries kept; default: audit_retention_days",
+            ),
+            _query("dry_run", {"type": "boolean", "default": False}, "Count only"),
+        ],
+        "responses": _responses(_ok(200, result), (400, 401, 403, 503)),
     }
 
 

@@ -1,21 +1,25 @@
 """Choose a device's profile and render its bootstrapping data (signed when it must be).
 
-Rendering, and above all signing, is the expensive part of `get-bootstrapping-data`, and its
-result depends only on the snapshot revision, the device, the chosen profile and whether
-signing was asked for. So results are cached under exactly that key and dropped wholesale when
-the revision moves.
+Rendering, and above all signing, is the expensive part of `get-bootstrapping-data`. The
+conveyed information (signed or not) and the owner certificate depend only on the snapshot
+revision, the chosen profile and whether signing was asked for, never on the device: they are
+cached once per profile, and each device's own voucher is added per request. Pre-signed data,
+which is per device, is cached per device. The whole cache is bounded by bytes (least recently
+used entries go first) and dropped wholesale when the revision moves.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import fnmatch
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sztpctl.errors import SztpError
+from sztpctl.errors import SztpError, VoucherError
 from sztpctl.protocol import bootstrapping_data, cms, conveyed_info, pki, restconf
 from sztpctl.protocol.bootstrapping_data import BootstrappingData
 from sztpctl.protocol.conveyed_info import (
@@ -26,19 +30,20 @@ from sztpctl.protocol.conveyed_info import (
     OnboardingInformation,
     RedirectInformation,
 )
+from sztpctl.protocol.voucher import check_current
+from sztpctl.state.ownership import served_signed
 from sztpctl.state.resources import IMAGE, PROFILE
 
 from .context import Snapshot
 
 Spec = Mapping[str, Any]
-CACHE_LIMIT = 100_000
 
 
 class NoBootstrappingData(SztpError):
     """The device is known but nothing can be served to it; the reason is for the log only."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class DeviceRequest:
     """What the device told us in get-bootstrapping-data input."""
 
@@ -65,12 +70,15 @@ def select_profile(device: Spec, request: DeviceRequest) -> str | None:
 
 
 class Responder:
-    """Renders bootstrapping data per (revision, device, profile, signing) with a cache."""
+    """Renders bootstrapping data with a cache bounded by `cache_bytes`."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._revision = -1
-        self._cache: dict[tuple[str, str, bool], BootstrappingData] = {}
+    def __init__(self, cache_bytes: int) -> None:
+        self._cache = _ByteBoundCache(cache_bytes)
+
+    @property
+    def cached_bytes(self) -> int:
+        """What the cached artifacts take now (never more than `cache_bytes`)."""
+        return self._cache.size
 
     def respond(self, snapshot: Snapshot, serial: str, request: DeviceRequest) -> BootstrappingData:
         device = snapshot.device(serial)
@@ -84,70 +92,132 @@ class Responder:
         profile = snapshot.get(PROFILE, profile_name)
         if profile is None:
             raise NoBootstrappingData(f"profile {profile_name} of device {serial} is missing")
-        # RFC 8572 §5.2: a device that asks for signed data gets it, or at most a redirect.
-        sign = profile["signing"] == "required" or (
-            request.signed_data_preferred and profile["type"] == "onboarding"
-        )
-        key = (serial, profile_name, sign)
-        with self._lock:
-            if self._revision != snapshot.revision:
-                self._cache.clear()
-                self._revision = snapshot.revision
-            cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        data = _render(snapshot, serial, device, profile, sign=sign)
-        with self._lock:
-            if self._revision == snapshot.revision and len(self._cache) < CACHE_LIMIT:
-                self._cache[key] = data
-        return data
+        sign = served_signed(profile, signed_data_preferred=request.signed_data_preferred)
+        voucher = None
+        if sign:
+            if not device.get("voucher"):
+                raise NoBootstrappingData(f"device {serial} needs signed data but has no voucher")
+            _check_voucher_current(snapshot, serial)
+            voucher = base64.b64decode(device["voucher"])
+        key = ("profile", profile_name, sign)
+        rendered = self._cache.get(snapshot.revision, key)
+        if rendered is None:
+            rendered = _render(snapshot, profile, voucher)
+            self._cache.put(snapshot.revision, key, rendered)
+        if voucher is None or rendered.ownership_voucher == voucher:
+            return rendered
+        # Cached with the voucher of the device that asked first: this device gets its own.
+        return dataclasses.replace(rendered, ownership_voucher=voucher)
 
     def _presigned(
         self, revision: int, serial: str, document: str, request: DeviceRequest
     ) -> BootstrappingData:
         """Artifacts signed offline, served as they are (parsed once per revision)."""
-        key = (serial, "<presigned>", True)
-        with self._lock:
-            if self._revision != revision:
-                self._cache.clear()
-                self._revision = revision
-            cached = self._cache.get(key)
-        data = cached or restconf.parse_get_bootstrapping_data_output(
-            document.encode(), restconf.WireFormat.JSON
-        )
+        key = ("presigned", serial, True)
+        data = self._cache.get(revision, key)
+        if data is None:
+            data = restconf.parse_get_bootstrapping_data_output(
+                document.encode(), restconf.WireFormat.JSON
+            )
+            self._cache.put(revision, key, data)
         if request.signed_data_preferred and not data.signed:
             information = bootstrapping_data.check_presigned(data, serial_number=serial)
             if isinstance(information, OnboardingInformation):
                 raise NoBootstrappingData(
                     f"device {serial} asks for signed data; its pre-signed data is unsigned"
                 )
-        with self._lock:
-            if self._revision == revision:
-                self._cache[key] = data
         return data
 
 
-def _render(
-    snapshot: Snapshot, serial: str, device: Spec, profile: Spec, *, sign: bool
-) -> BootstrappingData:
+_CacheKey = tuple[str, str, bool]  # ("profile", name, signed) or ("presigned", serial, True)
+
+
+class _ByteBoundCache:
+    """Bootstrapping data of one snapshot revision, least recently used first, bounded by size.
+
+    An entry's size is its artifacts' bytes plus a fixed allowance for the Python objects
+    holding them; an entry larger than the whole bound is not kept at all.
+    """
+
+    ENTRY_OVERHEAD = 512
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self._lock = threading.Lock()
+        self._revision = -1
+        self._entries: OrderedDict[_CacheKey, tuple[BootstrappingData, int]] = OrderedDict()
+
+    def get(self, revision: int, key: _CacheKey) -> BootstrappingData | None:
+        with self._lock:
+            self._follow(revision)
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, revision: int, key: _CacheKey, data: BootstrappingData) -> None:
+        size = _entry_size(data) + self.ENTRY_OVERHEAD
+        with self._lock:
+            self._follow(revision)
+            if size > self.limit:
+                return
+            replaced = self._entries.pop(key, None)
+            if replaced is not None:
+                self.size -= replaced[1]
+            while self._entries and self.size + size > self.limit:
+                _, (_, evicted) = self._entries.popitem(last=False)
+                self.size -= evicted
+            self._entries[key] = (data, size)
+            self.size += size
+
+    def _follow(self, revision: int) -> None:
+        """Drop everything rendered from another revision (called with the lock held)."""
+        if revision != self._revision:
+            self._entries.clear()
+            self.size = 0
+            self._revision = revision
+
+
+def _entry_size(data: BootstrappingData) -> int:
+    return sum(
+        len(artifact)
+        for artifact in (data.conveyed_information, data.owner_certificate, data.ownership_voucher)
+        if artifact is not None
+    )
+
+
+def _render(snapshot: Snapshot, profile: Spec, voucher: bytes | None) -> BootstrappingData:
+    """The profile's data, signed with `voucher` when one is given; nothing else in it depends
+    on the device."""
     information = _information(snapshot, profile)
     encoding = Encoding.XML if profile["encoding"] == "xml" else Encoding.JSON
-    if not sign:
+    if voucher is None:
         return bootstrapping_data.build_unsigned(information, encoding)
     owner = snapshot.owner_credential(profile["owner"])
     if owner is None:
         raise NoBootstrappingData(
             f"profile needs signing but owner {profile['owner']!r} has no private key here"
         )
-    if not device.get("voucher"):
-        raise NoBootstrappingData(f"device {serial} needs signed data but has no voucher")
     return bootstrapping_data.build_signed(
-        information,
-        encoding,
-        owner,
-        base64.b64decode(device["voucher"]),
-        reporting_level=profile.get("reporting_level"),
+        information, encoding, owner, voucher, reporting_level=profile.get("reporting_level")
     )
+
+
+def _check_voucher_current(snapshot: Snapshot, serial: str) -> None:
+    """The stored voucher was current when it was written, but it may have expired since.
+
+    Refused (VoucherError: the device is told the data is unavailable, the log says why)
+    rather than served: the device would reject it anyway, and then try its next bootstrap
+    server just as it does after this error.
+    """
+    voucher = snapshot.voucher(serial)
+    if voucher is not None:
+        try:
+            check_current(voucher, datetime.now(UTC))
+        except VoucherError as exc:
+            raise VoucherError(f"device {serial}: {exc}; store a renewed voucher") from None
 
 
 def _information(snapshot: Snapshot, profile: Spec) -> ConveyedInformation:

@@ -6,7 +6,12 @@ body never says whether a serial number exists.
 
 from __future__ import annotations
 
+import _ssl
+import asyncio
 import base64
+import math
+import ssl
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -21,6 +26,8 @@ from .context import ServerContext
 from .device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from .logs import get_logger
 from .metrics import Metrics
+from .password_logins import BUSY_RETRY_AFTER_SECONDS, PasswordWorkersBusy, TooManyFailures
+from .report_limits import ReportRateLimiter, cap_report
 from .responder import DeviceRequest, NoBootstrappingData, Responder
 from .store.model import ProgressRecord
 
@@ -28,20 +35,35 @@ RESTCONF_ROOT = "/restconf"
 _LOG = get_logger()
 
 
+# How long a refusal that carries Retry-After (rate limited, workers busy) is held back.
+REFUSAL_PAUSE_SECONDS = 1.0
+
+
 class _RpcFailure(Exception):
     """Ends an RPC with a RESTCONF error; `log_reason` goes to the log, never to the device."""
 
-    def __init__(self, error: RestconfError, status: int, log_reason: str | None = None) -> None:
+    def __init__(
+        self,
+        error: RestconfError,
+        status: int,
+        log_reason: str | None = None,
+        *,
+        close_connection: bool = False,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(error.error_message)
         self.error = error
         self.status = status
         self.log_reason = log_reason
+        self.close_connection = close_connection
+        self.retry_after = retry_after
 
 
 def build_device_app(context: ServerContext, metrics: Metrics) -> web.Application:
     # The largest legitimate device body is a progress report; the codec bounds each RPC.
     app = web.Application(client_max_size=restconf.MAX_REPORT_SIZE)
     handlers = _DeviceHandlers(context, metrics)
+    app.on_cleanup.append(handlers.close)
     root = RESTCONF_ROOT
     app.router.add_get("/.well-known/host-meta", handlers.host_meta)
     app.router.add_post(
@@ -51,8 +73,9 @@ def build_device_app(context: ServerContext, metrics: Metrics) -> web.Applicatio
     app.router.add_post(
         restconf.operation_path(root, restconf.RPC_REPORT_PROGRESS), handlers.report_progress
     )
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/metrics", handlers.metrics_page)
+    if context.config.monitoring_listeners in ("device", "both"):
+        app.router.add_get("/healthz", handlers.healthz)
+        app.router.add_get("/metrics", metrics.page)
     return app
 
 
@@ -61,7 +84,13 @@ class _DeviceHandlers:
         self.context = context
         self.metrics = metrics
         self.authenticator = DeviceAuthenticator(context.config)
-        self.responder = Responder()
+        self.responder = Responder(context.config.response_cache_bytes)
+        self.report_rate = ReportRateLimiter(
+            per_minute=context.config.report_rate_per_minute, burst=context.config.report_burst
+        )
+
+    async def close(self, _app: web.Application) -> None:
+        self.authenticator.close()
 
     async def host_meta(self, _request: web.Request) -> web.Response:
         return web.Response(
@@ -70,9 +99,6 @@ class _DeviceHandlers:
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "revision": self.context.snapshot().revision})
-
-    async def metrics_page(self, _request: web.Request) -> web.Response:
-        return web.Response(text=self.metrics.render(), content_type="text/plain")
 
     async def get_bootstrapping_data(self, request: web.Request) -> web.Response:
         return await self._rpc(request, "get-bootstrapping-data", self._bootstrapping_data)
@@ -97,10 +123,12 @@ class _DeviceHandlers:
             except ValidationError as exc:
                 status = 406 if exc.field == "Accept" else 415
                 raise _RpcFailure(
-                    _error("protocol", "invalid-value", exc.message), status
+                    _error("protocol", "invalid-value", restconf.echo(exc.message)), status
                 ) from None
-            body = await self._read_body(request)
+            # The body only once the sender is known: an anonymous client cannot make the
+            # server wait for, or buffer, a body it never meant to finish.
             serial = await self._authenticate(request)
+            body = await self._read_body(request)
             response = await body_handler(request, serial, body, request_format, response_format)
         except _RpcFailure as failure:
             if failure.log_reason:
@@ -113,22 +141,46 @@ class _DeviceHandlers:
                 body=restconf.encode_errors([failure.error], response_format),
                 content_type=response_format.media_type,
             )
+            if failure.close_connection:
+                response.force_close()
+            if failure.retry_after is not None:
+                response.headers["Retry-After"] = str(failure.retry_after)
+                # A client told to wait gets that answer no sooner than REFUSAL_PAUSE_SECONDS:
+                # a flood over kept-alive connections then costs the event loop a bounded
+                # number of answers per connection, and connections are capped.
+                await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
         self.metrics.increment("sztp_requests_total", rpc=rpc, status=str(response.status))
         return response
 
     async def _read_body(self, request: web.Request) -> bytes:
         try:
-            return await request.read()
+            async with asyncio.timeout(self.context.config.request_body_timeout):
+                return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise _RpcFailure(
                 _error("protocol", "too-big", "request body is too large"), 413
+            ) from None
+        except ConnectionError:
+            # Nobody is left to answer; the refusal only counts and ends the request quietly.
+            raise _RpcFailure(
+                _error("transport", "operation-failed", "request body incomplete"),
+                400,
+                close_connection=True,
+            ) from None
+        except TimeoutError:
+            # The rest of the body may still come: the connection cannot carry another request.
+            raise _RpcFailure(
+                _error("transport", "operation-failed", "request body not received in time"),
+                408,
+                "request body not received in time",
+                close_connection=True,
             ) from None
 
     async def _authenticate(self, request: web.Request) -> str:
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
         peer = PeerInfo(
             remote=request.remote,
-            client_certificate=ssl_object.getpeercert(binary_form=True) if ssl_object else None,
+            client_chain=_client_chain(ssl_object) if ssl_object else (),
             headers=tuple(request.headers.items()),
         )
         try:
@@ -137,6 +189,20 @@ class _DeviceHandlers:
             self.metrics.increment("sztp_authentication_failures_total")
             raise _RpcFailure(
                 _error("protocol", "access-denied", "authentication failed"), 401, str(exc)
+            ) from None
+        # Neither tells a known serial from an unknown one: limits count claims. Not logged
+        # per request (a flood would flood the log); sztp_requests_total counts them.
+        except TooManyFailures as exc:
+            raise _RpcFailure(
+                _error("protocol", "resource-denied", "too many failed logins; retry later"),
+                429,
+                retry_after=exc.retry_after,
+            ) from None
+        except PasswordWorkersBusy:
+            raise _RpcFailure(
+                _error("protocol", "resource-denied", "too many logins at once; retry later"),
+                503,
+                retry_after=BUSY_RETRY_AFTER_SECONDS,
             ) from None
 
     async def _bootstrapping_data(
@@ -150,7 +216,7 @@ class _DeviceHandlers:
         try:
             rpc_input = restconf.parse_get_bootstrapping_data_input(body, request_format)
         except ValidationError as exc:
-            raise _RpcFailure(_input_error(exc), 400) from None
+            raise _RpcFailure(restconf.invalid_value_error(exc), 400) from None
         device_request = DeviceRequest(
             signed_data_preferred=rpc_input.signed_data_preferred,
             hw_model=rpc_input.hw_model,
@@ -188,14 +254,24 @@ class _DeviceHandlers:
         request_format: WireFormat,
         _response_format: WireFormat,
     ) -> web.Response:
+        # Refused rather than accepted and dropped: the device learns its report was not kept
+        # (RFC 8572 devices carry on when a report fails), and nothing claims otherwise. Not
+        # logged per request: a flood would flood the log; sztp_requests_total counts them.
+        if not self.report_rate.allow(serial, time.monotonic()):
+            raise _RpcFailure(
+                _error("application", "resource-denied", "too many progress reports; slow down"),
+                429,
+                retry_after=math.ceil(self.report_rate.seconds_per_report),
+            )
         try:
             report = restconf.parse_report_progress_input(body, request_format)
         except ValidationError as exc:
-            raise _RpcFailure(_input_error(exc), 400) from None
+            raise _RpcFailure(restconf.invalid_value_error(exc), 400) from None
+        config = self.context.config
         store = self.context.store
-        previous = store.reports(serial, limit=1)
-        last = _stored(previous[-1]) if previous else None
-        record = ProgressRecord(
+        previous = store.report_summary(serial)
+        last = _stored(previous.latest) if previous else None
+        received = ProgressRecord(
             serial=serial,
             received_at=datetime.now(UTC),
             progress_type=report.progress_type,
@@ -207,17 +283,48 @@ class _DeviceHandlers:
             ),
             trust_anchor_certs=tuple(_b64(cert) for cert in report.trust_anchor_certs),
         )
-        store.add_report(record, keep_per_device=self.context.config.reports_per_device)
+        record = cap_report(received, min(config.max_report_bytes, config.report_bytes_per_device))
+        stored = store.add_report(
+            record,
+            keep_per_device=config.reports_per_device,
+            bytes_per_device=config.report_bytes_per_device,
+        )
+        if not stored:
+            raise _RpcFailure(
+                _error("protocol", "access-denied", "authentication failed"),
+                401,
+                f"device {serial} was deleted",
+            )
         self.metrics.increment("sztp_progress_reports_total", progress_type=report.progress_type)
+        if record.truncated:
+            self.metrics.increment("sztp_progress_reports_truncated_total")
         _LOG.info(
             "progress reported",
             extra={
                 "serial": serial,
                 "progress_type": report.progress_type,
                 "attempt": record.attempt,
+                "truncated": record.truncated,
             },
         )
         return web.Response(status=204)
+
+
+def _client_chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:
+    """The certificates the TLS client sent (DER), its own first; empty without one.
+
+    IDevIDs are mostly issued by a manufacturer's intermediate CA, which the client sends
+    along. OpenSSL uses those as untrusted intermediates when it verifies the client during
+    the handshake (against every trust anchor ever loaded: removals are not unloaded), and
+    the request is then authorised by `certs.verify_chain` against the current anchors with
+    the same intermediates, as in proxy mode. `getpeercert` gives only the client's own
+    certificate; the sent chain is public as `get_unverified_chain` from Python 3.13, whose
+    method wraps the one on the underlying `_sslobj` that 3.11 and 3.12 have too and this reads.
+    """
+    if ssl_object.getpeercert(binary_form=True) is None:
+        return ()  # without a client certificate the "chain" holds a None
+    chain = ssl_object._sslobj.get_unverified_chain()  # type: ignore[attr-defined]
+    return tuple(certificate.public_bytes(_ssl.ENCODING_DER) for certificate in chain)
 
 
 def _stored(record: ProgressRecord) -> progress.StoredReport:
@@ -238,7 +345,3 @@ def _error(error_type: str, tag: str, message: str, path: str | None = None) -> 
     return RestconfError(
         error_type=error_type, error_tag=tag, error_message=message, error_path=path
     )
-
-
-def _input_error(exc: ValidationError) -> RestconfError:
-    return _error("protocol", "invalid-value", exc.message, exc.field)

@@ -22,6 +22,8 @@ ADMIN = "admin"
 READ_ONLY = "read-only"
 ROLES = (ADMIN, READ_ONLY)
 FIRST_TOKEN_NAME = "admin"  # noqa: S105 - the token's name, not the token
+# The audit log's actor for what the server does by itself; no token name has parentheses.
+SERVER_ACTOR = "(server)"
 TOKEN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -61,7 +63,7 @@ def ensure_first_admin_token(store: Store, path: Path) -> str | None:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(token + "\n")
     try:
-        store.add_token(record)
+        store.add_token(record, actor=SERVER_ACTOR)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

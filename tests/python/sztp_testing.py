@@ -7,6 +7,7 @@ with running_server(tmp_path, lab=lab) as server:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -15,11 +16,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from sztpctl.labpki import LabPki, load_lab_pki, write_lab_pki
 from sztpctl.protocol import pki
@@ -229,3 +232,52 @@ def lay_out_example(directory: Path) -> Path:
 
 def example_lab(fleet: Path) -> LabPki:
     return load_lab_pki(fleet.parent / "pki")
+
+
+def issue_leaf(
+    issuer: pki.Credential,
+    serial: str,
+    *,
+    key_usage: x509.KeyUsage | None,
+    extended_usage: Sequence[x509.ObjectIdentifier] | None,
+) -> pki.Credential:
+    """A device-like leaf with exactly the given (or no) key usage extensions."""
+    key = pki.generate_key()
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, serial),
+                    x509.NameAttribute(NameOID.SERIAL_NUMBER, serial),
+                ]
+            )
+        )
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+    if key_usage is not None:
+        builder = builder.add_extension(key_usage, critical=True)
+    if extended_usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(extended_usage), critical=False)
+    certificate = builder.sign(issuer.private_key, pki.signature_hash(issuer.private_key))
+    return pki.Credential(certificate, key, issuer.certificates)
+
+
+def key_usage(*, digital_signature: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=not digital_signature,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import stat
 import subprocess
@@ -26,6 +27,7 @@ from aiohttp.test_utils import TestServer
 from sztp_server.admin import build_admin_app
 from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext
+from sztp_server.secret_key import SecretKey
 from sztp_server.store.model import ProgressRecord
 from sztp_server.store.sqlite import SqliteStore
 from sztp_server.tokens import (
@@ -33,6 +35,7 @@ from sztp_server.tokens import (
     generate_token,
     hash_token,
 )
+from sztpctl.client import SztpClient
 from sztpctl.protocol import pki
 from sztpctl.protocol.voucher import create_voucher, sign_voucher
 from sztpctl.state.resources import KINDS
@@ -112,7 +115,7 @@ def make_api(tmp_path: Path, *, max_body_bytes: int = 256 * 1024) -> Iterator[Ap
     token = ensure_first_admin_token(store, tmp_path / "secret" / "admin-token")
     assert token is not None
     config = ServerConfig(max_body_bytes=max_body_bytes, refresh_interval=0.05)
-    context = ServerContext(store, config)
+    context = ServerContext(store, config, SecretKey(os.urandom(32)))
     server = LiveServer(context, max_bulk_bytes=4 * 1024 * 1024)
     try:
         yield Api(server.url, token, context)
@@ -269,6 +272,10 @@ def test_token_lifecycle_never_shows_hashes(api: Api) -> None:
     assert api.delete("/api/v1/tokens/ci").status_code == 404
     last = api.delete("/api/v1/tokens/admin")
     assert last.status_code == 409
+    assert error_of(last)["message"] == (
+        "token 'admin' is the last admin token; create another one first"
+    )
+    assert [token.name for token in api.store.tokens()] == ["admin"]
     bad = api.post("/api/v1/tokens", json={"name": "x y", "role": "root"})
     assert bad.status_code == 422 and error_of(bad)["field"] == "name"
 
@@ -473,7 +480,10 @@ def test_apply_reapply_prune_and_export_round_trip(api: Api, ec_lab: Any) -> Non
     assert round_trip.json()["changes"] == []
     assert api.revision() == 1
     stored = api.store.get("owner", "default")
-    assert stored is not None and stored.spec["private_key"] == owner_key_pem(ec_lab)
+    assert stored is not None
+    assert api.context.secret_key.open("default", stored.spec["private_key"]) == owner_key_pem(
+        ec_lab
+    )
 
     smaller = {"device": {"SN-0001": document["resources"]["device"]["SN-0001"]}}
     pruned = api.post("/api/v1/state", json={"resources": smaller, "prune": True})
@@ -631,11 +641,16 @@ def test_status_and_progress(api: Api, ec_lab: Any) -> None:
     status = api.get("/api/v1/devices/SN-0001/status").json()
     assert status["status"] == "complete" and status["attempts"] == 2
     assert status["last_report"]["progress_type"] == "bootstrap-complete"
+    assert status["last_report"]["truncated"] is False
+    assert status["reports"] == 4
     progress = api.get("/api/v1/devices/SN-0001/progress").json()
     assert [len(attempt["reports"]) for attempt in progress["attempts"]] == [2, 2]
+    assert progress["next_before"] is None
     newest = api.get("/api/v1/devices/SN-0001/progress", params={"limit": 1}).json()
     assert newest["attempts"][0]["reports"][0]["progress_type"] == "bootstrap-complete"
-    assert api.get("/api/v1/devices/SN-0001/progress", params={"limit": 0}).status_code == 400
+    for bad in ({"limit": "0"}, {"limit": "1001"}, {"before": "0"}, {"before": "x"}):
+        response = api.get("/api/v1/devices/SN-0001/progress", params=bad)
+        assert response.status_code == 400, bad
     assert api.get("/api/v1/devices/NOPE/status").status_code == 404
 
     fleet_status = api.get("/api/v1/status").json()
@@ -647,11 +662,101 @@ def test_status_and_progress(api: Api, ec_lab: Any) -> None:
     assert [item["name"] for item in stalled] == ["SN-0002"]
 
 
+def add_reports(api: Api, serial: str, count: int, **bounds: int) -> None:
+    """`count` reports in attempts of four: initiated, two steps, complete."""
+    steps = ("bootstrap-initiated", "config-initiated", "config-complete", "bootstrap-complete")
+    for index in range(count):
+        progress_type = steps[index % 4]
+        record = ProgressRecord(
+            serial, datetime.now(UTC), progress_type, f"report {index}", None, index // 4 + 1
+        )
+        assert api.store.add_report(record, **bounds)
+
+
+def test_device_status_counts_reports_without_reading_them(api: Api, ec_lab: Any) -> None:
+    seed(api, ec_lab)
+    add_reports(api, "SN-0001", 32, keep_per_device=10)
+    status = api.get("/api/v1/devices/SN-0001/status").json()
+    assert status["status"] == "complete"
+    # The attempt number of the latest report: older attempts were pruned, not forgotten.
+    assert status["attempts"] == 8
+    assert status["reports"] == 10
+    assert status["report_bytes"] == sum(len(f"report {index}") for index in range(22, 32))
+    assert status["last_report"]["message"] == "report 31"
+    never = api.get("/api/v1/devices/SN-0002/status").json()
+    assert never == {
+        "serial": "SN-0002",
+        "status": "not-seen",
+        "attempts": 0,
+        "last_report": None,
+        "reports": 0,
+        "report_bytes": 0,
+    }
+
+
+def test_progress_pages_hold_every_report_once(api: Api, ec_lab: Any) -> None:
+    seed(api, ec_lab)
+    add_reports(api, "SN-0001", 25)
+    add_reports(api, "SN-0002", 3)
+    first = api.get("/api/v1/devices/SN-0001/progress").json()
+    assert first["next_before"] is None
+    assert sum(len(attempt["reports"]) for attempt in first["attempts"]) == 25
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 10}
+    pages = 0
+    while True:
+        page = api.get("/api/v1/devices/SN-0001/progress", params=params).json()
+        pages += 1
+        reports = [report for attempt in page["attempts"] for report in attempt["reports"]]
+        seen[:0] = [report["message"] for report in reports]
+        if page["next_before"] is None:
+            break
+        assert page["next_before"] == reports[0]["id"]
+        params["before"] = page["next_before"]
+    assert pages == 3
+    assert seen == [f"report {index}" for index in range(25)]
+
+    # The client follows the pages and joins the attempt a page boundary cut in two.
+    with SztpClient(api.url, api.token) as client:
+        history = client.device_progress("SN-0001")
+    assert [attempt["attempt"] for attempt in history["attempts"]] == [1, 2, 3, 4, 5, 6, 7]
+    assert [
+        report["message"] for attempt in history["attempts"] for report in attempt["reports"]
+    ] == seen
+
+
+@pytest.mark.parametrize("how", ["delete", "prune"])
+def test_a_recreated_serial_has_no_old_reports(api: Api, ec_lab: Any, how: str) -> None:
+    seed(api, ec_lab)
+    add_reports(api, "SN-0002", 3)
+    if how == "delete":
+        assert api.delete("/api/v1/devices/SN-0002").status_code == 204
+    else:
+        pruned = fleet(ec_lab, devices=1)
+        response = api.post("/api/v1/state", json={"resources": pruned, "prune": True})
+        assert response.status_code == 200, response.text
+    created = api.put("/api/v1/devices/SN-0002", json={"spec": {"profile": "base"}})
+    assert created.status_code == 201, created.text
+    assert api.get("/api/v1/devices/SN-0002/progress").json()["attempts"] == []
+    status = api.get("/api/v1/devices/SN-0002/status").json()
+    assert (status["status"], status["last_report"]) == ("not-seen", None)
+    assert status["reports"] == 0
+    assert api.get("/api/v1/status").json()["counts"]["not-seen"] == 2
+
+
 def test_audit_records_actor_and_pages(api: Api, ec_lab: Any) -> None:
     seed(api, ec_lab)
     entries = api.get("/api/v1/audit", params={"limit": 1000}).json()["entries"]
-    assert len(entries) == 6
-    assert {entry["actor"] for entry in entries} == {"admin"}
+    assert len(entries) == 7
+    # The first admin token, written by the server itself at its first start, comes first.
+    first = entries[-1]
+    assert (first["actor"], first["action"], first["kind"], first["name"]) == (
+        "(server)",
+        "create",
+        "token",
+        "admin",
+    )
+    assert {entry["actor"] for entry in entries[:-1]} == {"admin"}
     assert entries[0]["id"] > entries[-1]["id"]
     page = api.get("/api/v1/audit", params={"limit": 2, "after_id": entries[-1]["id"]})
     assert len(page.json()["entries"]) == 2
@@ -716,6 +821,26 @@ def test_malformed_requests_get_clear_4xx(small_api: Api) -> None:
     assert "GET" in wrong_method.headers["Allow"]
     weird_serial = api.get("/api/v1/devices/a%2Fb")
     assert weird_serial.status_code == 404
+    assert api.revision() == 0
+
+
+def test_repeated_json_members_are_refused_by_name(api: Api, ec_lab: Any) -> None:
+    """json.loads keeps the last of two equal names; an admin meant one of them, not both."""
+    json_type = {"Content-Type": "application/json"}
+    token = api.post(
+        "/api/v1/tokens",
+        data=b'{"name": "ci", "role": "read-only", "role": "admin"}',
+        headers=json_type,
+    )
+    assert token.status_code == 400 and error_of(token)["code"] == "bad-request"
+    assert "duplicate JSON member 'role'" in error_of(token)["message"]
+    assert [item.name for item in api.store.tokens()] == ["admin"]
+    owner = fleet(ec_lab)["owner"]["default"]
+    nested = json.dumps({"name": "default", "spec": owner})
+    nested = nested.replace('"spec": {', '"spec": {"certificate_chain": "x", ', 1)
+    created = api.post("/api/v1/owners", data=nested.encode(), headers=json_type)
+    assert created.status_code == 400
+    assert "duplicate JSON member 'certificate_chain'" in error_of(created)["message"]
     assert api.revision() == 0
 
 

@@ -529,3 +529,17 @@ def test_sztpctl_refuses_plain_http_beyond_loopback_in_one_line(tmp_path: Path) 
     assert (
         result.stderr == "error: SZTP_ALLOW_PLAIN_HTTP: must be 1 or 0 (true/false), not 'maybe'\n"
     )
+
+
+def test_apply_leaves_the_cryptographic_stack_unloaded() -> None:
+    """`sztpctl apply` sends files and prints a plan: the CMS and certificate code, slow to
+    import, is the server's business and stays unloaded (every apply waits for its imports)."""
+    probe = (
+        "import sys\n"
+        "import sztpctl.client, sztpctl.commands, sztpctl.commands.declarative\n"
+        "print(sorted(m for m in ('cryptography.x509', 'asn1crypto') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == "[]\n", result.stdout

@@ -328,7 +328,7 @@ def test_voucher_import_checks_before_upload(
     )  # fmt: skip
     assert imported.stdout.strip() == (
         "voucher for SN-0001 imported "
-        "(checked: signature, serial number, expiry, MASA chain, pinned owner)"
+        "(checked: signature, serial number, expiry, no nonce, MASA chain, pinned owner)"
     )
     stored = client_for(server).get("device", "SN-0001")["spec"]["voucher"]
     assert base64.b64decode(stored) == voucher.read_bytes()

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import http.client
 import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -21,6 +22,7 @@ import requests
 from sztp_server.config import load_config
 from sztp_server.context import Snapshot
 from sztp_server.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
+from sztp_server.secret_key import SecretKey
 from sztp_testing import RunningServer, lab_trust, lab_voucher, running_server
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.state.resources import DEVICE, TRUST_ANCHOR
@@ -229,10 +231,11 @@ def authenticate(lab: LabPki, trusted_proxies: list[str], remote: str) -> str:
             },
             DEVICE: {DEVICE_A: {}},
         },
+        secret_key=SecretKey(os.urandom(32)),
     )
     peer = PeerInfo(
         remote=remote,
-        client_certificate=None,
+        client_chain=(),
         headers=(("x-ssl-client-cert", escaped_certificate(lab, DEVICE_A)),),
     )
     return asyncio.run(DeviceAuthenticator(config).authenticate(snapshot, peer))

@@ -66,6 +66,29 @@ def test_unknown_file_keys_name_the_closest_setting(tmp_path: Path) -> None:
         load_config(path, environ={})
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SZTP_SERVER_AUDIT_RETENTION_DAYS", "-1", "must not be negative (0 turns it off)"),
+        ("SZTP_SERVER_AUDIT_RETENTION_DAYS", "nan", "must be a finite number"),
+        ("SZTP_SERVER_AUDIT_RETENTION_DAYS", "inf", "must be a finite number"),
+        ("SZTP_SERVER_RESPONSE_CACHE_BYTES", "0", "must be positive"),
+    ],
+)
+def test_number_settings_are_checked(variable: str, value: str, message: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        load_config(None, environ={variable: value})
+    assert refused.value.message == message
+
+
+def test_zero_turns_audit_retention_off() -> None:
+    assert load_config(None, environ={}).audit_retention_days == 0
+    config = load_config(None, environ={"SZTP_SERVER_AUDIT_RETENTION_DAYS": "0"})
+    assert config.audit_retention_days == 0
+    config = load_config(None, environ={"SZTP_SERVER_AUDIT_RETENTION_DAYS": "90"})
+    assert config.audit_retention_days == 90
+
+
 # ---- the admin API over plain HTTP (issue 12, item 10)
 
 
@@ -134,3 +157,74 @@ def test_check_and_run_refuse_a_plain_http_admin_listener_beyond_loopback(
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert not (tmp_path / "sztp.db").exists()
     assert not (tmp_path / "admin-token").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "environ", "hosts"),
+    [
+        ("postgresql://sztp:s3cret@db.example.net/sztp", {}, "db.example.net"),
+        ("postgresql://sztp:s3cret@db.example.net/sztp?sslmode=require", {}, "db.example.net"),
+        ("postgres://sztp@[2001:db8::5]:5433,10.0.0.7/sztp?password=s3cret", {}, "10.0.0.7, 2001"),
+        ("postgresql:///sztp?host=db.example.net&sslmode=verify-ca", {}, "db.example.net"),
+        ("postgresql://localhost/sztp?hostaddr=192.0.2.8", {}, "192.0.2.8"),
+        ("postgresql:///sztp", {"PGHOST": "db.example.net"}, "db.example.net"),
+        ("postgresql://db.example.net/sztp", {"PGSSLMODE": "verify-ca"}, "db.example.net"),
+        ("postgresql://db.example.net/sztp?sslmode=verify-full", {}, None),
+        ("postgresql://db.example.net/sztp", {"PGSSLMODE": "verify-full"}, None),
+        ("postgresql://sztp:s3cret@localhost:5432/sztp", {}, None),
+        ("postgresql://sztp:s3cret@127.0.0.1,[::1]/sztp", {}, None),
+        ("postgresql:///sztp?host=/run/postgresql", {}, None),
+        ("postgresql://%2Frun%2Fpostgresql/sztp", {}, None),
+        ("postgresql:///sztp", {}, None),
+    ],
+)
+def test_check_warns_about_an_unverified_database_on_another_machine(
+    url: str,
+    environ: dict[str, str],
+    hosts: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sztp_server.__main__ import main
+
+    for name in ("PGHOST", "PGHOSTADDR", "PGSSLMODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**environ, "SZTP_SERVER_DATABASE_URL": url}.items():
+        monkeypatch.setenv(name, value)
+    main(["check"])
+    output = capsys.readouterr()
+    assert output.out == "sztp-server: configuration OK (defaults)\n"
+    assert "s3cret" not in output.err
+    if hosts is None:
+        assert output.err == ""
+    else:
+        assert output.err.startswith(f"sztp-server: warning: database_url: PostgreSQL on {hosts}")
+        assert "sslmode=verify-full" in output.err
+        assert len(output.err.splitlines()) == 1
+
+
+# ---- connection limits and monitoring endpoints (issue 12, items 2 and 14)
+
+
+def test_monitoring_listeners_must_name_a_place() -> None:
+    assert load_config(None, environ={}).monitoring_listeners == "admin"
+    with pytest.raises(ValidationError) as refused:
+        load_config(None, environ={"SZTP_SERVER_MONITORING_LISTENERS": "everywhere"})
+    assert (refused.value.field, refused.value.message) == (
+        "monitoring_listeners",
+        "must be one of admin, device, both",
+    )
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "SZTP_SERVER_REQUEST_HEAD_TIMEOUT",
+        "SZTP_SERVER_KEEPALIVE_TIMEOUT",
+        "SZTP_SERVER_MAX_CONNECTIONS_PER_ADDRESS",
+    ],
+)
+def test_connection_limits_must_be_positive(variable: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        load_config(None, environ={variable: "0"})
+    assert refused.value.message == "must be positive"

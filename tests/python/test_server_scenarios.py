@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import ssl
 import time
@@ -140,9 +141,11 @@ def test_two_instances_share_postgresql(
 ) -> None:
     with running_server(tmp_path / "one", lab=lab, database_url=postgres_database) as one:
         # The shared database has its first token already: instance two writes none, so it
-        # gets the same token file the operator would give it.
+        # gets the same token file the operator would give it, and the same secret key (the
+        # owner key in the database is encrypted under it).
         (tmp_path / "two" / "state").mkdir(parents=True)
         (tmp_path / "two" / "state" / "admin-token").write_text(one.token)
+        shutil.copy2(tmp_path / "one" / "state" / "secret-key", tmp_path / "two" / "state")
         with running_server(tmp_path / "two", lab=lab, database_url=postgres_database) as two:
             apply(one, base_resources(lab, ONBOARDING))
             deadline = time.monotonic() + 5  # two notices within its refresh interval
@@ -270,7 +273,9 @@ def test_metrics_count_requests_and_reports(lab: LabPki, tmp_path: Path) -> None
         apply(server, base_resources(lab, ONBOARDING))
         assert run_device(lab, server, tmp_path / "device").succeeded
         metrics = requests.get(
-            f"{server.device_url}/metrics", verify=str(lab.tls_ca.certificate), timeout=10
+            f"{server.admin_url}/metrics",
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=10,
         ).text
         assert 'sztp_requests_total{rpc="get-bootstrapping-data",status="200"} 1' in metrics
         assert 'sztp_progress_reports_total{progress_type="bootstrap-complete"} 1' in metrics

@@ -7,11 +7,14 @@ each test then gets its own schema in that database.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import multiprocessing
 import os
 import signal
 import sqlite3
 import stat
+import sys
 import threading
 import time
 import uuid
@@ -32,6 +35,8 @@ from sztp_server.store import (
     open_store,
     sqlite_path,
 )
+from sztp_server.store.base import report_size
+from sztp_server.store.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from sztpctl.errors import SztpError
 
 POSTGRES_URL_VARIABLE = "SZTP_TEST_POSTGRES_URL"
@@ -418,7 +423,16 @@ def test_killed_at_any_moment_leaves_old_or_new_state(store_url: str, delay: flo
 # -- progress reports -----------------------------------------------------------------------
 
 
+def add_devices(store: Store, *serials: str) -> None:
+    store.apply([create("device", serial) for serial in serials], actor="test")
+
+
+def without_ids(records: list[ProgressRecord]) -> list[ProgressRecord]:
+    return [dataclasses.replace(record, id=0) for record in records]
+
+
 def test_report_fields_round_trip(store: Store) -> None:
+    add_devices(store, "SN-1")
     record = ProgressRecord(
         serial="SN-1",
         received_at=datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC),
@@ -428,13 +442,17 @@ def test_report_fields_round_trip(store: Store) -> None:
         attempt=3,
         ssh_host_keys=(("ssh-ed25519", "AAAAC3Nza"), ("ecdsa-sha2-nistp256", "AAAAE2Vj")),
         trust_anchor_certs=("MIIB", "MIIC"),
+        truncated=True,
     )
-    store.add_report(record)
-    assert store.reports("SN-1") == [record]
-    assert store.latest_reports() == {"SN-1": record}
+    assert store.add_report(record) is True
+    (stored,) = store.reports("SN-1")
+    assert stored.id > 0
+    assert without_ids([stored]) == [record]
+    assert store.latest_reports() == {"SN-1": stored}
 
 
 def test_reports_are_bounded_per_device(store: Store) -> None:
+    add_devices(store, "SN-A", "SN-B")
     start = datetime(2024, 1, 1, tzinfo=UTC)
     for i in range(12):
         store.add_report(
@@ -454,14 +472,168 @@ def test_reports_are_bounded_per_device(store: Store) -> None:
 
     store.delete_reports("SN-A")
     assert store.reports("SN-A") == []
+    assert store.report_summary("SN-A") is None
     assert set(store.latest_reports()) == {"SN-B"}
     store.add_report(report("SN-A", "again"), keep_per_device=2)
     assert [r.progress_type for r in store.reports("SN-A")] == ["again"]
     with pytest.raises(StoreError, match="keep_per_device"):
         store.add_report(report("SN-A", "x"), keep_per_device=0)
+    with pytest.raises(StoreError, match="bytes_per_device"):
+        store.add_report(report("SN-A", "x"), bytes_per_device=0)
+
+
+def test_report_summary_counts_what_pruning_kept(store: Store) -> None:
+    add_devices(store, "SN-A")
+    for i in range(12):
+        store.add_report(report("SN-A", f"step-{i}"), keep_per_device=5)
+    summary = store.report_summary("SN-A")
+    assert summary is not None
+    assert summary.latest.progress_type == "step-11"
+    assert summary.report_count == 5
+    assert summary.report_bytes == sum(map(report_size, store.reports("SN-A")))
+
+
+def test_a_report_flood_stays_within_the_byte_budget(store: Store) -> None:
+    add_devices(store, "SN-A", "SN-B")
+    store.add_report(report("SN-B", "bootstrap-initiated"), bytes_per_device=10_000)
+    flood = [
+        dataclasses.replace(report("SN-A", "informational"), message=f"{i:04}" + "x" * 996)
+        for i in range(50)
+    ]
+    for record in flood:
+        store.add_report(record, keep_per_device=1000, bytes_per_device=10_000)
+    kept = store.reports("SN-A")
+    summary = store.report_summary("SN-A")
+    assert summary is not None
+    assert summary.report_bytes == sum(map(report_size, kept)) == 10_000
+    # The newest reports stay, oldest first; the other device keeps its report.
+    assert without_ids(kept) == flood[-10:]
+    assert len(store.reports("SN-B")) == 1
+    # A report larger than the whole budget still replaces the history: the newest stays.
+    huge = dataclasses.replace(report("SN-A", "bootstrap-error"), message="y" * 20_000)
+    store.add_report(huge, bytes_per_device=10_000)
+    assert without_ids(store.reports("SN-A")) == [huge]
+
+
+def test_report_pages_hold_every_report_once(store: Store) -> None:
+    add_devices(store, "SN-A", "SN-B")
+    for i in range(25):
+        store.add_report(report("SN-A", f"step-{i}"))
+        store.add_report(report("SN-B", f"other-{i}"))
+    pages: list[list[ProgressRecord]] = []
+    before = None
+    while True:
+        page = store.reports("SN-A", limit=10, before_id=before)
+        if not page:
+            break
+        pages.insert(0, page)
+        before = page[0].id
+    assert [len(page) for page in pages] == [5, 10, 10]
+    paged = [record.progress_type for page in pages for record in page]
+    assert paged == [f"step-{i}" for i in range(25)]
+
+
+def test_deleting_a_device_deletes_its_reports(store: Store) -> None:
+    add_devices(store, "SN-A", "SN-B")
+    for serial in ("SN-A", "SN-B"):
+        store.add_report(report(serial, "bootstrap-initiated"))
+        store.add_report(report(serial, "bootstrap-complete"))
+    store.apply([Change("delete", "device", "SN-A", None)], actor="test")
+    assert store.reports("SN-A") == []
+    assert store.report_summary("SN-A") is None
+    assert set(store.latest_reports()) == {"SN-B"}
+    # A report from a device deleted after it authenticated is not stored.
+    assert store.add_report(report("SN-A", "informational")) is False
+    add_devices(store, "SN-A")
+    assert store.reports("SN-A") == []
+    assert store.report_summary("SN-A") is None
+    assert len(store.reports("SN-B")) == 2
+    # Delete and re-create in one batch: the new device starts without history too.
+    store.add_report(report("SN-A", "bootstrap-initiated"))
+    store.apply([Change("delete", "device", "SN-A", None), create("device", "SN-A")], actor="test")
+    assert store.reports("SN-A") == []
+
+
+def test_postgres_report_racing_its_device_delete_is_not_kept(postgres_url: str) -> None:
+    """A report that arrives while another instance deletes the device waits for the delete,
+    then finds no device: nothing is left for a device re-created under the serial."""
+    import psycopg
+
+    opened = open_store(postgres_url)
+    outcome: list[bool] = []
+    try:
+        opened.apply([create("device", "SN-1")], actor="a")
+        with psycopg.connect(postgres_url) as deleter:
+            deleter.execute("DELETE FROM resources WHERE kind = 'device' AND name = 'SN-1'")
+            reporter = threading.Thread(
+                target=lambda: outcome.append(opened.add_report(report("SN-1", "informational"))),
+                daemon=True,
+            )
+            reporter.start()
+            deadline = time.monotonic() + 30
+            while not lock_waiters(postgres_url) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert lock_waiters(postgres_url), "the report did not wait for the delete"
+            deleter.commit()
+        reporter.join(timeout=30)
+        assert outcome == [False]
+        assert opened.reports("SN-1") == []
+    finally:
+        opened.close()
+
+
+def lock_waiters(postgres_url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_schema_upgrade_drops_reports_of_deleted_devices(store_url: str) -> None:
+    """A version 1 database still holds the reports of devices deleted before the upgrade."""
+    migrations = POSTGRES_MIGRATIONS
+    if store_url.startswith("sqlite:"):
+        migrations = SQLITE_MIGRATIONS
+        sqlite_path(store_url).parent.mkdir()
+    version_1 = [
+        *migrations[0].statements,
+        "CREATE TABLE schema_version (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)",
+        "INSERT INTO schema_version (id, version) VALUES (1, 1)",
+        "INSERT INTO resources (kind, name, spec, revision, created_at, updated_at) VALUES "
+        "('device', 'SN-KEPT', '{}', 1, '2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00')",
+        "INSERT INTO reports (serial, received_at, progress_type, message, source_address, "
+        "attempt, ssh_host_keys, trust_anchor_certs) VALUES "
+        "('SN-GONE', '2024-01-01T00:00:00+00:00', 'bootstrap-initiated', 'twelve bytes', NULL, "
+        "1, '[]', '[]'), "
+        "('SN-KEPT', '2024-01-01T00:00:00+00:00', 'bootstrap-initiated', 'twelve bytes', NULL, "
+        "1, '[]', '[]')",
+        "INSERT INTO report_heads (serial, latest_id, report_count) "
+        "SELECT serial, id, 1 FROM reports",
+    ]
+    for statement in version_1:
+        raw_execute(store_url, statement)
+    upgraded = open_store(store_url)
+    try:
+        assert set(upgraded.latest_reports()) == {"SN-KEPT"}
+        assert upgraded.reports("SN-GONE") == []
+        upgraded.apply([create("device", "SN-GONE")], actor="test")
+        assert upgraded.reports("SN-GONE") == []
+        summary = upgraded.report_summary("SN-KEPT")
+        assert summary is not None and summary.report_count == 1
+        # Backfilled from the stored text: the message and the two empty JSON lists.
+        assert summary.report_bytes == len("twelve bytes") + 4
+        assert summary.latest.truncated is False
+    finally:
+        upgraded.close()
 
 
 def test_latest_reports_across_a_thousand_devices(store: Store) -> None:
+    add_devices(store, *(f"SN-{i:04}" for i in range(1000)))
     for i in range(1000):
         store.add_report(report(f"SN-{i:04}", "bootstrap-initiated"))
     for i in range(0, 1000, 2):
@@ -480,18 +652,203 @@ def test_tokens(store: Store) -> None:
     now = datetime.now(UTC)
     admin = TokenRecord("ci", "hash-1", "admin", now)
     reader = TokenRecord("dashboard", "hash-2", "read-only", now)
-    store.add_token(reader)
-    store.add_token(admin)
+    store.add_token(reader, actor="setup")
+    store.add_token(admin, actor="setup")
     with pytest.raises(ConflictError, match="token 'ci' already exists"):
-        store.add_token(TokenRecord("ci", "hash-3", "admin", now))
+        store.add_token(TokenRecord("ci", "hash-3", "admin", now), actor="setup")
     with pytest.raises(ConflictError, match="same secret"):
-        store.add_token(TokenRecord("other", "hash-1", "admin", now))
+        store.add_token(TokenRecord("other", "hash-1", "admin", now), actor="setup")
     assert store.find_token("hash-1") == admin
     assert store.find_token("hash-3") is None
     assert store.tokens() == [admin, reader]
-    assert store.delete_token("ci") is True
-    assert store.delete_token("ci") is False
+    assert store.delete_token("ci", actor="ops") is True
+    assert store.delete_token("ci", actor="ops") is False
     assert store.find_token("hash-1") is None
+
+
+def test_token_changes_are_audited_without_secrets(store: Store) -> None:
+    now = datetime.now(UTC)
+    store.add_token(TokenRecord("ci", "hash-of-ci", "admin", now), actor="setup")
+    with pytest.raises(ConflictError):
+        store.add_token(TokenRecord("ci", "hash-other", "admin", now), actor="setup")
+    assert store.delete_token("ci", actor="ops") is True
+    assert store.delete_token("ci", actor="ops") is False
+    entries = store.audit()
+    assert [(e.actor, e.action, e.kind, e.name, e.detail) for e in entries] == [
+        ("ops", "delete", "token", "ci", {"role": "admin"}),
+        ("setup", "create", "token", "ci", {"role": "admin"}),
+    ]
+    assert "hash-of-ci" not in repr(entries)
+    assert store.revision() == 0  # tokens are not part of the admin state
+
+
+# -- audit size and retention -------------------------------------------------------------------
+
+
+def test_large_audit_strings_are_stored_as_digest_and_size(store: Store) -> None:
+    script = "#!/bin/sh\n" + "echo configuring\n" * 200  # 3.4 KB
+    small = "#!/bin/sh\ntrue\n"
+    store.apply(
+        [create("profile", "lab")],
+        actor="alice",
+        audit_details=[
+            {
+                "after": {
+                    "post_configuration_script": script,
+                    "pre_configuration_script": small,
+                    "bootstrap_servers": [{"address": "a", "trust_anchor": "é" * 600}],
+                }
+            }
+        ],
+    )
+    (entry,) = store.audit()
+    after = entry.detail["after"]
+    assert after["post_configuration_script"] == {
+        "sha256": hashlib.sha256(script.encode()).hexdigest(),
+        "size": len(script.encode()),
+    }
+    assert after["pre_configuration_script"] == small
+    nested = after["bootstrap_servers"][0]
+    assert nested["address"] == "a"
+    assert nested["trust_anchor"]["size"] == 1200  # UTF-8 bytes, not characters
+    assert "echo configuring" not in repr(entry)
+
+
+def audit_times(store: Store) -> list[str]:
+    return [entry.name for entry in store.audit(limit=1000)]
+
+
+def test_prune_audit_removes_only_older_entries(store: Store, store_url: str) -> None:
+    store.apply([create("device", f"SN-{i}") for i in range(4)], actor="a")
+    raw_execute(store_url, "UPDATE audit SET at = '2000-01-01T00:00:00.000000+00:00'")
+    raw_execute(
+        store_url, "UPDATE audit SET at = '2020-01-01T00:00:00.000000+00:00' WHERE name = 'SN-3'"
+    )
+    store.apply([create("device", "SN-new")], actor="a")
+    cutoff = datetime(2010, 1, 1, tzinfo=UTC)
+    assert store.prune_audit(cutoff, dry_run=True) == 3
+    assert sorted(audit_times(store)) == ["SN-0", "SN-1", "SN-2", "SN-3", "SN-new"]
+    assert store.prune_audit(cutoff) == 3  # the server's own retention: no entry of its own
+    assert sorted(audit_times(store)) == ["SN-3", "SN-new"]
+    assert store.prune_audit(cutoff, dry_run=True) == 0
+    assert store.prune_audit(datetime(2025, 1, 1, tzinfo=UTC), actor="ops") == 1
+    entries = store.audit()
+    assert [(e.actor, e.action, e.kind, e.name) for e in entries] == [
+        ("ops", "prune", "audit", "2025-01-01T00:00:00Z"),
+        ("a", "create", "device", "SN-new"),
+    ]
+    assert entries[0].detail == {"before": "2025-01-01T00:00:00Z", "entries": 1}
+
+
+def test_prune_audit_works_in_batches(
+    store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = sys.modules[type(store).__module__]
+    monkeypatch.setattr(backend, "AUDIT_PRUNE_BATCH", 4)
+    store.apply([create("device", f"SN-{i}") for i in range(10)], actor="a")
+    raw_execute(store_url, "UPDATE audit SET at = '2000-01-01T00:00:00.000000+00:00'")
+    store.apply([create("device", "SN-kept")], actor="a")
+    assert store.prune_audit(datetime(2001, 1, 1, tzinfo=UTC)) == 10
+    assert audit_times(store) == ["SN-kept"]
+
+
+def prune_in_child(store_url: str, before: datetime, results: Any) -> None:
+    store = open_store(store_url)
+    try:
+        results.put(store.prune_audit(before))
+    finally:
+        store.close()
+
+
+def test_instances_pruning_at_once_remove_each_entry_once(store: Store, store_url: str) -> None:
+    store.apply([create("device", f"SN-{i:05}") for i in range(BULK_SIZE)], actor="a")
+    raw_execute(store_url, "UPDATE audit SET at = '2000-01-01T00:00:00.000000+00:00'")
+    store.apply([create("device", "SN-kept")], actor="a")
+    results = SPAWN.Queue()
+    children = [
+        SPAWN.Process(
+            target=prune_in_child, args=(store_url, datetime(2001, 1, 1, tzinfo=UTC), results)
+        )
+        for _ in range(2)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=120)
+        assert child.exitcode == 0
+    assert results.get(timeout=10) + results.get(timeout=10) == BULK_SIZE
+    assert audit_times(store) == ["SN-kept"]
+
+
+def admin_tokens(store: Store) -> list[str]:
+    return [token.name for token in store.tokens() if token.role == "admin"]
+
+
+def test_the_last_token_of_a_role_is_kept(store: Store) -> None:
+    now = datetime.now(UTC)
+    for name, role in (("a", "admin"), ("b", "admin"), ("viewer", "read-only")):
+        store.add_token(TokenRecord(name, f"hash-{name}", role, now), actor="test")
+    assert store.delete_token("viewer", actor="test", keep_one_of_role="admin") is True
+    assert store.delete_token("a", actor="test", keep_one_of_role="admin") is True
+    with pytest.raises(ConflictError, match="token 'b' is the last admin token"):
+        store.delete_token("b", actor="test", keep_one_of_role="admin")
+    assert admin_tokens(store) == ["b"]
+    assert store.delete_token("gone", actor="test", keep_one_of_role="admin") is False
+    assert store.delete_token("b", actor="test") is True  # without the guard, as asked
+
+
+def test_instances_deleting_the_last_two_admin_tokens_keep_one(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two instances (stores with their own connections) delete the two admin tokens at once.
+
+    The first pauses inside its transaction right after its check; the second must then wait
+    for it and refuse, not check the state the first is about to change and delete as well.
+    """
+    first, second = open_store(store_url), open_store(store_url)
+    now = datetime.now(UTC)
+    first.add_token(TokenRecord("a", "hash-a", "admin", now), actor="test")
+    first.add_token(TokenRecord("b", "hash-b", "admin", now), actor="test")
+    backend = sys.modules[type(first).__module__]
+    checked, release = threading.Event(), threading.Event()
+    check = backend.check_not_last_of_role
+
+    def check_then_pause(*args: Any) -> None:
+        check(*args)
+        if not checked.is_set():
+            checked.set()
+            release.wait(timeout=60)
+
+    monkeypatch.setattr(backend, "check_not_last_of_role", check_then_pause)
+    outcomes: dict[str, object] = {}
+
+    def delete(store: Store, name: str) -> None:
+        try:
+            outcomes[name] = store.delete_token(name, actor=name, keep_one_of_role="admin")
+        except ConflictError as exc:
+            outcomes[name] = exc
+
+    racers = [
+        threading.Thread(target=delete, args=(first, "a")),
+        threading.Thread(target=delete, args=(second, "b")),
+    ]
+    try:
+        racers[0].start()
+        assert checked.wait(timeout=60), "the first delete never reached its check"
+        racers[1].start()
+        # The second delete is blocked on the first one's lock; give it time to go wrong if
+        # it is not (the outcome asserted below does not depend on this wait).
+        racers[1].join(timeout=1)
+        release.set()
+        for racer in racers:
+            racer.join(timeout=60)
+        assert outcomes["a"] is True
+        assert isinstance(outcomes["b"], ConflictError)
+        assert admin_tokens(second) == ["b"]
+    finally:
+        release.set()
+        first.close()
+        second.close()
 
 
 # -- opening, schema, URLs --------------------------------------------------------------------
@@ -500,7 +857,7 @@ def test_tokens(store: Store) -> None:
 def test_reopen_keeps_state(store_url: str) -> None:
     first = open_store(store_url)
     first.apply([create("device", "SN-1")], actor="a")
-    first.add_token(TokenRecord("t", "h", "admin", datetime.now(UTC)))
+    first.add_token(TokenRecord("t", "h", "admin", datetime.now(UTC)), actor="setup")
     first.close()
     second = open_store(store_url)
     assert second.revision() == 1
@@ -514,7 +871,8 @@ def test_newer_schema_version_is_refused(store_url: str) -> None:
     raw_execute(store_url, "UPDATE schema_version SET version = 99")
     with pytest.raises(
         StoreError,
-        match=r"database schema version 99 is newer than this server supports \(1\)",
+        match=rf"database schema version 99 is newer than this server supports "
+        rf"\({SQLITE_MIGRATIONS[-1].version}\)",
     ):
         open_store(store_url)
 
@@ -588,3 +946,43 @@ def test_postgres_reconnects_after_losing_its_connection(postgres_url: str) -> N
         opened.revision()
     assert opened.apply([create("device", "SN-1")], actor="a") == 1
     opened.close()
+
+
+def apply_in_thread(store: Store) -> list[BaseException | int]:
+    """Run one apply in a thread; its outcome, or nothing if it is still blocked after 30 s."""
+    outcome: list[BaseException | int] = []
+
+    def write() -> None:
+        try:
+            outcome.append(store.apply([create("device", "SN-1")], actor="a"))
+        except StoreError as exc:
+            outcome.append(exc)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    writer.join(timeout=30)
+    return outcome
+
+
+def test_postgres_statement_timeout_holds_on_every_connection(postgres_url: str) -> None:
+    """A write stuck behind another instance's lock fails with StoreError instead of hanging,
+    on the first connection and on the one that replaces it."""
+    import psycopg
+
+    opened = open_store(postgres_url, statement_timeout=0.2)
+    try:
+        with psycopg.connect(postgres_url) as holder:
+            holder.execute("SELECT revision FROM store_state WHERE id = 1 FOR UPDATE")
+            for _connection in ("first", "replacement"):
+                outcome = apply_in_thread(opened)
+                assert outcome, "the write waited for the lock with no statement timeout"
+                assert isinstance(outcome[0], StoreError)
+                assert "statement timeout" in str(outcome[0])
+                backend_pid = opened._connection().info.backend_pid  # type: ignore[attr-defined]
+                raw_execute(postgres_url, f"SELECT pg_terminate_backend({backend_pid})")
+                with pytest.raises(StoreError, match="PostgreSQL"):
+                    opened.revision()
+            holder.rollback()
+        assert opened.apply([create("device", "SN-1")], actor="a") == 1
+    finally:
+        opened.close()

@@ -138,6 +138,21 @@ def test_bad_members_are_named(
         decode_voucher_json(json.dumps(document).encode())
 
 
+def test_repeated_members_are_refused_even_when_signed(parties: dict[str, pki.Credential]) -> None:
+    """A MASA-signed voucher naming two serial numbers must not pass as the last one's."""
+    text = encode_voucher_json(make_voucher(parties)).decode()
+    member = f'"serial-number":"{SERIAL}"'
+    doubled = text.replace(member, f'"serial-number":"SN-9999",{member}').encode()
+    signed = cms.sign(doubled, ID_CT_ANIMA_JSON_VOUCHER, parties["masa"], [])
+    with pytest.raises(VoucherError, match="duplicate JSON member 'serial-number'"):
+        read_voucher(signed)
+    with pytest.raises(VoucherError, match="duplicate JSON member 'serial-number'"):
+        verify(parties, signed)
+    nested = text.replace('{"created-on"', '{"assertion":"verified","created-on"').encode()
+    with pytest.raises(VoucherError, match="duplicate JSON member 'assertion'"):
+        decode_voucher_json(nested)
+
+
 def test_signed_voucher_has_the_voucher_content_type(parties: dict[str, pki.Credential]) -> None:
     signed = sign_voucher(make_voucher(parties), parties["masa"])
     verified = cms.verify_signed(signed, allowed_econtent_types={ID_CT_ANIMA_JSON_VOUCHER})

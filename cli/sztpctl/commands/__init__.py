@@ -13,6 +13,7 @@ import typer
 
 from .. import __version__
 from . import (
+    audit,
     bootstrap_data,
     config,
     declarative,
@@ -39,6 +40,7 @@ app.add_typer(declarative.app)
 app.add_typer(validate.app)
 app.add_typer(watch.app)
 app.add_typer(device.app, name="device")
+app.add_typer(audit.app, name="audit")
 app.add_typer(nouns.profile_app, name="profile")
 app.add_typer(nouns.image_app, name="image")
 app.add_typer(nouns.trust_anchor_app, name="trust-anchor")

@@ -266,6 +266,8 @@ def _status_tables(summary: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from .output import report_message
+
     out = console()
     counts = Table("STATUS", "DEVICES", box=box.SIMPLE_HEAD)
     for name, count in summary["counts"].items():
@@ -287,6 +289,6 @@ def _status_tables(summary: dict[str, Any]) -> None:
                 Text(report["serial"]),
                 Text(report["progress_type"]),
                 report["received_at"],
-                Text(report["message"] or ""),
+                Text(report_message(report)),
             )
         out.print(errors)

@@ -272,6 +272,8 @@ def _read_csv(path: Path) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
 def _summary(summary: Mapping[str, Any]) -> None:
     from rich.text import Text
 
+    from .output import report_message
+
     out = console()
     out.print(
         Text(f"{summary['serial']}: {summary['status']} ({summary['attempts']} attempt(s))"),
@@ -282,7 +284,8 @@ def _summary(summary: Mapping[str, Any]) -> None:
         typer.echo("no progress reports yet")
         return
     source = f" from {report['source_address']}" if report.get("source_address") else ""
-    message = f": {report['message']}" if report.get("message") else ""
+    shown = report_message(report)
+    message = f": {shown}" if shown else ""
     out.print(
         Text(f"last report: {report['progress_type']} at {report['received_at']}{source}{message}")
     )
@@ -294,6 +297,8 @@ def _timeline(progress: Mapping[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from .output import report_message
+
     out = console()
     for attempt in progress["attempts"]:
         table = Table(
@@ -304,7 +309,7 @@ def _timeline(progress: Mapping[str, Any]) -> None:
             table.add_row(
                 report["received_at"],
                 Text(report["progress_type"]),
-                Text(report["message"] or ""),
+                Text(report_message(report)),
                 report["source_address"] or "",
             )
         out.print(table)

@@ -5,14 +5,22 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 
 from ..errors import SztpError
 
 EXIT_ERROR = 1
+
+
+def report_message(report: Mapping[str, Any]) -> str:
+    """A progress report's message, marked when the server cut it (or left out keys or trust
+    anchors) to keep within its size cap."""
+    message = report.get("message") or ""
+    return f"{message} [truncated by the server]" if report.get("truncated") else message
 
 
 def fail_with(error: BaseException) -> NoReturn:

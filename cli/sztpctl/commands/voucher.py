@@ -134,9 +134,9 @@ def import_voucher(
 ) -> None:
     """Check a voucher locally, then store it on the server for its device.
 
-    Always checked: the signature, the serial number and the expiry; with --owner-cert, that
-    it pins that owner; with --trust-anchor, that the MASA chains to it. A voucher that
-    fails is never sent.
+    Always checked: the signature, the serial number, the expiry and that it carries no nonce
+    (the server stores only what it can serve); with --owner-cert, that it pins that owner;
+    with --trust-anchor, that the MASA chains to it. A voucher that fails is never sent.
 
     Example:
 
@@ -149,7 +149,7 @@ def import_voucher(
     der = read_bytes(voucher_file)
     anchors = pki.load_certificates_pem(read_bytes(trust_anchor)) if trust_anchor else None
     voucher = read_voucher_for(der, serial, masa_anchors=anchors)
-    checked = ["signature", "serial number", "expiry"]
+    checked = ["signature", "serial number", "expiry", "no nonce"]
     if anchors is not None:
         checked.append("MASA chain")
     if owner_cert is not None:

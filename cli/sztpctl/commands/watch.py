@@ -69,6 +69,8 @@ def _view(
     from rich.table import Table
     from rich.text import Text
 
+    from .output import report_message
+
     stamp = datetime.now(UTC).strftime("%H:%M:%S UTC")
     if summary is None:
         return Group(Text(f"{server} at {stamp}: {problem} (retrying)", style="red"))
@@ -91,7 +93,7 @@ def _view(
             Text("stalled", style="yellow"),
             Text(report["progress_type"]),
             report["received_at"],
-            Text(report.get("message") or ""),
+            Text(report_message(report)),
         )
     for report in summary["recent_errors"]:
         attention.add_row(
@@ -99,7 +101,7 @@ def _view(
             Text("failed", style="red"),
             Text(report["progress_type"]),
             report["received_at"],
-            Text(report.get("message") or ""),
+            Text(report_message(report)),
         )
     parts.append(attention if attention.rows else Text("no stalled or failed devices"))
     return Group(*parts)

@@ -1,8 +1,9 @@
 """Certificate path validation (RFC 5280 subset) for CMS signers, vouchers and owner certificates.
 
 The checks are what SZTP needs and devices enforce: signatures, validity at a given time,
-issuers being CAs allowed to sign certificates, and path length constraints. Revocation is
-out of scope (RFC 8366 `domain-cert-revocation-checks` is left to the caller).
+issuers being CAs allowed to sign certificates, path length constraints, and what a leaf's
+key may be used for (`check_client_auth`, `check_signer`). Revocation is out of scope
+(RFC 8366 `domain-cert-revocation-checks` is left to the caller).
 """
 
 import datetime as dt
@@ -12,12 +13,20 @@ from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from sztpctl.errors import ChainError, ValidationError
 
-# Longer paths than this are certainly a loop or an attack, never a real SZTP PKI.
-_MAX_PATH_LENGTH = 8
+# Longer paths than this are certainly a loop or an attack, never a real SZTP PKI. Also the
+# most certificates a peer may present for one path (leaf and intermediates).
+MAX_PATH_LENGTH = 8
 
+# For messages: "SERVER_AUTH" reads better than 1.3.6.1.5.5.7.3.1.
+_EXTENDED_USAGE_NAMES = {
+    oid: name
+    for name, oid in vars(ExtendedKeyUsageOID).items()
+    if isinstance(oid, x509.ObjectIdentifier)
+}
 _ExtensionT = TypeVar("_ExtensionT", bound=x509.ExtensionType)
 # Memo sizes: a batch of vouchers from a few MASAs, or the devices of one lab, share a handful of
 # certificates and chains; the bound only keeps a long-running process from growing.
@@ -76,6 +85,43 @@ def _validate(
     return list(path)
 
 
+def check_client_auth(certificate: x509.Certificate) -> None:
+    """The certificate's key may authenticate a TLS client (a device's IDevID); else ChainError.
+
+    RFC 5280 §4.2.1.12: without an extended key usage extension the key may serve any
+    purpose; with one, it must list clientAuth (or anyExtendedKeyUsage).
+    """
+    _check_digital_signature(certificate, "a TLS client")
+    extended = _extension(certificate, x509.ExtendedKeyUsage)
+    if extended is not None and not {
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+    } & set(extended):
+        listed = ", ".join(
+            _EXTENDED_USAGE_NAMES.get(usage, usage.dotted_string) for usage in extended
+        )
+        raise ChainError(
+            f"{describe(certificate)}: extended key usage does not allow clientAuth "
+            f"(it lists {listed})"
+        )
+
+
+def check_signer(certificate: x509.Certificate) -> None:
+    """The certificate's key may sign CMS content (a MASA's voucher, an owner's conveyed
+    information); else ChainError."""
+    _check_digital_signature(certificate, "a CMS signer")
+
+
+def _check_digital_signature(certificate: x509.Certificate, role: str) -> None:
+    # RFC 5280 §4.2.1.3: without a key usage extension the key is not restricted.
+    key_usage = _extension(certificate, x509.KeyUsage)
+    if key_usage is not None and not key_usage.digital_signature:
+        raise ChainError(
+            f"{describe(certificate)}: key usage does not allow digitalSignature, "
+            f"which {role} needs"
+        )
+
+
 def describe(certificate: x509.Certificate) -> str:
     """A certificate's subject for messages (or its serial number if the subject is empty)."""
     try:
@@ -107,8 +153,8 @@ def _build_path(
             # A root that is not an anchor: trying anchors that share its name only confuses.
             failures.append(f"{describe(current)}: self-signed and not a trust anchor")
             return None
-        if len(path) > _MAX_PATH_LENGTH:
-            failures.append(f"{describe(leaf)}: path longer than {_MAX_PATH_LENGTH}")
+        if len(path) > MAX_PATH_LENGTH:
+            failures.append(f"{describe(leaf)}: path longer than {MAX_PATH_LENGTH}")
             return None
         candidates = [(cert, True) for cert in anchors] + [(cert, False) for cert in intermediates]
         found_issuer = False

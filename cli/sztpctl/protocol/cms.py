@@ -222,10 +222,21 @@ def verify_signed(
             f"no signed attributes: RFC 5652 requires them for {_type_name(parts.econtent_type)}"
         )
     _verify_signature(signer, signer_info, digest, signed_bytes)
+    certs.check_signer(signer)
     if trust_anchors is not None:
         intermediates = [*embedded, *extra_intermediates]
         certs.verify_chain(signer, intermediates=intermediates, trust_anchors=trust_anchors, at=at)
     return VerifiedContent(content, parts.econtent_type, signer, tuple(embedded))
+
+
+def content_verified_before(der: bytes, *, allowed_econtent_types: Collection[str]) -> bytes:
+    """The encapsulated content of a SignedData, its signature NOT checked: only for content
+    verified with `verify_signed` when it was accepted (a stored voucher), read again."""
+    parts = _read_signed_data(der)
+    _check_type(parts.econtent_type, allowed_econtent_types, "eContentType")
+    if parts.content is None:
+        raise CmsError("SignedData has no encapsulated content (detached signatures unsupported)")
+    return parts.content
 
 
 # --- reading SignedData -------------------------------------------------------------------------

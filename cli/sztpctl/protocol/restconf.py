@@ -149,6 +149,13 @@ _MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+/[A-Za-z0-9!#$%&'*+.^_`|~-
 _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 # Module-name prefixes of an instance-identifier in JSON form (RFC 7951 §6.11).
 _PATH_MODULE = re.compile(r"/([A-Za-z_][A-Za-z0-9_.-]*):")
+# An instance-identifier as this codec writes one: steps of [module:]name, each maybe with
+# list positions, e.g. ietf-sztp-bootstrap-server:input/ssh-host-keys[0]/key-data.
+_STEP = r"(?:[A-Za-z_][A-Za-z0-9_.-]*:)?[A-Za-z_][A-Za-z0-9_.-]*(?:\[[0-9]+\])*"
+_PLAIN_PATH = re.compile(rf"/?{_STEP}(?:/{_STEP})*")
+_PATH_PREFIX = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*):")
+# Longest piece of a client's text an error repeats back to it.
+_MAX_ECHO = 256
 _URI_CHARACTERS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
 
 
@@ -249,6 +256,35 @@ class RestconfError:
                 f"{ERRORS_PATH}/error/error-type",
                 f"must be one of {', '.join(ERROR_TYPES)}, not {self.error_type!r}",
             )
+
+
+def invalid_value_error(exc: ValidationError) -> RestconfError:
+    """The `invalid-value` error refusing a request body, safe to encode in either format.
+
+    The path and message of `exc` may repeat member names and values the client chose: a path
+    is kept only when it is a plain instance-identifier of modules we know (otherwise it is
+    quoted in the message instead), and characters XML cannot carry are escaped.
+    """
+    path: str | None = exc.field
+    message = echo(exc.message)
+    if path is not None and not _encodable_path(path):
+        message = f"{echo(path)}: {message}"
+        path = None
+    return RestconfError("protocol", "invalid-value", error_message=message, error_path=path)
+
+
+def _encodable_path(path: str) -> bool:
+    return (
+        len(path) <= _MAX_ECHO
+        and _PLAIN_PATH.fullmatch(path) is not None
+        and all(module in _NAMESPACE_BY_MODULE for module in _PATH_PREFIX.findall(path))
+    )
+
+
+def echo(text: str) -> str:
+    """`text` shortened to `_MAX_ECHO` characters, with those XML cannot carry escaped."""
+    shown = text if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + "…"
+    return _NON_XML_CHARACTER.sub(lambda match: f"\\u{ord(match.group()):04x}", shown)
 
 
 # --------------------------------------------------------------------------- negotiation

@@ -17,19 +17,23 @@ def loads(text: str, path: str) -> object:
     try:
         return json.loads(
             text,
-            object_pairs_hook=partial(_unique_members, path),
+            object_pairs_hook=partial(unique_members, path),
             parse_constant=partial(_reject_constant, path),
         )
     except (ValueError, RecursionError) as error:
         raise ValidationError(path, f"not valid JSON: {error}") from None
 
 
-def _unique_members(path: str, pairs: list[tuple[str, object]]) -> dict[str, object]:
-    members: dict[str, object] = {}
-    for name, value in pairs:
-        if name in members:
-            raise ValidationError(path, f"duplicate JSON member {name!r}")
-        members[name] = value
+def unique_members(path: str, pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A json `object_pairs_hook`: the object, or ValidationError naming a repeated member."""
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        # Only a defective object pays for the search; large valid bodies take the dict() path.
+        seen: set[str] = set()
+        for name, _value in pairs:
+            if name in seen:
+                raise ValidationError(path, f"duplicate JSON member {name!r}")
+            seen.add(name)
     return members
 
 

@@ -19,8 +19,8 @@ from typing import Any, Literal, get_args
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from ..errors import CmsError, VoucherError
-from . import certs, cms
+from ..errors import CmsError, ValidationError, VoucherError
+from . import certs, cms, strict_json
 from .oids import ID_CT_ANIMA_JSON_VOUCHER
 from .pki import Credential
 
@@ -71,11 +71,16 @@ class Voucher:
 
     @property
     def pinned_certificate(self) -> x509.Certificate:
-        try:
-            # Memoised on the DER: a fleet's vouchers usually pin the same owner CA.
-            return certs.load_der_certificate(self.pinned_domain_cert)
-        except ValueError as exc:
-            raise VoucherError("pinned-domain-cert: not a DER X.509 certificate") from exc
+        return load_pinned_certificate(self.pinned_domain_cert)
+
+
+def load_pinned_certificate(pinned_domain_cert: bytes) -> x509.Certificate:
+    """A voucher's pinned-domain-cert (DER) as a certificate; VoucherError if it is not one."""
+    try:
+        # Memoised on the DER: a fleet's vouchers usually pin the same owner CA.
+        return certs.load_der_certificate(pinned_domain_cert)
+    except ValueError as exc:
+        raise VoucherError("pinned-domain-cert: not a DER X.509 certificate") from exc
 
 
 def _check_rules(voucher: Voucher) -> None:
@@ -152,9 +157,11 @@ def encode_voucher_json(voucher: Voucher) -> bytes:
 def decode_voucher_json(data: bytes) -> Voucher:
     """Parse and check voucher JSON; any defect raises VoucherError naming the member."""
     try:
-        document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        document = strict_json.loads(data.decode("utf-8"), "voucher")
+    except UnicodeDecodeError as exc:
         raise VoucherError(f"voucher is not valid UTF-8 JSON: {exc}") from None
+    except ValidationError as exc:  # a repeated member makes the voucher ambiguous: refused
+        raise VoucherError(str(exc)) from None
     if not isinstance(document, dict) or set(document) != {VOUCHER_MEMBER}:
         raise VoucherError(f"voucher JSON must be one object with the member {VOUCHER_MEMBER!r}")
     body = document[VOUCHER_MEMBER]
@@ -250,6 +257,18 @@ def read_voucher(
     return decode_voucher_json(verified.content)
 
 
+def read_stored_voucher(signed_voucher: bytes) -> Voucher:
+    """The content of a voucher whose signature was verified when it was stored; the
+    signature is not checked again (cross-resource checks read every stored voucher)."""
+    try:
+        content = cms.content_verified_before(
+            signed_voucher, allowed_econtent_types={ID_CT_ANIMA_JSON_VOUCHER}
+        )
+    except CmsError as exc:
+        raise VoucherError(f"ownership voucher: {exc}") from None
+    return decode_voucher_json(content)
+
+
 def verify_voucher(
     signed_voucher: bytes,
     *,
@@ -285,6 +304,22 @@ def check_serial(voucher: Voucher, serial_number: str) -> None:
         )
 
 
+def check_storable(voucher: Voucher, serial_number: str, at: datetime) -> None:
+    """A bootstrap server may hold this voucher for device `serial_number`: it names the
+    device, is current at `at`, and carries no nonce; VoucherError otherwise.
+
+    A nonce binds a voucher to one request of the device (RFC 8366); a voucher obtained
+    in advance and served from storage cannot answer it, so the device would refuse it.
+    """
+    check_serial(voucher, serial_number)
+    check_current(voucher, at)
+    if voucher.nonce is not None:
+        raise VoucherError(
+            "ownership voucher carries a nonce: it answers one request of the device, so a "
+            "bootstrap server cannot serve it from storage; obtain a nonceless voucher"
+        )
+
+
 def check_current(voucher: Voucher, at: datetime) -> None:
     """Created no later than `at` (give or take clock skew) and not expired."""
     if voucher.created_on > at + CLOCK_SKEW:
@@ -301,11 +336,23 @@ def check_owner_pinned(
     at: datetime | None = None,
 ) -> None:
     """The owner certificate is the voucher's pinned-domain-cert or chains to it."""
+    check_pin_authorises(voucher.pinned_domain_cert, owner_certificate, owner_intermediates, at=at)
+
+
+def check_pin_authorises(
+    pinned_domain_cert: bytes,
+    owner_certificate: x509.Certificate,
+    owner_intermediates: Sequence[x509.Certificate] = (),
+    *,
+    at: datetime | None = None,
+) -> None:
+    """The owner certificate is `pinned_domain_cert` (a voucher's, DER) or chains to it;
+    for callers that hold the pin without the rest of the voucher."""
     try:
         certs.verify_chain(
             owner_certificate,
             intermediates=owner_intermediates,
-            trust_anchors=[voucher.pinned_certificate],
+            trust_anchors=[load_pinned_certificate(pinned_domain_cert)],
             at=at,
         )
     except CmsError as exc:

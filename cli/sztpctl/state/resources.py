@@ -6,7 +6,8 @@ so that two specs mean the same exactly when they compare equal. The server, the
 and the Ansible modules all go through here, so a rule is written once.
 
 Secrets: a device `password` is turned into `password_hash` on the way in; `password_hash` and
-an owner's `private_key` are never shown (`public_view`).
+an owner's `private_key` are never shown (`public_view`), nor is the check value a server keeps
+beside a password hash (`PASSWORD_CHECK`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple
 
 from ..errors import SztpError, ValidationError
-from ..passwords import hash_password, is_password_hash, verify_password
+from ..passwords import (
+    MAX_PASSWORD_LENGTH,
+    hash_password,
+    parse_password_hash,
+    verify_password,
+)
 
 TRUST_ANCHOR: Final = "trust-anchor"
 OWNER: Final = "owner"
@@ -78,9 +85,15 @@ def references(kind: str, spec: Mapping[str, Any]) -> list[tuple[str, str, str]]
     return found
 
 
+def public_fields(spec: Mapping[str, Any]) -> Spec:
+    """A stored spec without the server's own fields: the spec as a client writes it."""
+    return {field: value for field, value in spec.items() if field not in SERVER_ONLY_FIELDS}
+
+
 def public_view(kind: str, spec: Mapping[str, Any]) -> Spec:
-    """The spec as shown to admins, in diffs and in logs: secrets replaced by a marker."""
-    shown = dict(spec)
+    """The spec as shown to admins, in diffs and in logs: secrets replaced by a marker, the
+    server's own fields left out."""
+    shown = public_fields(spec)
     for secret in _SECRET_FIELDS.get(kind, ()):
         if shown.get(secret) is not None:
             shown[secret] = HIDDEN
@@ -88,6 +101,10 @@ def public_view(kind: str, spec: Mapping[str, Any]) -> Spec:
 
 
 _SECRET_FIELDS: dict[str, tuple[str, ...]] = {OWNER: ("private_key",), DEVICE: ("password_hash",)}
+# Kept by the server beside a device's password_hash (see sztp_server.secret_key): secret, never
+# shown, never accepted from a client.
+PASSWORD_CHECK: Final = "password_check"  # noqa: S105 - a field name
+SERVER_ONLY_FIELDS: Final = frozenset({PASSWORD_CHECK})
 
 
 class _Fields:
@@ -205,9 +222,14 @@ def _trust_anchor(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
 
 
 def _owner(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
-    from ..protocol import pki
+    from ..protocol import certs, pki
 
     chain = _required_certificates_pem(fields, "certificate_chain", ca=False)
+    try:
+        # The first certificate signs conveyed information; devices refuse a key not for that.
+        certs.check_signer(pki.load_certificates_pem(chain.encode())[0])
+    except SztpError as exc:
+        raise fields.error("certificate_chain", str(exc)) from None
     key_text = fields.text("private_key", limit=64 * 1024)
     if key_text is not None:
         try:
@@ -331,16 +353,13 @@ def _bootstrap_servers(fields: _Fields) -> list[Spec]:
 
 
 def _device(fields: _Fields, current: Mapping[str, Any]) -> Spec:
-    password = fields.text("password", limit=1024)
+    password = _password(fields)
     stored_hash = fields.text("password_hash", limit=512)
-    if password == HIDDEN:
-        raise fields.error(
-            "password", f"{HIDDEN!r} marks a kept secret; to keep the password, leave it out"
-        )
-    if password is not None and stored_hash is not None:
-        raise fields.error("password", "give password or password_hash, not both")
-    if stored_hash is not None and not is_password_hash(stored_hash):
-        raise fields.error("password_hash", "is not a password hash made by sztp")
+    if stored_hash is not None:
+        try:
+            parse_password_hash(stored_hash)
+        except ValidationError as exc:
+            raise fields.error("password_hash", exc.message) from None
     mac = fields.text("mac")
     if mac is not None:
         mac = mac.lower()
@@ -384,6 +403,28 @@ def _presigned(fields: _Fields) -> str | None:
     return bootstrapping_data.encode_output_json(data).decode()
 
 
+def checked_password(serial: str, spec: Mapping[str, Any]) -> str | None:
+    """The plaintext `password` of device `serial`'s spec, checked as `normalize_spec` checks
+    it, or None when the spec has none; lets a server recognise an unchanged password (by its
+    check value) before any hashing."""
+    return _password(_Fields(f"{DEVICE}[{serial}]", spec))
+
+
+def _password(fields: _Fields) -> str | None:
+    password = fields.text("password", limit=MAX_PASSWORD_LENGTH)
+    if password is None:
+        return None
+    if password == HIDDEN:
+        raise fields.error(
+            "password", f"{HIDDEN!r} marks a kept secret; to keep the password, leave it out"
+        )
+    if fields.get("password_hash") is not None:
+        raise fields.error("password", "give password or password_hash, not both")
+    if not password:
+        raise fields.error("password", "must not be empty")
+    return password
+
+
 def _password_hash(password: str, current: Mapping[str, Any]) -> str:
     stored = current.get("password_hash")
     if isinstance(stored, str) and verify_password(password, stored):
@@ -391,28 +432,43 @@ def _password_hash(password: str, current: Mapping[str, Any]) -> str:
     return hash_password(password)
 
 
-def checked_voucher(serial: str, voucher: object) -> tuple[str | None, str | None]:
-    """(canonical base64, None) if `voucher` may be stored for device `serial`, else
-    (None, the problem). Plain values in and out, so worker processes can run it."""
+class StorableVoucher(NamedTuple):
+    """A device voucher a server may store: its canonical base64, and its pinned-domain-cert
+    (DER), which the checks against owners read."""
+
+    text: str
+    pinned_domain_cert: bytes
+
+
+def checked_voucher(serial: str, voucher: object) -> tuple[StorableVoucher | None, str | None]:
+    """(the voucher, None) if `voucher` may be stored for device `serial`, else (None, the
+    problem). Plain values in and out, so worker processes can run it."""
     try:
-        return _voucher(_Fields(f"{DEVICE}[{serial}]", {"voucher": voucher})), None
+        return _storable_voucher(_Fields(f"{DEVICE}[{serial}]", {"voucher": voucher})), None
     except ValidationError as exc:
         return None, exc.message
 
 
 def _voucher(fields: _Fields) -> str | None:
-    """Base64 of the signed voucher; it must parse and name this device."""
-    from ..protocol.voucher import check_serial, read_voucher
+    storable = _storable_voucher(fields)
+    return storable.text if storable is not None else None
 
-    text = _base64_field(fields, "voucher")
-    if text is None:
+
+def _storable_voucher(fields: _Fields) -> StorableVoucher | None:
+    """The signed voucher; it must parse, and a bootstrap server must be able to serve it to
+    this device (`check_storable`: its serial, not expired, no nonce)."""
+    from ..protocol.voucher import check_storable, read_voucher
+
+    der = _base64_bytes(fields, "voucher")
+    if der is None:
         return None
     serial = fields.path.removeprefix(f"{DEVICE}[").removesuffix("]")
     try:
-        check_serial(read_voucher(base64.b64decode(text)), serial)
+        content = read_voucher(der)
+        check_storable(content, serial, datetime.now(UTC))
     except SztpError as exc:
         raise fields.error("voucher", str(exc)) from None
-    return text
+    return StorableVoucher(base64.b64encode(der).decode(), content.pinned_domain_cert)
 
 
 def _selection(fields: _Fields) -> list[Spec]:
@@ -432,12 +488,12 @@ def _selection(fields: _Fields) -> list[Spec]:
     return rules
 
 
-def _base64_field(fields: _Fields, field: str) -> str | None:
+def _base64_bytes(fields: _Fields, field: str) -> bytes | None:
     text = fields.text(field, limit=_MAX_TEXT)
     if text is None:
         return None
     try:
-        return base64.b64encode(base64.b64decode(text, validate=True)).decode()
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise fields.error(field, "must be base64") from None
 

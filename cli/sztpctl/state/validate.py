@@ -2,8 +2,9 @@
 
 `validate_fleet` goes beyond the schema: each spec is checked as the server would
 (`normalize_spec`), references must resolve (`plan.check_references`), every device voucher
-must name its device and pin the certificate of the owner that signs for it, and the DHCP
-section must encode. Every problem names the file and line it comes from.
+must be one a server may store for its device (its serial, current, no nonce) and authorise
+every owner that may sign for the device (`ownership`), and the DHCP section must encode.
+Every problem names the file and line it comes from.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SztpError, ValidationError, VoucherError
 from .fleet import Fleet
+from .ownership import check_authorises, selectable_profiles, signing_owners
 from .plan import check_references
 from .resources import DEVICE, HIDDEN, KINDS, OWNER, PROFILE, normalize_spec, references
 
@@ -52,13 +54,13 @@ def read_voucher_for(
     at: datetime | None = None,
 ) -> Voucher:
     """A voucher's content once its signature verifies (chaining to `masa_anchors` when
-    given), it names `serial` and it is current; else VoucherError saying which."""
-    from ..protocol.voucher import check_current, check_serial, read_voucher
+    given) and a server may store it for `serial` (`check_storable`: it names the device, is
+    current and has no nonce); else VoucherError saying which."""
+    from ..protocol.voucher import check_storable, read_voucher
 
     now = at or datetime.now(UTC)
     voucher = read_voucher(der, masa_trust_anchors=masa_anchors, at=now)
-    check_serial(voucher, serial)
-    check_current(voucher, now)
+    check_storable(voucher, serial, now)
     return voucher
 
 
@@ -145,12 +147,6 @@ def _check_vouchers(
     masa_anchors: Sequence[x509.Certificate] | None,
     result: Validation,
 ) -> None:
-    from ..protocol import pki
-
-    owners: dict[str, list[x509.Certificate]] = {
-        name: pki.load_certificates_pem(spec["certificate_chain"].encode())
-        for name, spec in state.get(OWNER, {}).items()
-    }
     profiles = state.get(PROFILE, {})
     devices = fleet.resources.get(DEVICE, {})
     if not fleet.resources.get(OWNER) and any(spec.get("voucher") for spec in devices.values()):
@@ -168,38 +164,32 @@ def _check_vouchers(
         result.vouchers_checked += 1
         try:
             voucher = read_voucher_for(der, serial, masa_anchors=masa_anchors)
-            signers = _owners_of(spec, profiles, owners)
-            if signers:
-                _check_pins_any(voucher, signers)
+            device = state.get(DEVICE, {}).get(serial)
+            if device is None:  # its own problem is reported already
+                continue
+            if all(name in profiles for name in selectable_profiles(device)):
+                # As the server checks it: every owner that may sign for the device.
+                check_authorises(voucher.pinned_domain_cert, signing_owners(device, state))
+            else:
+                _check_pins_any(voucher, state.get(OWNER, {}))
         except SztpError as exc:
             result.problems.append(_problem(fleet, where, str(exc)))
 
 
-def _owners_of(
-    device: Mapping[str, Any],
-    profiles: Mapping[str, Mapping[str, Any]],
-    owners: Mapping[str, list[x509.Certificate]],
-) -> dict[str, list[x509.Certificate]]:
-    """The owners that sign for this device: those of its profiles (all owners when its
-    profiles are not in the file)."""
-    candidates = [device.get("profile")] + [
-        rule.get("profile") for rule in device.get("selection") or []
-    ]
-    wanted = [name for name in candidates if isinstance(name, str)]
-    names = {profiles[name]["owner"] for name in wanted if name in profiles}
-    return {name: owners[name] for name in names if name in owners} if names else dict(owners)
+def _check_pins_any(voucher: Voucher, owners: Mapping[str, Mapping[str, Any]]) -> None:
+    """Some of the device's profiles are managed elsewhere, so which owners sign for it is
+    unknown here: one of the file's owners must be authorised (none in the file: no check)."""
+    from ..protocol import pki
 
-
-def _check_pins_any(voucher: Voucher, owners: Mapping[str, list[x509.Certificate]]) -> None:
-    """With one owner, its failure; with several (no profile known), one of them must do."""
     failures: list[str] = []
-    for chain in owners.values():
+    for _name, spec in sorted(owners.items()):
         try:
-            check_pins_owner(voucher, chain)
+            check_pins_owner(voucher, pki.load_certificates_pem(spec["certificate_chain"].encode()))
             return
         except VoucherError as exc:
             failures.append(str(exc))
-    raise VoucherError(failures[0] if len(failures) == 1 else "; ".join(failures))
+    if failures:
+        raise VoucherError(failures[0] if len(failures) == 1 else "; ".join(failures))
 
 
 def _check_dhcp(fleet: Fleet, result: Validation) -> None:

@@ -39,8 +39,12 @@ __all__ = [
 _URL_FORMS = "sqlite:///absolute/path.db, sqlite:///./relative/path.db or postgresql://..."
 
 
-def open_store(url: str) -> Store:
-    """Open (creating and migrating if needed) the store that `url` names."""
+def open_store(url: str, *, statement_timeout: float | None = None) -> Store:
+    """Open (creating and migrating if needed) the store that `url` names.
+
+    `statement_timeout` (seconds) bounds every statement of a PostgreSQL store; SQLite, whose
+    statements never wait on a network, ignores it.
+    """
     scheme, separator, _ = url.partition(":")
     # Echo the scheme only when it looks like one: a mangled URL may start with a password.
     if not separator or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
@@ -55,7 +59,7 @@ def open_store(url: str) -> Store:
             raise StoreError(
                 "a postgresql:// store needs psycopg 3: pip install 'sztp[server]'"
             ) from None
-        return PostgresStore(url)
+        return PostgresStore(url, statement_timeout=statement_timeout)
     raise StoreError(f"unsupported store URL scheme {scheme!r}; use {_URL_FORMS}")
 
 

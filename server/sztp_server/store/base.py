@@ -8,16 +8,35 @@ SQLite and PostgreSQL cannot drift apart.
 from __future__ import annotations
 
 import builtins  # in the store classes a bare `list` would name their list() method
+import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any, Protocol
 
+from sztpctl.state.resources import DEVICE
+
 from .errors import ConflictError, StoreError
-from .model import AuditEntry, Change, ChangeAction, ProgressRecord, StoredResource, TokenRecord
+from .model import (
+    AuditEntry,
+    Change,
+    ChangeAction,
+    ProgressRecord,
+    ReportSummary,
+    StoredResource,
+    TokenRecord,
+)
 
 ResourceKey = tuple[str, str]  # (kind, name)
+# Longer strings in an audit detail are stored as their digest and size.
+AUDIT_INLINE_BYTES = 1024
+AUDIT_PRUNE_BATCH = 5000
+# The largest age, in days, a prune of the audit log takes (a timedelta holds far more).
+AUDIT_MAX_AGE_DAYS = 100_000
+# The `kind` of audit entries for API tokens (created, deleted), next to the resource kinds.
+TOKEN_AUDIT_KIND = "token"  # noqa: S105 - a kind name, not a secret
+AUDIT_AUDIT_KIND = "audit"  # an admin's prune of the audit log leaves an entry of this kind
 
 
 class Store(Protocol):
@@ -51,19 +70,41 @@ class Store(Protocol):
         """
         ...
 
-    def add_report(self, record: ProgressRecord, *, keep_per_device: int = 1000) -> None:
-        """Store a progress report, dropping the device's oldest beyond `keep_per_device`."""
+    def add_report(
+        self,
+        record: ProgressRecord,
+        *,
+        keep_per_device: int = 1000,
+        bytes_per_device: int | None = None,
+    ) -> bool:
+        """Store a progress report of an existing device; False, and nothing stored, when no
+        device has that serial (deleted since the caller authenticated it).
+
+        Then drops the device's oldest reports beyond `keep_per_device` reports or beyond
+        `bytes_per_device` bytes (`report_size` summed; None: no byte bound). The new report
+        is always kept.
+        """
         ...
 
-    def reports(self, serial: str, *, limit: int = 1000) -> builtins.list[ProgressRecord]:
-        """The device's most recent `limit` reports, oldest first."""
+    def reports(
+        self, serial: str, *, limit: int = 1000, before_id: int | None = None
+    ) -> builtins.list[ProgressRecord]:
+        """The device's most recent `limit` reports (with an id below `before_id` if given),
+        oldest first."""
+        ...
+
+    def report_summary(self, serial: str) -> ReportSummary | None:
+        """The device's latest report and the count and size of its history; None if it has
+        no report."""
         ...
 
     def latest_reports(self) -> dict[str, ProgressRecord]:
         """The last report of every device that has reported, keyed by serial."""
         ...
 
-    def delete_reports(self, serial: str) -> None: ...
+    def delete_reports(self, serial: str) -> None:
+        """Forget the device's reports (`apply` does this itself when it deletes a device)."""
+        ...
 
     def audit(self, *, limit: int = 100, after_id: int | None = None) -> builtins.list[AuditEntry]:
         """Audit entries, newest first.
@@ -74,8 +115,22 @@ class Store(Protocol):
         """
         ...
 
-    def add_token(self, record: TokenRecord) -> None:
-        """Store a token; ConflictError if its name (or its hash) is already taken."""
+    def prune_audit(
+        self, before: datetime, *, actor: str | None = None, dry_run: bool = False
+    ) -> int:
+        """Delete the audit entries written before `before`; return how many went, or with
+        `dry_run` how many would go. A prune `actor` asked for leaves one entry saying so;
+        the server's own retention (no actor) leaves none.
+
+        Deletes in batches of AUDIT_PRUNE_BATCH, each its own short transaction, so admin
+        writes are never held up for long; instances pruning at the same time share the
+        work, and an interrupted prune leaves whole entries that the next one removes.
+        """
+        ...
+
+    def add_token(self, record: TokenRecord, *, actor: str) -> None:
+        """Store a token, and an audit entry naming `actor` (never the token or its hash);
+        ConflictError if its name (or its hash) is already taken."""
         ...
 
     def find_token(self, token_hash: str) -> TokenRecord | None: ...
@@ -84,11 +139,23 @@ class Store(Protocol):
         """All tokens ordered by name."""
         ...
 
-    def delete_token(self, name: str) -> bool:
-        """Delete a token; False if there was none of that name."""
+    def delete_token(self, name: str, *, actor: str, keep_one_of_role: str | None = None) -> bool:
+        """Delete a token with an audit entry naming `actor`; False if there was none of that
+        name (and no audit entry).
+
+        With `keep_one_of_role`, the last token of that role is kept (ConflictError): the
+        check and the delete are one transaction that excludes other writers of that role's
+        tokens, so instances deleting the last two at once cannot remove both.
+        """
         ...
 
     def close(self) -> None: ...
+
+
+def check_not_last_of_role(name: str, role: str, others_of_role: int) -> None:
+    """Refuse to delete the only token left of its role (counted under the caller's lock)."""
+    if others_of_role == 0:
+        raise ConflictError(f"token {name!r} is the last {role} token; create another one first")
 
 
 def utc_now() -> datetime:
@@ -127,6 +194,7 @@ def encode_specs(changes: Sequence[Change]) -> list[str | None]:
 def encode_audit_details(
     changes: Sequence[Change], audit_details: Sequence[Mapping[str, Any]] | None
 ) -> list[str]:
+    """JSON text of each change's audit detail, its large strings replaced by digests."""
     if audit_details is None:
         return ["{}"] * len(changes)
     if len(audit_details) != len(changes):
@@ -135,9 +203,41 @@ def encode_audit_details(
             "pass one per change"
         )
     return [
-        encode_json(dict(detail), f"audit detail of {change.kind}/{change.name}")
+        encode_json(
+            _digest_large_strings(dict(detail)), f"audit detail of {change.kind}/{change.name}"
+        )
         for change, detail in zip(changes, audit_details, strict=True)
     ]
+
+
+def _digest_large_strings(value: Any) -> Any:
+    """`value` with every string longer than AUDIT_INLINE_BYTES (UTF-8), at any depth, replaced
+    by {"sha256": hex digest, "size": bytes}: the log shows that a voucher, script or
+    configuration changed, and to what, without holding a copy of each version."""
+    if isinstance(value, str):
+        # A character is at most 4 bytes: most strings are settled without encoding them.
+        if len(value) * 4 <= AUDIT_INLINE_BYTES:
+            return value
+        encoded = value.encode("utf-8", "surrogatepass")
+        if len(encoded) <= AUDIT_INLINE_BYTES:
+            return value
+        return {"sha256": hashlib.sha256(encoded).hexdigest(), "size": len(encoded)}
+    if isinstance(value, Mapping):
+        return {key: _digest_large_strings(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_digest_large_strings(item) for item in value]
+    return value
+
+
+def token_audit_row(record: TokenRecord) -> tuple[str, str, str]:
+    """(kind, name, detail JSON) of the audit entry for a token's creation or deletion."""
+    return TOKEN_AUDIT_KIND, record.name, encode_json({"role": record.role}, "token role")
+
+
+def prune_audit_row(before: datetime, pruned: int) -> tuple[str, str, str]:
+    """(kind, name, detail JSON) of the audit entry recording a prune of the audit log."""
+    cutoff = as_utc(before).isoformat().replace("+00:00", "Z")
+    return AUDIT_AUDIT_KIND, cutoff, encode_json({"before": cutoff, "entries": pruned}, "prune")
 
 
 def check_expected_revision(current: int, expected: int | None) -> None:
@@ -185,8 +285,25 @@ def resource_rows(
         yield action, rows
 
 
+def deleted_devices(changes: Sequence[Change]) -> list[tuple[str]]:
+    """Serials of the devices `changes` delete, as statement parameters: their reports go in
+    the same transaction, so a device re-created under the serial starts with no history."""
+    return [
+        (change.name,) for change in changes if change.action == "delete" and change.kind == DEVICE
+    ]
+
+
+def report_size(record: ProgressRecord) -> int:
+    """The bytes a report holds that the device chose: message, host keys, trust anchors (UTF-8
+    and base64 text). The per-device byte budget counts these."""
+    message = len(record.message.encode()) if record.message is not None else 0
+    keys = sum(len(algorithm) + len(key) for algorithm, key in record.ssh_host_keys)
+    return message + keys + sum(len(cert) for cert in record.trust_anchor_certs)
+
+
 def report_values(record: ProgressRecord, received_at: object) -> tuple[Any, ...]:
-    """INSERT parameters of a progress report, `received_at` in the backend's time form."""
+    """INSERT parameters of a progress report, `received_at` in the backend's time form; the
+    column order of REPORT_COLUMNS."""
     return (
         record.serial,
         received_at,
@@ -196,12 +313,34 @@ def report_values(record: ProgressRecord, received_at: object) -> tuple[Any, ...
         record.attempt,
         encode_json([list(pair) for pair in record.ssh_host_keys], "ssh_host_keys"),
         encode_json(list(record.trust_anchor_certs), "trust_anchor_certs"),
+        record.truncated,
+        report_size(record),
     )
 
 
-def check_report_bound(keep_per_device: int) -> None:
+REPORT_COLUMNS = (
+    "serial, received_at, progress_type, message, source_address, attempt, ssh_host_keys, "
+    "trust_anchor_certs, truncated, size_bytes"
+)
+# What the backends read back into a ProgressRecord (their `_report` unpacks this order);
+# qualified, so it may be joined with report_heads.
+REPORT_FIELDS = (
+    "reports.id, reports.serial, received_at, progress_type, message, source_address, "
+    "attempt, ssh_host_keys, trust_anchor_certs, truncated"
+)
+REPORT_SELECT = f"SELECT {REPORT_FIELDS} FROM reports"  # noqa: S608 - constants only
+# A device's latest report, then its report count and bytes; one parameter, the serial.
+REPORT_SUMMARY_SELECT = (
+    f"SELECT {REPORT_FIELDS}, report_count, report_bytes FROM reports "  # noqa: S608
+    "JOIN report_heads ON reports.id = report_heads.latest_id WHERE report_heads.serial = "
+)
+
+
+def check_report_bound(keep_per_device: int, bytes_per_device: int | None = None) -> None:
     if keep_per_device < 1:
         raise StoreError(f"keep_per_device must be at least 1, got {keep_per_device}")
+    if bytes_per_device is not None and bytes_per_device < 1:
+        raise StoreError(f"bytes_per_device must be at least 1, got {bytes_per_device}")
 
 
 def check_limit(limit: int) -> None:

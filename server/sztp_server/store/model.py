@@ -19,6 +19,7 @@ __all__ = [
     "Change",
     "ChangeAction",
     "ProgressRecord",
+    "ReportSummary",
     "StoredResource",
     "TokenRecord",
 ]
@@ -38,7 +39,12 @@ class StoredResource:
 
 @dataclass(frozen=True)
 class ProgressRecord:
-    """One `report-progress` call from a device."""
+    """One `report-progress` call from a device.
+
+    `truncated`: the server shortened the message or left out host keys or trust anchors to
+    keep the report within its size cap. `id` is given by the store (0 until stored); ids grow
+    with arrival, so they order a device's reports and serve as page cursors.
+    """
 
     serial: str
     received_at: datetime
@@ -48,11 +54,24 @@ class ProgressRecord:
     attempt: int
     ssh_host_keys: tuple[tuple[str, str], ...] = ()  # (algorithm, base64 key-data)
     trust_anchor_certs: tuple[str, ...] = ()  # base64 DER CMS
+    truncated: bool = False
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """A device's latest report and what its stored history holds, without reading it."""
+
+    latest: ProgressRecord
+    report_count: int
+    report_bytes: int  # sum of `report_size` over the stored reports
 
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One committed admin change; `detail` is secret-free by contract with the caller."""
+    """One committed admin change: of a resource, an API token (kind "token") or the audit log
+    itself (kind "audit", a prune); `detail` is secret-free by contract with the caller, its
+    long strings stored as digests (see `encode_audit_details`)."""
 
     id: int
     at: datetime

@@ -24,25 +24,45 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 
+from sztpctl.state.resources import DEVICE
+
 from .base import (
+    AUDIT_PRUNE_BATCH,
+    REPORT_COLUMNS,
+    REPORT_SELECT,
+    REPORT_SUMMARY_SELECT,
     as_utc,
     check_changes,
     check_expected_revision,
     check_limit,
+    check_not_last_of_role,
     check_report_bound,
+    deleted_devices,
     encode_audit_details,
     encode_specs,
+    prune_audit_row,
+    report_size,
     report_values,
     resource_rows,
+    token_audit_row,
     utc_now,
 )
 from .errors import ConflictError, StoreError
-from .model import AuditEntry, Change, ProgressRecord, StoredResource, TokenRecord
+from .model import (
+    AuditEntry,
+    Change,
+    ProgressRecord,
+    ReportSummary,
+    StoredResource,
+    TokenRecord,
+)
 from .schema import POSTGRES_MIGRATIONS, migrate
 
 CONNECT_TIMEOUT_S = 10
 # Any fixed 64-bit number; it serialises schema migrations of instances starting together.
 _MIGRATION_LOCK_KEY = 0x5A7B_0001
+# Above every BIGSERIAL id: "before no id" pages from the newest report.
+_UNBOUNDED_ID = 2**63 - 1
 
 
 def redact_url(url: str) -> str:
@@ -83,8 +103,13 @@ _RESOURCE_SQL = {
 class PostgresStore:
     """A `Store` in a PostgreSQL database given by a libpq URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, statement_timeout: float | None = None) -> None:
         self._url = url
+        # Milliseconds, as PostgreSQL counts them; a statement that would round to 0 (no limit)
+        # gets the smallest limit instead.
+        self._statement_timeout_ms = (
+            None if statement_timeout is None else max(1, round(statement_timeout * 1000))
+        )
         self._redacted_url = redact_url(url)
         self._passwords = _url_passwords(url)
         self._lock = threading.Lock()
@@ -107,6 +132,11 @@ class PostgresStore:
                 self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
             )
             connection.execute("SET TIME ZONE 'UTC'")
+            if self._statement_timeout_ms is not None:
+                connection.execute(
+                    "SELECT set_config('statement_timeout', %s, false)",
+                    (f"{self._statement_timeout_ms}ms",),
+                )
             self._connection_or_none = connection
         return connection
 
@@ -217,68 +247,96 @@ class PostgresStore:
         # executemany pipelines the statements: one round trip per run, not per change.
         for action, rows in resource_rows(changes, specs, revision, now):
             cursor.executemany(_RESOURCE_SQL[action], rows)
+        _delete_reports(cursor, deleted_devices(changes))
 
     # -- progress reports -------------------------------------------------------------------
 
-    def add_report(self, record: ProgressRecord, *, keep_per_device: int = 1000) -> None:
-        check_report_bound(keep_per_device)
+    def add_report(
+        self,
+        record: ProgressRecord,
+        *,
+        keep_per_device: int = 1000,
+        bytes_per_device: int | None = None,
+    ) -> bool:
+        check_report_bound(keep_per_device, bytes_per_device)
         values = report_values(record, as_utc(record.received_at))
         with self._transaction() as connection:
+            # The key-share lock makes a concurrent delete of the device wait for this report
+            # (and then remove it), or this wait for the delete (and then find no device); spec
+            # updates do not wait for it.
+            if not connection.execute(
+                "SELECT 1 FROM resources WHERE kind = %s AND name = %s FOR KEY SHARE",
+                (DEVICE, record.serial),
+            ).fetchone():
+                return False
             (report_id,) = _one(
                 connection.execute(
-                    "INSERT INTO reports (serial, received_at, progress_type, message, "
-                    "source_address, attempt, ssh_host_keys, trust_anchor_certs) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb) RETURNING id",
+                    f"INSERT INTO reports ({REPORT_COLUMNS}) "  # noqa: S608
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s) RETURNING id",
                     values,
                 ).fetchone()
             )
             # The upsert locks the device's head row, serialising its writers across instances;
             # GREATEST keeps "latest" right when they commit out of id order.
-            (count,) = _one(
+            count, size = _one(
                 connection.execute(
-                    "INSERT INTO report_heads (serial, latest_id, report_count) "
-                    "VALUES (%s, %s, 1) ON CONFLICT (serial) DO UPDATE SET "
+                    "INSERT INTO report_heads (serial, latest_id, report_count, report_bytes) "
+                    "VALUES (%s, %s, 1, %s) ON CONFLICT (serial) DO UPDATE SET "
                     "latest_id = GREATEST(report_heads.latest_id, excluded.latest_id), "
-                    "report_count = report_heads.report_count + 1 "
-                    "RETURNING report_count",
-                    (record.serial, report_id),
+                    "report_count = report_heads.report_count + 1, "
+                    "report_bytes = report_heads.report_bytes + excluded.report_bytes "
+                    "RETURNING report_count, report_bytes",
+                    (record.serial, report_id, report_size(record)),
                 ).fetchone()
             )
-            if count > keep_per_device:
+            byte_bound = size if bytes_per_device is None else bytes_per_device
+            if count > keep_per_device or size > byte_bound:
+                # Newest first, a report goes once it is past either bound; the newest stays.
                 connection.execute(
-                    "DELETE FROM reports WHERE id IN "
-                    "(SELECT id FROM reports WHERE serial = %s ORDER BY id LIMIT %s)",
-                    (record.serial, count - keep_per_device),
+                    "DELETE FROM reports WHERE id IN (SELECT id FROM ("
+                    "SELECT id, row_number() OVER newest_first AS position, "
+                    "sum(size_bytes) OVER newest_first AS kept_bytes "
+                    "FROM reports WHERE serial = %s WINDOW newest_first AS (ORDER BY id DESC)"
+                    ") AS ranked WHERE position > 1 AND (position > %s OR kept_bytes > %s))",
+                    (record.serial, keep_per_device, byte_bound),
                 )
                 connection.execute(
-                    "UPDATE report_heads SET report_count = %s WHERE serial = %s",
-                    (keep_per_device, record.serial),
+                    "UPDATE report_heads SET (report_count, report_bytes) = "
+                    "(SELECT count(*), coalesce(sum(size_bytes), 0) FROM reports "
+                    "WHERE serial = %s) WHERE serial = %s",
+                    (record.serial, record.serial),
                 )
+        return True
 
-    def reports(self, serial: str, *, limit: int = 1000) -> builtins.list[ProgressRecord]:
+    def reports(
+        self, serial: str, *, limit: int = 1000, before_id: int | None = None
+    ) -> builtins.list[ProgressRecord]:
         check_limit(limit)
         with self._reading() as connection:
             rows = connection.execute(
-                "SELECT serial, received_at, progress_type, message, source_address, attempt, "
-                "ssh_host_keys, trust_anchor_certs FROM reports WHERE serial = %s "
-                "ORDER BY id DESC LIMIT %s",
-                (serial, limit),
+                f"{REPORT_SELECT} WHERE serial = %s AND id < %s ORDER BY id DESC LIMIT %s",
+                (serial, _UNBOUNDED_ID if before_id is None else before_id, limit),
             ).fetchall()
         return [_report(row) for row in reversed(rows)]
+
+    def report_summary(self, serial: str) -> ReportSummary | None:
+        with self._reading() as connection:
+            row = connection.execute(f"{REPORT_SUMMARY_SELECT}%s", (serial,)).fetchone()
+        if row is None:
+            return None
+        *report, count, size = row
+        return ReportSummary(latest=_report(tuple(report)), report_count=count, report_bytes=size)
 
     def latest_reports(self) -> dict[str, ProgressRecord]:
         with self._reading() as connection:
             rows = connection.execute(
-                "SELECT serial, received_at, progress_type, message, source_address, attempt, "
-                "ssh_host_keys, trust_anchor_certs FROM reports "
-                "WHERE id IN (SELECT latest_id FROM report_heads)"
+                f"{REPORT_SELECT} WHERE id IN (SELECT latest_id FROM report_heads)"  # noqa: S608
             ).fetchall()
-        return {row[0]: _report(row) for row in rows}
+        return {record.serial: record for record in map(_report, rows)}
 
     def delete_reports(self, serial: str) -> None:
-        with self._transaction() as connection:
-            connection.execute("DELETE FROM report_heads WHERE serial = %s", (serial,))
-            connection.execute("DELETE FROM reports WHERE serial = %s", (serial,))
+        with self._transaction() as connection, connection.cursor() as cursor:
+            _delete_reports(cursor, [(serial,)])
 
     # -- audit ------------------------------------------------------------------------------
 
@@ -300,9 +358,37 @@ class PostgresStore:
                 rows.reverse()
         return [_audit_entry(row) for row in rows]
 
+    def prune_audit(
+        self, before: datetime, *, actor: str | None = None, dry_run: bool = False
+    ) -> int:
+        cutoff = as_utc(before)
+        if dry_run:
+            with self._reading() as connection:
+                (count,) = _one(
+                    connection.execute(
+                        "SELECT count(*) FROM audit WHERE at < %s", (cutoff,)
+                    ).fetchone()
+                )
+            return int(count)
+        pruned = 0
+        while True:
+            with self._transaction() as connection:
+                # SKIP LOCKED: instances pruning together take different batches, never wait.
+                deleted = connection.execute(
+                    "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < %s "
+                    "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)",
+                    (cutoff, AUDIT_PRUNE_BATCH),
+                ).rowcount
+                pruned += deleted
+                done = deleted < AUDIT_PRUNE_BATCH
+                if done and actor is not None:
+                    _add_audit_row(connection, actor, "prune", prune_audit_row(before, pruned))
+            if done:
+                return pruned
+
     # -- tokens -----------------------------------------------------------------------------
 
-    def add_token(self, record: TokenRecord) -> None:
+    def add_token(self, record: TokenRecord, *, actor: str) -> None:
         with self._transaction() as connection:
             inserted = connection.execute(
                 "INSERT INTO tokens (name, token_hash, role, created_at) VALUES (%s, %s, %s, %s) "
@@ -318,6 +404,7 @@ class PostgresStore:
                     if name_taken
                     else "a token with the same secret already exists"
                 )
+            _add_audit_row(connection, actor, "create", token_audit_row(record))
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
         with self._reading() as connection:
@@ -334,9 +421,29 @@ class PostgresStore:
             ).fetchall()
         return [_token(row) for row in rows]
 
-    def delete_token(self, name: str) -> bool:
+    def delete_token(self, name: str, *, actor: str, keep_one_of_role: str | None = None) -> bool:
         with self._transaction() as connection:
-            return connection.execute("DELETE FROM tokens WHERE name = %s", (name,)).rowcount > 0
+            if keep_one_of_role is not None:
+                # Every token of the role is locked, in name order so that instances never
+                # deadlock: of two instances deleting the last two, the second waits for the
+                # first to commit and then finds only its own token left.
+                holders = [
+                    holder
+                    for (holder,) in connection.execute(
+                        "SELECT name FROM tokens WHERE role = %s ORDER BY name FOR UPDATE",
+                        (keep_one_of_role,),
+                    )
+                ]
+                if name in holders:
+                    check_not_last_of_role(name, keep_one_of_role, len(holders) - 1)
+            row = connection.execute(
+                "DELETE FROM tokens WHERE name = %s RETURNING name, token_hash, role, created_at",
+                (name,),
+            ).fetchone()
+            if row is None:
+                return False
+            _add_audit_row(connection, actor, "delete", token_audit_row(_token(row)))
+            return True
 
     def close(self) -> None:
         with self._lock:
@@ -344,6 +451,17 @@ class PostgresStore:
             if self._connection_or_none is not None:
                 self._connection_or_none.close()
                 self._connection_or_none = None
+
+
+def _add_audit_row(
+    connection: psycopg.Connection[Any], actor: str, action: str, row: tuple[str, str, str]
+) -> None:
+    """An audit entry for something other than a resource change: (kind, name, detail)."""
+    connection.execute(
+        "INSERT INTO audit (at, actor, action, kind, name, detail) "
+        "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
+        (utc_now(), actor, action, *row),
+    )
 
 
 def _current_revision(connection: psycopg.Connection[Any], *, for_update: bool) -> int:
@@ -375,8 +493,16 @@ def _resource(row: tuple[Any, ...]) -> StoredResource:
     )
 
 
+def _delete_reports(cursor: psycopg.Cursor[Any], serials: Sequence[tuple[str]]) -> None:
+    # Heads first: that waits for a report being added (it holds the head row), so the
+    # reports delete that follows sees that report too.
+    cursor.executemany("DELETE FROM report_heads WHERE serial = %s", serials)
+    cursor.executemany("DELETE FROM reports WHERE serial = %s", serials)
+
+
 def _report(row: tuple[Any, ...]) -> ProgressRecord:
-    serial, received_at, progress_type, message, source, attempt, host_keys, anchors = row
+    report_id, serial, received_at, progress_type, message, source, attempt = row[:7]
+    host_keys, anchors, truncated = row[7:10]
     return ProgressRecord(
         serial=serial,
         received_at=as_utc(received_at),
@@ -386,6 +512,8 @@ def _report(row: tuple[Any, ...]) -> ProgressRecord:
         attempt=attempt,
         ssh_host_keys=tuple((algorithm, key) for algorithm, key in host_keys),
         trust_anchor_certs=tuple(anchors),
+        truncated=truncated,
+        id=report_id,
     )
 
 

@@ -6,9 +6,9 @@ its old version or fully at the new one. The two lists describe the same logical
 must gain a migration together, with the same version number.
 
 Rows: `store_state` holds the single global revision; `resources` the admin resources;
-`reports` the bounded progress history, with `report_heads` keeping each device's latest report
-id and report count so fleet status and pruning never scan the history; `audit` the admin
-change log; `tokens` API token hashes.
+`reports` the bounded progress history (each row with its size), with `report_heads` keeping
+each device's latest report id, report count and byte total so status and pruning never scan
+the history; `audit` the admin change log; `tokens` API token hashes.
 """
 
 from __future__ import annotations
@@ -87,6 +87,30 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "report sizes and truncation; no reports of deleted devices",
+        (
+            "ALTER TABLE reports ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE reports ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE report_heads ADD COLUMN report_bytes INTEGER NOT NULL DEFAULT 0",
+            # Version 1 kept the reports of a deleted device for whoever got its serial next.
+            "DELETE FROM reports WHERE serial NOT IN "
+            "(SELECT name FROM resources WHERE kind = 'device')",
+            "DELETE FROM report_heads WHERE serial NOT IN "
+            "(SELECT name FROM resources WHERE kind = 'device')",
+            # Close to report_size (the JSON text of the lists adds a few bytes).
+            "UPDATE reports SET size_bytes = length(CAST(coalesce(message, '') AS BLOB)) "
+            "+ length(ssh_host_keys) + length(trust_anchor_certs)",
+            "UPDATE report_heads SET report_bytes = (SELECT coalesce(sum(size_bytes), 0) "
+            "FROM reports WHERE reports.serial = report_heads.serial)",
+        ),
+    ),
+    Migration(
+        3,
+        "audit entries found by time, for retention",
+        ("CREATE INDEX audit_by_time ON audit (at)",),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -142,6 +166,28 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
                 created_at TIMESTAMPTZ NOT NULL
             )""",
         ),
+    ),
+    Migration(
+        2,
+        "report sizes and truncation; no reports of deleted devices",
+        (
+            "ALTER TABLE reports ADD COLUMN truncated BOOLEAN NOT NULL DEFAULT FALSE",
+            "ALTER TABLE reports ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE report_heads ADD COLUMN report_bytes BIGINT NOT NULL DEFAULT 0",
+            "DELETE FROM reports WHERE serial NOT IN "
+            "(SELECT name FROM resources WHERE kind = 'device')",
+            "DELETE FROM report_heads WHERE serial NOT IN "
+            "(SELECT name FROM resources WHERE kind = 'device')",
+            "UPDATE reports SET size_bytes = octet_length(coalesce(message, '')) "
+            "+ octet_length(ssh_host_keys::text) + octet_length(trust_anchor_certs::text)",
+            "UPDATE report_heads SET report_bytes = (SELECT coalesce(sum(size_bytes), 0) "
+            "FROM reports WHERE reports.serial = report_heads.serial)",
+        ),
+    ),
+    Migration(
+        3,
+        "audit entries found by time, for retention",
+        ("CREATE INDEX audit_by_time ON audit (at)",),
     ),
 )
 

@@ -26,23 +26,43 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sztpctl.state.resources import DEVICE
+
 from .base import (
+    AUDIT_PRUNE_BATCH,
+    REPORT_COLUMNS,
+    REPORT_SELECT,
+    REPORT_SUMMARY_SELECT,
     as_utc,
     check_changes,
     check_expected_revision,
     check_limit,
+    check_not_last_of_role,
     check_report_bound,
+    deleted_devices,
     encode_audit_details,
     encode_specs,
+    prune_audit_row,
+    report_size,
     report_values,
     resource_rows,
+    token_audit_row,
     utc_now,
 )
 from .errors import ConflictError, StoreError
-from .model import AuditEntry, Change, ProgressRecord, StoredResource, TokenRecord
+from .model import (
+    AuditEntry,
+    Change,
+    ProgressRecord,
+    ReportSummary,
+    StoredResource,
+    TokenRecord,
+)
 from .schema import SQLITE_MIGRATIONS, migrate
 
 BUSY_TIMEOUT_MS = 10_000
+# Above every id SQLite hands out: "before no id" pages from the newest report.
+_UNBOUNDED_ID = 2**63 - 1
 
 
 _RESOURCE_SQL = {
@@ -219,65 +239,89 @@ class SqliteStore:
     ) -> None:
         for action, rows in resource_rows(changes, specs, revision, now):
             connection.executemany(_RESOURCE_SQL[action], rows)
+        _delete_reports(connection, deleted_devices(changes))
 
     # -- progress reports -------------------------------------------------------------------
 
-    def add_report(self, record: ProgressRecord, *, keep_per_device: int = 1000) -> None:
-        check_report_bound(keep_per_device)
+    def add_report(
+        self,
+        record: ProgressRecord,
+        *,
+        keep_per_device: int = 1000,
+        bytes_per_device: int | None = None,
+    ) -> bool:
+        check_report_bound(keep_per_device, bytes_per_device)
         values = report_values(record, _encode_time(record.received_at))
         with self._write_transaction(durable=False) as connection:
+            # Writers are serialised, so a device deleted before this cannot come back after.
+            if not connection.execute(
+                "SELECT 1 FROM resources WHERE kind = ? AND name = ?", (DEVICE, record.serial)
+            ).fetchone():
+                return False
             report_id = connection.execute(
-                "INSERT INTO reports (serial, received_at, progress_type, message, "
-                "source_address, attempt, ssh_host_keys, trust_anchor_certs) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO reports ({REPORT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                 values,
             ).lastrowid
             connection.execute(
-                "INSERT INTO report_heads (serial, latest_id, report_count) VALUES (?, ?, 1) "
-                "ON CONFLICT (serial) DO UPDATE SET "
+                "INSERT INTO report_heads (serial, latest_id, report_count, report_bytes) "
+                "VALUES (?, ?, 1, ?) ON CONFLICT (serial) DO UPDATE SET "
                 "latest_id = max(report_heads.latest_id, excluded.latest_id), "
-                "report_count = report_heads.report_count + 1",
-                (record.serial, report_id),
+                "report_count = report_heads.report_count + 1, "
+                "report_bytes = report_heads.report_bytes + excluded.report_bytes",
+                (record.serial, report_id, report_size(record)),
             )
-            (count,) = connection.execute(
-                "SELECT report_count FROM report_heads WHERE serial = ?", (record.serial,)
+            count, size = connection.execute(
+                "SELECT report_count, report_bytes FROM report_heads WHERE serial = ?",
+                (record.serial,),
             ).fetchone()
-            if count > keep_per_device:
-                # The (serial, id) index makes this touch only the rows it deletes.
+            byte_bound = size if bytes_per_device is None else bytes_per_device
+            if count > keep_per_device or size > byte_bound:
+                # Newest first, a report goes once it is past either bound; the newest stays.
                 connection.execute(
-                    "DELETE FROM reports WHERE id IN "
-                    "(SELECT id FROM reports WHERE serial = ? ORDER BY id LIMIT ?)",
-                    (record.serial, count - keep_per_device),
+                    "DELETE FROM reports WHERE id IN (SELECT id FROM ("
+                    "SELECT id, row_number() OVER newest_first AS position, "
+                    "sum(size_bytes) OVER newest_first AS kept_bytes "
+                    "FROM reports WHERE serial = ? WINDOW newest_first AS (ORDER BY id DESC)"
+                    ") WHERE position > 1 AND (position > ? OR kept_bytes > ?))",
+                    (record.serial, keep_per_device, byte_bound),
                 )
                 connection.execute(
-                    "UPDATE report_heads SET report_count = ? WHERE serial = ?",
-                    (keep_per_device, record.serial),
+                    "UPDATE report_heads SET (report_count, report_bytes) = "
+                    "(SELECT count(*), coalesce(sum(size_bytes), 0) FROM reports WHERE serial = ?) "
+                    "WHERE serial = ?",
+                    (record.serial, record.serial),
                 )
+        return True
 
-    def reports(self, serial: str, *, limit: int = 1000) -> builtins.list[ProgressRecord]:
+    def reports(
+        self, serial: str, *, limit: int = 1000, before_id: int | None = None
+    ) -> builtins.list[ProgressRecord]:
         check_limit(limit)
         with self._reading() as connection:
             rows = connection.execute(
-                "SELECT serial, received_at, progress_type, message, source_address, attempt, "
-                "ssh_host_keys, trust_anchor_certs FROM reports WHERE serial = ? ORDER BY id "
-                "DESC LIMIT ?",
-                (serial, limit),
+                f"{REPORT_SELECT} WHERE serial = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                (serial, _UNBOUNDED_ID if before_id is None else before_id, limit),
             ).fetchall()
         return [_report(row) for row in reversed(rows)]
+
+    def report_summary(self, serial: str) -> ReportSummary | None:
+        with self._reading() as connection:
+            row = connection.execute(f"{REPORT_SUMMARY_SELECT}?", (serial,)).fetchone()
+        if row is None:
+            return None
+        *report, count, size = row
+        return ReportSummary(latest=_report(tuple(report)), report_count=count, report_bytes=size)
 
     def latest_reports(self) -> dict[str, ProgressRecord]:
         with self._reading() as connection:
             rows = connection.execute(
-                "SELECT serial, received_at, progress_type, message, source_address, attempt, "
-                "ssh_host_keys, trust_anchor_certs FROM reports "
-                "WHERE id IN (SELECT latest_id FROM report_heads)"
+                f"{REPORT_SELECT} WHERE id IN (SELECT latest_id FROM report_heads)"  # noqa: S608
             ).fetchall()
-        return {row[0]: _report(row) for row in rows}
+        return {record.serial: record for record in map(_report, rows)}
 
     def delete_reports(self, serial: str) -> None:
         with self._write_transaction(durable=False) as connection:
-            connection.execute("DELETE FROM reports WHERE serial = ?", (serial,))
-            connection.execute("DELETE FROM report_heads WHERE serial = ?", (serial,))
+            _delete_reports(connection, [(serial,)])
 
     # -- audit ------------------------------------------------------------------------------
 
@@ -299,9 +343,34 @@ class SqliteStore:
                 rows.reverse()
         return [_audit_entry(row) for row in rows]
 
+    def prune_audit(
+        self, before: datetime, *, actor: str | None = None, dry_run: bool = False
+    ) -> int:
+        cutoff = _encode_time(before)
+        if dry_run:
+            with self._reading() as connection:
+                (count,) = connection.execute(
+                    "SELECT count(*) FROM audit WHERE at < ?", (cutoff,)
+                ).fetchone()
+            return int(count)
+        pruned = 0
+        while True:
+            with self._write_transaction(durable=actor is not None) as connection:
+                deleted = connection.execute(
+                    "DELETE FROM audit WHERE id IN "
+                    "(SELECT id FROM audit WHERE at < ? ORDER BY id LIMIT ?)",
+                    (cutoff, AUDIT_PRUNE_BATCH),
+                ).rowcount
+                pruned += deleted
+                done = deleted < AUDIT_PRUNE_BATCH
+                if done and actor is not None:
+                    _add_audit_row(connection, actor, "prune", prune_audit_row(before, pruned))
+            if done:
+                return pruned
+
     # -- tokens -----------------------------------------------------------------------------
 
-    def add_token(self, record: TokenRecord) -> None:
+    def add_token(self, record: TokenRecord, *, actor: str) -> None:
         with self._write_transaction(durable=True) as connection:
             inserted = connection.execute(
                 "INSERT INTO tokens (name, token_hash, role, created_at) VALUES (?, ?, ?, ?) "
@@ -317,6 +386,7 @@ class SqliteStore:
                     if name_taken
                     else "a token with the same secret already exists"
                 )
+            _add_audit_row(connection, actor, "create", token_audit_row(record))
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
         with self._reading() as connection:
@@ -333,9 +403,23 @@ class SqliteStore:
             ).fetchall()
         return [_token(row) for row in rows]
 
-    def delete_token(self, name: str) -> bool:
+    def delete_token(self, name: str, *, actor: str, keep_one_of_role: str | None = None) -> bool:
+        # BEGIN IMMEDIATE holds the database's write lock from the check to the commit.
         with self._write_transaction(durable=True) as connection:
-            return connection.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount > 0
+            row = connection.execute(
+                "SELECT name, token_hash, role, created_at FROM tokens WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                return False
+            role = row[2]
+            if role == keep_one_of_role:
+                (others,) = connection.execute(
+                    "SELECT count(*) FROM tokens WHERE role = ? AND name <> ?", (role, name)
+                ).fetchone()
+                check_not_last_of_role(name, role, others)
+            connection.execute("DELETE FROM tokens WHERE name = ?", (name,))
+            _add_audit_row(connection, actor, "delete", token_audit_row(_token(row)))
+            return True
 
     def close(self) -> None:
         self._closed = True
@@ -353,6 +437,16 @@ def _create_private_file(path: Path) -> None:
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     except OSError as exc:
         raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+
+
+def _add_audit_row(
+    connection: sqlite3.Connection, actor: str, action: str, row: tuple[str, str, str]
+) -> None:
+    """An audit entry for something other than a resource change: (kind, name, detail)."""
+    connection.execute(
+        "INSERT INTO audit (at, actor, action, kind, name, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (_encode_time(utc_now()), actor, action, *row),
+    )
 
 
 def _current_revision(connection: sqlite3.Connection) -> int:
@@ -377,8 +471,14 @@ def _resource(row: tuple[Any, ...]) -> StoredResource:
     )
 
 
+def _delete_reports(connection: sqlite3.Connection, serials: Sequence[tuple[str]]) -> None:
+    connection.executemany("DELETE FROM reports WHERE serial = ?", serials)
+    connection.executemany("DELETE FROM report_heads WHERE serial = ?", serials)
+
+
 def _report(row: tuple[Any, ...]) -> ProgressRecord:
-    serial, received_at, progress_type, message, source, attempt, host_keys, anchors = row
+    report_id, serial, received_at, progress_type, message, source, attempt = row[:7]
+    host_keys, anchors, truncated = row[7:10]
     return ProgressRecord(
         serial=serial,
         received_at=datetime.fromisoformat(received_at),
@@ -388,6 +488,8 @@ def _report(row: tuple[Any, ...]) -> ProgressRecord:
         attempt=attempt,
         ssh_host_keys=tuple((algorithm, key) for algorithm, key in json.loads(host_keys)),
         trust_anchor_certs=tuple(json.loads(anchors)),
+        truncated=bool(truncated),
+        id=report_id,
     )
 
 

@@ -1,0 +1,102 @@
+"""Bounds on progress reports: the size of one report and how often a device may report (what
+a device may store through `report-progress`), and the pages the admin API reads them in.
+
+A device is bounded because everything it sends is hostile: a report body may be up to
+`restconf.MAX_REPORT_SIZE`, and a device may call as often as it likes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+
+from .store.base import report_size
+from .store.model import ProgressRecord
+
+# Buckets of this many devices at most; beyond, the least recently seen device's bucket is
+# forgotten (it starts full again). A fleet this size reporting at once is far beyond one
+# instance, and the bound keeps memory flat whatever the devices do.
+MAX_TRACKED_DEVICES = 100_000
+
+# Reports per page of GET /api/v1/devices/{serial}/progress unless `limit` asks otherwise (at
+# most sztpctl.progress.MAX_PROGRESS_PAGE).
+DEFAULT_PROGRESS_LIMIT = 100
+
+
+def cap_report(record: ProgressRecord, max_bytes: int) -> ProgressRecord:
+    """`record` within `max_bytes` of `report_size`, marked `truncated` when anything was cut.
+
+    SSH host keys come first (the inventory's known_hosts needs them), then trust anchors, each
+    kept whole or left out; the message gets the rest, cut on a character boundary.
+    """
+    if report_size(record) <= max_bytes:
+        return record
+    room = max_bytes
+    host_keys: list[tuple[str, str]] = []
+    for algorithm, key in record.ssh_host_keys:
+        if len(algorithm) + len(key) <= room:
+            host_keys.append((algorithm, key))
+            room -= len(algorithm) + len(key)
+    anchors: list[str] = []
+    for cert in record.trust_anchor_certs:
+        if len(cert) <= room:
+            anchors.append(cert)
+            room -= len(cert)
+    message = record.message
+    if message is not None:
+        # Dropping a partial multi-byte sequence at the cut keeps the text valid UTF-8.
+        message = message.encode()[:room].decode(errors="ignore")
+    return replace(
+        record,
+        message=message,
+        ssh_host_keys=tuple(host_keys),
+        trust_anchor_certs=tuple(anchors),
+        truncated=True,
+    )
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated_at: float
+
+
+class ReportRateLimiter:
+    """A token bucket per device serial: `burst` reports at once, then `per_minute`.
+
+    In memory and per server instance; safe to call from several threads.
+    """
+
+    def __init__(
+        self, *, per_minute: float, burst: int, max_devices: int = MAX_TRACKED_DEVICES
+    ) -> None:
+        self._per_second = per_minute / 60
+        self._burst = float(burst)
+        self._max_devices = max_devices
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def seconds_per_report(self) -> float:
+        """How long an empty bucket takes to regain one report."""
+        return 1 / self._per_second
+
+    def allow(self, serial: str, now: float) -> bool:
+        """Take one report from the device's bucket at monotonic time `now`; False when empty."""
+        with self._lock:
+            bucket = self._buckets.get(serial)
+            if bucket is None:
+                bucket = _Bucket(tokens=self._burst, updated_at=now)
+                self._buckets[serial] = bucket
+                if len(self._buckets) > self._max_devices:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(serial)
+                elapsed = max(0.0, now - bucket.updated_at)
+                bucket.tokens = min(self._burst, bucket.tokens + elapsed * self._per_second)
+                bucket.updated_at = now
+            if bucket.tokens < 1:
+                return False
+            bucket.tokens -= 1
+            return True

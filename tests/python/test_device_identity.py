@@ -1,0 +1,231 @@
+"""IDevIDs issued by an intermediate CA, and what a device certificate may be used for.
+
+One real `sztp-server` with a TLS device listener trusts only the vendor's root; the devices
+present their IDevID with the intermediate CA that issued it, over a real TLS handshake or,
+from loopback (a trusted proxy), in `client_cert_header`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from sztp_testing import (
+    RunningServer,
+    issue_leaf,
+    key_usage,
+    lab_trust,
+    lab_voucher,
+    running_server,
+)
+from sztpctl.errors import ChainError
+from sztpctl.labpki import LabPki, write_lab_pki
+from sztpctl.protocol import certs, pki
+
+GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
+JSON_TYPE = "application/yang-data+json"
+HEADER = "X-SSL-Client-Cert"
+CHAINED, SERVER_ONLY = "SN-IM1", "SN-EKU1"
+
+
+class Vendor:
+    """A manufacturer whose IDevIDs come from an intermediate CA under its root."""
+
+    def __init__(self, directory: Path) -> None:
+        self.root = pki.create_root_ca("Vendor Root CA")
+        self.intermediate = pki.issue_intermediate_ca(self.root, "Vendor IDevID CA 1")
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def write(self, credential: pki.Credential, name: str, *, with_chain: bool) -> tuple[str, str]:
+        """(certificate file, key file) for `requests`; with the intermediate when asked."""
+        sent = credential.certificates[:2] if with_chain else credential.certificates[:1]
+        certificate_file = self.directory / f"{name}.pem"
+        key_file = self.directory / f"{name}.key"
+        certificate_file.write_bytes(b"".join(pki.certificate_to_pem(cert) for cert in sent))
+        key_file.write_bytes(pki.private_key_to_pem(credential.private_key))
+        key_file.chmod(0o600)
+        return str(certificate_file), str(key_file)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
+    return write_lab_pki(tmp_path_factory.mktemp("identity") / "pki", [])
+
+
+@pytest.fixture(scope="module")
+def vendor(tmp_path_factory: pytest.TempPathFactory) -> Vendor:
+    return Vendor(tmp_path_factory.mktemp("vendor"))
+
+
+@pytest.fixture(scope="module")
+def idevid(vendor: Vendor) -> pki.Credential:
+    return pki.issue_idevid(vendor.intermediate, CHAINED)
+
+
+@pytest.fixture(scope="module")
+def server_only(vendor: Vendor) -> pki.Credential:
+    """Trusted issuer, but its extended key usage is serverAuth alone."""
+    return issue_leaf(
+        vendor.intermediate,
+        SERVER_ONLY,
+        key_usage=key_usage(digital_signature=True),
+        extended_usage=[ExtendedKeyUsageOID.SERVER_AUTH],
+    )
+
+
+@pytest.fixture(scope="module")
+def server(
+    lab: LabPki, vendor: Vendor, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """TLS device listener; loopback is also trusted as a TLS-terminating proxy."""
+    directory = tmp_path_factory.mktemp("server")
+    settings = {"trusted_proxies": ["127.0.0.1"], "client_cert_header": HEADER}
+    with running_server(directory, lab=lab, settings=settings) as running:
+        trust = lab_trust(lab)
+        resources = {
+            **trust,
+            "trust-anchor": {
+                "vendor": {"certificates": pki.certificate_to_pem(vendor.root.certificate).decode()}
+            },
+            "profile": {"day0": {"type": "onboarding", "configuration": "hostname im\n"}},
+            "device": {
+                serial: {
+                    "profile": "day0",
+                    "voucher": base64.b64encode(lab_voucher(lab, serial)).decode(),
+                }
+                for serial in (CHAINED, SERVER_ONLY)
+            },
+        }
+        response = requests.post(
+            f"{running.admin_url}/api/v1/state",
+            json={"resources": resources},
+            headers={"Authorization": f"Bearer {running.token}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        yield running
+
+
+def over_tls(server: RunningServer, lab: LabPki, client_cert: tuple[str, str]) -> int | str:
+    """get-bootstrapping-data status with this client certificate, or "refused" when the
+    TLS handshake itself refuses it."""
+    try:
+        response = requests.post(
+            f"{server.device_url}{GET_DATA}",
+            headers={"Content-Type": JSON_TYPE},
+            data=b"",
+            cert=client_cert,
+            verify=str(lab.tls_ca.certificate),
+            timeout=10,
+        )
+    except requests.exceptions.ConnectionError:
+        return "refused"
+    return response.status_code
+
+
+def through_proxy(server: RunningServer, lab: LabPki, presented: Sequence[x509.Certificate]) -> int:
+    """get-bootstrapping-data as a proxy forwards it: the certificates in the header, as
+    URL-encoded PEM, the client's first."""
+    pem = b"".join(pki.certificate_to_pem(cert) for cert in presented).decode()
+    response = requests.post(
+        f"{server.device_url}{GET_DATA}",
+        headers={"Content-Type": JSON_TYPE, HEADER: quote(pem, safe="")},
+        data=b"",
+        verify=str(lab.tls_ca.certificate),
+        timeout=10,
+    )
+    return response.status_code
+
+
+def last_refusal(server: RunningServer) -> str:
+    reasons = []
+    for line in server.log.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == "device request refused":
+                reasons.append(str(record.get("reason")))
+    assert reasons, server.log
+    return reasons[-1]
+
+
+def test_idevid_from_an_intermediate_ca_authenticates_over_tls(
+    server: RunningServer, lab: LabPki, vendor: Vendor, idevid: pki.Credential
+) -> None:
+    assert over_tls(server, lab, vendor.write(idevid, "chained", with_chain=True)) == 200
+    # Without its intermediate the IDevID cannot be chained to the vendor root: the
+    # handshake verifies the client against the loaded anchors and refuses it.
+    assert over_tls(server, lab, vendor.write(idevid, "alone", with_chain=False)) == "refused"
+
+
+def test_idevid_from_an_intermediate_ca_authenticates_through_a_proxy(
+    server: RunningServer, lab: LabPki, vendor: Vendor, idevid: pki.Credential
+) -> None:
+    assert through_proxy(server, lab, idevid.certificates[:2]) == 200
+    assert through_proxy(server, lab, idevid.certificates[:1]) == 401
+    assert "untrusted issuer CN=Vendor IDevID CA 1" in last_refusal(server)
+
+
+def test_a_certificate_only_for_servers_does_not_identify_a_device(
+    server: RunningServer, lab: LabPki, vendor: Vendor, server_only: pki.Credential
+) -> None:
+    assert through_proxy(server, lab, server_only.certificates[:2]) == 401
+    assert "extended key usage does not allow clientAuth (it lists SERVER_AUTH)" in last_refusal(
+        server
+    )
+    # Over TLS, OpenSSL checks the purpose during the handshake already.
+    sent = vendor.write(server_only, "server-only", with_chain=True)
+    assert over_tls(server, lab, sent) in ("refused", 401)
+
+
+def test_a_proxy_header_with_too_many_certificates_is_refused_before_parsing(
+    server: RunningServer, lab: LabPki, idevid: pki.Credential
+) -> None:
+    padded = [*idevid.certificates[:2]] * (certs.MAX_PATH_LENGTH // 2 + 1)
+    assert through_proxy(server, lab, padded) == 401
+    assert (
+        f"client presented {len(padded)} certificates; at most {certs.MAX_PATH_LENGTH}"
+        in last_refusal(server)
+    )
+
+
+# ---- key usage rules (RFC 5280 §4.2.1.3, §4.2.1.12)
+
+
+@pytest.mark.parametrize(
+    ("usage", "extended", "problem"),
+    [
+        (True, None, None),  # no EKU: any purpose
+        (None, None, None),  # no KU either
+        (True, [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH], None),
+        (True, [ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE], None),
+        (True, [ExtendedKeyUsageOID.SERVER_AUTH], "does not allow clientAuth"),
+        (False, [ExtendedKeyUsageOID.CLIENT_AUTH], "does not allow digitalSignature"),
+    ],
+)
+def test_client_auth_usage(
+    vendor: Vendor,
+    usage: bool | None,
+    extended: list[x509.ObjectIdentifier] | None,
+    problem: str | None,
+) -> None:
+    leaf = issue_leaf(
+        vendor.intermediate,
+        "SN-KU",
+        key_usage=None if usage is None else key_usage(digital_signature=usage),
+        extended_usage=extended,
+    ).certificate
+    if problem is None:
+        certs.check_client_auth(leaf)
+    else:
+        with pytest.raises(ChainError, match=problem):
+            certs.check_client_auth(leaf)

@@ -1,0 +1,192 @@
+"""Bounds on progress reports: size cap (truncated and marked), per-device byte budget and
+per-device report rate, through a real server on loopback TLS, plus the pure pieces."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from sztp_server.report_limits import ReportRateLimiter, cap_report
+from sztp_server.store.base import report_size
+from sztp_server.store.model import ProgressRecord
+from sztp_testing import RunningServer, lab_trust, run_sztpctl, running_server
+from sztpctl.labpki import LabPki, write_lab_pki
+from sztpctl.protocol import restconf
+from sztpctl.protocol.restconf import ProgressReport, SshHostKey, WireFormat
+
+CUT = "SN-CUT"
+FLOOD = "SN-FLOOD"
+MAX_REPORT_BYTES = 1000
+BUDGET = 2500
+BURST = 8
+REPORT_PATH = restconf.operation_path("/restconf", restconf.RPC_REPORT_PROGRESS)
+ED25519_KEY = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))
+
+
+def record(**fields: Any) -> ProgressRecord:
+    return ProgressRecord(
+        **{
+            "serial": "SN-1",
+            "received_at": datetime(2024, 1, 1, tzinfo=UTC),
+            "progress_type": "bootstrap-complete",
+            "message": None,
+            "source_address": None,
+            "attempt": 1,
+            **fields,
+        }
+    )
+
+
+# ---- the pure pieces
+
+
+def test_a_report_within_the_cap_is_kept_as_is() -> None:
+    small = record(message="ok", ssh_host_keys=(("ssh-ed25519", "AAAA"),))
+    assert cap_report(small, report_size(small)) is small
+
+
+def test_a_report_over_the_cap_keeps_keys_then_anchors_then_message() -> None:
+    big = record(
+        message="é" * 100,  # 200 bytes of UTF-8
+        ssh_host_keys=(("ssh-ed25519", "k" * 30), ("ssh-rsa", "r" * 500)),
+        trust_anchor_certs=("a" * 20, "b" * 400),
+    )
+    capped = cap_report(big, 100)
+    assert capped.truncated
+    assert capped.ssh_host_keys == (("ssh-ed25519", "k" * 30),)
+    assert capped.trust_anchor_certs == ("a" * 20,)
+    # 100 - 41 - 20 = 39 bytes left: 19 two-byte characters, the split one dropped.
+    assert capped.message == "é" * 19
+    assert report_size(capped) <= 100
+
+
+def test_the_rate_limiter_allows_a_burst_then_the_rate() -> None:
+    limiter = ReportRateLimiter(per_minute=6, burst=3)
+    assert limiter.seconds_per_report == 10
+    assert [limiter.allow("SN-A", 0.0) for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("SN-B", 0.0)  # every device has its own bucket
+    assert not limiter.allow("SN-A", 9.0)
+    assert limiter.allow("SN-A", 10.0)  # one report per 10 s refills
+    assert not limiter.allow("SN-A", 10.0)
+    # Idle for long, the bucket refills only up to the burst.
+    assert [limiter.allow("SN-A", 1000.0) for _ in range(4)] == [True, True, True, False]
+
+
+def test_the_rate_limiter_remembers_a_bounded_number_of_devices() -> None:
+    limiter = ReportRateLimiter(per_minute=1, burst=1, max_devices=2)
+    assert limiter.allow("SN-A", 0.0) and limiter.allow("SN-B", 0.0)
+    assert not limiter.allow("SN-A", 0.0)  # SN-A is now the most recently seen
+    assert limiter.allow("SN-C", 0.0)  # forgets SN-B, the least recently seen
+    assert limiter.allow("SN-B", 0.0)
+    assert not limiter.allow("SN-C", 0.0)
+
+
+# ---- a real server
+
+
+@dataclass
+class Site:
+    lab: LabPki
+    server: RunningServer
+
+    def report(self, serial: str, report: ProgressReport) -> requests.Response:
+        idevid = self.lab.devices[serial].idevid
+        return requests.post(
+            f"{self.server.device_url}{REPORT_PATH}",
+            data=restconf.encode_report_progress_input(report, WireFormat.JSON),
+            headers={"Content-Type": WireFormat.JSON.media_type},
+            cert=(str(idevid.certificate), str(idevid.private_key)),
+            verify=str(self.lab.tls_ca.certificate),
+            timeout=30,
+        )
+
+    def admin(self, path: str) -> Any:
+        response = requests.get(
+            f"{self.server.admin_url}/api/v1{path}",
+            headers={"Authorization": f"Bearer {self.server.token}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("limits")
+    lab = write_lab_pki(root / "pki", [CUT, FLOOD], hw_model="lab-x1")
+    settings = {
+        "max_report_bytes": MAX_REPORT_BYTES,
+        "report_bytes_per_device": BUDGET,
+        "report_burst": BURST,
+        # About one report a day: nothing refills while the test runs.
+        "report_rate_per_minute": 0.001,
+    }
+    with running_server(root / "server", lab=lab, settings=settings) as server:
+        resources = {**lab_trust(lab), "device": {CUT: {}, FLOOD: {}}}
+        response = requests.post(
+            f"{server.admin_url}/api/v1/state",
+            json={"resources": resources},
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        yield Site(lab, server)
+
+
+def test_oversized_reports_are_truncated_marked_and_budgeted(site: Site, tmp_path: Path) -> None:
+    long_message = "x" * 5000
+    assert site.report(CUT, ProgressReport("bootstrap-initiated", long_message)).status_code == 204
+    assert site.report(CUT, ProgressReport("config-initiated", "short")).status_code == 204
+    key = SshHostKey("ssh-ed25519", ED25519_KEY)
+    complete = ProgressReport("bootstrap-complete", "é" * 3000, ssh_host_keys=(key,))
+    assert site.report(CUT, complete).status_code == 204
+
+    status = site.admin(f"/devices/{CUT}/status")
+    last = status["last_report"]
+    assert last["truncated"] is True
+    # The key was kept whole; the message got what was left, cut between characters.
+    key_data = base64.b64encode(ED25519_KEY).decode()
+    assert last["ssh_host_keys"] == [{"algorithm": "ssh-ed25519", "key_data": key_data}]
+    assert set(last["message"]) == {"é"}
+    room = MAX_REPORT_BYTES - len("ssh-ed25519") - len(key_data)
+    assert len(last["message"].encode()) in (room, room - 1)
+
+    history = site.admin(f"/devices/{CUT}/progress")
+    (attempt,) = history["attempts"]
+    first, second, _ = attempt["reports"]
+    assert (first["message"], first["truncated"]) == ("x" * MAX_REPORT_BYTES, True)
+    assert (second["message"], second["truncated"]) == ("short", False)
+    shown = run_sztpctl("device", "history", CUT, env=site.server.cli_env(tmp_path)).stdout
+    assert shown.count("[truncated by the server]") == 2
+
+    # Two more full-size reports overflow the budget: the oldest go, the sum stays within it.
+    for _ in range(2):
+        assert site.report(CUT, ProgressReport("informational", long_message)).status_code == 204
+    status = site.admin(f"/devices/{CUT}/status")
+    assert status["report_bytes"] <= BUDGET
+    assert status["reports"] == 2
+    reports = site.admin(f"/devices/{CUT}/progress")["attempts"][-1]["reports"]
+    assert [report["progress_type"] for report in reports] == ["informational"] * 2
+
+
+def test_a_device_over_its_report_rate_is_refused(site: Site) -> None:
+    for index in range(BURST):
+        reply = site.report(FLOOD, ProgressReport("informational", f"report {index}"))
+        assert reply.status_code == 204, reply.text
+    refused = site.report(FLOOD, ProgressReport("informational", "one too many"))
+    assert refused.status_code == 429
+    # One report a day comes back: 60,000 s at 0.001 a minute.
+    assert refused.headers["Retry-After"] == "60000"
+    (error,) = json.loads(refused.content)["ietf-restconf:errors"]["error"]
+    assert error["error-tag"] == "resource-denied"
+    status = site.admin(f"/devices/{FLOOD}/status")
+    assert status["reports"] == BURST
+    assert status["last_report"]["message"] == f"report {BURST - 1}"

@@ -137,13 +137,9 @@ def _device_worker(
         connection = http.client.HTTPSConnection(
             target.host, target.port, context=next(contexts), timeout=timeout
         )
-        try:
-            connection.request("POST", GET_DATA, body=b"", headers={"Content-Type": JSON_TYPE})
-            response = connection.getresponse()
-            response.read()
-            return response.status
-        finally:
-            connection.close()
+        return _status_of(
+            connection, "POST", GET_DATA, body=b"", headers={"Content-Type": JSON_TYPE}
+        )
 
     return _timed_loop(seconds, request, 200)
 
@@ -159,25 +155,15 @@ def _login_worker(arguments: tuple[Target, str, str, float, float]) -> Samples:
         connection = http.client.HTTPSConnection(
             target.host, target.port, context=context, timeout=timeout
         )
-        try:
-            connection.request(
-                "POST",
-                GET_DATA,
-                body=b"",
-                headers={"Content-Type": JSON_TYPE, "Authorization": f"Basic {credentials}"},
-            )
-            response = connection.getresponse()
-            response.read()
-            return response.status
-        finally:
-            connection.close()
+        return _status_of(
+            connection,
+            "POST",
+            GET_DATA,
+            body=b"",
+            headers={"Content-Type": JSON_TYPE, "Authorization": f"Basic {credentials}"},
+        )
 
-    def paced() -> int:
-        status = login()
-        time.sleep(PACE)
-        return status
-
-    return _timed_loop(seconds, paced, 200)
+    return _timed_loop(seconds, _paced(login), 200)
 
 
 def _admin_worker(arguments: tuple[str, str, str, float, float]) -> Samples:
@@ -187,24 +173,43 @@ def _admin_worker(arguments: tuple[str, str, str, float, float]) -> Samples:
 
     def request() -> int:
         connection = http.client.HTTPConnection(host, port, timeout=timeout)
-        try:
-            connection.request(
-                "GET",
-                f"/api/v1/devices/{serial}/status",
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            response = connection.getresponse()
-            response.read()
-            return response.status
-        finally:
-            connection.close()
+        return _status_of(
+            connection,
+            "GET",
+            f"/api/v1/devices/{serial}/status",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    return _timed_loop(seconds, _paced(request), 200)
+
+
+def _status_of(
+    connection: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str],
+    body: bytes | None = None,
+) -> int:
+    """The status of one request on a connection of its own, which is closed after."""
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def _paced(request: Callable[[], int]) -> Callable[[], int]:
+    """`request`, then a pause of PACE: a client that comes back now and then."""
 
     def paced() -> int:
         status = request()
         time.sleep(PACE)
         return status
 
-    return _timed_loop(seconds, paced, 200)
+    return paced
 
 
 # --------------------------------------------------------------------------- the attacker

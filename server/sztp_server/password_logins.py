@@ -10,17 +10,14 @@ import ipaddress
 import math
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from sztpctl.errors import SztpError
 
-# Keys each limiter tracks at most. A key is only dropped early when this many others failed
-# more recently; a key is charged only for a check the password workers took on, so keys come
-# no faster than scrypt runs and an attacker cannot churn a victim's key out within its refill.
-TRACKED_KEYS = 50_000
+from .token_buckets import TokenBuckets
+
 # What a device refused because the workers are busy is told to wait, in seconds.
 BUSY_RETRY_AFTER_SECONDS = 1
 # IPv6 clients get a /64 each; one address of it is as good as another to them.
@@ -43,69 +40,13 @@ class PasswordWorkersBusy(SztpError):
     """Refused without a check: every password worker is busy and the queue is full."""
 
 
-class FailureLimiter:
-    """A token bucket of failures per key: `burst` at once, then one more every
-    `refill_seconds`. Buckets are kept in the order they were last charged; the oldest go once
-    refilled (as good as none), or when `tracked` keys are in the table."""
-
-    def __init__(
-        self,
-        burst: int,
-        refill_seconds: float,
-        *,
-        tracked: int = TRACKED_KEYS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._burst = burst
-        self._refill_seconds = refill_seconds
-        self._tracked = tracked
-        self._clock = clock
-        # key -> (tokens, when they were counted); oldest charge first
-        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
-
-    def wait(self, key: Hashable) -> float:
-        """Seconds until `key` may fail once more; 0 when it may now (or limits are off)."""
-        if self._burst == 0:
-            return 0.0
-        return max(0.0, (1 - self._tokens(key, self._clock())) * self._refill_seconds)
-
-    def charge(self, key: Hashable) -> None:
-        """Count one failure (taken before the check, so concurrent attempts count too)."""
-        if self._burst == 0:
-            return
-        now = self._clock()
-        tokens = self._tokens(key, now) - 1
-        self._buckets.pop(key, None)
-        self._make_room(now)
-        self._buckets[key] = (tokens, now)
-
-    def refund(self, key: Hashable) -> None:
-        """Give back a charge for an attempt that did not fail."""
-        if key in self._buckets:
-            now = self._clock()
-            tokens = self._tokens(key, now) + 1
-            if tokens >= self._burst:
-                del self._buckets[key]  # as good as none
-            else:
-                self._buckets[key] = (tokens, now)
-
-    def _tokens(self, key: Hashable, now: float) -> float:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            return float(self._burst)
-        tokens, counted = bucket
-        return min(float(self._burst), tokens + (now - counted) / self._refill_seconds)
-
-    def _make_room(self, now: float) -> None:
-        while self._buckets:
-            oldest = next(iter(self._buckets))
-            if len(self._buckets) < self._tracked and self._tokens(oldest, now) < self._burst:
-                return
-            del self._buckets[oldest]
-
-
 class LoginLimits:
-    """Failure limits for password logins, per client address and per claimed serial."""
+    """Failure limits for password logins, per client address and per claimed serial.
+
+    A key is charged only for a check the password workers took on, so new keys come no
+    faster than scrypt runs: an attacker cannot churn a victim's key out of a table within
+    its refill time.
+    """
 
     def __init__(
         self,
@@ -115,8 +56,8 @@ class LoginLimits:
         refill_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._addresses = FailureLimiter(per_address, refill_seconds, clock=clock)
-        self._serials = FailureLimiter(per_serial, refill_seconds, clock=clock)
+        self._addresses = TokenBuckets(per_address, refill_seconds, clock=clock)
+        self._serials = TokenBuckets(per_serial, refill_seconds, clock=clock)
 
     def check(self, address: Hashable | None, serial: str) -> None:
         """TooManyFailures when the address or the serial has no failure left."""

@@ -1,5 +1,6 @@
-"""Bounds on progress reports: the size of one report and how often a device may report (what
-a device may store through `report-progress`), and the pages the admin API reads them in.
+"""Bounds on progress reports: the size of one report, how many devices' report rates are
+tracked (what a device may store through `report-progress`), and the pages the admin API
+reads them in.
 
 A device is bounded because everything it sends is hostile: a report body may be up to
 `restconf.MAX_REPORT_SIZE`, and a device may call as often as it likes.
@@ -7,9 +8,7 @@ A device is bounded because everything it sends is hostile: a report body may be
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from .store.base import report_size
 from .store.model import ProgressRecord
@@ -54,49 +53,3 @@ def cap_report(record: ProgressRecord, max_bytes: int) -> ProgressRecord:
         trust_anchor_certs=tuple(anchors),
         truncated=True,
     )
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated_at: float
-
-
-class ReportRateLimiter:
-    """A token bucket per device serial: `burst` reports at once, then `per_minute`.
-
-    In memory and per server instance; safe to call from several threads.
-    """
-
-    def __init__(
-        self, *, per_minute: float, burst: int, max_devices: int = MAX_TRACKED_DEVICES
-    ) -> None:
-        self._per_second = per_minute / 60
-        self._burst = float(burst)
-        self._max_devices = max_devices
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @property
-    def seconds_per_report(self) -> float:
-        """How long an empty bucket takes to regain one report."""
-        return 1 / self._per_second
-
-    def allow(self, serial: str, now: float) -> bool:
-        """Take one report from the device's bucket at monotonic time `now`; False when empty."""
-        with self._lock:
-            bucket = self._buckets.get(serial)
-            if bucket is None:
-                bucket = _Bucket(tokens=self._burst, updated_at=now)
-                self._buckets[serial] = bucket
-                if len(self._buckets) > self._max_devices:
-                    self._buckets.popitem(last=False)
-            else:
-                self._buckets.move_to_end(serial)
-                elapsed = max(0.0, now - bucket.updated_at)
-                bucket.tokens = min(self._burst, bucket.tokens + elapsed * self._per_second)
-                bucket.updated_at = now
-            if bucket.tokens < 1:
-                return False
-            bucket.tokens -= 1
-            return True

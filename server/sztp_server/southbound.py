@@ -11,7 +11,6 @@ import asyncio
 import base64
 import math
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -27,9 +26,10 @@ from .device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from .logs import get_logger
 from .metrics import Metrics
 from .password_logins import BUSY_RETRY_AFTER_SECONDS, PasswordWorkersBusy, TooManyFailures
-from .report_limits import ReportRateLimiter, cap_report
+from .report_limits import MAX_TRACKED_DEVICES, cap_report
 from .responder import DeviceRequest, NoBootstrappingData, Responder
 from .store.model import ProgressRecord
+from .token_buckets import TokenBuckets
 
 RESTCONF_ROOT = "/restconf"
 _LOG = get_logger()
@@ -85,8 +85,10 @@ class _DeviceHandlers:
         self.metrics = metrics
         self.authenticator = DeviceAuthenticator(context.config)
         self.responder = Responder(context.config.response_cache_bytes)
-        self.report_rate = ReportRateLimiter(
-            per_minute=context.config.report_rate_per_minute, burst=context.config.report_burst
+        self.report_rate = TokenBuckets(
+            context.config.report_burst,
+            60 / context.config.report_rate_per_minute,
+            tracked=MAX_TRACKED_DEVICES,
         )
 
     async def close(self, _app: web.Application) -> None:
@@ -257,11 +259,11 @@ class _DeviceHandlers:
         # Refused rather than accepted and dropped: the device learns its report was not kept
         # (RFC 8572 devices carry on when a report fails), and nothing claims otherwise. Not
         # logged per request: a flood would flood the log; sztp_requests_total counts them.
-        if not self.report_rate.allow(serial, time.monotonic()):
+        if not self.report_rate.take(serial):
             raise _RpcFailure(
                 _error("application", "resource-denied", "too many progress reports; slow down"),
                 429,
-                retry_after=math.ceil(self.report_rate.seconds_per_report),
+                retry_after=math.ceil(self.report_rate.refill_seconds),
             )
         try:
             report = restconf.parse_report_progress_input(body, request_format)

@@ -176,7 +176,7 @@ def lab_files(binaries: dict[str, str], lab_dir: Path) -> LabFiles:
                 "model": HW_MODEL,
                 "voucher": {"file": f"{serial}.vcj"},
             }
-            for serial in serials
+            for serial in GOOD_SERIALS
         ],
         "dhcp": {
             "subnets": [
@@ -188,7 +188,20 @@ def lab_files(binaries: dict[str, str], lab_dir: Path) -> LabFiles:
     fleet_file = lab_dir / "fleet.yaml"
     # JSON is YAML: no serializer needed, and the file stays readable in a kept lab dir.
     fleet_file.write_text(json.dumps(fleet, indent=2) + "\n")
-    return LabFiles(lab_dir, pki, fleet_file, files, image_sha256)
+    mismatched = {
+        **fleet,
+        "devices": [
+            *fleet["devices"],
+            {
+                **fleet["devices"][0],
+                "serial": MISMATCHED_SERIAL,
+                "voucher": {"file": f"{MISMATCHED_SERIAL}.vcj"},
+            },
+        ],
+    }
+    mismatched_file = lab_dir / "fleet-mismatched.yaml"
+    mismatched_file.write_text(json.dumps(mismatched, indent=2) + "\n")
+    return LabFiles(lab_dir, pki, fleet_file, mismatched_file, files, image_sha256)
 
 
 def _disable_dad(namespace: str, interface: str) -> None:

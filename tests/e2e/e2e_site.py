@@ -85,6 +85,8 @@ class LabFiles:
     directory: Path
     pki: Path
     fleet: Path
+    # The site's fleet plus a device whose voucher pins another owner's CA.
+    mismatched_fleet: Path
     files: Path
     image_sha256: str
 

@@ -42,6 +42,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class ManualClock:
+    """A monotonic clock for unit tests: it reads `now`, which the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass
 class RunningServer:
     directory: Path
@@ -58,6 +68,16 @@ class RunningServer:
     def log(self) -> str:
         return (self.directory / "server.log").read_text(errors="replace")
 
+    def refusal_reasons(self) -> list[str]:
+        """The reasons of every `device request refused` record in the log, oldest first."""
+        reasons = []
+        for line in self.log.splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and record.get("event") == "device request refused":
+                    reasons.append(str(record.get("reason")))
+        return reasons
+
     def cli_env(self, home: Path) -> dict[str, str]:
         """Environment for `sztpctl` against this server, with an empty config directory."""
         return {
@@ -66,6 +86,16 @@ class RunningServer:
             "SZTP_SERVER": self.admin_url,
             "SZTP_TOKEN_FILE": str(self.token_file),
         }
+
+    def apply(self, resources: dict[str, object]) -> None:
+        """Declare `resources` through the bulk admin API (the admin token); it must land."""
+        response = requests.post(
+            f"{self.admin_url}/api/v1/state",
+            json={"resources": resources},
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
 
     def stop(self) -> None:
         if self.process.poll() is None:

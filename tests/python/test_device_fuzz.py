@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import pytest
-import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -174,13 +173,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzSite]:
                 },
             },
         }
-        response = requests.post(
-            f"{server.admin_url}/api/v1/state",
-            json={"resources": resources},
-            headers={"Authorization": f"Bearer {server.token}"},
-            timeout=60,
-        )
-        assert response.status_code == 200, response.text
+        server.apply(resources)
         yield FuzzSite(lab, server, _tls_context(lab, None), _tls_context(lab, CERT_SERIAL))
 
 

@@ -8,8 +8,6 @@ from loopback (a trusted proxy), in `client_cert_header`.
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
@@ -106,13 +104,7 @@ def server(
                 for serial in (CHAINED, SERVER_ONLY)
             },
         }
-        response = requests.post(
-            f"{running.admin_url}/api/v1/state",
-            json={"resources": resources},
-            headers={"Authorization": f"Bearer {running.token}"},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
+        running.apply(resources)
         yield running
 
 
@@ -148,12 +140,7 @@ def through_proxy(server: RunningServer, lab: LabPki, presented: Sequence[x509.C
 
 
 def last_refusal(server: RunningServer) -> str:
-    reasons = []
-    for line in server.log.splitlines():
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if isinstance(record, dict) and record.get("event") == "device request refused":
-                reasons.append(str(record.get("reason")))
+    reasons = server.refusal_reasons()
     assert reasons, server.log
     return reasons[-1]
 

@@ -21,7 +21,6 @@ import pytest
 import requests
 
 from sztp_server.password_logins import (
-    FailureLimiter,
     LoginLimits,
     PasswordWorkers,
     PasswordWorkersBusy,
@@ -30,6 +29,8 @@ from sztp_server.password_logins import (
 )
 from sztp_server.southbound import REFUSAL_PAUSE_SECONDS
 from sztp_server.store import Change, open_store
+from sztp_server.token_buckets import TokenBuckets
+from sztp_testing import ManualClock as Clock
 from sztp_testing import RunningServer, lab_trust, running_server
 from sztpctl.labpki import write_lab_pki
 
@@ -40,20 +41,12 @@ PASSWORD = "device password 7"
 LOGGED_IN = 404
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-# ---- the failure limiter
+# ---- token buckets
 
 
 def test_a_bucket_allows_its_burst_then_one_per_refill() -> None:
     clock = Clock()
-    limiter = FailureLimiter(3, 10.0, clock=clock)
+    limiter = TokenBuckets(3, 10.0, clock=clock)
     for _ in range(3):
         assert limiter.wait("a") == 0
         limiter.charge("a")
@@ -72,7 +65,7 @@ def test_a_bucket_allows_its_burst_then_one_per_refill() -> None:
 
 
 def test_a_refund_gives_a_charge_back() -> None:
-    limiter = FailureLimiter(1, 60.0, clock=Clock())
+    limiter = TokenBuckets(1, 60.0, clock=Clock())
     limiter.charge("a")
     assert limiter.wait("a") > 0
     limiter.refund("a")
@@ -84,7 +77,7 @@ def test_a_refund_gives_a_charge_back() -> None:
 
 
 def test_a_zero_burst_turns_limiting_off() -> None:
-    limiter = FailureLimiter(0, 60.0, clock=Clock())
+    limiter = TokenBuckets(0, 60.0, clock=Clock())
     for _ in range(100):
         limiter.charge("a")
     assert limiter.wait("a") == 0
@@ -92,7 +85,7 @@ def test_a_zero_burst_turns_limiting_off() -> None:
 
 def test_the_table_is_bounded_and_drops_refilled_buckets_first() -> None:
     clock = Clock()
-    limiter = FailureLimiter(2, 10.0, tracked=3, clock=clock)
+    limiter = TokenBuckets(2, 10.0, tracked=3, clock=clock)
     for key in ("a", "b", "c"):
         limiter.charge(key)
         limiter.charge(key)

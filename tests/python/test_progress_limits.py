@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 import requests
 
-from sztp_server.report_limits import ReportRateLimiter, cap_report
+from sztp_server.report_limits import cap_report
 from sztp_server.store.base import report_size
 from sztp_server.store.model import ProgressRecord
-from sztp_testing import RunningServer, lab_trust, run_sztpctl, running_server
+from sztp_server.token_buckets import TokenBuckets
+from sztp_testing import ManualClock, RunningServer, lab_trust, run_sztpctl, running_server
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.protocol import restconf
 from sztpctl.protocol.restconf import ProgressReport, SshHostKey, WireFormat
@@ -68,25 +69,28 @@ def test_a_report_over_the_cap_keeps_keys_then_anchors_then_message() -> None:
     assert report_size(capped) <= 100
 
 
-def test_the_rate_limiter_allows_a_burst_then_the_rate() -> None:
-    limiter = ReportRateLimiter(per_minute=6, burst=3)
-    assert limiter.seconds_per_report == 10
-    assert [limiter.allow("SN-A", 0.0) for _ in range(4)] == [True, True, True, False]
-    assert limiter.allow("SN-B", 0.0)  # every device has its own bucket
-    assert not limiter.allow("SN-A", 9.0)
-    assert limiter.allow("SN-A", 10.0)  # one report per 10 s refills
-    assert not limiter.allow("SN-A", 10.0)
+def test_a_device_may_report_a_burst_then_at_the_rate() -> None:
+    clock = ManualClock()
+    buckets = TokenBuckets(3, 10.0, clock=clock)  # 6 a minute
+    assert [buckets.take("SN-A") for _ in range(4)] == [True, True, True, False]
+    assert buckets.take("SN-B")  # every device has its own bucket
+    clock.now += 9
+    assert not buckets.take("SN-A")
+    clock.now += 1
+    assert buckets.take("SN-A")  # one report per 10 s refills
+    assert not buckets.take("SN-A")
     # Idle for long, the bucket refills only up to the burst.
-    assert [limiter.allow("SN-A", 1000.0) for _ in range(4)] == [True, True, True, False]
+    clock.now += 1000
+    assert [buckets.take("SN-A") for _ in range(4)] == [True, True, True, False]
 
 
-def test_the_rate_limiter_remembers_a_bounded_number_of_devices() -> None:
-    limiter = ReportRateLimiter(per_minute=1, burst=1, max_devices=2)
-    assert limiter.allow("SN-A", 0.0) and limiter.allow("SN-B", 0.0)
-    assert not limiter.allow("SN-A", 0.0)  # SN-A is now the most recently seen
-    assert limiter.allow("SN-C", 0.0)  # forgets SN-B, the least recently seen
-    assert limiter.allow("SN-B", 0.0)
-    assert not limiter.allow("SN-C", 0.0)
+def test_a_bounded_number_of_devices_is_tracked() -> None:
+    buckets = TokenBuckets(1, 60.0, tracked=2, clock=ManualClock())
+    assert buckets.take("SN-A") and buckets.take("SN-B")
+    assert not buckets.take("SN-A")
+    assert buckets.take("SN-C")  # forgets SN-A, the earliest charged
+    assert buckets.take("SN-A")
+    assert not buckets.take("SN-C")
 
 
 # ---- a real server
@@ -131,13 +135,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     }
     with running_server(root / "server", lab=lab, settings=settings) as server:
         resources = {**lab_trust(lab), "device": {CUT: {}, FLOOD: {}}}
-        response = requests.post(
-            f"{server.admin_url}/api/v1/state",
-            json={"resources": resources},
-            headers={"Authorization": f"Bearer {server.token}"},
-            timeout=60,
-        )
-        assert response.status_code == 200, response.text
+        server.apply(resources)
         yield Site(lab, server)
 
 

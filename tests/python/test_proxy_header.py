@@ -110,16 +110,6 @@ def post(url: str, headers: Sequence[tuple[str, str]]) -> tuple[int, dict[str, o
         connection.close()
 
 
-def refusal_reasons(server: RunningServer) -> list[str]:
-    reasons = []
-    for line in server.log.splitlines():
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if isinstance(record, dict) and record.get("event") == "device request refused":
-                reasons.append(str(record.get("reason")))
-    return reasons
-
-
 @pytest.mark.parametrize(
     "name", ["X-SSL-Client-Cert", "x-ssl-client-cert", "X-Ssl-Client-Cert", "X-SSL-CLIENT-CERT"]
 )
@@ -153,7 +143,7 @@ def test_a_repeated_header_is_refused(
     assert status == 401, body
     error = body["ietf-restconf:errors"]["error"][0]  # type: ignore[index]
     assert error["error-tag"] == "access-denied"
-    reason = refusal_reasons(trusting)[-1]
+    reason = trusting.refusal_reasons()[-1]
     assert "2 X-SSL-Client-Cert headers" in reason, reason
     assert "exactly one" in reason
     # A short prefix at most: the certificates themselves stay out of the log.
@@ -167,7 +157,7 @@ def test_merged_header_values_are_refused(trusting: RunningServer, lab: LabPki) 
     merged = f"{escaped_certificate(lab, DEVICE_A)}, {escaped_certificate(lab, DEVICE_B)}"
     status, body = post(trusting.device_url, [("X-SSL-Client-Cert", merged)])
     assert status == 401, body
-    assert "merged X-SSL-Client-Cert header" in refusal_reasons(trusting)[-1]
+    assert "merged X-SSL-Client-Cert header" in trusting.refusal_reasons()[-1]
 
 
 def test_repeated_authorization_is_refused(trusting: RunningServer) -> None:
@@ -176,7 +166,7 @@ def test_repeated_authorization_is_refused(trusting: RunningServer) -> None:
         [("Authorization", basic(DEVICE_B, PASSWORD)), ("Authorization", basic(DEVICE_B, "x"))],
     )
     assert status == 401, body
-    assert "2 Authorization headers" in refusal_reasons(trusting)[-1]
+    assert "2 Authorization headers" in trusting.refusal_reasons()[-1]
 
 
 @pytest.mark.parametrize("name", ["X-SSL-Client-Cert", "x-ssl-client-cert"])
@@ -191,7 +181,7 @@ def test_header_from_an_untrusted_peer_is_refused(
         untrusting.device_url, [*headers, ("Authorization", basic(DEVICE_B, PASSWORD))]
     )
     assert status == 401, body
-    reason = refusal_reasons(untrusting)[-1]
+    reason = untrusting.refusal_reasons()[-1]
     assert "X-SSL-Client-Cert header from untrusted address 127.0.0.1" in reason, reason
     # Without the header the same credentials are fine.
     status, body = post(untrusting.device_url, [("Authorization", basic(DEVICE_B, PASSWORD))])
@@ -211,7 +201,7 @@ def test_ipv6_loopback_proxy(lab: LabPki, tmp_path: Path) -> None:
             server.device_url, [("x-ssl-client-cert", escaped_certificate(lab, DEVICE_A))]
         )
         assert status == 401, body
-        assert "from untrusted address ::1" in refusal_reasons(server)[-1]
+        assert "from untrusted address ::1" in server.refusal_reasons()[-1]
 
 
 # An IPv4 peer seen through a dual-stack socket (::ffff:a.b.c.d) cannot be produced by the

@@ -32,16 +32,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
     return write_lab_pki(tmp_path_factory.mktemp("scenarios") / "pki", [SERIAL])
 
 
-def apply(server: RunningServer, resources: dict[str, object]) -> None:
-    response = requests.post(
-        f"{server.admin_url}/api/v1/state",
-        json={"resources": resources},
-        headers={"Authorization": f"Bearer {server.token}"},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-
-
 def base_resources(lab: LabPki, profile: dict[str, object]) -> dict[str, object]:
     voucher = base64.b64encode(lab_voucher(lab, SERIAL)).decode()
     return {
@@ -89,7 +79,7 @@ def test_signed_redirect_leads_to_a_second_server(lab: LabPki, tmp_path: Path) -
         running_server(tmp_path / "onboarding", lab=lab) as second,
         running_server(tmp_path / "redirecting", lab=lab) as first,
     ):
-        apply(second, base_resources(lab, ONBOARDING))
+        second.apply(base_resources(lab, ONBOARDING))
         port = int(second.device_url.rsplit(":", 1)[1])
         redirect = {
             "type": "redirect",
@@ -101,7 +91,7 @@ def test_signed_redirect_leads_to_a_second_server(lab: LabPki, tmp_path: Path) -
                 }
             ],
         }
-        apply(first, base_resources(lab, redirect))
+        first.apply(base_resources(lab, redirect))
         # The device does not know the TLS CA: only the signed redirect's trust anchor
         # makes it trust the second server.
         result = run_device(lab, first, tmp_path / "device", server_ca=None)
@@ -113,7 +103,7 @@ def test_signed_redirect_leads_to_a_second_server(lab: LabPki, tmp_path: Path) -
 
 def test_xml_end_to_end(lab: LabPki, tmp_path: Path) -> None:
     with running_server(tmp_path / "server", lab=lab) as server:
-        apply(server, base_resources(lab, {**ONBOARDING, "encoding": "xml"}))
+        server.apply(base_resources(lab, {**ONBOARDING, "encoding": "xml"}))
         result = run_device(lab, server, tmp_path / "device", wire_format=WireFormat.XML)
         assert result.succeeded, result.reason
         assert device_status(server) == "complete"
@@ -147,7 +137,7 @@ def test_two_instances_share_postgresql(
         (tmp_path / "two" / "state" / "admin-token").write_text(one.token)
         shutil.copy2(tmp_path / "one" / "state" / "secret-key", tmp_path / "two" / "state")
         with running_server(tmp_path / "two", lab=lab, database_url=postgres_database) as two:
-            apply(one, base_resources(lab, ONBOARDING))
+            one.apply(base_resources(lab, ONBOARDING))
             deadline = time.monotonic() + 5  # two notices within its refresh interval
             while True:
                 result = run_device(lab, two, tmp_path / f"device-{time.monotonic_ns()}")
@@ -229,7 +219,7 @@ def test_unsigned_flow_for_a_device_that_trusts_the_server(lab: LabPki, tmp_path
     """`signing: when-requested` and a device that authenticated the server over TLS: the
     onboarding information comes unsigned, without owner certificate or voucher."""
     with running_server(tmp_path / "server", lab=lab) as server:
-        apply(server, base_resources(lab, {**ONBOARDING, "signing": "when-requested"}))
+        server.apply(base_resources(lab, {**ONBOARDING, "signing": "when-requested"}))
         files = lab.devices[SERIAL].idevid
         raw = requests.post(
             f"{server.device_url}/restconf/operations/ietf-sztp-bootstrap-server:"
@@ -260,7 +250,7 @@ def test_selection_rules_pick_the_profile_by_what_the_device_reports(
     device = resources["device"][SERIAL]  # type: ignore[index]
     device["selection"] = [{"os_name": "LabOS", "os_version": "0.*", "profile": "legacy"}]
     with running_server(tmp_path / "server", lab=lab) as server:
-        apply(server, resources)
+        server.apply(resources)
         old = run_device(lab, server, tmp_path / "old", os_version="0.9")
         new = run_device(lab, server, tmp_path / "new", os_version="1.0")
         assert old.succeeded and new.succeeded, (old.reason, new.reason)
@@ -270,7 +260,7 @@ def test_selection_rules_pick_the_profile_by_what_the_device_reports(
 
 def test_metrics_count_requests_and_reports(lab: LabPki, tmp_path: Path) -> None:
     with running_server(tmp_path / "server", lab=lab) as server:
-        apply(server, base_resources(lab, ONBOARDING))
+        server.apply(base_resources(lab, ONBOARDING))
         assert run_device(lab, server, tmp_path / "device").succeeded
         metrics = requests.get(
             f"{server.admin_url}/metrics",

@@ -444,6 +444,25 @@ def test_voucher_for_another_serial_is_refused_and_nothing_acted_on(
     assert not (tmp_path / "device").exists()
 
 
+def test_voucher_pinning_another_owner_is_refused_and_nothing_acted_on(
+    lab: Lab, stubs: StubRunner, tmp_path: Path
+) -> None:
+    # sztp-server refuses to store such a voucher; the device's own check is what stands when
+    # the data comes from elsewhere (a voucher stored by an older server, a foreign server).
+    stub = stubs.start(Stub(files={IMAGE_PATH: IMAGE}))
+    foreign_ca = pki.create_root_ca("Another Owner CA", days=10).certificate
+    expires = datetime.now(UTC) + timedelta(days=1)
+    voucher = sign_voucher(create_voucher(SERIAL, foreign_ca, expires_on=expires), lab.masa)
+    stub.answer = lambda _input: build_signed(onboarding(stub), Encoding.JSON, lab.owner, voucher)
+
+    result, _ = run(config(lab, tmp_path, stub.uri, trusted=False), identity(lab))
+
+    assert not result.succeeded
+    assert "is not authorised by the voucher's pinned-domain-cert" in result.reason
+    assert stub.reports == []
+    assert result.files_written == ()
+
+
 def test_tampered_signature_is_refused_with_parsing_error(
     lab: Lab, stubs: StubRunner, tmp_path: Path
 ) -> None:

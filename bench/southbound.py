@@ -62,16 +62,7 @@ def load_fleet(lab: LabPki, admin_url: str, token: str, serials: list[str]) -> N
         for serial in serials
     }
     resources = {
-        "trust-anchor": {
-            "manufacturer": {"certificates": lab.manufacturer_ca.certificate.read_text()}
-        },
-        "owner": {
-            "default": {
-                "certificate_chain": lab.owner.certificate.read_text()
-                + lab.owner_ca.certificate.read_text(),
-                "private_key": lab.owner.private_key.read_text(),
-            }
-        },
+        **lab.trust_resources(),
         "image": {
             "os-2": {
                 "os_name": "LabOS",

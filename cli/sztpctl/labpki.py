@@ -60,6 +60,22 @@ class LabPki:
     server: CredentialFiles
     devices: Mapping[str, DeviceFiles]
 
+    def trust_resources(self) -> dict[str, dict[str, dict[str, str]]]:
+        """Admin-API resources trusting this lab: its manufacturer CA as the trust anchor
+        `manufacturer`, its owner (chain and private key) as the owner `default`."""
+        return {
+            "trust-anchor": {
+                "manufacturer": {"certificates": self.manufacturer_ca.certificate.read_text()}
+            },
+            "owner": {
+                "default": {
+                    "certificate_chain": self.owner.certificate.read_text()
+                    + self.owner_ca.certificate.read_text(),
+                    "private_key": self.owner.private_key.read_text(),
+                }
+            },
+        }
+
 
 def write_lab_pki(
     directory: Path,

@@ -231,22 +231,6 @@ def write_voucher(lab: LabPki, serial: str, path: Path) -> None:
     path.write_bytes(lab_voucher(lab, serial))
 
 
-def lab_trust(lab: LabPki) -> dict[str, object]:
-    """Admin-API resources trusting the lab: its manufacturer CA and its owner, with key."""
-    return {
-        "trust-anchor": {
-            "manufacturer": {"certificates": lab.manufacturer_ca.certificate.read_text()}
-        },
-        "owner": {
-            "default": {
-                "certificate_chain": lab.owner.certificate.read_text()
-                + lab.owner_ca.certificate.read_text(),
-                "private_key": lab.owner.private_key.read_text(),
-            }
-        },
-    }
-
-
 def lay_out_example(directory: Path) -> Path:
     """docs/examples/lab-fleet.yaml with the files it refers to, as `make demo` leaves them
     (lab PKI in pki/, vouchers, image, day-0 configuration); returns the fleet file."""

@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sztp_testing import RunningServer, lab_trust, lab_voucher, running_server
+from sztp_testing import RunningServer, lab_voucher, running_server
 from sztpctl.errors import ValidationError
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.protocol import restconf
@@ -146,7 +146,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzSite]:
     }
     with running_server(root / "server", lab=lab, settings=settings) as server:
         resources = {
-            **lab_trust(lab),
+            **lab.trust_resources(),
             "image": {
                 "os-2": {
                     "os_name": "FuzzOS",

@@ -21,7 +21,6 @@ from sztp_testing import (
     RunningServer,
     issue_leaf,
     key_usage,
-    lab_trust,
     lab_voucher,
     running_server,
 )
@@ -89,7 +88,7 @@ def server(
     directory = tmp_path_factory.mktemp("server")
     settings = {"trusted_proxies": ["127.0.0.1"], "client_cert_header": HEADER}
     with running_server(directory, lab=lab, settings=settings) as running:
-        trust = lab_trust(lab)
+        trust = lab.trust_resources()
         resources = {
             **trust,
             "trust-anchor": {

@@ -31,7 +31,7 @@ from sztp_server.southbound import REFUSAL_PAUSE_SECONDS
 from sztp_server.store import Change, open_store
 from sztp_server.token_buckets import TokenBuckets
 from sztp_testing import ManualClock as Clock
-from sztp_testing import RunningServer, lab_trust, running_server
+from sztp_testing import RunningServer, running_server
 from sztpctl.labpki import write_lab_pki
 
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
@@ -293,7 +293,7 @@ def test_a_certificate_device_is_not_locked_out_by_failures_for_its_serial(
         "password_failure_refill_seconds": 3600,
     }
     with running_server(tmp_path / "server", lab=lab, settings=settings) as server:
-        resources = {**lab_trust(lab), "device": {"SN-CERT": {"password": PASSWORD}}}
+        resources = {**lab.trust_resources(), "device": {"SN-CERT": {"password": PASSWORD}}}
         response = admin(server, "POST", "/api/v1/state", json={"resources": resources})
         assert response.status_code == 200, response.text
         anonymous = ssl.create_default_context(cafile=lab.tls_ca.certificate)

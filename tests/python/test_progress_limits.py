@@ -18,7 +18,7 @@ from sztp_server.report_limits import cap_report
 from sztp_server.store.base import report_size
 from sztp_server.store.model import ProgressRecord
 from sztp_server.token_buckets import TokenBuckets
-from sztp_testing import ManualClock, RunningServer, lab_trust, run_sztpctl, running_server
+from sztp_testing import ManualClock, RunningServer, run_sztpctl, running_server
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.protocol import restconf
 from sztpctl.protocol.restconf import ProgressReport, SshHostKey, WireFormat
@@ -134,7 +134,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "report_rate_per_minute": 0.001,
     }
     with running_server(root / "server", lab=lab, settings=settings) as server:
-        resources = {**lab_trust(lab), "device": {CUT: {}, FLOOD: {}}}
+        resources = {**lab.trust_resources(), "device": {CUT: {}, FLOOD: {}}}
         server.apply(resources)
         yield Site(lab, server)
 

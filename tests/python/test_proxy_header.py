@@ -23,7 +23,7 @@ from sztp_server.config import load_config
 from sztp_server.context import Snapshot
 from sztp_server.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from sztp_server.secret_key import SecretKey
-from sztp_testing import RunningServer, lab_trust, lab_voucher, running_server
+from sztp_testing import RunningServer, lab_voucher, running_server
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.state.resources import DEVICE, TRUST_ANCHOR
 
@@ -43,7 +43,7 @@ def resources(lab: LabPki) -> dict[str, object]:
         return base64.b64encode(lab_voucher(lab, serial)).decode()
 
     return {
-        **lab_trust(lab),
+        **lab.trust_resources(),
         "profile": {"day0": {"type": "onboarding", "configuration": "hostname px\n"}},
         "device": {
             DEVICE_A: {"profile": "day0", "voucher": voucher(DEVICE_A)},

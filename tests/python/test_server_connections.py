@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sztp_testing import RunningServer, lab_trust, lab_voucher, running_server
+from sztp_testing import RunningServer, lab_voucher, running_server
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.protocol import pki
 from sztpctl.simulator import DeviceIdentity, SimulatorConfig, simulate
@@ -45,7 +45,7 @@ def quick_server(lab: LabPki, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def provision(lab: LabPki, server: RunningServer) -> None:
     voucher = base64.b64encode(lab_voucher(lab, SERIAL)).decode()
     resources = {
-        **lab_trust(lab),
+        **lab.trust_resources(),
         "profile": {"day0": {"type": "onboarding", "configuration": "hostname c1\n"}},
         "device": {SERIAL: {"profile": "day0", "voucher": voucher}},
     }

@@ -17,7 +17,7 @@ import pytest
 import requests
 from cryptography import x509
 
-from sztp_testing import RunningServer, lab_trust, lab_voucher, running_server, start_server
+from sztp_testing import RunningServer, lab_voucher, running_server, start_server
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.protocol import pki
 from sztpctl.protocol.restconf import WireFormat
@@ -35,7 +35,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
 def base_resources(lab: LabPki, profile: dict[str, object]) -> dict[str, object]:
     voucher = base64.b64encode(lab_voucher(lab, SERIAL)).decode()
     return {
-        **lab_trust(lab),
+        **lab.trust_resources(),
         "profile": {"day0": profile},
         "device": {SERIAL: {"profile": "day0", "voucher": voucher}},
     }

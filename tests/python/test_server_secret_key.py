@@ -31,7 +31,7 @@ from sztp_server.secret_key import (
 )
 from sztp_server.store import Change, open_store
 from sztp_server.tokens import SERVER_ACTOR
-from sztp_testing import SZTP_SERVER, lab_trust, lab_voucher, running_server
+from sztp_testing import SZTP_SERVER, lab_voucher, running_server
 from sztpctl import passwords
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.protocol import pki
@@ -87,7 +87,7 @@ def database_files(database: str) -> bytes:
 
 def onboarding(lab: LabPki) -> dict[str, Any]:
     return {
-        **lab_trust(lab),
+        **lab.trust_resources(),
         "profile": {"day0": {"type": "onboarding", "configuration": "hostname dpu\n"}},
         "device": {SERIAL: {"profile": "day0", "voucher": _b64(lab_voucher(lab, SERIAL))}},
     }

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 
 from sztp_server.admin import VoucherChecker
 from sztp_server.store.sqlite import SqliteStore
-from sztp_testing import RunningServer, issue_leaf, key_usage, lab_trust, running_server
+from sztp_testing import RunningServer, issue_leaf, key_usage, running_server
 from sztpctl.errors import ValidationError, VoucherError
 from sztpctl.labpki import LabPki, write_lab_pki
 from sztpctl.protocol import pki
@@ -84,9 +84,9 @@ def chain_pem(credential: pki.Credential) -> str:
 
 def base_resources(lab: LabPki, stranger: pki.Credential) -> dict[str, Any]:
     return {
-        **lab_trust(lab),
+        **lab.trust_resources(),
         "owner": {
-            **lab_trust(lab)["owner"],  # type: ignore[dict-item]
+            **lab.trust_resources()["owner"],
             "stranger": {"certificate_chain": chain_pem(stranger)},
         },
         "profile": {

@@ -18,8 +18,10 @@ TEST_IMAGE := localhost/sztp-debian-systemd:bookworm
 # Parallel lanes of scenarios (see scripts/run-molecule.sh): the whole stack beside the roles.
 MOLECULE_LANES ?= stack server,file_server,kea
 WHEEL_DIR := build/wheels
+# requires_ansible's lower bound (meta/runtime.yml; a test keeps them in step).
+ANSIBLE_FLOOR := 2.16
 
-.PHONY: help demo test lint pytest ansible-test e2e molecule test-image wheel changelog-lint \
+.PHONY: help demo test lint pytest ansible-test ansible-floor e2e molecule test-image wheel changelog-lint \
 	apt-packages bench docs clean lock lock-upgrade lowest
 
 help:
@@ -80,7 +82,8 @@ demo: apt-packages $(VENV)/.installed-server
 TEST_APT_PACKAGES := postgresql kea-dhcp4-server kea-dhcp6-server nginx isc-dhcp-client udhcpc \
 	tcpdump iproute2 podman runc debootstrap
 test e2e molecule test-image: APT_PACKAGES += $(TEST_APT_PACKAGES)
-test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-test e2e molecule
+test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-test ansible-floor e2e \
+	molecule
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -102,6 +105,11 @@ pytest: $(VENV)/.installed-dev
 # The collection as it ships: ansible-test sanity and units on the built artifact.
 ansible-test: $(VENV)/.installed-dev
 	bash tests/ansible/run.sh all
+
+# The oldest ansible-core the collection declares (the dev venv runs the newest): the inventory
+# plugin's units and its integration target, from a lock of their own.
+ansible-floor: $(VENV)/.installed-dev
+	bash tests/ansible/run-versions.sh $(ANSIBLE_FLOOR)
 
 # Real DHCP in network namespaces: Kea, dhclient/udhcpc, sztp-server, nginx, the simulator.
 e2e: apt-packages $(VENV)/.installed-dev
@@ -145,6 +153,8 @@ lock: $(VENV)/.installed-dev
 	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra server -o $(LOCK_SERVER)
 	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra server --extra dev -c $(LOCK_SERVER) -o $(LOCK_DEV)
 	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra molecule -c $(LOCK_DEV) -o $(LOCK_MOLECULE)
+	$(UV_COMPILE) $(UV_UPGRADE) requirements/ansible-$(ANSIBLE_FLOOR).in pyproject.toml --extra server \
+	  -c $(LOCK_SERVER) -o requirements/ansible-$(ANSIBLE_FLOOR).txt
 
 # `make lock` keeps what the lock files pin while the ranges allow it; this moves to the newest.
 lock-upgrade: UV_UPGRADE := --upgrade

@@ -9,7 +9,7 @@ device an HTTP Basic password instead; only its no-op re-apply is timed (which m
 scrypt again): hashing 10,000 passwords from empty takes 10 minutes (about 60 ms each), so the
 database is seeded with the state such an apply leaves (one shared scrypt hash, since a no-op
 never looks inside it, and each device's check value under the server's secret key).
-Targets (DESIGN §7): from empty < 5 s, no-op re-apply < 1 s.
+Targets: from empty < 5 s, no-op re-apply < 1 s.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Three measurements against one server process on SQLite, all with signed respons
 certificate + voucher), each device different:
 
 1. HTTP behind a TLS-terminating proxy: device identity in the client-certificate header from a
-   trusted address (the deployment the DESIGN's 1,500 requests/s target is about), load by wrk;
+   trusted address (the deployment the 1,500 requests/s target is stated for), load by wrk;
 2. HTTPS with IDevID client certificates over keep-alive connections;
 3. HTTPS with a new TLS connection (full handshake) for every request.
 

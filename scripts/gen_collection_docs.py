@@ -853,7 +853,8 @@ def installation(artifact: str, requires: str) -> list[str]:
         f"- `ansible-core`: the collection needs {code(requires)} (`requires_ansible` in "
         f"meta/runtime.yml). The test suite runs 2.19, which is also the newest release for "
         f"Python 3.11 ({ANSIBLE_CORE_BELOW} needs 3.12), so on Debian 12 this installs the "
-        "latest 2.19. ansible-core is not in the project's lock files: choose the release "
+        "latest 2.19; it also runs the inventory plugin's tests on 2.16, the oldest release "
+        "the collection accepts. The kit's lock leaves ansible-core out: choose the release "
         "yourself within that range.",
         f"- `{SERVER_LOCK}` is the project's lock of the kit's dependencies (and of the "
         "server's, which the controller does not use; it is the file the `server` role "

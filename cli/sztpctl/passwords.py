@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from .errors import ValidationError
 
-# RFC 7914 scrypt. N=2^14, r=8 costs about 16 MiB and 60 ms per check here: slow enough to make
-# offline guessing expensive, cheap enough for a device login now and then. These are the only
+# RFC 7914 scrypt. N=2^14, r=8 needs 16 MiB (128 * N * r bytes) per check and is slow enough to
+# make offline guessing expensive, cheap enough for a device login now and then. These are the only
 # parameters accepted in a stored hash, so every check costs the same (a server can then make a
 # failure for an unknown serial cost exactly what a wrong password costs) and a stored value can
 # never ask for more memory or time than this.

@@ -175,6 +175,7 @@ from ansible.utils.unsafe_proxy import wrap_var
 
 try:
     from sztpctl.client import SztpClient
+    from sztpctl.config import read_token_file
     from sztpctl.errors import SztpError
 except ImportError as exc:
     SztpClient = None
@@ -287,13 +288,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         token_file = self.get_option("token_file")
         if not token and token_file:
             try:
-                with open(token_file) as handle:
-                    token = handle.read().strip()
-            except OSError as exc:
-                raise AnsibleError(
-                    "sztp.bootstrap.devices: cannot read token_file %s: %s"
-                    % (token_file, exc.strerror or exc)
-                ) from None
+                token = read_token_file(Path(token_file))
+            except SztpError as exc:
+                raise AnsibleError("sztp.bootstrap.devices: %s" % exc) from None
         ca_bundle = self.get_option("ca_bundle")
         try:
             return SztpClient(

@@ -19,6 +19,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 
 try:
     from sztpctl.client import SztpClient
+    from sztpctl.config import read_token_file
     from sztpctl.errors import (
         ApiConflictError,
         ApiValidationError,
@@ -71,7 +72,10 @@ def client_for(module):
         module.fail_json(msg="no server: set the server option or SZTP_SERVER")
     token = (params.get("token") or "").strip() or None
     if token is None and params.get("token_file"):
-        token = _read_token_file(module, params["token_file"])
+        try:
+            token = read_token_file(Path(params["token_file"]))
+        except SztpError as exc:
+            module.fail_json(msg=str(exc))
     if params.get("timeout") is not None and params["timeout"] <= 0:
         module.fail_json(msg="timeout must be a positive number of seconds")
     ca_bundle = params.get("ca_bundle")
@@ -87,18 +91,6 @@ def client_for(module):
         )
     except SztpError as exc:
         module.fail_json(msg=str(exc))
-
-
-def _read_token_file(module, path):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not readable text"
-        module.fail_json(msg="cannot read token_file %s: %s" % (path, reason))
-    if not token:
-        module.fail_json(msg="token_file %s is empty" % path)
-    return token
 
 
 def fail_on_error(module, exc, doing):

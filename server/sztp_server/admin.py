@@ -227,7 +227,7 @@ class _Commit:
 class _AdminApi:
     def __init__(self, context: ServerContext, max_bulk_bytes: int) -> None:
         self.context = context
-        self.store = context.store
+        self.store = context.admin_store
         self.max_body_bytes = context.config.max_body_bytes
         self.max_bulk_bytes = max_bulk_bytes
         self.write_lock = asyncio.Lock()
@@ -258,7 +258,7 @@ class _AdminApi:
                 "this route needs an API token: Authorization: Bearer <token>",
                 headers={"WWW-Authenticate": 'Bearer realm="sztp"'},
             )
-        record = self.store.find_token(hash_token(token))
+        record = await self.store.find_token(hash_token(token))
         if record is None:
             self.refusals.log(request.remote, "unknown token")
             raise ApiError(
@@ -274,7 +274,7 @@ class _AdminApi:
     # ---- public routes
 
     async def healthz(self, _request: web.Request) -> web.Response:
-        self.store.revision()  # proves the store answers; a StoreError becomes a 503
+        await self.store.revision()  # proves the store answers; a StoreError becomes a 503
         return web.json_response({"status": "ok"})
 
     async def openapi(self, _request: web.Request) -> web.Response:
@@ -284,13 +284,13 @@ class _AdminApi:
 
     async def list_resources(self, request: web.Request) -> web.Response:
         kind = COLLECTIONS[request.match_info["collection"]]
-        revision = self.store.revision()
-        resources = self.store.list(kind)
+        revision = await self.store.revision()
+        resources = await self.store.list(kind)
         if kind == DEVICE:
-            resources = self._filter_devices(request, resources)
+            resources = await self._filter_devices(request, resources)
         return _json([_resource_view(resource) for resource in resources], revision=revision)
 
-    def _filter_devices(
+    async def _filter_devices(
         self, request: web.Request, devices: list[StoredResource]
     ) -> list[StoredResource]:
         for field in ("profile", "model"):
@@ -302,7 +302,7 @@ class _AdminApi:
             return devices
         if wanted_status not in STATUSES:
             raise ApiError(400, f"must be one of {', '.join(STATUSES)}", field="status")
-        latest = self.store.latest_reports()
+        latest = await self.store.latest_reports()
         stall_after = self._stall_after()
         return [
             device
@@ -315,8 +315,8 @@ class _AdminApi:
 
     async def get_resource(self, request: web.Request) -> web.Response:
         kind, name = self._kind_and_name(request)
-        revision = self.store.revision()
-        resource = self.store.get(kind, name)
+        revision = await self.store.revision()
+        resource = await self.store.get(kind, name)
         if resource is None:
             raise ApiError(404, f"no {kind} named {name!r}")
         return _json(_resource_view(resource), revision=revision)
@@ -338,7 +338,7 @@ class _AdminApi:
             return _checked(snapshot, [Change("create", kind, name, normalized)])
 
         commit = await self._commit(request, compute)
-        response = self._resource_response(kind, name, commit.revision, status=201)
+        response = await self._resource_response(kind, name, commit.revision, status=201)
         response.headers["Location"] = f"{API}/{request.match_info['collection']}/{name}"
         return response
 
@@ -360,7 +360,9 @@ class _AdminApi:
 
         commit = await self._commit(request, compute)
         created = any(change.action == "create" for change in commit.changes)
-        return self._resource_response(kind, name, commit.revision, status=201 if created else 200)
+        return await self._resource_response(
+            kind, name, commit.revision, status=201 if created else 200
+        )
 
     async def delete_resource(self, request: web.Request) -> web.Response:
         kind, name = self._kind_and_name(request)
@@ -381,10 +383,10 @@ class _AdminApi:
         commit = await self._commit(request, compute)
         return web.Response(status=204, headers=_etag(commit.revision))
 
-    def _resource_response(
+    async def _resource_response(
         self, kind: str, name: str, revision: int, *, status: int
     ) -> web.Response:
-        resource = self.store.get(kind, name)
+        resource = await self.store.get(kind, name)
         if resource is None:  # deleted by another instance in the meantime
             raise ApiError(409, f"{kind} {name!r} was deleted concurrently")
         return _json(_resource_view(resource), status=status, revision=revision)
@@ -415,7 +417,7 @@ class _AdminApi:
             return _checked(snapshot, [Change("update", DEVICE, serial, normalized, current)])
 
         commit = await self._commit(request, compute)
-        return self._resource_response(DEVICE, serial, commit.revision, status=200)
+        return await self._resource_response(DEVICE, serial, commit.revision, status=200)
 
     async def delete_voucher(self, request: web.Request) -> web.Response:
         serial = request.match_info["name"]
@@ -431,9 +433,9 @@ class _AdminApi:
 
     async def device_status(self, request: web.Request) -> web.Response:
         serial = request.match_info["name"]
-        self._device(self._fresh_snapshot(), serial)
+        self._device(await self._fresh_snapshot(), serial)
         # The latest report decides status and attempt number; the history is never read.
-        stored = self.store.report_summary(serial)
+        stored = await self.store.report_summary(serial)
         latest = [_stored(stored.latest)] if stored is not None else []
         summary = summarize(latest, utc_now(), self._stall_after())
         return web.json_response(
@@ -453,9 +455,9 @@ class _AdminApi:
             request, "limit", default=DEFAULT_PROGRESS_LIMIT, maximum=MAX_PROGRESS_PAGE
         )
         before = _int_query(request, "before", default=None)
-        self._device(self._fresh_snapshot(), serial)
+        self._device(await self._fresh_snapshot(), serial)
         # One more than asked tells whether an older page exists.
-        records = self.store.reports(serial, limit=limit + 1, before_id=before)
+        records = await self.store.reports(serial, limit=limit + 1, before_id=before)
         older = len(records) > limit
         records = records[-limit:]
         # group_by_attempt keeps the order, so the records can be handed out alongside.
@@ -473,8 +475,8 @@ class _AdminApi:
         )
 
     async def fleet_status(self, _request: web.Request) -> web.Response:
-        serials = [device.name for device in self.store.list(DEVICE)]
-        latest = self.store.latest_reports()
+        serials = [device.name for device in await self.store.list(DEVICE)]
+        latest = await self.store.latest_reports()
         stall_after = self._stall_after()
         counts = dict.fromkeys(STATUSES, 0)
         stalled: list[dict[str, Any]] = []
@@ -507,7 +509,7 @@ class _AdminApi:
     # ---- bulk desired state
 
     async def get_state(self, _request: web.Request) -> web.Response:
-        snapshot = self._fresh_snapshot()
+        snapshot = await self._fresh_snapshot()
         resources = {
             kind: {
                 name: public_view(kind, spec)
@@ -541,7 +543,7 @@ class _AdminApi:
             return _checked(snapshot, changes, pins=normalizer.pins)
 
         if dry_run:
-            snapshot = self._fresh_snapshot()
+            snapshot = await self._fresh_snapshot()
             changes = await asyncio.to_thread(compute, snapshot)
             _expected_revision(request, snapshot.revision)
             commit = _Commit(snapshot.revision, changes)
@@ -559,7 +561,7 @@ class _AdminApi:
     async def audit(self, request: web.Request) -> web.Response:
         limit = _int_query(request, "limit", default=100, maximum=MAX_AUDIT_LIMIT)
         after_id = _int_query(request, "after_id", default=None, minimum=0)
-        entries = self.store.audit(limit=limit, after_id=after_id)
+        entries = await self.store.audit(limit=limit, after_id=after_id)
         return web.json_response(
             {
                 "entries": [
@@ -591,8 +593,8 @@ class _AdminApi:
                 )
         before = utc_now() - timedelta(days=days)
         actor = request[_CALLER].name
-        entries = await asyncio.to_thread(
-            self.store.prune_audit, before, actor=None if dry_run else actor, dry_run=dry_run
+        entries = await self.store.prune_audit(
+            before, actor=None if dry_run else actor, dry_run=dry_run
         )
         if not dry_run:
             LOG.info(
@@ -602,7 +604,8 @@ class _AdminApi:
         return web.json_response({"dry_run": dry_run, "before": _time(before), "entries": entries})
 
     async def list_tokens(self, _request: web.Request) -> web.Response:
-        return web.json_response({"tokens": [_token_view(token) for token in self.store.tokens()]})
+        tokens = await self.store.tokens()
+        return web.json_response({"tokens": [_token_view(token) for token in tokens]})
 
     async def create_token(self, request: web.Request) -> web.Response:
         body = _object(await self._read_json(request, self.max_body_bytes), "body")
@@ -614,7 +617,7 @@ class _AdminApi:
             raise ValidationError("role", f"must be one of {', '.join(ROLES)}")
         token, record = new_token_record(name, role)
         try:
-            self.store.add_token(record, actor=request[_CALLER].name)
+            await self.store.add_token(record, actor=request[_CALLER].name)
         except ConflictError:
             raise ApiError(409, f"a token named {name!r} exists", field="name") from None
         LOG.info("API token %r (%s) created by %r", name, role, request[_CALLER].name)
@@ -624,8 +627,8 @@ class _AdminApi:
         name = request.match_info["name"]
         # The store refuses the last admin token (409) within the delete's own transaction: a
         # check made here first would race with another instance deleting the other one.
-        deleted = await asyncio.to_thread(
-            self.store.delete_token, name, actor=request[_CALLER].name, keep_one_of_role=ADMIN
+        deleted = await self.store.delete_token(
+            name, actor=request[_CALLER].name, keep_one_of_role=ADMIN
         )
         if not deleted:
             raise ApiError(404, f"no token named {name!r}")
@@ -634,12 +637,9 @@ class _AdminApi:
 
     # ---- plumbing
 
-    def _fresh_snapshot(self) -> Snapshot:
+    async def _fresh_snapshot(self) -> Snapshot:
         """The snapshot at the store's current revision (admin reads must not lag)."""
-        snapshot = self.context.snapshot()
-        if self.store.revision() != snapshot.revision:
-            snapshot = self.context.refresh()
-        return snapshot
+        return await self.context.poll()
 
     async def _commit(
         self, request: web.Request, compute: Callable[[Snapshot], list[Change]]
@@ -654,26 +654,26 @@ class _AdminApi:
         actor = request[_CALLER].name
         async with self.write_lock:
             for _attempt in range(_COMMIT_ATTEMPTS):
-                snapshot = self._fresh_snapshot()
+                snapshot = await self._fresh_snapshot()
                 changes = await asyncio.to_thread(compute, snapshot)
                 pinned = _expected_revision(request, snapshot.revision)
                 if not changes:
                     return _Commit(snapshot.revision, changes)
                 try:
-                    revision = await asyncio.to_thread(
-                        self.store.apply,
+                    revision = await self.store.apply(
                         changes,
                         actor=actor,
                         expected_revision=snapshot.revision,
                         audit_details=[_audit_detail(change) for change in changes],
                     )
                 except ConflictError:
-                    if self.store.revision() == snapshot.revision:
+                    current = await self.store.revision()
+                    if current == snapshot.revision:
                         raise
                     if pinned is not None:
-                        _expected_revision(request, self.store.revision())
+                        _expected_revision(request, current)
                     continue
-                await asyncio.to_thread(self.context.refresh)
+                await self.context.refresh(revision)
                 return _Commit(revision, changes)
         raise ApiError(409, "the state kept changing during this write; retry")
 
@@ -681,26 +681,33 @@ class _AdminApi:
         if request.content_type != JSON_TYPE:
             raise ApiError(415, f"send the body as {JSON_TYPE}")
         raw = await _read_body(request, limit)
-        try:
-            # Decoded as json.loads decodes bytes, so that the text can be checked below.
-            text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-            document = json.loads(
-                text,
-                object_pairs_hook=partial(strict_json.unique_members, "body"),
-                parse_constant=_reject_constant,
-            )
-            # Lone surrogates (\ud800) parse but cannot be encoded: refuse them here. Only
-            # non-ASCII text or a \uD... escape can hold one; a bulk body of tens of MiB of
-            # plain ASCII is spared a second pass.
-            if not text.isascii() or "\\ud" in text or "\\uD" in text:
-                json.dumps(document, ensure_ascii=False).encode()
-        except json.JSONDecodeError as exc:
-            raise ApiError(400, f"the body is not valid JSON: {exc.msg} at {exc.pos}") from None
-        except ValidationError as exc:  # a repeated member: which value was meant is unknown
-            raise ApiError(400, f"the body is not valid JSON: {exc.message}") from None
-        except (ValueError, RecursionError):
-            raise ApiError(400, "the body is not valid JSON (UTF-8, no NaN)") from None
-        return document
+        # Off the event loop: a bulk body of tens of MiB takes long enough to parse that every
+        # device request would wait for it.
+        return await asyncio.to_thread(_decode_json, raw)
+
+
+def _decode_json(raw: bytes) -> Any:
+    """The JSON document `raw` holds; ApiError 400 if it is not valid JSON."""
+    try:
+        # Decoded as json.loads decodes bytes, so that the text can be checked below.
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        document = json.loads(
+            text,
+            object_pairs_hook=partial(strict_json.unique_members, "body"),
+            parse_constant=_reject_constant,
+        )
+        # Lone surrogates (\ud800) parse but cannot be encoded: refuse them here. Only
+        # non-ASCII text or a \uD... escape can hold one; a bulk body of tens of MiB of
+        # plain ASCII is spared a second pass.
+        if not text.isascii() or "\\ud" in text or "\\uD" in text:
+            json.dumps(document, ensure_ascii=False).encode()
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc.msg} at {exc.pos}") from None
+    except ValidationError as exc:  # a repeated member: which value was meant is unknown
+        raise ApiError(400, f"the body is not valid JSON: {exc.message}") from None
+    except (ValueError, RecursionError):
+        raise ApiError(400, "the body is not valid JSON (UTF-8, no NaN)") from None
+    return document
 
 
 def _reads_only(request: web.Request) -> bool:

@@ -20,6 +20,7 @@ import asyncio
 import os
 import signal
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -47,6 +48,12 @@ from .tokens import ensure_first_admin_token
 _LOG = get_logger()
 SHUTDOWN_GRACE_SECONDS = 10.0
 AUDIT_RETENTION_INTERVAL_SECONDS = 3600.0
+# How long a thread holding the GIL runs before one waiting for it gets a turn. Store calls run
+# in worker threads while the event loop (and snapshot loads, spec checks) keep the GIL busy; a
+# store call takes the GIL back after every statement, and at Python's default interval each
+# take-back of a report, or of a bulk apply holding the database's write lock, could wait a
+# whole interval (bench/RESULTS.md, "Device latency during a 10,000-device bulk apply").
+GIL_SWITCH_INTERVAL_SECONDS = 0.001
 
 
 class BindError(SztpError):
@@ -105,8 +112,13 @@ class _TlsContexts:
 async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run until SIGTERM or SIGINT; BindError or TlsFileError before anything is written
     (but the secret key file, created at first start, and the database)."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     secret_key = load_secret_key(config)
-    store = open_store(config.database_url, statement_timeout=config.database_statement_timeout)
+    store = open_store(
+        config.database_url,
+        statement_timeout=config.database_statement_timeout,
+        pool_size=config.database_pool_size,
+    )
     try:
         seal_stored_private_keys(store, secret_key)
         for owner in unopenable_owner_keys(store, secret_key):
@@ -116,10 +128,13 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
                 extra={"owner": owner},
             )
         context = ServerContext(store, config, secret_key)
-        tls = _TlsContexts()
-        async with _listening(context, tls):
-            await _run(context, tls, ready)
-            _LOG.info("stopping")
+        try:
+            tls = _TlsContexts()
+            async with _listening(context, tls):
+                await _run(context, tls, ready)
+                _LOG.info("stopping")
+        finally:
+            context.close()
         _LOG.info("stopped")
     finally:
         store.close()
@@ -282,7 +297,7 @@ async def _poll_revision(context: ServerContext) -> None:
     while True:
         await asyncio.sleep(context.config.refresh_interval)
         try:
-            context.snapshot()
+            await context.poll()
         except Exception:  # a database hiccup must not end the poller
             _LOG.exception("state refresh failed")
 
@@ -299,7 +314,7 @@ async def _enforce_audit_retention(context: ServerContext) -> None:
     while True:
         try:
             before = utc_now() - timedelta(days=days)
-            pruned = await asyncio.to_thread(context.store.prune_audit, before)
+            pruned = await context.admin_store.prune_audit(before)
             if pruned:
                 _LOG.info(
                     "audit entries past retention pruned",

@@ -26,6 +26,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # the devices' network, so by default they answer neither.
 MONITORING_PLACES = ("admin", "device", "both")
 DEFAULT_LISTENER_HOST = "127.0.0.1"
+# Of `database_pool_size`, the store workers (and connections) kept for the admin API: one may
+# be busy with a long apply while the other serves token checks and reads.
+ADMIN_STORE_WORKERS = 2
 
 
 def _about(doc: str, *, env: bool = True, off_at_zero: bool = False) -> dict[str, Any]:
@@ -73,7 +76,17 @@ class ServerConfig:
         metadata=_about(
             "seconds; PostgreSQL cancels a statement of this server that runs (or waits for a "
             "lock) longer, and the request fails with 503 instead of hanging (`statement_timeout` "
-            "of every connection); SQLite ignores it"
+            "of every connection), and ends a transaction left idle as long "
+            "(`idle_in_transaction_session_timeout`); SQLite ignores it"
+        ),
+    )
+    database_pool_size: int = field(
+        default=6,
+        metadata=_about(
+            f"store calls this server runs at once, each in a worker thread of its own with its "
+            f"own connection (a PostgreSQL pool of this size; SQLite opens one per thread); "
+            f"{ADMIN_STORE_WORKERS} serve the admin API, the others devices, so a long admin "
+            f"write never holds up a device; at least {ADMIN_STORE_WORKERS + 1}"
         ),
     )
     device_listeners: tuple[Listener, ...] = field(
@@ -358,6 +371,12 @@ def _build(document: Mapping[str, Any]) -> ServerConfig:
     if config.monitoring_listeners not in MONITORING_PLACES:
         raise ValidationError(
             "monitoring_listeners", f"must be one of {', '.join(MONITORING_PLACES)}"
+        )
+    if config.database_pool_size <= ADMIN_STORE_WORKERS:
+        raise ValidationError(
+            "database_pool_size",
+            f"must be at least {ADMIN_STORE_WORKERS + 1}: {ADMIN_STORE_WORKERS} serve the "
+            "admin API, the others devices",
         )
     admin = config.admin_listener
     if not admin.uses_tls and not is_loopback(admin.host) and not config.admin_allow_plain_http:

@@ -3,14 +3,17 @@
 Handlers read resources from an immutable `Snapshot` rebuilt only when the store's revision
 moves, so the device-facing hot path never queries the database for configuration. A local
 write refreshes at once; changes made by another server instance (PostgreSQL) are picked up
-within `config.refresh_interval` seconds.
+within `config.refresh_interval` seconds, by the poller that calls `poll`.
+
+Handlers reach the store only through the two `AsyncStore` facades, never on the event loop:
+`device_store` for device requests and `admin_store` for the admin API, snapshot reloads and
+the server's own housekeeping, each with its own workers (see `database_pool_size`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,8 +25,9 @@ from sztpctl.protocol import pki
 from sztpctl.protocol.voucher import Voucher, read_stored_voucher
 from sztpctl.state.resources import DEVICE, KINDS, OWNER, TRUST_ANCHOR
 
-from .config import ServerConfig
+from .config import ADMIN_STORE_WORKERS, ServerConfig
 from .secret_key import SecretKey
+from .store.async_store import AsyncStore
 from .store.base import Store
 
 Spec = Mapping[str, Any]
@@ -99,9 +103,12 @@ class ServerContext:
         self.store = store
         self.config = config
         self.secret_key = secret_key
-        self._lock = threading.Lock()
+        self.device_store = AsyncStore(
+            store, workers=config.database_pool_size - ADMIN_STORE_WORKERS, name="store-device"
+        )
+        self.admin_store = AsyncStore(store, workers=ADMIN_STORE_WORKERS, name="store-admin")
         self._snapshot = self._load()
-        self._checked_at = time.monotonic()
+        self._reload: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[Snapshot], None]] = []
 
     def on_refresh(self, listener: Callable[[Snapshot], None]) -> None:
@@ -109,27 +116,47 @@ class ServerContext:
         self._listeners.append(listener)
 
     def snapshot(self) -> Snapshot:
-        """The current snapshot; polls the store's revision at most every refresh interval."""
-        if time.monotonic() - self._checked_at >= self.config.refresh_interval:
-            self._checked_at = time.monotonic()
-            if self.store.revision() != self._snapshot.revision:
-                self.refresh()
+        """The current snapshot, as last loaded; never waits for the store."""
         return self._snapshot
 
-    def refresh(self) -> Snapshot:
-        """The snapshot at the store's revision, loaded unless the current one is at it: the
-        poller and a write's own refresh often both see a new revision, and one load (of the
-        whole state) serves both."""
-        with self._lock:
-            loaded = self.store.revision() != self._snapshot.revision
-            if loaded:
-                self._snapshot = self._load()
-            self._checked_at = time.monotonic()
-            snapshot = self._snapshot
-        if loaded:
+    async def poll(self) -> Snapshot:
+        """The snapshot at the store's current revision: loaded if the current one is older,
+        or newer (the database was restored from a backup; what it holds now is served)."""
+        revision = await self.admin_store.revision()
+        if revision < self._snapshot.revision:
+            await asyncio.shield(self._start_reload(accept_older=True))
+        return await self.refresh(revision)
+
+    async def refresh(self, revision: int) -> Snapshot:
+        """A snapshot at `revision` or newer, loaded on an admin worker unless the current one
+        is. Callers share the load in progress rather than each reading the whole state; one
+        that needs a newer revision than it loaded waits for the next load."""
+        while self._snapshot.revision < revision:
+            # shield: a caller that goes away must not cancel the load the others wait for.
+            await asyncio.shield(self._start_reload())
+        return self._snapshot
+
+    def _start_reload(self, *, accept_older: bool = False) -> asyncio.Task[None]:
+        """The load in progress, or a new one."""
+        if self._reload is None:
+            self._reload = asyncio.create_task(self._reload_snapshot(accept_older))
+        return self._reload
+
+    async def _reload_snapshot(self, accept_older: bool) -> None:
+        try:
+            snapshot = await self.admin_store.run(self._load)
+        finally:
+            self._reload = None
+        current = self._snapshot.revision
+        if snapshot.revision > current or (accept_older and snapshot.revision != current):
+            self._snapshot = snapshot
             for listener in self._listeners:
                 listener(snapshot)
-        return snapshot
+
+    def close(self) -> None:
+        """Stop the store workers (the store itself is the caller's to close)."""
+        self.device_store.close()
+        self.admin_store.close()
 
     def _load(self) -> Snapshot:
         revision = self.store.revision()

@@ -269,27 +269,9 @@ class _DeviceHandlers:
             report = restconf.parse_report_progress_input(body, request_format)
         except ValidationError as exc:
             raise _RpcFailure(restconf.invalid_value_error(exc), 400) from None
-        config = self.context.config
-        store = self.context.store
-        previous = store.report_summary(serial)
-        last = _stored(previous.latest) if previous else None
-        received = ProgressRecord(
-            serial=serial,
-            received_at=datetime.now(UTC),
-            progress_type=report.progress_type,
-            message=report.message,
-            source_address=request.remote,
-            attempt=progress.assign_attempt(last, report.progress_type),
-            ssh_host_keys=tuple(
-                (key.algorithm, _b64(key.key_data)) for key in report.ssh_host_keys
-            ),
-            trust_anchor_certs=tuple(_b64(cert) for cert in report.trust_anchor_certs),
-        )
-        record = cap_report(received, min(config.max_report_bytes, config.report_bytes_per_device))
-        stored = store.add_report(
-            record,
-            keep_per_device=config.reports_per_device,
-            bytes_per_device=config.report_bytes_per_device,
+        # Both store calls in one trip to a device worker: every trip is two thread hand-offs.
+        stored, record = await self.context.device_store.run(
+            self._store_report, serial, report, request.remote
         )
         if not stored:
             raise _RpcFailure(
@@ -310,6 +292,35 @@ class _DeviceHandlers:
             },
         )
         return web.Response(status=204)
+
+    def _store_report(
+        self, serial: str, report: restconf.ProgressReport, remote: str | None
+    ) -> tuple[bool, ProgressRecord]:
+        """Number the report's attempt after the device's previous report and store it; False
+        when the device is gone. Runs on a device worker."""
+        config = self.context.config
+        store = self.context.store
+        previous = store.report_summary(serial)
+        last = _stored(previous.latest) if previous else None
+        received = ProgressRecord(
+            serial=serial,
+            received_at=datetime.now(UTC),
+            progress_type=report.progress_type,
+            message=report.message,
+            source_address=remote,
+            attempt=progress.assign_attempt(last, report.progress_type),
+            ssh_host_keys=tuple(
+                (key.algorithm, _b64(key.key_data)) for key in report.ssh_host_keys
+            ),
+            trust_anchor_certs=tuple(_b64(cert) for cert in report.trust_anchor_certs),
+        )
+        record = cap_report(received, min(config.max_report_bytes, config.report_bytes_per_device))
+        stored = store.add_report(
+            record,
+            keep_per_device=config.reports_per_device,
+            bytes_per_device=config.report_bytes_per_device,
+        )
+        return stored, record
 
 
 def _client_chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:

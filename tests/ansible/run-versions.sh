@@ -4,9 +4,10 @@
 # plugin's unit tests (plain pytest) and the sztp_inventory integration target (which holds the
 # template injection proof) against a real sztp-server started here.
 # Each version gets a throwaway venv under build/ansible-versions/<version> (kept between runs
-# and reused; delete the directory to rebuild it) with that ansible-core from PyPI, the kit's
-# pinned dependencies and the kit itself (editable).
-# Not part of `make test`.
+# and reused; delete the directory to rebuild it) with that ansible-core, the kit's pinned
+# dependencies and the kit itself (editable): from requirements/ansible-<version>.txt when
+# that lock exists (the floor, which `make test` runs as `make ansible-floor`), else the
+# newest <version>.* from PyPI.
 # Usage: tests/ansible/run-versions.sh [2.16 2.17 2.18 2.19]
 set -euo pipefail
 
@@ -27,9 +28,14 @@ venv_for() {
   if [ ! -x "$venv/bin/ansible-test" ] || [ ! -e "$venv/.complete" ]; then
     rm -rf "$venv"
     "$base_python" -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check \
-      --require-hashes -r "$root/roles/server/files/server-requirements.txt"
-    "$venv/bin/pip" install -q --disable-pip-version-check "ansible-core==$version.*" pytest
+    if [ -f "$root/requirements/ansible-$version.txt" ]; then
+      "$venv/bin/pip" install -q --disable-pip-version-check \
+        --require-hashes -r "$root/requirements/ansible-$version.txt"
+    else
+      "$venv/bin/pip" install -q --disable-pip-version-check \
+        --require-hashes -r "$root/roles/server/files/server-requirements.txt"
+      "$venv/bin/pip" install -q --disable-pip-version-check "ansible-core==$version.*" pytest
+    fi
     # one editable install at a time: each rewrites the checkout's egg-info
     (cd "$root" && flock "$root/build/ansible-versions/.lock" \
       "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e .)

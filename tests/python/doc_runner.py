@@ -12,7 +12,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import yaml
@@ -22,8 +22,11 @@ OUTPUT_LANGUAGES = ("text",)
 
 _FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w-]*)\s*$")
 _MARKER = re.compile(
-    r"<!--\s*(?P<kind>not run|doc-test run|doc-test matches):?(?P<body>.*?)-->", re.S
+    r"<!--\s*(?P<kind>not run|doc-test run|doc-test matches|doc-test writes):?(?P<body>.*?)-->",
+    re.S,
 )
+# A command block whose first line names a host placeholder runs on that host.
+_ON_HOST = re.compile(r"\A# on (?P<host>[A-Z][A-Z0-9_]*)\b")
 _EXIT = re.compile(r"#[^\n]*\bexit (?P<status>\d+)\b")
 
 
@@ -280,6 +283,52 @@ class Session:
         self.process.poll()
 
 
+class HostSession:
+    """Blocks run on another host (a container, a VM) through a command that reads a script
+    on stdin and runs it there, e.g. `podman exec -i NAME`. Each block gets a fresh bash in
+    the user's home directory: nothing but files carries over from one block to the next.
+    Failed commands are recorded by the same ERR trap as in `Session`."""
+
+    # Runs on the host: the block from stdin into a temporary file, sourced with its output
+    # kept apart from the trap's records; both come back on stdout, split by a NUL byte.
+    _WRAPPER = (
+        'd=$(mktemp -d) && cat > "$d/block.sh" && cd && '
+        'trap \'__e=$?; [ "${BASH_SOURCE[0]-}" = "$d/block.sh" ] && '
+        'echo "$LINENO $__e" >> "$d/err"\' ERR; '
+        'source "$d/block.sh" > "$d/out" 2>&1 < /dev/null; __s=$?; trap - ERR; '
+        'cat "$d/out"; printf \'\\0\'; cat "$d/err" 2>/dev/null; rm -rf "$d"; exit $__s'
+    )
+
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+
+    def run(self, script: str, timeout: float) -> Result:
+        try:
+            done = subprocess.run(
+                [*self.command, "bash", "--noprofile", "--norc", "-c", self._WRAPPER],
+                input=script.encode(),
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as expired:
+            raise BlockTimeout((expired.stdout or b"").decode(errors="replace")) from None
+        output, _, records = done.stdout.decode(errors="replace").partition("\0")
+        output += done.stderr.decode(errors="replace")
+        failures = [
+            (int(line), int(status)) for line, status in map(str.split, records.splitlines())
+        ]
+        return Result(output, done.returncode, failures)
+
+    def write(self, path: str, text: str) -> None:
+        subprocess.run(
+            [*self.command, "sh", "-c", 'cat > "$1"', "sh", path],
+            input=text.encode(),
+            capture_output=True,
+            check=True,
+        )
+
+
 # ---- a page
 
 
@@ -292,7 +341,8 @@ class PageRun:
 
 def iter_steps(blocks: list[Block]) -> Iterator[tuple[str, Block, str]]:
     """(what, block, text) for everything the harness does with a page, in page order:
-    "run" a hidden command, "sh" a command block, "matches" a file, "skip" a block."""
+    "run" a hidden command, "sh" a command block, "matches" a file, "writes" a block's text to
+    a file on a host, "skip" a block."""
     for block in blocks:
         for kind, body in block.markers:
             if kind == "doc-test run":  # first line: what it stands for; then commands
@@ -303,6 +353,8 @@ def iter_steps(blocks: list[Block]) -> Iterator[tuple[str, Block, str]]:
         for kind, body in block.markers:
             if kind == "doc-test matches":
                 yield "matches", block, body.strip()
+            if kind == "doc-test writes":
+                yield "writes", block, body.strip()
 
 
 def describe(page: str, number: int, block: Block, script: str) -> str:
@@ -312,8 +364,17 @@ def describe(page: str, number: int, block: Block, script: str) -> str:
     )
 
 
-def run_page(page_name: str, markdown: str, session: Session, cwd: Path, timeout: float) -> PageRun:
-    """Run a page; stops at the first problem (later blocks depend on earlier ones)."""
+def run_page(
+    page_name: str,
+    markdown: str,
+    session: Session,
+    cwd: Path,
+    timeout: float,
+    hosts: Mapping[str, HostSession] | None = None,
+) -> PageRun:
+    """Run a page; stops at the first problem (later blocks depend on earlier ones). A block
+    starting `# on NAME` runs on `hosts[NAME]`, the others in `session`."""
+    hosts = hosts or {}
     blocks = parse_blocks(markdown)
     ran: list[Block] = []
     skipped: list[tuple[Block, str]] = []
@@ -339,8 +400,25 @@ def run_page(page_name: str, markdown: str, session: Session, cwd: Path, timeout
                     ],
                 )
             continue
+        if kind == "writes":
+            host, _, target = text.rpartition(":")
+            problem = None if host in hosts else f"no session for host {host!r} ({text})"
+            if problem is None:
+                try:
+                    hosts[host].write(target, block.text)
+                except subprocess.CalledProcessError as error:
+                    problem = f"could not write {text}: {error.stderr.decode(errors='replace')}"
+            if problem:
+                return PageRun(ran, skipped, [f"{where}\n{problem}"])
+            continue
+        runner: Session | HostSession = session
+        on_host = _ON_HOST.match(text) if kind == "sh" else None
+        if on_host:
+            if on_host["host"] not in hosts:
+                return PageRun(ran, skipped, [f"{where}\nno session for host {on_host['host']}"])
+            runner = hosts[on_host["host"]]
         try:
-            result = session.run(text, timeout)
+            result = runner.run(text, timeout)
         except BlockTimeout as timeout_error:
             return PageRun(
                 ran,

@@ -507,8 +507,8 @@ def test_sztpctl_refuses_plain_http_beyond_loopback_in_one_line(tmp_path: Path) 
         "SZTP_TOKEN": "s3cr3t-token",
     }
     for arguments in (
-        ["status", "--server", "http://192.0.2.7:7080"],
-        ["device", "list", "--server", "http://sztp.example.com:7080"],
+        ["--server", "http://192.0.2.7:7080", "status"],
+        ["--server", "http://sztp.example.com:7080", "device", "list"],
     ):
         result = subprocess.run(
             [SZTPCTL, *arguments], capture_output=True, text=True, check=False, env=environ
@@ -519,7 +519,7 @@ def test_sztpctl_refuses_plain_http_beyond_loopback_in_one_line(tmp_path: Path) 
         assert "Traceback" not in result.stderr
         assert "s3cr3t-token" not in result.stdout + result.stderr
     result = subprocess.run(
-        [SZTPCTL, "status", "--server", "http://192.0.2.7:7080"],
+        [SZTPCTL, "--server", "http://192.0.2.7:7080", "status"],
         capture_output=True,
         text=True,
         check=False,

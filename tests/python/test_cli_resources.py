@@ -440,6 +440,10 @@ def test_validate_names_each_problem_with_its_line(
     assert problems[0] == (
         f"error: {bad}:{image_line}: profiles[0].image: refers to unknown image 'nope'"
     )
+    assert problems[-2] == (
+        "note: references are checked against this file alone: each section it has is taken "
+        "as complete, as `sztpctl apply --prune` applies it"
+    )
     assert problems[1].startswith(
         f"error: {bad}:{line_of('stranger.vcj', first_device)}: devices[0].voucher: "
     )

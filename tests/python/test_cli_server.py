@@ -182,10 +182,10 @@ def test_bad_token_is_one_line_without_the_token(
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("sztp_wrong-token-value\n")
-    result = run_sztpctl("apply", "-f", fleet, "--token-file", token_file, env=env, expect=1)
+    result = run_sztpctl("--token-file", token_file, "apply", "-f", fleet, env=env, expect=1)
     assert only_line(result.stderr) == "error: the API token is not valid (HTTP 401)"
     assert "wrong-token-value" not in result.stdout + result.stderr
-    missing = run_sztpctl("status", "--token-file", tmp_path / "absent", env=env, expect=1)
+    missing = run_sztpctl("--token-file", tmp_path / "absent", "status", env=env, expect=1)
     assert "cannot read token file" in only_line(missing.stderr)
 
 
@@ -305,18 +305,18 @@ def test_contexts_from_the_config_file(
     run_sztpctl("status", env=bare)  # the current context is enough
     run_sztpctl("config", "set-context", "other", "--server", "http://127.0.0.1:1", env=bare)
     assert "* lab" in run_sztpctl("config", "get-contexts", env=bare).stdout
-    run_sztpctl("status", "--context", "other", env=bare, expect=1)
+    run_sztpctl("--context", "other", "status", env=bare, expect=1)
     run_sztpctl("status", env={**bare, "SZTP_CONTEXT": "other"}, expect=1)
     # The command line beats the environment, which beats the context.
     run_sztpctl(
-        "status", "--context", "other", "--server", server.admin_url,
-        "--token-file", server.token_file, env=bare,
+        "--context", "other", "--server", server.admin_url,
+        "--token-file", server.token_file, "status", env=bare,
     )  # fmt: skip
     run_sztpctl("config", "use-context", "other", env=bare)
     run_sztpctl("status", env=bare, expect=1)
     overrides = {"SZTP_SERVER": server.admin_url, "SZTP_TOKEN": server.token}
     run_sztpctl("status", env={**bare, **overrides})
-    line = only_line(run_sztpctl("status", "--context", "nope", env=bare, expect=1).stderr)
+    line = only_line(run_sztpctl("--context", "nope", "status", env=bare, expect=1).stderr)
     assert line == f"error: no context named 'nope' in {config} (lab, other)"
     assert server.token not in config.read_text()  # --token-file keeps the token out
 

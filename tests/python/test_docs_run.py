@@ -59,7 +59,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from doc_runner import Session, output_matches, parse_blocks, run_page
+from doc_runner import HostSession, Session, output_matches, parse_blocks, run_page
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -275,7 +275,7 @@ def test_collection_install_commands() -> None:
     range agrees with meta/runtime.yml and holds the release the suite runs; the lock pins
     every package with hashes, leaves ansible-core to the user, and satisfies every dependency
     of `sztp`, which `pip install --no-deps` then installs alone. With SZTP_TEST_NETWORK=1 the
-    block also runs as written in a fresh venv (about 40 s, downloads from PyPI)."""
+    block also runs as written in a fresh venv (it downloads from PyPI)."""
     from ansible.release import __version__ as ansible_version
 
     block = install_block()
@@ -442,3 +442,72 @@ def test_block_timeout_is_reported(session: tuple[Session, Path]) -> None:
 )
 def test_output_matching(expected: str, actual: str, matches: bool) -> None:
     assert output_matches(expected, actual) is matches
+
+
+# A page with a host placeholder: `# on DEVICE` blocks run through the host's command (here
+# `env`, so "the device" is this machine in the host's home directory), a `doc-test writes`
+# block lands in a file there.
+HOST_PAGE = """
+<!-- doc-test writes: DEVICE:{target} -->
+```text
+written on the device
+```
+
+```sh
+# on DEVICE
+pwd
+cat {target}
+false    # exit 1
+```
+
+```text
+{home}
+written on the device
+```
+
+```sh
+# on the controller
+echo "back on $(basename "$PWD")"
+```
+
+```text
+back on work
+```
+"""
+
+
+def test_blocks_run_on_the_host_they_name(session: tuple[Session, Path], tmp_path: Path) -> None:
+    shell, work = session
+    home = tmp_path / "device-home"
+    home.mkdir()
+    target = home / "written.txt"
+    device = HostSession(["env", f"HOME={home}"])
+    page = HOST_PAGE.format(target=target, home=home)
+    result = run_page("host.md", page, shell, work, 10, {"DEVICE": device})
+    assert result.problems == [] and len(result.ran) == 2
+    assert target.read_text() == "written on the device\n"
+
+    failing = run_page(
+        "host.md", page.replace("false    # exit 1", "false"), shell, work, 10, {"DEVICE": device}
+    )
+    assert "command exited 1 (the page documents 0" in failing.problems[0]
+    assert "    false" in failing.problems[0]
+    unknown = run_page("host.md", page, shell, work, 10, {})
+    assert "no session for host 'DEVICE'" in unknown.problems[0]
+
+
+def test_site_page_is_run_by_the_stack_scenario() -> None:
+    """docs/site.md's blocks run in molecule's `stack` verify (tests/python/run_site_page.py,
+    with a container as DEVICE); only the lab playbook (molecule's converge runs it) and the
+    production example (no hosts here) are left out, each saying why."""
+    blocks = parse_blocks(page_text("site.md"))
+    commands = [block for block in blocks if block.lang == "sh"]
+    skipped = [block for block in commands if any(k == "not run" for k, _ in block.markers)]
+    assert len(skipped) == 2, [block.line for block in skipped]
+    assert "example-production" in skipped[0].text and "playbooks/lab.yml" in skipped[1].text
+    on_device = [block for block in commands if block.text.startswith("# on DEVICE")]
+    assert len(on_device) == 2 and on_device[-1].expected is not None
+    verify = (ROOT / "extensions/molecule/stack/verify.yml").read_text(encoding="utf-8")
+    assert "tests/python/run_site_page.py" in verify
+    converge = (ROOT / "extensions/molecule/stack/converge.yml").read_text(encoding="utf-8")
+    assert "playbooks/lab.yml" in converge

@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -19,9 +20,15 @@ LOCKS = {
     "server": ROOT / "roles" / "server" / "files" / "server-requirements.txt",
     "dev": ROOT / "requirements" / "dev.txt",
     "molecule": ROOT / "requirements" / "molecule.txt",
+    "ansible-floor": ROOT / "requirements" / "ansible-2.16.txt",
 }
 # Which of pyproject.toml's dependency lists each lock resolves.
-EXTRAS = {"server": ("server",), "dev": ("server", "dev"), "molecule": ("molecule",)}
+EXTRAS = {
+    "server": ("server",),
+    "dev": ("server", "dev"),
+    "molecule": ("molecule",),
+    "ansible-floor": ("server",),
+}
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
 
 
@@ -68,6 +75,21 @@ def test_locks_agree_on_shared_packages() -> None:
             assert molecule[name] == version, f"molecule lock differs from server on {name}"
     for name in set(dev) & set(molecule):
         assert dev[name] == molecule[name], f"dev and molecule locks differ on {name}"
+    floor = pins(LOCKS["ansible-floor"])
+    for name, version in server.items():
+        assert floor.get(name) == version, f"ansible-floor lock differs from server on {name}"
+
+
+def test_ansible_floor_is_the_declared_lower_bound() -> None:
+    """`make ansible-floor` runs the oldest ansible-core meta/runtime.yml accepts."""
+    runtime = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text(encoding="utf-8"))
+    lower = re.fullmatch(r">=(\d+\.\d+)\.0", runtime["requires_ansible"])
+    assert lower, f"requires_ansible {runtime['requires_ansible']!r} is not >=X.Y.0"
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    floor = re.search(r"^ANSIBLE_FLOOR := (\S+)$", makefile, re.MULTILINE)
+    assert floor and floor[1] == lower[1], "Makefile's ANSIBLE_FLOOR is not requires_ansible's"
+    assert LOCKS["ansible-floor"].name == f"ansible-{lower[1]}.txt"
+    assert pins(LOCKS["ansible-floor"])["ansible-core"].startswith(lower[1] + ".")
 
 
 def test_unused_distributions_are_not_declared() -> None:

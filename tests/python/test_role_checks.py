@@ -297,3 +297,55 @@ def test_kea_control_agent_configuration_names_password_files_only(
         "clients": [{"user": "stork", "password-file": "stork"}],
     }
     assert "s3cret-pass" not in output.read_text()
+
+
+@pytest.mark.parametrize(
+    "inventory", ["playbooks/inventories/example-production/hosts.yml", "playbooks/inventories/lab"]
+)
+def test_example_inventories_parse_and_site_accepts_them(
+    collections: Path, inventory: str, tmp_path: Path
+) -> None:
+    """docs/site.md shows these inventories without hosts to run them on: each parses, names
+    every group site.yml plays, a fleet file and the DHCP interface, and site.yml passes
+    ansible-playbook's syntax check with it."""
+    environment = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(collections),
+        "ANSIBLE_NOCOLOR": "1",
+        "SZTP_LAB_DIR": str(tmp_path / "lab"),
+    }
+    tools = Path(sys.executable).parent
+    listed = subprocess.run(
+        [tools / "ansible-inventory", "-i", inventory, "--list", "--export"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+        check=False,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    groups = json.loads(listed.stdout)
+    for group in ("bootstrap_servers", "file_servers", "dhcp_servers"):
+        assert groups[group]["hosts"], f"{inventory}: no {group}"
+    host = subprocess.run(
+        [tools / "ansible-inventory", "-i", inventory, "--host", "localhost"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+        check=False,
+        timeout=120,
+    )
+    assert host.returncode == 0, host.stderr
+    assert "sztp_fleet_file" in json.loads(host.stdout)
+    syntax = subprocess.run(
+        [tools / "ansible-playbook", "-i", inventory, "--syntax-check", "playbooks/site.yml"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+        check=False,
+        timeout=120,
+    )
+    assert syntax.returncode == 0, syntax.stdout + syntax.stderr

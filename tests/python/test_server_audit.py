@@ -119,13 +119,13 @@ def test_audit_prune_from_the_cli(server: RunningServer, tmp_path: Path) -> None
     viewer_file = tmp_path / "viewer-token"
     viewer_file.write_text(viewer.json()["token"])
     denied = run_sztpctl(
+        "--token-file",
+        viewer_file,
         "audit",
         "prune",
         "--older-than-days",
         "30",
         "--dry-run",
-        "--token-file",
-        viewer_file,
         env=env,
         expect=1,
     )

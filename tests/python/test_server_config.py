@@ -73,6 +73,11 @@ def test_unknown_file_keys_name_the_closest_setting(tmp_path: Path) -> None:
         ("SZTP_SERVER_AUDIT_RETENTION_DAYS", "nan", "must be a finite number"),
         ("SZTP_SERVER_AUDIT_RETENTION_DAYS", "inf", "must be a finite number"),
         ("SZTP_SERVER_RESPONSE_CACHE_BYTES", "0", "must be positive"),
+        (
+            "SZTP_SERVER_DATABASE_POOL_SIZE",
+            "2",
+            "must be at least 3: 2 serve the admin API, the others devices",
+        ),
     ],
 )
 def test_number_settings_are_checked(variable: str, value: str, message: str) -> None:

@@ -475,7 +475,6 @@ def test_a_password_stored_before_check_values_is_verified_once(
         ],
         actor="admin",
     )
-    api.context.refresh()
     scrypt_calls.clear()
     api.post("/api/v1/state", json={"resources": devices({SERIAL: "old"})})
     assert len(scrypt_calls) == 1

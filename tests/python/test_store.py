@@ -938,9 +938,15 @@ def test_unreachable_postgres_hides_password(tmp_path: Path) -> None:
     assert "\n" not in message
 
 
+def idle_backend_pid(store: Store) -> int:
+    """The server process of the one idle connection of a PostgreSQL store (pool size 1)."""
+    (connection,) = store._pool._idle  # type: ignore[attr-defined]
+    return int(connection.info.backend_pid)
+
+
 def test_postgres_reconnects_after_losing_its_connection(postgres_url: str) -> None:
     opened = open_store(postgres_url)
-    backend_pid = opened._connection().info.backend_pid  # type: ignore[attr-defined]
+    backend_pid = idle_backend_pid(opened)
     raw_execute(postgres_url, f"SELECT pg_terminate_backend({backend_pid})")
     with pytest.raises(StoreError, match="PostgreSQL"):
         opened.revision()
@@ -978,7 +984,7 @@ def test_postgres_statement_timeout_holds_on_every_connection(postgres_url: str)
                 assert outcome, "the write waited for the lock with no statement timeout"
                 assert isinstance(outcome[0], StoreError)
                 assert "statement timeout" in str(outcome[0])
-                backend_pid = opened._connection().info.backend_pid  # type: ignore[attr-defined]
+                backend_pid = idle_backend_pid(opened)
                 raw_execute(postgres_url, f"SELECT pg_terminate_backend({backend_pid})")
                 with pytest.raises(StoreError, match="PostgreSQL"):
                     opened.revision()
@@ -986,3 +992,80 @@ def test_postgres_statement_timeout_holds_on_every_connection(postgres_url: str)
         assert opened.apply([create("device", "SN-1")], actor="a") == 1
     finally:
         opened.close()
+
+
+def test_postgres_connections_end_idle_transactions(postgres_url: str) -> None:
+    """Every pooled connection carries both timeouts, so neither a stuck statement nor an
+    abandoned transaction keeps its locks."""
+    opened = open_store(postgres_url, statement_timeout=0.25)
+    try:
+        with opened._reading() as connection:  # type: ignore[attr-defined]
+            settings = [
+                connection.execute(f"SHOW {name}").fetchone()[0]
+                for name in ("statement_timeout", "idle_in_transaction_session_timeout")
+            ]
+        assert settings == ["250ms", "250ms"]
+    finally:
+        opened.close()
+
+
+def test_postgres_pool_serves_reads_while_a_write_waits(postgres_url: str) -> None:
+    """A call waiting for a row lock (an apply behind another instance's apply) holds one
+    pooled connection; others go on with theirs instead of queuing behind it."""
+    import psycopg
+
+    opened = open_store(postgres_url, pool_size=2)
+    try:
+        with psycopg.connect(postgres_url) as holder:
+            holder.execute("SELECT revision FROM store_state WHERE id = 1 FOR UPDATE")
+            writer = threading.Thread(
+                target=opened.apply, args=([create("device", "SN-1")],), kwargs={"actor": "a"}
+            )
+            writer.start()
+            try:
+                time.sleep(0.3)
+                assert writer.is_alive(), "the apply did not wait for the row lock"
+                reader = threading.Thread(target=opened.revision)
+                reader.start()
+                reader.join(timeout=5)
+                assert not reader.is_alive(), "a read queued behind the waiting apply"
+            finally:
+                holder.rollback()
+                writer.join(timeout=30)
+        assert opened.revision() == 1
+    finally:
+        opened.close()
+
+
+def test_postgres_pool_of_one_serialises_calls(postgres_url: str) -> None:
+    """Beyond the pool size a call waits for a connection to come back (and then runs)."""
+    import psycopg
+
+    opened = open_store(postgres_url, pool_size=1)
+    try:
+        with psycopg.connect(postgres_url) as holder:
+            holder.execute("SELECT revision FROM store_state WHERE id = 1 FOR UPDATE")
+            writer = threading.Thread(
+                target=opened.apply, args=([create("device", "SN-1")],), kwargs={"actor": "a"}
+            )
+            writer.start()
+            time.sleep(0.3)
+            revisions: list[int] = []
+            reader = threading.Thread(target=lambda: revisions.append(opened.revision()))
+            reader.start()
+            reader.join(timeout=0.5)
+            assert reader.is_alive() and not revisions
+            holder.rollback()
+        writer.join(timeout=30)
+        reader.join(timeout=30)
+        assert revisions == [1]
+    finally:
+        opened.close()
+
+
+def test_postgres_pool_needs_a_connection() -> None:
+    pytest.importorskip("psycopg")
+    from sztp_server.store.postgres import PostgresStore
+
+    with pytest.raises(StoreError, match="at least 1 connection"):
+        PostgresStore("postgresql:///nowhere", pool_size=0)

@@ -21,16 +21,21 @@ from . import (
     dhcp,
     nouns,
     pki,
+    remote,
     simulate,
     validate,
     voucher,
     watch,
 )
 from .output import fail_with
+from .remote import ContextOption, ServerOption, TokenFileOption
 
 app = typer.Typer(
     name="sztpctl",
-    help="Secure zero touch provisioning (RFC 8572): bootstrap data, vouchers, DHCP and lab PKI.",
+    help="Secure zero touch provisioning (RFC 8572): bootstrap data, vouchers, DHCP and lab PKI."
+    "\n\nThe connection options (--context, --server, --token-file) go before the command, "
+    "e.g. `sztpctl --context lab status`; without them, the SZTP_* variables or the current "
+    "context of the config file name the server.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -63,14 +68,19 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
+    context: ContextOption = None,
+    server: ServerOption = None,
+    token_file: TokenFileOption = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
+
     global _debug
     _debug = debug
+    remote.given_connection = remote.ConnectionOptions(context, server, token_file)
 
 
 def main() -> None:
@@ -85,7 +95,7 @@ def main() -> None:
         fail_with(exc)
     finally:
         # The process ends here: the collection at exit need not walk what is still alive
-        # (after `apply` of 10,000 devices that alone took 0.05 s).
+        # (after a large `apply`, a whole fleet's objects).
         import gc
 
         gc.freeze()

@@ -7,11 +7,8 @@ from typing import Annotated
 import typer
 
 from .remote import (
-    ContextOption,
     OutputFormat,
     OutputOption,
-    ServerOption,
-    TokenFileOption,
     connect,
     emit,
 )
@@ -33,9 +30,6 @@ def prune(
         bool, typer.Option("--dry-run", help="Only count the entries that would go.")
     ] = False,
     output: OutputOption = OutputFormat.TABLE,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Delete old audit entries now (needs an admin token).
 
@@ -43,7 +37,7 @@ def prune(
 
     A prune made here is itself recorded in the log, with the name of the token used.
     """
-    with connect(context, server, token_file) as client:
+    with connect() as client:
         result = client.prune_audit(older_than_days, dry_run=dry_run)
     verb = "would prune" if result["dry_run"] else "pruned"
     emit(

@@ -14,11 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .remote import (
-    ContextOption,
     OutputFormat,
     OutputOption,
-    ServerOption,
-    TokenFileOption,
     connect,
     console,
     emit,
@@ -59,9 +56,6 @@ def apply(
             "otherwise fail without changing anything.",
         ),
     ] = None,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Make the server's state match the fleet file, atomically, and show what changed.
 
@@ -69,7 +63,7 @@ def apply(
 
         sztpctl apply -f fleet.yaml --prune
     """
-    result = _submit(filename, prune, dry_run, context, server, token_file, if_revision)
+    result = _submit(filename, prune, dry_run, if_revision)
     _show_changes(result.changes)
     if not result.changes:
         typer.echo(f"no changes; the server is at revision {result.revision}")
@@ -86,9 +80,6 @@ def diff(
     ctx: typer.Context,
     filename: FileOption,
     prune: PruneOption = False,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Show how the server differs from the fleet file.
 
@@ -98,7 +89,7 @@ def diff(
     Exit status: 0 no difference, 1 differences, 2 error (for pipelines and drift checks).
     """
     try:
-        result = _submit(filename, prune, True, context, server, token_file)
+        result = _submit(filename, prune, True)
     except Exception as exc:  # every failure, even a bug, must not look like "differs" (1)
         exit_with(ctx, exc, EXIT_DIFF_ERROR)
     _show_changes(result.changes)
@@ -114,9 +105,6 @@ def export(
         Path | None,
         typer.Option("--output", "-o", help="File to write (default: standard output)."),
     ] = None,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Write the server's state as a fleet file.
 
@@ -126,7 +114,7 @@ def export(
     from ..state.fleet import dump_fleet, fleet_document
     from .output import write_bytes_atomically
 
-    with connect(context, server, token_file) as client:
+    with connect() as client:
         revision, resources = client.get_state()
         origin = client.server
     text = f"# exported from {origin} at revision {revision}\n" + dump_fleet(
@@ -144,12 +132,9 @@ def export(
 @app.command("status")
 def status(
     output: OutputOption = OutputFormat.TABLE,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Fleet overview: devices by status, stalled devices, recent errors."""
-    with connect(context, server, token_file) as client:
+    with connect() as client:
         summary = client.fleet_status()
     emit(summary, output, lambda: _status_tables(summary))
 
@@ -158,9 +143,6 @@ def _submit(
     filename: Path,
     prune: bool,
     dry_run: bool,
-    context: str | None,
-    server: str | None,
-    token_file: Path | None,
     if_revision: int | None = None,
 ) -> ApplyResult:
     from ..errors import ApiValidationError
@@ -170,7 +152,7 @@ def _submit(
         fleet = load_fleet(filename)
     count = sum(len(specs) for specs in fleet.resources.values())
     verb = "planning" if dry_run else "applying"
-    with connect(context, server, token_file) as client, working(f"{verb} {count} resources"):
+    with connect() as client, working(f"{verb} {count} resources"):
         try:
             # The display needs names and changed fields, not the bodies of every change.
             result = client.apply_state(
@@ -188,7 +170,7 @@ def _submit(
 def _collected_never() -> Iterator[None]:
     """Keeps what is loaded meanwhile out of every later cycle collection: this process
     holds the fleet until it exits, and walking 10,000 devices' objects again (when the
-    collector is switched back on, and at exit) would only cost time, about 0.05 s."""
+    collector is switched back on, and at exit) would only cost time."""
     import gc
 
     was_enabled = gc.isenabled()

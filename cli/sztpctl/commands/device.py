@@ -12,11 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .remote import (
-    ContextOption,
     OutputFormat,
     OutputOption,
-    ServerOption,
-    TokenFileOption,
     connect,
     console,
     emit,
@@ -100,9 +97,6 @@ def add(
     ] = None,
     filename: SpecFileOption = None,
     replace: ReplaceOption = False,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Add a device.
 
@@ -128,19 +122,16 @@ def add(
         "voucher": base64.b64encode(read_bytes(voucher)).decode() if voucher else None,
         "password": password,
     }
-    add_resource(DEVICE, serial, flags, filename, replace, (context, server, token_file))
+    add_resource(DEVICE, serial, flags, filename, replace)
 
 
 @app.command("status")
 def device_status(
     serial: SerialArgument,
     output: OutputOption = OutputFormat.TABLE,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """A device's status: derived status, attempts and last report (timeline: `history`)."""
-    with connect(context, server, token_file) as client:
+    with connect() as client:
         summary = client.device_status(serial)
     emit(summary, output, lambda: _summary(summary))
 
@@ -149,12 +140,9 @@ def device_status(
 def history(
     serial: SerialArgument,
     output: OutputOption = OutputFormat.TABLE,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """A device's progress reports, attempt by attempt, oldest first."""
-    with connect(context, server, token_file) as client:
+    with connect() as client:
         progress = client.device_progress(serial)
     emit(progress, output, lambda: _timeline(progress))
 
@@ -170,9 +158,6 @@ def import_devices(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan; change nothing.")
     ] = False,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Add or update the devices a CSV file lists, atomically, and show what changed.
 
@@ -189,7 +174,7 @@ def import_devices(
     from .declarative import _counts, _show_changes
 
     rows, specs = _read_csv(csv_file)
-    with connect(context, server, token_file) as client:
+    with connect() as client:
         try:
             with working(f"importing {len(specs)} devices"):
                 result = client.apply_state({"device": specs}, kinds=["device"], dry_run=dry_run)

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import typer
 
-from .remote import ContextOption, ServerOption, TokenFileOption
 from .resource import (
     CREATED,
     NAME,
@@ -98,9 +97,6 @@ def add_trust_anchor(
     ] = None,
     filename: SpecFileOption = None,
     replace: ReplaceOption = False,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Add a manufacturer trust anchor.
 
@@ -109,7 +105,7 @@ def add_trust_anchor(
         sztpctl trust-anchor add lab-manufacturer --certificates pki/manufacturer/ca.pem
     """
     flags = {"certificates": read_text(certificates), "serial_pattern": serial_pattern}
-    add_resource(TRUST_ANCHOR, name, flags, filename, replace, (context, server, token_file))
+    add_resource(TRUST_ANCHOR, name, flags, filename, replace)
 
 
 # ---- owner
@@ -149,9 +145,6 @@ def add_owner(
     ] = None,
     filename: SpecFileOption = None,
     replace: ReplaceOption = False,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Add an owner: the certificate that signs conveyed information, and optionally its key.
 
@@ -165,7 +158,7 @@ def add_owner(
         "certificate_chain": read_text(certificate_chain),
         "private_key": read_text(private_key),
     }
-    add_resource(OWNER, name, flags, filename, replace, (context, server, token_file))
+    add_resource(OWNER, name, flags, filename, replace)
 
 
 # ---- image
@@ -208,9 +201,6 @@ def add_image(
     os_version: Annotated[str | None, typer.Option(help="OS version.")] = None,
     filename: SpecFileOption = None,
     replace: ReplaceOption = False,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Add a boot image; with --file its SHA-256 is computed locally (the file is not uploaded).
 
@@ -227,7 +217,7 @@ def add_image(
         "os_name": os_name,
         "os_version": os_version,
     }
-    add_resource(IMAGE, name, flags, filename, replace, (context, server, token_file))
+    add_resource(IMAGE, name, flags, filename, replace)
 
 
 def _sha256_of(path: Path) -> str:
@@ -335,9 +325,6 @@ def add_profile(
     reporting_level: Annotated[str | None, typer.Option(help="minimal or verbose.")] = None,
     filename: SpecFileOption = None,
     replace: ReplaceOption = False,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Add a profile. The server checks the combination (e.g. no image on a redirect).
 
@@ -366,7 +353,7 @@ def add_profile(
         "encoding": encoding,
         "reporting_level": reporting_level,
     }
-    add_resource(PROFILE, name, flags, filename, replace, (context, server, token_file))
+    add_resource(PROFILE, name, flags, filename, replace)
 
 
 def _bootstrap_server(entry: str, trust_anchor: str | None) -> dict[str, Any]:

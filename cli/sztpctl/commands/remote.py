@@ -1,5 +1,5 @@
-"""What the commands that talk to an sztp-server share: connection options, output formats
-and error exits."""
+"""What the commands that talk to an sztp-server share: connection options (given once, to
+the root command: `sztpctl --server URL status`), output formats and error exits."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -54,11 +55,28 @@ OutputOption = Annotated[
 ]
 
 
-def connect(context: str | None, server: str | None, token_file: Path | None) -> SztpClient:
-    """A client for the server the options, the environment and the config file name."""
+@dataclass
+class ConnectionOptions:
+    """What the root command was given; set by its callback before any command runs."""
+
+    context: str | None = None
+    server: str | None = None
+    token_file: Path | None = None
+
+
+given_connection = ConnectionOptions()
+
+
+def connect() -> SztpClient:
+    """A client for the server that the root command's connection options, the environment
+    and the config file name."""
     from ..config import resolve_connection
 
-    return resolve_connection(context=context, server=server, token_file=token_file).client()
+    return resolve_connection(
+        context=given_connection.context,
+        server=given_connection.server,
+        token_file=given_connection.token_file,
+    ).client()
 
 
 @contextmanager

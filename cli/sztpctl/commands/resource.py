@@ -20,10 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .remote import (
-    ContextOption,
     OutputFormat,
-    ServerOption,
-    TokenFileOption,
     connect,
     console,
     emit,
@@ -123,7 +120,7 @@ def _list_command(noun: Noun) -> Callable[..., None]:
                 )
         query = {item.name: value for item, value in wanted.items() if item.server_side}
         local = {item.name: value for item, value in wanted.items() if not item.server_side}
-        with connect(options["context"], options["server"], options["token_file"]) as client:
+        with connect() as client:
             found = client.list(noun.kind, **query)
         found = [
             item
@@ -143,9 +140,6 @@ def _list_command(noun: Noun) -> Callable[..., None]:
     ]
     parameters += [
         ("output", ListOutputOption, ListFormat.TABLE),
-        ("context", ContextOption, None),
-        ("server", ServerOption, None),
-        ("token_file", TokenFileOption, None),
     ]
     list_resources.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
@@ -182,13 +176,10 @@ def _show_command(noun: Noun) -> Callable[..., None]:
         output: Annotated[
             ShowFormat, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
         ] = ShowFormat.YAML,
-        context: ContextOption = None,
-        server: ServerOption = None,
-        token_file: TokenFileOption = None,
     ) -> None:
         from ..state.fleet import dump_fleet, fleet_document
 
-        with connect(context, server, token_file) as client:
+        with connect() as client:
             resource = client.get(noun.kind, name)
         # Fleet-file syntax, so the output is valid input for `add -f` and `apply -f`.
         document = {
@@ -218,12 +209,9 @@ def _delete_command(noun: Noun) -> Callable[..., None]:
     def delete(
         name: Annotated[str, noun.argument],
         yes: YesOption = False,
-        context: ContextOption = None,
-        server: ServerOption = None,
-        token_file: TokenFileOption = None,
     ) -> None:
         confirm(f"delete {noun.kind} {name!r}?", yes)
-        with connect(context, server, token_file) as client:
+        with connect() as client:
             client.delete(noun.kind, name)
         typer.echo(f"{noun.kind} {name} deleted")
 
@@ -253,7 +241,6 @@ def add_resource(
     flags: Mapping[str, Any],
     spec_file: Path | None,
     replace: bool,
-    connection: tuple[str | None, str | None, Path | None],
 ) -> None:
     """Create `noun` NAME from the `-f` file's spec with the flags given (not None) on top."""
     from ..errors import ApiConflictError, ApiValidationError, SztpError
@@ -269,7 +256,7 @@ def add_resource(
     if name is None:
         raise typer.BadParameter(f"give the {noun.key} or -f FILE", param_hint=noun.key.upper())
     spec.update({field: value for field, value in flags.items() if value is not None})
-    with connect(*connection) as client:
+    with connect() as client:
         try:
             if replace:
                 client.put(noun.kind, name, spec)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from .output import read_bytes, write_bytes_atomically
-from .remote import ContextOption, ServerOption, TokenFileOption, connect
+from .remote import connect
 
 app = typer.Typer(help="Ownership vouchers (RFC 8366).", no_args_is_help=True)
 
@@ -128,9 +128,6 @@ def import_voucher(
         Path | None,
         typer.Option(help="PEM manufacturer trust anchor(s) the MASA signature must chain to."),
     ] = None,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Check a voucher locally, then store it on the server for its device.
 
@@ -155,6 +152,6 @@ def import_voucher(
     if owner_cert is not None:
         check_pins_owner(voucher, pki.load_certificates_pem(read_bytes(owner_cert)))
         checked.append("pinned owner")
-    with connect(context, server, token_file) as client:
+    with connect() as client:
         client.put_voucher(serial, der)
     typer.echo(f"voucher for {serial} imported (checked: {', '.join(checked)})")

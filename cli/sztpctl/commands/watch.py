@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .remote import ContextOption, ServerOption, TokenFileOption, connect, console
+from .remote import connect, console
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -29,9 +29,6 @@ def watch(
         float, typer.Option("--interval", "-n", min=0.5, help="Seconds between refreshes.")
     ] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="Draw the view once and exit.")] = False,
-    context: ContextOption = None,
-    server: ServerOption = None,
-    token_file: TokenFileOption = None,
 ) -> None:
     """Follow the fleet live: devices by status, stalled devices and recent failures.
 
@@ -43,7 +40,7 @@ def watch(
 
     from ..errors import SztpError
 
-    with connect(context, server, token_file) as client:
+    with connect() as client:
         view = _view(client.server, client.fleet_status())  # a first failure is an error
         if once:
             console().print(view)

@@ -33,10 +33,10 @@ from ..protocol.dhcp import (
     validate_bootstrap_uri,
 )
 from .fleet import FleetError, dotted
+from .problem import Problem
 
 if TYPE_CHECKING:
     from .fleet import Fleet, YamlPath
-    from .validate import Problem
 
 _MAC = re.compile(r"[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}")
 _HEX = re.compile(r"(?:[0-9a-f]{2}){2,130}")
@@ -108,8 +108,6 @@ def parse_dhcp_section(fleet: Fleet) -> DhcpSection:
 
 def check_dhcp_section(fleet: Fleet) -> list[Problem]:
     """Every problem of the section: shape, each URI, and the payload size per family."""
-    from .validate import Problem
-
     if fleet.dhcp is None:
         return []
     try:

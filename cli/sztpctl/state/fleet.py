@@ -1,4 +1,4 @@
-"""The fleet file: the desired state as one YAML document (DESIGN.md §5).
+"""The fleet file: the desired state as one YAML document (docs/fleet-file.md).
 
     trust_anchors: [{name, certificates, serial_pattern}]
     owner: {name (default "default"), certificate_chain, private_key}   # or owners: [...]

@@ -17,24 +17,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SztpError, ValidationError, VoucherError
+from .dhcp_section import check_dhcp_section
 from .fleet import Fleet
 from .ownership import check_authorises, selectable_profiles, signing_owners
 from .plan import check_references
+from .problem import Problem
 from .resources import DEVICE, HIDDEN, KINDS, OWNER, PROFILE, normalize_spec, references
 
 if TYPE_CHECKING:
     from cryptography import x509
 
     from ..protocol.voucher import Voucher
-
-
-@dataclass(frozen=True)
-class Problem:
-    where: str  # "fleet.yaml:12: devices[0].voucher"
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
 
 
 @dataclass
@@ -108,7 +101,7 @@ def _normalized(fleet: Fleet, result: Validation) -> dict[str, dict[str, dict[st
 def _offline_view(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The spec without what cannot or need not be checked here: "<hidden>" secrets (kept
     from the server's copy when applied, or skipped because their variable is unset),
-    passwords (hashing each costs 60 ms) and vouchers (checked separately, with better
+    passwords (each a deliberately slow scrypt hash) and vouchers (checked separately, with better
     messages)."""
     return {
         key: value
@@ -123,6 +116,7 @@ def _check_references(fleet: Fleet, state: Mapping[str, Any], result: Validation
         kind: {name: {} for name in fleet.resources.get(kind, {})} for kind in KINDS
     }
     unchecked: set[str] = set()
+    dangling = False
     for kind in (PROFILE, DEVICE):
         for name, spec in state.get(kind, {}).items():
             targets = {target_kind for _, target_kind, _ in references(kind, spec)}
@@ -134,6 +128,14 @@ def _check_references(fleet: Fleet, state: Mapping[str, Any], result: Validation
                 check_references({**names, kind: {name: spec}})
             except ValidationError as exc:
                 result.problems.append(_problem(fleet, exc.field, exc.message))
+                dangling = True
+    if dangling:
+        # The server may hold the name (an apply without --prune keeps what the file omits);
+        # offline, only the file is known.
+        result.notes.append(
+            "references are checked against this file alone: each section it has is taken as "
+            "complete, as `sztpctl apply --prune` applies it"
+        )
     if unchecked:
         result.notes.append(
             "references not checked (the file has no section for them): "
@@ -193,8 +195,6 @@ def _check_pins_any(voucher: Voucher, owners: Mapping[str, Mapping[str, Any]]) -
 
 
 def _check_dhcp(fleet: Fleet, result: Validation) -> None:
-    from .dhcp_section import check_dhcp_section
-
     result.problems.extend(check_dhcp_section(fleet))
 
 

@@ -39,11 +39,13 @@ __all__ = [
 _URL_FORMS = "sqlite:///absolute/path.db, sqlite:///./relative/path.db or postgresql://..."
 
 
-def open_store(url: str, *, statement_timeout: float | None = None) -> Store:
+def open_store(url: str, *, statement_timeout: float | None = None, pool_size: int = 1) -> Store:
     """Open (creating and migrating if needed) the store that `url` names.
 
-    `statement_timeout` (seconds) bounds every statement of a PostgreSQL store; SQLite, whose
-    statements never wait on a network, ignores it.
+    `statement_timeout` (seconds) bounds every statement, and every idle moment inside a
+    transaction, of a PostgreSQL store; `pool_size` is how many connections it may hold, as
+    many calls as may run at once. SQLite, whose statements never wait on a network and which
+    opens one connection per calling thread, ignores both.
     """
     scheme, separator, _ = url.partition(":")
     # Echo the scheme only when it looks like one: a mangled URL may start with a password.
@@ -59,7 +61,7 @@ def open_store(url: str, *, statement_timeout: float | None = None) -> Store:
             raise StoreError(
                 "a postgresql:// store needs psycopg 3: pip install 'sztp[server]'"
             ) from None
-        return PostgresStore(url, statement_timeout=statement_timeout)
+        return PostgresStore(url, statement_timeout=statement_timeout, pool_size=pool_size)
     raise StoreError(f"unsupported store URL scheme {scheme!r}; use {_URL_FORMS}")
 
 

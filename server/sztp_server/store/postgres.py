@@ -1,11 +1,13 @@
 """PostgreSQL backend, for several sztp-server instances sharing one database.
 
-Concurrency: one connection per store, guarded by a lock, so calls from the event-loop thread
-and from `asyncio.to_thread` workers take turns. That is enough while admin writes are rare
-and each call is one short round trip or pipeline; a small pool (psycopg_pool) can replace it
-without changing the API. A broken connection (server restart, network cut) fails the call in
-progress with StoreError and is replaced on the next call; writes are never retried blindly,
-since the outcome of an interrupted COMMIT is unknown.
+Concurrency: a small pool of connections (`pool_size`, made on demand and kept open), one per
+call in progress, so a device's report does not wait for an admin's long `apply` to give the
+connection back; a call beyond the pool size waits for a connection to be returned. Every
+connection carries `statement_timeout` and `idle_in_transaction_session_timeout`, so neither a
+stuck statement nor an abandoned transaction holds locks for longer. A broken connection
+(server restart, network cut) fails the call in progress with StoreError and is dropped; the
+next call opens a new one. Writes are never retried blindly, since the outcome of an
+interrupted COMMIT is unknown.
 
 `apply` serialises writers of every instance with `SELECT ... FOR UPDATE` on the single
 revision row: the revision check and the existence checks then see the latest committed state,
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import builtins  # in the store classes a bare `list` would name their list() method
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -103,7 +105,9 @@ _RESOURCE_SQL = {
 class PostgresStore:
     """A `Store` in a PostgreSQL database given by a libpq URL."""
 
-    def __init__(self, url: str, *, statement_timeout: float | None = None) -> None:
+    def __init__(
+        self, url: str, *, statement_timeout: float | None = None, pool_size: int = 1
+    ) -> None:
         self._url = url
         # Milliseconds, as PostgreSQL counts them; a statement that would round to 0 (no limit)
         # gets the smallest limit instead.
@@ -112,32 +116,28 @@ class PostgresStore:
         )
         self._redacted_url = redact_url(url)
         self._passwords = _url_passwords(url)
-        self._lock = threading.Lock()
-        self._connection_or_none: psycopg.Connection[Any] | None = None
-        self._closed = False
+        self._pool = _ConnectionPool(self._connect, pool_size, self._redacted_url)
         with self._transaction() as connection:
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
             migrate(connection, POSTGRES_MIGRATIONS)
 
     # -- connections and transactions ------------------------------------------------------
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        if self._closed:
-            raise StoreError(f"store {self._redacted_url} is closed")
-        connection = self._connection_or_none
-        if connection is None or connection.closed or connection.broken:
-            if connection is not None:
-                connection.close()
-            connection = psycopg.connect(
-                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-            )
+    def _connect(self) -> psycopg.Connection[Any]:
+        connection = psycopg.connect(self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        try:
             connection.execute("SET TIME ZONE 'UTC'")
             if self._statement_timeout_ms is not None:
-                connection.execute(
-                    "SELECT set_config('statement_timeout', %s, false)",
-                    (f"{self._statement_timeout_ms}ms",),
-                )
-            self._connection_or_none = connection
+                # A transaction left idle (a stalled worker) must not hold its row locks for
+                # longer than a statement may run.
+                for setting in ("statement_timeout", "idle_in_transaction_session_timeout"):
+                    connection.execute(
+                        "SELECT set_config(%s, %s, false)",
+                        (setting, f"{self._statement_timeout_ms}ms"),
+                    )
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     @contextmanager
@@ -153,15 +153,17 @@ class PostgresStore:
 
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._lock, self._translate_errors():
-            yield self._connection()
+        with self._translate_errors(), self._pool.connection() as connection:
+            yield connection
 
     @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._lock, self._translate_errors():
-            connection = self._connection()
-            with connection.transaction():
-                yield connection
+        with (
+            self._translate_errors(),
+            self._pool.connection() as connection,
+            connection.transaction(),
+        ):
+            yield connection
 
     # -- resources ------------------------------------------------------------------------
 
@@ -446,11 +448,74 @@ class PostgresStore:
             return True
 
     def close(self) -> None:
-        with self._lock:
+        self._pool.close()
+
+
+class _ConnectionPool:
+    """Up to `size` connections, opened when no idle one is left and kept for the next call."""
+
+    def __init__(
+        self, connect: Callable[[], psycopg.Connection[Any]], size: int, redacted_url: str
+    ) -> None:
+        if size < 1:
+            raise StoreError(f"the connection pool needs at least 1 connection, got {size}")
+        self._connect = connect
+        self._size = size
+        self._redacted_url = redacted_url
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._open = 0
+        self._closed = False
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        connection = self._take()
+        try:
+            yield connection
+        finally:
+            self._give_back(connection)
+
+    def _take(self) -> psycopg.Connection[Any]:
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise StoreError(f"store {self._redacted_url} is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._open < self._size:
+                    self._open += 1
+                    break
+                self._changed.wait()
+        try:
+            return self._connect()
+        except BaseException:
+            self._forget()
+            raise
+
+    def _give_back(self, connection: psycopg.Connection[Any]) -> None:
+        with self._changed:
+            if not (self._closed or connection.closed or connection.broken):
+                self._idle.append(connection)
+                self._changed.notify()
+                return
+        connection.close()
+        self._forget()
+
+    def _forget(self) -> None:
+        """One connection fewer: a waiting caller may open a new one."""
+        with self._changed:
+            self._open -= 1
+            self._changed.notify()
+
+    def close(self) -> None:
+        """Close the idle connections now, and those in use when they come back."""
+        with self._changed:
             self._closed = True
-            if self._connection_or_none is not None:
-                self._connection_or_none.close()
-                self._connection_or_none = None
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+            self._changed.notify_all()
+        for connection in idle:
+            connection.close()
 
 
 def _add_audit_row(

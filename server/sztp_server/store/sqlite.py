@@ -23,6 +23,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,6 @@ from .base import (
     prune_audit_row,
     report_size,
     report_values,
-    resource_rows,
     token_audit_row,
     utc_now,
 )
@@ -53,6 +53,7 @@ from .errors import ConflictError, StoreError
 from .model import (
     AuditEntry,
     Change,
+    ChangeAction,
     ProgressRecord,
     ReportSummary,
     StoredResource,
@@ -65,12 +66,23 @@ BUSY_TIMEOUT_MS = 10_000
 _UNBOUNDED_ID = 2**63 - 1
 
 
+# Each statement writes a whole run of changes, read from one JSON array parameter (rows of
+# [kind, name, spec]) with json_each: SQLite then steps through the run without returning to
+# Python per row, so the write lock is held briefly, and is not stretched by waiting for the
+# GIL between rows while the event loop is busy.
+_RUN_COLUMNS = (
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+    "json_extract(value, '$[2]'), ?, ?, ? FROM json_each(?)"
+)
 _RESOURCE_SQL = {
     "create": "INSERT INTO resources (kind, name, spec, revision, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?)",
-    "update": "UPDATE resources SET spec = ?, revision = ?, updated_at = ? "
-    "WHERE kind = ? AND name = ?",
-    "delete": "DELETE FROM resources WHERE kind = ? AND name = ?",
+    + _RUN_COLUMNS,
+    # `WHERE true`: SQLite's rule for an upsert whose rows come from a SELECT.
+    "update": "INSERT INTO resources (kind, name, spec, revision, created_at, updated_at) "
+    f"{_RUN_COLUMNS} WHERE true ON CONFLICT (kind, name) DO UPDATE SET spec = excluded.spec, "
+    "revision = excluded.revision, updated_at = excluded.updated_at",
+    "delete": "DELETE FROM resources WHERE (kind, name) IN (SELECT json_extract(value, '$[0]'), "
+    "json_extract(value, '$[1]') FROM json_each(?))",
 }
 
 
@@ -205,26 +217,38 @@ class SqliteStore:
             check_expected_revision(current, expected_revision)
             return current
         now = _encode_time(utc_now())
+        runs = _change_runs(changes, specs)
+        audit_rows = json.dumps(
+            [
+                [change.action, change.kind, change.name, detail]
+                for change, detail in zip(changes, details, strict=True)
+            ]
+        )
+        deleted = json.dumps([serial for (serial,) in deleted_devices(changes)])
+        # Which resources exist is read before the write lock is taken (only `apply` changes
+        # resources, and always bumps the revision): under the lock, an unchanged revision
+        # proves it still holds, and reports wait that much less.
+        with self._reading() as connection:
+            connection.execute("BEGIN")
+            try:
+                read_at = _current_revision(connection)
+                existing = _existing(connection, changes)
+            finally:
+                connection.execute("COMMIT")
         with self._write_transaction(durable=True) as connection:
             current = _current_revision(connection)
             check_expected_revision(current, expected_revision)
-            existing = {
-                key
-                for key in {(change.kind, change.name) for change in changes}
-                if connection.execute(
-                    "SELECT 1 FROM resources WHERE kind = ? AND name = ?", key
-                ).fetchone()
-            }
+            if current != read_at:
+                existing = _existing(connection, changes)
             check_changes(changes, existing)
             new_revision = current + 1
-            self._write_changes(connection, changes, specs, new_revision, now)
-            connection.executemany(
-                "INSERT INTO audit (at, actor, action, kind, name, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (now, actor, change.action, change.kind, change.name, detail)
-                    for change, detail in zip(changes, details, strict=True)
-                ],
+            self._write_changes(connection, runs, deleted, new_revision, now)
+            connection.execute(
+                "INSERT INTO audit (at, actor, action, kind, name, detail) SELECT ?, ?, "
+                "json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+                "json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?) "
+                "ORDER BY key",
+                (now, actor, audit_rows),
             )
             connection.execute("UPDATE store_state SET revision = ? WHERE id = 1", (new_revision,))
         return new_revision
@@ -232,14 +256,15 @@ class SqliteStore:
     def _write_changes(
         self,
         connection: sqlite3.Connection,
-        changes: Sequence[Change],
-        specs: Sequence[str | None],
+        runs: Sequence[tuple[ChangeAction, str]],
+        deleted_serials: str,
         revision: int,
         now: str,
     ) -> None:
-        for action, rows in resource_rows(changes, specs, revision, now):
-            connection.executemany(_RESOURCE_SQL[action], rows)
-        _delete_reports(connection, deleted_devices(changes))
+        for action, rows in runs:
+            parameters = (rows,) if action == "delete" else (revision, now, now, rows)
+            connection.execute(_RESOURCE_SQL[action], parameters)
+        _delete_reports(connection, deleted_serials)
 
     # -- progress reports -------------------------------------------------------------------
 
@@ -321,7 +346,7 @@ class SqliteStore:
 
     def delete_reports(self, serial: str) -> None:
         with self._write_transaction(durable=False) as connection:
-            _delete_reports(connection, [(serial,)])
+            _delete_reports(connection, json.dumps([serial]))
 
     # -- audit ------------------------------------------------------------------------------
 
@@ -449,6 +474,24 @@ def _add_audit_row(
     )
 
 
+def _existing(connection: sqlite3.Connection, changes: Sequence[Change]) -> set[tuple[str, str]]:
+    """Which of the resources `changes` name exist. It runs under the write lock that devices'
+    reports wait for: one statement per kind, whose answer is one row (a JSON array of names),
+    so Python is not re-entered per resource."""
+    names: dict[str, set[str]] = {}
+    for change in changes:
+        names.setdefault(change.kind, set()).add(change.name)
+    existing: set[tuple[str, str]] = set()
+    for kind, wanted in names.items():
+        (found,) = connection.execute(
+            "SELECT json_group_array(name) FROM resources WHERE kind = ? "
+            "AND name IN (SELECT value FROM json_each(?))",
+            (kind, json.dumps(sorted(wanted))),
+        ).fetchone()
+        existing.update((kind, name) for name in json.loads(found))
+    return existing
+
+
 def _current_revision(connection: sqlite3.Connection) -> int:
     (revision,) = connection.execute("SELECT revision FROM store_state WHERE id = 1").fetchone()
     return int(revision)
@@ -471,9 +514,28 @@ def _resource(row: tuple[Any, ...]) -> StoredResource:
     )
 
 
-def _delete_reports(connection: sqlite3.Connection, serials: Sequence[tuple[str]]) -> None:
-    connection.executemany("DELETE FROM reports WHERE serial = ?", serials)
-    connection.executemany("DELETE FROM report_heads WHERE serial = ?", serials)
+def _delete_reports(connection: sqlite3.Connection, serials: str) -> None:
+    """Delete the reports of the devices in `serials`, a JSON array."""
+    connection.execute(
+        "DELETE FROM reports WHERE serial IN (SELECT value FROM json_each(?))", (serials,)
+    )
+    connection.execute(
+        "DELETE FROM report_heads WHERE serial IN (SELECT value FROM json_each(?))", (serials,)
+    )
+
+
+def _change_runs(
+    changes: Sequence[Change], specs: Sequence[str | None]
+) -> list[tuple[ChangeAction, str]]:
+    """Runs of consecutive changes with the same action, each as the JSON array of its
+    [kind, name, spec] rows; the runs keep the batch's order (delete-then-create of one name
+    must stay in that order)."""
+    return [
+        (action, json.dumps([[change.kind, change.name, spec] for change, spec in run]))
+        for action, run in groupby(
+            zip(changes, specs, strict=True), key=lambda pair: pair[0].action
+        )
+    ]
 
 
 def _report(row: tuple[Any, ...]) -> ProgressRecord:

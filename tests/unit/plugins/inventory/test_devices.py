@@ -311,7 +311,7 @@ def test_server_errors_become_one_line_without_the_token(fake, load):
 
 
 def test_unreadable_token_file(fake, load, tmp_path):
-    with pytest.raises(AnsibleError, match="cannot read token_file"):
+    with pytest.raises(AnsibleError, match="cannot read token file"):
         load({"server": BASE["server"], "token_file": str(tmp_path / "missing")})
 
 

@@ -14,6 +14,7 @@ import stat
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.sztp.bootstrap.plugins.module_utils import kea_config
 from ansible_collections.sztp.bootstrap.plugins.modules import dhcp_redirect
 
 HAS_KEA4 = shutil.which("kea-dhcp4") is not None
@@ -138,7 +139,7 @@ def redirect_entries(scope, code=143):
 
 
 def test_strip_keeps_strings_and_drops_comments_and_trailing_commas():
-    text, extras = dhcp_redirect.strip_kea_syntax(KEA4)
+    text, extras = kea_config.strip_kea_syntax(KEA4)
     config = json.loads(text)
     assert extras
     reservation = config["Dhcp4"]["subnet4"][0]["reservations"][0]
@@ -147,12 +148,12 @@ def test_strip_keeps_strings_and_drops_comments_and_trailing_commas():
 
 
 def test_plain_json_has_no_extras():
-    _text, extras = dhcp_redirect.strip_kea_syntax(json.dumps({"Dhcp4": {"a": "//#,]"}}))
+    _text, extras = kea_config.strip_kea_syntax(json.dumps({"Dhcp4": {"a": "//#,]"}}))
     assert not extras
 
 
 def test_escaped_quotes_inside_strings():
-    text, _extras = dhcp_redirect.strip_kea_syntax('{"a": "x\\" // y", "b": 1,}')
+    text, _extras = kea_config.strip_kea_syntax('{"a": "x\\" // y", "b": 1,}')
     assert json.loads(text) == {"a": 'x" // y', "b": 1}
 
 
@@ -166,8 +167,8 @@ def test_escaped_quotes_inside_strings():
     ],
 )
 def test_unreadable_files_are_refused(text, message):
-    with pytest.raises(dhcp_redirect.KeaConfigError, match=message):
-        dhcp_redirect.load_kea_config(text)
+    with pytest.raises(kea_config.KeaConfigError, match=message):
+        kea_config.load_kea_config(text)
 
 
 # ---- subnet scope
@@ -231,7 +232,7 @@ def test_subnet_in_a_shared_network(capsys, kea4):
 
 
 def test_same_meaning_in_another_spelling_is_not_a_change(capsys, kea4):
-    config = dhcp_redirect.load_kea_config(KEA4)[0]
+    config = kea_config.load_kea_config(KEA4)[0]
     scope = subnet(config, "192.0.2.0/24")
     spaced = ":".join(URI_HEX[i : i + 2] for i in range(0, len(URI_HEX), 2)).lower()
     scope["option-data"].append(
@@ -245,7 +246,7 @@ def test_same_meaning_in_another_spelling_is_not_a_change(capsys, kea4):
 
 
 def test_other_uris_replace_the_option_and_duplicates_collapse(capsys, kea4):
-    config = dhcp_redirect.load_kea_config(KEA4)[0]
+    config = kea_config.load_kea_config(KEA4)[0]
     scope = subnet(config, "192.0.2.0/24")
     scope["option-data"] += [
         {"code": 143, "csv-format": False, "data": "00"},
@@ -419,7 +420,7 @@ def test_missing_config_file(capsys, tmp_path):
 
 @needs_kea4
 def test_kea_refuses_a_broken_file_and_nothing_is_written(capsys, kea4):
-    config = dhcp_redirect.load_kea_config(KEA4)[0]
+    config = kea_config.load_kea_config(KEA4)[0]
     config["Dhcp4"]["valid-lifetime"] = "not a number"
     kea4.write_text(json.dumps(config))
     before = kea4.read_text()

@@ -1,0 +1,119 @@
+"""`AsyncStore`: the `Store` API for the event loop, every call run in a worker thread.
+
+A store call may wait: on SQLite's write lock while an admin commit runs, on a PostgreSQL round
+trip or row lock. Run on the event loop, that wait would stall every connection the process
+serves, devices and admins alike. The facade hands each call to a bounded thread pool of its
+own; the server keeps one facade (and pool) for device requests and one for the admin API, so
+a bulk apply occupying an admin worker never takes the thread a progress report needs.
+
+The synchronous `Store` stays the API of tools and tests that have no event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins  # a bare `list` would name the list() method
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+
+from .base import Store
+from .model import AuditEntry, Change, ProgressRecord, ReportSummary, StoredResource, TokenRecord
+
+_Result = TypeVar("_Result")
+
+
+class AsyncStore:
+    """`store`'s methods as coroutines, each run on one of `workers` threads named `name`."""
+
+    def __init__(self, store: Store, *, workers: int, name: str) -> None:
+        self.store = store
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+
+    async def run(self, call: Callable[..., _Result], *args: Any, **kwargs: Any) -> _Result:
+        """`call(*args, **kwargs)` on one of this facade's workers (for work that makes
+        several store calls, such as loading a snapshot)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(call, *args, **kwargs))
+
+    def close(self) -> None:
+        """Stop the workers once their calls are done; the store itself stays open."""
+        self._executor.shutdown(wait=True)
+
+    async def revision(self) -> int:
+        return await self.run(self.store.revision)
+
+    async def get(self, kind: str, name: str) -> StoredResource | None:
+        return await self.run(self.store.get, kind, name)
+
+    async def list(self, kind: str | None = None) -> builtins.list[StoredResource]:
+        return await self.run(self.store.list, kind)
+
+    async def apply(
+        self,
+        changes: Sequence[Change],
+        *,
+        actor: str,
+        expected_revision: int | None = None,
+        audit_details: Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
+        return await self.run(
+            self.store.apply,
+            changes,
+            actor=actor,
+            expected_revision=expected_revision,
+            audit_details=audit_details,
+        )
+
+    async def add_report(
+        self,
+        record: ProgressRecord,
+        *,
+        keep_per_device: int = 1000,
+        bytes_per_device: int | None = None,
+    ) -> bool:
+        return await self.run(
+            self.store.add_report,
+            record,
+            keep_per_device=keep_per_device,
+            bytes_per_device=bytes_per_device,
+        )
+
+    async def reports(
+        self, serial: str, *, limit: int = 1000, before_id: int | None = None
+    ) -> builtins.list[ProgressRecord]:
+        return await self.run(self.store.reports, serial, limit=limit, before_id=before_id)
+
+    async def report_summary(self, serial: str) -> ReportSummary | None:
+        return await self.run(self.store.report_summary, serial)
+
+    async def latest_reports(self) -> dict[str, ProgressRecord]:
+        return await self.run(self.store.latest_reports)
+
+    async def audit(
+        self, *, limit: int = 100, after_id: int | None = None
+    ) -> builtins.list[AuditEntry]:
+        return await self.run(self.store.audit, limit=limit, after_id=after_id)
+
+    async def prune_audit(
+        self, before: datetime, *, actor: str | None = None, dry_run: bool = False
+    ) -> int:
+        return await self.run(self.store.prune_audit, before, actor=actor, dry_run=dry_run)
+
+    async def add_token(self, record: TokenRecord, *, actor: str) -> None:
+        await self.run(self.store.add_token, record, actor=actor)
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None:
+        return await self.run(self.store.find_token, token_hash)
+
+    async def tokens(self) -> builtins.list[TokenRecord]:
+        return await self.run(self.store.tokens)
+
+    async def delete_token(
+        self, name: str, *, actor: str, keep_one_of_role: str | None = None
+    ) -> bool:
+        return await self.run(
+            self.store.delete_token, name, actor=actor, keep_one_of_role=keep_one_of_role
+        )

@@ -1,0 +1,109 @@
+"""A store call that waits (here: for SQLite's write lock, held by another process) waits in a
+worker thread: the event loop goes on serving devices and admins meanwhile (issue 13)."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from sztp_testing import RunningServer, running_server
+from sztpctl.labpki import LabPki, write_lab_pki
+from sztpctl.protocol import restconf
+
+SERIAL = "SN-WAIT"
+GET_DATA_PATH = restconf.operation_path("/restconf", restconf.RPC_GET_BOOTSTRAPPING_DATA)
+REPORT_PATH = restconf.operation_path("/restconf", restconf.RPC_REPORT_PROGRESS)
+REPORT_BODY = b'{"ietf-sztp-bootstrap-server:input":{"progress-type":"bootstrap-initiated"}}'
+# Long enough that a request stuck behind the lock is told apart from one that is not.
+LOCK_HELD_SECONDS = 3.0
+PROMPT_SECONDS = 1.0
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
+    return write_lab_pki(tmp_path_factory.mktemp("pki"), [SERIAL])
+
+
+@pytest.fixture
+def server(tmp_path: Path, lab: LabPki) -> Iterator[RunningServer]:
+    with running_server(tmp_path, settings={"trusted_proxies": ["127.0.0.1/32"]}) as running:
+        running.apply(
+            {
+                **lab.trust_resources(),
+                "image": {
+                    "os-2": {
+                        "os_name": "LabOS",
+                        "os_version": "2.0",
+                        "download_uris": ["https://files.lab.example/os-2.img"],
+                        "sha256": hashlib.sha256(b"os-2").hexdigest(),
+                    }
+                },
+                "profile": {
+                    "day0": {"type": "onboarding", "image": "os-2", "signing": "when-requested"}
+                },
+                "device": {SERIAL: {"profile": "day0"}},
+            }
+        )
+        yield running
+
+
+def device_post(server: RunningServer, lab: LabPki, path: str, body: bytes) -> requests.Response:
+    certificate = lab.devices[SERIAL].idevid.certificate.read_text()
+    return requests.post(
+        f"{server.device_url}{path}",
+        data=body,
+        headers={
+            "Content-Type": "application/yang-data+json",
+            "X-SSL-Client-Cert": quote(certificate, safe=""),
+        },
+        timeout=30,
+    )
+
+
+def timed(call: object) -> float:
+    started = time.monotonic()
+    response = call()  # type: ignore[operator]
+    assert response.ok, response.text
+    return time.monotonic() - started
+
+
+def test_a_report_waiting_for_the_write_lock_holds_up_no_other_request(
+    server: RunningServer, lab: LabPki
+) -> None:
+    holder = sqlite3.connect(server.directory / "state" / "sztp.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # what a long bulk apply does
+    report: list[requests.Response] = []
+    reporter = threading.Thread(
+        target=lambda: report.append(device_post(server, lab, REPORT_PATH, REPORT_BODY))
+    )
+    locked_at = time.monotonic()
+    reporter.start()
+    try:
+        time.sleep(0.3)  # the report is now waiting for the lock
+        assert not report, "the report did not wait for the write lock"
+        assert timed(lambda: device_post(server, lab, GET_DATA_PATH, b"")) < PROMPT_SECONDS
+        assert (
+            timed(lambda: requests.get(f"{server.admin_url}/healthz", timeout=30)) < PROMPT_SECONDS
+        )
+        time.sleep(max(0.0, LOCK_HELD_SECONDS - (time.monotonic() - locked_at)))
+        assert not report, "the report was answered while the write lock was held"
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    reporter.join(timeout=30)
+    assert report and report[0].status_code == 204, report
+    progress = requests.get(
+        f"{server.admin_url}/api/v1/devices/{SERIAL}/progress",
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=30,
+    ).json()
+    stored = [entry for attempt in progress["attempts"] for entry in attempt["reports"]]
+    assert [entry["progress_type"] for entry in stored] == ["bootstrap-initiated"]

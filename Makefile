@@ -28,7 +28,7 @@ help:
 	@echo "make demo   lab PKI, sztp-server, the lab fleet and a simulated device, end to end"
 	@echo "make test   install everything needed and run every test suite"
 	@echo "make bench  run the benchmarks and update bench/RESULTS.md"
-	@echo "make docs   regenerate docs/cli.md and docs/plugins/ from the CLI and plugin docs"
+	@echo "make docs   regenerate docs/cli.md, docs/plugins/ and fleet.schema.json from their sources"
 	@echo "make lock   regenerate the lock files from pyproject.toml (lock-upgrade: newest versions)"
 	@echo "make lowest run the Python suite on the oldest versions pyproject.toml allows"
 
@@ -126,8 +126,10 @@ test-image: apt-packages
 	bash scripts/build-test-image.sh $(TEST_IMAGE)
 
 # The distribution the server role installs on its hosts.
+# setuptools stages the sources in build/lib and never deletes a file there: without the clean,
+# a module removed or moved in the tree would still ship in the wheel.
 wheel: $(VENV)/.installed-dev
-	rm -rf $(WHEEL_DIR)
+	rm -rf $(WHEEL_DIR) build/lib build/bdist.*
 	$(BIN)/pip wheel -q --no-deps --no-build-isolation -w $(WHEEL_DIR) .
 
 # Each scenario: create, converge, idempotence, check, verify, destroy in systemd containers.
@@ -173,9 +175,12 @@ lowest: $(VENV)/.installed-dev
 	$(LOWEST_VENV)/bin/pip install -qq --no-deps --no-build-isolation -e .
 	$(LOWEST_VENV)/bin/pytest -p no:cacheprovider -n 2 tests/python
 
-# docs/cli.md and docs/plugins/ are generated from the CLI and the plugin docs; the test suite
-# fails when they are stale.
+# docs/cli.md, docs/plugins/, docs/server.md's settings tables and the fleet file's JSON Schema
+# are generated from the CLI, the plugin docs, the server's settings and the resource model; the
+# test suite fails when they are stale.
 docs: $(VENV)/.installed-dev
+	$(BIN)/python -m sztpctl.state.fleet_schema
+	$(BIN)/python scripts/gen_server_docs.py
 	$(BIN)/python scripts/gen_cli_docs.py
 	$(BIN)/python scripts/gen_collection_docs.py
 

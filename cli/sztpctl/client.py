@@ -10,9 +10,11 @@ over TLS or to loopback: a plain `http://` URL naming another host is refused
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,17 +33,15 @@ from .errors import (
     SztpError,
 )
 from .loopback import PLAIN_HTTP_VARIABLE, flag, is_loopback
-from .state.resources import DEVICE, IMAGE, OWNER, PROFILE, TRUST_ANCHOR
+from .state.model import COLLECTIONS
 
 API = "/api/v1"
+# Devices per request of `devices_with_status`: a fleet of this size is one request.
+DEVICE_PAGE = 10_000
+# How often a job is asked how far it got: soon at first (most end at once), then every 2 s.
+JOB_POLL_FIRST = 0.05
+JOB_POLL_MAX = 2.0
 VOUCHER_MEDIA_TYPE = "application/voucher-cms+json"  # RFC 8366 §8.3
-COLLECTIONS: Mapping[str, str] = {
-    TRUST_ANCHOR: "trust-anchors",
-    OWNER: "owners",
-    IMAGE: "images",
-    PROFILE: "profiles",
-    DEVICE: "devices",
-}
 _ERRORS_BY_STATUS: Mapping[int, type[ApiError]] = {
     400: ApiValidationError,
     401: AuthenticationError,
@@ -160,16 +160,25 @@ class SztpClient:
         dry_run: bool = False,
         if_match: int | None = None,
         summary: bool = False,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> ApplyResult:
         """Make the server's state match `resources` (for the kinds it names, or `kinds`) in
         one transaction; with `prune`, delete what is absent. `dry_run` only plans.
 
         `summary` asks for the plan without bodies (see `ResourceChange`): enough to show
-        what changed, and a fraction of the size for a large fleet."""
+        what changed, and a fraction of the size for a large fleet.
+
+        The server runs the write as a job (its answer comes at once); this follows it to its
+        end, however long (every new device password is a slow hash), calling
+        `on_progress(done, total)` with the specs checked so far. Losing the server meanwhile
+        raises ServerUnreachable saying that the write may still land."""
         payload: dict[str, Any] = {"resources": resources, "prune": prune}
         if kinds is not None:
             payload["kinds"] = list(kinds)
-        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
+        # Asked to answer well within this client's timeout, or with a job to follow.
+        headers = {"Prefer": f"respond-async, wait={max(1, int(self.timeout / 3))}"}
+        if if_match is not None:
+            headers["If-Match"] = f'"{if_match}"'
         body = self._request(
             "POST",
             "/state",
@@ -180,6 +189,8 @@ class SztpClient:
             json=payload,
             headers=headers,
         )
+        if "state" in body:  # a job (a server without jobs answers with the plan itself)
+            body = self._follow_job(body, on_progress)
         return ApplyResult(
             revision=int(body["revision"]),
             dry_run=bool(body["dry_run"]),
@@ -195,6 +206,34 @@ class SztpClient:
             ],
         )
 
+    def _follow_job(
+        self, job: dict[str, Any], on_progress: Callable[[int, int], None] | None
+    ) -> dict[str, Any]:
+        """The result of a job, once it ended; its error raised as the server's answer would
+        have been."""
+        pause = JOB_POLL_FIRST
+        while job["state"] == "running":
+            if on_progress is not None:
+                on_progress(int(job["progress"]["done"]), int(job["progress"]["total"]))
+            time.sleep(pause)
+            pause = min(pause * 2, JOB_POLL_MAX)
+            try:
+                job = self._request("GET", f"/jobs/{quote(str(job['id']), safe='')}")
+            except ServerUnreachable as exc:
+                raise ServerUnreachable(
+                    f"{exc}; the write (job {job['id']}) goes on without this client and may "
+                    "still land: `sztpctl diff` shows whether it did"
+                ) from None
+        if job["state"] == "failed":
+            error = job.get("error") or {}
+            raise _error_for_status(
+                int(job.get("status") or 500),
+                str(error.get("code", "internal-error")),
+                str(error.get("message", "the job failed")),
+                error.get("field"),
+            )
+        return dict(job["result"])
+
     # ---- single resources
 
     def list(self, kind: str, **filters: str | None) -> list[dict[str, Any]]:
@@ -202,6 +241,23 @@ class SztpClient:
         can be filtered by `status`, `profile` and `model`."""
         wanted = {key: value for key, value in filters.items() if value is not None}
         return self._request("GET", f"/{_collection(kind)}", params=wanted)
+
+    def devices_with_status(self, **filters: str | None) -> builtins.list[dict[str, Any]]:
+        """Every device (filtered by `status`, `profile` or `model`) as {name, spec, revision,
+        created_at, updated_at, status, last_report}: a fleet in one request per
+        DEVICE_PAGE devices, instead of one status request per device."""
+        wanted = {key: value for key, value in filters.items() if value is not None}
+        devices: builtins.list[dict[str, Any]] = []
+        while True:
+            after = {"after": devices[-1]["name"]} if devices else {}
+            page = self._request(
+                "GET",
+                "/devices",
+                params={**wanted, **after, "with_status": "true", "limit": str(DEVICE_PAGE)},
+            )
+            devices.extend(page)
+            if len(page) < DEVICE_PAGE:
+                return devices
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
         return self._request("GET", _resource_path(kind, name))
@@ -322,14 +378,17 @@ def _resource_path(kind: str, name: str) -> str:
 
 
 def _api_error(response: requests.Response) -> ApiError:
-    error_class = _ERRORS_BY_STATUS.get(response.status_code, ApiError)
     try:
         error = response.json()["error"]
         code, message, field = str(error["code"]), str(error["message"]), error.get("field")
     except (ValueError, KeyError, TypeError):
         # Not our server's JSON error (a proxy, a load balancer): keep the status line.
         code, message, field = "http-error", f"{response.reason or 'error'}", None
-    return error_class(response.status_code, code, message, field)
+    return _error_for_status(response.status_code, code, message, field)
+
+
+def _error_for_status(status: int, code: str, message: str, field: str | None) -> ApiError:
+    return _ERRORS_BY_STATUS.get(status, ApiError)(status, code, message, field)
 
 
 def _reason(exc: requests.exceptions.RequestException) -> str:

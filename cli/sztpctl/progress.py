@@ -14,30 +14,18 @@ that is rebooting or in progress and has been silent for longer than `stall_afte
 naive) so they can be compared.
 """
 
-import enum
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .device_status import DeviceStatus
 from .protocol.restconf import (
     BOOT_IMAGE_INSTALLED_REBOOTING,
     BOOTSTRAP_COMPLETE,
     BOOTSTRAP_INITIATED,
     ERROR_PROGRESS_TYPES,
 )
-
-
-class DeviceStatus(enum.StrEnum):
-    """Where a device is in bootstrapping, as shown to operators."""
-
-    NOT_SEEN = "not-seen"
-    IN_PROGRESS = "in-progress"
-    REBOOTING = "rebooting"
-    COMPLETE = "complete"
-    FAILED = "failed"
-    STALLED = "stalled"
-
 
 # The most reports in one page of the admin API's progress endpoint (server and client).
 MAX_PROGRESS_PAGE = 1000

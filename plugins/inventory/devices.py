@@ -21,10 +21,8 @@ description:
     keys the device sent with its C(bootstrap-complete) report as C(known_hosts) lines
     (C(<serial> <algorithm> <base64 key>)), so that a day-1 playbook can trust the device's keys
     before it first connects.
-  - "Cost: the device list and every status come in one request per status asked for (at most
-    six, whatever the number of devices). The last report (and with it the SSH host keys) needs
-    one more request per device, for the devices chosen by O(last_report): for large fleets use
-    V(complete) or V(none), or the inventory cache."
+  - "Cost: one request for a fleet of up to 10,000 devices (one more per further 10,000): the
+    server lists every device with its status and last report."
   - The configuration file must be named C(*.sztp.yml) or C(*.sztp.yaml).
 author:
   - sztp developers (@sztp)
@@ -94,9 +92,9 @@ options:
     type: str
   last_report:
     description:
-      - Which devices get C(sztp_last_report) (and C(sztp_ssh_host_keys)), at one request each.
+      - Which devices get C(sztp_last_report), C(sztp_attempts) and C(sztp_ssh_host_keys).
       - V(all) every device that has reported; V(complete) only devices whose status is
-        C(complete), enough for the SSH host keys; V(none) no extra request.
+        C(complete), enough for the SSH host keys; V(none) none.
     type: str
     choices: [all, complete, none]
     default: all
@@ -307,40 +305,38 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         """Everything the inventory needs, as plain JSON-able data (what the cache keeps)."""
         wanted = self.get_option("statuses") or list(STATUSES)
         filters = {"profile": self.get_option("profile"), "model": self.get_option("model")}
+        if len(wanted) == 1:
+            filters["status"] = wanted[0]
         last_report = self.get_option("last_report")
-        devices = {}
+        devices = []
         client = self._client()
         try:
-            for status in STATUSES:
-                if status not in wanted:
+            # One listing with each device's status and last report, whatever the fleet's size.
+            for item in client.devices_with_status(**filters):
+                if item["status"] not in wanted:
                     continue
-                for item in client.list("device", status=status, **filters):
-                    spec = item.get("spec") or {}
-                    devices.setdefault(
-                        item["name"],
-                        {
-                            "serial": item["name"],
-                            "status": status,
-                            "profile": spec.get("profile"),
-                            "model": spec.get("model"),
-                            "mac": spec.get("mac"),
-                            "duid": spec.get("duid"),
-                        },
-                    )
-            for serial in sorted(devices):
-                device = devices[serial]
-                if device["status"] == "not-seen" or last_report == "none":
-                    continue
-                if last_report == "complete" and device["status"] != "complete":
-                    continue
-                summary = client.device_status(serial)
-                device["attempts"] = summary.get("attempts")
-                device["last_report"] = summary.get("last_report")
+                spec = item.get("spec") or {}
+                report = item.get("last_report")
+                device = {
+                    "serial": item["name"],
+                    "status": item["status"],
+                    "profile": spec.get("profile"),
+                    "model": spec.get("model"),
+                    "mac": spec.get("mac"),
+                    "duid": spec.get("duid"),
+                }
+                keep_report = last_report == "all" or (
+                    last_report == "complete" and item["status"] == "complete"
+                )
+                if report is not None and keep_report:
+                    device["attempts"] = report.get("attempt")
+                    device["last_report"] = report
+                devices.append(device)
         except SztpError as exc:
             raise AnsibleError("sztp.bootstrap.devices: %s" % to_native(exc)) from None
         finally:
             client.close()
-        return {"devices": [devices[serial] for serial in sorted(devices)]}
+        return {"devices": sorted(devices, key=lambda device: device["serial"])}
 
     # ---- building the inventory
 

@@ -36,10 +36,10 @@ from .admin import build_admin_app
 from .config import Listener, ServerConfig
 from .connections import ConnectionGuard, ConnectionLimits
 from .context import ServerContext, Snapshot
+from .device_api import build_device_app
 from .logs import get_logger
 from .metrics import Metrics
 from .secret_key import load_secret_key, seal_stored_private_keys, unopenable_owner_keys
-from .southbound import build_device_app
 from .store import open_store
 from .store.base import utc_now
 from .tls import TlsFileError, load_chain, server_context

@@ -153,8 +153,8 @@ class ServerConfig:
     password_workers: int = field(
         default=4,
         metadata=_about(
-            "threads checking device passwords (scrypt: about 60 ms of one core and 16 MiB "
-            "each), apart from all other work; about the number of CPU cores"
+            "threads checking device passwords (scrypt: deliberately slow, 16 MiB each), "
+            "apart from all other work; about the number of CPU cores"
         ),
     )
     password_queue: int = field(

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ import pytest
 import requests
 from aiohttp.test_utils import TestServer
 
-from sztp_server.admin import build_admin_app
+from sztp_server.admin import build_admin_app, jobs
 from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext
 from sztp_server.secret_key import SecretKey
@@ -35,7 +36,9 @@ from sztp_server.tokens import (
     generate_token,
     hash_token,
 )
+from sztp_testing import ManualClock
 from sztpctl.client import SztpClient
+from sztpctl.errors import ApiValidationError
 from sztpctl.protocol import pki
 from sztpctl.protocol.voucher import create_voucher, sign_voucher
 from sztpctl.state.resources import KINDS
@@ -662,6 +665,50 @@ def test_status_and_progress(api: Api, ec_lab: Any) -> None:
     assert [item["name"] for item in stalled] == ["SN-0002"]
 
 
+def test_device_list_with_status_filters_and_pages(api: Api, ec_lab: Any) -> None:
+    seed(api, ec_lab)
+    assert api.put("/api/v1/devices/SN-0003", json={"spec": {"model": "other"}}).status_code == 201
+    now = datetime.now(UTC)
+    api.store.add_report(ProgressRecord("SN-0001", now, "bootstrap-complete", "done", None, 1))
+    api.store.add_report(
+        ProgressRecord("SN-0002", now - timedelta(hours=2), "bootstrap-initiated", None, None, 1)
+    )
+
+    plain = api.get("/api/v1/devices").json()
+    assert [set(item) for item in plain] == [
+        {"name", "spec", "revision", "created_at", "updated_at"}
+    ] * 3
+    fleet_view = api.get("/api/v1/devices", params={"with_status": "true"})
+    assert fleet_view.headers["ETag"] == f'"{api.revision()}"' and "Link" not in fleet_view.headers
+    by_name = {item["name"]: item for item in fleet_view.json()}
+    assert {name: item["status"] for name, item in by_name.items()} == {
+        "SN-0001": "complete",
+        "SN-0002": "stalled",
+        "SN-0003": "not-seen",
+    }
+    assert by_name["SN-0001"]["last_report"]["message"] == "done"
+    assert by_name["SN-0001"]["spec"]["password_hash"] == "<hidden>"
+    assert by_name["SN-0003"]["last_report"] is None
+    stalled = api.get("/api/v1/devices", params={"status": "stalled", "with_status": "true"})
+    assert [(item["name"], item["status"]) for item in stalled.json()] == [("SN-0002", "stalled")]
+    in_profile = api.get("/api/v1/devices", params={"profile": "base", "with_status": "true"})
+    assert [item["name"] for item in in_profile.json()] == ["SN-0001", "SN-0002"]
+
+    first = api.get("/api/v1/devices", params={"limit": 2, "with_status": "true"})
+    assert [item["name"] for item in first.json()] == ["SN-0001", "SN-0002"]
+    next_page = first.links["next"]["url"]
+    assert next_page.startswith("/api/v1/devices?")
+    second = api.get(next_page)
+    assert [(item["name"], item["status"]) for item in second.json()] == [("SN-0003", "not-seen")]
+    assert "Link" not in second.headers
+    after = api.get("/api/v1/devices", params={"after": "SN-0001"}).json()
+    assert [item["name"] for item in after] == ["SN-0002", "SN-0003"]
+    for bad in ({"limit": "0"}, {"limit": "x"}, {"with_status": "yes"}, {"status": "bogus"}):
+        response = api.get("/api/v1/devices", params=bad)
+        assert response.status_code == 400, bad
+        assert error_of(response)["field"] == next(iter(bad))
+
+
 def add_reports(api: Api, serial: str, count: int, **bounds: int) -> None:
     """`count` reports in attempts of four: initiated, two steps, complete."""
     steps = ("bootstrap-initiated", "config-initiated", "config-complete", "bootstrap-complete")
@@ -911,3 +958,87 @@ def test_an_unavailable_store_is_503_without_details(api: Api) -> None:
         error = error_of(response)
         assert error["code"] == "unavailable"
         assert "sztp.db" not in error["message"]
+
+
+# ---- long writes as jobs
+
+
+def test_a_long_write_is_a_job_the_client_follows_to_its_end(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashing new device passwords outlasts the client's request timeout: the server answers
+    202 with a job, the client follows it, and the write is reported as it landed."""
+    monkeypatch.setattr(jobs, "ANSWER_WITHIN_SECONDS", 0.0)
+    devices = {f"SN-JOB-{index}": {"password": f"password {index}"} for index in range(8)}
+    client = SztpClient(api.url, api.token, timeout=0.3)
+    seen: list[tuple[int, int]] = []
+    result = client.apply_state({"device": devices}, on_progress=lambda *both: seen.append(both))
+    assert result.revision == api.revision() == 1
+    assert sorted(change.name for change in result.changes) == sorted(devices)
+    assert seen and seen[0][0] <= seen[-1][0] <= 8 and {total for _, total in seen} <= {0, 8}
+
+
+def test_a_job_reports_how_it_failed(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "ANSWER_WITHIN_SECONDS", 0.0)
+    bad = {"resources": {"device": {"SN-1": {"mac": "not a mac"}}}}
+    before = api.revision()
+    accepted = api.post("/api/v1/state", json=bad, headers={"Prefer": "respond-async"})
+    assert accepted.status_code == 202, accepted.text
+    location = accepted.headers["Location"]
+    assert location == f"/api/v1/jobs/{accepted.json()['id']}"
+    job = accepted.json()
+    for _ in range(200):
+        if job["state"] != "running":
+            break
+        time.sleep(0.02)
+        job = api.get(location).json()
+    assert job["state"] == "failed" and job["status"] == 422 and job["result"] is None
+    assert job["error"]["code"] == "validation-error"
+    assert job["error"]["field"] == "device[SN-1].mac"
+    assert api.revision() == before
+    assert api.get("/api/v1/jobs/0123456789abcdef").status_code == 404
+    # Through the client, the job's failure is the error the request would have answered.
+    with pytest.raises(ApiValidationError, match="not a MAC address"):
+        SztpClient(api.url, api.token).apply_state(bad["resources"])
+
+
+def test_a_quick_write_is_answered_at_once_even_when_asked_as_a_job(api: Api) -> None:
+    body = {"resources": {"device": {"SN-1": {}}}}
+    answered = api.post("/api/v1/state", json=body, headers={"Prefer": "respond-async"})
+    assert answered.status_code == 200 and answered.json()["revision"] == 1
+    refused = api.post(
+        "/api/v1/state",
+        json={"resources": {"device": {"SN-2": {"mac": "x"}}}},
+        headers={"Prefer": "wait=10, respond-async"},
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "device[SN-2].mac"
+    # The client's `wait` shortens the server's: a job at once.
+    slow = {"resources": {"device": {"SN-3": {"password": "hashed slowly"}}}}
+    accepted = api.post("/api/v1/state", json=slow, headers={"Prefer": "respond-async, wait=0"})
+    assert accepted.status_code == 202 and accepted.json()["state"] == "running"
+
+
+def test_jobs_end_readable_for_an_hour_and_few_run_at_once() -> None:
+    clock = ManualClock()
+
+    async def scenario() -> None:
+        registry = jobs.Jobs(clock=clock)
+        release = asyncio.Event()
+
+        async def blocked(_progress: jobs.Progress) -> dict[str, Any]:
+            await release.wait()
+            return {"revision": 1}
+
+        running = [registry.start("admin", blocked) for _ in range(jobs.MAX_RUNNING_JOBS)]
+        with pytest.raises(jobs.ApiError) as refused:
+            registry.start("admin", blocked)
+        assert refused.value.status == 503
+        release.set()
+        await registry.close()
+        assert {job.state for job in running} == {"succeeded"}
+        clock.now += jobs.JOB_TTL_SECONDS - 1
+        assert registry.get(running[0].id) is running[0]
+        clock.now += 2
+        assert registry.get(running[0].id) is None
+
+    asyncio.run(scenario())

@@ -152,7 +152,8 @@ def test_add_list_show_delete_every_noun(
     assert "stored" in tables["owner"]  # the signing key is on the server, never shown
     assert "LabOS" in tables["image"]
     assert "dpu-day0" in tables["profile"]
-    assert "02:00:00:00:00:01" in tables["device"]
+    assert "not-seen" in tables["device"]  # the device list shows each device's status
+    assert "02:00:00:00:00:01" in run_sztpctl("device", "list", "-o", "wide", env=env).stdout
     wide = run_sztpctl("image", "list", "-o", "wide", env=env).stdout
     assert image["sha256"] in wide
     assert "https://files.lab.example/labos-1.2.img" in wide

@@ -20,16 +20,16 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from sztp_server.password_logins import (
+from sztp_server.device_api.password_logins import (
     LoginLimits,
     PasswordWorkers,
     PasswordWorkersBusy,
     TooManyFailures,
     client_address,
 )
-from sztp_server.southbound import REFUSAL_PAUSE_SECONDS
+from sztp_server.device_api.southbound import REFUSAL_PAUSE_SECONDS
+from sztp_server.device_api.token_buckets import TokenBuckets
 from sztp_server.store import Change, open_store
-from sztp_server.token_buckets import TokenBuckets
 from sztp_testing import ManualClock as Clock
 from sztp_testing import RunningServer, running_server
 from sztpctl.labpki import write_lab_pki

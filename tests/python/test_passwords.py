@@ -16,7 +16,7 @@ import pytest
 
 from sztp_server.config import ServerConfig
 from sztp_server.context import Snapshot
-from sztp_server.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
+from sztp_server.device_api.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from sztp_server.secret_key import SecretKey
 from sztp_testing import run_sztpctl
 from sztpctl import passwords

@@ -21,7 +21,7 @@ import requests
 
 from sztp_server.config import load_config
 from sztp_server.context import Snapshot
-from sztp_server.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
+from sztp_server.device_api.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from sztp_server.secret_key import SecretKey
 from sztp_testing import RunningServer, lab_voucher, running_server
 from sztpctl.labpki import LabPki, write_lab_pki

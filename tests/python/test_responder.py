@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sztp_server.context import Snapshot
-from sztp_server.responder import DeviceRequest, NoBootstrappingData, Responder
+from sztp_server.device_api.responder import DeviceRequest, NoBootstrappingData, Responder
 from sztp_server.secret_key import SecretKey
 from sztpctl.protocol import bootstrapping_data, pki
 from sztpctl.protocol.voucher import create_voucher, sign_voucher

@@ -314,38 +314,26 @@ def test_example_inventories_parse_and_site_accepts_them(
         "ANSIBLE_NOCOLOR": "1",
         "SZTP_LAB_DIR": str(tmp_path / "lab"),
     }
-    tools = Path(sys.executable).parent
-    listed = subprocess.run(
-        [tools / "ansible-inventory", "-i", inventory, "--list", "--export"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=environment,
-        check=False,
-        timeout=120,
-    )
+
+    def ansible(tool: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+        command = [str(Path(sys.executable).parent / tool), "-i", inventory, *arguments]
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=environment,
+            check=False,
+            timeout=120,
+        )
+
+    listed = ansible("ansible-inventory", "--list", "--export")
     assert listed.returncode == 0, listed.stderr
     groups = json.loads(listed.stdout)
     for group in ("bootstrap_servers", "file_servers", "dhcp_servers"):
         assert groups[group]["hosts"], f"{inventory}: no {group}"
-    host = subprocess.run(
-        [tools / "ansible-inventory", "-i", inventory, "--host", "localhost"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=environment,
-        check=False,
-        timeout=120,
-    )
+    host = ansible("ansible-inventory", "--host", "localhost")
     assert host.returncode == 0, host.stderr
     assert "sztp_fleet_file" in json.loads(host.stdout)
-    syntax = subprocess.run(
-        [tools / "ansible-playbook", "-i", inventory, "--syntax-check", "playbooks/site.yml"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=environment,
-        check=False,
-        timeout=120,
-    )
+    syntax = ansible("ansible-playbook", "--syntax-check", "playbooks/site.yml")
     assert syntax.returncode == 0, syntax.stdout + syntax.stderr

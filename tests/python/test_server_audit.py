@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from sztp_server.admin import RefusalLog
+from sztp_server.admin.auth import RefusalLog
 from sztp_testing import RunningServer, run_sztpctl, running_server
 
 AGED = "2000-01-01T00:00:00.000000+00:00"
@@ -88,7 +88,7 @@ def test_refusal_log_lines_are_bounded_and_count_what_they_left_out(
 ) -> None:
     now = [0.0]
     refusals = RefusalLog(burst=2, window=60.0, clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="sztp_server.admin"):
+    with caplog.at_level(logging.WARNING, logger="sztp_server.admin.auth"):
         for _ in range(5):
             refusals.log("192.0.2.1", "unknown token")
         now[0] = 60.0

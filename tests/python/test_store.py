@@ -7,6 +7,7 @@ each test then gets its own schema in that database.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import multiprocessing
@@ -1009,29 +1010,37 @@ def test_postgres_connections_end_idle_transactions(postgres_url: str) -> None:
         opened.close()
 
 
+@contextlib.contextmanager
+def _apply_behind_a_row_lock(opened: Store, url: str) -> Iterator[Any]:
+    """An apply of `opened` started while another connection holds the state's row lock; the
+    lock is released when the block ends, and the apply then finishes."""
+    import psycopg
+
+    with psycopg.connect(url) as holder:
+        holder.execute("SELECT revision FROM store_state WHERE id = 1 FOR UPDATE")
+        writer = threading.Thread(
+            target=opened.apply, args=([create("device", "SN-1")],), kwargs={"actor": "a"}
+        )
+        writer.start()
+        try:
+            time.sleep(0.3)
+            assert writer.is_alive(), "the apply did not wait for the row lock"
+            yield writer
+        finally:
+            holder.rollback()
+            writer.join(timeout=30)
+
+
 def test_postgres_pool_serves_reads_while_a_write_waits(postgres_url: str) -> None:
     """A call waiting for a row lock (an apply behind another instance's apply) holds one
     pooled connection; others go on with theirs instead of queuing behind it."""
-    import psycopg
-
     opened = open_store(postgres_url, pool_size=2)
     try:
-        with psycopg.connect(postgres_url) as holder:
-            holder.execute("SELECT revision FROM store_state WHERE id = 1 FOR UPDATE")
-            writer = threading.Thread(
-                target=opened.apply, args=([create("device", "SN-1")],), kwargs={"actor": "a"}
-            )
-            writer.start()
-            try:
-                time.sleep(0.3)
-                assert writer.is_alive(), "the apply did not wait for the row lock"
-                reader = threading.Thread(target=opened.revision)
-                reader.start()
-                reader.join(timeout=5)
-                assert not reader.is_alive(), "a read queued behind the waiting apply"
-            finally:
-                holder.rollback()
-                writer.join(timeout=30)
+        with _apply_behind_a_row_lock(opened, postgres_url):
+            reader = threading.Thread(target=opened.revision)
+            reader.start()
+            reader.join(timeout=5)
+            assert not reader.is_alive(), "a read queued behind the waiting apply"
         assert opened.revision() == 1
     finally:
         opened.close()
@@ -1039,24 +1048,14 @@ def test_postgres_pool_serves_reads_while_a_write_waits(postgres_url: str) -> No
 
 def test_postgres_pool_of_one_serialises_calls(postgres_url: str) -> None:
     """Beyond the pool size a call waits for a connection to come back (and then runs)."""
-    import psycopg
-
     opened = open_store(postgres_url, pool_size=1)
     try:
-        with psycopg.connect(postgres_url) as holder:
-            holder.execute("SELECT revision FROM store_state WHERE id = 1 FOR UPDATE")
-            writer = threading.Thread(
-                target=opened.apply, args=([create("device", "SN-1")],), kwargs={"actor": "a"}
-            )
-            writer.start()
-            time.sleep(0.3)
-            revisions: list[int] = []
+        revisions: list[int] = []
+        with _apply_behind_a_row_lock(opened, postgres_url):
             reader = threading.Thread(target=lambda: revisions.append(opened.revision()))
             reader.start()
             reader.join(timeout=0.5)
             assert reader.is_alive() and not revisions
-            holder.rollback()
-        writer.join(timeout=30)
         reader.join(timeout=30)
         assert revisions == [1]
     finally:

@@ -24,7 +24,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from sztp_server.admin import VoucherChecker
+from sztp_server.admin.vouchers import VoucherChecker
 from sztp_server.store.sqlite import SqliteStore
 from sztp_testing import RunningServer, issue_leaf, key_usage, running_server
 from sztpctl.errors import ValidationError, VoucherError

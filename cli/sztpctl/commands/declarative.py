@@ -152,11 +152,16 @@ def _submit(
         fleet = load_fleet(filename)
     count = sum(len(specs) for specs in fleet.resources.values())
     verb = "planning" if dry_run else "applying"
-    with connect() as client, working(f"{verb} {count} resources"):
+    with connect() as client, working(f"{verb} {count} resources") as say:
         try:
             # The display needs names and changed fields, not the bodies of every change.
             result = client.apply_state(
-                fleet.resources, prune=prune, dry_run=dry_run, if_match=if_revision, summary=True
+                fleet.resources,
+                prune=prune,
+                dry_run=dry_run,
+                if_match=if_revision,
+                summary=True,
+                on_progress=lambda done, total: say(f"{verb}: {done}/{total} resources checked"),
             )
         except ApiValidationError as exc:
             where = fleet.locate(exc.field)

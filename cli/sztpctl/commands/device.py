@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..device_status import STATUSES
 from .remote import (
     OutputFormat,
     OutputOption,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Devices and their bootstrap progress.", no_args_is_help=True)
 
-STATUSES = ("not-seen", "in-progress", "rebooting", "complete", "failed", "stalled")
 SerialArgument = Annotated[str, typer.Argument(help="The device's serial number.")]
 # CSV columns of `device import`: spec fields, and voucher_file (a path, relative to the CSV).
 CSV_COLUMNS = ("serial", "profile", "model", "mac", "duid", "voucher_file")
@@ -55,9 +55,10 @@ DEVICE = Noun(
     key="serial",
     columns=(
         Column("SERIAL", lambda item: item["name"]),
+        Column("STATUS", lambda item: item["status"]),
         Column("PROFILE", _profile_column),
         Column("MODEL", field("model")),
-        Column("MAC", field("mac")),
+        Column("MAC", field("mac"), wide=True),
         Column("DUID", field("duid"), wide=True),
         Column("SELECTION", lambda item: str(len(item["spec"].get("selection") or [])), wide=True),
         Column("VOUCHER", present("voucher")),
@@ -75,6 +76,7 @@ DEVICE = Noun(
         Filter("profile", "Only devices with this profile.", server_side=True),
         Filter("model", "Only devices of this model.", server_side=True),
     ),
+    with_status=True,
 )
 register(app, DEVICE)
 

@@ -80,20 +80,24 @@ def connect() -> SztpClient:
 
 
 @contextmanager
-def working(message: str) -> Iterator[None]:
-    """A spinner on stderr while a long request runs; nothing when stderr is not a terminal
-    (pipelines keep clean logs)."""
+def working(message: str) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr while a long request runs, with a function that changes its text;
+    nothing when stderr is not a terminal (pipelines keep clean logs)."""
     if not _may_be_terminal(sys.stderr):
-        yield  # what rich would decide too, without importing it (a tenth of `apply`)
+        yield _ignore  # what rich would decide too, without importing it (a tenth of `apply`)
         return
     from rich.console import Console
 
     errors = Console(stderr=True)
     if not errors.is_terminal:
-        yield
+        yield _ignore
         return
-    with errors.status(message):
-        yield
+    with errors.status(message) as status:
+        yield status.update
+
+
+def _ignore(_text: str) -> None:
+    pass
 
 
 def _may_be_terminal(stream: Any) -> bool:

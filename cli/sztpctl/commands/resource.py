@@ -94,6 +94,8 @@ class Noun:
     key: str  # "name", or "serial" for devices (also the key in the fleet file)
     columns: tuple[Column, ...]
     filters: tuple[Filter, ...] = ()
+    # Listed with each one's status and last report (devices: one request for the fleet).
+    with_status: bool = False
 
     @property
     def argument(self) -> Any:
@@ -121,7 +123,11 @@ def _list_command(noun: Noun) -> Callable[..., None]:
         query = {item.name: value for item, value in wanted.items() if item.server_side}
         local = {item.name: value for item, value in wanted.items() if not item.server_side}
         with connect() as client:
-            found = client.list(noun.kind, **query)
+            found = (
+                client.devices_with_status(**query)
+                if noun.with_status
+                else client.list(noun.kind, **query)
+            )
         found = [
             item
             for item in found

@@ -27,12 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 from urllib.parse import urlsplit
-from xml.etree.ElementTree import Element, ParseError, TreeBuilder
-
-from defusedxml.ElementTree import DefusedXMLParser
+from xml.etree.ElementTree import Element
 
 from ..errors import ValidationError
-from . import strict_json
+from . import strict_json, strict_xml
 from .oids import (
     ID_CT_SZTP_CONVEYED_INFO_JSON,
     ID_CT_SZTP_CONVEYED_INFO_XML,
@@ -368,15 +366,6 @@ def decode(data: bytes, encoding: Encoding) -> ConveyedInformation:
     return decode_json(data)
 
 
-def _document_text(data: bytes) -> str:
-    if len(data) > MAX_DOCUMENT_SIZE:
-        raise ValidationError(ROOT, f"larger than {MAX_DOCUMENT_SIZE} bytes")
-    try:
-        return bytes(data).decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValidationError(ROOT, f"not UTF-8: {error.reason} at byte {error.start}") from None
-
-
 def _top_level_name(info: ConveyedInformation) -> str:
     return REDIRECT if isinstance(info, RedirectInformation) else ONBOARDING
 
@@ -441,7 +430,7 @@ def _boot_image_to_json(image: BootImage) -> dict[str, object]:
 
 def decode_json(data: bytes) -> ConveyedInformation:
     """Parse RFC 7951 JSON conveyed information; strict about types and unknown members."""
-    text = _document_text(data)
+    text = strict_xml.document_text(data, ROOT, MAX_DOCUMENT_SIZE)
     top = _json_object(strict_json.loads(text, ROOT), ROOT)
     # RFC 7951 §4: top-level member names are always qualified with the module name.
     for name in top:
@@ -605,14 +594,7 @@ def _xml_element(name: str, content: str) -> str:
 
 
 def _xml_leaf(name: str, text: str) -> str:
-    return _xml_element(name, _xml_escape(text))
-
-
-def _xml_escape(text: str) -> str:
-    # "\r" is escaped too: a parser would otherwise normalise it to "\n".
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
-    )
+    return _xml_element(name, strict_xml.escape(text))
 
 
 def _redirect_to_xml(info: RedirectInformation) -> str:
@@ -653,60 +635,12 @@ def _boot_image_to_xml(image: BootImage) -> str:
     return "".join(parts)
 
 
-class _ScopedTreeBuilder:
-    """ElementTree builder target that also records each element's in-scope namespaces.
-
-    ElementTree resolves element names but forgets prefixes, and an identityref value such as
-    `sztp-info:sha-256` must be resolved through them (RFC 7950 §9.10.3).
-    """
-
-    def __init__(self) -> None:
-        self._builder = TreeBuilder()
-        self._pending: dict[str, str] = {}
-        self._open_scopes: list[dict[str, str]] = [{}]
-        self.scopes: dict[Element, dict[str, str]] = {}
-
-    def start_ns(self, prefix: str, uri: str) -> None:
-        self._pending[prefix] = uri
-
-    def start(self, tag: str, attributes: dict[str, str]) -> Element:
-        if len(self.scopes) >= MAX_XML_ELEMENTS:
-            raise ValidationError(ROOT, f"more than {MAX_XML_ELEMENTS} XML elements")
-        scope = self._open_scopes[-1]
-        if self._pending:
-            # Share the parent's mapping unless this element declares namespaces itself.
-            scope = {**scope, **self._pending}
-            self._pending = {}
-        self._open_scopes.append(scope)
-        element = self._builder.start(tag, attributes)
-        self.scopes[element] = scope
-        return element
-
-    def end(self, tag: str) -> Element:
-        self._open_scopes.pop()
-        return self._builder.end(tag)
-
-    def data(self, text: str) -> None:
-        self._builder.data(text)
-
-    def close(self) -> Element:
-        return self._builder.close()
-
-
 def decode_xml(data: bytes) -> ConveyedInformation:
     """Parse RFC 7950 XML conveyed information; DTDs and entity declarations are refused."""
-    _document_text(data)  # size and UTF-8 checks; the parser reads the bytes themselves
-    builder = _ScopedTreeBuilder()
-    # The parser reads UTF-8 whatever an XML declaration claims (checked just above).
-    parser = DefusedXMLParser(target=builder, encoding="utf-8", forbid_dtd=True)
-    try:
-        parser.feed(data)
-        root = parser.close()
-    except (ParseError, ValueError) as error:
-        # defusedxml's DTDForbidden and EntitiesForbidden are ValueErrors.
-        raise ValidationError(ROOT, f"not well-formed or unsafe XML: {error}") from None
+    builder = strict_xml.ScopedTreeBuilder(ROOT, MAX_XML_ELEMENTS)
+    root = strict_xml.parse(data, ROOT, MAX_DOCUMENT_SIZE, target=builder)
     reader = _XmlReader(builder.scopes)
-    namespace, name = _split_tag(root.tag)
+    namespace, name = strict_xml.split_tag(root.tag)
     if namespace != NAMESPACE:
         raise ValidationError(
             ROOT, f"top-level element must be in namespace {NAMESPACE}, not {namespace!r}"
@@ -725,14 +659,6 @@ def decode_xml(data: bytes) -> ConveyedInformation:
     return info
 
 
-def _split_tag(tag: str) -> tuple[str, str]:
-    """`{namespace}name` (ElementTree's form) as (namespace, name); no namespace gives ""."""
-    if tag.startswith("{"):
-        namespace, _, name = tag[1:].partition("}")
-        return namespace, name
-    return "", tag
-
-
 class _XmlReader:
     """Reads YANG-encoded XML elements strictly: known children only, no mixed content."""
 
@@ -743,21 +669,19 @@ class _XmlReader:
         self, element: Element, path: str, members: tuple[str, ...]
     ) -> dict[str, list[Element]]:
         """The child elements of a container or list entry, grouped by name in document order."""
-        self._refuse_attributes(element, path)
-        if (element.text or "").strip():
-            raise ValidationError(path, "unexpected text content")
+        strict_xml.refuse_attributes(element, path)
+        strict_xml.refuse_text(element.text, path)
         groups: dict[str, list[Element]] = {}
         for child in element:
-            namespace, name = _split_tag(child.tag)
+            namespace, name = strict_xml.split_tag(child.tag)
             if namespace != NAMESPACE or name not in members:
                 raise ValidationError(f"{path}/{name}", f"unknown member (namespace {namespace!r})")
-            if (child.tail or "").strip():
-                raise ValidationError(path, "unexpected text content")
+            strict_xml.refuse_text(child.tail, path)
             groups.setdefault(name, []).append(child)
         return groups
 
     def leaf(self, element: Element, path: str) -> str:
-        self._refuse_attributes(element, path)
+        strict_xml.refuse_attributes(element, path)
         if len(element):
             raise ValidationError(path, "a leaf cannot contain elements")
         return element.text or ""
@@ -779,11 +703,6 @@ class _XmlReader:
         if namespace is None:
             raise ValidationError(path, f"namespace prefix {prefix!r} is not declared")
         return namespace, name
-
-    @staticmethod
-    def _refuse_attributes(element: Element, path: str) -> None:
-        if element.attrib:
-            raise ValidationError(path, f"unexpected attribute {next(iter(element.attrib))!r}")
 
 
 def _redirect_from_xml(reader: _XmlReader, root: Element) -> RedirectInformation:

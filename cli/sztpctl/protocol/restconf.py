@@ -28,12 +28,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
-from xml.etree.ElementTree import Element, ParseError
-
-from defusedxml.ElementTree import DefusedXMLParser
+from xml.etree.ElementTree import Element
 
 from ..errors import ValidationError
-from . import strict_json
+from . import strict_json, strict_xml
 from .bootstrapping_data import BootstrappingData, encode_output_json
 from .oids import MEDIA_TYPE_JSON, MEDIA_TYPE_XML
 
@@ -643,7 +641,7 @@ def parse_errors(body: bytes, fmt: WireFormat) -> tuple[RestconfError, ...]:
 def encode_host_meta(restconf_root: str = DEFAULT_RESTCONF_ROOT) -> bytes:
     """The XRD document served at `/.well-known/host-meta` (RFC 8040 §3.1)."""
     _check_restconf_root(restconf_root, f"{HOST_META_PATH}/Link/href")
-    href = _xml_escape(restconf_root).replace('"', "&quot;")
+    href = strict_xml.escape(restconf_root).replace('"', "&quot;")
     return f'<XRD xmlns="{XRD_NAMESPACE}"><Link rel="restconf" href="{href}"/></XRD>'.encode()
 
 
@@ -681,7 +679,7 @@ def _host_meta_json_href(body: bytes) -> str | None:
 
 
 def _host_meta_xml_href(body: bytes) -> str | None:
-    root = _load_xml(body, HOST_META_PATH, MAX_HOST_META_SIZE)
+    root = strict_xml.parse(body, HOST_META_PATH, MAX_HOST_META_SIZE)
     if root.tag != f"{{{XRD_NAMESPACE}}}XRD":
         raise ValidationError(HOST_META_PATH, f"top-level element must be XRD, not {root.tag!r}")
     for link in root.iterfind(f"{{{XRD_NAMESPACE}}}Link"):
@@ -721,7 +719,7 @@ def _decode(body: bytes, fmt: WireFormat, document: _Document) -> _Tree:
                 document.path, f"must be a JSON object with the single member {document.path!r}"
             )
         return _json_members(value[document.path], document.schema, document.path)
-    root = _load_xml(body, document.path, document.max_size)
+    root = strict_xml.parse(body, document.path, document.max_size)
     if root.tag != f"{{{document.namespace}}}{document.name}":
         raise ValidationError(
             document.path,
@@ -742,15 +740,6 @@ def _encode(tree: _Tree, fmt: WireFormat, document: _Document) -> bytes:
     return f'<{name} xmlns="{document.namespace}">{content}</{name}>'.encode()
 
 
-def _body_text(body: bytes, path: str, max_size: int) -> str:
-    if len(body) > max_size:
-        raise ValidationError(path, f"body larger than {max_size} bytes")
-    try:
-        return bytes(body).decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValidationError(path, f"not UTF-8: {error.reason} at byte {error.start}") from None
-
-
 def _check_mandatory(tree: _Tree, schema: _Container, path: str) -> None:
     for name in schema.mandatory:
         if name not in tree:
@@ -766,7 +755,7 @@ def _check_text(value: str, path: str) -> None:
 
 
 def _load_json(body: bytes, path: str, max_size: int) -> object:
-    return strict_json.loads(_body_text(body, path, max_size), path)
+    return strict_json.loads(strict_xml.document_text(body, path, max_size), path)
 
 
 def _json_string(value: object, path: str) -> str:
@@ -852,44 +841,14 @@ def _json_leaf_value(value: Any, leaf: _Leaf, path: str) -> object:
 # --------------------------------------------------------------------------- XML
 
 
-def _load_xml(body: bytes, path: str, max_size: int) -> Element:
-    _body_text(body, path, max_size)  # size and UTF-8 checks; the parser reads the bytes
-    # UTF-8 whatever an XML declaration claims (checked just above); no DTD, so no entities.
-    parser = DefusedXMLParser(encoding="utf-8", forbid_dtd=True)
-    try:
-        parser.feed(body)
-        return parser.close()
-    except (ParseError, ValueError) as error:
-        # defusedxml's DTDForbidden and EntitiesForbidden are ValueErrors.
-        raise ValidationError(path, f"not well-formed or unsafe XML: {error}") from None
-
-
-def _split_tag(tag: str) -> tuple[str, str]:
-    """`{namespace}name` (ElementTree's form) as (namespace, name); no namespace gives ""."""
-    if tag.startswith("{"):
-        namespace, _, name = tag[1:].partition("}")
-        return namespace, name
-    return "", tag
-
-
-def _refuse_attributes(element: Element, path: str) -> None:
-    if element.attrib:
-        raise ValidationError(path, f"unexpected attribute {next(iter(element.attrib))!r}")
-
-
-def _refuse_text(text: str | None, path: str) -> None:
-    if (text or "").strip():
-        raise ValidationError(path, "unexpected text content")
-
-
 def _xml_members(element: Element, schema: _Container, path: str) -> _Tree:
-    _refuse_attributes(element, path)
-    _refuse_text(element.text, path)
-    parent_namespace, _ = _split_tag(element.tag)
+    strict_xml.refuse_attributes(element, path)
+    strict_xml.refuse_text(element.text, path)
+    parent_namespace, _ = strict_xml.split_tag(element.tag)
     tree: _Tree = {}
     for child in element:
-        _refuse_text(child.tail, path)
-        namespace, local_name = _split_tag(child.tag)
+        strict_xml.refuse_text(child.tail, path)
+        namespace, local_name = strict_xml.split_tag(child.tag)
         # Children in the parent's namespace use the simple name, as in JSON (RFC 7951 §4).
         if namespace == parent_namespace:
             name = local_name
@@ -923,22 +882,15 @@ def _xml_members(element: Element, schema: _Container, path: str) -> _Tree:
 def _xml_leaf(element: Element, leaf: _Leaf, path: str) -> Any:
     if leaf is _Leaf.OPAQUE:
         return True
-    _refuse_attributes(element, path)
+    strict_xml.refuse_attributes(element, path)
     if len(element):
         raise ValidationError(path, "a leaf cannot contain elements")
     text = element.text or ""
     if leaf is _Leaf.EMPTY:
-        _refuse_text(text, path)
+        strict_xml.refuse_text(text, path)
         return True
     # The XML parser has already refused characters that XML cannot hold.
     return strict_json.decode_base64(text, path) if leaf is _Leaf.BINARY else text
-
-
-def _xml_escape(text: str) -> str:
-    # "\r" is escaped too: a parser would otherwise normalise it to "\n".
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
-    )
 
 
 def _xml_content(tree: _Tree, schema: _Container, path: str) -> str:
@@ -987,4 +939,4 @@ def _xml_leaf_text(value: Any, leaf: _Leaf, path: str) -> str:
     if leaf is _Leaf.BINARY:
         return strict_json.encode_base64(value)
     _check_text(value, path)
-    return _xml_escape(value)
+    return strict_xml.escape(value)

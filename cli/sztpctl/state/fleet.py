@@ -44,23 +44,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import SztpError
-from .resources import (
-    DEFAULT_OWNER,
-    DEVICE,
-    HIDDEN,
-    IMAGE,
-    KINDS,
-    OWNER,
-    PROFILE,
-    TRUST_ANCHOR,
-)
+from .model import COLLECTIONS, DEFAULT_OWNER, DEVICE, KINDS, OWNER, SECRET_FIELDS
+from .resources import HIDDEN
 
 SECTIONS: Mapping[str, str] = {
-    "trust_anchors": TRUST_ANCHOR,
-    "owners": OWNER,
-    "images": IMAGE,
-    "profiles": PROFILE,
-    "devices": DEVICE,
+    collection.replace("-", "_"): kind for kind, collection in COLLECTIONS.items()
 }
 SECTION_OF_KIND: Mapping[str, str] = {kind: section for section, kind in SECTIONS.items()}
 YamlPath = tuple[str | int, ...]
@@ -82,7 +70,7 @@ ALLOW_ENV_VARIABLE = "SZTP_FLEET_ALLOW_ENV"
 MAX_NESTING = 32
 # Schema messages quote the offending value: not for these. `validate --skip-unset-secrets`
 # may leave these alone, and only these, when their {env: ...} variable is unset.
-_SECRET_FIELDS = frozenset({"password", "password_hash", "private_key"})
+_SECRET_FIELDS = frozenset(field for fields in SECRET_FIELDS.values() for field in fields)
 _API_FIELD = re.compile(r"(?P<kind>[a-z-]+)\[(?P<name>[^\]]*)\](?P<rest>.*)")
 _FIELD_PART = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
 

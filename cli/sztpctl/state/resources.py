@@ -21,29 +21,32 @@ from typing import Any, Final, NamedTuple
 
 from ..errors import SztpError, ValidationError
 from ..passwords import (
-    MAX_PASSWORD_LENGTH,
     hash_password,
     parse_password_hash,
     verify_password,
 )
-
-TRUST_ANCHOR: Final = "trust-anchor"
-OWNER: Final = "owner"
-IMAGE: Final = "image"
-PROFILE: Final = "profile"
-DEVICE: Final = "device"
-# Dependency order: a kind may refer only to kinds before it.
-KINDS: Final = (TRUST_ANCHOR, OWNER, IMAGE, PROFILE, DEVICE)
-DEFAULT_OWNER: Final = "default"
+from .model import (
+    DEFAULT_OWNER,
+    DEVICE,
+    IMAGE,
+    KINDS,
+    MODEL,
+    NAME_PATTERN,
+    OWNER,
+    PROFILE,
+    SECRET_FIELDS,
+    SERIAL_PATTERN,
+    TRUST_ANCHOR,
+    Entry,
+    field,
+)
 
 Spec = dict[str, Any]
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-# Serial numbers end up in X.509 serialNumber (PrintableString) and in URLs.
-_SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9 '()+,\-./:=?]{0,63}")
+_NAME = re.compile(NAME_PATTERN)
+_SERIAL = re.compile(SERIAL_PATTERN)
 _MAC = re.compile(r"[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_MAX_TEXT = 1024 * 1024
 HIDDEN: Final = "<hidden>"
 
 
@@ -63,7 +66,7 @@ def normalize_spec(
     pattern = _SERIAL if kind == DEVICE else _NAME
     if not isinstance(name, str) or not pattern.fullmatch(name):
         raise ValidationError(path, "name must be 1-64 letters, digits, '.', '_' or '-'")
-    fields = _Fields(path, spec)
+    fields = _Fields(path, spec, MODEL[kind].entry)
     normalized = _NORMALIZERS[kind](fields, current or {})
     fields.reject_unknown()
     return normalized
@@ -94,13 +97,12 @@ def public_view(kind: str, spec: Mapping[str, Any]) -> Spec:
     """The spec as shown to admins, in diffs and in logs: secrets replaced by a marker, the
     server's own fields left out."""
     shown = public_fields(spec)
-    for secret in _SECRET_FIELDS.get(kind, ()):
+    for secret in SECRET_FIELDS.get(kind, ()):
         if shown.get(secret) is not None:
             shown[secret] = HIDDEN
     return shown
 
 
-_SECRET_FIELDS: dict[str, tuple[str, ...]] = {OWNER: ("private_key",), DEVICE: ("password_hash",)}
 # Kept by the server beside a device's password_hash (see sztp_server.secret_key): secret, never
 # shown, never accepted from a client.
 PASSWORD_CHECK: Final = "password_check"  # noqa: S105 - a field name
@@ -108,11 +110,13 @@ SERVER_ONLY_FIELDS: Final = frozenset({PASSWORD_CHECK})
 
 
 class _Fields:
-    """Reads typed fields from one spec, naming `kind[name].field` in every error."""
+    """Reads typed fields from one spec, naming `kind[name].field` in every error; limits,
+    choices, defaults and whether a field is required come from the model's `entry`."""
 
-    def __init__(self, path: str, spec: Mapping[str, Any]) -> None:
+    def __init__(self, path: str, spec: Mapping[str, Any], entry: Entry) -> None:
         self.path = path
         self.spec = spec
+        self.entry = entry
         self.seen: set[str] = set()
 
     def error(self, field: str, message: str) -> ValidationError:
@@ -122,7 +126,10 @@ class _Fields:
         self.seen.add(field)
         return self.spec.get(field)
 
-    def text(self, field: str, *, required: bool = False, limit: int = 255) -> str | None:
+    def text(self, field: str, *, required: bool | None = None) -> str | None:
+        declared = self.entry.field(field)
+        required = declared.required if required is None else required
+        limit = declared.max_length
         value = self.get(field)
         if value is None:
             if required:
@@ -136,22 +143,25 @@ class _Fields:
             raise self.error(field, f"longer than {limit} characters")
         return value
 
-    def required_text(self, field: str, *, limit: int = 255) -> str:
-        value = self.text(field, required=True, limit=limit)
+    def required_text(self, field: str) -> str:
+        value = self.text(field, required=True)
         if value is None:  # text(required=True) has raised already; this narrows the type
             raise self.error(field, "is required")
         return value
 
-    def choice(self, field: str, choices: tuple[str, ...], default: str | None) -> str | None:
-        value = self.text(field)
+    def choice(self, field: str) -> str | None:
+        """The value, one of the declared choices; the declared default when absent (a
+        required choice is the caller's to insist on, with a message naming the choices)."""
+        declared = self.entry.field(field)
+        value = self.text(field, required=False)
         if value is None:
-            return default
-        if value not in choices:
-            raise self.error(field, f"{value!r} is not one of {', '.join(choices)}")
+            return None if declared.default is None else str(declared.default)
+        if value not in declared.choices:
+            raise self.error(field, f"{value!r} is not one of {', '.join(declared.choices)}")
         return value
 
-    def reference(self, field: str, *, required: bool = False) -> str | None:
-        value = self.text(field, required=required, limit=64)
+    def reference(self, field: str) -> str | None:
+        value = self.text(field)
         if value is not None and not _NAME.fullmatch(value):
             raise self.error(field, f"{value!r} is not a resource name")
         return value
@@ -174,7 +184,7 @@ def _certificates_pem(fields: _Fields, field: str, *, ca: bool) -> str | None:
     """PEM certificates re-encoded canonically (so formatting differences are not changes)."""
     from ..protocol import pki
 
-    text = fields.text(field, limit=_MAX_TEXT)
+    text = fields.text(field)
     if text is None:
         return None
     try:
@@ -190,7 +200,7 @@ def _certificates_pem(fields: _Fields, field: str, *, ca: bool) -> str | None:
 
 
 def _required_certificates_pem(fields: _Fields, field: str, *, ca: bool) -> str:
-    fields.required_text(field, limit=_MAX_TEXT)
+    fields.required_text(field)
     pem = _certificates_pem(fields, field, ca=ca)
     if pem is None:
         raise fields.error(field, "is required")
@@ -230,7 +240,7 @@ def _owner(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
         certs.check_signer(pki.load_certificates_pem(chain.encode())[0])
     except SztpError as exc:
         raise fields.error("certificate_chain", str(exc)) from None
-    key_text = fields.text("private_key", limit=64 * 1024)
+    key_text = fields.text("private_key")
     if key_text is not None:
         try:
             key = pki.load_private_key_pem(key_text.encode())
@@ -254,8 +264,8 @@ def _image(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
     if not _SHA256_HEX.fullmatch(normalized_digest):
         raise fields.error("sha256", "must be 64 hex digits (colons allowed)")
     spec: Spec = {
-        "os_name": fields.text("os_name", required=True),
-        "os_version": fields.text("os_version", required=True),
+        "os_name": fields.text("os_name"),
+        "os_version": fields.text("os_version"),
         "download_uris": uris,
         "sha256": normalized_digest,
     }
@@ -279,15 +289,15 @@ def _check_conveyed(fields: _Fields, information: Any) -> None:
 
 
 def _profile(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
-    profile_type = fields.choice("type", ("onboarding", "redirect"), None)
+    profile_type = fields.choice("type")
     if profile_type is None:
         raise fields.error("type", "is required: onboarding or redirect")
     spec: Spec = {
         "type": profile_type,
-        "signing": fields.choice("signing", ("required", "when-requested"), "required"),
+        "signing": fields.choice("signing"),
         "owner": fields.reference("owner") or DEFAULT_OWNER,
-        "encoding": fields.choice("encoding", ("json", "xml"), "json"),
-        "reporting_level": fields.choice("reporting_level", ("minimal", "verbose"), None),
+        "encoding": fields.choice("encoding"),
+        "reporting_level": fields.choice("reporting_level"),
     }
     onboarding_fields = (
         "image",
@@ -304,16 +314,16 @@ def _profile(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
         return spec
     if fields.get("bootstrap_servers") is not None:
         raise fields.error("bootstrap_servers", "belongs to redirect profiles, not onboarding")
-    configuration = fields.text("configuration", limit=_MAX_TEXT)
-    handling = fields.choice("configuration_handling", ("merge", "replace"), None)
+    configuration = fields.text("configuration")
+    handling = fields.choice("configuration_handling")
     if handling is not None and configuration is None:
         raise fields.error("configuration_handling", "needs a configuration")
     spec.update(
         image=fields.reference("image"),
         configuration=configuration,
         configuration_handling=handling or ("merge" if configuration is not None else None),
-        pre_configuration_script=fields.text("pre_configuration_script", limit=_MAX_TEXT),
-        post_configuration_script=fields.text("post_configuration_script", limit=_MAX_TEXT),
+        pre_configuration_script=fields.text("pre_configuration_script"),
+        post_configuration_script=fields.text("post_configuration_script"),
     )
     return spec
 
@@ -326,7 +336,11 @@ def _bootstrap_servers(fields: _Fields) -> list[Spec]:
         raise fields.error("bootstrap_servers", "a redirect profile needs at least one server")
     servers: list[Spec] = []
     for index, entry in enumerate(entries):
-        entry_fields = _Fields(f"{fields.path}.bootstrap_servers[{index}]", entry)
+        entry_fields = _Fields(
+            f"{fields.path}.bootstrap_servers[{index}]",
+            entry,
+            _entry_of(PROFILE, "bootstrap_servers"),
+        )
         if not isinstance(entry, Mapping):
             raise entry_fields.error("address", "each server must be an object")
         port = entry_fields.get("port")
@@ -336,7 +350,7 @@ def _bootstrap_servers(fields: _Fields) -> list[Spec]:
             raise entry_fields.error("port", "must be an integer")
         servers.append(
             {
-                "address": entry_fields.text("address", required=True),
+                "address": entry_fields.text("address"),
                 "port": port,
                 "trust_anchor": _certificates_pem(entry_fields, "trust_anchor", ca=True),
             }
@@ -354,7 +368,7 @@ def _bootstrap_servers(fields: _Fields) -> list[Spec]:
 
 def _device(fields: _Fields, current: Mapping[str, Any]) -> Spec:
     password = _password(fields)
-    stored_hash = fields.text("password_hash", limit=512)
+    stored_hash = fields.text("password_hash")
     if stored_hash is not None:
         try:
             parse_password_hash(stored_hash)
@@ -391,7 +405,7 @@ def _presigned(fields: _Fields) -> str | None:
     """
     from ..protocol import bootstrapping_data, restconf
 
-    text = fields.text("presigned", limit=4 * _MAX_TEXT)
+    text = fields.text("presigned")
     if text is None:
         return None
     serial = fields.path.removeprefix(f"{DEVICE}[").removesuffix("]")
@@ -407,11 +421,11 @@ def checked_password(serial: str, spec: Mapping[str, Any]) -> str | None:
     """The plaintext `password` of device `serial`'s spec, checked as `normalize_spec` checks
     it, or None when the spec has none; lets a server recognise an unchanged password (by its
     check value) before any hashing."""
-    return _password(_Fields(f"{DEVICE}[{serial}]", spec))
+    return _password(_Fields(f"{DEVICE}[{serial}]", spec, MODEL[DEVICE].entry))
 
 
 def _password(fields: _Fields) -> str | None:
-    password = fields.text("password", limit=MAX_PASSWORD_LENGTH)
+    password = fields.text("password")
     if password is None:
         return None
     if password == HIDDEN:
@@ -444,7 +458,8 @@ def checked_voucher(serial: str, voucher: object) -> tuple[StorableVoucher | Non
     """(the voucher, None) if `voucher` may be stored for device `serial`, else (None, the
     problem). Plain values in and out, so worker processes can run it."""
     try:
-        return _storable_voucher(_Fields(f"{DEVICE}[{serial}]", {"voucher": voucher})), None
+        device = _Fields(f"{DEVICE}[{serial}]", {"voucher": voucher}, MODEL[DEVICE].entry)
+        return _storable_voucher(device), None
     except ValidationError as exc:
         return None, exc.message
 
@@ -474,14 +489,16 @@ def _storable_voucher(fields: _Fields) -> StorableVoucher | None:
 def _selection(fields: _Fields) -> list[Spec]:
     rules: list[Spec] = []
     for index, entry in enumerate(fields.items("selection")):
-        rule_fields = _Fields(f"{fields.path}.selection[{index}]", entry)
+        rule_fields = _Fields(
+            f"{fields.path}.selection[{index}]", entry, _entry_of(DEVICE, "selection")
+        )
         if not isinstance(entry, Mapping):
             raise rule_fields.error("profile", "each rule must be an object")
         rule = {
             "hw_model": rule_fields.text("hw_model"),
             "os_name": rule_fields.text("os_name"),
             "os_version": rule_fields.text("os_version"),
-            "profile": rule_fields.reference("profile", required=True),
+            "profile": rule_fields.reference("profile"),
         }
         rule_fields.reject_unknown()
         rules.append(rule)
@@ -489,7 +506,7 @@ def _selection(fields: _Fields) -> list[Spec]:
 
 
 def _base64_bytes(fields: _Fields, field: str) -> bytes | None:
-    text = fields.text(field, limit=_MAX_TEXT)
+    text = fields.text(field)
     if text is None:
         return None
     try:
@@ -505,3 +522,11 @@ _NORMALIZERS: dict[str, Callable[[_Fields, Mapping[str, Any]], Spec]] = {
     PROFILE: _profile,
     DEVICE: _device,
 }
+
+
+def _entry_of(kind: str, list_field: str) -> Entry:
+    """The declared entry of one of `kind`'s lists of objects."""
+    entry = field(kind, list_field).entry
+    if entry is None:
+        raise AssertionError(f"{kind}.{list_field} is not a list of objects")
+    return entry

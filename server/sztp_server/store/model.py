@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sztpctl.progress import StoredReport
+
 # The planner's change is what the store applies: one type from plan to commit.
 from sztpctl.state.plan import Action as ChangeAction
 from sztpctl.state.plan import Change
@@ -56,6 +58,16 @@ class ProgressRecord:
     trust_anchor_certs: tuple[str, ...] = ()  # base64 DER CMS
     truncated: bool = False
     id: int = 0
+
+    def stored_report(self) -> StoredReport:
+        """What the status derivation of `sztpctl.progress` reads of this report."""
+        return StoredReport(
+            received_at=self.received_at,
+            progress_type=self.progress_type,
+            message=self.message,
+            source_address=self.source_address,
+            attempt=self.attempt,
+        )
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """PostgreSQL backend, for several sztp-server instances sharing one database.
 
+Over 500 lines on purpose: it is every `Store` method in this dialect's SQL, kept in one file
+so that it reads side by side with `sqlite.py`.
+
 Concurrency: a small pool of connections (`pool_size`, made on demand and kept open), one per
 call in progress, so a device's report does not wait for an admin's long `apply` to give the
 connection back; a call beyond the pool size waits for a connection to be returned. Every

@@ -1,5 +1,8 @@
 """SQLite backend: the default, embedded store for a single sztp-server instance.
 
+Over 500 lines on purpose: it is every `Store` method in this dialect's SQL, kept in one file
+so that it reads side by side with `postgres.py`.
+
 Concurrency: each thread gets its own connection (aiohttp handlers run on the event-loop
 thread and in `asyncio.to_thread` workers), so readers never wait for one another and, thanks to
 WAL, never wait for the writer either. Writes are serialised by a process-wide lock (cheap,

@@ -105,14 +105,13 @@ class FakeClient:
     def __getattr__(self, name):
         raise UnexpectedCall("the plugin called SztpClient.%s" % name)
 
-    def list(self, kind, **filters):
-        self.calls.append(("list", kind, dict(filters)))
+    def devices_with_status(self, **filters):
+        self.calls.append(("devices_with_status", dict(filters)))
         for error in self.failures:
             raise error
-        assert kind == "device"
         assert set(filters) <= {"status", "profile", "model"}
         items = []
-        for serial, (spec, status, _report) in self.fleet.items():
+        for serial, (spec, status, last) in self.fleet.items():
             wanted = {"status": status, "profile": spec.get("profile"), "model": spec.get("model")}
             if all(value is None or wanted[key] == value for key, value in filters.items()):
                 items.append(
@@ -122,19 +121,11 @@ class FakeClient:
                         "revision": 3,
                         "created_at": "t",
                         "updated_at": "t",
+                        "status": status,
+                        "last_report": last,
                     }
                 )
         return items
-
-    def device_status(self, serial):
-        self.calls.append(("device_status", serial))
-        _spec, status, last = self.fleet[serial]
-        return {
-            "serial": serial,
-            "status": status,
-            "attempts": 1 if last else 0,
-            "last_report": last,
-        }
 
     def close(self):
         self.closed = True
@@ -212,34 +203,32 @@ def test_hosts_groups_and_variables(fake, load):
     assert fake.closed
 
 
-def test_round_trips_one_per_status_plus_one_per_reporting_device(fake, load):
+def test_one_request_whatever_the_fleet_size(fake, load):
     load(BASE)
-    lists = [call for call in fake.calls if call[0] == "list"]
-    assert [call[2]["status"] for call in lists] == list(plugin_module.STATUSES)
-    assert sorted(call[1] for call in fake.calls if call[0] == "device_status") == [
-        "SN 4/x",
-        "SN-1",
-        "SN-2",
-    ]
+    assert fake.calls == [("devices_with_status", {"profile": None, "model": None})]
 
 
-def test_last_report_complete_and_none_limit_requests(fake, load):
-    load({**BASE, "last_report": "complete"})
-    assert [call[1] for call in fake.calls if call[0] == "device_status"] == ["SN-1"]
-    fake.calls.clear()
+def test_last_report_complete_and_none_choose_the_devices_with_reports(fake, load):
+    inventory = load({**BASE, "last_report": "complete"})
+    assert hostvars(inventory, "SN-1")["sztp_last_report"]["progress_type"] == "bootstrap-complete"
+    assert hostvars(inventory, "SN-2")["sztp_last_report"] is None
+    assert hostvars(inventory, "SN-2")["sztp_attempts"] is None
     inventory = load({**BASE, "last_report": "none"})
-    assert [call for call in fake.calls if call[0] == "device_status"] == []
     assert hostvars(inventory, "SN-1")["sztp_ssh_host_keys"] == []
+    assert hostvars(inventory, "SN-1")["sztp_last_report"] is None
+    assert len(fake.calls) == 2
 
 
 def test_filters_go_to_the_server(fake, load):
     inventory = load({**BASE, "statuses": ["complete", "failed"], "profile": "dpu-day0"})
     assert sorted(inventory.hosts) == ["SN-1", "SN-2"]
-    lists = [call[2] for call in fake.calls if call[0] == "list"]
-    assert lists == [
-        {"status": "complete", "profile": "dpu-day0", "model": None},
-        {"status": "failed", "profile": "dpu-day0", "model": None},
-    ]
+    assert fake.calls[-1] == ("devices_with_status", {"profile": "dpu-day0", "model": None})
+    inventory = load({**BASE, "statuses": ["failed"]})
+    assert sorted(inventory.hosts) == ["SN-2"]
+    assert fake.calls[-1] == (
+        "devices_with_status",
+        {"profile": None, "model": None, "status": "failed"},
+    )
 
 
 def test_addresses_compose_and_constructed_groups(fake, load):

@@ -1,45 +1,115 @@
-"""A strict in-memory fake of the sztp-server admin API, and a runner for modules.
+"""The modules' unit tests run against the real sztp-server admin API, served in-process.
 
-`FakeClient` replaces `SztpClient` in the module_utils: it keeps resources in memory, runs the
-kit's own normalisation and planning (so canonical forms and "<hidden>" secrets behave as on
-the server), records every call, refuses any write in check mode, and fails the test on any
-method the modules are not expected to call.
+One server per test process serves the server's own admin application (`build_admin_app`
+over a SQLite store) on 127.0.0.1 from a background thread; `admin_server` empties its state
+before each test. It starts once collection is done, in the process that runs the tests: under
+ansible-test each test runs in a fork of that process, which reaches the server over TCP and
+touches none of its objects (no thread, connection or loop survives a fork). `FakeClient` takes
+the place of `SztpClient` in the module_utils: it records every call, refuses any write in
+check mode, fails the test on any method the modules are not expected to call, and forwards
+the rest to a real `SztpClient` connected to that server, so plans, canonical forms, errors and
+"<hidden>" secrets are the server's own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
-from typing import Any
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+from aiohttp.test_utils import TestServer
 from ansible.module_utils.testing import patch_module_args
 
-from sztpctl.client import ApplyResult, ResourceChange
-from sztpctl.errors import (
-    ApiConflictError,
-    ApiValidationError,
-    NotFoundApiError,
-    ServerUnreachable,
-    ValidationError,
-)
-from sztpctl.state.plan import apply_changes, check_references, plan
-from sztpctl.state.resources import HIDDEN, KINDS, normalize_spec, public_view
+from sztp_server.admin import build_admin_app
+from sztp_server.config import ServerConfig
+from sztp_server.context import ServerContext
+from sztp_server.secret_key import SecretKey
+from sztp_server.store import StoredResource, open_store
+from sztp_server.tokens import ADMIN, new_token_record
+from sztpctl.client import SztpClient
+from sztpctl.errors import ServerUnreachable
+from sztpctl.state.model import STORED_SECRET
+from sztpctl.state.resources import KINDS, OWNER
 
 MODULE_UTILS = "ansible_collections.sztp.bootstrap.plugins.module_utils.sztp"
-SECRET_FIELDS = {"owner": "private_key", "device": "password_hash"}
 TOKEN = "s3cr3t-t0ken-value"
+# The writes among the client methods the modules call; apply_state is one unless a dry run.
+WRITES = ("apply_state", "delete", "put_voucher")
+
+_Result = TypeVar("_Result")
 
 
 class UnexpectedCall(AssertionError):
     pass
 
 
+class AdminServer:
+    """sztp-server's admin application over a new SQLite store in `directory`, served on
+    127.0.0.1 (plain HTTP, which the client allows for loopback) from a background loop."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.store_url = f"sqlite://{directory / 'sztp.db'}"
+        self.store = open_store(self.store_url)
+        self.token, record = new_token_record("unit-tests", ADMIN)
+        self.store.add_token(record, actor="unit-tests")
+        self.secret_key = SecretKey(os.urandom(32))
+        self.context = ServerContext(self.store, ServerConfig(), self.secret_key)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = self._run(self._start())
+        self.url = str(self.server.make_url("")).rstrip("/")
+
+    async def _start(self) -> TestServer:
+        server = TestServer(build_admin_app(self.context), host="127.0.0.1")
+        await server.start_server()
+        return server
+
+    def _run(self, coroutine: Coroutine[Any, Any, _Result]) -> _Result:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
+
+    def close(self) -> None:
+        self._run(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+        self.context.close()
+        self.store.close()
+        shutil.rmtree(self.directory)
+
+    def stored(self, kind: str, name: str) -> StoredResource | None:
+        """A resource as stored, read through a store connection of the caller's own (the
+        server's are not the caller's if it runs in a fork)."""
+        store = open_store(self.store_url)
+        try:
+            return store.get(kind, name)
+        finally:
+            store.close()
+
+    def reset(self) -> None:
+        """Delete every resource."""
+        with SztpClient(self.url, self.token) as client:
+            client.apply_state({}, kinds=list(KINDS), prune=True)
+
+
 class FakeClient:
+    """`SztpClient` for the modules: each call recorded (method, arguments by name), then
+    made by a real client against the in-process server."""
+
     ALLOWED = ("get", "get_state", "apply_state", "delete", "put_voucher")
 
-    def __init__(self) -> None:
-        self.state: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
-        self.revision = 1
+    def __init__(self, server: AdminServer) -> None:
+        self.server = server
+        self.client = SztpClient(server.url, server.token)
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.check_mode = False
         self.connection: dict[str, Any] | None = None
@@ -51,7 +121,21 @@ class FakeClient:
         return self
 
     def __getattr__(self, name: str) -> Any:
-        raise UnexpectedCall(f"the module called SztpClient.{name}, which no test expects")
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self.ALLOWED:
+            raise UnexpectedCall(f"the module called SztpClient.{name}, which no test expects")
+        method = getattr(self.client, name)
+
+        def forwarded(*args: Any, **kwargs: Any) -> Any:
+            bound = inspect.signature(method).bind(*args, **kwargs)
+            bound.apply_defaults()
+            self._record(name, **bound.arguments)
+            if name in WRITES and not bound.arguments.get("dry_run") and self.check_mode:
+                raise UnexpectedCall(f"{name} in check mode")
+            return method(*args, **kwargs)
+
+        return forwarded
 
     def _record(self, method: str, **kwargs: Any) -> None:
         self.calls.append((method, kwargs))
@@ -61,119 +145,61 @@ class FakeClient:
     def methods(self) -> list[str]:
         return [call[0] for call in self.calls]
 
-    def _write(self, what: str) -> None:
-        if self.check_mode:
-            raise UnexpectedCall(f"{what} in check mode")
-
-    # -- the API
-    def get(self, kind: str, name: str) -> dict[str, Any]:
-        self._record("get", kind=kind, name=name)
-        spec = self.state[kind].get(name)
-        if spec is None:
-            raise NotFoundApiError(404, "not-found", f"no {kind} named {name!r}")
-        return {"name": name, "spec": public_view(kind, spec), "revision": self.revision}
-
-    def get_state(self) -> tuple[int, dict[str, dict[str, dict[str, Any]]]]:
-        self._record("get_state")
-        return self.revision, {
-            kind: {name: public_view(kind, spec) for name, spec in specs.items()}
-            for kind, specs in self.state.items()
-        }
-
-    def apply_state(
-        self,
-        resources: dict[str, dict[str, dict[str, Any]]],
-        *,
-        prune: bool = False,
-        kinds: list[str] | None = None,
-        dry_run: bool = False,
-        if_match: int | None = None,
-        summary: bool = False,
-    ) -> ApplyResult:
-        self._record(
-            "apply_state",
-            resources=resources,
-            prune=prune,
-            kinds=kinds,
-            dry_run=dry_run,
-            if_match=if_match,
-            summary=summary,
-        )
-        if not dry_run:
-            self._write("apply_state without dry_run")
-        json.dumps(resources)  # what the real client sends must be JSON
-        if if_match is not None and if_match != self.revision:
-            raise ApiConflictError(412, "precondition-failed", "the state moved on")
-        desired: dict[str, dict[str, Any]] = {}
-        try:
-            for kind, specs in resources.items():
-                desired[kind] = {}
-                for name, spec in specs.items():
-                    current = self.state[kind].get(name)
-                    field = SECRET_FIELDS.get(kind)
-                    if field and spec.get(field) == HIDDEN:
-                        if not current or current.get(field) is None:
-                            raise ValidationError(f"{kind}[{name}].{field}", "none is stored")
-                        spec = {**spec, field: current[field]}
-                    desired[kind][name] = normalize_spec(kind, name, spec, current)
-            changes = plan(desired, self.state, prune=prune, kinds=kinds)
-            after = apply_changes(self.state, changes)
-            check_references(after)
-        except ValidationError as exc:
-            raise ApiValidationError(422, "invalid", exc.message, exc.field) from None
-        if not dry_run and changes:
-            self.state = after
-            self.revision += 1
-        return ApplyResult(
-            revision=self.revision,
-            dry_run=dry_run,
-            changes=[
-                ResourceChange(
-                    action=change.action,
-                    kind=change.kind,
-                    name=change.name,
-                    before=None if change.before is None else public_view(kind, change.before),
-                    after=None if change.spec is None else public_view(kind, change.spec),
-                )
-                for change in changes
-                for kind in [change.kind]
-            ],
-        )
-
-    def delete(self, kind: str, name: str) -> None:
-        self._record("delete", kind=kind, name=name)
-        self._write("delete")
-        if name not in self.state[kind]:
-            raise NotFoundApiError(404, "not-found", f"no {kind} named {name!r}")
-        after = {k: dict(v) for k, v in self.state.items()}
-        del after[kind][name]
-        try:
-            check_references(after)
-        except ValidationError as exc:
-            raise ApiConflictError(
-                409, "conflict", f"{kind} {name!r} is still in use: {exc.field}", exc.field
-            ) from None
-        self.state = after
-        self.revision += 1
-
-    def put_voucher(self, serial: str, voucher: bytes) -> dict[str, Any]:
-        self._record("put_voucher", serial=serial)
-        self._write("put_voucher")
-        raise UnexpectedCall("put_voucher is not used by the modules")
-
-    # -- test helpers
+    # -- test helpers: straight to the server, not recorded
     def seed(self, kind: str, name: str, spec: dict[str, Any]) -> None:
-        self.state[kind][name] = normalize_spec(kind, name, spec, self.state[kind].get(name))
-        self.revision += 1
+        """Store one resource as `spec` says (the server normalises and checks it)."""
+        self.client.apply_state({kind: {name: spec}}, kinds=[kind])
+
+    @property
+    def state(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every resource as the server shows it (secrets "<hidden>")."""
+        return self.client.get_state()[1]
+
+    @property
+    def revision(self) -> int:
+        return self.client.get_state()[0]
+
+    def secret(self, kind: str, name: str) -> str | None:
+        """The secret stored for a resource, in clear (a device's password hash, an owner's
+        private key), from the server's store: the API never shows it."""
+        stored = self.server.stored(kind, name)
+        assert stored is not None, f"no {kind} {name!r} is stored"
+        value = stored.spec.get(STORED_SECRET[kind])
+        if kind == OWNER and value is not None:
+            return self.server.secret_key.open(name, value)
+        return value
+
+
+SERVER = pytest.StashKey[AdminServer]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any("admin_server" in getattr(item, "fixturenames", ()) for item in session.items):
+        session.config.stash[SERVER] = AdminServer(Path(tempfile.mkdtemp(prefix="sztp-unit-")))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    server = session.config.stash.get(SERVER, None)
+    if server is not None:
+        server.close()
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
-    client = FakeClient()
+def admin_server(request: pytest.FixtureRequest) -> AdminServer:
+    """The server of this test process, with no resources."""
+    server = request.config.stash[SERVER]
+    server.reset()
+    return server
+
+
+@pytest.fixture
+def fake(admin_server: AdminServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeClient]:
+    client = FakeClient(admin_server)
     monkeypatch.setattr(f"{MODULE_UTILS}.SztpClient", client)
     for variable in ("SZTP_SERVER", "SZTP_TOKEN", "SZTP_TOKEN_FILE", "SZTP_CA_BUNDLE"):
         monkeypatch.delenv(variable, raising=False)
-    return client
+    yield client
+    client.client.close()
 
 
 @pytest.fixture

@@ -39,13 +39,14 @@ def test_check_mode_plans_on_the_server(run_module, fleet):
 
 def test_apply_then_idempotent(run_module, fleet):
     wanted = {"devices": listed("SN-1", "SN-2", "SN-3", profile="day0", model="B")}
+    stored_hash = fleet.secret("device", "SN-1")
     first = run_module(devices.main, wanted)
     assert first["changed"] is True
     assert first["created"] == ["SN-3"]
     assert first["updated"] == ["SN-1", "SN-2"]
     assert "~ device SN-1 (model)" in first["diff"]["prepared"]
     # SN-1's password was not listed: kept.
-    assert fleet.state["device"]["SN-1"]["password_hash"] is not None
+    assert fleet.secret("device", "SN-1") == stored_hash
     second = run_module(devices.main, wanted)
     assert second["changed"] is False
     assert second["unchanged"] == 3
@@ -71,7 +72,7 @@ def test_secrets_never_in_results(run_module, fleet):
     assert result["updated"] == ["SN-1", "SN-2"]
     text = json.dumps(result)
     assert PASSWORD not in text
-    assert fleet.state["device"]["SN-1"]["password_hash"] not in text
+    assert fleet.secret("device", "SN-1") not in text
     assert "~ device SN-2 (model, password_hash)" in result["diff"]["prepared"]
 
 

@@ -116,17 +116,17 @@ def test_password_is_hidden_and_idempotent(run_module, with_profile):
     assert first["changed"] is True
     assert first["diff"]["after"]["password_hash"] == "<hidden>"
     assert first["device"]["spec"]["password_hash"] == "<hidden>"
-    stored_hash = fake.state["device"]["SN-1"]["password_hash"]
+    stored_hash = fake.secret("device", "SN-1")
     assert stored_hash and PASSWORD not in stored_hash
 
     second = run_module(device.main, args)
     assert second["changed"] is False
-    assert fake.state["device"]["SN-1"]["password_hash"] == stored_hash
+    assert fake.secret("device", "SN-1") == stored_hash
 
     # Another field changes: the stored password is kept ("<hidden>" sent back).
     third = run_module(device.main, {"serial": "SN-1", "model": "DPU-2"})
     assert third["changed"] is True
-    assert fake.state["device"]["SN-1"]["password_hash"] == stored_hash
+    assert fake.secret("device", "SN-1") == stored_hash
     assert third["diff"]["before"]["password_hash"] == "<hidden>"
     sent = fake.calls[-1][1]["resources"]["device"]["SN-1"]
     assert sent["password_hash"] == "<hidden>"
@@ -138,16 +138,16 @@ def test_password_is_hidden_and_idempotent(run_module, with_profile):
 def test_password_change_and_removal(run_module, with_profile):
     fake = with_profile
     fake.seed("device", "SN-1", {"profile": "day0", "password": PASSWORD})
-    old_hash = fake.state["device"]["SN-1"]["password_hash"]
+    old_hash = fake.secret("device", "SN-1")
     changed = run_module(device.main, {"serial": "SN-1", "password": "another-one"})
     assert changed["changed"] is True
-    assert fake.state["device"]["SN-1"]["password_hash"] != old_hash
+    assert fake.secret("device", "SN-1") != old_hash
     assert changed["diff"]["before"]["password_hash"] == "<hidden>"
     assert changed["diff"]["after"]["password_hash"] == "<hidden>"
 
     removed = run_module(device.main, {"serial": "SN-1", "password": ""})
     assert removed["changed"] is True
-    assert fake.state["device"]["SN-1"]["password_hash"] is None
+    assert fake.secret("device", "SN-1") is None
 
 
 def test_absent(run_module, with_profile):

@@ -89,7 +89,7 @@ def test_update_names_fields_never_values(run_module, fake, fleet_file):
     assert "~ device SN-0001 (model)" in result["diff"]["prepared"]
     text = json.dumps(result)
     assert PASSWORD not in text
-    assert fake.state["device"]["SN-0001"]["password_hash"] not in text
+    assert fake.secret("device", "SN-0001") not in text
     assert fake.state["device"]["SN-0001"]["model"] == "DPU-LAB-1"
 
 

@@ -18,18 +18,19 @@ REPORT = {
 class ReadingMethods:
     """Mixed into the shared strict fake (conftest.py) for the read-only calls."""
 
-    def list(self, kind, **filters):
-        self._record("list", kind=kind, **filters)
-        assert kind == "device"
+    def devices_with_status(self, **filters):
+        self._record("devices_with_status", **filters)
         items = []
         for name, spec in sorted(self.state["device"].items()):
             view = self.get("device", name)
             self.calls.pop()  # the inner get is not a request
-            if filters.get("status") not in (None, STATUS.get(name, "not-seen")):
+            status = STATUS.get(name, "not-seen")
+            if filters.get("status") not in (None, status):
                 continue
             if any(filters.get(key) not in (None, spec.get(key)) for key in ("profile", "model")):
                 continue
-            items.append(view)
+            last = None if status == "not-seen" else {**REPORT, "attempt": 1}
+            items.append({**view, "status": status, "last_report": last})
         return items
 
     def device_status(self, serial):
@@ -82,11 +83,11 @@ def test_missing_device_is_an_empty_list(run_module, fake):
     assert result["devices"] == [] and not result.get("failed")
 
 
-def test_list_costs_one_request_per_status(run_module, fake):
+def test_list_costs_one_request(run_module, fake):
     result = run_module(device_info.main, {})
     assert [d["name"] for d in result["devices"]] == ["SN-1", "SN-2", "SN-3"]
     assert [d["status"] for d in result["devices"]] == ["complete", "failed", "not-seen"]
-    assert fake.methods() == ["list"] * 6
+    assert fake.methods() == ["devices_with_status"]
     assert all("last_report" not in device for device in result["devices"])
 
 
@@ -94,8 +95,9 @@ def test_filters_and_last_report(run_module, fake):
     result = run_module(device_info.main, {"model": "M1", "last_report": True})
     assert [d["name"] for d in result["devices"]] == ["SN-1", "SN-3"]
     assert result["devices"][1]["last_report"] is None
-    # No status request for the device that never reported.
-    assert fake.methods().count("device_status") == 1
+    assert result["devices"][0]["attempts"] == 1 and result["devices"][1]["attempts"] == 0
+    # Statuses and last reports come with the listing: no request per device.
+    assert fake.methods() == ["devices_with_status"]
     failed = run_module(device_info.main, {"status": "failed"})
     assert [d["name"] for d in failed["devices"]] == ["SN-2"]
 

@@ -223,7 +223,7 @@ def test_owner_check_mode_then_create_with_key_hidden(run_module, fake, lab):
     assert first["diff"]["after"]["private_key"] == "<hidden>"
     assert first["owner"]["spec"]["certificate_chain"] == lab.owner_chain
     assert "PRIVATE KEY" not in json.dumps(first)
-    assert fake.state["owner"]["default"]["private_key"].startswith("-----BEGIN PRIVATE KEY")
+    assert fake.secret("owner", "default").startswith("-----BEGIN PRIVATE KEY")
 
     # The same key again, spelled differently (trailing blank lines), is no change.
     again = run_module(owner.main, {**args, "private_key": lab.owner_key + "\n\n"})
@@ -236,10 +236,10 @@ def test_owner_left_out_key_is_kept(run_module, fake, lab):
     fake.seed(
         "owner", "default", {"certificate_chain": lab.owner_chain, "private_key": lab.owner_key}
     )
-    stored = fake.state["owner"]["default"]["private_key"]
+    stored = fake.secret("owner", "default")
     result = run_module(owner.main, {"name": "default", "certificate_chain": lab.owner_chain})
     assert result["changed"] is False
-    assert fake.state["owner"]["default"]["private_key"] == stored
+    assert fake.secret("owner", "default") == stored
     sent = fake.calls[-1][1]["resources"]["owner"]["default"]
     assert sent["private_key"] == "<hidden>"  # the stored key is kept by the server
 
@@ -256,7 +256,7 @@ def test_owner_key_rotation_shows_only_hidden_values(run_module, fake, lab):
     assert result["diff"]["before"]["private_key"] == "<hidden>"
     assert result["diff"]["after"]["private_key"] == "<hidden>"
     assert "PRIVATE KEY" not in json.dumps(result)
-    stored = pki.load_private_key_pem(fake.state["owner"]["default"]["private_key"].encode())
+    stored = pki.load_private_key_pem(fake.secret("owner", "default").encode())
     assert stored.public_key() == lab.other.private_key.public_key()
 
 
@@ -268,7 +268,7 @@ def test_owner_empty_key_removes_it(run_module, fake, lab):
     assert result["changed"] is True
     assert result["diff"]["before"]["private_key"] == "<hidden>"
     assert result["diff"]["after"]["private_key"] is None
-    assert fake.state["owner"]["default"]["private_key"] is None
+    assert fake.secret("owner", "default") is None
 
 
 def test_owner_key_not_matching_the_certificate_is_refused(run_module, fake, lab):

@@ -34,7 +34,7 @@ from sztpctl.protocol.voucher import check_current
 from sztpctl.state.ownership import served_signed
 from sztpctl.state.resources import IMAGE, PROFILE
 
-from .context import Snapshot
+from ..context import Snapshot
 
 Spec = Mapping[str, Any]
 

@@ -24,9 +24,9 @@ from sztpctl.errors import SztpError, ValidationError
 from sztpctl.passwords import PasswordHash, matches, parse_password_hash, unmatchable_hash
 from sztpctl.protocol import certs, pki
 
-from .config import ServerConfig
-from .context import Snapshot
-from .logs import get_logger
+from ..config import ServerConfig
+from ..context import Snapshot
+from ..logs import get_logger
 from .password_logins import (
     LoginLimits,
     PasswordWorkers,

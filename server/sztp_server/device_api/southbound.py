@@ -21,14 +21,14 @@ from sztpctl.errors import SztpError, ValidationError
 from sztpctl.protocol import restconf
 from sztpctl.protocol.restconf import RestconfError, WireFormat
 
-from .context import ServerContext
+from ..context import ServerContext
+from ..logs import get_logger
+from ..metrics import Metrics
+from ..store.model import ProgressRecord
 from .device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
-from .logs import get_logger
-from .metrics import Metrics
 from .password_logins import BUSY_RETRY_AFTER_SECONDS, PasswordWorkersBusy, TooManyFailures
 from .report_limits import MAX_TRACKED_DEVICES, cap_report
 from .responder import DeviceRequest, NoBootstrappingData, Responder
-from .store.model import ProgressRecord
 from .token_buckets import TokenBuckets
 
 RESTCONF_ROOT = "/restconf"
@@ -301,7 +301,7 @@ class _DeviceHandlers:
         config = self.context.config
         store = self.context.store
         previous = store.report_summary(serial)
-        last = _stored(previous.latest) if previous else None
+        last = previous.latest.stored_report() if previous else None
         received = ProgressRecord(
             serial=serial,
             received_at=datetime.now(UTC),
@@ -338,16 +338,6 @@ def _client_chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:
         return ()  # without a client certificate the "chain" holds a None
     chain = ssl_object._sslobj.get_unverified_chain()  # type: ignore[attr-defined]
     return tuple(certificate.public_bytes(_ssl.ENCODING_DER) for certificate in chain)
-
-
-def _stored(record: ProgressRecord) -> progress.StoredReport:
-    return progress.StoredReport(
-        received_at=record.received_at,
-        progress_type=record.progress_type,
-        message=record.message,
-        source_address=record.source_address,
-        attempt=record.attempt,
-    )
 
 
 def _b64(data: bytes) -> str:

@@ -1,6 +1,5 @@
-"""Bounds on progress reports: the size of one report, how many devices' report rates are
-tracked (what a device may store through `report-progress`), and the pages the admin API
-reads them in.
+"""Bounds on progress reports: the size of one report and how many devices' report rates are
+tracked (what a device may store through `report-progress`).
 
 A device is bounded because everything it sends is hostile: a report body may be up to
 `restconf.MAX_REPORT_SIZE`, and a device may call as often as it likes.
@@ -10,17 +9,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .store.base import report_size
-from .store.model import ProgressRecord
+from ..store.base import report_size
+from ..store.model import ProgressRecord
 
 # Buckets of this many devices at most; beyond, the least recently seen device's bucket is
 # forgotten (it starts full again). A fleet this size reporting at once is far beyond one
 # instance, and the bound keeps memory flat whatever the devices do.
 MAX_TRACKED_DEVICES = 100_000
-
-# Reports per page of GET /api/v1/devices/{serial}/progress unless `limit` asks otherwise (at
-# most sztpctl.progress.MAX_PROGRESS_PAGE).
-DEFAULT_PROGRESS_LIMIT = 100
 
 
 def cap_report(record: ProgressRecord, max_bytes: int) -> ProgressRecord:

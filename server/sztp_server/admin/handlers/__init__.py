@@ -1,0 +1,3 @@
+"""The admin API's request handlers, one module a concern: `resources` (the collections),
+`devices` (voucher, status, progress; fleet status), `state` (the bulk desired state),
+`audit`, `tokens`, and `public` (health check and OpenAPI document, open without a token)."""

@@ -1,0 +1,118 @@
+"""`/api/v1/<collection>[/<name>]`: list, read, create, replace and delete one resource."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from sztpctl.errors import ValidationError
+from sztpctl.state.plan import Change, apply_changes, check_references
+
+from ...context import Snapshot
+from ...store.async_store import AsyncStore
+from ..auth import caller
+from ..errors import ApiError
+from ..requests import API, COLLECTIONS, json_object, json_with_etag, only_fields, read_json
+from ..service import StateService, checked
+from ..views import etag, resource_view
+
+
+class ResourceHandlers:
+    def __init__(self, service: StateService, max_body_bytes: int) -> None:
+        self.service = service
+        self.store = service.store
+        self.max_body_bytes = max_body_bytes
+
+    async def list_resources(self, request: web.Request) -> web.Response:
+        """Every resource of the collection (devices have a listing of their own)."""
+        kind = COLLECTIONS[request.match_info["collection"]]
+        revision = await self.store.revision()
+        resources = await self.store.list(kind)
+        return json_with_etag([resource_view(resource) for resource in resources], revision)
+
+    async def get_resource(self, request: web.Request) -> web.Response:
+        kind, name = _kind_and_name(request)
+        revision = await self.store.revision()
+        resource = await self.store.get(kind, name)
+        if resource is None:
+            raise ApiError(404, f"no {kind} named {name!r}")
+        return json_with_etag(resource_view(resource), revision)
+
+    async def create_resource(self, request: web.Request) -> web.Response:
+        kind = COLLECTIONS[request.match_info["collection"]]
+        body = json_object(await read_json(request, self.max_body_bytes), "body")
+        only_fields(body, "body", ("name", "spec"))
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise ValidationError("name", "is required and must be a string")
+        spec = json_object(body.get("spec"), "spec")
+
+        def compute(snapshot: Snapshot) -> list[Change]:
+            if snapshot.get(kind, name) is not None:
+                raise ApiError(409, f"{kind} {name!r} exists; use PUT to replace it")
+            normalized = self.service.normalized(kind, name, spec, None)
+            return checked(snapshot, [Change("create", kind, name, normalized)])
+
+        commit = await self.service.commit(
+            compute, actor=caller(request).name, if_match=request.headers.get("If-Match")
+        )
+        response = await resource_response(self.store, kind, name, commit.revision, status=201)
+        response.headers["Location"] = f"{API}/{request.match_info['collection']}/{name}"
+        return response
+
+    async def put_resource(self, request: web.Request) -> web.Response:
+        kind, name = _kind_and_name(request)
+        body = json_object(await read_json(request, self.max_body_bytes), "body")
+        only_fields(body, "body", ("spec",))
+        spec = json_object(body.get("spec"), "spec")
+
+        def compute(snapshot: Snapshot) -> list[Change]:
+            current = snapshot.get(kind, name)
+            normalized = self.service.normalized(kind, name, spec, current)
+            if current is None:
+                return checked(snapshot, [Change("create", kind, name, normalized)])
+            if dict(current) == normalized:
+                return []
+            return checked(snapshot, [Change("update", kind, name, normalized, current)])
+
+        commit = await self.service.commit(
+            compute, actor=caller(request).name, if_match=request.headers.get("If-Match")
+        )
+        created = any(change.action == "create" for change in commit.changes)
+        return await resource_response(
+            self.store, kind, name, commit.revision, status=201 if created else 200
+        )
+
+    async def delete_resource(self, request: web.Request) -> web.Response:
+        kind, name = _kind_and_name(request)
+
+        def compute(snapshot: Snapshot) -> list[Change]:
+            current = snapshot.get(kind, name)
+            if current is None:
+                raise ApiError(404, f"no {kind} named {name!r}")
+            changes = [Change("delete", kind, name, None, current)]
+            try:
+                check_references(apply_changes(snapshot.state, changes))
+            except ValidationError as exc:
+                raise ApiError(
+                    409, f"{kind} {name!r} is still in use: {exc.field}", field=exc.field
+                ) from None
+            return changes
+
+        commit = await self.service.commit(
+            compute, actor=caller(request).name, if_match=request.headers.get("If-Match")
+        )
+        return web.Response(status=204, headers=etag(commit.revision))
+
+
+async def resource_response(
+    store: AsyncStore, kind: str, name: str, revision: int, *, status: int
+) -> web.Response:
+    """The resource as stored after a write at `revision`."""
+    resource = await store.get(kind, name)
+    if resource is None:  # deleted by another instance in the meantime
+        raise ApiError(409, f"{kind} {name!r} was deleted concurrently")
+    return json_with_etag(resource_view(resource), revision, status=status)
+
+
+def _kind_and_name(request: web.Request) -> tuple[str, str]:
+    return COLLECTIONS[request.match_info["collection"]], request.match_info["name"]

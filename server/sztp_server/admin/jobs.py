@@ -1,0 +1,130 @@
+"""Long admin writes as jobs.
+
+A bulk apply can outlast any sensible HTTP timeout (every new device password is a
+deliberately slow scrypt hash), and a client that gives up on its request must not report a
+failure for a write that then lands. With `Prefer: respond-async` (RFC 7240) the server
+answers `POST /api/v1/state` with 202 at once and the job's URL; the write goes on whatever
+happens to the client, and `GET /api/v1/jobs/{id}` says how far it got and how it ended.
+
+Jobs live in the memory of the instance that accepted them (their URL names it) and are
+readable for JOB_TTL_SECONDS after they end; at most MAX_RUNNING_JOBS run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import ApiError, error_body, error_of
+
+JOB_TTL_SECONDS = 3600.0
+MAX_RUNNING_JOBS = 8
+# A job that ends this soon is answered as a plain request would be (RFC 7240 lets the server
+# ignore the preference): most writes are quick, and a 202 would cost the client a round trip.
+ANSWER_WITHIN_SECONDS = 5.0
+
+
+@dataclass
+class Progress:
+    """How many of the write's specs are checked (written by a worker thread, read by views)."""
+
+    done: int = 0
+    total: int = 0
+
+
+Work = Callable[[Progress], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Job:
+    id: str
+    actor: str
+    progress: Progress = field(default_factory=Progress)
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    status_code: int | None = None
+    ended_at: float | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    exception: Exception | None = field(default=None, repr=False)
+
+    @property
+    def state(self) -> Literal["running", "succeeded", "failed"]:
+        if self.ended_at is None:
+            return "running"
+        return "failed" if self.error is not None else "succeeded"
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "actor": self.actor,
+            "progress": {"done": self.progress.done, "total": self.progress.total},
+            "status": self.status_code,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+class Jobs:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._jobs: dict[str, Job] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, actor: str, work: Work) -> Job:
+        self._forget_old()
+        if sum(job.state == "running" for job in self._jobs.values()) >= MAX_RUNNING_JOBS:
+            raise ApiError(503, f"{MAX_RUNNING_JOBS} jobs are running already; retry later")
+        job = Job(secrets.token_hex(8), actor)
+        self._jobs[job.id] = job
+        task = asyncio.create_task(self._run(job, work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        job.task = task
+        return job
+
+    async def settle(self, job: Job, wait: float | None = None) -> bool:
+        """Wait up to ANSWER_WITHIN_SECONDS (or the client's shorter `wait`) for `job` to end;
+        if it did, it is the caller's to answer and is no longer kept."""
+        within = ANSWER_WITHIN_SECONDS if wait is None else min(wait, ANSWER_WITHIN_SECONDS)
+        if job.task is not None:
+            await asyncio.wait({job.task}, timeout=within)
+        if job.state == "running":
+            return False
+        self._jobs.pop(job.id, None)
+        return True
+
+    def get(self, job_id: str) -> Job | None:
+        self._forget_old()
+        return self._jobs.get(job_id)
+
+    async def close(self) -> None:
+        """Let running jobs end (a write is atomic, but one half-way is the client's loss)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self, job: Job, work: Work) -> None:
+        try:
+            job.result = await work(job.progress)
+            job.status_code = 200
+        except asyncio.CancelledError:
+            job.error = error_body(503, "the server stopped during this job; retry it")
+            job.status_code = 503
+            raise
+        except Exception as exc:
+            job.exception = exc
+            error = error_of(exc, f"job {job.id} of {job.actor}")
+            job.error = error_body(error.status, error.message, error.field)
+            job.status_code = error.status
+        finally:
+            job.ended_at = self._clock()
+
+    def _forget_old(self) -> None:
+        now = self._clock()
+        for job_id, job in list(self._jobs.items()):
+            if job.ended_at is not None and now - job.ended_at > JOB_TTL_SECONDS:
+                del self._jobs[job_id]

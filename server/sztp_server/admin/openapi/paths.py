@@ -1,0 +1,499 @@
+"""The operations of the admin API's OpenAPI document, path by path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sztpctl.device_status import STATUSES
+from sztpctl.progress import MAX_PROGRESS_PAGE
+from sztpctl.state.resources import KINDS
+
+from ...store.base import AUDIT_MAX_AGE_DAYS
+from ..requests import DEFAULT_PROGRESS_LIMIT, MAX_AUDIT_LIMIT
+from .parts import (
+    DESCRIPTIONS,
+    READ,
+    WRITE,
+    if_match,
+    json_body,
+    json_content,
+    name_parameter,
+    ok,
+    query,
+    responses,
+)
+from .schemas import COLLECTIONS, NAME_PATTERN, SERIAL_PATTERN, Schema, ref, resource_schema
+
+
+def api_paths() -> dict[str, Any]:
+    """Every path of the admin API with its operations."""
+    paths: dict[str, Any] = {
+        "/healthz": {"get": _health()},
+        "/api/v1/openapi.json": {"get": _openapi()},
+        "/api/v1/state": {"get": _get_state(), "post": _post_state()},
+        "/api/v1/jobs/{id}": {"get": _get_job()},
+        "/api/v1/status": {"get": _fleet_status()},
+        "/api/v1/audit": {"get": _audit()},
+        "/api/v1/audit/prune": {"post": _prune_audit()},
+        "/api/v1/tokens": {"get": _list_tokens(), "post": _create_token()},
+        "/api/v1/tokens/{name}": {"delete": _delete_token()},
+    }
+    for kind in KINDS:
+        collection, spec_schema = COLLECTIONS[kind]
+        paths[f"/api/v1/{collection}"] = {
+            "get": _list_resources(kind, collection, spec_schema),
+            "post": _create_resource(kind, collection, spec_schema),
+        }
+        paths[f"/api/v1/{collection}/{{name}}"] = {
+            "get": _get_resource(kind, collection, spec_schema),
+            "put": _put_resource(kind, collection, spec_schema),
+            "delete": _delete_resource(kind, collection),
+        }
+    paths["/api/v1/devices/{name}/voucher"] = {"put": _put_voucher(), "delete": _delete_voucher()}
+    paths["/api/v1/devices/{name}/status"] = {"get": _device_status()}
+    paths["/api/v1/devices/{name}/progress"] = {"get": _device_progress()}
+    return paths
+
+
+# ---- operations
+
+
+def _health() -> Schema:
+    return {
+        "operationId": "healthz",
+        "summary": "Liveness and store reachability (no token needed)",
+        "security": [],
+        "responses": responses(
+            ok(200, {"type": "object", "properties": {"status": {"const": "ok"}}}), (503,)
+        ),
+    }
+
+
+def _openapi() -> Schema:
+    return {
+        "operationId": "openapi",
+        "summary": "This document (no token needed)",
+        "security": [],
+        "responses": responses(ok(200, {"type": "object"}), ()),
+    }
+
+
+def _list_resources(kind: str, collection: str, spec_schema: str) -> Schema:
+    if kind == "device":
+        return _list_devices(collection, spec_schema)
+    return {
+        "operationId": f"list_{collection.replace('-', '_')}",
+        "summary": f"List every {kind}",
+        "tags": [collection],
+        "parameters": [],
+        "responses": responses(
+            ok(200, {"type": "array", "items": ref(resource_schema(spec_schema))}, etag=True),
+            READ,
+        ),
+    }
+
+
+def _list_devices(collection: str, spec_schema: str) -> Schema:
+    item = {
+        "allOf": [
+            ref(resource_schema(spec_schema)),
+            {
+                "type": "object",
+                "properties": {
+                    "status": {"type": "string", "enum": list(STATUSES)},
+                    "last_report": {"oneOf": [ref("Report"), {"type": "null"}]},
+                },
+            },
+        ]
+    }
+    listing = ok(200, {"type": "array", "items": item}, etag=True)
+    listing[200]["headers"]["Link"] = {
+        "description": 'With `limit`: `<url>; rel="next"` while more devices follow',
+        "schema": {"type": "string"},
+    }
+    return {
+        "operationId": f"list_{collection}",
+        "summary": "List devices, filtered, optionally with each one's status and last report "
+        "(a whole fleet in one request) and in pages",
+        "tags": [collection],
+        "parameters": [
+            query("profile", {"type": "string"}, "Only devices with this profile"),
+            query("model", {"type": "string"}, "Only devices of this model"),
+            query("status", {"type": "string", "enum": list(STATUSES)}, "Only this derived status"),
+            query(
+                "with_status",
+                {"type": "boolean", "default": False},
+                "Add each device's derived `status` and `last_report` (null before any)",
+            ),
+            query(
+                "limit",
+                {"type": "integer", "minimum": 1},
+                "At most this many devices, in name order (default: all)",
+            ),
+            query(
+                "after",
+                {"type": "string"},
+                "Only devices whose name sorts after this one, in name order (the next page)",
+            ),
+        ],
+        "responses": responses(listing, (400, *READ)),
+    }
+
+
+def _create_resource(kind: str, collection: str, spec_schema: str) -> Schema:
+    name_schema = {
+        "type": "string",
+        "pattern": SERIAL_PATTERN if kind == "device" else NAME_PATTERN,
+    }
+    body = {
+        "type": "object",
+        "required": ["name", "spec"],
+        "additionalProperties": False,
+        "properties": {"name": name_schema, "spec": ref(spec_schema)},
+    }
+    return {
+        "operationId": f"create_{kind.replace('-', '_')}",
+        "summary": f"Create a {kind} (409 if it exists)",
+        "tags": [collection],
+        "parameters": [if_match()],
+        "requestBody": json_body(body),
+        "responses": responses(ok(201, ref(resource_schema(spec_schema)), etag=True), WRITE),
+    }
+
+
+def _get_resource(kind: str, collection: str, spec_schema: str) -> Schema:
+    return {
+        "operationId": f"get_{kind.replace('-', '_')}",
+        "summary": f"Show one {kind}",
+        "tags": [collection],
+        "parameters": [name_parameter(f"Name of the {kind}")],
+        "responses": responses(
+            ok(200, ref(resource_schema(spec_schema)), etag=True), (401, 404, 503)
+        ),
+    }
+
+
+def _put_resource(kind: str, collection: str, spec_schema: str) -> Schema:
+    body = {
+        "type": "object",
+        "required": ["spec"],
+        "additionalProperties": False,
+        "properties": {"spec": ref(spec_schema)},
+    }
+    resource = ref(resource_schema(spec_schema))
+    return {
+        "operationId": f"put_{kind.replace('-', '_')}",
+        "summary": f"Create or replace a {kind}",
+        "tags": [collection],
+        "parameters": [name_parameter(f"Name of the {kind}"), if_match()],
+        "requestBody": json_body(body),
+        "responses": responses(
+            {**ok(200, resource, etag=True), **ok(201, resource, etag=True)}, WRITE
+        ),
+    }
+
+
+def _delete_resource(kind: str, collection: str) -> Schema:
+    return {
+        "operationId": f"delete_{kind.replace('-', '_')}",
+        "summary": f"Delete a {kind} (409 while another resource refers to it)",
+        "tags": [collection],
+        "parameters": [name_parameter(f"Name of the {kind}"), if_match()],
+        "responses": responses(ok(204, None, etag=True), (401, 403, 404, 409, 412, 503)),
+    }
+
+
+def _put_voucher() -> Schema:
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        "operationId": "put_device_voucher",
+        "summary": "Upload the device's signed ownership voucher (DER CMS)",
+        "tags": ["devices"],
+        "parameters": [name_parameter("Device serial number"), if_match()],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/voucher-cms+json": binary,
+                "application/octet-stream": binary,
+            },
+        },
+        "responses": responses(
+            ok(200, ref("Device"), etag=True), (401, 403, 404, 409, 412, 413, 415, 422, 503)
+        ),
+    }
+
+
+def _delete_voucher() -> Schema:
+    return {
+        "operationId": "delete_device_voucher",
+        "summary": "Remove the device's voucher",
+        "tags": ["devices"],
+        "parameters": [name_parameter("Device serial number"), if_match()],
+        "responses": responses(ok(204, None, etag=True), (401, 403, 404, 409, 412, 503)),
+    }
+
+
+def _device_status() -> Schema:
+    summary = {
+        "type": "object",
+        "required": ["serial", "status", "attempts", "last_report", "reports", "report_bytes"],
+        "properties": {
+            "serial": {"type": "string"},
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "attempts": {"type": "integer"},
+            "last_report": {"anyOf": [ref("Report"), {"type": "null"}]},
+            "reports": {"type": "integer", "description": "Progress reports stored"},
+            "report_bytes": {"type": "integer", "description": "Their size, as budgeted"},
+        },
+    }
+    return {
+        "operationId": "device_status",
+        "summary": "Derived bootstrapping status of one device",
+        "tags": ["devices"],
+        "parameters": [name_parameter("Device serial number")],
+        "responses": responses(ok(200, summary), (401, 404, 503)),
+    }
+
+
+def _device_progress() -> Schema:
+    progress = {
+        "type": "object",
+        "required": ["serial", "attempts", "next_before"],
+        "properties": {
+            "serial": {"type": "string"},
+            "next_before": {
+                "type": ["integer", "null"],
+                "description": "Pass as `before` for the next older page; null on the oldest",
+            },
+            "attempts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["attempt", "reports"],
+                    "properties": {
+                        "attempt": {"type": "integer"},
+                        "reports": {"type": "array", "items": ref("Report")},
+                    },
+                },
+            },
+        },
+    }
+    limit = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_PROGRESS_PAGE,
+        "default": DEFAULT_PROGRESS_LIMIT,
+    }
+    return {
+        "operationId": "device_progress",
+        "summary": "A page of the device's progress reports (the newest `limit` before "
+        "`before`), oldest first, grouped by attempt; an attempt may span pages",
+        "tags": ["devices"],
+        "parameters": [
+            name_parameter("Device serial number"),
+            query("limit", limit, "How many reports"),
+            query("before", {"type": "integer", "minimum": 1}, "Only reports with a lower id"),
+        ],
+        "responses": responses(ok(200, progress), (400, 401, 404, 503)),
+    }
+
+
+def _fleet_status() -> Schema:
+    fleet = {
+        "type": "object",
+        "required": ["devices", "counts", "stalled", "recent_errors"],
+        "properties": {
+            "devices": {"type": "integer"},
+            "counts": {
+                "type": "object",
+                "properties": {status: {"type": "integer"} for status in STATUSES},
+            },
+            "stalled": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"serial": {"type": "string"}, "last_report": ref("Report")},
+                },
+            },
+            "recent_errors": {"type": "array", "items": ref("Report")},
+        },
+    }
+    return {
+        "operationId": "fleet_status",
+        "summary": "Device counts by derived status, stalled devices, recent failures",
+        "tags": ["status"],
+        "responses": responses(ok(200, fleet), READ),
+    }
+
+
+def _get_state() -> Schema:
+    return {
+        "operationId": "get_state",
+        "summary": "Every resource (secrets hidden) and the revision: the export",
+        "tags": ["state"],
+        "responses": responses(ok(200, ref("State"), etag=True), READ),
+    }
+
+
+def _post_state() -> Schema:
+    return {
+        "operationId": "post_state",
+        "summary": "Plan, and unless dry_run, apply a desired state in one transaction",
+        "tags": ["state"],
+        "parameters": [
+            query("dry_run", {"type": "boolean", "default": False}, "Plan only"),
+            query(
+                "plan",
+                {"type": "string", "enum": ["full", "summary"], "default": "full"},
+                "How the answer shows each change: full (before and after, secrets hidden) "
+                "or summary (the changed field names; the changed values for updates)",
+            ),
+            if_match(),
+            {
+                "name": "Prefer",
+                "in": "header",
+                "required": False,
+                "description": "respond-async: answer 202 at once and run the write as a job "
+                "(GET /api/v1/jobs/{id}); the write goes on whatever happens to the client",
+                "schema": {"type": "string", "enum": ["respond-async"]},
+            },
+        ],
+        "requestBody": json_body(ref("DesiredState")),
+        "responses": responses(
+            {
+                **ok(200, ref("PlanResult"), etag=True),
+                202: {
+                    "description": DESCRIPTIONS[202],
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                    "content": json_content(ref("Job")),
+                },
+            },
+            WRITE,
+        ),
+    }
+
+
+def _get_job() -> Schema:
+    return {
+        "operationId": "get_job",
+        "summary": "How far a job got and how it ended (kept an hour after its end)",
+        "tags": ["state"],
+        "parameters": [
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "description": "The job's id, from the Location of its 202",
+                "schema": {"type": "string"},
+            }
+        ],
+        "responses": responses(ok(200, ref("Job")), (401, 404, 503)),
+    }
+
+
+def _audit() -> Schema:
+    entry = {
+        "type": "object",
+        "required": ["id", "at", "actor", "action", "kind", "name", "detail"],
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "string", "format": "date-time"},
+            "actor": {"type": "string"},
+            "action": {"type": "string"},
+            "kind": {"type": "string"},
+            "name": {"type": "string"},
+            "detail": {"type": "object"},
+        },
+    }
+    return {
+        "operationId": "audit",
+        "summary": "Admin changes, newest first; after_id pages forward without gaps",
+        "tags": ["audit"],
+        "parameters": [
+            query(
+                "limit", {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_LIMIT}, "Entries"
+            ),
+            query("after_id", {"type": "integer", "minimum": 0}, "Entries after this id"),
+        ],
+        "responses": responses(
+            ok(
+                200,
+                {"type": "object", "properties": {"entries": {"type": "array", "items": entry}}},
+            ),
+            (400, *READ),
+        ),
+    }
+
+
+def _prune_audit() -> Schema:
+    result = {
+        "type": "object",
+        "required": ["dry_run", "before", "entries"],
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "before": {"type": "string", "format": "date-time"},
+            "entries": {"type": "integer", "description": "Entries pruned (or, dry, to prune)"},
+        },
+    }
+    return {
+        "operationId": "prune_audit",
+        "summary": "Delete audit entries older than some days (admin token; dry_run counts them)",
+        "tags": ["audit"],
+        "parameters": [
+            query(
+                "older_than_days",
+                {"type": "number", "exclusiveMinimum": 0, "maximum": AUDIT_MAX_AGE_DAYS},
+                "Age in days of the oldest entries kept; default: audit_retention_days",
+            ),
+            query("dry_run", {"type": "boolean", "default": False}, "Count only"),
+        ],
+        "responses": responses(ok(200, result), (400, 401, 403, 503)),
+    }
+
+
+def _list_tokens() -> Schema:
+    listing = {
+        "type": "object",
+        "properties": {"tokens": {"type": "array", "items": ref("Token")}},
+    }
+    return {
+        "operationId": "list_tokens",
+        "summary": "API tokens (names and roles, never the tokens)",
+        "tags": ["tokens"],
+        "responses": responses(ok(200, listing), READ),
+    }
+
+
+def _create_token() -> Schema:
+    body = {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "role": {"type": "string", "enum": ["admin", "read-only"], "default": "admin"},
+        },
+    }
+    created = {
+        "allOf": [
+            ref("Token"),
+            {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}},
+        ]
+    }
+    return {
+        "operationId": "create_token",
+        "summary": "Create a token; the response shows it once",
+        "tags": ["tokens"],
+        "requestBody": json_body(body),
+        "responses": responses(ok(201, created), (400, 401, 403, 409, 413, 415, 422, 503)),
+    }
+
+
+def _delete_token() -> Schema:
+    return {
+        "operationId": "delete_token",
+        "summary": "Revoke a token (409 for the last admin token)",
+        "tags": ["tokens"],
+        "parameters": [name_parameter("Token name")],
+        "responses": responses(ok(204, None), (401, 403, 404, 409, 503)),
+    }

@@ -1,0 +1,68 @@
+"""The admin application: its middlewares and route table."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..context import ServerContext
+from .auth import TokenAuth
+from .errors import error_middleware
+from .handlers.audit import AuditHandlers
+from .handlers.devices import DeviceHandlers
+from .handlers.public import PublicHandlers
+from .handlers.resources import ResourceHandlers
+from .handlers.state import DEFAULT_MAX_BULK_BYTES, StateHandlers
+from .handlers.tokens import TokenHandlers
+from .requests import API, COLLECTIONS
+from .service import StateService
+
+
+def build_admin_app(
+    context: ServerContext, *, max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES
+) -> web.Application:
+    """The admin application; `max_bulk_bytes` bounds `POST /api/v1/state` bodies, every other
+    body is bounded by `context.config.max_body_bytes`."""
+    max_body_bytes = context.config.max_body_bytes
+    store = context.admin_store
+    service = StateService(context)
+    public = PublicHandlers(store)
+    resources = ResourceHandlers(service, max_body_bytes)
+    devices = DeviceHandlers(service, max_body_bytes)
+    state = StateHandlers(service, max_bulk_bytes)
+    audit = AuditHandlers(store, context.config)
+    tokens = TokenHandlers(store, max_body_bytes)
+    app = web.Application(
+        middlewares=[error_middleware, TokenAuth(store).middleware],
+        client_max_size=max(max_bulk_bytes, max_body_bytes),
+    )
+    kinds = "|".join(COLLECTIONS)
+    collection = f"{API}/{{collection:{kinds}}}"
+    app.router.add_get("/healthz", public.healthz)
+    app.router.add_get(f"{API}/openapi.json", public.openapi)
+    app.router.add_get(f"{API}/state", state.get_state)
+    app.router.add_post(f"{API}/state", state.post_state)
+    app.router.add_get(f"{API}/jobs/{{id}}", state.get_job)
+    app.router.add_get(f"{API}/status", devices.fleet_status)
+    app.router.add_get(f"{API}/audit", audit.audit)
+    app.router.add_post(f"{API}/audit/prune", audit.prune_audit)
+    app.router.add_get(f"{API}/tokens", tokens.list_tokens)
+    app.router.add_post(f"{API}/tokens", tokens.create_token)
+    app.router.add_delete(f"{API}/tokens/{{name}}", tokens.delete_token)
+    app.router.add_put(f"{API}/devices/{{name}}/voucher", devices.put_voucher)
+    app.router.add_delete(f"{API}/devices/{{name}}/voucher", devices.delete_voucher)
+    app.router.add_get(f"{API}/devices/{{name}}/status", devices.device_status)
+    app.router.add_get(f"{API}/devices/{{name}}/progress", devices.device_progress)
+    # Before the collections: devices have a listing of their own (filters, status, pages).
+    app.router.add_get(f"{API}/devices", devices.list_devices)
+    app.router.add_get(collection, resources.list_resources)
+    app.router.add_post(collection, resources.create_resource)
+    app.router.add_get(f"{collection}/{{name}}", resources.get_resource)
+    app.router.add_put(f"{collection}/{{name}}", resources.put_resource)
+    app.router.add_delete(f"{collection}/{{name}}", resources.delete_resource)
+
+    async def close(_app: web.Application) -> None:
+        await state.jobs.close()
+        service.close()
+
+    app.on_cleanup.append(close)
+    return app

@@ -1,0 +1,122 @@
+"""What the admin API shows of stored things: resources (secrets hidden), progress reports,
+a device's derived status, planned changes, audit entries and tokens, as JSON-ready values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sztpctl.progress import derive_status
+from sztpctl.state.plan import Change
+from sztpctl.state.resources import public_fields, public_view
+
+from ..config import ServerConfig
+from ..store.base import utc_now
+from ..store.model import AuditEntry, ProgressRecord, StoredResource, TokenRecord
+
+
+def time_text(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def etag(revision: int) -> dict[str, str]:
+    """The ETag header: the revision of the whole state."""
+    return {"ETag": f'"{revision}"'}
+
+
+def resource_view(resource: StoredResource) -> dict[str, Any]:
+    return {
+        "name": resource.name,
+        "spec": public_view(resource.kind, resource.spec),
+        "revision": resource.revision,
+        "created_at": time_text(resource.created_at),
+        "updated_at": time_text(resource.updated_at),
+    }
+
+
+def stall_after(config: ServerConfig) -> timedelta:
+    """How long a device may stay silent in bootstrapping before it counts as stalled."""
+    return timedelta(minutes=config.stall_after_minutes)
+
+
+def derived_status(latest: ProgressRecord | None, stall_after: timedelta) -> str:
+    """Derived status from the latest report alone (all that `derive_status` looks at)."""
+    reports = [latest.stored_report()] if latest is not None else []
+    return derive_status(reports, now=utc_now(), stall_after=stall_after).value
+
+
+def report_view(record: ProgressRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "serial": record.serial,
+        "received_at": time_text(record.received_at),
+        "progress_type": record.progress_type,
+        "message": record.message,
+        "source_address": record.source_address,
+        "attempt": record.attempt,
+        "ssh_host_keys": [
+            {"algorithm": algorithm, "key_data": key} for algorithm, key in record.ssh_host_keys
+        ],
+        "truncated": record.truncated,
+    }
+
+
+def audit_entry_view(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": time_text(entry.at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "kind": entry.kind,
+        "name": entry.name,
+        "detail": dict(entry.detail),
+    }
+
+
+def token_view(token: TokenRecord) -> dict[str, Any]:
+    return {"name": token.name, "role": token.role, "created_at": time_text(token.created_at)}
+
+
+def change_view(change: Change) -> dict[str, Any]:
+    return {
+        "action": change.action,
+        "kind": change.kind,
+        "name": change.name,
+        "before": None if change.before is None else public_view(change.kind, change.before),
+        "after": None if change.spec is None else public_view(change.kind, change.spec),
+    }
+
+
+def change_summary(change: Change) -> dict[str, Any]:
+    """A change without its bodies: the fields it sets, changes or removes, in spec order.
+
+    An update also carries the old and new values of its changed fields alone (secrets
+    hidden), so a client can show what changed; a create or delete carries no values. A
+    10,000-device plan shrinks from the whole fleet (every voucher) to its names.
+    """
+    summary: dict[str, Any] = {"action": change.action, "kind": change.kind, "name": change.name}
+    if change.action != "update":
+        body = change.spec if change.spec is not None else change.before or {}
+        summary["fields"] = [
+            field for field, value in public_fields(body).items() if value not in (None, [])
+        ]
+        return summary
+    before, after = change.before or {}, change.spec or {}
+    shown_before = public_view(change.kind, before)
+    shown_after = public_view(change.kind, after)
+    fields = [
+        field for field in {**shown_before, **shown_after} if before.get(field) != after.get(field)
+    ]
+    summary["fields"] = fields
+    summary["before"] = {field: shown_before.get(field) for field in fields}
+    summary["after"] = {field: shown_after.get(field) for field in fields}
+    return summary
+
+
+# `?plan=` of POST /state: full before/after bodies (the default, for the Ansible modules'
+# diffs) or a summary (what `sztpctl apply` and `diff` print).
+PLAN_VIEWS: Mapping[str, Callable[[Change], dict[str, Any]]] = {
+    "full": change_view,
+    "summary": change_summary,
+}

@@ -1,0 +1,14 @@
+"""The device listener: the RFC 8572 RESTCONF API that devices call while they bootstrap.
+
+- `southbound`: the aiohttp application, its routes and the two RPCs.
+- `device_auth`: who the device is (IDevID client certificate, or HTTP Basic with a password).
+- `password_logins`: what keeps Basic logins from being a way to guess passwords or to load
+  the server (per-address and per-serial limits, a bounded worker pool).
+- `responder`: the bootstrapping data a device's profile renders to, signed and cached.
+- `report_limits`: bounds on what progress reports may store.
+- `token_buckets`: the rate limiter the logins and progress reports share.
+"""
+
+from .southbound import build_device_app
+
+__all__ = ["build_device_app"]

@@ -1,0 +1,92 @@
+"""Facts declared once in the kit and repeated where a tool needs them written out: Ansible
+plugin documentation and argument specs (ansible-test reads them without importing the kit)
+and the fleet file's JSON Schema (rendered from the model, checked in for editors). These tests
+fail when a copy drifts."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sztpctl.device_status import STATUSES
+from sztpctl.state.fleet import SECTIONS
+from sztpctl.state.fleet_schema import render
+from sztpctl.state.model import DEVICE, IMAGE, MODEL, SECRET_FIELDS, FieldType
+
+ROOT = Path(__file__).resolve().parents[2]
+DEVICE_INFO = ROOT / "plugins/modules/device_info.py"
+INVENTORY = ROOT / "plugins/inventory/devices.py"
+FLEET_SCHEMA = ROOT / "cli/sztpctl/state/fleet.schema.json"
+
+
+def module_constants(path: Path) -> dict[str, Any]:
+    """The module-level literal assignments of a plugin file, read without importing it."""
+    found: dict[str, Any] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name):
+                try:
+                    found[target.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+    return found
+
+
+@pytest.mark.parametrize(("path", "option"), [(DEVICE_INFO, "status"), (INVENTORY, "statuses")])
+def test_plugins_list_the_device_statuses(path: Path, option: str) -> None:
+    constants = module_constants(path)
+    assert tuple(constants["STATUSES"]) == STATUSES, f"{path.name}: STATUSES"
+    documented = yaml.safe_load(constants["DOCUMENTATION"])["options"][option]
+    assert tuple(documented["choices"]) == STATUSES, f"{path.name}: option {option} choices"
+
+
+def test_device_info_hides_the_device_secrets() -> None:
+    assert tuple(module_constants(DEVICE_INFO)["SECRET_FIELDS"]) == SECRET_FIELDS[DEVICE]
+
+
+def test_fleet_schema_is_rendered_from_the_model() -> None:
+    assert FLEET_SCHEMA.read_text(encoding="utf-8") == render(), (
+        "fleet.schema.json differs from the model: run `make docs`"
+    )
+    schema = json.loads(FLEET_SCHEMA.read_text(encoding="utf-8"))
+    assert set(schema["properties"]) - {"owner", "dhcp"} == set(SECTIONS)
+
+
+# What a resource module takes beyond the model's fields (a file on the controller to read),
+# and model fields it leaves out (a stored hash is the server's; modules send the password).
+MODULE_ONLY = {IMAGE: {"src"}, DEVICE: {"voucher_src"}}
+MODEL_ONLY = {DEVICE: {"password_hash"}}
+OPTION_TYPES = {
+    FieldType.TEXT: ("str", None),
+    FieldType.NAME: ("str", None),
+    FieldType.CHOICE: ("str", None),
+    FieldType.PORT: ("int", None),
+    FieldType.TEXT_LIST: ("list", "str"),
+    FieldType.ENTRY_LIST: ("list", "dict"),
+}
+
+
+@pytest.mark.parametrize("kind", list(MODEL))
+def test_resource_modules_document_the_model(kind: str) -> None:
+    declared = MODEL[kind]
+    path = ROOT / "plugins/modules" / f"{kind.replace('-', '_')}.py"
+    source = path.read_text(encoding="utf-8")
+    options = yaml.safe_load(module_constants(path)["DOCUMENTATION"])["options"]
+    fields = {item.name: item for item in declared.entry.fields}
+    expected = set(fields) - MODEL_ONLY.get(kind, set()) | MODULE_ONLY.get(kind, set())
+    assert set(options) - {declared.key} == expected, path.name
+    for name, item in fields.items():
+        if name not in options:
+            continue
+        option = options[name]
+        assert (option.get("type"), option.get("elements")) == OPTION_TYPES[item.type], name
+        assert tuple(option.get("choices") or ()) == item.choices, name
+        if item.secret:
+            argument = source.partition(f"{name}=dict(")[2].partition(")")[0]
+            assert "no_log=True" in argument, f"{path.name}: {name} is not no_log"

@@ -96,14 +96,13 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_native
+from ansible_collections.sztp.bootstrap.plugins.module_utils.kit import kit_problem
 
 try:
     from sztpctl.errors import SztpError
     from sztpctl.protocol.dhcp import Family, OptionEncoding, render_kea_option_data
-except ImportError as exc:
-    KIT_IMPORT_ERROR: ImportError | None = exc
-else:
-    KIT_IMPORT_ERROR = None
+except ImportError:
+    pass  # require_kit says so when a filter is used
 
 FILTER_NAME = "sztp.bootstrap.sztp_redirect_option"
 _FAMILIES = {"4": "v4", "v4": "v4", "6": "v6", "v6": "v6"}
@@ -111,13 +110,10 @@ _ENCODINGS = ("rfc8572", "legacy-text")
 
 
 def require_kit(filter_name: str) -> None:
-    """Fail with a plain instruction when the sztpctl kit is not importable on the controller."""
-    if KIT_IMPORT_ERROR is not None:
-        raise AnsibleFilterError(
-            "%s requires the sztp Python package (the sztpctl kit) on the controller, in the "
-            "Python that runs Ansible (pip install sztp): %s"
-            % (filter_name, to_native(KIT_IMPORT_ERROR))
-        )
+    """Fail with a plain instruction when no usable kit is importable on the controller."""
+    problem = kit_problem()
+    if problem is not None:
+        raise AnsibleFilterError("%s: %s" % (filter_name, problem))
 
 
 def parse_family(value: Any, filter_name: str) -> Family:

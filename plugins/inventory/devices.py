@@ -170,17 +170,15 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.unsafe_proxy import wrap_var
+from ansible_collections.sztp.bootstrap.plugins.module_utils.kit import kit_problem
 
 try:
     from sztpctl.client import SztpClient
     from sztpctl.config import read_token_file
     from sztpctl.errors import SztpError
-except ImportError as exc:
+except ImportError:
     SztpClient = None
     SztpError = Exception
-    KIT_IMPORT_ERROR = exc
-else:
-    KIT_IMPORT_ERROR = None
 
 STATUSES = ("not-seen", "in-progress", "rebooting", "complete", "failed", "stalled")
 _GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
@@ -277,11 +275,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     # ---- reading the server
 
     def _client(self):
-        if KIT_IMPORT_ERROR is not None:
-            raise AnsibleError(
-                "the sztp.bootstrap.devices inventory needs the sztp Python package (the sztpctl "
-                "kit) on the controller: %s" % to_native(KIT_IMPORT_ERROR)
-            )
+        problem = kit_problem()
+        if problem is not None:
+            raise AnsibleError("sztp.bootstrap.devices: %s" % problem)
         token = self.get_option("token")
         token_file = self.get_option("token_file")
         if not token and token_file:

@@ -15,7 +15,8 @@ import os
 import traceback
 from pathlib import Path
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible_collections.sztp.bootstrap.plugins.module_utils.kit import kit_problem
 
 try:
     from sztpctl.client import SztpClient
@@ -29,11 +30,9 @@ try:
     from sztpctl.state.fleet import FleetError, load_fleet
     from sztpctl.state.resources import HIDDEN
 except ImportError:
-    HAS_SZTPCTL = False
     SZTPCTL_IMPORT_ERROR = traceback.format_exc()
     HIDDEN = "<hidden>"
 else:
-    HAS_SZTPCTL = True
     SZTPCTL_IMPORT_ERROR = None
 
 
@@ -56,8 +55,9 @@ def new_module(argument_spec, **kwargs):
     spec.update(argument_spec)
     kwargs.setdefault("supports_check_mode", True)
     module = AnsibleModule(argument_spec=spec, **kwargs)
-    if not HAS_SZTPCTL:
-        module.fail_json(msg=missing_required_lib("sztp"), exception=SZTPCTL_IMPORT_ERROR)
+    problem = kit_problem()
+    if problem is not None:
+        module.fail_json(msg=problem, exception=SZTPCTL_IMPORT_ERROR)
     return module
 
 

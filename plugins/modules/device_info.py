@@ -131,7 +131,7 @@ SECRET_FIELDS = ("password", "password_hash")
 
 try:
     from sztpctl.errors import NotFoundApiError, SztpError
-except ImportError:  # new_module fails with missing_required_lib first
+except ImportError:  # new_module fails with kit_problem's message first
     NotFoundApiError = SztpError = None
 
 

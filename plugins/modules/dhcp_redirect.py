@@ -209,7 +209,7 @@ import shlex
 import tempfile
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.sztp.bootstrap.plugins.module_utils.kea_config import (
     DEFAULTS,
     KeaConfigError,
@@ -219,6 +219,7 @@ from ansible_collections.sztp.bootstrap.plugins.module_utils.kea_config import (
     parse_network,
     scope_text,
 )
+from ansible_collections.sztp.bootstrap.plugins.module_utils.kit import kit_problem
 
 KIT_IMPORT_ERROR = None
 try:
@@ -299,8 +300,9 @@ def run_module():
         add_file_common_args=True,
         supports_check_mode=True,
     )
-    if KIT_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib("sztp"), exception=KIT_IMPORT_ERROR)
+    problem = kit_problem()
+    if problem is not None:
+        module.fail_json(msg=problem, exception=KIT_IMPORT_ERROR)
 
     params = dict(module.params)
     family = params["family"]

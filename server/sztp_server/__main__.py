@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sztpctl import __version__
 from sztpctl.loopback import is_loopback
-
-from . import __version__
 
 if TYPE_CHECKING:
     from .config import ServerConfig

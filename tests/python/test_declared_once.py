@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+import sztpctl
 from sztpctl.device_status import STATUSES
 from sztpctl.state.fleet import SECTIONS
 from sztpctl.state.fleet_schema import render
@@ -90,3 +94,25 @@ def test_resource_modules_document_the_model(kind: str) -> None:
         if item.secret:
             argument = source.partition(f"{name}=dict(")[2].partition(")")[0]
             assert "no_log=True" in argument, f"{path.name}: {name} is not no_log"
+
+
+def test_one_version_for_the_wheel_the_collection_and_the_commands() -> None:
+    """pyproject.toml declares the version; `sztpctl --version`, `sztp-server --version` and
+    the OpenAPI document read it from the installed distribution; galaxy.yml (which Ansible
+    reads as written) and the kit release the plugins accept must agree with it."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text(encoding="utf-8"))
+    assert sztpctl.__version__ == declared["version"] == galaxy["version"]
+    release = module_constants(ROOT / "plugins/module_utils/kit.py")["KIT_RELEASE"]
+    assert ".".join(map(str, release)) == ".".join(galaxy["version"].split(".")[:2])
+    for command in ("sztpctl", "sztp-server"):
+        shown = subprocess.run(
+            [str(Path(sys.executable).parent / command), "--version"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert shown.strip() == f"{command} {declared['version']}"
+    from sztp_server.admin.openapi import openapi_document
+
+    assert openapi_document()["info"]["version"] == declared["version"]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import __version__
+from sztpctl import __version__
+
 from .paths import api_paths
 from .schemas import schemas
 

@@ -17,6 +17,7 @@ from ansible_collections.sztp.bootstrap.plugins.filter import (
 from ansible_collections.sztp.bootstrap.plugins.filter import (
     sztp_redirect_option as option_filter,
 )
+from ansible_collections.sztp.bootstrap.plugins.module_utils import kit
 
 URI = "https://10.1.1.3:8080"
 URI6 = "https://[2001:db8::3]:8443"
@@ -106,14 +107,30 @@ def test_bad_family_or_encoding(argument: str, value: object) -> None:
         option_filter.sztp_redirect_option([URI], **{argument: value})
 
 
-def test_missing_kit_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(option_filter, "KIT_IMPORT_ERROR", ImportError("No module named 'sztpctl'"))
+@pytest.mark.parametrize(
+    ("version", "error", "message"),
+    [
+        (None, "No module named 'sztpctl'", "the sztp Python package is missing"),
+        ("0.2.0", None, "sztp 0.2.0 is installed, but this collection needs sztp 0.1.x"),
+        ("1.1.3", None, "sztp 1.1.3 is installed, but this collection needs sztp 0.1.x"),
+    ],
+)
+def test_a_missing_or_other_kit_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, version: str | None, error: str | None, message: str
+) -> None:
+    monkeypatch.setattr(kit, "KIT_VERSION", version)
+    monkeypatch.setattr(kit, "KIT_IMPORT_ERROR", error)
     for call in (
         lambda: option_filter.sztp_redirect_option([URI]),
         lambda: fleet_filter.kea_dhcp_from_fleet("fleet.yaml"),
     ):
-        with pytest.raises(AnsibleFilterError, match="requires the sztp Python package"):
+        with pytest.raises(AnsibleFilterError, match=message) as raised:
             call()
+        assert "of the same release as this collection" in str(raised.value)
+
+
+def test_the_installed_kit_is_of_this_release() -> None:
+    assert kit.kit_problem() is None
 
 
 def test_filters_are_registered() -> None:

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Coroutine, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,7 +33,7 @@ from sztp_server.admin import build_admin_app
 from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext
 from sztp_server.secret_key import SecretKey
-from sztp_server.store import StoredResource, open_store
+from sztp_server.store import ProgressRecord, StoredResource, open_store
 from sztp_server.tokens import ADMIN, new_token_record
 from sztpctl.client import SztpClient
 from sztpctl.errors import ServerUnreachable
@@ -95,6 +96,14 @@ class AdminServer:
         finally:
             store.close()
 
+    def add_report(self, record: ProgressRecord) -> None:
+        """Store a device's progress report as if the device had sent it."""
+        store = open_store(self.store_url)
+        try:
+            assert store.add_report(record), f"no device {record.serial!r} to report"
+        finally:
+            store.close()
+
     def reset(self) -> None:
         """Delete every resource."""
         with SztpClient(self.url, self.token) as client:
@@ -105,7 +114,16 @@ class FakeClient:
     """`SztpClient` for the modules: each call recorded (method, arguments by name), then
     made by a real client against the in-process server."""
 
-    ALLOWED = ("get", "get_state", "apply_state", "delete", "put_voucher")
+    ALLOWED = (
+        "get",
+        "get_state",
+        "apply_state",
+        "delete",
+        "put_voucher",
+        "devices_with_status",
+        "device_status",
+        "fleet_status",
+    )
 
     def __init__(self, server: AdminServer) -> None:
         self.server = server
@@ -158,6 +176,22 @@ class FakeClient:
     @property
     def revision(self) -> int:
         return self.client.get_state()[0]
+
+    def report(
+        self, serial: str, progress_type: str, *, ago: timedelta = timedelta(), **fields: Any
+    ) -> None:
+        """A progress report from device `serial`, received `ago` before now."""
+        self.server.add_report(
+            ProgressRecord(
+                serial=serial,
+                received_at=datetime.now(UTC) - ago,
+                progress_type=progress_type,
+                message=fields.get("message"),
+                source_address=fields.get("source_address"),
+                attempt=1,
+                ssh_host_keys=tuple(fields.get("ssh_host_keys", ())),
+            )
+        )
 
     def secret(self, kind: str, name: str) -> str | None:
         """The secret stored for a resource, in clear (a device's password hash, an owner's

@@ -1,69 +1,26 @@
-"""device_info and status_info against the strict fake client, extended with the read calls."""
+"""device_info and status_info against the real server (the recording fake of conftest.py),
+with progress reports stored as devices would send them."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from ansible_collections.sztp.bootstrap.plugins.modules import device_info, status_info
 
-from sztpctl.errors import NotFoundApiError
-
-STATUS = {"SN-1": "complete", "SN-2": "failed", "SN-3": "not-seen"}
-REPORT = {
-    "progress_type": "bootstrap-complete",
-    "source_address": "192.0.2.11",
-    "ssh_host_keys": [{"algorithm": "ssh-ed25519", "key_data": "AAAA"}],
-}
-
-
-class ReadingMethods:
-    """Mixed into the shared strict fake (conftest.py) for the read-only calls."""
-
-    def devices_with_status(self, **filters):
-        self._record("devices_with_status", **filters)
-        items = []
-        for name, spec in sorted(self.state["device"].items()):
-            view = self.get("device", name)
-            self.calls.pop()  # the inner get is not a request
-            status = STATUS.get(name, "not-seen")
-            if filters.get("status") not in (None, status):
-                continue
-            if any(filters.get(key) not in (None, spec.get(key)) for key in ("profile", "model")):
-                continue
-            last = None if status == "not-seen" else {**REPORT, "attempt": 1}
-            items.append({**view, "status": status, "last_report": last})
-        return items
-
-    def device_status(self, serial):
-        self._record("device_status", serial=serial)
-        if serial not in self.state["device"]:
-            raise NotFoundApiError(404, "not-found", "no device")
-        status = STATUS.get(serial, "not-seen")
-        return {
-            "serial": serial,
-            "status": status,
-            "attempts": 0 if status == "not-seen" else 1,
-            "last_report": None if status == "not-seen" else REPORT,
-        }
-
-    def fleet_status(self):
-        self._record("fleet_status")
-        return {
-            "devices": 3,
-            "counts": {"complete": 1, "failed": 1, "not-seen": 1},
-            "stalled": [{"serial": "SN-9", "last_report": REPORT}],
-            "recent_errors": [{"serial": "SN-2"}, {"serial": "SN-5"}],
-        }
+KEY = ("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIA==")
 
 
 @pytest.fixture
 def fake(fake):
-    """The shared fake (already installed in place of SztpClient), with the read calls too."""
-    client = fake
-    client.__class__ = type("ReadingFake", (ReadingMethods, type(fake)), {})
-    client.seed("device", "SN-1", {"model": "M1", "password": "correct horse battery"})
-    client.seed("device", "SN-2", {"model": "M2"})
-    client.seed("device", "SN-3", {"model": "M1"})
-    return client
+    """Three devices on the real server: SN-1 bootstrapped, SN-2 failed, SN-3 never seen."""
+    fake.seed("device", "SN-1", {"model": "M1", "password": "correct horse battery"})
+    fake.seed("device", "SN-2", {"model": "M2"})
+    fake.seed("device", "SN-3", {"model": "M1"})
+    fake.report("SN-1", "bootstrap-initiated", ago=timedelta(minutes=2))
+    fake.report("SN-1", "bootstrap-complete", source_address="192.0.2.11", ssh_host_keys=[KEY])
+    fake.report("SN-2", "boot-image-error", message="no space left")
+    return fake
 
 
 def test_one_device_with_status_and_hidden_password(run_module, fake):
@@ -110,11 +67,18 @@ def test_server_errors_fail_cleanly(run_module, fake, unreachable):
 
 
 def test_fleet_status(run_module, fake):
+    fake.seed("device", "SN-5", {})
+    fake.report("SN-5", "config-error", ago=timedelta(minutes=5))
+    fake.seed("device", "SN-9", {})
+    fake.report("SN-9", "boot-image-initiated", ago=timedelta(days=1))
     result = run_module(status_info.main, {"max_errors": 1})
     assert result["changed"] is False
-    assert result["counts"]["complete"] == 1
+    assert result["devices"] == 5
+    assert result["counts"]["complete"] == 1 and result["counts"]["failed"] == 2
     assert result["stalled_serials"] == ["SN-9"]
-    assert result["recent_errors"] == [{"serial": "SN-2"}]
+    assert result["stalled"][0]["last_report"]["progress_type"] == "boot-image-initiated"
+    # The newest failure only.
+    assert [error["serial"] for error in result["recent_errors"]] == ["SN-2"]
     assert fake.methods() == ["fleet_status"]
 
 

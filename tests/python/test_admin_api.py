@@ -1040,5 +1040,17 @@ def test_jobs_end_readable_for_an_hour_and_few_run_at_once() -> None:
         assert registry.get(running[0].id) is running[0]
         clock.now += 2
         assert registry.get(running[0].id) is None
+        # However recent, only the latest ended jobs are kept.
+
+        async def quick(_progress: jobs.Progress) -> dict[str, Any]:
+            return {"revision": 1}
+
+        ended = []
+        for _ in range(jobs.MAX_ENDED_JOBS + 2):
+            ended.append(registry.start("admin", quick))
+            await registry.close()
+            clock.now += 1
+        assert registry.get(ended[0].id) is None and registry.get(ended[1].id) is None
+        assert registry.get(ended[2].id) is ended[2] and registry.get(ended[-1].id) is ended[-1]
 
     asyncio.run(scenario())

@@ -116,3 +116,10 @@ def test_one_version_for_the_wheel_the_collection_and_the_commands() -> None:
     from sztp_server.admin.openapi import openapi_document
 
     assert openapi_document()["info"]["version"] == declared["version"]
+
+
+def test_the_models_port_default_is_the_yang_default() -> None:
+    from sztpctl.protocol import conveyed_info
+
+    servers = MODEL["profile"].entry.field("bootstrap_servers").entry
+    assert servers is not None and servers.field("port").default == conveyed_info.DEFAULT_PORT

@@ -7,7 +7,8 @@ answers `POST /api/v1/state` with 202 at once and the job's URL; the write goes 
 happens to the client, and `GET /api/v1/jobs/{id}` says how far it got and how it ended.
 
 Jobs live in the memory of the instance that accepted them (their URL names it) and are
-readable for JOB_TTL_SECONDS after they end; at most MAX_RUNNING_JOBS run at once.
+readable for JOB_TTL_SECONDS after they end (the latest MAX_ENDED_JOBS of them); at most
+MAX_RUNNING_JOBS run at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .errors import ApiError, error_body, error_of
 
 JOB_TTL_SECONDS = 3600.0
 MAX_RUNNING_JOBS = 8
+# Ended jobs kept at most (the oldest go first): a result can hold a whole fleet's plan.
+MAX_ENDED_JOBS = 32
 # A job that ends this soon is answered as a plain request would be (RFC 7240 lets the server
 # ignore the preference): most writes are quick, and a 202 would cost the client a round trip.
 ANSWER_WITHIN_SECONDS = 5.0
@@ -125,6 +128,11 @@ class Jobs:
 
     def _forget_old(self) -> None:
         now = self._clock()
-        for job_id, job in list(self._jobs.items()):
-            if job.ended_at is not None and now - job.ended_at > JOB_TTL_SECONDS:
-                del self._jobs[job_id]
+        ended = sorted(
+            (job for job in self._jobs.values() if job.ended_at is not None),
+            key=lambda job: job.ended_at or 0.0,
+        )
+        for index, job in enumerate(ended):
+            too_many = len(ended) - index > MAX_ENDED_JOBS
+            if too_many or now - (job.ended_at or now) > JOB_TTL_SECONDS:
+                del self._jobs[job.id]

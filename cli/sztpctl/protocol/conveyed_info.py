@@ -430,7 +430,7 @@ def _boot_image_to_json(image: BootImage) -> dict[str, object]:
 
 def decode_json(data: bytes) -> ConveyedInformation:
     """Parse RFC 7951 JSON conveyed information; strict about types and unknown members."""
-    text = strict_xml.document_text(data, ROOT, MAX_DOCUMENT_SIZE)
+    text = strict_json.document_text(data, ROOT, MAX_DOCUMENT_SIZE)
     top = _json_object(strict_json.loads(text, ROOT), ROOT)
     # RFC 7951 §4: top-level member names are always qualified with the module name.
     for name in top:

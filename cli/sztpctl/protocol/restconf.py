@@ -755,7 +755,7 @@ def _check_text(value: str, path: str) -> None:
 
 
 def _load_json(body: bytes, path: str, max_size: int) -> object:
-    return strict_json.loads(strict_xml.document_text(body, path, max_size), path)
+    return strict_json.loads(strict_json.document_text(body, path, max_size), path)
 
 
 def _json_string(value: object, path: str) -> str:

@@ -11,6 +11,16 @@ from typing import NoReturn
 from ..errors import ValidationError
 
 
+def document_text(body: bytes, path: str, max_size: int) -> str:
+    """`body` as text once it is at most `max_size` bytes of UTF-8 (JSON and XML alike)."""
+    if len(body) > max_size:
+        raise ValidationError(path, f"larger than {max_size} bytes")
+    try:
+        return bytes(body).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValidationError(path, f"not UTF-8: {error.reason} at byte {error.start}") from None
+
+
 def loads(text: str, path: str) -> object:
     """Parse `text`; duplicate member names, NaN/Infinity and deep nesting are refused, since
     json.loads would silently keep the last duplicate and accept non-JSON constants."""

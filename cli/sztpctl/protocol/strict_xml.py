@@ -9,21 +9,14 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from defusedxml.ElementTree import DefusedXMLParser
 
 from ..errors import ValidationError
-
-
-def document_text(body: bytes, path: str, max_size: int) -> str:
-    """`body` as text once it is at most `max_size` bytes of UTF-8 (JSON and XML alike)."""
-    if len(body) > max_size:
-        raise ValidationError(path, f"larger than {max_size} bytes")
-    try:
-        return bytes(body).decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValidationError(path, f"not UTF-8: {error.reason} at byte {error.start}") from None
+from . import strict_json
 
 
 def parse(body: bytes, path: str, max_size: int, target: object | None = None) -> Element:
     """The root element of `body`, built by `target` if given."""
-    document_text(body, path, max_size)  # size and UTF-8 checks; the parser reads the bytes
+    strict_json.document_text(
+        body, path, max_size
+    )  # size and UTF-8 checks; the parser reads the bytes
     # UTF-8 whatever an XML declaration claims (checked just above); no DTD, so no entities.
     parser = DefusedXMLParser(target=target, encoding="utf-8", forbid_dtd=True)
     try:

@@ -55,12 +55,7 @@ class DeviceHandlers:
         latest: dict[str, ProgressRecord] = {}
         statuses: dict[str, str] = {}
         if wanted_status is not None or with_status:
-            latest = await self.store.latest_reports()
-            stalled_after = stall_after(self.config)
-            statuses = {
-                device.name: derived_status(latest.get(device.name), stalled_after)
-                for device in devices
-            }
+            latest, statuses = await self._statuses([device.name for device in devices])
         if wanted_status is not None:
             devices = [device for device in devices if statuses[device.name] == wanted_status]
         headers = etag(revision)
@@ -166,14 +161,13 @@ class DeviceHandlers:
 
     async def fleet_status(self, _request: web.Request) -> web.Response:
         serials = [device.name for device in await self.store.list(DEVICE)]
-        latest = await self.store.latest_reports()
-        stalled_after = stall_after(self.config)
+        latest, statuses = await self._statuses(serials)
         counts = dict.fromkeys(STATUSES, 0)
         stalled: list[dict[str, Any]] = []
         errors: list[ProgressRecord] = []
         for serial in serials:
             report = latest.get(serial)
-            derived = derived_status(report, stalled_after)
+            derived = statuses[serial]
             counts[derived] += 1
             if report is not None and derived == DeviceStatus.STALLED.value:
                 stalled.append({"serial": serial, "last_report": report_view(report)})
@@ -188,6 +182,16 @@ class DeviceHandlers:
                 "recent_errors": [report_view(report) for report in errors[:RECENT_ERRORS]],
             }
         )
+
+    async def _statuses(
+        self, serials: list[str]
+    ) -> tuple[dict[str, ProgressRecord], dict[str, str]]:
+        """The latest report of every device (one query) and the status of each of `serials`."""
+        latest = await self.store.latest_reports()
+        stalled_after = stall_after(self.config)
+        return latest, {
+            serial: derived_status(latest.get(serial), stalled_after) for serial in serials
+        }
 
 
 def _device(snapshot: Snapshot, serial: str) -> Mapping[str, Any]:

@@ -42,10 +42,14 @@ apt-packages:
 	fi
 
 # Every Python package any venv here installs is pinned, with hashes, in a lock file made by
-# `make lock` from pyproject.toml's ranges. The server's lock lives in the server role, which
-# installs the same versions on the hosts it deploys.
+# `make lock` from pyproject.toml's ranges. The server's lock (the kit and the `server` extra)
+# lives in the server role, which installs the same versions on the hosts it deploys; the kit's
+# alone is what the collection's plugins need on a controller; the CLI's adds the `cli` extra
+# (docs/collection.md). The demo installs the server's and the CLI's.
 LOCK_BOOTSTRAP := requirements/bootstrap.txt
 LOCK_SERVER := roles/server/files/server-requirements.txt
+LOCK_KIT := requirements/kit.txt
+LOCK_CLI := requirements/cli.txt
 LOCK_DEV := requirements/dev.txt
 LOCK_MOLECULE := requirements/molecule.txt
 # A venv whose pip, setuptools and wheel are the locked ones.
@@ -53,11 +57,12 @@ define new_venv
 $(PYTHON) -m venv $(1)
 $(1)/bin/pip install -q --require-hashes -r $(LOCK_BOOTSTRAP)
 endef
-# The locked third-party packages (hash-checked), then this project on top of them: an
-# editable install is no single file a hash could check, and needs no other dependency
-# (-qq: setuptools' general notice about editable installs is not about this tree).
+# The locked third-party packages (hash-checked; the locks agree where they overlap), then this
+# project on top of them: an editable install is no single file a hash could check, and needs
+# no other dependency (-qq: setuptools' general notice about editable installs is not about
+# this tree).
 define install_locked
-$(1)/bin/pip install -q --require-hashes -r $(2)
+$(1)/bin/pip install -q --require-hashes $(addprefix -r ,$(2))
 $(1)/bin/pip install -qq --no-deps --no-build-isolation -e .
 endef
 
@@ -65,15 +70,15 @@ $(BIN)/python:
 	$(call new_venv,$(VENV))
 
 # The stamps are keyed on the lock files so a dependency change reinstalls.
-$(VENV)/.installed-server: $(LOCK_SERVER) pyproject.toml | $(BIN)/python
-	$(call install_locked,$(VENV),$(LOCK_SERVER))
+$(VENV)/.installed-demo: $(LOCK_SERVER) $(LOCK_CLI) pyproject.toml | $(BIN)/python
+	$(call install_locked,$(VENV),$(LOCK_SERVER) $(LOCK_CLI))
 	touch $@
 
 $(VENV)/.installed-dev: $(LOCK_DEV) pyproject.toml | $(BIN)/python
 	$(call install_locked,$(VENV),$(LOCK_DEV))
-	touch $@ $(VENV)/.installed-server
+	touch $@ $(VENV)/.installed-demo
 
-demo: apt-packages $(VENV)/.installed-server
+demo: apt-packages $(VENV)/.installed-demo
 	DEMO_DIR=$(DEMO_DIR) SZTP_BIN=$(BIN) bash scripts/demo.sh
 
 # Only for `make test` (target-specific: applies to prerequisites): PostgreSQL server binaries;
@@ -146,15 +151,19 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/flood.py --write bench/RESULTS.md
 
 # Regenerate the lock files from pyproject.toml (newest versions its ranges allow, for every
-# platform, Python 3.11). The dev and molecule locks are constrained by the server's, so the
-# demo, the tests, the role tests and the deployed server run the same versions.
+# platform, Python 3.11). Each lock is constrained by the one before it, down to the server's,
+# so the controller, the demo, the tests, the role tests and the deployed server run the same
+# versions.
 UV_COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command 'make lock'
 lock: $(VENV)/.installed-dev
 	$(UV_COMPILE) $(UV_UPGRADE) requirements/bootstrap.in -o $(LOCK_BOOTSTRAP)
 	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra server -o $(LOCK_SERVER)
-	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra server --extra dev -c $(LOCK_SERVER) -o $(LOCK_DEV)
-	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra molecule -c $(LOCK_DEV) -o $(LOCK_MOLECULE)
+	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml -c $(LOCK_SERVER) -o $(LOCK_KIT)
+	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra cli -c $(LOCK_SERVER) -o $(LOCK_CLI)
+	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra server --extra cli --extra dev -c $(LOCK_SERVER) \
+	  -c $(LOCK_CLI) -o $(LOCK_DEV)
+	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra cli --extra molecule -c $(LOCK_DEV) -o $(LOCK_MOLECULE)
 	$(UV_COMPILE) $(UV_UPGRADE) requirements/ansible-$(ANSIBLE_FLOOR).in pyproject.toml --extra server \
 	  -c $(LOCK_SERVER) -o requirements/ansible-$(ANSIBLE_FLOOR).txt
 
@@ -169,7 +178,7 @@ lowest: $(VENV)/.installed-dev
 	rm -rf $(LOWEST_VENV) build/lowest
 	mkdir -p build/lowest
 	$(BIN)/uv pip compile --quiet --python-version 3.11 --resolution lowest-direct \
-	  pyproject.toml --extra server --extra dev -c $(LOCK_BOOTSTRAP) -o build/lowest/requirements.txt
+	  pyproject.toml --extra server --extra cli --extra dev -c $(LOCK_BOOTSTRAP) -o build/lowest/requirements.txt
 	$(call new_venv,$(LOWEST_VENV))
 	$(LOWEST_VENV)/bin/pip install -q -r build/lowest/requirements.txt
 	$(LOWEST_VENV)/bin/pip install -qq --no-deps --no-build-isolation -e .
@@ -179,7 +188,7 @@ lowest: $(VENV)/.installed-dev
 # are generated from the CLI, the plugin docs, the server's settings and the resource model; the
 # test suite fails when they are stale.
 docs: $(VENV)/.installed-dev
-	$(BIN)/python -m sztpctl.state.fleet_schema
+	$(BIN)/python -m sztp.state.fleet_schema
 	$(BIN)/python scripts/gen_server_docs.py
 	$(BIN)/python scripts/gen_cli_docs.py
 	$(BIN)/python scripts/gen_collection_docs.py

@@ -25,8 +25,8 @@ from pathlib import Path
 import requests
 from benchlib import console_script, running_server, write_section
 
-from sztpctl.protocol import pki
-from sztpctl.protocol.voucher import create_voucher, sign_voucher
+from sztp.protocol import pki
+from sztp.protocol.voucher import create_voucher, sign_voucher
 
 SECTION = "## Ansible devices module, 1,000 devices"
 TARGET = 10.0

@@ -32,13 +32,13 @@ import requests
 import yaml
 from benchlib import console_script, running_server, write_section
 
+from sztp.passwords import hash_password
+from sztp.protocol import pki
+from sztp.protocol.voucher import create_voucher, sign_voucher
+from sztp.state.resources import DEVICE, IMAGE, PASSWORD_CHECK, PROFILE, normalize_spec
 from sztp_server.config import ServerConfig
 from sztp_server.secret_key import load_secret_key
 from sztp_server.store import Change, SqliteStore
-from sztpctl.passwords import hash_password
-from sztpctl.protocol import pki
-from sztpctl.protocol.voucher import create_voucher, sign_voucher
-from sztpctl.state.resources import DEVICE, IMAGE, PASSWORD_CHECK, PROFILE, normalize_spec
 
 SECTION = "## Bulk apply of 10,000 devices"
 WHERE_THE_TIME_GOES = (

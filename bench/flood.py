@@ -52,7 +52,7 @@ import requests
 from benchlib import running_server, write_section
 from southbound import GET_DATA, load_fleet
 
-from sztpctl.labpki import LabPki, write_lab_pki
+from sztp.labpki import LabPki, write_lab_pki
 
 SECTION = "## Devices and admin API under a login flood and half-open connections"
 LOGIN_SERIAL = "FLOOD-LOGIN"  # a device with a Basic login

@@ -8,8 +8,8 @@ latencies of the device requests started while an apply was in flight are set ag
 measured before it, on the same server.
 
 Run it against another tree's server (e.g. the previous commit, from `git archive`) by putting
-that tree's `server/` and `cli/` first on PYTHONPATH; `--save` keeps the figures as JSON and
-`--before` renders them next to this run's.
+that tree's `server/`, `cli/` and (where it has one) `kit/` first on PYTHONPATH; `--save` keeps
+the figures as JSON and `--before` renders them next to this run's.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import requests
 from benchlib import running_server, write_section
 from southbound import GET_DATA, load_fleet
 
-from sztpctl.labpki import LabPki, write_lab_pki
+from sztp.labpki import LabPki, write_lab_pki
 
 REPORT = "/restconf/operations/ietf-sztp-bootstrap-server:report-progress"
 REPORT_BODY = json.dumps(
@@ -269,7 +269,8 @@ def render(
             "(other work ran on the machine)."
             + (
                 " 'before' is the code before this change, run just before with `--save` "
-                "(its `server/` and `cli/` from `git archive`, first on PYTHONPATH)."
+                "(its `server/`, `cli/` and, where it has one, `kit/` from `git archive`, "
+                "first on PYTHONPATH)."
                 if before
                 else ""
             ),

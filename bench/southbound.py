@@ -33,9 +33,9 @@ from urllib.parse import quote
 import requests
 from benchlib import running_server, write_section
 
-from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.protocol import pki
-from sztpctl.protocol.voucher import create_voucher, sign_voucher
+from sztp.labpki import LabPki, write_lab_pki
+from sztp.protocol import pki
+from sztp.protocol.voucher import create_voucher, sign_voucher
 
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 SECTION = "## Southbound get-bootstrapping-data throughput"

@@ -613,8 +613,9 @@ def render_collection(plugins: Sequence[Plugin], root: Path = ROOT) -> str:
         "",
         *installation(artifact, str(requires)),
         "",
-        "The plugins are thin: the work is done by the `sztpctl` kit of the `sztp` Python "
-        "distribution (client, fleet model, plan and apply), which has to be importable by the "
+        "The plugins are thin: the work is done by the kit, the `sztp` package of the `sztp` "
+        "Python distribution (client, fleet model, plan and apply; no extras), which has to be "
+        "importable by the "
         "Python that runs them. The API modules and the inventory plugin usually run on the "
         "controller (`localhost`), so the kit goes into the controller's virtualenv, as above. "
         "The requirements the plugins state:",
@@ -806,7 +807,8 @@ def render_collection(plugins: Sequence[Plugin], root: Path = ROOT) -> str:
 # The newest ansible-core the suite runs (requirements/dev.txt) is 2.19, which is also the last
 # release for Python 3.11 (Debian 12): 2.20 needs Python 3.12.
 ANSIBLE_CORE_BELOW = "2.20"
-SERVER_LOCK = "roles/server/files/server-requirements.txt"
+KIT_LOCK = "requirements/kit.txt"
+CLI_LOCK = "requirements/cli.txt"
 
 
 def installation(artifact: str, requires: str) -> list[str]:
@@ -845,7 +847,7 @@ def installation(artifact: str, requires: str) -> list[str]:
         "python3 -m venv ~/.venvs/ansible-sztp",
         ". ~/.venvs/ansible-sztp/bin/activate",
         f"pip install '{core}'",
-        f'pip install --require-hashes -r "$REPO/{SERVER_LOCK}"',
+        f'pip install --require-hashes -r "$REPO/{KIT_LOCK}"',
         'pip install --no-deps "$REPO"',
         "pip check",
         "```",
@@ -856,12 +858,16 @@ def installation(artifact: str, requires: str) -> list[str]:
         "latest 2.19; it also runs the inventory plugin's tests on 2.16, the oldest release "
         "the collection accepts. The kit's lock leaves ansible-core out: choose the release "
         "yourself within that range.",
-        f"- `{SERVER_LOCK}` is the project's lock of the kit's dependencies (and of the "
-        "server's, which the controller does not use; it is the file the `server` role "
-        "installs), every package pinned with its hashes. `--require-hashes` installs exactly "
-        "those files, then `--no-deps` builds and installs `sztp` itself from the clone "
-        "without letting pip choose other versions (pip fetches the build backend, "
+        f"- `{KIT_LOCK}` is the project's lock of the kit's dependencies, every package "
+        "pinned with its hashes: the kit alone, without the CLI's libraries (typer, rich) or "
+        "the server's (aiohttp, psycopg), which the plugins do not use. `--require-hashes` "
+        "installs exactly those files, then `--no-deps` builds and installs `sztp` itself from "
+        "the clone without letting pip choose other versions (pip fetches the build backend, "
         "setuptools, for the build).",
+        f"- To run `sztpctl` from the same virtualenv (the lab playbook of [site.md](site.md) "
+        f"runs `sztpctl pki init` on the controller), install `{CLI_LOCK}` instead of "
+        f"`{KIT_LOCK}`: the kit's lock with the `cli` extra's libraries. Without them, "
+        "`sztpctl` answers with the command that installs them, `pip install 'sztp[cli]'`.",
         "- `pip check` confirms that ansible-core's dependencies and the lock agree.",
         "",
         "Run Ansible from this virtualenv (activate it, or call its `bin/ansible-playbook`): "
@@ -900,7 +906,7 @@ def installation(artifact: str, requires: str) -> list[str]:
         "the changelog, the molecule scenarios of the roles (`extensions/molecule`) and the "
         "ansible-test suites (`tests/unit`, `tests/integration`, `tests/sanity`), with "
         "`MANIFEST.json` and `FILES.json`. `build_ignore` in galaxy.yml leaves out the Python "
-        "distribution (`cli/`, `server/`, `pyproject.toml`, `requirements/`), its tests "
+        "distribution (`kit/`, `cli/`, `server/`, `pyproject.toml`, `requirements/`), its tests "
         "(`tests/python`, `tests/data`, `tests/e2e`), the benchmarks, the scripts, the "
         "virtualenvs and the caches.",
         "",
@@ -948,7 +954,7 @@ def installation(artifact: str, requires: str) -> list[str]:
         "",
         "<!-- not run: sztp and sztp.bootstrap are not published on PyPI or Galaxy yet -->",
         "```sh",
-        f"pip install '{core}' sztp",
+        f"pip install '{core}' sztp    # 'sztp[cli]' to have sztpctl too",
         f"ansible-galaxy collection install {COLLECTION}",
         "```",
         "",

@@ -1,17 +1,19 @@
-"""sztpctl: the admin kit and CLI for secure zero touch provisioning (RFC 8572).
+"""sztpctl: the admin CLI for secure zero touch provisioning (RFC 8572), on the sztp kit.
 
 Keep this module free of heavy imports: `sztpctl --help` must start fast.
 """
 
-from typing import Any
+import sys
 
 
-def __getattr__(name: str) -> Any:
-    # The distribution's version, declared once in pyproject.toml (galaxy.yml is held to it by
-    # a test, since Ansible reads it as written); looked up only when asked for, since reading
-    # package metadata costs every command's start-up.
-    if name == "__version__":
-        from importlib.metadata import version
+def main() -> None:
+    """The `sztpctl` console script: the CLI, or the install command when its extra is missing."""
+    from sztp.extras import missing_extra
 
-        return version("sztp")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    problem = missing_extra("cli", "sztpctl")
+    if problem:
+        print(problem, file=sys.stderr)
+        raise SystemExit(1)
+    from .commands import main as run
+
+    run()

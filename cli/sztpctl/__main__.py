@@ -1,5 +1,5 @@
 """`python -m sztpctl` runs the CLI."""
 
-from .commands import main
+from . import main
 
 main()

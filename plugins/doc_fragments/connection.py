@@ -44,7 +44,7 @@ options:
     type: float
     default: 30
 requirements:
-  - The C(sztp) Python distribution (the C(sztpctl) kit), on the host the module runs on,
+  - The C(sztp) Python distribution (the C(sztp) kit, no extras), on the host the module runs on,
     usually C(localhost).
 notes:
   - The modules talk to the admin API from the host they run on; use C(delegate_to) or a

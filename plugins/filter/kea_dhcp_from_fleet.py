@@ -24,7 +24,7 @@ description:
 author:
   - sztp developers (@sztp)
 requirements:
-  - the C(sztp) Python package (the sztpctl kit) on the controller
+  - the C(sztp) Python package (the sztp kit, without extras) on the controller
 options:
   _input:
     description:
@@ -113,9 +113,9 @@ from ansible_collections.sztp.bootstrap.plugins.filter.sztp_redirect_option impo
 )
 
 try:
-    from sztpctl.errors import SztpError
-    from sztpctl.state.dhcp_section import parse_dhcp_section, render_dhcp
-    from sztpctl.state.fleet import load_fleet
+    from sztp.errors import SztpError
+    from sztp.state.dhcp_section import parse_dhcp_section, render_dhcp
+    from sztp.state.fleet import load_fleet
 except ImportError:
     pass  # require_kit reports it
 

@@ -14,7 +14,7 @@ description:
     option 143, DHCPv6 option 136) and returns it as one entry for a Kea C(option-data) list,
     C({"code": 143, "csv-format": false, "data": "<hex>", "always-send": true}).
   - The raw code and hex work on Kea 2.2, which has no definition for the option, and unchanged
-    on Kea 2.6. Kea does not check the hex, so it only comes from the sztpctl kit's validating
+    on Kea 2.6. Kea does not check the hex, so it only comes from the sztp kit's validating
     encoder; this filter adds no encoding of its own.
   - Runs on the controller, so the Kea host needs nothing but Kea. The C(sztp.bootstrap.kea)
     role renders its configuration with it.
@@ -23,7 +23,7 @@ description:
 author:
   - sztp developers (@sztp)
 requirements:
-  - the C(sztp) Python package (the sztpctl kit) on the controller
+  - the C(sztp) Python package (the sztp kit, without extras) on the controller
 options:
   _input:
     description:
@@ -99,8 +99,8 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.sztp.bootstrap.plugins.module_utils.kit import kit_problem
 
 try:
-    from sztpctl.errors import SztpError
-    from sztpctl.protocol.dhcp import Family, OptionEncoding, render_kea_option_data
+    from sztp.errors import SztpError
+    from sztp.protocol.dhcp import Family, OptionEncoding, render_kea_option_data
 except ImportError:
     pass  # require_kit says so when a filter is used
 

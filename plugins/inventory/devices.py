@@ -27,7 +27,7 @@ description:
 author:
   - sztp developers (@sztp)
 requirements:
-  - the C(sztp) Python package (the sztpctl kit) on the controller
+  - the C(sztp) Python package (the sztp kit, without extras) on the controller
 extends_documentation_fragment:
   - constructed
   - inventory_cache
@@ -173,9 +173,9 @@ from ansible.utils.unsafe_proxy import wrap_var
 from ansible_collections.sztp.bootstrap.plugins.module_utils.kit import kit_problem
 
 try:
-    from sztpctl.client import SztpClient
-    from sztpctl.config import read_token_file
-    from sztpctl.errors import SztpError
+    from sztp.client import SztpClient
+    from sztp.config import read_token_file
+    from sztp.errors import SztpError
 except ImportError:
     SztpClient = None
     SztpError = Exception

@@ -16,7 +16,7 @@ INSTALL_HINT = (
 )
 
 try:
-    from sztpctl import __version__ as KIT_VERSION
+    from sztp import __version__ as KIT_VERSION
 except ImportError as exc:
     KIT_VERSION = None
     KIT_IMPORT_ERROR = str(exc)

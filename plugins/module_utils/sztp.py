@@ -1,6 +1,6 @@
 # Copyright: sztp developers
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
-"""Glue between AnsibleModule and the sztpctl kit.
+"""Glue between AnsibleModule and the sztp kit.
 
 Every module of the collection builds its AnsibleModule with `new_module`, gets a client with
 `client_for` and does its one piece of work in `ensure_resource` (single resources),
@@ -19,16 +19,16 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.sztp.bootstrap.plugins.module_utils.kit import kit_problem
 
 try:
-    from sztpctl.client import SztpClient
-    from sztpctl.config import read_token_file
-    from sztpctl.errors import (
+    from sztp.client import SztpClient
+    from sztp.config import read_token_file
+    from sztp.errors import (
         ApiConflictError,
         ApiValidationError,
         NotFoundApiError,
         SztpError,
     )
-    from sztpctl.state.fleet import FleetError, load_fleet
-    from sztpctl.state.resources import HIDDEN
+    from sztp.state.fleet import FleetError, load_fleet
+    from sztp.state.resources import HIDDEN
 except ImportError:
     SZTPCTL_IMPORT_ERROR = traceback.format_exc()
     HIDDEN = "<hidden>"

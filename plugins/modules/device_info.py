@@ -130,7 +130,7 @@ STATUSES = ("not-seen", "in-progress", "rebooting", "complete", "failed", "stall
 SECRET_FIELDS = ("password", "password_hash")
 
 try:
-    from sztpctl.errors import NotFoundApiError, SztpError
+    from sztp.errors import NotFoundApiError, SztpError
 except ImportError:  # new_module fails with kit_problem's message first
     NotFoundApiError = SztpError = None
 

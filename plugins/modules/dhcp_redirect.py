@@ -14,7 +14,7 @@ description:
     option 143 or DHCPv6 option 136, RFC 8572 section 8) carries the given bootstrap-server URIs
     for one subnet or one host reservation in Kea's JSON configuration file.
   - >-
-    The option payload comes from the sztpctl kit's codec and is written as raw hex,
+    The option payload comes from the sztp kit's codec and is written as raw hex,
     C({"code": 143, "csv-format": false, "data": "..."}) (code 136 under C(Dhcp6)). This form works
     on Kea 2.2, which has no definition for the option, and unchanged on Kea 2.6.
   - The candidate file is checked with C(kea-dhcp4 -t) or C(kea-dhcp6 -t) before it replaces the
@@ -31,7 +31,7 @@ description:
 author:
   - sztp developers (@sztp)
 requirements:
-  - the C(sztp) Python package (the sztpctl kit) on the Kea host, for the option codec
+  - the C(sztp) Python package (the sztp kit, without extras) on the Kea host, for the option codec
   - C(kea-dhcp4) or C(kea-dhcp6) on the Kea host, to validate the configuration
 options:
   uris:
@@ -223,8 +223,8 @@ from ansible_collections.sztp.bootstrap.plugins.module_utils.kit import kit_prob
 
 KIT_IMPORT_ERROR = None
 try:
-    from sztpctl.errors import SztpError
-    from sztpctl.protocol.dhcp import Family, OptionEncoding, render_kea_option_data
+    from sztp.errors import SztpError
+    from sztp.protocol.dhcp import Family, OptionEncoding, render_kea_option_data
 except ImportError:
     KIT_IMPORT_ERROR = traceback.format_exc()
 

@@ -111,9 +111,9 @@ from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
 )
 
 try:
-    from sztpctl.errors import SztpError
-    from sztpctl.protocol import pki
-    from sztpctl.state.validate import check_pins_owner, read_voucher_for
+    from sztp.errors import SztpError
+    from sztp.protocol import pki
+    from sztp.state.validate import check_pins_owner, read_voucher_for
 except ImportError:
     pass  # new_module reports the missing kit
 

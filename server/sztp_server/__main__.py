@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sztpctl import __version__
-from sztpctl.loopback import is_loopback
+from sztp import __version__
+from sztp.loopback import is_loopback
 
 if TYPE_CHECKING:
     from .config import ServerConfig
@@ -44,7 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument("-c", "--config", type=Path, help="YAML configuration file")
     arguments = parser.parse_args(argv)
 
-    from sztpctl.errors import SztpError
+    from sztp.extras import missing_extra
+
+    problem = missing_extra("server", "sztp-server")
+    if problem:
+        print(problem, file=sys.stderr)
+        sys.exit(1)
+
+    from sztp.errors import SztpError
 
     from .config import load_config
 
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _check(config: ServerConfig) -> list[str]:
     """Raise SztpError on the first defect `run` would meet; return what is risky but runs."""
-    from sztpctl.errors import SztpError
+    from sztp.errors import SztpError
 
     from .secret_key import check_key_file
     from .store import StoreError, sqlite_path

@@ -30,7 +30,7 @@ from typing import cast
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from sztpctl.errors import SztpError
+from sztp.errors import SztpError
 
 from .admin import build_admin_app
 from .config import Listener, ServerConfig

@@ -17,8 +17,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from sztpctl.errors import ValidationError
-from sztpctl.loopback import is_loopback
+from sztp.errors import ValidationError
+from sztp.loopback import is_loopback
 
 ENV_PREFIX = "SZTP_SERVER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -21,9 +21,9 @@ from typing import Any
 
 from cryptography import x509
 
-from sztpctl.protocol import pki
-from sztpctl.protocol.voucher import Voucher, read_stored_voucher
-from sztpctl.state.resources import DEVICE, KINDS, OWNER, TRUST_ANCHOR
+from sztp.protocol import pki
+from sztp.protocol.voucher import Voucher, read_stored_voucher
+from sztp.state.resources import DEVICE, KINDS, OWNER, TRUST_ANCHOR
 
 from .config import ADMIN_STORE_WORKERS, ServerConfig
 from .secret_key import SecretKey

@@ -33,9 +33,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from sztpctl.errors import SztpError, ValidationError
-from sztpctl.passwords import hash_password, verify_password
-from sztpctl.state.resources import (
+from sztp.errors import SztpError, ValidationError
+from sztp.passwords import hash_password, verify_password
+from sztp.state.resources import (
     DEVICE,
     OWNER,
     PASSWORD_CHECK,

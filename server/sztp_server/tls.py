@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from sztpctl.errors import SztpError
+from sztp.errors import SztpError
 
 from .config import Listener
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from sztpctl.protocol import pki
+from sztp.protocol import pki
 
 
 @dataclass(frozen=True)

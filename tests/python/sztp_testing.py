@@ -24,9 +24,9 @@ import requests
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from sztpctl.labpki import LabPki, load_lab_pki, write_lab_pki
-from sztpctl.protocol import pki
-from sztpctl.protocol.voucher import create_voucher, sign_voucher
+from sztp.labpki import LabPki, load_lab_pki, write_lab_pki
+from sztp.protocol import pki
+from sztp.protocol.voucher import create_voucher, sign_voucher
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_FLEET = ROOT / "docs" / "examples" / "lab-fleet.yaml"

@@ -25,6 +25,11 @@ import pytest
 import requests
 from aiohttp.test_utils import TestServer
 
+from sztp.client import SztpClient
+from sztp.errors import ApiValidationError
+from sztp.protocol import pki
+from sztp.protocol.voucher import create_voucher, sign_voucher
+from sztp.state.resources import KINDS
 from sztp_server.admin import build_admin_app, jobs
 from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext
@@ -37,11 +42,6 @@ from sztp_server.tokens import (
     hash_token,
 )
 from sztp_testing import ManualClock
-from sztpctl.client import SztpClient
-from sztpctl.errors import ApiValidationError
-from sztpctl.protocol import pki
-from sztpctl.protocol.voucher import create_voucher, sign_voucher
-from sztpctl.state.resources import KINDS
 
 PASSWORD = "correct horse battery staple"
 IMAGE_SHA = "ab" * 32

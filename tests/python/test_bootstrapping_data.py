@@ -9,25 +9,25 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sztpctl.errors import SignatureError, TrustError, ValidationError, VoucherError
-from sztpctl.protocol import cms, pki
-from sztpctl.protocol.bootstrapping_data import (
+from sztp.errors import SignatureError, TrustError, ValidationError, VoucherError
+from sztp.protocol import cms, pki
+from sztp.protocol.bootstrapping_data import (
     BootstrappingData,
     build_signed,
     build_unsigned,
     encode_output_json,
     verify_bootstrapping_data,
 )
-from sztpctl.protocol.conveyed_info import (
+from sztp.protocol.conveyed_info import (
     BootImage,
     BootstrapServer,
     Encoding,
     OnboardingInformation,
     RedirectInformation,
 )
-from sztpctl.protocol.oids import ID_CT_SZTP_CONVEYED_INFO_JSON, ID_CT_SZTP_CONVEYED_INFO_XML
-from sztpctl.protocol.restconf import WireFormat, parse_get_bootstrapping_data_output
-from sztpctl.protocol.voucher import create_voucher, sign_voucher
+from sztp.protocol.oids import ID_CT_SZTP_CONVEYED_INFO_JSON, ID_CT_SZTP_CONVEYED_INFO_XML
+from sztp.protocol.restconf import WireFormat, parse_get_bootstrapping_data_output
+from sztp.protocol.voucher import create_voucher, sign_voucher
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SERIAL = "SN-0001"

@@ -6,8 +6,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from sztpctl.errors import ChainError, ValidationError
-from sztpctl.protocol import certs, pki
+from sztp.errors import ChainError, ValidationError
+from sztp.protocol import certs, pki
 
 
 @pytest.fixture(scope="module")

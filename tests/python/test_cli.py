@@ -439,8 +439,8 @@ def test_spinner_skips_rich_only_where_rich_would_see_no_terminal(
 def test_the_client_refuses_plain_http_beyond_loopback(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sztpctl.client import SztpClient
-    from sztpctl.errors import PlainHttpRefused
+    from sztp.client import SztpClient
+    from sztp.errors import PlainHttpRefused
 
     monkeypatch.delenv("SZTP_ALLOW_PLAIN_HTTP", raising=False)
     with pytest.raises(PlainHttpRefused) as refused:
@@ -468,15 +468,15 @@ def test_the_client_refuses_plain_http_beyond_loopback(
 def test_the_client_takes_loopback_or_tls_without_opt_in(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sztpctl.client import SztpClient
+    from sztp.client import SztpClient
 
     monkeypatch.setenv("SZTP_ALLOW_PLAIN_HTTP", "0")
     SztpClient(url, "s3cr3t").close()
 
 
 def test_a_context_may_allow_plain_http_and_the_variable_wins(tmp_path: Path) -> None:
-    from sztpctl.config import ConfigError, resolve_connection
-    from sztpctl.errors import PlainHttpRefused
+    from sztp.config import ConfigError, resolve_connection
+    from sztp.errors import PlainHttpRefused
 
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -536,7 +536,7 @@ def test_apply_leaves_the_cryptographic_stack_unloaded() -> None:
     import, is the server's business and stays unloaded (every apply waits for its imports)."""
     probe = (
         "import sys\n"
-        "import sztpctl.client, sztpctl.commands, sztpctl.commands.declarative\n"
+        "import sztp.client, sztpctl.commands, sztpctl.commands.declarative\n"
         "print(sorted(m for m in ('cryptography.x509', 'asn1crypto') if m in sys.modules))\n"
     )
     result = subprocess.run(

@@ -15,6 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sztp.client import SztpClient
+from sztp.protocol import pki
+from sztp.protocol.voucher import create_voucher, sign_voucher
+from sztp.state.fleet import load_fleet
+from sztp.state.resources import KINDS
 from sztp_testing import (
     SZTPCTL,
     RunningServer,
@@ -25,11 +30,6 @@ from sztp_testing import (
     running_server,
     write_voucher,
 )
-from sztpctl.client import SztpClient
-from sztpctl.protocol import pki
-from sztpctl.protocol.voucher import create_voucher, sign_voucher
-from sztpctl.state.fleet import load_fleet
-from sztpctl.state.resources import KINDS
 
 PASSWORD = "device password 42"
 
@@ -485,7 +485,7 @@ dhcp:
 
 
 def test_dhcp_render_formats(tmp_path: Path, offline_env: dict[str, str]) -> None:
-    from sztpctl.protocol.dhcp import Family, decode_uri_list
+    from sztp.protocol.dhcp import Family, decode_uri_list
 
     fleet = tmp_path / "dhcp.yaml"
     fleet.write_text(DHCP)

@@ -14,6 +14,15 @@ import pytest
 import requests
 import yaml
 
+from sztp.client import SztpClient
+from sztp.errors import (
+    ApiConflictError,
+    AuthenticationError,
+    NotFoundApiError,
+    ServerUnreachable,
+)
+from sztp.protocol import pki
+from sztp.simulator import DeviceIdentity, SimulatorConfig, simulate
 from sztp_testing import (
     RunningServer,
     example_lab,
@@ -22,15 +31,6 @@ from sztp_testing import (
     run_sztpctl,
     running_server,
 )
-from sztpctl.client import SztpClient
-from sztpctl.errors import (
-    ApiConflictError,
-    AuthenticationError,
-    NotFoundApiError,
-    ServerUnreachable,
-)
-from sztpctl.protocol import pki
-from sztpctl.simulator import DeviceIdentity, SimulatorConfig, simulate
 
 PASSWORD = "correct horse battery staple"
 EMPTY = "trust_anchors: []\nowners: []\nimages: []\nprofiles: []\ndevices: []\n"

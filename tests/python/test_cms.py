@@ -8,9 +8,9 @@ import pytest
 from asn1crypto import cms as asn1_cms
 from cryptography.hazmat.primitives import serialization
 
-from sztpctl.errors import ChainError, CmsError, SignatureError, ValidationError
-from sztpctl.protocol import cms, pki
-from sztpctl.protocol.oids import (
+from sztp.errors import ChainError, CmsError, SignatureError, ValidationError
+from sztp.protocol import cms, pki
+from sztp.protocol.oids import (
     ID_CT_ANIMA_JSON_VOUCHER,
     ID_CT_SZTP_CONVEYED_INFO_JSON,
     ID_CT_SZTP_CONVEYED_INFO_XML,

@@ -43,7 +43,8 @@ def test_artifact_holds_collection_content_only(artifact: Path) -> None:
     leaked = [
         name
         for name in names
-        if name.split("/")[0] in {"cli", "server", "bench", ".venv", "scripts", ".ci", "build"}
+        if name.split("/")[0]
+        in {"kit", "cli", "server", "bench", ".venv", "scripts", ".ci", "build"}
         or name.startswith("tests/python")
         or name in {"pyproject.toml", "Makefile"}
     ]

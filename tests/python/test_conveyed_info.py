@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import yang_modules
-from sztpctl.errors import ValidationError
-from sztpctl.protocol.conveyed_info import (
+from sztp.errors import ValidationError
+from sztp.protocol.conveyed_info import (
     NAMESPACE,
     BootImage,
     BootstrapServer,
@@ -27,7 +27,7 @@ from sztpctl.protocol.conveyed_info import (
     sha256_hex_colon,
     validate,
 )
-from sztpctl.protocol.oids import (
+from sztp.protocol.oids import (
     ID_CT_SZTP_CONVEYED_INFO_JSON,
     ID_CT_SZTP_CONVEYED_INFO_XML,
     MEDIA_TYPE_JSON,

@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 import yaml
 
-import sztpctl
-from sztpctl.device_status import STATUSES
-from sztpctl.state.fleet import SECTIONS
-from sztpctl.state.fleet_schema import render
-from sztpctl.state.model import DEVICE, IMAGE, MODEL, SECRET_FIELDS, FieldType
+import sztp
+from sztp.device_status import STATUSES
+from sztp.state.fleet import SECTIONS
+from sztp.state.fleet_schema import render
+from sztp.state.model import DEVICE, IMAGE, MODEL, SECRET_FIELDS, FieldType
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE_INFO = ROOT / "plugins/modules/device_info.py"
 INVENTORY = ROOT / "plugins/inventory/devices.py"
-FLEET_SCHEMA = ROOT / "cli/sztpctl/state/fleet.schema.json"
+FLEET_SCHEMA = ROOT / "kit/sztp/state/fleet.schema.json"
 
 
 def module_constants(path: Path) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def test_one_version_for_the_wheel_the_collection_and_the_commands() -> None:
     reads as written) and the kit release the plugins accept must agree with it."""
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text(encoding="utf-8"))
-    assert sztpctl.__version__ == declared["version"] == galaxy["version"]
+    assert sztp.__version__ == declared["version"] == galaxy["version"]
     release = module_constants(ROOT / "plugins/module_utils/kit.py")["KIT_RELEASE"]
     assert ".".join(map(str, release)) == ".".join(galaxy["version"].split(".")[:2])
     for command in ("sztpctl", "sztp-server"):
@@ -119,7 +119,7 @@ def test_one_version_for_the_wheel_the_collection_and_the_commands() -> None:
 
 
 def test_the_models_port_default_is_the_yang_default() -> None:
-    from sztpctl.protocol import conveyed_info
+    from sztp.protocol import conveyed_info
 
     servers = MODEL["profile"].entry.field("bootstrap_servers").entry
     assert servers is not None and servers.field("port").default == conveyed_info.DEFAULT_PORT

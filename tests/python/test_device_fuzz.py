@@ -31,11 +31,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sztp.errors import ValidationError
+from sztp.labpki import LabPki, write_lab_pki
+from sztp.protocol import restconf
+from sztp.protocol.restconf import WireFormat
 from sztp_testing import RunningServer, lab_voucher, running_server
-from sztpctl.errors import ValidationError
-from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.protocol import restconf
-from sztpctl.protocol.restconf import WireFormat
 
 CERT_SERIAL = "FUZZ-CERT"
 PASSWORD_SERIAL = "FUZZ-PASS"

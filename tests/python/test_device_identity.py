@@ -17,6 +17,9 @@ import requests
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from sztp.errors import ChainError
+from sztp.labpki import LabPki, write_lab_pki
+from sztp.protocol import certs, pki
 from sztp_testing import (
     RunningServer,
     issue_leaf,
@@ -24,9 +27,6 @@ from sztp_testing import (
     lab_voucher,
     running_server,
 )
-from sztpctl.errors import ChainError
-from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.protocol import certs, pki
 
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 JSON_TYPE = "application/yang-data+json"

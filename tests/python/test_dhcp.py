@@ -4,8 +4,8 @@ from collections.abc import Callable
 
 import pytest
 
-from sztpctl.errors import DhcpEncodingError
-from sztpctl.protocol.dhcp import (
+from sztp.errors import DhcpEncodingError
+from sztp.protocol.dhcp import (
     OPTION_V4_SZTP_REDIRECT,
     OPTION_V6_SZTP_REDIRECT,
     V4_OPTION_MAX,

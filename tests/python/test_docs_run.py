@@ -245,7 +245,7 @@ def test_collection_runs_as_written(session: tuple[Session, Path]) -> None:
     report("docs/collection.md", page_text("collection.md"), shell, work)
 
 
-LOCK = "roles/server/files/server-requirements.txt"
+LOCK = "requirements/kit.txt"
 
 
 def install_block() -> str:
@@ -257,7 +257,7 @@ def install_block() -> str:
 
 
 def locked_versions() -> dict[str, str]:
-    """Name -> version of every package in the server lock; each must be pinned with hashes."""
+    """Name -> version of every package in the kit lock; each must be pinned with hashes."""
     pins: dict[str, str] = {}
     text = (ROOT / LOCK).read_text(encoding="utf-8")
     for entry in re.split(r"\n(?=[A-Za-z0-9])", text):
@@ -309,7 +309,7 @@ def test_collection_install_commands() -> None:
     try:
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
         env.update(HOME=str(tmp), REPO=str(ROOT), PATH="/usr/local/bin:/usr/bin:/bin")
-        script = f"set -ex\ncd {tmp}\n{block}ansible --version\npython -c 'import sztpctl'\n"
+        script = f"set -ex\ncd {tmp}\n{block}ansible --version\npython -c 'import sztp'\n"
         run = subprocess.run(
             ["bash", "-c", script], env=env, capture_output=True, text=True, check=False
         )

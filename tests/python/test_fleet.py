@@ -11,11 +11,10 @@ import jsonschema_rs
 import pytest
 import yaml
 
-from sztp_testing import lay_out_example
-from sztpctl.protocol import pki
-from sztpctl.state import fleet as fleet_module
-from sztpctl.state import resources
-from sztpctl.state.fleet import (
+from sztp.protocol import pki
+from sztp.state import fleet as fleet_module
+from sztp.state import resources
+from sztp.state.fleet import (
     MAX_NESTING,
     FleetError,
     dump_fleet,
@@ -23,6 +22,7 @@ from sztpctl.state.fleet import (
     fleet_schema,
     load_fleet,
 )
+from sztp_testing import lay_out_example
 
 
 @pytest.fixture(scope="module")

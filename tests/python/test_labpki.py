@@ -5,9 +5,9 @@ import stat
 import pytest
 from cryptography import x509
 
-from sztpctl.errors import PkiError, ValidationError
-from sztpctl.labpki import load_credential, load_lab_pki, write_lab_pki
-from sztpctl.protocol import certs, pki
+from sztp.errors import PkiError, ValidationError
+from sztp.labpki import load_credential, load_lab_pki, write_lab_pki
+from sztp.protocol import certs, pki
 
 SERIALS = ("SN-0001", "SN-0002")
 

@@ -18,17 +18,31 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 LOCKS = {
     "bootstrap": ROOT / "requirements" / "bootstrap.txt",
     "server": ROOT / "roles" / "server" / "files" / "server-requirements.txt",
+    "kit": ROOT / "requirements" / "kit.txt",
+    "cli": ROOT / "requirements" / "cli.txt",
     "dev": ROOT / "requirements" / "dev.txt",
     "molecule": ROOT / "requirements" / "molecule.txt",
     "ansible-floor": ROOT / "requirements" / "ansible-2.16.txt",
 }
 # Which of pyproject.toml's dependency lists each lock resolves.
-EXTRAS = {
+EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("server",),
-    "dev": ("server", "dev"),
-    "molecule": ("molecule",),
+    "kit": (),
+    "cli": ("cli",),
+    "dev": ("server", "cli", "dev"),
+    "molecule": ("cli", "molecule"),
     "ansible-floor": ("server",),
 }
+# Each lock is resolved under the constraints of others (Makefile, `lock`), so they agree on
+# every package they share: the demo installs the server's and the CLI's together.
+CONSTRAINED_BY = [
+    ("kit", "server"),
+    ("cli", "server"),
+    ("dev", "server"),
+    ("dev", "cli"),
+    ("molecule", "dev"),
+    ("ansible-floor", "server"),
+]
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
 
 
@@ -67,17 +81,20 @@ def test_lock_satisfies_pyproject(lock_name: str) -> None:
     assert "sztp" not in pinned, "the project itself is installed from the checkout"
 
 
-def test_locks_agree_on_shared_packages() -> None:
-    server, dev, molecule = (pins(LOCKS[name]) for name in ("server", "dev", "molecule"))
-    for name, version in server.items():
-        assert dev.get(name) == version, f"dev lock has {name}=={dev.get(name)}, server {version}"
-        if name in molecule:
-            assert molecule[name] == version, f"molecule lock differs from server on {name}"
-    for name in set(dev) & set(molecule):
-        assert dev[name] == molecule[name], f"dev and molecule locks differ on {name}"
-    floor = pins(LOCKS["ansible-floor"])
-    for name, version in server.items():
-        assert floor.get(name) == version, f"ansible-floor lock differs from server on {name}"
+@pytest.mark.parametrize(("lock_name", "constraint"), CONSTRAINED_BY)
+def test_locks_agree_on_shared_packages(lock_name: str, constraint: str) -> None:
+    pinned, constraining = pins(LOCKS[lock_name]), pins(LOCKS[constraint])
+    for name in set(pinned) & set(constraining):
+        assert pinned[name] == constraining[name], (
+            f"{lock_name} lock has {name}=={pinned[name]}, {constraint} {constraining[name]}"
+        )
+
+
+def test_the_server_lock_holds_no_cli_library() -> None:
+    """A deployed server and an Ansible controller install neither typer nor rich."""
+    for lock_name in ("server", "kit"):
+        pinned = pins(LOCKS[lock_name])
+        assert not {"typer", "rich"} & set(pinned), f"{lock_name} lock pins a CLI library"
 
 
 def test_ansible_floor_is_the_declared_lower_bound() -> None:
@@ -92,15 +109,47 @@ def test_ansible_floor_is_the_declared_lower_bound() -> None:
     assert pins(LOCKS["ansible-floor"])["ansible-core"].startswith(lower[1] + ".")
 
 
-def test_unused_distributions_are_not_declared() -> None:
+# The module each runtime distribution provides, where the names differ.
+MODULE_OF = {"pyyaml": "yaml", "jsonschema-rs": "jsonschema_rs"}
+# Where each part of the distribution lives: the kit's requirements are the base ones.
+PART_OF = {None: "kit", "cli": "cli", "server": "server"}
+
+
+def module_of(requirement: str) -> str:
+    name = canonicalize_name(Requirement(requirement).name)
+    return MODULE_OF.get(name, name.replace("-", "_"))
+
+
+@pytest.mark.parametrize("extra", list(PART_OF))
+def test_every_declared_distribution_is_imported_by_its_part(extra: str | None) -> None:
+    part = PART_OF[extra]
     imported = {
         match
-        for path in (ROOT / "cli").rglob("*.py")
+        for path in (ROOT / part).rglob("*.py")
         for match in re.findall(r"^\s*(?:import|from) (\w+)", path.read_text(), re.MULTILINE)
     }
-    # The distribution name of each runtime dependency and the module it provides.
-    modules = {"pyyaml": "yaml", "jsonschema-rs": "jsonschema_rs", "asn1crypto": "asn1crypto"}
-    for requirement in PYPROJECT["dependencies"]:
-        name = canonicalize_name(Requirement(requirement).name)
-        module = modules.get(name, name.replace("-", "_"))
-        assert module in imported, f"{name} is declared but nothing in cli/ imports {module}"
+    declared = PYPROJECT["optional-dependencies"][extra] if extra else PYPROJECT["dependencies"]
+    for requirement in declared:
+        module = module_of(requirement)
+        assert module in imported, f"{requirement} is declared but nothing in {part}/ imports it"
+
+
+def test_the_kit_imports_no_extra() -> None:
+    """The kit stands on its base requirements alone: an Ansible controller installs only those."""
+    extras = {
+        module_of(requirement)
+        for extra in ("cli", "server")
+        for requirement in PYPROJECT["optional-dependencies"][extra]
+    }
+    for path in (ROOT / "kit").rglob("*.py"):
+        imported = set(re.findall(r"^\s*(?:import|from) (\w+)", path.read_text(), re.MULTILINE))
+        assert not imported & extras, f"{path.relative_to(ROOT)} imports {imported & extras}"
+
+
+def test_extras_table_matches_pyproject() -> None:
+    """The console scripts' install hint (sztp.extras) names the extras pyproject.toml declares."""
+    from sztp.extras import EXTRA_MODULES
+
+    for extra, modules in EXTRA_MODULES.items():
+        declared = PYPROJECT["optional-dependencies"][extra]
+        assert sorted(modules) == sorted(module_of(item) for item in declared), extra

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from sztp.labpki import write_lab_pki
 from sztp_server.device_api.password_logins import (
     LoginLimits,
     PasswordWorkers,
@@ -32,7 +33,6 @@ from sztp_server.device_api.token_buckets import TokenBuckets
 from sztp_server.store import Change, open_store
 from sztp_testing import ManualClock as Clock
 from sztp_testing import RunningServer, running_server
-from sztpctl.labpki import write_lab_pki
 
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 JSON_TYPE = "application/yang-data+json"

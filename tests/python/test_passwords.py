@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
+from sztp import passwords
+from sztp.errors import ValidationError
+from sztp.passwords import hash_password, matches, parse_password_hash, verify_password
 from sztp_server.config import ServerConfig
 from sztp_server.context import Snapshot
 from sztp_server.device_api.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from sztp_server.secret_key import SecretKey
 from sztp_testing import run_sztpctl
-from sztpctl import passwords
-from sztpctl.errors import ValidationError
-from sztpctl.passwords import hash_password, matches, parse_password_hash, verify_password
 
 PASSWORD = "correct horse battery staple"
 SALT = base64.b64encode(bytes(range(16))).decode().rstrip("=")

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sztpctl.errors import PkiError, ValidationError
-from sztpctl.protocol import pki
+from sztp.errors import PkiError, ValidationError
+from sztp.protocol import pki
 
 
 def ext(certificate, extension_type):

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sztpctl.progress import (
+from sztp.progress import (
     DeviceStatus,
     DeviceSummary,
     StoredReport,
@@ -13,7 +13,7 @@ from sztpctl.progress import (
     group_by_attempt,
     summarize,
 )
-from sztpctl.protocol.restconf import ERROR_PROGRESS_TYPES, PROGRESS_TYPES
+from sztp.protocol.restconf import ERROR_PROGRESS_TYPES, PROGRESS_TYPES
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 STALL = timedelta(minutes=30)

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import requests
 
+from sztp.labpki import LabPki, write_lab_pki
+from sztp.protocol import restconf
+from sztp.protocol.restconf import ProgressReport, SshHostKey, WireFormat
 from sztp_server.device_api.report_limits import cap_report
 from sztp_server.device_api.token_buckets import TokenBuckets
 from sztp_server.store.base import report_size
 from sztp_server.store.model import ProgressRecord
 from sztp_testing import ManualClock, RunningServer, run_sztpctl, running_server
-from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.protocol import restconf
-from sztpctl.protocol.restconf import ProgressReport, SshHostKey, WireFormat
 
 CUT = "SN-CUT"
 FLOOD = "SN-FLOOD"

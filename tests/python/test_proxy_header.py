@@ -19,13 +19,13 @@ from urllib.parse import quote, urlsplit
 import pytest
 import requests
 
+from sztp.labpki import LabPki, write_lab_pki
+from sztp.state.resources import DEVICE, TRUST_ANCHOR
 from sztp_server.config import load_config
 from sztp_server.context import Snapshot
 from sztp_server.device_api.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from sztp_server.secret_key import SecretKey
 from sztp_testing import RunningServer, lab_voucher, running_server
-from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.state.resources import DEVICE, TRUST_ANCHOR
 
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 JSON_TYPE = "application/yang-data+json"

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from sztp.protocol import bootstrapping_data, pki
+from sztp.protocol.voucher import create_voucher, sign_voucher
+from sztp.state.resources import DEVICE, OWNER, PROFILE, TRUST_ANCHOR, normalize_spec
 from sztp_server.context import Snapshot
 from sztp_server.device_api.responder import DeviceRequest, NoBootstrappingData, Responder
 from sztp_server.secret_key import SecretKey
-from sztpctl.protocol import bootstrapping_data, pki
-from sztpctl.protocol.voucher import create_voucher, sign_voucher
-from sztpctl.state.resources import DEVICE, OWNER, PROFILE, TRUST_ANCHOR, normalize_spec
 
 MIB = 1024 * 1024
 UNSIGNED = DeviceRequest()

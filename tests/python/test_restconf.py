@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 
 import yang_modules
-from sztpctl.errors import ValidationError
-from sztpctl.protocol.bootstrapping_data import BootstrappingData, encode_output_json
-from sztpctl.protocol.oids import MEDIA_TYPE_JSON, MEDIA_TYPE_XML
-from sztpctl.protocol.restconf import (
+from sztp.errors import ValidationError
+from sztp.protocol.bootstrapping_data import BootstrappingData, encode_output_json
+from sztp.protocol.oids import MEDIA_TYPE_JSON, MEDIA_TYPE_XML
+from sztp.protocol.restconf import (
     ERROR_PROGRESS_TYPES,
     HTTP_STATUS_FOR_TAG,
     MAX_INPUT_SIZE,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from sztp.errors import ValidationError
 from sztp_server.config import Listener, ServerConfig, load_config
-from sztpctl.errors import ValidationError
 
 
 def test_no_file_and_no_variables_gives_the_defaults() -> None:

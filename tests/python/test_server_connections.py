@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from sztp.labpki import LabPki, write_lab_pki
+from sztp.protocol import pki
+from sztp.simulator import DeviceIdentity, SimulatorConfig, simulate
 from sztp_testing import RunningServer, lab_voucher, running_server
-from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.protocol import pki
-from sztpctl.simulator import DeviceIdentity, SimulatorConfig, simulate
 
 SERIAL = "SN-C1"
 RPC = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from sztp.labpki import LabPki, write_lab_pki
+from sztp.protocol import pki
+from sztp.protocol.voucher import create_voucher, sign_voucher
+from sztp.simulator import DeviceIdentity, SimulatorConfig, simulate
 from sztp_testing import RunningServer, run_sztpctl, running_server, start_server
-from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.protocol import pki
-from sztpctl.protocol.voucher import create_voucher, sign_voucher
-from sztpctl.simulator import DeviceIdentity, SimulatorConfig, simulate
 
 IMAGE = b"LabOS 2.0 image bytes\n" * 100
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"

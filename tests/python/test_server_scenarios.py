@@ -17,12 +17,12 @@ import pytest
 import requests
 from cryptography import x509
 
+from sztp.labpki import LabPki, write_lab_pki
+from sztp.protocol import pki
+from sztp.protocol.restconf import WireFormat
+from sztp.protocol.voucher import create_voucher, sign_voucher
+from sztp.simulator import DeviceIdentity, SimulatorConfig, simulate
 from sztp_testing import RunningServer, lab_voucher, running_server, start_server
-from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.protocol import pki
-from sztpctl.protocol.restconf import WireFormat
-from sztpctl.protocol.voucher import create_voucher, sign_voucher
-from sztpctl.simulator import DeviceIdentity, SimulatorConfig, simulate
 
 SERIAL = "SN-S1"
 

@@ -20,6 +20,11 @@ from typing import Any
 import pytest
 import requests
 
+from sztp import passwords
+from sztp.labpki import LabPki, write_lab_pki
+from sztp.protocol import pki
+from sztp.simulator import DeviceIdentity, SimulationResult, SimulatorConfig, simulate
+from sztp.state.resources import normalize_spec
 from sztp_server.config import ServerConfig
 from sztp_server.secret_key import (
     CREDENTIAL_NAME,
@@ -32,11 +37,6 @@ from sztp_server.secret_key import (
 from sztp_server.store import Change, open_store
 from sztp_server.tokens import SERVER_ACTOR
 from sztp_testing import SZTP_SERVER, lab_voucher, running_server
-from sztpctl import passwords
-from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.protocol import pki
-from sztpctl.simulator import DeviceIdentity, SimulationResult, SimulatorConfig, simulate
-from sztpctl.state.resources import normalize_spec
 from test_admin_api import Api, make_api
 from test_store import postgres_url  # noqa: F401 - a fixture, asked for by name
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from sztp.labpki import LabPki, write_lab_pki
 from sztp_testing import SZTP_SERVER, free_port, start_server
-from sztpctl.labpki import LabPki, write_lab_pki
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from sztp.labpki import LabPki, write_lab_pki
+from sztp.protocol import restconf
 from sztp_testing import RunningServer, running_server
-from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.protocol import restconf
 
 SERIAL = "SN-WAIT"
 GET_DATA_PATH = restconf.operation_path("/restconf", restconf.RPC_GET_BOOTSTRAPPING_DATA)

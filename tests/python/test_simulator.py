@@ -22,16 +22,16 @@ import pytest
 
 web = pytest.importorskip("aiohttp.web")
 
-from sztpctl.errors import SimulationError  # noqa: E402
-from sztpctl.labpki import LabPki, write_lab_pki  # noqa: E402
-from sztpctl.protocol import cms, dhcp, pki, restconf  # noqa: E402
-from sztpctl.protocol.bootstrapping_data import (  # noqa: E402
+from sztp.errors import SimulationError  # noqa: E402
+from sztp.labpki import LabPki, write_lab_pki  # noqa: E402
+from sztp.protocol import cms, dhcp, pki, restconf  # noqa: E402
+from sztp.protocol.bootstrapping_data import (  # noqa: E402
     BootstrappingData,
     ReportingLevel,
     build_signed,
     build_unsigned,
 )
-from sztpctl.protocol.conveyed_info import (  # noqa: E402
+from sztp.protocol.conveyed_info import (  # noqa: E402
     BootImage,
     BootstrapServer,
     ConveyedInformation,
@@ -39,8 +39,8 @@ from sztpctl.protocol.conveyed_info import (  # noqa: E402
     OnboardingInformation,
     RedirectInformation,
 )
-from sztpctl.protocol.voucher import create_voucher, sign_voucher  # noqa: E402
-from sztpctl.simulator import (  # noqa: E402
+from sztp.protocol.voucher import create_voucher, sign_voucher  # noqa: E402
+from sztp.simulator import (  # noqa: E402
     DeviceIdentity,
     SimulationResult,
     SimulatorConfig,

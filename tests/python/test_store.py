@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from sztp.errors import SztpError
 from sztp_server.store import (
     Change,
     ConflictError,
@@ -38,7 +39,6 @@ from sztp_server.store import (
 )
 from sztp_server.store.base import report_size
 from sztp_server.store.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
-from sztpctl.errors import SztpError
 
 POSTGRES_URL_VARIABLE = "SZTP_TEST_POSTGRES_URL"
 BULK_SIZE = 10_000

@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import yang_modules
-from sztpctl.errors import VoucherError
-from sztpctl.protocol import cms, pki
-from sztpctl.protocol.oids import ID_CT_ANIMA_JSON_VOUCHER
-from sztpctl.protocol.voucher import (
+from sztp.errors import VoucherError
+from sztp.protocol import cms, pki
+from sztp.protocol.oids import ID_CT_ANIMA_JSON_VOUCHER
+from sztp.protocol.voucher import (
     Voucher,
     create_voucher,
     decode_voucher_json,

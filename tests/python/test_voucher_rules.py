@@ -24,18 +24,18 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from sztp.errors import ValidationError, VoucherError
+from sztp.labpki import LabPki, write_lab_pki
+from sztp.protocol import pki
+from sztp.protocol.voucher import create_voucher, read_voucher, sign_voucher
+from sztp.state.fleet import load_fleet
+from sztp.state.ownership import check_vouchers_authorise_owners
+from sztp.state.plan import Change
+from sztp.state.resources import DEVICE, checked_voucher, normalize_spec
+from sztp.state.validate import validate_fleet
 from sztp_server.admin.vouchers import VoucherChecker
 from sztp_server.store.sqlite import SqliteStore
 from sztp_testing import RunningServer, issue_leaf, key_usage, running_server
-from sztpctl.errors import ValidationError, VoucherError
-from sztpctl.labpki import LabPki, write_lab_pki
-from sztpctl.protocol import pki
-from sztpctl.protocol.voucher import create_voucher, read_voucher, sign_voucher
-from sztpctl.state.fleet import load_fleet
-from sztpctl.state.ownership import check_vouchers_authorise_owners
-from sztpctl.state.plan import Change
-from sztpctl.state.resources import DEVICE, checked_voucher, normalize_spec
-from sztpctl.state.validate import validate_fleet
 
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 JSON_TYPE = "application/yang-data+json"

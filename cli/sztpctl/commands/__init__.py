@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__
+from sztp import __version__
+
 from . import (
     audit,
     bootstrap_data,

@@ -14,7 +14,7 @@ import typer
 from .output import read_bytes, write_bytes_atomically
 
 if TYPE_CHECKING:
-    from ..protocol.conveyed_info import BootstrapServer
+    from sztp.protocol.conveyed_info import BootstrapServer
 
 app = typer.Typer(
     help="Build, sign and verify get-bootstrapping-data output (RFC 8572).", no_args_is_help=True
@@ -72,13 +72,14 @@ def sign(
     """
     import hashlib
 
-    from ..labpki import load_credential
-    from ..protocol import bootstrapping_data, conveyed_info
-    from ..protocol.conveyed_info import (
+    from sztp.labpki import load_credential
+    from sztp.protocol import bootstrapping_data, conveyed_info
+    from sztp.protocol.conveyed_info import (
         BootImage,
         OnboardingInformation,
         RedirectInformation,
     )
+
     from .loading import parse_hex
 
     if encoding not in ENCODINGS:
@@ -140,7 +141,7 @@ def _bootstrap_server(text: str) -> BootstrapServer:
     """HOST[:PORT], with an IPv6 address in brackets."""
     from urllib.parse import urlsplit
 
-    from ..protocol.conveyed_info import BootstrapServer
+    from sztp.protocol.conveyed_info import BootstrapServer
 
     try:
         parts = urlsplit(f"//{text}")
@@ -172,7 +173,8 @@ def verify(
     """
     import json
 
-    from ..protocol import bootstrapping_data, conveyed_info, pki, restconf
+    from sztp.protocol import bootstrapping_data, conveyed_info, pki, restconf
+
     from .loading import parse_hex
 
     data = restconf.parse_get_bootstrapping_data_output(

@@ -13,7 +13,7 @@ app = typer.Typer(help="Contexts: which server to talk to, and how.", no_args_is
 @app.command("get-contexts")
 def get_contexts() -> None:
     """List the contexts; the current one is marked with '*'. Tokens are never shown."""
-    from ..config import config_path, load_config
+    from sztp.config import config_path, load_config
 
     config = load_config(config_path())
     for name, settings in sorted(config["contexts"].items()):
@@ -24,7 +24,7 @@ def get_contexts() -> None:
 @app.command("use-context")
 def use_context(name: Annotated[str, typer.Argument(help="Context to make current.")]) -> None:
     """Make NAME the current context."""
-    from ..config import ConfigError, config_path, load_config, save_config
+    from sztp.config import ConfigError, config_path, load_config, save_config
 
     path = config_path()
     config = load_config(path)
@@ -64,7 +64,7 @@ def set_context(
         sztpctl config set-context lab --server https://sztp.lab:7080
         --token-file ~/.config/sztp/lab.token --ca-bundle lab-pki/tls/ca.pem --use
     """
-    from ..config import config_path, load_config, save_config
+    from sztp.config import config_path, load_config, save_config
 
     path = config_path()
     config = load_config(path)

@@ -26,7 +26,7 @@ from .remote import (
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from ..client import ApplyResult, ResourceChange
+    from sztp.client import ApplyResult, ResourceChange
 
 app = typer.Typer()
 
@@ -111,7 +111,8 @@ def export(
     Secrets are exported as "<hidden>", which keeps the stored secret when the file is
     applied again: `export` then `diff` shows no difference.
     """
-    from ..state.fleet import dump_fleet, fleet_document
+    from sztp.state.fleet import dump_fleet, fleet_document
+
     from .output import write_bytes_atomically
 
     with connect() as client:
@@ -145,8 +146,8 @@ def _submit(
     dry_run: bool,
     if_revision: int | None = None,
 ) -> ApplyResult:
-    from ..errors import ApiValidationError
-    from ..state.fleet import FleetError, load_fleet
+    from sztp.errors import ApiValidationError
+    from sztp.state.fleet import FleetError, load_fleet
 
     with working(f"reading {filename}"), _collected_never():
         fleet = load_fleet(filename)

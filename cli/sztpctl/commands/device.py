@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..device_status import STATUSES
+from sztp.device_status import STATUSES
+
 from .remote import (
     OutputFormat,
     OutputOption,
@@ -108,7 +109,8 @@ def add(
     """
     import base64
 
-    from ..errors import SztpError
+    from sztp.errors import SztpError
+
     from .output import read_bytes
 
     password = None
@@ -172,7 +174,8 @@ def import_devices(
         serial,profile,model,mac,voucher_file
         SN-0001,dpu-day0,DPU-LAB-1,02:00:00:00:00:01,SN-0001.vcj
     """
-    from ..errors import ApiValidationError, SztpError
+    from sztp.errors import ApiValidationError, SztpError
+
     from .declarative import _counts, _show_changes
 
     rows, specs = _read_csv(csv_file)
@@ -206,8 +209,9 @@ def _read_csv(path: Path) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
     import csv
     import io
 
-    from ..errors import SztpError, ValidationError
-    from ..state.resources import normalize_spec
+    from sztp.errors import SztpError, ValidationError
+    from sztp.state.resources import normalize_spec
+
     from .output import read_bytes
 
     try:

@@ -36,7 +36,7 @@ def encode(
     """
     import json
 
-    from ..protocol import dhcp
+    from sztp.protocol import dhcp
 
     if family not in ("v4", "v6"):
         raise typer.BadParameter(f"{family!r} is not v4 or v6", param_hint="--family")
@@ -62,7 +62,8 @@ def decode(
     payload_hex: Annotated[str, typer.Argument(help="Option payload as hex (colons allowed).")],
 ) -> None:
     """Decode an option 143/136 payload (e.g. from a packet capture) into its URIs."""
-    from ..protocol import dhcp
+    from sztp.protocol import dhcp
+
     from .loading import parse_hex
 
     for uri in dhcp.decode_uri_list(parse_hex(payload_hex, "PAYLOAD_HEX")):

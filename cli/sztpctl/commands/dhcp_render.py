@@ -44,10 +44,10 @@ def render(
 
         sztpctl dhcp render -f fleet.yaml --format kea4
     """
-    from ..errors import SztpError
-    from ..protocol.dhcp import Family
-    from ..state.dhcp_section import render_dhcp
-    from ..state.fleet import load_fleet
+    from sztp.errors import SztpError
+    from sztp.protocol.dhcp import Family
+    from sztp.state.dhcp_section import render_dhcp
+    from sztp.state.fleet import load_fleet
 
     implied = {RenderFormat.KEA4: Family.V4, RenderFormat.KEA6: Family.V6}
     chosen = implied.get(output_format, Family(family.value))

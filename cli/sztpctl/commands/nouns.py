@@ -34,7 +34,7 @@ NameArgument = Annotated[
 
 
 def _certificates(pem: str) -> list[Any]:
-    from ..protocol import pki
+    from sztp.protocol import pki
 
     return pki.load_certificates_pem(pem.encode())
 
@@ -43,7 +43,7 @@ def _subject(spec_field: str) -> Callable[[Mapping[str, Any]], str]:
     """The first certificate's subject, e.g. `CN=Lab Owner`."""
 
     def value(item: Mapping[str, Any]) -> str:
-        from ..protocol.certs import describe
+        from sztp.protocol.certs import describe
 
         return describe(_certificates(item["spec"][spec_field])[0])
 
@@ -223,7 +223,7 @@ def add_image(
 def _sha256_of(path: Path) -> str:
     import hashlib
 
-    from ..errors import SztpError
+    from sztp.errors import SztpError
 
     try:
         with path.open("rb") as stream:

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from ..errors import SztpError
+from sztp.errors import SztpError
 
 EXIT_ERROR = 1
 

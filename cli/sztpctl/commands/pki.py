@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 if TYPE_CHECKING:
-    from ..protocol.pki import KeyType
+    from sztp.protocol.pki import KeyType
 
 app = typer.Typer(
     help="Create a lab PKI for trying sztp without a manufacturer.", no_args_is_help=True
@@ -45,7 +45,7 @@ def init(
 
         sztpctl pki init lab-pki --serial SN-0001 --serial SN-0002 --server-name sztp.lab
     """
-    from ..labpki import write_lab_pki
+    from sztp.labpki import write_lab_pki
 
     if key_type not in KEY_TYPES:
         raise typer.BadParameter(

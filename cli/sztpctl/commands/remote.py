@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from ..client import SztpClient
+    from sztp.client import SztpClient
 
 ContextOption = Annotated[
     str | None,
@@ -70,7 +70,7 @@ given_connection = ConnectionOptions()
 def connect() -> SztpClient:
     """A client for the server that the root command's connection options, the environment
     and the config file name."""
-    from ..config import resolve_connection
+    from sztp.config import resolve_connection
 
     return resolve_connection(
         context=given_connection.context,

@@ -27,7 +27,7 @@ from .remote import (
 )
 
 if TYPE_CHECKING:
-    from ..state.fleet import Fleet
+    from sztp.state.fleet import Fleet
 
 
 class ListFormat(enum.StrEnum):
@@ -183,7 +183,7 @@ def _show_command(noun: Noun) -> Callable[..., None]:
             ShowFormat, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
         ] = ShowFormat.YAML,
     ) -> None:
-        from ..state.fleet import dump_fleet, fleet_document
+        from sztp.state.fleet import dump_fleet, fleet_document
 
         with connect() as client:
             resource = client.get(noun.kind, name)
@@ -227,7 +227,7 @@ def _delete_command(noun: Noun) -> Callable[..., None]:
 
 def confirm(question: str, yes: bool) -> None:
     """Ask on a terminal; without one, only --yes goes ahead (a script must say so)."""
-    from ..errors import SztpError
+    from sztp.errors import SztpError
 
     if yes:
         return
@@ -249,8 +249,8 @@ def add_resource(
     replace: bool,
 ) -> None:
     """Create `noun` NAME from the `-f` file's spec with the flags given (not None) on top."""
-    from ..errors import ApiConflictError, ApiValidationError, SztpError
-    from ..state.fleet import FleetError
+    from sztp.errors import ApiConflictError, ApiValidationError, SztpError
+    from sztp.state.fleet import FleetError
 
     spec: dict[str, Any] = {}
     fleet = None
@@ -284,8 +284,8 @@ def add_resource(
 
 def _load_one(kind: str, path: Path) -> tuple["Fleet", str, dict[str, Any]]:
     """The one resource of `kind` a fleet-syntax file holds (file references resolved)."""
-    from ..errors import SztpError
-    from ..state.fleet import load_fleet
+    from sztp.errors import SztpError
+    from sztp.state.fleet import load_fleet
 
     fleet = load_fleet(path)
     found = [
@@ -304,7 +304,8 @@ def _load_one(kind: str, path: Path) -> tuple["Fleet", str, dict[str, Any]]:
 
 def read_text(path: Path | None) -> str | None:
     """A file given to a flag, as text (certificates, scripts, configuration)."""
-    from ..errors import SztpError
+    from sztp.errors import SztpError
+
     from .output import read_bytes
 
     if path is None:

@@ -109,9 +109,9 @@ def run(
     from rich.console import Console
     from rich.markup import escape
 
-    from ..errors import PkiError, SimulationError
-    from ..protocol import pki, restconf
-    from ..simulator import DeviceIdentity, SimulatorConfig, simulate
+    from sztp.errors import PkiError, SimulationError
+    from sztp.protocol import pki, restconf
+    from sztp.simulator import DeviceIdentity, SimulatorConfig, simulate
 
     if bool(uri) == (dhcp_option_hex is not None):
         raise typer.BadParameter("give --uri (repeatable) or --dhcp-option-hex, exactly one")

@@ -40,9 +40,10 @@ def validate(
     any, 0 otherwise. Every variable an {env: VAR} reference names must be set, except, with
     --skip-unset-secrets, a secret's: `apply` and `diff` need them all.
     """
-    from ..protocol import pki
-    from ..state.fleet import load_fleet
-    from ..state.validate import validate_fleet
+    from sztp.protocol import pki
+    from sztp.state.fleet import load_fleet
+    from sztp.state.validate import validate_fleet
+
     from .output import read_bytes
 
     anchors = (

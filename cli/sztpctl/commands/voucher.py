@@ -49,9 +49,10 @@ def create(
     """
     from datetime import UTC, datetime, timedelta
 
-    from ..labpki import load_credential
-    from ..protocol import pki
-    from ..protocol.voucher import create_voucher, sign_voucher
+    from sztp.labpki import load_credential
+    from sztp.protocol import pki
+    from sztp.protocol.voucher import create_voucher, sign_voucher
+
     from .loading import parse_hex
 
     if assertion not in ASSERTIONS:
@@ -80,7 +81,7 @@ def show(
     """Print a voucher's content as JSON (its signature is checked, its signer is not)."""
     import json
 
-    from ..protocol.voucher import encode_voucher_json, read_voucher
+    from sztp.protocol.voucher import encode_voucher_json, read_voucher
 
     voucher = read_voucher(read_bytes(voucher_file))
     typer.echo(json.dumps(json.loads(encode_voucher_json(voucher)), indent=2))
@@ -98,8 +99,8 @@ def verify(
     ],
 ) -> None:
     """Check a voucher as the device would: MASA signature, serial, expiry, pinned owner."""
-    from ..protocol import pki
-    from ..protocol.voucher import verify_voucher
+    from sztp.protocol import pki
+    from sztp.protocol.voucher import verify_voucher
 
     owner_chain = pki.load_certificates_pem(read_bytes(owner_cert))
     voucher = verify_voucher(
@@ -140,8 +141,8 @@ def import_voucher(
         sztpctl voucher import SN-0001.vcj --serial SN-0001 --owner-cert owner-chain.pem
         --trust-anchor masa-ca.pem
     """
-    from ..protocol import pki
-    from ..state.validate import check_pins_owner, read_voucher_for
+    from sztp.protocol import pki
+    from sztp.state.validate import check_pins_owner, read_voucher_for
 
     der = read_bytes(voucher_file)
     anchors = pki.load_certificates_pem(read_bytes(trust_anchor)) if trust_anchor else None

@@ -38,7 +38,7 @@ def watch(
 
     from rich.live import Live
 
-    from ..errors import SztpError
+    from sztp.errors import SztpError
 
     with connect() as client:
         view = _view(client.server, client.fleet_status())  # a first failure is an error

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sztpctl.errors import SztpError, ValidationError
+from sztp.errors import SztpError, ValidationError
 
 from ..store.errors import ConflictError, NotFoundError, StoreError
 

@@ -11,9 +11,9 @@ from typing import Any, overload
 
 from aiohttp import web
 
-from sztpctl.errors import ValidationError
-from sztpctl.protocol import strict_json
-from sztpctl.state import model
+from sztp.errors import ValidationError
+from sztp.protocol import strict_json
+from sztp.state import model
 
 from ..store.base import AUDIT_MAX_AGE_DAYS
 from .errors import ApiError
@@ -26,7 +26,7 @@ COLLECTIONS: Mapping[str, str] = {
 }
 JSON_TYPE = "application/json"
 # Pages: reports per page of GET /api/v1/devices/{serial}/progress unless `limit` asks
-# otherwise (at most sztpctl.progress.MAX_PROGRESS_PAGE); audit entries per page at most.
+# otherwise (at most sztp.progress.MAX_PROGRESS_PAGE); audit entries per page at most.
 DEFAULT_PROGRESS_LIMIT = 100
 MAX_AUDIT_LIMIT = 1000
 

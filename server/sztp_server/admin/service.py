@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
-from sztpctl.errors import ValidationError
-from sztpctl.state.model import DEVICE, STORED_SECRET
-from sztpctl.state.ownership import check_vouchers_authorise_owners
-from sztpctl.state.plan import Change, apply_changes, check_references, plan
-from sztpctl.state.resources import HIDDEN, public_fields, public_view
+from sztp.errors import ValidationError
+from sztp.state.model import DEVICE, STORED_SECRET
+from sztp.state.ownership import check_vouchers_authorise_owners
+from sztp.state.plan import Change, apply_changes, check_references, plan
+from sztp.state.resources import HIDDEN, public_fields, public_view
 
 from ..context import ServerContext, Snapshot
 from ..secret_key import SecretKey

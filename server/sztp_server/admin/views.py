@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sztpctl.progress import derive_status
-from sztpctl.state.plan import Change
-from sztpctl.state.resources import public_fields, public_view
+from sztp.progress import derive_status
+from sztp.state.plan import Change
+from sztp.state.resources import public_fields, public_view
 
 from ..config import ServerConfig
 from ..store.base import utc_now

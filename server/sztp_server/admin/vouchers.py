@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from sztpctl.errors import ValidationError
-from sztpctl.state.resources import DEVICE, StorableVoucher, checked_voucher
+from sztp.errors import ValidationError
+from sztp.state.resources import DEVICE, StorableVoucher, checked_voucher
 
 
 class VoucherChecker:
@@ -59,7 +59,7 @@ class VoucherChecker:
             context = multiprocessing.get_context("forkserver")
             # Workers fork from a server that has the voucher code (cryptography, asn1crypto)
             # imported already, rather than each importing it for its first voucher.
-            context.set_forkserver_preload(["sztpctl.state.resources", "sztpctl.protocol.voucher"])
+            context.set_forkserver_preload(["sztp.state.resources", "sztp.protocol.voucher"])
             self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         return self._pool
 

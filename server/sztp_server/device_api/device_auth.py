@@ -20,9 +20,9 @@ from urllib.parse import unquote
 
 from cryptography import x509
 
-from sztpctl.errors import SztpError, ValidationError
-from sztpctl.passwords import PasswordHash, matches, parse_password_hash, unmatchable_hash
-from sztpctl.protocol import certs, pki
+from sztp.errors import SztpError, ValidationError
+from sztp.passwords import PasswordHash, matches, parse_password_hash, unmatchable_hash
+from sztp.protocol import certs, pki
 
 from ..config import ServerConfig
 from ..context import Snapshot

@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from sztpctl.errors import SztpError
+from sztp.errors import SztpError
 
 from .token_buckets import TokenBuckets
 

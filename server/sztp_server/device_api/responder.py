@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sztpctl.errors import SztpError, VoucherError
-from sztpctl.protocol import bootstrapping_data, cms, conveyed_info, pki, restconf
-from sztpctl.protocol.bootstrapping_data import BootstrappingData
-from sztpctl.protocol.conveyed_info import (
+from sztp.errors import SztpError, VoucherError
+from sztp.protocol import bootstrapping_data, cms, conveyed_info, pki, restconf
+from sztp.protocol.bootstrapping_data import BootstrappingData
+from sztp.protocol.conveyed_info import (
     BootImage,
     BootstrapServer,
     ConveyedInformation,
@@ -30,9 +30,9 @@ from sztpctl.protocol.conveyed_info import (
     OnboardingInformation,
     RedirectInformation,
 )
-from sztpctl.protocol.voucher import check_current
-from sztpctl.state.ownership import served_signed
-from sztpctl.state.resources import IMAGE, PROFILE
+from sztp.protocol.voucher import check_current
+from sztp.state.ownership import served_signed
+from sztp.state.resources import IMAGE, PROFILE
 
 from ..context import Snapshot
 

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from sztpctl import progress
-from sztpctl.errors import SztpError, ValidationError
-from sztpctl.protocol import restconf
-from sztpctl.protocol.restconf import RestconfError, WireFormat
+from sztp import progress
+from sztp.errors import SztpError, ValidationError
+from sztp.protocol import restconf
+from sztp.protocol.restconf import RestconfError, WireFormat
 
 from ..context import ServerContext
 from ..logs import get_logger

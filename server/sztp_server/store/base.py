@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any, Protocol
 
-from sztpctl.state.resources import DEVICE
+from sztp.state.resources import DEVICE
 
 from .errors import ConflictError, StoreError
 from .model import (

@@ -5,7 +5,7 @@ status (409 for `ConflictError`, 404 for `NotFoundError`, 503 for other `StoreEr
 never leak a driver traceback or a database password.
 """
 
-from sztpctl.errors import SztpError
+from sztp.errors import SztpError
 
 
 class StoreError(SztpError):

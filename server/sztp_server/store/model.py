@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sztpctl.progress import StoredReport
+from sztp.progress import StoredReport
 
 # The planner's change is what the store applies: one type from plan to commit.
-from sztpctl.state.plan import Action as ChangeAction
-from sztpctl.state.plan import Change
+from sztp.state.plan import Action as ChangeAction
+from sztp.state.plan import Change
 
 __all__ = [
     "AuditEntry",
@@ -60,7 +60,7 @@ class ProgressRecord:
     id: int = 0
 
     def stored_report(self) -> StoredReport:
-        """What the status derivation of `sztpctl.progress` reads of this report."""
+        """What the status derivation of `sztp.progress` reads of this report."""
         return StoredReport(
             received_at=self.received_at,
             progress_type=self.progress_type,

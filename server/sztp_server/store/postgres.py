@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 
-from sztpctl.state.resources import DEVICE
+from sztp.state.resources import DEVICE
 
 from .base import (
     AUDIT_PRUNE_BATCH,

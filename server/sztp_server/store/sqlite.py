@@ -30,7 +30,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from sztpctl.state.resources import DEVICE
+from sztp.state.resources import DEVICE
 
 from .base import (
     AUDIT_PRUNE_BATCH,

@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from sztpctl.device_status import STATUSES, DeviceStatus
-from sztpctl.errors import ValidationError
-from sztpctl.progress import MAX_PROGRESS_PAGE, group_by_attempt, summarize
-from sztpctl.state.plan import Change
-from sztpctl.state.resources import DEVICE, public_fields
+from sztp.device_status import STATUSES, DeviceStatus
+from sztp.errors import ValidationError
+from sztp.progress import MAX_PROGRESS_PAGE, group_by_attempt, summarize
+from sztp.state.plan import Change
+from sztp.state.resources import DEVICE, public_fields
 
 from ...context import Snapshot
 from ...store.base import utc_now

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sztpctl.errors import ValidationError
-from sztpctl.state.plan import Change, apply_changes, check_references
+from sztp.errors import ValidationError
+from sztp.state.plan import Change, apply_changes, check_references
 
 from ...context import Snapshot
 from ...store.async_store import AsyncStore

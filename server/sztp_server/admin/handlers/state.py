@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from sztpctl.errors import ValidationError
-from sztpctl.state.resources import KINDS, public_view
+from sztp.errors import ValidationError
+from sztp.state.resources import KINDS, public_view
 
 from ..auth import caller
 from ..errors import ApiError

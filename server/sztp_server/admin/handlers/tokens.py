@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from sztpctl.errors import ValidationError
+from sztp.errors import ValidationError
 
 from ...store.async_store import AsyncStore
 from ...store.errors import ConflictError

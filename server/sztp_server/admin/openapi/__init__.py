@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sztpctl import __version__
+from sztp import __version__
 
 from .paths import api_paths
 from .schemas import schemas

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sztpctl.device_status import STATUSES
-from sztpctl.progress import MAX_PROGRESS_PAGE
-from sztpctl.state.resources import KINDS
+from sztp.device_status import STATUSES
+from sztp.progress import MAX_PROGRESS_PAGE
+from sztp.state.resources import KINDS
 
 from ...store.base import AUDIT_MAX_AGE_DAYS
 from ..requests import DEFAULT_PROGRESS_LIMIT, MAX_AUDIT_LIMIT

@@ -1,6 +1,6 @@
 """The component schemas of the admin API's OpenAPI document.
 
-The spec schemas are rendered from the kit's resource model (`sztpctl.state.model`): the same
+The spec schemas are rendered from the kit's resource model (`sztp.state.model`): the same
 fields, types, limits, choices and help the fleet file's schema and the normalisers use. They
 are a guide for clients and for contract tests; `normalize_spec` stays the authority (it also
 checks what JSON Schema cannot: certificates, vouchers, references).
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sztpctl.state import model
-from sztpctl.state.model import KINDS, MODEL, Entry, Field, FieldType
+from sztp.state import model
+from sztp.state.model import KINDS, MODEL, Entry, Field, FieldType
 
 from ..errors import ERROR_CODES, INTERNAL_ERROR
 

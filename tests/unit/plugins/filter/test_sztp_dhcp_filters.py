@@ -110,7 +110,7 @@ def test_bad_family_or_encoding(argument: str, value: object) -> None:
 @pytest.mark.parametrize(
     ("version", "error", "message"),
     [
-        (None, "No module named 'sztpctl'", "the sztp Python package is missing"),
+        (None, "No module named 'sztp'", "the sztp Python package is missing"),
         ("0.2.0", None, "sztp 0.2.0 is installed, but this collection needs sztp 0.1.x"),
         ("1.1.3", None, "sztp 1.1.3 is installed, but this collection needs sztp 0.1.x"),
     ],

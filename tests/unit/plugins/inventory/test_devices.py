@@ -14,7 +14,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import inventory_loader
 from ansible_collections.sztp.bootstrap.plugins.inventory import devices as plugin_module
 
-from sztpctl.errors import ServerUnreachable
+from sztp.errors import ServerUnreachable
 
 TOKEN = "inv-s3cr3t-token"
 PLUGIN = "sztp.bootstrap.devices"

@@ -29,16 +29,16 @@ import pytest
 from aiohttp.test_utils import TestServer
 from ansible.module_utils.testing import patch_module_args
 
+from sztp.client import SztpClient
+from sztp.errors import ServerUnreachable
+from sztp.state.model import STORED_SECRET
+from sztp.state.resources import KINDS, OWNER
 from sztp_server.admin import build_admin_app
 from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext
 from sztp_server.secret_key import SecretKey
 from sztp_server.store import ProgressRecord, StoredResource, open_store
 from sztp_server.tokens import ADMIN, new_token_record
-from sztpctl.client import SztpClient
-from sztpctl.errors import ServerUnreachable
-from sztpctl.state.model import STORED_SECRET
-from sztpctl.state.resources import KINDS, OWNER
 
 MODULE_UTILS = "ansible_collections.sztp.bootstrap.plugins.module_utils.sztp"
 TOKEN = "s3cr3t-t0ken-value"

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from ansible_collections.sztp.bootstrap.plugins.modules import owner, trust_anchor, voucher
 
-from sztpctl.protocol import pki
-from sztpctl.protocol import voucher as vouchers
+from sztp.protocol import pki
+from sztp.protocol import voucher as vouchers
 
 SERIAL = "SN-OV-1"
 PROFILE = {"type": "onboarding", "signing": "when-requested"}

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from sztpctl.errors import ChainError, ValidationError
+from sztp.errors import ChainError, ValidationError
 
 # Longer paths than this are certainly a loop or an attack, never a real SZTP PKI. Also the
 # most certificates a peer may present for one path (leaf and intermediates).

@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from sztpctl.errors import CmsError, SignatureError, ValidationError
-from sztpctl.protocol import certs
-from sztpctl.protocol.oids import ID_DATA, ID_SIGNED_DATA
-from sztpctl.protocol.pki import Credential, PrivateKey, signature_hash
+from sztp.errors import CmsError, SignatureError, ValidationError
+from sztp.protocol import certs
+from sztp.protocol.oids import ID_DATA, ID_SIGNED_DATA
+from sztp.protocol.pki import Credential, PrivateKey, signature_hash
 
 _DOTTED_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {

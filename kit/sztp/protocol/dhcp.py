@@ -26,7 +26,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
-from sztpctl.errors import DhcpEncodingError
+from sztp.errors import DhcpEncodingError
 
 OPTION_V4_SZTP_REDIRECT = 143
 OPTION_V6_SZTP_REDIRECT = 136

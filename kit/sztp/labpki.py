@@ -20,8 +20,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from sztpctl.errors import PkiError, ValidationError
-from sztpctl.protocol import pki
+from sztp.errors import PkiError, ValidationError
+from sztp.protocol import pki
 
 _PRIVATE_MODE = 0o600
 _PUBLIC_MODE = 0o644

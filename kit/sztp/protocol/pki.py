@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sztpctl.errors import PkiError, ValidationError
+from sztp.errors import PkiError, ValidationError
 
 KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey

@@ -1,4 +1,4 @@
-"""The statuses a device can be in, declared once: the server computes them (sztpctl.progress),
+"""The statuses a device can be in, declared once: the server computes them (sztp.progress),
 the API, the CLI, the modules and the inventory plugin show and filter by them. Light on
 purpose: the CLI imports it at start-up."""
 

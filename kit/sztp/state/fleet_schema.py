@@ -1,7 +1,7 @@
 """The fleet file's JSON Schema (draft 2020-12), rendered from the declared model.
 
 The loader reads the checked-in `fleet.schema.json` (published for editors and pipelines);
-`python -m sztpctl.state.fleet_schema` writes it again, and a test fails when the two differ.
+`python -m sztp.state.fleet_schema` writes it again, and a test fails when the two differ.
 The `dhcp` section is not a resource kind and is declared here.
 """
 

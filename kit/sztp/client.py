@@ -294,7 +294,7 @@ class SztpClient:
         Follows the server's pages from the newest back; the history is bounded per device
         (`reports_per_device`, `report_bytes_per_device`), so this is too.
         """
-        # Imported here: sztpctl.progress brings the RESTCONF and CMS code (cryptography,
+        # Imported here: sztp.progress brings the RESTCONF and CMS code (cryptography,
         # asn1crypto) that every other command, `apply` among them, would load for nothing.
         from .progress import MAX_PROGRESS_PAGE
 

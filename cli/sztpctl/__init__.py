@@ -3,17 +3,12 @@
 Keep this module free of heavy imports: `sztpctl --help` must start fast.
 """
 
-import sys
-
 
 def main() -> None:
     """The `sztpctl` console script: the CLI, or the install command when its extra is missing."""
-    from sztp.extras import missing_extra
+    from sztp.extras import require_extra
 
-    problem = missing_extra("cli", "sztpctl")
-    if problem:
-        print(problem, file=sys.stderr)
-        raise SystemExit(1)
+    require_extra("cli", "sztpctl")
     from .commands import main as run
 
     run()

@@ -7,6 +7,7 @@ answers `sztpctl` with the install command instead of an ImportError.
 
 from __future__ import annotations
 
+import sys
 from importlib.util import find_spec
 
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
@@ -24,3 +25,11 @@ def missing_extra(extra: str, program: str) -> str | None:
         f"{program} needs the sztp distribution's '{extra}' extra "
         f"(missing: {', '.join(missing)}): pip install 'sztp[{extra}]'"
     )
+
+
+def require_extra(extra: str, program: str) -> None:
+    """Exit with status 1 and the install command when the extra's modules are missing."""
+    problem = missing_extra(extra, program)
+    if problem:
+        print(problem, file=sys.stderr)
+        raise SystemExit(1)

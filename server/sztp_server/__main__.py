@@ -44,12 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument("-c", "--config", type=Path, help="YAML configuration file")
     arguments = parser.parse_args(argv)
 
-    from sztp.extras import missing_extra
+    from sztp.extras import require_extra
 
-    problem = missing_extra("server", "sztp-server")
-    if problem:
-        print(problem, file=sys.stderr)
-        sys.exit(1)
+    require_extra("server", "sztp-server")
 
     from sztp.errors import SztpError
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from sztp.extras import EXTRA_MODULES
+
 ROOT = Path(__file__).resolve().parents[2]
-EXTRA_LIBRARIES = ("typer", "rich", "aiohttp", "psycopg")
+EXTRA_LIBRARIES = tuple(module for modules in EXTRA_MODULES.values() for module in modules)
 # A module set to None in sys.modules cannot be imported and is not found by find_spec, as if
 # it were not installed.
 WITHOUT_EXTRAS = f"import sys\nfor name in {EXTRA_LIBRARIES!r}:\n    sys.modules[name] = None\n"

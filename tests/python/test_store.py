@@ -583,6 +583,92 @@ def test_postgres_report_racing_its_device_delete_is_not_kept(postgres_url: str)
         opened.close()
 
 
+def test_sqlite_reports_live_in_a_file_of_their_own(tmp_path: Path) -> None:
+    path = tmp_path / "sztp.db"
+    opened = open_store(f"sqlite://{path}")
+    try:
+        add_devices(opened, "SN-1")
+        assert opened.add_report(report("SN-1", "bootstrap-initiated")) is True
+    finally:
+        opened.close()
+    reports_file = tmp_path / "sztp-reports.db"
+    assert stat.S_IMODE(reports_file.stat().st_mode) == 0o600
+    with contextlib.closing(sqlite3.connect(path)) as state:
+        tables = {name for (name,) in state.execute("SELECT name FROM sqlite_master")}
+    assert "resources" in tables and not tables & {"reports", "report_heads"}
+    with contextlib.closing(sqlite3.connect(reports_file)) as reports:
+        assert reports.execute("SELECT serial, progress_type FROM reports").fetchall() == [
+            ("SN-1", "bootstrap-initiated")
+        ]
+
+
+def test_sqlite_report_is_stored_while_the_state_file_is_locked(tmp_path: Path) -> None:
+    """What a bulk apply in another process holds does not hold up a device's report."""
+    path = tmp_path / "sztp.db"
+    opened = open_store(f"sqlite://{path}")
+    outcome: list[bool] = []
+    try:
+        add_devices(opened, "SN-1")
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            reporter = threading.Thread(
+                target=lambda: outcome.append(opened.add_report(report("SN-1", "informational")))
+            )
+            reporter.start()
+            reporter.join(timeout=5)
+            assert outcome == [True], "the report waited for the state file's lock"
+            holder.execute("ROLLBACK")
+        assert [record.progress_type for record in opened.reports("SN-1")] == ["informational"]
+    finally:
+        opened.close()
+
+
+def test_reports_racing_device_deletes_are_never_kept(store: Store) -> None:
+    """Reports sent back to back while the device is deleted and re-created: right after each
+    delete, and in the re-created device's history, no report of the deleted one is left."""
+    add_devices(store, "SN-1")
+    stop = threading.Event()
+    stored: list[bool] = []
+
+    def report_until_stopped() -> None:
+        while not stop.is_set():
+            stored.append(store.add_report(report("SN-1", "informational")))
+
+    reporter = threading.Thread(target=report_until_stopped)
+    reporter.start()
+    try:
+        for _ in range(20):
+            time.sleep(0.01)
+            store.apply([Change("delete", "device", "SN-1", None)], actor="test")
+            assert store.reports("SN-1") == []
+            assert store.report_summary("SN-1") is None
+            add_devices(store, "SN-1")
+    finally:
+        stop.set()
+        reporter.join(timeout=30)
+    assert True in stored and False in stored  # the race was run, both ways
+    summary = store.report_summary("SN-1")
+    assert summary is None or summary.report_count == len(store.reports("SN-1"))
+
+
+def test_sqlite_open_drops_reports_a_crash_left_behind(tmp_path: Path) -> None:
+    """A crash between the commits of the two files can leave a deleted device's reports."""
+    path = tmp_path / "sztp.db"
+    opened = open_store(f"sqlite://{path}")
+    add_devices(opened, "SN-KEPT", "SN-GONE")
+    opened.add_report(report("SN-KEPT", "bootstrap-initiated"))
+    opened.add_report(report("SN-GONE", "bootstrap-initiated"))
+    opened.close()
+    with contextlib.closing(sqlite3.connect(path)) as state, state:
+        state.execute("DELETE FROM resources WHERE name = 'SN-GONE'")
+    reopened = open_store(f"sqlite://{path}")
+    try:
+        assert set(reopened.latest_reports()) == {"SN-KEPT"}
+        assert reopened.reports("SN-GONE") == []
+    finally:
+        reopened.close()
+
+
 def lock_waiters(postgres_url: str) -> int:
     import psycopg
 
@@ -1059,6 +1145,31 @@ def test_postgres_pool_of_one_serialises_calls(postgres_url: str) -> None:
         reader.join(timeout=30)
         assert revisions == [1]
     finally:
+        opened.close()
+
+
+def test_postgres_pool_serves_callers_in_turn(postgres_url: str) -> None:
+    """A thread calling back to back does not keep the pool's one connection from a waiter."""
+    opened = open_store(postgres_url, pool_size=1)
+    stop = threading.Event()
+
+    def call_until_stopped() -> None:
+        while not stop.is_set():
+            opened.revision()
+
+    busy = threading.Thread(target=call_until_stopped)
+    busy.start()
+    try:
+        served: list[int] = []
+        for _ in range(20):
+            waiter = threading.Thread(target=lambda: served.append(opened.revision()))
+            waiter.start()
+            waiter.join(timeout=10)
+            assert not waiter.is_alive(), "a caller waited behind a busy one for 10 s"
+        assert served == [0] * 20
+    finally:
+        stop.set()
+        busy.join(timeout=30)
         opened.close()
 
 

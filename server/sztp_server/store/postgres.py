@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins  # in the store classes a bare `list` would name their list() method
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -454,8 +455,22 @@ class PostgresStore:
         self._pool.close()
 
 
+class _Waiter:
+    """A caller queued for a connection: handed one, or the right to open one."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.woken = threading.Condition(lock)
+        self.connection: psycopg.Connection[Any] | None = None
+        self.may_open = False
+
+
 class _ConnectionPool:
-    """Up to `size` connections, opened when no idle one is left and kept for the next call."""
+    """Up to `size` connections, opened when no idle one is left and kept for the next call.
+
+    Callers are served first come, first served: a returned connection goes to the longest
+    waiting caller, so a thread calling back to back (a device's reports) cannot starve another
+    (an admin's apply) by taking its connection back before the waiter wakes.
+    """
 
     def __init__(
         self, connect: Callable[[], psycopg.Connection[Any]], size: int, redacted_url: str
@@ -466,9 +481,10 @@ class _ConnectionPool:
         self._size = size
         self._redacted_url = redacted_url
         self._idle: list[psycopg.Connection[Any]] = []
+        self._waiters: deque[_Waiter] = deque()
         self._open = 0
         self._closed = False
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -479,44 +495,63 @@ class _ConnectionPool:
             self._give_back(connection)
 
     def _take(self) -> psycopg.Connection[Any]:
-        with self._changed:
-            while True:
-                if self._closed:
-                    raise StoreError(f"store {self._redacted_url} is closed")
-                if self._idle:
-                    return self._idle.pop()
-                if self._open < self._size:
-                    self._open += 1
-                    break
-                self._changed.wait()
+        with self._lock:
+            self._check_open()
+            if not self._waiters and self._idle:
+                return self._idle.pop()
+            if not self._waiters and self._open < self._size:
+                self._open += 1
+            else:
+                waiter = _Waiter(self._lock)
+                self._waiters.append(waiter)
+                while waiter.connection is None and not waiter.may_open and not self._closed:
+                    waiter.woken.wait()
+                if waiter.connection is not None:
+                    return waiter.connection
+                if not waiter.may_open:
+                    self._waiters.remove(waiter)
+                    self._check_open()
         try:
             return self._connect()
         except BaseException:
             self._forget()
             raise
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self._redacted_url} is closed")
+
     def _give_back(self, connection: psycopg.Connection[Any]) -> None:
-        with self._changed:
+        with self._lock:
             if not (self._closed or connection.closed or connection.broken):
-                self._idle.append(connection)
-                self._changed.notify()
+                if self._waiters:
+                    waiter = self._waiters.popleft()
+                    waiter.connection = connection
+                    waiter.woken.notify()
+                else:
+                    self._idle.append(connection)
                 return
         connection.close()
         self._forget()
 
     def _forget(self) -> None:
-        """One connection fewer: a waiting caller may open a new one."""
-        with self._changed:
-            self._open -= 1
-            self._changed.notify()
+        """One connection fewer: the longest waiting caller may open a new one."""
+        with self._lock:
+            if self._waiters and not self._closed:
+                waiter = self._waiters.popleft()
+                waiter.may_open = True
+                waiter.woken.notify()
+            else:
+                self._open -= 1
 
     def close(self) -> None:
         """Close the idle connections now, and those in use when they come back."""
-        with self._changed:
+        with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
             self._open -= len(idle)
-            self._changed.notify_all()
+            for waiter in self._waiters:
+                waiter.woken.notify()
         for connection in idle:
             connection.close()
 

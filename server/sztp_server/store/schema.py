@@ -8,7 +8,9 @@ must gain a migration together, with the same version number.
 Rows: `store_state` holds the single global revision; `resources` the admin resources;
 `reports` the bounded progress history (each row with its size), with `report_heads` keeping
 each device's latest report id, report count and byte total so status and pruning never scan
-the history; `audit` the admin change log; `tokens` API token hashes.
+the history; `audit` the admin change log; `tokens` API token hashes. On SQLite, `reports` and
+`report_heads` live in a file of their own (`REPORTS_FILE_SCHEMA`), so that a report does not
+wait for the state file's write lock.
 """
 
 from __future__ import annotations
@@ -24,6 +26,36 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+
+
+# The name under which SQLite attaches the reports file to every connection.
+REPORTS_SCHEMA = "progress"
+
+# The reports file's tables, created before the migrations run (migration 4 moves the rows an
+# older database holds into them). The columns of `reports`/`report_heads` after migration 2,
+# in the same order.
+REPORTS_FILE_SCHEMA: tuple[str, ...] = (
+    f"""CREATE TABLE IF NOT EXISTS {REPORTS_SCHEMA}.reports (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        serial TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        progress_type TEXT NOT NULL,
+        message TEXT,
+        source_address TEXT,
+        attempt INTEGER NOT NULL,
+        ssh_host_keys TEXT NOT NULL,
+        trust_anchor_certs TEXT NOT NULL,
+        truncated INTEGER NOT NULL DEFAULT 0,
+        size_bytes INTEGER NOT NULL DEFAULT 0
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.reports_by_serial ON reports (serial, id)",
+    f"""CREATE TABLE IF NOT EXISTS {REPORTS_SCHEMA}.report_heads (
+        serial TEXT PRIMARY KEY,
+        latest_id INTEGER NOT NULL,
+        report_count INTEGER NOT NULL,
+        report_bytes INTEGER NOT NULL DEFAULT 0
+    )""",
+)
 
 
 class SqlRunner(Protocol):
@@ -111,6 +143,16 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
         "audit entries found by time, for retention",
         ("CREATE INDEX audit_by_time ON audit (at)",),
     ),
+    Migration(
+        4,
+        "progress reports in a file of their own",
+        (
+            f"INSERT OR IGNORE INTO {REPORTS_SCHEMA}.reports SELECT * FROM main.reports",  # noqa: S608
+            f"INSERT OR IGNORE INTO {REPORTS_SCHEMA}.report_heads SELECT * FROM main.report_heads",  # noqa: S608
+            "DROP TABLE main.reports",
+            "DROP TABLE main.report_heads",
+        ),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -189,6 +231,9 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         "audit entries found by time, for retention",
         ("CREATE INDEX audit_by_time ON audit (at)",),
     ),
+    # In step with SQLite's migration 4; one PostgreSQL database takes reports without waiting
+    # for an admin's commit already (row locks, not a file lock).
+    Migration(4, "progress reports in a file of their own (SQLite only)", ()),
 )
 
 

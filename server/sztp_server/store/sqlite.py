@@ -3,17 +3,27 @@
 Over 500 lines on purpose: it is every `Store` method in this dialect's SQL, kept in one file
 so that it reads side by side with `postgres.py`.
 
+Two files: the state (`sztp.db`: resources, audit, tokens) and, beside it, the progress
+reports (`sztp-reports.db`), attached to every connection as schema `progress`. SQLite has one
+writer per file, so a device's report never waits for an admin's bulk commit to the state.
+
 Concurrency: each thread gets its own connection (aiohttp handlers run on the event-loop
 thread and in `asyncio.to_thread` workers), so readers never wait for one another and, thanks to
-WAL, never wait for the writer either. Writes are serialised by a process-wide lock (cheap,
-fair hand-off between threads) and across processes by `BEGIN IMMEDIATE` plus `busy_timeout`,
-which also makes the revision check of `apply` race-free.
+WAL, never wait for the writer either. Writes to each file are serialised by a process-wide lock
+(cheap, fair hand-off between threads) and across processes by SQLite's file lock plus
+`busy_timeout`. An admin write locks the state file first, by updating its revision row
+(`BEGIN IMMEDIATE` would lock the reports file too); that makes the revision check of `apply`
+race-free. A report locks the reports file by inserting first, then checks that its device
+exists; an apply that deletes devices deletes their reports last, so whichever of the two
+commits second sees the other (no report of a deleted device is kept).
 
-Durability: the database runs in WAL mode with `synchronous=NORMAL`, where a commit is
-atomic and survives a killed process but the newest commits can be lost on power failure
-(the database stays consistent). Admin writes (`apply`, tokens) switch to `synchronous=FULL`
-for their transaction, so a change acknowledged to an admin survives power loss as well; only
-progress reports, frequent and re-sent by devices, take the cheaper path.
+Durability: both files run in WAL mode with `synchronous=NORMAL`, where a commit is atomic and
+survives a killed process but the newest commits can be lost on power failure (the database
+stays consistent). Admin writes (`apply`, tokens) switch the state file to `synchronous=FULL`
+for their transaction, so a change acknowledged to an admin survives power loss as well;
+progress reports, frequent and re-sent by devices, take the cheaper path. A transaction over
+both files is atomic in each; after a crash between the two, the sweep at open drops the reports
+of devices that no longer exist.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from itertools import groupby
 from pathlib import Path
@@ -62,11 +72,13 @@ from .model import (
     StoredResource,
     TokenRecord,
 )
-from .schema import SQLITE_MIGRATIONS, migrate
+from .schema import REPORTS_FILE_SCHEMA, REPORTS_SCHEMA, SQLITE_MIGRATIONS, migrate
 
 BUSY_TIMEOUT_MS = 10_000
 # Above every id SQLite hands out: "before no id" pages from the newest report.
 _UNBOUNDED_ID = 2**63 - 1
+# Takes the state file's write lock at once, and only that file's (a no-op write of its one row).
+_LOCK_STATE = "UPDATE store_state SET revision = revision WHERE id = 1"
 
 
 # Each statement writes a whole run of changes, read from one JSON array parameter (rows of
@@ -98,10 +110,15 @@ class SqliteStore:
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._reports_lock = threading.Lock()
         self._closed = False
         _create_private_file(path)
-        with self._write_transaction(durable=True) as connection:
+        _create_private_file(reports_path(path))
+        with self._write_transaction(durable=True, both_files=True) as connection:
+            for statement in REPORTS_FILE_SCHEMA:
+                connection.execute(statement)
             migrate(connection, SQLITE_MIGRATIONS)
+            _sweep_orphan_reports(connection)
 
     # -- connections and transactions ------------------------------------------------------
 
@@ -131,6 +148,18 @@ class SqliteStore:
                     )
                 connection.execute("PRAGMA synchronous = NORMAL")
                 connection.execute("PRAGMA foreign_keys = ON")
+                connection.execute(
+                    f"ATTACH DATABASE ? AS {REPORTS_SCHEMA}", (str(reports_path(self._path)),)
+                )
+                (mode,) = connection.execute(
+                    f"PRAGMA {REPORTS_SCHEMA}.journal_mode = WAL"
+                ).fetchone()
+                if mode != "wal":
+                    raise StoreError(
+                        f"database {reports_path(self._path)} cannot use WAL journaling "
+                        f"(got {mode!r}); put it on a local file system"
+                    )
+                connection.execute(f"PRAGMA {REPORTS_SCHEMA}.synchronous = NORMAL")
             except BaseException:
                 connection.close()
                 raise
@@ -157,13 +186,21 @@ class SqliteStore:
             yield connection
 
     @contextmanager
-    def _write_transaction(self, *, durable: bool) -> Iterator[sqlite3.Connection]:
+    def _write_transaction(
+        self, *, durable: bool, both_files: bool = False
+    ) -> Iterator[sqlite3.Connection]:
+        """A transaction holding the state file's write lock from its start (and the reports
+        file's too with `both_files`, for the schema at open)."""
         connection = self._connection()
         with self._write_lock, self._translate_errors():
             if durable:
                 connection.execute("PRAGMA synchronous = FULL")
             try:
-                connection.execute("BEGIN IMMEDIATE")
+                if both_files:
+                    connection.execute("BEGIN IMMEDIATE")
+                else:
+                    connection.execute("BEGIN")
+                    connection.execute(_LOCK_STATE)
                 try:
                     yield connection
                     connection.execute("COMMIT")
@@ -174,6 +211,22 @@ class SqliteStore:
             finally:
                 if durable:
                     connection.execute("PRAGMA synchronous = NORMAL")
+
+    @contextmanager
+    def _report_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A transaction whose first statement must write the reports file: it takes that
+        file's lock only, never the state file's."""
+        connection = self._connection()
+        with self._reports_lock, self._translate_errors():
+            connection.execute("BEGIN")
+            try:
+                yield connection
+                if connection.in_transaction:
+                    connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
 
     # -- resources ------------------------------------------------------------------------
 
@@ -238,14 +291,15 @@ class SqliteStore:
                 existing = _existing(connection, changes)
             finally:
                 connection.execute("COMMIT")
-        with self._write_transaction(durable=True) as connection:
+        # The reports lock, when devices go, is taken last and held through the commit.
+        with ExitStack() as reports_held, self._write_transaction(durable=True) as connection:
             current = _current_revision(connection)
             check_expected_revision(current, expected_revision)
             if current != read_at:
                 existing = _existing(connection, changes)
             check_changes(changes, existing)
             new_revision = current + 1
-            self._write_changes(connection, runs, deleted, new_revision, now)
+            self._write_changes(connection, runs, new_revision, now)
             connection.execute(
                 "INSERT INTO audit (at, actor, action, kind, name, detail) SELECT ?, ?, "
                 "json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
@@ -254,20 +308,22 @@ class SqliteStore:
                 (now, actor, audit_rows),
             )
             connection.execute("UPDATE store_state SET revision = ? WHERE id = 1", (new_revision,))
+            if deleted != "[]":
+                # Last, so the reports file is locked only for the rest of this transaction.
+                reports_held.enter_context(self._reports_lock)
+                _delete_reports(connection, deleted)
         return new_revision
 
     def _write_changes(
         self,
         connection: sqlite3.Connection,
         runs: Sequence[tuple[ChangeAction, str]],
-        deleted_serials: str,
         revision: int,
         now: str,
     ) -> None:
         for action, rows in runs:
             parameters = (rows,) if action == "delete" else (revision, now, now, rows)
             connection.execute(_RESOURCE_SQL[action], parameters)
-        _delete_reports(connection, deleted_serials)
 
     # -- progress reports -------------------------------------------------------------------
 
@@ -280,16 +336,18 @@ class SqliteStore:
     ) -> bool:
         check_report_bound(keep_per_device, bytes_per_device)
         values = report_values(record, _encode_time(record.received_at))
-        with self._write_transaction(durable=False) as connection:
-            # Writers are serialised, so a device deleted before this cannot come back after.
-            if not connection.execute(
-                "SELECT 1 FROM resources WHERE kind = ? AND name = ?", (DEVICE, record.serial)
-            ).fetchone():
-                return False
+        with self._report_transaction() as connection:
+            # Insert first: the reports file is then locked, so an apply deleting this device
+            # either committed before (and the check below fails) or deletes this report too.
             report_id = connection.execute(
                 f"INSERT INTO reports ({REPORT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                 values,
             ).lastrowid
+            if not connection.execute(
+                "SELECT 1 FROM resources WHERE kind = ? AND name = ?", (DEVICE, record.serial)
+            ).fetchone():
+                connection.execute("ROLLBACK")
+                return False
             connection.execute(
                 "INSERT INTO report_heads (serial, latest_id, report_count, report_bytes) "
                 "VALUES (?, ?, 1, ?) ON CONFLICT (serial) DO UPDATE SET "
@@ -348,7 +406,7 @@ class SqliteStore:
         return {record.serial: record for record in map(_report, rows)}
 
     def delete_reports(self, serial: str) -> None:
-        with self._write_transaction(durable=False) as connection:
+        with self._report_transaction() as connection:
             _delete_reports(connection, json.dumps([serial]))
 
     # -- audit ------------------------------------------------------------------------------
@@ -457,6 +515,11 @@ class SqliteStore:
             connection.close()
 
 
+def reports_path(path: Path) -> Path:
+    """The reports file that goes with the state file `path` (`sztp.db` → `sztp-reports.db`)."""
+    return path.with_name(f"{path.stem}-reports{path.suffix}")
+
+
 def _create_private_file(path: Path) -> None:
     """Create the database file owner-only before SQLite does (its -wal/-shm files inherit
     the mode); an existing file keeps the mode its administrator chose."""
@@ -524,6 +587,20 @@ def _delete_reports(connection: sqlite3.Connection, serials: str) -> None:
     )
     connection.execute(
         "DELETE FROM report_heads WHERE serial IN (SELECT value FROM json_each(?))", (serials,)
+    )
+
+
+def _sweep_orphan_reports(connection: sqlite3.Connection) -> None:
+    """Drop the reports of devices that no longer exist: left only by a crash between the
+    commits of the two files, when an apply that deleted devices was cut short."""
+    connection.execute(
+        "DELETE FROM reports WHERE serial IN (SELECT serial FROM report_heads "
+        "WHERE serial NOT IN (SELECT name FROM resources WHERE kind = ?))",
+        (DEVICE,),
+    )
+    connection.execute(
+        "DELETE FROM report_heads WHERE serial NOT IN (SELECT name FROM resources WHERE kind = ?)",
+        (DEVICE,),
     )
 
 

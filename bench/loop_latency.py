@@ -63,7 +63,7 @@ WHERE_THE_TIME_GOES = (
     "hundreds of reports during them; single pairs gave too few samples for a p99), the code "
     "before gave a `report-progress` p99 during the applies of 150 ms on SQLite and 91 ms on "
     "PostgreSQL, and four runs of the new code 81-104 ms and 81-129 ms; "
-    "`get-bootstrapping-data` stayed at 10-16 ms. So SQLite's reports gained, but both "
+    "`get-bootstrapping-data` stayed at 10-24 ms. So SQLite's reports gained, but both "
     "backends miss 50 ms, and the lock is no longer the cause. Timed inside the server, a "
     "report spent up to 30 ms waiting for a device worker and up to 64 ms in its store call "
     "with no lock held by anyone else: the time goes to the GIL. The apply's Python work "

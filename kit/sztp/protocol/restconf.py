@@ -21,19 +21,17 @@ except RFC 9646 `csr-support`, whose presence is recorded and whose content is i
 
 import contextlib
 import enum
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
 from urllib.parse import urlsplit
-from xml.etree.ElementTree import Element
 
 from ..errors import ValidationError
-from . import strict_json, strict_xml
+from . import strict_json, strict_xml, yang_codec
 from .bootstrapping_data import BootstrappingData, encode_output_json
 from .oids import MEDIA_TYPE_JSON, MEDIA_TYPE_XML
+from .yang_codec import Container, Document, Leaf, LeafList, List, Tree
 
 MODULE = "ietf-sztp-bootstrap-server"
 NAMESPACE = "urn:ietf:params:xml:ns:yang:ietf-sztp-bootstrap-server"
@@ -48,7 +46,6 @@ _NAMESPACE_BY_MODULE = {
     RESTCONF_MODULE: RESTCONF_NAMESPACE,
     CSR_MODULE: CSR_NAMESPACE,
 }
-_MODULE_BY_NAMESPACE = {namespace: module for module, namespace in _NAMESPACE_BY_MODULE.items()}
 
 RPC_GET_BOOTSTRAPPING_DATA = f"{MODULE}:get-bootstrapping-data"
 RPC_REPORT_PROGRESS = f"{MODULE}:report-progress"
@@ -139,14 +136,9 @@ HTTP_STATUS_FOR_TAG: Mapping[str, int] = MappingProxyType(
     }
 )
 
-# Characters a YANG string may hold (XML 1.0 characters); also rejects lone surrogates, which
-# JSON escapes can produce, and NUL, which no database text column stores.
-_NON_XML_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # type/subtype, each an RFC 9110 token.
 _MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+/[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
-# Module-name prefixes of an instance-identifier in JSON form (RFC 7951 §6.11).
-_PATH_MODULE = re.compile(r"/([A-Za-z_][A-Za-z0-9_.-]*):")
 # An instance-identifier as this codec writes one: steps of [module:]name, each maybe with
 # list positions, e.g. ietf-sztp-bootstrap-server:input/ssh-host-keys[0]/key-data.
 _STEP = r"(?:[A-Za-z_][A-Za-z0-9_.-]*:)?[A-Za-z_][A-Za-z0-9_.-]*(?:\[[0-9]+\])*"
@@ -282,7 +274,7 @@ def _encodable_path(path: str) -> bool:
 def echo(text: str) -> str:
     """`text` shortened to `_MAX_ECHO` characters, with those XML cannot carry escaped."""
     shown = text if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + "…"
-    return _NON_XML_CHARACTER.sub(lambda match: f"\\u{ord(match.group()):04x}", shown)
+    return yang_codec.NON_XML_CHARACTER.sub(lambda match: f"\\u{ord(match.group()):04x}", shown)
 
 
 # --------------------------------------------------------------------------- negotiation
@@ -373,125 +365,93 @@ def operation_path(restconf_root: str, rpc: str) -> str:
 # --------------------------------------------------------------------------- schemas
 
 
-class _Leaf(enum.Enum):
-    STRING = "string"
-    EMPTY = "empty"
-    BINARY = "binary"
-    # An instance-identifier, kept in its JSON form (module names as prefixes).
-    PATH = "instance-identifier"
-    # anydata, or a container accepted without reading it; only its presence is recorded.
-    OPAQUE = "opaque"
-
-
-@dataclass(frozen=True)
-class _Container:
-    # Member names in schema order; a member from another module is qualified `module:name`.
-    members: Mapping[str, "_Schema"]
-    mandatory: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class _List:
-    entry: _Container
-
-
-@dataclass(frozen=True)
-class _LeafList:
-    leaf: _Leaf
-
-
-_Schema = _Leaf | _Container | _List | _LeafList
-# A decoded node: str, bytes, True (empty leaf, opaque node), dict (container), list.
-_Tree = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class _Document:
-    module: str
-    name: str
-    schema: _Container
-    max_size: int
-    # RFC 8040 §3.6.1: an RPC request without input has no body.
-    empty_body_allowed: bool = False
-
-    @property
-    def namespace(self) -> str:
-        return _NAMESPACE_BY_MODULE[self.module]
-
-    @property
-    def path(self) -> str:
-        return f"{self.module}:{self.name}"
+def _rpc_document(
+    module: str,
+    name: str,
+    schema: Container,
+    max_size: int,
+    *,
+    empty_body_allowed: bool = False,
+) -> Document:
+    return Document(
+        module=module,
+        namespaces=_NAMESPACE_BY_MODULE,
+        path=f"{module}:{name}",
+        roots={name: schema},
+        max_size=max_size,
+        empty_body_allowed=empty_body_allowed,
+    )
 
 
 _CSR_SUPPORT = f"{CSR_MODULE}:csr-support"
-_GET_INPUT = _Document(
+_GET_INPUT = _rpc_document(
     MODULE,
     "input",
-    _Container(
+    Container(
         {
-            "signed-data-preferred": _Leaf.EMPTY,
-            "hw-model": _Leaf.STRING,
-            "os-name": _Leaf.STRING,
-            "os-version": _Leaf.STRING,
-            "nonce": _Leaf.BINARY,
-            _CSR_SUPPORT: _Leaf.OPAQUE,
+            "signed-data-preferred": Leaf.EMPTY,
+            "hw-model": Leaf.STRING,
+            "os-name": Leaf.STRING,
+            "os-version": Leaf.STRING,
+            "nonce": Leaf.BINARY,
+            _CSR_SUPPORT: Leaf.OPAQUE,
         }
     ),
     MAX_INPUT_SIZE,
     empty_body_allowed=True,
 )
-_REPORT_INPUT = _Document(
+_REPORT_INPUT = _rpc_document(
     MODULE,
     "input",
-    _Container(
+    Container(
         {
-            "progress-type": _Leaf.STRING,
-            "message": _Leaf.STRING,
-            "ssh-host-keys": _Container(
+            "progress-type": Leaf.STRING,
+            "message": Leaf.STRING,
+            "ssh-host-keys": Container(
                 {
-                    "ssh-host-key": _List(
-                        _Container(
-                            {"algorithm": _Leaf.STRING, "key-data": _Leaf.BINARY},
+                    "ssh-host-key": List(
+                        Container(
+                            {"algorithm": Leaf.STRING, "key-data": Leaf.BINARY},
                             mandatory=("algorithm", "key-data"),
                         )
                     )
                 }
             ),
-            "trust-anchor-certs": _Container({"trust-anchor-cert": _LeafList(_Leaf.BINARY)}),
+            "trust-anchor-certs": Container({"trust-anchor-cert": LeafList(Leaf.BINARY)}),
         },
         mandatory=("progress-type",),
     ),
     MAX_REPORT_SIZE,
     empty_body_allowed=True,
 )
-_GET_OUTPUT = _Document(
+_GET_OUTPUT = _rpc_document(
     MODULE,
     "output",
-    _Container(
+    Container(
         {
-            "reporting-level": _Leaf.STRING,
-            "conveyed-information": _Leaf.BINARY,
-            "owner-certificate": _Leaf.BINARY,
-            "ownership-voucher": _Leaf.BINARY,
+            "reporting-level": Leaf.STRING,
+            "conveyed-information": Leaf.BINARY,
+            "owner-certificate": Leaf.BINARY,
+            "ownership-voucher": Leaf.BINARY,
         },
         mandatory=("conveyed-information",),
     ),
     MAX_OUTPUT_SIZE,
 )
-_ERRORS = _Document(
+_ERRORS = _rpc_document(
     RESTCONF_MODULE,
     "errors",
-    _Container(
+    Container(
         {
-            "error": _List(
-                _Container(
+            "error": List(
+                Container(
                     {
-                        "error-type": _Leaf.STRING,
-                        "error-tag": _Leaf.STRING,
-                        "error-app-tag": _Leaf.STRING,
-                        "error-path": _Leaf.PATH,
-                        "error-message": _Leaf.STRING,
-                        "error-info": _Leaf.OPAQUE,
+                        "error-type": Leaf.STRING,
+                        "error-tag": Leaf.STRING,
+                        "error-app-tag": Leaf.STRING,
+                        "error-path": Leaf.PATH,
+                        "error-message": Leaf.STRING,
+                        "error-info": Leaf.OPAQUE,
                     },
                     mandatory=("error-type", "error-tag"),
                 )
@@ -520,7 +480,7 @@ def parse_get_bootstrapping_data_input(body: bytes, fmt: WireFormat) -> GetBoots
 
 def encode_get_bootstrapping_data_input(inp: GetBootstrappingDataInput, fmt: WireFormat) -> bytes:
     """The input as a device sends it; always a body, `{...:input: {}}` when all are absent."""
-    tree: _Tree = {}
+    tree: Tree = {}
     if inp.signed_data_preferred:
         tree["signed-data-preferred"] = True
     for name, value in (
@@ -557,7 +517,7 @@ def parse_report_progress_input(body: bytes, fmt: WireFormat) -> ProgressReport:
 
 def encode_report_progress_input(report: ProgressReport, fmt: WireFormat) -> bytes:
     """The `report-progress` input as a device sends it."""
-    tree: _Tree = {"progress-type": report.progress_type}
+    tree: Tree = {"progress-type": report.progress_type}
     if report.message is not None:
         tree["message"] = report.message
     if report.ssh_host_keys:
@@ -576,7 +536,7 @@ def encode_get_bootstrapping_data_output(data: BootstrappingData, fmt: WireForma
     """The `get-bootstrapping-data` output (the server's 200 response body)."""
     if fmt is WireFormat.JSON:
         return encode_output_json(data)
-    tree: _Tree = {"conveyed-information": data.conveyed_information}
+    tree: Tree = {"conveyed-information": data.conveyed_information}
     if data.reporting_level is not None:
         tree["reporting-level"] = data.reporting_level
     if data.owner_certificate is not None and data.ownership_voucher is not None:
@@ -612,7 +572,7 @@ def encode_errors(errors: Sequence[RestconfError], fmt: WireFormat) -> bytes:
     """An `ietf-restconf:errors` body (RFC 8040 §7.1)."""
     entries = []
     for error in errors:
-        entry: _Tree = {"error-type": error.error_type, "error-tag": error.error_tag}
+        entry: Tree = {"error-type": error.error_type, "error-tag": error.error_tag}
         if error.error_path is not None:
             entry["error-path"] = error.error_path
         if error.error_message is not None:
@@ -664,7 +624,8 @@ def parse_host_meta(body: bytes, content_type: str | None = None) -> str:
 
 
 def _host_meta_json_href(body: bytes) -> str | None:
-    document = _load_json(body, HOST_META_PATH, MAX_HOST_META_SIZE)
+    text = strict_json.document_text(body, HOST_META_PATH, MAX_HOST_META_SIZE)
+    document = strict_json.loads(text, HOST_META_PATH)
     if not isinstance(document, dict):
         raise ValidationError(
             HOST_META_PATH, f"must be a JSON object, not {strict_json.type_name(document)}"
@@ -674,7 +635,7 @@ def _host_meta_json_href(body: bytes) -> str | None:
         if not isinstance(link, dict):
             raise ValidationError(f"{HOST_META_PATH}/links[{index}]", "must be a JSON object")
         if link.get("rel") == "restconf":
-            return _json_string(link.get("href"), f"{HOST_META_PATH}/links[{index}]/href")
+            return yang_codec.json_string(link.get("href"), f"{HOST_META_PATH}/links[{index}]/href")
     return None
 
 
@@ -704,239 +665,16 @@ def _check_restconf_root(href: str, field: str) -> None:
         raise ValidationError(field, f"{href!r} must be an absolute path like /restconf")
 
 
-# --------------------------------------------------------------------------- generic codec
+# --------------------------------------------------------------------------- codec
 
 
-def _decode(body: bytes, fmt: WireFormat, document: _Document) -> _Tree:
-    if not body and document.empty_body_allowed:
-        tree: _Tree = {}
-        _check_mandatory(tree, document.schema, document.path)
-        return tree
-    if fmt is WireFormat.JSON:
-        value = _load_json(body, document.path, document.max_size)
-        if not isinstance(value, dict) or list(value) != [document.path]:
-            raise ValidationError(
-                document.path, f"must be a JSON object with the single member {document.path!r}"
-            )
-        return _json_members(value[document.path], document.schema, document.path)
-    root = strict_xml.parse(body, document.path, document.max_size)
-    if root.tag != f"{{{document.namespace}}}{document.name}":
-        raise ValidationError(
-            document.path,
-            f'top-level element must be <{document.name} xmlns="{document.namespace}">, '
-            f"not {root.tag!r}",
-        )
-    return _xml_members(root, document.schema, document.path)
-
-
-def _encode(tree: _Tree, fmt: WireFormat, document: _Document) -> bytes:
-    if fmt is WireFormat.JSON:
-        members = _json_tree(tree, document.schema, document.path)
-        return json.dumps(
-            {document.path: members}, separators=(",", ":"), ensure_ascii=True
-        ).encode("ascii")
-    content = _xml_content(tree, document.schema, document.path)
-    name = document.name
-    return f'<{name} xmlns="{document.namespace}">{content}</{name}>'.encode()
-
-
-def _check_mandatory(tree: _Tree, schema: _Container, path: str) -> None:
-    for name in schema.mandatory:
-        if name not in tree:
-            raise ValidationError(f"{path}/{name}", "missing (it is mandatory)")
-
-
-def _check_text(value: str, path: str) -> None:
-    if _NON_XML_CHARACTER.search(value):
-        raise ValidationError(path, "contains a control character or an unpaired surrogate")
-
-
-# --------------------------------------------------------------------------- JSON
-
-
-def _load_json(body: bytes, path: str, max_size: int) -> object:
-    return strict_json.loads(strict_json.document_text(body, path, max_size), path)
-
-
-def _json_string(value: object, path: str) -> str:
-    text = strict_json.string(value, path)
-    _check_text(text, path)
-    return text
-
-
-def _json_members(value: object, schema: _Container, path: str) -> _Tree:
-    if not isinstance(value, dict):
-        raise ValidationError(path, f"must be a JSON object, not {strict_json.type_name(value)}")
-    tree: _Tree = {}
-    for name, member in value.items():
-        kind = schema.members.get(name)
-        if kind is None:
-            raise ValidationError(f"{path}/{name}", "unknown member")
-        tree[name] = _json_node(member, kind, f"{path}/{name}")
-    _check_mandatory(tree, schema, path)
+def _decode(body: bytes, fmt: WireFormat, document: Document) -> Tree:
+    decode = yang_codec.decode_json if fmt is WireFormat.JSON else yang_codec.decode_xml
+    _, tree = decode(body, document)
     return tree
 
 
-def _json_node(value: object, kind: _Schema, path: str) -> Any:
-    if isinstance(kind, _Container):
-        return _json_members(value, kind, path)
-    if isinstance(kind, _List):
-        return [
-            _json_members(entry, kind.entry, f"{path}[{index}]")
-            for index, entry in enumerate(strict_json.array(value, path), start=1)
-        ]
-    if isinstance(kind, _LeafList):
-        return [
-            _json_leaf(item, kind.leaf, f"{path}[{index}]")
-            for index, item in enumerate(strict_json.array(value, path), start=1)
-        ]
-    return _json_leaf(value, kind, path)
-
-
-def _json_leaf(value: object, leaf: _Leaf, path: str) -> Any:
-    if leaf is _Leaf.EMPTY:
-        # RFC 7951 §6.9: the only value of an empty leaf is [null].
-        if not (isinstance(value, list) and len(value) == 1 and value[0] is None):
-            raise ValidationError(path, "an empty leaf is written [null]")
-        return True
-    if leaf is _Leaf.OPAQUE:
-        if not isinstance(value, dict):
-            raise ValidationError(
-                path, f"must be a JSON object, not {strict_json.type_name(value)}"
-            )
-        return True
-    text = _json_string(value, path)
-    return strict_json.decode_base64(text, path) if leaf is _Leaf.BINARY else text
-
-
-def _json_tree(tree: _Tree, schema: _Container, path: str) -> dict[str, object]:
-    members: dict[str, object] = {}
-    for name, kind in schema.members.items():
-        if name in tree:
-            members[name] = _json_value(tree[name], kind, f"{path}/{name}")
-    return members
-
-
-def _json_value(value: Any, kind: _Schema, path: str) -> object:
-    if isinstance(kind, _Container):
-        return _json_tree(value, kind, path)
-    if isinstance(kind, _List):
-        return [_json_tree(entry, kind.entry, path) for entry in value]
-    if isinstance(kind, _LeafList):
-        return [_json_leaf_value(item, kind.leaf, path) for item in value]
-    return _json_leaf_value(value, kind, path)
-
-
-def _json_leaf_value(value: Any, leaf: _Leaf, path: str) -> object:
-    if leaf is _Leaf.EMPTY:
-        return [None]
-    if leaf is _Leaf.OPAQUE:
-        return {}
-    if leaf is _Leaf.BINARY:
-        return strict_json.encode_base64(value)
-    _check_text(value, path)
-    return value
-
-
-# --------------------------------------------------------------------------- XML
-
-
-def _xml_members(element: Element, schema: _Container, path: str) -> _Tree:
-    strict_xml.refuse_attributes(element, path)
-    strict_xml.refuse_text(element.text, path)
-    parent_namespace, _ = strict_xml.split_tag(element.tag)
-    tree: _Tree = {}
-    for child in element:
-        strict_xml.refuse_text(child.tail, path)
-        namespace, local_name = strict_xml.split_tag(child.tag)
-        # Children in the parent's namespace use the simple name, as in JSON (RFC 7951 §4).
-        if namespace == parent_namespace:
-            name = local_name
-        elif namespace in _MODULE_BY_NAMESPACE:
-            name = f"{_MODULE_BY_NAMESPACE[namespace]}:{local_name}"
-        else:
-            raise ValidationError(
-                f"{path}/{local_name}", f"unknown member (namespace {namespace!r})"
-            )
-        kind = schema.members.get(name)
-        child_path = f"{path}/{name}"
-        if kind is None:
-            raise ValidationError(child_path, "unknown member")
-        if isinstance(kind, _List | _LeafList):
-            items = tree.setdefault(name, [])
-            item_path = f"{child_path}[{len(items) + 1}]"
-            if isinstance(kind, _List):
-                items.append(_xml_members(child, kind.entry, item_path))
-            else:
-                items.append(_xml_leaf(child, kind.leaf, item_path))
-        elif name in tree:
-            raise ValidationError(child_path, "appears more than once")
-        elif isinstance(kind, _Container):
-            tree[name] = _xml_members(child, kind, child_path)
-        else:
-            tree[name] = _xml_leaf(child, kind, child_path)
-    _check_mandatory(tree, schema, path)
-    return tree
-
-
-def _xml_leaf(element: Element, leaf: _Leaf, path: str) -> Any:
-    if leaf is _Leaf.OPAQUE:
-        return True
-    strict_xml.refuse_attributes(element, path)
-    if len(element):
-        raise ValidationError(path, "a leaf cannot contain elements")
-    text = element.text or ""
-    if leaf is _Leaf.EMPTY:
-        strict_xml.refuse_text(text, path)
-        return True
-    # The XML parser has already refused characters that XML cannot hold.
-    return strict_json.decode_base64(text, path) if leaf is _Leaf.BINARY else text
-
-
-def _xml_content(tree: _Tree, schema: _Container, path: str) -> str:
-    parts = []
-    for name, kind in schema.members.items():
-        if name not in tree:
-            continue
-        value = tree[name]
-        # A list or leaf-list is one element per entry (RFC 7950 §7.8.5, §7.7.8).
-        for item in value if isinstance(kind, _List | _LeafList) else [value]:
-            parts.append(_xml_node(name, item, kind, f"{path}/{name}"))
-    return "".join(parts)
-
-
-def _xml_node(name: str, value: Any, kind: _Schema, path: str) -> str:
-    module, _, local_name = name.rpartition(":")
-    declarations = f' xmlns="{_NAMESPACE_BY_MODULE[module]}"' if module else ""
-    if isinstance(kind, _List):
-        content = _xml_content(value, kind.entry, path)
-    elif isinstance(kind, _Container):
-        content = _xml_content(value, kind, path)
-    else:
-        leaf = kind.leaf if isinstance(kind, _LeafList) else kind
-        if leaf is _Leaf.PATH:
-            declarations += _xml_path_declarations(value, path)
-        content = _xml_leaf_text(value, leaf, path)
-    if not content:
-        return f"<{local_name}{declarations}/>"
-    return f"<{local_name}{declarations}>{content}</{local_name}>"
-
-
-def _xml_path_declarations(value: str, path: str) -> str:
-    # An instance-identifier's prefixes are XML prefixes in XML (RFC 7950 §9.13.2): declare
-    # each module name as the prefix for its own namespace, so the JSON form stays valid.
-    declarations = []
-    for module in dict.fromkeys(_PATH_MODULE.findall(value)):
-        if module not in _NAMESPACE_BY_MODULE:
-            raise ValidationError(path, f"unknown module {module!r} in {value!r}")
-        declarations.append(f' xmlns:{module}="{_NAMESPACE_BY_MODULE[module]}"')
-    return "".join(declarations)
-
-
-def _xml_leaf_text(value: Any, leaf: _Leaf, path: str) -> str:
-    if leaf in (_Leaf.EMPTY, _Leaf.OPAQUE):
-        return ""
-    if leaf is _Leaf.BINARY:
-        return strict_json.encode_base64(value)
-    _check_text(value, path)
-    return strict_xml.escape(value)
+def _encode(tree: Tree, fmt: WireFormat, document: Document) -> bytes:
+    encode = yang_codec.encode_json if fmt is WireFormat.JSON else yang_codec.encode_xml
+    (name,) = document.roots
+    return encode(name, tree, document)

@@ -19,7 +19,6 @@ and audit ids (BIGSERIAL) are allocated in commit order, so audit cursors never 
 
 from __future__ import annotations
 
-import builtins  # in the store classes a bare `list` would name their list() method
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,12 +34,9 @@ from sztp.state.resources import DEVICE
 from .base import (
     AUDIT_PRUNE_BATCH,
     REPORT_COLUMNS,
-    REPORT_SELECT,
-    REPORT_SUMMARY_SELECT,
     as_utc,
     check_changes,
     check_expected_revision,
-    check_limit,
     check_not_last_of_role,
     check_report_bound,
     deleted_devices,
@@ -58,17 +54,15 @@ from .model import (
     AuditEntry,
     Change,
     ProgressRecord,
-    ReportSummary,
     StoredResource,
     TokenRecord,
 )
 from .schema import POSTGRES_MIGRATIONS, migrate
+from .sql_reads import SqlReads
 
 CONNECT_TIMEOUT_S = 10
 # Any fixed 64-bit number; it serialises schema migrations of instances starting together.
 _MIGRATION_LOCK_KEY = 0x5A7B_0001
-# Above every BIGSERIAL id: "before no id" pages from the newest report.
-_UNBOUNDED_ID = 2**63 - 1
 
 
 def redact_url(url: str) -> str:
@@ -106,8 +100,55 @@ _RESOURCE_SQL = {
 }
 
 
-class PostgresStore:
+def _resource(row: tuple[Any, ...]) -> StoredResource:
+    kind, name, spec, revision, created_at, updated_at = row
+    return StoredResource(
+        kind=kind,
+        name=name,
+        spec=spec,
+        revision=revision,
+        created_at=as_utc(created_at),
+        updated_at=as_utc(updated_at),
+    )
+
+
+def _report(row: tuple[Any, ...]) -> ProgressRecord:
+    report_id, serial, received_at, progress_type, message, source, attempt = row[:7]
+    host_keys, anchors, truncated = row[7:10]
+    return ProgressRecord(
+        serial=serial,
+        received_at=as_utc(received_at),
+        progress_type=progress_type,
+        message=message,
+        source_address=source,
+        attempt=attempt,
+        ssh_host_keys=tuple((algorithm, key) for algorithm, key in host_keys),
+        trust_anchor_certs=tuple(anchors),
+        truncated=truncated,
+        id=report_id,
+    )
+
+
+def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+    entry_id, at, actor, action, kind, name, detail = row
+    return AuditEntry(
+        id=entry_id, at=as_utc(at), actor=actor, action=action, kind=kind, name=name, detail=detail
+    )
+
+
+def _token(row: tuple[Any, ...]) -> TokenRecord:
+    name, token_hash, role, created_at = row
+    return TokenRecord(name=name, token_hash=token_hash, role=role, created_at=as_utc(created_at))
+
+
+class PostgresStore(SqlReads):
     """A `Store` in a PostgreSQL database given by a libpq URL."""
+
+    placeholder = "%s"
+    resource_from_row = _resource
+    report_from_row = _report
+    audit_entry_from_row = _audit_entry
+    token_from_row = _token
 
     def __init__(
         self, url: str, *, statement_timeout: float | None = None, pool_size: int = 1
@@ -174,30 +215,6 @@ class PostgresStore:
     def revision(self) -> int:
         with self._reading() as connection:
             return _current_revision(connection, for_update=False)
-
-    def get(self, kind: str, name: str) -> StoredResource | None:
-        with self._reading() as connection:
-            row = connection.execute(
-                "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
-                "WHERE kind = %s AND name = %s",
-                (kind, name),
-            ).fetchone()
-        return _resource(row) if row else None
-
-    def list(self, kind: str | None = None) -> builtins.list[StoredResource]:
-        with self._reading() as connection:
-            if kind is None:
-                rows = connection.execute(
-                    "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
-                    "ORDER BY kind, name"
-                ).fetchall()
-            else:
-                rows = connection.execute(
-                    "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
-                    "WHERE kind = %s ORDER BY name",
-                    (kind,),
-                ).fetchall()
-        return [_resource(row) for row in rows]
 
     def apply(
         self,
@@ -314,55 +331,11 @@ class PostgresStore:
                 )
         return True
 
-    def reports(
-        self, serial: str, *, limit: int = 1000, before_id: int | None = None
-    ) -> builtins.list[ProgressRecord]:
-        check_limit(limit)
-        with self._reading() as connection:
-            rows = connection.execute(
-                f"{REPORT_SELECT} WHERE serial = %s AND id < %s ORDER BY id DESC LIMIT %s",
-                (serial, _UNBOUNDED_ID if before_id is None else before_id, limit),
-            ).fetchall()
-        return [_report(row) for row in reversed(rows)]
-
-    def report_summary(self, serial: str) -> ReportSummary | None:
-        with self._reading() as connection:
-            row = connection.execute(f"{REPORT_SUMMARY_SELECT}%s", (serial,)).fetchone()
-        if row is None:
-            return None
-        *report, count, size = row
-        return ReportSummary(latest=_report(tuple(report)), report_count=count, report_bytes=size)
-
-    def latest_reports(self) -> dict[str, ProgressRecord]:
-        with self._reading() as connection:
-            rows = connection.execute(
-                f"{REPORT_SELECT} WHERE id IN (SELECT latest_id FROM report_heads)"  # noqa: S608
-            ).fetchall()
-        return {record.serial: record for record in map(_report, rows)}
-
     def delete_reports(self, serial: str) -> None:
         with self._transaction() as connection, connection.cursor() as cursor:
             _delete_reports(cursor, [(serial,)])
 
     # -- audit ------------------------------------------------------------------------------
-
-    def audit(self, *, limit: int = 100, after_id: int | None = None) -> builtins.list[AuditEntry]:
-        check_limit(limit)
-        with self._reading() as connection:
-            if after_id is None:
-                rows = connection.execute(
-                    "SELECT id, at, actor, action, kind, name, detail FROM audit ORDER BY id "
-                    "DESC LIMIT %s",
-                    (limit,),
-                ).fetchall()
-            else:
-                rows = connection.execute(
-                    "SELECT id, at, actor, action, kind, name, detail FROM audit WHERE id > %s "
-                    "ORDER BY id LIMIT %s",
-                    (after_id, limit),
-                ).fetchall()
-                rows.reverse()
-        return [_audit_entry(row) for row in rows]
 
     def prune_audit(
         self, before: datetime, *, actor: str | None = None, dry_run: bool = False
@@ -411,21 +384,6 @@ class PostgresStore:
                     else "a token with the same secret already exists"
                 )
             _add_audit_row(connection, actor, "create", token_audit_row(record))
-
-    def find_token(self, token_hash: str) -> TokenRecord | None:
-        with self._reading() as connection:
-            row = connection.execute(
-                "SELECT name, token_hash, role, created_at FROM tokens WHERE token_hash = %s",
-                (token_hash,),
-            ).fetchone()
-        return _token(row) if row else None
-
-    def tokens(self) -> builtins.list[TokenRecord]:
-        with self._reading() as connection:
-            rows = connection.execute(
-                "SELECT name, token_hash, role, created_at FROM tokens ORDER BY name"
-            ).fetchall()
-        return [_token(row) for row in rows]
 
     def delete_token(self, name: str, *, actor: str, keep_one_of_role: str | None = None) -> bool:
         with self._transaction() as connection:
@@ -584,49 +542,8 @@ def _one(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
     return row
 
 
-def _resource(row: tuple[Any, ...]) -> StoredResource:
-    kind, name, spec, revision, created_at, updated_at = row
-    return StoredResource(
-        kind=kind,
-        name=name,
-        spec=spec,
-        revision=revision,
-        created_at=as_utc(created_at),
-        updated_at=as_utc(updated_at),
-    )
-
-
 def _delete_reports(cursor: psycopg.Cursor[Any], serials: Sequence[tuple[str]]) -> None:
     # Heads first: that waits for a report being added (it holds the head row), so the
     # reports delete that follows sees that report too.
     cursor.executemany("DELETE FROM report_heads WHERE serial = %s", serials)
     cursor.executemany("DELETE FROM reports WHERE serial = %s", serials)
-
-
-def _report(row: tuple[Any, ...]) -> ProgressRecord:
-    report_id, serial, received_at, progress_type, message, source, attempt = row[:7]
-    host_keys, anchors, truncated = row[7:10]
-    return ProgressRecord(
-        serial=serial,
-        received_at=as_utc(received_at),
-        progress_type=progress_type,
-        message=message,
-        source_address=source,
-        attempt=attempt,
-        ssh_host_keys=tuple((algorithm, key) for algorithm, key in host_keys),
-        trust_anchor_certs=tuple(anchors),
-        truncated=truncated,
-        id=report_id,
-    )
-
-
-def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
-    entry_id, at, actor, action, kind, name, detail = row
-    return AuditEntry(
-        id=entry_id, at=as_utc(at), actor=actor, action=action, kind=kind, name=name, detail=detail
-    )
-
-
-def _token(row: tuple[Any, ...]) -> TokenRecord:
-    name, token_hash, role, created_at = row
-    return TokenRecord(name=name, token_hash=token_hash, role=role, created_at=as_utc(created_at))

@@ -28,7 +28,6 @@ of devices that no longer exist.
 
 from __future__ import annotations
 
-import builtins  # in the store classes a bare `list` would name their list() method
 import json
 import os
 import sqlite3
@@ -45,12 +44,9 @@ from sztp.state.resources import DEVICE
 from .base import (
     AUDIT_PRUNE_BATCH,
     REPORT_COLUMNS,
-    REPORT_SELECT,
-    REPORT_SUMMARY_SELECT,
     as_utc,
     check_changes,
     check_expected_revision,
-    check_limit,
     check_not_last_of_role,
     check_report_bound,
     deleted_devices,
@@ -68,15 +64,13 @@ from .model import (
     Change,
     ChangeAction,
     ProgressRecord,
-    ReportSummary,
     StoredResource,
     TokenRecord,
 )
 from .schema import REPORTS_FILE_SCHEMA, REPORTS_SCHEMA, SQLITE_MIGRATIONS, migrate
+from .sql_reads import SqlReads
 
 BUSY_TIMEOUT_MS = 10_000
-# Above every id SQLite hands out: "before no id" pages from the newest report.
-_UNBOUNDED_ID = 2**63 - 1
 # Takes the state file's write lock at once, and only that file's (a no-op write of its one row).
 _LOCK_STATE = "UPDATE store_state SET revision = revision WHERE id = 1"
 
@@ -101,8 +95,62 @@ _RESOURCE_SQL = {
 }
 
 
-class SqliteStore:
+def _resource(row: tuple[Any, ...]) -> StoredResource:
+    kind, name, spec, revision, created_at, updated_at = row
+    return StoredResource(
+        kind=kind,
+        name=name,
+        spec=json.loads(spec),
+        revision=revision,
+        created_at=datetime.fromisoformat(created_at),
+        updated_at=datetime.fromisoformat(updated_at),
+    )
+
+
+def _report(row: tuple[Any, ...]) -> ProgressRecord:
+    report_id, serial, received_at, progress_type, message, source, attempt = row[:7]
+    host_keys, anchors, truncated = row[7:10]
+    return ProgressRecord(
+        serial=serial,
+        received_at=datetime.fromisoformat(received_at),
+        progress_type=progress_type,
+        message=message,
+        source_address=source,
+        attempt=attempt,
+        ssh_host_keys=tuple((algorithm, key) for algorithm, key in json.loads(host_keys)),
+        trust_anchor_certs=tuple(json.loads(anchors)),
+        truncated=bool(truncated),
+        id=report_id,
+    )
+
+
+def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
+    entry_id, at, actor, action, kind, name, detail = row
+    return AuditEntry(
+        id=entry_id,
+        at=datetime.fromisoformat(at),
+        actor=actor,
+        action=action,
+        kind=kind,
+        name=name,
+        detail=json.loads(detail),
+    )
+
+
+def _token(row: tuple[Any, ...]) -> TokenRecord:
+    name, token_hash, role, created_at = row
+    return TokenRecord(
+        name=name, token_hash=token_hash, role=role, created_at=datetime.fromisoformat(created_at)
+    )
+
+
+class SqliteStore(SqlReads):
     """A `Store` in one SQLite file, created with mode 0600 (it holds token hashes)."""
+
+    resource_from_row = _resource
+    report_from_row = _report
+    audit_entry_from_row = _audit_entry
+    token_from_row = _token
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -234,30 +282,6 @@ class SqliteStore:
         with self._reading() as connection:
             return _current_revision(connection)
 
-    def get(self, kind: str, name: str) -> StoredResource | None:
-        with self._reading() as connection:
-            row = connection.execute(
-                "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
-                "WHERE kind = ? AND name = ?",
-                (kind, name),
-            ).fetchone()
-        return _resource(row) if row else None
-
-    def list(self, kind: str | None = None) -> builtins.list[StoredResource]:
-        with self._reading() as connection:
-            if kind is None:
-                rows = connection.execute(
-                    "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
-                    "ORDER BY kind, name"
-                ).fetchall()
-            else:
-                rows = connection.execute(
-                    "SELECT kind, name, spec, revision, created_at, updated_at FROM resources "
-                    "WHERE kind = ? ORDER BY name",
-                    (kind,),
-                ).fetchall()
-        return [_resource(row) for row in rows]
-
     def apply(
         self,
         changes: Sequence[Change],
@@ -379,55 +403,11 @@ class SqliteStore:
                 )
         return True
 
-    def reports(
-        self, serial: str, *, limit: int = 1000, before_id: int | None = None
-    ) -> builtins.list[ProgressRecord]:
-        check_limit(limit)
-        with self._reading() as connection:
-            rows = connection.execute(
-                f"{REPORT_SELECT} WHERE serial = ? AND id < ? ORDER BY id DESC LIMIT ?",
-                (serial, _UNBOUNDED_ID if before_id is None else before_id, limit),
-            ).fetchall()
-        return [_report(row) for row in reversed(rows)]
-
-    def report_summary(self, serial: str) -> ReportSummary | None:
-        with self._reading() as connection:
-            row = connection.execute(f"{REPORT_SUMMARY_SELECT}?", (serial,)).fetchone()
-        if row is None:
-            return None
-        *report, count, size = row
-        return ReportSummary(latest=_report(tuple(report)), report_count=count, report_bytes=size)
-
-    def latest_reports(self) -> dict[str, ProgressRecord]:
-        with self._reading() as connection:
-            rows = connection.execute(
-                f"{REPORT_SELECT} WHERE id IN (SELECT latest_id FROM report_heads)"  # noqa: S608
-            ).fetchall()
-        return {record.serial: record for record in map(_report, rows)}
-
     def delete_reports(self, serial: str) -> None:
         with self._report_transaction() as connection:
             _delete_reports(connection, json.dumps([serial]))
 
     # -- audit ------------------------------------------------------------------------------
-
-    def audit(self, *, limit: int = 100, after_id: int | None = None) -> builtins.list[AuditEntry]:
-        check_limit(limit)
-        with self._reading() as connection:
-            if after_id is None:
-                rows = connection.execute(
-                    "SELECT id, at, actor, action, kind, name, detail FROM audit ORDER BY id "
-                    "DESC LIMIT ?",
-                    (limit,),
-                ).fetchall()
-            else:
-                rows = connection.execute(
-                    "SELECT id, at, actor, action, kind, name, detail FROM audit WHERE id > ? "
-                    "ORDER BY id LIMIT ?",
-                    (after_id, limit),
-                ).fetchall()
-                rows.reverse()
-        return [_audit_entry(row) for row in rows]
 
     def prune_audit(
         self, before: datetime, *, actor: str | None = None, dry_run: bool = False
@@ -473,21 +453,6 @@ class SqliteStore:
                     else "a token with the same secret already exists"
                 )
             _add_audit_row(connection, actor, "create", token_audit_row(record))
-
-    def find_token(self, token_hash: str) -> TokenRecord | None:
-        with self._reading() as connection:
-            row = connection.execute(
-                "SELECT name, token_hash, role, created_at FROM tokens WHERE token_hash = ?",
-                (token_hash,),
-            ).fetchone()
-        return _token(row) if row else None
-
-    def tokens(self) -> builtins.list[TokenRecord]:
-        with self._reading() as connection:
-            rows = connection.execute(
-                "SELECT name, token_hash, role, created_at FROM tokens ORDER BY name"
-            ).fetchall()
-        return [_token(row) for row in rows]
 
     def delete_token(self, name: str, *, actor: str, keep_one_of_role: str | None = None) -> bool:
         # BEGIN IMMEDIATE holds the database's write lock from the check to the commit.
@@ -568,18 +533,6 @@ def _encode_time(moment: datetime) -> str:
     return as_utc(moment).isoformat(timespec="microseconds")
 
 
-def _resource(row: tuple[Any, ...]) -> StoredResource:
-    kind, name, spec, revision, created_at, updated_at = row
-    return StoredResource(
-        kind=kind,
-        name=name,
-        spec=json.loads(spec),
-        revision=revision,
-        created_at=datetime.fromisoformat(created_at),
-        updated_at=datetime.fromisoformat(updated_at),
-    )
-
-
 def _delete_reports(connection: sqlite3.Connection, serials: str) -> None:
     """Delete the reports of the devices in `serials`, a JSON array."""
     connection.execute(
@@ -616,40 +569,3 @@ def _change_runs(
             zip(changes, specs, strict=True), key=lambda pair: pair[0].action
         )
     ]
-
-
-def _report(row: tuple[Any, ...]) -> ProgressRecord:
-    report_id, serial, received_at, progress_type, message, source, attempt = row[:7]
-    host_keys, anchors, truncated = row[7:10]
-    return ProgressRecord(
-        serial=serial,
-        received_at=datetime.fromisoformat(received_at),
-        progress_type=progress_type,
-        message=message,
-        source_address=source,
-        attempt=attempt,
-        ssh_host_keys=tuple((algorithm, key) for algorithm, key in json.loads(host_keys)),
-        trust_anchor_certs=tuple(json.loads(anchors)),
-        truncated=bool(truncated),
-        id=report_id,
-    )
-
-
-def _audit_entry(row: tuple[Any, ...]) -> AuditEntry:
-    entry_id, at, actor, action, kind, name, detail = row
-    return AuditEntry(
-        id=entry_id,
-        at=datetime.fromisoformat(at),
-        actor=actor,
-        action=action,
-        kind=kind,
-        name=name,
-        detail=json.loads(detail),
-    )
-
-
-def _token(row: tuple[Any, ...]) -> TokenRecord:
-    name, token_hash, role, created_at = row
-    return TokenRecord(
-        name=name, token_hash=token_hash, role=role, created_at=datetime.fromisoformat(created_at)
-    )

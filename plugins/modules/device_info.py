@@ -41,14 +41,9 @@ options:
     default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - sztp.bootstrap.attributes
+  - sztp.bootstrap.attributes.info_module
   - sztp.bootstrap.connection
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 """
 
 EXAMPLES = r"""

@@ -169,6 +169,31 @@ def get_current(module, client, kind, name):
         fail_on_error(module, exc, "cannot read %s %r" % (_kind_label(kind), name))
 
 
+# The `state` option of every module that manages one resource (doc fragment sztp.bootstrap.state).
+STATE_ARGUMENT_SPEC = dict(type="str", default="present", choices=["present", "absent"])
+
+
+def run_resource_module(kind, key, argument_spec, spec_fields=None, module_options=None, **ensure):
+    """The whole of a single-resource module's main(): options, then `ensure_resource`.
+
+    `argument_spec` holds the module's options but `state`; `key` names the resource. The spec
+    fields are every other option, unless `spec_fields(module)` derives them (a file to read,
+    a hash to compute). `module_options` go to AnsibleModule, `ensure` to `ensure_resource`.
+    The result holds the resource under the kind's name (`trust_anchor` for trust-anchor).
+    """
+    module = new_module(dict(argument_spec, state=STATE_ARGUMENT_SPEC), **(module_options or {}))
+    params = module.params
+    if spec_fields is None:
+        fields = dict((name, params[name]) for name in argument_spec if name != key)
+    else:
+        fields = spec_fields(module)
+    result = ensure_resource(
+        module, client_for(module), kind, params[key], fields, state=params["state"], **ensure
+    )
+    result[kind.replace("-", "_")] = result.pop("resource")
+    module.exit_json(**result)
+
+
 def ensure_resource(
     module,
     client,

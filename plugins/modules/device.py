@@ -150,9 +150,7 @@ device:
 import base64
 
 from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
-    client_for,
-    ensure_resource,
-    new_module,
+    run_resource_module,
 )
 
 SELECTION_RULE = dict(
@@ -175,8 +173,28 @@ def read_voucher_src(module, path):
     return base64.b64encode(data).decode("ascii")
 
 
+def device_fields(module):
+    """The spec, with the voucher read from `voucher_src` when it is given."""
+    params = module.params
+    voucher = params["voucher"]
+    if params["voucher_src"]:
+        voucher = read_voucher_src(module, params["voucher_src"])
+    return dict(
+        profile=params["profile"],
+        selection=params["selection"],
+        model=params["model"],
+        mac=params["mac"],
+        duid=params["duid"],
+        password=params["password"],
+        voucher=voucher,
+        presigned=params["presigned"],
+    )
+
+
 def main():
-    module = new_module(
+    run_resource_module(
+        "device",
+        "serial",
         dict(
             serial=dict(type="str", required=True, aliases=["name"]),
             profile=dict(type="str"),
@@ -188,36 +206,11 @@ def main():
             voucher=dict(type="str"),
             voucher_src=dict(type="path"),
             presigned=dict(type="str"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
-        mutually_exclusive=[("voucher", "voucher_src")],
-    )
-    params = module.params
-    voucher = params["voucher"]
-    if params["voucher_src"]:
-        voucher = read_voucher_src(module, params["voucher_src"])
-    fields = dict(
-        profile=params["profile"],
-        selection=params["selection"],
-        model=params["model"],
-        mac=params["mac"],
-        duid=params["duid"],
-        password=params["password"],
-        voucher=voucher,
-        presigned=params["presigned"],
-    )
-    client = client_for(module)
-    result = ensure_resource(
-        module,
-        client,
-        "device",
-        params["serial"],
-        fields,
-        state=params["state"],
+        spec_fields=device_fields,
+        module_options=dict(mutually_exclusive=[("voucher", "voucher_src")]),
         write_only={"password": "password_hash"},
     )
-    result["device"] = result.pop("resource")
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -95,9 +95,7 @@ image:
 import hashlib
 
 from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
-    client_for,
-    ensure_resource,
-    new_module,
+    run_resource_module,
 )
 
 
@@ -112,18 +110,8 @@ def file_sha256(module, path):
     return digest.hexdigest()
 
 
-def main():
-    module = new_module(
-        dict(
-            name=dict(type="str", required=True),
-            os_name=dict(type="str"),
-            os_version=dict(type="str"),
-            download_uris=dict(type="list", elements="str"),
-            sha256=dict(type="str"),
-            src=dict(type="path"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-        ),
-    )
+def image_fields(module):
+    """The spec, with the SHA-256 computed from `src` when it is given."""
     params = module.params
     sha256 = params["sha256"]
     if params["src"] and params["state"] == "present":
@@ -133,17 +121,28 @@ def main():
                 msg="sha256 %s does not match src %s (%s)" % (sha256, params["src"], computed)
             )
         sha256 = computed
-    fields = dict(
+    return dict(
         os_name=params["os_name"],
         os_version=params["os_version"],
         download_uris=params["download_uris"],
         sha256=sha256,
     )
-    result = ensure_resource(
-        module, client_for(module), "image", params["name"], fields, state=params["state"]
+
+
+def main():
+    run_resource_module(
+        "image",
+        "name",
+        dict(
+            name=dict(type="str", required=True),
+            os_name=dict(type="str"),
+            os_version=dict(type="str"),
+            download_uris=dict(type="list", elements="str"),
+            sha256=dict(type="str"),
+            src=dict(type="path"),
+        ),
+        spec_fields=image_fields,
     )
-    result["image"] = result.pop("resource")
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -69,28 +69,20 @@ owner:
 """
 
 from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
-    client_for,
-    ensure_resource,
-    new_module,
+    run_resource_module,
 )
 
 
 def main():
-    module = new_module(
+    run_resource_module(
+        "owner",
+        "name",
         dict(
             name=dict(type="str", required=True),
             certificate_chain=dict(type="str"),
             private_key=dict(type="str", no_log=True),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
     )
-    params = module.params
-    fields = dict(certificate_chain=params["certificate_chain"], private_key=params["private_key"])
-    result = ensure_resource(
-        module, client_for(module), "owner", params["name"], fields, state=params["state"]
-    )
-    result["owner"] = result.pop("resource")
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -149,9 +149,7 @@ profile:
 """
 
 from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
-    client_for,
-    ensure_resource,
-    new_module,
+    run_resource_module,
 )
 
 BOOTSTRAP_SERVER = dict(
@@ -174,8 +172,23 @@ FIELDS = (
 )
 
 
+def profile_fields(module):
+    """The spec, with unset suboptions of a bootstrap server left to the server's defaults
+    (port 443)."""
+    fields = dict((field, module.params[field]) for field in FIELDS)
+    servers = fields["bootstrap_servers"]
+    if servers is not None:
+        fields["bootstrap_servers"] = [
+            dict((key, value) for key, value in server.items() if value is not None)
+            for server in servers
+        ]
+    return fields
+
+
 def main():
-    module = new_module(
+    run_resource_module(
+        "profile",
+        "name",
         dict(
             name=dict(type="str", required=True),
             type=dict(type="str", choices=["onboarding", "redirect"]),
@@ -189,29 +202,10 @@ def main():
             pre_configuration_script=dict(type="str"),
             post_configuration_script=dict(type="str"),
             bootstrap_servers=dict(type="list", elements="dict", options=BOOTSTRAP_SERVER),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
-    )
-    params = module.params
-    fields = dict((field, params[field]) for field in FIELDS)
-    servers = fields["bootstrap_servers"]
-    if servers is not None:
-        # Unset suboptions are left to the server's defaults (port 443).
-        fields["bootstrap_servers"] = [
-            dict((key, value) for key, value in server.items() if value is not None)
-            for server in servers
-        ]
-    result = ensure_resource(
-        module,
-        client_for(module),
-        "profile",
-        params["name"],
-        fields,
-        state=params["state"],
+        spec_fields=profile_fields,
         reset_on=("type",),
     )
-    result["profile"] = result.pop("resource")
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -65,28 +65,20 @@ trust_anchor:
 """
 
 from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
-    client_for,
-    ensure_resource,
-    new_module,
+    run_resource_module,
 )
 
 
 def main():
-    module = new_module(
+    run_resource_module(
+        "trust-anchor",
+        "name",
         dict(
             name=dict(type="str", required=True),
             certificates=dict(type="str"),
             serial_pattern=dict(type="str"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
     )
-    params = module.params
-    fields = dict(certificates=params["certificates"], serial_pattern=params["serial_pattern"])
-    result = ensure_resource(
-        module, client_for(module), "trust-anchor", params["name"], fields, state=params["state"]
-    )
-    result["trust_anchor"] = result.pop("resource")
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

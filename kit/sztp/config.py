@@ -101,20 +101,12 @@ def load_config(path: Path) -> dict[str, Any]:
 
 def save_config(path: Path, config: Mapping[str, Any]) -> None:
     """Write the config file atomically with mode 0600 (it may hold tokens)."""
-    import tempfile
-
     import yaml
 
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, _FILE_MODE)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(dict(config), handle, sort_keys=False)
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    from .files import write_atomically
+
+    text = yaml.safe_dump(dict(config), sort_keys=False)
+    write_atomically(path, text.encode(), mode=_FILE_MODE, dir_mode=0o700)
 
 
 def resolve_connection(

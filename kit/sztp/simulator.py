@@ -65,6 +65,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from urllib3.exceptions import InsecureRequestWarning
 
 from .errors import SimulationError, SztpError
+from .files import write_atomically
 from .protocol import bootstrapping_data, cms, dhcp, pki, restconf
 from .protocol.bootstrapping_data import BootstrappingData, VerifiedBootstrappingData
 from .protocol.conveyed_info import (
@@ -824,17 +825,8 @@ class _Device:
         return self.ssh_host_keys
 
     def _write(self, name: str, data: bytes, *, mode: int) -> Path:
-        self.config.work_dir.mkdir(parents=True, exist_ok=True)
         path = self.config.work_dir / name
-        descriptor, partial = tempfile.mkstemp(dir=self.config.work_dir, prefix=f".{name}.")
-        try:
-            os.fchmod(descriptor, mode)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-            Path(partial).replace(path)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
+        write_atomically(path, data, mode=mode)
         self.files_written.append(path)
         return path
 

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .output import read_bytes, write_bytes_atomically
+from sztp.files import write_atomically
+
+from .output import read_bytes
 
 if TYPE_CHECKING:
     from sztp.protocol.conveyed_info import BootstrapServer
@@ -132,7 +134,7 @@ def sign(
             )
         owner = load_credential(owner_cert, owner_key)
         data = bootstrapping_data.build_signed(information, chosen, owner, read_bytes(voucher))
-    write_bytes_atomically(output, bootstrapping_data.encode_output_json(data, indent=2))
+    write_atomically(output, bootstrapping_data.encode_output_json(data, indent=2), mode=0o644)
     kind = "unsigned" if unsigned else "signed"
     typer.echo(f"{kind} bootstrapping data written to {output}")
 

@@ -111,9 +111,8 @@ def export(
     Secrets are exported as "<hidden>", which keeps the stored secret when the file is
     applied again: `export` then `diff` shows no difference.
     """
+    from sztp.files import write_atomically
     from sztp.state.fleet import dump_fleet, fleet_document
-
-    from .output import write_bytes_atomically
 
     with connect() as client:
         revision, resources = client.get_state()
@@ -125,7 +124,7 @@ def export(
         typer.echo(text, nl=False)
         return
     # 0600: configurations and scripts may be confidential even with secrets hidden.
-    write_bytes_atomically(output, text.encode(), mode=0o600)
+    write_atomically(output, text.encode(), mode=0o600)
     total = sum(len(specs) for specs in resources.values())
     typer.echo(f"{total} resource(s) at revision {revision} written to {output}", err=True)
 

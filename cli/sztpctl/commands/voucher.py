@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from .output import read_bytes, write_bytes_atomically
+from sztp.files import write_atomically
+
+from .output import read_bytes
 from .remote import connect
 
 app = typer.Typer(help="Ownership vouchers (RFC 8366).", no_args_is_help=True)
@@ -70,7 +72,7 @@ def create(
         nonce=parse_hex(nonce_hex, "--nonce-hex") if nonce_hex else None,
         now=now,
     )
-    write_bytes_atomically(output, sign_voucher(voucher, masa))
+    write_atomically(output, sign_voucher(voucher, masa), mode=0o644)
     typer.echo(f"voucher for {serial} written to {output}")
 
 

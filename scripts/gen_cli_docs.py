@@ -178,7 +178,9 @@ def type_label(param: Any, ctx: Any) -> str:
     if getattr(param, "is_flag", False) and getattr(param, "is_bool_flag", True):
         return "flag"
     display = getattr(param, "display_type", None)
-    if callable(display):
+    if is_option(param) and getattr(param, "metavar", None):
+        label = str(param.metavar).strip("<>")  # e.g. choices checked by a callback
+    elif callable(display):
         label = str(display(ctx)).strip("<>")
     else:  # plain click
         label = str(getattr(getattr(param, "type", None), "name", "text"))

@@ -26,11 +26,12 @@ from .resource import (
     UPDATED,
     Column,
     Filter,
+    Flag,
     Noun,
     ReplaceOption,
     SpecFileOption,
     add_resource,
-    field,
+    field_column,
     present,
     read_text,
     register,
@@ -58,9 +59,9 @@ DEVICE = Noun(
         Column("SERIAL", lambda item: item["name"]),
         Column("STATUS", lambda item: item["status"]),
         Column("PROFILE", _profile_column),
-        Column("MODEL", field("model")),
-        Column("MAC", field("mac"), wide=True),
-        Column("DUID", field("duid"), wide=True),
+        field_column("device", "model"),
+        field_column("device", "mac", wide=True),
+        field_column("device", "duid", wide=True),
         Column("SELECTION", lambda item: str(len(item["spec"].get("selection") or [])), wide=True),
         Column("VOUCHER", present("voucher")),
         Column("PASSWORD", present("password_hash")),
@@ -78,6 +79,12 @@ DEVICE = Noun(
         Filter("model", "Only devices of this model.", server_side=True),
     ),
     with_status=True,
+    flags={
+        "voucher": Flag("voucher", "Ownership voucher file (DER CMS) for this device."),
+        "password_file": Flag(
+            "password", "File whose first line is the HTTP Basic password (stored hashed)."
+        ),
+    },
 )
 register(app, DEVICE)
 
@@ -87,17 +94,12 @@ def add(
     serial: Annotated[
         str | None, typer.Argument(help="The device's serial number (or from -f FILE).")
     ] = None,
-    profile: Annotated[str | None, typer.Option(help="Profile sent to the device.")] = None,
-    model: Annotated[str | None, typer.Option(help="Hardware model.")] = None,
-    mac: Annotated[str | None, typer.Option(help="MAC address.")] = None,
-    duid: Annotated[str | None, typer.Option(help="DHCPv6 DUID (hex).")] = None,
-    voucher: Annotated[
-        Path | None, typer.Option(help="Ownership voucher file (DER CMS) for this device.")
-    ] = None,
-    password_file: Annotated[
-        Path | None,
-        typer.Option(help="File whose first line is the HTTP Basic password (stored hashed)."),
-    ] = None,
+    profile: Annotated[str | None, DEVICE.option("profile")] = None,
+    model: Annotated[str | None, DEVICE.option("model")] = None,
+    mac: Annotated[str | None, DEVICE.option("mac")] = None,
+    duid: Annotated[str | None, DEVICE.option("duid")] = None,
+    voucher: Annotated[Path | None, DEVICE.option("voucher")] = None,
+    password_file: Annotated[Path | None, DEVICE.option("password_file")] = None,
     filename: SpecFileOption = None,
     replace: ReplaceOption = False,
 ) -> None:

@@ -2,7 +2,7 @@
 
 Each noun describes its table and filters for the shared `list|show|delete` (resource.py)
 and collects its `add` flags into a spec; the fields are those of the admin API and the
-fleet file.
+fleet file, and the flags take their help and choices from the model that declares them.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from .resource import (
     UPDATED,
     Column,
     Filter,
+    Flag,
     Noun,
     ReplaceOption,
     SpecFileOption,
     add_resource,
-    field,
+    field_column,
+    model_field,
     read_text,
     register,
 )
@@ -73,7 +75,7 @@ TRUST_ANCHOR = Noun(
         NAME,
         Column("SUBJECT", _subject("certificates")),
         Column("CERTIFICATES", _count("certificates")),
-        Column("SERIAL PATTERN", field("serial_pattern")),
+        field_column("trust-anchor", "serial_pattern"),
         Column("NOT AFTER", _not_after("certificates"), wide=True),
         CREATED,
         UPDATED,
@@ -88,13 +90,8 @@ register(trust_anchor_app, TRUST_ANCHOR)
 @trust_anchor_app.command("add")
 def add_trust_anchor(
     name: NameArgument = None,
-    certificates: Annotated[
-        Path | None, typer.Option(help="PEM file with the CA certificate(s).")
-    ] = None,
-    serial_pattern: Annotated[
-        str | None,
-        typer.Option(help="Regular expression with (?P<serial>...) for the IDevID subject."),
-    ] = None,
+    certificates: Annotated[Path | None, TRUST_ANCHOR.option("certificates")] = None,
+    serial_pattern: Annotated[str | None, TRUST_ANCHOR.option("serial_pattern")] = None,
     filename: SpecFileOption = None,
     replace: ReplaceOption = False,
 ) -> None:
@@ -136,13 +133,8 @@ def add_owner(
     name: Annotated[
         str | None, typer.Argument(help="The owner's name (default: default, or from -f FILE).")
     ] = None,
-    certificate_chain: Annotated[
-        Path | None, typer.Option(help="PEM owner certificate followed by its issuers.")
-    ] = None,
-    private_key: Annotated[
-        Path | None,
-        typer.Option(help="PEM private key of the owner certificate (omit to sign offline)."),
-    ] = None,
+    certificate_chain: Annotated[Path | None, OWNER.option("certificate_chain")] = None,
+    private_key: Annotated[Path | None, OWNER.option("private_key")] = None,
     filename: SpecFileOption = None,
     replace: ReplaceOption = False,
 ) -> None:
@@ -168,10 +160,10 @@ IMAGE = Noun(
     key="name",
     columns=(
         NAME,
-        Column("OS", field("os_name")),
-        Column("VERSION", field("os_version")),
+        field_column("image", "os_name", "OS"),
+        field_column("image", "os_version", "VERSION"),
         Column("SHA256", lambda item: item["spec"]["sha256"][:16] + "…", narrow=True),
-        Column("SHA256", field("sha256"), wide=True),
+        field_column("image", "sha256", wide=True),
         Column("URIS", lambda item: " ".join(item["spec"]["download_uris"]), wide=True),
         CREATED,
         UPDATED,
@@ -180,6 +172,12 @@ IMAGE = Noun(
         Filter("os_name", "Only images of this OS."),
         Filter("os_version", "Only images of this OS version."),
     ),
+    flags={
+        "file": Flag("sha256", "The image file: its SHA-256 is computed."),
+        # The model's help names the fleet file's {file: image}; here --file does that.
+        "sha256": Flag("sha256", "The image's SHA-256 (hex), instead of --file."),
+        "uri": Flag("download_uris", "Download URI (repeat for mirrors)."),
+    },
 )
 image_app = typer.Typer(help="Boot images devices download and install.", no_args_is_help=True)
 register(image_app, IMAGE)
@@ -188,17 +186,11 @@ register(image_app, IMAGE)
 @image_app.command("add")
 def add_image(
     name: NameArgument = None,
-    file: Annotated[
-        Path | None, typer.Option("--file", help="The image file: its SHA-256 is computed.")
-    ] = None,
-    sha256: Annotated[
-        str | None, typer.Option(help="The image's SHA-256 (hex), instead of --file.")
-    ] = None,
-    uri: Annotated[
-        list[str] | None, typer.Option("--uri", help="Download URI (repeat for mirrors).")
-    ] = None,
-    os_name: Annotated[str | None, typer.Option(help="OS name, as the device reports it.")] = None,
-    os_version: Annotated[str | None, typer.Option(help="OS version.")] = None,
+    file: Annotated[Path | None, IMAGE.option("file", "--file")] = None,
+    sha256: Annotated[str | None, IMAGE.option("sha256")] = None,
+    uri: Annotated[list[str] | None, IMAGE.option("uri", "--uri")] = None,
+    os_name: Annotated[str | None, IMAGE.option("os_name")] = None,
+    os_version: Annotated[str | None, IMAGE.option("os_version")] = None,
     filename: SpecFileOption = None,
     replace: ReplaceOption = False,
 ) -> None:
@@ -234,8 +226,6 @@ def _sha256_of(path: Path) -> str:
 
 # ---- profile
 
-PROFILE_TYPES = ("onboarding", "redirect")
-
 
 def _profile_target(item: Mapping[str, Any]) -> str:
     """What the device gets: the image (onboarding) or the servers (redirect)."""
@@ -267,22 +257,36 @@ PROFILE = Noun(
     key="name",
     columns=(
         NAME,
-        Column("TYPE", field("type")),
+        field_column("profile", "type"),
         Column("IMAGE / SERVERS", _profile_target),
-        Column("OWNER", field("owner")),
-        Column("SIGNING", field("signing")),
-        Column("ENCODING", field("encoding"), wide=True),
-        Column("CONFIGURATION", field("configuration_handling"), wide=True),
+        field_column("profile", "owner"),
+        field_column("profile", "signing"),
+        field_column("profile", "encoding", wide=True),
+        field_column("profile", "configuration_handling", "CONFIGURATION", wide=True),
         Column("SCRIPTS", _scripts, wide=True),
-        Column("REPORTING", field("reporting_level"), wide=True),
+        field_column("profile", "reporting_level", "REPORTING", wide=True),
         CREATED,
         UPDATED,
     ),
     filters=(
-        Filter("type", "Only profiles of this type.", choices=PROFILE_TYPES),
+        Filter(
+            "type", "Only profiles of this type.", choices=model_field("profile", "type").choices
+        ),
         Filter("image", "Only profiles that install this image."),
         Filter("owner", "Only profiles signed by this owner."),
     ),
+    flags={
+        "profile_type": Flag("type"),
+        "pre_script": Flag("pre_configuration_script"),
+        "post_script": Flag("post_configuration_script"),
+        "bootstrap_server": Flag(
+            "bootstrap_servers", "HOST[:PORT] to redirect to (redirect; repeat for several)."
+        ),
+        "server_trust_anchor": Flag(
+            "bootstrap_servers.trust_anchor",
+            "PEM CA of the redirect servers' TLS certificates (redirect).",
+        ),
+    },
 )
 profile_app = typer.Typer(
     help="Profiles: what a device receives (onboarding or redirect).", no_args_is_help=True
@@ -293,36 +297,18 @@ register(profile_app, PROFILE)
 @profile_app.command("add")
 def add_profile(
     name: NameArgument = None,
-    profile_type: Annotated[
-        str | None, typer.Option("--type", help="onboarding or redirect.")
-    ] = None,
-    image: Annotated[str | None, typer.Option(help="Boot image (onboarding).")] = None,
-    configuration: Annotated[
-        Path | None, typer.Option(help="Configuration file (onboarding).")
-    ] = None,
-    configuration_handling: Annotated[
-        str | None, typer.Option(help="merge (default) or replace.")
-    ] = None,
-    pre_script: Annotated[
-        Path | None, typer.Option(help="Pre-configuration script file (onboarding).")
-    ] = None,
-    post_script: Annotated[
-        Path | None, typer.Option(help="Post-configuration script file (onboarding).")
-    ] = None,
-    bootstrap_server: Annotated[
-        list[str] | None,
-        typer.Option(help="HOST[:PORT] to redirect to (redirect; repeat for several)."),
-    ] = None,
-    server_trust_anchor: Annotated[
-        Path | None,
-        typer.Option(help="PEM CA of the redirect servers' TLS certificates (redirect)."),
-    ] = None,
-    owner: Annotated[str | None, typer.Option(help="Owner that signs (default: default).")] = None,
-    signing: Annotated[
-        str | None, typer.Option(help="required (default) or when-requested.")
-    ] = None,
-    encoding: Annotated[str | None, typer.Option(help="json (default) or xml.")] = None,
-    reporting_level: Annotated[str | None, typer.Option(help="minimal or verbose.")] = None,
+    profile_type: Annotated[str | None, PROFILE.option("profile_type", "--type")] = None,
+    image: Annotated[str | None, PROFILE.option("image")] = None,
+    configuration: Annotated[Path | None, PROFILE.option("configuration")] = None,
+    configuration_handling: Annotated[str | None, PROFILE.option("configuration_handling")] = None,
+    pre_script: Annotated[Path | None, PROFILE.option("pre_script")] = None,
+    post_script: Annotated[Path | None, PROFILE.option("post_script")] = None,
+    bootstrap_server: Annotated[list[str] | None, PROFILE.option("bootstrap_server")] = None,
+    server_trust_anchor: Annotated[Path | None, PROFILE.option("server_trust_anchor")] = None,
+    owner: Annotated[str | None, PROFILE.option("owner")] = None,
+    signing: Annotated[str | None, PROFILE.option("signing")] = None,
+    encoding: Annotated[str | None, PROFILE.option("encoding")] = None,
+    reporting_level: Annotated[str | None, PROFILE.option("reporting_level")] = None,
     filename: SpecFileOption = None,
     replace: ReplaceOption = False,
 ) -> None:
@@ -333,10 +319,6 @@ def add_profile(
         sztpctl profile add dpu-day0 --type onboarding --image labos-1.2
         --configuration day0.cfg
     """
-    if profile_type is not None and profile_type not in PROFILE_TYPES:
-        raise typer.BadParameter(
-            f"{profile_type!r} is not one of {', '.join(PROFILE_TYPES)}", param_hint="--type"
-        )
     trust_anchor = read_text(server_trust_anchor)
     flags = {
         "type": profile_type,

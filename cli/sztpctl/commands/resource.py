@@ -3,12 +3,15 @@
 `register(app, noun)` builds `list`, `show` and `delete` for a noun from its description
 (table columns, filters); every noun's `add` collects its own flags and hands them to
 `add_resource`, which merges them over an optional `-f` file and creates (or with
-`--replace`, replaces) the resource.
+`--replace`, replaces) the resource. The flags' help and choices, and the columns that show a
+field, come from the resource model (`sztp.state.model`), which the fleet file and the API
+share.
 
 No `from __future__ import annotations` here: the commands are built in closures, and Typer
 evaluates their annotations, which must therefore be real objects.
 """
 
+import dataclasses
 import enum
 import inspect
 import sys
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from sztp.state.model import MODEL, Field, FieldType
 
 from .remote import (
     OutputFormat,
@@ -89,6 +94,15 @@ class Filter:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """The spec field an `add` option sets, when the option is not simply that field under
+    its name; with `help` when it sets the field from something else (a file to hash, ...)."""
+
+    field: str  # dotted for a field of a list's entries: bootstrap_servers.trust_anchor
+    help: str | None = None
+
+
+@dataclass(frozen=True)
 class Noun:
     kind: str  # as in state.resources: "trust-anchor", "device", ...
     key: str  # "name", or "serial" for devices (also the key in the fleet file)
@@ -96,10 +110,66 @@ class Noun:
     filters: tuple[Filter, ...] = ()
     # Listed with each one's status and last report (devices: one request for the fleet).
     with_status: bool = False
+    # `add`'s options (by parameter name) that `flag` cannot tell from their name alone.
+    flags: Mapping[str, Flag] = dataclasses.field(default_factory=dict)
 
     @property
     def argument(self) -> Any:
         return typer.Argument(metavar=self.key.upper(), help=f"The {self.kind}'s {self.key}.")
+
+    def flag(self, parameter: str) -> Flag:
+        """What `add`'s option `parameter` sets: as declared, else the field of its name."""
+        return self.flags.get(parameter) or Flag(parameter)
+
+    def option(self, parameter: str, *names: str) -> Any:
+        """The typer.Option of `add`'s `parameter`: the model's help for its field (unless the
+        flag has its own) and, for a field of choices, the model's choices."""
+        flag = self.flag(parameter)
+        declared = model_field(self.kind, flag.field)
+        help_text = flag.help or declared.help
+        if declared.type is not FieldType.CHOICE:
+            return typer.Option(*names, help=help_text)
+        # Typer takes choices only from an Enum or Literal annotation, which would copy the
+        # model's list into the source; a callback checks against the model instead.
+        return typer.Option(
+            *names,
+            help=help_text,
+            metavar=f"<{'|'.join(declared.choices)}>",
+            callback=_one_of(declared.choices),
+        )
+
+
+def model_field(kind: str, path: str) -> Field:
+    """The field the model declares for `kind` at `path` (`name`, or `name.sub` for a field
+    of a list's entries); a name it does not declare fails when the CLI loads."""
+    entry = MODEL[kind].entry
+    *outer, last = path.split(".")
+    for name in outer:
+        nested = _declared(kind, entry.fields, name, path).entry
+        if nested is None:
+            raise LookupError(f"{kind} field {name!r} has no fields of its own ({path})")
+        entry = nested
+    return _declared(kind, entry.fields, last, path)
+
+
+def _declared(kind: str, fields: tuple[Field, ...], name: str, path: str) -> Field:
+    for item in fields:
+        if item.name == name:
+            return item
+    raise LookupError(f"the model declares no {kind} field {path!r}")
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[..., str | None]:
+    def check(param: typer.CallbackParam, value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise _not_one_of(value, choices, param.opts[0])
+        return value
+
+    return check
+
+
+def _not_one_of(value: str, choices: tuple[str, ...], option: str) -> typer.BadParameter:
+    return typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
 
 
 def register(app: typer.Typer, noun: Noun) -> None:
@@ -117,9 +187,7 @@ def _list_command(noun: Noun) -> Callable[..., None]:
         wanted = {item: options[item.name] for item in noun.filters if options[item.name]}
         for item, value in wanted.items():
             if item.choices and value not in item.choices:
-                raise typer.BadParameter(
-                    f"{value!r} is not one of {', '.join(item.choices)}", param_hint=item.option
-                )
+                raise _not_one_of(value, item.choices, item.option)
         query = {item.name: value for item, value in wanted.items() if item.server_side}
         local = {item.name: value for item, value in wanted.items() if not item.server_side}
         with connect() as client:
@@ -319,14 +387,16 @@ def read_text(path: Path | None) -> str | None:
 # ---- column helpers
 
 
-def field(name: str) -> Callable[[Mapping[str, Any]], str]:
-    """A column showing spec field `name` ("-" when empty)."""
+def field_column(kind: str, name: str, header: str | None = None, *, wide: bool = False) -> Column:
+    """A column showing `kind`'s spec field `name` ("-" when empty), headed by the field's name
+    (os_name: OS NAME) unless `header` reads better."""
+    model_field(kind, name)  # a field the model lacks fails when the CLI loads, not in a table
 
     def value(item: Mapping[str, Any]) -> str:
         shown = item["spec"].get(name)
         return "-" if shown in (None, "", []) else str(shown)
 
-    return value
+    return Column(header or name.replace("_", " ").upper(), value, wide=wide)
 
 
 def present(name: str) -> Callable[[Mapping[str, Any]], str]:

@@ -64,15 +64,7 @@ def apply(
         sztpctl apply -f fleet.yaml --prune
     """
     result = _submit(filename, prune, dry_run, if_revision)
-    _show_changes(result.changes)
-    if not result.changes:
-        typer.echo(f"no changes; the server is at revision {result.revision}")
-    elif result.dry_run:
-        typer.echo(f"dry run, nothing changed: {_counts(result.changes)}")
-    else:
-        typer.echo(
-            f"applied: {_counts(result.changes, done=True)}; now at revision {result.revision}"
-        )
+    show_result(result, "applied")
 
 
 @app.command("diff")
@@ -186,6 +178,19 @@ def _collected_never() -> Iterator[None]:
         gc.freeze()
         if was_enabled:
             gc.enable()
+
+
+def show_result(result: ApplyResult, done: str) -> None:
+    """The changes of an apply, then one line: none, a dry run's counts, or what was `done`."""
+    _show_changes(result.changes)
+    if not result.changes:
+        typer.echo(f"no changes; the server is at revision {result.revision}")
+    elif result.dry_run:
+        typer.echo(f"dry run, nothing changed: {_counts(result.changes)}")
+    else:
+        typer.echo(
+            f"{done}: {_counts(result.changes, done=True)}; now at revision {result.revision}"
+        )
 
 
 def _counts(changes: Sequence[ResourceChange], *, done: bool = False) -> str:

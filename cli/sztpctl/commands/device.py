@@ -178,7 +178,7 @@ def import_devices(
     """
     from sztp.errors import ApiValidationError, SztpError
 
-    from .declarative import _counts, _show_changes
+    from .declarative import show_result
 
     rows, specs = _read_csv(csv_file)
     with connect() as client:
@@ -190,15 +190,7 @@ def import_devices(
             if serial not in rows:
                 raise
             raise SztpError(f"{csv_file}:{rows[serial]}: {exc.field}: {exc.message}") from None
-    _show_changes(result.changes)
-    if not result.changes:
-        typer.echo(f"no changes; the server is at revision {result.revision}")
-    elif result.dry_run:
-        typer.echo(f"dry run, nothing changed: {_counts(result.changes)}")
-    else:
-        typer.echo(
-            f"imported: {_counts(result.changes, done=True)}; now at revision {result.revision}"
-        )
+    show_result(result, "imported")
 
 
 def _read_csv(path: Path) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:

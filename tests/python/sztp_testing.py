@@ -24,6 +24,7 @@ import requests
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from sztp.client import SztpClient
 from sztp.labpki import LabPki, load_lab_pki, write_lab_pki
 from sztp.protocol import pki
 from sztp.protocol.voucher import create_voucher, sign_voucher
@@ -34,6 +35,27 @@ EXAMPLE_SERIALS = ("SN-0001", "SN-0002")
 BIN = Path(sys.executable).parent
 SZTP_SERVER = shutil.which("sztp-server", path=str(BIN))
 SZTPCTL = shutil.which("sztpctl", path=str(BIN))
+
+
+def only_line(text: str) -> str:
+    """The one line of a command's output."""
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def run_script(
+    script: Path, *arguments: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """One of the repository's scripts with this interpreter, from the repository's root."""
+    return subprocess.run(
+        [sys.executable, str(script), *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def free_port() -> int:
@@ -77,6 +99,10 @@ class RunningServer:
                 if isinstance(record, dict) and record.get("event") == "device request refused":
                     reasons.append(str(record.get("reason")))
         return reasons
+
+    def client(self) -> SztpClient:
+        """The kit's admin API client, with the admin token."""
+        return SztpClient(self.admin_url, self.token)
 
     def cli_env(self, home: Path) -> dict[str, str]:
         """Environment for `sztpctl` against this server, with an empty config directory."""

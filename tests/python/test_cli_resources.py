@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sztp.client import SztpClient
 from sztp.protocol import pki
 from sztp.protocol.voucher import create_voucher, sign_voucher
 from sztp.state.fleet import load_fleet
@@ -26,6 +25,7 @@ from sztp_testing import (
     example_lab,
     free_port,
     lay_out_example,
+    only_line,
     run_sztpctl,
     running_server,
     write_voucher,
@@ -48,7 +48,7 @@ def server(fleet: Path) -> Iterator[RunningServer]:
 @pytest.fixture
 def env(server: RunningServer, tmp_path: Path) -> dict[str, str]:
     """CLI environment for the server, which starts each test empty."""
-    with client_for(server) as client:
+    with server.client() as client:
         client.apply_state({kind: {} for kind in KINDS}, prune=True)
     return server.cli_env(tmp_path)
 
@@ -58,7 +58,7 @@ def catalogue(fleet: Path, env: dict[str, str], server: RunningServer) -> None:
     """The example fleet without its devices on the server (applied in-process: quick)."""
     resources = dict(load_fleet(fleet).resources)
     del resources["device"]
-    with client_for(server) as client:
+    with server.client() as client:
         client.apply_state(resources)
 
 
@@ -67,16 +67,6 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     """No server configured at all: validate and dhcp render must not need one."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("SZTP_")}
     return {**environment, "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
-
-
-def client_for(server: RunningServer) -> SztpClient:
-    return SztpClient(server.admin_url, server.token)
-
-
-def only_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, text
-    return lines[0]
 
 
 def without_terminal(
@@ -133,7 +123,7 @@ def test_add_list_show_delete_every_noun(
     )  # fmt: skip
     assert added.stdout.strip() == "device SN-0001 added"
 
-    with client_for(server) as client:
+    with server.client() as client:
         image = client.get("image", "labos-1.2")["spec"]
         device = client.get("device", "SN-0001")["spec"]
     assert (
@@ -215,7 +205,7 @@ def test_add_list_show_delete_every_noun(
             run_sztpctl(noun, "delete", name, "-y", env=env).stdout.strip()
             == f"{noun} {name} deleted"
         )
-    _, state = client_for(server).get_state()
+    _, state = server.client().get_state()
     assert all(not specs for specs in state.values())
 
 
@@ -228,11 +218,11 @@ def test_add_refuses_to_overwrite_and_replace_does(
     assert only_line(again.stderr) == (
         "error: device 'SN-0001' exists already; pass --replace to replace its spec"
     )
-    assert client_for(server).get("device", "SN-0001")["spec"]["model"] == "A"
+    assert server.client().get("device", "SN-0001")["spec"]["model"] == "A"
     run_sztpctl(
         "device", "add", "SN-0001", "--profile", "dpu-day0", "--model", "B", "--replace", env=env
     )
-    assert client_for(server).get("device", "SN-0001")["spec"]["model"] == "B"
+    assert server.client().get("device", "SN-0001")["spec"]["model"] == "B"
     # The server's own checks come back as one line, naming the field.
     bad = run_sztpctl("device", "add", "SN-0002", "--mac", "zz", env=env, expect=1)
     assert only_line(bad.stderr).startswith("error: device[SN-0002].mac: 'zz' is not a MAC address")
@@ -254,7 +244,7 @@ def test_add_from_a_file_in_fleet_syntax(
     spec_file = tmp_path / "conf" / "profile.yaml"
     spec_file.write_text(yaml.safe_dump(document))
     run_sztpctl("profile", "add", "-f", spec_file, "--reporting-level", "minimal", env=env)
-    stored = client_for(server).get("profile", "dpu-day1")["spec"]
+    stored = server.client().get("profile", "dpu-day1")["spec"]
     assert stored["configuration"] == "hostname dpu-1\n"  # relative to the spec file
     assert stored["reporting_level"] == "minimal"  # the flag wins over the file
     assert stored["image"] == "labos-1.2"
@@ -279,7 +269,7 @@ def test_delete_needs_confirmation_and_names_errors(
     assert only_line(refused.stderr) == (
         "error: not confirmed: delete device 'SN-0001': pass --yes to do it without a terminal"
     )
-    client_for(server).get("device", "SN-0001")  # still there
+    server.client().get("device", "SN-0001")  # still there
     in_use = run_sztpctl("profile", "delete", "dpu-day0", "--yes", env=env, expect=1)
     assert only_line(in_use.stderr).startswith("error: profile 'dpu-day0' is still in use")
     for arguments in (
@@ -320,7 +310,7 @@ def test_voucher_import_checks_before_upload(
         "--trust-anchor", base / "pki/tls/ca.pem", env=gone, expect=1,
     )  # fmt: skip
     assert "untrusted issuer" in only_line(untrusted.stderr)
-    assert client_for(server).get("device", "SN-0001")["spec"]["voucher"] is None
+    assert server.client().get("device", "SN-0001")["spec"]["voucher"] is None
 
     imported = run_sztpctl(
         "voucher", "import", voucher, "--serial", "SN-0001",
@@ -331,7 +321,7 @@ def test_voucher_import_checks_before_upload(
         "voucher for SN-0001 imported "
         "(checked: signature, serial number, expiry, no nonce, MASA chain, pinned owner)"
     )
-    stored = client_for(server).get("device", "SN-0001")["spec"]["voucher"]
+    stored = server.client().get("device", "SN-0001")["spec"]["voucher"]
     assert base64.b64decode(stored) == voucher.read_bytes()
     # A valid voucher for a device the server does not know: the server's one line.
     write_voucher(example_lab(fleet), "SN-0003", tmp_path / "SN-0003.vcj")
@@ -356,11 +346,11 @@ def test_device_import_from_csv(
     planned = run_sztpctl("device", "import", good, "--dry-run", env=env)
     assert "+ device/SN-0001" in planned.stdout
     assert "dry run, nothing changed: 2 to create" in planned.stdout
-    assert client_for(server).list("device") == []
+    assert server.client().list("device") == []
     done = run_sztpctl("device", "import", good, env=env)
     assert "imported: 2 created, 0 updated, 0 deleted" in done.stdout
     assert run_sztpctl("device", "import", good, env=env).stdout.startswith("no changes")
-    stored = client_for(server).get("device", "SN-0001")["spec"]
+    stored = server.client().get("device", "SN-0001")["spec"]
     assert stored["mac"] == "02:00:00:00:00:01"
     assert stored["voucher"] is not None
 
@@ -379,7 +369,7 @@ def test_device_import_from_csv(
         bad.write_text(text)
         line = only_line(run_sztpctl("device", "import", bad, env=env, expect=1).stderr)
         assert expected in line, line
-    assert sorted(device["name"] for device in client_for(server).list("device")) == [
+    assert sorted(device["name"] for device in server.client().list("device")) == [
         "SN-0001",
         "SN-0002",
     ]

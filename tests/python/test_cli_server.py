@@ -28,6 +28,7 @@ from sztp_testing import (
     example_lab,
     free_port,
     lay_out_example,
+    only_line,
     run_sztpctl,
     running_server,
 )
@@ -62,16 +63,6 @@ def env(server: RunningServer, tmp_path: Path) -> dict[str, str]:
     return environment
 
 
-def client_for(server: RunningServer) -> SztpClient:
-    return SztpClient(server.admin_url, server.token)
-
-
-def only_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1, text
-    return lines[0]
-
-
 def test_apply_from_empty_then_reapply_is_a_no_op(
     fleet: Path, env: dict[str, str], server: RunningServer
 ) -> None:
@@ -81,7 +72,7 @@ def test_apply_from_empty_then_reapply_is_a_no_op(
     assert "applied: 6 created, 0 updated, 0 deleted" in first.stdout
     second = run_sztpctl("apply", "-f", fleet, env=env)
     assert second.stdout.startswith("no changes")
-    _, state = client_for(server).get_state()
+    _, state = server.client().get_state()
     assert sorted(state["device"]) == ["SN-0001", "SN-0002"]
 
 
@@ -89,7 +80,7 @@ def test_dry_run_changes_nothing(fleet: Path, env: dict[str, str], server: Runni
     result = run_sztpctl("apply", "-f", fleet, "--dry-run", env=env)
     assert "+ device/SN-0001" in result.stdout
     assert "dry run, nothing changed: 6 to create" in result.stdout
-    _, state = client_for(server).get_state()
+    _, state = server.client().get_state()
     assert all(not specs for specs in state.values())
 
 
@@ -145,7 +136,7 @@ def test_prune_deletes_only_within_the_sections_listed(
     result = run_sztpctl("apply", "-f", only_one, "--prune", env=env)
     assert result.stdout.splitlines()[0] == "- device/SN-0002"
     assert "applied: 0 created, 0 updated, 1 deleted" in result.stdout
-    _, state = client_for(server).get_state()
+    _, state = server.client().get_state()
     assert list(state["device"]) == ["SN-0001"]
     assert list(state["profile"]) == ["dpu-day0"]
 
@@ -217,7 +208,7 @@ def test_bad_fleet_file_is_one_line_naming_the_problem(
     line = only_line(run_sztpctl("apply", "-f", bad, env=env, expect=1).stderr)
     assert line.startswith(f"error: {bad}:")
     assert expected in line
-    _, state = client_for(server).get_state()
+    _, state = server.client().get_state()
     assert all(not specs for specs in state.values())  # nothing half-applied
 
 
@@ -325,7 +316,7 @@ def test_client_resource_calls_and_typed_errors(
     fleet: Path, env: dict[str, str], server: RunningServer
 ) -> None:
     run_sztpctl("apply", "-f", fleet, env=env)
-    with client_for(server) as client:
+    with server.client() as client:
         revision, _ = client.get_state()
         device = client.get("device", "SN-0001")
         assert device["spec"]["profile"] == "dpu-day0"
@@ -389,7 +380,7 @@ def test_read_only_token_may_diff_but_not_apply(
     assert "+ device/SN-0001" in run_sztpctl("diff", "-f", fleet, env=reader, expect=1).stdout
     refused = run_sztpctl("apply", "-f", fleet, env=reader, expect=1)
     assert "read-only token cannot change anything" in refused.stderr
-    _, state = client_for(server).get_state()
+    _, state = server.client().get_state()
     assert not state["device"]
 
 
@@ -407,16 +398,16 @@ def test_apply_if_revision_refuses_a_stale_plan(
     changed.write_text(fleet.read_text().replace("model: DPU-LAB-1", "model: DPU-LAB-9", 1))
     plan = run_sztpctl("diff", "-f", changed, env=env, expect=1).stdout.splitlines()[-1]
     revision = planned_revision(plan)
-    assert revision == str(client_for(server).get_state()[0])
+    assert revision == str(server.client().get_state()[0])
     run_sztpctl("apply", "-f", fleet, env=env)  # someone else applied in between
     refused = run_sztpctl("apply", "-f", changed, "--if-revision", revision, env=env, expect=1)
     assert only_line(refused.stderr).endswith("not the one If-Match names (HTTP 412)")
-    _, state = client_for(server).get_state()
+    _, state = server.client().get_state()
     assert state["device"]["SN-0001"]["model"] == "DPU-LAB-1"
     # Planned again on the new state, the same change applies.
     replanned = run_sztpctl("diff", "-f", changed, env=env, expect=1).stdout.splitlines()[-1]
     run_sztpctl("apply", "-f", changed, "--if-revision", planned_revision(replanned), env=env)
-    assert client_for(server).get_state()[1]["device"]["SN-0001"]["model"] == "DPU-LAB-9"
+    assert server.client().get_state()[1]["device"]["SN-0001"]["model"] == "DPU-LAB-9"
 
 
 def test_hidden_marker_is_not_a_password(fleet: Path, env: dict[str, str]) -> None:

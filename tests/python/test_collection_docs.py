@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from sztp_testing import run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -23,15 +24,8 @@ _CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)
 
 def run_generator(
     *arguments: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(GENERATOR), *arguments],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env=env,
-    )
+) -> subprocess.CompletedProcess[str]:
+    return run_script(GENERATOR, *arguments, env=env)
 
 
 def plugins() -> list[tuple[str, str]]:

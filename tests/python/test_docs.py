@@ -16,6 +16,7 @@ import pytest
 import typer
 
 from sztp_server.config import Listener, ServerConfig
+from sztp_testing import run_script
 from sztpctl.commands import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,15 +34,8 @@ _SHELL_BREAK = re.compile(r"\s(?:\||\|\||&&|;|>|>>|2>&1|#)\s|\s>\S|\)|\"\s*$")
 
 def run_generator(
     *arguments: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(GENERATOR), *arguments],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env=env,
-    )
+) -> subprocess.CompletedProcess[str]:
+    return run_script(GENERATOR, *arguments, env=env)
 
 
 def _locked_version(distribution: str) -> str | None:

@@ -371,21 +371,13 @@ def test_openssl_prints_the_sztp_econtent_type(ec_lab, tmp_path):
 
 @pytest.mark.parametrize("extra", [[], ["-stream"], ["-keyid"]], ids=["der", "ber", "keyid"])
 def test_we_verify_openssl_signatures(any_lab, tmp_path, extra):
-    owner_cert, owner_key = write_credential(tmp_path, "owner", any_lab.owner)
-    content = tmp_path / "content.json"
-    content.write_bytes(CONTENT)
-    result = openssl(
-        "cms", "-sign", "-nodetach", "-binary", "-econtent_type", JSON, "-outform", "DER",
-        "-signer", str(owner_cert), "-inkey", str(owner_key), "-md", "sha256",
-        "-in", str(content), *extra,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    verified = verify_owner(any_lab, result.stdout)
+    signed = openssl_signed(any_lab, tmp_path, *extra)
+    verified = verify_owner(any_lab, signed)
     assert verified.content == CONTENT
     assert verified.econtent_type == JSON
     assert verified.signer == any_lab.owner.certificate
     with pytest.raises(SignatureError):
-        verify_owner(any_lab, result.stdout.replace(b"redirect", b"Redirect"))
+        verify_owner(any_lab, signed.replace(b"redirect", b"Redirect"))
 
 
 def test_openssl_signature_without_signed_attributes(ec_lab, tmp_path):

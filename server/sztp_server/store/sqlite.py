@@ -188,26 +188,21 @@ class SqliteStore(SqlReads):
             connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             try:
                 connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-                if mode != "wal":
-                    raise StoreError(
-                        f"database {self._path} cannot use WAL journaling (got {mode!r}); "
-                        "put it on a local file system"
-                    )
-                connection.execute("PRAGMA synchronous = NORMAL")
                 connection.execute("PRAGMA foreign_keys = ON")
                 connection.execute(
                     f"ATTACH DATABASE ? AS {REPORTS_SCHEMA}", (str(reports_path(self._path)),)
                 )
-                (mode,) = connection.execute(
-                    f"PRAGMA {REPORTS_SCHEMA}.journal_mode = WAL"
-                ).fetchone()
-                if mode != "wal":
-                    raise StoreError(
-                        f"database {reports_path(self._path)} cannot use WAL journaling "
-                        f"(got {mode!r}); put it on a local file system"
-                    )
-                connection.execute(f"PRAGMA {REPORTS_SCHEMA}.synchronous = NORMAL")
+                for schema, path in (
+                    ("main", self._path),
+                    (REPORTS_SCHEMA, reports_path(self._path)),
+                ):
+                    (mode,) = connection.execute(f"PRAGMA {schema}.journal_mode = WAL").fetchone()
+                    if mode != "wal":
+                        raise StoreError(
+                            f"database {path} cannot use WAL journaling (got {mode!r}); "
+                            "put it on a local file system"
+                        )
+                    connection.execute(f"PRAGMA {schema}.synchronous = NORMAL")
             except BaseException:
                 connection.close()
                 raise

@@ -752,34 +752,13 @@ def render_collection(plugins: Sequence[Plugin], root: Path = ROOT) -> str:
         "",
         "A dry run first: in check mode the server answers with what it would change.",
         "",
-        "```sh",
-        "ansible-playbook lab.yml --check --diff",
-        "```",
-        "",
-        "```text",
-        *CHECK_OUTPUT,
-        "```",
-        "",
+        *command_with_output("ansible-playbook lab.yml --check --diff", CHECK_OUTPUT),
         "On a fresh server the profile and the devices refer to objects that earlier tasks "
         "would create, so the server cannot validate them yet: the modules warn and report "
         "them as changes. Apply, then run again: the second run changes nothing.",
         "",
-        "```sh",
-        "ansible-playbook lab.yml",
-        "```",
-        "",
-        "```text",
-        *APPLY_OUTPUT,
-        "```",
-        "",
-        "```sh",
-        "ansible-playbook lab.yml",
-        "```",
-        "",
-        "```text",
-        *AGAIN_OUTPUT,
-        "```",
-        "",
+        *command_with_output("ansible-playbook lab.yml", APPLY_OUTPUT),
+        *command_with_output("ansible-playbook lab.yml", AGAIN_OUTPUT),
         "The devices are now an inventory (see "
         + ", ".join(link(p) for p in plugins if p.kind == "inventory")
         + "); a day-1 playbook reaches them once they have bootstrapped:",
@@ -809,6 +788,11 @@ def render_collection(plugins: Sequence[Plugin], root: Path = ROOT) -> str:
 ANSIBLE_CORE_BELOW = "2.20"
 KIT_LOCK = "requirements/kit.txt"
 CLI_LOCK = "requirements/cli.txt"
+
+
+def command_with_output(command: str, output: Sequence[str]) -> list[str]:
+    """A shell block with `command`, then a text block with what it prints."""
+    return ["```sh", command, "```", "", "```text", *output, "```", ""]
 
 
 def installation(artifact: str, requires: str) -> list[str]:

@@ -1,8 +1,8 @@
 """Plugins (unlike modules) are loaded through Ansible's plugin loader, which needs Ansible's
 collection finder. ansible-test installs it; under plain pytest it is installed here, on the
-directory that tests/unit/conftest.py put on sys.path (it holds ansible_collections/sztp/
-bootstrap). It must be installed before anything under ansible_collections is imported, so
-modules already imported as plain namespace packages are forgotten first.
+first sys.path entry that holds ansible_collections/sztp/bootstrap. It must be installed
+before anything under ansible_collections is imported, so modules already imported as plain
+namespace packages are forgotten first.
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
-"""The sztp.bootstrap.devices inventory plugin against a strict fake of the admin API client."""
+"""The sztp.bootstrap.devices inventory plugin against the real sztp-server admin API, served
+in-process (../conftest.py): the fleet is registered through the API and its progress reports
+stored as devices would send them, so each device's status and listing are the server's own."""
 
 from __future__ import annotations
 
 import base64
+import socket
 import struct
 import sys
+from datetime import timedelta
 
 import pytest
 import yaml
@@ -14,9 +18,10 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import inventory_loader
 from ansible_collections.sztp.bootstrap.plugins.inventory import devices as plugin_module
 
-from sztp.errors import ServerUnreachable
+from sztp.client import SztpClient
+from sztp.state.model import DEVICE
+from sztp_server.store import Change, open_store
 
-TOKEN = "inv-s3cr3t-token"
 PLUGIN = "sztp.bootstrap.devices"
 
 
@@ -37,103 +42,84 @@ def ssh_key(key_type, body=b"\x00" * 32):
 
 ED25519 = ssh_key("ssh-ed25519")
 RSA = ssh_key("ssh-rsa", b"\x01" * 64)
+PASSWORD = "correct horse battery"
 
-
-def report(serial, progress_type, address, keys=()):
-    return {
-        "serial": serial,
-        "received_at": "2026-01-01T10:00:00Z",
-        "progress_type": progress_type,
-        "message": None,
-        "source_address": address,
-        "attempt": 1,
-        "ssh_host_keys": list(keys),
-    }
-
-
+# SN-1 bootstrapped (complete), SN-2 failed, SN-3 never seen, "SN 4/x" still in progress.
 FLEET = {
-    "SN-1": (
-        {
+    "profile": {
+        # signed only when a device asks, so the server needs no owner to accept them
+        "dpu-day0": {"type": "onboarding", "signing": "when-requested"},
+        "switch": {"type": "onboarding", "signing": "when-requested"},
+    },
+    "device": {
+        "SN-1": {
             "profile": "dpu-day0",
             "model": "DPU-LAB-1",
             "mac": "52:54:00:00:00:01",
-            "password_hash": "<hidden>",
+            "password": PASSWORD,
         },
-        "complete",
-        report(
-            "SN-1",
-            "bootstrap-complete",
-            "192.0.2.11",
-            [
-                {"algorithm": "ssh-ed25519", "key_data": ED25519},
-                {"algorithm": "rsa-sha2-256", "key_data": RSA},
-            ],
-        ),
-    ),
-    "SN-2": (
-        {"profile": "dpu-day0", "model": "DPU-LAB-2"},
-        "failed",
-        report("SN-2", "boot-image-error", "192.0.2.12"),
-    ),
-    "SN-3": ({"profile": "switch", "model": None}, "not-seen", None),
-    "SN 4/x": (
-        {"profile": None, "model": "DPU LAB.3"},
-        "in-progress",
-        report("SN 4/x", "config-initiated", "192.0.2.14"),
-    ),
+        "SN-2": {"profile": "dpu-day0", "model": "DPU-LAB-2"},
+        "SN-3": {"profile": "switch"},
+        "SN 4/x": {"model": "DPU LAB.3"},
+    },
 }
+
+
+@pytest.fixture
+def fleet(admin_server):
+    """FLEET on the server, with the reports that give each device its status there."""
+    admin_server.seed(FLEET)
+    started = timedelta(minutes=5)
+    for serial in ("SN-1", "SN-2", "SN 4/x"):
+        admin_server.report(serial, "bootstrap-initiated", ago=started)
+    admin_server.report(
+        "SN-1",
+        "bootstrap-complete",
+        source_address="192.0.2.11",
+        ssh_host_keys=[("ssh-ed25519", ED25519), ("rsa-sha2-256", RSA)],
+    )
+    admin_server.report("SN-2", "boot-image-error", source_address="192.0.2.12")
+    admin_server.report("SN 4/x", "config-initiated", source_address="192.0.2.14")
+    return admin_server
 
 
 class UnexpectedCall(AssertionError):
     pass
 
 
-class FakeClient:
-    """Answers like SztpClient does; any other method fails the test."""
+class Recorder:
+    """`SztpClient` as the plugin uses it: how the plugin built it, each listing it asked for
+    and whether it closed it are recorded; a real client built the same way does the work."""
 
-    def __init__(self, fleet):
-        self.fleet = fleet
-        self.calls = []
+    def __init__(self):
         self.connection = None
+        self.calls = []
         self.closed = False
-        self.failures = []  # raised by the next list call
+        self.client = None
 
     def __call__(self, server, token, **kwargs):
         self.connection = {"server": server, "token": token, **kwargs}
+        self.client = SztpClient(server, token, **kwargs)
+        self.closed = False
         return self
 
     def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
         raise UnexpectedCall("the plugin called SztpClient.%s" % name)
 
     def devices_with_status(self, **filters):
         self.calls.append(("devices_with_status", dict(filters)))
-        for error in self.failures:
-            raise error
-        assert set(filters) <= {"status", "profile", "model"}
-        items = []
-        for serial, (spec, status, last) in self.fleet.items():
-            wanted = {"status": status, "profile": spec.get("profile"), "model": spec.get("model")}
-            if all(value is None or wanted[key] == value for key, value in filters.items()):
-                items.append(
-                    {
-                        "name": serial,
-                        "spec": spec,
-                        "revision": 3,
-                        "created_at": "t",
-                        "updated_at": "t",
-                        "status": status,
-                        "last_report": last,
-                    }
-                )
-        return items
+        return self.client.devices_with_status(**filters)
 
     def close(self):
         self.closed = True
+        self.client.close()
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    client = FakeClient(FLEET)
+def recorder(monkeypatch):
+    client = Recorder()
     monkeypatch.setattr(plugin_module, "SztpClient", client)
     for variable in (
         "SZTP_SERVER",
@@ -162,7 +148,19 @@ def load(tmp_path):
     return load_inventory
 
 
-BASE = {"server": "https://sztp.example.test:8443", "token": TOKEN}
+@pytest.fixture
+def base(fleet):
+    """The plugin's connection options for the server holding FLEET."""
+    return {"server": fleet.url, "token": fleet.token}
+
+
+@pytest.fixture
+def unreachable():
+    """A loopback URL where nothing listens: the port is bound but never listened on, so a
+    connection is refused at once."""
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        yield "http://127.0.0.1:%d" % bound.getsockname()[1]
 
 
 def hostvars(inventory, host):
@@ -173,8 +171,8 @@ def members(inventory, group):
     return sorted(host.name for host in inventory.groups[group].get_hosts())
 
 
-def test_hosts_groups_and_variables(fake, load):
-    inventory = load(BASE)
+def test_hosts_groups_and_variables(recorder, load, base):
+    inventory = load(base)
     assert sorted(inventory.hosts) == ["SN 4/x", "SN-1", "SN-2", "SN-3"]
     assert members(inventory, "sztp_devices") == ["SN 4/x", "SN-1", "SN-2", "SN-3"]
     assert members(inventory, "sztp_status_complete") == ["SN-1"]
@@ -194,47 +192,51 @@ def test_hosts_groups_and_variables(fake, load):
     # The key type comes from the key blob: known_hosts wants ssh-rsa, not rsa-sha2-256.
     assert one["sztp_ssh_host_keys"] == ["SN-1 ssh-ed25519 " + ED25519, "SN-1 ssh-rsa " + RSA]
     assert "ansible_host" not in one
+    # The server lists the password's hash as "<hidden>"; the plugin passes neither on.
     assert not any("password" in key for key in one)
+    assert "<hidden>" not in str(one) and PASSWORD not in str(one)
     assert hostvars(inventory, "SN-2")["sztp_ssh_host_keys"] == []
     assert hostvars(inventory, "SN-3")["sztp_last_report"] is None
     # The client got the connection options and was closed.
-    assert fake.connection["token"] == TOKEN
-    assert fake.connection["verify"] is True
-    assert fake.closed
+    assert recorder.connection["token"] == base["token"]
+    assert recorder.connection["verify"] is True
+    assert recorder.closed
 
 
-def test_one_request_whatever_the_fleet_size(fake, load):
-    load(BASE)
-    assert fake.calls == [("devices_with_status", {"profile": None, "model": None})]
+def test_one_request_whatever_the_fleet_size(recorder, load, base, fleet):
+    fleet.seed({"device": {"SN-%d" % number: {"model": "bulk"} for number in range(5, 205)}})
+    inventory = load(base)
+    assert len(inventory.hosts) == 204
+    assert recorder.calls == [("devices_with_status", {"profile": None, "model": None})]
 
 
-def test_last_report_complete_and_none_choose_the_devices_with_reports(fake, load):
-    inventory = load({**BASE, "last_report": "complete"})
+def test_last_report_complete_and_none_choose_the_devices_with_reports(recorder, load, base):
+    inventory = load({**base, "last_report": "complete"})
     assert hostvars(inventory, "SN-1")["sztp_last_report"]["progress_type"] == "bootstrap-complete"
     assert hostvars(inventory, "SN-2")["sztp_last_report"] is None
     assert hostvars(inventory, "SN-2")["sztp_attempts"] is None
-    inventory = load({**BASE, "last_report": "none"})
+    inventory = load({**base, "last_report": "none"})
     assert hostvars(inventory, "SN-1")["sztp_ssh_host_keys"] == []
     assert hostvars(inventory, "SN-1")["sztp_last_report"] is None
-    assert len(fake.calls) == 2
+    assert len(recorder.calls) == 2
 
 
-def test_filters_go_to_the_server(fake, load):
-    inventory = load({**BASE, "statuses": ["complete", "failed"], "profile": "dpu-day0"})
+def test_filters_go_to_the_server(recorder, load, base):
+    inventory = load({**base, "statuses": ["complete", "failed"], "profile": "dpu-day0"})
     assert sorted(inventory.hosts) == ["SN-1", "SN-2"]
-    assert fake.calls[-1] == ("devices_with_status", {"profile": "dpu-day0", "model": None})
-    inventory = load({**BASE, "statuses": ["failed"]})
+    assert recorder.calls[-1] == ("devices_with_status", {"profile": "dpu-day0", "model": None})
+    inventory = load({**base, "statuses": ["failed"]})
     assert sorted(inventory.hosts) == ["SN-2"]
-    assert fake.calls[-1] == (
+    assert recorder.calls[-1] == (
         "devices_with_status",
         {"profile": None, "model": None, "status": "failed"},
     )
 
 
-def test_addresses_compose_and_constructed_groups(fake, load):
+def test_addresses_compose_and_constructed_groups(recorder, load, base):
     inventory = load(
         {
-            **BASE,
+            **base,
             "host_addresses": {"SN-2": "10.0.0.2"},
             "use_report_address": True,
             "compose": {"day1_ready": "sztp_status == 'complete'"},
@@ -249,27 +251,18 @@ def test_addresses_compose_and_constructed_groups(fake, load):
     assert members(inventory, "hw_DPU_LAB_1") == ["SN-1"]
 
 
-def test_malformed_or_hostile_keys_are_dropped(fake, load, monkeypatch):
-    fleet = dict(FLEET)
-    fleet["SN-1"] = (
-        FLEET["SN-1"][0],
-        "complete",
-        report(
-            "SN-1",
-            "bootstrap-complete",
-            None,
-            [
-                {"algorithm": "ssh-ed25519", "key_data": "not base64!"},
-                {
-                    "algorithm": "x\nevil.example ssh-rsa AAAA",
-                    "key_data": base64.b64encode(b"xx").decode(),
-                },
-                {"algorithm": "ssh-ed25519", "key_data": ED25519},
-            ],
-        ),
+def test_malformed_or_hostile_keys_are_dropped(recorder, load, base, fleet):
+    # SN-1 bootstraps again; the server lists the keys of its last report as they came.
+    fleet.report(
+        "SN-1",
+        "bootstrap-complete",
+        ssh_host_keys=[
+            ("ssh-ed25519", "not base64!"),
+            ("x\nevil.example ssh-rsa AAAA", base64.b64encode(b"xx").decode()),
+            ("ssh-ed25519", ED25519),
+        ],
     )
-    fake.fleet = fleet
-    inventory = load(BASE)
+    inventory = load(base)
     assert hostvars(inventory, "SN-1")["sztp_ssh_host_keys"] == ["SN-1 ssh-ed25519 " + ED25519]
 
 
@@ -280,28 +273,41 @@ def test_known_hosts_name_is_one_token():
     assert lines == ["SN_4/x ssh-ed25519 " + ED25519] and rejected == 0
 
 
-def test_token_file_and_environment(fake, load, tmp_path, monkeypatch):
+def test_token_file_and_environment(recorder, load, fleet, tmp_path, monkeypatch):
     token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    monkeypatch.setenv("SZTP_SERVER", "https://env.example.test")
-    load({"token_file": str(token_file), "validate_certs": False})
-    assert fake.connection["token"] == TOKEN
-    assert fake.connection["verify"] is False
-    assert fake.connection.get("ca_bundle") is None
+    token_file.write_text(fleet.token + "\n")
+    monkeypatch.setenv("SZTP_SERVER", fleet.url)
+    inventory = load({"token_file": str(token_file), "validate_certs": False})
+    assert recorder.connection["token"] == fleet.token
+    assert recorder.connection["verify"] is False
+    assert recorder.connection.get("ca_bundle") is None
+    assert len(inventory.hosts) == 4  # the server took the token
 
 
-def test_server_errors_become_one_line_without_the_token(fake, load):
-    fake.failures.append(ServerUnreachable("cannot reach https://sztp.example.test:8443: refused"))
+@pytest.mark.parametrize(
+    ("where", "token", "error"),
+    [
+        ("unreachable", "inv-s3cr3t-token", "cannot reach"),
+        ("server", "inv-s3cr3t-token", "the API token is not valid (HTTP 401)"),
+    ],
+    ids=["unreachable", "token-refused"],
+)
+def test_server_errors_become_one_line_without_the_token(
+    recorder, load, base, unreachable, where, token, error
+):
+    server = unreachable if where == "unreachable" else base["server"]
     with pytest.raises(AnsibleError) as raised:
-        load(BASE)
-    assert "cannot reach" in str(raised.value)
-    assert TOKEN not in str(raised.value)
-    assert fake.closed
+        load({"server": server, "token": token})
+    message = str(raised.value)
+    assert error in message
+    assert "\n" not in message
+    assert token not in message
+    assert recorder.closed
 
 
-def test_unreadable_token_file(fake, load, tmp_path):
+def test_unreadable_token_file(recorder, load, base, tmp_path):
     with pytest.raises(AnsibleError, match="cannot read token file"):
-        load({"server": BASE["server"], "token_file": str(tmp_path / "missing")})
+        load({"server": base["server"], "token_file": str(tmp_path / "missing")})
 
 
 def test_only_sztp_yml_files_are_claimed(tmp_path):
@@ -312,19 +318,19 @@ def test_only_sztp_yml_files_are_claimed(tmp_path):
         assert plugin.verify_file(str(path)) is claimed
 
 
-def test_cache_answers_without_the_server(fake, load, tmp_path):
+def test_cache_answers_without_the_server(recorder, load, base, fleet, tmp_path):
     config = {
-        **BASE,
+        **base,
         "cache": True,
         "cache_plugin": "ansible.builtin.jsonfile",
         "cache_connection": str(tmp_path / "cache"),
     }
     first = load(config, cache=False)  # refresh: reads the server and fills the cache
-    assert fake.calls
-    fake.calls.clear()
-    fake.failures.append(UnexpectedCall("the cache should have answered"))
+    assert recorder.calls
+    recorder.calls.clear()
+    fleet.reset()  # the server now lists no device: only the cache can answer with the fleet
     second = load(config, cache=True)
-    assert fake.calls == []
+    assert recorder.calls == []
     assert sorted(second.hosts) == sorted(first.hosts)
     assert (
         hostvars(second, "SN-1")["sztp_ssh_host_keys"]
@@ -377,33 +383,31 @@ def not_unsafe(value, path="value"):
 
 
 @pytest.fixture
-def hostile(fake):
-    """A fleet whose devices report (and were registered with) Jinja expressions."""
-    fleet = dict(FLEET)
-    evil = report(
+def hostile(recorder, fleet):
+    """SN-1 registered with, and reporting, Jinja expressions. The admin API takes any text
+    as a model but refuses such a profile name or MAC, so the spec is written to the store
+    directly (as a tampered database would hold it): the plugin must not count on the
+    server's checks. The report is stored as the device sent it."""
+    store = open_store(fleet.store_url)
+    try:
+        before = store.get(DEVICE, "SN-1").spec
+        spec = {**before, "profile": "dpu-{{ 6 * 7 }}", "model": "{{ 6 * 7 }}", "mac": INJECTION}
+        store.apply([Change("update", DEVICE, "SN-1", spec, before)], actor="unit-tests")
+    finally:
+        store.close()
+    fleet.report(
         "SN-1",
         "bootstrap-complete",
-        "192.0.2.11",
-        [
-            {"algorithm": "ssh-ed25519", "key_data": ED25519},
-            {"algorithm": INJECTION, "key_data": ED25519},
-        ],
+        message=INJECTION,
+        source_address="192.0.2.11",
+        ssh_host_keys=[("ssh-ed25519", ED25519), (INJECTION, ED25519)],
     )
-    evil["message"] = INJECTION
-    evil["trust_anchor_certs"] = [INJECTION]
-    evil["nested"] = {"list": [{"deep": INJECTION}], INJECTION: "key"}
-    fleet["SN-1"] = (
-        {"profile": "dpu-{{ 6 * 7 }}", "model": "{{ 6 * 7 }}", "mac": INJECTION},
-        "complete",
-        evil,
-    )
-    fake.fleet = fleet
-    return fake
+    return fleet
 
 
 @pytest.mark.parametrize("cached", [False, True])
-def test_every_variable_from_the_server_is_unsafe(hostile, load, tmp_path, cached):
-    config = {**BASE, "use_report_address": True}
+def test_every_variable_from_the_server_is_unsafe(hostile, load, base, tmp_path, cached):
+    config = {**base, "use_report_address": True}
     if cached:
         config.update(
             cache=True,
@@ -424,28 +428,28 @@ def test_every_variable_from_the_server_is_unsafe(hostile, load, tmp_path, cache
         assert [bad for name, value in ours.items() for bad in not_unsafe(value, name)] == [], host
     one = hostvars(inventory, "SN-1")
     assert one["sztp_last_report"]["message"] == INJECTION
-    assert one["sztp_last_report"]["nested"]["list"][0]["deep"] == INJECTION
+    assert one["sztp_last_report"]["ssh_host_keys"][1]["algorithm"] == INJECTION
     assert one["ansible_host"] == "192.0.2.11"
 
 
-def test_reported_expressions_are_not_rendered(hostile, load):
+def test_reported_expressions_are_not_rendered(hostile, load, base):
     """What a play does with the variables: the device's text comes out as text."""
     from ansible.template import Templar
 
-    inventory = load({**BASE, "compose": {"shown": "sztp_last_report.message"}})
+    inventory = load({**base, "compose": {"shown": "sztp_last_report.message"}})
     variables = hostvars(inventory, "SN-1")
     templar = Templar(loader=DataLoader(), variables=variables)
     for expression, expected in (
         ("{{ sztp_last_report.message }}", INJECTION),
-        ("{{ sztp_last_report.nested.list[0].deep }}", INJECTION),
+        ("{{ sztp_last_report.ssh_host_keys[1].algorithm }}", INJECTION),
         ("{{ sztp_model }}", "{{ 6 * 7 }}"),
         ("{{ shown }}", INJECTION),
     ):
         assert templar.template(as_template(expression)) == expected, expression
 
 
-def test_group_names_from_the_server_are_sanitised(hostile, load):
-    inventory = load(BASE)
+def test_group_names_from_the_server_are_sanitised(hostile, load, base):
+    inventory = load(base)
     assert members(inventory, "sztp_model____6___7___") == ["SN-1"]
     assert members(inventory, "sztp_profile_dpu____6___7___") == ["SN-1"]
     assert all(

@@ -1,113 +1,37 @@
-"""The modules' unit tests run against the real sztp-server admin API, served in-process.
-
-One server per test process serves the server's own admin application (`build_admin_app`
-over a SQLite store) on 127.0.0.1 from a background thread; `admin_server` empties its state
-before each test. It starts once collection is done, in the process that runs the tests: under
-ansible-test each test runs in a fork of that process, which reaches the server over TCP and
-touches none of its objects (no thread, connection or loop survives a fork). `FakeClient` takes
-the place of `SztpClient` in the module_utils: it records every call, refuses any write in
-check mode, fails the test on any method the modules are not expected to call, and forwards
-the rest to a real `SztpClient` connected to that server, so plans, canonical forms, errors and
-"<hidden>" secrets are the server's own.
+"""The modules' unit tests run against the real sztp-server admin API, served in-process by
+../conftest.py (`admin_server`). `FakeClient` takes the place of `SztpClient` in the
+module_utils: it records every call, refuses any write in check mode, fails the test on any
+method the modules are not expected to call, and forwards the rest to a real `SztpClient`
+connected to that server, so plans, canonical forms, errors and "<hidden>" secrets are the
+server's own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
-import os
-import shutil
-import tempfile
-import threading
-from collections.abc import Coroutine, Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 from ansible.module_utils.testing import patch_module_args
 
 from sztp.client import SztpClient
 from sztp.errors import ServerUnreachable
 from sztp.state.model import STORED_SECRET
-from sztp.state.resources import KINDS, OWNER
-from sztp_server.admin import build_admin_app
-from sztp_server.config import ServerConfig
-from sztp_server.context import ServerContext
-from sztp_server.secret_key import SecretKey
-from sztp_server.store import ProgressRecord, StoredResource, open_store
-from sztp_server.tokens import ADMIN, new_token_record
+from sztp.state.resources import OWNER
+
+if TYPE_CHECKING:  # ../conftest.py, which pytest loads by path, not by this name
+    from ansible_collections.sztp.bootstrap.tests.unit.plugins.conftest import AdminServer
 
 MODULE_UTILS = "ansible_collections.sztp.bootstrap.plugins.module_utils.sztp"
 TOKEN = "s3cr3t-t0ken-value"
 # The writes among the client methods the modules call; apply_state is one unless a dry run.
 WRITES = ("apply_state", "delete", "put_voucher")
 
-_Result = TypeVar("_Result")
-
 
 class UnexpectedCall(AssertionError):
     pass
-
-
-class AdminServer:
-    """sztp-server's admin application over a new SQLite store in `directory`, served on
-    127.0.0.1 (plain HTTP, which the client allows for loopback) from a background loop."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.store_url = f"sqlite://{directory / 'sztp.db'}"
-        self.store = open_store(self.store_url)
-        self.token, record = new_token_record("unit-tests", ADMIN)
-        self.store.add_token(record, actor="unit-tests")
-        self.secret_key = SecretKey(os.urandom(32))
-        self.context = ServerContext(self.store, ServerConfig(), self.secret_key)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = self._run(self._start())
-        self.url = str(self.server.make_url("")).rstrip("/")
-
-    async def _start(self) -> TestServer:
-        server = TestServer(build_admin_app(self.context), host="127.0.0.1")
-        await server.start_server()
-        return server
-
-    def _run(self, coroutine: Coroutine[Any, Any, _Result]) -> _Result:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
-
-    def close(self) -> None:
-        self._run(self.server.close())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
-        self.context.close()
-        self.store.close()
-        shutil.rmtree(self.directory)
-
-    def stored(self, kind: str, name: str) -> StoredResource | None:
-        """A resource as stored, read through a store connection of the caller's own (the
-        server's are not the caller's if it runs in a fork)."""
-        store = open_store(self.store_url)
-        try:
-            return store.get(kind, name)
-        finally:
-            store.close()
-
-    def add_report(self, record: ProgressRecord) -> None:
-        """Store a device's progress report as if the device had sent it."""
-        store = open_store(self.store_url)
-        try:
-            assert store.add_report(record), f"no device {record.serial!r} to report"
-        finally:
-            store.close()
-
-    def reset(self) -> None:
-        """Delete every resource."""
-        with SztpClient(self.url, self.token) as client:
-            client.apply_state({}, kinds=list(KINDS), prune=True)
 
 
 class FakeClient:
@@ -166,7 +90,7 @@ class FakeClient:
     # -- test helpers: straight to the server, not recorded
     def seed(self, kind: str, name: str, spec: dict[str, Any]) -> None:
         """Store one resource as `spec` says (the server normalises and checks it)."""
-        self.client.apply_state({kind: {name: spec}}, kinds=[kind])
+        self.server.seed({kind: {name: spec}})
 
     @property
     def state(self) -> dict[str, dict[str, dict[str, Any]]]:
@@ -177,21 +101,9 @@ class FakeClient:
     def revision(self) -> int:
         return self.client.get_state()[0]
 
-    def report(
-        self, serial: str, progress_type: str, *, ago: timedelta = timedelta(), **fields: Any
-    ) -> None:
-        """A progress report from device `serial`, received `ago` before now."""
-        self.server.add_report(
-            ProgressRecord(
-                serial=serial,
-                received_at=datetime.now(UTC) - ago,
-                progress_type=progress_type,
-                message=fields.get("message"),
-                source_address=fields.get("source_address"),
-                attempt=1,
-                ssh_host_keys=tuple(fields.get("ssh_host_keys", ())),
-            )
-        )
+    def report(self, serial: str, progress_type: str, **fields: Any) -> None:
+        """A progress report from device `serial` (AdminServer.report's options)."""
+        self.server.report(serial, progress_type, **fields)
 
     def secret(self, kind: str, name: str) -> str | None:
         """The secret stored for a resource, in clear (a device's password hash, an owner's
@@ -202,28 +114,6 @@ class FakeClient:
         if kind == OWNER and value is not None:
             return self.server.secret_key.open(name, value)
         return value
-
-
-SERVER = pytest.StashKey[AdminServer]()
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    if any("admin_server" in getattr(item, "fixturenames", ()) for item in session.items):
-        session.config.stash[SERVER] = AdminServer(Path(tempfile.mkdtemp(prefix="sztp-unit-")))
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    server = session.config.stash.get(SERVER, None)
-    if server is not None:
-        server.close()
-
-
-@pytest.fixture
-def admin_server(request: pytest.FixtureRequest) -> AdminServer:
-    """The server of this test process, with no resources."""
-    server = request.config.stash[SERVER]
-    server.reset()
-    return server
 
 
 @pytest.fixture

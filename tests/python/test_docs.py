@@ -9,7 +9,6 @@ import dataclasses
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -86,14 +85,8 @@ def test_cli_reference_covers_every_command() -> None:
 # ---- server settings
 
 
-def run_server_generator(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SERVER_GENERATOR), *arguments],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
+def run_server_generator(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return run_script(SERVER_GENERATOR, *arguments)
 
 
 def table_rows(text: str) -> dict[str, list[str]]:

@@ -145,18 +145,11 @@ def model_field(kind: str, path: str) -> Field:
     entry = MODEL[kind].entry
     *outer, last = path.split(".")
     for name in outer:
-        nested = _declared(kind, entry.fields, name, path).entry
+        nested = entry.field(name).entry
         if nested is None:
             raise LookupError(f"{kind} field {name!r} has no fields of its own ({path})")
         entry = nested
-    return _declared(kind, entry.fields, last, path)
-
-
-def _declared(kind: str, fields: tuple[Field, ...], name: str, path: str) -> Field:
-    for item in fields:
-        if item.name == name:
-            return item
-    raise LookupError(f"the model declares no {kind} field {path!r}")
+    return entry.field(last)
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[..., str | None]:

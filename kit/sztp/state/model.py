@@ -86,7 +86,10 @@ class Entry:
     fields: tuple[Field, ...]
 
     def field(self, name: str) -> Field:
-        return next(field for field in self.fields if field.name == name)
+        for field in self.fields:
+            if field.name == name:
+                return field
+        raise LookupError(f"the model declares no field {name!r} in {self.schema_name}")
 
 
 @dataclass(frozen=True)

@@ -299,7 +299,7 @@ class SqliteStore(SqlReads):
                 for change, detail in zip(changes, details, strict=True)
             ]
         )
-        deleted = json.dumps([serial for (serial,) in deleted_devices(changes)])
+        deleted_serials = [serial for (serial,) in deleted_devices(changes)]
         # Which resources exist is read before the write lock is taken (only `apply` changes
         # resources, and always bumps the revision): under the lock, an unchanged revision
         # proves it still holds, and reports wait that much less.
@@ -327,10 +327,10 @@ class SqliteStore(SqlReads):
                 (now, actor, audit_rows),
             )
             connection.execute("UPDATE store_state SET revision = ? WHERE id = 1", (new_revision,))
-            if deleted != "[]":
+            if deleted_serials:
                 # Last, so the reports file is locked only for the rest of this transaction.
                 reports_held.enter_context(self._reports_lock)
-                _delete_reports(connection, deleted)
+                _delete_reports(connection, json.dumps(deleted_serials))
         return new_revision
 
     def _write_changes(

@@ -8,8 +8,9 @@ behind a trusted-proxy HTTP listener, and device clients in this process that ca
 latencies of the device requests started while an apply was in flight are set against those
 measured before it, on the same server.
 
-`--split` sends the applies to a second server instance on the same store and secret key, the
-set-up docs/server.md describes for keeping devices fast during large writes.
+`--split` sends the applies to a second server instance on the same store and secret key: the
+devices' server then does none of the admin work, not even receiving the bodies, which sets
+what the writer process (server/sztp_server/admin/writer.py) can at best achieve.
 
 Run it against another tree's server (e.g. the previous commit, from `git archive`) by putting
 that tree's `server/`, `cli/` and (where it has one) `kit/` first on PYTHONPATH; `--save` keeps
@@ -52,41 +53,30 @@ TARGET_P99_MS = 50.0
 PG_CLUSTER = Path(__file__).resolve().parent.parent / "tests" / "python" / "pg_cluster.sh"
 RPCS = ("get-bootstrapping-data", "report-progress")
 WHERE_THE_TIME_GOES = (
-    "Where the time goes. The step measured on 2026-12-02 (store calls off the event loop) "
-    "took the database off the loop: before it, on SQLite a report's insert waited on the "
-    "loop for the write lock and a new revision was reloaded on the loop, and on PostgreSQL "
-    "every call queued for one shared connection held by the apply, so even "
-    "`get-bootstrapping-data`, which needs no database, waited (p99 during the applies "
-    "then: 188-385 ms on SQLite, 795-1410 ms on PostgreSQL; after it 26-69 ms). This run's "
-    "change puts SQLite's progress reports in a file of their own, so a report no longer "
-    "waits for the state file's write lock, which a 10,000-device apply holds about 0.1 s "
-    "on an idle machine and 0.3-0.65 s on a loaded one (test_store and "
-    "test_server_store_waits prove a report is stored while that lock is held); it also "
-    "made PostgreSQL's pool serve callers in turn (a caller storing reports back to back "
-    "could keep its connection from a waiting one). With `--rounds 4` (eight applies, "
-    "hundreds of reports during them; single pairs gave too few samples for a p99), the code "
-    "before gave a `report-progress` p99 during the applies of 150 ms on SQLite and 91 ms on "
-    "PostgreSQL, and four runs of the new code 81-104 ms and 81-129 ms; "
-    "`get-bootstrapping-data` stayed at 10-24 ms. So SQLite's reports gained, but both "
-    "backends miss 50 ms, and the lock is no longer the cause. Timed inside the server, a "
-    "report spent up to 30 ms waiting for a device worker and up to 64 ms in its store call "
-    "with no lock held by anyone else: the time goes to the GIL. The apply's Python work "
-    "(parsing, planning and encoding 10,000 specs, reloading the snapshot) and the event "
-    "loop compete with the report's worker, which takes the GIL back after each of its "
-    "seven SQLite statements, and the cycle collector's gen-2 passes over the snapshot and "
-    "the bulk body stop every thread for 30-58 ms during the applies. Experiments the same "
-    "hour, eight applies each: a switch interval of 0.5 ms instead of 1 ms gave 76 and 92 ms; "
-    "gc.freeze() after each snapshot reload (gen-2 passes then at most 9 ms) 79 and 68 ms; "
-    "both together 33 and 52 ms, with applies up to 1.65 s instead of 0.96 s. None was kept: "
-    "the pair trades admin time for a bare target on an idle machine, and freezing keeps "
-    "every object alive at a reload out of the cycle collector for good. The load generator "
-    "shares the two cores (its own collections take 15 ms). Taking the applies out of the "
-    "process that serves devices meets the target: with `--split` (the applies sent to a "
-    "second instance on the same store, which the devices' instance follows through its "
-    "revision poll) three runs gave a `report-progress` p99 during the applies of 16-22 ms "
-    "on SQLite and 21-34 ms on PostgreSQL, `get-bootstrapping-data` 5-8 ms, with four times "
-    "as many device requests answered meanwhile. docs/server.md describes that set-up; doing "
-    "it inside one server (a worker process that plans and commits) is what is left."
+    "Where the time goes. Three steps got here. Store calls off the event loop (2026-12-02): "
+    "before, a report's insert and the snapshot reload ran on the loop, and on PostgreSQL "
+    "every call queued for one connection held by the apply (p99 during the applies 188-385 "
+    "ms on SQLite, 795-1410 ms on PostgreSQL; after, 26-69 ms, then 81-150 ms with `--rounds "
+    "4`'s eight applies). SQLite's reports in a file of their own and PostgreSQL's pool "
+    "serving callers in turn (2026-12-03) removed the last lock a report waited on, and the "
+    "p99 stayed at 81-129 ms: timed inside the server, the time went to the interpreter. The "
+    "apply's Python work (parsing the body, normalising, checking and planning 10,000 specs, "
+    "encoding them and the answer) held the GIL in the process serving devices, and the cycle "
+    "collector's gen-2 passes over the bulk body and the snapshot stopped every thread for "
+    "30-58 ms (a shorter switch interval and gc.freeze() together gave 33-52 ms at the cost "
+    "of slower applies; not kept). Sending the applies to a second instance (`--split`) gave "
+    "16-34 ms, which located the cost. This run's change does that inside one server: every "
+    "admin write is planned and committed in the server's writer process "
+    "(server/sztp_server/admin/writer.py), which receives the body's bytes and answers the "
+    "encoded plan; the serving process keeps only the reload of its snapshot at the new "
+    "revision (10,000 stored specs decoded in an admin store worker). Three runs of the new "
+    "code, the same hour as the 'before' run above (p99 184 and 110 ms): a `report-progress` "
+    "p99 during the applies of 27-31 ms on SQLite and 31-44 ms on PostgreSQL, "
+    "`get-bootstrapping-data` 7-9 ms, two to three times as many device requests answered "
+    "meanwhile, and the applies themselves 20-50% shorter (0.65-1.49 s against 1.25-1.95 s on "
+    "SQLite), the writer no longer sharing an interpreter with the device requests. The "
+    "single slowest requests (57-145 ms) remain: the machine's two cores are shared by the "
+    "load generator, both server processes and, on PostgreSQL, the database."
 )
 
 

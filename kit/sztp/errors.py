@@ -4,6 +4,8 @@ Every error that can reach an operator derives from `SztpError`, so the CLI and 
 modules can turn it into one clear line (or a 4xx) instead of a traceback.
 """
 
+from typing import Any
+
 
 class SztpError(Exception):
     """Base class for every error the kit raises on bad input or failed checks."""
@@ -16,6 +18,10 @@ class ValidationError(SztpError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keeps the field across processes (a server's writer process raises these).
+        return (type(self), (self.field, self.message))
 
 
 class CmsError(SztpError):

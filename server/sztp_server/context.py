@@ -159,8 +159,13 @@ class ServerContext:
         self.admin_store.close()
 
     def _load(self) -> Snapshot:
-        revision = self.store.revision()
-        state: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
-        for resource in self.store.list():
-            state.setdefault(resource.kind, {})[resource.name] = resource.spec
-        return Snapshot(revision=revision, state=state, secret_key=self.secret_key)
+        return load_snapshot(self.store, self.secret_key)
+
+
+def load_snapshot(store: Store, secret_key: SecretKey) -> Snapshot:
+    """The state as stored now (the revision is read first: the state is as new or newer)."""
+    revision = store.revision()
+    state: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
+    for resource in store.list():
+        state.setdefault(resource.kind, {})[resource.name] = resource.spec
+    return Snapshot(revision=revision, state=state, secret_key=secret_key)

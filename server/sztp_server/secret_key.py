@@ -72,8 +72,16 @@ class SecretKey:
     def __init__(self, key: bytes) -> None:
         if len(key) != _KEY_BYTES:
             raise SecretKeyError(f"a secret key is {_KEY_BYTES} bytes, not {len(key)}")
+        self._key = key
         self._sealing = AESGCM(_derive(key, b"sztp owner private key v1"))
         self._checking = _derive(key, b"sztp password check v1")
+
+    def __reduce__(self) -> tuple[type[SecretKey], tuple[bytes]]:
+        # Pickled only to hand the key to the admin writer process, over a local pipe.
+        return (SecretKey, (self._key,))
+
+    def __repr__(self) -> str:
+        return "SecretKey(<hidden>)"
 
     # ---- owner private keys
 

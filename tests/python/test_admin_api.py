@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 import requests
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sztp.client import SztpClient
@@ -31,6 +33,9 @@ from sztp.protocol import pki
 from sztp.protocol.voucher import create_voucher, sign_voucher
 from sztp.state.resources import KINDS
 from sztp_server.admin import build_admin_app, jobs
+from sztp_server.admin.routes import STATE_SERVICE
+from sztp_server.admin.writer import Writer, WriterHandle
+from sztp_server.admin.writes import Write
 from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext
 from sztp_server.secret_key import SecretKey
@@ -47,19 +52,50 @@ PASSWORD = "correct horse battery staple"
 IMAGE_SHA = "ab" * 32
 
 
+class InThreadWriter:
+    """The server's Writer run in a thread of this process, where a test can watch what it
+    calls (the server runs it in a writer process of its own)."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self.writer = Writer(context.store, context.secret_key, jobs.Progress())
+        self.lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        pass
+
+    async def run(
+        self,
+        write: Write,
+        *,
+        actor: str,
+        if_match: str | None,
+        progress: jobs.Progress | None = None,
+    ) -> Any:
+        async with self.lock:
+            return await asyncio.to_thread(self.writer.run, write, actor=actor, if_match=if_match)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class LiveServer:
     """The admin app served from a background event loop."""
 
-    def __init__(self, context: ServerContext, max_bulk_bytes: int) -> None:
+    def __init__(
+        self, context: ServerContext, max_bulk_bytes: int, writer: WriterHandle | None = None
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server: TestServer = self._run(self._start(context, max_bulk_bytes))
+        self.server: TestServer = self._run(self._start(context, max_bulk_bytes, writer))
         self.url = str(self.server.make_url("")).rstrip("/")
 
     @staticmethod
-    async def _start(context: ServerContext, max_bulk_bytes: int) -> TestServer:
-        server = TestServer(build_admin_app(context, max_bulk_bytes=max_bulk_bytes))
+    async def _start(
+        context: ServerContext, max_bulk_bytes: int, writer: WriterHandle | None
+    ) -> TestServer:
+        app = build_admin_app(context, max_bulk_bytes=max_bulk_bytes, writer=writer)
+        server = TestServer(app)
         await server.start_server()
         return server
 
@@ -76,8 +112,9 @@ class LiveServer:
 class Api:
     """A tiny client that remembers every response body (for the no-secrets check)."""
 
-    def __init__(self, url: str, token: str, context: ServerContext) -> None:
+    def __init__(self, url: str, token: str, context: ServerContext, app: web.Application) -> None:
         self.url = url
+        self.app = app
         self.token = token
         self.context = context
         self.store = context.store
@@ -113,15 +150,18 @@ class Api:
         return self.store.revision()
 
 
-def make_api(tmp_path: Path, *, max_body_bytes: int = 256 * 1024) -> Iterator[Api]:
+def make_api(
+    tmp_path: Path, *, max_body_bytes: int = 256 * 1024, writer_in_thread: bool = False
+) -> Iterator[Api]:
     store = SqliteStore(tmp_path / "sztp.db")
     token = ensure_first_admin_token(store, tmp_path / "secret" / "admin-token")
     assert token is not None
     config = ServerConfig(max_body_bytes=max_body_bytes, refresh_interval=0.05)
     context = ServerContext(store, config, SecretKey(os.urandom(32)))
-    server = LiveServer(context, max_bulk_bytes=4 * 1024 * 1024)
+    writer = InThreadWriter(context) if writer_in_thread else None
+    server = LiveServer(context, max_bulk_bytes=4 * 1024 * 1024, writer=writer)
     try:
-        yield Api(server.url, token, context)
+        yield Api(server.url, token, context, server.server.app)
     finally:
         server.close()
         store.close()
@@ -1018,6 +1058,40 @@ def test_a_quick_write_is_answered_at_once_even_when_asked_as_a_job(api: Api) ->
     assert accepted.status_code == 202 and accepted.json()["state"] == "running"
 
 
+def test_a_writer_process_that_dies_mid_write_costs_that_write_only(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes are planned and committed in a process of their own: killed half-way, it stores
+    nothing of that write, the job says so with a 503, and the next write starts a new one."""
+    monkeypatch.setattr(jobs, "ANSWER_WITHIN_SECONDS", 0.0)
+    writer = api.app[STATE_SERVICE].writer
+    assert api.put("/api/v1/devices/SN-FIRST", json={"spec": {}}).status_code == 201
+    first_pid = writer.pid
+    assert first_pid is not None and first_pid != os.getpid()
+    before = api.revision()
+    slow = {f"SN-SLOW-{index}": {"password": f"password {index}"} for index in range(200)}
+    accepted = api.post(
+        "/api/v1/state", json={"resources": {"device": slow}}, headers={"Prefer": "respond-async"}
+    )
+    assert accepted.status_code == 202, accepted.text
+    location = accepted.headers["Location"]
+    job = accepted.json()
+    while job["progress"]["done"] < 2:  # hashing passwords, in the writer process
+        assert job["state"] == "running", job
+        time.sleep(0.05)
+        job = api.get(location).json()
+    os.kill(first_pid, signal.SIGKILL)
+    while job["state"] == "running":
+        time.sleep(0.05)
+        job = api.get(location).json()
+    assert job["status"] == 503 and "writer process ended" in job["error"]["message"], job
+    assert api.revision() == before
+    assert api.get("/api/v1/devices/SN-SLOW-0").status_code == 404
+    assert api.put("/api/v1/devices/SN-AFTER", json={"spec": {}}).status_code == 201
+    assert writer.pid not in (None, first_pid)
+    assert api.revision() == before + 1
+
+
 def test_jobs_end_readable_for_an_hour_and_few_run_at_once() -> None:
     clock = ManualClock()
 
@@ -1025,9 +1099,9 @@ def test_jobs_end_readable_for_an_hour_and_few_run_at_once() -> None:
         registry = jobs.Jobs(clock=clock)
         release = asyncio.Event()
 
-        async def blocked(_progress: jobs.Progress) -> dict[str, Any]:
+        async def blocked(_progress: jobs.Progress) -> jobs.JsonAnswer:
             await release.wait()
-            return {"revision": 1}
+            return jobs.JsonAnswer(1, b"{}")
 
         running = [registry.start("admin", blocked) for _ in range(jobs.MAX_RUNNING_JOBS)]
         with pytest.raises(jobs.ApiError) as refused:
@@ -1042,8 +1116,8 @@ def test_jobs_end_readable_for_an_hour_and_few_run_at_once() -> None:
         assert registry.get(running[0].id) is None
         # However recent, only the latest ended jobs are kept.
 
-        async def quick(_progress: jobs.Progress) -> dict[str, Any]:
-            return {"revision": 1}
+        async def quick(_progress: jobs.Progress) -> jobs.JsonAnswer:
+            return jobs.JsonAnswer(1, b"{}")
 
         ended = []
         for _ in range(jobs.MAX_ENDED_JOBS + 2):

@@ -326,7 +326,8 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
-    yield from make_api(tmp_path)
+    """Its writes run in this process, where `scrypt_calls` counts the derivations."""
+    yield from make_api(tmp_path, writer_in_thread=True)
 
 
 @pytest.fixture

@@ -78,7 +78,6 @@ _DOMAIN_NAME = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\.?")
 _MAX_DOMAIN_NAME_LENGTH = 253
 _DOTTED_NUMBERS = re.compile(r"[0-9.]+")
 # RFC 3986 characters: unreserved, reserved and "%" (checked to start an escape below).
-_URI_CHARACTERS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
 _BROKEN_PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
@@ -319,7 +318,7 @@ def _check_uri(value: object, field: str) -> None:
         raise ValidationError(field, f"must be a string, not {type(value).__name__}")
     if len(value) > MAX_URI_LENGTH:
         raise ValidationError(field, f"longer than {MAX_URI_LENGTH} characters")
-    if not _URI_CHARACTERS.fullmatch(value) or _BROKEN_PERCENT_ESCAPE.search(value):
+    if not yang_codec.URI_CHARACTERS.fullmatch(value) or _BROKEN_PERCENT_ESCAPE.search(value):
         raise ValidationError(field, f"{value!r} is not a URI (RFC 3986 characters only)")
     scheme, separator, _ = value.partition("://")
     if not separator or not _URI_SCHEME.fullmatch(scheme):

@@ -146,7 +146,6 @@ _PLAIN_PATH = re.compile(rf"/?{_STEP}(?:/{_STEP})*")
 _PATH_PREFIX = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*):")
 # Longest piece of a client's text an error repeats back to it.
 _MAX_ECHO = 256
-_URI_CHARACTERS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
 
 
 class WireFormat(enum.Enum):
@@ -650,7 +649,7 @@ def _host_meta_xml_href(body: bytes) -> str | None:
 
 
 def _check_restconf_root(href: str, field: str) -> None:
-    if not _URI_CHARACTERS.fullmatch(href):
+    if not yang_codec.URI_CHARACTERS.fullmatch(href):
         raise ValidationError(field, f"{href!r} is not a URI reference")
     try:
         parts = urlsplit(href)

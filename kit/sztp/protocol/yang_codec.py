@@ -27,6 +27,8 @@ from . import strict_json, strict_xml
 # Characters a YANG string may hold (XML 1.0 characters); also rejects lone surrogates, which
 # JSON escapes can produce, and NUL, which no database text column stores.
 NON_XML_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# The characters an inet:uri (RFC 3986) may hold, percent-escapes included.
+URI_CHARACTERS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
 # Module-name prefixes of an instance-identifier in JSON form (RFC 7951 §6.11).
 _PATH_MODULE = re.compile(r"/([A-Za-z_][A-Za-z0-9_.-]*):")
 # RFC 7950 §9.2.1 lexical form of an unsigned integer; at most ten digits keeps int() cheap.

@@ -20,10 +20,12 @@ Decisions worth knowing as a client:
 
 Where things are: `routes` builds the application (middlewares and route table); `auth` checks
 tokens; `errors` turns every failure into a JSON error; `requests` reads bodies and query
-parameters; `handlers/` answers the routes, one module a concern; `service` is the
-desired-state service every write goes through (plan, normalise, check, commit, audit);
-`vouchers` checks a large apply's vouchers in worker processes; `views` is what the API shows
-of stored things; `openapi/` is the OpenAPI document served at `GET /api/v1/openapi.json`.
+parameters; `handlers/` answers the routes, one module a concern; `writes` holds every write
+as a value that computes its changes (normalise, plan, check); `writer` runs them, one at a
+time, in a process of its own that commits them with their audit entries, so the process
+serving devices never does that work; `service` hands writes to it and serves the revision
+they make; `vouchers` checks a large apply's vouchers in worker processes; `views` is what the
+API shows of stored things; `openapi/` is the OpenAPI document served at `GET /api/v1/openapi.json`.
 """
 
 from .routes import build_admin_app

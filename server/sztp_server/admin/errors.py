@@ -49,6 +49,10 @@ class ApiError(Exception):
         self.field = field
         self.headers = dict(headers or {})
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in the admin writer process, re-raised in the serving one.
+        return (ApiError, (self.status, self.message), dict(self.__dict__))
+
     def response(self) -> web.Response:
         return error_response(self.status, self.message, field=self.field, headers=self.headers)
 

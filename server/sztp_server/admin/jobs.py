@@ -14,6 +14,7 @@ MAX_RUNNING_JOBS run at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import ApiError, error_body, error_of
+from .writes import JsonAnswer
 
 JOB_TTL_SECONDS = 3600.0
 MAX_RUNNING_JOBS = 8
@@ -33,13 +35,14 @@ ANSWER_WITHIN_SECONDS = 5.0
 
 @dataclass
 class Progress:
-    """How many of the write's specs are checked (written by a worker thread, read by views)."""
+    """How many of the write's specs are checked (copied from the writer process while the
+    job waits for it, read by views)."""
 
     done: int = 0
     total: int = 0
 
 
-Work = Callable[[Progress], Awaitable[dict[str, Any]]]
+Work = Callable[[Progress], Awaitable[JsonAnswer]]
 
 
 @dataclass
@@ -47,7 +50,7 @@ class Job:
     id: str
     actor: str
     progress: Progress = field(default_factory=Progress)
-    result: dict[str, Any] | None = None
+    result: JsonAnswer | None = None
     error: dict[str, Any] | None = None
     status_code: int | None = None
     ended_at: float | None = None
@@ -61,15 +64,24 @@ class Job:
         return "failed" if self.error is not None else "succeeded"
 
     def view(self) -> dict[str, Any]:
+        """The job without its result (what a 202 answers)."""
         return {
             "id": self.id,
             "state": self.state,
             "actor": self.actor,
             "progress": {"done": self.progress.done, "total": self.progress.total},
             "status": self.status_code,
-            "result": self.result,
             "error": self.error,
+            "result": None,
         }
+
+    def document(self) -> bytes:
+        """The job as JSON, its result (the write's answer, already encoded) included."""
+        view = json.dumps(self.view())
+        if self.result is None:
+            return view.encode()
+        # The view ends with `"result": null}`: the answer takes null's place.
+        return view[: -len("null}")].encode() + self.result.body + b"}"
 
 
 class Jobs:

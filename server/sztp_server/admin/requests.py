@@ -41,7 +41,7 @@ async def read_json(request: web.Request, limit: int) -> Any:
     raw = await read_body(request, limit)
     # Off the event loop: a bulk body of tens of MiB takes long enough to parse that every
     # device request would wait for it.
-    return await asyncio.to_thread(_decode_json, raw)
+    return await asyncio.to_thread(decode_json, raw)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -58,7 +58,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _decode_json(raw: bytes) -> Any:
+def decode_json(raw: bytes) -> Any:
     """The JSON document `raw` holds; ApiError 400 if it is not valid JSON."""
     try:
         # Decoded as json.loads decodes bytes, so that the text can be checked below.

@@ -15,16 +15,24 @@ from .handlers.state import DEFAULT_MAX_BULK_BYTES, StateHandlers
 from .handlers.tokens import TokenHandlers
 from .requests import API, COLLECTIONS
 from .service import StateService
+from .writer import WriterHandle
+
+# The app's desired-state service (its writer process), for whoever holds the app.
+STATE_SERVICE = web.AppKey("state_service", StateService)
 
 
 def build_admin_app(
-    context: ServerContext, *, max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES
+    context: ServerContext,
+    *,
+    max_bulk_bytes: int = DEFAULT_MAX_BULK_BYTES,
+    writer: WriterHandle | None = None,
 ) -> web.Application:
     """The admin application; `max_bulk_bytes` bounds `POST /api/v1/state` bodies, every other
-    body is bounded by `context.config.max_body_bytes`."""
+    body is bounded by `context.config.max_body_bytes`. Writes go to `writer`, by default a
+    writer process of the app's own."""
     max_body_bytes = context.config.max_body_bytes
     store = context.admin_store
-    service = StateService(context)
+    service = StateService(context, writer)
     public = PublicHandlers(store)
     resources = ResourceHandlers(service, max_body_bytes)
     devices = DeviceHandlers(service, max_body_bytes)
@@ -60,9 +68,15 @@ def build_admin_app(
     app.router.add_put(f"{collection}/{{name}}", resources.put_resource)
     app.router.add_delete(f"{collection}/{{name}}", resources.delete_resource)
 
+    async def start(_app: web.Application) -> None:
+        # The first write should not wait for the writer process to start.
+        await service.writer.start()
+
     async def close(_app: web.Application) -> None:
         await state.jobs.close()
         service.close()
 
+    app[STATE_SERVICE] = service
+    app.on_startup.append(start)
     app.on_cleanup.append(close)
     return app

@@ -114,6 +114,16 @@ def change_summary(change: Change) -> dict[str, Any]:
     return summary
 
 
+def change_audit_detail(change: Change) -> dict[str, Any]:
+    """What the audit log keeps of a change: its before and after, secrets hidden."""
+    detail: dict[str, Any] = {}
+    if change.before is not None:
+        detail["before"] = public_view(change.kind, change.before)
+    if change.spec is not None:
+        detail["after"] = public_view(change.kind, change.spec)
+    return detail
+
+
 # `?plan=` of POST /state: full before/after bodies (the default, for the Ansible modules'
 # diffs) or a summary (what `sztpctl apply` and `diff` print).
 PLAN_VIEWS: Mapping[str, Callable[[Change], dict[str, Any]]] = {

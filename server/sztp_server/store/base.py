@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins  # in the store classes a bare `list` would name their list() method
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any, Protocol
@@ -150,6 +150,11 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def reopener(self) -> Callable[[], Store]:
+        """How another process opens this store (picklable; it holds the URL's password):
+        the admin writer process writes through its own connections."""
+        ...
 
 
 def check_not_last_of_role(name: str, role: str, others_of_role: int) -> None:

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -154,6 +155,7 @@ class PostgresStore(SqlReads):
         self, url: str, *, statement_timeout: float | None = None, pool_size: int = 1
     ) -> None:
         self._url = url
+        self._statement_timeout = statement_timeout
         # Milliseconds, as PostgreSQL counts them; a statement that would round to 0 (no limit)
         # gets the smallest limit instead.
         self._statement_timeout_ms = (
@@ -165,6 +167,10 @@ class PostgresStore(SqlReads):
         with self._transaction() as connection:
             connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
             migrate(connection, POSTGRES_MIGRATIONS)
+
+    def reopener(self) -> Callable[[], PostgresStore]:
+        # One connection: the writer process runs one write at a time.
+        return partial(PostgresStore, self._url, statement_timeout=self._statement_timeout)
 
     # -- connections and transactions ------------------------------------------------------
 

@@ -32,9 +32,10 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
+from functools import partial
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,9 @@ class SqliteStore(SqlReads):
                 connection.execute(statement)
             migrate(connection, SQLITE_MIGRATIONS)
             _sweep_orphan_reports(connection)
+
+    def reopener(self) -> Callable[[], SqliteStore]:
+        return partial(SqliteStore, self._path)
 
     # -- connections and transactions ------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -11,17 +10,16 @@ from aiohttp import web
 from sztp.device_status import STATUSES, DeviceStatus
 from sztp.errors import ValidationError
 from sztp.progress import MAX_PROGRESS_PAGE, group_by_attempt, summarize
-from sztp.state.plan import Change
-from sztp.state.resources import DEVICE, public_fields
+from sztp.state.resources import DEVICE
 
-from ...context import Snapshot
 from ...store.base import utc_now
 from ...store.model import ProgressRecord
 from ..auth import caller
 from ..errors import ApiError
 from ..requests import DEFAULT_PROGRESS_LIMIT, bool_query, int_query, read_body
-from ..service import StateService, checked
+from ..service import StateService
 from ..views import derived_status, etag, report_view, resource_view, stall_after
+from ..writes import DeleteVoucher, PutVoucher, stored_device
 from .resources import resource_response
 
 RECENT_ERRORS = 50
@@ -86,39 +84,25 @@ class DeviceHandlers:
         if not der:
             raise ValidationError(f"{DEVICE}[{serial}].voucher", "the body is empty")
         encoded = base64.b64encode(der).decode()
-
-        def compute(snapshot: Snapshot) -> list[Change]:
-            current = _device(snapshot, serial)
-            wanted = {**public_fields(current), "voucher": encoded}
-            normalized = self.service.secret_key.normalize(
-                DEVICE, serial, wanted, current, hash_passwords=True
-            )
-            if dict(current) == normalized:
-                return []
-            return checked(snapshot, [Change("update", DEVICE, serial, normalized, current)])
-
         commit = await self.service.commit(
-            compute, actor=caller(request).name, if_match=request.headers.get("If-Match")
+            PutVoucher(serial, encoded),
+            actor=caller(request).name,
+            if_match=request.headers.get("If-Match"),
         )
         return await resource_response(self.store, DEVICE, serial, commit.revision, status=200)
 
     async def delete_voucher(self, request: web.Request) -> web.Response:
         serial = request.match_info["name"]
-
-        def compute(snapshot: Snapshot) -> list[Change]:
-            current = _device(snapshot, serial)
-            if current.get("voucher") is None:
-                return []
-            return [Change("update", DEVICE, serial, {**current, "voucher": None}, current)]
-
         commit = await self.service.commit(
-            compute, actor=caller(request).name, if_match=request.headers.get("If-Match")
+            DeleteVoucher(serial),
+            actor=caller(request).name,
+            if_match=request.headers.get("If-Match"),
         )
         return web.Response(status=204, headers=etag(commit.revision))
 
     async def device_status(self, request: web.Request) -> web.Response:
         serial = request.match_info["name"]
-        _device(await self.service.fresh_snapshot(), serial)
+        stored_device(await self.service.fresh_snapshot(), serial)
         # The latest report decides status and attempt number; the history is never read.
         stored = await self.store.report_summary(serial)
         latest = [stored.latest.stored_report()] if stored is not None else []
@@ -140,7 +124,7 @@ class DeviceHandlers:
             request, "limit", default=DEFAULT_PROGRESS_LIMIT, maximum=MAX_PROGRESS_PAGE
         )
         before = int_query(request, "before", default=None)
-        _device(await self.service.fresh_snapshot(), serial)
+        stored_device(await self.service.fresh_snapshot(), serial)
         # One more than asked tells whether an older page exists.
         records = await self.store.reports(serial, limit=limit + 1, before_id=before)
         older = len(records) > limit
@@ -192,10 +176,3 @@ class DeviceHandlers:
         return latest, {
             serial: derived_status(latest.get(serial), stalled_after) for serial in serials
         }
-
-
-def _device(snapshot: Snapshot, serial: str) -> Mapping[str, Any]:
-    device = snapshot.device(serial)
-    if device is None:
-        raise ApiError(404, f"no device with serial number {serial!r}")
-    return device

@@ -5,15 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from sztp.errors import ValidationError
-from sztp.state.plan import Change, apply_changes, check_references
 
-from ...context import Snapshot
 from ...store.async_store import AsyncStore
 from ..auth import caller
 from ..errors import ApiError
 from ..requests import API, COLLECTIONS, json_object, json_with_etag, only_fields, read_json
-from ..service import StateService, checked
+from ..service import StateService
 from ..views import etag, resource_view
+from ..writes import CreateResource, DeleteResource, PutResource
 
 
 class ResourceHandlers:
@@ -45,15 +44,10 @@ class ResourceHandlers:
         if not isinstance(name, str):
             raise ValidationError("name", "is required and must be a string")
         spec = json_object(body.get("spec"), "spec")
-
-        def compute(snapshot: Snapshot) -> list[Change]:
-            if snapshot.get(kind, name) is not None:
-                raise ApiError(409, f"{kind} {name!r} exists; use PUT to replace it")
-            normalized = self.service.normalized(kind, name, spec, None)
-            return checked(snapshot, [Change("create", kind, name, normalized)])
-
         commit = await self.service.commit(
-            compute, actor=caller(request).name, if_match=request.headers.get("If-Match")
+            CreateResource(kind, name, spec),
+            actor=caller(request).name,
+            if_match=request.headers.get("If-Match"),
         )
         response = await resource_response(self.store, kind, name, commit.revision, status=201)
         response.headers["Location"] = f"{API}/{request.match_info['collection']}/{name}"
@@ -64,18 +58,10 @@ class ResourceHandlers:
         body = json_object(await read_json(request, self.max_body_bytes), "body")
         only_fields(body, "body", ("spec",))
         spec = json_object(body.get("spec"), "spec")
-
-        def compute(snapshot: Snapshot) -> list[Change]:
-            current = snapshot.get(kind, name)
-            normalized = self.service.normalized(kind, name, spec, current)
-            if current is None:
-                return checked(snapshot, [Change("create", kind, name, normalized)])
-            if dict(current) == normalized:
-                return []
-            return checked(snapshot, [Change("update", kind, name, normalized, current)])
-
         commit = await self.service.commit(
-            compute, actor=caller(request).name, if_match=request.headers.get("If-Match")
+            PutResource(kind, name, spec),
+            actor=caller(request).name,
+            if_match=request.headers.get("If-Match"),
         )
         created = any(change.action == "create" for change in commit.changes)
         return await resource_response(
@@ -84,22 +70,10 @@ class ResourceHandlers:
 
     async def delete_resource(self, request: web.Request) -> web.Response:
         kind, name = _kind_and_name(request)
-
-        def compute(snapshot: Snapshot) -> list[Change]:
-            current = snapshot.get(kind, name)
-            if current is None:
-                raise ApiError(404, f"no {kind} named {name!r}")
-            changes = [Change("delete", kind, name, None, current)]
-            try:
-                check_references(apply_changes(snapshot.state, changes))
-            except ValidationError as exc:
-                raise ApiError(
-                    409, f"{kind} {name!r} is still in use: {exc.field}", field=exc.field
-                ) from None
-            return changes
-
         commit = await self.service.commit(
-            compute, actor=caller(request).name, if_match=request.headers.get("If-Match")
+            DeleteResource(kind, name),
+            actor=caller(request).name,
+            if_match=request.headers.get("If-Match"),
         )
         return web.Response(status=204, headers=etag(commit.revision))
 

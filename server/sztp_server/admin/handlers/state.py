@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from aiohttp import web
 
-from sztp.errors import ValidationError
 from sztp.state.resources import KINDS, public_view
 
 from ..auth import caller
 from ..errors import ApiError
 from ..jobs import Jobs, Progress
-from ..requests import API, bool_query, json_object, json_with_etag, only_fields, read_json
+from ..requests import API, JSON_TYPE, bool_query, json_with_etag, read_body
 from ..service import StateService
-from ..views import PLAN_VIEWS
+from ..views import PLAN_VIEWS, etag
+from ..writes import ApplyState, JsonAnswer
 
 # The bulk endpoint carries the whole fleet: 10,000 devices with vouchers is tens of MiB.
 DEFAULT_MAX_BULK_BYTES = 64 * 1024 * 1024
@@ -45,38 +42,26 @@ class StateHandlers:
         """Plan or apply the desired state; with `Prefer: respond-async`, as a job (202 and its
         URL at once; see jobs.py)."""
         dry_run = bool_query(request, "dry_run")
-        change_view = PLAN_VIEWS.get(request.query.get("plan", "full"))
-        if change_view is None:
+        plan_view = request.query.get("plan", "full")
+        if plan_view not in PLAN_VIEWS:
             raise ApiError(400, f"must be one of {', '.join(PLAN_VIEWS)}", field="plan")
-        body = json_object(await read_json(request, self.max_bulk_bytes), "body")
-        only_fields(body, "body", ("resources", "prune", "kinds"))
-        resources = _desired_resources(body.get("resources"))
-        prune = body.get("prune", False)
-        if not isinstance(prune, bool):
-            raise ValidationError("prune", "must be true or false")
-        kinds = _kinds_scope(body["kinds"], resources) if "kinds" in body else None
+        if request.content_type != JSON_TYPE:
+            raise ApiError(415, f"send the body as {JSON_TYPE}")
+        # Read here, parsed and checked in the writer process with the rest of the write.
+        write = ApplyState(
+            await read_body(request, self.max_bulk_bytes), plan_view, dry_run=dry_run
+        )
         if_match = request.headers.get("If-Match")
         actor = caller(request).name
 
-        async def work(progress: Progress) -> dict[str, Any]:
-            # A dry run (allowed to read-only tokens) never hashes a password.
-            compute = self.service.desired_state(
-                resources, prune=prune, kinds=kinds, hash_passwords=not dry_run, progress=progress
+        async def work(progress: Progress) -> JsonAnswer:
+            return await self.service.apply_state(
+                write, actor=actor, if_match=if_match, progress=progress
             )
-            if dry_run:
-                commit = await self.service.dry_run(compute, if_match=if_match)
-            else:
-                commit = await self.service.commit(compute, actor=actor, if_match=if_match)
-            return {
-                "revision": commit.revision,
-                "dry_run": dry_run,
-                "changes": [change_view(change) for change in commit.changes],
-            }
 
         preferences = _preferences(request)
         if "respond-async" not in preferences:
-            answer = await work(Progress())
-            return json_with_etag(answer, answer["revision"])
+            return _answer(await work(Progress()))
         job = self.jobs.start(actor, work)
         if not await self.jobs.settle(job, _seconds(preferences.get("wait"))):
             return web.json_response(
@@ -86,13 +71,17 @@ class StateHandlers:
             raise job.exception
         if job.result is None:  # cancelled: the server is stopping
             raise ApiError(503, "the server stopped during this write; retry it")
-        return json_with_etag(job.result, job.result["revision"])
+        return _answer(job.result)
 
     async def get_job(self, request: web.Request) -> web.Response:
         job = self.jobs.get(request.match_info["id"])
         if job is None:
             raise ApiError(404, "no such job (or it ended over an hour ago)")
-        return web.json_response(job.view())
+        return web.Response(body=job.document(), content_type=JSON_TYPE)
+
+
+def _answer(answer: JsonAnswer) -> web.Response:
+    return web.Response(body=answer.body, content_type=JSON_TYPE, headers=etag(answer.revision))
 
 
 def _preferences(request: web.Request) -> dict[str, str]:
@@ -109,24 +98,3 @@ def _preferences(request: web.Request) -> dict[str, str]:
 def _seconds(text: str | None) -> float | None:
     """A `wait` preference's seconds; anything else is no wish (RFC 7240 §4.3)."""
     return float(text) if text is not None and text.isdigit() else None
-
-
-def _desired_resources(value: Any) -> dict[str, dict[str, Any]]:
-    resources = json_object(value, "resources")
-    for kind, specs in resources.items():
-        if kind not in KINDS:
-            raise ValidationError(f"resources.{kind}", f"unknown kind; use {', '.join(KINDS)}")
-        json_object(specs, f"resources.{kind}")
-    return resources
-
-
-def _kinds_scope(value: Any, resources: Mapping[str, Any]) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(kind, str) for kind in value):
-        raise ValidationError("kinds", "must be a list of kinds")
-    for kind in value:
-        if kind not in KINDS:
-            raise ValidationError("kinds", f"{kind!r} is not one of {', '.join(KINDS)}")
-    for kind in resources:
-        if kind not in value:
-            raise ValidationError(f"resources.{kind}", "is outside the 'kinds' scope")
-    return value

@@ -1,0 +1,317 @@
+"""Every admin write as a value: what it changes, computed from a snapshot of the state.
+
+A write is plain data (kind, name, spec, or a bulk body), so it can be handed to the writer
+process (writer.py), which runs `changes` on its own snapshot and commits the result; the
+process serving devices never does this work. `changes` may raise to refuse the write
+(ApiError, ValidationError), and leaves the stored state alone when it does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Any, Protocol
+
+from sztp.errors import ValidationError
+from sztp.state.model import DEVICE, STORED_SECRET
+from sztp.state.ownership import check_vouchers_authorise_owners
+from sztp.state.plan import Change, apply_changes, check_references, plan
+from sztp.state.resources import HIDDEN, KINDS, public_fields
+
+from ..context import Snapshot
+from ..secret_key import SecretKey
+from .errors import ApiError
+from .requests import decode_json, json_object, only_fields
+from .views import PLAN_VIEWS
+from .vouchers import VoucherChecker
+
+
+class Progress(Protocol):
+    """How many of a write's specs are checked so far (read while the write runs)."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class WriteTools:
+    """What a write may use besides the snapshot."""
+
+    secret_key: SecretKey
+    vouchers: VoucherChecker
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class Commit:
+    revision: int
+    changes: list[Change]
+
+
+@dataclass(frozen=True)
+class JsonAnswer:
+    """A write's answer, encoded where it was computed (a whole fleet's plan can be large)."""
+
+    revision: int
+    body: bytes
+
+
+class Write:
+    """An admin write. `dry_run` writes plan without storing; `answer` is what the caller
+    gets back from the writer process (by default the commit itself)."""
+
+    dry_run = False
+
+    def changes(self, snapshot: Snapshot, tools: WriteTools) -> list[Change]:
+        raise NotImplementedError
+
+    def answer(self, commit: Commit) -> Any:
+        return commit
+
+
+@dataclass(frozen=True)
+class CreateResource(Write):
+    kind: str
+    name: str
+    spec: Mapping[str, Any]
+
+    def changes(self, snapshot: Snapshot, tools: WriteTools) -> list[Change]:
+        if snapshot.get(self.kind, self.name) is not None:
+            raise ApiError(409, f"{self.kind} {self.name!r} exists; use PUT to replace it")
+        normalized = _normalized(tools, self.kind, self.name, self.spec, None)
+        return checked(snapshot, [Change("create", self.kind, self.name, normalized)])
+
+
+@dataclass(frozen=True)
+class PutResource(Write):
+    kind: str
+    name: str
+    spec: Mapping[str, Any]
+
+    def changes(self, snapshot: Snapshot, tools: WriteTools) -> list[Change]:
+        current = snapshot.get(self.kind, self.name)
+        normalized = _normalized(tools, self.kind, self.name, self.spec, current)
+        if current is None:
+            return checked(snapshot, [Change("create", self.kind, self.name, normalized)])
+        if dict(current) == normalized:
+            return []
+        return checked(snapshot, [Change("update", self.kind, self.name, normalized, current)])
+
+
+@dataclass(frozen=True)
+class DeleteResource(Write):
+    kind: str
+    name: str
+
+    def changes(self, snapshot: Snapshot, tools: WriteTools) -> list[Change]:
+        current = snapshot.get(self.kind, self.name)
+        if current is None:
+            raise ApiError(404, f"no {self.kind} named {self.name!r}")
+        changes = [Change("delete", self.kind, self.name, None, current)]
+        try:
+            check_references(apply_changes(snapshot.state, changes))
+        except ValidationError as exc:
+            raise ApiError(
+                409, f"{self.kind} {self.name!r} is still in use: {exc.field}", field=exc.field
+            ) from None
+        return changes
+
+
+@dataclass(frozen=True)
+class PutVoucher(Write):
+    serial: str
+    voucher: str  # base64 of the signed voucher
+
+    def changes(self, snapshot: Snapshot, tools: WriteTools) -> list[Change]:
+        current = stored_device(snapshot, self.serial)
+        wanted = {**public_fields(current), "voucher": self.voucher}
+        normalized = tools.secret_key.normalize(
+            DEVICE, self.serial, wanted, current, hash_passwords=True
+        )
+        if dict(current) == normalized:
+            return []
+        return checked(snapshot, [Change("update", DEVICE, self.serial, normalized, current)])
+
+
+@dataclass(frozen=True)
+class DeleteVoucher(Write):
+    serial: str
+
+    def changes(self, snapshot: Snapshot, tools: WriteTools) -> list[Change]:
+        current = stored_device(snapshot, self.serial)
+        if current.get("voucher") is None:
+            return []
+        return [Change("update", DEVICE, self.serial, {**current, "voucher": None}, current)]
+
+
+@dataclass(frozen=True)
+class ApplyState(Write):
+    """`POST /api/v1/state`: make the state match a whole desired document.
+
+    It carries the raw body: parsing and checking tens of MiB is the writer process's work
+    too. A dry run (allowed to read-only tokens) never hashes a password.
+    """
+
+    body: bytes
+    plan_view: str
+    dry_run: bool = False
+
+    def changes(self, snapshot: Snapshot, tools: WriteTools) -> list[Change]:
+        document = json_object(decode_json(self.body), "body")
+        only_fields(document, "body", ("resources", "prune", "kinds"))
+        resources = _desired_resources(document.get("resources"))
+        prune = document.get("prune", False)
+        if not isinstance(prune, bool):
+            raise ValidationError("prune", "must be true or false")
+        kinds = _kinds_scope(document["kinds"], resources) if "kinds" in document else None
+        tools.progress.done = 0
+        tools.progress.total = sum(len(specs) for specs in resources.values())
+        normalizer = _Normalizer(tools, hash_passwords=not self.dry_run)
+        desired = {
+            kind: normalizer.desired(kind, specs, snapshot.state.get(kind, {}))
+            for kind, specs in resources.items()
+        }
+        changes = plan(desired, snapshot.state, prune=prune, kinds=kinds)
+        return checked(snapshot, changes, pins=normalizer.pins)
+
+    def answer(self, commit: Commit) -> JsonAnswer:
+        view = PLAN_VIEWS[self.plan_view]
+        document = {
+            "revision": commit.revision,
+            "dry_run": self.dry_run,
+            "changes": [view(change) for change in commit.changes],
+        }
+        return JsonAnswer(commit.revision, json.dumps(document).encode())
+
+
+def stored_device(snapshot: Snapshot, serial: str) -> Mapping[str, Any]:
+    device = snapshot.device(serial)
+    if device is None:
+        raise ApiError(404, f"no device with serial number {serial!r}")
+    return device
+
+
+def checked(
+    snapshot: Snapshot, changes: list[Change], *, pins: Mapping[str, bytes] | None = None
+) -> list[Change]:
+    """`changes`, once the state they lead to keeps its references and voucher owners."""
+    deleted = {(change.kind, change.name) for change in changes if change.action == "delete"}
+    after = apply_changes(snapshot.state, changes)
+    check_references(after, deleted=deleted)
+    check_vouchers_authorise_owners(after, before=snapshot.state, pins=pins)
+    return changes
+
+
+def restore_secrets(
+    kind: str, name: str, spec: Mapping[str, Any], current: Mapping[str, Any] | None
+) -> Mapping[str, Any]:
+    """Replace a secret field's HIDDEN marker with the stored secret."""
+    field = STORED_SECRET.get(kind)
+    if field is None or spec.get(field) != HIDDEN:
+        return spec
+    stored = (current or {}).get(field)
+    if stored is None:
+        raise ValidationError(
+            f"{kind}[{name}].{field}", f"{HIDDEN} keeps the stored value, but none is stored"
+        )
+    return {**spec, field: stored}
+
+
+def _normalized(
+    tools: WriteTools,
+    kind: str,
+    name: str,
+    spec: Mapping[str, Any],
+    current: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The canonical form of one written spec, its secrets kept, hashed or sealed."""
+    wanted = restore_secrets(kind, name, spec, current)
+    return tools.secret_key.normalize(kind, name, wanted, current, hash_passwords=True)
+
+
+@dataclass(frozen=True)
+class _Normalizer:
+    """Canonical desired specs for the bulk endpoint, their secrets in stored form."""
+
+    tools: WriteTools
+    hash_passwords: bool
+    # The pinned-domain-cert (DER) of each voucher checked in a worker process, by its text:
+    # the owner checks of `checked` read these rather than parse the vouchers again.
+    pins: dict[str, bytes] = dataclass_field(default_factory=dict)
+
+    def desired(
+        self, kind: str, specs: Mapping[str, Any], stored: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, Mapping[str, Any]]:
+        """The specs of one kind, cheaply where the stored state vouches for them.
+
+        A spec equal to the stored (canonical) spec is canonical already, also when it leaves
+        out the fields the stored spec has empty (normalising reads a missing field as None or
+        []), as a fleet file does; a device voucher equal to the stored one was verified for
+        this serial when it was stored; a device password whose check value matches the
+        stored one is the stored password: none is checked or hashed again, so a no-op
+        re-apply of 10,000 devices with vouchers and passwords stays fast.
+        """
+        secret_key = self.tools.secret_key
+        checked = self.tools.vouchers.check(specs, stored) if kind == DEVICE else {}
+        self.pins.update(checked.values())  # (text, pinned-domain-cert) pairs
+        desired: dict[str, Mapping[str, Any]] = {}
+        for name, spec in specs.items():
+            current = stored.get(name)
+            if not isinstance(spec, dict):
+                raise ValidationError(f"{kind}[{name}]", "must be an object")
+            wanted = restore_secrets(kind, name, spec, current)
+            if kind == DEVICE and current is not None:
+                wanted = secret_key.recognise_password(name, wanted, current)
+            if current is not None and _same_spec(wanted, public_fields(current)):
+                desired[name] = current
+            elif kind == DEVICE and current is not None and _same_voucher(wanted, current):
+                normalized = self._normalize(kind, name, {**wanted, "voucher": None}, current)
+                desired[name] = {**normalized, "voucher": current["voucher"]}
+            elif name in checked:
+                normalized = self._normalize(kind, name, {**wanted, "voucher": None}, current)
+                desired[name] = {**normalized, "voucher": checked[name].text}
+            else:
+                desired[name] = self._normalize(kind, name, wanted, current)
+            self.tools.progress.done += 1
+        return desired
+
+    def _normalize(
+        self, kind: str, name: str, wanted: Mapping[str, Any], current: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        return self.tools.secret_key.normalize(
+            kind, name, wanted, current, hash_passwords=self.hash_passwords
+        )
+
+
+def _same_spec(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """`wanted` is the canonical `current`, written in full or without its empty fields."""
+    return dict(current) == wanted or wanted == {
+        field: value for field, value in current.items() if value not in (None, [])
+    }
+
+
+def _same_voucher(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    return wanted.get("voucher") is not None and wanted.get("voucher") == current.get("voucher")
+
+
+def _desired_resources(value: Any) -> dict[str, dict[str, Any]]:
+    resources = json_object(value, "resources")
+    for kind, specs in resources.items():
+        if kind not in KINDS:
+            raise ValidationError(f"resources.{kind}", f"unknown kind; use {', '.join(KINDS)}")
+        json_object(specs, f"resources.{kind}")
+    return resources
+
+
+def _kinds_scope(value: Any, resources: Mapping[str, Any]) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(kind, str) for kind in value):
+        raise ValidationError("kinds", "must be a list of kinds")
+    for kind in value:
+        if kind not in KINDS:
+            raise ValidationError("kinds", f"{kind!r} is not one of {', '.join(KINDS)}")
+    for kind in resources:
+        if kind not in value:
+            raise ValidationError(f"resources.{kind}", "is outside the 'kinds' scope")
+    return value

@@ -1,0 +1,136 @@
+"""The writer (sztp_server.admin.writer) on a real SQLite store, in this process: its snapshot
+between writes, and writes racing another server instance on the same database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sztp_server.admin.errors import ApiError
+from sztp_server.admin.jobs import Progress
+from sztp_server.admin.writer import Writer
+from sztp_server.admin.writes import ApplyState, DeleteResource, JsonAnswer, PutResource
+from sztp_server.context import load_snapshot
+from sztp_server.secret_key import SecretKey
+from sztp_server.store import Change, SqliteStore
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "sztp.db"
+
+
+@pytest.fixture
+def other_instance(database: Path) -> Iterator[SqliteStore]:
+    """Another server instance's handle on the same database."""
+    store = SqliteStore(database)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def secret_key() -> SecretKey:
+    return SecretKey(os.urandom(32))
+
+
+def make_writer(store: SqliteStore, secret_key: SecretKey) -> Writer:
+    return Writer(store, secret_key, Progress())
+
+
+def add_device(store: SqliteStore, serial: str) -> int:
+    return store.apply([Change("create", "device", serial, {"profile": None})], actor="other")
+
+
+def test_the_snapshot_kept_between_writes_is_what_the_store_holds(
+    database: Path, secret_key: SecretKey
+) -> None:
+    store = SqliteStore(database)
+    writer = make_writer(store, secret_key)
+    writer.run(PutResource("device", "SN-1", {}), actor="admin", if_match=None)
+    writer.run(PutResource("device", "SN-2", {"model": "switch"}), actor="admin", if_match=None)
+    writer.run(PutResource("device", "SN-1", {"model": "dpu"}), actor="admin", if_match=None)
+    writer.run(DeleteResource("device", "SN-2"), actor="admin", if_match=None)
+    kept = writer.snapshot()
+    stored = load_snapshot(store, secret_key)
+    assert kept.revision == stored.revision == 4
+    assert kept.state == stored.state
+    assert set(kept.state["device"]) == {"SN-1"}
+    assert kept.state["device"]["SN-1"]["model"] == "dpu"
+    writer.close()
+    store.close()
+
+
+def test_a_write_sees_what_another_instance_stored_since_the_last_one(
+    database: Path, other_instance: SqliteStore, secret_key: SecretKey
+) -> None:
+    store = SqliteStore(database)
+    writer = make_writer(store, secret_key)
+    writer.run(PutResource("device", "SN-1", {}), actor="admin", if_match=None)
+    add_device(other_instance, "SN-2")
+    commit = writer.run(DeleteResource("device", "SN-2"), actor="admin", if_match=None)
+    assert commit.revision == 3
+    assert [change.name for change in commit.changes] == ["SN-2"]
+    assert store.get("device", "SN-2") is None
+    writer.close()
+    store.close()
+
+
+class RacedStore(SqliteStore):
+    """A store whose first apply loses the race to `other`, which stores a device first."""
+
+    def __init__(self, path: Path, other: SqliteStore) -> None:
+        super().__init__(path)
+        self.other = other
+        self.raced = 0
+
+    def apply(self, changes: Sequence[Change], **kwargs: Any) -> int:
+        if not self.raced:
+            self.raced = add_device(self.other, "SN-RACED")
+        return super().apply(changes, **kwargs)
+
+
+def test_a_write_that_loses_a_race_is_planned_again_on_the_new_state(
+    database: Path, other_instance: SqliteStore, secret_key: SecretKey
+) -> None:
+    store = RacedStore(database, other_instance)
+    writer = make_writer(store, secret_key)
+    body = b'{"resources": {"device": {"SN-1": {}}}, "prune": true}'
+    answer = writer.run(ApplyState(body, "summary"), actor="admin", if_match=None)
+    assert isinstance(answer, JsonAnswer)
+    # Planned again on the state the race left: the pruning write now removes SN-RACED too.
+    assert store.raced == 1 and answer.revision == 2
+    assert b'"name": "SN-RACED"' in answer.body and b'"action": "delete"' in answer.body
+    assert [resource.name for resource in store.list("device")] == ["SN-1"]
+    writer.close()
+    store.close()
+
+
+def test_a_write_pinned_by_if_match_that_loses_a_race_is_refused(
+    database: Path, other_instance: SqliteStore, secret_key: SecretKey
+) -> None:
+    store = RacedStore(database, other_instance)
+    writer = make_writer(store, secret_key)
+    with pytest.raises(ApiError) as refused:
+        writer.run(PutResource("device", "SN-1", {}), actor="admin", if_match='"0"')
+    assert refused.value.status == 412 and refused.value.headers == {"ETag": '"1"'}
+    assert [resource.name for resource in store.list("device")] == ["SN-RACED"]
+    writer.close()
+    store.close()
+
+
+def test_a_refused_write_stores_nothing_and_says_why(database: Path, secret_key: SecretKey) -> None:
+    store = SqliteStore(database)
+    writer = make_writer(store, secret_key)
+    with pytest.raises(ApiError) as refused:
+        writer.run(ApplyState(b'{"resources": [', "full"), actor="admin", if_match=None)
+    assert refused.value.status == 400 and "not valid JSON" in refused.value.message
+    with pytest.raises(ApiError) as missing:
+        writer.run(DeleteResource("device", "SN-NONE"), actor="admin", if_match=None)
+    assert missing.value.status == 404
+    assert store.revision() == 0
+    writer.close()
+    store.close()

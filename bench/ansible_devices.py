@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
-from benchlib import console_script, running_server, write_section
+from benchlib import console_script, publish, running_server
 
 from sztp.protocol import pki
 from sztp.protocol.voucher import create_voucher, sign_voucher
@@ -211,9 +211,7 @@ def main() -> None:
             "",
         ]
     )
-    print(section)
-    if args.write:
-        write_section(args.write, SECTION, section)
+    publish(section, args.write, SECTION)
 
 
 if __name__ == "__main__":

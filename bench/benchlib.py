@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +93,31 @@ def running_server(
             log.close()
 
 
+def require_wrk() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+
+
+def table_section(
+    heading: str, measured: str, columns: Sequence[str], rows: Iterable[str], where: str
+) -> str:
+    """A RESULTS.md section: how it was measured, a table of `rows`, where the time goes."""
+    return "\n".join(
+        [
+            heading,
+            "",
+            measured,
+            "",
+            "| " + " | ".join(columns) + " |",
+            "|" + "---|" * len(columns),
+            *rows,
+            "",
+            where,
+            "",
+        ]
+    )
+
+
 def write_section(results: Path, heading: str, section: str) -> None:
     """Replace one benchmark's section of RESULTS.md, keeping the others."""
     text = results.read_text() if results.exists() else "# Benchmark results\n\n"
@@ -104,3 +129,10 @@ def write_section(results: Path, heading: str, section: str) -> None:
         end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + (text[end + 1 :] if end != -1 else "")
     results.write_text(text.rstrip("\n") + "\n")
+
+
+def publish(section: str, results: Path | None, heading: str) -> None:
+    """Print a benchmark's section and, when given a RESULTS.md (--write), update it there."""
+    print(section)
+    if results is not None:
+        write_section(results, heading, section)

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchlib import write_section
+from benchlib import publish
 
 TARGET_SECONDS = 0.3
 SECTION = "## sztpctl --help start-up"
@@ -74,9 +74,7 @@ def main() -> None:
     if executable is None:
         sys.exit("sztpctl is not installed beside this Python; run `make test` first")
     section = render(measure([executable, "--help"], args.runs), imported_modules(sys.executable))
-    print(section)
-    if args.write:
-        write_section(args.write, SECTION, section)
+    publish(section, args.write, SECTION)
 
 
 if __name__ == "__main__":

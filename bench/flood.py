@@ -19,6 +19,9 @@ or refuses, count as refused.
 
 Attacker and measuring clients are Python processes on the same machine as the server and
 share its cores: the figures compare phases with each other, not with other machines.
+
+Over 500 lines on purpose: a benchmark is read from top to bottom by whoever checks its
+figures, and the attacker, the measured clients and the report are one experiment.
 """
 
 from __future__ import annotations

@@ -21,9 +21,7 @@ import multiprocessing
 import os
 import platform
 import re
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -31,7 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
-from benchlib import running_server, write_section
+from benchlib import require_wrk, running_server, table_section, write_section
 
 from sztp.labpki import LabPki, write_lab_pki
 from sztp.protocol import pki
@@ -178,22 +176,15 @@ def render(devices: int, proxy: dict[str, float], keep_alive: float, handshake: 
             "full ECDHE handshake with client-certificate verification each time",
         ),
     ]
-    return "\n".join(
-        [
-            SECTION,
-            "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.node()} ({os.cpu_count()} cores, "
-            f"Python {platform.python_version()}), `python bench/southbound.py`: one sztp-server "
-            f"process, SQLite, {devices} devices, every response signed (owner certificate + "
-            "voucher), client and server on the same machine.",
-            "",
-            "| mode | requests/s | notes |",
-            "|---|---|---|",
-            *(f"| {mode} | {rate:.0f} | {notes} |" for mode, rate, notes in rows),
-            "",
-            WHERE_THE_TIME_GOES,
-            "",
-        ]
+    return table_section(
+        SECTION,
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.node()} ({os.cpu_count()} cores, "
+        f"Python {platform.python_version()}), `python bench/southbound.py`: one sztp-server "
+        f"process, SQLite, {devices} devices, every response signed (owner certificate + "
+        "voucher), client and server on the same machine.",
+        ("mode", "requests/s", "notes"),
+        (f"| {mode} | {rate:.0f} | {notes} |" for mode, rate, notes in rows),
+        WHERE_THE_TIME_GOES,
     )
 
 
@@ -203,8 +194,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--write", type=Path, help="update this RESULTS.md")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is needed: apt-get install wrk")
+    require_wrk()
     with tempfile.TemporaryDirectory(prefix="sztp-bench-") as temporary:
         work = Path(temporary)
         serials = [f"BENCH-{number:05d}" for number in range(args.devices)]

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from docs_page import write_or_check
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "docs" / "cli.md"
 PROGRAM = "sztpctl"
@@ -341,22 +343,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stdout:
         sys.stdout.write(text)
         return 0
-    if args.check:
-        try:
-            current = args.output.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            current = None
-        if current == text:
-            print(f"{args.output} is up to date")
-            return 0
-        state = "missing" if current is None else "stale (the CLI changed)"
-        print(
-            f"{args.output} is {state}: run `{REGENERATE}` and commit the result", file=sys.stderr
-        )
-        return 1
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output}")
-    return 0
+    try:
+        current = args.output.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        current = None
+    state = "missing" if current is None else "stale (the CLI changed)"
+    return write_or_check(
+        args.output,
+        text,
+        current,
+        check=args.check,
+        up_to_date=f"{args.output} is up to date",
+        stale=f"{args.output} is {state}: run `{REGENERATE}` and commit the result",
+    )
 
 
 if __name__ == "__main__":

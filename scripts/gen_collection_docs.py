@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -360,16 +360,28 @@ def choices_label(spec: dict[str, Any]) -> str:
     return ", ".join(code(value_text(choice)) for choice in choices or [])
 
 
-def option_rows(
-    options: dict[str, Any], plugin: Plugin, render: Any, parents: Sequence[str] = ()
-) -> list[str]:
+def entries(
+    specs: dict[str, Any], nested: str, parents: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
+    """(path, spec) of each option or return value by name, each followed by those nested
+    under its `nested` key (suboptions, contains)."""
+    for name in sorted(specs):
+        spec = specs[name] or {}
+        path = (*parents, name)
+        yield path, spec
+        yield from entries(spec.get(nested) or {}, nested, path)
+
+
+def entry_label(what: str, path: tuple[str, ...]) -> str:
+    """A table's first cell: the dotted name with its anchor, indented under its parent."""
+    depth = len(path) - 1
+    indent = "&nbsp;&nbsp;" * depth + ("↳ " if depth else "")
+    return f'{indent}<a id="{anchor_id(what, path)}"></a>{code(".".join(path))}'
+
+
+def option_rows(options: dict[str, Any], plugin: Plugin, render: Any) -> list[str]:
     rows = []
-    for name in sorted(options):
-        spec = options[name] or {}
-        path = [*parents, name]
-        shown = ".".join(path)
-        indent = "&nbsp;&nbsp;" * len(parents) + ("↳ " if parents else "")
-        label = f'{indent}<a id="{anchor_id("option", path)}"></a>{code(shown)}'
+    for path, spec in entries(options, "suboptions"):
         text = render(spec.get("description"), plugin)
         extras = []
         if spec.get("aliases"):
@@ -381,35 +393,30 @@ def option_rows(
             extras.append("ini: " + ", ".join(code(entry) for entry in ini) + ".")
         if spec.get("vars"):
             extras.append("Variable: " + ", ".join(code(v["name"]) for v in spec["vars"]) + ".")
-        if shown in plugin.secrets:
+        if ".".join(path) in plugin.secrets:
             extras.append("Secret: never logged (`no_log`).")
         version = spec.get("version_added")
         if version and spec.get("version_added_collection") == COLLECTION:
             extras.append(f"Added in {COLLECTION} {escape(str(version))}.")
         rows.append(
-            f"| {label} | {type_label(spec)} | {required_label(spec)} | "
+            f"| {entry_label('option', path)} | {type_label(spec)} | {required_label(spec)} | "
             f"{cell([choices_label(spec)] if spec.get('choices') else [])} | "
             f"{cell(text + extras)} |"
         )
-        rows += option_rows(spec.get("suboptions") or {}, plugin, render, path)
     return rows
 
 
-def return_rows(
-    returns: dict[str, Any], plugin: Plugin, render: Any, parents: Sequence[str] = ()
-) -> list[str]:
+def return_rows(returns: dict[str, Any], plugin: Plugin, render: Any) -> list[str]:
     rows = []
-    for name in sorted(returns):
-        spec = returns[name] or {}
-        path = [*parents, name]
-        indent = "&nbsp;&nbsp;" * len(parents) + ("↳ " if parents else "")
-        label = f'{indent}<a id="{anchor_id("return", path)}"></a>{code(".".join(path))}'
+    for path, spec in entries(returns, "contains"):
         text = render(spec.get("description"), plugin)
         if "sample" in spec:
             text.append("Sample: " + code(value_text(spec["sample"])))
         returned = " ".join(render(spec.get("returned"), plugin))
-        rows.append(f"| {label} | {type_label(spec)} | {cell([returned])} | {cell(text)} |")
-        rows += return_rows(spec.get("contains") or {}, plugin, render, path)
+        rows.append(
+            f"| {entry_label('return', path)} | {type_label(spec)} | {cell([returned])} "
+            f"| {cell(text)} |"
+        )
     return rows
 
 

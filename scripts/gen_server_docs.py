@@ -17,6 +17,8 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+from docs_page import write_or_check
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "docs" / "server.md"
 REGENERATE = "python scripts/gen_server_docs.py"
@@ -99,20 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     current = args.output.read_text(encoding="utf-8")
-    text = updated_page(current)
-    if args.check:
-        if current == text:
-            print(f"{args.output} settings are up to date")
-            return 0
-        print(
-            f"{args.output}: the settings tables differ from server/sztp_server/config.py; "
-            f"run `{REGENERATE}` and commit the result",
-            file=sys.stderr,
-        )
-        return 1
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output}")
-    return 0
+    return write_or_check(
+        args.output,
+        updated_page(current),
+        current,
+        check=args.check,
+        up_to_date=f"{args.output} settings are up to date",
+        stale=f"{args.output}: the settings tables differ from server/sztp_server/config.py; "
+        f"run `{REGENERATE}` and commit the result",
+    )
 
 
 if __name__ == "__main__":

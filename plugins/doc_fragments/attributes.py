@@ -5,18 +5,17 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Every module talks to the server over HTTPS from any POSIX host.
+    # With sztp.bootstrap.connection (check mode, platform): a module that changes the server's
+    # state, its diff taken from the server's plan.
     DOCUMENTATION = r"""
 attributes:
-  platform:
-    platforms: posix
+  diff_mode:
+    support: full
 """
 
     # A module that only reads: check mode changes nothing it does, and it has no diff.
     INFO_MODULE = r"""
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: none
 """

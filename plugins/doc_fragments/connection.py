@@ -5,7 +5,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The connection to the sztp-server admin API, shared by every module of the collection.
+    # The connection to the sztp-server admin API, shared by every module of the collection
+    # that talks to it, from any POSIX host and with check mode.
     DOCUMENTATION = r"""
 options:
   server:
@@ -57,4 +58,8 @@ attributes:
     support: full
     membership:
       - sztp.bootstrap.sztp
+  check_mode:
+    support: full
+  platform:
+    platforms: posix
 """

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # How a single-resource module treats the options it is given, and what it supports.
+    # How a single-resource module treats the options it is given, and its diff (check mode and
+    # the platform come with sztp.bootstrap.connection).
     DOCUMENTATION = r"""
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
-  platform:
-    platforms: posix
 options:
   state:
     description:

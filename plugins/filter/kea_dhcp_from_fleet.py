@@ -23,8 +23,6 @@ description:
     it into the subnets and reservations it renders.
 author:
   - sztp developers (@sztp)
-requirements:
-  - the C(sztp) Python package (the sztp kit, without extras) on the controller
 options:
   _input:
     description:
@@ -41,6 +39,8 @@ seealso:
   - plugin: sztp.bootstrap.sztp_redirect_option
     plugin_type: filter
     description: One option-data entry from a list of URIs.
+extends_documentation_fragment:
+  - sztp.bootstrap.controller
 """
 
 EXAMPLES = r"""

@@ -22,8 +22,6 @@ description:
     on a DHCPv4 payload over 255 bytes (Kea 2.2 splits such an option, Kea 2.6 drops it).
 author:
   - sztp developers (@sztp)
-requirements:
-  - the C(sztp) Python package (the sztp kit, without extras) on the controller
 options:
   _input:
     description:
@@ -55,6 +53,8 @@ seealso:
   - name: RFC 8572 section 8
     description: The DHCP options that carry bootstrap-server URIs.
     link: https://www.rfc-editor.org/rfc/rfc8572#section-8
+extends_documentation_fragment:
+  - sztp.bootstrap.controller
 """
 
 EXAMPLES = r"""

@@ -26,11 +26,10 @@ description:
   - The configuration file must be named C(*.sztp.yml) or C(*.sztp.yaml).
 author:
   - sztp developers (@sztp)
-requirements:
-  - the C(sztp) Python package (the sztp kit, without extras) on the controller
 extends_documentation_fragment:
   - constructed
   - inventory_cache
+  - sztp.bootstrap.controller
 options:
   plugin:
     description: Marks this file as a configuration of this plugin.

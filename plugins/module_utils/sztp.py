@@ -173,15 +173,24 @@ def get_current(module, client, kind, name):
 STATE_ARGUMENT_SPEC = dict(type="str", default="present", choices=["present", "absent"])
 
 
-def run_resource_module(kind, key, argument_spec, spec_fields=None, module_options=None, **ensure):
+# The option that names the resource, unless a module declares its own (device: `serial`).
+KEY_ARGUMENT_SPEC = dict(type="str", required=True)
+
+
+def run_resource_module(
+    kind, argument_spec, key="name", spec_fields=None, module_options=None, **ensure
+):
     """The whole of a single-resource module's main(): options, then `ensure_resource`.
 
-    `argument_spec` holds the module's options but `state`; `key` names the resource. The spec
-    fields are every other option, unless `spec_fields(module)` derives them (a file to read,
-    a hash to compute). `module_options` go to AnsibleModule, `ensure` to `ensure_resource`.
-    The result holds the resource under the kind's name (`trust_anchor` for trust-anchor).
+    `argument_spec` holds the module's options but `state`; the `key` option names the
+    resource and is a required string unless `argument_spec` declares it. The spec fields are
+    every other option, unless `spec_fields(module)` derives them (a file to read, a hash to
+    compute). `module_options` go to AnsibleModule, `ensure` to `ensure_resource`. The result
+    holds the resource under the kind's name (`trust_anchor` for trust-anchor).
     """
-    module = new_module(dict(argument_spec, state=STATE_ARGUMENT_SPEC), **(module_options or {}))
+    spec = dict(argument_spec, state=STATE_ARGUMENT_SPEC)
+    spec.setdefault(key, dict(KEY_ARGUMENT_SPEC))
+    module = new_module(spec, **(module_options or {}))
     params = module.params
     if spec_fields is None:
         fields = dict((name, params[name]) for name in argument_spec if name != key)

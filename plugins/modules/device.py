@@ -64,6 +64,19 @@ options:
         for devices without an IDevID certificate.
       - Stored as a hash; re-applying the same password is not a change.
       - An empty string removes the password. Never shown in results or diffs.
+      - Mutually exclusive with O(activation_code).
+    type: str
+  activation_code:
+    description:
+      - Activation code for HTTP Basic authentication of the device (serial number + code),
+        a secret a machine made with at least 160 random bits (C(sztpctl device
+        activation-code) makes them), 27 to 128 characters of V(A-Z), V(a-z), V(0-9), V(-)
+        and V(_).
+      - Stored with a fast salted hash, so a login with it costs the server microseconds where
+        a O(password) costs a deliberately slow scrypt; use O(password) for a secret a person
+        chose.
+      - Re-applying the same code is not a change. An empty string removes it. Never shown in
+        results or diffs.
     type: str
   voucher:
     description:
@@ -113,6 +126,12 @@ EXAMPLES = r"""
         profile: redirect-to-site-b
         password: "{{ vault_sw42_password }}"
 
+    - name: Let a DPU authenticate with an activation code staged on it
+      sztp.bootstrap.device:
+        serial: DPU-17
+        profile: dpu-day0
+        activation_code: "{{ vault_activation_codes['DPU-17'] }}"
+
     - name: Remove a device
       sztp.bootstrap.device:
         serial: SN-0002
@@ -147,8 +166,11 @@ device:
         presigned: null
 """
 
-import base64
-
+from ansible_collections.sztp.bootstrap.plugins.module_utils.device import (
+    DEVICE_OPTIONS,
+    WRITE_ONLY,
+    device_fields,
+)
 from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
     run_resource_module,
 )
@@ -161,55 +183,22 @@ SELECTION_RULE = dict(
 )
 
 
-def read_voucher_src(module, path):
-    """Base64 of a voucher file on the host the module runs on."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        module.fail_json(msg="cannot read voucher_src %s: %s" % (path, exc.strerror))
-    if not data:
-        module.fail_json(msg="voucher_src %s is empty" % path)
-    return base64.b64encode(data).decode("ascii")
-
-
-def device_fields(module):
-    """The spec, with the voucher read from `voucher_src` when it is given."""
-    params = module.params
-    voucher = params["voucher"]
-    if params["voucher_src"]:
-        voucher = read_voucher_src(module, params["voucher_src"])
-    return dict(
-        profile=params["profile"],
-        selection=params["selection"],
-        model=params["model"],
-        mac=params["mac"],
-        duid=params["duid"],
-        password=params["password"],
-        voucher=voucher,
-        presigned=params["presigned"],
-    )
-
-
 def main():
     run_resource_module(
         "device",
-        "serial",
         dict(
+            DEVICE_OPTIONS,
             serial=dict(type="str", required=True, aliases=["name"]),
-            profile=dict(type="str"),
             selection=dict(type="list", elements="dict", options=SELECTION_RULE),
-            model=dict(type="str"),
-            mac=dict(type="str"),
-            duid=dict(type="str"),
             password=dict(type="str", no_log=True),
-            voucher=dict(type="str"),
-            voucher_src=dict(type="path"),
-            presigned=dict(type="str"),
+            activation_code=dict(type="str", no_log=True),
         ),
-        spec_fields=device_fields,
-        module_options=dict(mutually_exclusive=[("voucher", "voucher_src")]),
-        write_only={"password": "password_hash"},
+        key="serial",
+        spec_fields=lambda module: device_fields(module, module.params),
+        module_options=dict(
+            mutually_exclusive=[("voucher", "voucher_src"), ("password", "activation_code")]
+        ),
+        write_only=WRITE_ONLY,
     )
 
 

@@ -41,9 +41,8 @@ options:
     default: false
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - sztp.bootstrap.attributes
-  - sztp.bootstrap.attributes.info_module
   - sztp.bootstrap.connection
+  - sztp.bootstrap.attributes.info_module
 """
 
 EXAMPLES = r"""
@@ -122,7 +121,7 @@ from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
 
 STATUSES = ("not-seen", "in-progress", "rebooting", "complete", "failed", "stalled")
 # Never returned in clear, whatever the server sends (it already hides them).
-SECRET_FIELDS = ("password", "password_hash")
+SECRET_FIELDS = ("password", "activation_code", "password_hash")
 
 try:
     from sztp.errors import NotFoundApiError, SztpError

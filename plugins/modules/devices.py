@@ -53,6 +53,13 @@ options:
           - Password for HTTP Basic authentication; stored as a hash, never shown.
           - An empty string removes it.
         type: str
+      activation_code:
+        description:
+          - Activation code for HTTP Basic authentication, made by a machine (at least 160
+            random bits, see the M(sztp.bootstrap.device) module); stored with a fast hash,
+            never shown.
+          - An empty string removes it. Not together with O(devices[].password).
+        type: str
       voucher:
         description: The device's ownership voucher (DER CMS), base64-encoded.
         type: str
@@ -74,13 +81,10 @@ extends_documentation_fragment:
   - sztp.bootstrap.connection
 attributes:
   check_mode:
-    support: full
     details: The server plans the change (dry run) and reports it without storing anything.
   diff_mode:
     support: full
     details: A summary of the plan, one line per device that changes.
-  platform:
-    platforms: posix
 """
 
 EXAMPLES = r"""
@@ -142,8 +146,11 @@ revision:
   sample: 42
 """
 
-import base64
-
+from ansible_collections.sztp.bootstrap.plugins.module_utils.device import (
+    DEVICE_OPTIONS,
+    WRITE_ONLY,
+    device_fields,
+)
 from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
     client_for,
     ensure_devices,
@@ -151,31 +158,12 @@ from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
 )
 
 DEVICE = dict(
+    DEVICE_OPTIONS,
     serial=dict(type="str", required=True),
-    profile=dict(type="str"),
     selection=dict(type="list", elements="dict"),
-    model=dict(type="str"),
-    mac=dict(type="str"),
-    duid=dict(type="str"),
     password=dict(type="str", no_log=True),
-    voucher=dict(type="str"),
-    voucher_src=dict(type="path"),
-    presigned=dict(type="str"),
+    activation_code=dict(type="str", no_log=True),
 )
-FIELDS = ("profile", "selection", "model", "mac", "duid", "password", "voucher", "presigned")
-
-
-def read_voucher(module, serial, path):
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        module.fail_json(
-            msg="device %r: cannot read voucher_src %s: %s" % (serial, path, exc.strerror)
-        )
-    if not data:
-        module.fail_json(msg="device %r: voucher_src %s is empty" % (serial, path))
-    return base64.b64encode(data).decode("ascii")
 
 
 def main():
@@ -186,7 +174,7 @@ def main():
                 elements="dict",
                 required=True,
                 options=DEVICE,
-                mutually_exclusive=[("voucher", "voucher_src")],
+                mutually_exclusive=[("voucher", "voucher_src"), ("password", "activation_code")],
             ),
             prune=dict(type="bool", default=False),
         ),
@@ -196,16 +184,13 @@ def main():
         serial = entry["serial"]
         if serial in wanted:
             module.fail_json(msg="device %r is listed twice" % serial)
-        fields = dict((field, entry[field]) for field in FIELDS)
-        if entry["voucher_src"]:
-            fields["voucher"] = read_voucher(module, serial, entry["voucher_src"])
-        wanted[serial] = fields
+        wanted[serial] = device_fields(module, entry, "device %r: " % serial)
     result = ensure_devices(
         module,
         client_for(module),
         wanted,
         prune=module.params["prune"],
-        write_only={"password": "password_hash"},
+        write_only=WRITE_ONLY,
     )
     module.exit_json(**result)
 

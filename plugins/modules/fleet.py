@@ -49,13 +49,10 @@ extends_documentation_fragment:
   - sztp.bootstrap.connection
 attributes:
   check_mode:
-    support: full
     details: The server plans the change (its dry run) and reports it without storing anything.
   diff_mode:
     support: full
     details: A summary of the plan, one line per resource that changes, without values.
-  platform:
-    platforms: posix
 seealso:
   - module: sztp.bootstrap.devices
 """

@@ -132,9 +132,7 @@ def image_fields(module):
 def main():
     run_resource_module(
         "image",
-        "name",
         dict(
-            name=dict(type="str", required=True),
             os_name=dict(type="str"),
             os_version=dict(type="str"),
             download_uris=dict(type="list", elements="str"),

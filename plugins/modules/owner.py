@@ -76,9 +76,7 @@ from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
 def main():
     run_resource_module(
         "owner",
-        "name",
         dict(
-            name=dict(type="str", required=True),
             certificate_chain=dict(type="str"),
             private_key=dict(type="str", no_log=True),
         ),

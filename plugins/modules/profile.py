@@ -188,9 +188,7 @@ def profile_fields(module):
 def main():
     run_resource_module(
         "profile",
-        "name",
         dict(
-            name=dict(type="str", required=True),
             type=dict(type="str", choices=["onboarding", "redirect"]),
             signing=dict(type="str", choices=["required", "when-requested"]),
             owner=dict(type="str"),

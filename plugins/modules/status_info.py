@@ -23,9 +23,8 @@ options:
     default: 50
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-  - sztp.bootstrap.attributes
-  - sztp.bootstrap.attributes.info_module
   - sztp.bootstrap.connection
+  - sztp.bootstrap.attributes.info_module
 """
 
 EXAMPLES = r"""

@@ -72,9 +72,7 @@ from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
 def main():
     run_resource_module(
         "trust-anchor",
-        "name",
         dict(
-            name=dict(type="str", required=True),
             certificates=dict(type="str"),
             serial_pattern=dict(type="str"),
         ),

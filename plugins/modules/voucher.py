@@ -52,13 +52,7 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - sztp.bootstrap.connection
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
+  - sztp.bootstrap.attributes
 """
 
 EXAMPLES = r"""

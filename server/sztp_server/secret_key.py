@@ -7,8 +7,10 @@
   it (`Snapshot.owner_credential`).
 - A device password is stored as its scrypt hash plus a check value: HMAC-SHA256 over the
   serial number and the password under another derived key. Re-applying the same password
-  then compares check values (microseconds) instead of running scrypt (60 ms each); without
-  the secret key the check value gives no shortcut for guessing the password.
+  then compares check values instead of running scrypt (deliberately slow); without the
+  secret key the check value gives no shortcut for guessing the password. An activation code
+  is stored the same way but with a fast hash (sztp.passwords), its check value marked as a
+  code's, so a password and a code of the same text are never taken for one another.
 
 The key is 32 random bytes, written as 64 hex digits on one line, in a file that only the
 service user may read: `secret_key_file` when set, else the systemd credential `secret-key`
@@ -34,12 +36,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sztp.errors import SztpError, ValidationError
-from sztp.passwords import hash_password, verify_password
+from sztp.passwords import SecretKind, hash_secret, verify_password
 from sztp.state.resources import (
     DEVICE,
     OWNER,
     PASSWORD_CHECK,
-    checked_password,
+    BasicSecret,
+    checked_secret,
     normalize_spec,
 )
 
@@ -104,29 +107,36 @@ class SecretKey:
 
     # ---- device passwords
 
-    def password_check(self, serial: str, password: str) -> str:
-        message = serial.encode() + b"\0" + password.encode("utf-8", "surrogatepass")
+    def password_check(
+        self, serial: str, secret: str, kind: SecretKind = SecretKind.PASSWORD
+    ) -> str:
+        message = serial.encode() + b"\0" + secret.encode("utf-8", "surrogatepass")
+        if kind is SecretKind.ACTIVATION_CODE:
+            message = b"activation code\0" + message
         return hmac.digest(self._checking, message, hashlib.sha256).hex()
 
-    def password_matches(self, serial: str, password: str, check: object) -> bool:
+    def password_matches(self, serial: str, secret: BasicSecret, check: object) -> bool:
         return isinstance(check, str) and hmac.compare_digest(
-            self.password_check(serial, password), check
+            self.password_check(serial, secret.text, secret.kind), check
         )
 
-    def recognise_password(
+    def recognise_secret(
         self, serial: str, spec: Mapping[str, Any], current: Mapping[str, Any]
     ) -> Mapping[str, Any]:
-        """`spec` with its `password` replaced by the stored hash when it is the stored
-        password (its check value matches), else `spec` as it is: lets an unchanged device be
-        recognised as such without normalising it."""
-        password = spec.get("password")
-        if (
-            isinstance(password, str)
-            and spec.get("password_hash") is None
-            and current.get("password_hash") is not None
-            and self.password_matches(serial, password, current.get(PASSWORD_CHECK))
-        ):
-            return {**_without(spec, "password"), "password_hash": current["password_hash"]}
+        """`spec` with its `password` or `activation_code` replaced by the stored hash when it
+        is the stored secret (its check value matches), else `spec` as it is: lets an
+        unchanged device be recognised as such without normalising it."""
+        for kind in SecretKind:
+            text = spec.get(kind.value)
+            if (
+                isinstance(text, str)
+                and spec.get("password_hash") is None
+                and current.get("password_hash") is not None
+                and self.password_matches(
+                    serial, BasicSecret(kind, text), current.get(PASSWORD_CHECK)
+                )
+            ):
+                return {**_without(spec, kind.value), "password_hash": current["password_hash"]}
         return spec
 
     # ---- specs bound for the store
@@ -200,25 +210,29 @@ class SecretKey:
         stored_hash = current.get("password_hash")
         check = current.get(PASSWORD_CHECK)
         as_stored = _without(current, PASSWORD_CHECK)
-        password = checked_password(serial, spec)
-        if password is None:
+        secret = checked_secret(serial, spec)
+        if secret is None:
             normalized = normalize_spec(DEVICE, serial, spec, as_stored)
             kept = stored_hash is not None and normalized["password_hash"] == stored_hash
             return _with_check(normalized, check if kept else None)
         # The rest of the spec is checked first: a refused spec costs no scrypt.
-        normalized = normalize_spec(DEVICE, serial, _without(spec, "password"), as_stored)
-        unchanged = stored_hash is not None and self.password_matches(serial, password, check)
+        normalized = normalize_spec(DEVICE, serial, _without(spec, secret.kind.value), as_stored)
+        unchanged = stored_hash is not None and self.password_matches(serial, secret, check)
         if unchanged:
             normalized["password_hash"] = stored_hash
         elif not hash_passwords:
             normalized["password_hash"] = UNHASHED
-        elif check is None and stored_hash is not None and verify_password(password, stored_hash):
+        elif (
+            check is None
+            and stored_hash is not None
+            and verify_password(secret.text, stored_hash, secret.kind)
+        ):
             normalized["password_hash"] = stored_hash  # stored before check values: record one
         else:
-            normalized["password_hash"] = hash_password(password)
-        return _with_check(
-            normalized, check if unchanged else self.password_check(serial, password)
-        )
+            normalized["password_hash"] = hash_secret(secret.text, secret.kind)
+        if not unchanged:
+            check = self.password_check(serial, secret.text, secret.kind)
+        return _with_check(normalized, check)
 
 
 def _without(spec: Mapping[str, Any], field: str) -> dict[str, Any]:

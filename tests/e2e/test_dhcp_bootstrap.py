@@ -7,12 +7,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 
 from e2e_lab import in_namespace, run
-from e2e_pcap import dhcp_messages
+from e2e_pcap import Dhcpv4Message, Dhcpv6Message, dhcp_messages
 from e2e_site import (
     BOOTSTRAP_URI_V4,
     BOOTSTRAP_URI_V6,
@@ -98,17 +99,35 @@ def test_device_got_its_addresses_from_dhcp(dhcp_results: DhcpResults) -> None:
 # --------------------------------------------------------------------------- on the wire
 
 
+_Message = TypeVar("_Message", Dhcpv4Message, Dhcpv6Message)
+
+
+def _assert_replies_carry(
+    replies: list[_Message],
+    kinds: set[str],
+    code: int,
+    expected: bytes,
+    describe: Callable[[_Message], str],
+) -> None:
+    """The server's `replies` include every message type in `kinds`, and each carries option
+    `code` once, with the `expected` payload; `describe` names a reply in a failure."""
+    captured = {message.message_type for message in replies}
+    assert kinds <= captured, f"server messages captured: {sorted(captured)}"
+    for message in replies:
+        instances = message.instances(code)
+        assert instances == [expected], f"{describe(message)}: {instances}"
+
+
 def test_capture_option_143_is_rfc8572_framed(dhcp_results: DhcpResults) -> None:
     v4, _ = dhcp_messages(dhcp_results.capture)
-    replies = [message for message in v4 if message.op == BOOTREPLY]
-    kinds = {message.message_type for message in replies}
-    assert {"OFFER", "ACK"} <= kinds, f"server messages captured: {sorted(kinds)}"
-    for message in replies:
-        # One option instance: the payload fits in 255 bytes, so Kea must not split it.
-        assert message.instances(OPTION_V4_SZTP_REDIRECT) == [EXPECTED_OPTION_143], (
-            f"{message.message_type} to {message.client_hardware_address.hex(':')}: "
-            f"{message.instances(OPTION_V4_SZTP_REDIRECT)}"
-        )
+    # One option instance each: the payload fits in 255 bytes, so Kea must not split it.
+    _assert_replies_carry(
+        [message for message in v4 if message.op == BOOTREPLY],
+        {"OFFER", "ACK"},
+        OPTION_V4_SZTP_REDIRECT,
+        EXPECTED_OPTION_143,
+        lambda reply: f"{reply.message_type} to {reply.client_hardware_address.hex(':')}",
+    )
     # Both clients (dhclient via dhclient.conf, udhcpc via -O 143) asked for the option.
     requests = [message for message in v4 if message.op == BOOTREQUEST]
     assert requests
@@ -119,14 +138,13 @@ def test_capture_option_143_is_rfc8572_framed(dhcp_results: DhcpResults) -> None
 
 def test_capture_option_136_is_rfc8572_framed(dhcp_results: DhcpResults) -> None:
     _, v6 = dhcp_messages(dhcp_results.capture)
-    replies = [message for message in v6 if message.message_type in ("ADVERTISE", "REPLY")]
-    kinds = {message.message_type for message in replies}
-    assert {"ADVERTISE", "REPLY"} <= kinds, f"server messages captured: {sorted(kinds)}"
-    for message in replies:
-        assert message.instances(OPTION_V6_SZTP_REDIRECT) == [EXPECTED_OPTION_136], (
-            f"{message.message_type} {message.transaction_id:06x}: "
-            f"{message.instances(OPTION_V6_SZTP_REDIRECT)}"
-        )
+    _assert_replies_carry(
+        [message for message in v6 if message.message_type in ("ADVERTISE", "REPLY")],
+        {"ADVERTISE", "REPLY"},
+        OPTION_V6_SZTP_REDIRECT,
+        EXPECTED_OPTION_136,
+        lambda reply: f"{reply.message_type} {reply.transaction_id:06x}",
+    )
     requests = [message for message in v6 if message.message_type in ("SOLICIT", "REQUEST")]
     assert requests
     for message in requests:

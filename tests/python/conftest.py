@@ -1,11 +1,18 @@
-"""Shared fixtures. PKI: session-scoped lab credentials per key type (generation is slow)."""
+"""Shared fixtures. PKI: session-scoped lab credentials per key type (generation is slow).
+Example lab: `fleet` and a `server` for it, once per module; a module may override either."""
 
 import functools
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sztp import passwords
 from sztp.protocol import pki
+from sztp_testing import RunningServer, example_lab, lay_out_example, running_server
 
 
 @dataclass(frozen=True)
@@ -49,3 +56,30 @@ def rsa_lab() -> LabCredentials:
 def any_lab(request: pytest.FixtureRequest) -> LabCredentials:
     """The lab PKI once per supported signing key type."""
     return build_lab_credentials(request.param)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The documented example fleet with its files (`lay_out_example`)."""
+    return lay_out_example(tmp_path_factory.mktemp("fleet"))
+
+
+@pytest.fixture(scope="module")
+def server(fleet: Path) -> Iterator[RunningServer]:
+    """A server beside `fleet`, with TLS from its lab PKI; it holds what the tests leave."""
+    with running_server(fleet.parent / "server", lab=example_lab(fleet)) as running:
+        yield running
+
+
+@pytest.fixture
+def scrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per scrypt derivation made in this process from now on."""
+    calls: list[int] = []
+    real = hashlib.scrypt
+
+    def counting(*args: Any, **kwargs: Any) -> bytes:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(passwords.hashlib, "scrypt", counting)
+    return calls

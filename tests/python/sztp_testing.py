@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +37,10 @@ EXAMPLE_SERIALS = ("SN-0001", "SN-0002")
 BIN = Path(sys.executable).parent
 SZTP_SERVER = shutil.which("sztp-server", path=str(BIN))
 SZTPCTL = shutil.which("sztpctl", path=str(BIN))
+# Markdown as the documentation pages write it.
+MARKDOWN_CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)
+_MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_MARKDOWN_HEADING = re.compile(r"^#{1,6} (.+)$", re.M)
 
 
 def only_line(text: str) -> str:
@@ -56,6 +62,33 @@ def run_script(
         cwd=ROOT,
         env=env,
     )
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    text = heading.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """The anchors of a Markdown page's headings (those in code blocks are no headings)."""
+    text = MARKDOWN_CODE_BLOCK.sub("", page.read_text(encoding="utf-8"))
+    return {github_anchor(heading) for heading in _MARKDOWN_HEADING.findall(text)}
+
+
+def assert_links_resolve(page: Path, anchors: Callable[[Path], set[str]] = heading_anchors) -> None:
+    """Every relative link of a Markdown page (outside code blocks) names a file that exists
+    and, where it names an anchor in a Markdown page, one of `anchors` of that page."""
+    text = MARKDOWN_CODE_BLOCK.sub("", page.read_text(encoding="utf-8"))
+    for target in _MARKDOWN_LINK.findall(text):
+        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = (page.parent / file_part).resolve() if file_part else page
+        assert linked.exists(), f"{page.name}: link to missing {target}"
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), f"{page.name}: no anchor #{anchor} in {linked.name}"
 
 
 def free_port() -> int:
@@ -247,6 +280,26 @@ def run_sztpctl(
     return result
 
 
+def onboarding_resources(
+    profile: str, *, os_version: str, **settings: object
+) -> dict[str, dict[str, object]]:
+    """An image of LabOS `os_version` (named os-<major>, never downloaded) and an onboarding
+    profile `profile` installing it, with further profile `settings`: what a lab device's
+    profile needs, as bulk admin API resources."""
+    image = f"os-{os_version.partition('.')[0]}"
+    return {
+        "image": {
+            image: {
+                "os_name": "LabOS",
+                "os_version": os_version,
+                "download_uris": [f"https://files.lab.example/{image}.img"],
+                "sha256": hashlib.sha256(image.encode()).hexdigest(),
+            }
+        },
+        "profile": {profile: {"type": "onboarding", "image": image, **settings}},
+    }
+
+
 def lab_voucher(lab: LabPki, serial: str) -> bytes:
     """A lab voucher for `serial` pinning the owner CA, signed by the lab MASA."""
     owner_ca = pki.load_certificates_pem(lab.owner_ca.certificate.read_bytes())[0]
@@ -321,3 +374,25 @@ def key_usage(*, digital_signature: bool) -> x509.KeyUsage:
         encipher_only=False,
         decipher_only=False,
     )
+
+
+def assert_released(directory: Path, within: float = 10.0) -> None:
+    """No process holds a file under `directory` open (within `within` seconds)."""
+    deadline = time.monotonic() + within
+    while True:
+        holders = sorted(holders_of(directory))
+        if not holders or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not holders, f"processes still holding {directory}: {holders}"
+
+
+def holders_of(directory: Path) -> set[int]:
+    found = set()
+    for descriptors in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            for descriptor in descriptors.iterdir():
+                with contextlib.suppress(OSError):
+                    if str(descriptor.readlink()).startswith(f"{directory}/"):
+                        found.add(int(descriptors.parent.name))
+    return found - {os.getpid()}

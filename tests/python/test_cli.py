@@ -315,9 +315,9 @@ def test_validate_refuses_an_unset_non_secret_variable_even_when_skipping(
     result = run_sztpctl("validate", "-f", fleet, "--skip-unset-secrets", env=env, expect=1)
     last = result.stderr.strip().splitlines()[-1]
     assert last.endswith(
-        "devices[0].model: {env: SN_MODEL} is not allowed: outside the secret "
-        "fields (password, password_hash, private_key) the operator must allow the variable, "
-        "e.g. SZTP_FLEET_ALLOW_ENV=SN_MODEL in the environment that loads the file"
+        "devices[0].model: {env: SN_MODEL} is not allowed: outside the secret fields "
+        "(activation_code, password, password_hash, private_key) the operator must allow the "
+        "variable, e.g. SZTP_FLEET_ALLOW_ENV=SN_MODEL in the environment that loads the file"
     )
     env = {**env, "SZTP_FLEET_ALLOW_ENV": "SN_MODEL"}
     result = run_sztpctl("validate", "-f", fleet, "--skip-unset-secrets", env=env, expect=1)

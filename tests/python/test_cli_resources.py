@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,25 +23,15 @@ from sztp_testing import (
     RunningServer,
     example_lab,
     free_port,
-    lay_out_example,
     only_line,
     run_sztpctl,
-    running_server,
     write_voucher,
 )
 
 PASSWORD = "device password 42"
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return lay_out_example(tmp_path_factory.mktemp("fleet"))
-
-
-@pytest.fixture(scope="module")
-def server(fleet: Path) -> Iterator[RunningServer]:
-    with running_server(fleet.parent / "server", lab=example_lab(fleet)) as running:
-        yield running
+# `fleet` and its `server` come from conftest.py: the example fleet, one server per module.
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import re
 import socket
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,18 +39,13 @@ EMPTY = "trust_anchors: []\nowners: []\nimages: []\nprofiles: []\ndevices: []\n"
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The documented example fleet with its files; SN-0002 also gets a password from env."""
+    """The documented example fleet with its files; SN-0002 also gets a password from env.
+    (Overrides conftest.py's `fleet`; its `server` serves this one.)"""
     path = lay_out_example(tmp_path_factory.mktemp("fleet"))
     document = yaml.safe_load(path.read_text())
     document["devices"][1]["password"] = {"env": "SN2_PASSWORD"}
     path.with_name("with-password.yaml").write_text(yaml.safe_dump(document))
     return path
-
-
-@pytest.fixture(scope="module")
-def server(fleet: Path) -> Iterator[RunningServer]:
-    with running_server(fleet.parent / "server", lab=example_lab(fleet)) as running:
-        yield running
 
 
 @pytest.fixture

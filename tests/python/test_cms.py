@@ -330,14 +330,21 @@ def write_credential(directory: Path, name, credential):
     return cert, key
 
 
-def test_openssl_verifies_our_signature(any_lab, tmp_path):
+def openssl_verify_owner_signature(lab, anchor, tmp_path):
+    """OpenSSL's `cms -verify` of content signed by `lab`'s owner, with `anchor` as its CA file;
+    returns the signed file and OpenSSL's run."""
     signed = tmp_path / "signed.cms"
-    signed.write_bytes(sign_owner(any_lab))
-    ca_file, _ = write_credential(tmp_path, "owner_ca", any_lab.owner_ca)
+    signed.write_bytes(sign_owner(lab))
+    ca_file, _ = write_credential(tmp_path, "anchor", anchor)
     result = openssl(
         "cms", "-verify", "-inform", "DER", "-in", str(signed),
         "-CAfile", str(ca_file), "-binary", "-purpose", "any",
     )  # fmt: skip
+    return signed, result
+
+
+def test_openssl_verifies_our_signature(any_lab, tmp_path):
+    signed, result = openssl_verify_owner_signature(any_lab, any_lab.owner_ca, tmp_path)
     assert result.returncode == 0, result.stderr
     assert b"Verification successful" in result.stderr
     assert result.stdout == CONTENT
@@ -348,13 +355,7 @@ def test_openssl_verifies_our_signature(any_lab, tmp_path):
 
 
 def test_openssl_rejects_our_signature_with_another_anchor(ec_lab, rsa_lab, tmp_path):
-    signed = tmp_path / "signed.cms"
-    signed.write_bytes(sign_owner(ec_lab))
-    ca_file, _ = write_credential(tmp_path, "other_ca", rsa_lab.owner_ca)
-    result = openssl(
-        "cms", "-verify", "-inform", "DER", "-in", str(signed),
-        "-CAfile", str(ca_file), "-binary", "-purpose", "any",
-    )  # fmt: skip
+    _, result = openssl_verify_owner_signature(ec_lab, rsa_lab.owner_ca, tmp_path)
     assert result.returncode != 0
     assert result.stdout == b""
 

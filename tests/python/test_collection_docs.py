@@ -11,15 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from sztp_testing import run_script
+from sztp_testing import MARKDOWN_CODE_BLOCK, assert_links_resolve, heading_anchors, run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 GENERATOR = ROOT / "scripts" / "gen_collection_docs.py"
 PLUGIN_DIRS = {"modules": "module", "inventory": "inventory", "filter": "filter"}
-
-_LINK = re.compile(r"\]\(([^)\s]+)\)")
-_CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)
 
 
 def run_generator(
@@ -105,16 +102,10 @@ def test_the_index_links_the_collection_page() -> None:
 # ---- links, including option anchors (<a id="...">) in the generated tables
 
 
-def github_anchor(heading: str) -> str:
-    text = heading.strip().lower()
-    text = re.sub(r"[^\w\- ]", "", text)
-    return text.replace(" ", "-")
-
-
 def anchors(page: Path) -> set[str]:
-    text = _CODE_BLOCK.sub("", page.read_text(encoding="utf-8"))
-    found = {github_anchor(match[1]) for match in re.finditer(r"^#{1,6} (.+)$", text, re.M)}
-    return found | set(re.findall(r'<a id="([^"]+)"></a>', text))
+    """The headings' anchors and the option anchors the generator writes."""
+    text = MARKDOWN_CODE_BLOCK.sub("", page.read_text(encoding="utf-8"))
+    return heading_anchors(page) | set(re.findall(r'<a id="([^"]+)"></a>', text))
 
 
 GENERATED = [DOCS / "collection.md", *sorted((DOCS / "plugins").glob("*.md"))]
@@ -122,12 +113,4 @@ GENERATED = [DOCS / "collection.md", *sorted((DOCS / "plugins").glob("*.md"))]
 
 @pytest.mark.parametrize("page", GENERATED, ids=lambda page: page.name)
 def test_links_resolve(page: Path) -> None:
-    text = _CODE_BLOCK.sub("", page.read_text(encoding="utf-8"))
-    for target in _LINK.findall(text):
-        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
-            continue
-        file_part, _, anchor = target.partition("#")
-        linked = (page.parent / file_part).resolve() if file_part else page
-        assert linked.exists(), f"{page.name}: link to missing {target}"
-        if anchor and linked.suffix == ".md":
-            assert anchor in anchors(linked), f"{page.name}: no anchor #{anchor} in {linked.name}"
+    assert_links_resolve(page, anchors)

@@ -15,7 +15,7 @@ import pytest
 import typer
 
 from sztp_server.config import Listener, ServerConfig
-from sztp_testing import run_script
+from sztp_testing import MARKDOWN_CODE_BLOCK, assert_links_resolve, run_script
 from sztpctl.commands import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +25,6 @@ SERVER_GENERATOR = ROOT / "scripts" / "gen_server_docs.py"
 # Hand-written pages whose command lines are checked (cli.md is generated from the CLI).
 PAGES = sorted(path for path in DOCS.glob("*.md") if path.name != "cli.md")
 
-_LINK = re.compile(r"\]\(([^)\s]+)\)")
-_CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)
 _INLINE_CODE = re.compile(r"`([^`\n]+)`")
 _SHELL_BREAK = re.compile(r"\s(?:\||\|\||&&|;|>|>>|2>&1|#)\s|\s>\S|\)|\"\s*$")
 
@@ -139,28 +137,9 @@ def test_server_settings_check_fails_on_drift(tmp_path: Path) -> None:
 # ---- links
 
 
-def github_anchor(heading: str) -> str:
-    text = heading.strip().lower()
-    text = re.sub(r"[^\w\- ]", "", text)
-    return text.replace(" ", "-")
-
-
-def anchors(page: Path) -> set[str]:
-    text = _CODE_BLOCK.sub("", page.read_text(encoding="utf-8"))
-    return {github_anchor(match[1]) for match in re.finditer(r"^#{1,6} (.+)$", text, re.M)}
-
-
 @pytest.mark.parametrize("page", sorted(DOCS.glob("*.md")), ids=lambda page: page.name)
 def test_links_resolve(page: Path) -> None:
-    text = _CODE_BLOCK.sub("", page.read_text(encoding="utf-8"))
-    for target in _LINK.findall(text):
-        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
-            continue
-        file_part, _, anchor = target.partition("#")
-        linked = (page.parent / file_part).resolve() if file_part else page
-        assert linked.exists(), f"{page.name}: link to missing {target}"
-        if anchor and linked.suffix == ".md":
-            assert anchor in anchors(linked), f"{page.name}: no heading for #{anchor}"
+    assert_links_resolve(page)
 
 
 # ---- command lines shown in the pages
@@ -184,11 +163,11 @@ def option_names(command: object) -> set[str]:
 def shown_command_lines(page: Path) -> list[str]:
     text = page.read_text(encoding="utf-8")
     lines: list[str] = []
-    for block in _CODE_BLOCK.findall(text):
+    for block in MARKDOWN_CODE_BLOCK.findall(text):
         joined = re.sub(r"\\\n\s*", " ", block)
         without_comments = (re.sub(r"(^|\s)#.*", "", line) for line in joined.splitlines())
         lines += [line for line in without_comments if "sztpctl " in line]
-    prose = _CODE_BLOCK.sub("", text)
+    prose = MARKDOWN_CODE_BLOCK.sub("", text)
     lines += [span for span in _INLINE_CODE.findall(prose) if span.startswith("sztpctl ")]
     return lines
 

@@ -13,15 +13,15 @@ import yaml
 
 from sztp.protocol import pki
 from sztp.state import fleet as fleet_module
-from sztp.state import resources
+from sztp.state import fleet_yaml, resources
 from sztp.state.fleet import (
-    MAX_NESTING,
     FleetError,
     dump_fleet,
     fleet_document,
     fleet_schema,
     load_fleet,
 )
+from sztp.state.fleet_yaml import MAX_NESTING
 from sztp_testing import lay_out_example
 
 
@@ -270,14 +270,14 @@ def test_line_index_is_built_only_to_report_a_problem(
     example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     indexed: list[Path] = []
-    index_lines = fleet_module._index_lines
+    index_lines = fleet_module.index_lines
 
     def counting(node: Any, path: Any, lines: Any, file: Path, seen: Any) -> None:
         if not path:
             indexed.append(file)
         index_lines(node, path, lines, file, seen)
 
-    monkeypatch.setattr(fleet_module, "_index_lines", counting)
+    monkeypatch.setattr(fleet_module, "index_lines", counting)
     fleet = load_fleet(example, environ={})
     assert indexed == []
     where = fleet.locate("device[SN-0002].voucher")
@@ -313,8 +313,8 @@ def test_yaml_values_are_those_pyyaml_constructs(tmp_path: Path) -> None:
         "merged: {<<: *shared, c: 3}\nlist: [&item x, *item, [], {}]\n"
     )
     # The fleet's own loader: a SafeLoader without timestamps.
-    expected = yaml.load(text, Loader=fleet_module._yaml_loaders()[1])  # noqa: S506
-    parsed = fleet_module._parse_yaml(text, tmp_path / "f.yaml")
+    expected = yaml.load(text, Loader=fleet_yaml.yaml_loaders()[1])  # noqa: S506
+    parsed = fleet_yaml.parse_yaml(text, tmp_path / "f.yaml")
     assert parsed == expected
     assert parsed["alias"] is parsed["shared"]
     assert parsed["date"] == "2024-05-01" and parsed[1] == "integer key"
@@ -340,7 +340,7 @@ def test_scalar_tags_match_pyyamls_own_resolver(tmp_path: Path) -> None:
     text = "".join(f"k{index}: {scalar}\n" for index, scalar in enumerate(scalars))
     text += "seq: [" + ", ".join(scalars[1:-1]) + "]\nnested: {a: {b: [1, yes, ~, x]}}\n"
     expected = yaml.load(text, Loader=Reference)  # noqa: S506
-    parsed = fleet_module._parse_yaml(text, tmp_path / "f.yaml")
+    parsed = fleet_yaml.parse_yaml(text, tmp_path / "f.yaml")
     assert parsed == expected
     assert [type(value) for value in parsed.values()] == [type(v) for v in expected.values()]
     assert parsed["seq"] == expected["seq"]
@@ -419,7 +419,8 @@ def test_schema_names_the_same_fields_as_the_data_model() -> None:
         "owner": {"certificate_chain", "private_key"},  # needs a key pair; fields are fixed
         "image": {"os_name", "os_version", "download_uris", "sha256"},
         "profile": set(onboarding) | set(redirect),
-        "device": set(resources.normalize_spec("device", "SN-1", {})) | {"password"},
+        "device": set(resources.normalize_spec("device", "SN-1", {}))
+        | {"password", "activation_code"},
         "bootstrap_server": set(redirect["bootstrap_servers"][0]),
     }
     definitions = fleet_schema()["$defs"]
@@ -448,9 +449,9 @@ def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.delattr(yaml, "CSafeLoader")
     elif not hasattr(yaml, "CSafeLoader"):
         pytest.skip("PyYAML was built without libyaml")
-    fleet_module._yaml_loaders.cache_clear()
+    fleet_yaml.yaml_loaders.cache_clear()
     yield request.param
-    fleet_module._yaml_loaders.cache_clear()
+    fleet_yaml.yaml_loaders.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -590,9 +591,9 @@ def test_env_references_outside_secrets_need_the_operators_allowance(tmp_path: P
     environ = {"ANY_KEY": "k", "AWS_SECRET_ACCESS_KEY": "leaked"}
     assert error_of(path, environ) == (
         f"{path}:5: profiles[0].configuration: {{env: AWS_SECRET_ACCESS_KEY}} is not allowed: "
-        "outside the secret fields (password, password_hash, private_key) the operator must "
-        "allow the variable, e.g. SZTP_FLEET_ALLOW_ENV=AWS_SECRET_ACCESS_KEY in the environment "
-        "that loads the file"
+        "outside the secret fields (activation_code, password, password_hash, private_key) the "
+        "operator must allow the variable, e.g. SZTP_FLEET_ALLOW_ENV=AWS_SECRET_ACCESS_KEY in "
+        "the environment that loads the file"
     )
     for allowance in ("AWS_SECRET_ACCESS_KEY", "OTHER, AWS_*", "X AWS_SECRET_ACCESS_KEY"):
         fleet = load_fleet(path, environ={**environ, "SZTP_FLEET_ALLOW_ENV": allowance})
@@ -623,7 +624,7 @@ def test_an_alias_bomb_fails_fast(tmp_path: Path) -> None:
     assert time.monotonic() - started < 5
     # Aliases within reason are fine: a million values.
     document = yaml.safe_load(alias_bomb(6))
-    fleet_module._check_expansion(document, path, {})
+    fleet_yaml.check_expansion(document, path, {})
 
 
 def test_an_alias_inside_itself_is_refused(tmp_path: Path) -> None:

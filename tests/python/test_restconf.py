@@ -4,7 +4,8 @@ import base64
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 
@@ -81,6 +82,13 @@ OUTPUTS = {
     "signed": BootstrappingData(b"\x30ci", b"\x30oc", b"\x30ov", reporting_level="verbose"),
     "minimal-level": BootstrappingData(b"\x30ci", reporting_level="minimal"),
 }
+
+
+def _each_example(kind: str, examples: Mapping[str, object], *values: object) -> list[Any]:
+    """A parameter set per example: the example, then `values`; its id is <kind>-<name>."""
+    return [
+        pytest.param(example, *values, id=f"{kind}-{name}") for name, example in examples.items()
+    ]
 
 
 def _field_of(function: Callable[[], object]) -> str:
@@ -198,24 +206,33 @@ def test_errors_without_entries_and_unknown_path_module() -> None:
 
 
 @pytest.mark.parametrize("fmt", list(WireFormat))
-@pytest.mark.parametrize("name", list(INPUTS))
-def test_input_round_trip(fmt: WireFormat, name: str) -> None:
-    encoded = encode_get_bootstrapping_data_input(INPUTS[name], fmt)
-    assert parse_get_bootstrapping_data_input(encoded, fmt) == INPUTS[name]
-
-
-@pytest.mark.parametrize("fmt", list(WireFormat))
-@pytest.mark.parametrize("name", list(REPORTS))
-def test_report_round_trip(fmt: WireFormat, name: str) -> None:
-    encoded = encode_report_progress_input(REPORTS[name], fmt)
-    assert parse_report_progress_input(encoded, fmt) == REPORTS[name]
-
-
-@pytest.mark.parametrize("fmt", list(WireFormat))
-@pytest.mark.parametrize("name", list(OUTPUTS))
-def test_output_round_trip(fmt: WireFormat, name: str) -> None:
-    encoded = encode_get_bootstrapping_data_output(OUTPUTS[name], fmt)
-    assert parse_get_bootstrapping_data_output(encoded, fmt) == OUTPUTS[name]
+@pytest.mark.parametrize(
+    ("example", "encode", "parse"),
+    [
+        *_each_example(
+            "input",
+            INPUTS,
+            encode_get_bootstrapping_data_input,
+            parse_get_bootstrapping_data_input,
+        ),
+        *_each_example(
+            "report", REPORTS, encode_report_progress_input, parse_report_progress_input
+        ),
+        *_each_example(
+            "output",
+            OUTPUTS,
+            encode_get_bootstrapping_data_output,
+            parse_get_bootstrapping_data_output,
+        ),
+    ],
+)
+def test_round_trip(
+    fmt: WireFormat,
+    example: object,
+    encode: Callable[[Any, WireFormat], bytes],
+    parse: Callable[[bytes, WireFormat], object],
+) -> None:
+    assert parse(encode(example, fmt), fmt) == example
 
 
 @pytest.mark.parametrize("fmt", list(WireFormat))
@@ -703,7 +720,7 @@ def _yang_validate(data_model: object, document: bytes, rpc: str | None) -> None
 
 # yangson reads an empty XML element (`<os-name/>`) as no value rather than the empty string,
 # so examples holding an empty string are checked in JSON only.
-_EMPTY_STRING_EXAMPLES = ("markup-and-unicode", "empty-message")
+_EMPTY_STRING_EXAMPLES = (INPUTS["markup-and-unicode"], REPORTS["empty-message"])
 
 
 def _yang_validate_xml(data_model: object, document: bytes, rpc: str) -> None:
@@ -715,34 +732,30 @@ def _yang_validate_xml(data_model: object, document: bytes, rpc: str) -> None:
     instance.validate(ctype=ContentType.all)
 
 
-@pytest.mark.parametrize("name", [name for name in INPUTS if name != "csr-support"])
-def test_input_conforms_to_yang(data_model: object, name: str) -> None:
+@pytest.mark.parametrize(
+    ("example", "encode", "rpc"),
+    [
+        *_each_example(
+            "input",
+            {name: example for name, example in INPUTS.items() if name != "csr-support"},
+            encode_get_bootstrapping_data_input,
+            RPC_GET_BOOTSTRAPPING_DATA,
+        ),
+        *_each_example("report", REPORTS, encode_report_progress_input, RPC_REPORT_PROGRESS),
+        *_each_example(
+            "output", OUTPUTS, encode_get_bootstrapping_data_output, RPC_GET_BOOTSTRAPPING_DATA
+        ),
+    ],
+)
+def test_rpc_documents_conform_to_yang(
+    data_model: object, example: object, encode: Callable[[Any, WireFormat], bytes], rpc: str
+) -> None:
     for fmt in WireFormat:
-        document = encode_get_bootstrapping_data_input(INPUTS[name], fmt)
+        document = encode(example, fmt)  # encoded in XML even where yangson cannot check it
         if fmt is JSON:
-            _yang_validate(data_model, document, RPC_GET_BOOTSTRAPPING_DATA)
-        elif name not in _EMPTY_STRING_EXAMPLES:
-            _yang_validate_xml(data_model, document, RPC_GET_BOOTSTRAPPING_DATA)
-
-
-@pytest.mark.parametrize("name", list(REPORTS))
-def test_report_conforms_to_yang(data_model: object, name: str) -> None:
-    for fmt in WireFormat:
-        document = encode_report_progress_input(REPORTS[name], fmt)
-        if fmt is JSON:
-            _yang_validate(data_model, document, RPC_REPORT_PROGRESS)
-        elif name not in _EMPTY_STRING_EXAMPLES:
-            _yang_validate_xml(data_model, document, RPC_REPORT_PROGRESS)
-
-
-@pytest.mark.parametrize("name", list(OUTPUTS))
-def test_output_conforms_to_yang(data_model: object, name: str) -> None:
-    for fmt in WireFormat:
-        document = encode_get_bootstrapping_data_output(OUTPUTS[name], fmt)
-        if fmt is JSON:
-            _yang_validate(data_model, document, RPC_GET_BOOTSTRAPPING_DATA)
-        else:
-            _yang_validate_xml(data_model, document, RPC_GET_BOOTSTRAPPING_DATA)
+            _yang_validate(data_model, document, rpc)
+        elif example not in _EMPTY_STRING_EXAMPLES:
+            _yang_validate_xml(data_model, document, rpc)
 
 
 def test_errors_conform_to_yang(data_model: object) -> None:

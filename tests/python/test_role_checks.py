@@ -38,6 +38,33 @@ def collections(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def run_ansible(
+    collections: Path,
+    command: list[str],
+    *,
+    cwd: Path,
+    timeout: float,
+    settings: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """An Ansible tool's `command` with `collections` as its collections path, no colours and
+    further environment `settings`."""
+    environment = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(collections),
+        "ANSIBLE_NOCOLOR": "1",
+        **(settings or {}),
+    }
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environment,
+        check=False,
+        timeout=timeout,
+    )
+
+
 @dataclass
 class PlayRun:
     """What a run of ansible-playbook's default output says."""
@@ -55,24 +82,18 @@ def run_play(
     play = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks}]
     playbook = workdir / "play.yml"
     playbook.write_text(yaml.safe_dump(play))
-    environment = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(collections),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-        "ANSIBLE_CALLBACK_FORMAT_PRETTY": "false",
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-    }
     command = [PLAYBOOK, "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}"]
-    result = subprocess.run(
+    result = run_ansible(
+        collections,
         [*command, *(["--check"] if check else []), str(playbook)],
-        capture_output=True,
-        text=True,
         cwd=workdir,
-        env=environment,
-        check=False,
         timeout=300,
+        settings={
+            "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
+            "ANSIBLE_CALLBACK_FORMAT_PRETTY": "false",
+            "ANSIBLE_LOCALHOST_WARNING": "false",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
+        },
     )
     task, failed = "", []
     for line in result.stdout.splitlines():
@@ -308,23 +329,15 @@ def test_example_inventories_parse_and_site_accepts_them(
     """docs/site.md shows these inventories without hosts to run them on: each parses, names
     every group site.yml plays, a fleet file and the DHCP interface, and site.yml passes
     ansible-playbook's syntax check with it."""
-    environment = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(collections),
-        "ANSIBLE_NOCOLOR": "1",
-        "SZTP_LAB_DIR": str(tmp_path / "lab"),
-    }
 
     def ansible(tool: str, *arguments: str) -> subprocess.CompletedProcess[str]:
         command = [str(Path(sys.executable).parent / tool), "-i", inventory, *arguments]
-        return subprocess.run(
+        return run_ansible(
+            collections,
             command,
-            capture_output=True,
-            text=True,
             cwd=ROOT,
-            env=environment,
-            check=False,
             timeout=120,
+            settings={"SZTP_LAB_DIR": str(tmp_path / "lab")},
         )
 
     listed = ansible("ansible-inventory", "--list", "--export")

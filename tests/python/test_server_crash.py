@@ -1,9 +1,9 @@
-"""A server killed with SIGKILL during a bulk apply comes back with the old or the new state."""
+"""A server killed with SIGKILL during a bulk apply comes back with the old or the new state,
+and none of its processes (its writer) lives on holding the database."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 import time
 from pathlib import Path
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sztp_testing import start_server
+from sztp_testing import assert_released, onboarding_resources, start_server
 
 DEVICES = 10_000
 
@@ -19,17 +19,7 @@ DEVICES = 10_000
 def bulk_state(count: int) -> dict[str, object]:
     return {
         "resources": {
-            "image": {
-                "os-1": {
-                    "os_name": "LabOS",
-                    "os_version": "1.0",
-                    "download_uris": ["https://files.lab.example/os-1.img"],
-                    "sha256": hashlib.sha256(b"os-1").hexdigest(),
-                }
-            },
-            "profile": {
-                "lab": {"type": "onboarding", "image": "os-1", "signing": "when-requested"}
-            },
+            **onboarding_resources("lab", os_version="1.0", signing="when-requested"),
             "device": {f"CRASH-{number:05d}": {"profile": "lab"} for number in range(count)},
         }
     }
@@ -66,6 +56,7 @@ def test_sigkill_mid_apply_leaves_old_or_new_state(tmp_path: Path, kill_after: f
     server.process.kill()
     server.process.wait()
     writer.join()
+    assert_released(tmp_path / "server")
 
     restarted = start_server(tmp_path / "server")
     try:

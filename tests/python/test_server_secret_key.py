@@ -7,7 +7,6 @@ The PostgreSQL cases run when SZTP_TEST_POSTGRES_URL is set (see test_store.py).
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import sqlite3
@@ -328,20 +327,6 @@ def _write(path: Path, text: str, mode: int) -> None:
 def api(tmp_path: Path) -> Iterator[Api]:
     """Its writes run in this process, where `scrypt_calls` counts the derivations."""
     yield from make_api(tmp_path, writer_in_thread=True)
-
-
-@pytest.fixture
-def scrypt_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """One entry per scrypt derivation made in this process from now on."""
-    calls: list[int] = []
-    real = hashlib.scrypt
-
-    def counting(*args: Any, **kwargs: Any) -> bytes:
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(passwords.hashlib, "scrypt", counting)
-    return calls
 
 
 def devices(passwords_by_serial: dict[str, str]) -> dict[str, Any]:

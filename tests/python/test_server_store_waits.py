@@ -4,7 +4,6 @@ in a worker thread: the event loop goes on serving devices and admins meanwhile 
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import threading
 import time
@@ -17,7 +16,7 @@ import requests
 
 from sztp.labpki import LabPki, write_lab_pki
 from sztp.protocol import restconf
-from sztp_testing import RunningServer, running_server
+from sztp_testing import RunningServer, onboarding_resources, running_server
 
 SERIAL = "SN-WAIT"
 GET_DATA_PATH = restconf.operation_path("/restconf", restconf.RPC_GET_BOOTSTRAPPING_DATA)
@@ -39,17 +38,7 @@ def server(tmp_path: Path, lab: LabPki) -> Iterator[RunningServer]:
         running.apply(
             {
                 **lab.trust_resources(),
-                "image": {
-                    "os-2": {
-                        "os_name": "LabOS",
-                        "os_version": "2.0",
-                        "download_uris": ["https://files.lab.example/os-2.img"],
-                        "sha256": hashlib.sha256(b"os-2").hexdigest(),
-                    }
-                },
-                "profile": {
-                    "day0": {"type": "onboarding", "image": "os-2", "signing": "when-requested"}
-                },
+                **onboarding_resources("day0", os_version="2.0", signing="when-requested"),
                 "device": {SERIAL: {"profile": "day0"}},
             }
         )

@@ -428,19 +428,30 @@ def test_image_hash_mismatch_reports_boot_image_error(
     assert not (tmp_path / "device" / "configuration").exists()
 
 
-def test_voucher_for_another_serial_is_refused_and_nothing_acted_on(
-    lab: Lab, stubs: StubRunner, tmp_path: Path
-) -> None:
+def refused_from_untrusted_server(
+    lab: Lab, stubs: StubRunner, tmp_path: Path, answer: Callable[[Stub], BootstrappingData]
+) -> tuple[SimulationResult, Stub]:
+    """A device that does not trust the stub's TLS certificate bootstraps from `answer`: it
+    refuses, reports nothing to the untrusted server and writes no file."""
     stub = stubs.start(Stub(files={IMAGE_PATH: IMAGE}))
-    stub.answer = lambda _input: lab.signed(onboarding(stub), serial=OTHER_SERIAL)
+    stub.answer = lambda _input: answer(stub)
 
     result, _ = run(config(lab, tmp_path, stub.uri, trusted=False), identity(lab))
 
     assert not result.succeeded
-    assert "serial" in result.reason and OTHER_SERIAL in result.reason
     assert stub.reports == []  # an untrusted server gets no reports
-    assert stub.rpc_inputs[0]["signed-data-preferred"] is not None
     assert result.files_written == ()
+    return result, stub
+
+
+def test_voucher_for_another_serial_is_refused_and_nothing_acted_on(
+    lab: Lab, stubs: StubRunner, tmp_path: Path
+) -> None:
+    result, stub = refused_from_untrusted_server(
+        lab, stubs, tmp_path, lambda stub: lab.signed(onboarding(stub), serial=OTHER_SERIAL)
+    )
+    assert "serial" in result.reason and OTHER_SERIAL in result.reason
+    assert stub.rpc_inputs[0]["signed-data-preferred"] is not None
     assert not (tmp_path / "device").exists()
 
 
@@ -449,18 +460,16 @@ def test_voucher_pinning_another_owner_is_refused_and_nothing_acted_on(
 ) -> None:
     # sztp-server refuses to store such a voucher; the device's own check is what stands when
     # the data comes from elsewhere (a voucher stored by an older server, a foreign server).
-    stub = stubs.start(Stub(files={IMAGE_PATH: IMAGE}))
     foreign_ca = pki.create_root_ca("Another Owner CA", days=10).certificate
     expires = datetime.now(UTC) + timedelta(days=1)
     voucher = sign_voucher(create_voucher(SERIAL, foreign_ca, expires_on=expires), lab.masa)
-    stub.answer = lambda _input: build_signed(onboarding(stub), Encoding.JSON, lab.owner, voucher)
-
-    result, _ = run(config(lab, tmp_path, stub.uri, trusted=False), identity(lab))
-
-    assert not result.succeeded
+    result, _ = refused_from_untrusted_server(
+        lab,
+        stubs,
+        tmp_path,
+        lambda stub: build_signed(onboarding(stub), Encoding.JSON, lab.owner, voucher),
+    )
     assert "is not authorised by the voucher's pinned-domain-cert" in result.reason
-    assert stub.reports == []
-    assert result.files_written == ()
 
 
 def test_tampered_signature_is_refused_with_parsing_error(
@@ -487,15 +496,10 @@ def test_tampered_signature_is_refused_with_parsing_error(
 def test_unsigned_onboarding_from_untrusted_server_is_refused(
     lab: Lab, stubs: StubRunner, tmp_path: Path
 ) -> None:
-    stub = stubs.start(Stub(files={IMAGE_PATH: IMAGE}))
-    stub.answer = lambda _input: build_unsigned(onboarding(stub), Encoding.JSON)
-
-    result, _ = run(config(lab, tmp_path, stub.uri, trusted=False), identity(lab))
-
-    assert not result.succeeded
+    result, _ = refused_from_untrusted_server(
+        lab, stubs, tmp_path, lambda stub: build_unsigned(onboarding(stub), Encoding.JSON)
+    )
     assert "unsigned onboarding" in result.reason
-    assert stub.reports == []
-    assert result.files_written == ()
 
 
 def test_unsigned_onboarding_from_trusted_server_is_accepted(
@@ -741,19 +745,22 @@ def test_basic_password_is_sent_but_never_shown(
     assert "s3cret-pw" not in repr(device) + repr(result) + "\n".join(lines)
 
 
-def test_cli_simulate_run(lab: Lab, stubs: StubRunner, tmp_path: Path) -> None:
+def simulate_cli() -> Any:
+    """`sztpctl simulate`, registered as the main app does it: `simulate run …`."""
     import typer
-    from typer.testing import CliRunner
 
     from sztpctl.commands import simulate as command
 
-    app = typer.Typer()  # registered as the main app does it: `sztpctl simulate run`
+    app = typer.Typer()
     app.add_typer(command.app, name="simulate")
+    return app
 
-    stub = stubs.start(Stub(files={IMAGE_PATH: IMAGE}))
-    stub.answer = lambda _input: lab.signed(onboarding(stub))
+
+def simulate_run_arguments(lab: Lab, tmp_path: Path) -> list[str]:
+    """`sztpctl simulate run`'s options for the lab's SN-0001 on LabOS 1.0, trusting the lab's
+    servers; where to bootstrap from is the caller's to add."""
     device = lab.files.devices[SERIAL]
-    arguments = [
+    return [
         "--serial", SERIAL, "--idevid-cert", str(device.chain),
         "--idevid-key", str(device.idevid.private_key),
         "--trust-anchor", str(lab.files.manufacturer_ca.certificate),
@@ -762,6 +769,15 @@ def test_cli_simulate_run(lab: Lab, stubs: StubRunner, tmp_path: Path) -> None:
         "--work-dir", str(tmp_path / "device"),
         "--os-name", "LabOS", "--os-version", "1.0", "--timeout", "10",
     ]  # fmt: skip
+
+
+def test_cli_simulate_run(lab: Lab, stubs: StubRunner, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    app = simulate_cli()
+    stub = stubs.start(Stub(files={IMAGE_PATH: IMAGE}))
+    stub.answer = lambda _input: lab.signed(onboarding(stub))
+    arguments = simulate_run_arguments(lab, tmp_path)
     runner = CliRunner()
 
     ok = runner.invoke(app, ["simulate", "run", "--uri", stub.uri, *arguments])
@@ -816,29 +832,14 @@ def test_cli_option_payload_rejects_malformed_hex(text: str) -> None:
 def test_cli_simulate_run_from_a_dhclient_lease_value(
     lab: Lab, stubs: StubRunner, tmp_path: Path
 ) -> None:
-    import typer
     from typer.testing import CliRunner
 
-    from sztpctl.commands import simulate as command
-
-    app = typer.Typer()
-    app.add_typer(command.app, name="simulate")
     stub = stubs.start(Stub(files={IMAGE_PATH: IMAGE}))
     stub.answer = lambda _input: lab.signed(onboarding(stub))
-    device = lab.files.devices[SERIAL]
     lease_value = _dhclient_lease_form(dhcp.encode_uri_list([stub.uri]))
-    arguments = [
-        "--serial", SERIAL, "--idevid-cert", str(device.chain),
-        "--idevid-key", str(device.idevid.private_key),
-        "--trust-anchor", str(lab.files.manufacturer_ca.certificate),
-        "--server-ca", str(lab.files.tls_ca.certificate),
-        "--file-server-ca", str(lab.files.tls_ca.certificate),
-        "--work-dir", str(tmp_path / "device"),
-        "--os-name", "LabOS", "--os-version", "1.0", "--timeout", "10",
-        "--dhcp-option-hex", lease_value,
-    ]  # fmt: skip
+    arguments = [*simulate_run_arguments(lab, tmp_path), "--dhcp-option-hex", lease_value]
 
-    result = CliRunner().invoke(app, ["simulate", "run", *arguments])
+    result = CliRunner().invoke(simulate_cli(), ["simulate", "run", *arguments])
 
     assert result.exit_code == 0, result.output
     assert "bootstrap complete" in result.output

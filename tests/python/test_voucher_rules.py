@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import signal
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -35,7 +36,7 @@ from sztp.state.resources import DEVICE, checked_voucher, normalize_spec
 from sztp.state.validate import validate_fleet
 from sztp_server.admin.vouchers import VoucherChecker
 from sztp_server.store.sqlite import SqliteStore
-from sztp_testing import RunningServer, issue_leaf, key_usage, running_server
+from sztp_testing import RunningServer, assert_released, issue_leaf, key_usage, running_server
 
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 JSON_TYPE = "application/yang-data+json"
@@ -249,6 +250,23 @@ def test_a_bulk_apply_checks_owners_against_the_vouchers_its_workers_read(
         "owner 'stranger' (signs profile 'stranger-day0'): owner certificate CN=Stranger",
     )
     assert admin.state() == before
+
+
+def test_a_server_stops_promptly_after_its_workers_checked_vouchers(
+    tmp_path: Path, lab: LabPki, stranger: pki.Credential
+) -> None:
+    """The writer process's own voucher workers end with it when the server stops, and
+    nothing the server started keeps its files open."""
+    serials = [f"SN-STOP-{number:04d}" for number in range(VoucherChecker.THRESHOLD)]
+    resources = base_resources(lab, stranger)
+    resources["device"] = {
+        serial: {"profile": "day0", "voucher": voucher(lab, serial)} for serial in serials
+    }
+    with running_server(tmp_path / "server") as server:
+        server.apply(resources)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=15) == 0
+    assert_released(tmp_path / "server")
 
 
 def test_owner_checks_use_the_pins_read_already(lab: LabPki, stranger: pki.Credential) -> None:

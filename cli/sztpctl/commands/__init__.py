@@ -45,18 +45,23 @@ app = typer.Typer(
 app.add_typer(declarative.app)
 app.add_typer(validate.app)
 app.add_typer(watch.app)
-app.add_typer(device.app, name="device")
-app.add_typer(audit.app, name="audit")
-app.add_typer(nouns.profile_app, name="profile")
-app.add_typer(nouns.image_app, name="image")
-app.add_typer(nouns.trust_anchor_app, name="trust-anchor")
-app.add_typer(nouns.owner_app, name="owner")
-app.add_typer(config.app, name="config")
-app.add_typer(pki.app, name="pki")
-app.add_typer(voucher.app, name="voucher")
-app.add_typer(bootstrap_data.app, name="bootstrap-data")
-app.add_typer(dhcp.app, name="dhcp")
-app.add_typer(simulate.app, name="simulate")
+# The command groups, by name, in the order `sztpctl --help` lists them.
+GROUPS = {
+    "device": device.app,
+    "audit": audit.app,
+    "profile": nouns.profile_app,
+    "image": nouns.image_app,
+    "trust-anchor": nouns.trust_anchor_app,
+    "owner": nouns.owner_app,
+    "config": config.app,
+    "pki": pki.app,
+    "voucher": voucher.app,
+    "bootstrap-data": bootstrap_data.app,
+    "dhcp": dhcp.app,
+    "simulate": simulate.app,
+}
+for name, group in GROUPS.items():
+    app.add_typer(group, name=name)
 
 _debug = False
 

@@ -13,6 +13,7 @@ import typer
 
 from sztp.files import write_atomically
 
+from .loading import SerialOption, parse_hex
 from .output import read_bytes
 
 if TYPE_CHECKING:
@@ -81,8 +82,6 @@ def sign(
         OnboardingInformation,
         RedirectInformation,
     )
-
-    from .loading import parse_hex
 
     if encoding not in ENCODINGS:
         raise typer.BadParameter(f"{encoding!r} is not json or xml", param_hint="--encoding")
@@ -158,7 +157,7 @@ def _bootstrap_server(text: str) -> BootstrapServer:
 @app.command("verify")
 def verify(
     data_file: Annotated[Path, typer.Argument(help="get-bootstrapping-data output (JSON).")],
-    serial: Annotated[str, typer.Option("--serial", "-s", help="The device's serial number.")],
+    serial: SerialOption,
     trust_anchor: Annotated[
         Path, typer.Option(help="PEM manufacturer trust anchor(s) the device holds.")
     ],
@@ -176,8 +175,6 @@ def verify(
     import json
 
     from sztp.protocol import bootstrapping_data, conveyed_info, pki, restconf
-
-    from .loading import parse_hex
 
     data = restconf.parse_get_bootstrapping_data_output(
         read_bytes(data_file), restconf.WireFormat.JSON

@@ -22,8 +22,6 @@ from .remote import (
     working,
 )
 from .resource import (
-    CREATED,
-    UPDATED,
     Column,
     Filter,
     Flag,
@@ -31,16 +29,16 @@ from .resource import (
     ReplaceOption,
     SpecFileOption,
     add_resource,
+    command_group,
     field_column,
     present,
     read_text,
-    register,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
-app = typer.Typer(help="Devices and their bootstrap progress.", no_args_is_help=True)
+    from sztp.client import SztpClient
 
 SerialArgument = Annotated[str, typer.Argument(help="The device's serial number.")]
 # CSV columns of `device import`: spec fields, and voucher_file (a path, relative to the CSV).
@@ -56,7 +54,6 @@ DEVICE = Noun(
     kind="device",
     key="serial",
     columns=(
-        Column("SERIAL", lambda item: item["name"]),
         Column("STATUS", lambda item: item["status"]),
         Column("PROFILE", _profile_column),
         field_column("device", "model"),
@@ -65,8 +62,6 @@ DEVICE = Noun(
         Column("SELECTION", lambda item: str(len(item["spec"].get("selection") or [])), wide=True),
         Column("VOUCHER", present("voucher")),
         Column("PASSWORD", present("password_hash")),
-        CREATED,
-        UPDATED,
     ),
     filters=(
         Filter(
@@ -84,9 +79,14 @@ DEVICE = Noun(
         "password_file": Flag(
             "password", "File whose first line is the HTTP Basic password (stored hashed)."
         ),
+        "activation_code_file": Flag(
+            "activation_code",
+            "File whose first line is the device's activation code (made by a machine, e.g. "
+            "`sztpctl device activation-code`; stored hashed).",
+        ),
     },
 )
-register(app, DEVICE)
+app = command_group(DEVICE, "Devices and their bootstrap progress.")
 
 
 @app.command("add")
@@ -100,6 +100,7 @@ def add(
     duid: Annotated[str | None, DEVICE.option("duid")] = None,
     voucher: Annotated[Path | None, DEVICE.option("voucher")] = None,
     password_file: Annotated[Path | None, DEVICE.option("password_file")] = None,
+    activation_code_file: Annotated[Path | None, DEVICE.option("activation_code_file")] = None,
     filename: SpecFileOption = None,
     replace: ReplaceOption = False,
 ) -> None:
@@ -111,46 +112,119 @@ def add(
     """
     import base64
 
-    from sztp.errors import SztpError
-
     from .output import read_bytes
 
-    password = None
-    if password_file is not None:
-        password = next(iter((read_text(password_file) or "").splitlines()), "")
-        if not password:
-            raise SztpError(f"{password_file}: the first line (the password) is empty")
     flags = {
         "profile": profile,
         "model": model,
         "mac": mac,
         "duid": duid,
         "voucher": base64.b64encode(read_bytes(voucher)).decode() if voucher else None,
-        "password": password,
+        "password": _first_line(password_file, "the password"),
+        "activation_code": _first_line(activation_code_file, "the activation code"),
     }
     add_resource(DEVICE, serial, flags, filename, replace)
 
 
-@app.command("status")
-def device_status(
-    serial: SerialArgument,
-    output: OutputOption = OutputFormat.TABLE,
+def _first_line(path: Path | None, what: str) -> str | None:
+    """The first line of a secret's file (None without a file); an empty one is an error."""
+    from sztp.errors import SztpError
+
+    if path is None:
+        return None
+    line = next(iter((read_text(path) or "").splitlines()), "")
+    if not line:
+        raise SztpError(f"{path}: the first line ({what}) is empty")
+    return line
+
+
+@app.command("activation-code")
+def activation_code(
+    serials: Annotated[
+        list[str], typer.Argument(help="Serial numbers of devices the server knows.")
+    ],
+    output_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-file",
+            metavar="<path>",
+            help="Write the codes as CSV (serial,activation_code) to this new file, mode 0600, "
+            "instead of showing them.",
+        ),
+    ] = None,
 ) -> None:
-    """A device's status: derived status, attempts and last report (timeline: `history`)."""
+    """Give devices new activation codes (160 random bits each) and show them once.
+
+    An activation code is a device's HTTP Basic secret when a machine, not a person, made it:
+    the server checks it in microseconds where a password costs a deliberately slow hash. The
+    server keeps only a hash, so the codes are shown (or written) here and nowhere else. A
+    device's previous password or code stops working when this lands; the devices change in
+    one write, and only if nothing else changed the state meanwhile.
+
+    Example:
+
+        sztpctl device activation-code SN-0001 SN-0002 --output-file codes.csv
+    """
+    from sztp.errors import SztpError
+    from sztp.files import write_atomically
+    from sztp.passwords import generate_activation_code
+
+    if len(set(serials)) != len(serials):
+        raise SztpError("a serial number is given twice")
+    if output_file is not None and output_file.exists():
+        raise SztpError(f"{output_file} exists; choose a new file (codes are never overwritten)")
     with connect() as client:
-        summary = client.device_status(serial)
-    emit(summary, output, lambda: _summary(summary))
+        revision, resources = client.get_state()
+        stored = resources.get("device", {})
+        unknown = [serial for serial in serials if serial not in stored]
+        if unknown:
+            raise SztpError(f"no device with serial number {unknown[0]!r} on the server")
+        codes = {serial: generate_activation_code() for serial in serials}
+        specs = {serial: _with_code(stored[serial], codes[serial]) for serial in serials}
+        if output_file is not None:
+            lines = ["serial,activation_code", *(f"{s},{c}" for s, c in codes.items())]
+            write_atomically(output_file, ("\n".join(lines) + "\n").encode(), mode=0o600)
+        try:
+            with working(f"storing {len(codes)} activation code(s)"):
+                client.apply_state({"device": specs}, kinds=["device"], if_match=revision)
+        except BaseException:
+            if output_file is not None:
+                output_file.unlink(missing_ok=True)  # codes that were never stored
+            raise
+    if output_file is not None:
+        typer.echo(f"{len(codes)} activation code(s) stored; written to {output_file}")
+        return
+    for serial, code in codes.items():
+        typer.echo(f"{serial} {code}")
+
+
+def _with_code(spec: Mapping[str, Any], code: str) -> dict[str, Any]:
+    """A device's spec as the server shows it, its Basic secret replaced by `code`."""
+    secrets = ("password", "password_hash", "activation_code")
+    return {**{f: v for f, v in spec.items() if f not in secrets}, "activation_code": code}
+
+
+@app.command("status")
+def device_status(serial: SerialArgument, output: OutputOption = OutputFormat.TABLE) -> None:
+    """A device's status: derived status, attempts and last report (timeline: `history`)."""
+    _show(output, lambda client: client.device_status(serial), _summary)
 
 
 @app.command("history")
-def history(
-    serial: SerialArgument,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+def history(serial: SerialArgument, output: OutputOption = OutputFormat.TABLE) -> None:
     """A device's progress reports, attempt by attempt, oldest first."""
+    _show(output, lambda client: client.device_progress(serial), _timeline)
+
+
+def _show(
+    output: OutputFormat,
+    fetch: Callable[[SztpClient], Mapping[str, Any]],
+    draw: Callable[[Mapping[str, Any]], None],
+) -> None:
+    """Print what `fetch` reads from the server as `output`; `draw` is its table."""
     with connect() as client:
-        progress = client.device_progress(serial)
-    emit(progress, output, lambda: _timeline(progress))
+        shown = fetch(client)
+    emit(shown, output, lambda: draw(shown))
 
 
 @app.command("import")

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from sztp.protocol.dhcp import Family
+
 
 class RenderFormat(enum.StrEnum):
     KEA4 = "kea4"
@@ -16,19 +18,14 @@ class RenderFormat(enum.StrEnum):
     DNSMASQ = "dnsmasq"
 
 
-class FamilyChoice(enum.StrEnum):
-    V4 = "v4"
-    V6 = "v6"
-
-
 def render(
     filename: Annotated[Path, typer.Option("--filename", "-f", help="The fleet file (YAML).")],
     output_format: Annotated[
         RenderFormat, typer.Option("--format", help="DHCP server.", case_sensitive=False)
     ] = RenderFormat.KEA4,
     family: Annotated[
-        FamilyChoice, typer.Option(help="For dhcpd and dnsmasq (kea4/kea6 imply it).")
-    ] = FamilyChoice.V4,
+        Family, typer.Option(help="For dhcpd and dnsmasq (kea4/kea6 imply it).")
+    ] = Family.V4,
     legacy_text: Annotated[
         bool,
         typer.Option(help="Plain-text URI for lab agents that expect it. NOT RFC 8572 conformant."),
@@ -45,12 +42,11 @@ def render(
         sztpctl dhcp render -f fleet.yaml --format kea4
     """
     from sztp.errors import SztpError
-    from sztp.protocol.dhcp import Family
     from sztp.state.dhcp_section import render_dhcp
     from sztp.state.fleet import load_fleet
 
     implied = {RenderFormat.KEA4: Family.V4, RenderFormat.KEA6: Family.V6}
-    chosen = implied.get(output_format, Family(family.value))
+    chosen = implied.get(output_format, family)
     fleet = load_fleet(filename)
     if fleet.dhcp is None:
         raise SztpError(f"{filename} has no dhcp section")

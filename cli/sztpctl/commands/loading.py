@@ -1,8 +1,12 @@
-"""Turning command-line arguments into kit objects."""
+"""Command-line arguments several commands take, and turning them into kit objects."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+SerialOption = Annotated[str, typer.Option("--serial", "-s", help="The device's serial number.")]
 
 
 def parse_hex(text: str, option: str) -> bytes:

@@ -14,9 +14,6 @@ from typing import Annotated, Any
 import typer
 
 from .resource import (
-    CREATED,
-    NAME,
-    UPDATED,
     Column,
     Filter,
     Flag,
@@ -24,10 +21,10 @@ from .resource import (
     ReplaceOption,
     SpecFileOption,
     add_resource,
+    command_group,
     field_column,
     model_field,
     read_text,
-    register,
 )
 
 NameArgument = Annotated[
@@ -72,19 +69,13 @@ TRUST_ANCHOR = Noun(
     kind="trust-anchor",
     key="name",
     columns=(
-        NAME,
         Column("SUBJECT", _subject("certificates")),
         Column("CERTIFICATES", _count("certificates")),
         field_column("trust-anchor", "serial_pattern"),
         Column("NOT AFTER", _not_after("certificates"), wide=True),
-        CREATED,
-        UPDATED,
     ),
 )
-trust_anchor_app = typer.Typer(
-    help="Manufacturer CAs that issue device IDevIDs.", no_args_is_help=True
-)
-register(trust_anchor_app, TRUST_ANCHOR)
+trust_anchor_app = command_group(TRUST_ANCHOR, "Manufacturer CAs that issue device IDevIDs.")
 
 
 @trust_anchor_app.command("add")
@@ -111,21 +102,15 @@ OWNER = Noun(
     kind="owner",
     key="name",
     columns=(
-        NAME,
         Column("SUBJECT", _subject("certificate_chain")),
         Column("CHAIN", _count("certificate_chain"), wide=True),
         Column(
             "SIGNING KEY", lambda item: "stored" if item["spec"].get("private_key") else "offline"
         ),
         Column("NOT AFTER", _not_after("certificate_chain"), wide=True),
-        CREATED,
-        UPDATED,
     ),
 )
-owner_app = typer.Typer(
-    help="Owner certificates (and signing keys) for conveyed information.", no_args_is_help=True
-)
-register(owner_app, OWNER)
+owner_app = command_group(OWNER, "Owner certificates (and signing keys) for conveyed information.")
 
 
 @owner_app.command("add")
@@ -159,14 +144,11 @@ IMAGE = Noun(
     kind="image",
     key="name",
     columns=(
-        NAME,
         field_column("image", "os_name", "OS"),
         field_column("image", "os_version", "VERSION"),
         Column("SHA256", lambda item: item["spec"]["sha256"][:16] + "…", narrow=True),
         field_column("image", "sha256", wide=True),
         Column("URIS", lambda item: " ".join(item["spec"]["download_uris"]), wide=True),
-        CREATED,
-        UPDATED,
     ),
     filters=(
         Filter("os_name", "Only images of this OS."),
@@ -179,8 +161,7 @@ IMAGE = Noun(
         "uri": Flag("download_uris", "Download URI (repeat for mirrors)."),
     },
 )
-image_app = typer.Typer(help="Boot images devices download and install.", no_args_is_help=True)
-register(image_app, IMAGE)
+image_app = command_group(IMAGE, "Boot images devices download and install.")
 
 
 @image_app.command("add")
@@ -256,7 +237,6 @@ PROFILE = Noun(
     kind="profile",
     key="name",
     columns=(
-        NAME,
         field_column("profile", "type"),
         Column("IMAGE / SERVERS", _profile_target),
         field_column("profile", "owner"),
@@ -265,8 +245,6 @@ PROFILE = Noun(
         field_column("profile", "configuration_handling", "CONFIGURATION", wide=True),
         Column("SCRIPTS", _scripts, wide=True),
         field_column("profile", "reporting_level", "REPORTING", wide=True),
-        CREATED,
-        UPDATED,
     ),
     filters=(
         Filter(
@@ -288,10 +266,7 @@ PROFILE = Noun(
         ),
     },
 )
-profile_app = typer.Typer(
-    help="Profiles: what a device receives (onboarding or redirect).", no_args_is_help=True
-)
-register(profile_app, PROFILE)
+profile_app = command_group(PROFILE, "Profiles: what a device receives (onboarding or redirect).")
 
 
 @profile_app.command("add")

@@ -1,11 +1,11 @@
 """What the resource nouns (trust-anchor, owner, image, profile, device) share.
 
-`register(app, noun)` builds `list`, `show` and `delete` for a noun from its description
-(table columns, filters); every noun's `add` collects its own flags and hands them to
-`add_resource`, which merges them over an optional `-f` file and creates (or with
-`--replace`, replaces) the resource. The flags' help and choices, and the columns that show a
-field, come from the resource model (`sztp.state.model`), which the fleet file and the API
-share.
+`command_group(noun, help)` is a noun's command group with `list`, `show` and `delete` built
+from its description (table columns, filters); every noun's `add` collects its own flags and
+hands them to `add_resource`, which merges them over an optional `-f` file and creates (or
+with `--replace`, replaces) the resource. The flags' help and choices, and the columns that
+show a field, come from the resource model (`sztp.state.model`), which the fleet file and the
+API share.
 
 No `from __future__ import annotations` here: the commands are built in closures, and Typer
 evaluates their annotations, which must therefore be real objects.
@@ -106,12 +106,19 @@ class Flag:
 class Noun:
     kind: str  # as in state.resources: "trust-anchor", "device", ...
     key: str  # "name", or "serial" for devices (also the key in the fleet file)
-    columns: tuple[Column, ...]
+    columns: tuple[Column, ...]  # the kind's own: `table_columns` frames them
     filters: tuple[Filter, ...] = ()
     # Listed with each one's status and last report (devices: one request for the fleet).
     with_status: bool = False
     # `add`'s options (by parameter name) that `flag` cannot tell from their name alone.
     flags: Mapping[str, Flag] = dataclasses.field(default_factory=dict)
+
+    @property
+    def table_columns(self) -> tuple[Column, ...]:
+        """Every kind's table: its key (NAME, SERIAL), its own columns, then when it was
+        created (wide) and last updated."""
+        key = Column(self.key.upper(), lambda item: item["name"])
+        return (key, *self.columns, _CREATED, _UPDATED)
 
     @property
     def argument(self) -> Any:
@@ -165,11 +172,13 @@ def _not_one_of(value: str, choices: tuple[str, ...], option: str) -> typer.BadP
     return typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=option)
 
 
-def register(app: typer.Typer, noun: Noun) -> None:
-    """Add `list`, `show` and `delete` for `noun` to `app`."""
+def command_group(noun: Noun, help_text: str) -> typer.Typer:
+    """`noun`'s command group, with `list`, `show` and `delete` (its module adds `add`)."""
+    app = typer.Typer(help=help_text, no_args_is_help=True)
     app.command("list")(_list_command(noun))
     app.command("show")(_show_command(noun))
     app.command("delete")(_delete_command(noun))
+    return app
 
 
 # ---- list
@@ -225,7 +234,9 @@ def _table(noun: Noun, found: list[dict[str, Any]], *, wide: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    columns = [column for column in noun.columns if not (column.narrow if wide else column.wide)]
+    columns = [
+        column for column in noun.table_columns if not (column.narrow if wide else column.wide)
+    ]
     table = Table(*(column.header for column in columns), box=box.SIMPLE_HEAD)
     for item in found:
         # Text, not markup: names and models come from users and may hold '[...]'.
@@ -397,6 +408,5 @@ def present(name: str) -> Callable[[Mapping[str, Any]], str]:
     return lambda item: "yes" if item["spec"].get(name) else "no"
 
 
-NAME = Column("NAME", lambda item: item["name"])
-UPDATED = Column("UPDATED", lambda item: item["updated_at"])
-CREATED = Column("CREATED", lambda item: item["created_at"], wide=True)
+_UPDATED = Column("UPDATED", lambda item: item["updated_at"])
+_CREATED = Column("CREATED", lambda item: item["created_at"], wide=True)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from .loading import SerialOption, parse_hex
 from .output import read_bytes
 
 app = typer.Typer(help="Simulate an SZTP device (RFC 8572 client).", no_args_is_help=True)
@@ -22,8 +23,6 @@ def parse_option_payload(text: str) -> bytes:
     (`0:16:68:…`), so colon-separated octets are read one by one: removing the colons
     instead would shift every following octet and turn the URIs into garbage.
     """
-    from .loading import parse_hex
-
     if ":" not in text:
         return parse_hex(text, _OPTION_FLAG)
     octets = text.strip().split(":")
@@ -37,7 +36,7 @@ def parse_option_payload(text: str) -> bytes:
 
 @app.command("run")
 def run(
-    serial: Annotated[str, typer.Option("--serial", "-s", help="The device's serial number.")],
+    serial: SerialOption,
     idevid_cert: Annotated[
         Path, typer.Option(help="PEM IDevID certificate (TLS client certificate), chain after it.")
     ],

@@ -9,12 +9,14 @@ import typer
 
 from sztp.files import write_atomically
 
+from .loading import SerialOption, parse_hex
 from .output import read_bytes
 from .remote import connect
 
 app = typer.Typer(help="Ownership vouchers (RFC 8366).", no_args_is_help=True)
 
 ASSERTIONS = ("verified", "logged", "proximity")
+VoucherFileArgument = Annotated[Path, typer.Argument(help="Voucher file (DER CMS).")]
 
 
 @app.command("create")
@@ -55,8 +57,6 @@ def create(
     from sztp.protocol import pki
     from sztp.protocol.voucher import create_voucher, sign_voucher
 
-    from .loading import parse_hex
-
     if assertion not in ASSERTIONS:
         raise typer.BadParameter(f"{assertion!r} is not one of {', '.join(ASSERTIONS)}")
     if nonce_hex is not None and expires_in_days is not None:
@@ -77,9 +77,7 @@ def create(
 
 
 @app.command("show")
-def show(
-    voucher_file: Annotated[Path, typer.Argument(help="Voucher file (DER CMS).")],
-) -> None:
+def show(voucher_file: VoucherFileArgument) -> None:
     """Print a voucher's content as JSON (its signature is checked, its signer is not)."""
     import json
 
@@ -91,8 +89,8 @@ def show(
 
 @app.command("verify")
 def verify(
-    voucher_file: Annotated[Path, typer.Argument(help="Voucher file (DER CMS).")],
-    serial: Annotated[str, typer.Option("--serial", "-s", help="The device's serial number.")],
+    voucher_file: VoucherFileArgument,
+    serial: SerialOption,
     owner_cert: Annotated[
         Path, typer.Option(help="PEM owner certificate, optionally followed by its chain.")
     ],
@@ -121,8 +119,8 @@ def verify(
 
 @app.command("import")
 def import_voucher(
-    voucher_file: Annotated[Path, typer.Argument(help="Voucher file (DER CMS).")],
-    serial: Annotated[str, typer.Option("--serial", "-s", help="The device's serial number.")],
+    voucher_file: VoucherFileArgument,
+    serial: SerialOption,
     owner_cert: Annotated[
         Path | None,
         typer.Option(help="PEM owner certificate (and chain) the voucher must authorise."),

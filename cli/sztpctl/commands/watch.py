@@ -83,19 +83,14 @@ def _view(
     )
     parts.append(counts)
     attention = Table("DEVICE", "STATUS", "LAST REPORT", "AT", "MESSAGE", box=box.SIMPLE_HEAD)
-    for entry in summary["stalled"]:
-        report = entry["last_report"]
+    # Stalled devices first, then recent failures, each with the report that puts it here.
+    needing_attention = [
+        (entry["serial"], "stalled", entry["last_report"]) for entry in summary["stalled"]
+    ] + [(report["serial"], "failed", report) for report in summary["recent_errors"]]
+    for serial, status, report in needing_attention:
         attention.add_row(
-            Text(entry["serial"]),
-            Text("stalled", style="yellow"),
-            Text(report["progress_type"]),
-            report["received_at"],
-            Text(report_message(report)),
-        )
-    for report in summary["recent_errors"]:
-        attention.add_row(
-            Text(report["serial"]),
-            Text("failed", style="red"),
+            Text(serial),
+            Text(status, style=_STYLES[status]),
             Text(report["progress_type"]),
             report["received_at"],
             Text(report_message(report)),

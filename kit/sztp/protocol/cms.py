@@ -4,6 +4,9 @@ RFC 8572 wraps every artifact in a CMS ContentInfo: unsigned conveyed informatio
 JSON/XML in an OCTET STRING under an id-ct-sztpConveyedInfo* content type), SignedData for
 signed conveyed information and vouchers, and degenerate SignedData ("certs-only") for owner
 certificates and trust anchors. asn1crypto does the ASN.1, cryptography the signatures.
+
+Over 500 lines on purpose: building and verifying are two halves of one format, and each check
+on the verifying side answers a construct of the building side; kept together they read as one.
 """
 
 import datetime as dt

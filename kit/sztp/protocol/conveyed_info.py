@@ -19,6 +19,9 @@ is the path of the offending node, e.g. `redirect-information/bootstrap-server[1
 
 Both encodings go through `yang_codec` with this module's schema; this module maps its tree to
 and from the dataclasses and adds the rules the schema cannot state (`validate`).
+
+Just over 500 lines: the module's schema, its dataclasses and their rules are one YANG module's
+worth, and splitting them would put a node's shape and its checks in different files.
 """
 
 import enum

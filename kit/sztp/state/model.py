@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from ..passwords import MAX_PASSWORD_LENGTH
+from ..passwords import ACTIVATION_CODE_LIMIT, MAX_PASSWORD_LENGTH
 
 TRUST_ANCHOR: Final = "trust-anchor"
 OWNER: Final = "owner"
@@ -328,9 +328,20 @@ MODEL: Final[Mapping[str, Kind]] = {
                         write_only=True,
                     ),
                     Field(
+                        "activation_code",
+                        FieldType.TEXT,
+                        "HTTP Basic activation code, machine-generated (at least 160 random "
+                        "bits): checked in microseconds where a password takes a slow hash; "
+                        "stored hashed.",
+                        limit=ACTIVATION_CODE_LIMIT,
+                        secret=True,
+                        write_only=True,
+                    ),
+                    Field(
                         "password_hash",
                         FieldType.TEXT,
-                        'Stored password hash; "<hidden>" keeps the stored one.',
+                        'Stored hash of the password or activation code; "<hidden>" keeps the '
+                        "stored one.",
                         limit=512,
                         secret=True,
                     ),
@@ -365,7 +376,7 @@ def secret_fields(kind: str) -> tuple[str, ...]:
 
 
 # The fields that hold a secret, per kind: written by clients, never shown back (a device's
-# `password` is stored only as its `password_hash`).
+# `password` or `activation_code` is stored only as its `password_hash`).
 SECRET_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     kind: secret_fields(kind) for kind in KINDS if secret_fields(kind)
 }

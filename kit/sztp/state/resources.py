@@ -8,6 +8,9 @@ and the Ansible modules all go through here, so a rule is written once.
 Secrets: a device `password` is turned into `password_hash` on the way in; `password_hash` and
 an owner's `private_key` are never shown (`public_view`), nor is the check value a server keeps
 beside a password hash (`PASSWORD_CHECK`).
+
+Just over 500 lines: one normaliser per kind, kept beside each other so a rule shared by kinds
+is seen to be written once.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
 from ..errors import SztpError, ValidationError
 from ..passwords import (
-    hash_password,
+    SecretKind,
+    check_activation_code,
+    hash_secret,
     parse_password_hash,
     verify_password,
 )
@@ -367,7 +373,7 @@ def _bootstrap_servers(fields: _Fields) -> list[Spec]:
 
 
 def _device(fields: _Fields, current: Mapping[str, Any]) -> Spec:
-    password = _password(fields)
+    secret = _basic_secret(fields)
     stored_hash = fields.text("password_hash")
     if stored_hash is not None:
         try:
@@ -391,7 +397,7 @@ def _device(fields: _Fields, current: Mapping[str, Any]) -> Spec:
         "model": fields.text("model"),
         "mac": mac,
         "duid": duid,
-        "password_hash": _password_hash(password, current) if password is not None else stored_hash,
+        "password_hash": _secret_hash(secret, current) if secret else stored_hash,
         "voucher": _voucher(fields),
         "presigned": _presigned(fields),
     }
@@ -417,33 +423,50 @@ def _presigned(fields: _Fields) -> str | None:
     return bootstrapping_data.encode_output_json(data).decode()
 
 
-def checked_password(serial: str, spec: Mapping[str, Any]) -> str | None:
-    """The plaintext `password` of device `serial`'s spec, checked as `normalize_spec` checks
-    it, or None when the spec has none; lets a server recognise an unchanged password (by its
-    check value) before any hashing."""
-    return _password(_Fields(f"{DEVICE}[{serial}]", spec, MODEL[DEVICE].entry))
+@dataclass(frozen=True, repr=False)
+class BasicSecret:
+    """A device's HTTP Basic secret as written: a password or an activation code."""
+
+    kind: SecretKind
+    text: str
 
 
-def _password(fields: _Fields) -> str | None:
-    password = fields.text("password")
-    if password is None:
+def checked_secret(serial: str, spec: Mapping[str, Any]) -> BasicSecret | None:
+    """The plaintext `password` or `activation_code` of device `serial`'s spec, checked as
+    `normalize_spec` checks it, or None when the spec has neither; lets a server recognise
+    an unchanged secret (by its check value) before any hashing."""
+    return _basic_secret(_Fields(f"{DEVICE}[{serial}]", spec, MODEL[DEVICE].entry))
+
+
+def _basic_secret(fields: _Fields) -> BasicSecret | None:
+    given = [kind for kind in SecretKind if fields.get(kind.value) is not None]
+    if not given:
         return None
-    if password == HIDDEN:
+    kind = given[0]
+    if len(given) > 1:
+        raise fields.error(kind.value, "give password or activation_code, not both")
+    text = fields.text(kind.value) or ""
+    if text == HIDDEN:
         raise fields.error(
-            "password", f"{HIDDEN!r} marks a kept secret; to keep the password, leave it out"
+            kind.value, f"{HIDDEN!r} marks a kept secret; to keep the {kind.value}, leave it out"
         )
     if fields.get("password_hash") is not None:
-        raise fields.error("password", "give password or password_hash, not both")
-    if not password:
-        raise fields.error("password", "must not be empty")
-    return password
+        raise fields.error(kind.value, f"give {kind.value} or password_hash, not both")
+    if not text:
+        raise fields.error(kind.value, "must not be empty")
+    if kind is SecretKind.ACTIVATION_CODE:
+        try:
+            check_activation_code(text)
+        except ValidationError as exc:
+            raise fields.error(kind.value, exc.message) from None
+    return BasicSecret(kind, text)
 
 
-def _password_hash(password: str, current: Mapping[str, Any]) -> str:
+def _secret_hash(secret: BasicSecret, current: Mapping[str, Any]) -> str:
     stored = current.get("password_hash")
-    if isinstance(stored, str) and verify_password(password, stored):
+    if isinstance(stored, str) and verify_password(secret.text, stored, secret.kind):
         return stored
-    return hash_password(password)
+    return hash_secret(secret.text, secret.kind)
 
 
 class StorableVoucher(NamedTuple):

@@ -11,6 +11,8 @@ from typing import Any
 from sztp.errors import ValidationError
 from sztp.state.resources import DEVICE, StorableVoucher, checked_voucher
 
+from .children import exit_with_parent
+
 
 class VoucherChecker:
     """Checks the vouchers of a large bulk apply in worker processes, one per core.
@@ -59,8 +61,12 @@ class VoucherChecker:
             context = multiprocessing.get_context("forkserver")
             # Workers fork from a server that has the voucher code (cryptography, asn1crypto)
             # imported already, rather than each importing it for its first voucher.
-            context.set_forkserver_preload(["sztp.state.resources", "sztp.protocol.voucher"])
-            self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            context.set_forkserver_preload(
+                ["sztp.state.resources", "sztp.protocol.voucher", "sztp_server.admin.children"]
+            )
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers, mp_context=context, initializer=exit_with_parent
+            )
         return self._pool
 
     def close(self) -> None:

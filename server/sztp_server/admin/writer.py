@@ -34,6 +34,7 @@ from ..logs import get_logger
 from ..secret_key import SecretKey
 from ..store.base import Store
 from ..store.errors import ConflictError
+from .children import exit_with_parent
 from .errors import ApiError
 from .views import change_audit_detail, etag
 from .vouchers import VoucherChecker
@@ -203,27 +204,27 @@ class WriterProcess:
             self._pool = None
 
 
+class _SharedCell:
+    """One integer of the shared progress array, read and written as an attribute."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __get__(self, progress: _SharedProgress, owner: type | None = None) -> int:
+        return int(progress.cells[self.index])
+
+    def __set__(self, progress: _SharedProgress, value: int) -> None:
+        progress.cells[self.index] = value
+
+
 class _SharedProgress:
-    """Progress in shared memory: [done, total]."""
+    """Progress in shared memory, where the serving process reads it."""
+
+    done = _SharedCell(0)
+    total = _SharedCell(1)
 
     def __init__(self, cells: Any) -> None:
-        self._cells = cells
-
-    @property
-    def done(self) -> int:
-        return int(self._cells[0])
-
-    @done.setter
-    def done(self, value: int) -> None:
-        self._cells[0] = value
-
-    @property
-    def total(self) -> int:
-        return int(self._cells[1])
-
-    @total.setter
-    def total(self, value: int) -> None:
-        self._cells[1] = value
+        self.cells = cells
 
 
 # The writer process's one Writer, made by `_start` (the pool's initializer).
@@ -236,10 +237,12 @@ def _start(reopen: Callable[[], Store], secret_key: SecretKey, progress: Any) ->
     # the whole process group, and a write must not end half-way because of them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    exit_with_parent()
     _writer = Writer(reopen(), secret_key, _SharedProgress(progress))
     # Run as the process ends (the pool's worker leaves through multiprocessing's exit path,
-    # not atexit): the voucher checker's own pool goes with it.
-    Finalize(_writer, _writer.close, exitpriority=10)
+    # not atexit): the voucher checker's own pool goes with it. Before the queues' own
+    # finalizers (priority 10), which would leave its workers waiting for a stop message.
+    Finalize(_writer, _writer.close, exitpriority=100)
 
 
 def _run(write: Write, actor: str, if_match: str | None) -> Any:

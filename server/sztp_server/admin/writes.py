@@ -72,11 +72,15 @@ class Write:
 
 
 @dataclass(frozen=True)
-class CreateResource(Write):
+class _SpecWrite(Write):
+    """A write of one resource's whole spec."""
+
     kind: str
     name: str
     spec: Mapping[str, Any]
 
+
+class CreateResource(_SpecWrite):
     def changes(self, snapshot: Snapshot, tools: WriteTools) -> list[Change]:
         if snapshot.get(self.kind, self.name) is not None:
             raise ApiError(409, f"{self.kind} {self.name!r} exists; use PUT to replace it")
@@ -84,12 +88,7 @@ class CreateResource(Write):
         return checked(snapshot, [Change("create", self.kind, self.name, normalized)])
 
 
-@dataclass(frozen=True)
-class PutResource(Write):
-    kind: str
-    name: str
-    spec: Mapping[str, Any]
-
+class PutResource(_SpecWrite):
     def changes(self, snapshot: Snapshot, tools: WriteTools) -> list[Change]:
         current = snapshot.get(self.kind, self.name)
         normalized = _normalized(tools, self.kind, self.name, self.spec, current)
@@ -263,7 +262,7 @@ class _Normalizer:
                 raise ValidationError(f"{kind}[{name}]", "must be an object")
             wanted = restore_secrets(kind, name, spec, current)
             if kind == DEVICE and current is not None:
-                wanted = secret_key.recognise_password(name, wanted, current)
+                wanted = secret_key.recognise_secret(name, wanted, current)
             if current is not None and _same_spec(wanted, public_fields(current)):
                 desired[name] = current
             elif kind == DEVICE and current is not None and _same_voucher(wanted, current):

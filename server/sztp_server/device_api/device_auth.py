@@ -21,7 +21,13 @@ from urllib.parse import unquote
 from cryptography import x509
 
 from sztp.errors import SztpError, ValidationError
-from sztp.passwords import PasswordHash, matches, parse_password_hash, unmatchable_hash
+from sztp.passwords import (
+    PasswordHash,
+    SecretKind,
+    matches,
+    parse_password_hash,
+    unmatchable_hash,
+)
 from sztp.protocol import certs, pki
 
 from ..config import ServerConfig
@@ -214,14 +220,22 @@ class DeviceAuthenticator:
         limited = certified is None
         if limited:
             self._login_limits.check(address, serial)
-        checking = self._password_workers.start(partial(matches, password, target))
-        if limited:
-            self._login_limits.charge(address, serial)
-        matched = await checking
-        if not matched:
-            raise AuthenticationFailed(problem or f"wrong password for {shown(serial)}")
-        if limited:
-            self._login_limits.refund(address, serial)
+        # An activation code is checked at once (a hash of microseconds). A wrong one then
+        # costs a scrypt like every other failure, so how long a refusal takes tells no
+        # known serial from an unknown one, nor a code from a password.
+        code = target.kind is SecretKind.ACTIVATION_CODE
+        checking = None
+        if not (code and matches(password, target)):
+            slow_target = self._unmatchable if code else target
+            checking = self._password_workers.start(partial(matches, password, slow_target))
+        if checking is not None:
+            if limited:
+                self._login_limits.charge(address, serial)
+            if not await checking:
+                wrong = "activation code" if code else "password"
+                raise AuthenticationFailed(problem or f"wrong {wrong} for {shown(serial)}")
+            if limited:
+                self._login_limits.refund(address, serial)
         with self._lock:
             if len(self._password_memo) >= _MEMO_LIMIT:
                 self._password_memo.clear()

@@ -246,3 +246,35 @@ def test_voucher_and_voucher_src_are_exclusive(run_module, fake, tmp_path):
     assert result["failed"] is True
     assert "mutually exclusive" in result["msg"]
     assert fake.calls == []
+
+
+ACTIVATION_CODE = "c0de-made-by-a-machine_0123456789"
+
+
+def test_activation_code_is_hidden_idempotent_and_replaces_a_password(run_module, with_profile):
+    fake = with_profile
+    fake.seed("device", "SN-1", {"profile": "day0", "password": PASSWORD})
+    args = {"serial": "SN-1", "activation_code": ACTIVATION_CODE}
+    first = run_module(device.main, args)
+    assert first["changed"] is True
+    assert first["diff"]["after"]["password_hash"] == "<hidden>"
+    stored = fake.secret("device", "SN-1")
+    assert stored.startswith("$sha256$") and ACTIVATION_CODE not in stored
+    second = run_module(device.main, args)
+    assert second["changed"] is False and fake.secret("device", "SN-1") == stored
+    for result in (first, second):
+        assert ACTIVATION_CODE not in repr(result) and stored not in repr(result)
+
+
+def test_a_password_and_an_activation_code_exclude_each_other(run_module, with_profile):
+    args = {"serial": "SN-1", "password": PASSWORD, "activation_code": ACTIVATION_CODE}
+    result = run_module(device.main, args)
+    assert result["failed"] is True and "mutually exclusive" in result["msg"]
+    assert "SN-1" not in with_profile.state["device"]
+
+
+def test_a_code_a_person_could_have_chosen_is_refused(run_module, with_profile):
+    result = run_module(device.main, {"serial": "SN-1", "activation_code": "letmein"})
+    assert result["failed"] is True
+    assert "a secret a person chose is a password" in result["msg"]
+    assert "letmein" not in repr(result)

@@ -112,6 +112,19 @@ def run(capsys, args, check_mode=False, diff=True):
     return result
 
 
+def subnet_args(config_file, **changes):
+    """Arguments redirecting subnet 192.0.2.0/24 of `config_file` to URI, checked by the
+    stand-in validator; `changes` add arguments or replace these."""
+    args = {
+        "config_file": str(config_file),
+        "subnet": "192.0.2.0/24",
+        "uris": [URI],
+        "validate_command": STAND_IN_VALIDATOR,
+    }
+    args.update(changes)
+    return args
+
+
 def warning_texts(_result):
     """The warnings of the last run."""
     return list(WARNINGS)
@@ -205,13 +218,7 @@ def test_subnet_present_validates_with_kea_then_is_idempotent(capsys, kea4):
 
 
 def test_check_mode_changes_nothing_but_reports_the_diff(capsys, kea4):
-    args = {
-        "config_file": str(kea4),
-        "subnet": "192.0.2.0/24",
-        "uris": [URI],
-        "validate_command": STAND_IN_VALIDATOR,
-    }
-    result = run(capsys, args, check_mode=True)
+    result = run(capsys, subnet_args(kea4), check_mode=True)
     assert result["changed"] is True
     assert URI_HEX in result["diff"]["after"]
     assert kea4.read_text() == KEA4
@@ -219,13 +226,7 @@ def test_check_mode_changes_nothing_but_reports_the_diff(capsys, kea4):
 
 
 def test_subnet_in_a_shared_network(capsys, kea4):
-    args = {
-        "config_file": str(kea4),
-        "subnet": "198.51.100.0/24",
-        "uris": [URI],
-        "validate_command": STAND_IN_VALIDATOR,
-    }
-    result = run(capsys, args)
+    result = run(capsys, subnet_args(kea4, subnet="198.51.100.0/24"))
     assert result["changed"] is True
     assert result["scope"] == "shared-networks[lab].subnet4[198.51.100.0/24]"
     assert redirect_entries(subnet(loaded(kea4), "198.51.100.0/24"))[0]["data"] == URI_HEX
@@ -255,15 +256,7 @@ def test_other_uris_replace_the_option_and_duplicates_collapse(capsys, kea4):
     ]
     kea4.write_text(json.dumps(config))
     uris = ["https://sztp1.example.net", "https://[2001:db8::3]:8443"]
-    result = run(
-        capsys,
-        {
-            "config_file": str(kea4),
-            "subnet": "192.0.2.0/24",
-            "uris": uris,
-            "validate_command": STAND_IN_VALIDATOR,
-        },
-    )
+    result = run(capsys, subnet_args(kea4, uris=uris))
     assert result["changed"] is True
     entries = subnet(loaded(kea4), "192.0.2.0/24")["option-data"]
     assert [e.get("name") or e.get("space") for e in entries] == [
@@ -312,16 +305,7 @@ def test_reservation_is_created_and_found_again_in_any_spelling(capsys, kea4):
 
 
 def test_existing_reservation_keeps_its_fields(capsys, kea4):
-    result = run(
-        capsys,
-        {
-            "config_file": str(kea4),
-            "subnet": "192.0.2.0/24",
-            "hw_address": "1A1B1C1D1E1F",
-            "uris": [URI],
-            "validate_command": STAND_IN_VALIDATOR,
-        },
-    )
+    result = run(capsys, subnet_args(kea4, hw_address="1A1B1C1D1E1F"))
     assert result["changed"] is True
     reservation = subnet(loaded(kea4), "192.0.2.0/24")["reservations"][0]
     assert reservation["ip-address"] == "192.0.2.201"
@@ -432,14 +416,7 @@ def test_kea_refuses_a_broken_file_and_nothing_is_written(capsys, kea4):
 
 def test_validate_false_skips_with_a_warning(capsys, kea4):
     result = run(
-        capsys,
-        {
-            "config_file": str(kea4),
-            "subnet": "192.0.2.0/24",
-            "uris": [URI],
-            "validate": False,
-            "validate_command": "no-such-kea-binary -t %s",
-        },
+        capsys, subnet_args(kea4, validate=False, validate_command="no-such-kea-binary -t %s")
     )
     assert result["changed"] is True and result["validated"] is False
     assert any("NOT checked" in warning for warning in warning_texts(result))
@@ -447,14 +424,7 @@ def test_validate_false_skips_with_a_warning(capsys, kea4):
 
 def test_missing_validator_in_check_mode_only_warns(capsys, kea4):
     result = run(
-        capsys,
-        {
-            "config_file": str(kea4),
-            "subnet": "192.0.2.0/24",
-            "uris": [URI],
-            "validate_command": "no-such-kea-binary -t %s",
-        },
-        check_mode=True,
+        capsys, subnet_args(kea4, validate_command="no-such-kea-binary -t %s"), check_mode=True
     )
     assert result["changed"] is True
     assert any("could not validate" in warning for warning in warning_texts(result))
@@ -465,14 +435,7 @@ def test_missing_validator_in_check_mode_only_warns(capsys, kea4):
 
 def test_backup_keeps_the_commented_original_and_reload_runs(capsys, kea4, tmp_path):
     marker = tmp_path / "reloaded"
-    args = {
-        "config_file": str(kea4),
-        "subnet": "192.0.2.0/24",
-        "uris": [URI],
-        "backup": True,
-        "validate_command": STAND_IN_VALIDATOR,
-        "reload_command": "touch %s" % marker,
-    }
+    args = subnet_args(kea4, backup=True, reload_command="touch %s" % marker)
     result = run(capsys, args)
     assert result["reloaded"] is True and marker.exists()
     with open(result["backup_file"]) as handle:
@@ -487,16 +450,7 @@ def test_backup_keeps_the_commented_original_and_reload_runs(capsys, kea4, tmp_p
 
 
 def test_failed_reload_is_reported_after_the_write(capsys, kea4):
-    result = run(
-        capsys,
-        {
-            "config_file": str(kea4),
-            "subnet": "192.0.2.0/24",
-            "uris": [URI],
-            "validate_command": STAND_IN_VALIDATOR,
-            "reload_command": "false",
-        },
-    )
+    result = run(capsys, subnet_args(kea4, reload_command="false"))
     assert result["failed"] is True
     assert "was updated but the reload command exited 1" in result["msg"]
     assert redirect_entries(subnet(loaded(kea4), "192.0.2.0/24"))
@@ -505,13 +459,9 @@ def test_failed_reload_is_reported_after_the_write(capsys, kea4):
 def test_legacy_text_encoding_is_plain_ascii(capsys, kea4):
     result = run(
         capsys,
-        {
-            "config_file": str(kea4),
-            "subnet": "192.0.2.0/24",
-            "encoding": "legacy-text",
-            "uris": ["https://10.1.1.3:8080/restconf/operations/x"],
-            "validate_command": STAND_IN_VALIDATOR,
-        },
+        subnet_args(
+            kea4, encoding="legacy-text", uris=["https://10.1.1.3:8080/restconf/operations/x"]
+        ),
     )
     data = result["option_data"]["data"]
     assert bytes.fromhex(data) == b"https://10.1.1.3:8080/restconf/operations/x"

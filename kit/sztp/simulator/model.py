@@ -1,0 +1,93 @@
+"""What the simulator is given and what it returns: the device's identity, how it finds and
+trusts bootstrap servers, and the result of a run, step by step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+
+from ..protocol.restconf import SshHostKey, WireFormat
+
+Log = Callable[[str], None]
+Outcome = Literal["success", "failed"]
+
+DEFAULT_MAX_IMAGE_SIZE = 8 * 1024**3
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """The simulated device: serial number, IDevID files and what it runs now."""
+
+    serial_number: str
+    idevid_certificate: Path
+    idevid_key: Path
+    password: str | None = field(default=None, repr=False)
+    hw_model: str | None = None
+    os_name: str | None = None
+    os_version: str | None = None
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """How the simulated device finds, trusts and talks to bootstrap servers.
+
+    Give `bootstrap_uris` or `dhcp_option` (the raw option 143/136 payload), not both.
+    `trust_anchors` are the manufacturer anchors that vouchers must chain to. `server_ca` is a
+    PEM bundle of TLS anchors for bootstrap servers: a server that verifies against it is
+    trusted; without it every server is untrusted (provisional TLS). `file_server_ca` is the
+    TLS trust for image downloads (system CAs when absent). `ssh_host_keys`: None generates an
+    ed25519 host key; an empty tuple sends none.
+    """
+
+    bootstrap_uris: tuple[str, ...] = ()
+    dhcp_option: bytes | None = None
+    trust_anchors: tuple[x509.Certificate, ...] = ()
+    server_ca: Path | None = None
+    file_server_ca: Path | None = None
+    work_dir: Path = Path("sztp-device")
+    run_scripts: bool = False
+    wire_format: WireFormat = WireFormat.JSON
+    send_nonce: bool = False
+    timeout: float = 30.0
+    script_timeout: float = 300.0
+    max_redirects: int = 4
+    max_reboots: int = 1
+    max_image_size: int = DEFAULT_MAX_IMAGE_SIZE
+    ssh_host_keys: tuple[SshHostKey, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the procedure: a progress type, its message and whether it was reported."""
+
+    progress_type: str
+    message: str
+    reported: bool
+    server: str | None = None
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """What happened: outcome, reason on failure, every step, servers and files touched."""
+
+    outcome: Outcome
+    reason: str | None
+    steps: tuple[Step, ...]
+    servers_contacted: tuple[str, ...]
+    os_name: str | None
+    os_version: str | None
+    files_written: tuple[Path, ...]
+    reboots: int = 0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == "success"
+
+    @property
+    def reports(self) -> list[tuple[str, str]]:
+        """The (progress-type, message) pairs actually sent to bootstrap servers."""
+        return [(step.progress_type, step.message) for step in self.steps if step.reported]

@@ -1,0 +1,243 @@
+"""The device procedure of RFC 8572 §5, as the package docstring tells it: bootstrap servers tried
+in order, each trusted or provisional (§5.3), its answer verified (§5.4), redirects followed to a
+bounded depth (§5.5), onboarding information handed to `Onboarding` (§5.6), and the whole
+procedure started again after a boot-image install."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import requests
+from urllib3.exceptions import InsecureRequestWarning
+
+from ..errors import SztpError
+from ..protocol import bootstrapping_data, restconf
+from ..protocol.bootstrapping_data import BootstrappingData, VerifiedBootstrappingData
+from ..protocol.conveyed_info import BootstrapServer, OnboardingInformation, RedirectInformation
+from .model import DeviceIdentity, Log, Outcome, SimulationResult, SimulatorConfig
+from .onboarding import Onboarding, RunningSystem
+from .reporting import ProgressReporter
+from .transport import Connection, Server, Transport, http_error, tls_reason
+from .verdicts import Abandon, StageFailed, Verdict
+from .workdir import WorkDirectory
+
+NONCE_SIZE = 16
+
+
+class Device:
+    """One simulated device: `run` plays the procedure once (plus reboots)."""
+
+    def __init__(self, config: SimulatorConfig, identity: DeviceIdentity, log: Log) -> None:
+        self.config = config
+        self.identity = identity
+        self.log = log
+        self.system = RunningSystem(identity.os_name, identity.os_version)
+        self.servers_contacted: list[str] = []
+        self.failures: list[str] = []
+        self.transport = Transport(config, identity)
+        self.work_dir = WorkDirectory(config.work_dir, config.max_image_size, log)
+        self.reporter = ProgressReporter(self.transport, config.wire_format, log)
+        self.onboarding = Onboarding(
+            config, identity, self.system, self.reporter, self.work_dir, self.transport, log
+        )
+        self._nonce: bytes | None = None
+
+    # ---- top level
+
+    def run(self, uris: Sequence[str]) -> SimulationResult:
+        with (
+            self.transport.session,
+            tempfile.TemporaryDirectory(prefix="sztp-sim-") as temporary,
+            warnings.catch_warnings(),
+        ):
+            # Provisional (unverified) TLS is part of the protocol, and logged as such.
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+            self.work_dir.scratch = Path(temporary)
+            return self._run(uris)
+
+    def _run(self, uris: Sequence[str]) -> SimulationResult:
+        initial = [
+            Server(
+                uri,
+                str(self.config.server_ca) if self.config.server_ca else None,
+                fall_back_to_provisional=True,
+            )
+            for uri in uris
+        ]
+        while True:
+            self.log(
+                f"device {self.identity.serial_number} starts bootstrapping "
+                f"(running {self.system.name_and_version()})"
+            )
+            self.failures = []
+            verdict = self._walk(initial, depth=0)
+            if verdict is Verdict.DONE:
+                return self._result("success", None)
+            if verdict is Verdict.REBOOT:
+                self.system.reboots += 1
+                self.log(
+                    f"rebooting into {self.system.name_and_version()} "
+                    f"(reboot {self.system.reboots})"
+                )
+                continue
+            reason = "; ".join(self.failures) or "no bootstrap server answered"
+            return self._result("failed", reason)
+
+    def _result(self, outcome: Outcome, reason: str | None) -> SimulationResult:
+        return SimulationResult(
+            outcome=outcome,
+            reason=reason,
+            steps=tuple(self.reporter.steps),
+            servers_contacted=tuple(self.servers_contacted),
+            os_name=self.system.os_name,
+            os_version=self.system.os_version,
+            files_written=tuple(dict.fromkeys(self.work_dir.files_written)),
+            reboots=self.system.reboots,
+        )
+
+    def _walk(self, servers: Sequence[Server], depth: int) -> Verdict:
+        for server in servers:
+            verdict = self._bootstrap_from(server, depth)
+            if verdict is not Verdict.ABANDON:
+                return verdict
+        return Verdict.ABANDON
+
+    def _abandon(self, server: Server, reason: str, *, logged: bool = False) -> Verdict:
+        if not logged:
+            self.log(f"{server.uri}: {reason}")
+        self.failures.append(f"{server.uri}: {reason}")
+        return Verdict.ABANDON
+
+    # ---- one bootstrap server (RFC 8572 §5.3, §5.4)
+
+    def _bootstrap_from(self, server: Server, depth: int) -> Verdict:
+        self.servers_contacted.append(server.uri)
+        try:
+            connection, data = self._get_bootstrapping_data(server)
+        except Abandon as exc:
+            return self._abandon(server, str(exc))
+        nonce = self._nonce
+        try:
+            verified = bootstrapping_data.verify_bootstrapping_data(
+                data,
+                serial_number=self.identity.serial_number,
+                trust_anchors=self.config.trust_anchors,
+                server_trusted=connection.trusted,
+                nonce=nonce,
+            )
+        except SztpError as exc:
+            reason = f"bootstrapping data rejected: {exc}"
+            if connection.trusted:
+                self.reporter.step(
+                    connection, "bootstrap-initiated", "get-bootstrapping-data answered"
+                )
+                self.reporter.step(connection, "parsing-error", reason)
+            return self._abandon(server, reason, logged=connection.trusted)
+        if isinstance(verified.information, RedirectInformation):
+            return self._redirect(server, connection, verified, verified.information, depth)
+        connection.reporting_level = data.reporting_level or "minimal"
+        return self._onboard(connection, verified, verified.information)
+
+    def _get_bootstrapping_data(self, server: Server) -> tuple[Connection, BootstrappingData]:
+        trusted = server.ca_file is not None
+        connection = Connection(server, server.ca_file or False, trusted)
+        try:
+            connection.restconf_root = self.transport.discover_root(connection)
+        except requests.exceptions.SSLError as exc:
+            if not (trusted and server.fall_back_to_provisional):
+                raise Abandon(f"TLS failed: {tls_reason(exc)}") from None
+            self.log(
+                f"{server.uri}: server certificate not trusted ({tls_reason(exc)}); "
+                "continuing provisionally"
+            )
+            connection = Connection(server, False, trusted=False)
+            try:
+                connection.restconf_root = self.transport.discover_root(connection)
+            except requests.exceptions.SSLError as retry:
+                raise Abandon(f"TLS failed: {tls_reason(retry)}") from None
+        state = "trusted" if connection.trusted else "untrusted (provisional)"
+        self.log(f"{server.uri}: {state} server, RESTCONF root {connection.restconf_root}")
+        self._nonce = os.urandom(NONCE_SIZE) if self.config.send_nonce else None
+        request = restconf.GetBootstrappingDataInput(
+            signed_data_preferred=not connection.trusted,
+            hw_model=self.identity.hw_model,
+            os_name=self.system.os_name,
+            os_version=self.system.os_version,
+            nonce=self._nonce,
+        )
+        body = restconf.encode_get_bootstrapping_data_input(request, self.config.wire_format)
+        response = self.transport.post(
+            connection, restconf.RPC_GET_BOOTSTRAPPING_DATA, body, restconf.MAX_OUTPUT_SIZE
+        )
+        if response.status_code != 200:
+            withheld = ""
+            if self.identity.password is not None and not connection.trusted:
+                withheld = " (Basic password withheld: it goes only to a trusted server)"
+            raise Abandon(f"get-bootstrapping-data failed: {http_error(response)}{withheld}")
+        try:
+            data = restconf.parse_get_bootstrapping_data_output(
+                response.content, self.config.wire_format
+            )
+        except SztpError as exc:
+            raise Abandon(f"get-bootstrapping-data answer unreadable: {exc}") from None
+        kind = "signed" if data.ownership_voucher is not None else "unsigned"
+        self.log(f"{server.uri}: received {kind} bootstrapping data")
+        return connection, data
+
+    # ---- redirect information (§5.5)
+
+    def _redirect(
+        self,
+        server: Server,
+        connection: Connection,
+        verified: VerifiedBootstrappingData,
+        information: RedirectInformation,
+        depth: int,
+    ) -> Verdict:
+        if depth >= self.config.max_redirects:
+            return self._abandon(
+                server, f"redirect refused: more than {self.config.max_redirects} redirects"
+            )
+        trusted_source = verified.signed or connection.trusted
+        origin = "signed" if verified.signed else ("trusted" if connection.trusted else "untrusted")
+        self.log(
+            f"{server.uri}: {origin} redirect to "
+            + ", ".join(_server_uri(target) for target in information.bootstrap_servers)
+        )
+        targets: list[Server] = []
+        for index, target in enumerate(information.bootstrap_servers):
+            uri = _server_uri(target)
+            ca_file = None
+            if target.trust_anchor is not None and trusted_source:
+                try:
+                    ca_file = self.work_dir.write_trust_anchor(target.trust_anchor, depth, index)
+                except SztpError as exc:
+                    self._abandon(Server(uri, None, False), f"trust-anchor unusable: {exc}")
+                    continue
+            elif target.trust_anchor is not None:
+                self.log(f"{uri}: trust-anchor from an untrusted redirect ignored")
+            targets.append(Server(uri, ca_file, fall_back_to_provisional=False))
+        return self._walk(targets, depth + 1)
+
+    # ---- onboarding information (§5.6)
+
+    def _onboard(
+        self,
+        connection: Connection,
+        verified: VerifiedBootstrappingData,
+        information: OnboardingInformation,
+    ) -> Verdict:
+        try:
+            return self.onboarding.run(connection, verified, information)
+        except StageFailed as failure:
+            self.reporter.step(connection, failure.progress_type, failure.reason)
+            return self._abandon(connection.server, str(failure), logged=True)
+
+
+def _server_uri(server: BootstrapServer) -> str:
+    host = f"[{server.address}]" if ":" in server.address else server.address
+    return f"https://{host}:{server.port}"

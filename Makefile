@@ -146,6 +146,9 @@ bench: $(VENV)/.installed-dev
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(BIN)/python bench/cli_startup.py --write bench/RESULTS.md
 	$(BIN)/python bench/southbound.py --write bench/RESULTS.md
+	# Without --other NAME=URL --other-devices CSV (a reference server someone started, e.g.
+	# sztpd in a throwaway venv), the first-contact section has no comparison row.
+	$(BIN)/python bench/first_contact.py --write bench/RESULTS.md
 	$(BIN)/python bench/bulk_apply.py --write bench/RESULTS.md
 	$(BIN)/python bench/ansible_devices.py --write bench/RESULTS.md
 	$(BIN)/python bench/flood.py --write bench/RESULTS.md

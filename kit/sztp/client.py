@@ -27,6 +27,7 @@ from .errors import (
     ApiError,
     ApiValidationError,
     AuthenticationError,
+    JobStillRunning,
     NotFoundApiError,
     PlainHttpRefused,
     ServerUnreachable,
@@ -75,6 +76,23 @@ class ApplyResult:
     revision: int
     dry_run: bool
     changes: list[ResourceChange]
+
+
+def _apply_result(body: Mapping[str, Any]) -> ApplyResult:
+    return ApplyResult(
+        revision=int(body["revision"]),
+        dry_run=bool(body["dry_run"]),
+        changes=[
+            ResourceChange(
+                action=change["action"],
+                kind=change["kind"],
+                name=change["name"],
+                before=change.get("before"),
+                after=change.get("after"),
+            )
+            for change in body["changes"]
+        ],
+    )
 
 
 class _BearerAuth(requests.auth.AuthBase):
@@ -161,6 +179,7 @@ class SztpClient:
         if_match: int | None = None,
         summary: bool = False,
         on_progress: Callable[[int, int], None] | None = None,
+        wait: float | None = None,
     ) -> ApplyResult:
         """Make the server's state match `resources` (for the kinds it names, or `kinds`) in
         one transaction; with `prune`, delete what is absent. `dry_run` only plans.
@@ -169,14 +188,21 @@ class SztpClient:
         what changed, and a fraction of the size for a large fleet.
 
         The server runs the write as a job (its answer comes at once); this follows it to its
-        end, however long (every new device password is a slow hash), calling
-        `on_progress(done, total)` with the specs checked so far. Losing the server meanwhile
-        raises ServerUnreachable saying that the write may still land."""
+        end, or for `wait` seconds at most (every new device password is a slow hash),
+        calling `on_progress(done, total)` with the specs checked so far. A write still
+        running then, or when the caller is interrupted (KeyboardInterrupt), raises
+        JobStillRunning naming the job, which goes on; losing the server meanwhile raises
+        ServerUnreachable saying that the write may still land."""
         payload: dict[str, Any] = {"resources": resources, "prune": prune}
         if kinds is not None:
             payload["kinds"] = list(kinds)
-        # Asked to answer well within this client's timeout, or with a job to follow.
-        headers = {"Prefer": f"respond-async, wait={max(1, int(self.timeout / 3))}"}
+        # A write that ends within a second is answered at once; a longer one becomes a job
+        # this client follows, whose id it knows, so that being interrupted still lets it
+        # say which write goes on.
+        within = min(1, int(self.timeout / 3))
+        if wait is not None:
+            within = min(within, int(wait))
+        headers = {"Prefer": f"respond-async, wait={within}"}
         if if_match is not None:
             headers["If-Match"] = f'"{if_match}"'
         body = self._request(
@@ -190,40 +216,59 @@ class SztpClient:
             headers=headers,
         )
         if "state" in body:  # a job (a server without jobs answers with the plan itself)
-            body = self._follow_job(body, on_progress)
-        return ApplyResult(
-            revision=int(body["revision"]),
-            dry_run=bool(body["dry_run"]),
-            changes=[
-                ResourceChange(
-                    action=change["action"],
-                    kind=change["kind"],
-                    name=change["name"],
-                    before=change.get("before"),
-                    after=change.get("after"),
-                )
-                for change in body["changes"]
-            ],
-        )
+            body = self._follow_job(body, on_progress, wait)
+        return _apply_result(body)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A write the server runs as a job: {id, state, actor, progress, status, result,
+        error}; the server keeps it for an hour after it ends."""
+        return self._request("GET", f"/jobs/{quote(job_id, safe='')}")
+
+    def follow_job(
+        self,
+        job_id: str,
+        *,
+        on_progress: Callable[[int, int], None] | None = None,
+        wait: float | None = None,
+    ) -> ApplyResult:
+        """What the write of job `job_id` did, once it ended (as `apply_state` answers)."""
+        return _apply_result(self._follow_job(self.job(job_id), on_progress, wait))
 
     def _follow_job(
-        self, job: dict[str, Any], on_progress: Callable[[int, int], None] | None
+        self,
+        job: dict[str, Any],
+        on_progress: Callable[[int, int], None] | None,
+        wait: float | None,
     ) -> dict[str, Any]:
         """The result of a job, once it ended; its error raised as the server's answer would
-        have been."""
+        have been; JobStillRunning after `wait` seconds or when interrupted."""
+        deadline = None if wait is None else time.monotonic() + wait
         pause = JOB_POLL_FIRST
-        while job["state"] == "running":
-            if on_progress is not None:
-                on_progress(int(job["progress"]["done"]), int(job["progress"]["total"]))
-            time.sleep(pause)
-            pause = min(pause * 2, JOB_POLL_MAX)
-            try:
-                job = self._request("GET", f"/jobs/{quote(str(job['id']), safe='')}")
-            except ServerUnreachable as exc:
-                raise ServerUnreachable(
-                    f"{exc}; the write (job {job['id']}) goes on without this client and may "
-                    "still land: `sztpctl diff` shows whether it did"
-                ) from None
+        try:
+            while job["state"] == "running":
+                done, total = int(job["progress"]["done"]), int(job["progress"]["total"])
+                if on_progress is not None:
+                    on_progress(done, total)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise JobStillRunning(str(job["id"]), done, total)
+                left = None if deadline is None else deadline - time.monotonic()
+                time.sleep(pause if left is None else max(0.0, min(pause, left)))
+                pause = min(pause * 2, JOB_POLL_MAX)
+                try:
+                    job = self.job(str(job["id"]))
+                except ServerUnreachable as exc:
+                    raise ServerUnreachable(
+                        f"{exc}; the write (job {job['id']}) goes on without this client and "
+                        "may still land: `sztpctl diff` shows whether it did"
+                    ) from None
+        except KeyboardInterrupt:
+            progress = job.get("progress") or {}
+            raise JobStillRunning(
+                str(job["id"]),
+                int(progress.get("done", 0)),
+                int(progress.get("total", 0)),
+                interrupted=True,
+            ) from None
         if job["state"] == "failed":
             error = job.get("error") or {}
             raise _error_for_status(

@@ -64,6 +64,26 @@ class ServerUnreachable(SztpError):
     """The admin API cannot be reached: connection refused, name not found, TLS failure."""
 
 
+class JobStillRunning(SztpError):
+    """The client stopped following a write the server goes on with, as job `job_id` (its
+    `timeout` ran out, or it was `interrupted`); the write may still land."""
+
+    def __init__(self, job_id: str, done: int, total: int, *, interrupted: bool = False) -> None:
+        why = "interrupted" if interrupted else "stopped waiting"
+        super().__init__(
+            f"{why}; the write goes on on the server as job {job_id} ({done}/{total} checked): "
+            f"`sztpctl job wait {job_id}` follows it to its end, `sztpctl diff` shows whether "
+            "it landed"
+        )
+        self.job_id = job_id
+        self.done = done
+        self.total = total
+        self.interrupted = interrupted
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.job_id, self.done, self.total), {"interrupted": self.interrupted})
+
+
 class ApiError(SztpError):
     """The admin API refused a request; `code` and `field` come from its error body."""
 

@@ -20,6 +20,7 @@ from . import (
     declarative,
     device,
     dhcp,
+    job,
     nouns,
     pki,
     remote,
@@ -49,6 +50,7 @@ app.add_typer(watch.app)
 GROUPS = {
     "device": device.app,
     "audit": audit.app,
+    "job": job.app,
     "profile": nouns.profile_app,
     "image": nouns.image_app,
     "trust-anchor": nouns.trust_anchor_app,

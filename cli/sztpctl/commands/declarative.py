@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .remote import (
+    EXIT_INTERRUPTED,
+    EXIT_STILL_RUNNING,
     OutputFormat,
     OutputOption,
+    TimeoutOption,
     connect,
     console,
     emit,
@@ -43,6 +46,7 @@ _SHORT_TEXT = 60
 
 @app.command("apply")
 def apply(
+    ctx: typer.Context,
     filename: FileOption,
     prune: PruneOption = False,
     dry_run: Annotated[
@@ -56,14 +60,24 @@ def apply(
             "otherwise fail without changing anything.",
         ),
     ] = None,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Make the server's state match the fleet file, atomically, and show what changed.
+
+    The server runs a large write as a job, which goes on whatever happens to this command.
+    Interrupted (exit 130) or past --timeout (exit 3), the command names the job;
+    `sztpctl job wait ID` then shows what the write changed once it ends.
 
     Example:
 
         sztpctl apply -f fleet.yaml --prune
     """
-    result = _submit(filename, prune, dry_run, if_revision)
+    from sztp.errors import JobStillRunning
+
+    try:
+        result = _submit(filename, prune, dry_run, if_revision, timeout)
+    except JobStillRunning as exc:
+        exit_with(ctx, exc, EXIT_INTERRUPTED if exc.interrupted else EXIT_STILL_RUNNING)
     show_result(result, "applied")
 
 
@@ -136,6 +150,7 @@ def _submit(
     prune: bool,
     dry_run: bool,
     if_revision: int | None = None,
+    wait: float | None = None,
 ) -> ApplyResult:
     from sztp.errors import ApiValidationError
     from sztp.state.fleet import FleetError, load_fleet
@@ -154,6 +169,7 @@ def _submit(
                 if_match=if_revision,
                 summary=True,
                 on_progress=lambda done, total: say(f"{verb}: {done}/{total} resources checked"),
+                wait=wait,
             )
         except ApiValidationError as exc:
             where = fleet.locate(exc.field)

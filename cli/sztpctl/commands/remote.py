@@ -53,6 +53,21 @@ class OutputFormat(enum.StrEnum):
 OutputOption = Annotated[
     OutputFormat, typer.Option("--output", "-o", help="Output format.", case_sensitive=False)
 ]
+# How long to follow a write the server runs as a job; what is still running then goes on.
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=0,
+        metavar="<seconds>",
+        help="Follow the write at most this long (default: until it ends; 0: return once the "
+        "server has it). A write still running then goes on on the server, and the command "
+        "exits 3 naming its job for `sztpctl job wait`.",
+    ),
+]
+# Exit statuses of a command that stopped following a write the server goes on with.
+EXIT_STILL_RUNNING = 3
+EXIT_INTERRUPTED = 130
 
 
 @dataclass

@@ -333,8 +333,10 @@ def issue_leaf(
     *,
     key_usage: x509.KeyUsage | None,
     extended_usage: Sequence[x509.ObjectIdentifier] | None,
+    valid_for: dt.timedelta = dt.timedelta(days=30),
 ) -> pki.Credential:
-    """A device-like leaf with exactly the given (or no) key usage extensions."""
+    """A device-like leaf with exactly the given (or no) key usage extensions, valid from a
+    few minutes ago for `valid_for` from now."""
     key = pki.generate_key()
     now = dt.datetime.now(dt.UTC)
     builder = (
@@ -351,7 +353,7 @@ def issue_leaf(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
+        .not_valid_after(now + valid_for)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     )
     if key_usage is not None:

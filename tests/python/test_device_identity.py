@@ -7,7 +7,11 @@ from loopback (a trusted proxy), in `client_cert_header`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import datetime as dt
+import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
@@ -15,11 +19,16 @@ from urllib.parse import quote
 import pytest
 import requests
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from sztp.errors import ChainError
 from sztp.labpki import LabPki, write_lab_pki
 from sztp.protocol import certs, pki
+from sztp_server.config import ServerConfig
+from sztp_server.context import Snapshot
+from sztp_server.device_api.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
+from sztp_server.secret_key import SecretKey
 from sztp_testing import (
     RunningServer,
     issue_leaf,
@@ -215,3 +224,43 @@ def test_client_auth_usage(
     else:
         with pytest.raises(ChainError, match=problem):
             certs.check_client_auth(leaf)
+
+
+def test_a_remembered_idevid_stops_working_when_it_expires(vendor: Vendor) -> None:
+    """A returning device's chain is remembered, but only while every certificate of its path
+    is valid."""
+    serial = "SN-EXPIRING"
+    expiring = issue_leaf(
+        vendor.intermediate,
+        serial,
+        key_usage=key_usage(digital_signature=True),
+        extended_usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        valid_for=dt.timedelta(seconds=2),
+    )
+    key = SecretKey(os.urandom(32))
+    state = {
+        "trust-anchor": {
+            "vendor": {"certificates": pki.certificate_to_pem(vendor.root.certificate).decode()}
+        },
+        "device": {serial: {}},
+    }
+    snapshot = Snapshot(1, state, key)
+    chain = tuple(
+        cert.public_bytes(serialization.Encoding.DER)
+        for cert in (expiring.certificate, vendor.intermediate.certificate)
+    )
+    peer = PeerInfo(remote="192.0.2.9", client_chain=chain, headers=())
+    authenticator = DeviceAuthenticator(ServerConfig())
+    try:
+        assert asyncio.run(authenticator.authenticate(snapshot, peer)) == serial
+        assert asyncio.run(authenticator.authenticate(snapshot, peer)) == serial  # remembered
+        time.sleep(max(0.0, (expiring.certificate.not_valid_after_utc - now()).total_seconds()))
+        time.sleep(0.1)
+        with pytest.raises(AuthenticationFailed, match="expired on"):
+            asyncio.run(authenticator.authenticate(snapshot, peer))
+    finally:
+        authenticator.close()
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

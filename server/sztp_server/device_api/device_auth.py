@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import hmac
 import ipaddress
@@ -77,7 +78,7 @@ class DeviceAuthenticator:
     def __init__(self, config: ServerConfig) -> None:
         self._config = config
         self._lock = threading.Lock()
-        self._certificate_memo: dict[tuple[int, tuple[bytes, ...] | str], str] = {}
+        self._certificate_memo: dict[tuple[int, tuple[bytes, ...] | str], _ChainIdentity] = {}
         self._password_memo: dict[tuple[int, str], bytes] = {}
         # Password memo entries are HMACs under a per-process key: nothing stored in memory
         # lets anyone recover or test a password without this process's key.
@@ -159,18 +160,19 @@ class DeviceAuthenticator:
         if presented is None:
             return None
         # Keyed by what was presented, so a returning device costs one dictionary lookup:
-        # no URL decoding, PEM parsing or chain check until the state changes.
+        # no URL decoding, PEM parsing or chain check until the state changes or a
+        # certificate of the path expires.
         memo_key = (snapshot.revision, presented)
         with self._lock:
             known = self._certificate_memo.get(memo_key)
-        if known is not None:
-            return known
-        serial = _serial_from_trusted_chain(snapshot, _load_presented(presented))
+        if known is not None and dt.datetime.now(dt.UTC) < known.valid_until:
+            return known.serial
+        identity = _identity_from_trusted_chain(snapshot, _load_presented(presented))
         with self._lock:
             if len(self._certificate_memo) >= _MEMO_LIMIT:
                 self._certificate_memo.clear()
-            self._certificate_memo[memo_key] = serial
-        return serial
+            self._certificate_memo[memo_key] = identity
+        return identity.serial
 
     async def _password_identity(
         self,
@@ -294,15 +296,25 @@ def _load_presented(presented: tuple[bytes, ...] | str) -> list[x509.Certificate
         raise AuthenticationFailed("client certificate is not valid DER") from None
 
 
-def _serial_from_trusted_chain(snapshot: Snapshot, presented: list[x509.Certificate]) -> str:
+@dataclass(frozen=True)
+class _ChainIdentity:
+    """The serial a verified chain names, and until when that chain is valid."""
+
+    serial: str
+    valid_until: dt.datetime
+
+
+def _identity_from_trusted_chain(
+    snapshot: Snapshot, presented: list[x509.Certificate]
+) -> _ChainIdentity:
     """The serial number in the client's certificate (`presented[0]`), once it chains to a
     trust anchor, the rest presented being untrusted intermediates, and may authenticate a
-    TLS client."""
+    TLS client; with the first expiry along the path."""
     certificate, intermediates = presented[0], presented[1:]
     reasons = []
     for anchor in snapshot.trust_anchors:
         try:
-            certs.verify_chain(
+            path = certs.verify_chain(
                 certificate, intermediates=intermediates, trust_anchors=anchor.certificates
             )
         except SztpError as exc:
@@ -310,9 +322,10 @@ def _serial_from_trusted_chain(snapshot: Snapshot, presented: list[x509.Certific
             continue
         try:
             certs.check_client_auth(certificate)
-            return pki.serial_from_certificate(certificate, anchor.serial_pattern)
+            serial = pki.serial_from_certificate(certificate, anchor.serial_pattern)
         except SztpError as exc:
             raise AuthenticationFailed(f"client certificate: {exc}") from None
+        return _ChainIdentity(serial, min(item.not_valid_after_utc for item in path))
     subject = certs.describe(certificate)
     detail = "; ".join(reasons) or "no trust anchors are configured"
     raise AuthenticationFailed(f"client certificate {subject} is not trusted ({detail})")

@@ -93,6 +93,19 @@ def running_server(
             log.close()
 
 
+def post_state(admin_url: str, token: str, resources: dict[str, Any]) -> float:
+    """Apply `resources` through one `POST /api/v1/state`; the seconds it took."""
+    started = time.perf_counter()
+    response = requests.post(
+        f"{admin_url}/api/v1/state",
+        json={"resources": resources},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=900,
+    )
+    response.raise_for_status()
+    return time.perf_counter() - started
+
+
 def require_wrk() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")

@@ -29,14 +29,12 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
-from benchlib import publish, require_wrk, running_server, table_section
+from benchlib import post_state, publish, require_wrk, running_server, table_section
 
 from sztp.labpki import write_lab_pki
 from sztp.passwords import generate_activation_code, hash_password
@@ -104,18 +102,6 @@ def fleet_resources(lab: Any, devices: dict[str, dict[str, Any]]) -> dict[str, A
         "profile": {"day0": {"type": "onboarding", "image": "os-2"}},
         "device": devices,
     }
-
-
-def apply(admin_url: str, token: str, resources: dict[str, Any]) -> float:
-    started = time.perf_counter()
-    response = requests.post(
-        f"{admin_url}/api/v1/state",
-        json={"resources": resources},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=900,
-    )
-    response.raise_for_status()
-    return time.perf_counter() - started
 
 
 def seed(database: Path, resources: dict[str, Any]) -> None:
@@ -187,7 +173,7 @@ def measure_sztp_server(work: Path, count: int, seconds: int) -> dict[str, Any]:
     }
     (work / "codes").mkdir()
     with running_server(work / "codes", {"http": {}}) as server:
-        figures["apply_seconds"] = apply(
+        figures["apply_seconds"] = post_state(
             server.admin_url, server.token, fleet_resources(lab, devices)
         )
         credentials = [basic(serial, code) for serial, code in codes.items()]

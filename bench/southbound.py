@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
-from benchlib import require_wrk, running_server, table_section, write_section
+from benchlib import post_state, require_wrk, running_server, table_section, write_section
 
 from sztp.labpki import LabPki, write_lab_pki
 from sztp.protocol import pki
@@ -74,13 +74,7 @@ def load_fleet(lab: LabPki, admin_url: str, token: str, serials: list[str]) -> N
         },
         "device": devices,
     }
-    response = requests.post(
-        f"{admin_url}/api/v1/state",
-        json={"resources": resources},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=300,
-    )
-    response.raise_for_status()
+    post_state(admin_url, token, resources)
 
 
 def wrk_proxy_mode(

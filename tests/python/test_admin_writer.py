@@ -4,19 +4,24 @@ between writes, and writes racing another server instance on the same database."
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from sztp_server.admin.errors import ApiError
 from sztp_server.admin.jobs import Progress
 from sztp_server.admin.writer import Writer
 from sztp_server.admin.writes import ApplyState, DeleteResource, JsonAnswer, PutResource
-from sztp_server.context import load_snapshot
+from sztp_server.config import ServerConfig
+from sztp_server.context import ServerContext, load_snapshot
 from sztp_server.secret_key import SecretKey
 from sztp_server.store import Change, SqliteStore
+from sztp_server.tokens import ensure_first_admin_token
+from test_admin_api import LiveServer
 
 
 @pytest.fixture
@@ -134,3 +139,32 @@ def test_a_refused_write_stores_nothing_and_says_why(database: Path, secret_key:
     assert store.revision() == 0
     writer.close()
     store.close()
+
+
+class UnreachableFromOtherProcesses(SqliteStore):
+    """A store another process cannot open (its reopener names a file below a file)."""
+
+    def reopener(self) -> Callable[[], SqliteStore]:
+        return partial(SqliteStore, self._path / "sztp.db")
+
+
+def test_a_writer_that_cannot_start_answers_503_and_reads_go_on(
+    tmp_path: Path, secret_key: SecretKey
+) -> None:
+    store = UnreachableFromOtherProcesses(tmp_path / "sztp.db")
+    token = ensure_first_admin_token(store, tmp_path / "admin-token")
+    context = ServerContext(store, ServerConfig(), secret_key)
+    server = LiveServer(context, max_bulk_bytes=1024 * 1024)
+    try:
+        headers = {"Authorization": f"Bearer {token}"}
+        refused = requests.put(
+            f"{server.url}/api/v1/devices/SN-1", json={"spec": {}}, headers=headers, timeout=30
+        )
+        assert refused.status_code == 503, refused.text
+        assert "writer process cannot start" in refused.json()["error"]["message"]
+        listed = requests.get(f"{server.url}/api/v1/devices", headers=headers, timeout=30)
+        assert listed.status_code == 200 and listed.json() == []
+        assert store.revision() == 0
+    finally:
+        server.close()
+        store.close()

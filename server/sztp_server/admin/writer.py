@@ -138,6 +138,7 @@ class WriterProcess:
         # The writer's progress (done, total), shared memory it writes and jobs read.
         self._progress = self._context.RawArray("q", 2)
         self._pool: ProcessPoolExecutor | None = None
+        self._pid: int | None = None
         self._lock = asyncio.Lock()
 
     async def run(
@@ -166,19 +167,22 @@ class WriterProcess:
     @property
     def pid(self) -> int | None:
         """The writer process's id while one runs."""
-        processes = list(getattr(self._pool, "_processes", None) or {})
-        return processes[0] if processes else None
+        return self._pid
 
     def close(self) -> None:
         """Let the write in progress end, then stop the writer process."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-            self._pool = None
+            self._pool, self._pid = None, None
 
     async def start(self) -> None:
-        """Start the writer process now rather than at the first write."""
+        """Start the writer process now rather than at the first write; one that cannot start
+        is logged, and the first write tries again (devices are served meanwhile)."""
         async with self._lock:
-            await self._started_pool()
+            try:
+                await self._started_pool()
+            except ApiError:
+                _LOG.error("admin writer process did not start; admin writes answer 503")
 
     async def _started_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -193,15 +197,21 @@ class WriterProcess:
             )
             # A pool starts its process (the first one also the forkserver, which imports the
             # server's code) when it is first given work: in a thread, not on the event loop.
-            pid = await asyncio.to_thread(lambda: pool.submit(os.getpid).result())
+            try:
+                pid = await asyncio.to_thread(lambda: pool.submit(os.getpid).result())
+            except BrokenProcessPool:  # its initializer failed (the store did not open)
+                pool.shutdown(wait=False)
+                raise ApiError(
+                    503, "the server's writer process cannot start; the server log says why"
+                ) from None
             _LOG.info("admin writer process started", extra={"pid": pid})
-            self._pool = pool
+            self._pool, self._pid = pool, pid
         return self._pool
 
     def _stop(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            self._pool, self._pid = None, None
 
 
 class _SharedCell:

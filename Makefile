@@ -149,6 +149,7 @@ bench: $(VENV)/.installed-dev
 	# Without --other NAME=URL --other-devices CSV (a reference server someone started, e.g.
 	# sztpd in a throwaway venv), the first-contact section has no comparison row.
 	$(BIN)/python bench/first_contact.py --write bench/RESULTS.md
+	$(BIN)/python bench/tls_handshake.py --write bench/RESULTS.md
 	$(BIN)/python bench/bulk_apply.py --write bench/RESULTS.md
 	$(BIN)/python bench/ansible_devices.py --write bench/RESULTS.md
 	$(BIN)/python bench/flood.py --write bench/RESULTS.md

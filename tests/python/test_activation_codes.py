@@ -8,11 +8,13 @@ import base64
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+from typer.testing import CliRunner
 
-from sztp.errors import ValidationError
+from sztp.errors import ApiConflictError, JobStillRunning, ValidationError
 from sztp.passwords import (
     ACTIVATION_CODE,
     SecretKind,
@@ -28,6 +30,8 @@ from sztp_server.context import Snapshot
 from sztp_server.device_api.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from sztp_server.secret_key import SecretKey
 from sztp_testing import RunningServer, run_sztpctl, running_server
+from sztpctl.commands import app as cli_app
+from sztpctl.commands import device as device_commands
 
 SERIAL = "SN-CODE-1"
 
@@ -220,3 +224,54 @@ def login_status(server: RunningServer, serial: str, secret: str) -> int:
         timeout=30,
     )
     return response.status_code
+
+
+class StoppingClient:
+    """Stands in for the admin API client: one device, and an apply that ends in `error`."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __enter__(self) -> StoppingClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def get_state(self) -> tuple[int, dict[str, Any]]:
+        return 3, {"device": {"SN-1": {"model": "dpu", "password_hash": "<hidden>"}}}
+
+    def apply_state(self, *args: Any, **kwargs: Any) -> None:
+        raise self.error
+
+
+@pytest.mark.parametrize("output_file", [False, True])
+def test_codes_of_a_write_that_may_still_land_are_never_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output_file: bool
+) -> None:
+    interrupted = JobStillRunning("0123456789abcdef", 0, 1, interrupted=True)
+    monkeypatch.setattr(device_commands, "connect", lambda: StoppingClient(interrupted))
+    codes_file = tmp_path / "codes.csv"
+    arguments = ["device", "activation-code", "SN-1"]
+    if output_file:
+        arguments += ["--output-file", str(codes_file)]
+    result = CliRunner().invoke(cli_app, arguments)
+    assert result.exception is interrupted
+    if output_file:
+        assert codes_file.read_text().startswith("serial,activation_code\nSN-1,")
+    else:
+        code = result.stderr.splitlines()[-1].removeprefix("SN-1 ")
+        assert ACTIVATION_CODE.fullmatch(code), result.stderr
+
+
+def test_codes_of_a_refused_write_are_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = ApiConflictError(412, "precondition-failed", "the state moved on")
+    monkeypatch.setattr(device_commands, "connect", lambda: StoppingClient(refused))
+    codes_file = tmp_path / "codes.csv"
+    result = CliRunner().invoke(
+        cli_app, ["device", "activation-code", "SN-1", "--output-file", str(codes_file)]
+    )
+    assert result.exception is refused
+    assert not codes_file.exists()

@@ -165,7 +165,7 @@ def activation_code(
 
         sztpctl device activation-code SN-0001 SN-0002 --output-file codes.csv
     """
-    from sztp.errors import SztpError
+    from sztp.errors import ApiError, SztpError
     from sztp.files import write_atomically
     from sztp.passwords import generate_activation_code
 
@@ -187,15 +187,28 @@ def activation_code(
         try:
             with working(f"storing {len(codes)} activation code(s)"):
                 client.apply_state({"device": specs}, kinds=["device"], if_match=revision)
-        except BaseException:
+        except ApiError:
+            # Refused: nothing was stored, and the file's codes would only mislead.
             if output_file is not None:
-                output_file.unlink(missing_ok=True)  # codes that were never stored
+                output_file.unlink(missing_ok=True)
+            raise
+        except BaseException:
+            # Interrupted or cut off: the write may still land, and its codes must not be
+            # lost with it (the server keeps only their hashes).
+            if output_file is None:
+                _show_codes(codes, err=True)
             raise
     if output_file is not None:
         typer.echo(f"{len(codes)} activation code(s) stored; written to {output_file}")
         return
+    _show_codes(codes)
+
+
+def _show_codes(codes: Mapping[str, str], *, err: bool = False) -> None:
+    if err:
+        typer.echo("the codes, in case the write lands:", err=True)
     for serial, code in codes.items():
-        typer.echo(f"{serial} {code}")
+        typer.echo(f"{serial} {code}", err=err)
 
 
 def _with_code(spec: Mapping[str, Any], code: str) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
 import signal
@@ -16,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from sztp.labpki import LabPki
+from sztp.protocol import pki
+from sztp.protocol.voucher import create_voucher, sign_voucher
 
 
 def free_port() -> int:
@@ -91,6 +97,34 @@ def running_server(
         process.wait(timeout=30)
         if log is not None:
             log.close()
+
+
+def lab_vouchers(lab: LabPki, serials: Iterable[str]) -> dict[str, str]:
+    """serial → base64 voucher signed by the lab's MASA for the lab's owner."""
+    masa = lab.masa.load()
+    owner_ca = pki.load_certificates_pem(lab.owner_ca.certificate.read_bytes())[0]
+    return {
+        serial: base64.b64encode(sign_voucher(create_voucher(serial, owner_ca), masa)).decode()
+        for serial in serials
+    }
+
+
+def lab_fleet(lab: LabPki, devices: dict[str, dict[str, Any]], **profile: Any) -> dict[str, Any]:
+    """Resources trusting the lab, one image and the onboarding profile `day0` (with
+    `profile`'s fields on top), and `devices`."""
+    return {
+        **lab.trust_resources(),
+        "image": {
+            "os-2": {
+                "os_name": "LabOS",
+                "os_version": "2.0",
+                "download_uris": ["https://files.lab.example/os-2.img"],
+                "sha256": hashlib.sha256(b"image").hexdigest(),
+            }
+        },
+        "profile": {"day0": {"type": "onboarding", "image": "os-2", **profile}},
+        "device": devices,
+    }
 
 
 def post_state(admin_url: str, token: str, resources: dict[str, Any]) -> float:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
-import hashlib
 import os
 import platform
 import re
@@ -34,12 +33,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import post_state, publish, require_wrk, running_server, table_section
+from benchlib import (
+    lab_fleet,
+    lab_vouchers,
+    post_state,
+    publish,
+    require_wrk,
+    running_server,
+    table_section,
+)
 
 from sztp.labpki import write_lab_pki
 from sztp.passwords import generate_activation_code, hash_password
-from sztp.protocol import pki
-from sztp.protocol.voucher import create_voucher, sign_voucher
 from sztp.state.resources import normalize_spec
 from sztp_server.store import Change, SqliteStore
 
@@ -76,32 +81,6 @@ class Load:
     def cell(self) -> str:
         failed = f", {self.failed} failed" if self.failed else ""
         return f"{self.rate:.0f} req/s (p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms{failed})"
-
-
-def make_devices(count: int, owner_ca: Any, masa: Any) -> dict[str, str]:
-    """serial → base64 voucher, for `count` devices."""
-    return {
-        f"POD-{number:06d}": base64.b64encode(
-            sign_voucher(create_voucher(f"POD-{number:06d}", owner_ca), masa)
-        ).decode()
-        for number in range(count)
-    }
-
-
-def fleet_resources(lab: Any, devices: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {
-        **lab.trust_resources(),
-        "image": {
-            "os-2": {
-                "os_name": "LabOS",
-                "os_version": "2.0",
-                "download_uris": ["https://files.lab.example/os-2.img"],
-                "sha256": hashlib.sha256(b"image").hexdigest(),
-            }
-        },
-        "profile": {"day0": {"type": "onboarding", "image": "os-2"}},
-        "device": devices,
-    }
 
 
 def seed(database: Path, resources: dict[str, Any]) -> None:
@@ -162,9 +141,7 @@ def basic(serial: str, secret: str) -> str:
 
 def measure_sztp_server(work: Path, count: int, seconds: int) -> dict[str, Any]:
     lab = write_lab_pki(work / "pki", [])
-    masa = lab.masa.load()
-    owner_ca = pki.load_certificates_pem(lab.owner_ca.certificate.read_bytes())[0]
-    vouchers = make_devices(count, owner_ca, masa)
+    vouchers = lab_vouchers(lab, (f"POD-{number:06d}" for number in range(count)))
     figures: dict[str, Any] = {}
     codes = {serial: generate_activation_code() for serial in vouchers}
     devices = {
@@ -174,7 +151,7 @@ def measure_sztp_server(work: Path, count: int, seconds: int) -> dict[str, Any]:
     (work / "codes").mkdir()
     with running_server(work / "codes", {"http": {}}) as server:
         figures["apply_seconds"] = post_state(
-            server.admin_url, server.token, fleet_resources(lab, devices)
+            server.admin_url, server.token, lab_fleet(lab, devices)
         )
         credentials = [basic(serial, code) for serial, code in codes.items()]
         url = server.urls["http"]
@@ -190,7 +167,7 @@ def measure_sztp_server(work: Path, count: int, seconds: int) -> dict[str, Any]:
         for serial, voucher in vouchers.items()
     }
     (work / "passwords").mkdir()
-    seed(work / "passwords" / "sztp.db", fleet_resources(lab, devices))
+    seed(work / "passwords" / "sztp.db", lab_fleet(lab, devices))
     with running_server(work / "passwords", {"http": {}}) as server:
         credentials = [basic(serial, BENCH_PASSWORD) for serial in vouchers]
         url = server.urls["http"]

@@ -15,8 +15,6 @@ the server: those figures are lower bounds for the server.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import multiprocessing
 import os
 import platform
@@ -29,11 +27,17 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
-from benchlib import post_state, require_wrk, running_server, table_section, write_section
+from benchlib import (
+    lab_fleet,
+    lab_vouchers,
+    post_state,
+    require_wrk,
+    running_server,
+    table_section,
+    write_section,
+)
 
 from sztp.labpki import LabPki, write_lab_pki
-from sztp.protocol import pki
-from sztp.protocol.voucher import create_voucher, sign_voucher
 
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 SECTION = "## Southbound get-bootstrapping-data throughput"
@@ -48,32 +52,11 @@ WHERE_THE_TIME_GOES = (
 
 
 def load_fleet(lab: LabPki, admin_url: str, token: str, serials: list[str]) -> None:
-    masa = lab.masa.load()
-    owner_ca = pki.load_certificates_pem(lab.owner_ca.certificate.read_bytes())[0]
     devices = {
-        serial: {
-            "profile": "day0",
-            "voucher": base64.b64encode(
-                sign_voucher(create_voucher(serial, owner_ca), masa)
-            ).decode(),
-        }
-        for serial in serials
+        serial: {"profile": "day0", "voucher": voucher}
+        for serial, voucher in lab_vouchers(lab, serials).items()
     }
-    resources = {
-        **lab.trust_resources(),
-        "image": {
-            "os-2": {
-                "os_name": "LabOS",
-                "os_version": "2.0",
-                "download_uris": ["https://files.lab.example/os-2.img"],
-                "sha256": hashlib.sha256(b"image").hexdigest(),
-            }
-        },
-        "profile": {
-            "day0": {"type": "onboarding", "image": "os-2", "configuration": "hostname x\n"}
-        },
-        "device": devices,
-    }
+    resources = lab_fleet(lab, devices, configuration="hostname x\n")
     post_state(admin_url, token, resources)
 
 

@@ -35,9 +35,14 @@ def json_with_etag(data: Any, revision: int, *, status: int = 200) -> web.Respon
     return web.json_response(data, status=status, headers=etag(revision))
 
 
-async def read_json(request: web.Request, limit: int) -> Any:
+def require_json(request: web.Request) -> None:
+    """415 unless the body is declared as JSON."""
     if request.content_type != JSON_TYPE:
         raise ApiError(415, f"send the body as {JSON_TYPE}")
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    require_json(request)
     raw = await read_body(request, limit)
     # Off the event loop: a bulk body of tens of MiB takes long enough to parse that every
     # device request would wait for it.

@@ -10,7 +10,7 @@ from sztp.state.resources import KINDS, public_view
 from ..auth import caller
 from ..errors import ApiError
 from ..jobs import Jobs, Progress
-from ..requests import API, JSON_TYPE, bool_query, json_with_etag, read_body
+from ..requests import API, JSON_TYPE, bool_query, json_with_etag, read_body, require_json
 from ..service import StateService
 from ..views import PLAN_VIEWS, etag
 from ..writes import ApplyState, JsonAnswer
@@ -45,8 +45,7 @@ class StateHandlers:
         plan_view = request.query.get("plan", "full")
         if plan_view not in PLAN_VIEWS:
             raise ApiError(400, f"must be one of {', '.join(PLAN_VIEWS)}", field="plan")
-        if request.content_type != JSON_TYPE:
-            raise ApiError(415, f"send the body as {JSON_TYPE}")
+        require_json(request)
         # Read here, parsed and checked in the writer process with the rest of the write.
         write = ApplyState(
             await read_body(request, self.max_bulk_bytes), plan_view, dry_run=dry_run

@@ -66,6 +66,8 @@ def running_server(
         "admin_listener": {"host": "127.0.0.1", "port": admin_port},
         "admin_token_file": str(work / "admin-token"),
         "log_level": "warning",
+        # One process, as every figure before `workers` was measured, unless a bench says.
+        "workers": 1,
         **settings,
     }
     (work / "server.yaml").write_text(json.dumps(config))

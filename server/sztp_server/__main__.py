@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"sztp-server: configuration OK ({arguments.config or 'defaults'})")
         return
 
-    from .app import BindError, serve
+    from .app import serve
     from .logs import configure
+    from .serving import BindError
 
     try:
         config = load_config(arguments.config)

@@ -31,11 +31,11 @@ DEFAULT_LISTENER_HOST = "127.0.0.1"
 ADMIN_STORE_WORKERS = 2
 
 
-def _about(doc: str, *, env: bool = True, off_at_zero: bool = False) -> dict[str, Any]:
+def _about(doc: str, *, env: bool = True, zero: str | None = None) -> dict[str, Any]:
     """A ServerConfig field's metadata: its meaning, whether an `SZTP_SERVER_*` variable
     may set it (only scalars can: a listener or a list does not fit in one variable), and
-    whether 0 is allowed (a number otherwise must be positive)."""
-    return {"doc": doc, "env": env, "off_at_zero": off_at_zero}
+    what 0 does where it is allowed (a number otherwise must be positive)."""
+    return {"doc": doc, "env": env, "zero": zero}
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,17 @@ class ServerConfig:
             f"write never holds up a device; at least {ADMIN_STORE_WORKERS + 1}"
         ),
     )
+    workers: int = field(
+        default=0,
+        metadata=_about(
+            "processes serving the device listeners, each on a core of its own: this one (which "
+            "also serves the admin API) and `workers` - 1 device workers beside it, on the same "
+            "addresses (SO_REUSEPORT, the kernel spreading connections); 0 is one per core the "
+            "server may run on. Each process keeps its own connection caps, login and report "
+            "rate limits, response cache and `database_pool_size` connections",
+            zero="is one per core",
+        ),
+    )
     device_listeners: tuple[Listener, ...] = field(
         default=(Listener("0.0.0.0", 8443),),  # noqa: S104 - devices come from the network
         metadata=_about(
@@ -135,7 +146,7 @@ class ServerConfig:
             "failed HTTP Basic logins one client address (an IPv6 /64) may make in a burst; "
             "beyond that, and until `password_failure_refill_seconds` gives one back, it gets "
             "`429`; not applied to `trusted_proxies`; 0 turns it off",
-            off_at_zero=True,
+            zero="turns it off",
         ),
     )
     password_failures_per_serial: int = field(
@@ -143,7 +154,7 @@ class ServerConfig:
         metadata=_about(
             "failed HTTP Basic logins for one claimed serial number (known or not), from "
             "anywhere, in a burst; beyond that it gets `429`; 0 turns it off",
-            off_at_zero=True,
+            zero="turns it off",
         ),
     )
     password_failure_refill_seconds: float = field(
@@ -290,9 +301,19 @@ class ServerConfig:
         metadata=_about(
             "days audit entries are kept; older ones are pruned at start and every hour "
             "(`sztpctl audit prune` prunes on demand); 0 keeps them forever",
-            off_at_zero=True,
+            zero="turns it off",
         ),
     )
+
+    @property
+    def process_count(self) -> int:
+        """Processes serving devices: `workers`, or one per core this process may run on."""
+        if self.workers:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0))
+        except OSError:  # a seccomp filter may refuse the call: every core, then
+            return os.cpu_count() or 1
 
     def named_listeners(self) -> list[tuple[str, Listener]]:
         """Every listener with the name errors give it: device_listeners[0], ..., then
@@ -307,7 +328,9 @@ class ServerConfig:
 ENV_SETTINGS = tuple(item.name for item in fields(ServerConfig) if item.metadata["env"])
 # Scalar settings are converted by their declared type, so a new setting needs no converter.
 _SETTING_TYPES: dict[str, Any] = get_type_hints(ServerConfig)
-_OFF_AT_ZERO = frozenset(item.name for item in fields(ServerConfig) if item.metadata["off_at_zero"])
+_ZERO_MEANS = {
+    item.name: item.metadata["zero"] for item in fields(ServerConfig) if item.metadata["zero"]
+}
 
 
 def env_variable(setting: str) -> str:
@@ -422,9 +445,9 @@ def _number(name: str, value: Any, kind: type[int] | type[float]) -> int | float
         raise ValidationError(name, f"must be a {kind.__name__}") from None
     if not math.isfinite(number):
         raise ValidationError(name, "must be a finite number")
-    if name in _OFF_AT_ZERO:
+    if name in _ZERO_MEANS:
         if number < 0:
-            raise ValidationError(name, "must not be negative (0 turns it off)")
+            raise ValidationError(name, f"must not be negative (0 {_ZERO_MEANS[name]})")
     elif number <= 0:
         raise ValidationError(name, "must be positive")
     return number

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -110,6 +110,19 @@ class ServerContext:
         self._snapshot = self._load()
         self._reload: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[Snapshot], None]] = []
+        self._followers: list[Callable[[int], Awaitable[None]]] = []
+
+    def add_follower(self, caught_up: Callable[[int], Awaitable[None]]) -> None:
+        """`caught_up(revision)` returns once other processes of this server (device workers)
+        serve `revision`: `published` waits for it."""
+        self._followers.append(caught_up)
+
+    async def published(self, revision: int) -> Snapshot:
+        """A snapshot at `revision` or newer, served by this process and by every follower:
+        an admin write is answered once devices see it, whichever process they reach."""
+        snapshot = await self.refresh(revision)
+        await asyncio.gather(*(caught_up(revision) for caught_up in self._followers))
+        return snapshot
 
     def on_refresh(self, listener: Callable[[Snapshot], None]) -> None:
         """Call `listener` with every new snapshot (e.g. to update TLS trust anchors)."""

@@ -15,11 +15,16 @@ _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", 
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, fields: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.fields = fields or {}  # on every record, e.g. which device worker logs it
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "event": record.getMessage(),
+            **self.fields,
         }
         entry.update(
             (key, value) for key, value in vars(record).items() if key not in _STANDARD_ATTRIBUTES
@@ -53,9 +58,10 @@ class MalformedRequestFilter(logging.Filter):
         return True
 
 
-def configure(level: str) -> logging.Logger:
+def configure(level: str, *, worker: int | None = None) -> logging.Logger:
+    """Log as `level` asks; a device worker's records say which worker (numbered from 1)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter({} if worker is None else {"worker": worker}))
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())

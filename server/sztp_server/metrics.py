@@ -1,12 +1,19 @@
-"""Prometheus counters in the text exposition format, without a client library."""
+"""Prometheus counters in the text exposition format, without a client library.
+
+With device worker processes (`workers`), each process counts its own requests and they send
+one another their counts (workers.py): every process's /metrics shows the whole server's.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from typing import ClassVar
 
 from aiohttp import web
+
+CounterKey = tuple[str, tuple[tuple[str, str], ...]]  # name, sorted labels
 
 
 class Metrics:
@@ -25,7 +32,18 @@ class Metrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        self._counters: Counter[CounterKey] = Counter()
+        self._elsewhere: Counter[CounterKey] = Counter()
+
+    def counts(self) -> Counter[CounterKey]:
+        """This process's own counts."""
+        with self._lock:
+            return Counter(self._counters)
+
+    def count_elsewhere(self, counts: Mapping[CounterKey, int]) -> None:
+        """The latest counts of the server's other processes, shown with this one's."""
+        with self._lock:
+            self._elsewhere = Counter(counts)
 
     def increment(self, name: str, **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
@@ -38,7 +56,7 @@ class Metrics:
 
     def render(self) -> str:
         with self._lock:
-            items = sorted(self._counters.items())
+            items = sorted((self._counters + self._elsewhere).items())
         lines: list[str] = []
         for name, help_text in self._HELP.items():
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]

@@ -246,6 +246,8 @@ def add_devices(server: RunningServer) -> None:
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """Three failures per address, four per serial, nothing refilled while the tests run."""
     settings = {
+        # One process: the limits count per process (docs/server.md, "Every core").
+        "workers": 1,
         "password_failures_per_address": 3,
         "password_failures_per_serial": 4,
         "password_failure_refill_seconds": 3600,
@@ -288,6 +290,8 @@ def test_a_certificate_device_is_not_locked_out_by_failures_for_its_serial(
     """Its certificate proved who it is; the password beside it is checked, not limited."""
     lab = write_lab_pki(tmp_path / "pki", ["SN-CERT"])
     settings = {
+        # One process: the limits count per process (docs/server.md, "Every core").
+        "workers": 1,
         "password_failures_per_address": 100,
         "password_failures_per_serial": 2,
         "password_failure_refill_seconds": 3600,
@@ -347,6 +351,8 @@ def test_a_bad_stored_hash_is_a_failed_login_not_a_server_error(
 
 def test_a_full_queue_is_refused_at_once(tmp_path: Path) -> None:
     settings = {
+        # One process: the limits count per process (docs/server.md, "Every core").
+        "workers": 1,
         "password_workers": 1,
         "password_queue": 1,
         "password_failures_per_address": 0,

@@ -127,6 +127,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("limits")
     lab = write_lab_pki(root / "pki", [CUT, FLOOD], hw_model="lab-x1")
     settings = {
+        # One process: the limits count per process (docs/server.md, "Every core").
+        "workers": 1,
         "max_report_bytes": MAX_REPORT_BYTES,
         "report_bytes_per_device": BUDGET,
         "report_burst": BURST,

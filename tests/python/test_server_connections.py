@@ -129,7 +129,8 @@ def half_sent_head(lab: LabPki, port: int, source: str) -> ssl.SSLSocket | None:
 def test_half_sent_heads_beyond_the_cap_leave_room_for_devices(lab: LabPki, tmp_path: Path) -> None:
     # A long head deadline: the flood's connections stay until the device is done, and only
     # the caps keep the server's file descriptors free.
-    settings = {"request_head_timeout": 60, "max_connections_per_address": 4}
+    # One process: the caps count per process (docs/server.md, "Every core").
+    settings = {"request_head_timeout": 60, "max_connections_per_address": 4, "workers": 1}
     with running_server(tmp_path / "server", lab=lab, settings=settings) as server:
         provision(lab, server)
         # Few descriptors, as in the incident: without caps the flood takes them all.
@@ -238,6 +239,8 @@ def test_trusted_proxies_are_spared_the_per_address_cap_not_the_total(
     lab: LabPki, tmp_path: Path
 ) -> None:
     settings = {
+        # One process: the limits count per process (docs/server.md, "Every core").
+        "workers": 1,
         "max_connections_per_address": 2,
         "max_connections": 5,
         "trusted_proxies": ["127.0.0.2"],

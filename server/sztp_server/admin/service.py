@@ -44,6 +44,6 @@ class StateService:
         self, write: Write, *, actor: str, if_match: str | None, progress: Progress | None = None
     ) -> Any:
         answer = await self.writer.run(write, actor=actor, if_match=if_match, progress=progress)
-        # Read-your-writes: the caller's next request sees the state it wrote.
-        await self.context.refresh(answer.revision)
+        # Read-your-writes: the caller's next request, and any device's, sees the state it wrote.
+        await self.context.published(answer.revision)
         return answer

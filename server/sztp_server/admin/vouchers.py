@@ -11,7 +11,7 @@ from typing import Any
 from sztp.errors import ValidationError
 from sztp.state.resources import DEVICE, StorableVoucher, checked_voucher
 
-from .children import exit_with_parent
+from ..children import exit_with_parent
 
 
 class VoucherChecker:
@@ -62,7 +62,7 @@ class VoucherChecker:
             # Workers fork from a server that has the voucher code (cryptography, asn1crypto)
             # imported already, rather than each importing it for its first voucher.
             context.set_forkserver_preload(
-                ["sztp.state.resources", "sztp.protocol.voucher", "sztp_server.admin.children"]
+                ["sztp.state.resources", "sztp.protocol.voucher", "sztp_server.children"]
             )
             self._pool = ProcessPoolExecutor(
                 max_workers=workers, mp_context=context, initializer=exit_with_parent

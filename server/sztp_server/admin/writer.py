@@ -18,7 +18,6 @@ revision), as for any interrupted client.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import signal
 from collections.abc import Callable
@@ -29,12 +28,12 @@ from typing import Any, Protocol
 
 from sztp.state.plan import apply_changes
 
+from ..children import exit_with_parent, server_processes
 from ..context import Snapshot, load_snapshot
 from ..logs import get_logger
 from ..secret_key import SecretKey
 from ..store.base import Store
 from ..store.errors import ConflictError
-from .children import exit_with_parent
 from .errors import ApiError
 from .views import change_audit_detail, etag
 from .vouchers import VoucherChecker
@@ -134,7 +133,7 @@ class WriterProcess:
     def __init__(self, store: Store, secret_key: SecretKey) -> None:
         self._reopen = store.reopener()
         self._secret_key = secret_key
-        self._context = multiprocessing.get_context("forkserver")
+        self._context = server_processes()
         # The writer's progress (done, total), shared memory it writes and jobs read.
         self._progress = self._context.RawArray("q", 2)
         self._pool: ProcessPoolExecutor | None = None
@@ -186,9 +185,6 @@ class WriterProcess:
 
     async def _started_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # Writer processes fork from a server that has the write code (and cryptography)
-            # imported already.
-            self._context.set_forkserver_preload([__name__])
             pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=self._context,

@@ -1,4 +1,5 @@
-"""Worker processes that never outlive the process that started them.
+"""The server's own processes: started from one forkserver, and never outliving the process
+that started them.
 
 A process pool's workers wait for work on a queue whose both ends they hold, so they never see
 their parent go: a parent killed outright (SIGKILL, out of memory) would leave them, and what
@@ -11,6 +12,18 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import threading
+from multiprocessing.context import ForkServerContext
+
+# What the serving process starts (device workers, the admin writer) forks from a server that
+# has their code, and cryptography, imported already.
+_PRELOADED = ["sztp_server.device_worker", "sztp_server.admin.writer"]
+
+
+def server_processes() -> ForkServerContext:
+    """The context the serving process starts its processes from."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOADED)
+    return context
 
 
 def exit_with_parent() -> None:

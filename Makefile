@@ -143,7 +143,10 @@ molecule: apt-packages test-image wheel $(MOLECULE_VENV)/.installed
 	  bash scripts/run-molecule.sh $(MOLECULE_LANES)
 
 bench: $(VENV)/.installed-dev
-	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
+	@missing=""; for pkg in wrk gcc libssl-dev; do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 	$(BIN)/python bench/cli_startup.py --write bench/RESULTS.md
 	$(BIN)/python bench/southbound.py --write bench/RESULTS.md
 	# Without --other NAME=URL --other-devices CSV (a reference server someone started, e.g.

@@ -28,7 +28,7 @@ from sztp.errors import SztpError
 from .admin import build_admin_app
 from .config import ServerConfig
 from .context import ServerContext
-from .device_api import build_device_app
+from .device_api import RateLimits, build_device_app
 from .logs import get_logger
 from .metrics import Metrics
 from .secret_key import load_secret_key, seal_stored_private_keys, unopenable_owner_keys
@@ -93,13 +93,17 @@ async def _serve(context: ServerContext, ready: asyncio.Event | None) -> None:
         for name, listener in config.named_listeners()[:-1]:
             ensure_free(name, listener)
     tls = TlsContexts()
-    device_api, admin_api = _apis(context, metrics)
+    # Made before any worker starts, which gets them: one set for every process.
+    limits = RateLimits.of(config, shared=processes > 1)
+    device_api, admin_api = _apis(context, metrics, limits)
     workers: DeviceWorkers | None = None
     try:
         # The admin listener last: its /healthz answering means devices are served everywhere.
         async with listening(config, tls, [device_api], reuse_port=processes > 1) as device_servers:
             if processes > 1:
-                workers = DeviceWorkers(_bound(config, device_servers), processes - 1, metrics)
+                workers = DeviceWorkers(
+                    _bound(config, device_servers), processes - 1, metrics, limits
+                )
                 context.on_refresh(workers.publish)
                 context.add_follower(workers.caught_up)
                 await workers.start()
@@ -113,14 +117,14 @@ async def _serve(context: ServerContext, ready: asyncio.Event | None) -> None:
             await workers.stop()
 
 
-def _apis(context: ServerContext, metrics: Metrics) -> tuple[Api, Api]:
+def _apis(context: ServerContext, metrics: Metrics, limits: RateLimits) -> tuple[Api, Api]:
     """The device API on every device listener, and the admin API on its own."""
     config = context.config
     admin_app = build_admin_app(context, max_bulk_bytes=config.max_bulk_body_bytes)
     if config.monitoring_listeners in ("admin", "both"):
         admin_app.router.add_get("/metrics", metrics.page)
     listeners = config.named_listeners()
-    device_app = build_device_app(context, metrics)
+    device_app = build_device_app(context, metrics, limits)
     return (
         Api(device_app, device_guard(config, metrics), listeners[:-1], device=True),
         Api(admin_app, admin_guard(config, metrics), listeners[-1:], device=False),

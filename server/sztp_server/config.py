@@ -95,8 +95,9 @@ class ServerConfig:
             "processes serving the device listeners, each on a core of its own: this one (which "
             "also serves the admin API) and `workers` - 1 device workers beside it, on the same "
             "addresses (SO_REUSEPORT, the kernel spreading connections); 0 is one per core the "
-            "server may run on. Each process keeps its own connection caps, login and report "
-            "rate limits, response cache and `database_pool_size` connections",
+            "server may run on. Login and report rate limits hold for all of them together; "
+            "each process keeps its own connection caps, response cache and "
+            "`database_pool_size` connections",
             zero="is one per core",
         ),
     )

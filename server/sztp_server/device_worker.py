@@ -5,7 +5,7 @@ its own (SO_REUSEPORT), and follows the revision: the main process tells it each
 waits until it serves it), and its poller picks up other server instances' changes. SIGTERM
 ends it gracefully (requests in flight finish), SIGHUP reloads its certificates; SIGINT, which
 Ctrl-C sends the whole process group, is the main process's to act on. It never outlives the
-main process.
+main process. Its rate limits are the main process's tables, in shared memory.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sztp.errors import SztpError
 from .children import exit_with_parent
 from .config import ServerConfig
 from .context import ServerContext
-from .device_api import build_device_app
+from .device_api import RateLimits, build_device_app
 from .logs import configure, get_logger
 from .metrics import Metrics
 from .secret_key import load_secret_key
@@ -32,20 +32,23 @@ _LOG = get_logger()
 METRICS_INTERVAL_SECONDS = 1.0
 
 
-def run_device_worker(config: ServerConfig, number: int, connection: Connection) -> None:
-    """The worker process's entry point; its exit status is 0 after a graceful stop."""
+def run_device_worker(
+    config: ServerConfig, number: int, connection: Connection, limits: RateLimits
+) -> None:
+    """The worker process's entry point; its exit status is 0 after a graceful stop.
+    `limits` are the main process's, in memory every process shares."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
     configure(config.log_level, worker=number)
     try:
-        asyncio.run(_serve(config, connection))
+        asyncio.run(_serve(config, connection, limits))
     except (SztpError, OSError) as exc:
         _LOG.error("device worker failed", extra={"reason": str(exc)})
         connection.send(("failed", str(exc)))
         sys.exit(1)
 
 
-async def _serve(config: ServerConfig, connection: Connection) -> None:
+async def _serve(config: ServerConfig, connection: Connection, limits: RateLimits) -> None:
     secret_key = load_secret_key(config)
     store = open_store(
         config.database_url,
@@ -58,7 +61,7 @@ async def _serve(config: ServerConfig, connection: Connection) -> None:
             metrics = Metrics()
             tls = TlsContexts()
             api = Api(
-                build_device_app(context, metrics),
+                build_device_app(context, metrics, limits),
                 device_guard(config, metrics),
                 config.named_listeners()[:-1],  # every listener but the admin one
                 device=True,

@@ -7,7 +7,9 @@ the main process tells every worker the revision it now serves, and an admin wri
 answered only once every worker serves it too (`caught_up`), so a device reaching any process
 sees what an operator just wrote, trust anchors included (the worker's TLS layer learns them
 with its snapshot). Workers send their request counts every second; every process's /metrics
-shows them all.
+shows them all. The rate limits (failed logins, progress reports) are the main process's, in
+memory every worker is given as it starts (device_api/shared_buckets.py): one count for the
+server, whichever process a connection reaches.
 
 Messages over each worker's pipe are tuples: from the worker `("ready", revision)`,
 `("failed", reason)`, `("serving", revision)`, `("metrics", counts)`; to it `("revision", n)`
@@ -32,6 +34,7 @@ from sztp.errors import SztpError
 from .children import server_processes
 from .config import ServerConfig
 from .context import Snapshot
+from .device_api import RateLimits
 from .device_worker import run_device_worker
 from .logs import get_logger
 from .metrics import CounterKey, Metrics
@@ -70,10 +73,13 @@ class _Worker:
 class DeviceWorkers:
     """The device workers of this server (`count` of them, numbered from 1)."""
 
-    def __init__(self, config: ServerConfig, count: int, metrics: Metrics) -> None:
+    def __init__(
+        self, config: ServerConfig, count: int, metrics: Metrics, limits: RateLimits
+    ) -> None:
         self._config = config
         self._count = count
         self._metrics = metrics
+        self._limits = limits  # shared: every worker, a restarted one too, counts in them
         self._processes = server_processes()
         self._workers: dict[int, _Worker] = {}
         self._retired: Counter[CounterKey] = Counter()  # counts of workers that ended
@@ -96,7 +102,7 @@ class DeviceWorkers:
         receiving, sending = self._processes.Pipe()
         process = self._processes.Process(
             target=run_device_worker,
-            args=(self._config, number, sending),
+            args=(self._config, number, sending, self._limits),
             name=f"sztp-device-worker-{number}",
         )
         # Starting asks the forkserver (which may itself be starting): not on the event loop.

@@ -14,6 +14,7 @@ import ssl
 import threading
 import time
 from collections.abc import Hashable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -39,6 +40,11 @@ JSON_TYPE = "application/yang-data+json"
 PASSWORD = "device password 7"
 # Authenticated: these devices have no profile, so there is no data for them.
 LOGGED_IN = 404
+# Logins after a limit is reached, each over a new connection that reaches either of two
+# server processes. Were the limits counted per process, every one of them would be refused
+# only if all of them, and the failures before, reached the same process: one chance in
+# thousands.
+SPREAD = 8
 
 
 # ---- token buckets
@@ -97,6 +103,15 @@ def test_the_table_is_bounded_and_drops_refilled_buckets_first() -> None:
     assert len(limiter._buckets) == 1
 
 
+def login_limits(per_address: int, per_serial: int, refill_seconds: float = 60.0) -> LoginLimits:
+    """Limits in tables of their own, on a clock that stands still."""
+    clock = Clock()
+    return LoginLimits(
+        TokenBuckets(per_address, refill_seconds, clock=clock),
+        TokenBuckets(per_serial, refill_seconds, clock=clock),
+    )
+
+
 def attempt(limits: LoginLimits, address: Hashable | None, serial: str) -> None:
     """A failed login as the server makes one: checked against the limits, then charged."""
     limits.check(address, serial)
@@ -104,7 +119,7 @@ def attempt(limits: LoginLimits, address: Hashable | None, serial: str) -> None:
 
 
 def test_login_limits_count_addresses_and_serials_apart() -> None:
-    limits = LoginLimits(per_address=3, per_serial=2, refill_seconds=60.0, clock=Clock())
+    limits = login_limits(per_address=3, per_serial=2)
     first, second = ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("192.0.2.2")
     attempt(limits, first, "SN-1")
     attempt(limits, second, "SN-1")
@@ -121,7 +136,7 @@ def test_login_limits_count_addresses_and_serials_apart() -> None:
 
 
 def test_a_refused_attempt_charges_neither_key() -> None:
-    limits = LoginLimits(per_address=1, per_serial=5, refill_seconds=60.0, clock=Clock())
+    limits = login_limits(per_address=1, per_serial=5)
     address = ipaddress.ip_address("192.0.2.1")
     attempt(limits, address, "SN-1")
     for _ in range(10):
@@ -131,7 +146,7 @@ def test_a_refused_attempt_charges_neither_key() -> None:
 
 
 def test_a_long_claimed_serial_is_tracked_by_a_fixed_size_key() -> None:
-    limits = LoginLimits(per_address=0, per_serial=1, refill_seconds=60.0, clock=Clock())
+    limits = login_limits(per_address=0, per_serial=1)
     attempt(limits, None, "S" * 8000)
     with pytest.raises(TooManyFailures) as refused:
         attempt(limits, None, "S" * 8000)
@@ -242,12 +257,23 @@ def add_devices(server: RunningServer) -> None:
     assert response.status_code == 200, response.text
 
 
+def logins_at_once(
+    server: RunningServer, serial: str, password: str, sources: list[str]
+) -> list[int]:
+    """The statuses of one login from each of `sources`, all at once (a refusal is held back
+    a second), each over a connection of its own."""
+    with ThreadPoolExecutor(max_workers=len(sources)) as pool:
+        return list(
+            pool.map(lambda source: login(server, serial, password, source).status, sources)
+        )
+
+
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """Three failures per address, four per serial, nothing refilled while the tests run."""
+    """Three failures per address, four per serial, nothing refilled while the tests run;
+    two processes, each login reaching either (a new connection each)."""
     settings = {
-        # One process: the limits count per process (docs/server.md, "Every core").
-        "workers": 1,
+        "workers": 2,
         "password_failures_per_address": 3,
         "password_failures_per_serial": 4,
         "password_failure_refill_seconds": 3600,
@@ -267,6 +293,9 @@ def test_an_address_is_limited_after_its_failures(limited: RunningServer) -> Non
     # Held back, so a flood over one connection gets at most one refusal a second.
     assert time.monotonic() - started >= REFUSAL_PAUSE_SECONDS
     assert 0 < int(refused.headers["Retry-After"]) <= 3600
+    # Both processes count the same failures: with a count of their own, whichever had
+    # fewer than three of them would let another in.
+    assert logins_at_once(limited, "SN-A", "wrong", [source] * SPREAD) == [429] * SPREAD
     # Other addresses are unaffected.
     assert login(limited, "SN-B", PASSWORD, "127.0.0.3").status == LOGGED_IN
     assert "Traceback" not in limited.log
@@ -279,6 +308,8 @@ def test_a_serial_is_limited_from_every_address_known_or_not(limited: RunningSer
         ]
         assert statuses == [401] * 4
         assert login(limited, serial, "wrong", "127.0.1.99").status == 429
+        sources = [f"127.0.1.{100 + attempt}" for attempt in range(SPREAD)]
+        assert logins_at_once(limited, serial, "wrong", sources) == [429] * SPREAD
     assert login(limited, "SN-C", PASSWORD, "127.0.1.98").status == 429
     # Another serial from one of those addresses still gets in.
     assert login(limited, "SN-B", PASSWORD, "127.0.1.0").status == LOGGED_IN
@@ -290,8 +321,7 @@ def test_a_certificate_device_is_not_locked_out_by_failures_for_its_serial(
     """Its certificate proved who it is; the password beside it is checked, not limited."""
     lab = write_lab_pki(tmp_path / "pki", ["SN-CERT"])
     settings = {
-        # One process: the limits count per process (docs/server.md, "Every core").
-        "workers": 1,
+        "workers": 2,
         "password_failures_per_address": 100,
         "password_failures_per_serial": 2,
         "password_failure_refill_seconds": 3600,
@@ -341,7 +371,10 @@ def test_a_bad_stored_hash_is_a_failed_login_not_a_server_error(
         )
     finally:
         store.close()
-    # Admin reads refresh the server's state at once (device requests within a second).
+    # An admin write is answered once every server process serves its revision, which
+    # includes the change made behind the server's back (a poll would see it within a second).
+    put = admin(limited, "PUT", "/api/v1/devices/SN-SYNC", json={"spec": {}})
+    assert put.status_code in (200, 201), put.text
     assert admin(limited, "GET", "/api/v1/devices/SN-STORED/status").status_code == 200
     response = login(limited, "SN-STORED", "anything", "127.0.2.1")
     assert response.status == 401
@@ -351,8 +384,6 @@ def test_a_bad_stored_hash_is_a_failed_login_not_a_server_error(
 
 def test_a_full_queue_is_refused_at_once(tmp_path: Path) -> None:
     settings = {
-        # One process: the limits count per process (docs/server.md, "Every core").
-        "workers": 1,
         "password_workers": 1,
         "password_queue": 1,
         "password_failures_per_address": 0,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,9 @@ FLOOD = "SN-FLOOD"
 MAX_REPORT_BYTES = 1000
 BUDGET = 2500
 BURST = 8
+# Reports refused at once after the burst: with a rate per process, all of them and the burst
+# before reaching one process (so that every one is refused) is one chance in thousands.
+SPREAD = 4
 REPORT_PATH = restconf.operation_path("/restconf", restconf.RPC_REPORT_PROGRESS)
 ED25519_KEY = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + bytes(range(32))
 
@@ -127,8 +131,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("limits")
     lab = write_lab_pki(root / "pki", [CUT, FLOOD], hw_model="lab-x1")
     settings = {
-        # One process: the limits count per process (docs/server.md, "Every core").
-        "workers": 1,
+        # Two processes: each report (a new connection) reaches either, the rate is one.
+        "workers": 2,
         "max_report_bytes": MAX_REPORT_BYTES,
         "report_bytes_per_device": BUDGET,
         "report_burst": BURST,
@@ -183,6 +187,16 @@ def test_a_device_over_its_report_rate_is_refused(site: Site) -> None:
         assert reply.status_code == 204, reply.text
     refused = site.report(FLOOD, ProgressReport("informational", "one too many"))
     assert refused.status_code == 429
+    # Each report came over a new connection, reaching either server process: with a rate
+    # per process, reports reaching the process that took fewer would be taken.
+    with ThreadPoolExecutor(max_workers=SPREAD) as pool:
+        more = list(
+            pool.map(
+                lambda index: site.report(FLOOD, ProgressReport("informational", f"more {index}")),
+                range(SPREAD),
+            )
+        )
+    assert [reply.status_code for reply in more] == [429] * SPREAD
     # One report a day comes back: 60,000 s at 0.001 a minute.
     assert refused.headers["Retry-After"] == "60000"
     (error,) = json.loads(refused.content)["ietf-restconf:errors"]["error"]

@@ -239,7 +239,7 @@ def test_trusted_proxies_are_spared_the_per_address_cap_not_the_total(
     lab: LabPki, tmp_path: Path
 ) -> None:
     settings = {
-        # One process: the limits count per process (docs/server.md, "Every core").
+        # One process: the caps count per process (docs/server.md, "Every core").
         "workers": 1,
         "max_connections_per_address": 2,
         "max_connections": 5,

@@ -40,6 +40,7 @@ from .password_logins import (
     client_address,
     shown,
 )
+from .rate_limits import RateLimits
 
 _LOG = get_logger()
 
@@ -75,7 +76,9 @@ class PeerInfo:
 
 
 class DeviceAuthenticator:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, login_limits: LoginLimits | None = None) -> None:
+        """`login_limits`: the server's (shared by its processes); by default, tables of
+        this authenticator's own, as `config` sets them."""
         self._config = config
         self._lock = threading.Lock()
         self._certificate_memo: dict[tuple[int, tuple[bytes, ...] | str], _ChainIdentity] = {}
@@ -84,11 +87,9 @@ class DeviceAuthenticator:
         # lets anyone recover or test a password without this process's key.
         self._memo_key = os.urandom(32)
         self._unmatchable = unmatchable_hash()
-        self._login_limits = LoginLimits(
-            per_address=config.password_failures_per_address,
-            per_serial=config.password_failures_per_serial,
-            refill_seconds=config.password_failure_refill_seconds,
-        )
+        if login_limits is None:
+            login_limits = RateLimits.of(config, shared=False).logins
+        self._login_limits = login_limits
         self._password_workers = PasswordWorkers(config.password_workers, config.password_queue)
 
     def close(self) -> None:

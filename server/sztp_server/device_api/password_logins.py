@@ -9,14 +9,13 @@ import hashlib
 import ipaddress
 import math
 import threading
-import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from sztp.errors import SztpError
 
-from .token_buckets import TokenBuckets
+from .token_buckets import Buckets
 
 # What a device refused because the workers are busy is told to wait, in seconds.
 BUSY_RETRY_AFTER_SECONDS = 1
@@ -46,18 +45,14 @@ class LoginLimits:
     A key is charged only for a check the password workers took on, so new keys come no
     faster than scrypt runs: an attacker cannot churn a victim's key out of a table within
     its refill time.
+
+    The tables are given (`rate_limits.RateLimits` makes them from the settings): with device
+    workers, every process counts in the same ones.
     """
 
-    def __init__(
-        self,
-        *,
-        per_address: int,
-        per_serial: int,
-        refill_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._addresses = TokenBuckets(per_address, refill_seconds, clock=clock)
-        self._serials = TokenBuckets(per_serial, refill_seconds, clock=clock)
+    def __init__(self, addresses: Buckets, serials: Buckets) -> None:
+        self._addresses = addresses
+        self._serials = serials
 
     def check(self, address: Hashable | None, serial: str) -> None:
         """TooManyFailures when the address or the serial has no failure left."""

@@ -13,7 +13,8 @@ from ..store.base import report_size
 from ..store.model import ProgressRecord
 
 # Buckets of this many devices at most; beyond, the least recently seen device's bucket is
-# forgotten (it starts full again). A fleet this size reporting at once is far beyond one
+# forgotten (it starts full again; with device workers, the least recently seen of the few a
+# device's bucket may take the place of). A fleet this size reporting at once is far beyond one
 # instance, and the bound keeps memory flat whatever the devices do.
 MAX_TRACKED_DEVICES = 100_000
 

@@ -27,9 +27,9 @@ from ..metrics import Metrics
 from ..store.model import ProgressRecord
 from .device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from .password_logins import BUSY_RETRY_AFTER_SECONDS, PasswordWorkersBusy, TooManyFailures
-from .report_limits import MAX_TRACKED_DEVICES, cap_report
+from .rate_limits import RateLimits
+from .report_limits import cap_report
 from .responder import DeviceRequest, NoBootstrappingData, Responder
-from .token_buckets import TokenBuckets
 
 RESTCONF_ROOT = "/restconf"
 _LOG = get_logger()
@@ -59,10 +59,14 @@ class _RpcFailure(Exception):
         self.retry_after = retry_after
 
 
-def build_device_app(context: ServerContext, metrics: Metrics) -> web.Application:
+def build_device_app(
+    context: ServerContext, metrics: Metrics, limits: RateLimits
+) -> web.Application:
+    """The device API of one server process; `limits` are the server's (one set, shared by
+    every process serving devices)."""
     # The largest legitimate device body is a progress report; the codec bounds each RPC.
     app = web.Application(client_max_size=restconf.MAX_REPORT_SIZE)
-    handlers = _DeviceHandlers(context, metrics)
+    handlers = _DeviceHandlers(context, metrics, limits)
     app.on_cleanup.append(handlers.close)
     root = RESTCONF_ROOT
     app.router.add_get("/.well-known/host-meta", handlers.host_meta)
@@ -80,16 +84,12 @@ def build_device_app(context: ServerContext, metrics: Metrics) -> web.Applicatio
 
 
 class _DeviceHandlers:
-    def __init__(self, context: ServerContext, metrics: Metrics) -> None:
+    def __init__(self, context: ServerContext, metrics: Metrics, limits: RateLimits) -> None:
         self.context = context
         self.metrics = metrics
-        self.authenticator = DeviceAuthenticator(context.config)
+        self.authenticator = DeviceAuthenticator(context.config, limits.logins)
         self.responder = Responder(context.config.response_cache_bytes)
-        self.report_rate = TokenBuckets(
-            context.config.report_burst,
-            60 / context.config.report_rate_per_minute,
-            tracked=MAX_TRACKED_DEVICES,
-        )
+        self.report_rate = limits.reports
 
     async def close(self, _app: web.Application) -> None:
         self.authenticator.close()

@@ -1,15 +1,33 @@
 """Token buckets per key, in bounded memory: the one rate limiter behind failed password
-logins (per address, per claimed serial) and progress reports (per device)."""
+logins (per address, per claimed serial) and progress reports (per device). `TokenBuckets`
+keeps them in this process; `shared_buckets.SharedTokenBuckets`, in memory every server
+process shares."""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Protocol
 
 # Keys a table tracks at most unless told otherwise. A key is dropped early only when this
 # many others were charged more recently.
 TRACKED_KEYS = 50_000
+
+
+class Buckets(Protocol):
+    """What a limit needs of a table of token buckets, wherever it keeps them."""
+
+    @property
+    def refill_seconds(self) -> float: ...
+
+    def wait(self, key: Hashable) -> float: ...
+
+    def take(self, key: Hashable) -> bool: ...
+
+    def charge(self, key: Hashable) -> None: ...
+
+    def refund(self, key: Hashable) -> None: ...
 
 
 class TokenBuckets:

@@ -263,6 +263,15 @@ class ServerConfig:
             "handshakes included; one more is closed at once; `trusted_proxies` are exempt"
         ),
     )
+    listen_backlog: int = field(
+        default=4096,
+        metadata=_about(
+            "connections the kernel queues on each listener socket until the server accepts "
+            "them (the `listen()` backlog, capped by the kernel's `net.core.somaxconn`): when a "
+            "pod powers on at once, devices beyond it have their connection attempts dropped "
+            "and resent by TCP, seconds later"
+        ),
+    )
     max_connections: int = field(
         default=4096,
         metadata=_about(

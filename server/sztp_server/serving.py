@@ -168,6 +168,7 @@ async def listening(
                     listener,
                     device=api.device,
                     reuse_port=reuse_port and api.device,
+                    backlog=config.listen_backlog,
                 )
                 servers.append(server)
                 if api.device:
@@ -191,6 +192,7 @@ async def _bind(
     *,
     device: bool,
     reuse_port: bool,
+    backlog: int,
 ) -> asyncio.Server:
     """Listen on `listener` through `guard`, which starts TLS once a connection is admitted."""
     ssl_context = None
@@ -210,6 +212,7 @@ async def _bind(
             listener.host,
             listener.port,
             reuse_port=reuse_port or None,
+            backlog=backlog,
         )
     except OSError as exc:
         raise BindError(f"{name} {listener.address}: {_reason(exc)}") from None

@@ -117,6 +117,24 @@ def test_the_token_is_written_after_every_listener_listens(tmp_path: Path) -> No
     assert all(index < written for index, event in enumerate(events) if event == "listening")
 
 
+def test_every_listener_socket_has_the_configured_backlog(tmp_path: Path) -> None:
+    """A pod powering on at once must queue in the kernel, not have its SYNs dropped at
+    asyncio's default of 100: the backlog is what `ss` shows as a listener's Send-Q."""
+    server = start_server(tmp_path / "server", settings={"workers": 2, "listen_backlog": 1000})
+    try:
+        ports = {int(url.rsplit(":", 1)[1]) for url in (server.device_url, server.admin_url)}
+        listing = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
+    finally:
+        server.stop()
+    backlogs = [
+        (int(columns[3].rsplit(":", 1)[1]), int(columns[2]))
+        for columns in (line.split() for line in listing.splitlines())
+        if int(columns[3].rsplit(":", 1)[1]) in ports
+    ]
+    # Two device sockets (the main process's and the worker's), one admin socket.
+    assert sorted(backlog for _port, backlog in backlogs) == [1000, 1000, 1000], listing
+
+
 def test_a_broken_reload_names_the_listener_and_file(tmp_path: Path, lab: LabPki) -> None:
     """The admin listener has its own files; breaking them keeps every listener serving and
     logs which listener, which file and what is wrong."""

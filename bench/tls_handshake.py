@@ -77,13 +77,12 @@ WHERE_THE_TIME_GOES = (
     "`s_server` serves one connection at a time and sits idle while the client does its part "
     "of each handshake, so its rate is bounded by the server's and the client's time added "
     "up; sztp-server overlaps connections, which is how it reaches or passes that rate, "
-    "handshakes alone included. `workers: 2` gains nothing on this machine: the client needs "
-    "about as much CPU per connection as the server, so there is no idle core for a second "
-    "process, and two processes spend more CPU time per connection than one, also when a "
-    "check pinned the server to one core and the client to the other (likely reasons: two "
-    "working sets taking turns on the core, fewer connections per wake-up of each loop). "
-    "A second process can only pay off where the clients are not on the server's cores, "
-    "which this machine cannot show."
+    "handshakes alone included. `workers: 2` spends about the CPU per connection one process "
+    "does, and its rate is capped by the machine, not by the server: the server's processes "
+    "and the client together use most of the two cores (server CPU per connection times the "
+    "rate, plus the client's), so a second process only adds what the client leaves free; on "
+    "a busy machine (the same bench run beside a test suite) both it and `workers: 1` lose "
+    "most of their lead."
 )
 
 

@@ -206,6 +206,10 @@ class ClientResult:
     burst_cpu: float = 0.0
     max_rss_kb: int = 0
     sample: tuple[str, bytes] | None = None  # one device's serial and bootstrapping data
+    # Per device: progress reports answered 2xx, and attempts at one whose request was sent
+    # but whose answer never came (the server may have stored it: a retry can store it again).
+    acknowledged: Counter[str] = field(default_factory=Counter)
+    unanswered: Counter[str] = field(default_factory=Counter)
 
 
 class ProtocolError(Exception):
@@ -259,12 +263,16 @@ class DeviceLink:
                 asyncio.LimitOverrunError,
             ) as exc:
                 self.out.failed_attempts[f"{self.phase}: {_failure(exc)}"] += 1
+                if self.phase == step == "report-progress":
+                    self.out.unanswered[self.device.serial] += 1
                 self.close()
             else:
                 if reply.close:
                     self.close()
                 if reply.status in (200, 204):
                     self._record(step, started)
+                    if step == "report-progress":
+                        self.out.acknowledged[self.device.serial] += 1
                     return reply
                 self.out.failed_attempts[f"{step}: HTTP {reply.status}"] += 1
                 if reply.status != 429 and reply.status < 500:

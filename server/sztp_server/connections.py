@@ -41,7 +41,6 @@ when its handler is done. A request body's deadline is the handler's: it reads t
 from __future__ import annotations
 
 import asyncio
-import errno
 import ipaddress
 import socket
 import ssl
@@ -71,7 +70,6 @@ HANDSHAKE_SLOTS_PER_ADDRESS_DIVISOR = 8
 ACCEPT_BATCH = 64
 # Out of descriptors or memory: the kernel keeps the queue while the server waits.
 ACCEPT_RETRY_SECONDS = 1.0
-_ACCEPT_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _TCP_CLOSE_WAIT = 8  # linux/tcp_states.h: the peer has sent its FIN
 # asyncio's TLS transport (Python 3.11) allocates, and zeroes, a read buffer of
 # `SSLProtocol.max_size` per connection, 256 KiB: 1.1 GiB for 4,096 connections. A TLS record
@@ -218,7 +216,7 @@ class _HandshakeSlots:
 
     def request(self, connection: _GuardedConnection) -> bool:
         """Whether `connection` may start its handshake now; if not, it waits, and is called
-        back (`handshake_slot_granted`) when it may."""
+        back (`take_turn`) when it may."""
         if self._may_hold(connection.address) and connection.address not in self.waiting:
             self._take(connection.address)
             return True
@@ -234,13 +232,12 @@ class _HandshakeSlots:
                 del self.waiting[connection.address]
 
     def give_back(self, address: str) -> None:
-        self.held -= 1
-        self.held_by[address] -= 1
-        if not self.held_by[address]:
-            del self.held_by[address]
+        self._untake(address)
         self._grant()
 
     def _grant(self) -> None:
+        # A loop, not a recursion: a long run of connections whose clients left meanwhile
+        # gives the slot on and on.
         while self.waiting and (self.limit is None or self.held < self.limit):
             address = next(
                 (address for address in self.waiting if self._may_hold(address, ignore_total=True)),
@@ -253,7 +250,8 @@ class _HandshakeSlots:
             if queue:
                 self.waiting[address] = queue  # to the back: the next address's turn
             self._take(address)
-            connection.handshake_slot_granted()
+            if not connection.take_turn():
+                self._untake(address)
 
     def _may_hold(self, address: str, *, ignore_total: bool = False) -> bool:
         if self.limit is None:
@@ -269,6 +267,12 @@ class _HandshakeSlots:
     def _take(self, address: str) -> None:
         self.held += 1
         self.held_by[address] += 1
+
+    def _untake(self, address: str) -> None:
+        self.held -= 1
+        self.held_by[address] -= 1
+        if not self.held_by[address]:
+            del self.held_by[address]
 
 
 class _GuardedConnection(asyncio.Protocol):
@@ -339,17 +343,17 @@ class _GuardedConnection(asyncio.Protocol):
         asyncio.get_running_loop().add_reader(sock.fileno(), self._first_bytes)
         self.reading_first_bytes = True
 
-    def handshake_slot_granted(self) -> None:
+    def take_turn(self) -> bool:
+        """Start the handshake with the slot just granted, or say the slot is not needed."""
         if not self.admitted:
-            self.guard.handshakes.give_back(self.address)
-            return
+            return False
         if self.sock is not None and _peer_has_left(self.sock):
             # It gave up while it waited (and will retry on a new connection): no handshake.
-            self.guard.handshakes.give_back(self.address)
             self._close_socket()
-            return
+            return False
         self._arm(self.head_time_left)
         self._begin_handshake()
+        return True
 
     def _begin_handshake(self) -> None:
         self.holds_slot = True
@@ -584,11 +588,10 @@ class Listening:
                 except ConnectionAbortedError:
                     continue
                 except OSError as exc:
-                    if exc.errno not in _ACCEPT_RESOURCE_ERRORS:
-                        raise
+                    # Out of descriptors or memory, most likely: accepting must not end.
                     _LOG.error(
                         "cannot accept connections; trying again",
-                        extra={"api": self.guard.api, "reason": exc.strerror},
+                        extra={"api": self.guard.api, "reason": exc.strerror or str(exc)},
                     )
                     await asyncio.sleep(ACCEPT_RETRY_SECONDS)
                     break

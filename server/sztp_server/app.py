@@ -27,6 +27,7 @@ from sztp.errors import SztpError
 
 from .admin import build_admin_app
 from .config import ServerConfig
+from .connections import Listening
 from .context import ServerContext
 from .device_api import RateLimits, build_device_app
 from .logs import get_logger
@@ -131,7 +132,7 @@ def _apis(context: ServerContext, metrics: Metrics, limits: RateLimits) -> tuple
     )
 
 
-def _bound(config: ServerConfig, servers: list[asyncio.Server]) -> ServerConfig:
+def _bound(config: ServerConfig, servers: list[Listening]) -> ServerConfig:
     """`config` with each device listener's port as bound (port 0 picks one), for workers."""
     listeners = tuple(
         replace(listener, port=server.sockets[0].getsockname()[1])

@@ -238,9 +238,10 @@ class ServerConfig:
     request_head_timeout: float = field(
         default=10.0,
         metadata=_about(
-            "seconds a client has, from connecting (TLS handshake included) or from the first "
-            "byte of a further request on a kept-alive connection, to send a whole request "
-            "head; then the connection is closed (every listener)"
+            "seconds a client has, from being accepted (TLS handshake included, a wait for a "
+            "`max_tls_handshakes` slot not) or from the first byte of a further request on a "
+            "kept-alive connection, to send a whole request head; then the connection is "
+            "closed (every listener)"
         ),
     )
     request_body_timeout: float = field(
@@ -260,7 +261,8 @@ class ServerConfig:
         default=256,
         metadata=_about(
             "device connections open at once from one address (a NAT gateway counts once), TLS "
-            "handshakes included; one more is closed at once; `trusted_proxies` are exempt"
+            "handshakes included, per server process; one more is closed at once (reset); "
+            "`trusted_proxies` are exempt"
         ),
     )
     listen_backlog: int = field(
@@ -275,8 +277,21 @@ class ServerConfig:
     max_connections: int = field(
         default=4096,
         metadata=_about(
-            "device connections open at once over all device listeners; one more is closed at "
-            "once; keep it well below the process's file-descriptor limit (`LimitNOFILE`)"
+            "device connections open at once over all device listeners, per server process; "
+            "while it is reached, new connections are not accepted but wait in the kernel's "
+            "queue (`listen_backlog`) until others close; keep it well below the process's "
+            "file-descriptor limit (`LimitNOFILE`)"
+        ),
+    )
+    # All of a burst's handshakes at once on one event loop finish together, too late
+    # (docs/server.md, "Connection limits").
+    max_tls_handshakes: int = field(
+        default=64,
+        metadata=_about(
+            "TLS handshakes one server process runs at once on the device listeners; a further "
+            "client waits, once its ClientHello has arrived, for one to end (the wait does not "
+            "count against `request_head_timeout`); one address runs at most an eighth of them "
+            "(`trusted_proxies` exempt)"
         ),
     )
     monitoring_listeners: str = field(

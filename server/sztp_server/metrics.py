@@ -28,11 +28,18 @@ class Metrics:
         "sztp_connections_timed_out_total": (
             "Connections closed for a late request head or for idling, by API and phase."
         ),
+        "sztp_accept_pauses_total": (
+            "Times accepting stopped at max_connections (new connections wait in the kernel)."
+        ),
+        "sztp_accept_paused_seconds_total": "Seconds accepting was stopped at max_connections.",
+        "sztp_tls_handshake_waits_total": (
+            "TLS connections that waited for a handshake slot (max_tls_handshakes)."
+        ),
     }
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counters: Counter[CounterKey] = Counter()
+        self._counters: Counter[CounterKey] = Counter()  # whole numbers but for seconds
         self._elsewhere: Counter[CounterKey] = Counter()
 
     def counts(self) -> Counter[CounterKey]:
@@ -46,9 +53,12 @@ class Metrics:
             self._elsewhere = Counter(counts)
 
     def increment(self, name: str, **labels: str) -> None:
+        self.add(name, 1, **labels)
+
+    def add(self, name: str, amount: float, **labels: str) -> None:
         key = (name, tuple(sorted(labels.items())))
         with self._lock:
-            self._counters[key] += 1
+            self._counters[key] += amount  # type: ignore[assignment]
 
     async def page(self, _request: web.Request) -> web.Response:
         """The GET /metrics handler, for whichever listeners serve it."""

@@ -25,7 +25,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sztp.errors import SztpError
 
 from .config import Listener, ServerConfig
-from .connections import ConnectionGuard, ConnectionLimits
+from .connections import (
+    ConnectionGuard,
+    ConnectionLimits,
+    Listening,
+    use_smaller_tls_read_buffers,
+)
 from .context import ServerContext, Snapshot
 from .logs import get_logger
 from .metrics import Metrics
@@ -109,6 +114,7 @@ def device_guard(config: ServerConfig, metrics: Metrics) -> ConnectionGuard:
             idle_timeout=config.keepalive_timeout,
             max_per_address=config.max_connections_per_address,
             max_total=config.max_connections,
+            max_handshakes=config.max_tls_handshakes,
             uncapped=config.trusted_proxies,
         ),
         metrics,
@@ -139,12 +145,13 @@ class Api:
 @asynccontextmanager
 async def listening(
     config: ServerConfig, tls: TlsContexts, apis: Sequence[Api], *, reuse_port: bool
-) -> AsyncIterator[list[asyncio.Server]]:
+) -> AsyncIterator[list[Listening]]:
     """Bind every listener of `apis`, in order; on the way out, or when one fails to bind,
-    close those bound. Yields the device listeners' servers, in configuration order."""
+    close those bound. Yields the device listeners, in configuration order."""
+    use_smaller_tls_read_buffers()
     runners: list[web.AppRunner] = []
-    servers: list[asyncio.Server] = []
-    device_servers: list[asyncio.Server] = []
+    servers: list[Listening] = []
+    device_servers: list[Listening] = []
     try:
         for api in apis:
             api.app.middlewares.insert(0, api.guard.middleware)
@@ -193,7 +200,7 @@ async def _bind(
     device: bool,
     reuse_port: bool,
     backlog: int,
-) -> asyncio.Server:
+) -> Listening:
     """Listen on `listener` through `guard`, which starts TLS once a connection is admitted."""
     ssl_context = None
     if listener.uses_tls:
@@ -207,15 +214,10 @@ async def _bind(
             extra={"address": listener.address},
         )
     try:
-        server = await asyncio.get_running_loop().create_server(
-            guard.protocol_factory(handlers, ssl_context),
-            listener.host,
-            listener.port,
-            reuse_port=reuse_port or None,
-            backlog=backlog,
-        )
+        sockets = await _listen(listener, reuse_port=reuse_port, backlog=backlog)
     except OSError as exc:
         raise BindError(f"{name} {listener.address}: {_reason(exc)}") from None
+    server = Listening(sockets, guard, handlers, ssl_context)
     _LOG.info(
         "listening",
         extra={
@@ -225,6 +227,38 @@ async def _bind(
         },
     )
     return server
+
+
+async def _listen(listener: Listener, *, reuse_port: bool, backlog: int) -> list[socket.socket]:
+    """Sockets bound to every address `listener`'s host resolves to, listening, as
+    `loop.create_server` binds them; the guard accepts from them (it stops while at its cap,
+    which asyncio's servers cannot)."""
+    loop = asyncio.get_running_loop()
+    addresses = await loop.getaddrinfo(
+        listener.host or None,
+        listener.port,
+        type=socket.SOCK_STREAM,
+        flags=socket.AI_PASSIVE,
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, protocol, _name, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                # One socket per family, as asyncio does: the IPv4 one takes IPv4.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def ensure_free(name: str, listener: Listener) -> None:

@@ -1,16 +1,19 @@
-"""Connection limits of a real sztp-server over real TLS: caps per address and in total,
-deadlines for a request head, an idle kept-alive connection and a device's request body, no
-body read before authentication, and where /metrics and /healthz are served."""
+"""Connection limits of a real sztp-server over real TLS: caps per address, backpressure at
+the total cap, the bound on handshakes under way, deadlines for a request head, an idle
+kept-alive connection and a device's request body, no body read before authentication, and
+where /metrics and /healthz are served."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import resource
 import socket
 import ssl
+import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import pytest
@@ -267,10 +270,117 @@ def test_trusted_proxies_are_spared_the_per_address_cap_not_the_total(
         try:
             assert [served("127.0.0.2") for _ in range(4)] == [True] * 4
             assert served("127.0.0.3")
-            assert not served("127.0.0.4")
+            # At the total cap the sixth is not accepted: it waits in the kernel's queue.
+            assert not served_within(lab, server, "127.0.0.4", seconds=2)
         finally:
             for connection in held:
                 connection.close()
         metrics = requests.get(f"{server.admin_url}/metrics", headers=bearer(server), timeout=10)
-        assert 'sztp_connections_refused_total{api="device",cap="total"} 1' in metrics.text
-        assert 'cap="per-address"' not in metrics.text
+        assert "sztp_connections_refused_total{" not in metrics.text
+        assert 'sztp_accept_pauses_total{api="device"}' in metrics.text
+
+
+def served_within(lab: LabPki, server: RunningServer, source: str, *, seconds: float) -> bool:
+    """Whether a request from `source` is answered within `seconds` (the connection closes)."""
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1",
+        device_port(server),
+        context=tls_context(lab),
+        timeout=seconds,
+        source_address=(source, 0),
+    )
+    try:
+        connection.request("GET", "/.well-known/host-meta")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def test_at_the_total_cap_new_connections_wait_and_are_served_once_others_close(
+    lab: LabPki, tmp_path: Path
+) -> None:
+    # One process: the caps count per process (docs/server.md, "Every core").
+    settings = {"workers": 1, "max_connections": 2}
+    with running_server(tmp_path / "server", lab=lab, settings=settings) as server:
+        held = [device_connection(lab, server) for _ in range(2)]
+        try:
+            for connection in held:
+                connection.request("GET", "/.well-known/host-meta")
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                waiting = [
+                    pool.submit(served_within, lab, server, "127.0.0.1", seconds=PATIENCE)
+                    for _ in range(3)
+                ]
+                # Not refused: still waiting, in the kernel's queue, while the cap is reached.
+                done, _ = wait(waiting, timeout=2)
+                assert not done
+                held.pop().close()  # one closes: the waiting ones are served one by one
+                assert [future.result() for future in waiting] == [True] * 3
+        finally:
+            for connection in held:
+                connection.close()
+        metrics = requests.get(f"{server.admin_url}/metrics", headers=bearer(server), timeout=10)
+        assert "sztp_connections_refused_total{" not in metrics.text
+        assert 'sztp_accept_pauses_total{api="device"}' in metrics.text
+        assert 'sztp_accept_paused_seconds_total{api="device"}' in metrics.text
+
+
+def stalled_handshake(lab: LabPki, port: int, source: str) -> socket.socket:
+    """A connection from `source` that sends its ClientHello and nothing after it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+    outgoing = ssl.MemoryBIO()
+    client = tls_context(lab).wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname="127.0.0.1")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        client.do_handshake()
+    sock.sendall(outgoing.read())
+    return sock
+
+
+def answered_at(sock: socket.socket) -> float | None:
+    """When the server's first handshake bytes arrived (its turn came), or None."""
+    sock.settimeout(PATIENCE)
+    try:
+        return time.monotonic() if sock.recv(1) else None
+    except OSError:
+        return None
+
+
+def test_handshakes_under_way_are_bounded_and_stalling_clients_cannot_starve_devices(
+    lab: LabPki, tmp_path: Path
+) -> None:
+    # 8 slots, at most 1 per address; a head deadline longer than the test, so only the
+    # slots' own bound (connections.HANDSHAKE_SLOT_SECONDS) frees the stalled ones' slots.
+    settings = {"workers": 1, "max_tls_handshakes": 8, "request_head_timeout": 60}
+    with running_server(tmp_path / "server", lab=lab, settings=settings) as server:
+        provision(lab, server)
+        port = device_port(server)
+        silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+        one_address = [stalled_handshake(lab, port, "127.0.0.5") for _ in range(6)]
+        many = [stalled_handshake(lab, port, f"127.0.1.{index}") for index in range(12)]
+        stalled = one_address + many
+        try:
+            with ThreadPoolExecutor(max_workers=len(stalled)) as pool:
+                answers = [pool.submit(answered_at, sock) for sock in stalled]
+                # A device is served whatever silent and stalled clients hold: they wait for
+                # their first bytes, or give their slot back soon.
+                assert run_device(lab, server, tmp_path / "device")
+                times = [answer.result() for answer in answers]
+            # Every stalled client got its turn in the end ...
+            assert None not in times
+            arrivals = sorted((at, index < len(one_address)) for index, at in enumerate(times))
+            first = arrivals[0][0]
+            # ... but never more than 8 handshakes at once, nor 1 of one address: no
+            # handshake beyond them started before a slot was given back.
+            early = [one for at, one in arrivals if at < first + 1.5]
+            assert len(early) <= 8
+            assert sum(early) <= 1
+        finally:
+            for sock in silent + stalled:
+                sock.close()
+        metrics = requests.get(f"{server.admin_url}/metrics", headers=bearer(server), timeout=10)
+        assert 'sztp_tls_handshake_waits_total{api="device"}' in metrics.text

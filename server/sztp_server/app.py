@@ -107,6 +107,7 @@ async def _serve(context: ServerContext, ready: asyncio.Event | None) -> None:
                 )
                 context.on_refresh(workers.publish)
                 context.add_follower(workers.caught_up)
+                metrics.gather_with(workers.gather_counts)
                 await workers.start()
             async with listening(config, tls, [admin_api], reuse_port=False):
                 await _run(context, tls, workers, ready)

@@ -122,6 +122,8 @@ class _MainProcess:
             task.add_done_callback(self.catching_up.discard)
         elif message[0] == "metrics":
             self.metrics.count_elsewhere(message[1])
+        elif message[0] == "counts?":
+            self._send(("metrics", self.metrics.counts()))
 
     async def _catch_up(self, revision: int) -> None:
         try:

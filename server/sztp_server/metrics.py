@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import ClassVar
 
 from aiohttp import web
@@ -41,6 +41,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._counters: Counter[CounterKey] = Counter()  # whole numbers but for seconds
         self._elsewhere: Counter[CounterKey] = Counter()
+        self._gather: Callable[[], Awaitable[None]] | None = None
 
     def counts(self) -> Counter[CounterKey]:
         """This process's own counts."""
@@ -60,8 +61,14 @@ class Metrics:
         with self._lock:
             self._counters[key] += amount  # type: ignore[assignment]
 
+    def gather_with(self, gather: Callable[[], Awaitable[None]]) -> None:
+        """Have `gather` bring the other processes' counts up to date before every page."""
+        self._gather = gather
+
     async def page(self, _request: web.Request) -> web.Response:
         """The GET /metrics handler, for whichever listeners serve it."""
+        if self._gather is not None:
+            await self._gather()
         return web.Response(text=self.render(), content_type="text/plain")
 
     def render(self) -> str:

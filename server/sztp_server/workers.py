@@ -12,8 +12,9 @@ memory every worker is given as it starts (device_api/shared_buckets.py): one co
 server, whichever process a connection reaches.
 
 Messages over each worker's pipe are tuples: from the worker `("ready", revision)`,
-`("failed", reason)`, `("serving", revision)`, `("metrics", counts)`; to it `("revision", n)`
-and `("metrics", counts of every other process)`.
+`("failed", reason)`, `("serving", revision)`, `("metrics", counts)`; to it `("revision", n)`,
+`("metrics", counts of every other process)` and `("counts?",)`, which the worker answers
+with its counts at once: the main process's /metrics asks before it renders.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ START_TIMEOUT_SECONDS = 120.0
 # anyway (with a warning logged): a worker stuck in a load must not hold the admin API.
 CATCH_UP_TIMEOUT_SECONDS = 30.0
 METRICS_INTERVAL_SECONDS = 1.0
+GATHER_TIMEOUT_SECONDS = 0.5
 # A worker that died is started again after this long, doubled while it keeps dying soon
 # after starting, up to the maximum.
 RESTART_DELAY_SECONDS = 1.0
@@ -68,6 +70,7 @@ class _Worker:
     ready: asyncio.Future[None]
     serving: int = -1  # the revision it last said it serves
     counts: Counter[CounterKey] = field(default_factory=Counter)
+    counts_received: int = 0
 
 
 class DeviceWorkers:
@@ -146,6 +149,28 @@ class DeviceWorkers:
                     extra={"revision": revision},
                 )
 
+    async def gather_counts(self) -> None:
+        """Ask every running worker for its counts now and wait for them (a worker that does
+        not answer within `GATHER_TIMEOUT_SECONDS` is shown with the counts it sent last)."""
+        asked = {
+            worker.number: worker.counts_received
+            for worker in self._workers.values()
+            if worker.ready.done() and worker.process.exitcode is None
+        }
+        for number in asked:
+            self._send(self._workers[number], ("counts?",))
+
+        def answered() -> bool:
+            return all(
+                self._workers[number].counts_received > received
+                or self._workers[number].connection.closed
+                for number, received in asked.items()
+            )
+
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait_for(answered), GATHER_TIMEOUT_SECONDS)
+
     def reload_tls(self) -> None:
         """Forward SIGHUP: every worker reloads its listeners' certificates."""
         for worker in self._workers.values():
@@ -222,6 +247,7 @@ class DeviceWorkers:
             worker.serving = max(worker.serving, message[1])
         elif kind == "metrics":
             worker.counts = message[1]
+            worker.counts_received += 1
             self._metrics.count_elsewhere(self._others(None))
         self._notify()
 

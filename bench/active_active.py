@@ -57,14 +57,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from benchlib import console_script, free_port, lab_fleet, post_state, publish, table_section
+from benchlib import console_script, free_port, post_state, publish, table_section
 from burst import (
-    CONFIGURATION,
     HOST_KEY_SETS,
-    POST_SCRIPT,
-    PRE_SCRIPT,
-    PROBE,
     ClientResult,
+    burst_fleet,
     client_plans,
     device_serials,
     device_statuses,
@@ -443,16 +440,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         url, stats_socket, haproxy_pid = stack.enter_context(
             running_haproxy(work, [victim, survivor], args.haproxy_retries, args.health_check)
         )
-        devices = {serial: {"profile": "day0", "voucher": vouchers[serial]} for serial in serials}
-        devices[PROBE] = {"profile": "day0", "voucher": vouchers[PROBE]}
-        fleet = lab_fleet(
-            lab,
-            devices,
-            reporting_level="verbose",
-            configuration=CONFIGURATION,
-            pre_configuration_script=PRE_SCRIPT,
-            post_configuration_script=POST_SCRIPT,
-        )
+        fleet = burst_fleet(lab, vouchers, serials)
         apply_seconds = post_state(victim.admin_url, token, fleet)
         wait_until(
             lambda: (

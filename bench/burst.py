@@ -686,6 +686,21 @@ def lab_with_vouchers(work: Path, cache: Path | None, count: int) -> tuple[LabPk
     return lab, vouchers
 
 
+def burst_fleet(lab: LabPki, vouchers: dict[str, str], serials: Sequence[str]) -> dict[str, Any]:
+    """The lab fleet of a burst: `serials` and the probe device, each with its voucher, on one
+    verbose onboarding profile with configuration and both scripts."""
+    devices = {serial: {"profile": "day0", "voucher": vouchers[serial]} for serial in serials}
+    devices[PROBE] = {"profile": "day0", "voucher": vouchers[PROBE]}
+    return lab_fleet(
+        lab,
+        devices,
+        reporting_level="verbose",
+        configuration=CONFIGURATION,
+        pre_configuration_script=PRE_SCRIPT,
+        post_configuration_script=POST_SCRIPT,
+    )
+
+
 def device_serials(count: int) -> list[str]:
     return [f"BURST-{number:05d}" for number in range(count)]
 
@@ -913,16 +928,7 @@ def run_burst(
         roots["database"] = int(postmaster)
     tls = {"tls_cert": str(lab.server.certificate), "tls_key": str(lab.server.private_key)}
     serials = device_serials(count)
-    devices = {serial: {"profile": "day0", "voucher": vouchers[serial]} for serial in serials}
-    devices[PROBE] = {"profile": "day0", "voucher": vouchers[PROBE]}
-    fleet = lab_fleet(
-        lab,
-        devices,
-        reporting_level="verbose",
-        configuration=CONFIGURATION,
-        pre_configuration_script=PRE_SCRIPT,
-        post_configuration_script=POST_SCRIPT,
-    )
+    fleet = burst_fleet(lab, vouchers, serials)
     with running_server(run, {"https": tls}, server_log=run / "server.log", **settings) as server:
         roots["server"] = server.process_id
         apply_seconds = post_state(server.admin_url, server.token, fleet)

@@ -37,12 +37,9 @@ import io
 import itertools
 import json
 import os
-import platform
-import resource
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -52,7 +49,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +68,8 @@ from burst import (
     logged,
     postgres_cluster,
     probe,
+    raise_file_limit,
+    run_meta,
     server_counters,
     tree_usage,
 )
@@ -404,19 +402,12 @@ def compare(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by servers, HAProxy
+    raise_file_limit()  # HAProxy inherits it too
     meta: dict[str, Any] = {
-        "command": _command(args),
-        "date": f"{datetime.now(UTC):%Y-%m-%d}",
-        "node": platform.node(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "openssl": ssl.OPENSSL_VERSION,
+        **run_meta(_command(args)),
         "haproxy": subprocess.run(
             ["haproxy", "-v"], capture_output=True, text=True, check=True
         ).stdout.split("\n")[0],
-        "load_before": os.getloadavg()[0],
     }
     keys = host_key_sets(HOST_KEY_SETS)
     serials = device_serials(args.devices)

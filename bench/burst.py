@@ -1087,6 +1087,25 @@ def _notes(run: dict[str, Any]) -> str:
     return f"{label}: " + "; ".join(parts) + "." if parts else ""
 
 
+def run_meta(command: str) -> dict[str, Any]:
+    """How and on what a run was made, for its section's text."""
+    return {
+        "command": command,
+        "date": f"{datetime.now(UTC):%Y-%m-%d}",
+        "node": platform.node(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "openssl": ssl.OPENSSL_VERSION,
+        "load_before": os.getloadavg()[0],
+    }
+
+
+def raise_file_limit() -> None:
+    """Thousands of connections at once: the servers started from here inherit the limit."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _command(args: argparse.Namespace) -> str:
     options = [
         f"--devices {args.devices}",
@@ -1112,21 +1131,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if unknown := set(backends) - {"sqlite", "postgresql"}:
         sys.exit(f"unknown backends: {', '.join(sorted(unknown))}")
     meta: dict[str, Any] = {
-        "command": _command(args),
-        "date": f"{datetime.now(UTC):%Y-%m-%d}",
-        "node": platform.node(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "openssl": ssl.OPENSSL_VERSION,
+        **run_meta(_command(args)),
         "clients": args.clients,
         "attempts": args.attempts,
         "attempt_timeout": args.attempt_timeout,
         "max_backoff": args.max_backoff,
-        "load_before": os.getloadavg()[0],
     }
-    # Thousands of connections at once: the server, started from here, inherits the limit.
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_file_limit()
     keys = host_key_sets(HOST_KEY_SETS)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="sztp-burst-") as temporary:

@@ -41,9 +41,9 @@ from .serving import (
     device_guard,
     ensure_free,
     listening,
+    open_configured_store,
     poll_revision,
 )
-from .store import open_store
 from .store.base import utc_now
 from .tokens import ensure_first_admin_token
 from .workers import DeviceWorkers
@@ -63,11 +63,7 @@ async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> 
     (but the secret key file, created at first start, and the database)."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     secret_key = load_secret_key(config)
-    store = open_store(
-        config.database_url,
-        statement_timeout=config.database_statement_timeout,
-        pool_size=config.database_pool_size,
-    )
+    store = open_configured_store(config)
     try:
         seal_stored_private_keys(store, secret_key)
         for owner in unopenable_owner_keys(store, secret_key):

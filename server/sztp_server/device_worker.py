@@ -25,8 +25,15 @@ from .device_api import RateLimits, build_device_app
 from .logs import configure, get_logger
 from .metrics import Metrics
 from .secret_key import load_secret_key
-from .serving import Api, TlsContexts, cancelled, device_guard, listening, poll_revision
-from .store import open_store
+from .serving import (
+    Api,
+    TlsContexts,
+    cancelled,
+    device_guard,
+    listening,
+    open_configured_store,
+    poll_revision,
+)
 
 _LOG = get_logger()
 METRICS_INTERVAL_SECONDS = 1.0
@@ -50,11 +57,7 @@ def run_device_worker(
 
 async def _serve(config: ServerConfig, connection: Connection, limits: RateLimits) -> None:
     secret_key = load_secret_key(config)
-    store = open_store(
-        config.database_url,
-        statement_timeout=config.database_statement_timeout,
-        pool_size=config.database_pool_size,
-    )
+    store = open_configured_store(config)
     try:
         context = ServerContext(store, config, secret_key)
         try:

@@ -34,6 +34,8 @@ from .connections import (
 from .context import ServerContext, Snapshot
 from .logs import get_logger
 from .metrics import Metrics
+from .store import open_store
+from .store.base import Store
 from .tls import TlsFileError, load_chain, server_context
 
 _LOG = get_logger()
@@ -289,6 +291,15 @@ def _reason(exc: OSError) -> str:
     # (name-resolution errors carry negative numbers and their own text).
     reason = (os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror) or str(exc)
     return f"{reason[:1].lower()}{reason[1:]}"
+
+
+def open_configured_store(config: ServerConfig) -> Store:
+    """The store `config` names, as every server process opens it."""
+    return open_store(
+        config.database_url,
+        statement_timeout=config.database_statement_timeout,
+        pool_size=config.database_pool_size,
+    )
 
 
 async def poll_revision(context: ServerContext) -> None:

@@ -123,15 +123,31 @@ class RunningServer:
     def log(self) -> str:
         return (self.directory / "server.log").read_text(errors="replace")
 
-    def refusal_reasons(self) -> list[str]:
-        """The reasons of every `device request refused` record in the log, oldest first."""
-        reasons = []
+    def log_records(self) -> list[dict[str, object]]:
+        """Every JSON record of the server's log (its processes' together), oldest first."""
+        records = []
         for line in self.log.splitlines():
             with contextlib.suppress(ValueError):
                 record = json.loads(line)
-                if isinstance(record, dict) and record.get("event") == "device request refused":
-                    reasons.append(str(record.get("reason")))
-        return reasons
+                if isinstance(record, dict):
+                    records.append(record)
+        return records
+
+    def refusal_reasons(self) -> list[str]:
+        """The reasons of every `device request refused` record in the log, oldest first."""
+        return [
+            str(record.get("reason"))
+            for record in self.log_records()
+            if record.get("event") == "device request refused"
+        ]
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the device workers started so far, oldest first."""
+        return [
+            int(str(record["pid"]))
+            for record in self.log_records()
+            if record.get("event") == "device worker started"
+        ]
 
     def client(self) -> SztpClient:
         """The kit's admin API client, with the admin token."""

@@ -253,19 +253,9 @@ def test_trusted_proxies_are_spared_the_per_address_cap_not_the_total(
 
         def served(source: str) -> bool:
             """Whether a kept-alive request from `source` is answered; the connection stays."""
-            connection = http.client.HTTPSConnection(
-                "127.0.0.1",
-                device_port(server),
-                context=tls_context(lab),
-                timeout=PATIENCE,
-                source_address=(source, 0),
-            )
+            connection = connection_from(lab, server, source, timeout=PATIENCE)
             held.append(connection)
-            try:
-                connection.request("GET", "/.well-known/host-meta")
-                return connection.getresponse().status == 200
-            except (OSError, http.client.HTTPException):
-                return False
+            return host_meta_answered(connection)
 
         try:
             assert [served("127.0.0.2") for _ in range(4)] == [True] * 4
@@ -282,20 +272,33 @@ def test_trusted_proxies_are_spared_the_per_address_cap_not_the_total(
 
 def served_within(lab: LabPki, server: RunningServer, source: str, *, seconds: float) -> bool:
     """Whether a request from `source` is answered within `seconds` (the connection closes)."""
-    connection = http.client.HTTPSConnection(
+    connection = connection_from(lab, server, source, timeout=seconds)
+    try:
+        return host_meta_answered(connection)
+    finally:
+        connection.close()
+
+
+def connection_from(
+    lab: LabPki, server: RunningServer, source: str, *, timeout: float
+) -> http.client.HTTPSConnection:
+    """A TLS connection to the device listener from the loopback address `source`."""
+    return http.client.HTTPSConnection(
         "127.0.0.1",
         device_port(server),
         context=tls_context(lab),
-        timeout=seconds,
+        timeout=timeout,
         source_address=(source, 0),
     )
+
+
+def host_meta_answered(connection: http.client.HTTPSConnection) -> bool:
+    """Whether `GET /.well-known/host-meta` over `connection` is answered 200."""
     try:
         connection.request("GET", "/.well-known/host-meta")
         return connection.getresponse().status == 200
     except (OSError, http.client.HTTPException):
         return False
-    finally:
-        connection.close()
 
 
 def test_at_the_total_cap_new_connections_wait_and_are_served_once_others_close(

@@ -54,27 +54,6 @@ def server(lab: LabPki, tmp_path: Path) -> Iterator[RunningServer]:
         yield running
 
 
-def log_records(server: RunningServer) -> list[dict[str, object]]:
-    records = []
-    for line in server.log.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def worker_pids(server: RunningServer) -> list[int]:
-    """The pids of the device workers started so far, oldest first."""
-    return [
-        int(str(record["pid"]))
-        for record in log_records(server)
-        if record.get("event") == "device worker started"
-    ]
-
-
 def anonymous_request(server: RunningServer, lab: LabPki) -> int:
     """get-bootstrapping-data without credentials, over a connection of its own."""
     return requests.post(
@@ -87,10 +66,10 @@ def anonymous_request(server: RunningServer, lab: LabPki) -> int:
 
 
 def test_both_processes_serve_the_device_listener(server: RunningServer, lab: LabPki) -> None:
-    assert len(worker_pids(server)) == 1
+    assert len(server.worker_pids()) == 1
     assert [anonymous_request(server, lab) for _ in range(CONNECTIONS)] == [401] * CONNECTIONS
     refusals = [
-        record for record in log_records(server) if record.get("event") == "device request refused"
+        record for record in server.log_records() if record.get("event") == "device request refused"
     ]
     assert len(refusals) == CONNECTIONS
     # Records of the device worker say so; the main process's do not.
@@ -172,26 +151,26 @@ def test_an_admin_write_is_answered_once_every_process_serves_it(
 
 
 def test_a_killed_worker_is_replaced(server: RunningServer, lab: LabPki) -> None:
-    [first] = worker_pids(server)
+    [first] = server.worker_pids()
     os.kill(first, signal.SIGKILL)
     # Connections queued on the killed process's socket are reset as it dies (a device tries
     # again); from then on, devices are served by the process left.
     time.sleep(0.5)
     deadline = time.monotonic() + 15
-    while len(worker_pids(server)) < 2 and time.monotonic() < deadline:
+    while len(server.worker_pids()) < 2 and time.monotonic() < deadline:
         assert anonymous_request(server, lab) == 401
         time.sleep(0.1)
-    pids = worker_pids(server)
+    pids = server.worker_pids()
     assert len(pids) == 2 and pids[1] != first, server.log
     assert any(
         record.get("event") == "device worker ended; starting another"
-        for record in log_records(server)
+        for record in server.log_records()
     )
     refusals_before = len(server.refusal_reasons())
     for _ in range(CONNECTIONS):
         anonymous_request(server, lab)
     new_refusals = [
-        record for record in log_records(server) if record.get("event") == "device request refused"
+        record for record in server.log_records() if record.get("event") == "device request refused"
     ][refusals_before:]
     assert {record.get("worker") for record in new_refusals} == {None, 1}
 
@@ -202,21 +181,21 @@ def test_sighup_reaches_the_workers_and_sigterm_stops_them_all(server: RunningSe
     while time.monotonic() < deadline:
         reloads = [
             record.get("worker")
-            for record in log_records(server)
+            for record in server.log_records()
             if record.get("event") == "TLS certificates reloaded"
         ]
         if sorted(reloads, key=str) == [1, None]:
             break
         time.sleep(0.1)
     assert sorted(reloads, key=str) == [1, None], server.log
-    [worker] = worker_pids(server)
+    [worker] = server.worker_pids()
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=30) == 0
     assert not Path(f"/proc/{worker}").exists()
     assert_released(server.directory / "state")
     assert not any(
         record.get("event") == "device worker ended; starting another"
-        for record in log_records(server)
+        for record in server.log_records()
     )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import http.client
 import ipaddress
-import json
 import os
 import signal
 import threading
@@ -317,18 +316,6 @@ def failed_login(server: RunningServer, source: str) -> int:
         connection.close()
 
 
-def worker_pids(server: RunningServer) -> list[int]:
-    pids = []
-    for line in server.log.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == "device worker started":
-            pids.append(int(record["pid"]))
-    return pids
-
-
 def test_a_replaced_worker_counts_in_the_same_tables(tmp_path: Path) -> None:
     settings = {
         "workers": 2,
@@ -338,12 +325,12 @@ def test_a_replaced_worker_counts_in_the_same_tables(tmp_path: Path) -> None:
     with running_server(tmp_path, settings=settings) as server:
         server.apply({"device": {"SN-1": {"password": "device password 1"}}})
         assert [failed_login(server, "127.0.0.5") for _ in range(3)] == [401] * 3
-        [first] = worker_pids(server)
+        [first] = server.worker_pids()
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + PATIENCE_SECONDS
-        while len(worker_pids(server)) < 2 and time.monotonic() < deadline:
+        while len(server.worker_pids()) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert len(worker_pids(server)) == 2, server.log
+        assert len(server.worker_pids()) == 2, server.log
         with ThreadPoolExecutor(max_workers=SPREAD) as pool:
             statuses = list(pool.map(failed_login, [server] * SPREAD, ["127.0.0.5"] * SPREAD))
         assert statuses == [429] * SPREAD

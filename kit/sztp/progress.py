@@ -8,7 +8,10 @@ description calls the post-reboot run a new "bootstrapping attempt"; for an oper
 upgrade that succeeded is not a failed attempt, so we count by outcome.) A new attempt starts
 with `bootstrap-initiated` after `bootstrap-complete` or an `*-error`.
 
-Status is decided by the last report: complete, failed, rebooting, or in progress; a device
+Status is decided by the last report that counts: complete, failed, rebooting, or in progress.
+A report that comes after the attempt ended and is not a new `bootstrap-initiated` (a retried or
+delayed send) is kept in the history but leaves the outcome as it was: a device that said
+`bootstrap-complete` stays complete until it starts again. A device
 that is rebooting or in progress and has been silent for longer than `stall_after` is stalled
 (a reboot that never comes back is stuck too). Datetimes must all be timezone-aware (or all
 naive) so they can be compared.
@@ -44,7 +47,8 @@ class StoredReport:
 
 @dataclass(frozen=True)
 class DeviceSummary:
-    """A device's status, its latest report and how many attempts it has made (0: none)."""
+    """A device's status, the latest report that decides it and how many attempts it has made
+    (0: none)."""
 
     status: DeviceStatus
     last_report: StoredReport | None
@@ -64,9 +68,9 @@ def derive_status(
     Stalled means silent for strictly longer than `stall_after`; complete and failed never
     become stalled.
     """
-    if not reports:
+    last = deciding_report(reports)
+    if last is None:
         return DeviceStatus.NOT_SEEN
-    last = reports[-1]
     if last.progress_type == BOOTSTRAP_COMPLETE:
         return DeviceStatus.COMPLETE
     if last.progress_type in ERROR_PROGRESS_TYPES:
@@ -78,8 +82,28 @@ def derive_status(
     return DeviceStatus.IN_PROGRESS
 
 
+def decides_status(previous: StoredReport | None, progress_type: str) -> bool:
+    """Whether a new report replaces `previous` (the report that decides the device's status)
+    in deciding it; False for a report after an ended attempt that does not start a new one."""
+    return (
+        previous is None
+        or previous.progress_type not in _ATTEMPT_ENDING
+        or progress_type == BOOTSTRAP_INITIATED
+    )
+
+
+def deciding_report(reports: Sequence[StoredReport]) -> StoredReport | None:
+    """The report that decides the status of a device with these reports (oldest first)."""
+    deciding = None
+    for report in reports:
+        if decides_status(deciding, report.progress_type):
+            deciding = report
+    return deciding
+
+
 def assign_attempt(previous: StoredReport | None, progress_type: str) -> int:
-    """The attempt number of a new report, given the device's previous report (if any)."""
+    """The attempt number of a new report, given the report that decides the device's status
+    (its previous report unless that one was late), if any."""
     if previous is None:
         return 1
     if progress_type == BOOTSTRAP_INITIATED and previous.progress_type in _ATTEMPT_ENDING:
@@ -95,12 +119,12 @@ def group_by_attempt(reports: Sequence[StoredReport]) -> list[list[StoredReport]
 def summarize(
     reports: Sequence[StoredReport], now: datetime, stall_after: timedelta
 ) -> DeviceSummary:
-    """Status, last report and attempt count of a device (reports oldest first).
+    """Status, deciding report and attempt count of a device (reports oldest first).
 
-    The attempt count is the last report's attempt number, so it stays right when older
-    reports have been pruned from storage.
+    The attempt count is the deciding report's attempt number (a late report belongs to the
+    attempt it came after), so it stays right when older reports have been pruned from storage.
     """
-    last = reports[-1] if reports else None
+    last = deciding_report(reports)
     return DeviceSummary(
         status=derive_status(reports, now=now, stall_after=stall_after),
         last_report=last,

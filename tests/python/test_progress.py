@@ -9,6 +9,8 @@ from sztp.progress import (
     DeviceSummary,
     StoredReport,
     assign_attempt,
+    decides_status,
+    deciding_report,
     derive_status,
     group_by_attempt,
     summarize,
@@ -23,7 +25,7 @@ def _reports(*steps: tuple[int, str]) -> list[StoredReport]:
     """Reports at T0 + minutes, numbered into attempts as the server does."""
     reports: list[StoredReport] = []
     for minutes, progress_type in steps:
-        previous = reports[-1] if reports else None
+        previous = deciding_report(reports)
         reports.append(
             StoredReport(
                 received_at=T0 + timedelta(minutes=minutes),
@@ -170,3 +172,29 @@ def test_summarize() -> None:
     assert at_reboot.attempts == 1
     never_back = summarize(rebooting, rebooting[-1].received_at + 2 * STALL, STALL)
     assert never_back.status is DeviceStatus.STALLED
+
+
+def test_a_late_report_after_the_outcome_changes_neither_status_nor_attempt() -> None:
+    late = _reports(
+        (0, "bootstrap-initiated"),
+        (1, "bootstrap-complete"),
+        (2, "config-complete"),  # retried or delayed
+        (3, "bootstrap-error"),  # out of order: the attempt had already ended
+    )
+    assert [report.attempt for report in late] == [1, 1, 1, 1]
+    assert deciding_report(late) == late[1]
+    assert _status(late, 4) is DeviceStatus.COMPLETE
+    assert _status(late, 400) is DeviceStatus.COMPLETE  # complete never stalls
+    assert summarize(late, T0, STALL).last_report == late[1]
+    restarted = _reports(
+        (0, "bootstrap-initiated"),
+        (1, "bootstrap-error"),
+        (2, "config-initiated"),
+        (3, "bootstrap-initiated"),
+    )
+    assert [report.attempt for report in restarted] == [1, 1, 1, 2]
+    assert _status(restarted[:3], 3) is DeviceStatus.FAILED
+    assert _status(restarted, 4) is DeviceStatus.IN_PROGRESS
+    assert decides_status(None, "config-complete")
+    assert not decides_status(late[1], "bootstrap-complete")
+    assert decides_status(late[1], "bootstrap-initiated")

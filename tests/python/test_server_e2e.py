@@ -301,6 +301,45 @@ def test_bad_progress_report_is_refused(loaded: Site) -> None:
     assert error["error-tag"] == "invalid-value"
 
 
+def test_a_late_report_after_bootstrap_complete_leaves_the_device_complete(loaded: Site) -> None:
+    session = loaded.device_session("SN-0002")
+
+    def send(progress_type: str) -> None:
+        body = {"ietf-sztp-bootstrap-server:input": {"progress-type": progress_type}}
+        response = session.post(
+            f"{loaded.device_url}{REPORT}",
+            headers={"Content-Type": JSON_TYPE},
+            data=json.dumps(body).encode(),
+            timeout=10,
+        )
+        assert response.status_code == 204, response.text
+
+    def status() -> dict[str, object]:
+        response = loaded.admin("GET", "/api/v1/devices/SN-0002/status")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    for progress_type in ("bootstrap-initiated", "config-complete", "bootstrap-complete"):
+        send(progress_type)
+    attempts = status()["attempts"]
+    send("config-complete")  # retried or delayed after the attempt ended
+    late = status()
+    assert (late["status"], late["attempts"]) == ("complete", attempts)
+    assert late["last_report"]["progress_type"] == "bootstrap-complete"  # type: ignore[index]
+    listed = loaded.admin("GET", "/api/v1/devices", params={"status": "complete"})
+    assert "SN-0002" in [device["name"] for device in listed.json()]
+    history = loaded.admin("GET", "/api/v1/devices/SN-0002/progress").json()
+    last_attempt = history["attempts"][-1]
+    assert last_attempt["attempt"] == attempts
+    assert [report["progress_type"] for report in last_attempt["reports"]][-2:] == [
+        "bootstrap-complete",
+        "config-complete",
+    ]
+    send("bootstrap-initiated")  # a new attempt does count
+    again = status()
+    assert (again["status"], again["attempts"]) == ("in-progress", attempts + 1)  # type: ignore[operator]
+
+
 def test_host_meta_names_the_restconf_root(loaded: Site) -> None:
     response = loaded.device_session("SN-0001").get(
         f"{loaded.device_url}/.well-known/host-meta", timeout=10

@@ -494,6 +494,27 @@ def test_report_summary_counts_what_pruning_kept(store: Store) -> None:
     assert summary.report_bytes == sum(map(report_size, store.reports("SN-A")))
 
 
+def test_late_reports_join_the_history_but_never_push_out_the_deciding_one(store: Store) -> None:
+    add_devices(store, "SN-A")
+    store.add_report(report("SN-A", "bootstrap-complete"), keep_per_device=3)
+    for i in range(6):
+        store.add_report(report("SN-A", f"late-{i}"), keep_per_device=3, decides_status=False)
+    summary = store.report_summary("SN-A")
+    assert summary is not None
+    assert summary.latest.progress_type == "bootstrap-complete"
+    assert store.latest_reports()["SN-A"].progress_type == "bootstrap-complete"
+    kept = [r.progress_type for r in store.reports("SN-A")]
+    assert kept == ["bootstrap-complete", "late-3", "late-4", "late-5"]
+    assert summary.report_count == len(kept)
+    store.add_report(report("SN-A", "bootstrap-initiated"), keep_per_device=3)
+    assert store.latest_reports()["SN-A"].progress_type == "bootstrap-initiated"
+    assert [r.progress_type for r in store.reports("SN-A")] == [
+        "late-4",
+        "late-5",
+        "bootstrap-initiated",
+    ]
+
+
 def test_a_report_flood_stays_within_the_byte_budget(store: Store) -> None:
     add_devices(store, "SN-A", "SN-B")
     store.add_report(report("SN-B", "bootstrap-initiated"), bytes_per_device=10_000)

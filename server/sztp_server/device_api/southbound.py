@@ -296,8 +296,8 @@ class _DeviceHandlers:
     def _store_report(
         self, serial: str, report: restconf.ProgressReport, remote: str | None
     ) -> tuple[bool, ProgressRecord]:
-        """Number the report's attempt after the device's previous report and store it; False
-        when the device is gone. Runs on a device worker."""
+        """Number the report's attempt after the report that decides the device's status and
+        store it; False when the device is gone. Runs on a device worker."""
         config = self.context.config
         store = self.context.store
         previous = store.report_summary(serial)
@@ -319,6 +319,7 @@ class _DeviceHandlers:
             record,
             keep_per_device=config.reports_per_device,
             bytes_per_device=config.report_bytes_per_device,
+            decides_status=progress.decides_status(last, report.progress_type),
         )
         return stored, record
 

@@ -73,12 +73,14 @@ class AsyncStore:
         *,
         keep_per_device: int = 1000,
         bytes_per_device: int | None = None,
+        decides_status: bool = True,
     ) -> bool:
         return await self.run(
             self.store.add_report,
             record,
             keep_per_device=keep_per_device,
             bytes_per_device=bytes_per_device,
+            decides_status=decides_status,
         )
 
     async def reports(

@@ -76,13 +76,17 @@ class Store(Protocol):
         *,
         keep_per_device: int = 1000,
         bytes_per_device: int | None = None,
+        decides_status: bool = True,
     ) -> bool:
         """Store a progress report of an existing device; False, and nothing stored, when no
         device has that serial (deleted since the caller authenticated it).
 
         Then drops the device's oldest reports beyond `keep_per_device` reports or beyond
         `bytes_per_device` bytes (`report_size` summed; None: no byte bound). The new report
-        is always kept.
+        is always kept, and so is the one that decides the device's status.
+
+        `decides_status` (see `sztp.progress.decides_status`): whether the report becomes the
+        one `report_summary` gives as latest; a late report only joins the history.
         """
         ...
 

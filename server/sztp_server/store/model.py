@@ -72,7 +72,8 @@ class ProgressRecord:
 
 @dataclass(frozen=True)
 class ReportSummary:
-    """A device's latest report and what its stored history holds, without reading it."""
+    """The latest report that decides a device's status (`sztp.progress.decides_status`) and
+    what its stored history holds, without reading it."""
 
     latest: ProgressRecord
     report_count: int

@@ -286,6 +286,7 @@ class PostgresStore(SqlReads):
         *,
         keep_per_device: int = 1000,
         bytes_per_device: int | None = None,
+        decides_status: bool = True,
     ) -> bool:
         check_report_bound(keep_per_device, bytes_per_device)
         values = report_values(record, as_utc(record.received_at))
@@ -311,23 +312,27 @@ class PostgresStore(SqlReads):
                 connection.execute(
                     "INSERT INTO report_heads (serial, latest_id, report_count, report_bytes) "
                     "VALUES (%s, %s, 1, %s) ON CONFLICT (serial) DO UPDATE SET "
-                    "latest_id = GREATEST(report_heads.latest_id, excluded.latest_id), "
+                    "latest_id = CASE WHEN %s "
+                    "THEN GREATEST(report_heads.latest_id, excluded.latest_id) "
+                    "ELSE report_heads.latest_id END, "
                     "report_count = report_heads.report_count + 1, "
                     "report_bytes = report_heads.report_bytes + excluded.report_bytes "
                     "RETURNING report_count, report_bytes",
-                    (record.serial, report_id, report_size(record)),
+                    (record.serial, report_id, report_size(record), decides_status),
                 ).fetchone()
             )
             byte_bound = size if bytes_per_device is None else bytes_per_device
             if count > keep_per_device or size > byte_bound:
-                # Newest first, a report goes once it is past either bound; the newest stays.
+                # Newest first, a report goes once it is past either bound; the newest stays, and so
+                # does the one that decides the status.
                 connection.execute(
                     "DELETE FROM reports WHERE id IN (SELECT id FROM ("
                     "SELECT id, row_number() OVER newest_first AS position, "
                     "sum(size_bytes) OVER newest_first AS kept_bytes "
                     "FROM reports WHERE serial = %s WINDOW newest_first AS (ORDER BY id DESC)"
-                    ") AS ranked WHERE position > 1 AND (position > %s OR kept_bytes > %s))",
-                    (record.serial, keep_per_device, byte_bound),
+                    ") AS ranked WHERE position > 1 AND (position > %s OR kept_bytes > %s) "
+                    "AND id <> (SELECT latest_id FROM report_heads WHERE serial = %s))",
+                    (record.serial, keep_per_device, byte_bound, record.serial),
                 )
                 connection.execute(
                     "UPDATE report_heads SET (report_count, report_bytes) = "

@@ -356,6 +356,7 @@ class SqliteStore(SqlReads):
         *,
         keep_per_device: int = 1000,
         bytes_per_device: int | None = None,
+        decides_status: bool = True,
     ) -> bool:
         check_report_bound(keep_per_device, bytes_per_device)
         values = report_values(record, _encode_time(record.received_at))
@@ -374,10 +375,11 @@ class SqliteStore(SqlReads):
             connection.execute(
                 "INSERT INTO report_heads (serial, latest_id, report_count, report_bytes) "
                 "VALUES (?, ?, 1, ?) ON CONFLICT (serial) DO UPDATE SET "
-                "latest_id = max(report_heads.latest_id, excluded.latest_id), "
+                "latest_id = CASE WHEN ? THEN max(report_heads.latest_id, excluded.latest_id) "
+                "ELSE report_heads.latest_id END, "
                 "report_count = report_heads.report_count + 1, "
                 "report_bytes = report_heads.report_bytes + excluded.report_bytes",
-                (record.serial, report_id, report_size(record)),
+                (record.serial, report_id, report_size(record), decides_status),
             )
             count, size = connection.execute(
                 "SELECT report_count, report_bytes FROM report_heads WHERE serial = ?",
@@ -385,14 +387,16 @@ class SqliteStore(SqlReads):
             ).fetchone()
             byte_bound = size if bytes_per_device is None else bytes_per_device
             if count > keep_per_device or size > byte_bound:
-                # Newest first, a report goes once it is past either bound; the newest stays.
+                # Newest first, a report goes once it is past either bound; the newest stays, and so
+                # does the one that decides the status.
                 connection.execute(
                     "DELETE FROM reports WHERE id IN (SELECT id FROM ("
                     "SELECT id, row_number() OVER newest_first AS position, "
                     "sum(size_bytes) OVER newest_first AS kept_bytes "
                     "FROM reports WHERE serial = ? WINDOW newest_first AS (ORDER BY id DESC)"
-                    ") WHERE position > 1 AND (position > ? OR kept_bytes > ?))",
-                    (record.serial, keep_per_device, byte_bound),
+                    ") WHERE position > 1 AND (position > ? OR kept_bytes > ?) "
+                    "AND id <> (SELECT latest_id FROM report_heads WHERE serial = ?))",
+                    (record.serial, keep_per_device, byte_bound, record.serial),
                 )
                 connection.execute(
                     "UPDATE report_heads SET (report_count, report_bytes) = "

@@ -29,6 +29,7 @@ from .config import ADMIN_STORE_WORKERS, ServerConfig
 from .secret_key import SecretKey
 from .store.async_store import AsyncStore
 from .store.base import Store
+from .store.model import StateDelta, StoredResource
 
 Spec = Mapping[str, Any]
 
@@ -48,6 +49,23 @@ class Snapshot:
     state: Mapping[str, Mapping[str, Spec]]
     secret_key: SecretKey
     _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def updated(self, delta: StateDelta) -> Snapshot:
+        """This state with `delta` applied: kinds it does not touch are shared, not copied."""
+        written: dict[str, list[StoredResource]] = {}
+        for resource in delta.written:
+            written.setdefault(resource.kind, []).append(resource)
+        deleted: dict[str, list[str]] = {}
+        for kind, name in delta.deleted:
+            deleted.setdefault(kind, []).append(name)
+        state = dict(self.state)
+        for kind in written.keys() | deleted.keys():
+            resources = dict(self.state.get(kind, {}))
+            resources.update((resource.name, resource.spec) for resource in written.get(kind, ()))
+            for name in deleted.get(kind, ()):
+                resources.pop(name, None)
+            state[kind] = resources
+        return Snapshot(revision=delta.revision, state=state, secret_key=self.secret_key)
 
     def get(self, kind: str, name: str) -> Spec | None:
         return self.state.get(kind, {}).get(name)
@@ -107,7 +125,7 @@ class ServerContext:
             store, workers=config.database_pool_size - ADMIN_STORE_WORKERS, name="store-device"
         )
         self.admin_store = AsyncStore(store, workers=ADMIN_STORE_WORKERS, name="store-admin")
-        self._snapshot = self._load()
+        self._snapshot = load_snapshot(store, secret_key)
         self._reload: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._followers: list[Callable[[int], Awaitable[None]]] = []
@@ -172,11 +190,16 @@ class ServerContext:
         self.admin_store.close()
 
     def _load(self) -> Snapshot:
-        return load_snapshot(self.store, self.secret_key)
+        return load_snapshot(self.store, self.secret_key, since=self._snapshot)
 
 
-def load_snapshot(store: Store, secret_key: SecretKey) -> Snapshot:
-    """The state as stored now (the revision is read first: the state is as new or newer)."""
+def load_snapshot(store: Store, secret_key: SecretKey, since: Snapshot | None = None) -> Snapshot:
+    """The state as stored now (the revision is read first: the state is as new or newer);
+    from `since` with what changed after it when the store can tell, so a write costs every
+    process what it changed rather than the whole fleet."""
+    delta = store.changes_since(since.revision) if since is not None else None
+    if since is not None and delta is not None:
+        return since.updated(delta)
     revision = store.revision()
     state: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
     for resource in store.list():

@@ -7,32 +7,46 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sztp_server.config import ServerConfig
-from sztp_server.context import ServerContext
+from sztp_server.context import ServerContext, load_snapshot
 from sztp_server.secret_key import SecretKey
 from sztp_server.store import Change, SqliteStore, StoredResource
+from sztp_server.store.model import StateDelta
 
 SLOW_LIST_SECONDS = 0.5
 
 
 class SlowListStore(SqliteStore):
-    """A real store whose full listing (what a snapshot load reads) is slow once released."""
+    """A real store whose reads of the state (a full listing, or what changed since a
+    revision) are slow once released, and counted."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.slow = threading.Event()
         self.lists = 0
+        self.catch_ups = 0
 
     def list(self, kind: str | None = None) -> list[StoredResource]:
         self.lists += 1
         if self.slow.is_set():
             time.sleep(SLOW_LIST_SECONDS)
         return super().list(kind)
+
+    def changes_since(self, revision: int) -> StateDelta | None:
+        self.catch_ups += 1
+        if self.slow.is_set():
+            time.sleep(SLOW_LIST_SECONDS)
+        return super().changes_since(revision)
+
+    @property
+    def loads(self) -> int:
+        return self.lists + self.catch_ups
 
 
 @pytest.fixture
@@ -49,7 +63,7 @@ def test_concurrent_refreshes_share_one_load_off_the_loop(context: ServerContext
     assert isinstance(store, SlowListStore)
     revision = store.apply([Change("create", "device", "SN-1", {"profile": "p"})], actor="t")
     store.slow.set()
-    loads_before = store.lists
+    loads_before = store.loads
 
     async def scenario() -> tuple[list[Any], list[float]]:
         ticks: list[float] = []
@@ -65,7 +79,7 @@ def test_concurrent_refreshes_share_one_load_off_the_loop(context: ServerContext
         return list(results[1:]), ticks
 
     snapshots, ticks = asyncio.run(scenario())
-    assert store.lists - loads_before == 1, "each caller loaded the state itself"
+    assert store.loads - loads_before == 1, "each caller loaded the state itself"
     assert {snapshot.revision for snapshot in snapshots} == {revision}
     assert snapshots[0].device("SN-1") == {"profile": "p"}
     # The loop kept its timers while the load slept in a worker.
@@ -77,9 +91,41 @@ def test_snapshot_never_reads_the_store(context: ServerContext) -> None:
     assert isinstance(store, SlowListStore)
     before = context.snapshot()
     store.apply([Change("create", "device", "SN-1", {"profile": "p"})], actor="t")
-    loads = store.lists
+    loads = store.loads
     assert context.snapshot() is before
-    assert store.lists == loads
+    assert store.loads == loads
+
+
+def test_a_write_costs_a_reload_what_it_changed_not_the_whole_state(
+    context: ServerContext,
+) -> None:
+    store = context.store
+    assert isinstance(store, SlowListStore)
+    store.apply(
+        [Change("create", "device", f"SN-{i}", {"profile": "p"}) for i in range(50)], actor="t"
+    )
+    store.apply([Change("create", "image", "os", {"os_name": "x"})], actor="t")
+    asyncio.run(context.poll())
+    lists = store.lists
+    before = context.snapshot()
+    store.apply([Change("update", "device", "SN-1", {"profile": "q"})], actor="t")
+    store.apply([Change("delete", "device", "SN-2", None)], actor="t")
+    store.apply([Change("create", "device", "SN-new", {"profile": "p"})], actor="t")
+    after = asyncio.run(context.poll())
+    assert store.lists == lists, "caught up by reading every resource"
+    assert after.revision == store.revision()
+    assert after.state == load_snapshot(store, context.secret_key).state
+    assert after.state["image"] is before.state["image"]  # an untouched kind is shared
+    # With the audit entries of a missed revision pruned, the whole state is read again.
+    store.apply([Change("delete", "device", "SN-3", None)], actor="t")
+    with store._reading() as connection:
+        connection.execute("UPDATE audit SET at = '2000-01-01T00:00:00.000000+00:00'")
+    store.prune_audit(datetime(2010, 1, 1, tzinfo=UTC))
+    lists = store.lists
+    pruned = asyncio.run(context.poll())
+    assert store.lists == lists + 1
+    assert pruned.device("SN-3") is None
+    assert pruned.state == load_snapshot(store, context.secret_key).state
 
 
 def test_poll_follows_a_database_restored_to_an_older_revision(tmp_path: Path) -> None:

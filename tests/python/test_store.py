@@ -38,6 +38,7 @@ from sztp_server.store import (
     sqlite_path,
 )
 from sztp_server.store.base import report_size
+from sztp_server.store.model import StateDelta
 from sztp_server.store.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 
 POSTGRES_URL_VARIABLE = "SZTP_TEST_POSTGRES_URL"
@@ -1200,3 +1201,35 @@ def test_postgres_pool_needs_a_connection() -> None:
 
     with pytest.raises(StoreError, match="at least 1 connection"):
         PostgresStore("postgresql:///nowhere", pool_size=0)
+
+
+def test_changes_since_a_revision_catch_a_reader_up(store: Store, store_url: str) -> None:
+    store.apply(
+        [create("device", "SN-1"), create("device", "SN-2"), create("image", "os")], actor="a"
+    )
+    at_one = store.revision()
+    assert store.changes_since(at_one) == StateDelta(at_one, (), ())
+    store.apply([Change("update", "device", "SN-1", {"profile": "p"})], actor="a")
+    store.apply([Change("delete", "device", "SN-2", None)], actor="a")
+    store.apply([create("device", "SN-3"), Change("delete", "image", "os", None)], actor="a")
+    store.apply([Change("delete", "device", "SN-3", None)], actor="a")
+    store.apply([create("device", "SN-3", profile="again")], actor="a")  # recreated
+    delta = store.changes_since(at_one)
+    assert delta is not None
+    assert delta.revision == store.revision() == at_one + 5
+    assert {(r.kind, r.name): r.spec for r in delta.written} == {
+        ("device", "SN-1"): {"profile": "p"},
+        ("device", "SN-3"): {"profile": "again"},
+    }
+    assert sorted(delta.deleted) == [("device", "SN-2"), ("image", "os")]
+    # Applied to the state at `at_one`, the delta gives the state as stored.
+    assert store.changes_since(0) is not None
+    assert store.changes_since(store.revision() + 1) is None  # a store restored from a backup
+    # Once the audit entries of a revision are pruned, deletions are no longer known.
+    raw_execute(
+        store_url,
+        f"UPDATE audit SET at = '2000-01-01T00:00:00.000000+00:00' WHERE revision = {at_one + 3}",  # noqa: S608 - an int
+    )
+    store.prune_audit(datetime(2010, 1, 1, tzinfo=UTC))
+    assert store.changes_since(at_one) is None
+    assert store.changes_since(at_one + 3) is not None

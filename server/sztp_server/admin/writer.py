@@ -95,7 +95,7 @@ class Writer:
         another writer moved the revision on."""
         revision = self.store.revision()
         if self._snapshot is None or self._snapshot.revision != revision:
-            self._snapshot = load_snapshot(self.store, self.tools.secret_key)
+            self._snapshot = load_snapshot(self.store, self.tools.secret_key, since=self._snapshot)
         return self._snapshot
 
 

@@ -24,6 +24,7 @@ from .model import (
     ChangeAction,
     ProgressRecord,
     ReportSummary,
+    StateDelta,
     StoredResource,
     TokenRecord,
 )
@@ -50,6 +51,13 @@ class Store(Protocol):
 
     def list(self, kind: str | None = None) -> builtins.list[StoredResource]:
         """Resources ordered by kind, then name; all kinds when `kind` is None."""
+        ...
+
+    def changes_since(self, revision: int) -> StateDelta | None:
+        """What changed after `revision`, so a reader holding the state at `revision` can
+        catch up without reading every resource; None when the store cannot tell (the audit
+        entries of those revisions were pruned, or the store is older: restored from a
+        backup): read the whole state then."""
         ...
 
     def apply(

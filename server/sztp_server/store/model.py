@@ -40,6 +40,16 @@ class StoredResource:
 
 
 @dataclass(frozen=True)
+class StateDelta:
+    """How the resources changed after some revision, up to `revision` (or a little newer):
+    the resources written since, as stored now, and the (kind, name) of those deleted since."""
+
+    revision: int
+    written: tuple[StoredResource, ...]
+    deleted: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class ProgressRecord:
     """One `report-progress` call from a device.
 

@@ -255,10 +255,10 @@ class PostgresStore(SqlReads):
             with connection.cursor() as cursor:
                 self._write_changes(cursor, changes, specs, new_revision, now)
                 cursor.executemany(
-                    "INSERT INTO audit (at, actor, action, kind, name, detail) "
-                    "VALUES (%s, %s, %s, %s, %s, %s::jsonb)",
+                    "INSERT INTO audit (at, actor, action, kind, name, detail, revision) "
+                    "VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s)",
                     [
-                        (now, actor, change.action, change.kind, change.name, detail)
+                        (now, actor, change.action, change.kind, change.name, detail, new_revision)
                         for change, detail in zip(changes, details, strict=True)
                     ],
                 )

@@ -153,6 +153,17 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "DROP TABLE main.report_heads",
         ),
     ),
+    Migration(
+        5,
+        "what changed since a revision, for readers catching up",
+        (
+            # Earlier entries keep a NULL revision: a reader older than this migration reads
+            # the whole state once.
+            "ALTER TABLE audit ADD COLUMN revision INTEGER",
+            "CREATE INDEX audit_by_revision ON audit (revision)",
+            "CREATE INDEX resources_by_revision ON resources (revision)",
+        ),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -234,6 +245,15 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     # In step with SQLite's migration 4; one PostgreSQL database takes reports without waiting
     # for an admin's commit already (row locks, not a file lock).
     Migration(4, "progress reports in a file of their own (SQLite only)", ()),
+    Migration(
+        5,
+        "what changed since a revision, for readers catching up",
+        (
+            "ALTER TABLE audit ADD COLUMN revision BIGINT",
+            "CREATE INDEX audit_by_revision ON audit (revision)",
+            "CREATE INDEX resources_by_revision ON resources (revision)",
+        ),
+    ),
 )
 
 

@@ -15,7 +15,14 @@ from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 from .base import REPORT_SELECT, REPORT_SUMMARY_SELECT, check_limit
-from .model import AuditEntry, ProgressRecord, ReportSummary, StoredResource, TokenRecord
+from .model import (
+    AuditEntry,
+    ProgressRecord,
+    ReportSummary,
+    StateDelta,
+    StoredResource,
+    TokenRecord,
+)
 
 Row = tuple[Any, ...]
 # Above every id either database hands out: "before no id" pages from the newest report.
@@ -34,6 +41,10 @@ class SqlReads(ABC):
     report_from_row: ClassVar[Callable[[Row], ProgressRecord]]
     audit_entry_from_row: ClassVar[Callable[[Row], AuditEntry]]
     token_from_row: ClassVar[Callable[[Row], TokenRecord]]
+
+    @abstractmethod
+    def revision(self) -> int:
+        """The store's revision (see `Store.revision`)."""
 
     @abstractmethod
     def _reading(self) -> AbstractContextManager[Any]:
@@ -56,6 +67,38 @@ class SqlReads(ABC):
         else:
             rows = self._rows(f"{_RESOURCE_COLUMNS} WHERE kind = ? ORDER BY name", (kind,))
         return [type(self).resource_from_row(row) for row in rows]
+
+    def changes_since(self, revision: int) -> StateDelta | None:
+        # Read one statement at a time, so the result may be newer than the revision read
+        # first; a resource written and deleted both since counts by its newest revision, and
+        # the next catch-up from the revision given here reads those changes again.
+        current = self.revision()
+        if current < revision:
+            return None
+        if current == revision:
+            return StateDelta(current, (), ())
+        # Every revision has an audit entry per change; deletions are known only while the
+        # entries of every revision since are kept (pruning goes by time).
+        ((kept,),) = self._rows(
+            "SELECT count(DISTINCT revision) FROM audit WHERE revision > ?", (revision,)
+        )
+        if kept < current - revision:
+            return None
+        written = tuple(
+            type(self).resource_from_row(row)
+            for row in self._rows(f"{_RESOURCE_COLUMNS} WHERE revision > ?", (revision,))
+        )
+        rewritten_at = {(resource.kind, resource.name): resource.revision for resource in written}
+        deleted = tuple(
+            (kind, name)
+            for kind, name, deleted_at in self._rows(
+                "SELECT kind, name, max(revision) FROM audit WHERE revision > ? "
+                "AND action = 'delete' GROUP BY kind, name",
+                (revision,),
+            )
+            if rewritten_at.get((kind, name), 0) < deleted_at
+        )
+        return StateDelta(current, written, deleted)
 
     def reports(
         self, serial: str, *, limit: int = 1000, before_id: int | None = None

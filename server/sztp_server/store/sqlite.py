@@ -324,11 +324,11 @@ class SqliteStore(SqlReads):
             new_revision = current + 1
             self._write_changes(connection, runs, new_revision, now)
             connection.execute(
-                "INSERT INTO audit (at, actor, action, kind, name, detail) SELECT ?, ?, "
-                "json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-                "json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?) "
+                "INSERT INTO audit (at, actor, action, kind, name, detail, revision) "
+                "SELECT ?, ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+                "json_extract(value, '$[2]'), json_extract(value, '$[3]'), ? FROM json_each(?) "
                 "ORDER BY key",
-                (now, actor, audit_rows),
+                (now, actor, new_revision, audit_rows),
             )
             connection.execute("UPDATE store_state SET revision = ? WHERE id = 1", (new_revision,))
             if deleted_serials:

@@ -335,6 +335,41 @@ def report_values(record: ProgressRecord, received_at: object) -> tuple[Any, ...
     )
 
 
+_TRIM_REPORTS = (
+    "DELETE FROM reports WHERE id IN (SELECT id FROM ("
+    "SELECT id, row_number() OVER newest_first AS position, "
+    "sum(size_bytes) OVER newest_first AS kept_bytes "
+    "FROM reports WHERE serial = ? AND id NOT IN (?, ?) "
+    "WINDOW newest_first AS (ORDER BY id DESC)"
+    ") AS ranked WHERE position > ? OR kept_bytes > ?)"
+)
+
+
+def trim_reports(
+    run: Callable[[str, Sequence[Any]], Any],
+    serial: str,
+    newest_id: int,
+    keep_per_device: int,
+    byte_bound: int,
+) -> None:
+    """Drop a device's oldest reports beyond either bound, inside the caller's transaction
+    (`run` executes a statement written with `?` placeholders). The newest report and the one
+    that decides the status (often the same) always stay, so a device that goes on reporting
+    after bootstrap-complete does not push that report out."""
+    (deciding_id,) = run(
+        "SELECT latest_id FROM report_heads WHERE serial = ?", (serial,)
+    ).fetchone()
+    (fixed_bytes,) = run(
+        "SELECT coalesce(sum(size_bytes), 0) FROM reports WHERE id IN (?, ?)",
+        (newest_id, deciding_id),
+    ).fetchone()
+    fixed = len({newest_id, deciding_id})
+    run(
+        _TRIM_REPORTS,
+        (serial, newest_id, deciding_id, keep_per_device - fixed, byte_bound - fixed_bytes),
+    )
+
+
 REPORT_COLUMNS = (
     "serial, received_at, progress_type, message, source_address, attempt, ssh_host_keys, "
     "trust_anchor_certs, truncated, size_bytes"

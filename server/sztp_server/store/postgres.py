@@ -48,6 +48,7 @@ from .base import (
     report_values,
     resource_rows,
     token_audit_row,
+    trim_reports,
     utc_now,
 )
 from .errors import ConflictError, StoreError
@@ -323,16 +324,14 @@ class PostgresStore(SqlReads):
             )
             byte_bound = size if bytes_per_device is None else bytes_per_device
             if count > keep_per_device or size > byte_bound:
-                # Newest first, a report goes once it is past either bound; the newest stays, and so
-                # does the one that decides the status.
-                connection.execute(
-                    "DELETE FROM reports WHERE id IN (SELECT id FROM ("
-                    "SELECT id, row_number() OVER newest_first AS position, "
-                    "sum(size_bytes) OVER newest_first AS kept_bytes "
-                    "FROM reports WHERE serial = %s WINDOW newest_first AS (ORDER BY id DESC)"
-                    ") AS ranked WHERE position > 1 AND (position > %s OR kept_bytes > %s) "
-                    "AND id <> (SELECT latest_id FROM report_heads WHERE serial = %s))",
-                    (record.serial, keep_per_device, byte_bound, record.serial),
+                trim_reports(
+                    lambda statement, parameters: connection.execute(
+                        statement.replace("?", "%s"), parameters
+                    ),
+                    record.serial,
+                    report_id,
+                    keep_per_device,
+                    byte_bound,
                 )
                 connection.execute(
                     "UPDATE report_heads SET (report_count, report_bytes) = "

@@ -57,6 +57,7 @@ from .base import (
     report_size,
     report_values,
     token_audit_row,
+    trim_reports,
     utc_now,
 )
 from .errors import ConflictError, StoreError
@@ -363,10 +364,11 @@ class SqliteStore(SqlReads):
         with self._report_transaction() as connection:
             # Insert first: the reports file is then locked, so an apply deleting this device
             # either committed before (and the check below fails) or deletes this report too.
-            report_id = connection.execute(
-                f"INSERT INTO reports ({REPORT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            (report_id,) = connection.execute(
+                f"INSERT INTO reports ({REPORT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+                "RETURNING id",
                 values,
-            ).lastrowid
+            ).fetchone()
             if not connection.execute(
                 "SELECT 1 FROM resources WHERE kind = ? AND name = ?", (DEVICE, record.serial)
             ).fetchone():
@@ -387,16 +389,8 @@ class SqliteStore(SqlReads):
             ).fetchone()
             byte_bound = size if bytes_per_device is None else bytes_per_device
             if count > keep_per_device or size > byte_bound:
-                # Newest first, a report goes once it is past either bound; the newest stays, and so
-                # does the one that decides the status.
-                connection.execute(
-                    "DELETE FROM reports WHERE id IN (SELECT id FROM ("
-                    "SELECT id, row_number() OVER newest_first AS position, "
-                    "sum(size_bytes) OVER newest_first AS kept_bytes "
-                    "FROM reports WHERE serial = ? WINDOW newest_first AS (ORDER BY id DESC)"
-                    ") WHERE position > 1 AND (position > ? OR kept_bytes > ?) "
-                    "AND id <> (SELECT latest_id FROM report_heads WHERE serial = ?))",
-                    (record.serial, keep_per_device, byte_bound, record.serial),
+                trim_reports(
+                    connection.execute, record.serial, report_id, keep_per_device, byte_bound
                 )
                 connection.execute(
                     "UPDATE report_heads SET (report_count, report_bytes) = "

@@ -8,10 +8,13 @@ they hold open (the database, the forkserver), for good.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import multiprocessing
 import multiprocessing.connection
 import os
 import threading
+from collections.abc import Callable
 from multiprocessing.context import ForkServerContext
 
 # What the serving process starts (device workers, the admin writer) forks from a server that
@@ -39,3 +42,17 @@ def _exit_when_ready(sentinel: int) -> None:
     multiprocessing.connection.wait([sentinel])
     # Work under way is dropped (a database write rolls back): nobody is left to use it.
     os._exit(1)
+
+
+def release_free_memory() -> None:
+    """Give the heap memory this process has freed back to the system (glibc keeps it for
+    reuse otherwise): the writer parses a whole fleet for a bulk write, then holds only the
+    state. A no-op without glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    return getattr(ctypes.CDLL(None), "malloc_trim", None)

@@ -14,24 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 from cryptography import x509
 
 from sztp.protocol import pki
 from sztp.protocol.voucher import Voucher, read_stored_voucher
+from sztp.state.plan import Change
 from sztp.state.resources import DEVICE, KINDS, OWNER, TRUST_ANCHOR
 
+from .children import release_free_memory
+from .compact_specs import CompactSpecs
 from .config import ADMIN_STORE_WORKERS, ServerConfig
 from .secret_key import SecretKey
 from .store.async_store import AsyncStore
 from .store.base import Store
-from .store.model import StateDelta, StoredResource
+from .store.model import StateDelta
 
 Spec = Mapping[str, Any]
+# A process catches up from what changed when that is at most this many resources, or at most
+# half its devices.
+MIN_CATCH_UP = 10_000
 
 
 @dataclass(frozen=True)
@@ -51,21 +59,44 @@ class Snapshot:
     _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def updated(self, delta: StateDelta) -> Snapshot:
-        """This state with `delta` applied: kinds it does not touch are shared, not copied."""
-        written: dict[str, list[StoredResource]] = {}
-        for resource in delta.written:
-            written.setdefault(resource.kind, []).append(resource)
-        deleted: dict[str, list[str]] = {}
-        for kind, name in delta.deleted:
-            deleted.setdefault(kind, []).append(name)
+        """This state with `delta` applied (see `changed`)."""
+        return self.changed(
+            delta.revision,
+            ((resource.kind, resource.name, resource.spec) for resource in delta.written),
+            delta.deleted,
+        )
+
+    def with_changes(self, revision: int, changes: Iterable[Change]) -> Snapshot:
+        """This state with `changes` (committed as `revision`) applied (see `changed`)."""
+        changes = list(changes)
+        return self.changed(
+            revision,
+            ((c.kind, c.name, c.spec) for c in changes if c.spec is not None),
+            ((c.kind, c.name) for c in changes if c.spec is None),
+        )
+
+    def changed(
+        self,
+        revision: int,
+        written: Iterable[tuple[str, str, Spec]],
+        deleted: Iterable[tuple[str, str]],
+    ) -> Snapshot:
+        """This state with `written` put in and `deleted` taken out, at `revision`: kinds
+        they do not touch are shared, not copied."""
+        written_by_kind: dict[str, list[tuple[str, Spec]]] = {}
+        for kind, name, spec in written:
+            written_by_kind.setdefault(kind, []).append((name, spec))
+        deleted_by_kind: dict[str, list[str]] = {}
+        for kind, name in deleted:
+            deleted_by_kind.setdefault(kind, []).append(name)
         state = dict(self.state)
-        for kind in written.keys() | deleted.keys():
-            resources = dict(self.state.get(kind, {}))
-            resources.update((resource.name, resource.spec) for resource in written.get(kind, ()))
-            for name in deleted.get(kind, ()):
-                resources.pop(name, None)
-            state[kind] = resources
-        return Snapshot(revision=delta.revision, state=state, secret_key=self.secret_key)
+        for kind in written_by_kind.keys() | deleted_by_kind.keys():
+            state[kind] = _changed_kind(
+                self.state.get(kind, {}),
+                written_by_kind.get(kind, []),
+                deleted_by_kind.get(kind, []),
+            )
+        return Snapshot(revision=revision, state=state, secret_key=self.secret_key)
 
     def get(self, kind: str, name: str) -> Spec | None:
         return self.state.get(kind, {}).get(name)
@@ -190,18 +221,39 @@ class ServerContext:
         self.admin_store.close()
 
     def _load(self) -> Snapshot:
-        return load_snapshot(self.store, self.secret_key, since=self._snapshot)
+        try:
+            return load_snapshot(self.store, self.secret_key, since=self._snapshot)
+        finally:
+            release_free_memory()  # what reading the state took, beyond the state itself
+
+
+def _changed_kind(
+    resources: Mapping[str, Spec], written: list[tuple[str, Spec]], deleted: list[str]
+) -> Mapping[str, Spec]:
+    if isinstance(resources, CompactSpecs):
+        return resources.updated(written, deleted)
+    changed = dict(resources)
+    changed.update(written)
+    for name in deleted:
+        changed.pop(name, None)
+    return changed
 
 
 def load_snapshot(store: Store, secret_key: SecretKey, since: Snapshot | None = None) -> Snapshot:
     """The state as stored now (the revision is read first: the state is as new or newer);
     from `since` with what changed after it when the store can tell, so a write costs every
     process what it changed rather than the whole fleet."""
-    delta = store.changes_since(since.revision) if since is not None else None
-    if since is not None and delta is not None:
-        return since.updated(delta)
+    if since is not None:
+        # Past half the fleet, reading what changed costs more than reading it all.
+        most = max(MIN_CATCH_UP, len(since.state.get(DEVICE, {})) // 2)
+        delta = store.changes_since(since.revision, most=most)
+        if delta is not None:
+            return since.updated(delta)
     revision = store.revision()
-    state: dict[str, dict[str, Spec]] = {kind: {} for kind in KINDS}
-    for resource in store.list():
-        state.setdefault(resource.kind, {})[resource.name] = resource.spec
+    state: dict[str, Mapping[str, Spec]] = {}
+    for kind, resources in groupby(store.each_resource(), key=attrgetter("kind")):
+        specs = ((resource.name, resource.spec) for resource in resources)
+        state[kind] = CompactSpecs.of(specs) if kind == DEVICE else dict(specs)
+    for kind in KINDS:
+        state.setdefault(kind, CompactSpecs.of(()) if kind == DEVICE else {})
     return Snapshot(revision=revision, state=state, secret_key=secret_key)

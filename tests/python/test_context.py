@@ -32,17 +32,17 @@ class SlowListStore(SqliteStore):
         self.lists = 0
         self.catch_ups = 0
 
-    def list(self, kind: str | None = None) -> list[StoredResource]:
+    def each_resource(self) -> Iterator[StoredResource]:
         self.lists += 1
         if self.slow.is_set():
             time.sleep(SLOW_LIST_SECONDS)
-        return super().list(kind)
+        return super().each_resource()
 
-    def changes_since(self, revision: int) -> StateDelta | None:
+    def changes_since(self, revision: int, *, most: int) -> StateDelta | None:
         self.catch_ups += 1
         if self.slow.is_set():
             time.sleep(SLOW_LIST_SECONDS)
-        return super().changes_since(revision)
+        return super().changes_since(revision, most=most)
 
     @property
     def loads(self) -> int:

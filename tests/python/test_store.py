@@ -40,6 +40,7 @@ from sztp_server.store import (
 from sztp_server.store.base import report_size
 from sztp_server.store.model import StateDelta
 from sztp_server.store.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
+from sztp_server.store.sql_reads import ROW_BATCH
 
 POSTGRES_URL_VARIABLE = "SZTP_TEST_POSTGRES_URL"
 BULK_SIZE = 10_000
@@ -1208,13 +1209,13 @@ def test_changes_since_a_revision_catch_a_reader_up(store: Store, store_url: str
         [create("device", "SN-1"), create("device", "SN-2"), create("image", "os")], actor="a"
     )
     at_one = store.revision()
-    assert store.changes_since(at_one) == StateDelta(at_one, (), ())
+    assert store.changes_since(at_one, most=100) == StateDelta(at_one, (), ())
     store.apply([Change("update", "device", "SN-1", {"profile": "p"})], actor="a")
     store.apply([Change("delete", "device", "SN-2", None)], actor="a")
     store.apply([create("device", "SN-3"), Change("delete", "image", "os", None)], actor="a")
     store.apply([Change("delete", "device", "SN-3", None)], actor="a")
     store.apply([create("device", "SN-3", profile="again")], actor="a")  # recreated
-    delta = store.changes_since(at_one)
+    delta = store.changes_since(at_one, most=100)
     assert delta is not None
     assert delta.revision == store.revision() == at_one + 5
     assert {(r.kind, r.name): r.spec for r in delta.written} == {
@@ -1223,13 +1224,26 @@ def test_changes_since_a_revision_catch_a_reader_up(store: Store, store_url: str
     }
     assert sorted(delta.deleted) == [("device", "SN-2"), ("image", "os")]
     # Applied to the state at `at_one`, the delta gives the state as stored.
-    assert store.changes_since(0) is not None
-    assert store.changes_since(store.revision() + 1) is None  # a store restored from a backup
+    assert store.changes_since(0, most=100) is not None
+    assert store.changes_since(0, most=1) is None  # more written than a catch-up is worth
+    assert (
+        store.changes_since(store.revision() + 1, most=100) is None
+    )  # a store restored from a backup
     # Once the audit entries of a revision are pruned, deletions are no longer known.
     raw_execute(
         store_url,
         f"UPDATE audit SET at = '2000-01-01T00:00:00.000000+00:00' WHERE revision = {at_one + 3}",  # noqa: S608 - an int
     )
     store.prune_audit(datetime(2010, 1, 1, tzinfo=UTC))
-    assert store.changes_since(at_one) is None
-    assert store.changes_since(at_one + 3) is not None
+    assert store.changes_since(at_one, most=100) is None
+    assert store.changes_since(at_one + 3, most=100) is not None
+
+
+def test_each_resource_streams_every_resource_in_order(store: Store) -> None:
+    serials = [f"SN-{i:05d}" for i in range(2 * ROW_BATCH + 1)]
+    store.apply([create("image", "os", os_name="x")], actor="a")
+    store.apply([create("device", serial, mac=serial) for serial in serials], actor="a")
+    streamed = store.each_resource()
+    first = next(streamed)
+    assert (first.kind, first.name, first.spec) == ("device", serials[0], {"mac": serials[0]})
+    assert [first, *streamed] == store.list()

@@ -7,7 +7,7 @@ dangling reference: creates and updates in dependency order, deletes in reverse.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,15 +61,67 @@ def plan(
     return upserts + deletes
 
 
-def apply_changes(actual: State, changes: Sequence[Change]) -> dict[str, dict[str, Any]]:
-    """The state after `changes`, computed in memory (for reference checks and dry runs)."""
-    result = {kind: dict(actual.get(kind, {})) for kind in KINDS}
+def apply_changes(actual: State, changes: Sequence[Change]) -> dict[str, Mapping[str, Any]]:
+    """The state after `changes`, computed in memory (for reference checks and dry runs).
+
+    The kinds that change are views over `actual`, not copies: checking one write against a
+    fleet of a million devices must not copy the fleet."""
+    written: dict[str, dict[str, Mapping[str, Any]]] = {}
+    deleted: dict[str, set[str]] = {}
     for change in changes:
-        if change.spec is None:  # a delete
-            result[change.kind].pop(change.name, None)
+        kind_written = written.setdefault(change.kind, {})
+        kind_deleted = deleted.setdefault(change.kind, set())
+        if change.spec is None:
+            kind_written.pop(change.name, None)
+            kind_deleted.add(change.name)
         else:
-            result[change.kind][change.name] = change.spec
-    return result
+            kind_deleted.discard(change.name)
+            kind_written[change.name] = change.spec
+    return {
+        kind: (
+            ChangedResources(actual.get(kind, {}), written[kind], deleted[kind])
+            if kind in written
+            else actual.get(kind, {})
+        )
+        for kind in KINDS
+    }
+
+
+class ChangedResources(Mapping[str, Mapping[str, Any]]):
+    """The resources of one kind in `base`, with `written` put in and `deleted` taken out."""
+
+    def __init__(
+        self,
+        base: Mapping[str, Mapping[str, Any]],
+        written: Mapping[str, Mapping[str, Any]],
+        deleted: Collection[str],
+    ) -> None:
+        self._base = base
+        self._written = written
+        self._deleted = deleted
+
+    def __getitem__(self, name: str) -> Mapping[str, Any]:
+        if name in self._written:
+            return self._written[name]
+        if name in self._deleted:
+            raise KeyError(name)
+        return self._base[name]
+
+    def __contains__(self, name: object) -> bool:
+        if name in self._written:
+            return True
+        return name not in self._deleted and name in self._base
+
+    def __iter__(self) -> Iterator[str]:
+        for name in self._base:
+            if name not in self._written and name not in self._deleted:
+                yield name
+        yield from self._written
+
+    def __len__(self) -> int:
+        gone = sum(1 for name in self._deleted if name in self._base)
+        new = sum(1 for name in self._written if name not in self._base)
+        return len(self._base) - gone + new
 
 
 def check_references(state: State, *, deleted: Collection[tuple[str, str]] = ()) -> None:

@@ -26,9 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.util import Finalize
 from typing import Any, Protocol
 
-from sztp.state.plan import apply_changes
-
-from ..children import exit_with_parent, server_processes
+from ..children import exit_with_parent, release_free_memory, server_processes
 from ..context import Snapshot, load_snapshot
 from ..logs import get_logger
 from ..secret_key import SecretKey
@@ -84,9 +82,7 @@ class Writer:
                     expected_revision(if_match, current)
                 continue
             # The store bumps the revision by one per apply: the state is the one planned on.
-            self._snapshot = Snapshot(
-                revision, apply_changes(snapshot.state, changes), self.tools.secret_key
-            )
+            self._snapshot = snapshot.with_changes(revision, changes)
             return write.answer(Commit(revision, changes))
         raise ApiError(409, "the state kept changing during this write; retry")
 
@@ -254,4 +250,7 @@ def _start(reopen: Callable[[], Store], secret_key: SecretKey, progress: Any) ->
 def _run(write: Write, actor: str, if_match: str | None) -> Any:
     if _writer is None:
         raise RuntimeError("the writer process was not started by its pool")
-    return _writer.run(write, actor=actor, if_match=if_match)
+    try:
+        return _writer.run(write, actor=actor, if_match=if_match)
+    finally:
+        release_free_memory()

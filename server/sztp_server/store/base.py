@@ -53,11 +53,16 @@ class Store(Protocol):
         """Resources ordered by kind, then name; all kinds when `kind` is None."""
         ...
 
-    def changes_since(self, revision: int) -> StateDelta | None:
+    def each_resource(self) -> Iterator[StoredResource]:
+        """Every resource, ordered by kind, then name, read a batch at a time."""
+        ...
+
+    def changes_since(self, revision: int, *, most: int) -> StateDelta | None:
         """What changed after `revision`, so a reader holding the state at `revision` can
         catch up without reading every resource; None when the store cannot tell (the audit
         entries of those revisions were pruned, or the store is older: restored from a
-        backup): read the whole state then."""
+        backup), or when more than `most` resources were written since: read the whole state
+        then."""
         ...
 
     def apply(

@@ -60,7 +60,7 @@ from .model import (
     TokenRecord,
 )
 from .schema import POSTGRES_MIGRATIONS, migrate
-from .sql_reads import SqlReads
+from .sql_reads import ROW_BATCH, Row, SqlReads
 
 CONNECT_TIMEOUT_S = 10
 # Any fixed 64-bit number; it serialises schema migrations of instances starting together.
@@ -202,6 +202,16 @@ class PostgresStore(SqlReads):
             for secret in self._passwords:
                 message = message.replace(secret, "***")
             raise StoreError(f"PostgreSQL {self._redacted_url}: {message}") from None
+
+    def _row_batches(self, statement: str) -> Iterator[Row]:
+        # A server-side cursor: psycopg would otherwise receive every row before the first.
+        with (
+            self._transaction() as connection,
+            connection.cursor(name="row_batches") as cursor,
+        ):
+            cursor.itersize = ROW_BATCH
+            cursor.execute(statement)
+            yield from cursor
 
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Connection[Any]]:

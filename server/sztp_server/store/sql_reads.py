@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins  # in the store classes a bare `list` would name their list() method
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
@@ -27,6 +27,8 @@ from .model import (
 Row = tuple[Any, ...]
 # Above every id either database hands out: "before no id" pages from the newest report.
 UNBOUNDED_ID = 2**63 - 1
+# Rows fetched at a time when a read streams (a million devices are never all rows at once).
+ROW_BATCH = 5000
 
 _RESOURCE_COLUMNS = "SELECT kind, name, spec, revision, created_at, updated_at FROM resources"
 _AUDIT_COLUMNS = "SELECT id, at, actor, action, kind, name, detail FROM audit"
@@ -41,6 +43,10 @@ class SqlReads(ABC):
     report_from_row: ClassVar[Callable[[Row], ProgressRecord]]
     audit_entry_from_row: ClassVar[Callable[[Row], AuditEntry]]
     token_from_row: ClassVar[Callable[[Row], TokenRecord]]
+
+    @abstractmethod
+    def _row_batches(self, statement: str) -> Iterator[Row]:
+        """The rows of `statement` (no parameters), fetched a batch at a time."""
 
     @abstractmethod
     def revision(self) -> int:
@@ -68,7 +74,12 @@ class SqlReads(ABC):
             rows = self._rows(f"{_RESOURCE_COLUMNS} WHERE kind = ? ORDER BY name", (kind,))
         return [type(self).resource_from_row(row) for row in rows]
 
-    def changes_since(self, revision: int) -> StateDelta | None:
+    def each_resource(self) -> Iterator[StoredResource]:
+        decode = type(self).resource_from_row
+        for row in self._row_batches(f"{_RESOURCE_COLUMNS} ORDER BY kind, name"):
+            yield decode(row)
+
+    def changes_since(self, revision: int, *, most: int) -> StateDelta | None:
         # Read one statement at a time, so the result may be newer than the revision read
         # first; a resource written and deleted both since counts by its newest revision, and
         # the next catch-up from the revision given here reads those changes again.
@@ -83,6 +94,9 @@ class SqlReads(ABC):
             "SELECT count(DISTINCT revision) FROM audit WHERE revision > ?", (revision,)
         )
         if kept < current - revision:
+            return None
+        ((count,),) = self._rows("SELECT count(*) FROM resources WHERE revision > ?", (revision,))
+        if count > most:
             return None
         written = tuple(
             type(self).resource_from_row(row)

@@ -70,7 +70,7 @@ from .model import (
     TokenRecord,
 )
 from .schema import REPORTS_FILE_SCHEMA, REPORTS_SCHEMA, SQLITE_MIGRATIONS, migrate
-from .sql_reads import SqlReads
+from .sql_reads import ROW_BATCH, Row, SqlReads
 
 BUSY_TIMEOUT_MS = 10_000
 # Takes the state file's write lock at once, and only that file's (a no-op write of its one row).
@@ -226,6 +226,12 @@ class SqliteStore(SqlReads):
             raise StoreError(f"database {self._path}: {exc}") from None
         except sqlite3.Error as exc:
             raise StoreError(f"database {self._path}: {exc}") from None
+
+    def _row_batches(self, statement: str) -> Iterator[Row]:
+        with self._reading() as connection:
+            cursor = connection.execute(statement)
+            while rows := cursor.fetchmany(ROW_BATCH):
+                yield from rows
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:

@@ -1,0 +1,80 @@
+"""The specs of a fleet's devices, kept compactly in every server process.
+
+Each process holds the whole state in memory, and devices are nearly all of it. A spec decoded
+from JSON is a dict with its own copy of every key; a million of them cost about a kilobyte
+each. Here a spec is a tuple: its field names, shared by every spec with the same fields in the
+same order, then its values, with an empty list kept as the shared empty tuple (JSON has no
+tuples, so nothing else is one) and the values that repeat across a fleet (profile, model)
+shared too. A spec is a dict again when it is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+Spec = Mapping[str, Any]
+Row = tuple[Any, ...]
+
+# Fields whose values most devices share with others: one string object each serves them all.
+_SHARED_VALUE_FIELDS = frozenset({"profile", "model"})
+
+
+class CompactSpecs(Mapping[str, Spec]):
+    """name → spec, immutable; `updated` makes a changed copy."""
+
+    __slots__ = ("_rows", "_shapes", "_values")
+
+    def __init__(
+        self,
+        rows: dict[str, Row],
+        shapes: dict[tuple[str, ...], tuple[str, ...]],
+        values: dict[str, str],
+    ) -> None:
+        self._rows = rows
+        self._shapes = shapes
+        self._values = values
+
+    @classmethod
+    def of(cls, specs: Iterable[tuple[str, Spec]]) -> CompactSpecs:
+        compact = cls({}, {}, {})
+        for name, spec in specs:
+            compact._rows[name] = compact._row(spec)
+        return compact
+
+    def updated(self, written: Iterable[tuple[str, Spec]], deleted: Iterable[str]) -> CompactSpecs:
+        """A copy with `written` put in and then `deleted` taken out; this one is unchanged."""
+        changed = CompactSpecs(dict(self._rows), self._shapes, self._values)
+        for name, spec in written:
+            changed._rows[name] = changed._row(spec)
+        for name in deleted:
+            changed._rows.pop(name, None)
+        return changed
+
+    def __getitem__(self, name: str) -> Spec:
+        row = self._rows[name]
+        return {
+            field: [] if type(value) is tuple else value
+            for field, value in zip(row[0], row[1:], strict=True)
+        }
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _row(self, spec: Spec) -> Row:
+        fields = tuple(spec)
+        shape = self._shapes.setdefault(fields, fields)
+        return (shape, *(self._compact(field, value) for field, value in spec.items()))
+
+    def _compact(self, field: str, value: Any) -> Any:
+        if isinstance(value, list) and not value:
+            return ()
+        if field in _SHARED_VALUE_FIELDS and isinstance(value, str):
+            return self._values.setdefault(value, value)
+        return value

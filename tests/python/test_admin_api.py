@@ -32,7 +32,7 @@ from sztp.errors import ApiValidationError
 from sztp.protocol import pki
 from sztp.protocol.voucher import create_voucher, sign_voucher
 from sztp.state.resources import KINDS
-from sztp_server.admin import build_admin_app, jobs
+from sztp_server.admin import build_admin_app, jobs, writes
 from sztp_server.admin.routes import STATE_SERVICE
 from sztp_server.admin.writer import Writer, WriterHandle
 from sztp_server.admin.writes import Write
@@ -1128,3 +1128,23 @@ def test_jobs_end_readable_for_an_hour_and_few_run_at_once() -> None:
         assert registry.get(ended[2].id) is ended[2] and registry.get(ended[-1].id) is ended[-1]
 
     asyncio.run(scenario())
+
+
+def test_a_large_write_renews_the_writer_process(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process that parsed a large bulk write hands over to a fresh one that holds only
+    the state; writes go on, planned on that state."""
+    monkeypatch.setattr(writes, "LARGE_WRITE_BYTES", 2048)
+    writer = api.app[STATE_SERVICE].writer
+    assert api.put("/api/v1/devices/SN-SMALL", json={"spec": {}}).status_code == 201
+    small_write_pid = writer.pid
+    assert api.put("/api/v1/devices/SN-SMALL-2", json={"spec": {}}).status_code == 201
+    assert writer.pid == small_write_pid
+    fleet = {f"SN-BULK-{index}": {"model": "m"} for index in range(100)}
+    applied = api.post("/api/v1/state", json={"resources": {"device": fleet}})
+    assert applied.status_code == 200, applied.text
+    renewed = api.put("/api/v1/devices/SN-BULK-1", json={"spec": {"model": "n"}})
+    assert renewed.status_code == 200, renewed.text
+    assert writer.pid not in (None, small_write_pid)
+    # The new process planned on the stored state: an unchanged re-apply changes nothing.
+    again = api.post("/api/v1/state", json={"resources": {"device": {"SN-BULK-2": {"model": "m"}}}})
+    assert again.json()["changes"] == []

@@ -135,29 +135,57 @@ class WriterProcess:
         self._pool: ProcessPoolExecutor | None = None
         self._pid: int | None = None
         self._lock = asyncio.Lock()
+        self._renewal: asyncio.Task[None] | None = None
 
     async def run(
         self, write: Write, *, actor: str, if_match: str | None, progress: Progress | None = None
     ) -> Any:
         """`write`'s answer from the writer process; its refusal raised here."""
+        try:
+            async with self._lock:
+                return await self._run(write, actor, if_match, progress)
+        finally:
+            if write.is_large() and self._pool is not None:
+                self._renewal = asyncio.create_task(self._renew())
+
+    async def _run(
+        self, write: Write, actor: str, if_match: str | None, progress: Progress | None
+    ) -> Any:
+        pool = await self._started_pool()
+        self._progress[:] = [0, 0]
+        future = asyncio.get_running_loop().run_in_executor(pool, _run, write, actor, if_match)
+        try:
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=PROGRESS_INTERVAL_SECONDS)
+                if progress is not None:
+                    progress.done, progress.total = self._progress
+                if done:
+                    return future.result()
+        except BrokenProcessPool:
+            self._stop()
+            raise ApiError(
+                503,
+                "the server's writer process ended during this write; read the state's "
+                "revision to see whether it landed, then retry",
+            ) from None
+
+    async def _renew(self) -> None:
+        """Replace the writer process with a new one that has read the state; writes wait
+        for it meanwhile."""
         async with self._lock:
-            pool = await self._started_pool()
-            self._progress[:] = [0, 0]
-            future = asyncio.get_running_loop().run_in_executor(pool, _run, write, actor, if_match)
+            old, self._pool, self._pid = self._pool, None, None
+            if old is not None:
+                await asyncio.to_thread(old.shutdown, wait=True)
             try:
-                while True:
-                    done, _ = await asyncio.wait({future}, timeout=PROGRESS_INTERVAL_SECONDS)
-                    if progress is not None:
-                        progress.done, progress.total = self._progress
-                    if done:
-                        return future.result()
-            except BrokenProcessPool:
+                pool = await self._started_pool()
+                await asyncio.get_running_loop().run_in_executor(pool, _read_state)
+            except (ApiError, BrokenProcessPool):
                 self._stop()
-                raise ApiError(
-                    503,
-                    "the server's writer process ended during this write; read the state's "
-                    "revision to see whether it landed, then retry",
-                ) from None
+                _LOG.error("admin writer process did not start again; the next write tries")
+            else:
+                _LOG.info(
+                    "admin writer process renewed after a large write", extra={"pid": self._pid}
+                )
 
     @property
     def pid(self) -> int | None:
@@ -166,6 +194,8 @@ class WriterProcess:
 
     def close(self) -> None:
         """Let the write in progress end, then stop the writer process."""
+        if self._renewal is not None:
+            self._renewal.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool, self._pid = None, None
@@ -245,6 +275,12 @@ def _start(reopen: Callable[[], Store], secret_key: SecretKey, progress: Any) ->
     # not atexit): the voucher checker's own pool goes with it. Before the queues' own
     # finalizers (priority 10), which would leave its workers waiting for a stop message.
     Finalize(_writer, _writer.close, exitpriority=100)
+
+
+def _read_state() -> None:
+    if _writer is None:
+        raise RuntimeError("the writer process was not started by its pool")
+    _writer.snapshot()
 
 
 def _run(write: Write, actor: str, if_match: str | None) -> Any:

@@ -67,8 +67,18 @@ class Write:
     def changes(self, snapshot: Snapshot, tools: WriteTools) -> list[Change]:
         raise NotImplementedError
 
+    def is_large(self) -> bool:
+        """Whether the writer process should be renewed after this write: one that parsed a
+        large write keeps the memory it took (freed, but in pieces that the state it keeps
+        is spread over)."""
+        return False
+
     def answer(self, commit: Commit) -> Any:
         return commit
+
+
+# A bulk write of this many bytes or more is `large` (about 150,000 devices without vouchers).
+LARGE_WRITE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,9 @@ class ApplyState(Write):
     body: bytes
     plan_view: str
     dry_run: bool = False
+
+    def is_large(self) -> bool:
+        return len(self.body) >= LARGE_WRITE_BYTES
 
     def changes(self, snapshot: Snapshot, tools: WriteTools) -> list[Change]:
         document = json_object(decode_json(self.body), "body")

@@ -65,6 +65,10 @@ _NONCE_BYTES = 12
 _SEAL_ATTEMPTS = 3
 
 
+# Iterating an Enum class is slow, and this runs for every device of a bulk write.
+_SECRET_KINDS = tuple(SecretKind)
+
+
 class SecretKeyError(SztpError):
     """The secret key file is missing, unreadable, too open or malformed."""
 
@@ -126,15 +130,12 @@ class SecretKey:
         """`spec` with its `password` or `activation_code` replaced by the stored hash when it
         is the stored secret (its check value matches), else `spec` as it is: lets an
         unchanged device be recognised as such without normalising it."""
-        for kind in SecretKind:
+        if current.get("password_hash") is None or spec.get("password_hash") is not None:
+            return spec  # most devices of a large fleet: nothing to recognise
+        for kind in _SECRET_KINDS:
             text = spec.get(kind.value)
-            if (
-                isinstance(text, str)
-                and spec.get("password_hash") is None
-                and current.get("password_hash") is not None
-                and self.password_matches(
-                    serial, BasicSecret(kind, text), current.get(PASSWORD_CHECK)
-                )
+            if isinstance(text, str) and self.password_matches(
+                serial, BasicSecret(kind, text), current.get(PASSWORD_CHECK)
             ):
                 return {**_without(spec, kind.value), "password_hash": current["password_hash"]}
         return spec

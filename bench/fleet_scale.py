@@ -7,8 +7,11 @@ after, and how long an operator waits for the fleet's views: `sztpctl status`, `
 list` (first line and all of it), `sztpctl export` (first byte and all of it) and the inventory
 plugin (`ansible-inventory --list`). Devices carry a profile and a MAC address, no secrets
 (password hashing and voucher checks are measured by bulk_apply.py).
+Then a pod of `--pod` devices with activation codes and vouchers joins the fleet, and wrk
+plays their first contact and repeat requests as first_contact.py does; the same pod alone on
+a fresh server, in the same run, is the comparison.
 Targets at 1,000,000 devices: apply < 60 s, no-op < 10 s, RSS < 2 GB, status < 2 s, first
-output of list and export < 1 s.
+output of list and export < 1 s, first contact and repeat requests within 10% of the pod alone.
 """
 
 from __future__ import annotations
@@ -27,10 +30,20 @@ from pathlib import Path
 from typing import Any
 
 from ansible_devices import collections_path
-from benchlib import console_script, publish, running_server
+from benchlib import (
+    console_script,
+    lab_fleet,
+    lab_vouchers,
+    post_state,
+    publish,
+    require_wrk,
+    running_server,
+)
 from burst import TreeWatch, fresh_database, postgres_cluster, tree_usage
+from first_contact import FIRST_CONNECTIONS, REPEAT_CONNECTIONS, Load, basic, run_wrk
 
-from sztp.labpki import write_lab_pki
+from sztp.labpki import LabPki, load_lab_pki, write_lab_pki
+from sztp.passwords import generate_activation_code
 
 SECTION = "## A million devices"
 MIB = 1024 * 1024
@@ -38,8 +51,8 @@ WHERE_THE_TIME_GOES = "Where the time goes: not profiled yet."
 
 
 def write_fleet(path: Path, devices: int) -> None:
-    """fleet.yaml: the lab's trust anchor and owner, one profile and `devices` devices, each
-    with the profile and a MAC."""
+    """fleet.yaml: the lab's trust anchor and owner (the lab in `pki` beside it), one profile
+    and `devices` devices, each with the profile and a MAC."""
     lab = write_lab_pki(path.parent / "pki", [])
     with path.open("w") as out:
         out.write(
@@ -107,6 +120,31 @@ def inventory_seconds(admin_url: str, token_file: Path, work: Path) -> float:
     return timed_output(command, environment)[1]
 
 
+class Pod:
+    """Devices with activation codes and vouchers, in a profile of their own, for wrk."""
+
+    def __init__(self, lab: LabPki, count: int) -> None:
+        vouchers = lab_vouchers(lab, (f"POD-{number:06d}" for number in range(count)))
+        codes = {serial: generate_activation_code() for serial in vouchers}
+        devices = {
+            serial: {"profile": "pod", "voucher": voucher, "activation_code": codes[serial]}
+            for serial, voucher in vouchers.items()
+        }
+        self.resources = lab_fleet(lab, devices)
+        self.resources["profile"] = {"pod": self.resources["profile"]["day0"]}
+        self.credentials = [basic(serial, code) for serial, code in codes.items()]
+
+    def play(self, server_url: str, seconds: int, work: Path) -> tuple[Load, Load]:
+        """(first contact, repeat requests) as wrk measured them."""
+        first = run_wrk(
+            server_url, self.credentials, seconds, FIRST_CONNECTIONS, first=True, work=work
+        )
+        repeat = run_wrk(
+            server_url, self.credentials, seconds, REPEAT_CONNECTIONS, first=False, work=work
+        )
+        return first, repeat
+
+
 @contextmanager
 def database(backend: str, work: Path) -> Iterator[dict[str, Any]]:
     """Server settings naming a fresh database of `backend`."""
@@ -117,16 +155,15 @@ def database(backend: str, work: Path) -> Iterator[dict[str, Any]]:
         yield {"database_url": fresh_database(url, "fleet")}
 
 
-def measure(backend: str, devices: int, work: Path) -> dict[str, float]:
+def measure(backend: str, pod: Pod, seconds: int, work: Path) -> dict[str, float]:
+    """The figures of one backend; the fleet is `work`/fleet.yaml."""
     fleet = work / "fleet.yaml"
-    if not fleet.exists():
-        write_fleet(fleet, devices)
     server_dir = work / backend
     server_dir.mkdir()
     figures: dict[str, float] = {}
     with (
         database(backend, work) as settings,
-        running_server(server_dir, {"devices": {}}, workers=0, **settings) as server,
+        running_server(server_dir, {"http": {}}, workers=0, **settings) as server,
     ):
         token_file = server_dir / "admin-token"
         cli = Cli(server.admin_url, token_file, work)
@@ -142,6 +179,20 @@ def measure(backend: str, devices: int, work: Path) -> dict[str, float]:
         figures["export_first"], figures["export"] = cli.run("export")
         figures["inventory"] = inventory_seconds(server.admin_url, token_file, server_dir)
         figures["processes"] = tree_usage(server.process_id)[2]
+        post_state(server.admin_url, server.token, pod.resources)
+        first, repeat = pod.play(server.urls["http"], seconds, work)
+        figures["first_contact"], figures["repeat"] = first.rate, repeat.rate
+        figures["failed"] = first.failed + repeat.failed
+    alone_dir = work / f"{backend}-pod"
+    alone_dir.mkdir()
+    with (
+        database(backend, alone_dir) as settings,
+        running_server(alone_dir, {"http": {}}, workers=0, **settings) as server,
+    ):
+        post_state(server.admin_url, server.token, pod.resources)
+        first, repeat = pod.play(server.urls["http"], seconds, work)
+        figures["first_contact_alone"], figures["repeat_alone"] = first.rate, repeat.rate
+        figures["failed"] += first.failed + repeat.failed
     return figures
 
 
@@ -149,73 +200,110 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=1_000_000)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--pod", type=int, default=20_000, help="devices that first contact")
+    parser.add_argument("--seconds", type=int, default=8, help="of wrk for each figure")
+    parser.add_argument("--save", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--load", type=Path, nargs="+", help="render saved figures instead")
     parser.add_argument("--write", type=Path, help="update this RESULTS.md")
     arguments = parser.parse_args()
-    results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="sztp-fleet-") as scratch:
-        for backend in arguments.backends:
-            results[backend] = measure(backend, arguments.devices, Path(scratch))
-            print(backend, json.dumps(results[backend]), flush=True)
-    publish(render(arguments.devices, results), arguments.write, SECTION)
+    if arguments.load:
+        saved = [json.loads(path.read_text()) for path in arguments.load]
+        devices = saved[0]["devices"]
+        results = {name: run for part in saved for name, run in part["results"].items()}
+    else:
+        require_wrk()
+        devices, results = arguments.devices, {}
+        with tempfile.TemporaryDirectory(prefix="sztp-fleet-") as scratch:
+            work = Path(scratch)
+            write_fleet(work / "fleet.yaml", devices)
+            pod = Pod(load_lab_pki(work / "pki"), arguments.pod)
+            for backend in arguments.backends:
+                results[backend] = measure(backend, pod, arguments.seconds, work)
+                results[backend]["pod"] = arguments.pod
+                print(backend, json.dumps(results[backend]), flush=True)
+        results = {backend: {**run, **run_meta()} for backend, run in results.items()}
+        if arguments.save:
+            arguments.save.write_text(json.dumps({"devices": devices, "results": results}))
+    publish(render(devices, results), arguments.write, SECTION)
 
 
-def render(devices: int, results: dict[str, dict[str, float]]) -> str:
-    def seconds(value: float, target: float | None = None) -> str:
-        verdict = (
-            "" if target is None else f" ({'meets' if value < target else 'MISSES'} < {target:g} s)"
-        )
-        return f"{value:.2f} s{verdict}"
-
-    rows = []
-    labels = [
-        ("`sztpctl apply -f` from empty", "apply", 60.0),
-        ("`sztpctl apply -f` no-op", "noop", 10.0),
-        ("`sztpctl status`", "status", 2.0),
-        ("`sztpctl device list`, first line", "list_first", 1.0),
-        ("`sztpctl device list`, all", "list", None),
-        ("`sztpctl export`, first byte", "export_first", 1.0),
-        ("`sztpctl export`, all", "export", None),
-        ("inventory plugin, `ansible-inventory --list`", "inventory", None),
-    ]
+def render(devices: int, results: dict[str, dict[str, Any]]) -> str:
     backends = list(results)
-    for label, key, target in labels:
-        rows.append(
-            f"| {label} | " + " | ".join(seconds(results[b][key], target) for b in backends) + " |"
-        )
-    for label, key in (
-        ("server RSS, empty", "rss_empty"),
-        ("server RSS, peak", "peak_rss"),
-        ("server RSS after", "rss"),
-    ):
-        rows.append(
-            f"| {label} | " + " | ".join(f"{results[b][key]:,.0f} MiB" for b in backends) + " |"
-        )
-    rows.append(
-        "| memory per device (RSS after minus empty) | "
-        + " | ".join(
-            f"{(results[b]['rss'] - results[b]['rss_empty']) * MIB / devices:,.0f} bytes"
+
+    def row(label: str, cells: list[str]) -> str:
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    def seconds(key: str, target: float | None = None) -> list[str]:
+        cells = []
+        for backend in backends:
+            value = results[backend][key]
+            verdict = "" if target is None else f" ({_verdict(value < target)} < {target:g} s)"
+            cells.append(f"{value:.2f} s{verdict}")
+        return cells
+
+    def mebibytes(key: str) -> list[str]:
+        return [
+            f"{results[b][key]:,.0f} MiB ({_verdict(results[b][key] < 2048)} < 2 GB)"
             for b in backends
-        )
-        + " |"
-    )
-    measured = (
-        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.node()} ({os.cpu_count()} cores, "
-        f"Python {platform.python_version()}), `python bench/fleet_scale.py --devices {devices}`."
-    )
-    return "\n".join(
-        [
-            SECTION,
-            "",
-            measured,
-            "",
-            "| what | " + " | ".join(backends) + " |",
-            "|---" * (len(backends) + 1) + "|",
-            *rows,
-            "",
-            WHERE_THE_TIME_GOES,
-            "",
         ]
+
+    def rate(key: str) -> list[str]:
+        cells = []
+        for backend in backends:
+            at_scale, alone = results[backend][key], results[backend][f"{key}_alone"]
+            ratio = at_scale / alone
+            cells.append(
+                f"{at_scale:,.0f} req/s against {alone:,.0f} "
+                f"({ratio:.0%}; {_verdict(ratio >= 0.9)} within 10%)"
+            )
+        return cells
+
+    rows = [
+        row("`sztpctl apply -f` from empty", seconds("apply", 60.0)),
+        row("`sztpctl apply -f` no-op", seconds("noop", 10.0)),
+        row("`sztpctl status`", seconds("status", 2.0)),
+        row("`sztpctl device list`, first line", seconds("list_first", 1.0)),
+        row("`sztpctl device list`, all", seconds("list")),
+        row("`sztpctl export`, first byte", seconds("export_first", 1.0)),
+        row("`sztpctl export`, all", seconds("export")),
+        row("inventory plugin, `ansible-inventory --list`", seconds("inventory")),
+        row("server RSS, empty", [f"{results[b]['rss_empty']:,.0f} MiB" for b in backends]),
+        row("server RSS at its peak (during the applies)", mebibytes("peak_rss")),
+        row("server RSS after the applies", mebibytes("rss")),
+        row(
+            "memory per device (RSS after minus empty, every process)",
+            [
+                f"{(results[b]['rss'] - results[b]['rss_empty']) * MIB / devices:,.0f} bytes"
+                for b in backends
+            ],
+        ),
+        row("first contact of the pod, against the pod alone", rate("first_contact")),
+        row("repeat requests of the pod, against the pod alone", rate("repeat")),
+        row("failed requests", [f"{results[b]['failed']:.0f}" for b in backends]),
+    ]
+    first = results[backends[0]]
+    measured = (
+        f"Measured {first['date']} on {first['host']} ({first['cores']} cores, Python "
+        f"{first['python']}), `python bench/fleet_scale.py --devices {devices}` (pod of "
+        f"{first['pod']:,.0f} devices): one sztp-server per backend with its default workers "
+        f"({first['processes']:.0f} processes in all: main, device worker, writer, forkserver, "
+        "resource tracker), `sztpctl` and wrk on the same machine."
     )
+    header = ["| what | " + " | ".join(backends) + " |", "|---" * (len(backends) + 1) + "|"]
+    return "\n".join([SECTION, "", measured, "", *header, *rows, "", WHERE_THE_TIME_GOES, ""])
+
+
+def _verdict(met: bool) -> str:
+    return "meets" if met else "MISSES"
+
+
+def run_meta() -> dict[str, Any]:
+    return {
+        "date": f"{datetime.now(UTC):%Y-%m-%d}",
+        "host": platform.node(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 if __name__ == "__main__":

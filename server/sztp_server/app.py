@@ -34,6 +34,7 @@ from .logs import get_logger
 from .metrics import Metrics
 from .secret_key import load_secret_key, seal_stored_private_keys, unopenable_owner_keys
 from .serving import (
+    GIL_SWITCH_INTERVAL_SECONDS,
     Api,
     TlsContexts,
     admin_guard,
@@ -50,12 +51,6 @@ from .workers import DeviceWorkers
 
 _LOG = get_logger()
 AUDIT_RETENTION_INTERVAL_SECONDS = 3600.0
-# How long a thread holding the GIL runs before one waiting for it gets a turn. Store calls run
-# in worker threads while the event loop (and snapshot loads, spec checks) keep the GIL busy; a
-# store call takes the GIL back after every statement, and at Python's default interval each
-# take-back of a report, or of a bulk apply holding the database's write lock, could wait a
-# whole interval (bench/RESULTS.md, "Device latency during a 10,000-device bulk apply").
-GIL_SWITCH_INTERVAL_SECONDS = 0.001
 
 
 async def serve(config: ServerConfig, *, ready: asyncio.Event | None = None) -> None:

@@ -26,6 +26,7 @@ from .logs import configure, get_logger
 from .metrics import Metrics
 from .secret_key import load_secret_key
 from .serving import (
+    GIL_SWITCH_INTERVAL_SECONDS,
     Api,
     TlsContexts,
     cancelled,
@@ -46,6 +47,7 @@ def run_device_worker(
     `limits` are the main process's, in memory every process shares."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     configure(config.log_level, worker=number)
     try:
         asyncio.run(_serve(config, connection, limits))

@@ -38,6 +38,14 @@ from .store import open_store
 from .store.base import Store
 from .tls import TlsFileError, load_chain, server_context
 
+# How long a thread holding the GIL runs before one waiting for it gets a turn. Store calls run
+# in worker threads while the event loop (and snapshot loads, spec checks) keep the GIL busy; a
+# store call takes the GIL back after every statement, and at Python's default interval each
+# take-back of a report, or of a bulk apply holding the database's write lock, could wait a
+# whole interval (bench/RESULTS.md, "Device latency during a 10,000-device bulk apply"). Device
+# workers serve the same way, so they set it too.
+GIL_SWITCH_INTERVAL_SECONDS = 0.001
+
 _LOG = get_logger()
 SHUTDOWN_GRACE_SECONDS = 10.0
 

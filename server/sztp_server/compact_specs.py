@@ -28,7 +28,7 @@ class CompactSpecs(Mapping[str, Spec]):
     def __init__(
         self,
         rows: dict[str, Row],
-        shapes: dict[tuple[str, ...], tuple[str, ...]],
+        shapes: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[int, ...]]],
         values: dict[str, str],
     ) -> None:
         self._rows = rows
@@ -53,10 +53,12 @@ class CompactSpecs(Mapping[str, Spec]):
 
     def __getitem__(self, name: str) -> Spec:
         row = self._rows[name]
-        return {
-            field: [] if type(value) is tuple else value
-            for field, value in zip(row[0], row[1:], strict=True)
-        }
+        spec = dict(zip(row[0], row[1:], strict=True))
+        if () in row:
+            for field, value in spec.items():
+                if value == ():
+                    spec[field] = []
+        return spec
 
     def __contains__(self, name: object) -> bool:
         return name in self._rows
@@ -69,12 +71,16 @@ class CompactSpecs(Mapping[str, Spec]):
 
     def _row(self, spec: Spec) -> Row:
         fields = tuple(spec)
-        shape = self._shapes.setdefault(fields, fields)
-        return (shape, *(self._compact(field, value) for field, value in spec.items()))
+        shape = self._shapes.get(fields)
+        if shape is None:
+            shape = self._shapes[fields] = (fields, _shared_value_positions(fields))
+        values = [() if value == [] else value for value in spec.values()]
+        for position in shape[1]:
+            value = values[position]
+            if isinstance(value, str):
+                values[position] = self._values.setdefault(value, value)
+        return (shape[0], *values)
 
-    def _compact(self, field: str, value: Any) -> Any:
-        if isinstance(value, list) and not value:
-            return ()
-        if field in _SHARED_VALUE_FIELDS and isinstance(value, str):
-            return self._values.setdefault(value, value)
-        return value
+
+def _shared_value_positions(fields: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(position for position, field in enumerate(fields) if field in _SHARED_VALUE_FIELDS)

@@ -1,7 +1,8 @@
 """Benchmark: a fleet of a million devices, on SQLite and on PostgreSQL.
 
 For each backend, against one fresh sztp-server with its default `workers` (one process per
-core): `sztpctl apply -f fleet.yaml` of N devices from empty and again as a no-op, the
+core): `sztpctl apply -f fleet.yaml` of N devices from empty and again as a no-op (and the
+no-op with the same fleet as JSON, `fleet.json`), the
 server's resident memory (every process summed: main, device workers, writer) before and
 after, and how long an operator waits for the fleet's views: `sztpctl status`, `sztpctl device
 list` (first line and all of it), `sztpctl export` (first byte and all of it) and the inventory
@@ -51,21 +52,39 @@ WHERE_THE_TIME_GOES = "Where the time goes: not profiled yet."
 
 
 def write_fleet(path: Path, devices: int) -> None:
-    """fleet.yaml: the lab's trust anchor and owner (the lab in `pki` beside it), one profile
-    and `devices` devices, each with the profile and a MAC."""
+    """fleet.yaml and the same fleet as fleet.json beside it: the lab's trust anchor and owner
+    (the lab in `pki` beside them), one profile and `devices` devices, each with the profile
+    and a MAC."""
     lab = write_lab_pki(path.parent / "pki", [])
+    head = {
+        "trust_anchors": [
+            {"name": "lab", "certificates": {"file": str(lab.manufacturer_ca.certificate)}}
+        ],
+        "owner": {
+            "certificate_chain": {
+                "file": [str(lab.owner.certificate), str(lab.owner_ca.certificate)]
+            },
+            "private_key": {"file": str(lab.owner.private_key)},
+        },
+        "profiles": [{"name": "day0", "type": "onboarding", "configuration": "hostname lab\n"}],
+    }
+    macs = (
+        ":".join(f"{byte:02x}" for byte in (2, 0, *index.to_bytes(4, "big")))
+        for index in range(devices)
+    )
+    entries = [
+        {"serial": f"SN-{index:08d}", "profile": "day0", "mac": mac}
+        for index, mac in enumerate(macs)
+    ]
+    path.with_suffix(".json").write_text(json.dumps({**head, "devices": entries}, indent=1))
     with path.open("w") as out:
-        out.write(
-            "trust_anchors:\n  - name: lab\n"
-            f"    certificates: {{file: {lab.manufacturer_ca.certificate}}}\n"
-            f"owner:\n  certificate_chain: {{file: [{lab.owner.certificate}, "
-            f"{lab.owner_ca.certificate}]}}\n  private_key: {{file: {lab.owner.private_key}}}\n"
-            "profiles:\n  - name: day0\n    type: onboarding\n"
-            '    configuration: "hostname lab\\n"\ndevices:\n'
-        )
-        for index in range(devices):
-            mac = ":".join(f"{byte:02x}" for byte in (0x02, 0, *index.to_bytes(4, "big")))
-            out.write(f"  - serial: SN-{index:08d}\n    profile: day0\n    mac: '{mac}'\n")
+        for key, value in head.items():
+            out.write(f"{key}: {json.dumps(value)}\n")  # JSON is YAML
+        out.write("devices:\n")
+        for entry in entries:
+            out.write(
+                f"  - serial: {entry['serial']}\n    profile: day0\n    mac: '{entry['mac']}'\n"
+            )
 
 
 class Cli:
@@ -172,6 +191,7 @@ def measure(backend: str, pod: Pod, seconds: int, work: Path) -> dict[str, float
         watch.start()
         figures["apply"] = cli.run("apply", "-f", str(fleet))[1]
         figures["noop"] = cli.run("apply", "-f", str(fleet))[1]
+        figures["noop_json"] = cli.run("apply", "-f", str(fleet.with_suffix(".json")))[1]
         figures["peak_rss"] = watch.stop()["server"].peak_rss / MIB
         figures["rss"] = tree_usage(server.process_id)[1] / MIB
         figures["status"] = cli.run("status")[1]
@@ -261,6 +281,7 @@ def render(devices: int, results: dict[str, dict[str, Any]]) -> str:
     rows = [
         row("`sztpctl apply -f` from empty", seconds("apply", 60.0)),
         row("`sztpctl apply -f` no-op", seconds("noop", 10.0)),
+        row("`sztpctl apply -f` no-op, the fleet as JSON", seconds("noop_json", 10.0)),
         row("`sztpctl status`", seconds("status", 2.0)),
         row("`sztpctl device list`, first line", seconds("list_first", 1.0)),
         row("`sztpctl device list`, all", seconds("list")),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -632,3 +634,40 @@ def test_an_alias_inside_itself_is_refused(tmp_path: Path) -> None:
     assert error_of(path) == (
         f"{path}:2: dhcp.loop.again: an alias (*name) refers to a collection that holds it"
     )
+
+
+def test_a_json_fleet_file_loads_as_the_same_yaml_would(
+    example: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fleet written as JSON (`*.json`) is the same document: same resources, references
+    resolved from the same files, problems named with the file and the line."""
+    monkeypatch.chdir("/")
+    document = yaml.safe_load(example.read_text())
+    as_json = write(example.parent, json.dumps(document, indent=1), "fleet.json")
+    assert load_fleet(as_json, environ={}).resources == load_fleet(example, environ={}).resources
+    document["devices"][1]["colour"] = "blue"
+    broken = write(example.parent, json.dumps(document, indent=1), "broken.json")
+    line = json.dumps(document, indent=1).splitlines().index('   "colour": "blue"') + 1
+    assert error_of(broken) == f"{broken}:{line}: devices[1].colour: unknown field"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"devices": [{"serial": "SN-1", "serial": "SN-2"}]}', "repeats the key 'serial'"),
+        ('{"devices": [\n{"serial": "SN-1",}]}', r":2: not valid JSON"),
+        ('{"devices": [{"serial": "SN-1", "n": NaN}]}', "NaN is not a JSON number"),
+        (
+            '{"devices": [{"serial": "S", "x": ' + "[" * 40 + "]" * 40 + "}]}",
+            rf"devices\[0\]\.x(\[0\]){{{MAX_NESTING - 3}}}: nested more than {MAX_NESTING}",
+        ),
+        ("[" * 100_000 + "]" * 100_000, f"nested more than {MAX_NESTING}"),
+    ],
+    ids=["repeated key", "syntax", "nan", "deep", "deeper than the decoder goes"],
+)
+def test_a_json_fleet_file_is_refused_as_the_yaml_would_be(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    message = error_of(write(tmp_path, text, "fleet.json"))
+    assert message.startswith(f"{tmp_path / 'fleet.json'}")
+    assert re.search(problem, message), message

@@ -43,6 +43,7 @@ from .fleet_files import (
     Resolver,
     SkippedSecret,
 )
+from .fleet_json import parse_json
 from .fleet_yaml import MAX_VALUES as MAX_VALUES
 from .fleet_yaml import (
     FleetError,
@@ -129,10 +130,12 @@ def load_fleet(
         raise FleetError(f"cannot read fleet file {path}: {reason}") from None
     lines = _LineIndex(text, path)
     with cyclic_gc_paused():
-        document = parse_yaml(text, path)
+        written_as_json = path.suffix.lower() == ".json"
+        document = parse_json(text, path) if written_as_json else parse_yaml(text, path)
         if document is None:
             document = {}
-        if "&" in text:  # without an anchor there is no alias: the document is a plain tree
+        # Without an anchor there is no alias: the document is a plain tree (JSON has none).
+        if not written_as_json and "&" in text:
             check_expansion(document, path, lines)
         _check_schema(document, path, lines)
         resolver = Resolver(

@@ -74,6 +74,9 @@ class InThreadWriter:
         async with self.lock:
             return await asyncio.to_thread(self.writer.run, write, actor=actor, if_match=if_match)
 
+    def renew(self) -> None:
+        pass  # a writer in this process keeps this process's memory
+
     def close(self) -> None:
         self.writer.close()
 

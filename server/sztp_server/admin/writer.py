@@ -120,6 +120,8 @@ class WriterHandle(Protocol):
         self, write: Write, *, actor: str, if_match: str | None, progress: Progress | None = None
     ) -> Any: ...
 
+    def renew(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -141,12 +143,14 @@ class WriterProcess:
         self, write: Write, *, actor: str, if_match: str | None, progress: Progress | None = None
     ) -> Any:
         """`write`'s answer from the writer process; its refusal raised here."""
-        try:
-            async with self._lock:
-                return await self._run(write, actor, if_match, progress)
-        finally:
-            if write.is_large() and self._pool is not None:
-                self._renewal = asyncio.create_task(self._renew())
+        async with self._lock:
+            return await self._run(write, actor, if_match, progress)
+
+    def renew(self) -> None:
+        """Replace the writer process with a new one that has read the state, in the
+        background (after a large write: see `Write.is_large`); writes wait for it."""
+        if self._pool is not None:
+            self._renewal = asyncio.create_task(self._renew())
 
     async def _run(
         self, write: Write, actor: str, if_match: str | None, progress: Progress | None
@@ -170,8 +174,6 @@ class WriterProcess:
             ) from None
 
     async def _renew(self) -> None:
-        """Replace the writer process with a new one that has read the state; writes wait
-        for it meanwhile."""
         async with self._lock:
             old, self._pool, self._pid = self._pool, None, None
             if old is not None:

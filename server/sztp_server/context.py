@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby
-from operator import attrgetter
+from operator import itemgetter
 from typing import Any
 
 from cryptography import x509
@@ -251,8 +251,8 @@ def load_snapshot(store: Store, secret_key: SecretKey, since: Snapshot | None = 
             return since.updated(delta)
     revision = store.revision()
     state: dict[str, Mapping[str, Spec]] = {}
-    for kind, resources in groupby(store.each_resource(), key=attrgetter("kind")):
-        specs = ((resource.name, resource.spec) for resource in resources)
+    for kind, rows in groupby(store.each_spec(), key=itemgetter(0)):
+        specs = ((name, spec) for _kind, name, spec in rows)
         state[kind] = CompactSpecs.of(specs) if kind == DEVICE else dict(specs)
     for kind in KINDS:
         state.setdefault(kind, CompactSpecs.of(()) if kind == DEVICE else {})

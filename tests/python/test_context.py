@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import pytest
 from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext, load_snapshot
 from sztp_server.secret_key import SecretKey
-from sztp_server.store import Change, SqliteStore, StoredResource
+from sztp_server.store import Change, SqliteStore
 from sztp_server.store.model import StateDelta
 
 SLOW_LIST_SECONDS = 0.5
@@ -32,11 +32,11 @@ class SlowListStore(SqliteStore):
         self.lists = 0
         self.catch_ups = 0
 
-    def each_resource(self) -> Iterator[StoredResource]:
+    def each_spec(self) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
         self.lists += 1
         if self.slow.is_set():
             time.sleep(SLOW_LIST_SECONDS)
-        return super().each_resource()
+        return super().each_spec()
 
     def changes_since(self, revision: int, *, most: int) -> StateDelta | None:
         self.catch_ups += 1

@@ -1239,11 +1239,12 @@ def test_changes_since_a_revision_catch_a_reader_up(store: Store, store_url: str
     assert store.changes_since(at_one + 3, most=100) is not None
 
 
-def test_each_resource_streams_every_resource_in_order(store: Store) -> None:
+def test_each_spec_streams_every_resource_in_order(store: Store) -> None:
     serials = [f"SN-{i:05d}" for i in range(2 * ROW_BATCH + 1)]
     store.apply([create("image", "os", os_name="x")], actor="a")
     store.apply([create("device", serial, mac=serial) for serial in serials], actor="a")
-    streamed = store.each_resource()
-    first = next(streamed)
-    assert (first.kind, first.name, first.spec) == ("device", serials[0], {"mac": serials[0]})
-    assert [first, *streamed] == store.list()
+    streamed = store.each_spec()
+    assert next(streamed) == ("device", serials[0], {"mac": serials[0]})
+    assert [("device", serials[0], {"mac": serials[0]}), *streamed] == [
+        (resource.kind, resource.name, resource.spec) for resource in store.list()
+    ]

@@ -53,8 +53,9 @@ class Store(Protocol):
         """Resources ordered by kind, then name; all kinds when `kind` is None."""
         ...
 
-    def each_resource(self) -> Iterator[StoredResource]:
-        """Every resource, ordered by kind, then name, read a batch at a time."""
+    def each_spec(self) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+        """(kind, name, spec) of every resource, ordered by kind, then name, read a batch at
+        a time: what a snapshot of the state holds."""
         ...
 
     def changes_since(self, revision: int, *, most: int) -> StateDelta | None:

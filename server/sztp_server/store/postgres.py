@@ -148,6 +148,7 @@ class PostgresStore(SqlReads):
 
     placeholder = "%s"
     resource_from_row = _resource
+    spec_from_column = dict  # psycopg decodes JSONB
     report_from_row = _report
     audit_entry_from_row = _audit_entry
     token_from_row = _token

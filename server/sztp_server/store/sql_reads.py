@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins  # in the store classes a bare `list` would name their list() method
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
@@ -40,6 +40,7 @@ class SqlReads(ABC):
 
     placeholder: ClassVar[str] = "?"
     resource_from_row: ClassVar[Callable[[Row], StoredResource]]
+    spec_from_column: ClassVar[Callable[[Any], Mapping[str, Any]]]
     report_from_row: ClassVar[Callable[[Row], ProgressRecord]]
     audit_entry_from_row: ClassVar[Callable[[Row], AuditEntry]]
     token_from_row: ClassVar[Callable[[Row], TokenRecord]]
@@ -74,10 +75,12 @@ class SqlReads(ABC):
             rows = self._rows(f"{_RESOURCE_COLUMNS} WHERE kind = ? ORDER BY name", (kind,))
         return [type(self).resource_from_row(row) for row in rows]
 
-    def each_resource(self) -> Iterator[StoredResource]:
-        decode = type(self).resource_from_row
-        for row in self._row_batches(f"{_RESOURCE_COLUMNS} ORDER BY kind, name"):
-            yield decode(row)
+    def each_spec(self) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+        decode = type(self).spec_from_column
+        for kind, name, spec in self._row_batches(
+            "SELECT kind, name, spec FROM resources ORDER BY kind, name"
+        ):
+            yield kind, name, decode(spec)
 
     def changes_since(self, revision: int, *, most: int) -> StateDelta | None:
         # Read one statement at a time, so the result may be newer than the revision read

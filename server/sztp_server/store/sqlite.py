@@ -150,6 +150,7 @@ class SqliteStore(SqlReads):
     """A `Store` in one SQLite file, created with mode 0600 (it holds token hashes)."""
 
     resource_from_row = _resource
+    spec_from_column = json.loads
     report_from_row = _report
     audit_entry_from_row = _audit_entry
     token_from_row = _token

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 # Text left plain: it starts with a letter or '_' and holds no space, ':' or '#', so it is
@@ -38,7 +39,7 @@ def yaml_text(sections: Iterable[tuple[str, Any]]) -> Iterator[str]:
         if not isinstance(value, Iterator):
             yield _mapping_block({key: value}, 0)
             continue
-        header = f"{_scalar(key)}:"
+        header = f"{_key(key)}:"
         for item in value:
             if header:
                 yield header + "\n"
@@ -51,18 +52,21 @@ def yaml_text(sections: Iterable[tuple[str, Any]]) -> Iterator[str]:
 def _mapping_block(mapping: Mapping[str, Any], indent: int) -> str:
     pad = " " * indent
     return "".join(
-        f"{pad}{_scalar(key)}:{_mapping_value(value, indent)}" for key, value in mapping.items()
+        f"{pad}{_key(key)}:{_mapping_value(value, indent)}" for key, value in mapping.items()
     )
 
 
 def _mapping_value(value: Any, indent: int) -> str:
     """What follows a key's colon; a list is not indented under its key, as PyYAML writes it."""
+    # Text first: most values are (and a str is never a mapping or a list).
+    if isinstance(value, str):
+        if "\n" in value and value.strip("\n") and _LITERAL.fullmatch(value):
+            return " " + _literal(value, indent + _INDENT)
+        return " " + _text(value) + "\n"
     if isinstance(value, Mapping) and value:
         return "\n" + _mapping_block(value, indent + _INDENT)
     if isinstance(value, list) and value:
         return "\n" + _sequence_block(value, indent)
-    if isinstance(value, str) and value.strip("\n") and "\n" in value and _LITERAL.fullmatch(value):
-        return " " + _literal(value, indent + _INDENT)
     return " " + _scalar(value) + "\n"
 
 
@@ -73,6 +77,8 @@ def _sequence_block(items: list[Any], indent: int) -> str:
 
 def _sequence_item(item: Any, indent: int) -> str:
     """What follows an item's dash: a mapping's first key on the dash's line."""
+    if isinstance(item, str):
+        return " " + _text(item) + "\n"
     if isinstance(item, Mapping) and item:
         return " " + _mapping_block(item, indent + _INDENT)[indent + _INDENT :]
     if isinstance(item, list) and item:
@@ -80,17 +86,28 @@ def _sequence_item(item: Any, indent: int) -> str:
     return " " + _scalar(item) + "\n"
 
 
+@lru_cache(maxsize=1024)
+def _key(key: str) -> str:
+    """A key as written: a fleet file has few distinct keys, each written once per entry."""
+    return _text(key)
+
+
+def _text(value: str) -> str:
+    if _PLAIN.fullmatch(value) and value.lower() not in _NOT_TEXT:
+        return value
+    return _NEEDS_ESCAPE.sub(_escape, json.dumps(value, ensure_ascii=False))
+
+
 def _scalar(value: Any) -> str:
+    """Anything but a non-empty mapping or list, on one line."""
+    if isinstance(value, str):
+        return _text(value)
     if value is None:
         return "null"
     if value is True or value is False:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, str):
-        if _PLAIN.fullmatch(value) and value.lower() not in _NOT_TEXT:
-            return value
-        return _NEEDS_ESCAPE.sub(_escape, json.dumps(value, ensure_ascii=False))
     if isinstance(value, Mapping):
         return "{}"
     if isinstance(value, list):

@@ -448,11 +448,12 @@ class SztpClient:
         try:
             yield from response.iter_content(STATE_CHUNK)
         except requests.exceptions.RequestException as exc:
-            what = (
-                f"no more within {self.timeout:g} s"
-                if isinstance(exc, requests.exceptions.Timeout)
-                else _reason(exc)
-            )
+            if isinstance(exc, requests.exceptions.Timeout):
+                what = f"nothing more within {self.timeout:g} s"
+            elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
+                what = "the connection ended before the answer did"
+            else:
+                what = _reason(exc)
             raise ServerUnreachable(f"the answer from {self.server} broke off: {what}") from None
 
 

@@ -709,6 +709,13 @@ def test_state_streams_kinds_in_order_and_names_sorted(api: Api, ec_lab: Any) ->
     assert devices["SN-0001"]["password_hash"] == "<hidden>"
     assert "password_check" not in devices["SN-0001"]
     assert document["resources"]["owner"]["default"]["private_key"] == "<hidden>"
+    head = api.call("HEAD", "/api/v1/state")
+    assert (head.status_code, head.headers["ETag"], head.content) == (
+        200,
+        f'"{api.revision()}"',
+        b"",
+    )
+    assert api.get("/api/v1/state").json() == document  # the connection is still sound
 
 
 def test_state_is_one_snapshot_while_the_server_goes_on(api: Api, ec_lab: Any) -> None:

@@ -51,6 +51,9 @@ class StateHandlers:
             headers={**etag(snapshot.revision), "Content-Type": JSON_TYPE}
         )
         await response.prepare(request)
+        if request.method == "HEAD":  # the ETag alone: the revision, without the state
+            await response.write_eof()
+            return response
         try:
             async with aclosing(_state_document(snapshot)) as pieces:
                 async for text in pieces:

@@ -30,8 +30,8 @@ DEFAULT_MAX_BULK_BYTES = 64 * 1024 * 1024
 # The state streams out encoded a slice at a time, the event loop free between slices: at most
 # STREAM_SLICE resources and, after the first, about STREAM_SLICE_BYTES of JSON (specs range
 # from a device's few fields to profiles of megabytes). Names are sorted in runs of SORT_RUN.
-STREAM_SLICE = 1000
-STREAM_SLICE_BYTES = 256 * 1024
+STREAM_SLICE = 250
+STREAM_SLICE_BYTES = 64 * 1024
 SORT_RUN = 65536
 
 

@@ -14,7 +14,8 @@ import builtins
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,13 @@ from .errors import (
     ServerUnreachable,
     SztpError,
 )
+from .json_stream import JsonStream, JsonStreamError
 from .loopback import PLAIN_HTTP_VARIABLE, flag, is_loopback
 from .state.model import COLLECTIONS
 
 API = "/api/v1"
+# Bytes read from the network at a time while the state streams in.
+STATE_CHUNK = 64 * 1024
 # Devices per request of `devices_with_status`: a fleet of this size is one request.
 DEVICE_PAGE = 10_000
 # How often a job is asked how far it got: soon at first (most end at once), then every 2 s.
@@ -76,6 +80,17 @@ class ApplyResult:
     revision: int
     dry_run: bool
     changes: list[ResourceChange]
+
+
+@dataclass(frozen=True)
+class StateStream:
+    """The server's state as it arrives (`SztpClient.stream_state`): its revision, then the
+    resources kind by kind, each a (kind, entries) pair whose entries are (name, spec) pairs
+    in name order, secrets hidden. A kind's entries are read before the next kind is asked
+    for (what is left unread is skipped)."""
+
+    revision: int
+    kinds: Iterator[tuple[str, Iterator[tuple[str, dict[str, Any]]]]]
 
 
 def _apply_result(body: Mapping[str, Any]) -> ApplyResult:
@@ -166,8 +181,32 @@ class SztpClient:
 
     def get_state(self) -> tuple[int, dict[str, dict[str, dict[str, Any]]]]:
         """The revision and every resource (kind → name → spec, secrets hidden)."""
-        body = self._request("GET", "/state")
-        return int(body["revision"]), body["resources"]
+        with self.stream_state() as state:
+            return state.revision, {kind: dict(entries) for kind, entries in state.kinds}
+
+    @contextmanager
+    def stream_state(self) -> Iterator[StateStream]:
+        """The revision and every resource as the server sends them, read as they are used:
+        one consistent snapshot whatever its size, never held whole. An answer that breaks
+        off raises ServerUnreachable where it does; one that is not the state, ApiError."""
+        response = self._send("GET", "/state", stream=True)
+        with response:
+            document = JsonStream(self._chunks(response))
+            with _invalid_answer(response):
+                top = document.members()
+                revision = None
+                # The revision comes first, so it describes the resources before they arrive.
+                for key in top:
+                    if key == "resources":
+                        break
+                    value = document.value()
+                    if key == "revision":
+                        revision = value
+                else:
+                    raise JsonStreamError("no resources")
+                if not isinstance(revision, int) or isinstance(revision, bool):
+                    raise JsonStreamError("no revision before the resources")
+            yield StateStream(revision, _state_kinds(document, top, response))
 
     def apply_state(
         self,
@@ -370,6 +409,20 @@ class SztpClient:
     # ---- plumbing
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 204:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(
+                response.status_code,
+                "invalid-response",
+                f"{response.url} did not answer with JSON: is it an sztp-server admin API?",
+            ) from None
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """The server's answer, unless it is an error (raised as an ApiError)."""
         url = f"{self.server}{API}{path}"
         try:
             response = self._session.request(
@@ -385,18 +438,55 @@ class SztpClient:
             ) from None
         except requests.exceptions.RequestException as exc:
             raise ServerUnreachable(f"cannot reach {self.server}: {_reason(exc)}") from None
-        if response.status_code == 204:
-            return None
         if not response.ok:
-            raise _api_error(response)
+            with response:
+                raise _api_error(response)
+        return response
+
+    def _chunks(self, response: requests.Response) -> Iterator[bytes]:
+        """The body of a streamed answer as it arrives."""
         try:
-            return response.json()
-        except ValueError:
-            raise ApiError(
-                response.status_code,
-                "invalid-response",
-                f"{url} did not answer with JSON: is it an sztp-server admin API?",
-            ) from None
+            yield from response.iter_content(STATE_CHUNK)
+        except requests.exceptions.RequestException as exc:
+            if isinstance(exc, requests.exceptions.Timeout):
+                what = f"nothing more within {self.timeout:g} s"
+            elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
+                what = "the connection ended before the answer did"
+            else:
+                what = _reason(exc)
+            raise ServerUnreachable(f"the answer from {self.server} broke off: {what}") from None
+
+
+def _state_kinds(
+    document: JsonStream, top: Iterator[str], response: requests.Response
+) -> Iterator[tuple[str, Iterator[tuple[str, dict[str, Any]]]]]:
+    """The rest of the state document after `"resources":`, kind by kind."""
+    with _invalid_answer(response):
+        for kind in document.members():
+            entries = _state_entries(document, response)
+            yield kind, entries
+            for _unread in entries:
+                pass
+        for _key in top:  # members after the resources (none today) are read past
+            document.value()
+        document.end()
+
+
+def _state_entries(
+    document: JsonStream, response: requests.Response
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    with _invalid_answer(response):
+        for name in document.members():
+            yield name, document.value()
+
+
+@contextmanager
+def _invalid_answer(response: requests.Response) -> Iterator[None]:
+    """JSON that is not what the admin API sends, as an ApiError naming the request."""
+    try:
+        yield
+    except JsonStreamError as exc:
+        raise ApiError(response.status_code, "invalid-response", f"{response.url}: {exc}") from None
 
 
 def _join_attempts(

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
+import logging
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,16 +31,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sztp.client import SztpClient
-from sztp.errors import ApiValidationError
+from sztp.errors import ApiValidationError, ServerUnreachable
 from sztp.protocol import pki
 from sztp.protocol.voucher import create_voucher, sign_voucher
-from sztp.state.resources import KINDS
+from sztp.state.resources import KINDS, public_view
 from sztp_server.admin import build_admin_app, jobs, writes
+from sztp_server.admin.handlers import state as state_handlers
 from sztp_server.admin.routes import STATE_SERVICE
 from sztp_server.admin.writer import Writer, WriterHandle
 from sztp_server.admin.writes import Write
 from sztp_server.config import ServerConfig
-from sztp_server.context import ServerContext
+from sztp_server.context import ServerContext, Snapshot
 from sztp_server.secret_key import SecretKey
 from sztp_server.store.model import ProgressRecord
 from sztp_server.store.sqlite import SqliteStore
@@ -663,6 +667,168 @@ def test_bulk_of_many_devices_in_one_round_trip(api: Api, ec_lab: Any) -> None:
     exported = api.get("/api/v1/state").json()["resources"]
     again = api.post("/api/v1/state", json={"resources": exported})
     assert again.json()["changes"] == []
+
+
+def store_large_profiles(api: Api, count: int) -> None:
+    """`count` profiles of a megabyte each: a state larger than the sockets buffer between
+    the server and a reader that stops reading."""
+    configuration = "x" * 1_000_000
+    for first in range(0, count, 3):
+        profiles = {
+            f"large-{index:03d}": {"type": "onboarding", "configuration": configuration}
+            for index in range(first, min(first + 3, count))
+        }
+        response = api.post("/api/v1/state", json={"resources": {"profile": profiles}})
+        assert response.status_code == 200, response.text
+
+
+def slow_reader(api: Api) -> requests.Session:
+    """A session whose sockets take in little before its reader reads (the kernel would
+    otherwise buffer tens of MiB for it): a reader that stops holds the server mid-stream."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter()
+    adapter.init_poolmanager(
+        1, 1, socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)]
+    )
+    session.mount("http://", adapter)
+    session.headers["Authorization"] = f"Bearer {api.token}"
+    return session
+
+
+def test_state_streams_kinds_in_order_and_names_sorted(api: Api, ec_lab: Any) -> None:
+    seed(api, ec_lab)
+    late = {"device": {"SN-0000": {"model": "zero"}, "A-first": {}, "z-last": {}}}
+    assert api.post("/api/v1/state", json={"resources": late}).status_code == 200
+    streamed = api.get("/api/v1/state", stream=True)
+    assert streamed.headers["Transfer-Encoding"] == "chunked"
+    assert streamed.headers["Content-Type"].startswith("application/json")
+    document = json.loads(streamed.content)
+    assert streamed.headers["ETag"] == f'"{document["revision"]}"' == f'"{api.revision()}"'
+    assert list(document["resources"]) == list(KINDS)
+    devices = document["resources"]["device"]
+    assert (
+        list(devices) == sorted(devices) == ["A-first", "SN-0000", "SN-0001", "SN-0002", "z-last"]
+    )
+    assert devices["SN-0001"]["password_hash"] == "<hidden>"
+    assert "password_check" not in devices["SN-0001"]
+    assert document["resources"]["owner"]["default"]["private_key"] == "<hidden>"
+    head = api.call("HEAD", "/api/v1/state")
+    assert (head.status_code, head.headers["ETag"], head.content) == (
+        200,
+        f'"{api.revision()}"',
+        b"",
+    )
+    assert api.get("/api/v1/state").json() == document  # the connection is still sound
+
+
+def test_state_is_one_snapshot_while_the_server_goes_on(api: Api, ec_lab: Any) -> None:
+    """A reader stopped half-way through the state holds up neither reads nor writes, and
+    then gets the rest of the revision it started with."""
+    seed(api, ec_lab)
+    store_large_profiles(api, 12)
+    revision = api.revision()
+    with slow_reader(api).get(f"{api.url}/api/v1/state", stream=True) as streamed:
+        chunks = streamed.iter_content(64 * 1024)
+        first = next(chunks)
+        started = time.monotonic()
+        assert api.get("/healthz").status_code == 200
+        assert api.get("/api/v1/devices/SN-0002").status_code == 200
+        assert api.delete("/api/v1/devices/SN-0002").status_code == 204
+        assert time.monotonic() - started < 10
+        document = json.loads(first + b"".join(chunks))
+    assert streamed.headers["ETag"] == f'"{revision}"'
+    assert document["revision"] == revision < api.revision()
+    assert "SN-0002" in document["resources"]["device"]
+    assert len(document["resources"]["profile"]) == 13
+    assert {
+        len(spec.get("configuration", "")) for spec in document["resources"]["profile"].values()
+    } == {1, 1_000_000}
+
+
+def test_a_reader_that_leaves_mid_stream_leaves_nothing_behind(
+    api: Api, ec_lab: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(api, ec_lab)
+    store_large_profiles(api, 12)
+    streaming = state_handlers._state_document
+    ended: list[bool] = []
+
+    async def watched(snapshot: Snapshot) -> AsyncIterator[str]:
+        try:
+            async for piece in streaming(snapshot):
+                yield piece
+        finally:
+            ended.append(True)
+
+    monkeypatch.setattr(state_handlers, "_state_document", watched)
+    host, port = api.url.removeprefix("http://").split(":")
+    for _ in range(3):
+        with socket.socket() as reader:
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            reader.connect((host, int(port)))
+            request = f"GET /api/v1/state HTTP/1.1\r\nHost: {host}\r\n"
+            reader.sendall(f"{request}Authorization: Bearer {api.token}\r\n\r\n".encode())
+            assert reader.recv(1024).startswith(b"HTTP/1.1 200")
+            time.sleep(0.2)  # the server fills the connection's buffers and waits for room
+    deadline = time.monotonic() + 10
+    while len(ended) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(ended) == 3
+    assert api.get("/api/v1/state").json()["revision"] == api.revision()
+    assert [record for record in caplog.records if record.levelno >= logging.WARNING] == []
+
+
+def test_a_failure_mid_stream_breaks_the_state_off(
+    api: Api, ec_lab: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The status is sent before the devices: a failure then must not look like a whole
+    (shorter) state to the reader."""
+    seed(api, ec_lab)
+
+    def failing_view(kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+        if kind == "device":
+            raise RuntimeError("a bug")
+        return public_view(kind, spec)
+
+    monkeypatch.setattr(state_handlers, "public_view", failing_view)
+    with pytest.raises(ServerUnreachable, match="broke off"):
+        SztpClient(api.url, api.token).get_state()
+    logged = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert logged == ["admin API GET /api/v1/state failed while streaming"]
+    assert api.get("/healthz").status_code == 200
+
+
+def test_the_state_is_encoded_between_turns_of_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Other requests run between slices of a large state, and names arriving in any order
+    (sorted in runs, then merged) leave in order."""
+    monkeypatch.setattr(state_handlers, "SORT_RUN", 1000)
+    names = [f"SN-{index:05d}" for index in range(5000)]
+    devices = {name: {"model": "m"} for name in reversed(names)}
+    snapshot = Snapshot(revision=7, state={"device": devices}, secret_key=SecretKey(os.urandom(32)))
+
+    async def export_beside_other_work() -> list[tuple[str, int]]:
+        turns = 0
+
+        async def other_work() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_work())
+        pieces = [(piece, turns) async for piece in state_handlers._state_document(snapshot)]
+        other.cancel()
+        return pieces
+
+    pieces = asyncio.run(export_beside_other_work())
+    document = json.loads("".join(piece for piece, _ in pieces))
+    assert document["revision"] == 7
+    assert list(document["resources"]["device"]) == names
+    device_slices = [turns for piece, turns in pieces if piece.lstrip(",").startswith('"SN-')]
+    assert len(device_slices) >= 5
+    assert all(earlier < later for earlier, later in itertools.pairwise(device_slices))
 
 
 # ---- status, progress, audit

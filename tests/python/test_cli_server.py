@@ -4,9 +4,11 @@ history, contexts and every error path, through the installed console script."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,6 +118,114 @@ def test_export_then_diff_shows_no_difference(
     assert run_sztpctl("diff", "-f", exported, env=env).stdout.startswith("no differences")
     assert run_sztpctl("diff", "-f", with_password, env=env).stdout.startswith("no differences")
     assert run_sztpctl("export", env=env).stdout.split("\n", 1)[1] == text.split("\n", 1)[1]
+
+
+# Text a YAML writer could get wrong, each in a field the server keeps as given.
+AWKWARD_TEXTS = [
+    "yes",
+    "No",
+    "null",
+    "~",
+    "0x1F",
+    "1e3",
+    "12:30:45",
+    "2024-05-01",
+    " leading space",
+    'say "hi": #not a comment',
+    "é ü 😀",
+    "- dash",
+    "{flow}",
+]
+
+
+def test_export_of_awkward_values_applies_back_as_a_no_op(
+    fleet: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    document = yaml.safe_load(fleet.read_text())
+    profile = document["profiles"][0]
+    profile["configuration"] = "  indented first line\n\ttab\n\nblank line above\n\n"
+    profile["pre_configuration_script"] = '#!/bin/sh\necho "yes: no" # comment\nexit 0'
+    devices = document["devices"]
+    for index, text in enumerate(AWKWARD_TEXTS):
+        rules = [{"profile": profile["name"], "hw_model": text, "os_version": "1.10"}]
+        devices.append({"serial": f"SN-9{index:03d}", "model": text, "selection": rules})
+    awkward = fleet.with_name("awkward.yaml")
+    awkward.write_text(yaml.safe_dump(document, allow_unicode=True))
+    run_sztpctl("apply", "-f", awkward, env=env)
+    exported = tmp_path / "exported.yaml"
+    run_sztpctl("export", "-o", exported, env=env)
+    assert run_sztpctl("diff", "-f", exported, env=env).stdout.startswith("no differences")
+    assert run_sztpctl("apply", "-f", exported, env=env).stdout.startswith("no changes")
+    assert run_sztpctl("export", env=env).stdout == exported.read_text()
+
+
+def test_an_export_that_breaks_off_fails_and_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    """The server sends the state's start, then the connection ends: no fleet file may look
+    whole (a shorter fleet applied with --prune would delete the rest)."""
+    import http.server
+    import threading
+
+    start = b'{"revision":5,"resources":{"trust-anchor":{},"owner":{},"device":{"SN-1":{},'
+
+    class BreakingOff(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(start), start))
+            self.close_connection = True
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), BreakingOff) as fake:
+        threading.Thread(target=fake.serve_forever, daemon=True).start()
+        env = {
+            **{name: value for name, value in os.environ.items() if not name.startswith("SZTP_")},
+            "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+            "SZTP_SERVER": f"http://127.0.0.1:{fake.server_address[1]}",
+            "SZTP_TOKEN": "sztp_test",
+        }
+        exported = tmp_path / "out" / "fleet.yaml"
+        exported.parent.mkdir()
+        exported.write_text("# the previous export\n")
+        failed = run_sztpctl("export", "-o", exported, env=env, expect=1)
+        assert "broke off" in failed.stderr
+        assert exported.read_text() == "# the previous export\n"
+        assert [path.name for path in exported.parent.iterdir()] == ["fleet.yaml"]
+        to_stdout = run_sztpctl("export", env=env, expect=1)
+        assert to_stdout.stdout.startswith("# exported from")
+        assert "broke off" in to_stdout.stderr
+        fake.shutdown()
+
+
+def test_a_reader_leaving_mid_export_is_no_error_to_the_server(
+    fleet: Path, env: dict[str, str], server: RunningServer
+) -> None:
+    run_sztpctl("apply", "-f", fleet, env=env)  # the owner that signs the profiles
+    configuration = "x" * 1_000_000
+    server.apply(
+        {
+            "profile": {
+                f"large-{index}": {"type": "onboarding", "configuration": configuration}
+                for index in range(12)
+            }
+        }
+    )
+    host, port = server.admin_url.split("://")[1].rsplit(":", 1)
+    with socket.socket() as reader:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        reader.connect((host, int(port)))
+        request = f"GET /api/v1/state HTTP/1.1\r\nHost: {host}\r\n"
+        reader.sendall(f"{request}Authorization: Bearer {server.token}\r\n\r\n".encode())
+        assert reader.recv(1024).startswith(b"HTTP/1.1 200")
+        time.sleep(0.5)  # the server fills the connection's buffers and waits for room
+    assert server.client().get_state()[1]["profile"]["large-0"]["configuration"] == configuration
+    assert "Traceback" not in server.log
+    assert not [record for record in server.log_records() if record.get("level") == "error"]
 
 
 def test_prune_deletes_only_within_the_sections_listed(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
@@ -42,6 +42,8 @@ EXIT_DIFFERENT = 1
 EXIT_DIFF_ERROR = 2
 _SYMBOLS = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
 _SHORT_TEXT = 60
+# Characters of fleet file written at a time by `export`.
+EXPORT_BATCH = 256 * 1024
 
 
 @app.command("apply")
@@ -116,23 +118,56 @@ def export(
 
     Secrets are exported as "<hidden>", which keeps the stored secret when the file is
     applied again: `export` then `diff` shows no difference.
-    """
-    from sztp.files import write_atomically
-    from sztp.state.fleet import dump_fleet, fleet_document
 
-    with connect() as client:
-        revision, resources = client.get_state()
-        origin = client.server
-    text = f"# exported from {origin} at revision {revision}\n" + dump_fleet(
-        fleet_document(resources)
-    )
-    if output is None:
-        typer.echo(text, nl=False)
-        return
-    # 0600: configurations and scripts may be confidential even with secrets hidden.
-    write_atomically(output, text.encode(), mode=0o600)
-    total = sum(len(specs) for specs in resources.values())
-    typer.echo(f"{total} resource(s) at revision {revision} written to {output}", err=True)
+    The file is written as the server sends it, devices last, so a large fleet starts at
+    once. A file named with --output appears only once it is whole; if the export fails
+    half-way, the command exits non-zero and leaves that file as it was.
+    """
+    import sys
+
+    from sztp.files import atomic_writer
+
+    with connect() as client, client.stream_state() as state:
+        header = f"# exported from {client.server} at revision {state.revision}\n"
+        if output is None:
+            _write_fleet(header, state.kinds, sys.stdout.buffer)
+            return
+        # 0600: configurations and scripts may be confidential even with secrets hidden.
+        with atomic_writer(output, mode=0o600) as file:
+            total = _write_fleet(header, state.kinds, file)
+    typer.echo(f"{total} resource(s) at revision {state.revision} written to {output}", err=True)
+
+
+def _write_fleet(
+    header: str, kinds: Iterator[tuple[str, Iterator[tuple[str, dict[str, Any]]]]], out: BinaryIO
+) -> int:
+    """Write the fleet file of `kinds` as they arrive, in batches of about EXPORT_BATCH
+    characters; the number of resources written."""
+    from sztp.state.fleet import fleet_sections
+    from sztp.state.fleet_dump import yaml_text
+
+    out.write(header.encode())
+    out.flush()  # the first line at once, however large the fleet
+    total = 0
+
+    def counted(entries: Iterator[tuple[str, dict[str, Any]]]) -> Iterator[tuple[str, Any]]:
+        nonlocal total
+        for entry in entries:
+            total += 1
+            yield entry
+
+    batch: list[str] = []
+    size = 0
+    for text in yaml_text(fleet_sections((kind, counted(entries)) for kind, entries in kinds)):
+        batch.append(text)
+        size += len(text)
+        if size >= EXPORT_BATCH:
+            out.write("".join(batch).encode())
+            batch.clear()
+            size = 0
+    out.write("".join(batch).encode())
+    out.flush()
+    return total
 
 
 @app.command("status")

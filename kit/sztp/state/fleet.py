@@ -36,6 +36,7 @@ from importlib import resources as package_files
 from pathlib import Path
 from typing import Any
 
+from .fleet_dump import yaml_text
 from .fleet_files import (
     ALLOW_ENV_VARIABLE,
     FILE_ROOT_VARIABLE,
@@ -194,33 +195,42 @@ def _resolve_entries(
 def fleet_document(resources: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
     """A fleet document for `resources` (as `GET /state` returns them): empty values left out,
     secrets kept as the server's "<hidden>" marker, which means "keep" when applied back."""
-    document: dict[str, Any] = {}
-    owners = resources.get(OWNER, {})
-    for kind in KINDS:
-        specs = resources.get(kind, {})
-        if kind == OWNER and set(owners) == {DEFAULT_OWNER}:
-            document["owner"] = _compact(owners[DEFAULT_OWNER])
+    return {
+        section: entries if isinstance(entries, dict) else list(entries)
+        for section, entries in fleet_sections(
+            (kind, sorted(resources.get(kind, {}).items())) for kind in KINDS
+        )
+    }
+
+
+def fleet_sections(
+    kinds: Iterable[tuple[str, Iterable[tuple[str, Mapping[str, Any]]]]],
+) -> Iterator[tuple[str, Any]]:
+    """(section, entries) of the fleet document for resources by kind, (name, spec) in the
+    order given; the entries are made as they are read, so a streamed state stays streamed.
+    A default owner alone is the `owner` section (a mapping); unknown kinds are left out."""
+    for kind, specs in kinds:
+        if kind not in SECTION_OF_KIND:
             continue
-        key = "serial" if kind == DEVICE else "name"
-        document[SECTION_OF_KIND[kind]] = [
-            {key: name, **_compact(spec)} for name, spec in sorted(specs.items())
-        ]
-    return document
+        if kind == OWNER:
+            owners = dict(specs)
+            if set(owners) == {DEFAULT_OWNER}:
+                yield "owner", _compact(owners[DEFAULT_OWNER])
+                continue
+            specs = owners.items()
+        yield SECTION_OF_KIND[kind], _fleet_entries("serial" if kind == DEVICE else "name", specs)
+
+
+def _fleet_entries(
+    key: str, specs: Iterable[tuple[str, Mapping[str, Any]]]
+) -> Iterator[dict[str, Any]]:
+    for name, spec in specs:
+        yield {key: name, **_compact(spec)}
 
 
 def dump_fleet(document: Mapping[str, Any]) -> str:
     """YAML text of a fleet document; multi-line text (PEM, scripts) as literal blocks."""
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-        style = "|" if "\n" in value else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    Dumper.add_representer(str, text)
-    return yaml.dump(dict(document), Dumper=Dumper, sort_keys=False, allow_unicode=True)
+    return "".join(yaml_text(document.items()))
 
 
 @cache

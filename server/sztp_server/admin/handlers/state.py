@@ -3,20 +3,36 @@
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
+import json
+import logging
+from collections.abc import AsyncGenerator, Iterable
+from contextlib import aclosing
+
 from aiohttp import web
 
 from sztp.state.resources import KINDS, public_view
 
+from ...context import Snapshot
 from ..auth import caller
 from ..errors import ApiError
 from ..jobs import Jobs, Progress
-from ..requests import API, JSON_TYPE, bool_query, json_with_etag, read_body, require_json
+from ..requests import API, JSON_TYPE, bool_query, read_body, require_json
 from ..service import StateService
 from ..views import PLAN_VIEWS, etag
 from ..writes import ApplyState, JsonAnswer
 
+LOG = logging.getLogger(__name__)
 # The bulk endpoint carries the whole fleet: 10,000 devices with vouchers is tens of MiB.
 DEFAULT_MAX_BULK_BYTES = 64 * 1024 * 1024
+# The state streams out encoded a slice at a time, the event loop free between slices: at most
+# STREAM_SLICE resources and, after the first, about STREAM_SLICE_BYTES of JSON (specs range
+# from a device's few fields to profiles of megabytes). Names are sorted in runs of SORT_RUN.
+STREAM_SLICE = 250
+STREAM_SLICE_BYTES = 64 * 1024
+SORT_RUN = 65536
 
 
 class StateHandlers:
@@ -25,18 +41,33 @@ class StateHandlers:
         self.max_bulk_bytes = max_bulk_bytes
         self.jobs = Jobs()
 
-    async def get_state(self, _request: web.Request) -> web.Response:
+    async def get_state(self, request: web.Request) -> web.StreamResponse:
+        """`{"revision", "resources": {kind: {name: spec}}}` of one snapshot, streamed: the
+        kinds in KINDS order (devices last), names in order, secrets hidden. A million devices
+        are tens of MiB of JSON, so the document is encoded a slice at a time, yielding
+        to the event loop between slices, and never held whole."""
         snapshot = await self.service.fresh_snapshot()
-        resources = {
-            kind: {
-                name: public_view(kind, spec)
-                for name, spec in sorted(snapshot.state.get(kind, {}).items())
-            }
-            for kind in KINDS
-        }
-        return json_with_etag(
-            {"revision": snapshot.revision, "resources": resources}, snapshot.revision
+        response = web.StreamResponse(
+            headers={**etag(snapshot.revision), "Content-Type": JSON_TYPE}
         )
+        await response.prepare(request)
+        if request.method == "HEAD":  # the ETag alone: the revision, without the state
+            await response.write_eof()
+            return response
+        try:
+            async with aclosing(_state_document(snapshot)) as pieces:
+                async for text in pieces:
+                    await response.write(text.encode())
+            await response.write_eof()
+        except ConnectionError:
+            # The client went away: nothing to clean up (the snapshot is shared and immutable).
+            pass
+        except Exception:
+            # The status is sent: the client can only tell by a document that breaks off.
+            LOG.exception("admin API %s %s failed while streaming", request.method, request.path)
+            if request.transport is not None:
+                request.transport.close()
+        return response
 
     async def post_state(self, request: web.Request) -> web.Response:
         """Plan or apply the desired state; with `Prefer: respond-async`, as a job (202 and its
@@ -77,6 +108,39 @@ class StateHandlers:
         if job is None:
             raise ApiError(404, "no such job (or it ended over an hour ago)")
         return web.Response(body=job.document(), content_type=JSON_TYPE)
+
+
+async def _state_document(snapshot: Snapshot) -> AsyncGenerator[str]:
+    """The JSON text of `snapshot`'s state, a slice at a time."""
+    yield f'{{"revision":{snapshot.revision},"resources":{{'
+    for kind_index, kind in enumerate(KINDS):
+        specs = snapshot.state.get(kind, {})
+        yield f"{',' if kind_index else ''}{json.dumps(kind)}:{{"
+        names = iter(await _sorted_in_runs(specs))
+        separator = ""
+        size = 1  # a first resource alone tells the size of the next slices
+        while batch := list(itertools.islice(names, size)):
+            members = json.dumps({name: public_view(kind, specs[name]) for name in batch})
+            yield separator + members[1:-1]
+            separator = ","
+            size = min(STREAM_SLICE, max(1, STREAM_SLICE_BYTES * len(batch) // len(members)))
+            await asyncio.sleep(0)
+        yield "}"
+    yield "}}"
+
+
+async def _sorted_in_runs(names: Iterable[str]) -> Iterable[str]:
+    """`names` in order, sorted in runs of SORT_RUN between turns of the event loop (a sort
+    holds the interpreter, in a thread too) and merged lazily; runs that are already in order
+    (the store loads the state sorted) are only chained."""
+    remaining = iter(names)
+    runs: list[list[str]] = []
+    while run := sorted(itertools.islice(remaining, SORT_RUN)):
+        runs.append(run)
+        await asyncio.sleep(0)
+    if all(earlier[-1] < later[0] for earlier, later in itertools.pairwise(runs)):
+        return itertools.chain.from_iterable(runs)
+    return heapq.merge(*runs)
 
 
 def _answer(answer: JsonAnswer) -> web.Response:

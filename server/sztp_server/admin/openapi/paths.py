@@ -330,6 +330,10 @@ def _get_state() -> Schema:
     return {
         "operationId": "get_state",
         "summary": "Every resource (secrets hidden) and the revision: the export",
+        "description": "One revision (the ETag's), streamed as it is encoded: the revision "
+        "first, then the kinds in the order of the schema's properties, each kind's resources "
+        "in name order. A body that ends before the document does broke off and is not the "
+        "state.",
         "tags": ["state"],
         "responses": responses(ok(200, ref("State"), etag=True), READ),
     }

@@ -52,13 +52,11 @@ class CompactSpecs(Mapping[str, Spec]):
         return changed
 
     def __getitem__(self, name: str) -> Spec:
-        row = self._rows[name]
-        spec = dict(zip(row[0], row[1:], strict=True))
-        if () in row:
-            for field, value in spec.items():
-                if value == ():
-                    spec[field] = []
-        return spec
+        return _spec(self._rows[name])
+
+    def get(self, name: str, default: Any = None) -> Any:  # without Mapping's try/except
+        row = self._rows.get(name)
+        return default if row is None else _spec(row)
 
     def __contains__(self, name: object) -> bool:
         return name in self._rows
@@ -80,6 +78,15 @@ class CompactSpecs(Mapping[str, Spec]):
             if isinstance(value, str):
                 values[position] = self._values.setdefault(value, value)
         return (shape[0], *values)
+
+
+def _spec(row: Row) -> dict[str, Any]:
+    spec = dict(zip(row[0], row[1:], strict=True))
+    if () in row:
+        for field, value in spec.items():
+            if value == ():
+                spec[field] = []
+    return spec
 
 
 def _shared_value_positions(fields: tuple[str, ...]) -> tuple[int, ...]:

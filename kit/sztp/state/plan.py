@@ -50,7 +50,7 @@ def plan(
             before = present.get(name)
             if before is None:
                 upserts.append(Change("create", kind, name, wanted[name]))
-            elif dict(before) != dict(wanted[name]):
+            elif _as_dict(before) != _as_dict(wanted[name]):
                 upserts.append(Change("update", kind, name, wanted[name], before))
         if prune:
             deletes.extend(
@@ -59,6 +59,12 @@ def plan(
             )
     deletes.sort(key=lambda change: -KINDS.index(change.kind))
     return upserts + deletes
+
+
+def _as_dict(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """`spec` as a dict, to compare by value (a Mapping that is not a dict may not); not
+    copied when it is one already, as nearly every spec of a large plan is."""
+    return spec if type(spec) is dict else dict(spec)
 
 
 def apply_changes(actual: State, changes: Sequence[Change]) -> dict[str, Mapping[str, Any]]:

@@ -19,7 +19,16 @@ from ...store.base import DEVICE_FILTER_FIELDS, utc_now
 from ...store.model import DeviceHead
 from ..auth import caller
 from ..errors import ApiError, error_of
-from ..requests import DEFAULT_PROGRESS_LIMIT, bool_query, int_query, read_body
+from ..requests import (
+    DEFAULT_PROGRESS_LIMIT,
+    MAX_DEVICE_PAGE,
+    RECENT_ERRORS,
+    STALLED_SHOWN,
+    bool_query,
+    int_query,
+    read_body,
+    text_query,
+)
 from ..service import StateService
 from ..views import (
     derived_status,
@@ -33,9 +42,6 @@ from ..views import (
 from ..writes import DeleteVoucher, PutVoucher, stored_device
 from .resources import resource_response
 
-RECENT_ERRORS = 50
-# Stalled devices the fleet status names; its counts say how many there are in all.
-STALLED_SHOWN = 100
 # Devices a listing without `limit` reads from the store at a time as it streams them out.
 STREAM_PAGE = 1000
 VOUCHER_TYPES = ("application/voucher-cms+json", "application/octet-stream")
@@ -58,10 +64,12 @@ class DeviceHandlers:
         if wanted_status is not None and wanted_status not in STATUSES:
             raise ApiError(400, f"must be one of {', '.join(STATUSES)}", field="status")
         with_status = bool_query(request, "with_status")
-        limit = int_query(request, "limit", default=None)
-        after = request.query.get("after")
+        limit = int_query(request, "limit", default=None, maximum=MAX_DEVICE_PAGE)
+        after = text_query(request, "after")
         spec_equals = {
-            field: request.query[field] for field in DEVICE_FILTER_FIELDS if field in request.query
+            field: value
+            for field in DEVICE_FILTER_FIELDS
+            if (value := text_query(request, field)) is not None
         }
         # One moment for the whole request: the status filter and the statuses shown agree.
         now = utc_now()

@@ -341,6 +341,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         addresses = self.get_option("host_addresses") or {}
         use_report_address = self.get_option("use_report_address")
         strict = self.get_option("strict")
+        compose = self.get_option("compose")
+        groups = self.get_option("groups")
+        keyed_groups = self.get_option("keyed_groups")
+        # Without them, no host's variables need be gathered for templates.
+        constructed = bool(compose or groups or keyed_groups)
         all_group = self.inventory.add_group(prefix + "devices")
         for device in data.get("devices", []):
             serial = device["serial"]
@@ -383,11 +388,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     group = self.inventory.add_group(group_name(prefix, kind, device[kind]))
                     self.inventory.add_child(group, host)
 
-            hostvars = self.inventory.get_host(host).get_vars()
-            self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)
-            self._add_host_to_composed_groups(
-                self.get_option("groups"), hostvars, host, strict=strict
-            )
-            self._add_host_to_keyed_groups(
-                self.get_option("keyed_groups"), hostvars, host, strict=strict
-            )
+            if constructed:
+                hostvars = self.inventory.get_host(host).get_vars()
+                self._set_composite_vars(compose, hostvars, host, strict=strict)
+                self._add_host_to_composed_groups(groups, hostvars, host, strict=strict)
+                self._add_host_to_keyed_groups(keyed_groups, hostvars, host, strict=strict)

@@ -759,7 +759,10 @@ def test_device_pages_walk_the_fleet_in_name_order_with_heads(store: Store) -> N
     # Names whose byte order differs from a locale's: the order is Python's, on both backends.
     names = [f"SN-{i:04}" for i in range(1000)] + ["sn-lower", "SN_under", "SN-ä", "SN-Z"]
     store.apply(
-        [create("device", name, profile="even" if i % 2 else "odd") for i, name in enumerate(names)],
+        [
+            create("device", name, profile="even" if i % 2 else "odd")
+            for i, name in enumerate(names)
+        ],
         actor="test",
     )
     for i in range(1000):

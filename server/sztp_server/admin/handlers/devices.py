@@ -201,7 +201,7 @@ class DeviceHandlers:
                 "stalled": [
                     {"serial": item.device.name, "last_report": report_view(item.head)}
                     for item in stalled
-                    if item.head is not None
+                    if item.head is not None  # always: a stalled device has reported
                 ],
                 "recent_errors": [report_view(report) for report in errors],
             }
@@ -217,21 +217,21 @@ async def _stream_devices(
 ) -> web.StreamResponse:
     """The whole listing from `after` on as one JSON array, sent as it is read: memory and the
     time to the first byte stay those of one STREAM_PAGE, however large the fleet."""
+    # Read before the status line goes out: a store that fails now still answers 503.
+    found = await read(after, STREAM_PAGE)
     response = web.StreamResponse(headers=headers)
     response.content_type = "application/json"
     response.charset = "utf-8"
     await response.prepare(request)
     opening = b"["
     try:
-        while True:
-            found = await read(after, STREAM_PAGE)
-            if found:
-                page = ", ".join(json.dumps(view(item)) for item in found)
-                await response.write(opening + page.encode())
-                opening = b", "
+        while found:
+            page = ", ".join(json.dumps(view(item)) for item in found)
+            await response.write(opening + page.encode())
+            opening = b", "
             if len(found) < STREAM_PAGE:
                 break
-            after = found[-1].device.name
+            found = await read(found[-1].device.name, STREAM_PAGE)
     except Exception as exc:
         # The status line went out with the first page; the client can only be told by a body
         # cut short. error_of logs the cause.

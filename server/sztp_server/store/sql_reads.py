@@ -164,17 +164,22 @@ class SqlReads(ABC):
         return [type(self).report_from_row(row) for row in rows]
 
     def head_counts(self, stale_before: datetime) -> HeadCounts:
-        # One statement, so both counts come from the same snapshot of the database.
+        # One statement, so both counts come from the same snapshot of the database. The
+        # device count is the row without a progress type (every report has one): a UNION's
+        # rows come in no set order.
         rows = self._rows(
             "SELECT NULL, NULL, count(*) FROM resources WHERE kind = ? UNION ALL "  # noqa: S608
             f"SELECT reports.progress_type, reports.received_at < ?, count(*) {_HEAD_REPORTS} "
             "GROUP BY 1, 2",
             (DEVICE, type(self).time_parameter(stale_before)),
         )
-        (_, _, devices), *groups = rows
         return HeadCounts(
-            devices=devices,
-            heads={(progress_type, bool(stale)): count for progress_type, stale, count in groups},
+            devices=next(count for progress_type, _, count in rows if progress_type is None),
+            heads={
+                (progress_type, bool(stale)): count
+                for progress_type, stale, count in rows
+                if progress_type is not None
+            },
         )
 
     def _head_condition(

@@ -119,9 +119,10 @@ class Store(Protocol):
         name order (Python's `str` order), each with its head report: those whose spec fields
         (of DEVICE_FILTER_FIELDS) equal `spec_equals`, and that `heads` chooses.
 
-        One statement; it reads the devices from `after` on until `limit` of them match, so a
-        filter that few devices pass reads further per page (but never a device twice over
-        the pages of a listing)."""
+        One statement. It reads the devices from `after` on until `limit` of them match: a spec
+        filter reads only the devices it matches (an index per field), but a `heads` filter
+        that few devices pass reads further per page (never a device twice over the pages of a
+        listing)."""
         ...
 
     def head_reports(self, heads: HeadFilter, *, limit: int) -> builtins.list[ProgressRecord]:

@@ -153,6 +153,16 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "DROP TABLE main.report_heads",
         ),
     ),
+    Migration(
+        5,
+        "devices found by profile and by model in name order, a page at a time",
+        (
+            "CREATE INDEX resources_by_profile ON resources "
+            "(kind, json_extract(spec, '$.profile'), name)",
+            "CREATE INDEX resources_by_model ON resources "
+            "(kind, json_extract(spec, '$.model'), name)",
+        ),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -234,6 +244,14 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     # In step with SQLite's migration 4; one PostgreSQL database takes reports without waiting
     # for an admin's commit already (row locks, not a file lock).
     Migration(4, "progress reports in a file of their own (SQLite only)", ()),
+    Migration(
+        5,
+        "devices found by profile and by model in name order, a page at a time",
+        (
+            "CREATE INDEX resources_by_profile ON resources (kind, (spec ->> 'profile'), name)",
+            "CREATE INDEX resources_by_model ON resources (kind, (spec ->> 'model'), name)",
+        ),
+    ),
 )
 
 

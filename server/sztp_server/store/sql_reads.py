@@ -66,7 +66,9 @@ class SqlReads(ABC):
     """`Store` reads of resources, reports, the audit log and tokens."""
 
     placeholder: ClassVar[str] = "?"
-    # SQL reading a spec field as text; `{field}` is one of DEVICE_FILTER_FIELDS.
+    # SQL reading a spec field as text; `{field}` is one of DEVICE_FILTER_FIELDS. Each field has
+    # an index on (kind, this expression, name) (schema migration 5), which the database uses
+    # only for this very expression.
     spec_field: ClassVar[str]
     time_parameter: ClassVar[Callable[[datetime], Any]]
     resource_from_row: ClassVar[Callable[[Row], StoredResource]]

@@ -123,9 +123,10 @@ def _list_devices(collection: str, spec_schema: str) -> Schema:
         "summary": "List devices, filtered, optionally with each one's status and last report, "
         "in name order and in pages",
         "description": "A page costs the server the devices it reads to fill it: those it "
-        "returns, and those before them that a `status`, `profile` or `model` filter passes "
-        "over. Without `limit` the whole listing is one streamed JSON array (a failure midway "
-        "cuts it short); page through a large fleet with `limit` and `after` instead.",
+        "returns, and with `status` those in other statuses that it passes over (`profile` "
+        "and `model` are indexed). Without `limit` the whole listing is one streamed JSON "
+        "array (a failure midway cuts it short); page through a large fleet with `limit` and "
+        "`after` instead.",
         "tags": [collection],
         "parameters": [
             query("profile", {"type": "string"}, "Only devices with this profile"),

@@ -5,6 +5,7 @@ stored as devices would send them, so each device's status and listing are the s
 from __future__ import annotations
 
 import base64
+import gc
 import socket
 import struct
 import sys
@@ -214,6 +215,18 @@ def test_one_listing_read_in_pages(recorder, load, base, fleet, monkeypatch):
     assert recorder.calls == [("device_pages", {"profile": None, "model": None})]
     assert recorder.pages == 5  # 204 devices, 50 a page
     assert hostvars(inventory, "SN-204")["sztp_model"] == "bulk"
+
+
+def test_the_garbage_collector_is_left_as_it_was(recorder, load, base):
+    assert gc.isenabled()
+    load(base)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load(base)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_last_report_complete_and_none_choose_the_devices_with_reports(recorder, load, base):

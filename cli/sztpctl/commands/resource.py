@@ -254,8 +254,8 @@ def _columns(noun: Noun, *, wide: bool) -> list[Column]:
 
 def _print_pages(noun: Noun, pages: Iterator[list[dict[str, Any]]], output: ListFormat) -> None:
     """Print a listing page by page as one document: a JSON array, a YAML sequence, or a
-    table (on a terminal, one per page; off it, plain aligned lines under one header); tables
-    end with the count."""
+    table (on a terminal, one per page; off it, lines laid out as that table under one header),
+    ending with the count."""
     count = 0
     if output in (ListFormat.TABLE, ListFormat.WIDE):
         wide = output is ListFormat.WIDE
@@ -296,21 +296,24 @@ def _print_pages(noun: Noun, pages: Iterator[list[dict[str, Any]]], output: List
 def _print_lines(
     columns: list[Column], items: list[dict[str, Any]], widths: list[int]
 ) -> list[int]:
-    """`items` as lines of left-aligned columns, two spaces apart; without `widths` (the first
-    page) the header first, the columns as wide as the header or the page's widest value.
-    Returns the widths, for the next page's lines to line up with these."""
+    """`items` as lines laid out as rich lays out `_table`'s table: left-aligned columns three
+    spaces apart, indented by two. Without `widths` (the first page) the header and its rule
+    come first, the columns as wide as the header or the page's widest value. Returns the
+    widths, for the next page's lines to line up with these (a wider value pushes its line's
+    next columns right)."""
+
+    def line(cells: list[str]) -> str:
+        aligned = "   ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        return f"  {aligned}".rstrip() + "\n"
+
     rows = [[column.value(item) for column in columns] for item in items]
+    lines = []
     if not widths:
         headers = [column.header for column in columns]
-        widths = [
-            max(len(value) for value in values) for values in zip(headers, *rows, strict=True)
-        ]
-        rows.insert(0, headers)
-    lines = (
-        "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True))
-        for row in rows
-    )
-    sys.stdout.write("".join(line.rstrip() + "\n" for line in lines))
+        widths = [max(len(cell) for cell in cells) for cells in zip(headers, *rows, strict=True)]
+        lines += [line(headers), " " + "─" * (sum(widths) + 3 * len(widths) - 1) + "\n"]
+    lines += [line(row) for row in rows]
+    sys.stdout.write("".join(lines))
     sys.stdout.flush()
     return widths
 

@@ -8,8 +8,10 @@ backend gives its row decoders, `time_parameter`, `spec_field` and `_reading`.
 
 The device reads walk `resources` in the order of its primary key (kind, name): byte order of
 the names on both backends (SQLite's BINARY collation, PostgreSQL's `COLLATE "C"`), which is
-Python's order of `str`. A page is one statement that steps along that index from the cursor
-and stops after `limit` rows, so its cost is the rows it passes over, not the fleet.
+Python's order of `str` (or, filtered by a spec field, that field's index, whose entries of one
+value are in name order too). A page is one statement that steps along the index from the
+cursor and stops after `limit` matching rows, so its cost is the rows it passes over, not the
+fleet.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class SqlReads(ABC):
     # an index on (kind, this expression, name) (schema migration 5), which the database uses
     # only for this very expression.
     spec_field: ClassVar[str]
+    # A datetime as the backend stores it, to compare with a stored time in SQL.
     time_parameter: ClassVar[Callable[[datetime], Any]]
     resource_from_row: ClassVar[Callable[[Row], StoredResource]]
     report_from_row: ClassVar[Callable[[Row], ProgressRecord]]

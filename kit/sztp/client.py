@@ -41,8 +41,9 @@ from .state.model import COLLECTIONS
 API = "/api/v1"
 # Bytes read from the network at a time while the state streams in.
 STATE_CHUNK = 64 * 1024
-# Devices per request of `devices_with_status`: a fleet of this size is one request.
-DEVICE_PAGE = 10_000
+# Devices per request of `device_pages`: small enough that the first page is on screen at
+# once, large enough that a request's own overhead is small beside its devices.
+DEVICE_PAGE = 2000
 # How often a job is asked how far it got: soon at first (most end at once), then every 2 s.
 JOB_POLL_FIRST = 0.05
 JOB_POLL_MAX = 2.0
@@ -326,22 +327,29 @@ class SztpClient:
         wanted = {key: value for key, value in filters.items() if value is not None}
         return self._request("GET", f"/{_collection(kind)}", params=wanted)
 
-    def devices_with_status(self, **filters: str | None) -> builtins.list[dict[str, Any]]:
+    def device_pages(self, **filters: str | None) -> Iterator[builtins.list[dict[str, Any]]]:
         """Every device (filtered by `status`, `profile` or `model`) as {name, spec, revision,
-        created_at, updated_at, status, last_report}: a fleet in one request per
-        DEVICE_PAGE devices, instead of one status request per device."""
+        created_at, updated_at, status, last_report}, in name order, a page of up to
+        DEVICE_PAGE devices at a time as each arrives (no empty page): one request per page,
+        instead of one status request per device."""
         wanted = {key: value for key, value in filters.items() if value is not None}
-        devices: builtins.list[dict[str, Any]] = []
+        after: dict[str, str] = {}
         while True:
-            after = {"after": devices[-1]["name"]} if devices else {}
-            page = self._request(
+            page: builtins.list[dict[str, Any]] = self._request(
                 "GET",
                 "/devices",
                 params={**wanted, **after, "with_status": "true", "limit": str(DEVICE_PAGE)},
             )
-            devices.extend(page)
+            if page:
+                yield page
+            # The server fills every page but the last.
             if len(page) < DEVICE_PAGE:
-                return devices
+                return
+            after = {"after": page[-1]["name"]}
+
+    def devices_with_status(self, **filters: str | None) -> builtins.list[dict[str, Any]]:
+        """`device_pages` as one list."""
+        return [device for page in self.device_pages(**filters) for device in page]
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
         return self._request("GET", _resource_path(kind, name))

@@ -12,7 +12,8 @@ description:
   - Returns one device (by O(serial)) or every device matching the filters, each with its
     specification as stored (secrets shown as C(<hidden>)) and its bootstrapping status.
   - "Cost: one request for a single device plus one for its status. For a list, one request
-    for up to 10,000 devices (one more per further 10,000), statuses and last reports included."
+    per 2,000 devices, statuses and last reports included; the server reads each page on its
+    own, so the time grows with the devices listed, not faster."
 author:
   - sztp developers (@sztp)
 options:

@@ -54,7 +54,9 @@ counts:
   sample: {"not-seen": 10, "in-progress": 3, "rebooting": 1, "complete": 104, "failed": 1,
            "stalled": 1}
 stalled:
-  description: Stalled devices with their last report.
+  description:
+    - Stalled devices with their last report, the first 100 in name order; RV(counts) has how
+      many there are (M(sztp.bootstrap.device_info) filtered by status C(stalled) lists them all).
   returned: always
   type: list
   elements: dict
@@ -62,7 +64,7 @@ stalled:
             "received_at": "2026-01-01T10:00:00Z", "message": null,
             "source_address": "192.0.2.42", "attempt": 1, "ssh_host_keys": []}}]
 stalled_serials:
-  description: Serial numbers of the stalled devices.
+  description: Serial numbers of the stalled devices in RV(stalled).
   returned: always
   type: list
   elements: str

@@ -31,11 +31,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sztp.client import SztpClient
+from sztp.device_status import STATUSES
 from sztp.errors import ApiValidationError, ServerUnreachable
 from sztp.protocol import pki
 from sztp.protocol.voucher import create_voucher, sign_voucher
 from sztp.state.resources import KINDS, public_view
 from sztp_server.admin import build_admin_app, jobs, writes
+from sztp_server.admin.handlers import devices as device_handlers
 from sztp_server.admin.handlers import state as state_handlers
 from sztp_server.admin.routes import STATE_SERVICE
 from sztp_server.admin.writer import Writer, WriterHandle
@@ -43,7 +45,7 @@ from sztp_server.admin.writes import Write
 from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext, Snapshot
 from sztp_server.secret_key import SecretKey
-from sztp_server.store.model import ProgressRecord
+from sztp_server.store.model import Change, ProgressRecord
 from sztp_server.store.sqlite import SqliteStore
 from sztp_server.tokens import (
     ensure_first_admin_token,
@@ -913,6 +915,140 @@ def test_device_list_with_status_filters_and_pages(api: Api, ec_lab: Any) -> Non
     after = api.get("/api/v1/devices", params={"after": "SN-0001"}).json()
     assert [item["name"] for item in after] == ["SN-0002", "SN-0003"]
     for bad in ({"limit": "0"}, {"limit": "x"}, {"with_status": "yes"}, {"status": "bogus"}):
+        response = api.get("/api/v1/devices", params=bad)
+        assert response.status_code == 400, bad
+        assert error_of(response)["field"] == next(iter(bad))
+
+
+def paged_fleet(api: Api) -> None:
+    """40 devices over three profiles and two models, in every status; SN-01, SN-07, ... sent
+    a late report after bootstrap-complete, which must leave them complete."""
+    api.store.apply(
+        [
+            Change("create", "device", f"SN-{i:02}", {"profile": f"p{i % 3}", "model": f"m{i % 2}"})
+            for i in range(40)
+        ],
+        actor="test",
+    )
+    now = datetime.now(UTC)
+    stale = now - timedelta(hours=2)
+    reports_by_kind = {
+        1: [("bootstrap-complete", stale), ("informational", now)],
+        2: [("bootstrap-initiated", stale)],
+        3: [("bootstrap-initiated", now)],
+        4: [("bootstrap-initiated", stale), ("config-error", stale)],
+        5: [("boot-image-installed-rebooting", now)],
+    }
+    for i in range(40):
+        for step, (progress_type, at) in enumerate(reports_by_kind.get(i % 6, [])):
+            late = i % 6 == 1 and step == 1
+            record = ProgressRecord(
+                f"SN-{i:02}", at + timedelta(seconds=i), progress_type, None, None, 1
+            )
+            assert api.store.add_report(record, decides_status=not late)
+
+
+def walk_pages(api: Api, limit: int, **filters: str) -> list[dict[str, Any]]:
+    """Every page of a listing, following the Link headers; each page but the last full."""
+    pages = []
+    response = api.get(
+        "/api/v1/devices", params={**filters, "with_status": "true", "limit": str(limit)}
+    )
+    while True:
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+        if "next" not in response.links:
+            break
+        assert len(pages[-1]) == limit
+        response = api.get(response.links["next"]["url"])
+    return [item for page in pages for item in page]
+
+
+def test_device_pages_cover_every_device_once_whatever_the_filters(api: Api) -> None:
+    paged_fleet(api)
+    whole = api.get("/api/v1/devices", params={"with_status": "true"})
+    assert whole.headers["Content-Type"].startswith("application/json")
+    assert "Link" not in whole.headers and whole.headers["ETag"] == f'"{api.revision()}"'
+    fleet_view = whole.json()
+    assert [item["name"] for item in fleet_view] == [f"SN-{i:02}" for i in range(40)]
+    status_of = {item["name"]: item["status"] for item in fleet_view}
+    assert [status_of[f"SN-0{i}"] for i in range(6)] == [
+        "not-seen",
+        "complete",
+        "stalled",
+        "in-progress",
+        "failed",
+        "rebooting",
+    ]
+    assert fleet_view[1]["last_report"]["progress_type"] == "bootstrap-complete"
+    for status in STATUSES:
+        for filters in ({}, {"profile": "p1"}, {"profile": "p2", "model": "m1"}):
+            expected = [
+                item
+                for item in fleet_view
+                if item["status"] == status
+                and all(item["spec"].get(field) == value for field, value in filters.items())
+            ]
+            for limit in (1, 4, 100):
+                assert walk_pages(api, limit, status=status, **filters) == expected, (
+                    status,
+                    filters,
+                    limit,
+                )
+    assert walk_pages(api, 7) == fleet_view
+    assert api.get("/api/v1/devices", params={"profile": "none"}).json() == []
+
+
+def test_fleet_counts_agree_with_each_devices_status(api: Api, monkeypatch: Any) -> None:
+    paged_fleet(api)
+    fleet_view = api.get("/api/v1/devices", params={"with_status": "true"}).json()
+    fleet_status = api.get("/api/v1/status").json()
+    assert fleet_status["devices"] == 40
+    assert fleet_status["counts"] == {
+        status: sum(item["status"] == status for item in fleet_view) for status in STATUSES
+    }
+    stalled = [item for item in fleet_view if item["status"] == "stalled"]
+    assert fleet_status["stalled"] == [
+        {"serial": item["name"], "last_report": item["last_report"]} for item in stalled
+    ]
+    failed = sorted(
+        (item for item in fleet_view if item["status"] == "failed"),
+        key=lambda item: item["last_report"]["received_at"],
+        reverse=True,
+    )
+    assert fleet_status["recent_errors"] == [item["last_report"] for item in failed]
+    # Only the first stalled devices are named; the count is of all of them.
+    monkeypatch.setattr(device_handlers, "STALLED_SHOWN", 2)
+    capped = api.get("/api/v1/status").json()
+    assert [item["serial"] for item in capped["stalled"]] == [item["name"] for item in stalled[:2]]
+    assert capped["counts"]["stalled"] == len(stalled) > 2
+
+
+def test_a_device_page_reads_only_what_it_returns(api: Api, monkeypatch: Any) -> None:
+    paged_fleet(api)
+    reads: list[int] = []
+    rows = SqliteStore._rows
+
+    def counted(store: SqliteStore, statement: str, parameters: Any = ()) -> list[Any]:
+        found = rows(store, statement, parameters)
+        if "FROM resources" in statement:  # not the token's check
+            reads.append(len(found))
+        return found
+
+    monkeypatch.setattr(SqliteStore, "_rows", counted)
+    for params in ({"limit": "3"}, {"limit": "3", "status": "failed", "profile": "p1"}):
+        reads.clear()
+        assert len(api.get("/api/v1/devices", params=params).json()) <= 3
+        assert reads == [4], params  # one statement: the page and one more device
+    # Without a limit the listing streams out, each read a page of its own.
+    monkeypatch.setattr(device_handlers, "STREAM_PAGE", 7)
+    reads.clear()
+    assert len(api.get("/api/v1/devices").json()) == 40
+    assert reads == [7, 7, 7, 7, 7, 5]
+
+
+def test_device_list_refuses_bad_paging_parameters(api: Api) -> None:
+    for bad in ({"limit": "10001"}, {"after": "SN\x00"}, {"profile": "\x00"}):
         response = api.get("/api/v1/devices", params=bad)
         assert response.status_code == 400, bad
         assert error_of(response)["field"] == next(iter(bad))

@@ -38,7 +38,7 @@ from sztp_server.store import (
     sqlite_path,
 )
 from sztp_server.store.base import report_size
-from sztp_server.store.model import StateDelta
+from sztp_server.store.model import HeadFilter, StateDelta
 from sztp_server.store.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from sztp_server.store.sql_reads import ROW_BATCH
 
@@ -430,6 +430,20 @@ def add_devices(store: Store, *serials: str) -> None:
     store.apply([create("device", serial) for serial in serials], actor="test")
 
 
+def heads(store: Store) -> dict[str, ProgressRecord]:
+    """Every device's head report, by serial (a test's fleet fits in one page)."""
+    return {
+        item.device.name: item.head
+        for item in store.device_page(after=None, limit=BULK_SIZE)
+        if item.head is not None
+    }
+
+
+def stored_heads(store: Store) -> int:
+    """How many head reports the store keeps, whether or not their device exists."""
+    return sum(store.head_counts(datetime.now(UTC)).heads.values())
+
+
 def without_ids(records: list[ProgressRecord]) -> list[ProgressRecord]:
     return [dataclasses.replace(record, id=0) for record in records]
 
@@ -451,7 +465,7 @@ def test_report_fields_round_trip(store: Store) -> None:
     (stored,) = store.reports("SN-1")
     assert stored.id > 0
     assert without_ids([stored]) == [record]
-    assert store.latest_reports() == {"SN-1": stored}
+    assert heads(store) == {"SN-1": stored}
 
 
 def test_reports_are_bounded_per_device(store: Store) -> None:
@@ -469,14 +483,14 @@ def test_reports_are_bounded_per_device(store: Store) -> None:
     # A smaller bound later trims the backlog in one go.
     store.add_report(report("SN-A", "step-12"), keep_per_device=2)
     assert [r.progress_type for r in store.reports("SN-A")] == ["step-11", "step-12"]
-    latest = store.latest_reports()
+    latest = heads(store)
     assert latest["SN-A"].progress_type == "step-12"
     assert latest["SN-B"].progress_type == "step-2"
 
     store.delete_reports("SN-A")
     assert store.reports("SN-A") == []
     assert store.report_summary("SN-A") is None
-    assert set(store.latest_reports()) == {"SN-B"}
+    assert set(heads(store)) == {"SN-B"} and stored_heads(store) == 1
     store.add_report(report("SN-A", "again"), keep_per_device=2)
     assert [r.progress_type for r in store.reports("SN-A")] == ["again"]
     with pytest.raises(StoreError, match="keep_per_device"):
@@ -504,12 +518,12 @@ def test_late_reports_join_the_history_but_never_push_out_the_deciding_one(store
     summary = store.report_summary("SN-A")
     assert summary is not None
     assert summary.latest.progress_type == "bootstrap-complete"
-    assert store.latest_reports()["SN-A"].progress_type == "bootstrap-complete"
+    assert heads(store)["SN-A"].progress_type == "bootstrap-complete"
     kept = [r.progress_type for r in store.reports("SN-A")]
     assert kept == ["bootstrap-complete", "late-4", "late-5"]  # within the bound
     assert summary.report_count == len(kept)
     store.add_report(report("SN-A", "bootstrap-initiated"), keep_per_device=3)
-    assert store.latest_reports()["SN-A"].progress_type == "bootstrap-initiated"
+    assert heads(store)["SN-A"].progress_type == "bootstrap-initiated"
     assert [r.progress_type for r in store.reports("SN-A")] == [
         "late-4",
         "late-5",
@@ -565,7 +579,7 @@ def test_deleting_a_device_deletes_its_reports(store: Store) -> None:
     store.apply([Change("delete", "device", "SN-A", None)], actor="test")
     assert store.reports("SN-A") == []
     assert store.report_summary("SN-A") is None
-    assert set(store.latest_reports()) == {"SN-B"}
+    assert set(heads(store)) == {"SN-B"} and stored_heads(store) == 1
     # A report from a device deleted after it authenticated is not stored.
     assert store.add_report(report("SN-A", "informational")) is False
     add_devices(store, "SN-A")
@@ -686,7 +700,7 @@ def test_sqlite_open_drops_reports_a_crash_left_behind(tmp_path: Path) -> None:
         state.execute("DELETE FROM resources WHERE name = 'SN-GONE'")
     reopened = open_store(f"sqlite://{path}")
     try:
-        assert set(reopened.latest_reports()) == {"SN-KEPT"}
+        assert set(heads(reopened)) == {"SN-KEPT"} and stored_heads(reopened) == 1
         assert reopened.reports("SN-GONE") == []
     finally:
         reopened.close()
@@ -729,7 +743,7 @@ def test_schema_upgrade_drops_reports_of_deleted_devices(store_url: str) -> None
         raw_execute(store_url, statement)
     upgraded = open_store(store_url)
     try:
-        assert set(upgraded.latest_reports()) == {"SN-KEPT"}
+        assert set(heads(upgraded)) == {"SN-KEPT"} and stored_heads(upgraded) == 1
         assert upgraded.reports("SN-GONE") == []
         upgraded.apply([create("device", "SN-GONE")], actor="test")
         assert upgraded.reports("SN-GONE") == []
@@ -742,17 +756,69 @@ def test_schema_upgrade_drops_reports_of_deleted_devices(store_url: str) -> None
         upgraded.close()
 
 
-def test_latest_reports_across_a_thousand_devices(store: Store) -> None:
-    add_devices(store, *(f"SN-{i:04}" for i in range(1000)))
+def test_device_pages_walk_the_fleet_in_name_order_with_heads(store: Store) -> None:
+    # Names whose byte order differs from a locale's: the order is Python's, on both backends.
+    names = [f"SN-{i:04}" for i in range(1000)] + ["sn-lower", "SN_under", "SN-ä", "SN-Z"]
+    store.apply(
+        [
+            create("device", name, profile="even" if i % 2 else "odd")
+            for i, name in enumerate(names)
+        ],
+        actor="test",
+    )
     for i in range(1000):
         store.add_report(report(f"SN-{i:04}", "bootstrap-initiated"))
     for i in range(0, 1000, 2):
         store.add_report(report(f"SN-{i:04}", "bootstrap-complete"))
-    latest = store.latest_reports()
+    listed: list[str] = []
+    while page := store.device_page(after=listed[-1] if listed else None, limit=300):
+        assert len(page) <= 300
+        listed += [item.device.name for item in page]
+    assert listed == sorted(names)
+    latest = heads(store)
     assert len(latest) == 1000
     assert latest["SN-0000"].progress_type == "bootstrap-complete"
     assert latest["SN-0001"].progress_type == "bootstrap-initiated"
     assert all(serial == record.serial for serial, record in latest.items())
+
+    evens = store.device_page(after="SN-0500", limit=3, spec_equals={"profile": "even"})
+    assert [item.device.name for item in evens] == ["SN-0501", "SN-0503", "SN-0505"]
+    assert store.device_page(after=None, limit=5, spec_equals={"model": "none"}) == []
+    with pytest.raises(StoreError, match="password_hash"):
+        store.device_page(after=None, limit=1, spec_equals={"password_hash": "x"})
+
+
+def test_device_pages_and_counts_by_head_report(store: Store) -> None:
+    add_devices(store, "SN-A", "SN-B", "SN-C", "SN-D")
+    now = datetime.now(UTC)
+    cutoff = now - timedelta(hours=1)
+    store.add_report(report("SN-A", "bootstrap-initiated", at=cutoff - timedelta(minutes=1)))
+    store.add_report(report("SN-B", "bootstrap-initiated", at=cutoff))  # at the cutoff: recent
+    store.add_report(report("SN-C", "config-error", at=now - timedelta(minutes=5)))
+    store.add_report(report("SN-C", "bootstrap-initiated", at=now - timedelta(minutes=4)))
+    store.add_report(report("SN-C", "config-error", at=now))
+
+    def chosen(**heads: Any) -> list[str]:
+        found = store.device_page(after=None, limit=10, heads=HeadFilter(**heads))
+        return [item.device.name for item in found]
+
+    nothing: frozenset[str] = frozenset()
+    initiated = frozenset({"bootstrap-initiated"})
+    kinds = {"recent_types": nothing, "stale_types": nothing, "stale_before": cutoff}
+    assert chosen(**{**kinds, "unreported": True}) == ["SN-D"]
+    assert chosen(**{**kinds, "unreported": False, "stale_types": initiated}) == ["SN-A"]
+    assert chosen(**{**kinds, "unreported": False, "recent_types": initiated}) == ["SN-B"]
+    assert chosen(**{**kinds, "unreported": False}) == []
+    errors = HeadFilter(False, frozenset({"config-error"}), frozenset({"config-error"}), cutoff)
+    (newest,) = store.head_reports(errors, limit=5)
+    assert (newest.serial, newest.received_at) == ("SN-C", now)
+    counts = store.head_counts(cutoff)
+    assert counts.devices == 4
+    assert counts.heads == {
+        ("bootstrap-initiated", True): 1,
+        ("bootstrap-initiated", False): 1,
+        ("config-error", False): 1,
+    }
 
 
 # -- tokens ---------------------------------------------------------------------------------

@@ -325,6 +325,10 @@ def _status_tables(summary: dict[str, Any]) -> None:
                 Text(entry["serial"]), Text(report["progress_type"]), report["received_at"]
             )
         out.print(stalled)
+        # The server names the first of them in name order; the count is of all.
+        unnamed = summary["counts"]["stalled"] - len(summary["stalled"])
+        if unnamed > 0:
+            out.print(f"and {unnamed} more stalled: sztpctl device list --status stalled")
     if summary["recent_errors"]:
         errors = Table("FAILED", "REPORT", "AT", "MESSAGE", box=box.SIMPLE_HEAD)
         for report in summary["recent_errors"]:

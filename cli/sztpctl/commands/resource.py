@@ -15,7 +15,7 @@ import dataclasses
 import enum
 import inspect
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -192,18 +192,22 @@ def _list_command(noun: Noun) -> Callable[..., None]:
                 raise _not_one_of(value, item.choices, item.option)
         query = {item.name: value for item, value in wanted.items() if item.server_side}
         local = {item.name: value for item, value in wanted.items() if not item.server_side}
-        with connect() as client:
-            found = (
-                client.devices_with_status(**query)
-                if noun.with_status
-                else client.list(noun.kind, **query)
-            )
-        found = [
-            item
-            for item in found
-            if all(item["spec"].get(key) == value for key, value in local.items())
-        ]
         output: ListFormat = options["output"]
+
+        def kept(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [
+                item
+                for item in items
+                if all(item["spec"].get(key) == value for key, value in local.items())
+            ]
+
+        with connect() as client:
+            if noun.with_status:
+                # A fleet can be a million devices: each page is shown as it arrives.
+                pages = (kept(page) for page in client.device_pages(**query))
+                _print_pages(noun, pages, output)
+                return
+            found = kept(client.list(noun.kind, **query))
         if output is ListFormat.WIDE:
             _table(noun, found, wide=True)
         else:
@@ -229,20 +233,89 @@ def _list_command(noun: Noun) -> Callable[..., None]:
     return list_resources
 
 
-def _table(noun: Noun, found: list[dict[str, Any]], *, wide: bool) -> None:
+def _table(noun: Noun, found: list[dict[str, Any]], *, wide: bool, count: bool = True) -> None:
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    columns = [
-        column for column in noun.table_columns if not (column.narrow if wide else column.wide)
-    ]
+    columns = _columns(noun, wide=wide)
     table = Table(*(column.header for column in columns), box=box.SIMPLE_HEAD)
     for item in found:
         # Text, not markup: names and models come from users and may hold '[...]'.
         table.add_row(*(Text(column.value(item)) for column in columns))
     console().print(table)
-    typer.echo(f"{len(found)} {noun.kind}(s)")
+    if count:
+        typer.echo(f"{len(found)} {noun.kind}(s)")
+
+
+def _columns(noun: Noun, *, wide: bool) -> list[Column]:
+    return [column for column in noun.table_columns if not (column.narrow if wide else column.wide)]
+
+
+def _print_pages(noun: Noun, pages: Iterator[list[dict[str, Any]]], output: ListFormat) -> None:
+    """Print a listing page by page as one document: a JSON array, a YAML sequence, or a
+    table (on a terminal, one per page; off it, lines laid out as that table under one header),
+    ending with the count."""
+    count = 0
+    if output in (ListFormat.TABLE, ListFormat.WIDE):
+        wide = output is ListFormat.WIDE
+        on_terminal = console().is_terminal
+        widths: list[int] = []
+        for page in pages:
+            if on_terminal:
+                _table(noun, page, wide=wide, count=False)
+            else:
+                widths = _print_lines(_columns(noun, wide=wide), page, widths)
+            count += len(page)
+        if not on_terminal and not widths:
+            _print_lines(_columns(noun, wide=wide), [], widths)
+        typer.echo(f"{count} {noun.kind}(s)")
+    elif output is ListFormat.JSON:
+        import json
+
+        for page in pages:
+            # json.dumps(listing, indent=2), one item at a time.
+            items = ",\n  ".join(json.dumps(item, indent=2).replace("\n", "\n  ") for item in page)
+            sys.stdout.write(("[\n  " if count == 0 else ",\n  ") + items)
+            sys.stdout.flush()
+            count += len(page)
+        sys.stdout.write("[]\n" if count == 0 else "\n]\n")
+    else:
+        import yaml
+
+        # libyaml's emitter, where PyYAML has it: the same text, many times faster.
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        for page in pages:
+            sys.stdout.write(yaml.dump(page, Dumper=dumper, sort_keys=False, allow_unicode=True))
+            sys.stdout.flush()
+            count += len(page)
+        if count == 0:
+            sys.stdout.write("[]\n")
+
+
+def _print_lines(
+    columns: list[Column], items: list[dict[str, Any]], widths: list[int]
+) -> list[int]:
+    """`items` as lines laid out as rich lays out `_table`'s table: left-aligned columns three
+    spaces apart, indented by two. Without `widths` (the first page) the header and its rule
+    come first, the columns as wide as the header or the page's widest value. Returns the
+    widths, for the next page's lines to line up with these (a wider value pushes its line's
+    next columns right)."""
+
+    def line(cells: list[str]) -> str:
+        aligned = "   ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        return f"  {aligned}".rstrip() + "\n"
+
+    rows = [[column.value(item) for column in columns] for item in items]
+    lines = []
+    if not widths:
+        headers = [column.header for column in columns]
+        widths = [max(len(cell) for cell in cells) for cells in zip(headers, *rows, strict=True)]
+        lines += [line(headers), " " + "─" * (sum(widths) + 3 * len(widths) - 1) + "\n"]
+    lines += [line(row) for row in rows]
+    sys.stdout.write("".join(lines))
+    sys.stdout.flush()
+    return widths
 
 
 # ---- show

@@ -29,6 +29,12 @@ JSON_TYPE = "application/json"
 # otherwise (at most sztp.progress.MAX_PROGRESS_PAGE); audit entries per page at most.
 DEFAULT_PROGRESS_LIMIT = 100
 MAX_AUDIT_LIMIT = 1000
+# GET /api/v1/status: the failures shown, newest first, and the stalled devices named, in name
+# order (its counts say how many there are in all).
+RECENT_ERRORS = 50
+STALLED_SHOWN = 100
+# The most devices one page of GET /api/v1/devices holds: a page is built in memory.
+MAX_DEVICE_PAGE = 10_000
 
 
 def json_with_etag(data: Any, revision: int, *, status: int = 200) -> web.Response:
@@ -143,6 +149,15 @@ def days_query(request: web.Request, name: str) -> float | None:
             400, f"must be more than 0 and at most {AUDIT_MAX_AGE_DAYS} days", field=name
         )
     return days
+
+
+def text_query(request: web.Request, name: str) -> str | None:
+    """A text parameter, or None when not given. No stored name or field holds a NUL (and
+    PostgreSQL refuses it in a parameter), so one is refused here."""
+    text = request.query.get(name)
+    if text is not None and "\x00" in text:
+        raise ApiError(400, "must not contain a NUL character", field=name)
+    return text
 
 
 def bool_query(request: web.Request, name: str) -> bool:

@@ -20,7 +20,17 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .base import Store
-from .model import AuditEntry, Change, ProgressRecord, ReportSummary, StoredResource, TokenRecord
+from .model import (
+    AuditEntry,
+    Change,
+    DeviceHead,
+    HeadCounts,
+    HeadFilter,
+    ProgressRecord,
+    ReportSummary,
+    StoredResource,
+    TokenRecord,
+)
 
 _Result = TypeVar("_Result")
 
@@ -91,8 +101,23 @@ class AsyncStore:
     async def report_summary(self, serial: str) -> ReportSummary | None:
         return await self.run(self.store.report_summary, serial)
 
-    async def latest_reports(self) -> dict[str, ProgressRecord]:
-        return await self.run(self.store.latest_reports)
+    async def device_page(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        spec_equals: Mapping[str, str] | None = None,
+        heads: HeadFilter | None = None,
+    ) -> builtins.list[DeviceHead]:
+        return await self.run(
+            self.store.device_page, after=after, limit=limit, spec_equals=spec_equals, heads=heads
+        )
+
+    async def head_reports(self, heads: HeadFilter, *, limit: int) -> builtins.list[ProgressRecord]:
+        return await self.run(self.store.head_reports, heads, limit=limit)
+
+    async def head_counts(self, stale_before: datetime) -> HeadCounts:
+        return await self.run(self.store.head_counts, stale_before)
 
     async def audit(
         self, *, limit: int = 100, after_id: int | None = None

@@ -22,6 +22,9 @@ from .model import (
     AuditEntry,
     Change,
     ChangeAction,
+    DeviceHead,
+    HeadCounts,
+    HeadFilter,
     ProgressRecord,
     ReportSummary,
     StateDelta,
@@ -38,6 +41,8 @@ AUDIT_MAX_AGE_DAYS = 100_000
 # The `kind` of audit entries for API tokens (created, deleted), next to the resource kinds.
 TOKEN_AUDIT_KIND = "token"  # noqa: S105 - a kind name, not a secret
 AUDIT_AUDIT_KIND = "audit"  # an admin's prune of the audit log leaves an entry of this kind
+# The spec fields `device_page` filters devices by (text equality).
+DEVICE_FILTER_FIELDS = ("profile", "model")
 
 
 class Store(Protocol):
@@ -116,8 +121,33 @@ class Store(Protocol):
         no report."""
         ...
 
-    def latest_reports(self) -> dict[str, ProgressRecord]:
-        """The last report of every device that has reported, keyed by serial."""
+    def device_page(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        spec_equals: Mapping[str, str] | None = None,
+        heads: HeadFilter | None = None,
+    ) -> builtins.list[DeviceHead]:
+        """Up to `limit` devices whose name sorts after `after` (from the first when None), in
+        name order (Python's `str` order), each with its head report: those whose spec fields
+        (of DEVICE_FILTER_FIELDS) equal `spec_equals`, and that `heads` chooses.
+
+        One statement. It reads the devices from `after` on until `limit` of them match: a spec
+        filter reads only the devices it matches (an index per field), but a `heads` filter
+        that few devices pass reads further per page (never a device twice over the pages of a
+        listing)."""
+        ...
+
+    def head_reports(self, heads: HeadFilter, *, limit: int) -> builtins.list[ProgressRecord]:
+        """The `limit` most recently received head reports that `heads` chooses, newest first
+        (`heads.unreported` is moot: a device without a report has no head)."""
+        ...
+
+    def head_counts(self, stale_before: datetime) -> HeadCounts:
+        """How many devices there are, and their head reports counted by progress type and by
+        whether they were received before `stale_before`: every device's status without
+        reading any device (those without a head report have none)."""
         ...
 
     def delete_reports(self, serial: str) -> None:

@@ -20,6 +20,9 @@ __all__ = [
     "AuditEntry",
     "Change",
     "ChangeAction",
+    "DeviceHead",
+    "HeadCounts",
+    "HeadFilter",
     "ProgressRecord",
     "ReportSummary",
     "StoredResource",
@@ -88,6 +91,39 @@ class ReportSummary:
     latest: ProgressRecord
     report_count: int
     report_bytes: int  # sum of `report_size` over the stored reports
+
+
+@dataclass(frozen=True)
+class DeviceHead:
+    """A device and its head report (the one `report_summary` gives as latest), if any."""
+
+    device: StoredResource
+    head: ProgressRecord | None
+
+
+@dataclass(frozen=True)
+class HeadFilter:
+    """Devices chosen by their head report: those without one when `unreported`, those whose
+    head report's progress type is in `recent_types` and was received at or after
+    `stale_before`, and those whose head is in `stale_types` and was received before it.
+
+    The store knows nothing of statuses: the admin API turns one into this (see
+    `admin.views.status_filter`), so the rule of what each status means stays in
+    `sztp.progress`."""
+
+    unreported: bool
+    recent_types: frozenset[str]
+    stale_types: frozenset[str]
+    stale_before: datetime
+
+
+@dataclass(frozen=True)
+class HeadCounts:
+    """How many devices exist, and how many head reports there are of each progress type,
+    split by whether they were received before the `stale_before` the caller gave."""
+
+    devices: int
+    heads: Mapping[tuple[str, bool], int]  # (progress type, stale) -> count
 
 
 @dataclass(frozen=True)

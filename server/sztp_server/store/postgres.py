@@ -152,6 +152,8 @@ class PostgresStore(SqlReads):
     report_from_row = _report
     audit_entry_from_row = _audit_entry
     token_from_row = _token
+    spec_field = "(resources.spec ->> '{field}')"
+    time_parameter = as_utc
 
     def __init__(
         self, url: str, *, statement_timeout: float | None = None, pool_size: int = 1

@@ -164,6 +164,16 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX resources_by_revision ON resources (revision)",
         ),
     ),
+    Migration(
+        6,
+        "devices found by profile and by model in name order, a page at a time",
+        (
+            "CREATE INDEX resources_by_profile ON resources "
+            "(kind, json_extract(spec, '$.profile'), name)",
+            "CREATE INDEX resources_by_model ON resources "
+            "(kind, json_extract(spec, '$.model'), name)",
+        ),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -252,6 +262,14 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE audit ADD COLUMN revision BIGINT",
             "CREATE INDEX audit_by_revision ON audit (revision)",
             "CREATE INDEX resources_by_revision ON resources (revision)",
+        ),
+    ),
+    Migration(
+        6,
+        "devices found by profile and by model in name order, a page at a time",
+        (
+            "CREATE INDEX resources_by_profile ON resources (kind, (spec ->> 'profile'), name)",
+            "CREATE INDEX resources_by_model ON resources (kind, (spec ->> 'model'), name)",
         ),
     ),
 )

@@ -2,8 +2,16 @@
 
 Statements are written with `?` placeholders; a backend whose driver spells them otherwise
 (psycopg: `%s`) sets `placeholder`. What differs per backend is how a row decodes (SQLite keeps
-timestamps and JSON as text, PostgreSQL returns typed values) and how a connection for reading
-is had: each backend gives its row decoders and `_reading`.
+timestamps and JSON as text, PostgreSQL returns typed values), how a time is passed as a
+parameter, how a spec field is read in SQL, and how a connection for reading is had: each
+backend gives its row decoders, `time_parameter`, `spec_field` and `_reading`.
+
+The device reads walk `resources` in the order of its primary key (kind, name): byte order of
+the names on both backends (SQLite's BINARY collation, PostgreSQL's `COLLATE "C"`), which is
+Python's order of `str` (or, filtered by a spec field, that field's index, whose entries of one
+value are in name order too). A page is one statement that steps along the index from the
+cursor and stops after `limit` matching rows, so its cost is the rows it passes over, not the
+fleet.
 """
 
 from __future__ import annotations
@@ -12,11 +20,24 @@ import builtins  # in the store classes a bare `list` would name their list() me
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, ClassVar
 
-from .base import REPORT_SELECT, REPORT_SUMMARY_SELECT, check_limit
+from sztp.state.resources import DEVICE
+
+from .base import (
+    DEVICE_FILTER_FIELDS,
+    REPORT_FIELDS,
+    REPORT_SELECT,
+    REPORT_SUMMARY_SELECT,
+    check_limit,
+)
+from .errors import StoreError
 from .model import (
     AuditEntry,
+    DeviceHead,
+    HeadCounts,
+    HeadFilter,
     ProgressRecord,
     ReportSummary,
     StateDelta,
@@ -30,7 +51,18 @@ UNBOUNDED_ID = 2**63 - 1
 # Rows fetched at a time when a read streams (a million devices are never all rows at once).
 ROW_BATCH = 5000
 
-_RESOURCE_COLUMNS = "SELECT kind, name, spec, revision, created_at, updated_at FROM resources"
+_RESOURCE_FIELDS = (
+    "resources.kind, resources.name, resources.spec, resources.revision, "
+    "resources.created_at, resources.updated_at"
+)
+_RESOURCE_COLUMNS = f"SELECT {_RESOURCE_FIELDS} FROM resources"  # noqa: S608 - constants only
+# Each device with its head report, or NULLs in the report's columns when it has none.
+_DEVICE_HEADS = (
+    f"SELECT {_RESOURCE_FIELDS}, {REPORT_FIELDS} FROM resources "  # noqa: S608
+    "LEFT JOIN report_heads ON report_heads.serial = resources.name "
+    "LEFT JOIN reports ON reports.id = report_heads.latest_id"
+)
+_HEAD_REPORTS = "FROM report_heads JOIN reports ON reports.id = report_heads.latest_id"
 _AUDIT_COLUMNS = "SELECT id, at, actor, action, kind, name, detail FROM audit"
 _TOKEN_COLUMNS = "SELECT name, token_hash, role, created_at FROM tokens"  # noqa: S105
 
@@ -39,6 +71,12 @@ class SqlReads(ABC):
     """`Store` reads of resources, reports, the audit log and tokens."""
 
     placeholder: ClassVar[str] = "?"
+    # SQL reading a spec field as text; `{field}` is one of DEVICE_FILTER_FIELDS. Each field has
+    # an index on (kind, this expression, name) (schema migration 5), which the database uses
+    # only for this very expression.
+    spec_field: ClassVar[str]
+    # A datetime as the backend stores it, to compare with a stored time in SQL.
+    time_parameter: ClassVar[Callable[[datetime], Any]]
     resource_from_row: ClassVar[Callable[[Row], StoredResource]]
     spec_from_column: ClassVar[Callable[[Any], Mapping[str, Any]]]
     report_from_row: ClassVar[Callable[[Row], ProgressRecord]]
@@ -138,11 +176,88 @@ class SqlReads(ABC):
             report_bytes=size,
         )
 
-    def latest_reports(self) -> dict[str, ProgressRecord]:
+    def device_page(
+        self,
+        *,
+        after: str | None,
+        limit: int,
+        spec_equals: Mapping[str, str] | None = None,
+        heads: HeadFilter | None = None,
+    ) -> builtins.list[DeviceHead]:
+        check_limit(limit)
+        conditions = ["resources.kind = ?"]
+        parameters: builtins.list[Any] = [DEVICE]
+        if after is not None:
+            conditions.append("resources.name > ?")
+            parameters.append(after)
+        for field, value in (spec_equals or {}).items():
+            if field not in DEVICE_FILTER_FIELDS:
+                raise StoreError(f"devices cannot be filtered by {field!r}")
+            conditions.append(f"{self.spec_field.format(field=field)} = ?")
+            parameters.append(value)
+        if heads is not None:
+            matching, head_parameters = self._head_condition(heads, unreported=heads.unreported)
+            conditions.append(matching)
+            parameters += head_parameters
         rows = self._rows(
-            f"{REPORT_SELECT} WHERE id IN (SELECT latest_id FROM report_heads)"  # noqa: S608
+            f"{_DEVICE_HEADS} WHERE {' AND '.join(conditions)} ORDER BY resources.name LIMIT ?",
+            (*parameters, limit),
         )
-        return {record.serial: record for record in map(type(self).report_from_row, rows)}
+        decode = type(self)
+        return [
+            DeviceHead(
+                device=decode.resource_from_row(row[:6]),
+                head=None if row[6] is None else decode.report_from_row(row[6:]),
+            )
+            for row in rows
+        ]
+
+    def head_reports(self, heads: HeadFilter, *, limit: int) -> builtins.list[ProgressRecord]:
+        check_limit(limit)
+        matching, parameters = self._head_condition(heads, unreported=False)
+        rows = self._rows(
+            f"SELECT {REPORT_FIELDS} {_HEAD_REPORTS} WHERE {matching} "
+            "ORDER BY reports.received_at DESC, reports.id DESC LIMIT ?",
+            (*parameters, limit),
+        )
+        return [type(self).report_from_row(row) for row in rows]
+
+    def head_counts(self, stale_before: datetime) -> HeadCounts:
+        # One statement, so both counts come from the same snapshot of the database. The
+        # device count is the row without a progress type (every report has one): a UNION's
+        # rows come in no set order.
+        rows = self._rows(
+            "SELECT NULL, NULL, count(*) FROM resources WHERE kind = ? UNION ALL "  # noqa: S608
+            f"SELECT reports.progress_type, reports.received_at < ?, count(*) {_HEAD_REPORTS} "
+            "GROUP BY 1, 2",
+            (DEVICE, type(self).time_parameter(stale_before)),
+        )
+        return HeadCounts(
+            devices=next(count for progress_type, _, count in rows if progress_type is None),
+            heads={
+                (progress_type, bool(stale)): count
+                for progress_type, stale, count in rows
+                if progress_type is not None
+            },
+        )
+
+    def _head_condition(
+        self, heads: HeadFilter, *, unreported: bool
+    ) -> tuple[str, builtins.list[Any]]:
+        """SQL over the joined `reports` row of the head, and its parameters."""
+        alternatives = ["reports.id IS NULL"] if unreported else []
+        parameters: builtins.list[Any] = []
+        stale_before = type(self).time_parameter(heads.stale_before)
+        for comparison, types in (("<", heads.stale_types), (">=", heads.recent_types)):
+            if types:
+                alternatives.append(
+                    f"(reports.received_at {comparison} ? AND reports.progress_type IN "
+                    f"({', '.join(['?'] * len(types))}))"
+                )
+                parameters += [stale_before, *sorted(types)]
+        if not alternatives:
+            return "1 = 0", parameters
+        return f"({' OR '.join(alternatives)})", parameters
 
     def audit(self, *, limit: int = 100, after_id: int | None = None) -> builtins.list[AuditEntry]:
         check_limit(limit)

@@ -97,6 +97,11 @@ _RESOURCE_SQL = {
 }
 
 
+def _encode_time(moment: datetime) -> str:
+    # Fixed width (always microseconds, always +00:00) so text order is time order.
+    return as_utc(moment).isoformat(timespec="microseconds")
+
+
 def _resource(row: tuple[Any, ...]) -> StoredResource:
     kind, name, spec, revision, created_at, updated_at = row
     return StoredResource(
@@ -154,6 +159,8 @@ class SqliteStore(SqlReads):
     report_from_row = _report
     audit_entry_from_row = _audit_entry
     token_from_row = _token
+    spec_field = "json_extract(resources.spec, '$.{field}')"
+    time_parameter = _encode_time
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -530,11 +537,6 @@ def _existing(connection: sqlite3.Connection, changes: Sequence[Change]) -> set[
 def _current_revision(connection: sqlite3.Connection) -> int:
     (revision,) = connection.execute("SELECT revision FROM store_state WHERE id = 1").fetchone()
     return int(revision)
-
-
-def _encode_time(moment: datetime) -> str:
-    # Fixed width (always microseconds, always +00:00) so text order is time order.
-    return as_utc(moment).isoformat(timespec="microseconds")
 
 
 def _delete_reports(connection: sqlite3.Connection, serials: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -12,17 +15,35 @@ from sztp.errors import ValidationError
 from sztp.progress import MAX_PROGRESS_PAGE, group_by_attempt, summarize
 from sztp.state.resources import DEVICE
 
-from ...store.base import utc_now
-from ...store.model import ProgressRecord
+from ...store.base import DEVICE_FILTER_FIELDS, utc_now
+from ...store.model import DeviceHead
 from ..auth import caller
-from ..errors import ApiError
-from ..requests import DEFAULT_PROGRESS_LIMIT, bool_query, int_query, read_body
+from ..errors import ApiError, error_of
+from ..requests import (
+    DEFAULT_PROGRESS_LIMIT,
+    MAX_DEVICE_PAGE,
+    RECENT_ERRORS,
+    STALLED_SHOWN,
+    bool_query,
+    int_query,
+    read_body,
+    text_query,
+)
 from ..service import StateService
-from ..views import derived_status, etag, report_view, resource_view, stall_after
+from ..views import (
+    derived_status,
+    etag,
+    head_status,
+    report_view,
+    resource_view,
+    stall_after,
+    status_filter,
+)
 from ..writes import DeleteVoucher, PutVoucher, stored_device
 from .resources import resource_response
 
-RECENT_ERRORS = 50
+# Devices a listing without `limit` reads from the store at a time as it streams them out.
+STREAM_PAGE = 1000
 VOUCHER_TYPES = ("application/voucher-cms+json", "application/octet-stream")
 
 
@@ -33,48 +54,54 @@ class DeviceHandlers:
         self.config = service.context.config
         self.max_body_bytes = max_body_bytes
 
-    async def list_devices(self, request: web.Request) -> web.Response:
+    async def list_devices(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/v1/devices`: filtered by profile, model or derived status; with
-        `with_status=true` each device also carries its status and last report, so a whole
-        fleet's status is one request; `limit` and `after` page through in name order, a
-        `Link: <...>; rel="next"` header naming the next page while there is one."""
+        `with_status=true` each device also carries its status and last report; `limit` and
+        `after` page through in name order, a `Link: <...>; rel="next"` header naming the next
+        page while there is one. Each page is one store read of that many devices; without
+        `limit` the whole listing streams out, read STREAM_PAGE devices at a time."""
         wanted_status = request.query.get("status")
         if wanted_status is not None and wanted_status not in STATUSES:
             raise ApiError(400, f"must be one of {', '.join(STATUSES)}", field="status")
         with_status = bool_query(request, "with_status")
-        limit = int_query(request, "limit", default=None)
-        after = request.query.get("after")
-        revision = await self.store.revision()
-        devices = await self.store.list(DEVICE)
-        for field in ("profile", "model"):
-            wanted = request.query.get(field)
-            if wanted is not None:
-                devices = [device for device in devices if device.spec.get(field) == wanted]
-        latest: dict[str, ProgressRecord] = {}
-        statuses: dict[str, str] = {}
-        if wanted_status is not None or with_status:
-            latest, statuses = await self._statuses([device.name for device in devices])
-        if wanted_status is not None:
-            devices = [device for device in devices if statuses[device.name] == wanted_status]
-        headers = etag(revision)
-        if limit is not None or after is not None:
-            # Pages follow Python's order of names, whatever the store's collation sorts by.
-            devices = sorted(devices, key=lambda device: device.name)
-            if after is not None:
-                devices = [device for device in devices if device.name > after]
-            if limit is not None and len(devices) > limit:
-                devices = devices[:limit]
-                next_page = request.rel_url.update_query(after=devices[-1].name)
-                headers["Link"] = f'<{next_page}>; rel="next"'
-        listing = []
-        for device in devices:
-            view = resource_view(device)
+        limit = int_query(request, "limit", default=None, maximum=MAX_DEVICE_PAGE)
+        after = text_query(request, "after")
+        spec_equals = {
+            field: value
+            for field in DEVICE_FILTER_FIELDS
+            if (value := text_query(request, field)) is not None
+        }
+        # One moment for the whole request: the status filter and the statuses shown agree.
+        now = utc_now()
+        stalled_after = stall_after(self.config)
+        heads = (
+            None
+            if wanted_status is None
+            else status_filter(DeviceStatus(wanted_status), now, stalled_after)
+        )
+
+        async def read(after: str | None, limit: int) -> list[DeviceHead]:
+            return await self.store.device_page(
+                after=after, limit=limit, spec_equals=spec_equals, heads=heads
+            )
+
+        def view(item: DeviceHead) -> dict[str, Any]:
+            shown = resource_view(item.device)
             if with_status:
-                report = latest.get(device.name)
-                view["status"] = statuses[device.name]
-                view["last_report"] = report_view(report) if report is not None else None
-            listing.append(view)
-        return web.json_response(listing, headers=headers)
+                shown["status"] = derived_status(item.head, now, stalled_after)
+                shown["last_report"] = report_view(item.head) if item.head is not None else None
+            return shown
+
+        headers = etag(await self.store.revision())
+        if limit is None:
+            return await _stream_devices(request, headers, after, read, view)
+        # One more than asked tells whether a next page exists.
+        found = await read(after, limit + 1)
+        if len(found) > limit:
+            found = found[:limit]
+            next_page = request.rel_url.update_query(after=found[-1].device.name)
+            headers["Link"] = f'<{next_page}>; rel="next"'
+        return web.json_response([view(item) for item in found], headers=headers)
 
     async def put_voucher(self, request: web.Request) -> web.Response:
         serial = request.match_info["name"]
@@ -144,35 +171,74 @@ class DeviceHandlers:
         )
 
     async def fleet_status(self, _request: web.Request) -> web.Response:
-        serials = [device.name for device in await self.store.list(DEVICE)]
-        latest, statuses = await self._statuses(serials)
+        """`GET /api/v1/status`: every device counted by status from the head reports grouped
+        by progress type and age (one `head_status` per group), the first STALLED_SHOWN
+        stalled devices in name order and the RECENT_ERRORS most recent failures."""
+        now = utc_now()
+        stalled_after = stall_after(self.config)
+        counted, stalled, errors = await asyncio.gather(
+            self.store.head_counts(now - stalled_after),
+            self.store.device_page(
+                after=None,
+                limit=STALLED_SHOWN,
+                heads=status_filter(DeviceStatus.STALLED, now, stalled_after),
+            ),
+            self.store.head_reports(
+                status_filter(DeviceStatus.FAILED, now, stalled_after), limit=RECENT_ERRORS
+            ),
+        )
         counts = dict.fromkeys(STATUSES, 0)
-        stalled: list[dict[str, Any]] = []
-        errors: list[ProgressRecord] = []
-        for serial in serials:
-            report = latest.get(serial)
-            derived = statuses[serial]
-            counts[derived] += 1
-            if report is not None and derived == DeviceStatus.STALLED.value:
-                stalled.append({"serial": serial, "last_report": report_view(report)})
-            elif report is not None and derived == DeviceStatus.FAILED.value:
-                errors.append(report)
-        errors.sort(key=lambda report: report.received_at, reverse=True)
+        for (progress_type, stale), count in counted.heads.items():
+            counts[head_status(progress_type, stale=stale, now=now, stall_after=stalled_after)] += (
+                count
+            )
+        unreported = counted.devices - sum(counted.heads.values())
+        counts[head_status(None, stale=False, now=now, stall_after=stalled_after)] += unreported
         return web.json_response(
             {
-                "devices": len(serials),
+                "devices": counted.devices,
                 "counts": counts,
-                "stalled": stalled,
-                "recent_errors": [report_view(report) for report in errors[:RECENT_ERRORS]],
+                "stalled": [
+                    {"serial": item.device.name, "last_report": report_view(item.head)}
+                    for item in stalled
+                    if item.head is not None  # always: a stalled device has reported
+                ],
+                "recent_errors": [report_view(report) for report in errors],
             }
         )
 
-    async def _statuses(
-        self, serials: list[str]
-    ) -> tuple[dict[str, ProgressRecord], dict[str, str]]:
-        """The latest report of every device (one query) and the status of each of `serials`."""
-        latest = await self.store.latest_reports()
-        stalled_after = stall_after(self.config)
-        return latest, {
-            serial: derived_status(latest.get(serial), stalled_after) for serial in serials
-        }
+
+async def _stream_devices(
+    request: web.Request,
+    headers: dict[str, str],
+    after: str | None,
+    read: Callable[[str | None, int], Awaitable[list[DeviceHead]]],
+    view: Callable[[DeviceHead], dict[str, Any]],
+) -> web.StreamResponse:
+    """The whole listing from `after` on as one JSON array, sent as it is read: memory and the
+    time to the first byte stay those of one STREAM_PAGE, however large the fleet."""
+    # Read before the status line goes out: a store that fails now still answers 503.
+    found = await read(after, STREAM_PAGE)
+    response = web.StreamResponse(headers=headers)
+    response.content_type = "application/json"
+    response.charset = "utf-8"
+    await response.prepare(request)
+    opening = b"["
+    try:
+        while found:
+            page = ", ".join(json.dumps(view(item)) for item in found)
+            await response.write(opening + page.encode())
+            opening = b", "
+            if len(found) < STREAM_PAGE:
+                break
+            found = await read(found[-1].device.name, STREAM_PAGE)
+    except Exception as exc:
+        # The status line went out with the first page; the client can only be told by a body
+        # cut short. error_of logs the cause.
+        error_of(exc, f"admin API {request.method} {request.path}")
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write(b"[]" if opening == b"[" else b"]")
+    await response.write_eof()
+    return response

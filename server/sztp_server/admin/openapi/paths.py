@@ -9,7 +9,13 @@ from sztp.progress import MAX_PROGRESS_PAGE
 from sztp.state.resources import KINDS
 
 from ...store.base import AUDIT_MAX_AGE_DAYS
-from ..requests import DEFAULT_PROGRESS_LIMIT, MAX_AUDIT_LIMIT
+from ..requests import (
+    DEFAULT_PROGRESS_LIMIT,
+    MAX_AUDIT_LIMIT,
+    MAX_DEVICE_PAGE,
+    RECENT_ERRORS,
+    STALLED_SHOWN,
+)
 from .parts import (
     DESCRIPTIONS,
     READ,
@@ -108,13 +114,19 @@ def _list_devices(collection: str, spec_schema: str) -> Schema:
     }
     listing = ok(200, {"type": "array", "items": item}, etag=True)
     listing[200]["headers"]["Link"] = {
-        "description": 'With `limit`: `<url>; rel="next"` while more devices follow',
+        "description": 'With `limit`: `<url>; rel="next"` while more devices follow (every '
+        "page but the last is full)",
         "schema": {"type": "string"},
     }
     return {
         "operationId": f"list_{collection}",
-        "summary": "List devices, filtered, optionally with each one's status and last report "
-        "(a whole fleet in one request) and in pages",
+        "summary": "List devices, filtered, optionally with each one's status and last report, "
+        "in name order and in pages",
+        "description": "A page costs the server the devices it reads to fill it: those it "
+        "returns, and with `status` those in other statuses that it passes over (`profile` "
+        "and `model` are indexed). Without `limit` the whole listing is one streamed JSON "
+        "array (a failure midway cuts it short); page through a large fleet with `limit` and "
+        "`after` instead.",
         "tags": [collection],
         "parameters": [
             query("profile", {"type": "string"}, "Only devices with this profile"),
@@ -127,8 +139,8 @@ def _list_devices(collection: str, spec_schema: str) -> Schema:
             ),
             query(
                 "limit",
-                {"type": "integer", "minimum": 1},
-                "At most this many devices, in name order (default: all)",
+                {"type": "integer", "minimum": 1, "maximum": MAX_DEVICE_PAGE},
+                "At most this many devices, in name order (default: all, streamed)",
             ),
             query(
                 "after",
@@ -310,12 +322,19 @@ def _fleet_status() -> Schema:
             },
             "stalled": {
                 "type": "array",
+                "description": f"The first {STALLED_SHOWN} stalled devices in name order; "
+                "`counts.stalled` is how many there are",
                 "items": {
                     "type": "object",
                     "properties": {"serial": {"type": "string"}, "last_report": ref("Report")},
                 },
             },
-            "recent_errors": {"type": "array", "items": ref("Report")},
+            "recent_errors": {
+                "type": "array",
+                "description": f"The last reports of the {RECENT_ERRORS} devices that failed "
+                "most recently, newest first",
+                "items": ref("Report"),
+            },
         },
     }
     return {

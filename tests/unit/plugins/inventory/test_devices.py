@@ -5,6 +5,7 @@ stored as devices would send them, so each device's status and listing are the s
 from __future__ import annotations
 
 import base64
+import gc
 import socket
 import struct
 import sys
@@ -94,6 +95,7 @@ class Recorder:
     def __init__(self):
         self.connection = None
         self.calls = []
+        self.pages = 0
         self.closed = False
         self.client = None
 
@@ -108,9 +110,11 @@ class Recorder:
             raise AttributeError(name)
         raise UnexpectedCall("the plugin called SztpClient.%s" % name)
 
-    def devices_with_status(self, **filters):
-        self.calls.append(("devices_with_status", dict(filters)))
-        return self.client.devices_with_status(**filters)
+    def device_pages(self, **filters):
+        self.calls.append(("device_pages", dict(filters)))
+        for page in self.client.device_pages(**filters):
+            self.pages += 1
+            yield page
 
     def close(self):
         self.closed = True
@@ -203,11 +207,26 @@ def test_hosts_groups_and_variables(recorder, load, base):
     assert recorder.closed
 
 
-def test_one_request_whatever_the_fleet_size(recorder, load, base, fleet):
-    fleet.seed({"device": {"SN-%d" % number: {"model": "bulk"} for number in range(5, 205)}})
+def test_one_listing_read_in_pages(recorder, load, base, fleet, monkeypatch):
+    monkeypatch.setattr("sztp.client.DEVICE_PAGE", 50)
+    fleet.seed({"device": {"SN-%03d" % number: {"model": "bulk"} for number in range(5, 205)}})
     inventory = load(base)
     assert len(inventory.hosts) == 204
-    assert recorder.calls == [("devices_with_status", {"profile": None, "model": None})]
+    assert recorder.calls == [("device_pages", {"profile": None, "model": None})]
+    assert recorder.pages == 5  # 204 devices, 50 a page
+    assert hostvars(inventory, "SN-204")["sztp_model"] == "bulk"
+
+
+def test_the_garbage_collector_is_left_as_it_was(recorder, load, base):
+    assert gc.isenabled()
+    load(base)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load(base)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_last_report_complete_and_none_choose_the_devices_with_reports(recorder, load, base):
@@ -224,11 +243,11 @@ def test_last_report_complete_and_none_choose_the_devices_with_reports(recorder,
 def test_filters_go_to_the_server(recorder, load, base):
     inventory = load({**base, "statuses": ["complete", "failed"], "profile": "dpu-day0"})
     assert sorted(inventory.hosts) == ["SN-1", "SN-2"]
-    assert recorder.calls[-1] == ("devices_with_status", {"profile": "dpu-day0", "model": None})
+    assert recorder.calls[-1] == ("device_pages", {"profile": "dpu-day0", "model": None})
     inventory = load({**base, "statuses": ["failed"]})
     assert sorted(inventory.hosts) == ["SN-2"]
     assert recorder.calls[-1] == (
-        "devices_with_status",
+        "device_pages",
         {"profile": None, "model": None, "status": "failed"},
     )
 

@@ -47,6 +47,8 @@ from sztp.labpki import LabPki, load_lab_pki, write_lab_pki
 from sztp.passwords import generate_activation_code
 
 SECTION = "## A million devices"
+# Past this many hosts, Ansible's own inventory output takes longer than the rest of the run.
+INVENTORY_LIMIT = 100_000
 MIB = 1024 * 1024
 WHERE_THE_TIME_GOES = "Where the time goes: not profiled yet."
 
@@ -174,7 +176,9 @@ def database(backend: str, work: Path) -> Iterator[dict[str, Any]]:
         yield {"database_url": fresh_database(url, "fleet")}
 
 
-def measure(backend: str, pod: Pod, seconds: int, work: Path) -> dict[str, float]:
+def measure(
+    backend: str, pod: Pod, seconds: int, work: Path, *, inventory: bool
+) -> dict[str, float]:
     """The figures of one backend; the fleet is `work`/fleet.yaml."""
     fleet = work / "fleet.yaml"
     server_dir = work / backend
@@ -197,7 +201,8 @@ def measure(backend: str, pod: Pod, seconds: int, work: Path) -> dict[str, float
         figures["status"] = cli.run("status")[1]
         figures["list_first"], figures["list"] = cli.run("device", "list")
         figures["export_first"], figures["export"] = cli.run("export")
-        figures["inventory"] = inventory_seconds(server.admin_url, token_file, server_dir)
+        if inventory:
+            figures["inventory"] = inventory_seconds(server.admin_url, token_file, server_dir)
         figures["processes"] = tree_usage(server.process_id)[2]
         post_state(server.admin_url, server.token, pod.resources)
         first, repeat = pod.play(server.urls["http"], seconds, work)
@@ -222,55 +227,71 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--pod", type=int, default=20_000, help="devices that first contact")
     parser.add_argument("--seconds", type=int, default=8, help="of wrk for each figure")
+    parser.add_argument(
+        "--inventory",
+        action=argparse.BooleanOptionalAction,
+        help=f"time ansible-inventory too (default: up to {INVENTORY_LIMIT:,} devices)",
+    )
     parser.add_argument("--save", type=Path, help="write the figures as JSON here")
     parser.add_argument("--load", type=Path, nargs="+", help="render saved figures instead")
     parser.add_argument("--write", type=Path, help="update this RESULTS.md")
     arguments = parser.parse_args()
     if arguments.load:
-        saved = [json.loads(path.read_text()) for path in arguments.load]
-        devices = saved[0]["devices"]
-        results = {name: run for part in saved for name, run in part["results"].items()}
+        runs = {
+            name: run
+            for path in arguments.load
+            for name, run in json.loads(path.read_text()).items()
+        }
     else:
         require_wrk()
-        devices, results = arguments.devices, {}
+        inventory = arguments.inventory
+        if inventory is None:
+            inventory = arguments.devices <= INVENTORY_LIMIT
+        runs = {}
         with tempfile.TemporaryDirectory(prefix="sztp-fleet-") as scratch:
             work = Path(scratch)
-            write_fleet(work / "fleet.yaml", devices)
+            write_fleet(work / "fleet.yaml", arguments.devices)
             pod = Pod(load_lab_pki(work / "pki"), arguments.pod)
             for backend in arguments.backends:
-                results[backend] = measure(backend, pod, arguments.seconds, work)
-                results[backend]["pod"] = arguments.pod
-                print(backend, json.dumps(results[backend]), flush=True)
-        results = {backend: {**run, **run_meta()} for backend, run in results.items()}
+                figures = measure(backend, pod, arguments.seconds, work, inventory=inventory)
+                name = f"{backend}, {arguments.devices:,} devices"
+                runs[name] = {
+                    **figures,
+                    "devices": arguments.devices,
+                    "pod": arguments.pod,
+                    **run_meta(),
+                }
+                print(name, json.dumps(runs[name]), flush=True)
         if arguments.save:
-            arguments.save.write_text(json.dumps({"devices": devices, "results": results}))
-    publish(render(devices, results), arguments.write, SECTION)
+            arguments.save.write_text(json.dumps(runs))
+    publish(render(runs), arguments.write, SECTION)
 
 
-def render(devices: int, results: dict[str, dict[str, Any]]) -> str:
-    backends = list(results)
+def render(runs: dict[str, dict[str, Any]]) -> str:
+    """The section for `runs` (each a column, by name)."""
+    names = list(runs)
 
     def row(label: str, cells: list[str]) -> str:
         return f"| {label} | " + " | ".join(cells) + " |"
 
     def seconds(key: str, target: float | None = None) -> list[str]:
         cells = []
-        for backend in backends:
-            value = results[backend][key]
+        for name in names:
+            value = runs[name].get(key)
+            if value is None:
+                cells.append("not measured")
+                continue
             verdict = "" if target is None else f" ({_verdict(value < target)} < {target:g} s)"
             cells.append(f"{value:.2f} s{verdict}")
         return cells
 
     def mebibytes(key: str) -> list[str]:
-        return [
-            f"{results[b][key]:,.0f} MiB ({_verdict(results[b][key] < 2048)} < 2 GB)"
-            for b in backends
-        ]
+        return [f"{runs[n][key]:,.0f} MiB ({_verdict(runs[n][key] < 2048)} < 2 GB)" for n in names]
 
     def rate(key: str) -> list[str]:
         cells = []
-        for backend in backends:
-            at_scale, alone = results[backend][key], results[backend][f"{key}_alone"]
+        for name in names:
+            at_scale, alone = runs[name][key], runs[name][f"{key}_alone"]
             ratio = at_scale / alone
             cells.append(
                 f"{at_scale:,.0f} req/s against {alone:,.0f} "
@@ -288,29 +309,34 @@ def render(devices: int, results: dict[str, dict[str, Any]]) -> str:
         row("`sztpctl export`, first byte", seconds("export_first", 1.0)),
         row("`sztpctl export`, all", seconds("export")),
         row("inventory plugin, `ansible-inventory --list`", seconds("inventory")),
-        row("server RSS, empty", [f"{results[b]['rss_empty']:,.0f} MiB" for b in backends]),
+        row("server RSS, empty", [f"{runs[n]['rss_empty']:,.0f} MiB" for n in names]),
         row("server RSS at its peak (during the applies)", mebibytes("peak_rss")),
         row("server RSS after the applies", mebibytes("rss")),
         row(
             "memory per device (RSS after minus empty, every process)",
             [
-                f"{(results[b]['rss'] - results[b]['rss_empty']) * MIB / devices:,.0f} bytes"
-                for b in backends
+                f"{(runs[n]['rss'] - runs[n]['rss_empty']) * MIB / runs[n]['devices']:,.0f} bytes"
+                for n in names
             ],
         ),
         row("first contact of the pod, against the pod alone", rate("first_contact")),
         row("repeat requests of the pod, against the pod alone", rate("repeat")),
-        row("failed requests", [f"{results[b]['failed']:.0f}" for b in backends]),
+        row("failed requests", [f"{runs[n]['failed']:.0f}" for n in names]),
     ]
-    first = results[backends[0]]
+    first = runs[names[0]]
+    commands = ", ".join(
+        sorted(
+            {f"`python bench/fleet_scale.py --devices {run['devices']}`" for run in runs.values()}
+        )
+    )
     measured = (
         f"Measured {first['date']} on {first['host']} ({first['cores']} cores, Python "
-        f"{first['python']}), `python bench/fleet_scale.py --devices {devices}` (pod of "
-        f"{first['pod']:,.0f} devices): one sztp-server per backend with its default workers "
-        f"({first['processes']:.0f} processes in all: main, device worker, writer, forkserver, "
-        "resource tracker), `sztpctl` and wrk on the same machine."
+        f"{first['python']}), {commands} (pod of {first['pod']:,.0f} devices): one sztp-server "
+        f"per backend with its default workers ({first['processes']:.0f} processes in all: "
+        "main, device worker, writer, forkserver, resource tracker), `sztpctl` and wrk on the "
+        "same machine."
     )
-    header = ["| what | " + " | ".join(backends) + " |", "|---" * (len(backends) + 1) + "|"]
+    header = ["| what | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     return "\n".join([SECTION, "", measured, "", *header, *rows, "", WHERE_THE_TIME_GOES, ""])
 
 

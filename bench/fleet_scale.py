@@ -79,7 +79,7 @@ WHERE_THE_TIME_GOES = (
     "and the device worker each read the million devices (on the 2 cores at once) before the "
     "answer goes out, and the renewed writer reads them after it. The CLI's share is mostly "
     "PyYAML composing the file: as JSON (`fleet.json`, which `sztpctl` reads with the "
-    "standard library's C decoder) the fleet loads in about a third of the time. *No-op:* "
+    "standard library's C decoder) the fleet loads in less than half the time. *No-op:* "
     "the writer decodes the request and compares each device with its stored spec, rebuilt "
     "from the compact form; the CLI loads and encodes the fleet. *Status, listings, export:* "
     "the fleet status is one grouped count over the devices' latest reports; listings read "

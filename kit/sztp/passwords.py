@@ -61,6 +61,10 @@ class SecretKind(Enum):
     ACTIVATION_CODE = "activation_code"
 
 
+# Iterating an Enum class is slow, and every device of a bulk write is read for each kind.
+SECRET_KINDS: tuple[SecretKind, ...] = tuple(SecretKind)
+
+
 @dataclass(frozen=True, repr=False)
 class PasswordHash:
     """A stored hash, checked: its salt and derived key (never shown in a repr), and whether

@@ -204,7 +204,7 @@ def collector_paused():
     What the plugin makes while it reads the server and fills the inventory lives as long as
     the inventory: the collector's full passes over the ever-growing heap would free nothing,
     and over a large fleet they add up to as much as the work itself. The kit has the same
-    helper (`sztp.state.fleet_yaml.cyclic_gc_paused`); the plugin keeps its own because it
+    helper (`sztp.collector.cyclic_gc_paused`); the plugin keeps its own because it
     fills the inventory from its cache without the kit installed.
     """
     was_enabled = gc.isenabled()

@@ -58,6 +58,20 @@ class CompactSpecs(Mapping[str, Spec]):
         row = self._rows.get(name)
         return default if row is None else _spec(row)
 
+    def items_of(self, name: str) -> Iterable[tuple[str, Any]] | None:
+        """The (field, value) pairs of `name`'s spec without making it a dict (None when there
+        is no such spec): comparing a million specs with what a client sent is then cheaper."""
+        row = self._rows.get(name)
+        if row is None:
+            return None
+        values = row[1:]
+        if () not in values:
+            return zip(row[0], values, strict=True)
+        return (
+            (field, [] if value == () else value)
+            for field, value in zip(row[0], values, strict=True)
+        )
+
     def __contains__(self, name: object) -> bool:
         return name in self._rows
 
@@ -72,7 +86,9 @@ class CompactSpecs(Mapping[str, Spec]):
         shape = self._shapes.get(fields)
         if shape is None:
             shape = self._shapes[fields] = (fields, _shared_value_positions(fields))
-        values = [() if value == [] else value for value in spec.values()]
+        values = list(spec.values())
+        if [] in values:
+            values = [() if value == [] else value for value in values]
         for position in shape[1]:
             value = values[position]
             if isinstance(value, str):

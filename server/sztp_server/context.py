@@ -23,6 +23,7 @@ from typing import Any
 
 from cryptography import x509
 
+from sztp.collector import cyclic_gc_paused
 from sztp.protocol import pki
 from sztp.protocol.voucher import Voucher, read_stored_voucher
 from sztp.state.plan import Change
@@ -243,6 +244,11 @@ def load_snapshot(store: Store, secret_key: SecretKey, since: Snapshot | None = 
     """The state as stored now (the revision is read first: the state is as new or newer);
     from `since` with what changed after it when the store can tell, so a write costs every
     process what it changed rather than the whole fleet."""
+    with cyclic_gc_paused():
+        return _read_snapshot(store, secret_key, since)
+
+
+def _read_snapshot(store: Store, secret_key: SecretKey, since: Snapshot | None) -> Snapshot:
     if since is not None:
         # Past half the fleet, reading what changed costs more than reading it all.
         most = max(MIN_CATCH_UP, len(since.state.get(DEVICE, {})) // 2)

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sztp.errors import SztpError, ValidationError
-from sztp.passwords import SecretKind, hash_secret, verify_password
+from sztp.passwords import SECRET_KINDS, SecretKind, hash_secret, verify_password
 from sztp.state.resources import (
     DEVICE,
     OWNER,
@@ -63,10 +63,6 @@ UNHASHED = "<not hashed in a dry run>"
 _KEY_BYTES = 32
 _NONCE_BYTES = 12
 _SEAL_ATTEMPTS = 3
-
-
-# Iterating an Enum class is slow, and this runs for every device of a bulk write.
-_SECRET_KINDS = tuple(SecretKind)
 
 
 class SecretKeyError(SztpError):
@@ -132,7 +128,7 @@ class SecretKey:
         unchanged device be recognised as such without normalising it."""
         if current.get("password_hash") is None or spec.get("password_hash") is not None:
             return spec  # most devices of a large fleet: nothing to recognise
-        for kind in _SECRET_KINDS:
+        for kind in SECRET_KINDS:
             text = spec.get(kind.value)
             if isinstance(text, str) and self.password_matches(
                 serial, BasicSecret(kind, text), current.get(PASSWORD_CHECK)

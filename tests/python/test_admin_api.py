@@ -558,6 +558,39 @@ def test_apply_reapply_prune_and_export_round_trip(api: Api, ec_lab: Any) -> Non
     assert error_of(hidden_without_secret)["field"] == "device[SN-5].password_hash"
 
 
+def test_a_spec_is_unchanged_written_in_full_sparse_or_between(api: Api, ec_lab: Any) -> None:
+    """A stored spec is recognised however many of its empty fields a client leaves out, and
+    only then: a changed, added or server-only field is not taken for the stored spec."""
+    resources = fleet(ec_lab, devices=4)
+    assert api.post("/api/v1/state", json={"resources": resources}).status_code == 200
+    full = api.get("/api/v1/state").json()["resources"]["device"]
+    devices = {
+        "SN-0001": full["SN-0001"],
+        "SN-0002": resources["device"]["SN-0002"],
+        "SN-0003": {"model": "lab-x1", "mac": None, "selection": [], "profile": "base"},
+        "SN-0004": {"profile": "base", "model": "lab-x1", "duid": None},
+    }
+    again = api.post("/api/v1/state", json={"resources": {"device": devices}})
+    assert again.status_code == 200 and again.json()["changes"] == [], again.text
+
+    for spec, field in (
+        ({**devices["SN-0003"], "password_check": "x"}, "device[SN-0003].password_check"),
+        ({**devices["SN-0003"], "colour": None}, "device[SN-0003].colour"),
+    ):
+        refused = api.post("/api/v1/state", json={"resources": {"device": {"SN-0003": spec}}})
+        assert refused.status_code == 422 and error_of(refused)["field"] == field, refused.text
+    changed = {
+        "SN-0002": {"profile": "base"},  # leaves out a field the stored spec has set
+        "SN-0003": {**devices["SN-0003"], "mac": "02:00:00:00:00:03"},
+        "SN-0004": {**devices["SN-0004"], "model": "lab-x2"},
+    }
+    plan = api.post("/api/v1/state", json={"resources": {"device": changed}})
+    assert [(c["action"], c["name"]) for c in plan.json()["changes"]] == [
+        ("update", name) for name in changed
+    ]
+    assert api.revision() == 2
+
+
 def test_summary_plan_names_fields_without_bodies_or_secrets(api: Api, ec_lab: Any) -> None:
     resources = fleet(ec_lab)
     voucher = voucher_b64(ec_lab, "SN-0001")

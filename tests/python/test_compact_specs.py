@@ -95,3 +95,11 @@ def test_changed_resources_read_as_a_changed_copy(
         assert sorted(changed) == sorted(expected)
         for name in "abcdefgh":
             assert (name in changed) == (name in expected)
+
+
+@given(st.dictionaries(st.text(max_size=4), specs, max_size=6))
+def test_items_of_a_spec_are_its_dicts_items(fleet: dict[str, dict[str, Any]]) -> None:
+    compact = CompactSpecs.of(fleet.items())
+    for name, spec in fleet.items():
+        assert list(compact.items_of(name) or ()) == list(spec.items())
+    assert compact.items_of("not-there") is None

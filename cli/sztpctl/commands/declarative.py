@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from sztp.client import ApplyResult, ResourceChange
+    from sztp.state.fleet import Fleet
 
 app = typer.Typer()
 
@@ -187,11 +188,20 @@ def _submit(
     if_revision: int | None = None,
     wait: float | None = None,
 ) -> ApplyResult:
-    from sztp.errors import ApiValidationError
-    from sztp.state.fleet import FleetError, load_fleet
+    from sztp.state.fleet import load_fleet
 
-    with working(f"reading {filename}"), _collected_never():
-        fleet = load_fleet(filename)
+    with _collected_never():
+        with working(f"reading {filename}"):
+            fleet = load_fleet(filename)
+        return _apply(fleet, prune, dry_run, if_revision, wait)
+
+
+def _apply(
+    fleet: Fleet, prune: bool, dry_run: bool, if_revision: int | None, wait: float | None
+) -> ApplyResult:
+    from sztp.errors import ApiValidationError
+    from sztp.state.fleet import FleetError
+
     count = sum(len(specs) for specs in fleet.resources.values())
     verb = "planning" if dry_run else "applying"
     with connect() as client, working(f"{verb} {count} resources") as say:
@@ -216,9 +226,10 @@ def _submit(
 
 @contextmanager
 def _collected_never() -> Iterator[None]:
-    """Keeps what is loaded meanwhile out of every later cycle collection: this process
-    holds the fleet until it exits, and walking 10,000 devices' objects again (when the
-    collector is switched back on, and at exit) would only cost time."""
+    """Keeps what is loaded meanwhile (the fleet, and the plan the server answers) out of
+    every cycle collection: this process holds them until it exits, and walking a large
+    fleet's objects again and again (while they are made, when the collector is switched
+    back on, and at exit) would only cost time."""
     import gc
 
     was_enabled = gc.isenabled()

@@ -36,6 +36,7 @@ from importlib import resources as package_files
 from pathlib import Path
 from typing import Any
 
+from ..collector import cyclic_gc_paused
 from .fleet_dump import yaml_text
 from .fleet_files import (
     ALLOW_ENV_VARIABLE,
@@ -51,7 +52,6 @@ from .fleet_yaml import (
     YamlPath,
     check_expansion,
     compose,
-    cyclic_gc_paused,
     dotted,
     index_lines,
     line_of,

@@ -12,9 +12,7 @@ and `dotted`.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -306,20 +304,6 @@ def compose(text: str) -> Any:
         return loader.get_single_node()
     finally:
         loader.dispose()
-
-
-@contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Without the cycle collector while a large file becomes objects: it would walk every
-    object made so far, again and again, for nothing (YAML data has no reference cycles to
-    free); that doubles the time to load 10,000 devices."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def index_lines(

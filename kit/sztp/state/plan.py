@@ -35,16 +35,21 @@ def plan(
     *,
     prune: bool = False,
     kinds: Collection[str] | None = None,
+    unchanged: Mapping[str, Collection[str]] | None = None,
 ) -> list[Change]:
     """Changes from `actual` to `desired` for `kinds` (default: the kinds `desired` names).
 
-    Without `prune`, resources absent from `desired` are left alone.
+    Without `prune`, resources absent from `desired` are left alone. `unchanged` names, by
+    kind, desired resources the caller has found equal to the actual ones already: they are
+    neither compared again nor pruned (and are left out of `desired`).
     """
-    scope = [kind for kind in KINDS if kind in (kinds if kinds is not None else desired)]
+    named = {*desired, *(unchanged or {})}
+    scope = [kind for kind in KINDS if kind in (kinds if kinds is not None else named)]
     upserts: list[Change] = []
     deletes: list[Change] = []
     for kind in scope:
         wanted = desired.get(kind, {})
+        kept = (unchanged or {}).get(kind, ())
         present = actual.get(kind, {})
         for name in sorted(wanted):
             before = present.get(name)
@@ -55,7 +60,7 @@ def plan(
         if prune:
             deletes.extend(
                 Change("delete", kind, name, None, present[name])
-                for name in sorted(set(present) - set(wanted))
+                for name in sorted(set(present).difference(wanted, kept))
             )
     deletes.sort(key=lambda change: -KINDS.index(change.kind))
     return upserts + deletes

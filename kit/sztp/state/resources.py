@@ -25,6 +25,7 @@ from typing import Any, Final, NamedTuple
 
 from ..errors import SztpError, ValidationError
 from ..passwords import (
+    SECRET_KINDS,
     SecretKind,
     check_activation_code,
     hash_secret,
@@ -52,6 +53,8 @@ Spec = dict[str, Any]
 _NAME = re.compile(NAME_PATTERN)
 _SERIAL = re.compile(SERIAL_PATTERN)
 _MAC = re.compile(r"[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}")
+_CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_HEX_BYTE = re.compile(r"[0-9a-f]{2}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 HIDDEN: Final = "<hidden>"
 
@@ -96,6 +99,8 @@ def references(kind: str, spec: Mapping[str, Any]) -> list[tuple[str, str, str]]
 
 def public_fields(spec: Mapping[str, Any]) -> Spec:
     """A stored spec without the server's own fields: the spec as a client writes it."""
+    if SERVER_ONLY_FIELDS.isdisjoint(spec):
+        return dict(spec)
     return {field: value for field, value in spec.items() if field not in SERVER_ONLY_FIELDS}
 
 
@@ -135,8 +140,8 @@ class _Fields:
     def text(self, field: str, *, required: bool | None = None) -> str | None:
         declared = self.entry.field(field)
         required = declared.required if required is None else required
-        limit = declared.max_length
-        value = self.get(field)
+        self.seen.add(field)
+        value = self.spec.get(field)
         if value is None:
             if required:
                 raise self.error(field, "is required")
@@ -145,8 +150,8 @@ class _Fields:
             raise self.error(field, f"must be a string, not {type(value).__name__}")
         if required and not value.strip():
             raise self.error(field, "must not be empty")
-        if len(value) > limit:
-            raise self.error(field, f"longer than {limit} characters")
+        if len(value) > declared.max_length:
+            raise self.error(field, f"longer than {declared.max_length} characters")
         return value
 
     def required_text(self, field: str) -> str:
@@ -181,9 +186,9 @@ class _Fields:
         return value
 
     def reject_unknown(self) -> None:
-        unknown = sorted(set(self.spec) - self.seen)
+        unknown = self.spec.keys() - self.seen
         if unknown:
-            raise self.error(unknown[0], "unknown field")
+            raise self.error(min(unknown), "unknown field")
 
 
 def _certificates_pem(fields: _Fields, field: str, *, ca: bool) -> str | None:
@@ -383,9 +388,10 @@ def _device(fields: _Fields, current: Mapping[str, Any]) -> Spec:
     mac = fields.text("mac")
     if mac is not None:
         mac = mac.lower()
-        if not _MAC.fullmatch(mac):
-            raise fields.error("mac", f"{mac!r} is not a MAC address")
-        mac = ":".join(re.findall("[0-9a-f]{2}", mac))
+        if not _CANONICAL_MAC.fullmatch(mac):
+            if not _MAC.fullmatch(mac):
+                raise fields.error("mac", f"{mac!r} is not a MAC address")
+            mac = ":".join(_HEX_BYTE.findall(mac))
     duid = fields.text("duid")
     if duid is not None:
         duid = duid.replace(":", "").lower()
@@ -409,11 +415,11 @@ def _presigned(fields: _Fields) -> str | None:
     Served as-is, so the owner key never has to reach the server; checked here as far as a
     server can, and stored in canonical form.
     """
-    from ..protocol import bootstrapping_data, restconf
-
     text = fields.text("presigned")
     if text is None:
         return None
+    from ..protocol import bootstrapping_data, restconf
+
     serial = fields.path.removeprefix(f"{DEVICE}[").removesuffix("]")
     try:
         data = restconf.parse_get_bootstrapping_data_output(text.encode(), restconf.WireFormat.JSON)
@@ -439,7 +445,7 @@ def checked_secret(serial: str, spec: Mapping[str, Any]) -> BasicSecret | None:
 
 
 def _basic_secret(fields: _Fields) -> BasicSecret | None:
-    given = [kind for kind in SecretKind if fields.get(kind.value) is not None]
+    given = [kind for kind in SECRET_KINDS if fields.get(kind.value) is not None]
     if not given:
         return None
     kind = given[0]
@@ -495,11 +501,11 @@ def _voucher(fields: _Fields) -> str | None:
 def _storable_voucher(fields: _Fields) -> StorableVoucher | None:
     """The signed voucher; it must parse, and a bootstrap server must be able to serve it to
     this device (`check_storable`: its serial, not expired, no nonce)."""
-    from ..protocol.voucher import check_storable, read_voucher
-
     der = _base64_bytes(fields, "voucher")
     if der is None:
         return None
+    from ..protocol.voucher import check_storable, read_voucher
+
     serial = fields.path.removeprefix(f"{DEVICE}[").removesuffix("]")
     try:
         content = read_voucher(der)

@@ -26,6 +26,8 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.util import Finalize
 from typing import Any, Protocol
 
+from sztp.collector import cyclic_gc_paused
+
 from ..children import exit_with_parent, release_free_memory, server_processes
 from ..context import Snapshot, load_snapshot
 from ..logs import get_logger
@@ -61,6 +63,10 @@ class Writer:
         revision race with another server instance recomputes on the new state, unless the
         client pinned the revision with If-Match (412 then).
         """
+        with cyclic_gc_paused():
+            return self._run(write, actor=actor, if_match=if_match)
+
+    def _run(self, write: Write, *, actor: str, if_match: str | None) -> Any:
         for _attempt in range(_COMMIT_ATTEMPTS):
             snapshot = self.snapshot()
             changes = write.changes(snapshot, self.tools)
@@ -82,7 +88,8 @@ class Writer:
                     expected_revision(if_match, current)
                 continue
             # The store bumps the revision by one per apply: the state is the one planned on.
-            self._snapshot = snapshot.with_changes(revision, changes)
+            # A large write's process is replaced after it; the next one reads the state.
+            self._snapshot = None if write.is_large() else snapshot.with_changes(revision, changes)
             return write.answer(Commit(revision, changes))
         raise ApiError(409, "the state kept changing during this write; retry")
 

@@ -9,7 +9,7 @@ process serving devices never does this work. `changes` may raise to refuse the 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any, Protocol
@@ -18,8 +18,9 @@ from sztp.errors import ValidationError
 from sztp.state.model import DEVICE, STORED_SECRET
 from sztp.state.ownership import check_vouchers_authorise_owners
 from sztp.state.plan import Change, apply_changes, check_references, plan
-from sztp.state.resources import HIDDEN, KINDS, public_fields
+from sztp.state.resources import HIDDEN, KINDS, SERVER_ONLY_FIELDS, public_fields
 
+from ..compact_specs import CompactSpecs
 from ..context import Snapshot
 from ..secret_key import SecretKey
 from .errors import ApiError
@@ -185,7 +186,9 @@ class ApplyState(Write):
             kind: normalizer.desired(kind, specs, snapshot.state.get(kind, {}))
             for kind, specs in resources.items()
         }
-        changes = plan(desired, snapshot.state, prune=prune, kinds=kinds)
+        changes = plan(
+            desired, snapshot.state, prune=prune, kinds=kinds, unchanged=normalizer.unchanged
+        )
         return checked(snapshot, changes, pins=normalizer.pins)
 
     def answer(self, commit: Commit) -> JsonAnswer:
@@ -254,32 +257,40 @@ class _Normalizer:
     # The pinned-domain-cert (DER) of each voucher checked in a worker process, by its text:
     # the owner checks of `checked` read these rather than parse the vouchers again.
     pins: dict[str, bytes] = dataclass_field(default_factory=dict)
+    # By kind, the names whose desired spec is the stored one (left out of `desired`).
+    unchanged: dict[str, list[str]] = dataclass_field(default_factory=dict)
 
     def desired(
         self, kind: str, specs: Mapping[str, Any], stored: Mapping[str, Mapping[str, Any]]
     ) -> dict[str, Mapping[str, Any]]:
-        """The specs of one kind, cheaply where the stored state vouches for them.
+        """The specs of one kind that may differ from the stored ones, cheaply where the
+        stored state vouches for them; the others go to `unchanged`.
 
         A spec equal to the stored (canonical) spec is canonical already, also when it leaves
         out the fields the stored spec has empty (normalising reads a missing field as None or
         []), as a fleet file does; a device voucher equal to the stored one was verified for
         this serial when it was stored; a device password whose check value matches the
         stored one is the stored password: none is checked or hashed again, so a no-op
-        re-apply of 10,000 devices with vouchers and passwords stays fast.
+        re-apply of a million devices, or of 10,000 with vouchers and passwords, stays fast.
         """
         secret_key = self.tools.secret_key
         checked = self.tools.vouchers.check(specs, stored) if kind == DEVICE else {}
         self.pins.update(checked.values())  # (text, pinned-domain-cert) pairs
         desired: dict[str, Mapping[str, Any]] = {}
+        unchanged = self.unchanged.setdefault(kind, [])
         for name, spec in specs.items():
-            current = stored.get(name)
             if not isinstance(spec, dict):
                 raise ValidationError(f"{kind}[{name}]", "must be an object")
+            if name not in checked and _is_stored(spec, stored, name):
+                unchanged.append(name)
+                self.tools.progress.done += 1
+                continue
+            current = stored.get(name)
             wanted = restore_secrets(kind, name, spec, current)
             if kind == DEVICE and current is not None:
                 wanted = secret_key.recognise_secret(name, wanted, current)
-            if current is not None and _same_spec(wanted, public_fields(current)):
-                desired[name] = current
+            if current is not None and _same_spec(wanted, current.items()):
+                unchanged.append(name)
             elif kind == DEVICE and current is not None and _same_voucher(wanted, current):
                 normalized = self._normalize(kind, name, {**wanted, "voucher": None}, current)
                 desired[name] = {**normalized, "voucher": current["voucher"]}
@@ -299,11 +310,32 @@ class _Normalizer:
         )
 
 
-def _same_spec(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    """`wanted` is the canonical `current`, written in full or without its empty fields."""
-    return dict(current) == wanted or wanted == {
-        field: value for field, value in current.items() if value not in (None, [])
-    }
+def _is_stored(spec: Mapping[str, Any], stored: Mapping[str, Mapping[str, Any]], name: str) -> bool:
+    """`spec` is the stored spec of `name` (see `_same_spec`), found without making the
+    stored spec a dict when the specs are compact."""
+    items: Iterable[tuple[str, Any]] | None
+    if isinstance(stored, CompactSpecs):
+        items = stored.items_of(name)
+    else:
+        current = stored.get(name)
+        items = None if current is None else current.items()
+    return items is not None and _same_spec(spec, items)
+
+
+def _same_spec(wanted: Mapping[str, Any], current: Iterable[tuple[str, Any]]) -> bool:
+    """`wanted` is the canonical spec whose fields are `current`, written in full or without
+    some of its empty fields (None or []), and without the server's own fields."""
+    matched = 0
+    for field, value in current:
+        if field in SERVER_ONLY_FIELDS:
+            continue
+        if field in wanted:
+            if wanted[field] != value:
+                return False
+            matched += 1
+        elif value is not None and value != []:
+            return False
+    return matched == len(wanted)
 
 
 def _same_voucher(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> bool:

@@ -222,9 +222,22 @@ def as_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+# One encoder for every row: json.dumps with options makes a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+_JSON_DECODER = json.JSONDecoder()
+
+
+def decode_stored_json(text: str) -> Any:
+    """A JSON value as `encode_json` stored it: compact, nothing around it, so without the
+    checks `json.loads` adds for that (a full read of the state decodes a million)."""
+    return _JSON_DECODER.raw_decode(text)[0]
+
+
 def encode_json(value: Any, what: str) -> str:
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _JSON.encode(value)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{what} is not JSON-serialisable: {exc}") from None
 
@@ -256,11 +269,18 @@ def encode_audit_details(
             "pass one per change"
         )
     return [
-        encode_json(
-            _digest_large_strings(dict(detail)), f"audit detail of {change.kind}/{change.name}"
-        )
+        _audit_detail_json(detail, f"audit detail of {change.kind}/{change.name}")
         for change, detail in zip(changes, audit_details, strict=True)
     ]
+
+
+def _audit_detail_json(detail: Mapping[str, Any], what: str) -> str:
+    text = encode_json(dict(detail), what)
+    # JSON text is at least as long as the UTF-8 of each string in it (non-ASCII is escaped):
+    # a short text has no string to digest, which is nearly every device's.
+    if len(text) <= AUDIT_INLINE_BYTES:
+        return text
+    return encode_json(_digest_large_strings(dict(detail)), what)
 
 
 def _digest_large_strings(value: Any) -> Any:

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
@@ -93,9 +93,16 @@ def _url_passwords(url: str) -> set[str]:
     return found
 
 
+# The columns of `resource_rows`' create rows, which COPY writes: a bulk create of a million
+# devices is COPY's work, several times quicker than as many INSERTs.
+_CREATE_COLUMNS = "kind, name, spec, revision, created_at, updated_at"
+
+
+def _decoded_by_psycopg(spec: Any) -> Mapping[str, Any]:
+    return cast(Mapping[str, Any], spec)  # a JSONB column comes decoded
+
+
 _RESOURCE_SQL = {
-    "create": "INSERT INTO resources (kind, name, spec, revision, created_at, updated_at) "
-    "VALUES (%s, %s, %s::jsonb, %s, %s, %s)",
     "update": "UPDATE resources SET spec = %s::jsonb, revision = %s, updated_at = %s "
     "WHERE kind = %s AND name = %s",
     "delete": "DELETE FROM resources WHERE kind = %s AND name = %s",
@@ -148,7 +155,7 @@ class PostgresStore(SqlReads):
 
     placeholder = "%s"
     resource_from_row = _resource
-    spec_from_column = dict  # psycopg decodes JSONB
+    spec_from_column = _decoded_by_psycopg
     report_from_row = _report
     audit_entry_from_row = _audit_entry
     token_from_row = _token
@@ -268,13 +275,13 @@ class PostgresStore(SqlReads):
             new_revision = current + 1
             with connection.cursor() as cursor:
                 self._write_changes(cursor, changes, specs, new_revision, now)
-                cursor.executemany(
-                    "INSERT INTO audit (at, actor, action, kind, name, detail, revision) "
-                    "VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s)",
-                    [
+                _copy_rows(
+                    cursor,
+                    "audit (at, actor, action, kind, name, detail, revision)",
+                    (
                         (now, actor, change.action, change.kind, change.name, detail, new_revision)
                         for change, detail in zip(changes, details, strict=True)
-                    ],
+                    ),
                 )
             connection.execute("UPDATE store_state SET revision = %s WHERE id = 1", (new_revision,))
         return new_revision
@@ -287,9 +294,12 @@ class PostgresStore(SqlReads):
         revision: int,
         now: datetime,
     ) -> None:
-        # executemany pipelines the statements: one round trip per run, not per change.
         for action, rows in resource_rows(changes, specs, revision, now):
-            cursor.executemany(_RESOURCE_SQL[action], rows)
+            if action == "create":
+                _copy_rows(cursor, f"resources ({_CREATE_COLUMNS})", rows)
+            else:
+                # executemany pipelines the statements: one round trip per run, not per change.
+                cursor.executemany(_RESOURCE_SQL[action], rows)
         _delete_reports(cursor, deleted_devices(changes))
 
     # -- progress reports -------------------------------------------------------------------
@@ -563,6 +573,13 @@ def _one(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
     if row is None:
         raise StoreError("the database returned no row where one was expected")
     return row
+
+
+def _copy_rows(cursor: psycopg.Cursor[Any], table: str, rows: Iterable[Sequence[Any]]) -> None:
+    """COPY `rows` into `table` ("name (columns)", this module's own text)."""
+    with cursor.copy(f"COPY {table} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _delete_reports(cursor: psycopg.Cursor[Any], serials: Sequence[tuple[str]]) -> None:

@@ -44,9 +44,11 @@ STATE_CHUNK = 64 * 1024
 # Devices per request of `device_pages`: small enough that the first page is on screen at
 # once, large enough that a request's own overhead is small beside its devices.
 DEVICE_PAGE = 2000
-# How often a job is asked how far it got: soon at first (most end at once), then every 2 s.
+# A job being followed is asked how far it got once a second: the server answers at once when
+# it ends (`Prefer: wait`). A server that answers at once anyway (one without that) is asked
+# again after a pause that grows from JOB_POLL_FIRST to the second.
+JOB_WAIT = 1
 JOB_POLL_FIRST = 0.05
-JOB_POLL_MAX = 2.0
 VOUCHER_MEDIA_TYPE = "application/voucher-cms+json"  # RFC 8366 §8.3
 _ERRORS_BY_STATUS: Mapping[int, type[ApiError]] = {
     400: ApiValidationError,
@@ -259,10 +261,12 @@ class SztpClient:
             body = self._follow_job(body, on_progress, wait)
         return _apply_result(body)
 
-    def job(self, job_id: str) -> dict[str, Any]:
+    def job(self, job_id: str, *, wait: int | None = None) -> dict[str, Any]:
         """A write the server runs as a job: {id, state, actor, progress, status, result,
-        error}; the server keeps it for an hour after it ends."""
-        return self._request("GET", f"/jobs/{quote(job_id, safe='')}")
+        error}; the server keeps it for an hour after it ends. With `wait`, the server answers
+        once the job ends, or after that many seconds if it is still running."""
+        headers = {} if wait is None else {"Prefer": f"wait={wait}"}
+        return self._request("GET", f"/jobs/{quote(job_id, safe='')}", headers=headers)
 
     def follow_job(
         self,
@@ -291,16 +295,20 @@ class SztpClient:
                     on_progress(done, total)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise JobStillRunning(str(job["id"]), done, total)
-                left = None if deadline is None else deadline - time.monotonic()
-                time.sleep(pause if left is None else max(0.0, min(pause, left)))
-                pause = min(pause * 2, JOB_POLL_MAX)
+                left = JOB_WAIT if deadline is None else deadline - time.monotonic()
+                asked = max(0.0, min(JOB_WAIT, left))
+                asked_at = time.monotonic()
                 try:
-                    job = self.job(str(job["id"]))
+                    job = self.job(str(job["id"]), wait=int(asked))
                 except ServerUnreachable as exc:
                     raise ServerUnreachable(
                         f"{exc}; the write (job {job['id']}) goes on without this client and "
                         "may still land: `sztpctl diff` shows whether it did"
                     ) from None
+                rest = asked - (time.monotonic() - asked_at)
+                if job["state"] == "running" and rest > 0:  # the server did not wait
+                    time.sleep(min(pause, rest))
+                    pause = min(pause * 2, JOB_WAIT)
         except KeyboardInterrupt:
             progress = job.get("progress") or {}
             raise JobStillRunning(

@@ -86,9 +86,7 @@ class CompactSpecs(Mapping[str, Spec]):
         shape = self._shapes.get(fields)
         if shape is None:
             shape = self._shapes[fields] = (fields, _shared_value_positions(fields))
-        values = list(spec.values())
-        if [] in values:
-            values = [() if value == [] else value for value in values]
+        values = [() if value == [] else value for value in spec.values()]
         for position in shape[1]:
             value = values[position]
             if isinstance(value, str):

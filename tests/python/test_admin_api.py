@@ -1396,6 +1396,26 @@ def test_a_quick_write_is_answered_at_once_even_when_asked_as_a_job(api: Api) ->
     assert accepted.status_code == 202 and accepted.json()["state"] == "running"
 
 
+def test_a_job_asked_to_wait_is_answered_as_it_ends(api: Api) -> None:
+    """`Prefer: wait=N` on a job: the answer comes once the write ends, within N seconds, so a
+    client following it learns of the end at once rather than at its next poll."""
+    slow = {f"SN-WAIT-{index}": {"password": f"password {index}"} for index in range(6)}
+    accepted = api.post(
+        "/api/v1/state",
+        json={"resources": {"device": slow}},
+        headers={"Prefer": "respond-async, wait=0"},
+    )
+    assert accepted.status_code == 202, accepted.text
+    location = accepted.headers["Location"]
+    assert api.get(location).json()["state"] == "running"  # without a wait: at once
+    asked_at = time.monotonic()
+    ended = api.get(location, headers={"Prefer": "wait=5"})
+    assert ended.status_code == 200 and ended.json()["state"] == "succeeded", ended.text
+    assert time.monotonic() - asked_at < 4.5
+    assert api.get(location, headers={"Prefer": "wait=5"}).json()["state"] == "succeeded"
+    assert api.revision() == 1
+
+
 def test_a_writer_process_that_dies_mid_write_costs_that_write_only(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

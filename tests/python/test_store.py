@@ -231,7 +231,9 @@ def test_expected_revision_conflict(store: Store) -> None:
         ([Change("create", "device", "x", None)], None, "needs a spec object"),
         ([create("device", "x", when={1, 2})], None, "not JSON-serialisable"),
         ([create("device", "x", ratio=float("nan"))], None, "not JSON-serialisable"),
-        ([create("device", "x")], [{}, {}], "2 audit details for 1 changes"),
+        ([create("device", "x")], [{}, {}], "more audit details than changes"),
+        ([create("device", "x"), create("device", "y")], [{}], "fewer audit details than"),
+        ([create("device", "x"), create("device", "y", when={1})], None, "spec of device/y"),
     ],
 )
 def test_invalid_changes_are_store_errors(

@@ -113,6 +113,12 @@ class Jobs:
         self._jobs.pop(job.id, None)
         return True
 
+    async def ended(self, job: Job, wait: float) -> None:
+        """Return once `job` has ended, or after `wait` seconds (ANSWER_WITHIN_SECONDS at
+        most): a client following a job learns at once that it ended, without polling often."""
+        if job.task is not None and job.state == "running":
+            await asyncio.wait({job.task}, timeout=min(wait, ANSWER_WITHIN_SECONDS))
+
     def get(self, job_id: str) -> Job | None:
         self._forget_old()
         return self._jobs.get(job_id)

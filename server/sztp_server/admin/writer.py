@@ -78,7 +78,7 @@ class Writer:
                     changes,
                     actor=actor,
                     expected_revision=snapshot.revision,
-                    audit_details=[change_audit_detail(change) for change in changes],
+                    audit_details=(change_audit_detail(change) for change in changes),
                 )
             except ConflictError:
                 current = self.store.revision()

@@ -261,10 +261,11 @@ class _Normalizer:
     unchanged: dict[str, list[str]] = dataclass_field(default_factory=dict)
 
     def desired(
-        self, kind: str, specs: Mapping[str, Any], stored: Mapping[str, Mapping[str, Any]]
+        self, kind: str, specs: dict[str, Any], stored: Mapping[str, Mapping[str, Any]]
     ) -> dict[str, Mapping[str, Any]]:
         """The specs of one kind that may differ from the stored ones, cheaply where the
-        stored state vouches for them; the others go to `unchanged`.
+        stored state vouches for them; the others go to `unchanged`. Each spec is taken out
+        of `specs` as it is read, so a million decoded specs go as their canonical forms come.
 
         A spec equal to the stored (canonical) spec is canonical already, also when it leaves
         out the fields the stored spec has empty (normalising reads a missing field as None or
@@ -278,7 +279,8 @@ class _Normalizer:
         self.pins.update(checked.values())  # (text, pinned-domain-cert) pairs
         desired: dict[str, Mapping[str, Any]] = {}
         unchanged = self.unchanged.setdefault(kind, [])
-        for name, spec in specs.items():
+        for name in list(specs):  # in the document's order: the first error is reported
+            spec = specs.pop(name)
             if not isinstance(spec, dict):
                 raise ValidationError(f"{kind}[{name}]", "must be an object")
             if name not in checked and _is_stored(spec, stored, name):

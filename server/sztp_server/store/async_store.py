@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins  # a bare `list` would name the list() method
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
@@ -67,7 +67,7 @@ class AsyncStore:
         *,
         actor: str,
         expected_revision: int | None = None,
-        audit_details: Sequence[Mapping[str, Any]] | None = None,
+        audit_details: Iterable[Mapping[str, Any]] | None = None,
     ) -> int:
         return await self.run(
             self.store.apply,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import builtins  # in the store classes a bare `list` would name their list() method
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import groupby
+from operator import attrgetter
 from typing import Any, Protocol
 
 from sztp.state.resources import DEVICE
@@ -77,15 +78,16 @@ class Store(Protocol):
         *,
         actor: str,
         expected_revision: int | None = None,
-        audit_details: Sequence[Mapping[str, Any]] | None = None,
+        audit_details: Iterable[Mapping[str, Any]] | None = None,
     ) -> int:
         """Commit every change, or none, in one transaction; return the new revision.
 
         Raises ConflictError if `expected_revision` is given and differs from the current
         revision, if a create names an existing resource, or if an update or delete names a
         missing one (changes apply in order, so create-then-update of one name is fine).
-        Writes one audit row per change (`audit_details[i]`, or {}), and bumps the revision by
-        exactly one. Empty `changes` write nothing and return the current revision.
+        Writes one audit row per change (its detail from `audit_details`, one per change, read
+        as the rows are written; or {}), and bumps the revision by exactly one. Empty `changes`
+        write nothing and return the current revision.
         """
         ...
 
@@ -242,36 +244,19 @@ def encode_json(value: Any, what: str) -> str:
         raise StoreError(f"{what} is not JSON-serialisable: {exc}") from None
 
 
-def encode_specs(changes: Sequence[Change]) -> list[str | None]:
-    """JSON text of each change's spec, checked before any transaction starts."""
-    encoded: list[str | None] = []
+def check_change_shapes(changes: Sequence[Change]) -> None:
+    """Every action known, every create and update with a spec object: checked before any
+    transaction starts. Specs and audit details are encoded as their rows are written (a
+    million devices' JSON is never held at once): one that cannot be rolls the write back."""
     for change in changes:
         if change.action not in ("create", "update", "delete"):
             raise StoreError(f"unknown change action {change.action!r}")
-        if change.action == "delete":
-            encoded.append(None)
-            continue
-        if not isinstance(change.spec, Mapping):
+        if change.action != "delete" and not isinstance(change.spec, Mapping):
             raise StoreError(f"{change.action} {change.kind}/{change.name} needs a spec object")
-        encoded.append(encode_json(dict(change.spec), f"spec of {change.kind}/{change.name}"))
-    return encoded
 
 
-def encode_audit_details(
-    changes: Sequence[Change], audit_details: Sequence[Mapping[str, Any]] | None
-) -> list[str]:
-    """JSON text of each change's audit detail, its large strings replaced by digests."""
-    if audit_details is None:
-        return ["{}"] * len(changes)
-    if len(audit_details) != len(changes):
-        raise StoreError(
-            f"got {len(audit_details)} audit details for {len(changes)} changes; "
-            "pass one per change"
-        )
-    return [
-        _audit_detail_json(detail, f"audit detail of {change.kind}/{change.name}")
-        for change, detail in zip(changes, audit_details, strict=True)
-    ]
+def _spec_json(change: Change) -> str:
+    return encode_json(dict(change.spec or {}), f"spec of {change.kind}/{change.name}")
 
 
 def _audit_detail_json(detail: Mapping[str, Any], what: str) -> str:
@@ -337,25 +322,50 @@ def check_changes(changes: Sequence[Change], existing: set[ResourceKey]) -> None
 
 
 def resource_rows(
-    changes: Sequence[Change], specs: Sequence[str | None], revision: int, now: object
-) -> Iterator[tuple[ChangeAction, list[tuple[Any, ...]]]]:
+    changes: Sequence[Change], revision: int, now: object
+) -> Iterator[tuple[ChangeAction, Iterator[tuple[Any, ...]]]]:
     """Statement parameters for runs of consecutive changes with the same action, so each run
-    is one executemany while the batch keeps its order (delete-then-create of one name must
-    stay in that order). Column order, which both backends' SQL follows:
-    create (kind, name, spec, revision, created_at, updated_at); update (spec, revision,
-    updated_at, kind, name); delete (kind, name)."""
-    for action, run in groupby(range(len(changes)), key=lambda index: changes[index].action):
-        indexes = list(run)
-        rows: list[tuple[Any, ...]]
+    is one statement (executemany, or COPY) while the batch keeps its order (delete-then-create
+    of one name must stay in that order); each run is to be written before the next is read.
+    Column order, which both backends' SQL follows: create (kind, name, spec, revision,
+    created_at, updated_at); update (spec, revision, updated_at, kind, name); delete (kind,
+    name)."""
+    for action, run in groupby(changes, key=attrgetter("action")):
         if action == "create":
-            rows = [
-                (changes[i].kind, changes[i].name, specs[i], revision, now, now) for i in indexes
-            ]
+            yield action, ((c.kind, c.name, _spec_json(c), revision, now, now) for c in run)
         elif action == "update":
-            rows = [(specs[i], revision, now, changes[i].kind, changes[i].name) for i in indexes]
+            yield action, ((_spec_json(c), revision, now, c.kind, c.name) for c in run)
         else:
-            rows = [(changes[i].kind, changes[i].name) for i in indexes]
-        yield action, rows
+            yield action, ((c.kind, c.name) for c in run)
+
+
+def audit_rows(
+    changes: Sequence[Change],
+    audit_details: Iterable[Mapping[str, Any]] | None,
+    *,
+    at: object,
+    actor: str,
+    revision: int,
+) -> Iterator[tuple[Any, ...]]:
+    """Rows (at, actor, action, kind, name, detail, revision), one per change with its audit
+    detail (or {}) encoded as JSON, its large strings as digests."""
+    details = None if audit_details is None else iter(audit_details)
+    for change in changes:
+        detail = {} if details is None else next(details, None)
+        if detail is None:
+            raise StoreError("fewer audit details than changes; pass one per change")
+        what = f"audit detail of {change.kind}/{change.name}"
+        yield (
+            at,
+            actor,
+            change.action,
+            change.kind,
+            change.name,
+            _audit_detail_json(detail, what),
+            revision,
+        )
+    if details is not None and next(details, None) is not None:
+        raise StoreError("more audit details than changes; pass one per change")
 
 
 def deleted_devices(changes: Sequence[Change]) -> list[tuple[str]]:

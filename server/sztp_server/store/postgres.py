@@ -36,13 +36,13 @@ from .base import (
     AUDIT_PRUNE_BATCH,
     REPORT_COLUMNS,
     as_utc,
+    audit_rows,
+    check_change_shapes,
     check_changes,
     check_expected_revision,
     check_not_last_of_role,
     check_report_bound,
     deleted_devices,
-    encode_audit_details,
-    encode_specs,
     prune_audit_row,
     report_size,
     report_values,
@@ -249,10 +249,9 @@ class PostgresStore(SqlReads):
         *,
         actor: str,
         expected_revision: int | None = None,
-        audit_details: Sequence[Mapping[str, Any]] | None = None,
+        audit_details: Iterable[Mapping[str, Any]] | None = None,
     ) -> int:
-        specs = encode_specs(changes)
-        details = encode_audit_details(changes, audit_details)
+        check_change_shapes(changes)
         if not changes:
             current = self.revision()
             check_expected_revision(current, expected_revision)
@@ -274,14 +273,11 @@ class PostgresStore(SqlReads):
             check_changes(changes, existing)
             new_revision = current + 1
             with connection.cursor() as cursor:
-                self._write_changes(cursor, changes, specs, new_revision, now)
+                self._write_changes(cursor, changes, new_revision, now)
                 _copy_rows(
                     cursor,
                     "audit (at, actor, action, kind, name, detail, revision)",
-                    (
-                        (now, actor, change.action, change.kind, change.name, detail, new_revision)
-                        for change, detail in zip(changes, details, strict=True)
-                    ),
+                    audit_rows(changes, audit_details, at=now, actor=actor, revision=new_revision),
                 )
             connection.execute("UPDATE store_state SET revision = %s WHERE id = 1", (new_revision,))
         return new_revision
@@ -290,11 +286,10 @@ class PostgresStore(SqlReads):
         self,
         cursor: psycopg.Cursor[Any],
         changes: Sequence[Change],
-        specs: Sequence[str | None],
         revision: int,
         now: datetime,
     ) -> None:
-        for action, rows in resource_rows(changes, specs, revision, now):
+        for action, rows in resource_rows(changes, revision, now):
             if action == "create":
                 _copy_rows(cursor, f"resources ({_CREATE_COLUMNS})", rows)
             else:

@@ -32,11 +32,10 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from functools import partial
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +45,18 @@ from .base import (
     AUDIT_PRUNE_BATCH,
     REPORT_COLUMNS,
     as_utc,
+    audit_rows,
+    check_change_shapes,
     check_changes,
     check_expected_revision,
     check_not_last_of_role,
     check_report_bound,
     decode_stored_json,
     deleted_devices,
-    encode_audit_details,
-    encode_specs,
     prune_audit_row,
     report_size,
     report_values,
+    resource_rows,
     token_audit_row,
     trim_reports,
     utc_now,
@@ -65,7 +65,6 @@ from .errors import ConflictError, StoreError
 from .model import (
     AuditEntry,
     Change,
-    ChangeAction,
     ProgressRecord,
     StoredResource,
     TokenRecord,
@@ -82,19 +81,13 @@ _LOCK_STATE = "UPDATE store_state SET revision = revision WHERE id = 1"
 # [kind, name, spec]) with json_each: SQLite then steps through the run without returning to
 # Python per row, so the write lock is held briefly, and is not stretched by waiting for the
 # GIL between rows while the event loop is busy.
-_RUN_COLUMNS = (
-    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-    "json_extract(value, '$[2]'), ?, ?, ? FROM json_each(?)"
-)
+# Statements for `resource_rows`' runs.
 _RESOURCE_SQL = {
     "create": "INSERT INTO resources (kind, name, spec, revision, created_at, updated_at) "
-    + _RUN_COLUMNS,
-    # `WHERE true`: SQLite's rule for an upsert whose rows come from a SELECT.
-    "update": "INSERT INTO resources (kind, name, spec, revision, created_at, updated_at) "
-    f"{_RUN_COLUMNS} WHERE true ON CONFLICT (kind, name) DO UPDATE SET spec = excluded.spec, "
-    "revision = excluded.revision, updated_at = excluded.updated_at",
-    "delete": "DELETE FROM resources WHERE (kind, name) IN (SELECT json_extract(value, '$[0]'), "
-    "json_extract(value, '$[1]') FROM json_each(?))",
+    "VALUES (?, ?, ?, ?, ?, ?)",
+    "update": "UPDATE resources SET spec = ?, revision = ?, updated_at = ? "
+    "WHERE kind = ? AND name = ?",
+    "delete": "DELETE FROM resources WHERE kind = ? AND name = ?",
 }
 
 
@@ -303,22 +296,14 @@ class SqliteStore(SqlReads):
         *,
         actor: str,
         expected_revision: int | None = None,
-        audit_details: Sequence[Mapping[str, Any]] | None = None,
+        audit_details: Iterable[Mapping[str, Any]] | None = None,
     ) -> int:
-        specs = encode_specs(changes)
-        details = encode_audit_details(changes, audit_details)
+        check_change_shapes(changes)
         if not changes:
             current = self.revision()
             check_expected_revision(current, expected_revision)
             return current
         now = _encode_time(utc_now())
-        runs = _change_runs(changes, specs)
-        audit_rows = json.dumps(
-            [
-                [change.action, change.kind, change.name, detail]
-                for change, detail in zip(changes, details, strict=True)
-            ]
-        )
         deleted_serials = [serial for (serial,) in deleted_devices(changes)]
         # Which resources exist is read before the write lock is taken (only `apply` changes
         # resources, and always bumps the revision): under the lock, an unchanged revision
@@ -338,13 +323,11 @@ class SqliteStore(SqlReads):
                 existing = _existing(connection, changes)
             check_changes(changes, existing)
             new_revision = current + 1
-            self._write_changes(connection, runs, new_revision, now)
-            connection.execute(
+            self._write_changes(connection, changes, new_revision, now)
+            connection.executemany(
                 "INSERT INTO audit (at, actor, action, kind, name, detail, revision) "
-                "SELECT ?, ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-                "json_extract(value, '$[2]'), json_extract(value, '$[3]'), ? FROM json_each(?) "
-                "ORDER BY key",
-                (now, actor, new_revision, audit_rows),
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                audit_rows(changes, audit_details, at=now, actor=actor, revision=new_revision),
             )
             connection.execute("UPDATE store_state SET revision = ? WHERE id = 1", (new_revision,))
             if deleted_serials:
@@ -354,15 +337,10 @@ class SqliteStore(SqlReads):
         return new_revision
 
     def _write_changes(
-        self,
-        connection: sqlite3.Connection,
-        runs: Sequence[tuple[ChangeAction, str]],
-        revision: int,
-        now: str,
+        self, connection: sqlite3.Connection, changes: Sequence[Change], revision: int, now: str
     ) -> None:
-        for action, rows in runs:
-            parameters = (rows,) if action == "delete" else (revision, now, now, rows)
-            connection.execute(_RESOURCE_SQL[action], parameters)
+        for action, rows in resource_rows(changes, revision, now):
+            connection.executemany(_RESOURCE_SQL[action], rows)
 
     # -- progress reports -------------------------------------------------------------------
 
@@ -562,17 +540,3 @@ def _sweep_orphan_reports(connection: sqlite3.Connection) -> None:
         "DELETE FROM report_heads WHERE serial NOT IN (SELECT name FROM resources WHERE kind = ?)",
         (DEVICE,),
     )
-
-
-def _change_runs(
-    changes: Sequence[Change], specs: Sequence[str | None]
-) -> list[tuple[ChangeAction, str]]:
-    """Runs of consecutive changes with the same action, each as the JSON array of its
-    [kind, name, spec] rows; the runs keep the batch's order (delete-then-create of one name
-    must stay in that order)."""
-    return [
-        (action, json.dumps([[change.kind, change.name, spec] for change, spec in run]))
-        for action, run in groupby(
-            zip(changes, specs, strict=True), key=lambda pair: pair[0].action
-        )
-    ]

@@ -107,6 +107,9 @@ class StateHandlers:
         job = self.jobs.get(request.match_info["id"])
         if job is None:
             raise ApiError(404, "no such job (or it ended over an hour ago)")
+        wait = _seconds(_preferences(request).get("wait"))
+        if wait is not None:
+            await self.jobs.ended(job, wait)
         return web.Response(body=job.document(), content_type=JSON_TYPE)
 
 

@@ -408,7 +408,15 @@ def _get_job() -> Schema:
                 "required": True,
                 "description": "The job's id, from the Location of its 202",
                 "schema": {"type": "string"},
-            }
+            },
+            {
+                "name": "Prefer",
+                "in": "header",
+                "required": False,
+                "description": "wait=N (RFC 7240): answer once the job ends, or after N "
+                "seconds (5 at most) if it is still running",
+                "schema": {"type": "string", "pattern": "^wait=[0-9]+$"},
+            },
         ],
         "responses": responses(ok(200, ref("Job")), (401, 404, 503)),
     }

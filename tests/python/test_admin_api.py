@@ -1506,3 +1506,10 @@ def test_a_large_write_renews_the_writer_process(api: Api, monkeypatch: pytest.M
     # The new process planned on the stored state: an unchanged re-apply changes nothing.
     again = api.post("/api/v1/state", json={"resources": {"device": {"SN-BULK-2": {"model": "m"}}}})
     assert again.json()["changes"] == []
+    # A large write that changes nothing leaves the process as it was: it keeps its state.
+    renewed_pid = writer.pid
+    fleet["SN-BULK-1"] = {"model": "n"}
+    unchanged = api.post("/api/v1/state", json={"resources": {"device": fleet}})
+    assert unchanged.status_code == 200 and unchanged.json()["changes"] == [], unchanged.text
+    assert api.put("/api/v1/devices/SN-BULK-3", json={"spec": {}}).status_code == 200
+    assert writer.pid == renewed_pid

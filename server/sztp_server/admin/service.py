@@ -43,14 +43,14 @@ class StateService:
     async def _run(
         self, write: Write, *, actor: str, if_match: str | None, progress: Progress | None = None
     ) -> Any:
+        answer = await self.writer.run(write, actor=actor, if_match=if_match, progress=progress)
         try:
-            answer = await self.writer.run(write, actor=actor, if_match=if_match, progress=progress)
             # Read-your-writes: the caller's next request, and any device's, sees the state it
             # wrote.
             await self.context.published(answer.revision)
             return answer
         finally:
-            if write.is_large():
+            if write.is_large() and answer.changed:
                 # Once every process of the server has the new state: the new writer process
                 # would otherwise read it at the same time as they do.
                 self.writer.renew()

@@ -50,13 +50,20 @@ class Commit:
     revision: int
     changes: list[Change]
 
+    @property
+    def changed(self) -> bool:
+        """Whether the write changed the stored state."""
+        return bool(self.changes)
+
 
 @dataclass(frozen=True)
 class JsonAnswer:
-    """A write's answer, encoded where it was computed (a whole fleet's plan can be large)."""
+    """A write's answer, encoded where it was computed (a whole fleet's plan can be large);
+    `changed` says whether the write changed the stored state."""
 
     revision: int
     body: bytes
+    changed: bool = False
 
 
 class Write:
@@ -69,9 +76,10 @@ class Write:
         raise NotImplementedError
 
     def is_large(self) -> bool:
-        """Whether the writer process should be renewed after this write: one that parsed a
-        large write keeps the memory it took (freed, but in pieces that the state it keeps
-        is spread over)."""
+        """Whether the writer process should be renewed after this write if it changed the
+        state: a process that parsed a large write and then took in the state it changed keeps
+        the memory it took (freed, but in pieces that the state is spread over). One whose
+        write changed nothing holds what it held before."""
         return False
 
     def answer(self, commit: Commit) -> Any:
@@ -198,7 +206,8 @@ class ApplyState(Write):
             "dry_run": self.dry_run,
             "changes": [view(change) for change in commit.changes],
         }
-        return JsonAnswer(commit.revision, json.dumps(document).encode())
+        changed = bool(commit.changes) and not self.dry_run
+        return JsonAnswer(commit.revision, json.dumps(document).encode(), changed)
 
 
 def stored_device(snapshot: Snapshot, serial: str) -> Mapping[str, Any]:

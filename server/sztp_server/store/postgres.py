@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
@@ -98,10 +98,6 @@ def _url_passwords(url: str) -> set[str]:
 _CREATE_COLUMNS = "kind, name, spec, revision, created_at, updated_at"
 
 
-def _decoded_by_psycopg(spec: Any) -> Mapping[str, Any]:
-    return cast(Mapping[str, Any], spec)  # a JSONB column comes decoded
-
-
 _RESOURCE_SQL = {
     "update": "UPDATE resources SET spec = %s::jsonb, revision = %s, updated_at = %s "
     "WHERE kind = %s AND name = %s",
@@ -155,7 +151,7 @@ class PostgresStore(SqlReads):
 
     placeholder = "%s"
     resource_from_row = _resource
-    spec_from_column = _decoded_by_psycopg
+    spec_text = "spec::text"
     report_from_row = _report
     audit_entry_from_row = _audit_entry
     token_from_row = _token
@@ -219,9 +215,9 @@ class PostgresStore(SqlReads):
             self._transaction() as connection,
             connection.cursor(name="row_batches") as cursor,
         ):
-            cursor.itersize = ROW_BATCH
             cursor.execute(statement)
-            yield from cursor
+            while rows := cursor.fetchmany(ROW_BATCH):
+                yield from rows
 
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Connection[Any]]:

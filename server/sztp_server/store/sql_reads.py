@@ -31,6 +31,7 @@ from .base import (
     REPORT_SELECT,
     REPORT_SUMMARY_SELECT,
     check_limit,
+    decode_stored_json,
 )
 from .errors import StoreError
 from .model import (
@@ -78,7 +79,9 @@ class SqlReads(ABC):
     # A datetime as the backend stores it, to compare with a stored time in SQL.
     time_parameter: ClassVar[Callable[[datetime], Any]]
     resource_from_row: ClassVar[Callable[[Row], StoredResource]]
-    spec_from_column: ClassVar[Callable[[Any], Mapping[str, Any]]]
+    # The spec column as JSON text in a SELECT: decoded here rather than by the driver, which
+    # costs several times more per row when the whole state is read.
+    spec_text: ClassVar[str]
     report_from_row: ClassVar[Callable[[Row], ProgressRecord]]
     audit_entry_from_row: ClassVar[Callable[[Row], AuditEntry]]
     token_from_row: ClassVar[Callable[[Row], TokenRecord]]
@@ -114,11 +117,10 @@ class SqlReads(ABC):
         return [type(self).resource_from_row(row) for row in rows]
 
     def each_spec(self) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
-        decode = type(self).spec_from_column
         for kind, name, spec in self._row_batches(
-            "SELECT kind, name, spec FROM resources ORDER BY kind, name"
+            f"SELECT kind, name, {self.spec_text} FROM resources ORDER BY kind, name"  # noqa: S608
         ):
-            yield kind, name, decode(spec)
+            yield kind, name, decode_stored_json(spec)
 
     def changes_since(self, revision: int, *, most: int) -> StateDelta | None:
         # Read one statement at a time, so the result may be newer than the revision read

@@ -51,7 +51,6 @@ from .base import (
     check_expected_revision,
     check_not_last_of_role,
     check_report_bound,
-    decode_stored_json,
     deleted_devices,
     prune_audit_row,
     report_size,
@@ -149,7 +148,7 @@ class SqliteStore(SqlReads):
     """A `Store` in one SQLite file, created with mode 0600 (it holds token hashes)."""
 
     resource_from_row = _resource
-    spec_from_column = decode_stored_json
+    spec_text = "spec"
     report_from_row = _report
     audit_entry_from_row = _audit_entry
     token_from_row = _token

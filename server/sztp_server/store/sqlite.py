@@ -76,11 +76,10 @@ BUSY_TIMEOUT_MS = 10_000
 _LOCK_STATE = "UPDATE store_state SET revision = revision WHERE id = 1"
 
 
-# Each statement writes a whole run of changes, read from one JSON array parameter (rows of
-# [kind, name, spec]) with json_each: SQLite then steps through the run without returning to
-# Python per row, so the write lock is held briefly, and is not stretched by waiting for the
-# GIL between rows while the event loop is busy.
-# Statements for `resource_rows`' runs.
+# Statements for `resource_rows`' runs, one executemany each. Writes run in the writer
+# process, which has no event loop to wait for between rows, and encode each row as it is
+# written: a million devices' JSON is never held at once. Device reports, in the reports file,
+# do not wait for the state file's write lock meanwhile.
 _RESOURCE_SQL = {
     "create": "INSERT INTO resources (kind, name, spec, revision, created_at, updated_at) "
     "VALUES (?, ?, ?, ?, ?, ?)",

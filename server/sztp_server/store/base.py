@@ -332,11 +332,20 @@ def resource_rows(
     name)."""
     for action, run in groupby(changes, key=attrgetter("action")):
         if action == "create":
-            yield action, ((c.kind, c.name, _spec_json(c), revision, now, now) for c in run)
+            yield (
+                action,
+                (
+                    (change.kind, change.name, _spec_json(change), revision, now, now)
+                    for change in run
+                ),
+            )
         elif action == "update":
-            yield action, ((_spec_json(c), revision, now, c.kind, c.name) for c in run)
+            yield (
+                action,
+                ((_spec_json(change), revision, now, change.kind, change.name) for change in run),
+            )
         else:
-            yield action, ((c.kind, c.name) for c in run)
+            yield action, ((change.kind, change.name) for change in run)
 
 
 def audit_rows(

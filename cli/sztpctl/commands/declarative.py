@@ -232,14 +232,13 @@ def _collected_never() -> Iterator[None]:
     back on, and at exit) would only cost time."""
     import gc
 
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
+    from sztp.collector import cyclic_gc_paused
+
+    with cyclic_gc_paused():
+        try:
+            yield
+        finally:
+            gc.freeze()
 
 
 def show_result(result: ApplyResult, done: str) -> None:

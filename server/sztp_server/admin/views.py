@@ -11,7 +11,7 @@ from sztp.device_status import DeviceStatus
 from sztp.progress import StoredReport, derive_status
 from sztp.protocol.restconf import PROGRESS_TYPES
 from sztp.state.plan import Change
-from sztp.state.resources import SERVER_ONLY_FIELDS, public_view
+from sztp.state.resources import public_fields, public_view
 
 from ..config import ServerConfig
 from ..store.model import AuditEntry, HeadFilter, ProgressRecord, StoredResource, TokenRecord
@@ -138,9 +138,7 @@ def change_summary(change: Change) -> dict[str, Any]:
     if change.action != "update":
         body = change.spec if change.spec is not None else change.before or {}
         summary["fields"] = [
-            field
-            for field, value in body.items()
-            if value is not None and value != [] and field not in SERVER_ONLY_FIELDS
+            field for field, value in public_fields(body).items() if value not in (None, [])
         ]
         return summary
     before, after = change.before or {}, change.spec or {}

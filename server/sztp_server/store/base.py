@@ -255,17 +255,26 @@ def check_change_shapes(changes: Sequence[Change]) -> None:
             raise StoreError(f"{change.action} {change.kind}/{change.name} needs a spec object")
 
 
+def _change_json(value: Any, part: str, change: Change) -> str:
+    """`encode_json` for a row of a write: the change is named only if it fails (a million
+    rows are encoded per write)."""
+    try:
+        return _JSON.encode(value)
+    except (TypeError, ValueError):
+        return encode_json(value, f"{part} of {change.kind}/{change.name}")
+
+
 def _spec_json(change: Change) -> str:
-    return encode_json(dict(change.spec or {}), f"spec of {change.kind}/{change.name}")
+    return _change_json(dict(change.spec or {}), "spec", change)
 
 
-def _audit_detail_json(detail: Mapping[str, Any], what: str) -> str:
-    text = encode_json(dict(detail), what)
+def _audit_detail_json(detail: Mapping[str, Any], change: Change) -> str:
+    text = _change_json(dict(detail), "audit detail", change)
     # JSON text is at least as long as the UTF-8 of each string in it (non-ASCII is escaped):
     # a short text has no string to digest, which is nearly every device's.
     if len(text) <= AUDIT_INLINE_BYTES:
         return text
-    return encode_json(_digest_large_strings(dict(detail)), what)
+    return _change_json(_digest_large_strings(dict(detail)), "audit detail", change)
 
 
 def _digest_large_strings(value: Any) -> Any:
@@ -363,14 +372,13 @@ def audit_rows(
         detail = {} if details is None else next(details, None)
         if detail is None:
             raise StoreError("fewer audit details than changes; pass one per change")
-        what = f"audit detail of {change.kind}/{change.name}"
         yield (
             at,
             actor,
             change.action,
             change.kind,
             change.name,
-            _audit_detail_json(detail, what),
+            _audit_detail_json(detail, change),
             revision,
         )
     if details is not None and next(details, None) is not None:

@@ -3,6 +3,7 @@ between writes, and writes racing another server instance on the same database."
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -12,8 +13,10 @@ from typing import Any
 import pytest
 import requests
 
+from sztp_server.admin import writes
 from sztp_server.admin.errors import ApiError
 from sztp_server.admin.jobs import Progress
+from sztp_server.admin.service import StateService
 from sztp_server.admin.writer import Writer
 from sztp_server.admin.writes import ApplyState, DeleteResource, JsonAnswer, PutResource
 from sztp_server.config import ServerConfig
@@ -168,3 +171,60 @@ def test_a_writer_that_cannot_start_answers_503_and_reads_go_on(
     finally:
         server.close()
         store.close()
+
+
+class _RecordingWriter:
+    """A writer handle that answers at once and records what the service asks of it."""
+
+    def __init__(self, events: list[str], changed: bool) -> None:
+        self.events = events
+        self.changed = changed
+
+    async def start(self) -> None:
+        pass
+
+    async def run(self, write: Any, **_: Any) -> JsonAnswer:
+        self.events.append("write")
+        return JsonAnswer(7, b"{}", self.changed)
+
+    def retire(self) -> None:
+        self.events.append("retire")
+
+    def renew(self) -> None:
+        self.events.append("renew")
+
+    def close(self) -> None:
+        pass
+
+
+class _RecordingContext:
+    admin_store = None
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    async def published(self, revision: int) -> None:
+        self.events.append(f"published {revision}")
+
+
+@pytest.mark.parametrize(
+    ("body", "changed", "expected"),
+    [
+        # Its process goes while the others read the state; a new one reads it after them.
+        (b"x" * 64, True, ["write", "retire", "published 7", "renew"]),
+        (b"x" * 64, False, ["write", "published 7"]),  # it kept its state: nothing to give up
+        (b"x" * 8, True, ["write", "published 7"]),  # small: its process keeps serving
+    ],
+)
+def test_the_writer_process_of_a_large_write_goes_before_the_state_is_published(
+    monkeypatch: pytest.MonkeyPatch, body: bytes, changed: bool, expected: list[str]
+) -> None:
+    monkeypatch.setattr(writes, "LARGE_WRITE_BYTES", 32)
+    events: list[str] = []
+    service = StateService(
+        _RecordingContext(events),  # type: ignore[arg-type]
+        _RecordingWriter(events, changed),
+    )
+    write = ApplyState(body, "summary")
+    asyncio.run(service.apply_state(write, actor="admin", if_match=None, progress=Progress()))
+    assert events == expected

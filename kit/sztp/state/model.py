@@ -94,8 +94,13 @@ class Entry:
 
     @cached_property
     def _by_name(self) -> dict[str, Field]:
-        # Looked up for every field of every spec normalised: a million devices at a time.
         return {field.name: field for field in self.fields}
+
+    @cached_property
+    def text_limits(self) -> dict[str, tuple[bool, int]]:
+        """(required, max_length) of each field by name: read for every text field of every
+        spec normalised, a million devices at a time."""
+        return {field.name: (field.required, field.max_length) for field in self.fields}
 
 
 @dataclass(frozen=True)

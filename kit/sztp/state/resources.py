@@ -138,8 +138,12 @@ class _Fields:
         return self.spec.get(field)
 
     def text(self, field: str, *, required: bool | None = None) -> str | None:
-        declared = self.entry.field(field)
-        required = declared.required if required is None else required
+        try:
+            declared_required, max_length = self.entry.text_limits[field]
+        except KeyError:
+            self.entry.field(field)  # raises, naming the field the model does not declare
+            raise
+        required = declared_required if required is None else required
         self.seen.add(field)
         value = self.spec.get(field)
         if value is None:
@@ -150,8 +154,8 @@ class _Fields:
             raise self.error(field, f"must be a string, not {type(value).__name__}")
         if required and not value.strip():
             raise self.error(field, "must not be empty")
-        if len(value) > declared.max_length:
-            raise self.error(field, f"longer than {declared.max_length} characters")
+        if len(value) > max_length:
+            raise self.error(field, f"longer than {max_length} characters")
         return value
 
     def required_text(self, field: str) -> str:

@@ -44,13 +44,16 @@ class StateService:
         self, write: Write, *, actor: str, if_match: str | None, progress: Progress | None = None
     ) -> Any:
         answer = await self.writer.run(write, actor=actor, if_match=if_match, progress=progress)
+        handed_over = write.is_large() and answer.changed
+        if handed_over:
+            # Its process goes while the others read the new state, not after: at a million
+            # devices the two would otherwise add up to the server's peak memory.
+            self.writer.retire()
         try:
             # Read-your-writes: the caller's next request, and any device's, sees the state it
             # wrote.
             await self.context.published(answer.revision)
             return answer
         finally:
-            if write.is_large() and answer.changed:
-                # Once every process of the server has the new state: the new writer process
-                # would otherwise read it at the same time as they do.
+            if handed_over:
                 self.writer.renew()

@@ -3,8 +3,11 @@ a device's derived status, planned changes, audit entries and tokens, as JSON-re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from functools import lru_cache
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sztp.device_status import DeviceStatus
@@ -163,9 +166,32 @@ def change_audit_detail(change: Change) -> dict[str, Any]:
     return detail
 
 
-# `?plan=` of POST /state: full before/after bodies (the default, for the Ansible modules'
-# diffs) or a summary (what `sztpctl apply` and `diff` print).
-PLAN_VIEWS: Mapping[str, Callable[[Change], dict[str, Any]]] = {
-    "full": change_view,
-    "summary": change_summary,
+def change_summary_json(change: Change) -> str:
+    """`change_summary` as JSON text, as `json.dumps` writes it. A create or delete is
+    written directly: its fields repeat from change to change (a million-device plan is mostly
+    these), so only the name is escaped each time."""
+    if change.action == "update":
+        return json.dumps(change_summary(change))
+    body = change.spec if change.spec is not None else change.before or {}
+    fields = tuple(field for field, value in body.items() if value is not None and value != [])
+    return (
+        f'{{"action": "{change.action}", "kind": {encode_basestring_ascii(change.kind)}, '
+        f'"name": {encode_basestring_ascii(change.name)}, "fields": {_public_fields_json(fields)}}}'
+    )
+
+
+@lru_cache(maxsize=256)
+def _public_fields_json(fields: tuple[str, ...]) -> str:
+    return json.dumps(list(public_fields(dict.fromkeys(fields))))
+
+
+def _change_view_json(change: Change) -> str:
+    return json.dumps(change_view(change))
+
+
+# `?plan=` of POST /state, each change as JSON text: full before/after bodies (the default,
+# for the Ansible modules' diffs) or a summary (what `sztpctl apply` and `diff` print).
+PLAN_VIEWS: Mapping[str, Callable[[Change], str]] = {
+    "full": _change_view_json,
+    "summary": change_summary_json,
 }

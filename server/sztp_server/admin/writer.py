@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.util import Finalize
@@ -127,6 +127,8 @@ class WriterHandle(Protocol):
         self, write: Write, *, actor: str, if_match: str | None, progress: Progress | None = None
     ) -> Any: ...
 
+    def retire(self) -> None: ...
+
     def renew(self) -> None: ...
 
     def close(self) -> None: ...
@@ -144,7 +146,7 @@ class WriterProcess:
         self._pool: ProcessPoolExecutor | None = None
         self._pid: int | None = None
         self._lock = asyncio.Lock()
-        self._renewal: asyncio.Task[None] | None = None
+        self._handovers: set[asyncio.Task[None]] = set()
 
     async def run(
         self, write: Write, *, actor: str, if_match: str | None, progress: Progress | None = None
@@ -153,11 +155,22 @@ class WriterProcess:
         async with self._lock:
             return await self._run(write, actor, if_match, progress)
 
+    def retire(self) -> None:
+        """Stop the writer process in the background, after a large write (see
+        `Write.is_large`): it keeps what the write took until it ends. Writes wait for it;
+        the next one, or `renew`, starts another."""
+        self._hand_over(self._retire())
+
     def renew(self) -> None:
-        """Replace the writer process with a new one that has read the state, in the
-        background (after a large write: see `Write.is_large`); writes wait for it."""
-        if self._pool is not None:
-            self._renewal = asyncio.create_task(self._renew())
+        """Start a writer process that reads the state, in the background, unless one runs:
+        after `retire`, once the other processes have the new state (reading it at the same
+        time as they do would only slow them down). Writes wait for it."""
+        self._hand_over(self._renew())
+
+    def _hand_over(self, step: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(step)
+        self._handovers.add(task)
+        task.add_done_callback(self._handovers.discard)
 
     async def _run(
         self, write: Write, actor: str, if_match: str | None, progress: Progress | None
@@ -180,11 +193,16 @@ class WriterProcess:
                 "revision to see whether it landed, then retry",
             ) from None
 
-    async def _renew(self) -> None:
+    async def _retire(self) -> None:
         async with self._lock:
             old, self._pool, self._pid = self._pool, None, None
             if old is not None:
                 await asyncio.to_thread(old.shutdown, wait=True)
+
+    async def _renew(self) -> None:
+        async with self._lock:
+            if self._pool is not None:
+                return  # a write started one since: it has read the state
             try:
                 pool = await self._started_pool()
                 await asyncio.get_running_loop().run_in_executor(pool, _read_state)
@@ -203,8 +221,8 @@ class WriterProcess:
 
     def close(self) -> None:
         """Let the write in progress end, then stop the writer process."""
-        if self._renewal is not None:
-            self._renewal.cancel()
+        for task in self._handovers:
+            task.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool, self._pid = None, None

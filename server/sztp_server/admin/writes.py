@@ -201,13 +201,13 @@ class ApplyState(Write):
 
     def answer(self, commit: Commit) -> JsonAnswer:
         view = PLAN_VIEWS[self.plan_view]
-        document = {
-            "revision": commit.revision,
-            "dry_run": self.dry_run,
-            "changes": [view(change) for change in commit.changes],
-        }
+        changes = ", ".join(map(view, commit.changes))
+        document = (
+            f'{{"revision": {int(commit.revision)}, "dry_run": {json.dumps(self.dry_run)}, '
+            f'"changes": [{changes}]}}'
+        )
         changed = bool(commit.changes) and not self.dry_run
-        return JsonAnswer(commit.revision, json.dumps(document).encode(), changed)
+        return JsonAnswer(commit.revision, document.encode(), changed)
 
 
 def stored_device(snapshot: Snapshot, serial: str) -> Mapping[str, Any]:

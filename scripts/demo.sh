@@ -56,14 +56,27 @@ admin_token_file: $dir/state/admin-token
 log_level: warning
 CONFIG
 "$bin/sztp-server" run --config "$dir/server.yaml" &
-pids+=($!)
+server_pid=$!
+pids+=("$server_pid")
 export SZTP_SERVER="http://127.0.0.1:$admin_port" SZTP_TOKEN_FILE="$dir/state/admin-token"
 export XDG_CONFIG_HOME="$dir/config"
+ready=no
 for _ in $(seq 100); do
-  [ -s "$SZTP_TOKEN_FILE" ] && "$bin/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1])" \
-    "$SZTP_SERVER/healthz" 2>/dev/null && break
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "demo: sztp-server stopped; its message is above (a port in use? another demo?)" >&2
+    exit 1
+  fi
+  if [ -s "$SZTP_TOKEN_FILE" ] && "$bin/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1])" \
+    "$SZTP_SERVER/healthz" 2>/dev/null; then
+    ready=yes
+    break
+  fi
   sleep 0.1
 done
+if [ "$ready" != yes ]; then
+  echo "demo: sztp-server did not answer on $SZTP_SERVER within 10 s" >&2
+  exit 1
+fi
 
 step "sztpctl apply -f fleet.yaml (one atomic request)"
 "$bin/sztpctl" apply -f "$dir/fleet.yaml"

@@ -182,8 +182,14 @@ def _resolve_entries(
                 f"{path}:{lines[entry_path]}: {dotted(entry_path)}: duplicate {kind} {name!r} "
                 f"(first at line {lines[first]})"
             )
+        # A plain value resolves to itself: only a map or a list can hold a reference, and
+        # a million devices' values are nearly all plain.
         spec = {
-            field_name: resolver.resolve(value, (*entry_path, field_name))
+            field_name: (
+                resolver.resolve(value, (*entry_path, field_name))
+                if isinstance(value, dict | list)
+                else value
+            )
             for field_name, value in entry.items()
             if field_name != key
         }

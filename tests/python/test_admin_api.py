@@ -1474,6 +1474,55 @@ def test_a_writer_process_that_dies_mid_write_costs_that_write_only(
     assert api.revision() == before + 1
 
 
+def test_a_large_job_result_is_kept_compressed_and_read_back_whole(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large plan is kept compressed while its job stays readable; whoever reads it, at once
+    or by following the job, gets the answer as the writer encoded it."""
+    monkeypatch.setattr(jobs, "COMPRESS_RESULT_BYTES", 64)
+    devices = {f"SN-BIG-{index}": {"model": "m"} for index in range(20)}
+    at_once = api.post(
+        "/api/v1/state", params={"plan": "summary"}, json={"resources": {"device": devices}}
+    )
+    assert at_once.status_code == 200, at_once.text
+    assert [change["name"] for change in at_once.json()["changes"]] == sorted(devices)
+    assert at_once.headers["ETag"] == '"1"'
+
+    monkeypatch.setattr(jobs, "ANSWER_WITHIN_SECONDS", 0.0)
+    renamed = {f"SN-BIG-{index}": {"model": "n"} for index in range(20)}
+    followed = SztpClient(api.url, api.token).apply_state({"device": renamed}, summary=True)
+    assert followed.revision == 2
+    assert [(change.action, change.name) for change in followed.changes] == [
+        ("update", name) for name in sorted(renamed)
+    ]
+
+
+def test_a_job_keeps_a_large_result_compressed() -> None:
+    plan = json.dumps({"revision": 3, "changes": [{"name": f"SN-{n}"} for n in range(5000)]})
+
+    async def scenario() -> None:
+        registry = jobs.Jobs()
+
+        async def large(_progress: jobs.Progress) -> jobs.JsonAnswer:
+            return jobs.JsonAnswer(3, plan.encode(), True)
+
+        async def small(_progress: jobs.Progress) -> jobs.JsonAnswer:
+            return jobs.JsonAnswer(3, b"{}", True)
+
+        kept, as_is = registry.start("admin", large), registry.start("admin", small)
+        await registry.close()
+        assert len(plan) > jobs.COMPRESS_RESULT_BYTES / 16
+        assert kept.compressed and kept.result is not None
+        assert len(kept.result.body) < len(plan) / 4
+        assert await kept.result_body() == plan.encode()
+        assert json.loads(await kept.document())["result"] == json.loads(plan)
+        assert not as_is.compressed and await as_is.result_body() == b"{}"
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(jobs, "COMPRESS_RESULT_BYTES", 1024)
+        asyncio.run(scenario())
+
+
 def test_jobs_end_readable_for_an_hour_and_few_run_at_once() -> None:
     clock = ManualClock()
 

@@ -7,8 +7,8 @@ answers `POST /api/v1/state` with 202 at once and the job's URL; the write goes 
 happens to the client, and `GET /api/v1/jobs/{id}` says how far it got and how it ended.
 
 Jobs live in the memory of the instance that accepted them (their URL names it) and are
-readable for JOB_TTL_SECONDS after they end (the latest MAX_ENDED_JOBS of them); at most
-MAX_RUNNING_JOBS run at once.
+readable for JOB_TTL_SECONDS after they end (the latest MAX_ENDED_JOBS of them, a large
+result compressed); at most MAX_RUNNING_JOBS run at once.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import asyncio
 import json
 import secrets
 import time
+import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import ApiError, error_body, error_of
@@ -31,6 +32,9 @@ MAX_ENDED_JOBS = 32
 # A job that ends this soon is answered as a plain request would be (RFC 7240 lets the server
 # ignore the preference): most writes are quick, and a 202 would cost the client a round trip.
 ANSWER_WITHIN_SECONDS = 5.0
+# A result at least this large is kept compressed once its job ends: a million devices' plan
+# is about 90 MB of JSON, readable for an hour in the memory of the process serving the API.
+COMPRESS_RESULT_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -56,6 +60,8 @@ class Job:
     ended_at: float | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     exception: Exception | None = field(default=None, repr=False)
+    # Whether `result.body` is kept compressed (zlib; see COMPRESS_RESULT_BYTES).
+    compressed: bool = field(default=False, repr=False)
 
     @property
     def state(self) -> Literal["running", "succeeded", "failed"]:
@@ -75,13 +81,21 @@ class Job:
             "result": None,
         }
 
-    def document(self) -> bytes:
+    async def result_body(self) -> bytes:
+        """The write's answer as it was encoded (b"" before the job succeeds); a compressed
+        one is expanded in a thread, off the event loop."""
+        if self.result is None:
+            return b""
+        body = self.result.body
+        return await asyncio.to_thread(zlib.decompress, body) if self.compressed else body
+
+    async def document(self) -> bytes:
         """The job as JSON, its result (the write's answer, already encoded) included."""
         view = json.dumps(self.view())
         if self.result is None:
             return view.encode()
         # The view ends with `"result": null}`: the answer takes null's place.
-        return view[: -len("null}")].encode() + self.result.body + b"}"
+        return view[: -len("null}")].encode() + await self.result_body() + b"}"
 
 
 class Jobs:
@@ -143,6 +157,10 @@ class Jobs:
             job.status_code = error.status
         finally:
             job.ended_at = self._clock()
+        # Once ended, and not as part of the write: being stopped now cannot undo its success.
+        if job.result is not None and len(job.result.body) >= COMPRESS_RESULT_BYTES:
+            compressed = await asyncio.to_thread(zlib.compress, job.result.body, 1)
+            job.result, job.compressed = replace(job.result, body=compressed), True
 
     def _forget_old(self) -> None:
         now = self._clock()

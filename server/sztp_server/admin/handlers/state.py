@@ -91,7 +91,8 @@ class StateHandlers:
 
         preferences = _preferences(request)
         if "respond-async" not in preferences:
-            return _answer(await work(Progress()))
+            answer = await work(Progress())
+            return _answer(answer.revision, answer.body)
         job = self.jobs.start(actor, work)
         if not await self.jobs.settle(job, _seconds(preferences.get("wait"))):
             return web.json_response(
@@ -101,7 +102,7 @@ class StateHandlers:
             raise job.exception
         if job.result is None:  # cancelled: the server is stopping
             raise ApiError(503, "the server stopped during this write; retry it")
-        return _answer(job.result)
+        return _answer(job.result.revision, await job.result_body())
 
     async def get_job(self, request: web.Request) -> web.Response:
         job = self.jobs.get(request.match_info["id"])
@@ -110,7 +111,7 @@ class StateHandlers:
         wait = _seconds(_preferences(request).get("wait"))
         if wait is not None:
             await self.jobs.ended(job, wait)
-        return web.Response(body=job.document(), content_type=JSON_TYPE)
+        return web.Response(body=await job.document(), content_type=JSON_TYPE)
 
 
 async def _state_document(snapshot: Snapshot) -> AsyncGenerator[str]:
@@ -146,8 +147,8 @@ async def _sorted_in_runs(names: Iterable[str]) -> Iterable[str]:
     return heapq.merge(*runs)
 
 
-def _answer(answer: JsonAnswer) -> web.Response:
-    return web.Response(body=answer.body, content_type=JSON_TYPE, headers=etag(answer.revision))
+def _answer(revision: int, body: bytes) -> web.Response:
+    return web.Response(body=body, content_type=JSON_TYPE, headers=etag(revision))
 
 
 def _preferences(request: web.Request) -> dict[str, str]:

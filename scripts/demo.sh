@@ -74,7 +74,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 if [ "$ready" != yes ]; then
-  echo "demo: sztp-server did not answer on $SZTP_SERVER within 10 s" >&2
+  echo "demo: sztp-server did not answer on $SZTP_SERVER; its messages are above" >&2
   exit 1
 fi
 

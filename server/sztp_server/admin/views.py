@@ -139,10 +139,7 @@ def change_summary(change: Change) -> dict[str, Any]:
     """
     summary: dict[str, Any] = {"action": change.action, "kind": change.kind, "name": change.name}
     if change.action != "update":
-        body = change.spec if change.spec is not None else change.before or {}
-        summary["fields"] = [
-            field for field, value in public_fields(body).items() if value not in (None, [])
-        ]
+        summary["fields"] = list(_fields_given(change))
         return summary
     before, after = change.before or {}, change.spec or {}
     shown_before = public_view(change.kind, before)
@@ -172,17 +169,29 @@ def change_summary_json(change: Change) -> str:
     these), so only the name is escaped each time."""
     if change.action == "update":
         return json.dumps(change_summary(change))
-    body = change.spec if change.spec is not None else change.before or {}
-    fields = tuple(field for field, value in body.items() if value is not None and value != [])
     return (
         f'{{"action": "{change.action}", "kind": {encode_basestring_ascii(change.kind)}, '
-        f'"name": {encode_basestring_ascii(change.name)}, "fields": {_public_fields_json(fields)}}}'
+        f'"name": {encode_basestring_ascii(change.name)}, '
+        f'"fields": {_fields_json(_fields_given(change))}}}'
     )
 
 
+def _fields_given(change: Change) -> tuple[str, ...]:
+    """The public fields a create sets or a delete removes (those with a value), in spec order."""
+    body = change.spec if change.spec is not None else change.before or {}
+    filled = tuple(field for field, value in body.items() if value is not None and value != [])
+    return _public_only(filled)
+
+
+# Keyed by the few combinations of fields a fleet's specs use.
 @lru_cache(maxsize=256)
-def _public_fields_json(fields: tuple[str, ...]) -> str:
-    return json.dumps(list(public_fields(dict.fromkeys(fields))))
+def _public_only(fields: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(public_fields(dict.fromkeys(fields)))
+
+
+@lru_cache(maxsize=256)
+def _fields_json(fields: tuple[str, ...]) -> str:
+    return json.dumps(list(fields))
 
 
 def _change_view_json(change: Change) -> str:

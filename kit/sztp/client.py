@@ -11,6 +11,7 @@ over TLS or to loopback: a plain `http://` URL naming another host is refused
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import re
 import time
@@ -244,9 +245,14 @@ class SztpClient:
         within = min(1, int(self.timeout / 3))
         if wait is not None:
             within = min(within, int(wait))
-        headers = {"Prefer": f"respond-async, wait={within}"}
+        headers = {"Prefer": f"respond-async, wait={within}", "Content-Type": "application/json"}
         if if_match is not None:
             headers["If-Match"] = f'"{if_match}"'
+        # A million specs: encoded without the circular-reference bookkeeping (a loaded fleet
+        # is a tree) and without the spaces after separators, which the server would parse.
+        data = json.dumps(
+            payload, allow_nan=False, check_circular=False, separators=(",", ":")
+        ).encode()
         body = self._request(
             "POST",
             "/state",
@@ -254,7 +260,7 @@ class SztpClient:
                 "dry_run": "true" if dry_run else "false",
                 "plan": "summary" if summary else "full",
             },
-            json=payload,
+            data=data,
             headers=headers,
         )
         if "state" in body:  # a job (a server without jobs answers with the plan itself)

@@ -3,6 +3,7 @@ ChangedResources view a write is checked against; each must read exactly as plai
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from hypothesis import given
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from sztp.state.plan import Change, apply_changes
 from sztp.state.resources import DEVICE, IMAGE, KINDS
-from sztp_server.compact_specs import CompactSpecs
+from sztp_server.compact_specs import _MAX_LOOKUPS, CompactSpecs, same_fields
 
 DEVICE_SPEC = {
     "profile": "day0",
@@ -97,9 +98,58 @@ def test_changed_resources_read_as_a_changed_copy(
             assert (name in changed) == (name in expected)
 
 
-@given(st.dictionaries(st.text(max_size=4), specs, max_size=6))
-def test_items_of_a_spec_are_its_dicts_items(fleet: dict[str, dict[str, Any]]) -> None:
-    compact = CompactSpecs.of(fleet.items())
-    for name, spec in fleet.items():
-        assert list(compact.items_of(name) or ()) == list(spec.items())
-    assert compact.items_of("not-there") is None
+IGNORED = frozenset({"other"})
+
+
+@st.composite
+def compared(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A stored spec, and a spec to compare with it: each field kept, left out or changed,
+    perhaps a field added, an empty list perhaps written as null."""
+    stored = draw(specs)
+    wanted: dict[str, Any] = {}
+    for field, value in stored.items():
+        how = draw(st.sampled_from(["keep", "keep", "leave out", "change", "null"]))
+        if how == "keep":
+            wanted[field] = value
+        elif how == "change":
+            wanted[field] = draw(json_values)
+        elif how == "null":
+            wanted[field] = None
+    extra = draw(st.sampled_from([None, "profile", "model", "other", "new"]))
+    if extra is not None and extra not in stored:
+        wanted[extra] = draw(json_values)
+    fields = draw(st.permutations(list(wanted)))
+    return stored, {field: wanted[field] for field in fields}
+
+
+@given(compared())
+def test_a_spec_holds_what_same_fields_finds_in_its_items(
+    pair: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    stored, wanted = pair
+    compact = CompactSpecs.of([("SN-1", stored)])
+    expected = same_fields(wanted, stored.items(), IGNORED)
+    assert compact.holds("SN-1", wanted, IGNORED) is expected
+    assert compact.holds("SN-1", wanted, IGNORED) is expected  # the remembered lookup too
+    assert compact.holds("SN-2", wanted, IGNORED) is False
+
+
+def test_a_spec_holds_its_fields_in_full_or_without_the_empty_ones() -> None:
+    compact = CompactSpecs.of([("SN-1", {**DEVICE_SPEC, "other": "server's own"})])
+    full = {field: value for field, value in DEVICE_SPEC.items()}
+    assert compact.holds("SN-1", full, IGNORED)  # an empty list written as []
+    assert compact.holds("SN-1", {"mac": "02:00:00:00:00:01", "profile": "day0"}, IGNORED)
+    assert not compact.holds("SN-1", {"profile": "day0"}, IGNORED)  # mac left out
+    assert not compact.holds("SN-1", {**full, "selection": None}, IGNORED)
+    assert not compact.holds("SN-1", {**full, "other": "server's own"}, IGNORED)
+    assert not compact.holds("SN-1", {**full, "mac": "02:00:00:00:00:02"}, IGNORED)
+
+
+def test_the_lookups_a_process_remembers_are_bounded() -> None:
+    fields = [f"f{number}" for number in range(6)]
+    compact = CompactSpecs.of([("SN-1", {field: "x" for field in fields})])
+    orders = list(itertools.islice(itertools.permutations(fields), 2 * _MAX_LOOKUPS))
+    for order in orders:
+        assert compact.holds("SN-1", {field: "x" for field in order}, IGNORED)
+        assert not compact.holds("SN-1", {field: "y" for field in order}, IGNORED)
+    assert len(compact._lookups) == _MAX_LOOKUPS

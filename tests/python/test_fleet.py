@@ -199,6 +199,14 @@ def test_owner_and_owners(tmp_path: Path) -> None:
         ),
         ("profiles:\n  - name: p\n    type: onboard\n", ":3: profiles[0].type:"),
         ("devices:\n  - serial: SN-1\n  - serial: SN-1\n", ":3: devices[1]: duplicate device"),
+        (
+            "devices:\n  - serial: SN-1\n  - serial: SN-2\n  - serial: SN-1\n",
+            ":4: devices[2]: duplicate device 'SN-1' (first at line 2)",
+        ),
+        (  # an alias is the same mapping again, not one whose serial was taken out
+            "devices:\n  - &first {serial: SN-1, model: m}\n  - *first\n",
+            "devices[1]: duplicate device 'SN-1' (first at line 2)",
+        ),
         ("devices:\n  - serial: SN-1\n    model: a\n    model: b\n", ":4: devices[0].model: dup"),
         (
             "devices:\n  - serial: SN-1\n  - serial: SN-2\n    selection:\n"
@@ -266,6 +274,16 @@ def test_locate_maps_api_fields_to_lines(example: Path) -> None:
     assert fleet.locate("device[SN-0001].selection[3].profile").endswith("devices[0]")
     assert fleet.locate("resources.device") is None
     assert fleet.locate(None) is None
+
+
+def test_locate_finds_entries_of_a_json_fleet_by_their_order(tmp_path: Path) -> None:
+    devices = [{"serial": f"SN-{number}", "model": "m"} for number in range(3)]
+    document = {"owner": {"certificate_chain": "x"}, "devices": devices}
+    path = write(tmp_path, json.dumps(document, indent=1), "fleet.json")
+    fleet = load_fleet(path, environ={})
+    assert fleet.locate("device[SN-2].model") == f"{path}:16: devices[2].model"
+    assert fleet.locate("owner[default].certificate_chain") == f"{path}:3: owner.certificate_chain"
+    assert fleet.locate("device[SN-9].model") is None
 
 
 def test_line_index_is_built_only_to_report_a_problem(
@@ -661,9 +679,25 @@ def test_a_json_fleet_file_loads_as_the_same_yaml_would(
             '{"devices": [{"serial": "S", "x": ' + "[" * 40 + "]" * 40 + "}]}",
             rf"devices\[0\]\.x(\[0\]){{{MAX_NESTING - 3}}}: nested more than {MAX_NESTING}",
         ),
+        (  # objects of plain values, one level too deep
+            '{"devices": [{"serial": "S", "x": ' + "[" * 29 + '{"a": 1}' + "]" * 29 + "}]}",
+            rf"devices\[0\]\.x(\[0\]){{{MAX_NESTING - 3}}}: nested more than {MAX_NESTING}",
+        ),
+        (  # and just deep enough: then it is the schema that refuses the field
+            '{"devices": [{"serial": "S", "x": ' + "[" * 28 + '{"a": 1}' + "]" * 28 + "}]}",
+            r"devices\[0\]\.x: unknown field",
+        ),
         ("[" * 100_000 + "]" * 100_000, f"nested more than {MAX_NESTING}"),
     ],
-    ids=["repeated key", "syntax", "nan", "deep", "deeper than the decoder goes"],
+    ids=[
+        "repeated key",
+        "syntax",
+        "nan",
+        "deep",
+        "deep objects",
+        "at the limit",
+        "deeper than the decoder goes",
+    ],
 )
 def test_a_json_fleet_file_is_refused_as_the_yaml_would_be(
     tmp_path: Path, text: str, problem: str

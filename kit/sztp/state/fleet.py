@@ -136,7 +136,8 @@ def load_fleet(
         if document is None:
             document = {}
         # Without an anchor there is no alias: the document is a plain tree (JSON has none).
-        if not written_as_json and "&" in text:
+        aliased = not written_as_json and "&" in text
+        if aliased:
             check_expansion(document, path, lines)
         _check_schema(document, path, lines)
         resolver = Resolver(
@@ -149,7 +150,7 @@ def load_fleet(
             max_file_bytes=MAX_FILE_BYTES,
             max_hashed_file_bytes=MAX_HASHED_FILE_BYTES,
         )
-        resources, origins = _resolve_entries(document, resolver)
+        resources = _resolve_entries(document, resolver, shared=aliased)
     for section in SECTIONS:  # a present but empty section still counts as managed
         if section in document:
             resources.setdefault(SECTIONS[section], {})
@@ -159,43 +160,48 @@ def load_fleet(
         kind: resources[kind] for kind in KINDS if kind in resources
     }
     skipped = tuple(resolver.skipped)
+    origins = _Origins(resources, owner_mapping=document.get("owner") is not None)
     return Fleet(path, ordered, document.get("dhcp"), lines, origins, skipped)
 
 
 def _resolve_entries(
-    document: Mapping[str, Any], resolver: Resolver
-) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[tuple[str, str], YamlPath]]:
-    """Resources by kind and name, with their references resolved, and where each entry is."""
+    document: Mapping[str, Any], resolver: Resolver, *, shared: bool
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Resources by kind and name, with their references resolved.
+
+    Each entry of `document` becomes its spec once its key (serial or name) is taken out, or a
+    copy of it does when entries may be `shared` (aliases); a million devices' entries are
+    not copied, and only a map or a list can hold a reference to resolve.
+    """
     path, lines = resolver.path, resolver.lines
     resources: dict[str, dict[str, dict[str, Any]]] = {}
-    origins: dict[tuple[str, str], YamlPath] = {}
-    for section, entry_path, entry in _entries(document):
+    owner_mapping = document.get("owner") is not None
+    for section, entries in _sections(document):
+        if not entries:
+            continue
         kind = OWNER if section == "owner" else SECTIONS[section]
         key = "serial" if kind == DEVICE else "name"
-        name = entry.get(key, DEFAULT_OWNER if section == "owner" else None)
-        if not isinstance(name, str):  # the schema requires it; this keeps the types honest
-            raise FleetError(f"{path}:{lines[entry_path]}: {dotted(entry_path)}: {key} is required")
+        default = DEFAULT_OWNER if section == "owner" else None
         specs = resources.setdefault(kind, {})
-        if name in specs:
-            first = origins[(kind, name)]
-            raise FleetError(
-                f"{path}:{lines[entry_path]}: {dotted(entry_path)}: duplicate {kind} {name!r} "
-                f"(first at line {lines[first]})"
-            )
-        # A plain value resolves to itself: only a map or a list can hold a reference, and
-        # a million devices' values are nearly all plain.
-        spec = {
-            field_name: (
-                resolver.resolve(value, (*entry_path, field_name))
-                if isinstance(value, dict | list)
-                else value
-            )
-            for field_name, value in entry.items()
-            if field_name != key
-        }
-        specs[name] = spec
-        origins[(kind, name)] = entry_path
-    return resources, origins
+        for index, entry in enumerate(entries):
+            spec = dict(entry) if shared else entry
+            name = spec.pop(key, default)
+            if not isinstance(name, str):  # the schema requires it; this keeps the types honest
+                where = _entry_path(section, index)
+                raise FleetError(f"{path}:{lines[where]}: {dotted(where)}: {key} is required")
+            if name in specs:
+                where = _entry_path(section, index)
+                first = _Origins(resources, owner_mapping=owner_mapping)[(kind, name)]
+                raise FleetError(
+                    f"{path}:{lines[where]}: {dotted(where)}: duplicate {kind} {name!r} "
+                    f"(first at line {lines[first]})"
+                )
+            for field_name, value in spec.items():
+                if isinstance(value, dict | list):
+                    where = (*_entry_path(section, index), field_name)
+                    spec[field_name] = resolver.resolve(value, where)
+            specs[name] = spec
+    return resources
 
 
 def fleet_document(resources: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
@@ -256,12 +262,48 @@ def _compact(value: Any) -> Any:
     return value
 
 
-def _entries(document: Mapping[str, Any]) -> Iterator[tuple[str, YamlPath, dict[str, Any]]]:
+def _sections(document: Mapping[str, Any]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(section, its entries) in the order `_Origins` counts them: the `owner` mapping first."""
     if document.get("owner") is not None:
-        yield "owner", ("owner",), document["owner"]
+        yield "owner", [document["owner"]]
     for section in SECTIONS:
-        for index, entry in enumerate(document.get(section) or []):
-            yield section, (section, index), entry
+        yield section, document.get(section) or []
+
+
+def _entry_path(section: str, index: int) -> YamlPath:
+    return ("owner",) if section == "owner" else (section, index)
+
+
+class _Origins(Mapping[tuple[str, str], YamlPath]):
+    """Where each resource's entry is in the document, by (kind, name), worked out on first
+    use: each kind's specs are its section's entries in order, after the `owner` mapping's
+    for owners. Only error messages need it."""
+
+    def __init__(self, resources: Mapping[str, Mapping[str, Any]], *, owner_mapping: bool) -> None:
+        self._resources = resources
+        self._owner_mapping = owner_mapping
+        self._origins: dict[tuple[str, str], YamlPath] | None = None
+
+    def _index(self) -> dict[tuple[str, str], YamlPath]:
+        if self._origins is None:
+            origins: dict[tuple[str, str], YamlPath] = {}
+            for kind, specs in self._resources.items():
+                names = iter(specs)
+                if kind == OWNER and self._owner_mapping:
+                    origins[(kind, next(names))] = ("owner",)
+                for index, name in enumerate(names):
+                    origins[(kind, name)] = (SECTION_OF_KIND[kind], index)
+            self._origins = origins
+        return self._origins
+
+    def __getitem__(self, key: tuple[str, str]) -> YamlPath:
+        return self._index()[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._index())
+
+    def __len__(self) -> int:
+        return len(self._index())
 
 
 class _LineIndex(Mapping[YamlPath, int]):

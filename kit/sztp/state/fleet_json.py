@@ -10,6 +10,7 @@ decoder would accept, are not JSON and are refused too.
 from __future__ import annotations
 
 import json
+from itertools import chain
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -68,9 +69,24 @@ def _first_too_deep(document: Any) -> YamlPath | None:
         value, depth = pending.pop()
         if depth >= MAX_NESTING:
             return _path_to_depth(document, MAX_NESTING)
+        if type(value) is list and _objects_of_plain_values(value):
+            # A section of entries holding only text and numbers (a million devices): their
+            # depth is known without visiting each of them.
+            if value and depth + 1 >= MAX_NESTING:
+                return _path_to_depth(document, MAX_NESTING)
+            continue
         items = value.values() if type(value) is dict else value
         pending.extend((item, depth + 1) for item in items if type(item) in _CONTAINERS)
     return None
+
+
+def _objects_of_plain_values(items: list[Any]) -> bool:
+    """Every item is an object whose values are neither lists nor objects (found without a
+    Python loop over the items)."""
+    if not set(map(type, items)) <= {dict}:
+        return False
+    values = chain.from_iterable(map(dict.values, items))
+    return set(map(type, values)).isdisjoint(_CONTAINERS)
 
 
 def _path_to_depth(document: Any, depth: int) -> YamlPath:

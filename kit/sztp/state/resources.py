@@ -445,11 +445,21 @@ def checked_secret(serial: str, spec: Mapping[str, Any]) -> BasicSecret | None:
     """The plaintext `password` or `activation_code` of device `serial`'s spec, checked as
     `normalize_spec` checks it, or None when the spec has neither; lets a server recognise
     an unchanged secret (by its check value) before any hashing."""
+    if tuple(map(spec.get, _SECRET_KIND_FIELDS)) == _NO_SECRETS:  # nearly every spec of a fleet
+        return None
     return _basic_secret(_Fields(f"{DEVICE}[{serial}]", spec, MODEL[DEVICE].entry))
 
 
+_SECRET_KIND_FIELDS = tuple(kind.value for kind in SECRET_KINDS)
+_NO_SECRETS = (None,) * len(SECRET_KINDS)
+
+
 def _basic_secret(fields: _Fields) -> BasicSecret | None:
-    given = [kind for kind in SECRET_KINDS if fields.get(kind.value) is not None]
+    given = [
+        kind
+        for kind, field in zip(SECRET_KINDS, _SECRET_KIND_FIELDS, strict=True)
+        if fields.get(field) is not None
+    ]
     if not given:
         return None
     kind = given[0]

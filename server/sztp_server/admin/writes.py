@@ -9,7 +9,7 @@ process serving devices never does this work. `changes` may raise to refuse the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any, Protocol
@@ -20,13 +20,17 @@ from sztp.state.ownership import check_vouchers_authorise_owners
 from sztp.state.plan import Change, apply_changes, check_references, plan
 from sztp.state.resources import HIDDEN, KINDS, SERVER_ONLY_FIELDS, public_fields
 
-from ..compact_specs import CompactSpecs
+from ..compact_specs import CompactSpecs, same_fields
 from ..context import Snapshot
 from ..secret_key import SecretKey
 from .errors import ApiError
 from .requests import decode_json, json_object, only_fields
 from .views import PLAN_VIEWS
 from .vouchers import VoucherChecker
+
+# A bulk write counts the specs it finds unchanged in its progress once per this many (each
+# spec it normalises, which may mean hashing a password, at once).
+PROGRESS_STEP = 1024
 
 
 class Progress(Protocol):
@@ -288,19 +292,24 @@ class _Normalizer:
         self.pins.update(checked.values())  # (text, pinned-domain-cert) pairs
         desired: dict[str, Mapping[str, Any]] = {}
         unchanged = self.unchanged.setdefault(kind, [])
+        is_stored = _stored_test(stored)
+        progress = self.tools.progress
+        done = progress.done
         for name in list(specs):  # in the document's order: the first error is reported
+            done += 1
             spec = specs.pop(name)
             if not isinstance(spec, dict):
                 raise ValidationError(f"{kind}[{name}]", "must be an object")
-            if name not in checked and _is_stored(spec, stored, name):
+            if name not in checked and is_stored(name, spec):
                 unchanged.append(name)
-                self.tools.progress.done += 1
+                if not done % PROGRESS_STEP:  # shared memory: not written for each quick one
+                    progress.done = done
                 continue
             current = stored.get(name)
             wanted = restore_secrets(kind, name, spec, current)
             if kind == DEVICE and current is not None:
                 wanted = secret_key.recognise_secret(name, wanted, current)
-            if current is not None and _same_spec(wanted, current.items()):
+            if current is not None and same_fields(wanted, current.items(), SERVER_ONLY_FIELDS):
                 unchanged.append(name)
             elif kind == DEVICE and current is not None and _same_voucher(wanted, current):
                 normalized = self._normalize(kind, name, {**wanted, "voucher": None}, current)
@@ -310,7 +319,8 @@ class _Normalizer:
                 desired[name] = {**normalized, "voucher": checked[name].text}
             else:
                 desired[name] = self._normalize(kind, name, wanted, current)
-            self.tools.progress.done += 1
+            progress.done = done
+        progress.done = done
         return desired
 
     def _normalize(
@@ -321,32 +331,19 @@ class _Normalizer:
         )
 
 
-def _is_stored(spec: Mapping[str, Any], stored: Mapping[str, Mapping[str, Any]], name: str) -> bool:
-    """`spec` is the stored spec of `name` (see `_same_spec`), found without making the
-    stored spec a dict when the specs are compact."""
-    items: Iterable[tuple[str, Any]] | None
+def _stored_test(
+    stored: Mapping[str, Mapping[str, Any]],
+) -> Callable[[str, Mapping[str, Any]], bool]:
+    """Whether a spec is the stored spec of its name as `same_fields` compares them, the
+    server's own fields aside; without making the stored spec a dict when specs are compact."""
     if isinstance(stored, CompactSpecs):
-        items = stored.items_of(name)
-    else:
+        return lambda name, spec: stored.holds(name, spec, SERVER_ONLY_FIELDS)
+
+    def is_stored(name: str, spec: Mapping[str, Any]) -> bool:
         current = stored.get(name)
-        items = None if current is None else current.items()
-    return items is not None and _same_spec(spec, items)
+        return current is not None and same_fields(spec, current.items(), SERVER_ONLY_FIELDS)
 
-
-def _same_spec(wanted: Mapping[str, Any], current: Iterable[tuple[str, Any]]) -> bool:
-    """`wanted` is the canonical spec whose fields are `current`, written in full or without
-    some of its empty fields (None or []), and without the server's own fields."""
-    matched = 0
-    for field, value in current:
-        if field in SERVER_ONLY_FIELDS:
-            continue
-        if field in wanted:
-            if wanted[field] != value:
-                return False
-            matched += 1
-        elif value is not None and value != []:
-            return False
-    return matched == len(wanted)
+    return is_stored
 
 
 def _same_voucher(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import multiprocessing
 import os
 import signal
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sztp.errors import SztpError
 from sztp_server.store import (
@@ -37,7 +40,7 @@ from sztp_server.store import (
     open_store,
     sqlite_path,
 )
-from sztp_server.store.base import report_size
+from sztp_server.store.base import encode_json, report_size
 from sztp_server.store.model import HeadFilter, StateDelta
 from sztp_server.store.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from sztp_server.store.sql_reads import ROW_BATCH
@@ -1316,3 +1319,17 @@ def test_each_spec_streams_every_resource_in_order(store: Store) -> None:
     assert [("device", serials[0], {"mac": serials[0]}), *streamed] == [
         (resource.kind, resource.name, resource.spec) for resource in store.list()
     ]
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+def test_stored_json_is_what_json_dumps_writes_compactly(value: Any) -> None:
+    assert encode_json(value, "value") == json.dumps(value, separators=(",", ":"))
+    # The same encoder again: nothing from one value is left over for the next.
+    assert encode_json([value, value], "pair") == json.dumps([value, value], separators=(",", ":"))

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import groupby
+from json.encoder import encode_basestring_ascii
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -228,6 +229,22 @@ def as_utc(moment: datetime) -> datetime:
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
+def _compact_encoder() -> Callable[[Any], str]:
+    """`_JSON.encode`, less the encoder it makes for every value (JSONEncoder.encode builds the
+    C accelerator's encoder each time): made once here when the interpreter has one. Without
+    the check for circular references, which a spec decoded from JSON cannot hold."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _JSON.encode
+    # (markers, default, string encoder, indent, key separator, item separator, sort_keys,
+    # skipkeys, allow_nan), as JSONEncoder.iterencode passes them.
+    encode = make(None, _JSON.default, encode_basestring_ascii, None, ":", ",", False, False, False)
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode_compact = _compact_encoder()
+
+
 _JSON_DECODER = json.JSONDecoder()
 
 
@@ -239,7 +256,7 @@ def decode_stored_json(text: str) -> Any:
 
 def encode_json(value: Any, what: str) -> str:
     try:
-        return _JSON.encode(value)
+        return _encode_compact(value)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{what} is not JSON-serialisable: {exc}") from None
 
@@ -259,7 +276,7 @@ def _change_json(value: Any, part: str, change: Change) -> str:
     """`encode_json` for a row of a write: the change is named only if it fails (a million
     rows are encoded per write)."""
     try:
-        return _JSON.encode(value)
+        return _encode_compact(value)
     except (TypeError, ValueError):
         return encode_json(value, f"{part} of {change.kind}/{change.name}")
 

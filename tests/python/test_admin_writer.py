@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,14 +13,23 @@ from typing import Any
 import pytest
 import requests
 
+from sztp.errors import ValidationError
+from sztp.state.model import DEVICE, KINDS, PROFILE
 from sztp_server.admin import writes
 from sztp_server.admin.errors import ApiError
 from sztp_server.admin.jobs import Progress
 from sztp_server.admin.service import StateService
+from sztp_server.admin.vouchers import VoucherChecker
 from sztp_server.admin.writer import Writer
-from sztp_server.admin.writes import ApplyState, DeleteResource, JsonAnswer, PutResource
+from sztp_server.admin.writes import (
+    ApplyState,
+    DeleteResource,
+    JsonAnswer,
+    PutResource,
+    WriteTools,
+)
 from sztp_server.config import ServerConfig
-from sztp_server.context import ServerContext, load_snapshot
+from sztp_server.context import ServerContext, Snapshot, load_snapshot
 from sztp_server.secret_key import SecretKey
 from sztp_server.store import Change, SqliteStore
 from sztp_server.tokens import ensure_first_admin_token
@@ -228,3 +237,51 @@ def test_the_writer_process_of_a_large_write_goes_before_the_state_is_published(
     write = ApplyState(body, "summary")
     asyncio.run(service.apply_state(write, actor="admin", if_match=None, progress=Progress()))
     assert events == expected
+
+
+class _DevicesReadOnlyBy(Mapping[str, Mapping[str, Any]]):
+    """Stored devices of which only the named ones may be read: walking them all fails."""
+
+    def __init__(self, specs: Mapping[str, Mapping[str, Any]], readable: set[str]) -> None:
+        self.specs = specs
+        self.readable = readable
+
+    def __getitem__(self, serial: str) -> Mapping[str, Any]:
+        assert serial in self.readable, f"read device {serial}"
+        return self.specs[serial]
+
+    def __iter__(self) -> Iterator[str]:
+        raise AssertionError("walked every device")
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __contains__(self, serial: object) -> bool:
+        return serial in self.specs
+
+
+def test_a_write_of_devices_checks_the_devices_it_writes_and_no_other(
+    secret_key: SecretKey,
+) -> None:
+    """The stored state passed the reference and voucher checks when it was written; a write
+    that changes only devices answers for those (at a million devices, a PUT of one used to
+    read all of them, twice)."""
+    stored = {f"SN-{number}": {"profile": "day0"} for number in range(1000)}
+    devices = _DevicesReadOnlyBy(stored, {"SN-5", "SN-7", "SN-NEW"})
+    profile = {"type": "onboarding", "signing": "optional", "owner": None}
+    state: dict[str, Mapping[str, Mapping[str, Any]]] = {kind: {} for kind in KINDS}
+    state |= {PROFILE: {"day0": profile}, DEVICE: devices}
+    snapshot = Snapshot(1, state, secret_key)
+    tools = WriteTools(secret_key, VoucherChecker(), Progress())
+    put = PutResource(DEVICE, "SN-5", {"profile": "day0", "model": "m"})
+    assert [change.action for change in put.changes(snapshot, tools)] == ["update"]
+    create = PutResource(DEVICE, "SN-NEW", {"profile": "day0"})
+    assert [change.action for change in create.changes(snapshot, tools)] == ["create"]
+    delete = DeleteResource(DEVICE, "SN-7")
+    assert [change.action for change in delete.changes(snapshot, tools)] == ["delete"]
+    # What the written device breaks is still refused.
+    with pytest.raises(ValidationError, match="refers to unknown profile 'nope'"):
+        PutResource(DEVICE, "SN-5", {"profile": "nope"}).changes(snapshot, tools)
+    # A profile's write is checked against every device.
+    with pytest.raises(AssertionError, match="walked every device"):
+        DeleteResource(PROFILE, "day0").changes(snapshot, tools)

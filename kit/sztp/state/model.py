@@ -398,3 +398,20 @@ STORED_SECRET: Final[Mapping[str, str]] = {
     for item in MODEL[kind].entry.fields
     if item.secret and not item.write_only
 }
+
+
+def _referred_kinds(entry: Entry) -> set[str]:
+    kinds: set[str] = set()
+    for item in entry.fields:
+        if item.refers_to is not None:
+            kinds.add(item.refers_to)
+        if item.entry is not None:
+            kinds |= _referred_kinds(item.entry)
+    return kinds
+
+
+# The kinds some field of some resource names: a write that deletes none of them cannot leave
+# a reference dangling, and changing resources of no such kind changes no other resource's.
+REFERRED_KINDS: Final[frozenset[str]] = frozenset(
+    kind for resource in MODEL.values() for kind in _referred_kinds(resource.entry)
+)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -82,11 +82,14 @@ def check_vouchers_authorise_owners(
     before: State | None = None,
     at: datetime | None = None,
     pins: Mapping[str, bytes] | None = None,
+    serials: Collection[str] | None = None,
 ) -> None:
     """Every device voucher in `after` authorises the owners that may sign for its device;
     else ValidationError naming the first such device (by serial). With `before`, a device
     whose voucher and signing owners (their certificates) are as in `before` is not checked
-    again: a write answers only for what it changes.
+    again: a write answers only for what it changes. `serials` limits the check to those
+    devices, for a write that changes devices only (their signing owners come from profiles
+    and owners).
 
     Stored vouchers were verified when they were written, so their content is read here
     without checking the MASA signature again; `pins` holds the pinned-domain-cert (DER)
@@ -101,7 +104,7 @@ def check_vouchers_authorise_owners(
     # The devices of a fleet share a few pins and owners: each pairing is checked once.
     verdicts: dict[tuple[bytes, tuple[tuple[str, tuple[str, str]], ...]], str | None] = {}
     devices = after.get(DEVICE, {})
-    for serial in sorted(devices):
+    for serial in sorted(devices if serials is None else serials):
         device = devices[serial]
         voucher_text = device.get("voucher")
         if not voucher_text:

@@ -7,7 +7,7 @@ dangling reference: creates and updates in dependency order, deletes in reverse.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -135,20 +135,38 @@ class ChangedResources(Mapping[str, Mapping[str, Any]]):
         return len(self._base) - gone + new
 
 
-def check_references(state: State, *, deleted: Collection[tuple[str, str]] = ()) -> None:
+def check_references(
+    state: State,
+    *,
+    deleted: Collection[tuple[str, str]] = (),
+    only: tuple[str, Collection[str]] | None = None,
+) -> None:
     """Every reference names an existing resource; else ValidationError naming the field.
 
     `deleted` holds the (kind, name) a prune removes: a reference to one of those is reported
     as such, since the target exists today and "unknown" would send the reader looking for a
     typo.
+
+    `only` (kind, names) checks just those resources: enough for a write that changes only
+    resources of a kind no field refers to, since the rest of `state` passed this check when
+    it was stored.
     """
-    for kind in KINDS:
-        for name, spec in state.get(kind, {}).items():
-            for field, target_kind, target in references(kind, spec):
-                if target in state.get(target_kind, {}):
-                    continue
-                if (target_kind, target) in deleted:
-                    problem = f"still refers to {target_kind} {target!r}, which the prune removes"
-                else:
-                    problem = f"refers to unknown {target_kind} {target!r}"
-                raise ValidationError(f"{kind}[{name}].{field}", problem)
+    if only is not None:
+        kind, names = only
+        specs = state.get(kind, {})
+        resources: Iterable[tuple[str, str, Mapping[str, Any]]] = (
+            (kind, name, specs[name]) for name in names
+        )
+    else:
+        resources = (
+            (kind, name, spec) for kind in KINDS for name, spec in state.get(kind, {}).items()
+        )
+    for kind, name, spec in resources:
+        for field, target_kind, target in references(kind, spec):
+            if target in state.get(target_kind, {}):
+                continue
+            if (target_kind, target) in deleted:
+                problem = f"still refers to {target_kind} {target!r}, which the prune removes"
+            else:
+                problem = f"refers to unknown {target_kind} {target!r}"
+            raise ValidationError(f"{kind}[{name}].{field}", problem)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SztpError
+from .fleet_yaml_parts import parse_in_parts
 
 YamlPath = tuple[str | int, ...]
 # Values in the document once every alias is expanded (10,000 devices come to about 100,000).
@@ -52,11 +53,15 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAP_TAG = "tag:yaml.org,2002:map"
 
 
-class _DuplicateKeys(Exception):
+class YamlRefused(Exception):
+    """The loader refuses what it builds; `parse_yaml` finds the place for the message."""
+
+
+class _DuplicateKeys(YamlRefused):
     """Some mapping repeats a key; `index_lines` finds the first one for the message."""
 
 
-class _TooDeep(Exception):
+class _TooDeep(YamlRefused):
     """Some value is nested deeper than MAX_NESTING; `_nesting_error` finds where."""
 
 
@@ -119,6 +124,9 @@ def parse_yaml(text: str, path: Path) -> Any:
     nests deeper than MAX_NESTING."""
     import yaml
 
+    document = parse_in_parts(text)  # a large fleet's devices, by several processes at once
+    if document is not None:
+        return document
     strict, lenient = yaml_loaders()
     try:
         try:
@@ -234,6 +242,12 @@ class _NestingWalk:
 def _too_deep(place: str, where: YamlPath) -> str:
     key = f"{dotted(where)}: " if where else ""
     return f"{place}: {key}nested more than {MAX_NESTING} levels deep, too deep for a fleet file"
+
+
+def build(node: Any, loader: Any, *, depth: int) -> Any:
+    """The Python value of `node`, found `depth` levels down its document (1: the root);
+    YamlRefused for a repeated key or a value nested too deep."""
+    return _build(node, loader, {}, depth)
 
 
 def _build(node: Any, loader: Any, built: dict[int, Any], depth: int) -> Any:

@@ -112,7 +112,9 @@ class CompactSpecs(Mapping[str, Spec]):
         shape = self._shapes.get(fields)
         if shape is None:
             shape = self._shapes[fields] = (fields, _shared_value_positions(fields))
-        values = [() if value == [] else value for value in spec.values()]
+        values = list(spec.values())
+        for _empty in range(values.count([])):  # without a Python step per value
+            values[values.index([])] = ()
         for position in shape[1]:
             value = values[position]
             if isinstance(value, str):

@@ -40,7 +40,7 @@ from sztp_server.store import (
     open_store,
     sqlite_path,
 )
-from sztp_server.store.base import encode_json, report_size
+from sztp_server.store.base import decode_stored_json_texts, encode_json, report_size
 from sztp_server.store.model import HeadFilter, StateDelta
 from sztp_server.store.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from sztp_server.store.sql_reads import ROW_BATCH
@@ -1337,3 +1337,17 @@ def test_stored_json_is_what_json_dumps_writes_compactly(value: Any) -> None:
     assert encode_json(value, "value") == json.dumps(value, separators=(",", ":"))
     # The same encoder again: nothing from one value is left over for the next.
     assert encode_json([value, value], "pair") == json.dumps([value, value], separators=(",", ":"))
+
+
+@given(st.lists(_json_values, max_size=8))
+def test_stored_texts_decode_in_one_call_as_each_alone(values: list[Any]) -> None:
+    texts = [encode_json(value, "value") for value in values]
+    assert decode_stored_json_texts(texts) == [json.loads(text) for text in texts]
+
+
+def test_a_stored_text_of_two_values_does_not_shift_the_others() -> None:
+    # As decoded alone, the first value of such a text; the rest stay paired with their rows.
+    texts = ['{"a":1}', '{"b":2},{"c":3}', '{"d":4}']
+    assert decode_stored_json_texts(texts) == [{"a": 1}, {"b": 2}, {"d": 4}]
+    with pytest.raises(ValueError):
+        decode_stored_json_texts(['{"a":1}', '{"b":'])

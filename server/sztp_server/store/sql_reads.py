@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from itertools import islice
 from typing import Any, ClassVar
 
 from sztp.state.resources import DEVICE
@@ -31,7 +32,7 @@ from .base import (
     REPORT_SELECT,
     REPORT_SUMMARY_SELECT,
     check_limit,
-    decode_stored_json,
+    decode_stored_json_texts,
 )
 from .errors import StoreError
 from .model import (
@@ -117,10 +118,13 @@ class SqlReads(ABC):
         return [type(self).resource_from_row(row) for row in rows]
 
     def each_spec(self) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
-        for kind, name, spec in self._row_batches(
+        rows = self._row_batches(
             f"SELECT kind, name, {self.spec_text} FROM resources ORDER BY kind, name"  # noqa: S608
-        ):
-            yield kind, name, decode_stored_json(spec)
+        )
+        while batch := builtins.list(islice(rows, ROW_BATCH)):
+            specs = decode_stored_json_texts([spec for _kind, _name, spec in batch])
+            for (kind, name, _text), spec in zip(batch, specs, strict=True):
+                yield kind, name, spec
 
     def changes_since(self, revision: int, *, most: int) -> StateDelta | None:
         # Read one statement at a time, so the result may be newer than the revision read

@@ -141,3 +141,12 @@ def test_a_helper_that_fails_costs_its_speed_not_the_result(
     monkeypatch.setattr(fleet_yaml_parts.sys, "executable", "/bin/false")
     assert fleet_yaml_parts.parse_in_parts(text) is None
     assert parse_yaml(text, Path("fleet.yaml")) == whole(text, monkeypatch)
+
+
+def test_a_helper_that_cannot_start_costs_its_speed_not_the_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = fleet_text(60)
+    monkeypatch.setattr(fleet_yaml_parts.sys, "executable", "/nonexistent/python")
+    assert fleet_yaml_parts.parse_in_parts(text) is None
+    assert parse_yaml(text, Path("fleet.yaml")) == whole(text, monkeypatch)

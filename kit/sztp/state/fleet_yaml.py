@@ -127,15 +127,10 @@ def parse_yaml(text: str, path: Path) -> Any:
     document = parse_in_parts(text)  # a large fleet's devices, by several processes at once
     if document is not None:
         return document
-    strict, lenient = yaml_loaders()
+    _, lenient = yaml_loaders()
     try:
         try:
-            loader = strict(text)
-            try:
-                root = loader.get_single_node()
-                return None if root is None else _build(root, loader, {}, 1)
-            finally:
-                loader.dispose()
+            return parse_strict(text, depth=1)
         except _DuplicateKeys:
             # Construction expands merge keys (`<<: *anchor`) in place, which repeats keys
             # legitimately: look again, in document order, at an untouched tree.
@@ -244,10 +239,17 @@ def _too_deep(place: str, where: YamlPath) -> str:
     return f"{place}: {key}nested more than {MAX_NESTING} levels deep, too deep for a fleet file"
 
 
-def build(node: Any, loader: Any, *, depth: int) -> Any:
-    """The Python value of `node`, found `depth` levels down its document (1: the root);
-    YamlRefused for a repeated key or a value nested too deep."""
-    return _build(node, loader, {}, depth)
+def parse_strict(text: str, *, depth: int) -> Any:
+    """The value `text` holds, read as the value `depth` levels down a fleet document (1: the
+    document itself); YamlRefused for a repeated key or a value nested too deep, YAMLError for
+    anything else."""
+    strict, _ = yaml_loaders()
+    loader = strict(text)
+    try:
+        root = loader.get_single_node()
+        return None if root is None else _build(root, loader, {}, depth)
+    finally:
+        loader.dispose()
 
 
 def _build(node: Any, loader: Any, built: dict[int, Any], depth: int) -> Any:

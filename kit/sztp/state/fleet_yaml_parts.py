@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 from itertools import chain, pairwise
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..collector import cyclic_gc_paused
 
@@ -51,13 +51,14 @@ def parse_in_parts(text: str) -> dict[str, Any] | None:
     if cut is None:
         return None
     rest, parts = cut
-    helpers = [_Helper(part) for part in parts[:-1]]
+    helpers: list[_Helper] = []
     try:
+        helpers.extend(_Helper(part) for part in parts[:-1])
         own = parse_part(parts[-1])  # while the helpers parse theirs
         document = _parse_rest(rest)
         devices = [*(helper.result() for helper in helpers), own]
-    except (yaml.YAMLError, YamlRefused, ValueError, RecursionError):
-        return None
+    except (yaml.YAMLError, YamlRefused, ValueError, RecursionError, OSError):
+        return None  # OSError: a helper could not be started
     finally:
         for helper in helpers:
             helper.stop()
@@ -70,15 +71,9 @@ def parse_in_parts(text: str) -> dict[str, Any] | None:
 def parse_part(text: str) -> list[Any]:
     """The devices of one part: a block sequence, built as the whole document builds it (at
     the depth the `devices:` list has there, so that the nesting limit is the same)."""
-    from .fleet_yaml import build, yaml_loaders
+    from .fleet_yaml import parse_strict
 
-    strict, _ = yaml_loaders()
-    loader = strict(text)
-    try:
-        root = loader.get_single_node()
-        items = None if root is None else build(root, loader, depth=2)
-    finally:
-        loader.dispose()
+    items = parse_strict(text, depth=2)
     if not isinstance(items, list):
         raise ValueError("a part of the devices list is not a list")
     return items
@@ -102,15 +97,9 @@ def parse_part_from_stdin() -> None:
 
 def _parse_rest(text: str) -> dict[str, Any] | None:
     """The document without its devices' items: `devices:` must be there, with no value."""
-    from .fleet_yaml import build, yaml_loaders
+    from .fleet_yaml import parse_strict
 
-    strict, _ = yaml_loaders()
-    loader = strict(text)
-    try:
-        root = loader.get_single_node()
-        document = None if root is None else build(root, loader, depth=1)
-    finally:
-        loader.dispose()
+    document = parse_strict(text, depth=1)
     if not isinstance(document, dict) or document.get("devices", ...) is not None:
         return None
     return document
@@ -166,15 +155,24 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _unnamed_file() -> BinaryIO:
+    """A file with no name: in memory on Linux (a fleet's secrets never reach a disk), else a
+    temporary file only this user can read, gone when closed."""
+    try:
+        return os.fdopen(os.memfd_create("sztp-fleet-part", os.MFD_CLOEXEC), "w+b")
+    except (AttributeError, OSError):
+        return tempfile.TemporaryFile()
+
+
 class _Helper:
-    """A process parsing one part, which it reads from an unnamed temporary file (0600, gone
-    when closed) while this process parses its own; it imports the modules this process
-    imported (its sys.path) and nothing from the working directory (-P)."""
+    """A process parsing one part, which it reads from an unnamed file while this process
+    parses its own; it imports the modules this process imported (its sys.path) and nothing
+    from the working directory (-P)."""
 
     def __init__(self, part: str) -> None:
         path = os.pathsep.join(entry for entry in sys.path if entry)
         code = f"from {__name__} import parse_part_from_stdin; parse_part_from_stdin()"
-        with tempfile.TemporaryFile() as source:
+        with _unnamed_file() as source:
             source.write(part.encode())
             source.seek(0)
             self._process = subprocess.Popen(  # noqa: S603 - this interpreter, our own code

@@ -41,6 +41,7 @@ from .serving import (
     cancelled,
     device_guard,
     ensure_free,
+    ignore_further,
     listening,
     open_configured_store,
     poll_revision,
@@ -161,6 +162,7 @@ async def _run(
     if ready is not None:
         ready.set()
     await stop.wait()
+    ignore_further(loop, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
     await cancelled(*tasks)
 
 

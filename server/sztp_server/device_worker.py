@@ -31,6 +31,7 @@ from .serving import (
     TlsContexts,
     cancelled,
     device_guard,
+    ignore_further,
     listening,
     open_configured_store,
     poll_revision,
@@ -96,6 +97,7 @@ async def _run(
         asyncio.create_task(main.send_metrics()),
     ]
     await stop.wait()
+    ignore_further(loop, (signal.SIGTERM, signal.SIGHUP))
     loop.remove_reader(connection.fileno())
     await cancelled(*tasks)
 

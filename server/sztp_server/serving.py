@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
@@ -327,3 +328,14 @@ async def cancelled(*tasks: asyncio.Task[None]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def ignore_further(loop: asyncio.AbstractEventLoop, handled: Sequence[signal.Signals]) -> None:
+    """Once a process is stopping, the signals it handled are ignored for the rest of its
+    shutdown: another SIGTERM (a service manager signals every process of the service, and
+    the main process signals its workers too) changes nothing. Left to asyncio, a signal
+    arriving as the loop closed printed a traceback (the loop closes the pipe its handlers
+    write to before it removes them), or ended the process with the signal's default action."""
+    for number in handled:
+        loop.remove_signal_handler(number)
+        signal.signal(number, signal.SIG_IGN)

@@ -10,6 +10,7 @@ second server cannot share the device port by accident.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -237,3 +238,20 @@ def test_workers_setting(tmp_path: Path) -> None:
     assert load_config(config, {"SZTP_SERVER_WORKERS": "3"}).process_count == 3
     with pytest.raises(Exception, match=r"workers: must not be negative \(0 is one per core\)"):
         load_config(config, {"SZTP_SERVER_WORKERS": "-1"})
+
+
+def test_stop_signals_during_shutdown_change_nothing(server: RunningServer) -> None:
+    """A service manager signals every process of the service, and the main process signals
+    its workers too: what arrives while a process stops is ignored, and it stops cleanly,
+    without a traceback."""
+    processes = [server.process.pid, *server.worker_pids()]
+    server.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while server.process.poll() is None and time.monotonic() < deadline:
+        for pid in processes:
+            for number in (signal.SIGTERM, signal.SIGHUP):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, number)
+        time.sleep(0.002)
+    assert server.process.wait(timeout=5) == 0
+    assert "Traceback" not in server.log and "Exception ignored" not in server.log, server.log

@@ -132,21 +132,17 @@ def test_a_part_that_does_not_parse_leaves_the_error_to_the_whole_parse(
     assert str(in_parts.value) == str(at_once.value)
 
 
-def test_a_helper_that_fails_costs_its_speed_not_the_result(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    "executable",
+    ["/bin/false", "/nonexistent/python"],
+    ids=["helper fails", "helper cannot start"],
+)
+def test_a_helper_that_does_not_answer_costs_its_speed_not_the_result(
+    monkeypatch: pytest.MonkeyPatch, executable: str
 ) -> None:
-    # A helper that cannot run (here: no Python at all) answers nothing; the file is then
-    # parsed whole, with the same result.
+    # A helper that fails (here: no Python at all) or cannot be started answers nothing; the
+    # file is then parsed whole, with the same result.
     text = fleet_text(60)
-    monkeypatch.setattr(fleet_yaml_parts.sys, "executable", "/bin/false")
-    assert fleet_yaml_parts.parse_in_parts(text) is None
-    assert parse_yaml(text, Path("fleet.yaml")) == whole(text, monkeypatch)
-
-
-def test_a_helper_that_cannot_start_costs_its_speed_not_the_result(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    text = fleet_text(60)
-    monkeypatch.setattr(fleet_yaml_parts.sys, "executable", "/nonexistent/python")
+    monkeypatch.setattr(fleet_yaml_parts.sys, "executable", executable)
     assert fleet_yaml_parts.parse_in_parts(text) is None
     assert parse_yaml(text, Path("fleet.yaml")) == whole(text, monkeypatch)

@@ -257,7 +257,7 @@ def decode_stored_json(text: str) -> Any:
 def decode_stored_json_texts(texts: Sequence[str]) -> builtins.list[Any]:
     """`decode_stored_json` of each text, decoded as one JSON array: one call for a batch of
     rows rather than one per row. A text that is not one JSON value would shift the values
-    after it: then each is decoded alone, and the bad one raises."""
+    after it: then each is decoded alone, exactly as `decode_stored_json` decodes it."""
     try:
         values = _JSON_DECODER.raw_decode(f"[{','.join(texts)}]")[0] if texts else []
     except ValueError:

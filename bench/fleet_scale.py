@@ -8,9 +8,10 @@ after, and how long an operator waits for the fleet's views: `sztpctl status`, `
 list` (first line and all of it), `sztpctl export` (first byte and all of it) and the inventory
 plugin (`ansible-inventory --list`). Devices carry a profile and a MAC address, no secrets
 (password hashing and voucher checks are measured by bulk_apply.py).
-Then a pod of `--pod` devices with activation codes and vouchers joins the fleet, and wrk
-plays their first contact and repeat requests as first_contact.py does; the same pod alone on
-a fresh server, in the same run, is the comparison.
+Then a pod of devices with activation codes and vouchers joins the fleet and, the same pod
+alone, a fresh server running beside it; wrk plays first contact and repeat requests as
+first_contact.py does, `--rounds` times, each round `--pod` devices not seen before against
+each server in turn (the order alternating from round to round); the medians are compared.
 Targets at 1,000,000 devices: apply < 60 s, no-op < 10 s, RSS < 2 GB, status < 2 s, first
 output of list and export < 1 s, first contact and repeat requests within 10% of the pod alone.
 """
@@ -21,10 +22,11 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +43,7 @@ from benchlib import (
     running_server,
 )
 from burst import TreeWatch, fresh_database, postgres_cluster, tree_usage
-from first_contact import FIRST_CONNECTIONS, REPEAT_CONNECTIONS, Load, basic, run_wrk
+from first_contact import FIRST_CONNECTIONS, REPEAT_CONNECTIONS, basic, run_wrk
 
 from sztp.labpki import LabPki, load_lab_pki, write_lab_pki
 from sztp.passwords import generate_activation_code
@@ -210,10 +212,11 @@ def inventory_seconds(admin_url: str, token_file: Path, work: Path) -> float:
 
 
 class Pod:
-    """Devices with activation codes and vouchers, in a profile of their own, for wrk."""
+    """Devices with activation codes and vouchers, in a profile of their own, for wrk: a slice
+    of `count` devices a round."""
 
-    def __init__(self, lab: LabPki, count: int) -> None:
-        vouchers = lab_vouchers(lab, (f"POD-{number:06d}" for number in range(count)))
+    def __init__(self, lab: LabPki, count: int, rounds: int) -> None:
+        vouchers = lab_vouchers(lab, (f"POD-{number:06d}" for number in range(count * rounds)))
         codes = {serial: generate_activation_code() for serial in vouchers}
         devices = {
             serial: {"profile": "pod", "voucher": voucher, "activation_code": codes[serial]}
@@ -221,17 +224,27 @@ class Pod:
         }
         self.resources = lab_fleet(lab, devices)
         self.resources["profile"] = {"pod": self.resources["profile"]["day0"]}
-        self.credentials = [basic(serial, code) for serial, code in codes.items()]
+        credentials = [basic(serial, code) for serial, code in codes.items()]
+        self.slices = [credentials[n * count : (n + 1) * count] for n in range(rounds)]
+        self.failed = 0  # requests that failed, over every play
 
-    def play(self, server_url: str, seconds: int, work: Path) -> tuple[Load, Load]:
-        """(first contact, repeat requests) as wrk measured them."""
-        first = run_wrk(
-            server_url, self.credentials, seconds, FIRST_CONNECTIONS, first=True, work=work
-        )
-        repeat = run_wrk(
-            server_url, self.credentials, seconds, REPEAT_CONNECTIONS, first=False, work=work
-        )
-        return first, repeat
+    def play(self, servers: dict[str, str], seconds: int, work: Path) -> dict[str, list[float]]:
+        """wrk's rates of first contact and repeat requests, by server name (`servers`: name,
+        URL) and round: each round a slice of devices not seen before makes first contact
+        with each server in turn, then repeats; the servers' order alternates from round to
+        round, so that what changes on the machine over the run weighs on each alike."""
+        rates: dict[str, list[float]] = {}
+        for number, credentials in enumerate(self.slices):
+            order = list(servers.items())
+            for name, url in order if number % 2 == 0 else reversed(order):
+                for kind, connections, first in (
+                    ("first_contact", FIRST_CONNECTIONS, True),
+                    ("repeat", REPEAT_CONNECTIONS, False),
+                ):
+                    load = run_wrk(url, credentials, seconds, connections, first=first, work=work)
+                    rates.setdefault(f"{kind}{name}", []).append(load.rate)
+                    self.failed += load.failed
+        return rates
 
 
 def settle(server: int, *, busy: float = 0.05, patience: float = 300) -> None:
@@ -250,26 +263,25 @@ def settle(server: int, *, busy: float = 0.05, patience: float = 300) -> None:
 
 
 @contextmanager
-def database(backend: str, work: Path) -> Iterator[dict[str, Any]]:
-    """Server settings naming a fresh database of `backend`."""
+def databases(backend: str, work: Path) -> Iterator[Callable[[str], dict[str, Any]]]:
+    """A function giving server settings that name a fresh database of `backend`."""
     if backend == "sqlite":
-        yield {}
+        yield lambda name: {}  # each server its own file in its directory
         return
     with postgres_cluster(work) as (url, _cluster):
-        yield {"database_url": fresh_database(url, "fleet")}
+        yield lambda name: {"database_url": fresh_database(url, name)}
 
 
-def measure(
-    backend: str, pod: Pod, seconds: int, work: Path, *, inventory: bool
-) -> dict[str, float]:
+def measure(backend: str, pod: Pod, seconds: int, work: Path, *, inventory: bool) -> dict[str, Any]:
     """The figures of one backend; the fleet is `work`/fleet.yaml."""
     fleet = work / "fleet.yaml"
-    server_dir = work / backend
+    server_dir, alone_dir = work / backend, work / f"{backend}-pod"
     server_dir.mkdir()
-    figures: dict[str, float] = {}
+    alone_dir.mkdir()
+    figures: dict[str, Any] = {}
     with (
-        database(backend, work) as settings,
-        running_server(server_dir, {"http": {}}, workers=0, **settings) as server,
+        databases(backend, work) as new_database,
+        running_server(server_dir, {"http": {}}, workers=0, **new_database("fleet")) as server,
     ):
         token_file = server_dir / "admin-token"
         cli = Cli(server.admin_url, token_file, work)
@@ -291,21 +303,14 @@ def measure(
         figures["add_one"] = sorted(added)[1]
         figures["processes"] = tree_usage(server.process_id)[2]
         post_state(server.admin_url, server.token, pod.resources)
-        settle(server.process_id)
-        first, repeat = pod.play(server.urls["http"], seconds, work)
-        figures["first_contact"], figures["repeat"] = first.rate, repeat.rate
-        figures["failed"] = first.failed + repeat.failed
-    alone_dir = work / f"{backend}-pod"
-    alone_dir.mkdir()
-    with (
-        database(backend, alone_dir) as settings,
-        running_server(alone_dir, {"http": {}}, workers=0, **settings) as server,
-    ):
-        post_state(server.admin_url, server.token, pod.resources)
-        settle(server.process_id)
-        first, repeat = pod.play(server.urls["http"], seconds, work)
-        figures["first_contact_alone"], figures["repeat_alone"] = first.rate, repeat.rate
-        figures["failed"] += first.failed + repeat.failed
+        # The same pod alone on a server of its own, running meanwhile (idle when not played).
+        with running_server(alone_dir, {"http": {}}, workers=0, **new_database("pod")) as alone:
+            post_state(alone.admin_url, alone.token, pod.resources)
+            settle(alone.process_id)
+            settle(server.process_id)
+            urls = {"": server.urls["http"], "_alone": alone.urls["http"]}
+            figures.update(pod.play(urls, seconds, work))
+            figures["failed"] = pod.failed
     return figures
 
 
@@ -313,7 +318,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=1_000_000)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
-    parser.add_argument("--pod", type=int, default=20_000, help="devices that first contact")
+    parser.add_argument(
+        "--pod", type=int, default=20_000, help="devices that make first contact, a round"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="of the pod inside the fleet and alone, in turn"
+    )
     # Short enough that the pod's devices outlast first contact at a few thousand a second.
     parser.add_argument("--seconds", type=int, default=5, help="of wrk for each figure")
     parser.add_argument(
@@ -341,7 +351,7 @@ def main() -> None:
             work = Path(scratch)
             work.chmod(0o711)  # the PostgreSQL cluster's user must enter it
             write_fleet(work / "fleet.yaml", arguments.devices)
-            pod = Pod(load_lab_pki(work / "pki"), arguments.pod)
+            pod = Pod(load_lab_pki(work / "pki"), arguments.pod, arguments.rounds)
             for backend in arguments.backends:
                 figures = measure(backend, pod, arguments.seconds, work, inventory=inventory)
                 name = f"{backend}, {arguments.devices:,} devices"
@@ -349,6 +359,7 @@ def main() -> None:
                     **figures,
                     "devices": arguments.devices,
                     "pod": arguments.pod,
+                    "rounds": arguments.rounds,
                     "seconds": arguments.seconds,
                     **run_meta(),
                 }
@@ -361,6 +372,7 @@ def main() -> None:
 def render(runs: dict[str, dict[str, Any]]) -> str:
     """The section for `runs` (each a column, by name)."""
     names = list(runs)
+    rounds = " and ".join(sorted({f"{run['rounds']} rounds" for run in runs.values()}))
 
     def row(label: str, cells: list[str]) -> str:
         return f"| {label} | " + " | ".join(cells) + " |"
@@ -383,10 +395,12 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         cells = []
         for name in names:
             at_scale, alone = runs[name][key], runs[name][f"{key}_alone"]
-            ratio = at_scale / alone
+            ratios = sorted(inside / apart for inside, apart in zip(at_scale, alone, strict=True))
+            ratio = statistics.median(ratios)
             cells.append(
-                f"{at_scale:,.0f} req/s against {alone:,.0f} "
-                f"({ratio:.0%}; {_verdict(ratio >= 0.9)} within 10%)"
+                f"{statistics.median(at_scale):,.0f} req/s against "
+                f"{statistics.median(alone):,.0f} ({ratio:.0%}, rounds {ratios[0]:.0%}-"
+                f"{ratios[-1]:.0%}; {_verdict(ratio >= 0.9)} within 10%)"
             )
         return cells
 
@@ -411,8 +425,14 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                 for n in names
             ],
         ),
-        row("first contact of the pod, against the pod alone", rate("first_contact")),
-        row("repeat requests of the pod, against the pod alone", rate("repeat")),
+        row(
+            f"first contact of the pod, against the pod alone (median of {rounds})",
+            rate("first_contact"),
+        ),
+        row(
+            f"repeat requests of the pod, against the pod alone (median of {rounds})",
+            rate("repeat"),
+        ),
         row("failed requests", [f"{runs[n]['failed']:.0f}" for n in names]),
     ]
     first = runs[names[0]]
@@ -420,7 +440,7 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         sorted(
             {
                 f"`python bench/fleet_scale.py --devices {run['devices']} --pod {run['pod']} "
-                f"--seconds {run['seconds']}`"
+                f"--rounds {run['rounds']} --seconds {run['seconds']}`"
                 for run in runs.values()
             }
         )

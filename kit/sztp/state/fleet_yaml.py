@@ -93,11 +93,7 @@ def yaml_loaders() -> tuple[type, type]:
             def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
                 # PyYAML's Resolver.resolve, less the parts that cannot apply here.
                 if kind is yaml.ScalarNode:
-                    if implicit[0]:
-                        for tag, regexp in implicit_resolvers.get(value[:1], ()):
-                            if regexp.match(value):
-                                return tag
-                    return _STR_TAG
+                    return _implicit_tag(value, implicit_resolvers) if implicit[0] else _STR_TAG
                 return super().resolve(kind, value, implicit)
 
             def descend_resolver(self, current_node: Any, current_index: Any) -> None:
@@ -117,6 +113,35 @@ def yaml_loaders() -> tuple[type, type]:
             return super().construct_mapping(node, deep)
 
     return StrictLoader, Loader
+
+
+def _implicit_tag(value: str, resolvers: Mapping[str, list[tuple[str, Any]]]) -> str:
+    for tag, regexp in resolvers.get(value[:1], ()):
+        if regexp.match(value):
+            return tag
+    return _STR_TAG
+
+
+def plain_scalar(text: str) -> Any:
+    """The value of `text` written plain (unquoted), as the fleet's loader reads it: text, or
+    a number, a boolean or null by YAML 1.1's implicit types (dates stay text); YAMLError for
+    what the loader refuses (`=`)."""
+    import yaml
+
+    loader = _scalar_loader()
+    tag = _implicit_tag(text, loader.yaml_implicit_resolvers)
+    if tag == _STR_TAG:
+        return text
+    constructors = loader.yaml_constructors
+    # Called directly: the loader's construct_object would remember every node it was given.
+    construct = constructors.get(tag, constructors[None])
+    return construct(loader, yaml.ScalarNode(tag, text))
+
+
+@cache
+def _scalar_loader() -> Any:
+    strict, _ = yaml_loaders()
+    return strict("")
 
 
 def parse_yaml(text: str, path: Path) -> Any:

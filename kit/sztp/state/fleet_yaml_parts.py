@@ -1,9 +1,12 @@
-"""A large fleet file's `devices:` list, parsed by several processes at once.
+"""A fleet file's `devices:` list, parsed apart from the rest of it, by several processes at
+once when the file is large.
 
 A fleet of a million devices is nearly all its `devices:` list, and PyYAML's composer holds one
 core for nearly all the time the file takes to load. Here the list is cut between its items,
-each part is parsed by a process of its own, and the rest of the file (every other key) by this
-one; put back together, they are the document the whole text is. That holds only when nothing
+each part is read by a process of its own (`fleet_yaml_simple` when its lines are of the plain
+kind a generated fleet writes, else PyYAML), and the rest of the file (every other key) by
+this one; put back together, they are the document the whole text is. A smaller file's list
+is one part, read here, and only when it is of that plain kind. That holds only when nothing
 in the text can mean something else once cut, which is checked first: no anchor or alias (an
 alias may name an anchor in another part), no directive or second document, no carriage
 return; one `devices:` key at the top level, its items each starting `- ` at one indentation.
@@ -26,6 +29,7 @@ from itertools import chain, pairwise
 from typing import Any, BinaryIO
 
 from ..collector import cyclic_gc_paused
+from .fleet_yaml_simple import simple_items
 
 # Below this size a process's start costs about what it saves.
 PARALLEL_BYTES = 8 * 1024 * 1024
@@ -38,34 +42,50 @@ _FIRST_ITEM = re.compile(r"(?:[ ]*(?:#[^\n]*)?\n)*( +)- ")
 
 
 def parse_in_parts(text: str) -> dict[str, Any] | None:
-    """The fleet document `text` holds, parsed in parts at once; None when it is not large
-    enough, not safe to cut, or some part did not parse (then parse it whole)."""
+    """The fleet document `text` holds, its devices' items parsed apart from the rest; None
+    when the text is not safe to cut, or its list is neither simple nor large, or some part
+    did not parse (then parse it whole)."""
     import yaml
 
     from .fleet_yaml import YamlRefused
 
-    count = min(_cores(), MAX_PARTS)
-    if count < 2 or len(text) < PARALLEL_BYTES or not _safe_to_cut(text):
-        return None
-    cut = _cut(text, count)
+    cut = _cut(text) if _safe_to_cut(text) else None
     if cut is None:
         return None
-    rest, parts = cut
+    rest, items, indent = cut
+    try:
+        # A simple list reads faster here than any split of it: a helper's result costs
+        # this process about what reading its part would.
+        devices = simple_items(items)
+        if devices is None:
+            devices = _parse_at_once(items, indent)
+        document = None if devices is None else _parse_rest(rest)
+    except (yaml.YAMLError, YamlRefused, ValueError, RecursionError, OSError):
+        return None  # OSError: a helper could not be started
+    if document is None or devices is None:
+        return None
+    document["devices"] = devices
+    return document
+
+
+def _parse_at_once(items: str, indent: int) -> list[Any] | None:
+    """The devices of a large list, its parts parsed by a process each at once; None when it
+    is too small to be worth it, or some part did not parse."""
+    count = min(_cores(), MAX_PARTS)
+    parts = _split(items, indent, count) if count > 1 and len(items) >= PARALLEL_BYTES else []
+    if len(parts) < 2:
+        return None
     helpers: list[_Helper] = []
     try:
         helpers.extend(_Helper(part) for part in parts[:-1])
         own = parse_part(parts[-1])  # while the helpers parse theirs
-        document = _parse_rest(rest)
         devices = [*(helper.result() for helper in helpers), own]
-    except (yaml.YAMLError, YamlRefused, ValueError, RecursionError, OSError):
-        return None  # OSError: a helper could not be started
     finally:
         for helper in helpers:
             helper.stop()
-    if document is None or None in devices:
+    if None in devices:
         return None
-    document["devices"] = list(chain.from_iterable(part for part in devices if part is not None))
-    return document
+    return list(chain.from_iterable(part for part in devices if part is not None))
 
 
 def parse_part(text: str) -> list[Any]:
@@ -116,9 +136,9 @@ def _safe_to_cut(text: str) -> bool:
     )
 
 
-def _cut(text: str, count: int) -> tuple[str, list[str]] | None:
-    """(the text without the devices' items, the items in up to `count` parts of about equal
-    size, each cut where an item starts), or None when the list cannot be found or cut."""
+def _cut(text: str) -> tuple[str, str, int] | None:
+    """(the text without the devices' items, the items, their indentation), or None when the
+    list cannot be found or cut between its items."""
     if text.startswith("devices:") or text.count("\ndevices:") != 1:
         return None
     key = _DEVICES_KEY.search(text)
@@ -135,17 +155,20 @@ def _cut(text: str, count: int) -> tuple[str, list[str]] | None:
     # A dash alone on its line starts an item on the lines below: not a place to cut.
     if re.compile(rf"\n {{{indent}}}-[ ]*(?:#[^\n]*)?\n").search(text, begin - 1, end):
         return None
+    return text[:begin] + text[end:], text[begin:end], indent
+
+
+def _split(items: str, indent: int, count: int) -> list[str]:
+    """`items` in up to `count` parts of about equal size, each cut where an item starts."""
     item = re.compile(rf"\n {{{indent}}}- ")
-    bounds = [begin]
+    bounds = [0]
     for number in range(1, count):
-        at = item.search(text, max(bounds[-1], begin + (end - begin) * number // count), end)
+        at = item.search(items, max(bounds[-1], len(items) * number // count))
         if at is None:
             break
         bounds.append(at.start() + 1)
-    bounds.append(end)
-    if len(bounds) < 3:
-        return None
-    return text[:begin] + text[end:], [text[a:b] for a, b in pairwise(bounds)]
+    bounds.append(len(items))
+    return [items[a:b] for a, b in pairwise(bounds)]
 
 
 def _cores() -> int:

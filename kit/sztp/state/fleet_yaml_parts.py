@@ -138,7 +138,7 @@ def _safe_to_cut(text: str) -> bool:
 
 def _cut(text: str) -> tuple[str, str, int] | None:
     """(the text without the devices' items, the items, their indentation), or None when the
-    list cannot be found or cut between its items."""
+    list cannot be found."""
     if text.startswith("devices:") or text.count("\ndevices:") != 1:
         return None
     key = _DEVICES_KEY.search(text)
@@ -152,14 +152,15 @@ def _cut(text: str) -> tuple[str, str, int] | None:
     # The list ends at the first line less indented than its items that is not a comment.
     after = re.compile(rf"\n {{0,{indent - 1}}}[^ \n#]").search(text, begin - 1)
     end = len(text) if after is None else after.start() + 1
-    # A dash alone on its line starts an item on the lines below: not a place to cut.
-    if re.compile(rf"\n {{{indent}}}-[ ]*(?:#[^\n]*)?\n").search(text, begin - 1, end):
-        return None
     return text[:begin] + text[end:], text[begin:end], indent
 
 
 def _split(items: str, indent: int, count: int) -> list[str]:
-    """`items` in up to `count` parts of about equal size, each cut where an item starts."""
+    """`items` in up to `count` parts of about equal size, each cut where an item starts; no
+    parts when some item cannot be told from the lines below it."""
+    # A dash alone on its line starts an item on the lines below: not a place to cut.
+    if re.compile(rf"\n {{{indent}}}-[ ]*(?:#[^\n]*)?\n").search("\n" + items):
+        return []
     item = re.compile(rf"\n {{{indent}}}- ")
     bounds = [0]
     for number in range(1, count):

@@ -59,19 +59,20 @@ WHERE_THE_TIME_GOES = (
     "after the applies (5.9 KB a device). At a million devices, SQLite and PostgreSQL: before "
     "the million-device work (7258f46, 2026-12-03) apply 101.9 s and 151.3 s, no-op 31.8 s and "
     "33.6 s (as JSON 20.6 s and 28.5 s), peak 3,253 MiB and 2,251 MiB; the run before this one "
-    "(e430a9a, earlier on 2026-12-04) apply 67.5 s and 82.3 s, no-op 27.7 s and 28.5 s (as JSON "
-    "11.7 s and 13.7 s), peak 1,895 MiB and 1,920 MiB, the pod's first contact 119% and 71% of "
-    "the pod alone, its repeats 151% and 75%. Measured by hand in this run's session on a "
-    "million-device SQLite server, each change against the code before it: the JSON no-op "
-    "11.9-12.2 s before, 6.7-7.1 s after; the YAML no-op 15.7 s after (25-28 s in the benchmark "
-    "before); a `PUT` of one device 5.2-6.2 s before, 0.11-0.17 s after. The wrk figures vary "
-    "by about a fifth from run to run on this 2-core VM (the same code measured the pod inside "
-    "the million-device SQLite fleet at 119% of the pod alone in the last run and 80% in this "
-    "one): the pod rows need repeated, interleaved runs to decide the 10% target either way. "
-    "Where the time goes (py-spy, and the writer run in-process at a million devices with the "
-    "same body). *Memory.* Every server process holds the state: the main process, the device "
-    "worker and the writer. A spec decoded from JSON is a dict with its own copy of each key, "
-    "about a kilobyte a device, which came to 5.9 KB a device across the processes before "
+    "(f589b49, earlier on 2026-12-04) apply 53.3 s and 56.7 s, no-op 17.4 s and 16.9 s (as JSON "
+    "7.8 s and 7.0 s), the pod's first contact 80% and 88% of the pod alone and its repeats 77% "
+    "and 98%, each figure one run of wrk against one server and then the other: run to run such "
+    "figures moved by a fifth on this 2-core VM (119% and 80% for the same code), so the pod "
+    "rows are now the median of three rounds, each a slice of the pod's devices new to both "
+    "servers, which run side by side, played against one and then the other, the order "
+    "alternating from round to round. Measured by hand in this run's session on a "
+    "million-device SQLite server: loading the YAML fleet (`load_fleet`, in `sztpctl`) 2.8-2.9 "
+    "s of CPU against 2.3-2.7 s for the same fleet as JSON, where its parse in parts alone took "
+    "about 8 s of CPU on the 2 cores before; the YAML no-op 7.6-10.1 s against 15.7-17.4 s "
+    "before. Where the time goes (py-spy, and the writer run in-process at a million devices "
+    "with the same body). *Memory.* Every server process holds the state: the main process, the "
+    "device worker and the writer. A spec decoded from JSON is a dict with its own copy of each "
+    "key, about a kilobyte a device, which came to 5.9 KB a device across the processes before "
     "(about 6 GB at a million). Devices are kept as a tuple of values whose field names, and "
     "values that repeat (profile, model), are shared: about 260 bytes a device in a process; "
     "the state is read a batch of rows at a time, each batch's specs decoded in one call; a "
@@ -89,37 +90,42 @@ WHERE_THE_TIME_GOES = (
     "revision, and a write that changes only devices checks the devices it writes (nothing "
     "refers to a device, and a device's signing owners come from profiles and owners, which "
     "such a write leaves alone); the row above includes `sztpctl`'s own start. *Apply from "
-    "empty*: `sztpctl` parses the file (a large YAML file's `devices:` list in parts, a process "
-    "per core, when cutting it between items cannot change its meaning: 7.9 s instead of 13-15 "
-    "s in-process at a million; the parse is PyYAML's composer making a node and two marks per "
-    "value), resolves it (each entry becomes its spec in place) and sends it compact. The "
-    "writer (33-45 s in-process at a million, this VM's speed varying by a third over a day) "
-    "spends about a tenth decoding the request, a fifth normalising each device field by field, "
-    "two fifths in the store (each spec and audit entry encoded by one C encoder made once, a "
-    "row with its index entries, where the profile and model indexes cost what plain columns "
-    "would, and an audit row; COPY on PostgreSQL), and the rest planning, checking and "
-    "answering. Then the main process and the device worker each read the million devices "
-    "(about 4 s of CPU each, on the 2 cores at once) before the answer goes out, and the "
-    "renewed writer reads them after it. *No-op:* a device whose spec the request repeats is "
-    "recognised by comparing the fields the request names with its compact row as tuples, at "
-    "positions worked out once per shape (1.4 s a million, against 2.6-3.6 s field by field), "
-    "and is left out of the plan. As JSON the no-op is now about 3 s of `sztpctl` (decode, "
-    "resolve, encode) and 4-5 s of server (decoding the body with its duplicate-key check 2 s, "
-    "then the comparison); as YAML the parse alone is about 8 s on 2 cores, which is why that "
-    "row misses. *Status, listings, export:* the fleet status is one grouped count over the "
-    "devices' latest reports; listings read a page of devices by name after the last one (with "
-    "its latest report, profile and model filters indexed); the export streams the state of one "
-    "snapshot, encoded in slices between turns of the server's event loop, and the CLI writes "
-    "YAML as devices arrive. *Inventory:* of `ansible-inventory --list` at 100,000 devices "
-    "about 10 s is the plugin (4 s reading pages, 6 s building hosts, mostly Ansible's own "
-    "calls per host and marking every value unsafe); the rest is Ansible gathering and encoding "
-    "each host's variables, which is why it is not run at a million. *First contact and "
-    "repeats* of a pod inside the fleet are measured once the server is idle again after the "
-    "pod's apply. py-spy of a pod of 20,000 making first contact with the million-device server "
-    "and alone (2026-12-04): the same code paths, each 20-40% slower in the large server, no "
-    "new hot spot; the first full cycle collection after a state load costs about 0.2 s at a "
-    "million, once. What is left looks like the cost of a heap that holds a million devices "
-    "(cache misses)."
+    "empty*: `sztpctl` reads the file (a `devices:` list written the simple way a generator "
+    "writes it, a `key: value` line a field, is read without the YAML parser, with the values "
+    "and types the parser gives: a chunk of items alike by one regular expression for their "
+    "shape, each item a dict made from its groups, 1.5 s at a million, of which the expression "
+    "0.7 s and the dicts 0.5 s; any other list goes to PyYAML, whose composer makes a node and "
+    "two marks per value, in parts by a process per core when the file is large: 7.9 s at a "
+    "million instead of 13-15 s in one process), resolves it (each entry becomes its spec in "
+    "place) and sends it compact. The writer (33-45 s in-process at a million, this VM's speed "
+    "varying by a third over a day) spends about a tenth decoding the request, a fifth "
+    "normalising each device field by field, two fifths in the store (each spec and audit entry "
+    "encoded by one C encoder made once, a row with its index entries, where the profile and "
+    "model indexes cost what plain columns would, and an audit row; COPY on PostgreSQL), and "
+    "the rest planning, checking and answering. Then the main process and the device worker "
+    "each read the million devices (about 4 s of CPU each, on the 2 cores at once) before the "
+    "answer goes out, and the renewed writer reads them after it. *No-op:* a device whose spec "
+    "the request repeats is recognised by comparing the fields the request names with its "
+    "compact row as tuples, at positions worked out once per shape (1.4 s a million, against "
+    "2.6-3.6 s field by field), and is left out of the plan. As YAML and as JSON alike the "
+    "no-op is now about 4 s of `sztpctl` (reading the file 1.5-2.4 s, resolving it 0.9 s, "
+    "encoding the request 0.6 s) and about 4 s of server (decoding the body 1.6 s, of which its "
+    "duplicate-key check 0.5 s; the comparison 2.2 s). *Status, listings, export:* the fleet "
+    "status is one grouped count over the devices' latest reports; listings read a page of "
+    "devices by name after the last one (with its latest report, profile and model filters "
+    "indexed); the export streams the state of one snapshot, encoded in slices between turns of "
+    "the server's event loop, and the CLI writes YAML as devices arrive. *Inventory:* of "
+    "`ansible-inventory --list` at 100,000 devices about 10 s is the plugin (4 s reading pages, "
+    "6 s building hosts, mostly Ansible's own calls per host and marking every value unsafe); "
+    "the rest is Ansible gathering and encoding each host's variables, which is why it is not "
+    "run at a million. *First contact and repeats* of a pod inside the fleet are measured once "
+    "the server is idle again after the pod's apply. py-spy of a pod of 20,000 making first "
+    "contact with the million-device server and alone (2026-12-04): the same code paths, each "
+    "20-40% slower in the large server, no new hot spot; the first full cycle collection after "
+    "a state load costs about 0.2 s at a million, once. Played in interleaved rounds, the "
+    "medians of the pod inside the million-device fleet are within a tenth of the pod alone on "
+    "both stores, while single rounds still range from 88% to 119% of it: what is left of the "
+    "difference is within this VM's noise."
 )
 
 
@@ -218,12 +224,16 @@ class Pod:
     def __init__(self, lab: LabPki, count: int, rounds: int) -> None:
         vouchers = lab_vouchers(lab, (f"POD-{number:06d}" for number in range(count * rounds)))
         codes = {serial: generate_activation_code() for serial in vouchers}
-        devices = {
-            serial: {"profile": "pod", "voucher": voucher, "activation_code": codes[serial]}
+        devices = [
+            (serial, {"profile": "pod", "voucher": voucher, "activation_code": codes[serial]})
             for serial, voucher in vouchers.items()
-        }
-        self.resources = lab_fleet(lab, devices)
-        self.resources["profile"] = {"pod": self.resources["profile"]["day0"]}
+        ]
+        # A request a round: the whole pod with its vouchers can outgrow the request size cap.
+        self.batches = [
+            lab_fleet(lab, dict(devices[n * count : (n + 1) * count])) for n in range(rounds)
+        ]
+        for batch in self.batches:
+            batch["profile"] = {"pod": batch["profile"]["day0"]}
         credentials = [basic(serial, code) for serial, code in codes.items()]
         self.slices = [credentials[n * count : (n + 1) * count] for n in range(rounds)]
         self.failed = 0  # requests that failed, over every play
@@ -302,10 +312,12 @@ def measure(backend: str, pod: Pod, seconds: int, work: Path, *, inventory: bool
         added = [cli.run("device", "add", f"ONE-{n}", "--profile", "day0")[1] for n in range(3)]
         figures["add_one"] = sorted(added)[1]
         figures["processes"] = tree_usage(server.process_id)[2]
-        post_state(server.admin_url, server.token, pod.resources)
+        for batch in pod.batches:
+            post_state(server.admin_url, server.token, batch)
         # The same pod alone on a server of its own, running meanwhile (idle when not played).
         with running_server(alone_dir, {"http": {}}, workers=0, **new_database("pod")) as alone:
-            post_state(alone.admin_url, alone.token, pod.resources)
+            for batch in pod.batches:
+                post_state(alone.admin_url, alone.token, batch)
             settle(alone.process_id)
             settle(server.process_id)
             urls = {"": server.urls["http"], "_alone": alone.urls["http"]}

@@ -90,14 +90,26 @@ TRICKY_VALUES = [
 KEYS = ["serial", "profile", "mac", "model", "yes", "1", "null", "a-b", "_k", "x y", "-k", "'q'"]
 
 
-def rendered(items: list[list[tuple[str, str | None]]], indent: int, extra: str = "") -> str:
-    """A block list of `items` (each its (key, value written) lines; None: no value) at
-    `indent`; `extra` inserted after the first line of the first item."""
+Written = str | None | list[tuple[str, str | None]]  # a value, none, or a mapping below
+
+
+def rendered(
+    items: list[list[tuple[str, Written]]], indent: int, extra: str = "", step: int = 2
+) -> str:
+    """A block list of `items` (each its (key, value written) lines; None: no value; a list:
+    a mapping written below the key, `step` further in) at `indent`, each item's first key
+    `step` characters from its dash; `extra` inserted after the first line of the first item."""
     lines = []
     for item in items:
         for number, (key, value) in enumerate(item):
-            mark = "-" if number == 0 else " "
-            lines.append(f"{' ' * indent}{mark} {key}:" + ("" if value is None else f" {value}"))
+            start = " " * indent + ("-" + " " * (step - 1) if number == 0 else " " * step)
+            if isinstance(value, list):
+                lines.append(f"{start}{key}:")
+                for inner, written in value:
+                    below = " " * (indent + 2 * step)
+                    lines.append(f"{below}{inner}:" + ("" if written is None else f" {written}"))
+            else:
+                lines.append(f"{start}{key}:" + ("" if value is None else f" {value}"))
     if extra and lines:
         lines.insert(1, extra)
     return "".join(f"{line}\n" for line in lines)
@@ -124,7 +136,8 @@ def small_chunks() -> Iterator[None]:
 @pytest.mark.parametrize("value", TRICKY_VALUES)
 def test_each_value_is_read_as_the_parser_reads_it_or_left_to_it(value: str) -> None:
     text = f"  - serial: {value}\n    profile: {{file: {value}}}\n  - serial: {value}\n"
-    for lines in (text, text.split("\n", 1)[0] + "\n"):
+    below = f"- serial: {value}\n  voucher:\n    file: {value}\n    env: {value}\n"
+    for lines in (text, text.split("\n", 1)[0] + "\n", below, below.replace("\n  ", "\n    ")):
         read = simple_items(lines)
         assert read is None or repr(read) == parsed(lines), lines
 
@@ -144,42 +157,59 @@ written_values = (
     | st.text(alphabet="ab'\\\" #:", max_size=4).map(lambda text: f'"{text}"')
     | simple_values
 )
+any_fields = st.lists(
+    st.tuples(st.sampled_from(KEYS), st.none() | written_values), min_size=1, max_size=2
+)
 any_items = st.lists(
-    st.lists(st.tuples(st.sampled_from(KEYS), st.none() | written_values), min_size=1, max_size=2),
+    st.lists(
+        st.tuples(st.sampled_from(KEYS), st.none() | written_values | any_fields),
+        min_size=1,
+        max_size=2,
+    ),
     min_size=1,
     max_size=3,
 )
 
 
-@settings(max_examples=1500, derandomize=True, database=None)
+@settings(max_examples=2000, derandomize=True, database=None)
 @given(
     items=any_items,
-    indent=st.sampled_from([1, 2, 4]),
-    extra=st.sampled_from(["", "", "", "  # a comment", "", "      more", "    -", "\t"]),
+    indent=st.sampled_from([0, 1, 2, 4]),
+    step=st.sampled_from([2, 4]),
+    extra=st.sampled_from(
+        ["", "", "", "  # a comment", "", "      more", "    -", "\t", "   x: 1"]
+    ),
 )
 def test_what_it_reads_is_what_the_parser_reads(
-    items: list[list[tuple[str, str | None]]], indent: int, extra: str
+    items: list[list[tuple[str, Written]]], indent: int, step: int, extra: str
 ) -> None:
-    text = rendered(items, indent, extra)
+    text = rendered(items, indent, extra, step)
     with small_chunks():
         read = simple_items(text)
     if read is not None:
         assert repr(read) == parsed(text), text
 
 
+simple_mapping = st.dictionaries(
+    st.sampled_from(["file", "env", "x"]), st.none() | simple_values, min_size=1
+).map(lambda mapping: list(mapping.items()))
 simple_item = st.dictionaries(
-    st.sampled_from(["serial", "profile", "mac", "model", "voucher"]),
-    st.none() | simple_values,
+    st.sampled_from(["serial", "profile", "mac", "model", "voucher", "selection"]),
+    st.none() | simple_values | st.just("[]") | st.just("{}") | simple_mapping,
     min_size=1,
 )
 
 
 @settings(max_examples=300, derandomize=True, database=None)
-@given(items=st.lists(simple_item, min_size=1, max_size=30), indent=st.sampled_from([1, 2, 6]))
+@given(
+    items=st.lists(simple_item, min_size=1, max_size=30),
+    indent=st.sampled_from([0, 1, 2, 6]),
+    step=st.sampled_from([2, 3, 4]),
+)
 def test_a_simple_list_is_read_as_the_parser_reads_it(
-    items: list[dict[str, str | None]], indent: int
+    items: list[dict[str, Written]], indent: int, step: int
 ) -> None:
-    text = rendered([list(item.items()) for item in items], indent)
+    text = rendered([list(item.items()) for item in items], indent, step=step)
     with small_chunks():
         read = simple_items(text)
     assert read is not None, text
@@ -227,7 +257,9 @@ def test_items_alike_are_read_by_their_shape_and_others_line_by_line() -> None:
         '  - serial: "a\\tb"\n',  # an escape
         "  - serial: é\n",
         "  -\n    serial: a\n",
-        "- serial: a\n",  # no indentation: not a list under `devices:`
+        "  - serial: a\n      file: b\n",  # a mapping below a field that has a value
+        "  - voucher:\n      file: b\n        x: c\n",  # nested deeper than one mapping
+        "  - voucher:\n       file: b\n",  # a mapping below, not `step` further in
     ],
 )
 def test_what_it_does_not_read_is_left_to_the_parser(text: str) -> None:
@@ -262,3 +294,30 @@ def test_a_list_not_simple_is_parsed_whole_once() -> None:
     text = "devices:\n  - serial: a  # a comment\n"
     assert fleet_yaml_parts.parse_in_parts(text) is None
     assert parse_yaml(text, Path("fleet.yaml")) == {"devices": [{"serial": "a"}]}
+
+
+FLEET_VALUES = ["SN-1", "yes", "1:20", "a: b", "it's", "#x", "-", "02:00:5e:00:53:01", "", "x y"]
+
+
+@pytest.mark.parametrize("sort_keys", [False, True])
+@pytest.mark.parametrize("indent", [2, 4])
+def test_a_fleet_pyyaml_dumps_is_read_as_the_parser_reads_it(sort_keys: bool, indent: int) -> None:
+    devices = [
+        {
+            "serial": f"SN-{n}",
+            "profile": "day0",
+            "mac": f"02:00:00:00:00:{n:02x}",
+            "model": FLEET_VALUES[n % len(FLEET_VALUES)],
+            "voucher": {"file": f"v/SN-{n}.vcj"},
+            "selection": [],
+            "password": None,
+        }
+        for n in range(50)
+    ]
+    document = {"profiles": [{"name": "day0", "type": "onboarding"}], "devices": devices}
+    text = yaml.safe_dump(document, sort_keys=sort_keys, indent=indent)
+    read = fleet_yaml_parts.parse_in_parts(text)
+    assert read is not None, text  # read without the parser, `devices:` first or not
+    loaded = yaml.safe_load(text)
+    assert read == loaded == document
+    assert repr(read["devices"]) == repr(loaded["devices"])  # types and order too

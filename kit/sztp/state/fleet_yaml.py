@@ -12,6 +12,7 @@ and `dotted`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -128,14 +129,30 @@ def plain_scalar(text: str) -> Any:
     what the loader refuses (`=`)."""
     import yaml
 
+    typed = _any_implicit_type(text[:1])
+    if typed is None or not typed.match(text):
+        return text
     loader = _scalar_loader()
     tag = _implicit_tag(text, loader.yaml_implicit_resolvers)
-    if tag == _STR_TAG:
-        return text
     constructors = loader.yaml_constructors
     # Called directly: the loader's construct_object would remember every node it was given.
     construct = constructors.get(tag, constructors[None])
     return construct(loader, yaml.ScalarNode(tag, text))
+
+
+@cache
+def _any_implicit_type(first: str) -> re.Pattern[str] | None:
+    """One expression for every implicit type a plain scalar starting with `first` may have
+    (one match instead of one per type, for text that has none)."""
+    patterns = _scalar_loader().yaml_implicit_resolvers.get(first)
+    if not patterns:
+        return None
+    return re.compile(
+        "|".join(
+            f"(?{'x' if regexp.flags & re.VERBOSE else ''}:{regexp.pattern})"
+            for _, regexp in patterns
+        )
+    )
 
 
 @cache

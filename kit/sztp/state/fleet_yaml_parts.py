@@ -9,7 +9,8 @@ this one; put back together, they are the document the whole text is. A smaller 
 is one part, read here, and only when it is of that plain kind. That holds only when nothing
 in the text can mean something else once cut, which is checked first: no anchor or alias (an
 alias may name an anchor in another part), no directive or second document, no carriage
-return; one `devices:` key at the top level, its items each starting `- ` at one indentation.
+return; one `devices:` key at the top level, its items each starting `- ` at one indentation
+(that of the key itself, as PyYAML writes a list, or further in).
 
 Any other text, and any part that does not parse as a list (an unterminated quote or bracket
 where the text was cut, a repeated key, any YAML error), is left to the parse of the whole
@@ -38,7 +39,7 @@ MAX_PARTS = 4
 
 # A line of the devices' key, and the first item after it (past blank and comment lines).
 _DEVICES_KEY = re.compile(r"\ndevices:[ ]*(?:#[^\n]*)?(?=\n)")
-_FIRST_ITEM = re.compile(r"(?:[ ]*(?:#[^\n]*)?\n)*( +)- ")
+_FIRST_ITEM = re.compile(r"(?:[ ]*(?:#[^\n]*)?\n)*( *)- ")
 
 
 def parse_in_parts(text: str) -> dict[str, Any] | None:
@@ -139,7 +140,8 @@ def _safe_to_cut(text: str) -> bool:
 def _cut(text: str) -> tuple[str, str, int] | None:
     """(the text without the devices' items, the items, their indentation), or None when the
     list cannot be found."""
-    if text.startswith("devices:") or text.count("\ndevices:") != 1:
+    text = "\n" + text  # every key's line starts with a newline, the first one's too
+    if text.count("\ndevices:") != 1:
         return None
     key = _DEVICES_KEY.search(text)
     if key is None:
@@ -149,10 +151,12 @@ def _cut(text: str) -> tuple[str, str, int] | None:
         return None
     indent = len(first.group(1))
     begin = first.start(1)
-    # The list ends at the first line less indented than its items that is not a comment.
-    after = re.compile(rf"\n {{0,{indent - 1}}}[^ \n#]").search(text, begin - 1)
+    # The list ends at the first line less indented than its items that is not a comment;
+    # items at the key's own column (as PyYAML writes them) end at a line that is not an item.
+    less = rf"\n {{0,{indent - 1}}}[^ \n#]" if indent else r"\n(?:[^ \n#-]|-[^ \n])"
+    after = re.compile(less).search(text, begin - 1)
     end = len(text) if after is None else after.start() + 1
-    return text[:begin] + text[end:], text[begin:end], indent
+    return text[1:begin] + text[end:], text[begin:end], indent
 
 
 def _split(items: str, indent: int, count: int) -> list[str]:

@@ -418,6 +418,23 @@ class SztpClient:
         """{devices, counts: {status: n}, stalled, recent_errors}."""
         return self._request("GET", "/status")
 
+    def device_events(
+        self,
+        *,
+        serial: str | None = None,
+        refused: bool = False,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> dict[str, Any]:
+        """{events, next_before}: a page of the flight recorder's device requests, newest
+        first: those naming `serial`, only refused ones, with an id below `before`."""
+        params: dict[str, str] = {"limit": str(limit), "refused": "true" if refused else "false"}
+        if serial is not None:
+            params["serial"] = serial
+        if before is not None:
+            params["before"] = str(before)
+        return self._request("GET", "/events", params=params)
+
     # ---- audit
 
     def prune_audit(self, older_than_days: float | None, *, dry_run: bool) -> dict[str, Any]:

@@ -216,6 +216,21 @@ class ServerConfig:
             "out, the message is cut, and the report is marked `truncated`"
         ),
     )
+    device_events_kept: int = field(
+        default=200_000,
+        metadata=_about(
+            "device requests the flight recorder keeps, served and refused, of every device and "
+            "instance together; the oldest go first"
+        ),
+    )
+    refused_events_per_second: float = field(
+        default=50.0,
+        metadata=_about(
+            "refused device requests the flight recorder records per second and server process; "
+            "beyond, they are only counted (`sztp_device_events_dropped_total`), so that a flood "
+            "of bad logins cannot push out what matters"
+        ),
+    )
     report_rate_per_minute: float = field(
         default=12.0,
         metadata=_about(

@@ -14,6 +14,9 @@ from typing import ClassVar
 from aiohttp import web
 
 CounterKey = tuple[str, tuple[tuple[str, str], ...]]  # name, sorted labels
+# Labels a device listener's /metrics leaves out: a refusal's reason tells an unknown serial
+# from a wrong password, which a device must never learn (sztp.refusals).
+DEVICE_HIDDEN_LABELS = {"sztp_refused_requests_total": frozenset({"reason"})}
 
 
 class Metrics:
@@ -24,6 +27,14 @@ class Metrics:
         "sztp_progress_reports_total": "Progress reports received, by progress type.",
         "sztp_progress_reports_truncated_total": "Progress reports cut to the stored size cap.",
         "sztp_authentication_failures_total": "Device requests refused for lack of identity.",
+        "sztp_device_events_dropped_total": (
+            "Device requests the flight recorder did not record, by why: refused-rate (refused "
+            "requests beyond refused_events_per_second), backlog, store-error."
+        ),
+        "sztp_refused_requests_total": (
+            "Device requests refused, by rpc and reason (sztp.refusals: the device is only told "
+            "access-denied or the like)."
+        ),
         "sztp_connections_refused_total": "Connections closed on arrival, by API and cap.",
         "sztp_connections_timed_out_total": (
             "Connections closed for a late request head or for idling, by API and phase."
@@ -66,14 +77,31 @@ class Metrics:
         self._gather = gather
 
     async def page(self, _request: web.Request) -> web.Response:
-        """The GET /metrics handler, for whichever listeners serve it."""
+        """The GET /metrics handler of the admin listener."""
         if self._gather is not None:
             await self._gather()
         return web.Response(text=self.render(), content_type="text/plain")
 
-    def render(self) -> str:
+    async def device_page(self, _request: web.Request) -> web.Response:
+        """The GET /metrics handler of a device listener (`monitoring_listeners`), whose
+        answers anyone on the devices' network reads: without the labels that would tell a
+        device what it must not learn (`DEVICE_HIDDEN_LABELS`), their counts summed."""
+        if self._gather is not None:
+            await self._gather()
+        return web.Response(text=self.render(DEVICE_HIDDEN_LABELS), content_type="text/plain")
+
+    def render(self, hidden: Mapping[str, frozenset[str]] | None = None) -> str:
+        """The page; `hidden`: by counter, labels left out (counts that differ only in them
+        are summed)."""
         with self._lock:
-            items = sorted((self._counters + self._elsewhere).items())
+            counts = self._counters + self._elsewhere
+        if hidden:
+            kept: Counter[CounterKey] = Counter()
+            for (counter, labels), value in counts.items():
+                left_out = hidden.get(counter, frozenset())
+                kept[counter, tuple(item for item in labels if item[0] not in left_out)] += value
+            counts = kept
+        items = sorted(counts.items())
         lines: list[str] = []
         for name, help_text in self._HELP.items():
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]

@@ -141,6 +141,15 @@ class RunningServer:
             if record.get("event") == "device request refused"
         ]
 
+    def refusals(self) -> list[str]:
+        """The refusal (`sztp.refusals`) of every `device request refused` record in the log,
+        oldest first."""
+        return [
+            str(record.get("refusal"))
+            for record in self.log_records()
+            if record.get("event") == "device request refused"
+        ]
+
     def worker_pids(self) -> list[int]:
         """The pids of the device workers started so far, oldest first."""
         return [

@@ -173,6 +173,20 @@ def test_a_device_logs_in_with_its_code_on_a_real_server(tmp_path: Path) -> None
         assert stored["spec"]["password_hash"] == "<hidden>"
         assert login_status(server, SERIAL, code) == 404  # authenticated; no profile to serve
         assert login_status(server, SERIAL, generate_activation_code()) == 401
+        assert login_status(server, "SN-NOBODY", code) == 401
+        # The device is told access-denied; the operator is told why, in the log and metrics.
+        refusals = ["no-bootstrapping-data", "wrong-secret", "unknown-serial"]
+        assert server.refusals() == refusals
+        metrics = requests.get(
+            f"{server.admin_url}/metrics",
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=10,
+        ).text
+        for refusal in refusals:
+            assert (
+                "sztp_refused_requests_total"
+                f'{{reason="{refusal}",rpc="get-bootstrapping-data"}} 1' in metrics
+            ), metrics
         again = server.client().apply_state({"device": {SERIAL: {"activation_code": code}}})
         assert again.changes == []
 

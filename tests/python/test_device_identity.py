@@ -25,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from sztp.errors import ChainError
 from sztp.labpki import LabPki, write_lab_pki
 from sztp.protocol import certs, pki
+from sztp.refusals import Refusal
 from sztp_server.config import ServerConfig
 from sztp_server.context import Snapshot
 from sztp_server.device_api.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
@@ -168,6 +169,7 @@ def test_idevid_from_an_intermediate_ca_authenticates_through_a_proxy(
     assert through_proxy(server, lab, idevid.certificates[:2]) == 200
     assert through_proxy(server, lab, idevid.certificates[:1]) == 401
     assert "untrusted issuer CN=Vendor IDevID CA 1" in last_refusal(server)
+    assert server.refusals()[-1] == "untrusted-certificate"
 
 
 def test_a_certificate_only_for_servers_does_not_identify_a_device(
@@ -177,6 +179,7 @@ def test_a_certificate_only_for_servers_does_not_identify_a_device(
     assert "extended key usage does not allow clientAuth (it lists SERVER_AUTH)" in last_refusal(
         server
     )
+    assert server.refusals()[-1] == "unusable-certificate"
     # Over TLS, OpenSSL checks the purpose during the handshake already.
     sent = vendor.write(server_only, "server-only", with_chain=True)
     assert over_tls(server, lab, sent) in ("refused", 401)
@@ -256,8 +259,9 @@ def test_a_remembered_idevid_stops_working_when_it_expires(vendor: Vendor) -> No
         assert asyncio.run(authenticator.authenticate(snapshot, peer)) == serial  # remembered
         time.sleep(max(0.0, (expiring.certificate.not_valid_after_utc - now()).total_seconds()))
         time.sleep(0.1)
-        with pytest.raises(AuthenticationFailed, match="expired on"):
+        with pytest.raises(AuthenticationFailed, match="expired on") as refused:
             asyncio.run(authenticator.authenticate(snapshot, peer))
+        assert refused.value.reason is Refusal.EXPIRED_CERTIFICATE
     finally:
         authenticator.close()
 

@@ -17,6 +17,7 @@ import pytest
 from sztp import passwords
 from sztp.errors import ValidationError
 from sztp.passwords import hash_password, matches, parse_password_hash, verify_password
+from sztp.refusals import Refusal
 from sztp_server.config import ServerConfig
 from sztp_server.context import Snapshot
 from sztp_server.device_api.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
@@ -159,22 +160,30 @@ def login(snapshot: Snapshot, authorization: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("credentials", "reason"),
+    ("credentials", "refusal", "reason"),
     [
-        (b"SN-1:wrong", "wrong password for 'SN-1'"),
-        (b"SN-404:wrong", "no password login for 'SN-404'"),
-        (b"SN-2:" + PASSWORD.encode(), "no password login for 'SN-2'"),
-        (b"SN-3:" + PASSWORD.encode(), "stored password_hash of 'SN-3' is unusable"),
-        (b"SN-1", "malformed Basic credentials"),
-        (b"SN-1:\xff\xfe", "malformed Basic credentials"),
+        (b"SN-1:wrong", Refusal.WRONG_SECRET, "wrong password for 'SN-1'"),
+        (b"SN-404:wrong", Refusal.UNKNOWN_SERIAL, "no device 'SN-404'"),
+        (b"SN-2:" + PASSWORD.encode(), Refusal.NO_PASSWORD, "no password login for 'SN-2'"),
+        (
+            b"SN-3:" + PASSWORD.encode(),
+            Refusal.UNUSABLE_STORED_SECRET,
+            "stored password_hash of 'SN-3' is unusable",
+        ),
+        (b"SN-1", Refusal.MALFORMED_CREDENTIALS, "malformed Basic credentials"),
+        (b"SN-1:\xff\xfe", Refusal.MALFORMED_CREDENTIALS, "malformed Basic credentials"),
     ],
 )
 def test_every_failed_login_costs_one_standard_derivation(
-    snapshot: Snapshot, derivations: list[tuple[int, int, int]], credentials: bytes, reason: str
+    snapshot: Snapshot,
+    derivations: list[tuple[int, int, int]],
+    credentials: bytes,
+    refusal: Refusal,
+    reason: str,
 ) -> None:
     with pytest.raises(AuthenticationFailed) as refused:
         login(snapshot, basic(credentials))
-    assert str(refused.value) == reason
+    assert (refused.value.reason, str(refused.value)) == (refusal, reason)
     assert derivations == [(2**14, 8, 1)]
 
 
@@ -198,4 +207,5 @@ def test_what_is_not_base64_costs_nothing(
     with pytest.raises(AuthenticationFailed) as refused:
         login(snapshot, "Basic !!!")
     assert str(refused.value) == "malformed Basic credentials"
+    assert refused.value.reason is Refusal.MALFORMED_CREDENTIALS
     assert derivations == []

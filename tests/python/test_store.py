@@ -41,7 +41,7 @@ from sztp_server.store import (
     sqlite_path,
 )
 from sztp_server.store.base import decode_stored_json_texts, encode_json, report_size
-from sztp_server.store.model import HeadFilter, StateDelta
+from sztp_server.store.model import DeviceEvent, HeadFilter, StateDelta
 from sztp_server.store.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from sztp_server.store.sql_reads import ROW_BATCH
 
@@ -1351,3 +1351,42 @@ def test_a_stored_text_of_two_values_does_not_shift_the_others() -> None:
     assert decode_stored_json_texts(texts) == [{"a": 1}, {"b": 2}, {"d": 4}]
     with pytest.raises(ValueError):
         decode_stored_json_texts(['{"a":1}', '{"b":'])
+
+
+def device_event(
+    number: int, *, serial: str | None = "SN-1", refusal: str | None = None
+) -> DeviceEvent:
+    return DeviceEvent(
+        at=datetime(2024, 5, 1, 12, 0, number, 250, tzinfo=UTC),
+        rpc="get-bootstrapping-data",
+        status=200 if refusal is None else 401,
+        serial=serial,
+        authenticated=refusal is None,
+        refusal=refusal,
+        remote="192.0.2.7",
+        duration_us=1500 + number,
+    )
+
+
+def test_device_events_round_trip_newest_first(store: Store) -> None:
+    events = [
+        device_event(1),
+        device_event(2, serial="SN-404", refusal="unknown-serial"),
+        device_event(3, serial=None, refusal="no-credentials"),
+    ]
+    store.add_device_events(events, keep=100)
+    stored = store.device_events()
+    assert [dataclasses.replace(event, id=0) for event in stored] == events[::-1]
+    assert stored[0].id > stored[1].id > stored[2].id > 0
+    # Events need no device: a refused serial is often none the fleet holds.
+    assert store.device_events(serial="SN-404") == [stored[1]]
+    assert store.device_events(refused=True) == stored[:2]
+    assert store.device_events(refused=True, serial="SN-1") == []
+    assert store.device_events(before_id=stored[0].id, limit=1) == [stored[1]]
+
+
+def test_device_events_keep_only_the_newest(store: Store) -> None:
+    for start in range(0, 30, 10):
+        store.add_device_events([device_event(start + n) for n in range(10)], keep=12)
+    kept = store.device_events(limit=100)
+    assert [event.duration_us - 1500 for event in kept] == list(range(29, 17, -1))

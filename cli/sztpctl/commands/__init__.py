@@ -20,6 +20,7 @@ from . import (
     declarative,
     device,
     dhcp,
+    events,
     job,
     nouns,
     pki,
@@ -46,6 +47,7 @@ app = typer.Typer(
 app.add_typer(declarative.app)
 app.add_typer(validate.app)
 app.add_typer(watch.app)
+app.add_typer(events.app)
 # The command groups, by name, in the order `sztpctl --help` lists them.
 GROUPS = {
     "device": device.app,

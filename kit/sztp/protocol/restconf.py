@@ -50,8 +50,12 @@ _NAMESPACE_BY_MODULE = {
     CSR_MODULE: CSR_NAMESPACE,
 }
 
-RPC_GET_BOOTSTRAPPING_DATA = f"{MODULE}:get-bootstrapping-data"
-RPC_REPORT_PROGRESS = f"{MODULE}:report-progress"
+# The RPCs by name, as the server counts and records them, and qualified by their module.
+GET_BOOTSTRAPPING_DATA = "get-bootstrapping-data"
+REPORT_PROGRESS = "report-progress"
+RPC_NAMES = (GET_BOOTSTRAPPING_DATA, REPORT_PROGRESS)
+RPC_GET_BOOTSTRAPPING_DATA = f"{MODULE}:{GET_BOOTSTRAPPING_DATA}"
+RPC_REPORT_PROGRESS = f"{MODULE}:{REPORT_PROGRESS}"
 INPUT_PATH = f"{MODULE}:input"
 OUTPUT_PATH = f"{MODULE}:output"
 ERRORS_PATH = f"{RESTCONF_MODULE}:errors"

@@ -29,6 +29,9 @@ JSON_TYPE = "application/json"
 # otherwise (at most sztp.progress.MAX_PROGRESS_PAGE); audit entries per page at most.
 DEFAULT_PROGRESS_LIMIT = 100
 MAX_AUDIT_LIMIT = 1000
+# Device events (GET /api/v1/events) per page unless `limit` asks otherwise, and at most.
+DEFAULT_EVENTS_LIMIT = 100
+MAX_EVENTS_LIMIT = 1000
 # GET /api/v1/status: the failures shown, newest first, and the stalled devices named, in name
 # order (its counts say how many there are in all).
 RECENT_ERRORS = 50

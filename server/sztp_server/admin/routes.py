@@ -51,6 +51,7 @@ def build_admin_app(
     app.router.add_post(f"{API}/state", state.post_state)
     app.router.add_get(f"{API}/jobs/{{id}}", state.get_job)
     app.router.add_get(f"{API}/status", devices.fleet_status)
+    app.router.add_get(f"{API}/events", devices.device_events)
     app.router.add_get(f"{API}/audit", audit.audit)
     app.router.add_post(f"{API}/audit/prune", audit.prune_audit)
     app.router.add_get(f"{API}/tokens", tokens.list_tokens)

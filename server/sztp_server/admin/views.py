@@ -17,7 +17,14 @@ from sztp.state.plan import Change
 from sztp.state.resources import public_fields, public_view
 
 from ..config import ServerConfig
-from ..store.model import AuditEntry, HeadFilter, ProgressRecord, StoredResource, TokenRecord
+from ..store.model import (
+    AuditEntry,
+    DeviceEvent,
+    HeadFilter,
+    ProgressRecord,
+    StoredResource,
+    TokenRecord,
+)
 
 # The smallest step back in time: a report this much before the stall cutoff is stale.
 _JUST_BEFORE = timedelta(microseconds=1)
@@ -101,6 +108,20 @@ def report_view(record: ProgressRecord) -> dict[str, Any]:
             {"algorithm": algorithm, "key_data": key} for algorithm, key in record.ssh_host_keys
         ],
         "truncated": record.truncated,
+    }
+
+
+def event_view(event: DeviceEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": time_text(event.at),
+        "rpc": event.rpc,
+        "status": event.status,
+        "serial": event.serial,
+        "authenticated": event.authenticated,
+        "refusal": event.refusal,
+        "remote": event.remote,
+        "duration_ms": event.duration_us / 1000,
     }
 
 

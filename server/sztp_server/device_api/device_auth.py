@@ -30,6 +30,7 @@ from sztp.passwords import (
     unmatchable_hash,
 )
 from sztp.protocol import certs, pki
+from sztp.refusals import Refusal
 
 from ..config import ServerConfig
 from ..context import Snapshot
@@ -50,7 +51,12 @@ _MEMO_LIMIT = 50_000
 
 
 class AuthenticationFailed(SztpError):
-    """The request does not prove a device identity; the message is for the log only."""
+    """The request does not prove a device identity; `reason` and the message are for the
+    operator only."""
+
+    def __init__(self, reason: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # How much of a refused proxy header the log may show: enough to tell a proxy's format from
@@ -100,7 +106,9 @@ class DeviceAuthenticator:
         certificate_serial = self._certificate_identity(snapshot, peer)
         authorizations = peer.header_values("Authorization")
         if len(authorizations) > 1:
-            raise AuthenticationFailed(f"{len(authorizations)} Authorization headers")
+            raise AuthenticationFailed(
+                Refusal.MALFORMED_CREDENTIALS, f"{len(authorizations)} Authorization headers"
+            )
         password_serial = None
         if authorizations:
             password_serial = await self._password_identity(
@@ -108,9 +116,13 @@ class DeviceAuthenticator:
             )
         serial = certificate_serial or password_serial
         if serial is None:
-            raise AuthenticationFailed("no client certificate and no Basic credentials")
+            raise AuthenticationFailed(
+                Refusal.NO_CREDENTIALS, "no client certificate and no Basic credentials"
+            )
         if snapshot.device(serial) is None:
-            raise AuthenticationFailed(f"device {serial} authenticated but is not known")
+            raise AuthenticationFailed(
+                Refusal.UNKNOWN_SERIAL, f"device {serial} authenticated but is not known"
+            )
         return serial
 
     def _presented_chain(self, peer: PeerInfo) -> tuple[bytes, ...] | str | None:
@@ -127,15 +139,19 @@ class DeviceAuthenticator:
         if not values:
             return peer.client_chain or None
         if not self._from_trusted_proxy(peer.remote):
-            raise AuthenticationFailed(f"{name} header from untrusted address {peer.remote}")
+            raise AuthenticationFailed(
+                Refusal.UNTRUSTED_PROXY_HEADER,
+                f"{name} header from untrusted address {peer.remote}",
+            )
         if len(values) > 1 or "," in values[0]:
             what = f"{len(values)} {name} headers" if len(values) > 1 else f"merged {name} header"
             raise AuthenticationFailed(
+                Refusal.UNTRUSTED_PROXY_HEADER,
                 f"{what}; exactly one header is accepted "
-                f"(values starting {', '.join(_preview(value) for value in values)})"
+                f"(values starting {', '.join(_preview(value) for value in values)})",
             )
         if not values[0].strip():
-            raise AuthenticationFailed(f"empty {name} header")
+            raise AuthenticationFailed(Refusal.UNTRUSTED_PROXY_HEADER, f"empty {name} header")
         return values[0]
 
     def _from_trusted_proxy(self, remote: str | None) -> bool:
@@ -187,11 +203,15 @@ class DeviceAuthenticator:
         PasswordWorkersBusy otherwise (the last two without a check)."""
         scheme, _, encoded = authorization.partition(" ")
         if scheme.lower() != "basic":
-            raise AuthenticationFailed(f"unsupported authorization scheme {scheme!r}")
+            raise AuthenticationFailed(
+                Refusal.MALFORMED_CREDENTIALS, f"unsupported authorization scheme {scheme!r}"
+            )
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):
-            raise AuthenticationFailed("malformed Basic credentials") from None
+            raise AuthenticationFailed(
+                Refusal.MALFORMED_CREDENTIALS, "malformed Basic credentials"
+            ) from None
         # From here on every failure is checked like a wrong password, against a hash that
         # nothing matches when there is none to use.
         try:
@@ -202,12 +222,13 @@ class DeviceAuthenticator:
             # Refused before any check: a certificate holder learns nothing about another
             # serial's password, not even from a remembered login's speed.
             raise AuthenticationFailed(
-                f"client certificate names {certified} but Basic auth {shown(serial)}"
+                Refusal.SERIAL_MISMATCH,
+                f"client certificate names {certified} but Basic auth {shown(serial)}",
             )
         if separator:
             stored, problem = self._stored_hash(snapshot, serial)
         else:
-            stored, problem = None, "malformed Basic credentials"
+            stored, problem = None, (Refusal.MALFORMED_CREDENTIALS, "malformed Basic credentials")
         target = stored or self._unmatchable
         fingerprint = hmac.new(
             self._memo_key, target.salt + target.key + password.encode(), hashlib.sha256
@@ -236,7 +257,9 @@ class DeviceAuthenticator:
                 self._login_limits.charge(address, serial)
             if not await checking:
                 wrong = "activation code" if code else "password"
-                raise AuthenticationFailed(problem or f"wrong {wrong} for {shown(serial)}")
+                raise AuthenticationFailed(
+                    *(problem or (Refusal.WRONG_SECRET, f"wrong {wrong} for {shown(serial)}"))
+                )
             if limited:
                 self._login_limits.refund(address, serial)
         with self._lock:
@@ -246,12 +269,16 @@ class DeviceAuthenticator:
         return serial
 
     @staticmethod
-    def _stored_hash(snapshot: Snapshot, serial: str) -> tuple[PasswordHash | None, str | None]:
+    def _stored_hash(
+        snapshot: Snapshot, serial: str
+    ) -> tuple[PasswordHash | None, tuple[Refusal, str] | None]:
         """(the device's password hash, None), or (None, why there is none to check)."""
         device = snapshot.device(serial)
-        text = device.get("password_hash") if device is not None else None
+        if device is None:
+            return None, (Refusal.UNKNOWN_SERIAL, f"no device {shown(serial)}")
+        text = device.get("password_hash")
         if not text:
-            return None, f"no password login for {shown(serial)}"
+            return None, (Refusal.NO_PASSWORD, f"no password login for {shown(serial)}")
         try:
             return parse_password_hash(text), None
         except ValidationError as exc:
@@ -261,7 +288,10 @@ class DeviceAuthenticator:
                 "stored password hash unusable; set the device password again",
                 extra={"serial": serial, "reason": exc.message},
             )
-            return None, f"stored password_hash of {shown(serial)} is unusable"
+            return None, (
+                Refusal.UNUSABLE_STORED_SECRET,
+                f"stored password_hash of {shown(serial)} is unusable",
+            )
 
 
 def _preview(value: str) -> str:
@@ -277,24 +307,32 @@ def _load_presented(presented: tuple[bytes, ...] | str) -> list[x509.Certificate
         # URL-encoded PEM is ASCII; other bytes reach us as lone surrogates (aiohttp decodes
         # headers with surrogateescape) and could not even be encoded again.
         if not presented.isascii():
-            raise AuthenticationFailed("client certificate header holds bytes other than ASCII")
+            raise AuthenticationFailed(
+                Refusal.MALFORMED_CREDENTIALS,
+                "client certificate header holds bytes other than ASCII",
+            )
         text = unquote(presented)
         count = text.count(_PEM_BEGIN)
     else:
         count = len(presented)
     if count > certs.MAX_PATH_LENGTH:
         raise AuthenticationFailed(
-            f"client presented {count} certificates; at most {certs.MAX_PATH_LENGTH} are accepted"
+            Refusal.MALFORMED_CREDENTIALS,
+            f"client presented {count} certificates; at most {certs.MAX_PATH_LENGTH} are accepted",
         )
     if isinstance(presented, str):
         try:
             return pki.load_certificates_pem(text.encode())
         except SztpError as exc:
-            raise AuthenticationFailed(f"client certificate header: {exc}") from None
+            raise AuthenticationFailed(
+                Refusal.MALFORMED_CREDENTIALS, f"client certificate header: {exc}"
+            ) from None
     try:
         return [x509.load_der_x509_certificate(der) for der in presented]
     except ValueError:
-        raise AuthenticationFailed("client certificate is not valid DER") from None
+        raise AuthenticationFailed(
+            Refusal.MALFORMED_CREDENTIALS, "client certificate is not valid DER"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -325,8 +363,13 @@ def _identity_from_trusted_chain(
             certs.check_client_auth(certificate)
             serial = pki.serial_from_certificate(certificate, anchor.serial_pattern)
         except SztpError as exc:
-            raise AuthenticationFailed(f"client certificate: {exc}") from None
+            raise AuthenticationFailed(
+                Refusal.UNUSABLE_CERTIFICATE, f"client certificate: {exc}"
+            ) from None
         return _ChainIdentity(serial, min(item.not_valid_after_utc for item in path))
     subject = certs.describe(certificate)
     detail = "; ".join(reasons) or "no trust anchors are configured"
-    raise AuthenticationFailed(f"client certificate {subject} is not trusted ({detail})")
+    now = dt.datetime.now(dt.UTC)
+    outside = not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc
+    reason = Refusal.EXPIRED_CERTIFICATE if outside else Refusal.UNTRUSTED_CERTIFICATE
+    raise AuthenticationFailed(reason, f"client certificate {subject} is not trusted ({detail})")

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import math
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -20,14 +21,16 @@ from sztp import progress
 from sztp.errors import SztpError, ValidationError
 from sztp.protocol import restconf
 from sztp.protocol.restconf import RestconfError, WireFormat
+from sztp.refusals import Refusal
 
 from ..context import ServerContext
 from ..logs import get_logger
 from ..metrics import Metrics
-from ..store.model import ProgressRecord
+from ..store.model import DeviceEvent, ProgressRecord
 from .device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from .password_logins import BUSY_RETRY_AFTER_SECONDS, PasswordWorkersBusy, TooManyFailures
 from .rate_limits import RateLimits
+from .recorder import Recorder, claimed_serial, device_event
 from .report_limits import cap_report
 from .responder import DeviceRequest, NoBootstrappingData, Responder
 
@@ -40,12 +43,14 @@ REFUSAL_PAUSE_SECONDS = 1.0
 
 
 class _RpcFailure(Exception):
-    """Ends an RPC with a RESTCONF error; `log_reason` goes to the log, never to the device."""
+    """Ends an RPC with a RESTCONF error; `refusal` (counted) and `log_reason` (logged) are for
+    the operator, never for the device."""
 
     def __init__(
         self,
         error: RestconfError,
         status: int,
+        refusal: Refusal,
         log_reason: str | None = None,
         *,
         close_connection: bool = False,
@@ -54,6 +59,7 @@ class _RpcFailure(Exception):
         super().__init__(error.error_message)
         self.error = error
         self.status = status
+        self.refusal = refusal
         self.log_reason = log_reason
         self.close_connection = close_connection
         self.retry_after = retry_after
@@ -67,6 +73,7 @@ def build_device_app(
     # The largest legitimate device body is a progress report; the codec bounds each RPC.
     app = web.Application(client_max_size=restconf.MAX_REPORT_SIZE)
     handlers = _DeviceHandlers(context, metrics, limits)
+    app.on_startup.append(handlers.start)
     app.on_cleanup.append(handlers.close)
     root = RESTCONF_ROOT
     app.router.add_get("/.well-known/host-meta", handlers.host_meta)
@@ -79,7 +86,7 @@ def build_device_app(
     )
     if context.config.monitoring_listeners in ("device", "both"):
         app.router.add_get("/healthz", handlers.healthz)
-        app.router.add_get("/metrics", metrics.page)
+        app.router.add_get("/metrics", metrics.device_page)
     return app
 
 
@@ -90,8 +97,20 @@ class _DeviceHandlers:
         self.authenticator = DeviceAuthenticator(context.config, limits.logins)
         self.responder = Responder(context.config.response_cache_bytes)
         self.report_rate = limits.reports
+        self.recorder = Recorder(
+            self._write_events, metrics, context.config.refused_events_per_second
+        )
+
+    async def _write_events(self, events: list[DeviceEvent]) -> None:
+        store = self.context.store
+        keep = self.context.config.device_events_kept
+        await self.context.device_store.run(store.add_device_events, events, keep=keep)
+
+    async def start(self, _app: web.Application) -> None:
+        self.recorder.start()
 
     async def close(self, _app: web.Application) -> None:
+        await self.recorder.stop()
         self.authenticator.close()
 
     async def host_meta(self, _request: web.Request) -> web.Response:
@@ -103,10 +122,10 @@ class _DeviceHandlers:
         return web.json_response({"status": "ok", "revision": self.context.snapshot().revision})
 
     async def get_bootstrapping_data(self, request: web.Request) -> web.Response:
-        return await self._rpc(request, "get-bootstrapping-data", self._bootstrapping_data)
+        return await self._rpc(request, restconf.GET_BOOTSTRAPPING_DATA, self._bootstrapping_data)
 
     async def report_progress(self, request: web.Request) -> web.Response:
-        return await self._rpc(request, "report-progress", self._progress)
+        return await self._rpc(request, restconf.REPORT_PROGRESS, self._progress)
 
     async def _rpc(
         self,
@@ -117,6 +136,10 @@ class _DeviceHandlers:
         ],
     ) -> web.Response:
         response_format = WireFormat.JSON
+        started = time.perf_counter()
+        answered: float | None = None  # when a refusal held back below was decided
+        serial: str | None = None
+        refusal: Refusal | None = None
         try:
             try:
                 request_format, response_format = restconf.negotiate(
@@ -125,7 +148,9 @@ class _DeviceHandlers:
             except ValidationError as exc:
                 status = 406 if exc.field == "Accept" else 415
                 raise _RpcFailure(
-                    _error("protocol", "invalid-value", restconf.echo(exc.message)), status
+                    _error("protocol", "invalid-value", restconf.echo(exc.message)),
+                    status,
+                    Refusal.BAD_REQUEST,
                 ) from None
             # The body only once the sender is known: an anonymous client cannot make the
             # server wait for, or buffer, a body it never meant to finish.
@@ -133,10 +158,19 @@ class _DeviceHandlers:
             body = await self._read_body(request)
             response = await body_handler(request, serial, body, request_format, response_format)
         except _RpcFailure as failure:
+            refusal = failure.refusal
+            self.metrics.increment(
+                "sztp_refused_requests_total", rpc=rpc, reason=failure.refusal.value
+            )
             if failure.log_reason:
                 _LOG.warning(
                     "device request refused",
-                    extra={"rpc": rpc, "remote": request.remote, "reason": failure.log_reason},
+                    extra={
+                        "rpc": rpc,
+                        "remote": request.remote,
+                        "refusal": failure.refusal.value,
+                        "reason": failure.log_reason,
+                    },
                 )
             response = web.Response(
                 status=failure.status,
@@ -146,13 +180,42 @@ class _DeviceHandlers:
             if failure.close_connection:
                 response.force_close()
             if failure.retry_after is not None:
+                answered = time.perf_counter()  # the request's time does not count the pause
                 response.headers["Retry-After"] = str(failure.retry_after)
                 # A client told to wait gets that answer no sooner than REFUSAL_PAUSE_SECONDS:
                 # a flood over kept-alive connections then costs the event loop a bounded
                 # number of answers per connection, and connections are capped.
                 await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
         self.metrics.increment("sztp_requests_total", rpc=rpc, status=str(response.status))
+        seconds = (answered or time.perf_counter()) - started
+        self._record(request, rpc, response.status, serial, refusal, seconds)
         return response
+
+    def _record(
+        self,
+        request: web.Request,
+        rpc: str,
+        status: int,
+        serial: str | None,
+        refusal: Refusal | None,
+        seconds: float,
+    ) -> None:
+        """The request's event for the flight recorder; a refused request before it proved
+        who it is names the serial it claimed, if any."""
+        authenticated = serial is not None
+        if not authenticated:
+            serial = claimed_serial(request.headers.get("Authorization"))
+        self.recorder.record(
+            device_event(
+                rpc=rpc,
+                status=status,
+                serial=serial,
+                authenticated=authenticated,
+                refusal=None if refusal is None else refusal.value,
+                remote=request.remote,
+                seconds=seconds,
+            )
+        )
 
     async def _read_body(self, request: web.Request) -> bytes:
         try:
@@ -160,13 +223,16 @@ class _DeviceHandlers:
                 return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise _RpcFailure(
-                _error("protocol", "too-big", "request body is too large"), 413
+                _error("protocol", "too-big", "request body is too large"),
+                413,
+                Refusal.BODY_TOO_LARGE,
             ) from None
         except ConnectionError:
             # Nobody is left to answer; the refusal only counts and ends the request quietly.
             raise _RpcFailure(
                 _error("transport", "operation-failed", "request body incomplete"),
                 400,
+                Refusal.BODY_INCOMPLETE,
                 close_connection=True,
             ) from None
         except TimeoutError:
@@ -174,6 +240,7 @@ class _DeviceHandlers:
             raise _RpcFailure(
                 _error("transport", "operation-failed", "request body not received in time"),
                 408,
+                Refusal.BODY_TOO_SLOW,
                 "request body not received in time",
                 close_connection=True,
             ) from None
@@ -190,7 +257,10 @@ class _DeviceHandlers:
         except AuthenticationFailed as exc:
             self.metrics.increment("sztp_authentication_failures_total")
             raise _RpcFailure(
-                _error("protocol", "access-denied", "authentication failed"), 401, str(exc)
+                _error("protocol", "access-denied", "authentication failed"),
+                401,
+                exc.reason,
+                str(exc),
             ) from None
         # Neither tells a known serial from an unknown one: limits count claims. Not logged
         # per request (a flood would flood the log); sztp_requests_total counts them.
@@ -198,12 +268,14 @@ class _DeviceHandlers:
             raise _RpcFailure(
                 _error("protocol", "resource-denied", "too many failed logins; retry later"),
                 429,
+                Refusal.RATE_LIMITED,
                 retry_after=exc.retry_after,
             ) from None
         except PasswordWorkersBusy:
             raise _RpcFailure(
                 _error("protocol", "resource-denied", "too many logins at once; retry later"),
                 503,
+                Refusal.BUSY,
                 retry_after=BUSY_RETRY_AFTER_SECONDS,
             ) from None
 
@@ -218,7 +290,7 @@ class _DeviceHandlers:
         try:
             rpc_input = restconf.parse_get_bootstrapping_data_input(body, request_format)
         except ValidationError as exc:
-            raise _RpcFailure(restconf.invalid_value_error(exc), 400) from None
+            raise _RpcFailure(restconf.invalid_value_error(exc), 400, Refusal.BAD_REQUEST) from None
         device_request = DeviceRequest(
             signed_data_preferred=rpc_input.signed_data_preferred,
             hw_model=rpc_input.hw_model,
@@ -231,12 +303,14 @@ class _DeviceHandlers:
             raise _RpcFailure(
                 _error("application", "data-missing", "no bootstrapping data for this device"),
                 404,
+                Refusal.NO_BOOTSTRAPPING_DATA,
                 str(exc),
             ) from None
         except SztpError as exc:
             raise _RpcFailure(
                 _error("application", "operation-failed", "bootstrapping data is unavailable"),
                 503,
+                Refusal.DATA_UNAVAILABLE,
                 f"rendering for {serial} failed: {exc}",
             ) from None
         _LOG.info(
@@ -263,12 +337,13 @@ class _DeviceHandlers:
             raise _RpcFailure(
                 _error("application", "resource-denied", "too many progress reports; slow down"),
                 429,
+                Refusal.REPORTS_TOO_FAST,
                 retry_after=math.ceil(self.report_rate.refill_seconds),
             )
         try:
             report = restconf.parse_report_progress_input(body, request_format)
         except ValidationError as exc:
-            raise _RpcFailure(restconf.invalid_value_error(exc), 400) from None
+            raise _RpcFailure(restconf.invalid_value_error(exc), 400, Refusal.BAD_REQUEST) from None
         # Both store calls in one trip to a device worker: every trip is two thread hand-offs.
         stored, record = await self.context.device_store.run(
             self._store_report, serial, report, request.remote
@@ -277,6 +352,7 @@ class _DeviceHandlers:
             raise _RpcFailure(
                 _error("protocol", "access-denied", "authentication failed"),
                 401,
+                Refusal.DEVICE_DELETED,
                 f"device {serial} was deleted",
             )
         self.metrics.increment("sztp_progress_reports_total", progress_type=report.progress_type)

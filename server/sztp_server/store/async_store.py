@@ -23,6 +23,7 @@ from .base import Store
 from .model import (
     AuditEntry,
     Change,
+    DeviceEvent,
     DeviceHead,
     HeadCounts,
     HeadFilter,
@@ -97,6 +98,22 @@ class AsyncStore:
         self, serial: str, *, limit: int = 1000, before_id: int | None = None
     ) -> builtins.list[ProgressRecord]:
         return await self.run(self.store.reports, serial, limit=limit, before_id=before_id)
+
+    async def device_events(
+        self,
+        *,
+        serial: str | None = None,
+        refused: bool = False,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[DeviceEvent]:
+        return await self.run(
+            self.store.device_events,
+            serial=serial,
+            refused=refused,
+            before_id=before_id,
+            limit=limit,
+        )
 
     async def report_summary(self, serial: str) -> ReportSummary | None:
         return await self.run(self.store.report_summary, serial)

@@ -24,6 +24,7 @@ from .model import (
     AuditEntry,
     Change,
     ChangeAction,
+    DeviceEvent,
     DeviceHead,
     HeadCounts,
     HeadFilter,
@@ -155,6 +156,23 @@ class Store(Protocol):
 
     def delete_reports(self, serial: str) -> None:
         """Forget the device's reports (`apply` does this itself when it deletes a device)."""
+        ...
+
+    def add_device_events(self, events: Sequence[DeviceEvent], *, keep: int) -> None:
+        """Store the flight recorder's `events`, in their order; then drop the oldest events
+        beyond the newest `keep` (about: ids from concurrent writers may leave gaps)."""
+        ...
+
+    def device_events(
+        self,
+        *,
+        serial: str | None = None,
+        refused: bool = False,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[DeviceEvent]:
+        """The most recent `limit` events with an id below `before_id` (if given), newest
+        first: only those naming `serial` if given, only refused ones with `refused`."""
         ...
 
     def audit(self, *, limit: int = 100, after_id: int | None = None) -> builtins.list[AuditEntry]:
@@ -480,6 +498,24 @@ def trim_reports(
     run(
         _TRIM_REPORTS,
         (serial, newest_id, deciding_id, keep_per_device - fixed, byte_bound - fixed_bytes),
+    )
+
+
+EVENT_COLUMNS = "at, rpc, status, serial, authenticated, refusal, remote, duration_us"
+
+
+def event_values(event: DeviceEvent, at: object) -> tuple[Any, ...]:
+    """INSERT parameters of a device event, `at` in the backend's time form; the column order
+    of EVENT_COLUMNS."""
+    return (
+        at,
+        event.rpc,
+        event.status,
+        event.serial,
+        event.authenticated,
+        event.refusal,
+        event.remote,
+        event.duration_us,
     )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "AuditEntry",
     "Change",
     "ChangeAction",
+    "DeviceEvent",
     "DeviceHead",
     "HeadCounts",
     "HeadFilter",
@@ -81,6 +82,24 @@ class ProgressRecord:
             source_address=self.source_address,
             attempt=self.attempt,
         )
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    """One device request as the flight recorder keeps it: what was asked, by whom, and how it
+    ended. `serial` is the device the request proved to be (`authenticated`), or else the one
+    it claimed, if any: text from the network, bounded and never trusted. `refusal` is a
+    `sztp.refusals.Refusal` value, None for a request served. `id` is given by the store."""
+
+    at: datetime
+    rpc: str
+    status: int
+    serial: str | None
+    authenticated: bool
+    refusal: str | None
+    remote: str | None
+    duration_us: int
+    id: int = 0
 
 
 @dataclass(frozen=True)

@@ -34,15 +34,18 @@ from sztp.state.resources import DEVICE
 
 from .base import (
     AUDIT_PRUNE_BATCH,
+    EVENT_COLUMNS,
     REPORT_COLUMNS,
     as_utc,
     audit_rows,
     check_change_shapes,
     check_changes,
     check_expected_revision,
+    check_limit,
     check_not_last_of_role,
     check_report_bound,
     deleted_devices,
+    event_values,
     prune_audit_row,
     report_size,
     report_values,
@@ -55,6 +58,7 @@ from .errors import ConflictError, StoreError
 from .model import (
     AuditEntry,
     Change,
+    DeviceEvent,
     ProgressRecord,
     StoredResource,
     TokenRecord,
@@ -117,6 +121,21 @@ def _resource(row: tuple[Any, ...]) -> StoredResource:
     )
 
 
+def _event(row: tuple[Any, ...]) -> DeviceEvent:
+    event_id, at, rpc, status, serial, authenticated, refusal, remote, duration_us = row
+    return DeviceEvent(
+        at=as_utc(at),
+        rpc=rpc,
+        status=status,
+        serial=serial,
+        authenticated=authenticated,
+        refusal=refusal,
+        remote=remote,
+        duration_us=duration_us,
+        id=event_id,
+    )
+
+
 def _report(row: tuple[Any, ...]) -> ProgressRecord:
     report_id, serial, received_at, progress_type, message, source, attempt = row[:7]
     host_keys, anchors, truncated = row[7:10]
@@ -155,6 +174,7 @@ class PostgresStore(SqlReads):
     report_from_row = _report
     audit_entry_from_row = _audit_entry
     token_from_row = _token
+    event_from_row = _event
     spec_field = "(resources.spec ->> '{field}')"
     time_parameter = as_utc
 
@@ -358,6 +378,20 @@ class PostgresStore(SqlReads):
     def delete_reports(self, serial: str) -> None:
         with self._transaction() as connection, connection.cursor() as cursor:
             _delete_reports(cursor, [(serial,)])
+
+    def add_device_events(self, events: Sequence[DeviceEvent], *, keep: int) -> None:
+        check_limit(keep)
+        rows = [event_values(event, as_utc(event.at)) for event in events]
+        with self._transaction() as connection, connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO device_events ({EVENT_COLUMNS}) "  # noqa: S608
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
+            cursor.execute(
+                "DELETE FROM device_events WHERE id <= (SELECT max(id) FROM device_events) - %s",
+                (keep,),
+            )
 
     # -- audit ------------------------------------------------------------------------------
 

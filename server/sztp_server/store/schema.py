@@ -8,9 +8,10 @@ must gain a migration together, with the same version number.
 Rows: `store_state` holds the single global revision; `resources` the admin resources;
 `reports` the bounded progress history (each row with its size), with `report_heads` keeping
 each device's latest report id, report count and byte total so status and pruning never scan
-the history; `audit` the admin change log; `tokens` API token hashes. On SQLite, `reports` and
-`report_heads` live in a file of their own (`REPORTS_FILE_SCHEMA`), so that a report does not
-wait for the state file's write lock.
+the history; `audit` the admin change log; `tokens` API token hashes; `device_events` the
+flight recorder's device requests. On SQLite, `reports`, `report_heads` and `device_events` live
+in a file of their own (`REPORTS_FILE_SCHEMA`), so that a report does not wait for the state
+file's write lock.
 """
 
 from __future__ import annotations
@@ -55,6 +56,22 @@ REPORTS_FILE_SCHEMA: tuple[str, ...] = (
         report_count INTEGER NOT NULL,
         report_bytes INTEGER NOT NULL DEFAULT 0
     )""",
+    # The flight recorder (migration 7): device requests, served and refused.
+    f"""CREATE TABLE IF NOT EXISTS {REPORTS_SCHEMA}.device_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        rpc TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        serial TEXT,
+        authenticated INTEGER NOT NULL,
+        refusal TEXT,
+        remote TEXT,
+        duration_us INTEGER NOT NULL
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.device_events_by_serial "
+    "ON device_events (serial, id)",
+    f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.device_events_refused ON device_events (id) "
+    "WHERE refusal IS NOT NULL",
 )
 
 
@@ -174,6 +191,8 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "(kind, json_extract(spec, '$.model'), name)",
         ),
     ),
+    # Its table is in REPORTS_FILE_SCHEMA: created with the reports file, whenever that is.
+    Migration(7, "the flight recorder: device requests, served and refused", ()),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -270,6 +289,25 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         (
             "CREATE INDEX resources_by_profile ON resources (kind, (spec ->> 'profile'), name)",
             "CREATE INDEX resources_by_model ON resources (kind, (spec ->> 'model'), name)",
+        ),
+    ),
+    Migration(
+        7,
+        "the flight recorder: device requests, served and refused",
+        (
+            """CREATE TABLE device_events (
+                id BIGSERIAL PRIMARY KEY,
+                at TIMESTAMPTZ NOT NULL,
+                rpc TEXT NOT NULL,
+                status INTEGER NOT NULL,
+                serial TEXT COLLATE "C",
+                authenticated BOOLEAN NOT NULL,
+                refusal TEXT,
+                remote TEXT,
+                duration_us BIGINT NOT NULL
+            )""",
+            "CREATE INDEX device_events_by_serial ON device_events (serial, id)",
+            "CREATE INDEX device_events_refused ON device_events (id) WHERE refusal IS NOT NULL",
         ),
     ),
 )

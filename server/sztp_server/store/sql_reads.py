@@ -28,6 +28,7 @@ from sztp.state.resources import DEVICE
 
 from .base import (
     DEVICE_FILTER_FIELDS,
+    EVENT_COLUMNS,
     REPORT_FIELDS,
     REPORT_SELECT,
     REPORT_SUMMARY_SELECT,
@@ -37,6 +38,7 @@ from .base import (
 from .errors import StoreError
 from .model import (
     AuditEntry,
+    DeviceEvent,
     DeviceHead,
     HeadCounts,
     HeadFilter,
@@ -67,6 +69,7 @@ _DEVICE_HEADS = (
 _HEAD_REPORTS = "FROM report_heads JOIN reports ON reports.id = report_heads.latest_id"
 _AUDIT_COLUMNS = "SELECT id, at, actor, action, kind, name, detail FROM audit"
 _TOKEN_COLUMNS = "SELECT name, token_hash, role, created_at FROM tokens"  # noqa: S105
+_EVENT_SELECT = f"SELECT id, {EVENT_COLUMNS} FROM device_events"  # noqa: S608 - constants only
 
 
 class SqlReads(ABC):
@@ -86,6 +89,7 @@ class SqlReads(ABC):
     report_from_row: ClassVar[Callable[[Row], ProgressRecord]]
     audit_entry_from_row: ClassVar[Callable[[Row], AuditEntry]]
     token_from_row: ClassVar[Callable[[Row], TokenRecord]]
+    event_from_row: ClassVar[Callable[[Row], DeviceEvent]]
 
     @abstractmethod
     def _row_batches(self, statement: str) -> Iterator[Row]:
@@ -275,6 +279,30 @@ class SqlReads(ABC):
             )
             rows.reverse()
         return [type(self).audit_entry_from_row(row) for row in rows]
+
+    def device_events(
+        self,
+        *,
+        serial: str | None = None,
+        refused: bool = False,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> builtins.list[DeviceEvent]:
+        check_limit(limit)
+        # Each choice walks an index backwards from `before_id`: by serial, the refused ones
+        # (a partial index), or all by id.
+        conditions = ["id < ?"]
+        parameters: builtins.list[Any] = [UNBOUNDED_ID if before_id is None else before_id]
+        if serial is not None:
+            conditions.append("serial = ?")
+            parameters.append(serial)
+        if refused:
+            conditions.append("refusal IS NOT NULL")
+        rows = self._rows(
+            f"{_EVENT_SELECT} WHERE {' AND '.join(conditions)} ORDER BY id DESC LIMIT ?",
+            (*parameters, limit),
+        )
+        return [type(self).event_from_row(row) for row in rows]
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
         rows = self._rows(f"{_TOKEN_COLUMNS} WHERE token_hash = ?", (token_hash,))

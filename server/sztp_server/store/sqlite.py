@@ -43,15 +43,18 @@ from sztp.state.resources import DEVICE
 
 from .base import (
     AUDIT_PRUNE_BATCH,
+    EVENT_COLUMNS,
     REPORT_COLUMNS,
     as_utc,
     audit_rows,
     check_change_shapes,
     check_changes,
     check_expected_revision,
+    check_limit,
     check_not_last_of_role,
     check_report_bound,
     deleted_devices,
+    event_values,
     prune_audit_row,
     report_size,
     report_values,
@@ -64,6 +67,7 @@ from .errors import ConflictError, StoreError
 from .model import (
     AuditEntry,
     Change,
+    DeviceEvent,
     ProgressRecord,
     StoredResource,
     TokenRecord,
@@ -103,6 +107,21 @@ def _resource(row: tuple[Any, ...]) -> StoredResource:
         revision=revision,
         created_at=datetime.fromisoformat(created_at),
         updated_at=datetime.fromisoformat(updated_at),
+    )
+
+
+def _event(row: tuple[Any, ...]) -> DeviceEvent:
+    event_id, at, rpc, status, serial, authenticated, refusal, remote, duration_us = row
+    return DeviceEvent(
+        at=datetime.fromisoformat(at),
+        rpc=rpc,
+        status=status,
+        serial=serial,
+        authenticated=bool(authenticated),
+        refusal=refusal,
+        remote=remote,
+        duration_us=duration_us,
+        id=event_id,
     )
 
 
@@ -151,6 +170,7 @@ class SqliteStore(SqlReads):
     report_from_row = _report
     audit_entry_from_row = _audit_entry
     token_from_row = _token
+    event_from_row = _event
     spec_field = "json_extract(resources.spec, '$.{field}')"
     time_parameter = _encode_time
 
@@ -394,6 +414,19 @@ class SqliteStore(SqlReads):
     def delete_reports(self, serial: str) -> None:
         with self._report_transaction() as connection:
             _delete_reports(connection, json.dumps([serial]))
+
+    def add_device_events(self, events: Sequence[DeviceEvent], *, keep: int) -> None:
+        check_limit(keep)
+        rows = [event_values(event, _encode_time(event.at)) for event in events]
+        with self._report_transaction() as connection:
+            connection.executemany(
+                f"INSERT INTO device_events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                rows,
+            )
+            connection.execute(
+                "DELETE FROM device_events WHERE id <= (SELECT max(id) FROM device_events) - ?",
+                (keep,),
+            )
 
     # -- audit ------------------------------------------------------------------------------
 

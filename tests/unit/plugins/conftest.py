@@ -31,6 +31,7 @@ from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext
 from sztp_server.secret_key import SecretKey
 from sztp_server.store import ProgressRecord, StoredResource, open_store
+from sztp_server.store.model import DeviceEvent
 from sztp_server.tokens import ADMIN, new_token_record
 
 _Result = TypeVar("_Result")
@@ -85,6 +86,14 @@ class AdminServer:
         and checks them; resources of other kinds, or not named, are left alone."""
         with SztpClient(self.url, self.token) as client:
             client.apply_state(resources, kinds=list(resources))
+
+    def add_device_events(self, events: list[DeviceEvent]) -> None:
+        """Store device requests as the flight recorder does."""
+        store = open_store(self.store_url)
+        try:
+            store.add_device_events(events, keep=1000)
+        finally:
+            store.close()
 
     def add_report(self, record: ProgressRecord) -> None:
         """Store a device's progress report as if the device had sent it."""

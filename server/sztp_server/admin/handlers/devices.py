@@ -20,8 +20,10 @@ from ...store.model import DeviceHead
 from ..auth import caller
 from ..errors import ApiError, error_of
 from ..requests import (
+    DEFAULT_EVENTS_LIMIT,
     DEFAULT_PROGRESS_LIMIT,
     MAX_DEVICE_PAGE,
+    MAX_EVENTS_LIMIT,
     RECENT_ERRORS,
     STALLED_SHOWN,
     bool_query,
@@ -33,6 +35,7 @@ from ..service import StateService
 from ..views import (
     derived_status,
     etag,
+    event_view,
     head_status,
     report_view,
     resource_view,
@@ -167,6 +170,27 @@ class DeviceHandlers:
                 "serial": serial,
                 "attempts": attempts,
                 "next_before": records[0].id if older else None,
+            }
+        )
+
+    async def device_events(self, request: web.Request) -> web.Response:
+        """`GET /api/v1/events`: the flight recorder's device requests, newest first; of one
+        serial (which need not be a device: refused requests name what they claimed), the
+        refused ones only, a page before an id."""
+        limit = int_query(request, "limit", default=DEFAULT_EVENTS_LIMIT, maximum=MAX_EVENTS_LIMIT)
+        before = int_query(request, "before", default=None)
+        serial = text_query(request, "serial")
+        refused = bool_query(request, "refused")
+        # One more than asked tells whether an older page exists.
+        events = await self.store.device_events(
+            serial=serial, refused=refused, before_id=before, limit=limit + 1
+        )
+        older = len(events) > limit
+        events = events[:limit]
+        return web.json_response(
+            {
+                "events": [event_view(event) for event in events],
+                "next_before": events[-1].id if older else None,
             }
         )
 

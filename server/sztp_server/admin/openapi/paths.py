@@ -6,13 +6,17 @@ from typing import Any
 
 from sztp.device_status import STATUSES
 from sztp.progress import MAX_PROGRESS_PAGE
+from sztp.protocol.restconf import RPC_NAMES
+from sztp.refusals import REFUSALS, Refusal
 from sztp.state.resources import KINDS
 
 from ...store.base import AUDIT_MAX_AGE_DAYS
 from ..requests import (
+    DEFAULT_EVENTS_LIMIT,
     DEFAULT_PROGRESS_LIMIT,
     MAX_AUDIT_LIMIT,
     MAX_DEVICE_PAGE,
+    MAX_EVENTS_LIMIT,
     RECENT_ERRORS,
     STALLED_SHOWN,
 )
@@ -39,6 +43,7 @@ def api_paths() -> dict[str, Any]:
         "/api/v1/state": {"get": _get_state(), "post": _post_state()},
         "/api/v1/jobs/{id}": {"get": _get_job()},
         "/api/v1/status": {"get": _fleet_status()},
+        "/api/v1/events": {"get": _device_events()},
         "/api/v1/audit": {"get": _audit()},
         "/api/v1/audit/prune": {"post": _prune_audit()},
         "/api/v1/tokens": {"get": _list_tokens(), "post": _create_token()},
@@ -307,6 +312,72 @@ def _device_progress() -> Schema:
             query("before", {"type": "integer", "minimum": 1}, "Only reports with a lower id"),
         ],
         "responses": responses(ok(200, progress), (400, 401, 404, 503)),
+    }
+
+
+def _device_events() -> Schema:
+    event = {
+        "type": "object",
+        "required": [
+            "id",
+            "at",
+            "rpc",
+            "status",
+            "serial",
+            "authenticated",
+            "refusal",
+            "remote",
+            "duration_ms",
+        ],
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "string", "format": "date-time"},
+            "rpc": {"type": "string", "enum": list(RPC_NAMES)},
+            "status": {"type": "integer", "description": "The HTTP status answered"},
+            "serial": {
+                "type": ["string", "null"],
+                "description": "The device the request proved to be (`authenticated`), else "
+                "the serial its Basic credentials claimed (untrusted text), else null",
+            },
+            "authenticated": {"type": "boolean"},
+            "refusal": {
+                "description": "Why the request was refused; null when it was served. "
+                + "; ".join(f"`{refusal.value}`: {refusal.meaning}" for refusal in Refusal),
+                "oneOf": [{"type": "string", "enum": list(REFUSALS)}, {"type": "null"}],
+            },
+            "remote": {"type": ["string", "null"], "description": "The client's address"},
+            "duration_ms": {"type": "number", "description": "From the request to its answer"},
+        },
+    }
+    page = {
+        "type": "object",
+        "required": ["events", "next_before"],
+        "properties": {
+            "events": {"type": "array", "items": event},
+            "next_before": {
+                "type": ["integer", "null"],
+                "description": "Pass as `before` for the next older page; null on the oldest",
+            },
+        },
+    }
+    limit = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_EVENTS_LIMIT,
+        "default": DEFAULT_EVENTS_LIMIT,
+    }
+    return {
+        "operationId": "device_events",
+        "summary": "The flight recorder: device requests, served and refused, newest first "
+        "(the newest `device_events_kept` are kept)",
+        "tags": ["devices"],
+        "parameters": [
+            query("serial", {"type": "string"}, "Only requests naming this serial"),
+            query("refused", {"type": "boolean", "default": False}, "Only refused requests"),
+            query("limit", limit, "How many events"),
+            query("before", {"type": "integer", "minimum": 1}, "Only events with a lower id"),
+        ],
+        "responses": responses(ok(200, page), (400, 401, 503)),
     }
 
 

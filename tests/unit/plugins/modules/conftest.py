@@ -20,6 +20,7 @@ from sztp.client import SztpClient
 from sztp.errors import ServerUnreachable
 from sztp.state.model import STORED_SECRET
 from sztp.state.resources import OWNER
+from sztp_server.store.model import DeviceEvent
 
 if TYPE_CHECKING:  # ../conftest.py, which pytest loads by path, not by this name
     from ansible_collections.sztp.bootstrap.tests.unit.plugins.conftest import AdminServer
@@ -47,6 +48,7 @@ class FakeClient:
         "devices_with_status",
         "device_status",
         "fleet_status",
+        "device_events",
     )
 
     def __init__(self, server: AdminServer) -> None:
@@ -104,6 +106,10 @@ class FakeClient:
     def report(self, serial: str, progress_type: str, **fields: Any) -> None:
         """A progress report from device `serial` (AdminServer.report's options)."""
         self.server.report(serial, progress_type, **fields)
+
+    def events(self, events: list[DeviceEvent]) -> None:
+        """Device requests as the flight recorder stores them."""
+        self.server.add_device_events(events)
 
     def secret(self, kind: str, name: str) -> str | None:
         """The secret stored for a resource, in clear (a device's password hash, an owner's

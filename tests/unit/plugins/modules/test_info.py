@@ -3,10 +3,16 @@ with progress reports stored as devices would send them."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from ansible_collections.sztp.bootstrap.plugins.modules import device_info, status_info
+from ansible_collections.sztp.bootstrap.plugins.modules import (
+    device_events_info,
+    device_info,
+    status_info,
+)
+
+from sztp_server.store.model import DeviceEvent
 
 KEY = ("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIA==")
 
@@ -84,3 +90,39 @@ def test_fleet_status(run_module, fake):
 
 def test_fleet_status_refuses_negative_limit(run_module, fake):
     assert run_module(status_info.main, {"max_errors": -1})["failed"] is True
+
+
+def test_device_events_with_the_reasons_counted(run_module, fake):
+    def event(serial, refusal, seconds):
+        return DeviceEvent(
+            at=datetime.now(UTC) - timedelta(seconds=seconds),
+            rpc="get-bootstrapping-data",
+            status=401 if refusal else 200,
+            serial=serial,
+            authenticated=refusal is None,
+            refusal=refusal,
+            remote="192.0.2.7",
+            duration_us=1200,
+        )
+
+    fake.events(
+        [
+            event("SN-1", "wrong-secret", 3),
+            event("SN-1", "wrong-secret", 2),
+            event("SN-1", None, 1),
+            event("SN-404", "unknown-serial", 0),
+        ]
+    )
+    result = run_module(device_events_info.main, {"serial": "SN-1"})
+    assert result["changed"] is False
+    assert [event["refusal"] for event in result["events"]] == [
+        None,
+        "wrong-secret",
+        "wrong-secret",
+    ]
+    assert result["refusals"] == {"wrong-secret": 2}
+    refused = run_module(device_events_info.main, {"refused": True, "limit": 2})
+    assert [event["serial"] for event in refused["events"]] == ["SN-404", "SN-1"]
+    assert refused["refusals"] == {"unknown-serial": 1, "wrong-secret": 1}
+    assert fake.methods() == ["device_events", "device_events"]
+    assert run_module(device_events_info.main, {"limit": 0})["failed"] is True

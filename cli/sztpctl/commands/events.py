@@ -1,0 +1,81 @@
+"""`sztpctl events`: the flight recorder, every device request served or refused and why."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import typer
+
+from .remote import OutputFormat, OutputOption, connect, console, emit
+
+app = typer.Typer()
+
+# The most events one listing asks for; the server keeps `device_events_kept` in all.
+MOST = 1000
+
+
+@app.command("events")
+def events(
+    serial: Annotated[
+        str | None,
+        typer.Option(
+            "--serial",
+            help="Only requests naming this serial (it need not be a device: a refused "
+            "request names the serial it claimed).",
+        ),
+    ] = None,
+    refused: Annotated[
+        bool, typer.Option("--refused", help="Only refused requests, with the reason.")
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=MOST, help="How many, newest first.")
+    ] = 20,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Device requests as the server recorded them, newest first: which RPC, for which serial,
+    from where, how it ended and why a refused one was refused.
+
+    A device is only ever told `access-denied` or the like; the reason is here (and in the
+    server's log and metrics). Example: why can SN-0001 not log in?
+
+        sztpctl events --serial SN-0001 --refused
+    """
+    with connect() as client:
+        page = client.device_events(serial=serial, refused=refused, limit=limit)
+    emit(page["events"], output, lambda: _table(page["events"]))
+
+
+def _table(events: list[Mapping[str, Any]]) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    if not events:
+        typer.echo("no device requests recorded")
+        return
+    table = Table("TIME", "RPC", "SERIAL", "FROM", "STATUS", "MS", "REFUSED", box=box.SIMPLE_HEAD)
+    for event in events:
+        # A refused request's serial is what it claimed: text from the network, shown as text.
+        serial = event["serial"] or ""
+        claimed = serial and not event["authenticated"]
+        why = "" if event["refusal"] is None else _why(event["refusal"])
+        table.add_row(
+            event["at"],
+            event["rpc"],
+            Text(f"{serial} (claimed)" if claimed else serial),
+            Text(event["remote"] or ""),
+            str(event["status"]),
+            f"{event['duration_ms']:.1f}",
+            Text(why),
+        )
+    console().print(table)
+
+
+def _why(refusal: str) -> str:
+    from sztp.refusals import Refusal
+
+    try:
+        return f"{refusal}: {Refusal(refusal).meaning}"
+    except ValueError:  # a reason only a newer server knows
+        return refusal

@@ -1,0 +1,128 @@
+"""The flight recorder, as a process serving devices feeds it: every device request's event
+(which RPC, from where, for which serial, how it ended and how long it took) waits in memory
+and a background task writes them to the store a batch at a time, so that no request waits
+for the database.
+
+Everything here comes from the network, so it is bounded: the events waiting are at most
+`MAX_PENDING`; refused requests are recorded at most `refused_events_per_second` a second
+(a flood of bad logins would otherwise fill the recorder and push out what matters), the
+rest only counted; a claimed serial is kept only if it is short printable text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from ..logs import get_logger
+from ..metrics import Metrics
+from ..store.errors import StoreError
+from ..store.model import DeviceEvent
+from .token_buckets import TokenBuckets
+
+_LOG = get_logger()
+
+# Events waiting to be written, at most; beyond (the store is slow or down), new ones are
+# counted and dropped.
+MAX_PENDING = 20_000
+# How often the waiting events are written.
+FLUSH_SECONDS = 0.5
+# The longest claimed serial kept: serial numbers are short; anything longer is not one.
+MAX_CLAIMED_SERIAL = 64
+
+WriteEvents = Callable[[list[DeviceEvent]], Awaitable[None]]
+
+
+class Recorder:
+    """Collects this process's device events and writes them in batches with `write`."""
+
+    def __init__(self, write: WriteEvents, metrics: Metrics, refused_per_second: float) -> None:
+        self._write = write
+        self._metrics = metrics
+        self._pending: list[DeviceEvent] = []
+        burst = max(1, round(refused_per_second))
+        self._refused = TokenBuckets(burst, 1 / refused_per_second, tracked=1)
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, event: DeviceEvent) -> None:
+        if event.refusal is not None and not self._refused.take(None):
+            self._metrics.increment("sztp_device_events_dropped_total", why="refused-rate")
+            return
+        if len(self._pending) >= MAX_PENDING:
+            self._metrics.increment("sztp_device_events_dropped_total", why="backlog")
+            return
+        self._pending.append(event)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the background writes, then write what is still waiting."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        try:
+            await self._write(batch)
+        except StoreError as exc:
+            # The requests were answered; only their record is lost, and counted.
+            self._metrics.add("sztp_device_events_dropped_total", len(batch), why="store-error")
+            _LOG.warning(
+                "device events not recorded", extra={"events": len(batch), "reason": str(exc)}
+            )
+
+
+def device_event(
+    *,
+    rpc: str,
+    status: int,
+    serial: str | None,
+    authenticated: bool,
+    refusal: str | None,
+    remote: str | None,
+    seconds: float,
+) -> DeviceEvent:
+    return DeviceEvent(
+        at=datetime.now(UTC),
+        rpc=rpc,
+        status=status,
+        serial=serial,
+        authenticated=authenticated,
+        refusal=refusal,
+        remote=remote,
+        duration_us=round(seconds * 1_000_000),
+    )
+
+
+def claimed_serial(authorization: str | None) -> str | None:
+    """The serial Basic credentials name, if they are Basic credentials and it is short
+    printable ASCII; else None (the certificate of a refused client names nothing trusted)."""
+    if authorization is None:
+        return None
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    serial, separator, _ = decoded.partition(b":")
+    if not separator or not 0 < len(serial) <= MAX_CLAIMED_SERIAL:
+        return None
+    text = serial.decode("ascii", errors="replace")
+    return text if text.isprintable() and text.isascii() else None

@@ -1,0 +1,220 @@
+"""The flight recorder: every device request, served or refused, with the reason a device is
+never told; bounded whatever the devices send."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from sztp.labpki import write_lab_pki
+from sztp.passwords import generate_activation_code
+from sztp.protocol.restconf import RPC_GET_BOOTSTRAPPING_DATA
+from sztp.refusals import REFUSALS
+from sztp_server.device_api import recorder
+from sztp_server.device_api.recorder import Recorder, claimed_serial, device_event
+from sztp_server.metrics import Metrics
+from sztp_server.store.errors import StoreError
+from sztp_server.store.model import DeviceEvent
+from sztp_testing import RunningServer, run_sztpctl, running_server
+
+GET_DATA = f"/restconf/operations/{RPC_GET_BOOTSTRAPPING_DATA}"
+
+
+def basic(serial: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{serial}:{secret}".encode()).decode()
+
+
+def ask(server: RunningServer, authorization: str | None) -> int:
+    headers = {"Content-Type": "application/yang-data+json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    return requests.post(f"{server.device_url}{GET_DATA}", headers=headers, timeout=30).status_code
+
+
+def recorded(server: RunningServer, count: int, **query: str) -> list[dict[str, Any]]:
+    """The newest events once at least `count` are recorded (they are written in batches)."""
+    deadline = time.monotonic() + 10
+    while True:
+        page = requests.get(
+            f"{server.admin_url}/api/v1/events",
+            params=query,
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=10,
+        )
+        page.raise_for_status()
+        events: list[dict[str, Any]] = page.json()["events"]
+        if len(events) >= count or time.monotonic() > deadline:
+            return events
+        time.sleep(0.2)
+
+
+def test_every_request_is_recorded_with_why_it_was_refused(tmp_path: Path) -> None:
+    code = generate_activation_code()
+    hostile = "[red]SN-X[/red]\x1b[2J"
+    with running_server(tmp_path / "server", settings={"monitoring_listeners": "both"}) as server:
+        owner = write_lab_pki(tmp_path / "pki", []).trust_resources()["owner"]
+        day0 = {"type": "onboarding", "configuration": "hostname x\n", "signing": "when-requested"}
+        server.apply(
+            {
+                "owner": owner,
+                "profile": {"day0": day0},
+                "device": {"SN-1": {"profile": "day0", "activation_code": code}},
+            }
+        )
+        assert ask(server, basic("SN-1", code)) == 200
+        assert ask(server, basic("SN-1", generate_activation_code())) == 401
+        assert ask(server, basic("SN-404", code)) == 401
+        assert ask(server, None) == 401
+        assert ask(server, basic("[red]SN-X[/red]", code)) == 401
+        assert ask(server, basic(hostile, code)) == 401  # not printable: no claim kept
+        assert ask(server, "Basic !!!") == 401
+        # Each server process writes its events every half second: in time order here.
+        events = sorted(recorded(server, 7), key=lambda event: event["at"], reverse=True)
+        assert [(event["serial"], event["refusal"]) for event in events] == [
+            (None, "malformed-credentials"),
+            (None, "unknown-serial"),
+            ("[red]SN-X[/red]", "unknown-serial"),
+            (None, "no-credentials"),
+            ("SN-404", "unknown-serial"),
+            ("SN-1", "wrong-secret"),
+            ("SN-1", None),
+        ]
+        served = events[-1]
+        assert served["authenticated"] and served["status"] == 200
+        assert served["rpc"] == "get-bootstrapping-data" and served["remote"] == "127.0.0.1"
+        assert 0 < served["duration_ms"] < 10_000
+        assert not any(event["authenticated"] for event in events[:-1])
+        assert {event["refusal"] for event in events} - {None} <= set(REFUSALS)
+
+        # The reasons are counted for the operator; the devices' network sees only how many.
+        admin = requests.get(
+            f"{server.admin_url}/metrics",
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=10,
+        ).text
+        counted = (
+            'sztp_refused_requests_total{reason="unknown-serial",rpc="get-bootstrapping-data"}'
+        )
+        assert f"{counted} 3" in admin
+        public = requests.get(f"{server.device_url}/metrics", timeout=10).text
+        assert 'sztp_refused_requests_total{rpc="get-bootstrapping-data"} 6' in public
+        assert "unknown-serial" not in public and "wrong-secret" not in public
+
+        # The operator's view: one device's requests, the refused ones, in the CLI too.
+        env = server.cli_env(tmp_path)
+        mine = json.loads(run_sztpctl("events", "--serial", "SN-1", "-o", "json", env=env).stdout)
+        assert sorted(event["refusal"] or "" for event in mine) == ["", "wrong-secret"]
+        refused = json.loads(run_sztpctl("events", "--refused", "-o", "json", env=env).stdout)
+        assert len(refused) == 6 and all(event["refusal"] for event in refused)
+        table = run_sztpctl("events", "--serial", "[red]SN-X[/red]", env=env).stdout
+        # Text from the network stays text: no markup applied, nothing of it lost.
+        assert "[red]SN-X[/red] (claimed)" in table
+        assert "unknown-serial: a serial number the fleet does not hold" in table
+        ids = sorted((event["id"] for event in events), reverse=True)
+        older = requests.get(
+            f"{server.admin_url}/api/v1/events",
+            params={"limit": "2", "before": str(ids[4])},
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=10,
+        ).json()
+        assert [event["id"] for event in older["events"]] == ids[5:]
+        assert older["next_before"] is None
+        first = requests.get(
+            f"{server.admin_url}/api/v1/events",
+            params={"limit": "3"},
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=10,
+        ).json()
+        assert [event["id"] for event in first["events"]] == ids[:3]
+        assert first["next_before"] == ids[2]
+        bad = requests.get(
+            f"{server.admin_url}/api/v1/events",
+            params={"refused": "maybe"},
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=10,
+        )
+        assert bad.status_code == 400 and "refused" in bad.text
+
+
+def event(refusal: str | None = None) -> DeviceEvent:
+    return device_event(
+        rpc="get-bootstrapping-data",
+        status=401 if refusal else 200,
+        serial="SN-1",
+        authenticated=refusal is None,
+        refusal=refusal,
+        remote="192.0.2.1",
+        seconds=0.001,
+    )
+
+
+def test_refused_requests_are_recorded_at_a_bounded_rate_and_served_ones_always() -> None:
+    written: list[list[DeviceEvent]] = []
+    metrics = Metrics()
+
+    async def write(events: list[DeviceEvent]) -> None:
+        written.append(events)
+
+    async def flood() -> None:
+        kept = Recorder(write, metrics, refused_per_second=10)
+        for _ in range(1000):
+            kept.record(event("wrong-secret"))
+        for _ in range(5):
+            kept.record(event())
+        await kept.flush()
+
+    asyncio.run(flood())
+    (batch,) = written
+    assert [item.refusal for item in batch] == ["wrong-secret"] * 10 + [None] * 5
+    assert 'sztp_device_events_dropped_total{why="refused-rate"} 990' in metrics.render()
+
+
+def test_what_waits_is_bounded_and_a_store_error_loses_only_the_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(recorder, "MAX_PENDING", 3)
+    metrics = Metrics()
+
+    async def failing(events: list[DeviceEvent]) -> None:
+        raise StoreError("database is busy")
+
+    async def run() -> None:
+        kept = Recorder(failing, metrics, refused_per_second=10)
+        for _ in range(5):
+            kept.record(event())
+        await kept.flush()
+        await kept.flush()  # nothing left waiting
+
+    asyncio.run(run())
+    page = metrics.render()
+    assert 'sztp_device_events_dropped_total{why="backlog"} 2' in page
+    assert 'sztp_device_events_dropped_total{why="store-error"} 3' in page
+
+
+@pytest.mark.parametrize(
+    ("authorization", "claimed"),
+    [
+        (basic("SN-1", "x"), "SN-1"),
+        (basic("SN-1:with:colons", "x"), "SN-1"),
+        (basic("S" * 64, "x"), "S" * 64),
+        (basic("S" * 65, "x"), None),
+        (basic("", "x"), None),
+        (basic("SN\t1", "x"), None),
+        (basic("SNé", "x"), None),
+        ("Basic " + base64.b64encode(b"no colon").decode(), None),
+        ("Bearer abc", None),
+        ("Basic !!!", None),
+        (None, None),
+    ],
+)
+def test_a_claimed_serial_is_kept_only_as_short_printable_text(
+    authorization: str | None, claimed: str | None
+) -> None:
+    assert claimed_serial(authorization) == claimed

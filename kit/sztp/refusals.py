@@ -79,3 +79,7 @@ _MEANINGS = {
 }
 
 REFUSALS: tuple[str, ...] = tuple(refusal.value for refusal in Refusal)
+
+# What the flight recorder and the metrics name a TLS handshake that refused the client's
+# certificate, in place of the RPC it never got to ask for.
+TLS_HANDSHAKE = "tls-handshake"

@@ -57,6 +57,12 @@ from aiohttp import web
 from .logs import get_logger
 from .metrics import Metrics
 
+# What an application does when a TLS handshake refuses the client's certificate (the device
+# API's flight recorder records it): given the client's address, OpenSSL's error and the
+# seconds the handshake took. The guard finds it on the application under this key.
+HandshakeRefused = Callable[[str, ssl.SSLCertVerificationError, float], None]
+HANDSHAKE_REFUSED: web.AppKey[HandshakeRefused] = web.AppKey("handshake_refused")
+
 _LOG = get_logger()
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -112,6 +118,7 @@ class ConnectionGuard:
         self._room_waiters: list[asyncio.Future[None]] = []
         self._full_since: float | None = None
         self.handshakes = _HandshakeSlots(self)
+        self.handshake_refused: HandshakeRefused | None = None
 
     @property
     def full(self) -> bool:
@@ -306,6 +313,7 @@ class _GuardedConnection(asyncio.Protocol):
         self.holds_slot = False
         self.slot_timer: asyncio.TimerHandle | None = None
         self.reading_first_bytes = False
+        self.connect_started = 0.0
 
     # ---- steps before aiohttp
 
@@ -377,6 +385,7 @@ class _GuardedConnection(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
         self.given_socket = sock
+        self.connect_started = loop.time()
         if self.ssl_context is None:
             connecting = loop.connect_accepted_socket(lambda: self, sock)
         else:
@@ -403,6 +412,9 @@ class _GuardedConnection(asyncio.Protocol):
         if exc is not None:
             # asyncio has closed the socket (ssl.SSLError, resets, the deadline among causes).
             _LOG.debug("TLS handshake failed", extra={"remote": self.address, "reason": str(exc)})
+            refused = self.guard.handshake_refused
+            if isinstance(exc, ssl.SSLCertVerificationError) and refused is not None:
+                refused(self.address, exc, asyncio.get_running_loop().time() - self.connect_started)
             self._finish(None)
 
     # ---- asyncio.Protocol, once asyncio owns the socket (after the handshake, with TLS)

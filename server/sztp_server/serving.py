@@ -27,6 +27,7 @@ from sztp.errors import SztpError
 
 from .config import Listener, ServerConfig
 from .connections import (
+    HANDSHAKE_REFUSED,
     ConnectionGuard,
     ConnectionLimits,
     Listening,
@@ -166,6 +167,7 @@ async def listening(
     try:
         for api in apis:
             api.app.middlewares.insert(0, api.guard.middleware)
+            api.guard.handshake_refused = api.app.get(HANDSHAKE_REFUSED)
             runner = web.AppRunner(
                 api.app,
                 access_log=None,

@@ -163,6 +163,48 @@ def test_idevid_from_an_intermediate_ca_authenticates_over_tls(
     assert over_tls(server, lab, vendor.write(idevid, "alone", with_chain=False)) == "refused"
 
 
+def recorded_handshakes(server: RunningServer, since: dt.datetime, count: int) -> list[str]:
+    """The refusals of the TLS handshakes refused since `since`, sorted, once `count` are
+    recorded (they are written in batches)."""
+    deadline = time.monotonic() + 10
+    while True:
+        events = requests.get(
+            f"{server.admin_url}/api/v1/events",
+            params={"refused": "true", "limit": "100"},
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=10,
+        ).json()["events"]
+        handshakes = [
+            event
+            for event in events
+            if event["rpc"] == "tls-handshake" and dt.datetime.fromisoformat(event["at"]) >= since
+        ]
+        if len(handshakes) >= count or time.monotonic() > deadline:
+            assert all(
+                event["remote"] == "127.0.0.1" and event["status"] == 0 and event["serial"] is None
+                for event in handshakes
+            )
+            return sorted(event["refusal"] for event in handshakes)
+        time.sleep(0.2)
+
+
+def test_a_client_certificate_the_handshake_refuses_is_recorded_with_why(
+    server: RunningServer, lab: LabPki, vendor: Vendor, idevid: pki.Credential
+) -> None:
+    since = now()
+    # No intermediate: no trust anchor issued what it presents.
+    assert over_tls(server, lab, vendor.write(idevid, "alone", with_chain=False)) == "refused"
+    expired = issue_leaf(
+        vendor.intermediate,
+        "SN-EXPIRED",
+        key_usage=key_usage(digital_signature=True),
+        extended_usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        valid_for=-dt.timedelta(minutes=1),
+    )
+    assert over_tls(server, lab, vendor.write(expired, "expired", with_chain=True)) == "refused"
+    assert recorded_handshakes(server, since, 2) == ["expired-certificate", "untrusted-certificate"]
+
+
 def test_idevid_from_an_intermediate_ca_authenticates_through_a_proxy(
     server: RunningServer, lab: LabPki, vendor: Vendor, idevid: pki.Credential
 ) -> None:

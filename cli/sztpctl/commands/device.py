@@ -219,8 +219,15 @@ def _with_code(spec: Mapping[str, Any], code: str) -> dict[str, Any]:
 
 @app.command("status")
 def device_status(serial: SerialArgument, output: OutputOption = OutputFormat.TABLE) -> None:
-    """A device's status: derived status, attempts and last report (timeline: `history`)."""
-    _show(output, lambda client: client.device_status(serial), _summary)
+    """A device's status: derived status, attempts and last report (timeline: `history`), and
+    its last refused request with the reason (all of them: `sztpctl events --serial`)."""
+
+    def status_and_refusal(client: SztpClient) -> Mapping[str, Any]:
+        status = client.device_status(serial)
+        refused = client.device_events(serial=serial, refused=True, limit=1)["events"]
+        return {**status, "last_refused": refused[0] if refused else None}
+
+    _show(output, status_and_refusal, _summary)
 
 
 @app.command("history")
@@ -351,6 +358,15 @@ def _summary(summary: Mapping[str, Any]) -> None:
         Text(f"{summary['serial']}: {summary['status']} ({summary['attempts']} attempt(s))"),
         style="bold",
     )
+    refused = summary.get("last_refused")
+    if refused is not None:
+        from .events import why
+
+        out.print(
+            Text(f"last refused request: {refused['rpc']} at {refused['at']} from "
+                 f"{refused['remote'] or 'an unknown address'}: {why(refused['refusal'])}")
+        )  # fmt: skip
+        typer.echo(f"refused requests: sztpctl events --serial {summary['serial']} --refused")
     report = summary.get("last_report")
     if report is None:
         typer.echo("no progress reports yet")

@@ -59,7 +59,7 @@ def _table(events: list[Mapping[str, Any]]) -> None:
         # A refused request's serial is what it claimed: text from the network, shown as text.
         serial = event["serial"] or ""
         claimed = serial and not event["authenticated"]
-        why = "" if event["refusal"] is None else _why(event["refusal"])
+        reason = "" if event["refusal"] is None else why(event["refusal"])
         table.add_row(
             event["at"],
             event["rpc"],
@@ -67,12 +67,13 @@ def _table(events: list[Mapping[str, Any]]) -> None:
             Text(event["remote"] or ""),
             str(event["status"]),
             f"{event['duration_ms']:.1f}",
-            Text(why),
+            Text(reason),
         )
     console().print(table)
 
 
-def _why(refusal: str) -> str:
+def why(refusal: str) -> str:
+    """The refusal and what it means."""
     from sztp.refusals import Refusal
 
     try:

@@ -48,14 +48,16 @@ class Recorder:
         self._refused = TokenBuckets(burst, 1 / refused_per_second, tracked=1)
         self._task: asyncio.Task[None] | None = None
 
-    def record(self, event: DeviceEvent) -> None:
+    def record(self, event: DeviceEvent) -> bool:
+        """Whether `event` will be written (else it is only counted)."""
         if event.refusal is not None and not self._refused.take(None):
             self._metrics.increment("sztp_device_events_dropped_total", why="refused-rate")
-            return
+            return False
         if len(self._pending) >= MAX_PENDING:
             self._metrics.increment("sztp_device_events_dropped_total", why="backlog")
-            return
+            return False
         self._pending.append(event)
+        return True
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())

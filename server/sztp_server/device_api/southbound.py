@@ -21,8 +21,9 @@ from sztp import progress
 from sztp.errors import SztpError, ValidationError
 from sztp.protocol import restconf
 from sztp.protocol.restconf import RestconfError, WireFormat
-from sztp.refusals import Refusal
+from sztp.refusals import TLS_HANDSHAKE, Refusal
 
+from ..connections import HANDSHAKE_REFUSED
 from ..context import ServerContext
 from ..logs import get_logger
 from ..metrics import Metrics
@@ -35,6 +36,9 @@ from .report_limits import cap_report
 from .responder import DeviceRequest, NoBootstrappingData, Responder
 
 RESTCONF_ROOT = "/restconf"
+# OpenSSL's verify codes for a certificate outside its validity period (X509_V_ERR_CERT_NOT_YET
+# _VALID, X509_V_ERR_CERT_HAS_EXPIRED).
+_EXPIRY_CODES = frozenset({9, 10})
 _LOG = get_logger()
 
 
@@ -75,6 +79,7 @@ def build_device_app(
     handlers = _DeviceHandlers(context, metrics, limits)
     app.on_startup.append(handlers.start)
     app.on_cleanup.append(handlers.close)
+    app[HANDSHAKE_REFUSED] = handlers.handshake_refused
     root = RESTCONF_ROOT
     app.router.add_get("/.well-known/host-meta", handlers.host_meta)
     app.router.add_post(
@@ -108,6 +113,37 @@ class _DeviceHandlers:
 
     async def start(self, _app: web.Application) -> None:
         self.recorder.start()
+
+    def handshake_refused(
+        self, remote: str, error: ssl.SSLCertVerificationError, seconds: float
+    ) -> None:
+        """Count and record a TLS handshake that refused the client's certificate (one no
+        trust anchor ever loaded issued, or expired): it ends before any request."""
+        expired = error.verify_code in _EXPIRY_CODES
+        refusal = Refusal.EXPIRED_CERTIFICATE if expired else Refusal.UNTRUSTED_CERTIFICATE
+        self.metrics.increment(
+            "sztp_refused_requests_total", rpc=TLS_HANDSHAKE, reason=refusal.value
+        )
+        recorded = self.recorder.record(
+            device_event(
+                rpc=TLS_HANDSHAKE,
+                status=0,
+                serial=None,
+                authenticated=False,
+                refusal=refusal.value,
+                remote=remote,
+                seconds=seconds,
+            )
+        )
+        if recorded:  # as often as refusals are recorded: a flood does not flood the log
+            _LOG.warning(
+                "TLS handshake refused",
+                extra={
+                    "remote": remote,
+                    "refusal": refusal.value,
+                    "reason": str(error.verify_message),
+                },
+            )
 
     async def close(self, _app: web.Application) -> None:
         await self.recorder.stop()

@@ -7,7 +7,7 @@ from typing import Any
 from sztp.device_status import STATUSES
 from sztp.progress import MAX_PROGRESS_PAGE
 from sztp.protocol.restconf import RPC_NAMES
-from sztp.refusals import REFUSALS, Refusal
+from sztp.refusals import REFUSALS, TLS_HANDSHAKE, Refusal
 from sztp.state.resources import KINDS
 
 from ...store.base import AUDIT_MAX_AGE_DAYS
@@ -332,8 +332,17 @@ def _device_events() -> Schema:
         "properties": {
             "id": {"type": "integer"},
             "at": {"type": "string", "format": "date-time"},
-            "rpc": {"type": "string", "enum": list(RPC_NAMES)},
-            "status": {"type": "integer", "description": "The HTTP status answered"},
+            "rpc": {
+                "type": "string",
+                "enum": [*RPC_NAMES, TLS_HANDSHAKE],
+                "description": f"`{TLS_HANDSHAKE}`: a TLS handshake that refused the client's "
+                "certificate, before any RPC",
+            },
+            "status": {
+                "type": "integer",
+                "description": "The HTTP status answered; 0 when there was no HTTP answer (a "
+                "refused TLS handshake)",
+            },
             "serial": {
                 "type": ["string", "null"],
                 "description": "The device the request proved to be (`authenticated`), else "

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from sztp.passwords import generate_activation_code
 from sztp.protocol.restconf import RPC_GET_BOOTSTRAPPING_DATA
 from sztp.refusals import REFUSALS
 from sztp_server.device_api import recorder
-from sztp_server.device_api.recorder import Recorder, claimed_serial, device_event
+from sztp_server.device_api.recorder import Pending, Recorder, claimed_serial, device_events
 from sztp_server.metrics import Metrics
 from sztp_server.store.errors import StoreError
 from sztp_server.store.model import DeviceEvent
@@ -156,15 +157,10 @@ def test_every_request_is_recorded_with_why_it_was_refused(tmp_path: Path) -> No
         assert bad.status_code == 400 and "refused" in bad.text
 
 
-def event(refusal: str | None = None) -> DeviceEvent:
-    return device_event(
-        rpc="get-bootstrapping-data",
-        status=401 if refusal else 200,
-        serial="SN-1",
-        authenticated=refusal is None,
-        refusal=refusal,
-        remote="192.0.2.1",
-        seconds=0.001,
+def record(recorder: Recorder, refusal: str | None = None) -> bool:
+    status = 401 if refusal else 200
+    return recorder.record(
+        "get-bootstrapping-data", status, "SN-1", not refusal, refusal, "", 0.001
     )
 
 
@@ -172,20 +168,22 @@ def test_refused_requests_are_recorded_at_a_bounded_rate_and_served_ones_always(
     written: list[list[DeviceEvent]] = []
     metrics = Metrics()
 
-    async def write(events: list[DeviceEvent]) -> None:
-        written.append(events)
+    async def write(batch: list[Pending]) -> None:
+        written.append(device_events(batch))
 
     async def flood() -> None:
         kept = Recorder(write, metrics, refused_per_second=10)
-        for _ in range(1000):
-            kept.record(event("wrong-secret"))
-        for _ in range(5):
-            kept.record(event())
+        recorded = [record(kept, "wrong-secret") for _ in range(1000)]
+        assert recorded == [True] * 10 + [False] * 990
+        assert all(record(kept) for _ in range(5))
         await kept.flush()
 
+    started = datetime.now(UTC)
     asyncio.run(flood())
     (batch,) = written
     assert [item.refusal for item in batch] == ["wrong-secret"] * 10 + [None] * 5
+    assert all(started <= item.at <= datetime.now(UTC) for item in batch)
+    assert batch[-1].duration_us == 1000 and batch[-1].authenticated
     assert 'sztp_device_events_dropped_total{why="refused-rate"} 990' in metrics.render()
 
 
@@ -195,13 +193,12 @@ def test_what_waits_is_bounded_and_a_store_error_loses_only_the_record(
     monkeypatch.setattr(recorder, "MAX_PENDING", 3)
     metrics = Metrics()
 
-    async def failing(events: list[DeviceEvent]) -> None:
+    async def failing(batch: list[Pending]) -> None:
         raise StoreError("database is busy")
 
     async def run() -> None:
         kept = Recorder(failing, metrics, refused_per_second=10)
-        for _ in range(5):
-            kept.record(event())
+        assert [record(kept) for _ in range(5)] == [True] * 3 + [False] * 2
         await kept.flush()
         await kept.flush()  # nothing left waiting
 

@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -34,7 +35,10 @@ FLUSH_SECONDS = 0.5
 # The longest claimed serial kept: serial numbers are short; anything longer is not one.
 MAX_CLAIMED_SERIAL = 64
 
-WriteEvents = Callable[[list[DeviceEvent]], Awaitable[None]]
+# An event as it waits: (time.time(), rpc, status, serial, authenticated, refusal, remote,
+# seconds). A tuple, made on the event loop; it becomes a DeviceEvent in the store thread.
+Pending = tuple[float, str, int, str | None, bool, str | None, str | None, float]
+WriteEvents = Callable[[list[Pending]], Awaitable[None]]
 
 
 class Recorder:
@@ -43,20 +47,31 @@ class Recorder:
     def __init__(self, write: WriteEvents, metrics: Metrics, refused_per_second: float) -> None:
         self._write = write
         self._metrics = metrics
-        self._pending: list[DeviceEvent] = []
+        self._pending: list[Pending] = []
         burst = max(1, round(refused_per_second))
         self._refused = TokenBuckets(burst, 1 / refused_per_second, tracked=1)
         self._task: asyncio.Task[None] | None = None
 
-    def record(self, event: DeviceEvent) -> bool:
-        """Whether `event` will be written (else it is only counted)."""
-        if event.refusal is not None and not self._refused.take(None):
+    def record(
+        self,
+        rpc: str,
+        status: int,
+        serial: str | None,
+        authenticated: bool,
+        refusal: str | None,
+        remote: str | None,
+        seconds: float,
+    ) -> bool:
+        """Whether the request's event will be written (else it is only counted)."""
+        if refusal is not None and not self._refused.take(None):
             self._metrics.increment("sztp_device_events_dropped_total", why="refused-rate")
             return False
         if len(self._pending) >= MAX_PENDING:
             self._metrics.increment("sztp_device_events_dropped_total", why="backlog")
             return False
-        self._pending.append(event)
+        self._pending.append(
+            (time.time(), rpc, status, serial, authenticated, refusal, remote, seconds)
+        )
         return True
 
     def start(self) -> None:
@@ -89,26 +104,21 @@ class Recorder:
             )
 
 
-def device_event(
-    *,
-    rpc: str,
-    status: int,
-    serial: str | None,
-    authenticated: bool,
-    refusal: str | None,
-    remote: str | None,
-    seconds: float,
-) -> DeviceEvent:
-    return DeviceEvent(
-        at=datetime.now(UTC),
-        rpc=rpc,
-        status=status,
-        serial=serial,
-        authenticated=authenticated,
-        refusal=refusal,
-        remote=remote,
-        duration_us=round(seconds * 1_000_000),
-    )
+def device_events(batch: list[Pending]) -> list[DeviceEvent]:
+    """The events `batch` holds, as the store takes them."""
+    return [
+        DeviceEvent(
+            at=datetime.fromtimestamp(at, UTC),
+            rpc=rpc,
+            status=status,
+            serial=serial,
+            authenticated=authenticated,
+            refusal=refusal,
+            remote=remote,
+            duration_us=round(seconds * 1_000_000),
+        )
+        for at, rpc, status, serial, authenticated, refusal, remote, seconds in batch
+    ]
 
 
 def claimed_serial(authorization: str | None) -> str | None:

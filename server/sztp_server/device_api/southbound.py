@@ -27,11 +27,11 @@ from ..connections import HANDSHAKE_REFUSED
 from ..context import ServerContext
 from ..logs import get_logger
 from ..metrics import Metrics
-from ..store.model import DeviceEvent, ProgressRecord
+from ..store.model import ProgressRecord
 from .device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from .password_logins import BUSY_RETRY_AFTER_SECONDS, PasswordWorkersBusy, TooManyFailures
 from .rate_limits import RateLimits
-from .recorder import Recorder, claimed_serial, device_event
+from .recorder import Pending, Recorder, claimed_serial, device_events
 from .report_limits import cap_report
 from .responder import DeviceRequest, NoBootstrappingData, Responder
 
@@ -106,10 +106,14 @@ class _DeviceHandlers:
             self._write_events, metrics, context.config.refused_events_per_second
         )
 
-    async def _write_events(self, events: list[DeviceEvent]) -> None:
+    async def _write_events(self, batch: list[Pending]) -> None:
         store = self.context.store
         keep = self.context.config.device_events_kept
-        await self.context.device_store.run(store.add_device_events, events, keep=keep)
+
+        def write() -> None:  # in a store thread, the events made there too
+            store.add_device_events(device_events(batch), keep=keep)
+
+        await self.context.device_store.run(write)
 
     async def start(self, _app: web.Application) -> None:
         self.recorder.start()
@@ -125,15 +129,7 @@ class _DeviceHandlers:
             "sztp_refused_requests_total", rpc=TLS_HANDSHAKE, reason=refusal.value
         )
         recorded = self.recorder.record(
-            device_event(
-                rpc=TLS_HANDSHAKE,
-                status=0,
-                serial=None,
-                authenticated=False,
-                refusal=refusal.value,
-                remote=remote,
-                seconds=seconds,
-            )
+            TLS_HANDSHAKE, 0, None, False, refusal.value, remote, seconds
         )
         if recorded:  # as often as refusals are recorded: a flood does not flood the log
             _LOG.warning(
@@ -242,15 +238,13 @@ class _DeviceHandlers:
         if not authenticated:
             serial = claimed_serial(request.headers.get("Authorization"))
         self.recorder.record(
-            device_event(
-                rpc=rpc,
-                status=status,
-                serial=serial,
-                authenticated=authenticated,
-                refusal=None if refusal is None else refusal.value,
-                remote=request.remote,
-                seconds=seconds,
-            )
+            rpc,
+            status,
+            serial,
+            authenticated,
+            None if refusal is None else refusal.value,
+            request.remote,
+            seconds,
         )
 
     async def _read_body(self, request: web.Request) -> bytes:

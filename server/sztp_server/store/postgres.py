@@ -45,7 +45,7 @@ from .base import (
     check_not_last_of_role,
     check_report_bound,
     deleted_devices,
-    event_values,
+    events_json,
     prune_audit_row,
     report_size,
     report_values,
@@ -381,12 +381,15 @@ class PostgresStore(SqlReads):
 
     def add_device_events(self, events: Sequence[DeviceEvent], *, keep: int) -> None:
         check_limit(keep)
-        rows = [event_values(event, as_utc(event.at)) for event in events]
+        rows = events_json(events, lambda at: as_utc(at).isoformat())
         with self._transaction() as connection, connection.cursor() as cursor:
-            cursor.executemany(
+            cursor.execute(
                 f"INSERT INTO device_events ({EVENT_COLUMNS}) "  # noqa: S608
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                rows,
+                "SELECT (row ->> 0)::timestamptz, row ->> 1, (row ->> 2)::integer, row ->> 3, "
+                "(row ->> 4)::boolean, row ->> 5, row ->> 6, (row ->> 7)::bigint "
+                "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS rows (row, number) "
+                "ORDER BY number",
+                (rows,),
             )
             cursor.execute(
                 "DELETE FROM device_events WHERE id <= (SELECT max(id) FROM device_events) - %s",

@@ -54,7 +54,7 @@ from .base import (
     check_not_last_of_role,
     check_report_bound,
     deleted_devices,
-    event_values,
+    events_json,
     prune_audit_row,
     report_size,
     report_values,
@@ -417,11 +417,13 @@ class SqliteStore(SqlReads):
 
     def add_device_events(self, events: Sequence[DeviceEvent], *, keep: int) -> None:
         check_limit(keep)
-        rows = [event_values(event, _encode_time(event.at)) for event in events]
+        rows = events_json(events, _encode_time)
         with self._report_transaction() as connection:
-            connection.executemany(
-                f"INSERT INTO device_events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                rows,
+            connection.execute(
+                f"INSERT INTO device_events ({EVENT_COLUMNS}) "  # noqa: S608
+                "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, "
+                "value ->> 5, value ->> 6, value ->> 7 FROM json_each(?)",
+                (rows,),
             )
             connection.execute(
                 "DELETE FROM device_events WHERE id <= (SELECT max(id) FROM device_events) - ?",

@@ -368,6 +368,12 @@ def test_device_status_after_a_simulated_run(
     reports = [report["progress_type"] for report in history["attempts"][0]["reports"]]
     assert reports[0] == "bootstrap-initiated"
     assert reports[-1] == "bootstrap-complete"
+    # Its requests as the flight recorder has them, oldest first: what it asked and got.
+    requests_made = [(event["rpc"], event["status"]) for event in history["requests"]]
+    assert requests_made[0] == ("get-bootstrapping-data", 200)
+    assert ("report-progress", 204) in requests_made
+    assert all(event["authenticated"] for event in history["requests"])
+    assert "requests (oldest first)" in timeline and "get-bootstrapping-data" in timeline
     never_seen = run_sztpctl("device", "history", "SN-0002", env=env).stdout
     assert never_seen.strip() == "SN-0002: no progress reports yet"
 

@@ -232,8 +232,17 @@ def device_status(serial: SerialArgument, output: OutputOption = OutputFormat.TA
 
 @app.command("history")
 def history(serial: SerialArgument, output: OutputOption = OutputFormat.TABLE) -> None:
-    """A device's progress reports, attempt by attempt, oldest first."""
-    _show(output, lambda client: client.device_progress(serial), _timeline)
+    """A device's progress reports, attempt by attempt, oldest first; then its requests as the
+    server recorded them (the newest 1,000), refused ones with the reason."""
+
+    def reports_and_requests(client: SztpClient) -> Mapping[str, Any]:
+        from .events import MOST
+
+        progress = client.device_progress(serial)
+        events = client.device_events(serial=serial, limit=MOST)["events"]
+        return {**progress, "requests": events[::-1]}
+
+    _show(output, reports_and_requests, _timeline)
 
 
 def _show(
@@ -403,3 +412,7 @@ def _timeline(progress: Mapping[str, Any]) -> None:
         out.print(table)
     if not progress["attempts"]:
         typer.echo(f"{progress['serial']}: no progress reports yet")
+    if progress["requests"]:
+        from .events import events_table
+
+        out.print(events_table(progress["requests"], title="requests (oldest first)"))

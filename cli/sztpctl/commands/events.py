@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .remote import OutputFormat, OutputOption, connect, console, emit
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer()
 
@@ -47,14 +50,22 @@ def events(
 
 
 def _table(events: list[Mapping[str, Any]]) -> None:
+    if not events:
+        typer.echo("no device requests recorded")
+        return
+    console().print(events_table(events))
+
+
+def events_table(events: list[Mapping[str, Any]], title: str | None = None) -> Table:
+    """Events as rows, text from the network shown as text."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    if not events:
-        typer.echo("no device requests recorded")
-        return
-    table = Table("TIME", "RPC", "SERIAL", "FROM", "STATUS", "MS", "REFUSED", box=box.SIMPLE_HEAD)
+    table = Table(
+        "TIME", "RPC", "SERIAL", "FROM", "STATUS", "MS", "REFUSED", box=box.SIMPLE_HEAD,
+        title=title, title_justify="left",
+    )  # fmt: skip
     for event in events:
         # A refused request's serial is what it claimed: text from the network, shown as text.
         serial = event["serial"] or ""
@@ -69,7 +80,7 @@ def _table(events: list[Mapping[str, Any]]) -> None:
             f"{event['duration_ms']:.1f}",
             Text(reason),
         )
-    console().print(table)
+    return table
 
 
 def why(refusal: str) -> str:

@@ -2,11 +2,11 @@
 once when the file is large.
 
 A fleet of a million devices is nearly all its `devices:` list, and PyYAML's composer holds one
-core for nearly all the time the file takes to load. Here the list is cut between its items,
-each part is read by a process of its own (`fleet_yaml_simple` when its lines are of the plain
-kind a generated fleet writes, else PyYAML), and the rest of the file (every other key) by
-this one; put back together, they are the document the whole text is. A smaller file's list
-is one part, read here, and only when it is of that plain kind. That holds only when nothing
+core for nearly all the time the file takes to load. Here the list is cut out of the text: a
+list written the plain way a generated fleet writes it is read here by `fleet_yaml_simple`;
+any other list of a large file is cut between its items and each part parsed by PyYAML in a
+process of its own; the rest of the file (every other key) is parsed by this process. Put
+back together, they are the document the whole text is. That holds only when nothing
 in the text can mean something else once cut, which is checked first: no anchor or alias (an
 alias may name an anchor in another part), no directive or second document, no carriage
 return; one `devices:` key at the top level, its items each starting `- ` at one indentation

@@ -168,12 +168,7 @@ def recorded_handshakes(server: RunningServer, since: dt.datetime, count: int) -
     recorded (they are written in batches)."""
     deadline = time.monotonic() + 10
     while True:
-        events = requests.get(
-            f"{server.admin_url}/api/v1/events",
-            params={"refused": "true", "limit": "100"},
-            headers={"Authorization": f"Bearer {server.token}"},
-            timeout=10,
-        ).json()["events"]
+        events = server.client().device_events(refused=True)["events"]
         handshakes = [
             event
             for event in events

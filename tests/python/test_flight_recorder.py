@@ -43,18 +43,11 @@ def device_metrics(server: RunningServer) -> str:
     return requests.get(f"{server.device_url}/metrics", timeout=10).text
 
 
-def recorded(server: RunningServer, count: int, **query: str) -> list[dict[str, Any]]:
+def recorded(server: RunningServer, count: int) -> list[dict[str, Any]]:
     """The newest events once at least `count` are recorded (they are written in batches)."""
     deadline = time.monotonic() + 10
     while True:
-        page = requests.get(
-            f"{server.admin_url}/api/v1/events",
-            params=query,
-            headers={"Authorization": f"Bearer {server.token}"},
-            timeout=10,
-        )
-        page.raise_for_status()
-        events: list[dict[str, Any]] = page.json()["events"]
+        events: list[dict[str, Any]] = server.client().device_events()["events"]
         if len(events) >= count or time.monotonic() > deadline:
             return events
         time.sleep(0.2)
@@ -132,20 +125,10 @@ def test_every_request_is_recorded_with_why_it_was_refused(tmp_path: Path) -> No
         assert "[red]SN-X[/red] (claimed)" in table
         assert "unknown-serial: a serial number the fleet does not hold" in table
         ids = sorted((event["id"] for event in events), reverse=True)
-        older = requests.get(
-            f"{server.admin_url}/api/v1/events",
-            params={"limit": "2", "before": str(ids[4])},
-            headers={"Authorization": f"Bearer {server.token}"},
-            timeout=10,
-        ).json()
+        older = server.client().device_events(limit=2, before=ids[4])
         assert [event["id"] for event in older["events"]] == ids[5:]
         assert older["next_before"] is None
-        first = requests.get(
-            f"{server.admin_url}/api/v1/events",
-            params={"limit": "3"},
-            headers={"Authorization": f"Bearer {server.token}"},
-            timeout=10,
-        ).json()
+        first = server.client().device_events(limit=3)
         assert [event["id"] for event in first["events"]] == ids[:3]
         assert first["next_before"] == ids[2]
         bad = requests.get(

@@ -78,17 +78,18 @@ class Metrics:
 
     async def page(self, _request: web.Request) -> web.Response:
         """The GET /metrics handler of the admin listener."""
-        if self._gather is not None:
-            await self._gather()
-        return web.Response(text=self.render(), content_type="text/plain")
+        return await self._page(None)
 
     async def device_page(self, _request: web.Request) -> web.Response:
         """The GET /metrics handler of a device listener (`monitoring_listeners`), whose
         answers anyone on the devices' network reads: without the labels that would tell a
         device what it must not learn (`DEVICE_HIDDEN_LABELS`), their counts summed."""
+        return await self._page(DEVICE_HIDDEN_LABELS)
+
+    async def _page(self, hidden: Mapping[str, frozenset[str]] | None) -> web.Response:
         if self._gather is not None:
             await self._gather()
-        return web.Response(text=self.render(DEVICE_HIDDEN_LABELS), content_type="text/plain")
+        return web.Response(text=self.render(hidden), content_type="text/plain")
 
     def render(self, hidden: Mapping[str, frozenset[str]] | None = None) -> str:
         """The page; `hidden`: by counter, labels left out (counts that differ only in them

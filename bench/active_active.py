@@ -18,13 +18,12 @@ against HAProxy. When `--kill-at` of them are complete (as `b`'s admin API count
 with it. Afterwards, through `b`'s admin API: every device's status, and every device's
 stored progress reports against what the device sent and had acknowledged.
 
-"Stored twice": RFC 8572 progress reports carry no identifier, so the server cannot tell a
-retried report from a new one of the same type and message; it stores each POST it
-commits, with its own id and arrival time. A device whose connection broke after it sent a
-report, but before the answer came, cannot know whether the report was stored, and sends it
-again (RFC 8572 §5.6 expects retries): if the first one had been committed, the report is
-then stored twice. Such a duplicate is counted here, not treated as an error, as long as it
-is explained by such an unanswered attempt. An error is: a device whose stored reports lack
+"Stored twice": RFC 8572 progress reports carry no identifier. A device whose connection
+broke after it sent a report, but before the answer came, cannot know whether the report was
+stored, and sends it again (RFC 8572 §5.6 expects retries). The server stores a report equal
+to the device's newest one within `repeated_report_seconds` only once; a copy stored twice
+anyway (a copy committed after a later report, say) is counted here, not treated as an
+error, as long as it is explained by such an unanswered attempt. An error is: a device whose stored reports lack
 one the device had acknowledged (lost), more copies of a report than the device sent
 (stored but never sent), or reports stored out of the order the device sent them.
 """
@@ -543,7 +542,8 @@ def render(measurements: Sequence[dict[str, Any]]) -> str:
         f"SIGKILL once {meta['kill_at']:.0%} of them are complete. Statuses and stored "
         "reports are read afterwards through instance b's admin API. A duplicate is a report "
         "stored twice because the device sent it again after an attempt whose answer was lost "
-        "(RFC 8572 reports carry no id: the server stores every report it commits). The "
+        "(RFC 8572 reports carry no id; the server stores a copy equal to the device's newest "
+        "report within `repeated_report_seconds` only once). The "
         "1-minute load average was "
         + " and ".join(
             f"{m['meta']['load_before']:.1f} before and {m['meta']['load_after']:.1f} after "

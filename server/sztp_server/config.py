@@ -208,6 +208,15 @@ class ServerConfig:
             "the oldest reports go first, the newest always stays"
         ),
     )
+    repeated_report_seconds: float = field(
+        default=60.0,
+        metadata=_about(
+            "a progress report equal to the device's newest one and sent within this many "
+            "seconds of it is answered but not stored again: a device whose answer was lost "
+            "sends its report again, and RFC 8572 reports carry no id; 0 stores every copy",
+            zero="stores every copy",
+        ),
+    )
     max_report_bytes: int = field(
         default=16 * 1024,
         metadata=_about(

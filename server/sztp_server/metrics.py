@@ -26,6 +26,10 @@ class Metrics:
         "sztp_requests_total": "Device-facing RPC requests by rpc and HTTP status.",
         "sztp_progress_reports_total": "Progress reports received, by progress type.",
         "sztp_progress_reports_truncated_total": "Progress reports cut to the stored size cap.",
+        "sztp_progress_reports_repeated_total": (
+            "Progress reports equal to the device's newest one within repeated_report_seconds, "
+            "answered and not stored again."
+        ),
         "sztp_authentication_failures_total": "Device requests refused for lack of identity.",
         "sztp_device_events_dropped_total": (
             "Device requests the flight recorder did not record, by why: refused-rate (refused "

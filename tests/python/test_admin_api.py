@@ -45,7 +45,7 @@ from sztp_server.admin.writes import Write
 from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext, Snapshot
 from sztp_server.secret_key import SecretKey
-from sztp_server.store.model import Change, ProgressRecord
+from sztp_server.store.model import Change, ProgressRecord, ReportOutcome
 from sztp_server.store.sqlite import SqliteStore
 from sztp_server.tokens import (
     ensure_first_admin_token,
@@ -1002,7 +1002,7 @@ def paged_fleet(api: Api) -> None:
             record = ProgressRecord(
                 f"SN-{i:02}", at + timedelta(seconds=i), progress_type, None, None, 1
             )
-            assert api.store.add_report(record, decides_status=not late)
+            assert api.store.add_report(record, decides_status=not late) is ReportOutcome.STORED
 
 
 def walk_pages(api: Api, limit: int, **filters: str) -> list[dict[str, Any]]:
@@ -1119,7 +1119,7 @@ def add_reports(api: Api, serial: str, count: int, **bounds: int) -> None:
         record = ProgressRecord(
             serial, datetime.now(UTC), progress_type, f"report {index}", None, index // 4 + 1
         )
-        assert api.store.add_report(record, **bounds)
+        assert api.store.add_report(record, **bounds) is ReportOutcome.STORED
 
 
 def test_device_status_counts_reports_without_reading_them(api: Api, ec_lab: Any) -> None:

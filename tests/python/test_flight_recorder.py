@@ -16,7 +16,8 @@ import requests
 
 from sztp.labpki import write_lab_pki
 from sztp.passwords import generate_activation_code
-from sztp.protocol.restconf import RPC_GET_BOOTSTRAPPING_DATA
+from sztp.protocol import restconf
+from sztp.protocol.restconf import RPC_GET_BOOTSTRAPPING_DATA, ProgressReport, WireFormat
 from sztp.refusals import REFUSALS
 from sztp_server.device_api import recorder
 from sztp_server.device_api.recorder import Pending, Recorder, claimed_serial, device_events
@@ -26,6 +27,7 @@ from sztp_server.store.model import DeviceEvent
 from sztp_testing import RunningServer, run_sztpctl, running_server
 
 GET_DATA = f"/restconf/operations/{RPC_GET_BOOTSTRAPPING_DATA}"
+REPORT_PATH = restconf.operation_path("/restconf", restconf.RPC_REPORT_PROGRESS)
 
 
 def basic(serial: str, secret: str) -> str:
@@ -138,6 +140,50 @@ def test_every_request_is_recorded_with_why_it_was_refused(tmp_path: Path) -> No
             timeout=10,
         )
         assert bad.status_code == 400 and "refused" in bad.text
+
+
+def test_a_report_sent_again_after_a_lost_answer_is_stored_once(tmp_path: Path) -> None:
+    """A device that never got its answer sends the same report again: both are answered, the
+    recorder keeps both requests, the history keeps the report once."""
+    code = generate_activation_code()
+    with running_server(tmp_path / "server") as server:
+        server.apply({"device": {"SN-1": {"activation_code": code}}})
+
+        def send(report: ProgressReport) -> int:
+            return requests.post(
+                f"{server.device_url}{REPORT_PATH}",
+                data=restconf.encode_report_progress_input(report, WireFormat.JSON),
+                headers={
+                    "Content-Type": WireFormat.JSON.media_type,
+                    "Authorization": basic("SN-1", code),
+                },
+                timeout=30,
+            ).status_code
+
+        started = ProgressReport("bootstrap-initiated", "starting")
+        for report in (started, started, ProgressReport("informational", "fetching"), started):
+            assert send(report) == 204
+        history = server.client().device_progress("SN-1")
+        stored = [
+            (report["progress_type"], report["message"])
+            for attempt in history["attempts"]
+            for report in attempt["reports"]
+        ]
+        assert stored == [
+            ("bootstrap-initiated", "starting"),
+            ("informational", "fetching"),
+            ("bootstrap-initiated", "starting"),
+        ]
+        events = recorded(server, 4)
+        assert [(event["rpc"], event["status"]) for event in events] == [
+            ("report-progress", 204)
+        ] * 4
+        admin = requests.get(
+            f"{server.admin_url}/metrics",
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=10,
+        ).text
+        assert "sztp_progress_reports_repeated_total 1" in admin
 
 
 def record(recorder: Recorder, refusal: str | None = None) -> bool:

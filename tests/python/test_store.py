@@ -41,7 +41,7 @@ from sztp_server.store import (
     sqlite_path,
 )
 from sztp_server.store.base import decode_stored_json_texts, encode_json, report_size
-from sztp_server.store.model import DeviceEvent, HeadFilter, StateDelta
+from sztp_server.store.model import DeviceEvent, HeadFilter, ReportOutcome, StateDelta
 from sztp_server.store.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from sztp_server.store.sql_reads import ROW_BATCH
 
@@ -466,7 +466,7 @@ def test_report_fields_round_trip(store: Store) -> None:
         trust_anchor_certs=("MIIB", "MIIC"),
         truncated=True,
     )
-    assert store.add_report(record) is True
+    assert store.add_report(record) is ReportOutcome.STORED
     (stored,) = store.reports("SN-1")
     assert stored.id > 0
     assert without_ids([stored]) == [record]
@@ -586,7 +586,7 @@ def test_deleting_a_device_deletes_its_reports(store: Store) -> None:
     assert store.report_summary("SN-A") is None
     assert set(heads(store)) == {"SN-B"} and stored_heads(store) == 1
     # A report from a device deleted after it authenticated is not stored.
-    assert store.add_report(report("SN-A", "informational")) is False
+    assert store.add_report(report("SN-A", "informational")) is ReportOutcome.NO_DEVICE
     add_devices(store, "SN-A")
     assert store.reports("SN-A") == []
     assert store.report_summary("SN-A") is None
@@ -597,13 +597,113 @@ def test_deleting_a_device_deletes_its_reports(store: Store) -> None:
     assert store.reports("SN-A") == []
 
 
+def test_a_report_sent_again_is_stored_once(store: Store) -> None:
+    """Equal to the device's newest report and within the window: answered, not stored again;
+    anything else that looks alike is a report of its own."""
+    add_devices(store, "SN-1", "SN-2")
+    window = timedelta(seconds=60)
+    start = datetime.now(UTC)
+
+    def send(record: ProgressRecord, seconds: float) -> ReportOutcome:
+        sent = dataclasses.replace(record, received_at=start + timedelta(seconds=seconds))
+        return store.add_report(sent, repeat_window=window)
+
+    first = dataclasses.replace(
+        report("SN-1", "bootstrap-initiated"),
+        message="starting",
+        ssh_host_keys=(("ssh-ed25519", "AAAA"),),
+        trust_anchor_certs=("MIIB",),
+    )
+    assert send(first, 0) is ReportOutcome.STORED
+    # The server's own fields (address, attempt) do not make a report new.
+    again = dataclasses.replace(first, source_address="198.51.100.7", attempt=2)
+    assert send(again, 5) is ReportOutcome.REPEATED
+    assert send(first, 60) is ReportOutcome.REPEATED  # the window's last moment
+    summary = store.report_summary("SN-1")
+    assert summary is not None and summary.report_count == 1
+    assert send(first, 61) is ReportOutcome.STORED  # past the window of the newest
+    for changed in (
+        dataclasses.replace(first, message="starting again"),
+        dataclasses.replace(first, message=None),
+        dataclasses.replace(first, ssh_host_keys=(("ssh-ed25519", "AAAB"),)),
+        dataclasses.replace(first, trust_anchor_certs=()),
+        dataclasses.replace(first, truncated=True),
+        dataclasses.replace(first, progress_type="bootstrap-error"),
+    ):
+        assert send(changed, 62) is ReportOutcome.STORED, changed
+    # A message-less report repeated (NULL equals NULL here) and a device starting over after
+    # another report.
+    assert send(dataclasses.replace(first, progress_type="bootstrap-error"), 63) is (
+        ReportOutcome.REPEATED
+    )
+    assert send(first, 64) is ReportOutcome.STORED
+    # Another device's equal report is its own, and without a window every copy is kept.
+    assert send(dataclasses.replace(first, serial="SN-2"), 65) is ReportOutcome.STORED
+    assert store.add_report(first) is ReportOutcome.STORED
+    kept = [(record.progress_type, record.message) for record in store.reports("SN-1")]
+    assert kept == [
+        ("bootstrap-initiated", "starting"),
+        ("bootstrap-initiated", "starting"),
+        ("bootstrap-initiated", "starting again"),
+        ("bootstrap-initiated", None),
+        ("bootstrap-initiated", "starting"),
+        ("bootstrap-initiated", "starting"),
+        ("bootstrap-initiated", "starting"),
+        ("bootstrap-error", "starting"),
+        ("bootstrap-initiated", "starting"),
+        ("bootstrap-initiated", "starting"),
+    ]
+    summary = store.report_summary("SN-1")
+    assert summary is not None and summary.report_count == len(kept)
+
+
+def test_postgres_a_report_sent_to_two_instances_at_once_is_stored_once(
+    postgres_url: str,
+) -> None:
+    """The copy that commits second waits for the device's head row and then sees the first."""
+    import psycopg
+
+    stores = [open_store(postgres_url) for _ in range(2)]
+    outcomes: list[ReportOutcome] = []
+    try:
+        stores[0].apply([create("device", "SN-1")], actor="a")
+        stores[0].add_report(report("SN-1", "bootstrap-initiated"))
+        copy = report("SN-1", "informational")
+        with psycopg.connect(postgres_url) as holder:
+            holder.execute("SELECT 1 FROM report_heads WHERE serial = 'SN-1' FOR UPDATE")
+            reporters = [
+                threading.Thread(
+                    target=lambda opened=opened: outcomes.append(
+                        opened.add_report(copy, repeat_window=timedelta(seconds=60))
+                    ),
+                    daemon=True,
+                )
+                for opened in stores
+            ]
+            for reporter in reporters:
+                reporter.start()
+            deadline = time.monotonic() + 30
+            while lock_waiters(postgres_url) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert lock_waiters(postgres_url) == 2, "the copies did not wait for the head row"
+            holder.commit()
+        for reporter in reporters:
+            reporter.join(timeout=30)
+        assert sorted(outcomes) == [ReportOutcome.REPEATED, ReportOutcome.STORED]
+        stored = [record.progress_type for record in stores[1].reports("SN-1")]
+        assert stored == ["bootstrap-initiated", "informational"]
+    finally:
+        for opened in stores:
+            opened.close()
+
+
 def test_postgres_report_racing_its_device_delete_is_not_kept(postgres_url: str) -> None:
     """A report that arrives while another instance deletes the device waits for the delete,
     then finds no device: nothing is left for a device re-created under the serial."""
     import psycopg
 
     opened = open_store(postgres_url)
-    outcome: list[bool] = []
+    outcome: list[ReportOutcome] = []
     try:
         opened.apply([create("device", "SN-1")], actor="a")
         with psycopg.connect(postgres_url) as deleter:
@@ -619,7 +719,7 @@ def test_postgres_report_racing_its_device_delete_is_not_kept(postgres_url: str)
             assert lock_waiters(postgres_url), "the report did not wait for the delete"
             deleter.commit()
         reporter.join(timeout=30)
-        assert outcome == [False]
+        assert outcome == [ReportOutcome.NO_DEVICE]
         assert opened.reports("SN-1") == []
     finally:
         opened.close()
@@ -630,7 +730,7 @@ def test_sqlite_reports_live_in_a_file_of_their_own(tmp_path: Path) -> None:
     opened = open_store(f"sqlite://{path}")
     try:
         add_devices(opened, "SN-1")
-        assert opened.add_report(report("SN-1", "bootstrap-initiated")) is True
+        assert opened.add_report(report("SN-1", "bootstrap-initiated")) is ReportOutcome.STORED
     finally:
         opened.close()
     reports_file = tmp_path / "sztp-reports.db"
@@ -648,7 +748,7 @@ def test_sqlite_report_is_stored_while_the_state_file_is_locked(tmp_path: Path) 
     """What a bulk apply in another process holds does not hold up a device's report."""
     path = tmp_path / "sztp.db"
     opened = open_store(f"sqlite://{path}")
-    outcome: list[bool] = []
+    outcome: list[ReportOutcome] = []
     try:
         add_devices(opened, "SN-1")
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
@@ -658,7 +758,7 @@ def test_sqlite_report_is_stored_while_the_state_file_is_locked(tmp_path: Path) 
             )
             reporter.start()
             reporter.join(timeout=5)
-            assert outcome == [True], "the report waited for the state file's lock"
+            assert outcome == [ReportOutcome.STORED], "the report waited for the state file's lock"
             holder.execute("ROLLBACK")
         assert [record.progress_type for record in opened.reports("SN-1")] == ["informational"]
     finally:
@@ -670,7 +770,7 @@ def test_reports_racing_device_deletes_are_never_kept(store: Store) -> None:
     delete, and in the re-created device's history, no report of the deleted one is left."""
     add_devices(store, "SN-1")
     stop = threading.Event()
-    stored: list[bool] = []
+    stored: list[ReportOutcome] = []
 
     def report_until_stopped() -> None:
         while not stop.is_set():
@@ -688,7 +788,8 @@ def test_reports_racing_device_deletes_are_never_kept(store: Store) -> None:
     finally:
         stop.set()
         reporter.join(timeout=30)
-    assert True in stored and False in stored  # the race was run, both ways
+    # The race was run, both ways.
+    assert {ReportOutcome.STORED, ReportOutcome.NO_DEVICE} <= set(stored)
     summary = store.report_summary("SN-1")
     assert summary is None or summary.report_count == len(store.reports("SN-1"))
 

@@ -13,7 +13,7 @@ import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -27,7 +27,7 @@ from ..connections import HANDSHAKE_REFUSED
 from ..context import ServerContext
 from ..logs import get_logger
 from ..metrics import Metrics
-from ..store.model import ProgressRecord
+from ..store.model import ProgressRecord, ReportOutcome
 from .device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from .password_logins import BUSY_RETRY_AFTER_SECONDS, PasswordWorkersBusy, TooManyFailures
 from .rate_limits import RateLimits
@@ -375,16 +375,23 @@ class _DeviceHandlers:
         except ValidationError as exc:
             raise _RpcFailure(restconf.invalid_value_error(exc), 400, Refusal.BAD_REQUEST) from None
         # Both store calls in one trip to a device worker: every trip is two thread hand-offs.
-        stored, record = await self.context.device_store.run(
+        outcome, record = await self.context.device_store.run(
             self._store_report, serial, report, request.remote
         )
-        if not stored:
+        if outcome is ReportOutcome.NO_DEVICE:
             raise _RpcFailure(
                 _error("protocol", "access-denied", "authentication failed"),
                 401,
                 Refusal.DEVICE_DELETED,
                 f"device {serial} was deleted",
             )
+        if outcome is ReportOutcome.REPEATED:
+            self.metrics.increment("sztp_progress_reports_repeated_total")
+            _LOG.info(
+                "progress report repeated, stored once",
+                extra={"serial": serial, "progress_type": report.progress_type},
+            )
+            return web.Response(status=204)
         self.metrics.increment("sztp_progress_reports_total", progress_type=report.progress_type)
         if record.truncated:
             self.metrics.increment("sztp_progress_reports_truncated_total")
@@ -401,9 +408,9 @@ class _DeviceHandlers:
 
     def _store_report(
         self, serial: str, report: restconf.ProgressReport, remote: str | None
-    ) -> tuple[bool, ProgressRecord]:
+    ) -> tuple[ReportOutcome, ProgressRecord]:
         """Number the report's attempt after the report that decides the device's status and
-        store it; False when the device is gone. Runs on a device worker."""
+        store it, unless it repeats the device's newest report. Runs on a device worker."""
         config = self.context.config
         store = self.context.store
         previous = store.report_summary(serial)
@@ -421,13 +428,18 @@ class _DeviceHandlers:
             trust_anchor_certs=tuple(_b64(cert) for cert in report.trust_anchor_certs),
         )
         record = cap_report(received, min(config.max_report_bytes, config.report_bytes_per_device))
-        stored = store.add_report(
+        outcome = store.add_report(
             record,
             keep_per_device=config.reports_per_device,
             bytes_per_device=config.report_bytes_per_device,
             decides_status=progress.decides_status(last, report.progress_type),
+            repeat_window=(
+                timedelta(seconds=config.repeated_report_seconds)
+                if config.repeated_report_seconds
+                else None
+            ),
         )
-        return stored, record
+        return outcome, record
 
 
 def _client_chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:

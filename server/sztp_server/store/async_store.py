@@ -15,7 +15,7 @@ import asyncio
 import builtins  # a bare `list` would name the list() method
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from .model import (
     HeadCounts,
     HeadFilter,
     ProgressRecord,
+    ReportOutcome,
     ReportSummary,
     StoredResource,
     TokenRecord,
@@ -85,13 +86,15 @@ class AsyncStore:
         keep_per_device: int = 1000,
         bytes_per_device: int | None = None,
         decides_status: bool = True,
-    ) -> bool:
+        repeat_window: timedelta | None = None,
+    ) -> ReportOutcome:
         return await self.run(
             self.store.add_report,
             record,
             keep_per_device=keep_per_device,
             bytes_per_device=bytes_per_device,
             decides_status=decides_status,
+            repeat_window=repeat_window,
         )
 
     async def reports(

@@ -11,7 +11,7 @@ import builtins  # in the store classes a bare `list` would name their list() me
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from json.encoder import encode_basestring_ascii
 from operator import attrgetter
@@ -29,6 +29,7 @@ from .model import (
     HeadCounts,
     HeadFilter,
     ProgressRecord,
+    ReportOutcome,
     ReportSummary,
     StateDelta,
     StoredResource,
@@ -100,9 +101,17 @@ class Store(Protocol):
         keep_per_device: int = 1000,
         bytes_per_device: int | None = None,
         decides_status: bool = True,
-    ) -> bool:
-        """Store a progress report of an existing device; False, and nothing stored, when no
+        repeat_window: timedelta | None = None,
+    ) -> ReportOutcome:
+        """Store a progress report of an existing device; NO_DEVICE, and nothing stored, when no
         device has that serial (deleted since the caller authenticated it).
+
+        With `repeat_window`, a report equal to the device's newest one (type, message, host
+        keys, trust anchors; not the source address or attempt, which the server assigns)
+        and received within `repeat_window` of it is not stored again: REPEATED. A device
+        whose answer was lost sends its report again (RFC 8572 reports carry no id); keeping
+        only the newest report in the comparison means a device that really starts over
+        after another report is always stored, and a dropped repeat never changes a status.
 
         Then drops the device's oldest reports beyond `keep_per_device` reports or beyond
         `bytes_per_device` bytes (`report_size` summed; None: no byte bound). The new report
@@ -466,6 +475,29 @@ def report_values(record: ProgressRecord, received_at: object) -> tuple[Any, ...
     )
 
 
+# What makes a report the same one sent again (see `Store.add_report`): all the device sent.
+_REPEAT_COLUMNS = ("progress_type", "message", "ssh_host_keys", "trust_anchor_certs", "truncated")
+_JSON_COLUMNS = frozenset({"ssh_host_keys", "trust_anchor_certs"})
+
+
+def repeated_report_query(json_cast: str = "") -> str:
+    """A row when the device's report just before the new one is equal to it and received no
+    earlier than a given time. Parameters (`?`): the serial, the new report's id, that time
+    in the backend's form, then `repeat_values` of the new report. `json_cast` turns a
+    parameter into the type the JSON columns have (PostgreSQL's jsonb)."""
+    equal = " AND ".join(
+        f"{column} IS NOT DISTINCT FROM ?{json_cast if column in _JSON_COLUMNS else ''}"
+        for column in _REPEAT_COLUMNS
+    )
+    newest_before = "(SELECT max(id) FROM reports WHERE serial = ? AND id < ?)"
+    return f"SELECT 1 FROM reports WHERE id = {newest_before} AND received_at >= ? AND {equal}"  # noqa: S608 - constants only
+
+
+def repeat_values(values: Sequence[Any]) -> tuple[Any, ...]:
+    """The values of `report_values` that `repeated_report_query` compares, in its order."""
+    return tuple(values[_REPORT_COLUMN_NAMES.index(column)] for column in _REPEAT_COLUMNS)
+
+
 _TRIM_REPORTS = (
     "DELETE FROM reports WHERE id IN (SELECT id FROM ("
     "SELECT id, row_number() OVER newest_first AS position, "
@@ -531,6 +563,7 @@ REPORT_COLUMNS = (
     "serial, received_at, progress_type, message, source_address, attempt, ssh_host_keys, "
     "trust_anchor_certs, truncated, size_bytes"
 )
+_REPORT_COLUMN_NAMES = REPORT_COLUMNS.split(", ")
 # What the backends read back into a ProgressRecord (their `_report` unpacks this order);
 # qualified, so it may be joined with report_heads.
 REPORT_FIELDS = (

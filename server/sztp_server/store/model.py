@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sztp.progress import StoredReport
@@ -82,6 +83,16 @@ class ProgressRecord:
             source_address=self.source_address,
             attempt=self.attempt,
         )
+
+
+class ReportOutcome(StrEnum):
+    """What `Store.add_report` did with a report."""
+
+    STORED = "stored"
+    # Equal to the device's newest report, received within the repeat window: the device sent
+    # it again because the answer to the first was lost, and it is stored once.
+    REPEATED = "repeated"
+    NO_DEVICE = "no-device"  # deleted since the caller authenticated it; nothing stored
 
 
 @dataclass(frozen=True)

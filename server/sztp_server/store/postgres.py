@@ -23,7 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -47,6 +47,8 @@ from .base import (
     deleted_devices,
     events_json,
     prune_audit_row,
+    repeat_values,
+    repeated_report_query,
     report_size,
     report_values,
     resource_rows,
@@ -60,6 +62,7 @@ from .model import (
     Change,
     DeviceEvent,
     ProgressRecord,
+    ReportOutcome,
     StoredResource,
     TokenRecord,
 )
@@ -69,6 +72,7 @@ from .sql_reads import ROW_BATCH, Row, SqlReads
 CONNECT_TIMEOUT_S = 10
 # Any fixed 64-bit number; it serialises schema migrations of instances starting together.
 _MIGRATION_LOCK_KEY = 0x5A7B_0001
+_REPEATED_REPORT = repeated_report_query("::jsonb").replace("?", "%s")
 
 
 def redact_url(url: str) -> str:
@@ -322,9 +326,11 @@ class PostgresStore(SqlReads):
         keep_per_device: int = 1000,
         bytes_per_device: int | None = None,
         decides_status: bool = True,
-    ) -> bool:
+        repeat_window: timedelta | None = None,
+    ) -> ReportOutcome:
         check_report_bound(keep_per_device, bytes_per_device)
         values = report_values(record, as_utc(record.received_at))
+        outcome = ReportOutcome.STORED
         with self._transaction() as connection:
             # The key-share lock makes a concurrent delete of the device wait for this report
             # (and then remove it), or this wait for the delete (and then find no device); spec
@@ -333,7 +339,7 @@ class PostgresStore(SqlReads):
                 "SELECT 1 FROM resources WHERE kind = %s AND name = %s FOR KEY SHARE",
                 (DEVICE, record.serial),
             ).fetchone():
-                return False
+                return ReportOutcome.NO_DEVICE
             (report_id,) = _one(
                 connection.execute(
                     f"INSERT INTO reports ({REPORT_COLUMNS}) "  # noqa: S608
@@ -356,6 +362,22 @@ class PostgresStore(SqlReads):
                     (record.serial, report_id, report_size(record), decides_status),
                 ).fetchone()
             )
+            # After the upsert: a repeat of this report by another instance waited for the
+            # head row's lock, and this compares it with the report that instance committed.
+            if (
+                repeat_window is not None
+                and connection.execute(
+                    _REPEATED_REPORT,
+                    (
+                        record.serial,
+                        report_id,
+                        as_utc(record.received_at - repeat_window),
+                        *repeat_values(values),
+                    ),
+                ).fetchone()
+            ):
+                outcome = ReportOutcome.REPEATED
+                raise psycopg.Rollback  # leaves the transaction block, nothing written
             byte_bound = size if bytes_per_device is None else bytes_per_device
             if count > keep_per_device or size > byte_bound:
                 trim_reports(
@@ -373,7 +395,7 @@ class PostgresStore(SqlReads):
                     "WHERE serial = %s) WHERE serial = %s",
                     (record.serial, record.serial),
                 )
-        return True
+        return outcome
 
     def delete_reports(self, serial: str) -> None:
         with self._transaction() as connection, connection.cursor() as cursor:

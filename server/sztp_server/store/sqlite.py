@@ -34,7 +34,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,8 @@ from .base import (
     deleted_devices,
     events_json,
     prune_audit_row,
+    repeat_values,
+    repeated_report_query,
     report_size,
     report_values,
     resource_rows,
@@ -69,6 +71,7 @@ from .model import (
     Change,
     DeviceEvent,
     ProgressRecord,
+    ReportOutcome,
     StoredResource,
     TokenRecord,
 )
@@ -76,6 +79,7 @@ from .schema import REPORTS_FILE_SCHEMA, REPORTS_SCHEMA, SQLITE_MIGRATIONS, migr
 from .sql_reads import ROW_BATCH, Row, SqlReads
 
 BUSY_TIMEOUT_MS = 10_000
+_REPEATED_REPORT = repeated_report_query()
 # Takes the state file's write lock at once, and only that file's (a no-op write of its one row).
 _LOCK_STATE = "UPDATE store_state SET revision = revision WHERE id = 1"
 
@@ -369,12 +373,14 @@ class SqliteStore(SqlReads):
         keep_per_device: int = 1000,
         bytes_per_device: int | None = None,
         decides_status: bool = True,
-    ) -> bool:
+        repeat_window: timedelta | None = None,
+    ) -> ReportOutcome:
         check_report_bound(keep_per_device, bytes_per_device)
         values = report_values(record, _encode_time(record.received_at))
         with self._report_transaction() as connection:
             # Insert first: the reports file is then locked, so an apply deleting this device
-            # either committed before (and the check below fails) or deletes this report too.
+            # either committed before (and the check below fails) or deletes this report too,
+            # and a repeat of this report by another process is compared with this one.
             (report_id,) = connection.execute(
                 f"INSERT INTO reports ({REPORT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
                 "RETURNING id",
@@ -384,7 +390,21 @@ class SqliteStore(SqlReads):
                 "SELECT 1 FROM resources WHERE kind = ? AND name = ?", (DEVICE, record.serial)
             ).fetchone():
                 connection.execute("ROLLBACK")
-                return False
+                return ReportOutcome.NO_DEVICE
+            if (
+                repeat_window is not None
+                and connection.execute(
+                    _REPEATED_REPORT,
+                    (
+                        record.serial,
+                        report_id,
+                        _encode_time(record.received_at - repeat_window),
+                        *repeat_values(values),
+                    ),
+                ).fetchone()
+            ):
+                connection.execute("ROLLBACK")
+                return ReportOutcome.REPEATED
             connection.execute(
                 "INSERT INTO report_heads (serial, latest_id, report_count, report_bytes) "
                 "VALUES (?, ?, 1, ?) ON CONFLICT (serial) DO UPDATE SET "
@@ -409,7 +429,7 @@ class SqliteStore(SqlReads):
                     "WHERE serial = ?",
                     (record.serial, record.serial),
                 )
-        return True
+        return ReportOutcome.STORED
 
     def delete_reports(self, serial: str) -> None:
         with self._report_transaction() as connection:

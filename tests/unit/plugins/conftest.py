@@ -31,7 +31,7 @@ from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext
 from sztp_server.secret_key import SecretKey
 from sztp_server.store import ProgressRecord, StoredResource, open_store
-from sztp_server.store.model import DeviceEvent
+from sztp_server.store.model import DeviceEvent, ReportOutcome
 from sztp_server.tokens import ADMIN, new_token_record
 
 _Result = TypeVar("_Result")
@@ -99,7 +99,9 @@ class AdminServer:
         """Store a device's progress report as if the device had sent it."""
         store = open_store(self.store_url)
         try:
-            assert store.add_report(record), f"no device {record.serial!r} to report"
+            assert store.add_report(record) is ReportOutcome.STORED, (
+                f"no device {record.serial!r} to report"
+            )
         finally:
             store.close()
 

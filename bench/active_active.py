@@ -23,9 +23,10 @@ broke after it sent a report, but before the answer came, cannot know whether th
 stored, and sends it again (RFC 8572 §5.6 expects retries). The server stores a report equal
 to the device's newest one within `repeated_report_seconds` only once; a copy stored twice
 anyway (a copy committed after a later report, say) is counted here, not treated as an
-error, as long as it is explained by such an unanswered attempt. An error is: a device whose stored reports lack
-one the device had acknowledged (lost), more copies of a report than the device sent
-(stored but never sent), or reports stored out of the order the device sent them.
+error, as long as it is explained by such an unanswered attempt. An error is: a device
+whose stored reports lack one the device had acknowledged (lost), more copies of a report
+than the device sent (stored but never sent), or reports stored out of the order the device
+sent them.
 """
 
 from __future__ import annotations
@@ -78,22 +79,25 @@ START_TIMEOUT = 60.0
 POLL_INTERVAL = 0.5
 HEALTH_INTERVAL_MS = 500  # HAProxy's check interval: two failed checks mark a server down
 WHERE_THE_TIME_GOES = (
-    "Where the time goes (these runs, and an earlier one of 1,000 devices with HAProxy's "
+    "Where the time goes (these runs, and earlier ones of 1,000 devices with HAProxy's "
     "check on the admin `/healthz`). Up to the kill the burst runs as on one server: each "
     "instance has one core and a connection per device (HAProxy counted 501 and 500 at the "
-    "kill of the 1,000-device run). The kill costs every device connected to the victim "
-    "exactly one failed attempt: its request in flight ('connection closed': 188 of 1,000 "
-    "devices, 170 of 10,000) or, where the connection still waited for its TLS handshake, a "
-    "reset (150 and 3,233); the device reconnects after its first backoff (0.5 s with "
-    "jitter), and while HAProxy still counts the victim up (two missed checks) its "
-    "connections are refused and redispatched to the survivor, unseen by the device. Of "
-    "the reports in flight, 78 of 178 (39 of 154 at 10,000) had been committed before the "
-    "victim died and are stored twice; none acknowledged was lost. After the kill the "
-    "survivor serves the rest alone on its core: at 10,000 devices that is 6,656 of them in "
-    "about 145 s, and a device waiting longer than its 30 s attempt timeout connects again, "
-    "as in the single-server burst ('Power-on burst' above): most of the failed attempts "
-    "there are such timed-out handshakes. HAProxy itself cost 1.3 s of CPU for the burst of "
-    "1,000 and 18 s for 10,000. With the admin `/healthz` check "
+    "kill of an earlier 1,000-device run). The kill costs every device connected to the "
+    "victim exactly one failed attempt: its request in flight ('connection closed': 236 of "
+    "1,000 devices, 151 of 10,000) or, where the connection still waited for its TLS "
+    "handshake, a reset (64 and 3,281); the device reconnects after its first backoff (0.5 s "
+    "with jitter), and while HAProxy still counts the victim up (two missed checks) its "
+    "connections are refused and redispatched to the survivor, unseen by the device. Some "
+    "reports in flight had been committed before the victim died; the device sends each "
+    "again, and the survivor finds it equal to the device's newest stored report and stores "
+    "nothing (`repeated_report_seconds`): no duplicates, where the run of 2026-12-04, before "
+    "repeats were recognised, stored 78 of 178 such reports twice (39 of 154 at 10,000). "
+    "None acknowledged was lost. After the kill the survivor serves the rest alone on its "
+    "core: at 10,000 devices that is 6,691 of them in about 100 s, and a device waiting "
+    "longer than its 30 s attempt timeout connects again, as in the single-server burst "
+    "('Power-on burst' above): most of the failed attempts there are such timed-out "
+    "handshakes. HAProxy itself cost 1.1 s of CPU for the burst of 1,000 and 13.8 s for "
+    "10,000. With the admin `/healthz` check "
     "(500 ms, two failures) the same burst took four times as long and left one device "
     "listed in-progress: `/healthz` is answered by the event loop that serves the devices, "
     "which a burst keeps busy for longer than the check allows, so HAProxy took both live "

@@ -47,7 +47,6 @@ import multiprocessing
 import os
 import platform
 import random
-import re
 import resource
 import shlex
 import signal
@@ -72,6 +71,7 @@ import requests
 from benchlib import lab_fleet, lab_vouchers, post_state, publish, running_server, table_section
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from prometheus_client.parser import text_string_to_metric_families
 
 from sztp.errors import SztpError
 from sztp.labpki import LabPki, load_lab_pki, write_lab_pki
@@ -849,13 +849,14 @@ def server_counters(admin_url: str, token: str) -> dict[str, int]:
         f"{admin_url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=60
     ).text
     counters: Counter[str] = Counter()
-    for name, labels, value in re.findall(r"^(sztp_\w+)\{([^}]*)\} (\d+)$", text, re.MULTILINE):
-        label = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        if name == "sztp_requests_total":
-            counters[f"{label['rpc']} {label['status']}"] += int(value)
-        elif name in ("sztp_connections_refused_total", "sztp_connections_timed_out_total"):
-            kind = label.get("cap") or label.get("phase")
-            counters[f"{name.removeprefix('sztp_').removesuffix('_total')} {kind}"] += int(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name, label, value = sample.name, sample.labels, int(sample.value)
+            if name == "sztp_requests_total":
+                counters[f"{label['rpc']} {label['status']}"] += value
+            elif name in ("sztp_connections_refused_total", "sztp_connections_timed_out_total"):
+                kind = label.get("cap") or label.get("phase")
+                counters[f"{name.removeprefix('sztp_').removesuffix('_total')} {kind}"] += value
     return dict(counters)
 
 

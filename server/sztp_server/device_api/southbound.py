@@ -220,6 +220,8 @@ class _DeviceHandlers:
                 await asyncio.sleep(REFUSAL_PAUSE_SECONDS)
         self.metrics.increment("sztp_requests_total", rpc=rpc, status=str(response.status))
         seconds = (answered or time.perf_counter()) - started
+        outcome = "refused" if refusal is not None else "served"
+        self.metrics.observe("sztp_request_duration_seconds", seconds, rpc=rpc, outcome=outcome)
         self._record(request, rpc, response.status, serial, refusal, seconds)
         return response
 

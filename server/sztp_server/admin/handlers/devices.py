@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -15,8 +16,10 @@ from sztp.errors import ValidationError
 from sztp.progress import MAX_PROGRESS_PAGE, group_by_attempt, summarize
 from sztp.state.resources import DEVICE
 
+from ...config import ServerConfig
+from ...store.async_store import AsyncStore
 from ...store.base import DEVICE_FILTER_FIELDS, utc_now
-from ...store.model import DeviceHead
+from ...store.model import DeviceHead, HeadCounts
 from ..auth import caller
 from ..errors import ApiError, error_of
 from ..requests import (
@@ -195,9 +198,9 @@ class DeviceHandlers:
         )
 
     async def fleet_status(self, _request: web.Request) -> web.Response:
-        """`GET /api/v1/status`: every device counted by status from the head reports grouped
-        by progress type and age (one `head_status` per group), the first STALLED_SHOWN
-        stalled devices in name order and the RECENT_ERRORS most recent failures."""
+        """`GET /api/v1/status`: every device counted by status (`count_by_status`), the
+        first STALLED_SHOWN stalled devices in name order and the RECENT_ERRORS most recent
+        failures."""
         now = utc_now()
         stalled_after = stall_after(self.config)
         counted, stalled, errors = await asyncio.gather(
@@ -211,17 +214,10 @@ class DeviceHandlers:
                 status_filter(DeviceStatus.FAILED, now, stalled_after), limit=RECENT_ERRORS
             ),
         )
-        counts = dict.fromkeys(STATUSES, 0)
-        for (progress_type, stale), count in counted.heads.items():
-            counts[head_status(progress_type, stale=stale, now=now, stall_after=stalled_after)] += (
-                count
-            )
-        unreported = counted.devices - sum(counted.heads.values())
-        counts[head_status(None, stale=False, now=now, stall_after=stalled_after)] += unreported
         return web.json_response(
             {
                 "devices": counted.devices,
-                "counts": counts,
+                "counts": count_by_status(counted, now, stalled_after),
                 "stalled": [
                     {"serial": item.device.name, "last_report": report_view(item.head)}
                     for item in stalled
@@ -230,6 +226,24 @@ class DeviceHandlers:
                 "recent_errors": [report_view(report) for report in errors],
             }
         )
+
+
+def count_by_status(counted: HeadCounts, now: datetime, stalled_after: timedelta) -> dict[str, int]:
+    """Every status with its number of devices, from the head reports grouped by progress type
+    and age (one `head_status` per group)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for (progress_type, stale), count in counted.heads.items():
+        counts[head_status(progress_type, stale=stale, now=now, stall_after=stalled_after)] += count
+    unreported = counted.devices - sum(counted.heads.values())
+    counts[head_status(None, stale=False, now=now, stall_after=stalled_after)] += unreported
+    return counts
+
+
+async def devices_by_status(store: AsyncStore, config: ServerConfig) -> dict[str, int]:
+    """Every status with its number of devices now (the /metrics gauge)."""
+    now = utc_now()
+    stalled_after = stall_after(config)
+    return count_by_status(await store.head_counts(now - stalled_after), now, stalled_after)
 
 
 async def _stream_devices(

@@ -20,6 +20,8 @@ import yaml
 from sztp.errors import ValidationError
 from sztp.loopback import is_loopback
 
+from .events_out.syslog_format import FACILITIES, parse_syslog_url
+
 ENV_PREFIX = "SZTP_SERVER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Where /metrics and /healthz are served (`monitoring_listeners`); device listeners face
@@ -240,6 +242,34 @@ class ServerConfig:
             "of bad logins cannot push out what matters"
         ),
     )
+    syslog_url: str | None = field(
+        default=None,
+        metadata=_about(
+            "where the flight recorder's events also go, as RFC 5424 syslog messages: "
+            "`udp://HOST[:514]`, `tcp://HOST[:601]` (RFC 6587, octet counting) or "
+            "`tls://HOST[:6514]` (RFC 5425); unset: nowhere"
+        ),
+    )
+    syslog_facility: str = field(
+        default="daemon",
+        metadata=_about("syslog facility of those messages: `daemon`, `auth`, `local0`..."),
+    )
+    syslog_ca_file: Path | None = field(
+        default=None,
+        metadata=_about(
+            "PEM CA certificates a `tls://` receiver's certificate is checked against (its "
+            "name too); unset: the system's"
+        ),
+    )
+    syslog_tls_cert: Path | None = field(
+        default=None,
+        metadata=_about(
+            "PEM client certificate (then its chain) for a `tls://` receiver that asks"
+        ),
+    )
+    syslog_tls_key: Path | None = field(
+        default=None, metadata=_about("PEM private key (unencrypted) of `syslog_tls_cert`")
+    )
     report_rate_per_minute: float = field(
         default=12.0,
         metadata=_about(
@@ -450,6 +480,7 @@ def _build(document: Mapping[str, Any]) -> ServerConfig:
             f"must be at least {ADMIN_STORE_WORKERS + 1}: {ADMIN_STORE_WORKERS} serve the "
             "admin API, the others devices",
         )
+    _check_syslog(config)
     admin = config.admin_listener
     if not admin.uses_tls and not is_loopback(admin.host) and not config.admin_allow_plain_http:
         raise ValidationError(
@@ -459,6 +490,24 @@ def _build(document: Mapping[str, Any]) -> ServerConfig:
             "admin_allow_plain_http: true to accept the risk",
         )
     return config
+
+
+def _check_syslog(config: ServerConfig) -> None:
+    if config.syslog_facility not in FACILITIES:
+        raise ValidationError("syslog_facility", f"must be one of {', '.join(FACILITIES)}")
+    tls_files = {
+        name: getattr(config, name)
+        for name in ("syslog_ca_file", "syslog_tls_cert", "syslog_tls_key")
+        if getattr(config, name) is not None
+    }
+    if config.syslog_url is None:
+        if tls_files:
+            raise ValidationError(next(iter(tls_files)), "only with a tls:// syslog_url")
+        return
+    if parse_syslog_url(config.syslog_url).transport != "tls" and tls_files:
+        raise ValidationError(next(iter(tls_files)), "only with a tls:// syslog_url")
+    if (config.syslog_tls_cert is None) != (config.syslog_tls_key is None):
+        raise ValidationError("syslog_tls_cert", "syslog_tls_cert and syslog_tls_key go together")
 
 
 def _convert(name: str, value: Any) -> Any:

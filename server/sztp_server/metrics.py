@@ -42,6 +42,11 @@ COUNTERS: dict[str, str] = {
         "Device requests the flight recorder did not record, by why: refused-rate (refused "
         "requests beyond refused_events_per_second), backlog, store-error."
     ),
+    "sztp_syslog_sent_total": "Flight recorder events sent to syslog_url.",
+    "sztp_syslog_dropped_total": (
+        "Flight recorder events not sent to syslog_url, by why: backlog (too many waiting), "
+        "unreachable (the receiver could not be reached, or the send failed)."
+    ),
     "sztp_refused_requests_total": (
         "Device requests refused, by rpc and reason (sztp.refusals: the device is only told "
         "access-denied or the like)."

@@ -42,10 +42,18 @@ WriteEvents = Callable[[list[Pending]], Awaitable[None]]
 
 
 class Recorder:
-    """Collects this process's device events and writes them in batches with `write`."""
+    """Collects this process's device events and writes them in batches with `write`, each
+    batch handed to `forward` too (which must not wait: syslog)."""
 
-    def __init__(self, write: WriteEvents, metrics: Metrics, refused_per_second: float) -> None:
+    def __init__(
+        self,
+        write: WriteEvents,
+        metrics: Metrics,
+        refused_per_second: float,
+        forward: Callable[[list[Pending]], None] | None = None,
+    ) -> None:
         self._write = write
+        self._forward = forward
         self._metrics = metrics
         self._pending: list[Pending] = []
         burst = max(1, round(refused_per_second))
@@ -94,6 +102,8 @@ class Recorder:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
+        if self._forward is not None:
+            self._forward(batch)
         try:
             await self._write(batch)
         except StoreError as exc:

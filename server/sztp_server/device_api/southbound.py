@@ -25,6 +25,7 @@ from sztp.refusals import TLS_HANDSHAKE, Refusal
 
 from ..connections import HANDSHAKE_REFUSED
 from ..context import ServerContext
+from ..events_out.syslog_sender import SyslogSender
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..store.model import ProgressRecord, ReportOutcome
@@ -102,8 +103,12 @@ class _DeviceHandlers:
         self.authenticator = DeviceAuthenticator(context.config, limits.logins)
         self.responder = Responder(context.config.response_cache_bytes)
         self.report_rate = limits.reports
+        self.syslog = SyslogSender.of(context.config, metrics)
         self.recorder = Recorder(
-            self._write_events, metrics, context.config.refused_events_per_second
+            self._write_events,
+            metrics,
+            context.config.refused_events_per_second,
+            forward=None if self.syslog is None else self.syslog.send,
         )
 
     async def _write_events(self, batch: list[Pending]) -> None:
@@ -116,6 +121,8 @@ class _DeviceHandlers:
         await self.context.device_store.run(write)
 
     async def start(self, _app: web.Application) -> None:
+        if self.syslog is not None:
+            self.syslog.start()
         self.recorder.start()
 
     def handshake_refused(
@@ -143,6 +150,8 @@ class _DeviceHandlers:
 
     async def close(self, _app: web.Application) -> None:
         await self.recorder.stop()
+        if self.syslog is not None:
+            await asyncio.to_thread(self.syslog.stop)
         self.authenticator.close()
 
     async def host_meta(self, _request: web.Request) -> web.Response:

@@ -27,7 +27,7 @@ from functools import partial
 from sztp.errors import SztpError
 
 from .admin import build_admin_app
-from .admin.handlers.devices import devices_by_status
+from .admin.handlers.devices import fleet_gauges
 from .config import ServerConfig
 from .connections import Listening
 from .context import ServerContext
@@ -119,7 +119,7 @@ def _apis(context: ServerContext, metrics: Metrics, limits: RateLimits) -> tuple
     admin_app = build_admin_app(context, max_bulk_bytes=config.max_bulk_body_bytes)
     if config.monitoring_listeners in ("admin", "both"):
         admin_app.router.add_get("/metrics", metrics.page)
-        metrics.fleet_with(partial(devices_by_status, context.admin_store, config))
+        metrics.fleet_with(partial(fleet_gauges, context))
     listeners = config.named_listeners()
     device_app = build_device_app(context, metrics, limits)
     return (

@@ -61,6 +61,17 @@ class CompactSpecs(Mapping[str, Spec]):
     def __getitem__(self, name: str) -> Spec:
         return _spec(self._rows[name])
 
+    def values_of(self, field: str) -> Iterator[tuple[str, Any]]:
+        """(name, value of `field`) of every spec that has the field, without making specs."""
+        positions: dict[tuple[str, ...], int | None] = {}
+        for name, row in self._rows.items():
+            fields = row[0]
+            if fields not in positions:
+                positions[fields] = fields.index(field) + 1 if field in fields else None
+            position = positions[fields]
+            if position is not None:
+                yield name, row[position]
+
     def get(self, name: str, default: Any = None) -> Any:  # without Mapping's try/except
         row = self._rows.get(name)
         return default if row is None else _spec(row)

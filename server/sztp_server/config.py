@@ -199,6 +199,15 @@ class ServerConfig:
         default=30.0,
         metadata=_about('a device silent this long in the middle of a bootstrap is "stalled"'),
     )
+    expiry_warning_days: float = field(
+        default=14.0,
+        metadata=_about(
+            "vouchers, owner certificates, trust anchors and TLS certificates that expire "
+            "within this many days (or have expired) are shown by `sztpctl status` and counted "
+            "in /metrics (vouchers are often issued for 30 days: a longer warning would flag "
+            "every new one)"
+        ),
+    )
     reports_per_device: int = field(
         default=1000,
         metadata=_about("progress reports kept per device; the oldest go first"),
@@ -393,6 +402,14 @@ class ServerConfig:
             return len(os.sched_getaffinity(0))
         except OSError:  # a seccomp filter may refuse the call: every core, then
             return os.cpu_count() or 1
+
+    def tls_certificate_files(self) -> list[tuple[str, Path]]:
+        """(listener name, certificate file) of every listener with TLS."""
+        return [
+            (name, listener.tls_cert)
+            for name, listener in self.named_listeners()
+            if listener.tls_cert is not None
+        ]
 
     def named_listeners(self) -> list[tuple[str, Listener]]:
         """Every listener with the name errors give it: device_listeners[0], ..., then

@@ -32,6 +32,7 @@ from sztp.state.resources import DEVICE, KINDS, OWNER, TRUST_ANCHOR
 from .children import release_free_memory
 from .compact_specs import CompactSpecs
 from .config import ADMIN_STORE_WORKERS, ServerConfig
+from .expiry import ExpiryDates
 from .secret_key import SecretKey
 from .store.async_store import AsyncStore
 from .store.base import Store
@@ -157,6 +158,7 @@ class ServerContext:
             store, workers=config.database_pool_size - ADMIN_STORE_WORKERS, name="store-device"
         )
         self.admin_store = AsyncStore(store, workers=ADMIN_STORE_WORKERS, name="store-admin")
+        self.expiry = ExpiryDates(config.tls_certificate_files())
         self._snapshot = load_snapshot(store, secret_key)
         self._reload: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[Snapshot], None]] = []

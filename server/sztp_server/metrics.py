@@ -81,10 +81,17 @@ HISTOGRAMS: dict[str, Histogram] = {
     ),
 }
 # Shown only on the admin listener: they tell the devices' network nothing it should know.
-DEVICES_GAUGE = "sztp_devices"
 BUILD_INFO = "sztp_build_info"
 GAUGES: dict[str, str] = {
-    DEVICES_GAUGE: "Devices by status, as sztpctl status counts them (admin listener only).",
+    "sztp_devices": "Devices by status, as sztpctl status counts them (admin listener only).",
+    "sztp_expiring": (
+        "Vouchers, owner certificates, trust anchors and TLS certificates (kind) that expire "
+        "within expiry_warning_days or have expired (admin listener only)."
+    ),
+    "sztp_next_expiry_timestamp_seconds": (
+        "When the first of each kind of those expires, in seconds since the epoch (admin "
+        "listener only)."
+    ),
     BUILD_INFO: (
         "Always 1, labelled with the sztp-server version and the Python running it (admin "
         "listener only)."
@@ -95,7 +102,9 @@ GAUGES: dict[str, str] = {
 _BUCKET = ":bucket"
 _SUM = ":sum"
 
-FleetGauges = Callable[[], Awaitable[Mapping[str, int]]]
+# (gauge name, labels, value) of the declared GAUGES, as the admin page's source gives them.
+GaugeSample = tuple[str, dict[str, str], float]
+FleetGauges = Callable[[], Awaitable[Iterable[GaugeSample]]]
 
 
 class Metrics:
@@ -142,7 +151,7 @@ class Metrics:
         self._gather = gather
 
     def fleet_with(self, gauges: FleetGauges) -> None:
-        """Have the admin page show `gauges()`: devices by status."""
+        """Have the admin page show `gauges()`: devices by status, expiries."""
         self._fleet = gauges
 
     async def page(self, request: web.Request) -> web.Response:
@@ -163,7 +172,7 @@ class Metrics:
         self,
         request: web.Request,
         hidden: Mapping[str, frozenset[str]] | None,
-        fleet: Mapping[str, int] | None,
+        fleet: Iterable[GaugeSample] | None,
     ) -> web.Response:
         if self._gather is not None:
             await self._gather()
@@ -204,7 +213,7 @@ class _Families(Collector):
     or not."""
 
     def __init__(
-        self, counts: Counter[CounterKey], build: bool, fleet: Mapping[str, int] | None
+        self, counts: Counter[CounterKey], build: bool, fleet: Iterable[GaugeSample] | None
     ) -> None:
         self._counts = counts
         self._build = build
@@ -223,10 +232,14 @@ class _Families(Collector):
         for name, histogram in HISTOGRAMS.items():
             yield _histogram(name, histogram, by_name[name + _BUCKET], by_name[name + _SUM])
         if self._fleet is not None:
-            devices = Metric(DEVICES_GAUGE, GAUGES[DEVICES_GAUGE], "gauge")
-            for status, count in self._fleet.items():
-                devices.add_sample(DEVICES_GAUGE, {"status": status}, count)
-            yield devices
+            gauges = {
+                name: Metric(name, meaning, "gauge")
+                for name, meaning in GAUGES.items()
+                if name != BUILD_INFO
+            }
+            for name, gauge_labels, gauge_value in self._fleet:
+                gauges[name].add_sample(name, gauge_labels, gauge_value)
+            yield from gauges.values()
         if self._build:
             yield InfoMetricFamily(
                 BUILD_INFO.removesuffix("_info"),

@@ -349,3 +349,14 @@ def _status_tables(summary: dict[str, Any]) -> None:
                 Text(report_message(report)),
             )
         out.print(errors)
+    expiring = summary.get("expiring")  # a server older than this client sends none
+    if expiring and expiring["soonest"]:
+        days = f"{expiring['within_days']:g}"
+        soon = Table(f"EXPIRES WITHIN {days} DAYS", "NAME", "NOT AFTER", box=box.SIMPLE_HEAD)
+        for expiry in expiring["soonest"]:
+            when = expiry["not_after"] + (" (expired)" if expiry["expired"] else "")
+            soon.add_row(expiry["kind"], Text(expiry["name"]), when)
+        out.print(soon)
+        unnamed = sum(expiring["counts"].values()) - len(expiring["soonest"])
+        if unnamed > 0:
+            out.print(f"and {unnamed} more expiring within {days} days")

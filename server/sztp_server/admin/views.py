@@ -17,6 +17,7 @@ from sztp.state.plan import Change
 from sztp.state.resources import public_fields, public_view
 
 from ..config import ServerConfig
+from ..expiry import ExpiringSoon
 from ..store.model import (
     AuditEntry,
     DeviceEvent,
@@ -225,3 +226,24 @@ PLAN_VIEWS: Mapping[str, Callable[[Change], str]] = {
     "full": _change_view_json,
     "summary": change_summary_json,
 }
+
+
+def expiry_window(config: ServerConfig) -> timedelta:
+    return timedelta(days=config.expiry_warning_days)
+
+
+def expiring_view(expiring: ExpiringSoon, now: datetime, within_days: float) -> dict[str, Any]:
+    """What expires within `within_days` (`GET /api/v1/status`'s `expiring`)."""
+    return {
+        "within_days": within_days,
+        "counts": expiring.counts,
+        "soonest": [
+            {
+                "kind": expiry.kind,
+                "name": expiry.name,
+                "not_after": expiry.not_after.isoformat(),
+                "expired": expiry.not_after <= now,
+            }
+            for expiry in expiring.soonest
+        ],
+    }

@@ -16,8 +16,8 @@ from sztp.errors import ValidationError
 from sztp.progress import MAX_PROGRESS_PAGE, group_by_attempt, summarize
 from sztp.state.resources import DEVICE
 
-from ...config import ServerConfig
-from ...store.async_store import AsyncStore
+from ...context import ServerContext
+from ...metrics import GaugeSample
 from ...store.base import DEVICE_FILTER_FIELDS, utc_now
 from ...store.model import DeviceHead, HeadCounts
 from ..auth import caller
@@ -39,6 +39,8 @@ from ..views import (
     derived_status,
     etag,
     event_view,
+    expiring_view,
+    expiry_window,
     head_status,
     report_view,
     resource_view,
@@ -203,7 +205,8 @@ class DeviceHandlers:
         failures."""
         now = utc_now()
         stalled_after = stall_after(self.config)
-        counted, stalled, errors = await asyncio.gather(
+        context = self.service.context
+        counted, stalled, errors, expiring = await asyncio.gather(
             self.store.head_counts(now - stalled_after),
             self.store.device_page(
                 after=None,
@@ -212,6 +215,9 @@ class DeviceHandlers:
             ),
             self.store.head_reports(
                 status_filter(DeviceStatus.FAILED, now, stalled_after), limit=RECENT_ERRORS
+            ),
+            self.store.run(
+                context.expiry.soon, context.snapshot(), now, expiry_window(self.config)
             ),
         )
         return web.json_response(
@@ -224,6 +230,7 @@ class DeviceHandlers:
                     if item.head is not None  # always: a stalled device has reported
                 ],
                 "recent_errors": [report_view(report) for report in errors],
+                "expiring": expiring_view(expiring, now, self.config.expiry_warning_days),
             }
         )
 
@@ -239,11 +246,25 @@ def count_by_status(counted: HeadCounts, now: datetime, stalled_after: timedelta
     return counts
 
 
-async def devices_by_status(store: AsyncStore, config: ServerConfig) -> dict[str, int]:
-    """Every status with its number of devices now (the /metrics gauge)."""
+async def fleet_gauges(context: ServerContext) -> list[GaugeSample]:
+    """The admin /metrics gauges: devices by status, and what expires soon."""
+    config, store = context.config, context.admin_store
     now = utc_now()
     stalled_after = stall_after(config)
-    return count_by_status(await store.head_counts(now - stalled_after), now, stalled_after)
+    counted, expiring = await asyncio.gather(
+        store.head_counts(now - stalled_after),
+        store.run(context.expiry.soon, context.snapshot(), now, expiry_window(config)),
+    )
+    samples: list[GaugeSample] = [
+        ("sztp_devices", {"status": status}, count)
+        for status, count in count_by_status(counted, now, stalled_after).items()
+    ]
+    samples += [("sztp_expiring", {"kind": kind}, count) for kind, count in expiring.counts.items()]
+    samples += [
+        ("sztp_next_expiry_timestamp_seconds", {"kind": kind}, first.timestamp())
+        for kind, first in expiring.next_by_kind.items()
+    ]
+    return samples
 
 
 async def _stream_devices(

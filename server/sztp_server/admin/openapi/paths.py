@@ -10,6 +10,7 @@ from sztp.protocol.restconf import RPC_NAMES
 from sztp.refusals import REFUSALS, TLS_HANDSHAKE, Refusal
 from sztp.state.resources import KINDS
 
+from ...expiry import EXPIRY_KINDS, SOONEST_SHOWN
 from ...store.base import AUDIT_MAX_AGE_DAYS
 from ..requests import (
     DEFAULT_EVENTS_LIMIT,
@@ -393,7 +394,7 @@ def _device_events() -> Schema:
 def _fleet_status() -> Schema:
     fleet = {
         "type": "object",
-        "required": ["devices", "counts", "stalled", "recent_errors"],
+        "required": ["devices", "counts", "stalled", "recent_errors", "expiring"],
         "properties": {
             "devices": {"type": "integer"},
             "counts": {
@@ -414,6 +415,33 @@ def _fleet_status() -> Schema:
                 "description": f"The last reports of the {RECENT_ERRORS} devices that failed "
                 "most recently, newest first",
                 "items": ref("Report"),
+            },
+            "expiring": {
+                "type": "object",
+                "description": "Vouchers, owner certificates, trust anchors and TLS "
+                "certificates that expire within `expiry_warning_days` or have expired: how "
+                f"many of each kind, and the {SOONEST_SHOWN} soonest",
+                "required": ["within_days", "counts", "soonest"],
+                "properties": {
+                    "within_days": {"type": "number"},
+                    "counts": {
+                        "type": "object",
+                        "properties": {kind: {"type": "integer"} for kind in EXPIRY_KINDS},
+                    },
+                    "soonest": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["kind", "name", "not_after", "expired"],
+                            "properties": {
+                                "kind": {"type": "string", "enum": list(EXPIRY_KINDS)},
+                                "name": {"type": "string"},
+                                "not_after": {"type": "string", "format": "date-time"},
+                                "expired": {"type": "boolean"},
+                            },
+                        },
+                    },
+                },
             },
         },
     }

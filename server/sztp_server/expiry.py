@@ -1,0 +1,135 @@
+"""When what the server hands out or relies on stops being valid: device vouchers
+(`expires-on`), owner certificate chains, trust anchors and the server's own TLS
+certificates; what expires within `expiry_warning_days` is shown by `GET /api/v1/status`
+(`sztpctl status`) and /metrics.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+
+from sztp.errors import SztpError
+from sztp.protocol import pki
+from sztp.protocol.voucher import read_stored_voucher
+from sztp.state.resources import DEVICE, OWNER, TRUST_ANCHOR
+
+from .compact_specs import CompactSpecs
+
+if TYPE_CHECKING:
+    from .context import Snapshot
+
+VOUCHER = "voucher"
+OWNER_CERTIFICATE = "owner-certificate"
+TRUST_ANCHOR_CERTIFICATE = "trust-anchor"
+TLS_CERTIFICATE = "tls-certificate"
+EXPIRY_KINDS = (VOUCHER, OWNER_CERTIFICATE, TRUST_ANCHOR_CERTIFICATE, TLS_CERTIFICATE)
+# The soonest expiries the status names; the counts cover them all.
+SOONEST_SHOWN = 50
+
+
+@dataclass(frozen=True, order=True)
+class Expiry:
+    not_after: datetime
+    kind: str
+    name: str  # the resource (device serial, owner, trust anchor) or the listener
+
+
+@dataclass(frozen=True)
+class ExpiringSoon:
+    """What expires before `until` (or has expired): counted by kind, the soonest named."""
+
+    until: datetime
+    counts: dict[str, int]
+    soonest: tuple[Expiry, ...]
+    next_by_kind: dict[str, datetime]  # the earliest expiry of each kind, however far
+
+
+class ExpiryDates:
+    """Every expiry date of a snapshot and of the TLS certificate files, worked out once per
+    snapshot revision (on a store thread: a fleet's vouchers are parsed there); a voucher
+    already seen, by its text, is not parsed again."""
+
+    def __init__(self, tls_files: Sequence[tuple[str, Path]]) -> None:
+        self._tls_files = tls_files
+        self._lock = threading.Lock()
+        self._revision = -1
+        self._state_dates: tuple[Expiry, ...] = ()
+        self._voucher_dates: dict[str, datetime | None] = {}
+
+    def soon(self, snapshot: Snapshot, now: datetime, within: timedelta) -> ExpiringSoon:
+        until = now + within
+        dates = sorted([*self._of_state(snapshot), *self._of_tls_files()])
+        counts = dict.fromkeys(EXPIRY_KINDS, 0)
+        next_by_kind: dict[str, datetime] = {}
+        for expiry in dates:
+            next_by_kind.setdefault(expiry.kind, expiry.not_after)
+            if expiry.not_after <= until:
+                counts[expiry.kind] += 1
+        soonest = tuple(expiry for expiry in dates[:SOONEST_SHOWN] if expiry.not_after <= until)
+        return ExpiringSoon(until, counts, soonest, next_by_kind)
+
+    def _of_state(self, snapshot: Snapshot) -> tuple[Expiry, ...]:
+        with self._lock:
+            if snapshot.revision != self._revision:
+                self._state_dates = (
+                    *self._of_vouchers(snapshot.state.get(DEVICE, {})),
+                    *_of_certificate_specs(snapshot, OWNER, "certificate_chain", OWNER_CERTIFICATE),
+                    *_of_certificate_specs(
+                        snapshot, TRUST_ANCHOR, "certificates", TRUST_ANCHOR_CERTIFICATE
+                    ),
+                )
+                self._revision = snapshot.revision
+            return self._state_dates
+
+    def _of_vouchers(self, devices: Any) -> list[Expiry]:
+        pairs: Iterable[tuple[str, Any]] = (
+            devices.values_of(VOUCHER)
+            if isinstance(devices, CompactSpecs)
+            else ((name, spec.get(VOUCHER)) for name, spec in devices.items())
+        )
+        seen, found = self._voucher_dates, []
+        dates: dict[str, datetime | None] = {}
+        for serial, text in pairs:
+            if not text:
+                continue
+            expires = seen[text] if text in seen else _voucher_expiry(text)
+            dates[text] = expires
+            if expires is not None:
+                found.append(Expiry(expires, VOUCHER, serial))
+        self._voucher_dates = dates  # vouchers no longer stored are forgotten
+        return found
+
+    def _of_tls_files(self) -> Iterator[Expiry]:
+        for name, path in self._tls_files:
+            try:
+                certificates = pki.load_certificates_pem(path.read_bytes())
+            except (OSError, SztpError, ValueError):
+                continue  # the TLS set-up reports an unreadable file; nothing to date here
+            yield Expiry(_earliest(certificates), TLS_CERTIFICATE, name)
+
+
+def _of_certificate_specs(snapshot: Snapshot, kind: str, field: str, shown: str) -> list[Expiry]:
+    found = []
+    for name, spec in snapshot.state.get(kind, {}).items():
+        certificates = pki.load_certificates_pem(spec[field].encode())
+        found.append(Expiry(_earliest(certificates), shown, name))
+    return found
+
+
+def _earliest(certificates: Sequence[x509.Certificate]) -> datetime:
+    return min(certificate.not_valid_after_utc for certificate in certificates)
+
+
+def _voucher_expiry(text: str) -> datetime | None:
+    try:
+        return read_stored_voucher(base64.b64decode(text)).expires_on
+    except (SztpError, ValueError):
+        return None  # verified when stored; a voucher unreadable now has no date to show

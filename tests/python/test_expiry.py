@@ -1,0 +1,117 @@
+"""What expires soon: vouchers, owner certificates, trust anchors and the server's TLS
+certificates, in the fleet status, `sztpctl status` and /metrics."""
+
+from __future__ import annotations
+
+import base64
+import types
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from sztp.labpki import write_lab_pki
+from sztp.protocol import pki
+from sztp.protocol.voucher import create_voucher, sign_voucher
+from sztp.state.resources import DEVICE
+from sztp_server import expiry
+from sztp_server.expiry import ExpiryDates
+from sztp_testing import run_sztpctl, running_server
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def gauges(page: str, name: str) -> dict[str, float]:
+    return {
+        sample.labels["kind"]: sample.value
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def test_what_expires_soon_is_shown_and_counted(tmp_path: Path) -> None:
+    lab = write_lab_pki(tmp_path / "pki", [])
+    owner_ca = lab.owner_ca.load()
+    short_owner = pki.issue_signing_certificate(owner_ca, "short-lived owner", days=10)
+    masa = lab.masa.load()
+
+    def voucher(serial: str, days: int) -> str:
+        expires = NOW + timedelta(days=days)
+        content = create_voucher(serial, owner_ca.certificate, expires_on=expires)
+        return base64.b64encode(sign_voucher(content, masa)).decode()
+
+    resources: dict[str, Any] = lab.trust_resources()
+    resources["owner"]["short"] = {
+        "certificate_chain": pki.certificate_to_pem(short_owner.certificate).decode()
+        + lab.owner_ca.certificate.read_text(),
+        "private_key": pki.private_key_to_pem(short_owner.private_key).decode(),
+    }
+    resources["device"] = {
+        "SN-SOON": {"voucher": voucher("SN-SOON", 5)},
+        "SN-LATER": {"voucher": voucher("SN-LATER", 100)},
+        "SN-NONE": {},
+    }
+    with running_server(tmp_path / "server", lab=lab) as server:
+        server.apply(resources)
+        expiring = server.client().fleet_status()["expiring"]
+        assert expiring["within_days"] == 14
+        assert expiring["counts"] == {
+            "voucher": 1,
+            "owner-certificate": 1,
+            "trust-anchor": 0,
+            "tls-certificate": 0,
+        }
+        assert [(item["kind"], item["name"], item["expired"]) for item in expiring["soonest"]] == [
+            ("voucher", "SN-SOON", False),
+            ("owner-certificate", "short", False),
+        ]
+        soonest = datetime.fromisoformat(expiring["soonest"][0]["not_after"])
+        assert soonest == NOW + timedelta(days=5)
+
+        shown = run_sztpctl("status", env=server.cli_env(tmp_path)).stdout
+        assert "EXPIRES WITHIN 14 DAYS" in shown
+        assert "SN-SOON" in shown and "short" in shown and "SN-LATER" not in shown
+
+        page = requests.get(
+            f"{server.admin_url}/metrics",
+            headers={"Authorization": f"Bearer {server.token}"},
+            timeout=10,
+        ).text
+        assert gauges(page, "sztp_expiring")["voucher"] == 1
+        firsts = gauges(page, "sztp_next_expiry_timestamp_seconds")
+        assert firsts["voucher"] == (NOW + timedelta(days=5)).timestamp()
+        # The device listener's certificate: far off, yet its date is known.
+        assert set(firsts) == {"voucher", "owner-certificate", "trust-anchor", "tls-certificate"}
+
+        # A renewed voucher leaves the list at the next revision.
+        server.client().put_voucher("SN-SOON", base64.b64decode(voucher("SN-SOON", 200)))
+        counts = server.client().fleet_status()["expiring"]["counts"]
+        assert counts["voucher"] == 0 and counts["owner-certificate"] == 1
+
+
+def test_vouchers_already_seen_are_not_read_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    read: list[str] = []
+
+    def dated(text: str) -> datetime:
+        read.append(text)
+        return NOW + timedelta(days=len(text))
+
+    monkeypatch.setattr(expiry, "_voucher_expiry", dated)
+    dates = ExpiryDates([])
+
+    def snapshot(revision: int, vouchers: dict[str, str]) -> Any:
+        devices = {serial: {"voucher": text} for serial, text in vouchers.items()}
+        return types.SimpleNamespace(revision=revision, state={DEVICE: devices})
+
+    first = dates.soon(snapshot(1, {"A": "aa", "B": "bbbb"}), NOW, timedelta(days=3))
+    assert first.counts["voucher"] == 1 and [e.name for e in first.soonest] == ["A"]
+    assert sorted(read) == ["aa", "bbbb"]
+    dates.soon(snapshot(1, {"A": "aa", "B": "bbbb"}), NOW, timedelta(days=30))
+    assert len(read) == 2  # the same revision: nothing read
+    later = dates.soon(snapshot(2, {"A": "aa", "B": "b"}), NOW, timedelta(days=3))
+    assert read[2:] == ["b"]  # only the changed voucher
+    assert sorted(e.name for e in later.soonest) == ["A", "B"]

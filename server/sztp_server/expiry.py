@@ -7,6 +7,9 @@ certificates; what expires within `expiry_warning_days` is shown by `GET /api/v1
 from __future__ import annotations
 
 import base64
+import bisect
+import heapq
+import itertools
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -61,30 +64,36 @@ class ExpiryDates:
         self._tls_files = tls_files
         self._lock = threading.Lock()
         self._revision = -1
-        self._state_dates: tuple[Expiry, ...] = ()
+        self._state_dates = _Dated([])
         self._voucher_dates: dict[str, datetime | None] = {}
 
     def soon(self, snapshot: Snapshot, now: datetime, within: timedelta) -> ExpiringSoon:
         until = now + within
-        dates = sorted([*self._of_state(snapshot), *self._of_tls_files()])
-        counts = dict.fromkeys(EXPIRY_KINDS, 0)
-        next_by_kind: dict[str, datetime] = {}
-        for expiry in dates:
-            next_by_kind.setdefault(expiry.kind, expiry.not_after)
-            if expiry.not_after <= until:
-                counts[expiry.kind] += 1
-        soonest = tuple(expiry for expiry in dates[:SOONEST_SHOWN] if expiry.not_after <= until)
+        state = self._of_state(snapshot)
+        tls = _Dated(sorted(self._of_tls_files()))
+        counts = {kind: state.count(kind, until) + tls.count(kind, until) for kind in EXPIRY_KINDS}
+        next_by_kind = {**state.first_by_kind, **tls.first_by_kind}
+        first = heapq.merge(state.dates, tls.dates)
+        soonest = tuple(
+            expiry for expiry in itertools.islice(first, SOONEST_SHOWN) if expiry.not_after <= until
+        )
         return ExpiringSoon(until, counts, soonest, next_by_kind)
 
-    def _of_state(self, snapshot: Snapshot) -> tuple[Expiry, ...]:
+    def _of_state(self, snapshot: Snapshot) -> _Dated:
         with self._lock:
             if snapshot.revision != self._revision:
-                self._state_dates = (
-                    *self._of_vouchers(snapshot.state.get(DEVICE, {})),
-                    *_of_certificate_specs(snapshot, OWNER, "certificate_chain", OWNER_CERTIFICATE),
-                    *_of_certificate_specs(
-                        snapshot, TRUST_ANCHOR, "certificates", TRUST_ANCHOR_CERTIFICATE
-                    ),
+                self._state_dates = _Dated(
+                    sorted(
+                        [
+                            *self._of_vouchers(snapshot.state.get(DEVICE, {})),
+                            *_of_certificate_specs(
+                                snapshot, OWNER, "certificate_chain", OWNER_CERTIFICATE
+                            ),
+                            *_of_certificate_specs(
+                                snapshot, TRUST_ANCHOR, "certificates", TRUST_ANCHOR_CERTIFICATE
+                            ),
+                        ]
+                    )
                 )
                 self._revision = snapshot.revision
             return self._state_dates
@@ -114,6 +123,21 @@ class ExpiryDates:
             except (OSError, SztpError, ValueError):
                 continue  # the TLS set-up reports an unreadable file; nothing to date here
             yield Expiry(_earliest(certificates), TLS_CERTIFICATE, name)
+
+
+class _Dated:
+    """Expiries in date order, with each kind's dates for counting by bisection: a status
+    call costs a look-up, not a pass over the fleet's vouchers."""
+
+    def __init__(self, dates: list[Expiry]) -> None:
+        self.dates = dates
+        self._by_kind: dict[str, list[datetime]] = {}
+        for expiry in dates:
+            self._by_kind.setdefault(expiry.kind, []).append(expiry.not_after)
+        self.first_by_kind = {kind: found[0] for kind, found in self._by_kind.items()}
+
+    def count(self, kind: str, until: datetime) -> int:
+        return bisect.bisect_right(self._by_kind.get(kind, []), until)
 
 
 def _of_certificate_specs(snapshot: Snapshot, kind: str, field: str, shown: str) -> list[Expiry]:

@@ -243,6 +243,14 @@ class ServerConfig:
             "instance together; the oldest go first"
         ),
     )
+    device_events_max_age_days: float = field(
+        default=90.0,
+        metadata=_about(
+            "days the flight recorder keeps a device request, whatever `device_events_kept` "
+            "allows; 0 keeps them until that count pushes them out",
+            zero="keeps them until `device_events_kept` pushes them out",
+        ),
+    )
     refused_events_per_second: float = field(
         default=50.0,
         metadata=_about(

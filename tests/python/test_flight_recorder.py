@@ -90,6 +90,9 @@ def test_every_request_is_recorded_with_why_it_was_refused(tmp_path: Path) -> No
         assert served["authenticated"] and served["status"] == 200
         assert served["rpc"] == "get-bootstrapping-data" and served["remote"] == "127.0.0.1"
         assert 0 < served["duration_ms"] < 10_000
+        # What it was served from; a refused request was served nothing.
+        assert (served["profile"], served["image"]) == ("day0", None)
+        assert all(event["profile"] is None for event in events[:-1])
         assert not any(event["authenticated"] for event in events[:-1])
         assert {event["refusal"] for event in events} - {None} <= set(REFUSALS)
 

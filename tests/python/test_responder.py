@@ -52,10 +52,10 @@ def test_many_devices_on_one_profile_share_one_cached_copy() -> None:
     devices = {f"SN-{i:04}": {"profile": name} for i in range(1000)}
     state = snapshot({name: spec}, devices)
     responder = Responder(cache_bytes=64 * MIB)
-    first = responder.respond(state, "SN-0000", UNSIGNED)
+    first = responder.respond(state, "SN-0000", UNSIGNED).data
     assert len(first.conveyed_information) > MIB
     for serial in devices:
-        data = responder.respond(state, serial, UNSIGNED)
+        data = responder.respond(state, serial, UNSIGNED).data
         # The very same bytes object: one rendering, kept once, for every device.
         assert data.conveyed_information is first.conveyed_information
     assert MIB < responder.cached_bytes < 2 * MIB
@@ -66,12 +66,12 @@ def test_the_cache_stays_within_its_bound_dropping_the_least_recently_used() -> 
     devices = {f"SN-{i}": {"profile": f"p{i}"} for i in range(6)}
     state = snapshot(profiles, devices)
     responder = Responder(cache_bytes=3 * MIB + MIB // 2)
-    served = {serial: responder.respond(state, serial, UNSIGNED) for serial in devices}
+    served = {serial: responder.respond(state, serial, UNSIGNED).data for serial in devices}
     assert responder.cached_bytes <= 3 * MIB + MIB // 2
     # The three most recent stayed; the oldest was dropped and is rendered anew.
-    recent = responder.respond(state, "SN-5", UNSIGNED)
+    recent = responder.respond(state, "SN-5", UNSIGNED).data
     assert recent.conveyed_information is served["SN-5"].conveyed_information
-    again = responder.respond(state, "SN-0", UNSIGNED)
+    again = responder.respond(state, "SN-0", UNSIGNED).data
     assert again.conveyed_information == served["SN-0"].conveyed_information
     assert again.conveyed_information is not served["SN-0"].conveyed_information
     assert responder.cached_bytes <= 3 * MIB + MIB // 2
@@ -81,18 +81,20 @@ def test_data_larger_than_the_whole_cache_is_served_and_not_kept() -> None:
     name, spec = profile("huge", MIB)
     state = snapshot({name: spec}, {"SN-1": {"profile": name}})
     responder = Responder(cache_bytes=MIB // 2)
-    assert len(responder.respond(state, "SN-1", UNSIGNED).conveyed_information) > MIB
+    assert len(responder.respond(state, "SN-1", UNSIGNED).data.conveyed_information) > MIB
     assert responder.cached_bytes == 0
 
 
 def test_a_new_revision_drops_what_the_old_one_rendered() -> None:
     name, spec = profile("lab", 1000)
     responder = Responder(cache_bytes=MIB)
-    old = responder.respond(snapshot({name: spec}, {"SN-1": {"profile": name}}), "SN-1", UNSIGNED)
+    old = responder.respond(
+        snapshot({name: spec}, {"SN-1": {"profile": name}}), "SN-1", UNSIGNED
+    ).data
     _, changed = profile("lab", 2000)
     new = responder.respond(
         snapshot({name: changed}, {"SN-1": {"profile": name}}, revision=2), "SN-1", UNSIGNED
-    )
+    ).data
     assert new.conveyed_information != old.conveyed_information
     # Only the new revision's data is left.
     assert responder.cached_bytes < len(old.conveyed_information) + len(new.conveyed_information)
@@ -124,7 +126,7 @@ def test_signed_data_shares_the_signature_and_carries_each_device_its_voucher(
         {name: spec}, {**devices, "SN-none": {"profile": name}}, **{OWNER: {"default": owner}}
     )
     responder = Responder(cache_bytes=16 * MIB)
-    served = {serial: responder.respond(state, serial, SIGNED) for serial in serials}
+    served = {serial: responder.respond(state, serial, SIGNED).data for serial in serials}
     first, second = (served[serial] for serial in serials)
     assert second.conveyed_information is first.conveyed_information
     manufacturer = [ec_lab.manufacturer_ca.certificate]

@@ -1458,7 +1458,7 @@ def device_event(
     number: int, *, serial: str | None = "SN-1", refusal: str | None = None
 ) -> DeviceEvent:
     return DeviceEvent(
-        at=datetime(2024, 5, 1, 12, 0, number, 250, tzinfo=UTC),
+        at=datetime(2024, 5, 1, 12, 0, 0, 250, tzinfo=UTC) + timedelta(seconds=number),
         rpc="get-bootstrapping-data",
         status=200 if refusal is None else 401,
         serial=serial,
@@ -1466,6 +1466,8 @@ def device_event(
         refusal=refusal,
         remote="192.0.2.7",
         duration_us=1500 + number,
+        profile="day0" if refusal is None else None,
+        image="os-1.2" if refusal is None and number % 2 else None,
     )
 
 
@@ -1491,3 +1493,28 @@ def test_device_events_keep_only_the_newest(store: Store) -> None:
         store.add_device_events([device_event(start + n) for n in range(10)], keep=12)
     kept = store.device_events(limit=100)
     assert [event.duration_us - 1500 for event in kept] == list(range(29, 17, -1))
+
+
+def test_device_events_older_than_the_age_limit_go(store: Store) -> None:
+    store.add_device_events([device_event(n) for n in range(10)], keep=100)
+    cutoff = device_event(6).at
+    store.add_device_events([device_event(10)], keep=100, before=cutoff)
+    kept = store.device_events(limit=100)
+    assert [event.duration_us - 1500 for event in kept] == [10, 9, 8, 7, 6]
+
+
+def test_sqlite_reports_file_of_an_older_schema_gains_the_event_columns(tmp_path: Path) -> None:
+    """A reports file whose device_events table predates the profile and image columns."""
+    path = tmp_path / "sztp.db"
+    open_store(f"sqlite://{path}").close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "sztp-reports.db")) as reports:
+        reports.execute("ALTER TABLE device_events DROP COLUMN profile")
+        reports.execute("ALTER TABLE device_events DROP COLUMN image")
+        reports.commit()
+    reopened = open_store(f"sqlite://{path}")
+    try:
+        reopened.add_device_events([device_event(1)], keep=10)
+        (event,) = reopened.device_events()
+        assert (event.profile, event.image) == ("day0", "os-1.2")
+    finally:
+        reopened.close()

@@ -281,7 +281,18 @@ def test_settings_are_checked(tmp_path: Path) -> None:
 def test_every_value_a_device_chose_stays_inside_its_parameter() -> None:
     for hostile in ('"]', "\\", "]\n<13>1 forged", "\x00\x1b[2J", "é"):
         message = format_message(
-            (0.0, "get-bootstrapping-data", 401, hostile, False, "unknown-serial", "::1", 0.0),
+            (
+                0.0,
+                "get-bootstrapping-data",
+                401,
+                hostile,
+                False,
+                "unknown-serial",
+                "::1",
+                0.0,
+                None,
+                None,
+            ),
             facility=LOCAL3,
             hostname="host name\n",
             procid=os.getpid(),

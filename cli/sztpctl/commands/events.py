@@ -63,14 +63,14 @@ def events_table(events: list[Mapping[str, Any]], title: str | None = None) -> T
     from rich.text import Text
 
     table = Table(
-        "TIME", "RPC", "SERIAL", "FROM", "STATUS", "MS", "REFUSED", box=box.SIMPLE_HEAD,
+        "TIME", "RPC", "SERIAL", "FROM", "STATUS", "MS", "OUTCOME", box=box.SIMPLE_HEAD,
         title=title, title_justify="left",
     )  # fmt: skip
     for event in events:
         # A refused request's serial is what it claimed: text from the network, shown as text.
         serial = event["serial"] or ""
         claimed = serial and not event["authenticated"]
-        reason = "" if event["refusal"] is None else why(event["refusal"])
+        outcome = served(event) if event["refusal"] is None else why(event["refusal"])
         table.add_row(
             event["at"],
             event["rpc"],
@@ -78,9 +78,20 @@ def events_table(events: list[Mapping[str, Any]], title: str | None = None) -> T
             Text(event["remote"] or ""),
             str(event["status"]),
             f"{event['duration_ms']:.1f}",
-            Text(reason),
+            Text(outcome),
         )
     return table
+
+
+def served(event: Mapping[str, Any]) -> str:
+    """What a served request was answered from: its profile and image (a server older than
+    this client does not say)."""
+    parts = []
+    if event.get("profile"):
+        parts.append(f"profile {event['profile']}")
+    if event.get("image"):
+        parts.append(f"image {event['image']}")
+    return ", ".join(parts)
 
 
 def why(refusal: str) -> str:

@@ -123,6 +123,8 @@ def event_view(event: DeviceEvent) -> dict[str, Any]:
         "refusal": event.refusal,
         "remote": event.remote,
         "duration_ms": event.duration_us / 1000,
+        "profile": event.profile,
+        "image": event.image,
     }
 
 

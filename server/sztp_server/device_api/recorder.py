@@ -36,8 +36,11 @@ FLUSH_SECONDS = 0.5
 MAX_CLAIMED_SERIAL = 64
 
 # An event as it waits: (time.time(), rpc, status, serial, authenticated, refusal, remote,
-# seconds). A tuple, made on the event loop; it becomes a DeviceEvent in the store thread.
-Pending = tuple[float, str, int, str | None, bool, str | None, str | None, float]
+# seconds, profile, image). A tuple, made on the event loop; it becomes a DeviceEvent in the
+# store thread.
+Pending = tuple[
+    float, str, int, str | None, bool, str | None, str | None, float, str | None, str | None
+]
 WriteEvents = Callable[[list[Pending]], Awaitable[None]]
 
 
@@ -69,8 +72,12 @@ class Recorder:
         refusal: str | None,
         remote: str | None,
         seconds: float,
+        *,
+        profile: str | None = None,
+        image: str | None = None,
     ) -> bool:
-        """Whether the request's event will be written (else it is only counted)."""
+        """Whether the request's event will be written (else it is only counted); `profile`
+        and `image` name what a served get-bootstrapping-data came from."""
         if refusal is not None and not self._refused.take(None):
             self._metrics.increment("sztp_device_events_dropped_total", why="refused-rate")
             return False
@@ -78,7 +85,18 @@ class Recorder:
             self._metrics.increment("sztp_device_events_dropped_total", why="backlog")
             return False
         self._pending.append(
-            (time.time(), rpc, status, serial, authenticated, refusal, remote, seconds)
+            (
+                time.time(),
+                rpc,
+                status,
+                serial,
+                authenticated,
+                refusal,
+                remote,
+                seconds,
+                profile,
+                image,
+            )
         )
         return True
 
@@ -116,19 +134,24 @@ class Recorder:
 
 def device_events(batch: list[Pending]) -> list[DeviceEvent]:
     """The events `batch` holds, as the store takes them."""
-    return [
-        DeviceEvent(
-            at=datetime.fromtimestamp(at, UTC),
-            rpc=rpc,
-            status=status,
-            serial=serial,
-            authenticated=authenticated,
-            refusal=refusal,
-            remote=remote,
-            duration_us=round(seconds * 1_000_000),
+    events = []
+    for pending in batch:
+        at, rpc, status, serial, authenticated, refusal, remote, seconds, profile, image = pending
+        events.append(
+            DeviceEvent(
+                at=datetime.fromtimestamp(at, UTC),
+                rpc=rpc,
+                status=status,
+                serial=serial,
+                authenticated=authenticated,
+                refusal=refusal,
+                remote=remote,
+                duration_us=round(seconds * 1_000_000),
+                profile=profile,
+                image=image,
+            )
         )
-        for at, rpc, status, serial, authenticated, refusal, remote, seconds in batch
-    ]
+    return events
 
 
 def claimed_serial(authorization: str | None) -> str | None:

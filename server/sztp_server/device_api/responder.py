@@ -53,6 +53,16 @@ class DeviceRequest:
     os_version: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What a device is served, and from which profile and image (None for pre-signed data,
+    and `image` for a profile without one): the flight recorder keeps the names."""
+
+    data: BootstrappingData
+    profile: str | None = None
+    image: str | None = None
+
+
 def select_profile(device: Spec, request: DeviceRequest) -> str | None:
     """First selection rule whose set patterns all match (shell-style globs), else the default."""
     facts = {
@@ -80,12 +90,12 @@ class Responder:
         """What the cached artifacts take now (never more than `cache_bytes`)."""
         return self._cache.size
 
-    def respond(self, snapshot: Snapshot, serial: str, request: DeviceRequest) -> BootstrappingData:
+    def respond(self, snapshot: Snapshot, serial: str, request: DeviceRequest) -> Answer:
         device = snapshot.device(serial)
         if device is None:
             raise NoBootstrappingData(f"device {serial} is not known")
         if device.get("presigned"):
-            return self._presigned(snapshot.revision, serial, device["presigned"], request)
+            return Answer(self._presigned(snapshot.revision, serial, device["presigned"], request))
         profile_name = select_profile(device, request)
         if profile_name is None:
             raise NoBootstrappingData(f"device {serial} has no profile")
@@ -104,10 +114,10 @@ class Responder:
         if rendered is None:
             rendered = _render(snapshot, profile, voucher)
             self._cache.put(snapshot.revision, key, rendered)
-        if voucher is None or rendered.ownership_voucher == voucher:
-            return rendered
-        # Cached with the voucher of the device that asked first: this device gets its own.
-        return dataclasses.replace(rendered, ownership_voucher=voucher)
+        if voucher is not None and rendered.ownership_voucher != voucher:
+            # Cached with the voucher of the device that asked first: this device gets its own.
+            rendered = dataclasses.replace(rendered, ownership_voucher=voucher)
+        return Answer(rendered, profile_name, profile.get("image"))
 
     def _presigned(
         self, revision: int, serial: str, document: str, request: DeviceRequest

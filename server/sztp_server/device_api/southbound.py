@@ -113,10 +113,12 @@ class _DeviceHandlers:
 
     async def _write_events(self, batch: list[Pending]) -> None:
         store = self.context.store
-        keep = self.context.config.device_events_kept
+        config = self.context.config
+        keep, days = config.device_events_kept, config.device_events_max_age_days
 
         def write() -> None:  # in a store thread, the events made there too
-            store.add_device_events(device_events(batch), keep=keep)
+            before = datetime.now(UTC) - timedelta(days=days) if days else None
+            store.add_device_events(device_events(batch), keep=keep, before=before)
 
         await self.context.device_store.run(write)
 
@@ -248,6 +250,7 @@ class _DeviceHandlers:
         authenticated = serial is not None
         if not authenticated:
             serial = claimed_serial(request.headers.get("Authorization"))
+        profile, image = request.get(SERVED, (None, None))
         self.recorder.record(
             rpc,
             status,
@@ -256,6 +259,8 @@ class _DeviceHandlers:
             None if refusal is None else refusal.value,
             request.remote,
             seconds,
+            profile=profile,
+            image=image,
         )
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -339,7 +344,7 @@ class _DeviceHandlers:
             os_version=rpc_input.os_version,
         )
         try:
-            data = self.responder.respond(self.context.snapshot(), serial, device_request)
+            answer = self.responder.respond(self.context.snapshot(), serial, device_request)
         except NoBootstrappingData as exc:
             raise _RpcFailure(
                 _error("application", "data-missing", "no bootstrapping data for this device"),
@@ -354,9 +359,17 @@ class _DeviceHandlers:
                 Refusal.DATA_UNAVAILABLE,
                 f"rendering for {serial} failed: {exc}",
             ) from None
+        data = answer.data
+        request[SERVED] = (answer.profile, answer.image)
         _LOG.info(
             "bootstrapping data served",
-            extra={"serial": serial, "remote": request.remote, "signed": data.signed},
+            extra={
+                "serial": serial,
+                "remote": request.remote,
+                "signed": data.signed,
+                "profile": answer.profile,
+                "image": answer.image,
+            },
         )
         return web.Response(
             body=restconf.encode_get_bootstrapping_data_output(data, response_format),
@@ -451,6 +464,10 @@ class _DeviceHandlers:
             ),
         )
         return outcome, record
+
+
+# Which profile and image a get-bootstrapping-data request was served from, for the recorder.
+SERVED = web.RequestKey("sztp_served", tuple[str | None, str | None])
 
 
 def _client_chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:

@@ -69,7 +69,7 @@ def parse_syslog_url(url: str) -> SyslogTarget:
 def format_message(event: Pending, *, facility: int, hostname: str, procid: int) -> bytes:
     """One RFC 5424 message: a refused request at warning severity, a served one at
     informational; the fields as structured data, and a short sentence as the message."""
-    at, rpc, status, serial, authenticated, refusal, remote, seconds = event
+    at, rpc, status, serial, authenticated, refusal, remote, seconds, profile, image = event
     severity = SEVERITY_WARNING if refusal is not None else SEVERITY_INFORMATIONAL
     timestamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")
     header = (
@@ -84,6 +84,8 @@ def format_message(event: Pending, *, facility: int, hostname: str, procid: int)
         "refusal": refusal,
         "remote": remote,
         "duration_ms": f"{seconds * 1000:.3f}",
+        "profile": profile,
+        "image": image,
     }
     data = " ".join(
         f'{name}="{_sd_value(value)}"' for name, value in parameters.items() if value is not None

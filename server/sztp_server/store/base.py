@@ -167,9 +167,12 @@ class Store(Protocol):
         """Forget the device's reports (`apply` does this itself when it deletes a device)."""
         ...
 
-    def add_device_events(self, events: Sequence[DeviceEvent], *, keep: int) -> None:
+    def add_device_events(
+        self, events: Sequence[DeviceEvent], *, keep: int, before: datetime | None = None
+    ) -> None:
         """Store the flight recorder's `events`, in their order; then drop the oldest events
-        beyond the newest `keep` (about: ids from concurrent writers may leave gaps)."""
+        beyond the newest `keep` (about: ids from concurrent writers may leave gaps), and
+        those that happened before `before`."""
         ...
 
     def device_events(
@@ -533,7 +536,9 @@ def trim_reports(
     )
 
 
-EVENT_COLUMNS = "at, rpc, status, serial, authenticated, refusal, remote, duration_us"
+EVENT_COLUMNS = (
+    "at, rpc, status, serial, authenticated, refusal, remote, duration_us, profile, image"
+)
 
 
 def events_json(events: Sequence[DeviceEvent], at_text: Callable[[datetime], str]) -> str:
@@ -552,6 +557,8 @@ def events_json(events: Sequence[DeviceEvent], at_text: Callable[[datetime], str
                 event.refusal,
                 event.remote,
                 event.duration_us,
+                event.profile,
+                event.image,
             ]
             for event in events
         ],

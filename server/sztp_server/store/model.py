@@ -100,7 +100,9 @@ class DeviceEvent:
     """One device request as the flight recorder keeps it: what was asked, by whom, and how it
     ended. `serial` is the device the request proved to be (`authenticated`), or else the one
     it claimed, if any: text from the network, bounded and never trusted. `refusal` is a
-    `sztp.refusals.Refusal` value, None for a request served. `id` is given by the store."""
+    `sztp.refusals.Refusal` value, None for a request served. `profile` and `image` name what
+    a served get-bootstrapping-data came from (the operator's names, as they were then). `id`
+    is given by the store."""
 
     at: datetime
     rpc: str
@@ -110,6 +112,8 @@ class DeviceEvent:
     refusal: str | None
     remote: str | None
     duration_us: int
+    profile: str | None = None
+    image: str | None = None
     id: int = 0
 
 

@@ -126,7 +126,8 @@ def _resource(row: tuple[Any, ...]) -> StoredResource:
 
 
 def _event(row: tuple[Any, ...]) -> DeviceEvent:
-    event_id, at, rpc, status, serial, authenticated, refusal, remote, duration_us = row
+    event_id, at, rpc, status, serial, authenticated, refusal, remote, duration_us = row[:9]
+    profile, image = row[9:]
     return DeviceEvent(
         at=as_utc(at),
         rpc=rpc,
@@ -136,6 +137,8 @@ def _event(row: tuple[Any, ...]) -> DeviceEvent:
         refusal=refusal,
         remote=remote,
         duration_us=duration_us,
+        profile=profile,
+        image=image,
         id=event_id,
     )
 
@@ -401,14 +404,17 @@ class PostgresStore(SqlReads):
         with self._transaction() as connection, connection.cursor() as cursor:
             _delete_reports(cursor, [(serial,)])
 
-    def add_device_events(self, events: Sequence[DeviceEvent], *, keep: int) -> None:
+    def add_device_events(
+        self, events: Sequence[DeviceEvent], *, keep: int, before: datetime | None = None
+    ) -> None:
         check_limit(keep)
         rows = events_json(events, lambda at: as_utc(at).isoformat())
         with self._transaction() as connection, connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO device_events ({EVENT_COLUMNS}) "  # noqa: S608
                 "SELECT (row ->> 0)::timestamptz, row ->> 1, (row ->> 2)::integer, row ->> 3, "
-                "(row ->> 4)::boolean, row ->> 5, row ->> 6, (row ->> 7)::bigint "
+                "(row ->> 4)::boolean, row ->> 5, row ->> 6, (row ->> 7)::bigint, row ->> 8, "
+                "row ->> 9 "
                 "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS rows (row, number) "
                 "ORDER BY number",
                 (rows,),
@@ -417,6 +423,8 @@ class PostgresStore(SqlReads):
                 "DELETE FROM device_events WHERE id <= (SELECT max(id) FROM device_events) - %s",
                 (keep,),
             )
+            if before is not None:
+                cursor.execute("DELETE FROM device_events WHERE at < %s", (as_utc(before),))
 
     # -- audit ------------------------------------------------------------------------------
 

@@ -66,12 +66,22 @@ REPORTS_FILE_SCHEMA: tuple[str, ...] = (
         authenticated INTEGER NOT NULL,
         refusal TEXT,
         remote TEXT,
-        duration_us INTEGER NOT NULL
+        duration_us INTEGER NOT NULL,
+        profile TEXT,
+        image TEXT
     )""",
     f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.device_events_by_serial "
     "ON device_events (serial, id)",
     f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.device_events_refused ON device_events (id) "
     "WHERE refusal IS NOT NULL",
+    # Migration 8: events dropped by age.
+    f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.device_events_by_time ON device_events (at)",
+)
+# Columns device_events gained after its table was first created (migration 8), added to a
+# reports file made before: (name, type).
+REPORTS_FILE_ADDED_COLUMNS = (
+    ("device_events", "profile", "TEXT"),
+    ("device_events", "image", "TEXT"),
 )
 
 
@@ -193,6 +203,8 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     ),
     # Its table is in REPORTS_FILE_SCHEMA: created with the reports file, whenever that is.
     Migration(7, "the flight recorder: device requests, served and refused", ()),
+    # In the reports file too: REPORTS_FILE_ADDED_COLUMNS, checked whenever it is opened.
+    Migration(8, "the flight recorder: the profile and image served, events dropped by age", ()),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -308,6 +320,14 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX device_events_by_serial ON device_events (serial, id)",
             "CREATE INDEX device_events_refused ON device_events (id) WHERE refusal IS NOT NULL",
+        ),
+    ),
+    Migration(
+        8,
+        "the flight recorder: the profile and image served, events dropped by age",
+        (
+            "ALTER TABLE device_events ADD COLUMN profile TEXT, ADD COLUMN image TEXT",
+            "CREATE INDEX device_events_by_time ON device_events (at)",
         ),
     ),
 )

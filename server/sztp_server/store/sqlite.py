@@ -75,7 +75,13 @@ from .model import (
     StoredResource,
     TokenRecord,
 )
-from .schema import REPORTS_FILE_SCHEMA, REPORTS_SCHEMA, SQLITE_MIGRATIONS, migrate
+from .schema import (
+    REPORTS_FILE_ADDED_COLUMNS,
+    REPORTS_FILE_SCHEMA,
+    REPORTS_SCHEMA,
+    SQLITE_MIGRATIONS,
+    migrate,
+)
 from .sql_reads import ROW_BATCH, Row, SqlReads
 
 BUSY_TIMEOUT_MS = 10_000
@@ -114,8 +120,20 @@ def _resource(row: tuple[Any, ...]) -> StoredResource:
     )
 
 
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """A reports file made before a column was added to one of its tables gets it now (the
+    file may be newer or older than the state file's schema version says)."""
+    for table, column, kind in REPORTS_FILE_ADDED_COLUMNS:
+        present = {
+            row[1] for row in connection.execute(f"PRAGMA {REPORTS_SCHEMA}.table_info({table})")
+        }
+        if column not in present:
+            connection.execute(f"ALTER TABLE {REPORTS_SCHEMA}.{table} ADD COLUMN {column} {kind}")
+
+
 def _event(row: tuple[Any, ...]) -> DeviceEvent:
-    event_id, at, rpc, status, serial, authenticated, refusal, remote, duration_us = row
+    event_id, at, rpc, status, serial, authenticated, refusal, remote, duration_us = row[:9]
+    profile, image = row[9:]
     return DeviceEvent(
         at=datetime.fromisoformat(at),
         rpc=rpc,
@@ -125,6 +143,8 @@ def _event(row: tuple[Any, ...]) -> DeviceEvent:
         refusal=refusal,
         remote=remote,
         duration_us=duration_us,
+        profile=profile,
+        image=image,
         id=event_id,
     )
 
@@ -191,6 +211,7 @@ class SqliteStore(SqlReads):
         with self._write_transaction(durable=True, both_files=True) as connection:
             for statement in REPORTS_FILE_SCHEMA:
                 connection.execute(statement)
+            _add_missing_columns(connection)
             migrate(connection, SQLITE_MIGRATIONS)
             _sweep_orphan_reports(connection)
 
@@ -435,20 +456,27 @@ class SqliteStore(SqlReads):
         with self._report_transaction() as connection:
             _delete_reports(connection, json.dumps([serial]))
 
-    def add_device_events(self, events: Sequence[DeviceEvent], *, keep: int) -> None:
+    def add_device_events(
+        self, events: Sequence[DeviceEvent], *, keep: int, before: datetime | None = None
+    ) -> None:
         check_limit(keep)
         rows = events_json(events, _encode_time)
         with self._report_transaction() as connection:
             connection.execute(
                 f"INSERT INTO device_events ({EVENT_COLUMNS}) "  # noqa: S608
                 "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, "
-                "value ->> 5, value ->> 6, value ->> 7 FROM json_each(?)",
+                "value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9 "
+                "FROM json_each(?)",
                 (rows,),
             )
             connection.execute(
                 "DELETE FROM device_events WHERE id <= (SELECT max(id) FROM device_events) - ?",
                 (keep,),
             )
+            if before is not None:
+                connection.execute(
+                    "DELETE FROM device_events WHERE at < ?", (_encode_time(before),)
+                )
 
     # -- audit ------------------------------------------------------------------------------
 

@@ -329,6 +329,8 @@ def _device_events() -> Schema:
             "refusal",
             "remote",
             "duration_ms",
+            "profile",
+            "image",
         ],
         "properties": {
             "id": {"type": "integer"},
@@ -357,6 +359,15 @@ def _device_events() -> Schema:
             },
             "remote": {"type": ["string", "null"], "description": "The client's address"},
             "duration_ms": {"type": "number", "description": "From the request to its answer"},
+            "profile": {
+                "type": ["string", "null"],
+                "description": "The profile a served get-bootstrapping-data came from (its "
+                "name then); null otherwise, and for pre-signed data",
+            },
+            "image": {
+                "type": ["string", "null"],
+                "description": "The boot image of that profile, if it has one",
+            },
         },
     }
     page = {

@@ -59,7 +59,8 @@ def _default_cell(value: Any) -> str:
 
 
 def render_tables() -> str:
-    from sztp_server.config import Listener, ServerConfig, env_variable
+    from sztp_server.config import Listener, ServerConfig, Webhook, env_variable
+    from sztp_server.events_out.webhook_events import EVENT_TYPES
 
     lines = [
         BEGIN,
@@ -80,16 +81,32 @@ def render_tables() -> str:
         "| key | default | meaning |",
         "|---|---|---|",
     ]
-    for item in fields(Listener):
+    lines += _key_rows(Listener)
+    lines += [
+        "",
+        "Each webhook (`webhooks` entries) is a mapping of:",
+        "",
+        "| key | default | meaning |",
+        "|---|---|---|",
+    ]
+    lines += _key_rows(Webhook)
+    lines += ["", "Event types a webhook may be sent:", "", "| event | when |", "|---|---|"]
+    lines += [f"| `{name}` | {meaning} |" for name, meaning in EVENT_TYPES.items()]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def _key_rows(kind: type) -> list[str]:
+    rows = []
+    for item in fields(kind):
         if item.default is not MISSING:
             default = "none" if item.default is None else f"`{render_value(item.default)}`"
         elif "default" in item.metadata:
             default = f"`{item.metadata['default']}`"
         else:
             default = "required"
-        lines.append(f"| `{item.name}` | {default} | {item.metadata['doc']} |")
-    lines += ["", END]
-    return "\n".join(lines)
+        rows.append(f"| `{item.name}` | {default} | {item.metadata['doc']} |")
+    return rows
 
 
 def render_refusals() -> str:

@@ -435,6 +435,11 @@ class SztpClient:
             params["before"] = str(before)
         return self._request("GET", "/events", params=params)
 
+    def webhooks(self) -> dict[str, Any]:
+        """{webhooks}: each webhook the server is configured with and how its deliveries
+        stand."""
+        return self._request("GET", "/webhooks")
+
     # ---- audit
 
     def prune_audit(self, older_than_days: float | None, *, dry_run: bool) -> dict[str, Any]:

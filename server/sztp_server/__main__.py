@@ -86,6 +86,7 @@ def _check(config: ServerConfig) -> list[str]:
     """Raise SztpError on the first defect `run` would meet; return what is risky but runs."""
     from sztp.errors import SztpError
 
+    from .events_out.webhook_delivery import load_secrets
     from .secret_key import check_key_file
     from .store import StoreError, sqlite_path
     from .tls import server_context
@@ -106,6 +107,7 @@ def _check(config: ServerConfig) -> list[str]:
         if listener.uses_tls:
             server_context(name, listener)  # TlsFileError names the listener and the file
     check_key_file(config, os.environ)  # SecretKeyError names the file
+    load_secrets(config)  # each webhook's signing key: ValidationError names the file
     warnings: list[str] = []
     if scheme in ("postgresql", "postgres"):
         warnings.extend(_unverified_database_hosts(config.database_url, os.environ))

@@ -32,6 +32,7 @@ from .config import ServerConfig
 from .connections import Listening
 from .context import ServerContext
 from .device_api import RateLimits, build_device_app
+from .events_out.webhook_delivery import WebhookSender
 from .logs import get_logger
 from .metrics import Metrics
 from .secret_key import load_secret_key, seal_stored_private_keys, unopenable_owner_keys
@@ -92,6 +93,8 @@ async def _serve(context: ServerContext, ready: asyncio.Event | None) -> None:
     limits = RateLimits.of(config, shared=processes > 1)
     device_api, admin_api = _apis(context, metrics, limits)
     workers: DeviceWorkers | None = None
+    # The main process alone delivers webhooks (each instance's, from the shared outbox).
+    webhooks = WebhookSender.of(context, metrics)
     try:
         # The admin listener last: its /healthz answering means devices are served everywhere.
         async with listening(config, tls, [device_api], reuse_port=processes > 1) as device_servers:
@@ -104,11 +107,15 @@ async def _serve(context: ServerContext, ready: asyncio.Event | None) -> None:
                 metrics.gather_with(workers.gather_counts)
                 await workers.start()
             async with listening(config, tls, [admin_api], reuse_port=False):
+                if webhooks is not None:
+                    webhooks.start()
                 await _run(context, tls, workers, ready)
                 _LOG.info("stopping")
                 if workers is not None:
                     workers.terminate()
     finally:
+        if webhooks is not None:
+            await webhooks.stop()
         if workers is not None:
             await workers.stop()
 

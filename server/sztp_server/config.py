@@ -10,10 +10,12 @@ import difflib
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -21,6 +23,7 @@ from sztp.errors import ValidationError
 from sztp.loopback import is_loopback
 
 from .events_out.syslog_format import FACILITIES, parse_syslog_url
+from .events_out.webhook_events import EVENT_TYPES
 
 ENV_PREFIX = "SZTP_SERVER_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -31,6 +34,7 @@ DEFAULT_LISTENER_HOST = "127.0.0.1"
 # Of `database_pool_size`, the store workers (and connections) kept for the admin API: one may
 # be busy with a long apply while the other serves token checks and reads.
 ADMIN_STORE_WORKERS = 2
+WEBHOOK_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def _about(doc: str, *, env: bool = True, zero: str | None = None) -> dict[str, Any]:
@@ -65,6 +69,30 @@ class Listener:
     @property
     def address(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    name: str = field(metadata={"doc": "what the delivery status and the log call it"})
+    url: str = field(
+        metadata={
+            "doc": "where events are POSTed: `https://...` (plain `http://` only to loopback)"
+        }
+    )
+    secret_file: Path = field(
+        metadata={
+            "doc": "file (mode 0600, at least 16 bytes) with the key of the HMAC-SHA256 each "
+            "body is signed with (`X-Sztp-Signature`)"
+        }
+    )
+    events: tuple[str, ...] = field(
+        default=tuple(EVENT_TYPES),
+        metadata={"doc": "the event types sent to it; see the table of event types"},
+    )
+    ca_file: Path | None = field(
+        default=None,
+        metadata={"doc": "PEM CA certificates the receiver's certificate is checked against"},
+    )
 
 
 @dataclass(frozen=True)
@@ -257,6 +285,21 @@ class ServerConfig:
             "refused device requests the flight recorder records per second and server process; "
             "beyond, they are only counted (`sztp_device_events_dropped_total`), so that a flood "
             "of bad logins cannot push out what matters"
+        ),
+    )
+    webhooks: tuple[Webhook, ...] = field(
+        default=(),
+        metadata=_about(
+            "receivers of device events (status changed, failed, complete), each a mapping of "
+            "the keys below; delivered at least once from an outbox in the store",
+            env=False,
+        ),
+    )
+    webhook_retry_hours: float = field(
+        default=24.0,
+        metadata=_about(
+            "how long an event is retried (after 1 s, doubling up to an hour) before its "
+            "delivery is given up and counted as failed"
         ),
     )
     syslog_url: str | None = field(
@@ -542,6 +585,14 @@ def _convert(name: str, value: Any) -> Any:
         return tuple(_listener(f"{name}[{index}]", item) for index, item in enumerate(value))
     if name == "admin_listener":
         return _listener(name, value)
+    if name == "webhooks":
+        if not isinstance(value, list):
+            raise ValidationError(name, "must be a list of webhooks")
+        hooks = tuple(_webhook(f"{name}[{index}]", item) for index, item in enumerate(value))
+        names = [hook.name for hook in hooks]
+        if len(set(names)) != len(names):
+            raise ValidationError(name, "two webhooks have the same name")
+        return hooks
     if name == "trusted_proxies":
         if not isinstance(value, list):
             raise ValidationError(name, "must be a list of addresses or networks")
@@ -586,6 +637,46 @@ def _boolean(name: str, value: Any) -> bool:
     if text in ("false", "no", "off", "0"):
         return False
     raise ValidationError(name, "must be true or false")
+
+
+def _webhook(name: str, value: Any) -> Webhook:
+    if not isinstance(value, dict):
+        raise ValidationError(name, "must be a mapping with name, url and secret_file")
+    keys = [item.name for item in fields(Webhook)]
+    unknown = sorted(set(value) - set(keys))
+    if unknown:
+        raise ValidationError(
+            f"{name}.{unknown[0]}", "unknown setting" + _did_you_mean(unknown[0], keys)
+        )
+    for required in ("name", "url", "secret_file"):
+        if not isinstance(value.get(required), str) or not value[required]:
+            raise ValidationError(f"{name}.{required}", "is required (text)")
+    if not WEBHOOK_NAME.fullmatch(value["name"]):
+        raise ValidationError(f"{name}.name", "must be 1-64 letters, digits, '.', '_' or '-'")
+    parts = urlsplit(value["url"])
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValidationError(f"{name}.url", "must be an https:// URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValidationError(
+            f"{name}.url",
+            "plain http:// only to loopback: device events would cross the network unencrypted",
+        )
+    events = value.get("events", list(EVENT_TYPES))
+    if not isinstance(events, list) or not events:
+        raise ValidationError(f"{name}.events", "must be a non-empty list of event types")
+    for event in events:
+        if event not in EVENT_TYPES:
+            raise ValidationError(
+                f"{name}.events", f"unknown event type {event!r}; one of {', '.join(EVENT_TYPES)}"
+            )
+    ca_file = value.get("ca_file")
+    return Webhook(
+        name=value["name"],
+        url=value["url"],
+        secret_file=Path(value["secret_file"]),
+        events=tuple(dict.fromkeys(events)),
+        ca_file=Path(ca_file) if ca_file else None,
+    )
 
 
 def _listener(name: str, value: Any) -> Listener:

@@ -47,6 +47,10 @@ COUNTERS: dict[str, str] = {
         "Flight recorder events not sent to syslog_url, by why: backlog (too many waiting), "
         "unreachable (the receiver could not be reached, or the send failed)."
     ),
+    "sztp_webhook_deliveries_total": (
+        "Tries to deliver a webhook event, by webhook and outcome: delivered, retry (to be "
+        "tried again), given-up (after webhook_retry_hours)."
+    ),
     "sztp_refused_requests_total": (
         "Device requests refused, by rpc and reason (sztp.refusals: the device is only told "
         "access-denied or the like)."
@@ -88,6 +92,7 @@ GAUGES: dict[str, str] = {
         "Vouchers, owner certificates, trust anchors and TLS certificates (kind) that expire "
         "within expiry_warning_days or have expired (admin listener only)."
     ),
+    "sztp_webhook_backlog": ("Webhook events not delivered yet, by webhook (admin listener only)."),
     "sztp_next_expiry_timestamp_seconds": (
         "When the first of each kind of those expires, in seconds since the epoch (admin "
         "listener only)."

@@ -697,6 +697,48 @@ def test_postgres_a_report_sent_to_two_instances_at_once_is_stored_once(
             opened.close()
 
 
+def test_postgres_the_copy_with_the_lower_id_committing_second_sees_the_first(
+    postgres_url: str,
+) -> None:
+    """Instance A inserted its copy first (the lower id) and stalled; B's copy took a higher
+    id and committed. A's check must find B's copy although its id is higher than A's own."""
+    import psycopg
+
+    from sztp_server.store import postgres
+    from sztp_server.store.base import repeat_values, report_values
+
+    opened = open_store(postgres_url)
+    try:
+        opened.apply([create("device", "SN-1")], actor="a")
+        opened.add_report(report("SN-1", "bootstrap-initiated"))
+        copy = report("SN-1", "informational")
+        values = report_values(copy, copy.received_at)
+        with psycopg.connect(postgres_url) as instance_a:
+            (lower_id,) = instance_a.execute(
+                "INSERT INTO reports (serial, received_at, progress_type, message, "
+                "source_address, attempt, ssh_host_keys, trust_anchor_certs, truncated, "
+                "size_bytes) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s) "
+                "RETURNING id",
+                values,
+            ).fetchone()
+            assert opened.add_report(copy, repeat_window=timedelta(seconds=60)) is (
+                ReportOutcome.STORED
+            )
+            found = instance_a.execute(
+                postgres._REPEATED_REPORT,
+                (
+                    "SN-1",
+                    lower_id,
+                    copy.received_at - timedelta(seconds=60),
+                    *repeat_values(values),
+                ),
+            ).fetchone()
+            instance_a.rollback()
+        assert found is not None
+    finally:
+        opened.close()
+
+
 def test_postgres_report_racing_its_device_delete_is_not_kept(postgres_url: str) -> None:
     """A report that arrives while another instance deletes the device waits for the delete,
     then finds no device: nothing is left for a device re-created under the serial."""
@@ -1518,3 +1560,42 @@ def test_sqlite_reports_file_of_an_older_schema_gains_the_event_columns(tmp_path
         assert (event.profile, event.image) == ("day0", "os-1.2")
     finally:
         reopened.close()
+
+
+def outbox_report(serial: str, at: datetime) -> ProgressRecord:
+    return ProgressRecord(serial, at, "bootstrap-error", "m", None, 1)
+
+
+def test_the_outbox_is_written_with_the_report_and_claimed_once(store: Store) -> None:
+    store.apply([Change("create", "device", "SN-1", {})], actor="test")
+    now = datetime.now(UTC)
+    rows = [("ops", "device-failed", '{"a":1}'), ("ops", "device-status-changed", '{"b":2}')]
+    assert store.add_report(outbox_report("SN-1", now), outbox=rows) is (ReportOutcome.STORED)
+    # A repeat stores nothing, its events neither; nor does a report of no device.
+    window = timedelta(seconds=60)
+    repeated = store.add_report(outbox_report("SN-1", now), repeat_window=window, outbox=rows)
+    assert repeated is ReportOutcome.REPEATED
+    assert store.add_report(outbox_report("SN-X", now), outbox=rows) is (ReportOutcome.NO_DEVICE)
+    lease = now + timedelta(seconds=60)
+    claimed = store.claim_webhook_deliveries(now, lease, 10)
+    assert [(entry.event_type, entry.body, entry.attempts) for entry in claimed] == [
+        ("device-failed", '{"a":1}', 0),
+        ("device-status-changed", '{"b":2}', 0),
+    ]
+    assert store.claim_webhook_deliveries(now, lease, 10) == []  # leased
+    first, second = claimed
+    store.record_webhook_attempt(first.id, now, error=None, retry_at=None)
+    store.record_webhook_attempt(
+        second.id, now, error="HTTP 503", retry_at=now + timedelta(seconds=2)
+    )
+    (status,) = store.webhook_status()
+    assert (status.pending, status.delivered, status.given_up) == (1, 1, 0)
+    assert status.last_error == "HTTP 503" and status.last_delivered_at is not None
+    assert store.claim_webhook_deliveries(now + timedelta(seconds=1), lease, 10) == []
+    (again,) = store.claim_webhook_deliveries(now + timedelta(seconds=3), lease, 10)
+    assert again.attempts == 1
+    store.record_webhook_attempt(again.id, now, error="refused", retry_at=None)
+    (status,) = store.webhook_status()
+    assert (status.pending, status.delivered, status.given_up) == (0, 1, 1)
+    assert store.prune_webhook_outbox(now + timedelta(seconds=1)) == 2
+    assert store.webhook_status() == []

@@ -29,6 +29,7 @@ from . import (
     validate,
     voucher,
     watch,
+    webhooks,
 )
 from .output import fail_with
 from .remote import ContextOption, ServerOption, TokenFileOption
@@ -48,6 +49,7 @@ app.add_typer(declarative.app)
 app.add_typer(validate.app)
 app.add_typer(watch.app)
 app.add_typer(events.app)
+app.add_typer(webhooks.app)
 # The command groups, by name, in the order `sztpctl --help` lists them.
 GROUPS = {
     "device": device.app,

@@ -13,6 +13,7 @@ from .handlers.public import PublicHandlers
 from .handlers.resources import ResourceHandlers
 from .handlers.state import DEFAULT_MAX_BULK_BYTES, StateHandlers
 from .handlers.tokens import TokenHandlers
+from .handlers.webhooks import WebhookHandlers
 from .requests import API, COLLECTIONS
 from .service import StateService
 from .writer import WriterHandle
@@ -39,6 +40,7 @@ def build_admin_app(
     state = StateHandlers(service, max_bulk_bytes)
     audit = AuditHandlers(store, context.config)
     tokens = TokenHandlers(store, max_body_bytes)
+    webhooks = WebhookHandlers(store, context.config)
     app = web.Application(
         middlewares=[error_middleware, TokenAuth(store).middleware],
         client_max_size=max(max_bulk_bytes, max_body_bytes),
@@ -53,6 +55,7 @@ def build_admin_app(
     app.router.add_get(f"{API}/status", devices.fleet_status)
     app.router.add_get(f"{API}/events", devices.device_events)
     app.router.add_get(f"{API}/audit", audit.audit)
+    app.router.add_get(f"{API}/webhooks", webhooks.webhooks)
     app.router.add_post(f"{API}/audit/prune", audit.prune_audit)
     app.router.add_get(f"{API}/tokens", tokens.list_tokens)
     app.router.add_post(f"{API}/tokens", tokens.create_token)

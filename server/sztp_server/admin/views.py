@@ -16,7 +16,7 @@ from sztp.protocol.restconf import PROGRESS_TYPES
 from sztp.state.plan import Change
 from sztp.state.resources import public_fields, public_view
 
-from ..config import ServerConfig
+from ..config import ServerConfig, Webhook
 from ..expiry import ExpiringSoon
 from ..store.model import (
     AuditEntry,
@@ -25,6 +25,7 @@ from ..store.model import (
     ProgressRecord,
     StoredResource,
     TokenRecord,
+    WebhookStatus,
 )
 
 # The smallest step back in time: a report this much before the stall cutoff is stale.
@@ -228,6 +229,28 @@ PLAN_VIEWS: Mapping[str, Callable[[Change], str]] = {
     "full": _change_view_json,
     "summary": change_summary_json,
 }
+
+
+def webhook_view(name: str, hook: Webhook | None, status: WebhookStatus | None) -> dict[str, Any]:
+    """A webhook as `GET /api/v1/webhooks` shows it: what it is sent (its key never) and
+    how its deliveries stand."""
+    status = status or WebhookStatus(name, 0, 0, 0, None, None, None)
+    return {
+        "name": name,
+        "url": None if hook is None else hook.url,
+        "events": [] if hook is None else list(hook.events),
+        "configured": hook is not None,
+        "pending": status.pending,
+        "delivered": status.delivered,
+        "given_up": status.given_up,
+        "oldest_pending_at": _time_or_none(status.oldest_pending_at),
+        "last_delivered_at": _time_or_none(status.last_delivered_at),
+        "last_error": status.last_error,
+    }
+
+
+def _time_or_none(moment: datetime | None) -> str | None:
+    return None if moment is None else time_text(moment)
 
 
 def expiry_window(config: ServerConfig) -> timedelta:

@@ -19,15 +19,19 @@ from aiohttp import web
 
 from sztp import progress
 from sztp.errors import SztpError, ValidationError
+from sztp.progress import StoredReport
 from sztp.protocol import restconf
 from sztp.protocol.restconf import RestconfError, WireFormat
 from sztp.refusals import TLS_HANDSHAKE, Refusal
 
+from ..config import ServerConfig
 from ..connections import HANDSHAKE_REFUSED
 from ..context import ServerContext
 from ..events_out.syslog_sender import SyslogSender
+from ..events_out.webhook_events import status_events
 from ..logs import get_logger
 from ..metrics import Metrics
+from ..store.base import OutboxRow
 from ..store.model import ProgressRecord, ReportOutcome
 from .device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from .password_logins import BUSY_RETRY_AFTER_SECONDS, PasswordWorkersBusy, TooManyFailures
@@ -462,12 +466,39 @@ class _DeviceHandlers:
                 if config.repeated_report_seconds
                 else None
             ),
+            outbox=_webhook_events(config, last, record),
         )
         return outcome, record
 
 
 # Which profile and image a get-bootstrapping-data request was served from, for the recorder.
 SERVED = web.RequestKey("sztp_served", tuple[str | None, str | None])
+
+
+def _webhook_events(
+    config: ServerConfig, last: StoredReport | None, record: ProgressRecord
+) -> list[OutboxRow]:
+    """The webhook events a report causes: a change of the device's status, for each webhook
+    that asked for its type."""
+    if not config.webhooks:
+        return []
+    stall_after = timedelta(minutes=config.stall_after_minutes)
+    now = record.received_at
+    before = [last] if last is not None else []
+    events = status_events(
+        record.serial,
+        progress.derive_status(before, now=now, stall_after=stall_after),
+        progress.derive_status([*before, record.stored_report()], now=now, stall_after=stall_after),
+        at=now,
+        progress_type=record.progress_type,
+        message=record.message,
+    )
+    return [
+        (hook.name, kind, body.decode())
+        for kind, body in events
+        for hook in config.webhooks
+        if kind in hook.events
+    ]
 
 
 def _client_chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:

@@ -32,6 +32,7 @@ from .model import (
     ReportSummary,
     StoredResource,
     TokenRecord,
+    WebhookStatus,
 )
 
 _Result = TypeVar("_Result")
@@ -138,6 +139,9 @@ class AsyncStore:
 
     async def head_counts(self, stale_before: datetime) -> HeadCounts:
         return await self.run(self.store.head_counts, stale_before)
+
+    async def webhook_status(self) -> builtins.list[WebhookStatus]:
+        return await self.run(self.store.webhook_status)
 
     async def audit(
         self, *, limit: int = 100, after_id: int | None = None

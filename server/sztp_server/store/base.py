@@ -28,15 +28,18 @@ from .model import (
     DeviceHead,
     HeadCounts,
     HeadFilter,
+    OutboxEntry,
     ProgressRecord,
     ReportOutcome,
     ReportSummary,
     StateDelta,
     StoredResource,
     TokenRecord,
+    WebhookStatus,
 )
 
 ResourceKey = tuple[str, str]  # (kind, name)
+OutboxRow = tuple[str, str, str]  # webhook, event type, body
 # Longer strings in an audit detail are stored as their digest and size.
 AUDIT_INLINE_BYTES = 1024
 AUDIT_PRUNE_BATCH = 5000
@@ -102,6 +105,7 @@ class Store(Protocol):
         bytes_per_device: int | None = None,
         decides_status: bool = True,
         repeat_window: timedelta | None = None,
+        outbox: Sequence[OutboxRow] = (),
     ) -> ReportOutcome:
         """Store a progress report of an existing device; NO_DEVICE, and nothing stored, when no
         device has that serial (deleted since the caller authenticated it).
@@ -112,6 +116,9 @@ class Store(Protocol):
         whose answer was lost sends its report again (RFC 8572 reports carry no id); keeping
         only the newest report in the comparison means a device that really starts over
         after another report is always stored, and a dropped repeat never changes a status.
+
+        `outbox`: webhook events the report causes, queued in the same transaction when it
+        is stored (and only then), due at once.
 
         Then drops the device's oldest reports beyond `keep_per_device` reports or beyond
         `bytes_per_device` bytes (`report_size` summed; None: no byte bound). The new report
@@ -165,6 +172,28 @@ class Store(Protocol):
 
     def delete_reports(self, serial: str) -> None:
         """Forget the device's reports (`apply` does this itself when it deletes a device)."""
+        ...
+
+    def claim_webhook_deliveries(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> builtins.list[OutboxEntry]:
+        """Up to `limit` outbox entries due at `now`, oldest first, each made due again only
+        at `lease_until` so that no other claimer (another instance) takes them meanwhile."""
+        ...
+
+    def record_webhook_attempt(
+        self, entry_id: int, now: datetime, *, error: str | None, retry_at: datetime | None
+    ) -> None:
+        """One delivery try of an entry: without `error` delivered; with one, tried again at
+        `retry_at`, or given up when that is None."""
+        ...
+
+    def webhook_status(self) -> builtins.list[WebhookStatus]:
+        """Each webhook's pending, delivered and given-up entries (as kept), by name."""
+        ...
+
+    def prune_webhook_outbox(self, before: datetime) -> int:
+        """Drop entries finished (delivered or given up) before `before`; how many."""
         ...
 
     def add_device_events(
@@ -484,16 +513,19 @@ _JSON_COLUMNS = frozenset({"ssh_host_keys", "trust_anchor_certs"})
 
 
 def repeated_report_query(json_cast: str = "") -> str:
-    """A row when the device's report just before the new one is equal to it and received no
+    """A row when the device's newest report but the new one is equal to it and received no
     earlier than a given time. Parameters (`?`): the serial, the new report's id, that time
     in the backend's form, then `repeat_values` of the new report. `json_cast` turns a
-    parameter into the type the JSON columns have (PostgreSQL's jsonb)."""
+    parameter into the type the JSON columns have (PostgreSQL's jsonb).
+
+    Newest by id, other than the new one's: on PostgreSQL a concurrent copy may have taken a
+    higher id and committed first, and it is the one to compare with."""
     equal = " AND ".join(
         f"{column} IS NOT DISTINCT FROM ?{json_cast if column in _JSON_COLUMNS else ''}"
         for column in _REPEAT_COLUMNS
     )
-    newest_before = "(SELECT max(id) FROM reports WHERE serial = ? AND id < ?)"
-    return f"SELECT 1 FROM reports WHERE id = {newest_before} AND received_at >= ? AND {equal}"  # noqa: S608 - constants only
+    newest_other = "(SELECT max(id) FROM reports WHERE serial = ? AND id <> ?)"
+    return f"SELECT 1 FROM reports WHERE id = {newest_other} AND received_at >= ? AND {equal}"  # noqa: S608 - constants only
 
 
 def repeat_values(values: Sequence[Any]) -> tuple[Any, ...]:
@@ -534,6 +566,54 @@ def trim_reports(
         _TRIM_REPORTS,
         (serial, newest_id, deciding_id, keep_per_device - fixed, byte_bound - fixed_bytes),
     )
+
+
+OUTBOX_INSERT = (
+    "INSERT INTO webhook_outbox (webhook, event_type, body, created_at, next_attempt_at) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+OUTBOX_CLAIM = (
+    "UPDATE webhook_outbox SET next_attempt_at = ? WHERE id IN (SELECT id FROM webhook_outbox "
+    "WHERE finished_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?{lock}) "
+    "RETURNING id, webhook, event_type, body, created_at, attempts"
+)
+OUTBOX_DELIVERED = (
+    "UPDATE webhook_outbox SET attempts = attempts + 1, finished_at = ?, delivered = ?, "
+    "last_error = NULL WHERE id = ?"
+)
+OUTBOX_RETRY = (
+    "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
+    "WHERE id = ?"
+)
+OUTBOX_GIVEN_UP = (
+    "UPDATE webhook_outbox SET attempts = attempts + 1, finished_at = ?, delivered = ?, "
+    "last_error = ? WHERE id = ?"
+)
+OUTBOX_PRUNE = "DELETE FROM webhook_outbox WHERE finished_at < ?"
+
+
+def outbox_rows(
+    rows: Sequence[OutboxRow], created_at: object
+) -> builtins.list[tuple[str, str, str, object, object]]:
+    """OUTBOX_INSERT parameters of `rows`, made and due at `created_at` (the backend's form)."""
+    return [(webhook, kind, body, created_at, created_at) for webhook, kind, body in rows]
+
+
+def record_attempt(
+    run: Callable[[str, Sequence[Any]], Any],
+    entry_id: int,
+    now: object,
+    error: str | None,
+    retry_at: object | None,
+) -> None:
+    """`Store.record_webhook_attempt` inside the caller's transaction (`run` executes a
+    statement written with `?` placeholders; times in the backend's form)."""
+    if error is None:
+        run(OUTBOX_DELIVERED, (now, True, entry_id))
+    elif retry_at is not None:
+        run(OUTBOX_RETRY, (retry_at, error, entry_id))
+    else:
+        run(OUTBOX_GIVEN_UP, (now, False, error, entry_id))
 
 
 EVENT_COLUMNS = (

@@ -118,6 +118,31 @@ class DeviceEvent:
 
 
 @dataclass(frozen=True)
+class OutboxEntry:
+    """An event waiting in the webhook outbox: its body is sent as stored, every try."""
+
+    id: int
+    webhook: str
+    event_type: str
+    body: str
+    created_at: datetime
+    attempts: int
+
+
+@dataclass(frozen=True)
+class WebhookStatus:
+    """One webhook's deliveries as the outbox holds them (finished ones for a while)."""
+
+    webhook: str
+    pending: int
+    delivered: int
+    given_up: int
+    oldest_pending_at: datetime | None
+    last_delivered_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
 class ReportSummary:
     """The latest report that decides a device's status (`sztp.progress.decides_status`) and
     what its stored history holds, without reading it."""

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
+from operator import attrgetter
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -35,7 +36,11 @@ from sztp.state.resources import DEVICE
 from .base import (
     AUDIT_PRUNE_BATCH,
     EVENT_COLUMNS,
+    OUTBOX_CLAIM,
+    OUTBOX_INSERT,
+    OUTBOX_PRUNE,
     REPORT_COLUMNS,
+    OutboxRow,
     as_utc,
     audit_rows,
     check_change_shapes,
@@ -46,7 +51,9 @@ from .base import (
     check_report_bound,
     deleted_devices,
     events_json,
+    outbox_rows,
     prune_audit_row,
+    record_attempt,
     repeat_values,
     repeated_report_query,
     report_size,
@@ -61,6 +68,7 @@ from .model import (
     AuditEntry,
     Change,
     DeviceEvent,
+    OutboxEntry,
     ProgressRecord,
     ReportOutcome,
     StoredResource,
@@ -73,6 +81,8 @@ CONNECT_TIMEOUT_S = 10
 # Any fixed 64-bit number; it serialises schema migrations of instances starting together.
 _MIGRATION_LOCK_KEY = 0x5A7B_0001
 _REPEATED_REPORT = repeated_report_query("::jsonb").replace("?", "%s")
+_OUTBOX_INSERT = OUTBOX_INSERT.replace("?", "%s")
+_OUTBOX_CLAIM = OUTBOX_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED").replace("?", "%s")
 
 
 def redact_url(url: str) -> str:
@@ -182,6 +192,7 @@ class PostgresStore(SqlReads):
     audit_entry_from_row = _audit_entry
     token_from_row = _token
     event_from_row = _event
+    time_from_value = as_utc
     spec_field = "(resources.spec ->> '{field}')"
     time_parameter = as_utc
 
@@ -330,6 +341,7 @@ class PostgresStore(SqlReads):
         bytes_per_device: int | None = None,
         decides_status: bool = True,
         repeat_window: timedelta | None = None,
+        outbox: Sequence[OutboxRow] = (),
     ) -> ReportOutcome:
         check_report_bound(keep_per_device, bytes_per_device)
         values = report_values(record, as_utc(record.received_at))
@@ -381,6 +393,11 @@ class PostgresStore(SqlReads):
             ):
                 outcome = ReportOutcome.REPEATED
                 raise psycopg.Rollback  # leaves the transaction block, nothing written
+            if outbox:
+                with connection.cursor() as cursor:
+                    cursor.executemany(
+                        _OUTBOX_INSERT, outbox_rows(outbox, as_utc(record.received_at))
+                    )
             byte_bound = size if bytes_per_device is None else bytes_per_device
             if count > keep_per_device or size > byte_bound:
                 trim_reports(
@@ -403,6 +420,45 @@ class PostgresStore(SqlReads):
     def delete_reports(self, serial: str) -> None:
         with self._transaction() as connection, connection.cursor() as cursor:
             _delete_reports(cursor, [(serial,)])
+
+    # -- webhook outbox ---------------------------------------------------------------------
+
+    def claim_webhook_deliveries(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[OutboxEntry]:
+        check_limit(limit)
+        with self._transaction() as connection:
+            # SKIP LOCKED: instances claiming at once each take other entries.
+            rows = connection.execute(
+                _OUTBOX_CLAIM, (as_utc(lease_until), as_utc(now), limit)
+            ).fetchall()
+        return sorted(
+            (
+                OutboxEntry(entry_id, webhook, kind, body, as_utc(created), attempts)
+                for entry_id, webhook, kind, body, created, attempts in rows
+            ),
+            key=attrgetter("id"),
+        )
+
+    def record_webhook_attempt(
+        self, entry_id: int, now: datetime, *, error: str | None, retry_at: datetime | None
+    ) -> None:
+        with self._transaction() as connection:
+            record_attempt(
+                lambda statement, parameters: connection.execute(
+                    statement.replace("?", "%s"), parameters
+                ),
+                entry_id,
+                as_utc(now),
+                error,
+                None if retry_at is None else as_utc(retry_at),
+            )
+
+    def prune_webhook_outbox(self, before: datetime) -> int:
+        with self._transaction() as connection:
+            return int(
+                connection.execute(OUTBOX_PRUNE.replace("?", "%s"), (as_utc(before),)).rowcount
+            )
 
     def add_device_events(
         self, events: Sequence[DeviceEvent], *, keep: int, before: datetime | None = None

@@ -76,6 +76,23 @@ REPORTS_FILE_SCHEMA: tuple[str, ...] = (
     "WHERE refusal IS NOT NULL",
     # Migration 8: events dropped by age.
     f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.device_events_by_time ON device_events (at)",
+    # The webhook outbox (migration 9): events waiting for delivery, finished ones for a while.
+    f"""CREATE TABLE IF NOT EXISTS {REPORTS_SCHEMA}.webhook_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        finished_at TEXT,
+        delivered INTEGER,
+        last_error TEXT
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.webhook_outbox_due "
+    "ON webhook_outbox (next_attempt_at) WHERE finished_at IS NULL",
+    f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.webhook_outbox_finished "
+    "ON webhook_outbox (finished_at) WHERE finished_at IS NOT NULL",
 )
 # Columns device_events gained after its table was first created (migration 8), added to a
 # reports file made before: (name, type).
@@ -205,6 +222,8 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "the flight recorder: device requests, served and refused", ()),
     # In the reports file too: REPORTS_FILE_ADDED_COLUMNS, checked whenever it is opened.
     Migration(8, "the flight recorder: the profile and image served, events dropped by age", ()),
+    # Its table is in REPORTS_FILE_SCHEMA.
+    Migration(9, "the webhook outbox", ()),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -328,6 +347,28 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         (
             "ALTER TABLE device_events ADD COLUMN profile TEXT, ADD COLUMN image TEXT",
             "CREATE INDEX device_events_by_time ON device_events (at)",
+        ),
+    ),
+    Migration(
+        9,
+        "the webhook outbox",
+        (
+            """CREATE TABLE webhook_outbox (
+                id BIGSERIAL PRIMARY KEY,
+                webhook TEXT NOT NULL,
+                event_type TEXT NOT NULL,
+                body TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TIMESTAMPTZ NOT NULL,
+                finished_at TIMESTAMPTZ,
+                delivered BOOLEAN,
+                last_error TEXT
+            )""",
+            "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at) "
+            "WHERE finished_at IS NULL",
+            "CREATE INDEX webhook_outbox_finished ON webhook_outbox (finished_at) "
+            "WHERE finished_at IS NOT NULL",
         ),
     ),
 )

@@ -47,6 +47,7 @@ from .model import (
     StateDelta,
     StoredResource,
     TokenRecord,
+    WebhookStatus,
 )
 
 Row = tuple[Any, ...]
@@ -90,6 +91,8 @@ class SqlReads(ABC):
     audit_entry_from_row: ClassVar[Callable[[Row], AuditEntry]]
     token_from_row: ClassVar[Callable[[Row], TokenRecord]]
     event_from_row: ClassVar[Callable[[Row], DeviceEvent]]
+    # A stored time as read back (text on SQLite), as a datetime.
+    time_from_value: ClassVar[Callable[[Any], datetime]]
 
     @abstractmethod
     def _row_batches(self, statement: str) -> Iterator[Row]:
@@ -303,6 +306,37 @@ class SqlReads(ABC):
             (*parameters, limit),
         )
         return [type(self).event_from_row(row) for row in rows]
+
+    def webhook_status(self) -> builtins.list[WebhookStatus]:
+        counts = self._rows(
+            "SELECT webhook, "
+            "sum(CASE WHEN finished_at IS NULL THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN delivered THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN finished_at IS NOT NULL AND NOT delivered THEN 1 ELSE 0 END), "
+            "min(CASE WHEN finished_at IS NULL THEN created_at END), "
+            "max(CASE WHEN delivered THEN finished_at END) "
+            "FROM webhook_outbox GROUP BY webhook ORDER BY webhook"
+        )
+        errors: dict[str, str] = dict(
+            self._rows(
+                "SELECT webhook, last_error FROM webhook_outbox WHERE id IN "
+                "(SELECT max(id) FROM webhook_outbox WHERE last_error IS NOT NULL "
+                "GROUP BY webhook)"
+            )
+        )
+        time = type(self).time_from_value
+        return [
+            WebhookStatus(
+                webhook=webhook,
+                pending=int(pending),
+                delivered=int(delivered),
+                given_up=int(given_up),
+                oldest_pending_at=None if oldest is None else time(oldest),
+                last_delivered_at=None if last is None else time(last),
+                last_error=errors.get(webhook),
+            )
+            for webhook, pending, delivered, given_up, oldest, last in counts
+        ]
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
         rows = self._rows(f"{_TOKEN_COLUMNS} WHERE token_hash = ?", (token_hash,))

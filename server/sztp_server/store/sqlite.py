@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,11 @@ from sztp.state.resources import DEVICE
 from .base import (
     AUDIT_PRUNE_BATCH,
     EVENT_COLUMNS,
+    OUTBOX_CLAIM,
+    OUTBOX_INSERT,
+    OUTBOX_PRUNE,
     REPORT_COLUMNS,
+    OutboxRow,
     as_utc,
     audit_rows,
     check_change_shapes,
@@ -55,7 +60,9 @@ from .base import (
     check_report_bound,
     deleted_devices,
     events_json,
+    outbox_rows,
     prune_audit_row,
+    record_attempt,
     repeat_values,
     repeated_report_query,
     report_size,
@@ -70,6 +77,7 @@ from .model import (
     AuditEntry,
     Change,
     DeviceEvent,
+    OutboxEntry,
     ProgressRecord,
     ReportOutcome,
     StoredResource,
@@ -108,6 +116,10 @@ def _encode_time(moment: datetime) -> str:
     return as_utc(moment).isoformat(timespec="microseconds")
 
 
+def _decode_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
 def _resource(row: tuple[Any, ...]) -> StoredResource:
     kind, name, spec, revision, created_at, updated_at = row
     return StoredResource(
@@ -117,6 +129,13 @@ def _resource(row: tuple[Any, ...]) -> StoredResource:
         revision=revision,
         created_at=datetime.fromisoformat(created_at),
         updated_at=datetime.fromisoformat(updated_at),
+    )
+
+
+def _outbox_entry(row: tuple[Any, ...]) -> OutboxEntry:
+    entry_id, webhook, event_type, body, created_at, attempts = row
+    return OutboxEntry(
+        entry_id, webhook, event_type, body, datetime.fromisoformat(created_at), attempts
     )
 
 
@@ -195,6 +214,7 @@ class SqliteStore(SqlReads):
     audit_entry_from_row = _audit_entry
     token_from_row = _token
     event_from_row = _event
+    time_from_value = _decode_time
     spec_field = "json_extract(resources.spec, '$.{field}')"
     time_parameter = _encode_time
 
@@ -395,9 +415,11 @@ class SqliteStore(SqlReads):
         bytes_per_device: int | None = None,
         decides_status: bool = True,
         repeat_window: timedelta | None = None,
+        outbox: Sequence[OutboxRow] = (),
     ) -> ReportOutcome:
         check_report_bound(keep_per_device, bytes_per_device)
-        values = report_values(record, _encode_time(record.received_at))
+        received = _encode_time(record.received_at)
+        values = report_values(record, received)
         with self._report_transaction() as connection:
             # Insert first: the reports file is then locked, so an apply deleting this device
             # either committed before (and the check below fails) or deletes this report too,
@@ -426,6 +448,7 @@ class SqliteStore(SqlReads):
             ):
                 connection.execute("ROLLBACK")
                 return ReportOutcome.REPEATED
+            connection.executemany(OUTBOX_INSERT, outbox_rows(outbox, received))
             connection.execute(
                 "INSERT INTO report_heads (serial, latest_id, report_count, report_bytes) "
                 "VALUES (?, ?, 1, ?) ON CONFLICT (serial) DO UPDATE SET "
@@ -455,6 +478,35 @@ class SqliteStore(SqlReads):
     def delete_reports(self, serial: str) -> None:
         with self._report_transaction() as connection:
             _delete_reports(connection, json.dumps([serial]))
+
+    # -- webhook outbox ---------------------------------------------------------------------
+
+    def claim_webhook_deliveries(
+        self, now: datetime, lease_until: datetime, limit: int
+    ) -> list[OutboxEntry]:
+        check_limit(limit)
+        with self._report_transaction() as connection:
+            rows = connection.execute(
+                OUTBOX_CLAIM.format(lock=""),
+                (_encode_time(lease_until), _encode_time(now), limit),
+            ).fetchall()
+        return sorted(map(_outbox_entry, rows), key=attrgetter("id"))
+
+    def record_webhook_attempt(
+        self, entry_id: int, now: datetime, *, error: str | None, retry_at: datetime | None
+    ) -> None:
+        with self._report_transaction() as connection:
+            record_attempt(
+                connection.execute,
+                entry_id,
+                _encode_time(now),
+                error,
+                None if retry_at is None else _encode_time(retry_at),
+            )
+
+    def prune_webhook_outbox(self, before: datetime) -> int:
+        with self._report_transaction() as connection:
+            return int(connection.execute(OUTBOX_PRUNE, (_encode_time(before),)).rowcount)
 
     def add_device_events(
         self, events: Sequence[DeviceEvent], *, keep: int, before: datetime | None = None

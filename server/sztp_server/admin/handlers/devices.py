@@ -247,13 +247,14 @@ def count_by_status(counted: HeadCounts, now: datetime, stalled_after: timedelta
 
 
 async def fleet_gauges(context: ServerContext) -> list[GaugeSample]:
-    """The admin /metrics gauges: devices by status, and what expires soon."""
+    """The admin /metrics gauges: devices by status, what expires soon, webhook backlogs."""
     config, store = context.config, context.admin_store
     now = utc_now()
     stalled_after = stall_after(config)
-    counted, expiring = await asyncio.gather(
+    counted, expiring, webhooks = await asyncio.gather(
         store.head_counts(now - stalled_after),
         store.run(context.expiry.soon, context.snapshot(), now, expiry_window(config)),
+        store.webhook_status(),
     )
     samples: list[GaugeSample] = [
         ("sztp_devices", {"status": status}, count)
@@ -263,6 +264,14 @@ async def fleet_gauges(context: ServerContext) -> list[GaugeSample]:
     samples += [
         ("sztp_next_expiry_timestamp_seconds", {"kind": kind}, first.timestamp())
         for kind, first in expiring.next_by_kind.items()
+    ]
+    pending = {status.webhook: status.pending for status in webhooks}
+    samples += [
+        ("sztp_webhook_backlog", {"webhook": name}, pending.get(name, 0))
+        for name in [
+            *(hook.name for hook in config.webhooks),
+            *sorted(set(pending) - {hook.name for hook in config.webhooks}),
+        ]
     ]
     return samples
 

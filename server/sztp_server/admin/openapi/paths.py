@@ -10,6 +10,7 @@ from sztp.protocol.restconf import RPC_NAMES
 from sztp.refusals import REFUSALS, TLS_HANDSHAKE, Refusal
 from sztp.state.resources import KINDS
 
+from ...events_out.webhook_events import EVENT_TYPES
 from ...expiry import EXPIRY_KINDS, SOONEST_SHOWN
 from ...store.base import AUDIT_MAX_AGE_DAYS
 from ..requests import (
@@ -46,6 +47,7 @@ def api_paths() -> dict[str, Any]:
         "/api/v1/status": {"get": _fleet_status()},
         "/api/v1/events": {"get": _device_events()},
         "/api/v1/audit": {"get": _audit()},
+        "/api/v1/webhooks": {"get": _webhooks()},
         "/api/v1/audit/prune": {"post": _prune_audit()},
         "/api/v1/tokens": {"get": _list_tokens(), "post": _create_token()},
         "/api/v1/tokens/{name}": {"delete": _delete_token()},
@@ -571,6 +573,51 @@ def _audit() -> Schema:
                 {"type": "object", "properties": {"entries": {"type": "array", "items": entry}}},
             ),
             (400, *READ),
+        ),
+    }
+
+
+def _webhooks() -> Schema:
+    time_or_null = {"type": ["string", "null"], "format": "date-time"}
+    webhook = {
+        "type": "object",
+        "required": [
+            "name", "url", "events", "configured", "pending", "delivered", "given_up",
+            "oldest_pending_at", "last_delivered_at", "last_error",
+        ],
+        "properties": {
+            "name": {"type": "string"},
+            "url": {"type": ["string", "null"], "description": "null: no longer configured"},
+            "events": {"type": "array", "items": {"type": "string", "enum": list(EVENT_TYPES)}},
+            "configured": {"type": "boolean"},
+            "pending": {"type": "integer", "description": "Events not delivered yet"},
+            "delivered": {"type": "integer", "description": "Delivered, of those kept a day"},
+            "given_up": {
+                "type": "integer",
+                "description": "Not delivered within webhook_retry_hours, of those kept a day",
+            },
+            "oldest_pending_at": time_or_null,
+            "last_delivered_at": time_or_null,
+            "last_error": {
+                "type": ["string", "null"],
+                "description": "Why the newest failed try failed",
+            },
+        },
+    }  # fmt: skip
+    return {
+        "operationId": "webhooks",
+        "summary": "The configured webhooks (never their keys) and how their deliveries stand",
+        "tags": ["status"],
+        "responses": responses(
+            ok(
+                200,
+                {
+                    "type": "object",
+                    "required": ["webhooks"],
+                    "properties": {"webhooks": {"type": "array", "items": webhook}},
+                },
+            ),
+            READ,
         ),
     }
 

@@ -33,6 +33,7 @@ from .connections import Listening
 from .context import ServerContext
 from .device_api import RateLimits, build_device_app
 from .events_out.webhook_delivery import WebhookSender
+from .events_out.webhook_watch import WebhookWatch
 from .logs import get_logger
 from .metrics import Metrics
 from .secret_key import load_secret_key, seal_stored_private_keys, unopenable_owner_keys
@@ -95,6 +96,7 @@ async def _serve(context: ServerContext, ready: asyncio.Event | None) -> None:
     workers: DeviceWorkers | None = None
     # The main process alone delivers webhooks (each instance's, from the shared outbox).
     webhooks = WebhookSender.of(context, metrics)
+    watch = WebhookWatch.of(context)
     try:
         # The admin listener last: its /healthz answering means devices are served everywhere.
         async with listening(config, tls, [device_api], reuse_port=processes > 1) as device_servers:
@@ -109,11 +111,15 @@ async def _serve(context: ServerContext, ready: asyncio.Event | None) -> None:
             async with listening(config, tls, [admin_api], reuse_port=False):
                 if webhooks is not None:
                     webhooks.start()
+                if watch is not None:
+                    watch.start()
                 await _run(context, tls, workers, ready)
                 _LOG.info("stopping")
                 if workers is not None:
                     workers.terminate()
     finally:
+        if watch is not None:
+            await watch.stop()
         if webhooks is not None:
             await webhooks.stop()
         if workers is not None:

@@ -302,6 +302,13 @@ class ServerConfig:
             "delivery is given up and counted as failed"
         ),
     )
+    webhook_refused_per_minute: int = field(
+        default=60,
+        metadata=_about(
+            "refused device requests in a minute (all reasons, the flight recorder's count) at "
+            "which a `refused-requests` webhook event is sent"
+        ),
+    )
     syslog_url: str | None = field(
         default=None,
         metadata=_about(

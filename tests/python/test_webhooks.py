@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,16 @@ import pytest
 import requests
 
 from sztp.errors import ValidationError
+from sztp.labpki import write_lab_pki
 from sztp.passwords import generate_activation_code
-from sztp.protocol import restconf
+from sztp.protocol import pki, restconf
 from sztp.protocol.restconf import ProgressReport, WireFormat
 from sztp_server.config import load_config
+from sztp_server.context import ServerContext
+from sztp_server.events_out.webhook_watch import WebhookWatch
+from sztp_server.secret_key import SecretKey
+from sztp_server.store import open_store
+from sztp_server.store.model import Change, DeviceEvent, ProgressRecord
 from sztp_testing import RunningServer, run_sztpctl, running_server
 
 REPORT_PATH = restconf.operation_path("/restconf", restconf.RPC_REPORT_PROGRESS)
@@ -164,11 +172,13 @@ def test_events_reach_a_receiver_that_restarts(tmp_path: Path) -> None:
             receiver.start()
             report(server, code, "bootstrap-initiated", "again")
             report(server, code, "bootstrap-complete", "done")
+
+            def all_delivered() -> list[dict[str, Any]] | None:
+                hooks: list[dict[str, Any]] = server.client().webhooks()["webhooks"]
+                return hooks if all(hook["pending"] == 0 for hook in hooks) else None
+
             statuses = wait_for(
-                lambda: [
-                    hook for hook in server.client().webhooks()["webhooks"] if hook["pending"] == 0
-                ],
-                "the events were not all delivered after the receiver came back",
+                all_delivered, "the events were not all delivered after the receiver came back"
             )
             assert {hook["name"] for hook in statuses} == {"ops", "done"}
     finally:
@@ -230,3 +240,59 @@ def test_webhook_settings_are_checked(tmp_path: Path) -> None:
     assert checked.returncode == 2
     assert "webhooks[0].secret_file" in checked.stderr and "0600" in checked.stderr
     assert "Traceback" not in checked.stderr
+
+
+def test_time_made_events_are_queued_once_by_any_instance(tmp_path: Path) -> None:
+    """Stalled devices, a minute of refusals and an expiring owner certificate: each queued
+    once, though two instances look, and again not at the next look."""
+    key = secret_file(tmp_path)
+    config_file = tmp_path / "config.yaml"
+    hook = {"name": "ops", "url": "https://hooks.example.net/", "secret_file": str(key)}
+    config_file.write_text(json.dumps({"webhooks": [hook], "webhook_refused_per_minute": 3}))
+    config = load_config(config_file, {})
+    store = open_store(f"sqlite://{tmp_path}/sztp.db")
+    lab = write_lab_pki(tmp_path / "pki", [])
+    short = pki.issue_signing_certificate(lab.owner_ca.load(), "short", days=3)
+    now = datetime.now(UTC)
+    try:
+        store.apply(
+            [
+                Change("create", "device", "SN-SILENT", {}),
+                Change("create", "device", "SN-BUSY", {}),
+                Change(
+                    "create",
+                    "owner",
+                    "short",
+                    {"certificate_chain": pki.certificate_to_pem(short.certificate).decode()},
+                ),
+            ],
+            actor="test",
+        )
+        hours_ago = now - timedelta(hours=2)
+        store.add_report(
+            ProgressRecord("SN-SILENT", hours_ago, "bootstrap-initiated", "m", None, 1)
+        )
+        store.add_report(ProgressRecord("SN-BUSY", now, "bootstrap-initiated", "m", None, 1))
+        last_minute = now.replace(second=0, microsecond=0) - timedelta(seconds=30)
+        refused = [
+            DeviceEvent(last_minute, "get-bootstrapping-data", 401, None, False, reason, "::1", 1)
+            for reason in ("unknown-serial", "unknown-serial", "wrong-secret")
+        ]
+        store.add_device_events(refused, keep=100)
+        instances = [
+            WebhookWatch(ServerContext(store, config, SecretKey(os.urandom(32)))) for _ in range(2)
+        ]
+        assert [watch.look(now) for watch in instances] == [3, 0]
+        assert instances[0].look(now + timedelta(seconds=30)) == 0
+        bodies = {
+            entry.event_type: json.loads(entry.body)
+            for entry in store.claim_webhook_deliveries(now, now + timedelta(minutes=1), 10)
+        }
+        assert bodies["device-stalled"]["serial"] == "SN-SILENT"
+        assert bodies["refused-requests"]["reasons"] == {"unknown-serial": 2, "wrong-secret": 1}
+        assert (bodies["expiring"]["kind"], bodies["expiring"]["name"]) == (
+            "owner-certificate",
+            "short",
+        )
+    finally:
+        store.close()

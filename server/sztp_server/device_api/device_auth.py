@@ -52,11 +52,13 @@ _MEMO_LIMIT = 50_000
 
 class AuthenticationFailed(SztpError):
     """The request does not prove a device identity; `reason` and the message are for the
-    operator only."""
+    operator only, and so is `serial`: the serial a trusted certificate named, when that was
+    not enough (a serial the fleet does not hold)."""
 
-    def __init__(self, reason: Refusal, message: str) -> None:
+    def __init__(self, reason: Refusal, message: str, *, serial: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.serial = serial
 
 
 # How much of a refused proxy header the log may show: enough to tell a proxy's format from
@@ -121,7 +123,9 @@ class DeviceAuthenticator:
             )
         if snapshot.device(serial) is None:
             raise AuthenticationFailed(
-                Refusal.UNKNOWN_SERIAL, f"device {serial} authenticated but is not known"
+                Refusal.UNKNOWN_SERIAL,
+                f"device {serial} authenticated but is not known",
+                serial=certificate_serial,
             )
         return serial
 

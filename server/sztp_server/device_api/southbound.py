@@ -64,6 +64,7 @@ class _RpcFailure(Exception):
         *,
         close_connection: bool = False,
         retry_after: int | None = None,
+        named: str | None = None,
     ) -> None:
         super().__init__(error.error_message)
         self.error = error
@@ -72,6 +73,7 @@ class _RpcFailure(Exception):
         self.log_reason = log_reason
         self.close_connection = close_connection
         self.retry_after = retry_after
+        self.named = named  # the serial a trusted certificate named, for the recorder
 
 
 def build_device_app(
@@ -186,6 +188,7 @@ class _DeviceHandlers:
         started = time.perf_counter()
         answered: float | None = None  # when a refusal held back below was decided
         serial: str | None = None
+        named: str | None = None
         refusal: Refusal | None = None
         try:
             try:
@@ -206,6 +209,7 @@ class _DeviceHandlers:
             response = await body_handler(request, serial, body, request_format, response_format)
         except _RpcFailure as failure:
             refusal = failure.refusal
+            named = failure.named
             self.metrics.increment(
                 "sztp_refused_requests_total", rpc=rpc, reason=failure.refusal.value
             )
@@ -237,7 +241,7 @@ class _DeviceHandlers:
         seconds = (answered or time.perf_counter()) - started
         outcome = "refused" if refusal is not None else "served"
         self.metrics.observe("sztp_request_duration_seconds", seconds, rpc=rpc, outcome=outcome)
-        self._record(request, rpc, response.status, serial, refusal, seconds)
+        self._record(request, rpc, response.status, serial, refusal, seconds, named)
         return response
 
     def _record(
@@ -248,12 +252,14 @@ class _DeviceHandlers:
         serial: str | None,
         refusal: Refusal | None,
         seconds: float,
+        named: str | None,
     ) -> None:
         """The request's event for the flight recorder; a refused request before it proved
-        who it is names the serial it claimed, if any."""
+        who it is names the serial its trusted certificate named (`named`), or else the one
+        its Basic credentials claimed, if any."""
         authenticated = serial is not None
         if not authenticated:
-            serial = claimed_serial(request.headers.get("Authorization"))
+            serial = named or claimed_serial(request.headers.get("Authorization"))
         profile, image = request.get(SERVED, (None, None))
         self.recorder.record(
             rpc,
@@ -311,6 +317,7 @@ class _DeviceHandlers:
                 401,
                 exc.reason,
                 str(exc),
+                named=exc.serial,
             ) from None
         # Neither tells a known serial from an unknown one: limits count claims. Not logged
         # per request (a flood would flood the log); sztp_requests_total counts them.

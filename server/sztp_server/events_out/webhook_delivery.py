@@ -48,6 +48,8 @@ CONCURRENT_TRIES = 8
 MAX_RETRY_SECONDS = 3600.0
 # Finished entries stay visible (delivery status) this long.
 KEEP_FINISHED = timedelta(days=1)
+# What was queued once is remembered this long (an artifact expiring is marked by its date).
+KEEP_MARKS = timedelta(days=90)
 MIN_SECRET_BYTES = 16
 # What a receiver's refusal shows of its answer, at most.
 ERROR_TEXT = 200
@@ -139,7 +141,11 @@ class WebhookSender:
                 await asyncio.gather(*(self._try(session, entry, slots) for entry in claimed))
                 if time.monotonic() - self._pruned_at > 3600:
                     self._pruned_at = time.monotonic()
-                    await store.run(self._context.store.prune_webhook_outbox, now - KEEP_FINISHED)
+                    await store.run(
+                        self._context.store.prune_webhook_outbox,
+                        now - KEEP_FINISHED,
+                        marks_before=now - KEEP_MARKS,
+                    )
                 if len(claimed) == CLAIM_BATCH:
                     self._wake.set()  # more are waiting
             except StoreError as exc:  # the sender outlives a store outage: tried again

@@ -19,10 +19,19 @@ from sztp.device_status import DeviceStatus
 DEVICE_STATUS_CHANGED = "device-status-changed"
 DEVICE_FAILED = "device-failed"
 DEVICE_COMPLETE = "device-complete"
+DEVICE_STALLED = "device-stalled"
+REFUSED_REQUESTS = "refused-requests"
+EXPIRING = "expiring"
 EVENT_TYPES: dict[str, str] = {
     DEVICE_STATUS_CHANGED: "a progress report changed a device's status (any change)",
     DEVICE_FAILED: "a device reported an error that ended its bootstrap attempt",
     DEVICE_COMPLETE: "a device reported bootstrap-complete",
+    DEVICE_STALLED: "a device went silent mid-bootstrap for `stall_after_minutes` (once per "
+    "report it went silent after)",
+    REFUSED_REQUESTS: "the server refused at least `webhook_refused_per_minute` device requests "
+    "in a minute (at most once a minute, with the count of each reason)",
+    EXPIRING: "a voucher, owner certificate, trust anchor or TLS certificate expires within "
+    "`expiry_warning_days` (once per artifact and expiry date; the 50 soonest)",
 }
 SIGNATURE_HEADER = "X-Sztp-Signature"
 TIMESTAMP_HEADER = "X-Sztp-Timestamp"
@@ -42,20 +51,31 @@ def status_events(
     """(event type, body) of what a report that moved a device from `before` to `after` is."""
     if before == after:
         return []
-    body: dict[str, Any] = {
-        "at": at.isoformat(),
-        "serial": serial,
-        "status": after.value,
-        "previous_status": before.value,
-        "progress_type": progress_type,
-        "message": message,
-    }
     found = [DEVICE_STATUS_CHANGED]
     if after == DeviceStatus.FAILED:
         found.append(DEVICE_FAILED)
     elif after == DeviceStatus.COMPLETE:
         found.append(DEVICE_COMPLETE)
-    return [(kind, _encode({"type": kind, **body})) for kind in found]
+    return [
+        (
+            kind,
+            event_body(
+                kind,
+                at,
+                serial=serial,
+                status=after.value,
+                previous_status=before.value,
+                progress_type=progress_type,
+                message=message,
+            ),
+        )
+        for kind in found
+    ]
+
+
+def event_body(event_type: str, at: datetime, /, **fields: Any) -> bytes:
+    """The body of an event of `event_type` that happened at `at`."""
+    return _encode({"type": event_type, "at": at.isoformat(), **fields})
 
 
 def _encode(body: dict[str, Any]) -> bytes:

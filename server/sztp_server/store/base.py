@@ -192,8 +192,21 @@ class Store(Protocol):
         """Each webhook's pending, delivered and given-up entries (as kept), by name."""
         ...
 
-    def prune_webhook_outbox(self, before: datetime) -> int:
-        """Drop entries finished (delivered or given up) before `before`; how many."""
+    def prune_webhook_outbox(self, before: datetime, *, marks_before: datetime) -> int:
+        """Drop entries finished (delivered or given up) before `before`, and marks made
+        before `marks_before`; how many entries."""
+        ...
+
+    def queue_webhook_events_once(
+        self, mark: str, now: datetime, outbox: Sequence[OutboxRow]
+    ) -> bool:
+        """Queue `outbox` unless `mark` was queued before (by any instance): whether it was
+        queued now. The mark and the entries are written in one transaction."""
+        ...
+
+    def refused_between(self, start: datetime, end: datetime) -> dict[str, int]:
+        """The flight recorder's refused requests from `start` to before `end`, counted by
+        refusal."""
         ...
 
     def add_device_events(
@@ -590,6 +603,8 @@ OUTBOX_GIVEN_UP = (
     "last_error = ? WHERE id = ?"
 )
 OUTBOX_PRUNE = "DELETE FROM webhook_outbox WHERE finished_at < ?"
+MARKS_PRUNE = "DELETE FROM webhook_marks WHERE at < ?"
+MARK_INSERT = "INSERT INTO webhook_marks (mark, at) VALUES (?, ?) ON CONFLICT (mark) DO NOTHING"
 
 
 def outbox_rows(

@@ -36,6 +36,8 @@ from sztp.state.resources import DEVICE
 from .base import (
     AUDIT_PRUNE_BATCH,
     EVENT_COLUMNS,
+    MARK_INSERT,
+    MARKS_PRUNE,
     OUTBOX_CLAIM,
     OUTBOX_INSERT,
     OUTBOX_PRUNE,
@@ -454,11 +456,22 @@ class PostgresStore(SqlReads):
                 None if retry_at is None else as_utc(retry_at),
             )
 
-    def prune_webhook_outbox(self, before: datetime) -> int:
+    def prune_webhook_outbox(self, before: datetime, *, marks_before: datetime) -> int:
         with self._transaction() as connection:
-            return int(
-                connection.execute(OUTBOX_PRUNE.replace("?", "%s"), (as_utc(before),)).rowcount
-            )
+            pruned = connection.execute(OUTBOX_PRUNE.replace("?", "%s"), (as_utc(before),)).rowcount
+            connection.execute(MARKS_PRUNE.replace("?", "%s"), (as_utc(marks_before),))
+        return int(pruned)
+
+    def queue_webhook_events_once(
+        self, mark: str, now: datetime, outbox: Sequence[OutboxRow]
+    ) -> bool:
+        with self._transaction() as connection:
+            # A concurrent insert of the same mark waits for this one and then does nothing.
+            if not connection.execute(MARK_INSERT.replace("?", "%s"), (mark, as_utc(now))).rowcount:
+                return False
+            with connection.cursor() as cursor:
+                cursor.executemany(_OUTBOX_INSERT, outbox_rows(outbox, as_utc(now)))
+        return True
 
     def add_device_events(
         self, events: Sequence[DeviceEvent], *, keep: int, before: datetime | None = None

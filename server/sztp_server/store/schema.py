@@ -93,6 +93,11 @@ REPORTS_FILE_SCHEMA: tuple[str, ...] = (
     "ON webhook_outbox (next_attempt_at) WHERE finished_at IS NULL",
     f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.webhook_outbox_finished "
     "ON webhook_outbox (finished_at) WHERE finished_at IS NOT NULL",
+    # Migration 10: events queued once, whichever instance saw their cause first.
+    f"""CREATE TABLE IF NOT EXISTS {REPORTS_SCHEMA}.webhook_marks (
+        mark TEXT PRIMARY KEY,
+        at TEXT NOT NULL
+    )""",
 )
 # Columns device_events gained after its table was first created (migration 8), added to a
 # reports file made before: (name, type).
@@ -224,6 +229,7 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "the flight recorder: the profile and image served, events dropped by age", ()),
     # Its table is in REPORTS_FILE_SCHEMA.
     Migration(9, "the webhook outbox", ()),
+    Migration(10, "webhook events queued once", ()),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -369,6 +375,16 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             "WHERE finished_at IS NULL",
             "CREATE INDEX webhook_outbox_finished ON webhook_outbox (finished_at) "
             "WHERE finished_at IS NOT NULL",
+        ),
+    ),
+    Migration(
+        10,
+        "webhook events queued once",
+        (
+            """CREATE TABLE webhook_marks (
+                mark TEXT COLLATE "C" PRIMARY KEY,
+                at TIMESTAMPTZ NOT NULL
+            )""",
         ),
     ),
 )

@@ -338,6 +338,15 @@ class SqlReads(ABC):
             for webhook, pending, delivered, given_up, oldest, last in counts
         ]
 
+    def refused_between(self, start: datetime, end: datetime) -> dict[str, int]:
+        time = type(self).time_parameter
+        rows = self._rows(
+            "SELECT refusal, count(*) FROM device_events WHERE at >= ? AND at < ? "
+            "AND refusal IS NOT NULL GROUP BY refusal",
+            (time(start), time(end)),
+        )
+        return {refusal: int(count) for refusal, count in rows}
+
     def find_token(self, token_hash: str) -> TokenRecord | None:
         rows = self._rows(f"{_TOKEN_COLUMNS} WHERE token_hash = ?", (token_hash,))
         return type(self).token_from_row(rows[0]) if rows else None

@@ -45,6 +45,8 @@ from sztp.state.resources import DEVICE
 from .base import (
     AUDIT_PRUNE_BATCH,
     EVENT_COLUMNS,
+    MARK_INSERT,
+    MARKS_PRUNE,
     OUTBOX_CLAIM,
     OUTBOX_INSERT,
     OUTBOX_PRUNE,
@@ -504,9 +506,21 @@ class SqliteStore(SqlReads):
                 None if retry_at is None else _encode_time(retry_at),
             )
 
-    def prune_webhook_outbox(self, before: datetime) -> int:
+    def prune_webhook_outbox(self, before: datetime, *, marks_before: datetime) -> int:
         with self._report_transaction() as connection:
-            return int(connection.execute(OUTBOX_PRUNE, (_encode_time(before),)).rowcount)
+            pruned = connection.execute(OUTBOX_PRUNE, (_encode_time(before),)).rowcount
+            connection.execute(MARKS_PRUNE, (_encode_time(marks_before),))
+        return int(pruned)
+
+    def queue_webhook_events_once(
+        self, mark: str, now: datetime, outbox: Sequence[OutboxRow]
+    ) -> bool:
+        at = _encode_time(now)
+        with self._report_transaction() as connection:
+            if not connection.execute(MARK_INSERT, (mark, at)).rowcount:
+                return False
+            connection.executemany(OUTBOX_INSERT, outbox_rows(outbox, at))
+        return True
 
     def add_device_events(
         self, events: Sequence[DeviceEvent], *, keep: int, before: datetime | None = None

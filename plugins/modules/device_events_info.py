@@ -62,7 +62,7 @@ events:
   sample: [{"id": 42, "at": "2026-01-01T10:00:00.000000+00:00", "rpc": "get-bootstrapping-data",
             "status": 401, "serial": "SN-0001", "authenticated": false,
             "refusal": "wrong-secret", "remote": "192.0.2.7", "duration_ms": 61.2,
-            "profile": null, "image": null}]
+            "profile": null, "image": null, "detail": null}]
 refusals:
   description: How many of RV(events) were refused for each reason.
   returned: always

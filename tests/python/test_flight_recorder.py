@@ -260,3 +260,29 @@ def test_a_claimed_serial_is_kept_only_as_short_printable_text(
     authorization: str | None, claimed: str | None
 ) -> None:
     assert claimed_serial(authorization) == claimed
+
+
+def test_what_a_device_said_and_why_it_got_nothing_are_kept(tmp_path: Path) -> None:
+    code = generate_activation_code()
+    with running_server(tmp_path / "server") as server:
+        server.apply({"device": {"SN-1": {"activation_code": code}}})  # no profile
+        said = restconf.encode_get_bootstrapping_data_input(
+            restconf.GetBootstrappingDataInput(hw_model="DPU-é[red]" + "x" * 100, os_name="LabOS"),
+            WireFormat.JSON,
+        )
+        answer = requests.post(
+            f"{server.device_url}{GET_DATA}",
+            data=said,
+            headers={
+                "Content-Type": WireFormat.JSON.media_type,
+                "Authorization": basic("SN-1", code),
+            },
+            timeout=30,
+        )
+        assert answer.status_code == 404
+        (event,) = recorded(server, 1)
+    assert event["refusal"] == "no-bootstrapping-data"
+    # The device's own words: printable, each cut to 64 characters; then the server's reason.
+    assert event["detail"] == (
+        "hw-model DPU-?[red]" + "x" * 54 + ", os-name LabOS; device SN-1 has no profile"
+    )

@@ -1510,6 +1510,7 @@ def device_event(
         duration_us=1500 + number,
         profile="day0" if refusal is None else None,
         image="os-1.2" if refusal is None and number % 2 else None,
+        detail=None if number % 3 else f"hw-model DPU-{number}",
     )
 
 
@@ -1550,14 +1551,14 @@ def test_sqlite_reports_file_of_an_older_schema_gains_the_event_columns(tmp_path
     path = tmp_path / "sztp.db"
     open_store(f"sqlite://{path}").close()
     with contextlib.closing(sqlite3.connect(tmp_path / "sztp-reports.db")) as reports:
-        reports.execute("ALTER TABLE device_events DROP COLUMN profile")
-        reports.execute("ALTER TABLE device_events DROP COLUMN image")
+        for column in ("profile", "image", "detail"):
+            reports.execute(f"ALTER TABLE device_events DROP COLUMN {column}")
         reports.commit()
     reopened = open_store(f"sqlite://{path}")
     try:
         reopened.add_device_events([device_event(1)], keep=10)
         (event,) = reopened.device_events()
-        assert (event.profile, event.image) == ("day0", "os-1.2")
+        assert (event.profile, event.image, event.detail) == ("day0", "os-1.2", None)
     finally:
         reopened.close()
 

@@ -292,6 +292,7 @@ def test_every_value_a_device_chose_stays_inside_its_parameter() -> None:
                 0.0,
                 None,
                 None,
+                f"hw-model {hostile}",
             ),
             facility=LOCAL3,
             hostname="host name\n",
@@ -303,6 +304,6 @@ def test_every_value_a_device_chose_stays_inside_its_parameter() -> None:
         assert "\n" not in message and "\x1b" not in message
         # Inside the element every quote and bracket is escaped; the element ends once.
         unescaped = data.replace("\\\\", "").replace('\\"', "").replace("\\]", "")
-        # Seven parameters, each value between two quotes; the last quote ended the partition.
-        assert "]" not in unescaped and unescaped.count('"') == 2 * 7 - 1
+        # Eight parameters, each value between two quotes; the last quote ended the partition.
+        assert "]" not in unescaped and unescaped.count('"') == 2 * 8 - 1
         assert sentence.endswith("from ::1: 401")

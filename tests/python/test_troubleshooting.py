@@ -587,7 +587,13 @@ def test_no_profile_matches(lab: LabPki, site: Site, tmp_path: Path) -> None:
     assert_shows(shown, '- hw_model: "DPU-LAB-2*"')
     (device,) = yaml.safe_load(shown)["devices"]
     assert "profile" not in device  # nothing to fall back on
-    assert_logged(server, "device request refused", "no-bootstrapping-data", "has no profile")
+    # What the device sent, and why nothing was served, are kept with the refusal.
+    assert_shows_row(
+        sztpctl(env, "sztpctl events --serial SN-0005 --refused"),
+        "get-bootstrapping-data SN-0005 127.0.0.1 404",
+        "hw-model DPU-LAB-1",
+        "device SN-0005 has no profile",
+    )
 
 
 def test_expired_voucher(lab: LabPki, site: Site, workspace: Path, tmp_path: Path) -> None:

@@ -71,6 +71,9 @@ def events_table(events: list[Mapping[str, Any]], title: str | None = None) -> T
         serial = event["serial"] or ""
         claimed = serial and not event["authenticated"]
         outcome = served(event) if event["refusal"] is None else why(event["refusal"])
+        # What the device said, and why it was not served (an older server sends none).
+        if event.get("detail"):
+            outcome = f"{outcome} ({event['detail']})" if outcome else event["detail"]
         table.add_row(
             event["at"],
             event["rpc"],

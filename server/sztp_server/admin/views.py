@@ -126,6 +126,7 @@ def event_view(event: DeviceEvent) -> dict[str, Any]:
         "duration_ms": event.duration_us / 1000,
         "profile": event.profile,
         "image": event.image,
+        "detail": event.detail,
     }
 
 

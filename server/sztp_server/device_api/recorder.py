@@ -36,11 +36,25 @@ FLUSH_SECONDS = 0.5
 MAX_CLAIMED_SERIAL = 64
 
 # An event as it waits: (time.time(), rpc, status, serial, authenticated, refusal, remote,
-# seconds, profile, image). A tuple, made on the event loop; it becomes a DeviceEvent in the
-# store thread.
+# seconds, profile, image, detail). A tuple, made on the event loop; it becomes a DeviceEvent
+# in the store thread.
 Pending = tuple[
-    float, str, int, str | None, bool, str | None, str | None, float, str | None, str | None
+    float,
+    str,
+    int,
+    str | None,
+    bool,
+    str | None,
+    str | None,
+    float,
+    str | None,
+    str | None,
+    str | None,
 ]
+# The longest detail kept; a device's own words in it are bounded further (`device_said`).
+MAX_DETAIL = 512
+# What a device says of itself (hw-model, os-name, os-version), at most, each.
+MAX_SAID = 64
 WriteEvents = Callable[[list[Pending]], Awaitable[None]]
 
 
@@ -75,9 +89,11 @@ class Recorder:
         *,
         profile: str | None = None,
         image: str | None = None,
+        detail: str | None = None,
     ) -> bool:
         """Whether the request's event will be written (else it is only counted); `profile`
-        and `image` name what a served get-bootstrapping-data came from."""
+        and `image` name what a served get-bootstrapping-data came from, `detail` what the
+        device said and why it was not served (cut to MAX_DETAIL)."""
         if refusal is not None and not self._refused.take(None):
             self._metrics.increment("sztp_device_events_dropped_total", why="refused-rate")
             return False
@@ -96,6 +112,7 @@ class Recorder:
                 seconds,
                 profile,
                 image,
+                None if detail is None else detail[:MAX_DETAIL],
             )
         )
         return True
@@ -136,7 +153,8 @@ def device_events(batch: list[Pending]) -> list[DeviceEvent]:
     """The events `batch` holds, as the store takes them."""
     events = []
     for pending in batch:
-        at, rpc, status, serial, authenticated, refusal, remote, seconds, profile, image = pending
+        at, rpc, status, serial, authenticated, refusal, remote, seconds = pending[:8]
+        profile, image, detail = pending[8:]
         events.append(
             DeviceEvent(
                 at=datetime.fromtimestamp(at, UTC),
@@ -149,9 +167,25 @@ def device_events(batch: list[Pending]) -> list[DeviceEvent]:
                 duration_us=round(seconds * 1_000_000),
                 profile=profile,
                 image=image,
+                detail=detail,
             )
         )
     return events
+
+
+def device_said(**values: str | None) -> str | None:
+    """What a device said of itself, as `name value` pairs (names with dashes), each value cut
+    to MAX_SAID and anything but printable ASCII replaced: its own text, kept as text."""
+    parts = [
+        f"{name.replace('_', '-')} {_printable(value[:MAX_SAID])}"
+        for name, value in values.items()
+        if value
+    ]
+    return ", ".join(parts) or None
+
+
+def _printable(text: str) -> str:
+    return "".join(char if " " <= char <= "~" else "?" for char in text)
 
 
 def claimed_serial(authorization: str | None) -> str | None:

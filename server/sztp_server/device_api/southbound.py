@@ -36,7 +36,7 @@ from ..store.model import ProgressRecord, ReportOutcome
 from .device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from .password_logins import BUSY_RETRY_AFTER_SECONDS, PasswordWorkersBusy, TooManyFailures
 from .rate_limits import RateLimits
-from .recorder import Pending, Recorder, claimed_serial, device_events
+from .recorder import Pending, Recorder, claimed_serial, device_events, device_said
 from .report_limits import cap_report
 from .responder import DeviceRequest, NoBootstrappingData, Responder
 
@@ -271,6 +271,7 @@ class _DeviceHandlers:
             seconds,
             profile=profile,
             image=image,
+            detail=request.get(DETAIL),
         )
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -348,6 +349,13 @@ class _DeviceHandlers:
             rpc_input = restconf.parse_get_bootstrapping_data_input(body, request_format)
         except ValidationError as exc:
             raise _RpcFailure(restconf.invalid_value_error(exc), 400, Refusal.BAD_REQUEST) from None
+        said = device_said(
+            hw_model=rpc_input.hw_model,
+            os_name=rpc_input.os_name,
+            os_version=rpc_input.os_version,
+        )
+        if said is not None:
+            request[DETAIL] = said
         device_request = DeviceRequest(
             signed_data_preferred=rpc_input.signed_data_preferred,
             hw_model=rpc_input.hw_model,
@@ -357,6 +365,7 @@ class _DeviceHandlers:
         try:
             answer = self.responder.respond(self.context.snapshot(), serial, device_request)
         except NoBootstrappingData as exc:
+            request[DETAIL] = _joined(request.get(DETAIL), str(exc))
             raise _RpcFailure(
                 _error("application", "data-missing", "no bootstrapping data for this device"),
                 404,
@@ -364,6 +373,7 @@ class _DeviceHandlers:
                 str(exc),
             ) from None
         except SztpError as exc:
+            request[DETAIL] = _joined(request.get(DETAIL), f"rendering failed: {exc}")
             raise _RpcFailure(
                 _error("application", "operation-failed", "bootstrapping data is unavailable"),
                 503,
@@ -480,6 +490,12 @@ class _DeviceHandlers:
 
 # Which profile and image a get-bootstrapping-data request was served from, for the recorder.
 SERVED = web.RequestKey("sztp_served", tuple[str | None, str | None])
+# What the device said of itself, and why it was not served, for the recorder.
+DETAIL = web.RequestKey("sztp_detail", str)
+
+
+def _joined(*parts: str | None) -> str:
+    return "; ".join(part for part in parts if part)
 
 
 def _webhook_events(

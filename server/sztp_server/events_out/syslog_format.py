@@ -69,7 +69,8 @@ def parse_syslog_url(url: str) -> SyslogTarget:
 def format_message(event: Pending, *, facility: int, hostname: str, procid: int) -> bytes:
     """One RFC 5424 message: a refused request at warning severity, a served one at
     informational; the fields as structured data, and a short sentence as the message."""
-    at, rpc, status, serial, authenticated, refusal, remote, seconds, profile, image = event
+    at, rpc, status, serial, authenticated, refusal, remote, seconds = event[:8]
+    profile, image, detail = event[8:]
     severity = SEVERITY_WARNING if refusal is not None else SEVERITY_INFORMATIONAL
     timestamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")
     header = (
@@ -86,6 +87,7 @@ def format_message(event: Pending, *, facility: int, hostname: str, procid: int)
         "duration_ms": f"{seconds * 1000:.3f}",
         "profile": profile,
         "image": image,
+        "detail": detail,
     }
     data = " ".join(
         f'{name}="{_sd_value(value)}"' for name, value in parameters.items() if value is not None

@@ -632,7 +632,7 @@ def record_attempt(
 
 
 EVENT_COLUMNS = (
-    "at, rpc, status, serial, authenticated, refusal, remote, duration_us, profile, image"
+    "at, rpc, status, serial, authenticated, refusal, remote, duration_us, profile, image, detail"
 )
 
 
@@ -654,6 +654,7 @@ def events_json(events: Sequence[DeviceEvent], at_text: Callable[[datetime], str
                 event.duration_us,
                 event.profile,
                 event.image,
+                event.detail,
             ]
             for event in events
         ],

@@ -101,8 +101,10 @@ class DeviceEvent:
     ended. `serial` is the device the request proved to be (`authenticated`), or else the one
     it claimed, if any: text from the network, bounded and never trusted. `refusal` is a
     `sztp.refusals.Refusal` value, None for a request served. `profile` and `image` name what
-    a served get-bootstrapping-data came from (the operator's names, as they were then). `id`
-    is given by the store."""
+    a served get-bootstrapping-data came from (the operator's names, as they were then).
+    `detail`, for get-bootstrapping-data: what the device said of itself (hw-model, os-name,
+    os-version: its text, bounded) and why no data could be served. `id` is given by the
+    store."""
 
     at: datetime
     rpc: str
@@ -114,6 +116,7 @@ class DeviceEvent:
     duration_us: int
     profile: str | None = None
     image: str | None = None
+    detail: str | None = None
     id: int = 0
 
 

@@ -139,7 +139,7 @@ def _resource(row: tuple[Any, ...]) -> StoredResource:
 
 def _event(row: tuple[Any, ...]) -> DeviceEvent:
     event_id, at, rpc, status, serial, authenticated, refusal, remote, duration_us = row[:9]
-    profile, image = row[9:]
+    profile, image, detail = row[9:]
     return DeviceEvent(
         at=as_utc(at),
         rpc=rpc,
@@ -151,6 +151,7 @@ def _event(row: tuple[Any, ...]) -> DeviceEvent:
         duration_us=duration_us,
         profile=profile,
         image=image,
+        detail=detail,
         id=event_id,
     )
 
@@ -483,7 +484,7 @@ class PostgresStore(SqlReads):
                 f"INSERT INTO device_events ({EVENT_COLUMNS}) "  # noqa: S608
                 "SELECT (row ->> 0)::timestamptz, row ->> 1, (row ->> 2)::integer, row ->> 3, "
                 "(row ->> 4)::boolean, row ->> 5, row ->> 6, (row ->> 7)::bigint, row ->> 8, "
-                "row ->> 9 "
+                "row ->> 9, row ->> 10 "
                 "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS rows (row, number) "
                 "ORDER BY number",
                 (rows,),

@@ -68,7 +68,8 @@ REPORTS_FILE_SCHEMA: tuple[str, ...] = (
         remote TEXT,
         duration_us INTEGER NOT NULL,
         profile TEXT,
-        image TEXT
+        image TEXT,
+        detail TEXT
     )""",
     f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.device_events_by_serial "
     "ON device_events (serial, id)",
@@ -99,11 +100,12 @@ REPORTS_FILE_SCHEMA: tuple[str, ...] = (
         at TEXT NOT NULL
     )""",
 )
-# Columns device_events gained after its table was first created (migration 8), added to a
+# Columns device_events gained after its table was first created (migrations 8, 11), added to a
 # reports file made before: (name, type).
 REPORTS_FILE_ADDED_COLUMNS = (
     ("device_events", "profile", "TEXT"),
     ("device_events", "image", "TEXT"),
+    ("device_events", "detail", "TEXT"),  # migration 11
 )
 
 
@@ -230,6 +232,8 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     # Its table is in REPORTS_FILE_SCHEMA.
     Migration(9, "the webhook outbox", ()),
     Migration(10, "webhook events queued once", ()),
+    # In the reports file: REPORTS_FILE_ADDED_COLUMNS.
+    Migration(11, "the flight recorder: what a device said of itself, why it was not served", ()),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -386,6 +390,11 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
                 at TIMESTAMPTZ NOT NULL
             )""",
         ),
+    ),
+    Migration(
+        11,
+        "the flight recorder: what a device said of itself, why it was not served",
+        ("ALTER TABLE device_events ADD COLUMN detail TEXT",),
     ),
 )
 

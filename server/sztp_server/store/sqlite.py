@@ -154,7 +154,7 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
 
 def _event(row: tuple[Any, ...]) -> DeviceEvent:
     event_id, at, rpc, status, serial, authenticated, refusal, remote, duration_us = row[:9]
-    profile, image = row[9:]
+    profile, image, detail = row[9:]
     return DeviceEvent(
         at=datetime.fromisoformat(at),
         rpc=rpc,
@@ -166,6 +166,7 @@ def _event(row: tuple[Any, ...]) -> DeviceEvent:
         duration_us=duration_us,
         profile=profile,
         image=image,
+        detail=detail,
         id=event_id,
     )
 
@@ -531,7 +532,7 @@ class SqliteStore(SqlReads):
             connection.execute(
                 f"INSERT INTO device_events ({EVENT_COLUMNS}) "  # noqa: S608
                 "SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, "
-                "value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9 "
+                "value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10 "
                 "FROM json_each(?)",
                 (rows,),
             )

@@ -333,6 +333,7 @@ def _device_events() -> Schema:
             "duration_ms",
             "profile",
             "image",
+            "detail",
         ],
         "properties": {
             "id": {"type": "integer"},
@@ -369,6 +370,12 @@ def _device_events() -> Schema:
             "image": {
                 "type": ["string", "null"],
                 "description": "The boot image of that profile, if it has one",
+            },
+            "detail": {
+                "type": ["string", "null"],
+                "description": "For get-bootstrapping-data: what the device said of itself "
+                "(hw-model, os-name, os-version; its text, cut to 64 characters each) and why "
+                "no data could be served",
             },
         },
     }

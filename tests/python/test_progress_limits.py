@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -170,6 +171,10 @@ def test_oversized_reports_are_truncated_marked_and_budgeted(site: Site, tmp_pat
     assert (second["message"], second["truncated"]) == ("short", False)
     shown = run_sztpctl("device", "history", CUT, env=site.server.cli_env(tmp_path)).stdout
     assert shown.count("[truncated by the server]") == 2
+    # How long the attempt took, and each phase: the second and third reports came after the
+    # one before them.
+    assert re.search(r"attempt 1, \d+\.\d s from first to last report", shown), shown
+    assert len(re.findall(r"\+\d+\.\d s", shown)) == 2, shown
 
     # Two more full-size reports overflow the budget: the oldest go, the sum stays within it,
     # and bootstrap-complete, which decides the status, is not among them.

@@ -389,7 +389,19 @@ def _summary(summary: Mapping[str, Any]) -> None:
     typer.echo(f"timeline: sztpctl device history {summary['serial']}")
 
 
+def _elapsed(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, second = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {second} s"
+    hours, minute = divmod(minutes, 60)
+    return f"{hours} h {minute} min"
+
+
 def _timeline(progress: Mapping[str, Any]) -> None:
+    from datetime import datetime
+
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -398,13 +410,19 @@ def _timeline(progress: Mapping[str, Any]) -> None:
 
     out = console()
     for attempt in progress["attempts"]:
+        times = [datetime.fromisoformat(report["received_at"]) for report in attempt["reports"]]
+        span = _elapsed((times[-1] - times[0]).total_seconds()) if times else ""
         table = Table(
-            "TIME", "PROGRESS", "MESSAGE", "FROM", box=box.SIMPLE_HEAD,
-            title=f"attempt {attempt['attempt']}", title_justify="left",
+            "TIME", "AFTER", "PROGRESS", "MESSAGE", "FROM", box=box.SIMPLE_HEAD,
+            title=f"attempt {attempt['attempt']}, {span} from first to last report",
+            title_justify="left",
         )  # fmt: skip
-        for report in attempt["reports"]:
+        # AFTER: the time since the attempt's previous report, how long each phase took.
+        previous = times[:1] + times[:-1]
+        for report, at, before in zip(attempt["reports"], times, previous, strict=True):
             table.add_row(
                 report["received_at"],
+                "" if at is before else f"+{_elapsed((at - before).total_seconds())}",
                 Text(report["progress_type"]),
                 Text(report_message(report)),
                 report["source_address"] or "",

@@ -85,9 +85,10 @@ demo: apt-packages $(VENV)/.installed-demo
 # Kea (dhcp_redirect validates with kea-dhcp4 -t; the e2e suite runs it); nginx, DHCP clients
 # and tcpdump for the e2e suite; podman, runc and debootstrap for the molecule scenarios;
 # prometheus for promtool (metrics, alert rules and dashboard queries checked); rsyslog to
-# receive the syslog messages.
+# receive the syslog messages; chromium and its driver to test the dashboard in a browser.
 TEST_APT_PACKAGES := postgresql kea-dhcp4-server kea-dhcp6-server nginx isc-dhcp-client udhcpc \
-	tcpdump iproute2 podman runc debootstrap prometheus rsyslog rsyslog-openssl
+	tcpdump iproute2 podman runc debootstrap prometheus rsyslog rsyslog-openssl chromium \
+	chromium-driver
 test e2e molecule test-image: APT_PACKAGES += $(TEST_APT_PACKAGES)
 test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-test ansible-floor e2e \
 	molecule

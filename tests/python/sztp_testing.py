@@ -91,10 +91,20 @@ def assert_links_resolve(page: Path, anchors: Callable[[Path], set[str]] = headi
             assert anchor in anchors(linked), f"{page.name}: no anchor #{anchor} in {linked.name}"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# Ports handed out in this process: the kernel may give a port that was just probed and
+# released again, and two listeners of one server then collide.
+_HANDED_OUT: set[int] = set()
+
+
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A loopback port nothing listens on now (TCP, or `kind`), not handed out before."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class ManualClock:

@@ -25,7 +25,7 @@ from sztp.protocol import restconf
 from sztp.protocol.restconf import ProgressReport, WireFormat
 from sztp_server.config import load_config
 from sztp_server.events_out.syslog_format import FACILITIES, format_message, parse_syslog_url
-from sztp_testing import RunningServer, running_server
+from sztp_testing import RunningServer, free_port, running_server
 
 REPORT_PATH = restconf.operation_path("/restconf", restconf.RPC_REPORT_PROGRESS)
 GET_DATA_PATH = restconf.operation_path("/restconf", restconf.RPC_GET_BOOTSTRAPPING_DATA)
@@ -34,12 +34,6 @@ JSON = {"Content-Type": WireFormat.JSON.media_type}
 FIELDS = "%pri%|%hostname%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%"
 HOSTILE = 'SN"]\\x'  # printable, so kept as the claimed serial; each character special in SD
 LOCAL3 = FACILITIES["local3"]
-
-
-def free_port(kind: socket.SocketKind) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Receiver:

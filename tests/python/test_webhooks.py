@@ -33,7 +33,7 @@ from sztp_server.events_out.webhook_watch import WebhookWatch
 from sztp_server.secret_key import SecretKey
 from sztp_server.store import open_store
 from sztp_server.store.model import Change, DeviceEvent, ProgressRecord
-from sztp_testing import RunningServer, run_sztpctl, running_server
+from sztp_testing import RunningServer, free_port, run_sztpctl, running_server
 
 REPORT_PATH = restconf.operation_path("/restconf", restconf.RPC_REPORT_PROGRESS)
 SECRET = b"0123456789abcdef-webhook-key"
@@ -55,12 +55,6 @@ RECEIVER = textwrap.dedent(
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Receiver:

@@ -13,12 +13,14 @@ from ..store.async_store import AsyncStore
 from ..store.model import TokenRecord
 from ..tokens import ADMIN, hash_token
 from .errors import ApiError
+from .handlers.dashboard import DASHBOARD_PAGES
 from .requests import API
 
 LOG = logging.getLogger(__name__)
 
-# Load balancers probe /healthz; the OpenAPI document holds no data.
-PUBLIC_ROUTES = frozenset({"/healthz", f"{API}/openapi.json"})
+# Load balancers probe /healthz; the OpenAPI document holds no data, nor does the dashboard's
+# page, which reads the API with the token the operator gives it.
+PUBLIC_ROUTES = frozenset({"/healthz", f"{API}/openapi.json", *DASHBOARD_PAGES})
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _CALLER = web.RequestKey("caller", TokenRecord)
 

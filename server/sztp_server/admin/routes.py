@@ -8,6 +8,7 @@ from ..context import ServerContext
 from .auth import TokenAuth
 from .errors import error_middleware
 from .handlers.audit import AuditHandlers
+from .handlers.dashboard import DASHBOARD_PAGES
 from .handlers.devices import DeviceHandlers
 from .handlers.public import PublicHandlers
 from .handlers.resources import ResourceHandlers
@@ -53,6 +54,9 @@ def build_admin_app(
     app.router.add_post(f"{API}/state", state.post_state)
     app.router.add_get(f"{API}/jobs/{{id}}", state.get_job)
     app.router.add_get(f"{API}/status", devices.fleet_status)
+    app.router.add_get(f"{API}/status/by", devices.fleet_status_by)
+    for path, page in DASHBOARD_PAGES.items():
+        app.router.add_get(path, page)
     app.router.add_get(f"{API}/events", devices.device_events)
     app.router.add_get(f"{API}/audit", audit.audit)
     app.router.add_get(f"{API}/webhooks", webhooks.webhooks)

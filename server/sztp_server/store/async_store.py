@@ -137,6 +137,11 @@ class AsyncStore:
     async def head_reports(self, heads: HeadFilter, *, limit: int) -> builtins.list[ProgressRecord]:
         return await self.run(self.store.head_reports, heads, limit=limit)
 
+    async def head_counts_by(
+        self, field: str, stale_before: datetime
+    ) -> dict[str | None, dict[tuple[str | None, bool], int]]:
+        return await self.run(self.store.head_counts_by, field, stale_before)
+
     async def head_counts(self, stale_before: datetime) -> HeadCounts:
         return await self.run(self.store.head_counts, stale_before)
 

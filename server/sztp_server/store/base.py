@@ -164,6 +164,14 @@ class Store(Protocol):
         (`heads.unreported` is moot: a device without a report has no head)."""
         ...
 
+    def head_counts_by(
+        self, field: str, stale_before: datetime
+    ) -> dict[str | None, dict[tuple[str | None, bool], int]]:
+        """Devices grouped by a spec field of DEVICE_FILTER_FIELDS (None: without it), each
+        group's head reports counted by (progress type, received before `stale_before`),
+        devices without a report under (None, False)."""
+        ...
+
     def head_counts(self, stale_before: datetime) -> HeadCounts:
         """How many devices there are, and their head reports counted by progress type and by
         whether they were received before `stale_before`: every device's status without

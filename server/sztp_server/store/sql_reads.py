@@ -235,6 +235,26 @@ class SqlReads(ABC):
         )
         return [type(self).report_from_row(row) for row in rows]
 
+    def head_counts_by(
+        self, field: str, stale_before: datetime
+    ) -> dict[str | None, dict[tuple[str | None, bool], int]]:
+        if field not in DEVICE_FILTER_FIELDS:
+            raise StoreError(f"devices are counted by {', '.join(DEVICE_FILTER_FIELDS)}")
+        rows = self._rows(
+            f"SELECT {self.spec_field.format(field=field)}, reports.progress_type, "  # noqa: S608
+            "reports.received_at < ?, count(*) FROM resources "
+            "LEFT JOIN report_heads ON report_heads.serial = resources.name "
+            "LEFT JOIN reports ON reports.id = report_heads.latest_id "
+            "WHERE resources.kind = ? GROUP BY 1, 2, 3",
+            (type(self).time_parameter(stale_before), DEVICE),
+        )
+        groups: dict[str | None, dict[tuple[str | None, bool], int]] = {}
+        for value, progress_type, stale, count in rows:
+            heads = groups.setdefault(value, {})
+            key = (progress_type, bool(stale) if progress_type is not None else False)
+            heads[key] = heads.get(key, 0) + int(count)
+        return groups
+
     def head_counts(self, stale_before: datetime) -> HeadCounts:
         # One statement, so both counts come from the same snapshot of the database. The
         # device count is the row without a progress type (every report has one): a UNION's

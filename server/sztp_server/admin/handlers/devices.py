@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -199,6 +199,30 @@ class DeviceHandlers:
             }
         )
 
+    async def fleet_status_by(self, request: web.Request) -> web.Response:
+        """`GET /api/v1/status/by?field=profile|model`: the devices of each value of the field
+        counted by status, in one grouped count (the dashboard's funnel by profile and model)."""
+        field = text_query(request, "field")
+        if field not in DEVICE_FILTER_FIELDS:
+            raise ApiError(400, f"must be one of {', '.join(DEVICE_FILTER_FIELDS)}", field="field")
+        now = utc_now()
+        stalled_after = stall_after(self.config)
+        groups = await self.store.head_counts_by(field, now - stalled_after)
+        ordered = sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or ""))
+        return web.json_response(
+            {
+                "field": field,
+                "groups": [
+                    {
+                        "value": value,
+                        "devices": sum(heads.values()),
+                        "counts": _statuses(heads, now, stalled_after),
+                    }
+                    for value, heads in ordered
+                ],
+            }
+        )
+
     async def fleet_status(self, _request: web.Request) -> web.Response:
         """`GET /api/v1/status`: every device counted by status (`count_by_status`), the
         first STALLED_SHOWN stalled devices in name order and the RECENT_ERRORS most recent
@@ -238,11 +262,19 @@ class DeviceHandlers:
 def count_by_status(counted: HeadCounts, now: datetime, stalled_after: timedelta) -> dict[str, int]:
     """Every status with its number of devices, from the head reports grouped by progress type
     and age (one `head_status` per group)."""
+    heads: dict[tuple[str | None, bool], int] = {key: n for key, n in counted.heads.items()}
+    heads[None, False] = counted.devices - sum(counted.heads.values())
+    return _statuses(heads, now, stalled_after)
+
+
+def _statuses(
+    heads: Mapping[tuple[str | None, bool], int], now: datetime, stalled_after: timedelta
+) -> dict[str, int]:
+    """Every status with its number of devices, from counts by (progress type of the head
+    report, stale); a None type: no report."""
     counts = dict.fromkeys(STATUSES, 0)
-    for (progress_type, stale), count in counted.heads.items():
+    for (progress_type, stale), count in heads.items():
         counts[head_status(progress_type, stale=stale, now=now, stall_after=stalled_after)] += count
-    unreported = counted.devices - sum(counted.heads.values())
-    counts[head_status(None, stale=False, now=now, stall_after=stalled_after)] += unreported
     return counts
 
 

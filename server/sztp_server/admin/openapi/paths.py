@@ -12,7 +12,7 @@ from sztp.state.resources import KINDS
 
 from ...events_out.webhook_events import EVENT_TYPES
 from ...expiry import EXPIRY_KINDS, SOONEST_SHOWN
-from ...store.base import AUDIT_MAX_AGE_DAYS
+from ...store.base import AUDIT_MAX_AGE_DAYS, DEVICE_FILTER_FIELDS
 from ..requests import (
     DEFAULT_EVENTS_LIMIT,
     DEFAULT_PROGRESS_LIMIT,
@@ -45,6 +45,7 @@ def api_paths() -> dict[str, Any]:
         "/api/v1/state": {"get": _get_state(), "post": _post_state()},
         "/api/v1/jobs/{id}": {"get": _get_job()},
         "/api/v1/status": {"get": _fleet_status()},
+        "/api/v1/status/by": {"get": _fleet_status_by()},
         "/api/v1/events": {"get": _device_events()},
         "/api/v1/audit": {"get": _audit()},
         "/api/v1/webhooks": {"get": _webhooks()},
@@ -470,6 +471,51 @@ def _fleet_status() -> Schema:
         "summary": "Device counts by derived status, stalled devices, recent failures",
         "tags": ["status"],
         "responses": responses(ok(200, fleet), READ),
+    }
+
+
+def _fleet_status_by() -> Schema:
+    counts = {
+        "type": "object",
+        "properties": {status: {"type": "integer"} for status in STATUSES},
+    }
+    group = {
+        "type": "object",
+        "required": ["value", "devices", "counts"],
+        "properties": {
+            "value": {"type": ["string", "null"], "description": "null: devices without it"},
+            "devices": {"type": "integer"},
+            "counts": counts,
+        },
+    }
+    return {
+        "operationId": "fleet_status_by",
+        "summary": "Device counts by derived status for each profile or model",
+        "tags": ["status"],
+        "parameters": [
+            {
+                **query(
+                    "field",
+                    {"type": "string", "enum": list(DEVICE_FILTER_FIELDS)},
+                    "The device field to group by",
+                ),
+                "required": True,
+            }
+        ],
+        "responses": responses(
+            ok(
+                200,
+                {
+                    "type": "object",
+                    "required": ["field", "groups"],
+                    "properties": {
+                        "field": {"type": "string"},
+                        "groups": {"type": "array", "items": group},
+                    },
+                },
+            ),
+            (400, *READ),
+        ),
     }
 
 

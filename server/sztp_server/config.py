@@ -646,15 +646,20 @@ def _boolean(name: str, value: Any) -> bool:
     raise ValidationError(name, "must be true or false")
 
 
-def _webhook(name: str, value: Any) -> Webhook:
+def _known_keys(name: str, value: Any, kind: type, what: str) -> None:
+    """`value` is a mapping of `kind`'s fields (a dataclass), or a ValidationError says why."""
     if not isinstance(value, dict):
-        raise ValidationError(name, "must be a mapping with name, url and secret_file")
-    keys = [item.name for item in fields(Webhook)]
+        raise ValidationError(name, f"must be a mapping with {what}")
+    keys = [item.name for item in fields(kind)]
     unknown = sorted(set(value) - set(keys))
     if unknown:
         raise ValidationError(
             f"{name}.{unknown[0]}", "unknown setting" + _did_you_mean(unknown[0], keys)
         )
+
+
+def _webhook(name: str, value: Any) -> Webhook:
+    _known_keys(name, value, Webhook, "name, url and secret_file")
     for required in ("name", "url", "secret_file"):
         if not isinstance(value.get(required), str) or not value[required]:
             raise ValidationError(f"{name}.{required}", "is required (text)")
@@ -687,14 +692,7 @@ def _webhook(name: str, value: Any) -> Webhook:
 
 
 def _listener(name: str, value: Any) -> Listener:
-    if not isinstance(value, dict):
-        raise ValidationError(name, "must be a mapping with host and port")
-    keys = [item.name for item in fields(Listener)]
-    unknown = sorted(set(value) - set(keys))
-    if unknown:
-        raise ValidationError(
-            f"{name}.{unknown[0]}", "unknown setting" + _did_you_mean(unknown[0], keys)
-        )
+    _known_keys(name, value, Listener, "host and port")
     port = value.get("port")
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValidationError(f"{name}.port", "must be a port number (0 picks a free one)")

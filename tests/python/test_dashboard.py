@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 import requests
 
-from sztp.labpki import write_lab_pki
+from sztp.labpki import LabPki, write_lab_pki
 from sztp.passwords import generate_activation_code
-from sztp.protocol import restconf
+from sztp.protocol import pki, restconf
 from sztp.protocol.restconf import ProgressReport, WireFormat
-from sztp_testing import ROOT, RunningServer, free_port, running_server
+from sztp.simulator import DeviceIdentity, SimulatorConfig, simulate
+from sztp_testing import ROOT, RunningServer, free_port, lab_voucher, running_server
 
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 DASHBOARD = ROOT / "server" / "sztp_server" / "admin" / "dashboard"
@@ -27,6 +28,7 @@ REPORT_PATH = restconf.operation_path("/restconf", restconf.RPC_REPORT_PROGRESS)
 GET_DATA_PATH = restconf.operation_path("/restconf", restconf.RPC_GET_BOOTSTRAPPING_DATA)
 ELEMENT = "element-6066-11e4-a52e-4f735466cecf"  # the W3C key of an element reference
 HOSTILE = "<img src=x onerror=\"document.title='pwned'\"> disk full"
+DISK_CHECK = "#!/bin/sh\necho 'disk /dev/nvme0n1 not found' >&2\nexit 3\n"
 STATUSES = ("not-seen", "in-progress", "rebooting", "complete", "failed", "stalled")
 
 
@@ -130,12 +132,15 @@ def basic(serial: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{serial}:{secret}".encode()).decode()
 
 
-def report(server: RunningServer, serial: str, code: str, kind: str, message: str) -> None:
+def report(
+    server: RunningServer, ca: Path, serial: str, code: str, kind: str, message: str
+) -> None:
     answer = requests.post(
         f"{server.device_url}{REPORT_PATH}",
         data=restconf.encode_report_progress_input(ProgressReport(kind, message), WireFormat.JSON),
         headers={"Content-Type": WireFormat.JSON.media_type, "Authorization": basic(serial, code)},
         timeout=30,
+        verify=str(ca),
     )
     assert answer.status_code == 204
 
@@ -148,26 +153,52 @@ def funnel(browser: Browser) -> dict[str, int]:
     return shown
 
 
+def simulate_device(lab: LabPki, server: RunningServer, serial: str, work: Path) -> Any:
+    """Bootstrap `serial` with the project's device simulator, scripts run."""
+    files = lab.devices[serial].idevid
+    config = SimulatorConfig(
+        bootstrap_uris=(server.device_url,),
+        trust_anchors=tuple(
+            pki.load_certificates_pem(lab.manufacturer_ca.certificate.read_bytes())
+        ),
+        server_ca=lab.tls_ca.certificate,
+        work_dir=work,
+        run_scripts=True,
+        timeout=10.0,
+    )
+    return simulate(config, DeviceIdentity(serial, files.certificate, files.private_key))
+
+
 def test_the_dashboard_shows_the_fleet_and_follows_it_live(
     browser: Browser, tmp_path: Path
 ) -> None:
+    lab = write_lab_pki(tmp_path / "pki", ["SN-SIM"])
     codes = {f"SN-{number}": generate_activation_code() for number in range(1, 5)}
-    devices = {
+    devices: dict[str, dict[str, Any]] = {
         serial: {"activation_code": code, "profile": "day0", "model": "DPU-A"}
         for serial, code in codes.items()
     }
     devices["SN-4"].pop("profile")
+    devices["SN-SIM"] = {
+        "profile": "checked",
+        "model": "DPU-B",
+        "voucher": base64.b64encode(lab_voucher(lab, "SN-SIM")).decode(),
+    }
     day0 = {"type": "onboarding", "configuration": "hostname x\n", "signing": "when-requested"}
     resources = {
-        "owner": write_lab_pki(tmp_path / "pki", []).trust_resources()["owner"],
-        "profile": {"day0": day0},
+        **lab.trust_resources(),
+        "profile": {"day0": day0, "checked": {**day0, "pre_configuration_script": DISK_CHECK}},
         "device": devices,
     }
-    with running_server(tmp_path / "server") as server:
+    with running_server(tmp_path / "server", lab=lab) as server:
         server.apply(resources)
-        report(server, "SN-1", codes["SN-1"], "bootstrap-initiated", "starting")
-        report(server, "SN-1", codes["SN-1"], "bootstrap-complete", "done")
-        report(server, "SN-3", codes["SN-3"], "bootstrap-initiated", "starting")
+        report(
+            server, lab.tls_ca.certificate, "SN-1", codes["SN-1"], "bootstrap-initiated", "starting"
+        )
+        report(server, lab.tls_ca.certificate, "SN-1", codes["SN-1"], "bootstrap-complete", "done")
+        report(
+            server, lab.tls_ca.certificate, "SN-3", codes["SN-3"], "bootstrap-initiated", "starting"
+        )
 
         browser.open(f"{server.admin_url}/dashboard")
         browser.type(browser.find("#token"), server.token)
@@ -175,27 +206,38 @@ def test_the_dashboard_shows_the_fleet_and_follows_it_live(
         expected = server.client().fleet_status()["counts"]
         browser.wait_for(lambda: funnel(browser) == expected, "the funnel differs from the API")
         assert expected["complete"] == 1 and expected["in-progress"] == 1
-        assert expected["not-seen"] == 2
+        assert expected["not-seen"] == 3
         rows = [browser.text(row) for row in browser.find_all("#by-profile tbody tr")]
-        assert rows[0].split() == ["day0", "1", "1", "0", "1", "0", "0"]
-        assert rows[1].split() == ["(none)", "1", "0", "0", "0", "0", "0"]
+        assert [row.split() for row in rows] == [
+            ["checked", "1", "0", "0", "0", "0", "0"],
+            ["day0", "1", "1", "0", "1", "0", "0"],
+            ["(none)", "1", "0", "0", "0", "0", "0"],
+        ]
         browser.screenshot("fleet")
 
-        # A device fails while the page is open: it shows up without a reload, its message
-        # as text.
-        report(server, "SN-3", codes["SN-3"], "bootstrap-error", HOSTILE)
+        # A simulated device fails while the page is open: it shows up without a reload, with
+        # the failing step and its message.
+        result = simulate_device(lab, server, "SN-SIM", tmp_path / "device")
+        assert not result.succeeded
         failed = browser.wait_for(
             lambda: [
                 text
                 for text in map(browser.text, browser.find_all("#failed tbody tr"))
-                if "SN-3" in text
+                if "SN-SIM" in text
             ],
             "the failed device did not appear",
         )
-        assert "bootstrap-error" in failed[0] and HOSTILE in failed[0]
+        assert "pre-script-error" in failed[0] and "disk /dev/nvme0n1 not found" in failed[0]
+        browser.wait_for(lambda: funnel(browser)["failed"] == 1, "the failed count is not shown")
+
+        # A device's own words are shown as text.
+        report(server, lab.tls_ca.certificate, "SN-3", codes["SN-3"], "bootstrap-error", HOSTILE)
+        browser.wait_for(
+            lambda: HOSTILE in browser.text(browser.find("#failed tbody")),
+            "the message was not shown as text",
+        )
         assert browser.run("return document.title") == "sztp fleet"
         assert browser.run("return document.querySelectorAll('#failed img').length") == 0
-        browser.wait_for(lambda: funnel(browser)["failed"] == 1, "the failed count is not shown")
 
         # A refused request, with its reason.
         wrong = requests.post(
@@ -205,6 +247,7 @@ def test_the_dashboard_shows_the_fleet_and_follows_it_live(
                 "Authorization": basic("SN-2", generate_activation_code()),
             },
             timeout=30,
+            verify=str(lab.tls_ca.certificate),
         )
         assert wrong.status_code == 401
         browser.wait_for(
@@ -212,12 +255,15 @@ def test_the_dashboard_shows_the_fleet_and_follows_it_live(
             "the refused request did not appear",
         )
 
-        # The failed device's timeline, from its button (a button: reachable by keyboard).
-        browser.click(browser.find("#failed tbody button.serial"))
+        # The simulated device's timeline, from its button (a button: reachable by keyboard).
+        buttons = browser.find_all("#failed tbody button.serial")
+        sim = next(button for button in buttons if browser.text(button) == "SN-SIM")
+        browser.click(sim)
         timeline = browser.wait_for(
             lambda: browser.text(browser.find("#device-attempts")), "no timeline"
         )
-        assert "Attempt 1" in timeline and "bootstrap-error" in timeline
+        assert "Attempt 1" in timeline and "pre-script-error" in timeline
+        assert "+" in timeline  # the time since the previous report
         assert browser.run("return document.activeElement.id") == "device-close"
         browser.screenshot("failed-device")
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from ..background import Background
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..store.errors import StoreError
@@ -75,7 +75,7 @@ class Recorder:
         self._pending: list[Pending] = []
         burst = max(1, round(refused_per_second))
         self._refused = TokenBuckets(burst, 1 / refused_per_second, tracked=1)
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background(self._run)
 
     def record(
         self,
@@ -118,14 +118,11 @@ class Recorder:
         return True
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._background.start()
 
     async def stop(self) -> None:
         """Stop the background writes, then write what is still waiting."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._background.stop()
         await self.flush()
 
     async def _run(self) -> None:

@@ -18,6 +18,7 @@ import aiohttp
 
 from sztp.errors import ValidationError
 
+from ..background import Background
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..store.errors import StoreError
@@ -97,7 +98,7 @@ class WebhookSender:
         self._tls = {hook.name: _tls(hook, index) for index, hook in enumerate(config.webhooks)}
         self._give_up_after = timedelta(hours=config.webhook_retry_hours)
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background(self._run)
         self._failing: set[str] = set()
         self._pruned_at = 0.0
 
@@ -105,18 +106,11 @@ class WebhookSender:
     def of(cls, context: ServerContext, metrics: Metrics) -> WebhookSender | None:
         return cls(context, metrics) if context.config.webhooks else None
 
-    def wake(self) -> None:
-        """Look at the outbox now (events were just queued)."""
-        self._wake.set()
-
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._background.stop()
 
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=TRY_SECONDS)

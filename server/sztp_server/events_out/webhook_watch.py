@@ -7,13 +7,13 @@ first (a mark in the store names it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sztp.device_status import DeviceStatus
 
 from ..admin.views import expiry_window, status_filter
+from ..background import Background
 from ..logs import get_logger
 from ..store.base import OutboxRow
 from ..store.errors import StoreError
@@ -34,7 +34,7 @@ class WebhookWatch:
         self._context = context
         config = context.config
         self._wanted = {kind for hook in config.webhooks for kind in hook.events}
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background(self._run)
 
     @classmethod
     def of(cls, context: ServerContext) -> WebhookWatch | None:
@@ -42,13 +42,10 @@ class WebhookWatch:
         return watch if watch._wanted & {DEVICE_STALLED, REFUSED_REQUESTS, EXPIRING} else None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._background.stop()
 
     async def _run(self) -> None:
         while True:

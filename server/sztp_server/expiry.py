@@ -36,6 +36,8 @@ TLS_CERTIFICATE = "tls-certificate"
 EXPIRY_KINDS = (VOUCHER, OWNER_CERTIFICATE, TRUST_ANCHOR_CERTIFICATE, TLS_CERTIFICATE)
 # The soonest expiries the status names; the counts cover them all.
 SOONEST_SHOWN = 50
+# Weeks (from the Monday, 00:00 UTC, of the current one) the expiry calendar covers.
+CALENDAR_WEEKS = 13
 
 
 @dataclass(frozen=True, order=True)
@@ -53,6 +55,9 @@ class ExpiringSoon:
     counts: dict[str, int]
     soonest: tuple[Expiry, ...]
     next_by_kind: dict[str, datetime]  # the earliest expiry of each kind, however far
+    # By week from this one's Monday: (its Monday, count by kind); and what expired before.
+    calendar: tuple[tuple[datetime, dict[str, int]], ...]
+    earlier: dict[str, int]
 
 
 class ExpiryDates:
@@ -77,7 +82,23 @@ class ExpiryDates:
         soonest = tuple(
             expiry for expiry in itertools.islice(first, SOONEST_SHOWN) if expiry.not_after <= until
         )
-        return ExpiringSoon(until, counts, soonest, next_by_kind)
+        monday = (now - timedelta(days=now.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        bounds = [monday + timedelta(weeks=week) for week in range(CALENDAR_WEEKS + 1)]
+
+        def before(moment: datetime) -> dict[str, int]:
+            return {
+                kind: state.count_before(kind, moment) + tls.count_before(kind, moment)
+                for kind in EXPIRY_KINDS
+            }
+
+        counted = [before(bound) for bound in bounds]
+        calendar = tuple(
+            (start, {kind: later[kind] - earlier[kind] for kind in EXPIRY_KINDS})
+            for start, earlier, later in zip(bounds, counted, counted[1:], strict=False)
+        )
+        return ExpiringSoon(until, counts, soonest, next_by_kind, calendar, counted[0])
 
     def _of_state(self, snapshot: Snapshot) -> _Dated:
         with self._lock:
@@ -137,7 +158,12 @@ class _Dated:
         self.first_by_kind = {kind: found[0] for kind, found in self._by_kind.items()}
 
     def count(self, kind: str, until: datetime) -> int:
+        """Those of `kind` that expire at `until` or before."""
         return bisect.bisect_right(self._by_kind.get(kind, []), until)
+
+    def count_before(self, kind: str, moment: datetime) -> int:
+        """Those of `kind` that expire before `moment`."""
+        return bisect.bisect_left(self._by_kind.get(kind, []), moment)
 
 
 def _of_certificate_specs(snapshot: Snapshot, kind: str, field: str, shown: str) -> list[Expiry]:

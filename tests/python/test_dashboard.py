@@ -264,6 +264,7 @@ def test_the_dashboard_shows_the_fleet_and_follows_it_live(
         )
         assert "Attempt 1" in timeline and "pre-script-error" in timeline
         assert "+" in timeline  # the time since the previous report
+        assert len(browser.find_all("#calendar tbody tr")) == 13  # weeks, none expired before
         assert browser.run("return document.activeElement.id") == "device-close"
         browser.screenshot("failed-device")
 

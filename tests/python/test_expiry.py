@@ -71,6 +71,25 @@ def test_what_expires_soon_is_shown_and_counted(tmp_path: Path) -> None:
         ]
         soonest = datetime.fromisoformat(expiring["soonest"][0]["not_after"])
         assert soonest == NOW + timedelta(days=5)
+        # The calendar: 13 weeks from this one's Monday, each artifact in its week.
+        calendar = expiring["calendar"]
+        monday = (NOW - timedelta(days=NOW.weekday())).date()
+        assert [week["week"] for week in calendar] == [
+            (monday + timedelta(weeks=number)).isoformat() for number in range(13)
+        ]
+
+        def week_of(days: int) -> int:
+            return ((NOW + timedelta(days=days)).date() - monday).days // 7
+
+        placed = {
+            (kind, number)
+            for number, week in enumerate(calendar)
+            for kind, count in week["counts"].items()
+            if count
+        }
+        # SN-LATER's voucher, 100 days off, is past the 13 weeks.
+        assert placed == {("voucher", week_of(5)), ("owner-certificate", week_of(10))}
+        assert expiring["earlier"] == dict.fromkeys(expiring["counts"], 0)
 
         shown = run_sztpctl("status", env=server.cli_env(tmp_path)).stdout
         assert "EXPIRES WITHIN 14 DAYS" in shown

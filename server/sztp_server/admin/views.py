@@ -5,31 +5,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from sztp.device_status import DeviceStatus
-from sztp.progress import StoredReport, derive_status
-from sztp.protocol.restconf import PROGRESS_TYPES
 from sztp.state.plan import Change
 from sztp.state.resources import public_fields, public_view
 
-from ..config import ServerConfig, Webhook
+from ..config import Webhook
 from ..expiry import ExpiringSoon
 from ..store.model import (
     AuditEntry,
     DeviceEvent,
-    HeadFilter,
     ProgressRecord,
     StoredResource,
     TokenRecord,
     WebhookStatus,
 )
-
-# The smallest step back in time: a report this much before the stall cutoff is stale.
-_JUST_BEFORE = timedelta(microseconds=1)
 
 
 def time_text(moment: datetime) -> str:
@@ -49,52 +42,6 @@ def resource_view(resource: StoredResource) -> dict[str, Any]:
         "created_at": time_text(resource.created_at),
         "updated_at": time_text(resource.updated_at),
     }
-
-
-def stall_after(config: ServerConfig) -> timedelta:
-    """How long a device may stay silent in bootstrapping before it counts as stalled."""
-    return timedelta(minutes=config.stall_after_minutes)
-
-
-def derived_status(latest: ProgressRecord | None, now: datetime, stall_after: timedelta) -> str:
-    """Derived status from the latest report alone (all that `derive_status` looks at)."""
-    reports = [latest.stored_report()] if latest is not None else []
-    return derive_status(reports, now=now, stall_after=stall_after).value
-
-
-def head_status(
-    progress_type: str | None, *, stale: bool, now: datetime, stall_after: timedelta
-) -> DeviceStatus:
-    """The status of a device whose head report has `progress_type` (None: no report) and was
-    received before the stall cutoff (`stale`) or not. `derive_status` looks at nothing else
-    of the head, so asking it about a report at the cutoff or just before it answers for every
-    device whose head is of that type and on that side of the cutoff."""
-    if progress_type is None:
-        return derive_status([], now=now, stall_after=stall_after)
-    at = now - stall_after - (_JUST_BEFORE if stale else timedelta(0))
-    head = StoredReport(
-        received_at=at, progress_type=progress_type, message=None, source_address=None, attempt=1
-    )
-    return derive_status([head], now=now, stall_after=stall_after)
-
-
-def status_filter(status: DeviceStatus, now: datetime, stall_after: timedelta) -> HeadFilter:
-    """The store's filter for devices in `status` at `now`: each progress type, fresh and
-    stale, and no report at all, put to `head_status`."""
-
-    def types(*, stale: bool) -> frozenset[str]:
-        return frozenset(
-            progress_type
-            for progress_type in PROGRESS_TYPES
-            if head_status(progress_type, stale=stale, now=now, stall_after=stall_after) == status
-        )
-
-    return HeadFilter(
-        unreported=head_status(None, stale=False, now=now, stall_after=stall_after) == status,
-        recent_types=types(stale=False),
-        stale_types=types(stale=True),
-        stale_before=now - stall_after,
-    )
 
 
 def report_view(record: ProgressRecord) -> dict[str, Any]:
@@ -254,10 +201,6 @@ def _time_or_none(moment: datetime | None) -> str | None:
     return None if moment is None else time_text(moment)
 
 
-def expiry_window(config: ServerConfig) -> timedelta:
-    return timedelta(days=config.expiry_warning_days)
-
-
 def expiring_view(expiring: ExpiringSoon, now: datetime, within_days: float) -> dict[str, Any]:
     """What expires within `within_days` (`GET /api/v1/status`'s `expiring`)."""
     return {
@@ -271,5 +214,10 @@ def expiring_view(expiring: ExpiringSoon, now: datetime, within_days: float) -> 
                 "expired": expiry.not_after <= now,
             }
             for expiry in expiring.soonest
+        ],
+        "earlier": expiring.earlier,
+        "calendar": [
+            {"week": start.date().isoformat(), "counts": counts}
+            for start, counts in expiring.calendar
         ],
     }

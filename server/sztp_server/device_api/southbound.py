@@ -29,6 +29,7 @@ from ..connections import HANDSHAKE_REFUSED
 from ..context import ServerContext
 from ..events_out.syslog_sender import SyslogSender
 from ..events_out.webhook_events import status_events
+from ..fleet_status import stall_after
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..store.base import OutboxRow
@@ -505,13 +506,13 @@ def _webhook_events(
     that asked for its type."""
     if not config.webhooks:
         return []
-    stall_after = timedelta(minutes=config.stall_after_minutes)
+    silent = stall_after(config)
     now = record.received_at
     before = [last] if last is not None else []
     events = status_events(
         record.serial,
-        progress.derive_status(before, now=now, stall_after=stall_after),
-        progress.derive_status([*before, record.stored_report()], now=now, stall_after=stall_after),
+        progress.derive_status(before, now=now, stall_after=silent),
+        progress.derive_status([*before, record.stored_report()], now=now, stall_after=silent),
         at=now,
         progress_type=record.progress_type,
         message=record.message,

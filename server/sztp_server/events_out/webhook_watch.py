@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from sztp.device_status import DeviceStatus
 
-from ..admin.views import expiry_window, status_filter
 from ..background import Background
+from ..fleet_status import expiry_window, stall_after, status_filter
 from ..logs import get_logger
 from ..store.base import OutboxRow
 from ..store.errors import StoreError
@@ -75,9 +75,9 @@ class WebhookWatch:
         return int(self._context.store.queue_webhook_events_once(mark, now, rows))
 
     def _stalled(self, now: datetime) -> int:
-        stall_after = timedelta(minutes=self._context.config.stall_after_minutes)
+        silent = stall_after(self._context.config)
         heads = self._context.store.head_reports(
-            status_filter(DeviceStatus.STALLED, now, stall_after), limit=STALLED_PER_PASS
+            status_filter(DeviceStatus.STALLED, now, silent), limit=STALLED_PER_PASS
         )
         return sum(
             self._queue(

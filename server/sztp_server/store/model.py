@@ -170,7 +170,7 @@ class HeadFilter:
     `stale_before`, and those whose head is in `stale_types` and was received before it.
 
     The store knows nothing of statuses: the admin API turns one into this (see
-    `admin.views.status_filter`), so the rule of what each status means stays in
+    `fleet_status.status_filter`), so the rule of what each status means stays in
     `sztp.progress`."""
 
     unreported: bool

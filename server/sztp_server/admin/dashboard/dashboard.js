@@ -7,6 +7,7 @@ const API = "/api/v1";
 const REFRESH_MS = 10000;
 const TOKEN_KEY = "sztp-token";
 const STATUSES = ["not-seen", "in-progress", "rebooting", "complete", "failed", "stalled"];
+const EXPIRY_KINDS = ["voucher", "owner-certificate", "trust-anchor", "tls-certificate"];
 let timer = null;
 let shownDevice = null;
 
@@ -174,6 +175,15 @@ async function refresh() {
       cell(row, expiry.kind);
       cell(row, expiry.name);
       cell(row, expiry.not_after + (expiry.expired ? " (expired)" : ""));
+    });
+    const earlier = EXPIRY_KINDS.some((kind) => status.expiring.earlier[kind]);
+    const weeks = [
+      ...(earlier ? [{ week: "expired before", counts: status.expiring.earlier }] : []),
+      ...status.expiring.calendar,
+    ];
+    fill("calendar", weeks, (row, week) => {
+      cell(row, week.week);
+      for (const kind of EXPIRY_KINDS) { cell(row, week.counts[kind] || 0, "number"); }
     });
     if (shownDevice !== null && !$("device").hidden) { await showDevice(shownDevice); }
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();

@@ -17,6 +17,13 @@ from sztp.progress import MAX_PROGRESS_PAGE, group_by_attempt, summarize
 from sztp.state.resources import DEVICE
 
 from ...context import ServerContext
+from ...fleet_status import (
+    derived_status,
+    expiry_window,
+    head_status,
+    stall_after,
+    status_filter,
+)
 from ...metrics import GaugeSample
 from ...store.base import DEVICE_FILTER_FIELDS, utc_now
 from ...store.model import DeviceHead, HeadCounts
@@ -36,16 +43,11 @@ from ..requests import (
 )
 from ..service import StateService
 from ..views import (
-    derived_status,
     etag,
     event_view,
     expiring_view,
-    expiry_window,
-    head_status,
     report_view,
     resource_view,
-    stall_after,
-    status_filter,
 )
 from ..writes import DeleteVoucher, PutVoucher, stored_device
 from .resources import resource_response

@@ -11,7 +11,7 @@ from sztp.refusals import REFUSALS, TLS_HANDSHAKE, Refusal
 from sztp.state.resources import KINDS
 
 from ...events_out.webhook_events import EVENT_TYPES
-from ...expiry import EXPIRY_KINDS, SOONEST_SHOWN
+from ...expiry import CALENDAR_WEEKS, EXPIRY_KINDS, SOONEST_SHOWN
 from ...store.base import AUDIT_MAX_AGE_DAYS, DEVICE_FILTER_FIELDS
 from ..requests import (
     DEFAULT_EVENTS_LIMIT,
@@ -413,6 +413,10 @@ def _device_events() -> Schema:
 
 
 def _fleet_status() -> Schema:
+    by_kind = {
+        "type": "object",
+        "properties": {kind: {"type": "integer"} for kind in EXPIRY_KINDS},
+    }
     fleet = {
         "type": "object",
         "required": ["devices", "counts", "stalled", "recent_errors", "expiring"],
@@ -442,13 +446,10 @@ def _fleet_status() -> Schema:
                 "description": "Vouchers, owner certificates, trust anchors and TLS "
                 "certificates that expire within `expiry_warning_days` or have expired: how "
                 f"many of each kind, and the {SOONEST_SHOWN} soonest",
-                "required": ["within_days", "counts", "soonest"],
+                "required": ["within_days", "counts", "soonest", "earlier", "calendar"],
                 "properties": {
                     "within_days": {"type": "number"},
-                    "counts": {
-                        "type": "object",
-                        "properties": {kind: {"type": "integer"} for kind in EXPIRY_KINDS},
-                    },
+                    "counts": by_kind,
                     "soonest": {
                         "type": "array",
                         "items": {
@@ -459,6 +460,24 @@ def _fleet_status() -> Schema:
                                 "name": {"type": "string"},
                                 "not_after": {"type": "string", "format": "date-time"},
                                 "expired": {"type": "boolean"},
+                            },
+                        },
+                    },
+                    "earlier": {
+                        "description": "How many of each kind expired before this week",
+                        **by_kind,
+                    },
+                    "calendar": {
+                        "type": "array",
+                        "description": f"The next {CALENDAR_WEEKS} weeks from this one's "
+                        "Monday (UTC): how many of each kind expire in each, however far "
+                        "`expiry_warning_days` reaches",
+                        "items": {
+                            "type": "object",
+                            "required": ["week", "counts"],
+                            "properties": {
+                                "week": {"type": "string", "format": "date"},
+                                "counts": by_kind,
                             },
                         },
                     },

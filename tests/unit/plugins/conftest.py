@@ -95,6 +95,16 @@ class AdminServer:
         finally:
             store.close()
 
+    def queue_webhook_event(self, webhook: str, event_type: str) -> None:
+        """An event waiting in the webhook outbox, as the server queues one."""
+        store = open_store(self.store_url)
+        try:
+            now = datetime.now(UTC)
+            mark = f"unit-test:{event_type}:{now.isoformat()}"
+            store.queue_webhook_events_once(mark, now, [(webhook, event_type, "{}")])
+        finally:
+            store.close()
+
     def add_report(self, record: ProgressRecord) -> None:
         """Store a device's progress report as if the device had sent it."""
         store = open_store(self.store_url)

@@ -49,6 +49,7 @@ class FakeClient:
         "device_status",
         "fleet_status",
         "device_events",
+        "webhooks",
     )
 
     def __init__(self, server: AdminServer) -> None:
@@ -110,6 +111,10 @@ class FakeClient:
     def events(self, events: list[DeviceEvent]) -> None:
         """Device requests as the flight recorder stores them."""
         self.server.add_device_events(events)
+
+    def queue_webhook_event(self, webhook: str, event_type: str) -> None:
+        """An event waiting in the server's webhook outbox."""
+        self.server.queue_webhook_event(webhook, event_type)
 
     def secret(self, kind: str, name: str) -> str | None:
         """The secret stored for a resource, in clear (a device's password hash, an owner's

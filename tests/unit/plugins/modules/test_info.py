@@ -10,6 +10,7 @@ from ansible_collections.sztp.bootstrap.plugins.modules import (
     device_events_info,
     device_info,
     status_info,
+    webhooks_info,
 )
 
 from sztp_server.store.model import DeviceEvent
@@ -126,3 +127,15 @@ def test_device_events_with_the_reasons_counted(run_module, fake):
     assert refused["refusals"] == {"unknown-serial": 1, "wrong-secret": 1}
     assert fake.methods() == ["device_events", "device_events"]
     assert run_module(device_events_info.main, {"limit": 0})["failed"] is True
+
+
+def test_webhooks_with_what_waits(run_module, fake):
+    """A webhook no longer configured is listed while the outbox keeps its entries."""
+    fake.queue_webhook_event("ops", "device-failed")
+    fake.queue_webhook_event("ops", "device-status-changed")
+    result = run_module(webhooks_info.main, {})
+    assert result["changed"] is False and result["pending"] == 2
+    [hook] = result["webhooks"]
+    assert (hook["name"], hook["configured"], hook["pending"]) == ("ops", False, 2)
+    assert hook["oldest_pending_at"] is not None and hook["url"] is None
+    assert fake.methods() == ["webhooks"]  # one read, nothing written

@@ -6,6 +6,7 @@ with running_server(tmp_path, lab=lab) as server:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -89,6 +90,11 @@ def assert_links_resolve(page: Path, anchors: Callable[[Path], set[str]] = headi
         assert linked.exists(), f"{page.name}: link to missing {target}"
         if anchor and linked.suffix == ".md":
             assert anchor in anchors(linked), f"{page.name}: no anchor #{anchor} in {linked.name}"
+
+
+def basic(serial: str, secret: str) -> str:
+    """The Authorization header value of HTTP Basic credentials `serial:secret`."""
+    return "Basic " + base64.b64encode(f"{serial}:{secret}".encode()).decode()
 
 
 # Ports handed out in this process: the kernel may give a port that was just probed and

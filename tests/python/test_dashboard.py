@@ -20,7 +20,7 @@ from sztp.passwords import generate_activation_code
 from sztp.protocol import pki, restconf
 from sztp.protocol.restconf import ProgressReport, WireFormat
 from sztp.simulator import DeviceIdentity, SimulatorConfig, simulate
-from sztp_testing import ROOT, RunningServer, free_port, lab_voucher, running_server
+from sztp_testing import ROOT, RunningServer, basic, free_port, lab_voucher, running_server
 
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 DASHBOARD = ROOT / "server" / "sztp_server" / "admin" / "dashboard"
@@ -126,10 +126,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def basic(serial: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{serial}:{secret}".encode()).decode()
 
 
 def report(

@@ -24,14 +24,10 @@ from sztp_server.device_api.recorder import Pending, Recorder, claimed_serial, d
 from sztp_server.metrics import Metrics
 from sztp_server.store.errors import StoreError
 from sztp_server.store.model import DeviceEvent
-from sztp_testing import RunningServer, run_sztpctl, running_server
+from sztp_testing import RunningServer, basic, run_sztpctl, running_server
 
 GET_DATA = f"/restconf/operations/{RPC_GET_BOOTSTRAPPING_DATA}"
 REPORT_PATH = restconf.operation_path("/restconf", restconf.RPC_REPORT_PROGRESS)
-
-
-def basic(serial: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{serial}:{secret}".encode()).decode()
 
 
 def ask(server: RunningServer, authorization: str | None) -> int:

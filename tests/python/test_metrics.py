@@ -4,7 +4,6 @@ server declares and parse as Prometheus parses them."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import shutil
@@ -26,7 +25,7 @@ from sztp.passwords import generate_activation_code
 from sztp.protocol import restconf
 from sztp.protocol.restconf import ProgressReport, WireFormat
 from sztp_server.metrics import DEVICE_HIDDEN_LABELS, Metrics, metric_names
-from sztp_testing import RunningServer, running_server
+from sztp_testing import RunningServer, basic, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "monitoring"
@@ -114,10 +113,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     directory = tmp_path_factory.mktemp("metrics")
     with running_server(directory, settings={"monitoring_listeners": "both"}) as running:
         yield running
-
-
-def basic(serial: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{serial}:{secret}".encode()).decode()
 
 
 def admin_page(server: RunningServer, accept: str | None = None) -> requests.Response:

@@ -5,7 +5,6 @@ on loopback."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import http.client
 import ipaddress
@@ -33,7 +32,7 @@ from sztp_server.device_api.southbound import REFUSAL_PAUSE_SECONDS
 from sztp_server.device_api.token_buckets import TokenBuckets
 from sztp_server.store import Change, open_store
 from sztp_testing import ManualClock as Clock
-from sztp_testing import RunningServer, running_server
+from sztp_testing import RunningServer, basic, running_server
 
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 JSON_TYPE = "application/yang-data+json"
@@ -199,10 +198,6 @@ def test_checks_beyond_workers_and_queue_are_refused_at_once() -> None:
 
 
 # ---- a real server on loopback
-
-
-def basic(serial: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{serial}:{password}".encode()).decode()
 
 
 def login(

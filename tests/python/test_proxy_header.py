@@ -25,7 +25,7 @@ from sztp_server.config import load_config
 from sztp_server.context import Snapshot
 from sztp_server.device_api.device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from sztp_server.secret_key import SecretKey
-from sztp_testing import RunningServer, lab_voucher, running_server
+from sztp_testing import RunningServer, basic, lab_voucher, running_server
 
 GET_DATA = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 JSON_TYPE = "application/yang-data+json"
@@ -85,10 +85,6 @@ def untrusting(lab: LabPki, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def escaped_certificate(lab: LabPki, serial: str) -> str:
     """What nginx puts in `$ssl_client_escaped_cert`: the URL-encoded PEM IDevID."""
     return quote(lab.devices[serial].idevid.certificate.read_text(), safe="")
-
-
-def basic(serial: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{serial}:{password}".encode()).decode()
 
 
 def post(url: str, headers: Sequence[tuple[str, str]]) -> tuple[int, dict[str, object]]:

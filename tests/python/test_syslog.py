@@ -4,7 +4,6 @@ its structured-data parameter."""
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ from sztp.protocol import restconf
 from sztp.protocol.restconf import ProgressReport, WireFormat
 from sztp_server.config import load_config
 from sztp_server.events_out.syslog_format import FACILITIES, format_message, parse_syslog_url
-from sztp_testing import RunningServer, free_port, running_server
+from sztp_testing import RunningServer, basic, free_port, running_server
 
 REPORT_PATH = restconf.operation_path("/restconf", restconf.RPC_REPORT_PROGRESS)
 GET_DATA_PATH = restconf.operation_path("/restconf", restconf.RPC_GET_BOOTSTRAPPING_DATA)
@@ -145,10 +144,6 @@ def receiving(directory: Path, transport: str, lab: LabPki) -> Iterator[Receiver
         yield receiver
     finally:
         receiver.stop()
-
-
-def basic(serial: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{serial}:{secret}".encode()).decode()
 
 
 def device_requests(server: RunningServer, code: str) -> None:

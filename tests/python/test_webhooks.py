@@ -3,7 +3,6 @@ signed, retried while the receiver is away, and their delivery visible."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -33,7 +32,7 @@ from sztp_server.events_out.webhook_watch import WebhookWatch
 from sztp_server.secret_key import SecretKey
 from sztp_server.store import open_store
 from sztp_server.store.model import Change, DeviceEvent, ProgressRecord
-from sztp_testing import RunningServer, free_port, run_sztpctl, running_server
+from sztp_testing import RunningServer, basic, free_port, run_sztpctl, running_server
 
 REPORT_PATH = restconf.operation_path("/restconf", restconf.RPC_REPORT_PROGRESS)
 SECRET = b"0123456789abcdef-webhook-key"
@@ -115,11 +114,10 @@ def report(server: RunningServer, code: str, progress_type: str, message: str) -
     body = restconf.encode_report_progress_input(
         ProgressReport(progress_type, message), WireFormat.JSON
     )
-    auth = base64.b64encode(f"SN-1:{code}".encode()).decode()
     answer = requests.post(
         f"{server.device_url}{REPORT_PATH}",
         data=body,
-        headers={"Content-Type": WireFormat.JSON.media_type, "Authorization": f"Basic {auth}"},
+        headers={"Content-Type": WireFormat.JSON.media_type, "Authorization": basic("SN-1", code)},
         timeout=30,
     )
     assert answer.status_code == 204

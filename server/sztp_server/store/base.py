@@ -644,6 +644,27 @@ EVENT_COLUMNS = (
 )
 
 
+def event_from_row(row: Sequence[Any], decode_time: Callable[[Any], datetime]) -> DeviceEvent:
+    """The event an `id, EVENT_COLUMNS` row holds, its time read by the backend's
+    `decode_time`."""
+    event_id, at, rpc, status, serial, authenticated, refusal, remote, duration_us = row[:9]
+    profile, image, detail = row[9:]
+    return DeviceEvent(
+        at=decode_time(at),
+        rpc=rpc,
+        status=status,
+        serial=serial,
+        authenticated=bool(authenticated),
+        refusal=refusal,
+        remote=remote,
+        duration_us=duration_us,
+        profile=profile,
+        image=image,
+        detail=detail,
+        id=event_id,
+    )
+
+
 def events_json(events: Sequence[DeviceEvent], at_text: Callable[[datetime], str]) -> str:
     """The events as one JSON array of rows in the column order of EVENT_COLUMNS, `at` as
     `at_text` writes it: inserted by one statement, the database walks the rows itself (a

@@ -137,25 +137,6 @@ def _resource(row: tuple[Any, ...]) -> StoredResource:
     )
 
 
-def _event(row: tuple[Any, ...]) -> DeviceEvent:
-    event_id, at, rpc, status, serial, authenticated, refusal, remote, duration_us = row[:9]
-    profile, image, detail = row[9:]
-    return DeviceEvent(
-        at=as_utc(at),
-        rpc=rpc,
-        status=status,
-        serial=serial,
-        authenticated=authenticated,
-        refusal=refusal,
-        remote=remote,
-        duration_us=duration_us,
-        profile=profile,
-        image=image,
-        detail=detail,
-        id=event_id,
-    )
-
-
 def _report(row: tuple[Any, ...]) -> ProgressRecord:
     report_id, serial, received_at, progress_type, message, source, attempt = row[:7]
     host_keys, anchors, truncated = row[7:10]
@@ -194,7 +175,6 @@ class PostgresStore(SqlReads):
     report_from_row = _report
     audit_entry_from_row = _audit_entry
     token_from_row = _token
-    event_from_row = _event
     time_from_value = as_utc
     spec_field = "(resources.spec ->> '{field}')"
     time_parameter = as_utc

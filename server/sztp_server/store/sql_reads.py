@@ -34,6 +34,7 @@ from .base import (
     REPORT_SUMMARY_SELECT,
     check_limit,
     decode_stored_json_texts,
+    event_from_row,
 )
 from .errors import StoreError
 from .model import (
@@ -90,7 +91,6 @@ class SqlReads(ABC):
     report_from_row: ClassVar[Callable[[Row], ProgressRecord]]
     audit_entry_from_row: ClassVar[Callable[[Row], AuditEntry]]
     token_from_row: ClassVar[Callable[[Row], TokenRecord]]
-    event_from_row: ClassVar[Callable[[Row], DeviceEvent]]
     # A stored time as read back (text on SQLite), as a datetime.
     time_from_value: ClassVar[Callable[[Any], datetime]]
 
@@ -325,7 +325,7 @@ class SqlReads(ABC):
             f"{_EVENT_SELECT} WHERE {' AND '.join(conditions)} ORDER BY id DESC LIMIT ?",
             (*parameters, limit),
         )
-        return [type(self).event_from_row(row) for row in rows]
+        return [event_from_row(row, type(self).time_from_value) for row in rows]
 
     def webhook_status(self) -> builtins.list[WebhookStatus]:
         counts = self._rows(

@@ -152,25 +152,6 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
             connection.execute(f"ALTER TABLE {REPORTS_SCHEMA}.{table} ADD COLUMN {column} {kind}")
 
 
-def _event(row: tuple[Any, ...]) -> DeviceEvent:
-    event_id, at, rpc, status, serial, authenticated, refusal, remote, duration_us = row[:9]
-    profile, image, detail = row[9:]
-    return DeviceEvent(
-        at=datetime.fromisoformat(at),
-        rpc=rpc,
-        status=status,
-        serial=serial,
-        authenticated=bool(authenticated),
-        refusal=refusal,
-        remote=remote,
-        duration_us=duration_us,
-        profile=profile,
-        image=image,
-        detail=detail,
-        id=event_id,
-    )
-
-
 def _report(row: tuple[Any, ...]) -> ProgressRecord:
     report_id, serial, received_at, progress_type, message, source, attempt = row[:7]
     host_keys, anchors, truncated = row[7:10]
@@ -216,7 +197,6 @@ class SqliteStore(SqlReads):
     report_from_row = _report
     audit_entry_from_row = _audit_entry
     token_from_row = _token
-    event_from_row = _event
     time_from_value = _decode_time
     spec_field = "json_extract(resources.spec, '$.{field}')"
     time_parameter = _encode_time

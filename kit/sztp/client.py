@@ -342,8 +342,8 @@ class SztpClient:
         return self._request("GET", f"/{_collection(kind)}", params=wanted)
 
     def device_pages(self, **filters: str | None) -> Iterator[builtins.list[dict[str, Any]]]:
-        """Every device (filtered by `status`, `profile` or `model`) as {name, spec, revision,
-        created_at, updated_at, status, last_report}, in name order, a page of up to
+        """Every device (filtered by `status`, `profile`, `model` or `site`) as {name, spec,
+        revision, created_at, updated_at, status, last_report}, in name order, a page of up to
         DEVICE_PAGE devices at a time as each arrives (no empty page): one request per page,
         instead of one status request per device."""
         wanted = {key: value for key, value in filters.items() if value is not None}

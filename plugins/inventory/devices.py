@@ -13,10 +13,10 @@ description:
     makes each one a host named by its serial number.
   - Hosts are grouped by bootstrapping status (C(sztp_status_complete), C(sztp_status_failed),
     C(sztp_status_in_progress), C(sztp_status_rebooting), C(sztp_status_stalled),
-    C(sztp_status_not_seen)), by profile (C(sztp_profile_<profile>)) and by model
-    (C(sztp_model_<model>)); characters other than letters, digits and C(_) become C(_).
+    C(sztp_status_not_seen)), by profile (C(sztp_profile_<profile>)), by model
+    (C(sztp_model_<model>)) and by site (C(sztp_site_<site>)); characters other than letters, digits and C(_) become C(_).
     Every host is also in the group C(sztp_devices).
-  - Host variables - C(sztp_serial), C(sztp_profile), C(sztp_model), C(sztp_mac), C(sztp_duid),
+  - Host variables - C(sztp_serial), C(sztp_profile), C(sztp_model), C(sztp_site), C(sztp_mac), C(sztp_duid),
     C(sztp_status), C(sztp_attempts), C(sztp_last_report) and C(sztp_ssh_host_keys), the SSH host
     keys the device sent with its C(bootstrap-complete) report as C(known_hosts) lines
     (C(<serial> <algorithm> <base64 key>)), so that a day-1 playbook can trust the device's keys
@@ -88,6 +88,9 @@ options:
     type: str
   model:
     description: Only include devices of this model (filtered by the server).
+    type: str
+  site:
+    description: Only include devices installed at this site (filtered by the server).
     type: str
   last_report:
     description:
@@ -321,7 +324,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def fetch(self):
         """Everything the inventory needs, as plain JSON-able data (what the cache keeps)."""
         wanted = self.get_option("statuses") or list(STATUSES)
-        filters = {"profile": self.get_option("profile"), "model": self.get_option("model")}
+        filters = {field: self.get_option(field) for field in ("profile", "model", "site")}
         if len(wanted) == 1:
             filters["status"] = wanted[0]
         last_report = self.get_option("last_report")
@@ -339,6 +342,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     "status": item["status"],
                     "profile": spec.get("profile"),
                     "model": spec.get("model"),
+                    "site": spec.get("site"),
                     "mac": spec.get("mac"),
                     "duid": spec.get("duid"),
                 }
@@ -386,6 +390,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     "sztp_serial": serial,
                     "sztp_profile": device.get("profile"),
                     "sztp_model": device.get("model"),
+                    "sztp_site": device.get("site"),
                     "sztp_mac": device.get("mac"),
                     "sztp_duid": device.get("duid"),
                     "sztp_status": device["status"],
@@ -405,7 +410,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_child(
                 self.inventory.add_group(group_name(prefix, "status", device["status"])), host
             )
-            for kind in ("profile", "model"):
+            for kind in ("profile", "model", "site"):
                 if device.get(kind):
                     group = self.inventory.add_group(group_name(prefix, kind, device[kind]))
                     self.inventory.add_child(group, host)

@@ -11,6 +11,7 @@ import base64
 DEVICE_OPTIONS = dict(
     profile=dict(type="str"),
     model=dict(type="str"),
+    site=dict(type="str"),
     mac=dict(type="str"),
     duid=dict(type="str"),
     voucher=dict(type="str"),
@@ -23,6 +24,7 @@ DEVICE_FIELDS = (
     "profile",
     "selection",
     "model",
+    "site",
     "mac",
     "duid",
     "password",

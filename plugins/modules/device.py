@@ -50,6 +50,10 @@ options:
     description:
       - The device's hardware model (informational; used for grouping).
     type: str
+  site:
+    description:
+      - Where the device is installed (informational; devices are counted and found by site).
+    type: str
   mac:
     description:
       - The device's MAC address, for DHCP reservations.

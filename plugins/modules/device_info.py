@@ -34,6 +34,9 @@ options:
   model:
     description: Only devices of this model.
     type: str
+  site:
+    description: Only devices installed at this site.
+    type: str
   last_report:
     description:
       - Also return each listed device's latest progress report and attempt count (they come
@@ -155,7 +158,7 @@ def one_device(module, client, serial):
         last_report=summary.get("last_report"),
     )
     params = module.params
-    for field in ("profile", "model"):
+    for field in ("profile", "model", "site"):
         if params[field] is not None and device["spec"].get(field) != params[field]:
             return []
     if params["status"] is not None and device["status"] != params["status"]:
@@ -165,7 +168,12 @@ def one_device(module, client, serial):
 
 def many_devices(module, client):
     params = module.params
-    filters = dict(profile=params["profile"], model=params["model"], status=params["status"])
+    filters = dict(
+        profile=params["profile"],
+        model=params["model"],
+        site=params["site"],
+        status=params["status"],
+    )
     # One listing with each device's status and last report, whatever the fleet's size.
     items = run(module, "cannot list devices", client.devices_with_status, **filters)
     devices = []
@@ -185,6 +193,7 @@ def main():
             status=dict(type="str", choices=list(STATUSES)),
             profile=dict(type="str"),
             model=dict(type="str"),
+            site=dict(type="str"),
             last_report=dict(type="bool", default=False),
         ),
     )

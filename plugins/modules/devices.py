@@ -42,6 +42,9 @@ options:
       model:
         description: The device's hardware model.
         type: str
+      site:
+        description: Where the device is installed.
+        type: str
       mac:
         description: The device's MAC address.
         type: str

@@ -23,7 +23,7 @@ _MAX_LOOKUPS = 256
 _UNKNOWN: Any = object()
 
 # Fields whose values most devices share with others: one string object each serves them all.
-_SHARED_VALUE_FIELDS = frozenset({"profile", "model"})
+_SHARED_VALUE_FIELDS = frozenset({"profile", "model", "site"})
 
 
 class CompactSpecs(Mapping[str, Spec]):

@@ -63,7 +63,8 @@ class ExpiringSoon:
 class ExpiryDates:
     """Every expiry date of a snapshot and of the TLS certificate files, worked out once per
     snapshot revision (on a store thread: a fleet's vouchers are parsed there); a voucher
-    already seen, by its text, is not parsed again."""
+    already seen, by its text, is not parsed again, nor a TLS file whose size and modification
+    time are those of its last reading."""
 
     def __init__(self, tls_files: Sequence[tuple[str, Path]]) -> None:
         self._tls_files = tls_files
@@ -71,6 +72,7 @@ class ExpiryDates:
         self._revision = -1
         self._state_dates = _Dated([])
         self._voucher_dates: dict[str, datetime | None] = {}
+        self._tls_dates: dict[Path, tuple[tuple[int, int], datetime | None]] = {}
 
     def soon(self, snapshot: Snapshot, now: datetime, within: timedelta) -> ExpiringSoon:
         until = now + within
@@ -139,11 +141,29 @@ class ExpiryDates:
 
     def _of_tls_files(self) -> Iterator[Expiry]:
         for name, path in self._tls_files:
-            try:
-                certificates = pki.load_certificates_pem(path.read_bytes())
-            except (OSError, SztpError, ValueError):
-                continue  # the TLS set-up reports an unreadable file; nothing to date here
-            yield Expiry(_earliest(certificates), TLS_CERTIFICATE, name)
+            expires = self._tls_file_expiry(path)
+            if expires is not None:
+                yield Expiry(expires, TLS_CERTIFICATE, name)
+
+    def _tls_file_expiry(self, path: Path) -> datetime | None:
+        """When the first certificate of `path` to expire does (None: unreadable, which the TLS
+        set-up reports), read again only when the file has changed."""
+        try:
+            status = path.stat()
+        except OSError:
+            return None
+        version = (status.st_mtime_ns, status.st_size)
+        with self._lock:
+            known = self._tls_dates.get(path)
+        if known is not None and known[0] == version:
+            return known[1]
+        try:
+            expires: datetime | None = _earliest(pki.load_certificates_pem(path.read_bytes()))
+        except (OSError, SztpError, ValueError):
+            expires = None
+        with self._lock:
+            self._tls_dates[path] = (version, expires)
+        return expires
 
 
 class _Dated:

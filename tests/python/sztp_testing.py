@@ -31,6 +31,7 @@ from sztp.client import SztpClient
 from sztp.labpki import LabPki, load_lab_pki, write_lab_pki
 from sztp.protocol import pki
 from sztp.protocol.voucher import create_voucher, sign_voucher
+from sztp.simulator import DeviceIdentity, SimulationResult, SimulatorConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_FLEET = ROOT / "docs" / "examples" / "lab-fleet.yaml"
@@ -345,6 +346,35 @@ def lab_voucher(lab: LabPki, serial: str) -> bytes:
     """A lab voucher for `serial` pinning the owner CA, signed by the lab MASA."""
     owner_ca = pki.load_certificates_pem(lab.owner_ca.certificate.read_bytes())[0]
     return sign_voucher(create_voucher(serial, owner_ca), lab.masa.load())
+
+
+def simulate_lab_device(
+    lab: LabPki,
+    device_url: str,
+    serial: str,
+    work: Path,
+    *,
+    os_version: str | None = None,
+    **changes: object,
+) -> SimulationResult:
+    """Bootstrap `serial` from `device_url` with the project's device simulator: its lab IDevID,
+    the lab manufacturer CA as trust anchor and the lab TLS CA for the server's certificate;
+    `changes` replace SimulatorConfig fields."""
+    files = lab.devices[serial].idevid
+    config: dict[str, object] = {
+        "bootstrap_uris": (device_url,),
+        "trust_anchors": tuple(
+            pki.load_certificates_pem(lab.manufacturer_ca.certificate.read_bytes())
+        ),
+        "server_ca": lab.tls_ca.certificate,
+        "work_dir": work,
+        "timeout": 10.0,
+        **changes,
+    }
+    identity = DeviceIdentity(
+        serial, files.certificate, files.private_key, os_name="LabOS", os_version=os_version
+    )
+    return simulate(SimulatorConfig(**config), identity)  # type: ignore[arg-type]
 
 
 def write_voucher(lab: LabPki, serial: str, path: Path) -> None:

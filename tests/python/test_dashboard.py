@@ -15,12 +15,19 @@ from typing import Any
 import pytest
 import requests
 
-from sztp.labpki import LabPki, write_lab_pki
+from sztp.labpki import write_lab_pki
 from sztp.passwords import generate_activation_code
-from sztp.protocol import pki, restconf
+from sztp.protocol import restconf
 from sztp.protocol.restconf import ProgressReport, WireFormat
-from sztp.simulator import DeviceIdentity, SimulatorConfig, simulate
-from sztp_testing import ROOT, RunningServer, basic, free_port, lab_voucher, running_server
+from sztp_testing import (
+    ROOT,
+    RunningServer,
+    basic,
+    free_port,
+    lab_voucher,
+    running_server,
+    simulate_lab_device,
+)
 
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 DASHBOARD = ROOT / "server" / "sztp_server" / "admin" / "dashboard"
@@ -149,22 +156,6 @@ def funnel(browser: Browser) -> dict[str, int]:
     return shown
 
 
-def simulate_device(lab: LabPki, server: RunningServer, serial: str, work: Path) -> Any:
-    """Bootstrap `serial` with the project's device simulator, scripts run."""
-    files = lab.devices[serial].idevid
-    config = SimulatorConfig(
-        bootstrap_uris=(server.device_url,),
-        trust_anchors=tuple(
-            pki.load_certificates_pem(lab.manufacturer_ca.certificate.read_bytes())
-        ),
-        server_ca=lab.tls_ca.certificate,
-        work_dir=work,
-        run_scripts=True,
-        timeout=10.0,
-    )
-    return simulate(config, DeviceIdentity(serial, files.certificate, files.private_key))
-
-
 def test_the_dashboard_shows_the_fleet_and_follows_it_live(
     browser: Browser, tmp_path: Path
 ) -> None:
@@ -175,9 +166,12 @@ def test_the_dashboard_shows_the_fleet_and_follows_it_live(
         for serial, code in codes.items()
     }
     devices["SN-4"].pop("profile")
+    for serial, site in (("SN-1", "fra1"), ("SN-2", "fra1"), ("SN-3", "ams2")):
+        devices[serial]["site"] = site
     devices["SN-SIM"] = {
         "profile": "checked",
         "model": "DPU-B",
+        "site": "ams2",
         "voucher": base64.b64encode(lab_voucher(lab, "SN-SIM")).decode(),
     }
     day0 = {"type": "onboarding", "configuration": "hostname x\n", "signing": "when-requested"}
@@ -209,11 +203,19 @@ def test_the_dashboard_shows_the_fleet_and_follows_it_live(
             ["day0", "1", "1", "0", "1", "0", "0"],
             ["(none)", "1", "0", "0", "0", "0", "0"],
         ]
+        sites = [browser.text(row).split() for row in browser.find_all("#by-site tbody tr")]
+        assert sites == [
+            ["ams2", "1", "1", "0", "0", "0", "0"],
+            ["fra1", "1", "0", "0", "1", "0", "0"],
+            ["(none)", "1", "0", "0", "0", "0", "0"],
+        ]
         browser.screenshot("fleet")
 
         # A simulated device fails while the page is open: it shows up without a reload, with
         # the failing step and its message.
-        result = simulate_device(lab, server, "SN-SIM", tmp_path / "device")
+        result = simulate_lab_device(
+            lab, server.device_url, "SN-SIM", tmp_path / "device", run_scripts=True
+        )
         assert not result.succeeded
         failed = browser.wait_for(
             lambda: [

@@ -4,6 +4,7 @@ certificates, in the fleet status, `sztpctl status` and /metrics."""
 from __future__ import annotations
 
 import base64
+import os
 import types
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,3 +135,36 @@ def test_vouchers_already_seen_are_not_read_again(monkeypatch: pytest.MonkeyPatc
     later = dates.soon(snapshot(2, {"A": "aa", "B": "b"}), NOW, timedelta(days=3))
     assert read[2:] == ["b"]  # only the changed voucher
     assert sorted(e.name for e in later.soonest) == ["A", "B"]
+
+
+def test_tls_files_are_read_again_only_when_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab = write_lab_pki(tmp_path / "pki", [])
+    ca = lab.owner_ca.load()
+    served = tmp_path / "server.pem"
+
+    def install(days: int, mtime_ns: int) -> None:
+        leaf = pki.issue_signing_certificate(ca, "tls", days=days)
+        served.write_bytes(pki.certificate_to_pem(leaf.certificate))
+        os.utime(served, ns=(mtime_ns, mtime_ns))
+
+    parsed: list[bytes] = []
+    real_load = pki.load_certificates_pem
+
+    def counting_load(data: bytes) -> Any:
+        parsed.append(data)
+        return real_load(data)
+
+    monkeypatch.setattr(expiry.pki, "load_certificates_pem", counting_load)
+    dates = ExpiryDates([("device listener", served)])
+    empty = types.SimpleNamespace(revision=1, state={})
+    install(5, 1_000_000_000)
+    assert dates.soon(empty, NOW, timedelta(days=14)).counts["tls-certificate"] == 1
+    assert dates.soon(empty, NOW, timedelta(days=14)).counts["tls-certificate"] == 1
+    assert len(parsed) == 1  # unchanged: not parsed again
+    install(50, 2_000_000_000)  # renewed: a new modification time
+    assert dates.soon(empty, NOW, timedelta(days=14)).counts["tls-certificate"] == 0
+    assert len(parsed) == 2
+    served.unlink()
+    assert dates.soon(empty, NOW, timedelta(days=14)).counts["tls-certificate"] == 0

@@ -1,6 +1,8 @@
 """Roles run on this machine, in seconds, where they need no other host: `lab_tls` writes real
-certificates with openssl into a temporary directory; the `kea` role's check of its variables,
-its first step, runs on the controller alone. (The molecule scenarios cover the rest.)"""
+certificates with openssl into a temporary directory; the `kea` and `server` roles' checks of
+their variables, their first step, run on the controller alone; the `server` role's webhook
+files are written into a temporary directory and its configuration template is rendered there.
+(The molecule scenarios cover the rest.)"""
 
 from __future__ import annotations
 
@@ -21,7 +23,11 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from sztp_server.config import load_config
+from sztp_server.events_out.webhook_delivery import load_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
@@ -70,14 +76,20 @@ class PlayRun:
     """What a run of ansible-playbook's default output says."""
 
     output: str
+    errors: str  # what ansible-playbook wrote to stderr
     changed: int
     failures: list[tuple[str, dict[str, Any]]]  # (task name, result) of each failed task
 
 
 def run_play(
-    collections: Path, workdir: Path, tasks: list[dict[str, Any]], *, check: bool = False
+    collections: Path,
+    workdir: Path,
+    tasks: list[dict[str, Any]],
+    *,
+    check: bool = False,
+    verbose: bool = False,
 ) -> PlayRun:
-    """Run `tasks` against localhost."""
+    """Run `tasks` against localhost (`verbose`: with -vv, as someone debugging would)."""
     assert PLAYBOOK, "ansible-playbook must be installed in the test environment"
     play = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks}]
     playbook = workdir / "play.yml"
@@ -85,7 +97,7 @@ def run_play(
     command = [PLAYBOOK, "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}"]
     result = run_ansible(
         collections,
-        [*command, *(["--check"] if check else []), str(playbook)],
+        [*command, *(["--check"] if check else []), *(["-vv"] if verbose else []), str(playbook)],
         cwd=workdir,
         timeout=300,
         settings={
@@ -103,7 +115,7 @@ def run_play(
             failed.append((task, json.loads(line.partition(" => ")[2])))
     recap = re.search(r"^localhost +: .*\bchanged=(\d+)", result.stdout, re.MULTILINE)
     assert recap, result.stdout + result.stderr
-    return PlayRun(result.stdout, int(recap.group(1)), failed)
+    return PlayRun(result.stdout, result.stderr, int(recap.group(1)), failed)
 
 
 def failures(run: PlayRun) -> list[tuple[str, str]]:
@@ -350,3 +362,296 @@ def test_example_inventories_parse_and_site_accepts_them(
     assert "sztp_fleet_file" in json.loads(host.stdout)
     syntax = ansible("ansible-playbook", "--syntax-check", "playbooks/site.yml")
     assert syntax.returncode == 0, syntax.stdout + syntax.stderr
+
+
+# ---- server
+
+SECRET_OPS = "ops-webhook-key-Zq8v3LwP0s"
+SECRET_LOCAL = "local-webhook-key-Kd92mXq1"
+
+
+def webhook_ca() -> str:
+    """PEM text of a self-signed CA certificate, as a receiver's CA would be."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hooks CA")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def server_webhooks(ca_cert: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "ops",
+            "url": "https://hooks.example.net/sztp",
+            "secret": SECRET_OPS,
+            "events": ["device-failed", "device-complete"],
+            "ca_cert": ca_cert,
+        },
+        {"name": "local.hook_1", "url": "http://127.0.0.1:9999/hook", "secret": SECRET_LOCAL},
+    ]
+
+
+def server_role_vars(**variables: Any) -> dict[str, Any]:
+    """The server role's defaults and derived values, then `variables`."""
+    return {
+        **yaml.safe_load((ROOT / "roles/server/defaults/main.yml").read_text()),
+        **yaml.safe_load((ROOT / "roles/server/vars/main.yml").read_text()),
+        **variables,
+    }
+
+
+def render_server_yaml(dest: Path, **variables: Any) -> dict[str, Any]:
+    """A task writing the server role's server.yaml to `dest`."""
+    return {
+        "ansible.builtin.template": {
+            "src": str(ROOT / "roles/server/templates/server.yaml.j2"),
+            "dest": str(dest),
+            "mode": "0640",
+        },
+        "vars": server_role_vars(**variables),
+    }
+
+
+def test_server_yaml_names_each_webhook_key_file(collections: Path, tmp_path: Path) -> None:
+    without, with_hooks = tmp_path / "without.yaml", tmp_path / "with.yaml"
+    ca_cert = webhook_ca()
+    settings = {"stall_after_minutes": 20}
+    tasks = [
+        render_server_yaml(without, server_settings=settings),
+        render_server_yaml(
+            with_hooks,
+            server_config_dir="/etc/sztp",
+            server_webhooks=[
+                *server_webhooks(ca_cert),
+                # None and empty are as if left out.
+                {
+                    "name": "q",
+                    "url": "https://q.example",
+                    "secret": "k" * 16,
+                    "events": None,
+                    "ca_cert": "",
+                },
+            ],
+            server_settings=settings,
+        ),
+    ]
+    assert failures(run_play(collections, tmp_path, tasks)) == []
+
+    plain = yaml.safe_load(without.read_text())
+    assert "webhooks" not in plain
+    assert plain["stall_after_minutes"] == 20
+    rendered = yaml.safe_load(with_hooks.read_text())
+    assert rendered["webhooks"] == [
+        {
+            "name": "ops",
+            "url": "https://hooks.example.net/sztp",
+            "secret_file": "/etc/sztp/webhooks/ops.key",
+            "events": ["device-failed", "device-complete"],
+            "ca_file": "/etc/sztp/webhooks/ops-ca.pem",
+        },
+        {
+            "name": "local.hook_1",
+            "url": "http://127.0.0.1:9999/hook",
+            "secret_file": "/etc/sztp/webhooks/local.hook_1.key",
+        },
+        {"name": "q", "url": "https://q.example", "secret_file": "/etc/sztp/webhooks/q.key"},
+    ]
+    assert rendered["stall_after_minutes"] == 20
+    text = with_hooks.read_text()
+    assert SECRET_OPS not in text and SECRET_LOCAL not in text and "BEGIN CERTIFICATE" not in text
+    # What the server reads: every setting valid, every event type for a webhook without events.
+    config = load_config(with_hooks, environ={})
+    assert [hook.name for hook in config.webhooks] == ["ops", "local.hook_1", "q"]
+    assert config.webhooks[0].events == ("device-failed", "device-complete")
+    assert len(config.webhooks[1].events) > 2 and config.webhooks[1].ca_file is None
+    assert load_config(without, environ={}).webhooks == ()
+
+
+def server_check(**variables: Any) -> dict[str, Any]:
+    """The server role's check of its variables (tasks/validate.yml)."""
+    return {
+        "ansible.builtin.include_role": {
+            "name": "sztp.bootstrap.server",
+            "tasks_from": "validate.yml",
+        },
+        "vars": {"server_package": "sztp==0.1.0", **variables},
+    }
+
+
+def test_server_refuses_webhooks_in_both_variables(collections: Path, tmp_path: Path) -> None:
+    hooks = server_webhooks(webhook_ca())
+    settings = {"webhooks": [{"name": "x", "url": "https://x.example", "secret_file": "/k"}]}
+    report = run_play(
+        collections, tmp_path, [server_check(server_webhooks=hooks, server_settings=settings)]
+    )
+    [(task, message)] = failures(report)
+    assert task == "Check that webhooks are configured in one place"
+    assert "server_webhooks" in message and "server_settings.webhooks" in message
+    assert SECRET_OPS not in report.output + report.errors
+
+
+def test_server_accepts_webhooks_in_one_variable(collections: Path, tmp_path: Path) -> None:
+    hooks = server_webhooks(webhook_ca())
+    settings = {"webhooks": [{"name": "x", "url": "https://x.example", "secret_file": "/k"}]}
+    accepted: list[dict[str, Any]] = [
+        {"server_webhooks": hooks, "server_settings": {"stall_after_minutes": 20}},
+        {"server_webhooks": [], "server_settings": settings},  # key files placed by hand
+        {"server_webhooks": [{"name": "a", "url": "http://[::1]:8/", "secret": "k" * 16}]},
+        {"server_webhooks": [{**hooks[0], "events": None, "ca_cert": ""}]},  # as if left out
+        {},
+    ]
+    run = run_play(
+        collections, tmp_path, [server_check(**variables) for variables in accepted], verbose=True
+    )
+    assert failures(run) == []
+    assert SECRET_OPS not in run.output + run.errors
+
+
+@pytest.mark.parametrize(
+    ("change", "task", "expected"),
+    [
+        ({"name": "../etc/passwd"}, "Check the webhooks' names", 'not "../etc/passwd"'),
+        ({"name": ".hidden"}, "Check the webhooks' names", 'not ".hidden"'),
+        ({"name": "a" * 65}, "Check the webhooks' names", "usable as a file name"),
+        ({"name": "ops\n"}, "Check the webhooks' names", r'not "ops\n"'),
+        ({"name": 7}, "Check the webhooks' names", "not 7"),
+        ({"name": "local.hook_1"}, "Check that the webhooks' names are unique", '"local.hook_1"'),
+        ({"url": ""}, "Check the webhooks' URLs", "webhook(s) ops need a url"),
+        ({"events": []}, "Check the webhooks' events", "webhook(s) ops must be a non-empty"),
+        ({"events": "device-failed"}, "Check the webhooks' events", "webhook(s) ops must be"),
+        ({"ca_cert": "hooks-ca.pem"}, "Check the webhooks' CA certificates", "webhook(s) ops"),
+        ({"secret_file": "/k"}, "Check the webhooks' keys", "unknown key(s) secret_file"),
+        (
+            {"secret": "  short-key  "},
+            "Check that each webhook's secret has 16 characters or more",
+            "",
+        ),
+    ],
+)
+def test_server_names_a_malformed_webhook_without_its_secret(
+    collections: Path, tmp_path: Path, change: dict[str, Any], task: str, expected: str
+) -> None:
+    first, second = server_webhooks(webhook_ca())
+    report = run_play(
+        collections, tmp_path, [server_check(server_webhooks=[{**first, **change}, second])]
+    )
+    [(failed_task, message)] = failures(report)
+    assert failed_task == task
+    assert expected in message
+    shown = report.output + report.errors
+    assert SECRET_OPS not in shown and SECRET_LOCAL not in shown and "short-key" not in shown
+
+
+def webhook_files(
+    config_dir: Path, hooks: list[dict[str, Any]], **variables: Any
+) -> list[dict[str, Any]]:
+    """The server role's webhook tasks (tasks/webhooks.yml) with `config_dir` as the server's
+    configuration directory and this user as the service user, then the end of the play: the
+    restart handler they notify must not run here."""
+    return [
+        {
+            "ansible.builtin.include_role": {
+                "name": "sztp.bootstrap.server",
+                "tasks_from": "webhooks.yml",
+            },
+            "vars": {
+                "server_config_dir": str(config_dir),
+                "server_user": pwd.getpwuid(os.getuid()).pw_name,
+                "server_group": grp.getgrgid(os.getgid()).gr_name,
+                "server_webhooks": hooks,
+                **variables,
+            },
+        },
+        {"ansible.builtin.meta": "end_play"},
+    ]
+
+
+def mode(path: Path) -> str:
+    return oct(path.stat().st_mode & 0o777)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the webhook directory is owned by root")
+def test_server_webhook_files_follow_the_list(collections: Path, tmp_path: Path) -> None:
+    config_dir = tmp_path / "etc"
+    webhooks = config_dir / "webhooks"
+    webhooks.mkdir(parents=True)
+    # A webhook dropped since the last run, and a key placed by hand that server_settings names.
+    (webhooks / "gone.key").write_text("gone-webhook-key-1234567890")
+    (webhooks / "by-hand.key").write_text("by-hand-webhook-key-1234567890")
+    settings = {
+        "webhooks": [
+            {"name": "b", "url": "https://b.example", "secret_file": str(webhooks / "by-hand.key")}
+        ]
+    }
+    ca_cert = webhook_ca()
+    hooks = server_webhooks(ca_cert)
+
+    first = run_play(
+        collections,
+        tmp_path,
+        webhook_files(config_dir, hooks, server_settings=settings),
+        verbose=True,
+    )
+    assert failures(first) == []
+    assert "RUNNING HANDLER" not in first.output
+    shown = first.output + first.errors
+    assert SECRET_OPS not in shown and SECRET_LOCAL not in shown
+    assert sorted(path.name for path in webhooks.iterdir()) == [
+        "by-hand.key",
+        "local.hook_1.key",
+        "ops-ca.pem",
+        "ops.key",
+    ]
+    assert mode(webhooks) == "0o750" and webhooks.stat().st_uid == 0
+    assert (webhooks / "ops.key").read_text() == SECRET_OPS
+    assert mode(webhooks / "ops.key") == mode(webhooks / "local.hook_1.key") == "0o600"
+    assert (webhooks / "ops.key").stat().st_uid == os.getuid()
+    assert mode(webhooks / "ops-ca.pem") == "0o644"
+    assert (webhooks / "ops-ca.pem").read_text() == ca_cert.strip() + "\n"
+
+    # The server accepts the keys and the CA file where the role's server.yaml says they are.
+    server_yaml = tmp_path / "server.yaml"
+    render = [
+        render_server_yaml(server_yaml, server_config_dir=str(config_dir), server_webhooks=hooks)
+    ]
+    assert failures(run_play(collections, tmp_path, render)) == []
+    config = load_config(server_yaml, environ={})
+    assert load_secrets(config) == {
+        "ops": SECRET_OPS.encode(),
+        "local.hook_1": SECRET_LOCAL.encode(),
+    }
+    x509.load_pem_x509_certificate(Path(str(config.webhooks[0].ca_file)).read_bytes())
+
+    again = run_play(
+        collections, tmp_path, webhook_files(config_dir, hooks, server_settings=settings)
+    )
+    assert failures(again) == [] and changed(again) == 0
+
+    # A new key: check mode says so and writes nothing.
+    rekeyed = [{**hooks[0], "secret": "ops-webhook-key-rotated-0001"}, hooks[1]]
+    checked = run_play(
+        collections,
+        tmp_path,
+        webhook_files(config_dir, rekeyed, server_settings=settings),
+        check=True,
+    )
+    assert failures(checked) == [] and changed(checked) == 1
+    assert (webhooks / "ops.key").read_text() == SECRET_OPS
+
+    # ops dropped: its key and CA file go (and, without server_settings, the hand-placed key).
+    dropped = run_play(collections, tmp_path, webhook_files(config_dir, [hooks[1]]))
+    assert failures(dropped) == [] and changed(dropped) == 1
+    assert sorted(path.name for path in webhooks.iterdir()) == ["local.hook_1.key"]
+    settled = run_play(collections, tmp_path, webhook_files(config_dir, [hooks[1]]))
+    assert failures(settled) == [] and changed(settled) == 0

@@ -20,9 +20,7 @@ import pytest
 import requests
 
 from sztp.labpki import LabPki, write_lab_pki
-from sztp.protocol import pki
-from sztp.simulator import DeviceIdentity, SimulatorConfig, simulate
-from sztp_testing import RunningServer, lab_voucher, running_server
+from sztp_testing import RunningServer, lab_voucher, running_server, simulate_lab_device
 
 SERIAL = "SN-C1"
 RPC = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
@@ -99,21 +97,6 @@ def closed_by_server(sock: socket.socket) -> bool:
         return False
 
 
-def run_device(lab: LabPki, server: RunningServer, work: Path) -> bool:
-    files = lab.devices[SERIAL].idevid
-    config = SimulatorConfig(
-        bootstrap_uris=(server.device_url,),
-        trust_anchors=tuple(
-            pki.load_certificates_pem(lab.manufacturer_ca.certificate.read_bytes())
-        ),
-        server_ca=lab.tls_ca.certificate,
-        work_dir=work,
-        timeout=10.0,
-    )
-    identity = DeviceIdentity(SERIAL, files.certificate, files.private_key, os_name="LabOS")
-    return simulate(config, identity).succeeded
-
-
 def half_sent_head(lab: LabPki, port: int, source: str) -> ssl.SSLSocket | None:
     """A TLS connection from `source` carrying half a request head, or None if refused."""
     try:
@@ -142,7 +125,9 @@ def test_half_sent_heads_beyond_the_cap_leave_room_for_devices(lab: LabPki, tmp_
         with ThreadPoolExecutor(max_workers=16) as pool:
             flood = list(pool.map(lambda _: half_sent_head(lab, port, "127.0.0.2"), range(96)))
         try:
-            assert run_device(lab, server, tmp_path / "device")
+            assert simulate_lab_device(
+                lab, server.device_url, SERIAL, tmp_path / "device"
+            ).succeeded
             metrics = requests.get(
                 f"{server.admin_url}/metrics", headers=bearer(server), timeout=10
             ).text
@@ -371,7 +356,9 @@ def test_handshakes_under_way_are_bounded_and_stalling_clients_cannot_starve_dev
                 answers = [pool.submit(answered_at, sock) for sock in stalled]
                 # A device is served whatever silent and stalled clients hold: they wait for
                 # their first bytes, or give their slot back soon.
-                assert run_device(lab, server, tmp_path / "device")
+                assert simulate_lab_device(
+                    lab, server.device_url, SERIAL, tmp_path / "device"
+                ).succeeded
                 times = [answer.result() for answer in answers]
             # Every stalled client got its turn in the end ...
             assert None not in times

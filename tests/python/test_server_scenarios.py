@@ -21,8 +21,13 @@ from sztp.labpki import LabPki, write_lab_pki
 from sztp.protocol import pki
 from sztp.protocol.restconf import WireFormat
 from sztp.protocol.voucher import create_voucher, sign_voucher
-from sztp.simulator import DeviceIdentity, SimulatorConfig, simulate
-from sztp_testing import RunningServer, lab_voucher, running_server, start_server
+from sztp_testing import (
+    RunningServer,
+    lab_voucher,
+    running_server,
+    simulate_lab_device,
+    start_server,
+)
 
 SERIAL = "SN-S1"
 
@@ -42,26 +47,6 @@ def base_resources(lab: LabPki, profile: dict[str, object]) -> dict[str, object]
 
 
 ONBOARDING = {"type": "onboarding", "configuration": "hostname s1\n", "reporting_level": "verbose"}
-
-
-def run_device(
-    lab: LabPki, server: RunningServer, work: Path, os_version: str | None = None, **changes: object
-):
-    files = lab.devices[SERIAL].idevid
-    config: dict[str, object] = {
-        "bootstrap_uris": (server.device_url,),
-        "trust_anchors": tuple(
-            pki.load_certificates_pem(lab.manufacturer_ca.certificate.read_bytes())
-        ),
-        "server_ca": lab.tls_ca.certificate,
-        "work_dir": work,
-        "timeout": 10.0,
-    }
-    config.update(changes)
-    identity = DeviceIdentity(
-        SERIAL, files.certificate, files.private_key, os_name="LabOS", os_version=os_version
-    )
-    return simulate(SimulatorConfig(**config), identity)  # type: ignore[arg-type]
 
 
 def device_status(server: RunningServer) -> str:
@@ -94,7 +79,9 @@ def test_signed_redirect_leads_to_a_second_server(lab: LabPki, tmp_path: Path) -
         first.apply(base_resources(lab, redirect))
         # The device does not know the TLS CA: only the signed redirect's trust anchor
         # makes it trust the second server.
-        result = run_device(lab, first, tmp_path / "device", server_ca=None)
+        result = simulate_lab_device(
+            lab, first.device_url, SERIAL, tmp_path / "device", server_ca=None
+        )
         assert result.succeeded, result.reason
         assert result.servers_contacted == (first.device_url, second.device_url)
         assert device_status(second) == "complete"
@@ -104,7 +91,9 @@ def test_signed_redirect_leads_to_a_second_server(lab: LabPki, tmp_path: Path) -
 def test_xml_end_to_end(lab: LabPki, tmp_path: Path) -> None:
     with running_server(tmp_path / "server", lab=lab) as server:
         server.apply(base_resources(lab, {**ONBOARDING, "encoding": "xml"}))
-        result = run_device(lab, server, tmp_path / "device", wire_format=WireFormat.XML)
+        result = simulate_lab_device(
+            lab, server.device_url, SERIAL, tmp_path / "device", wire_format=WireFormat.XML
+        )
         assert result.succeeded, result.reason
         assert device_status(server) == "complete"
 
@@ -140,7 +129,9 @@ def test_two_instances_share_postgresql(
             one.apply(base_resources(lab, ONBOARDING))
             deadline = time.monotonic() + 5  # two notices within its refresh interval
             while True:
-                result = run_device(lab, two, tmp_path / f"device-{time.monotonic_ns()}")
+                result = simulate_lab_device(
+                    lab, two.device_url, SERIAL, tmp_path / f"device-{time.monotonic_ns()}"
+                )
                 if result.succeeded or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
@@ -231,11 +222,13 @@ def test_unsigned_flow_for_a_device_that_trusts_the_server(lab: LabPki, tmp_path
         )
         assert raw.status_code == 200, raw.text
         assert set(raw.json()["ietf-sztp-bootstrap-server:output"]) == {"conveyed-information"}
-        result = run_device(lab, server, tmp_path / "device")
+        result = simulate_lab_device(lab, server.device_url, SERIAL, tmp_path / "device")
         assert result.succeeded, result.reason
         assert device_status(server) == "complete"
         # The same profile still signs for a device that asks (it does not trust the server).
-        untrusting = run_device(lab, server, tmp_path / "untrusting", server_ca=None)
+        untrusting = simulate_lab_device(
+            lab, server.device_url, SERIAL, tmp_path / "untrusting", server_ca=None
+        )
         assert untrusting.succeeded, untrusting.reason
 
 
@@ -251,8 +244,12 @@ def test_selection_rules_pick_the_profile_by_what_the_device_reports(
     device["selection"] = [{"os_name": "LabOS", "os_version": "0.*", "profile": "legacy"}]
     with running_server(tmp_path / "server", lab=lab) as server:
         server.apply(resources)
-        old = run_device(lab, server, tmp_path / "old", os_version="0.9")
-        new = run_device(lab, server, tmp_path / "new", os_version="1.0")
+        old = simulate_lab_device(
+            lab, server.device_url, SERIAL, tmp_path / "old", os_version="0.9"
+        )
+        new = simulate_lab_device(
+            lab, server.device_url, SERIAL, tmp_path / "new", os_version="1.0"
+        )
         assert old.succeeded and new.succeeded, (old.reason, new.reason)
         assert (tmp_path / "old" / "configuration").read_text() == "legacy firmware path\n"
         assert (tmp_path / "new" / "configuration").read_text() == "hostname s1\n"
@@ -261,7 +258,7 @@ def test_selection_rules_pick_the_profile_by_what_the_device_reports(
 def test_metrics_count_requests_and_reports(lab: LabPki, tmp_path: Path) -> None:
     with running_server(tmp_path / "server", lab=lab) as server:
         server.apply(base_resources(lab, ONBOARDING))
-        assert run_device(lab, server, tmp_path / "device").succeeded
+        assert simulate_lab_device(lab, server.device_url, SERIAL, tmp_path / "device").succeeded
         metrics = requests.get(
             f"{server.admin_url}/metrics",
             headers={"Authorization": f"Bearer {server.token}"},

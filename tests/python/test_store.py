@@ -969,6 +969,35 @@ def test_device_pages_and_counts_by_head_report(store: Store) -> None:
     }
 
 
+def test_devices_are_found_and_counted_by_site(store: Store) -> None:
+    store.apply(
+        [
+            create("device", "SN-A", site="fra1", model="DPU-1"),
+            create("device", "SN-B", site="fra1", model="DPU-2"),
+            create("device", "SN-C", site="ams2", model="DPU-1"),
+            create("device", "SN-D", model="DPU-1"),
+        ],
+        actor="test",
+    )
+    now = datetime.now(UTC)
+    store.add_report(report("SN-A", "bootstrap-complete", at=now))
+    store.add_report(report("SN-C", "config-error", at=now))
+    found = store.device_page(after=None, limit=10, spec_equals={"site": "fra1"})
+    assert [item.device.name for item in found] == ["SN-A", "SN-B"]
+    both = store.device_page(after=None, limit=10, spec_equals={"site": "fra1", "model": "DPU-1"})
+    assert [item.device.name for item in both] == ["SN-A"]
+    by = store.head_counts_by(["site", "model"], now - timedelta(hours=1))
+    assert by["model"] == {
+        "DPU-1": {("bootstrap-complete", False): 1, ("config-error", False): 1, (None, False): 1},
+        "DPU-2": {(None, False): 1},
+    }
+    assert by["site"] == {
+        "fra1": {("bootstrap-complete", False): 1, (None, False): 1},
+        "ams2": {("config-error", False): 1},
+        None: {(None, False): 1},
+    }
+
+
 # -- tokens ---------------------------------------------------------------------------------
 
 

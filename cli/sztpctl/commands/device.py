@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 SerialArgument = Annotated[str, typer.Argument(help="The device's serial number.")]
 # CSV columns of `device import`: spec fields, and voucher_file (a path, relative to the CSV).
-CSV_COLUMNS = ("serial", "profile", "model", "mac", "duid", "voucher_file")
+CSV_COLUMNS = ("serial", "profile", "model", "site", "mac", "duid", "voucher_file")
 
 
 def _profile_column(item: Mapping[str, Any]) -> str:
@@ -57,6 +57,7 @@ DEVICE = Noun(
         Column("STATUS", lambda item: item["status"]),
         Column("PROFILE", _profile_column),
         field_column("device", "model"),
+        field_column("device", "site"),
         field_column("device", "mac", wide=True),
         field_column("device", "duid", wide=True),
         Column("SELECTION", lambda item: str(len(item["spec"].get("selection") or [])), wide=True),
@@ -72,6 +73,7 @@ DEVICE = Noun(
         ),
         Filter("profile", "Only devices with this profile.", server_side=True),
         Filter("model", "Only devices of this model.", server_side=True),
+        Filter("site", "Only devices installed at this site.", server_side=True),
     ),
     with_status=True,
     flags={
@@ -96,6 +98,7 @@ def add(
     ] = None,
     profile: Annotated[str | None, DEVICE.option("profile")] = None,
     model: Annotated[str | None, DEVICE.option("model")] = None,
+    site: Annotated[str | None, DEVICE.option("site")] = None,
     mac: Annotated[str | None, DEVICE.option("mac")] = None,
     duid: Annotated[str | None, DEVICE.option("duid")] = None,
     voucher: Annotated[Path | None, DEVICE.option("voucher")] = None,
@@ -108,7 +111,7 @@ def add(
 
     Example:
 
-        sztpctl device add SN-0001 --profile dpu-day0 --model DPU-LAB-1 --voucher SN-0001.vcj
+        sztpctl device add SN-0001 --profile dpu-day0 --site fra1 --voucher SN-0001.vcj
     """
     import base64
 
@@ -117,6 +120,7 @@ def add(
     flags = {
         "profile": profile,
         "model": model,
+        "site": site,
         "mac": mac,
         "duid": duid,
         "voucher": base64.b64encode(read_bytes(voucher)).decode() if voucher else None,

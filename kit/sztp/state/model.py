@@ -328,6 +328,11 @@ MODEL: Final[Mapping[str, Kind]] = {
                         entry=_SELECTION_RULE,
                     ),
                     Field("model", FieldType.TEXT, "Hardware model."),
+                    Field(
+                        "site",
+                        FieldType.TEXT,
+                        "Where the device is installed: devices are counted and found by site.",
+                    ),
                     Field("mac", FieldType.TEXT, "MAC address."),
                     Field("duid", FieldType.TEXT, "DHCPv6 DUID, hex."),
                     Field(

@@ -405,6 +405,7 @@ def _device(fields: _Fields, current: Mapping[str, Any]) -> Spec:
         "profile": fields.reference("profile"),
         "selection": _selection(fields),
         "model": fields.text("model"),
+        "site": fields.text("site"),
         "mac": mac,
         "duid": duid,
         "password_hash": _secret_hash(secret, current) if secret else stored_hash,

@@ -138,9 +138,9 @@ class AsyncStore:
         return await self.run(self.store.head_reports, heads, limit=limit)
 
     async def head_counts_by(
-        self, field: str, stale_before: datetime
-    ) -> dict[str | None, dict[tuple[str | None, bool], int]]:
-        return await self.run(self.store.head_counts_by, field, stale_before)
+        self, fields: Sequence[str], stale_before: datetime
+    ) -> dict[str, dict[str | None, dict[tuple[str | None, bool], int]]]:
+        return await self.run(self.store.head_counts_by, fields, stale_before)
 
     async def head_counts(self, stale_before: datetime) -> HeadCounts:
         return await self.run(self.store.head_counts, stale_before)

@@ -49,7 +49,7 @@ AUDIT_MAX_AGE_DAYS = 100_000
 TOKEN_AUDIT_KIND = "token"  # noqa: S105 - a kind name, not a secret
 AUDIT_AUDIT_KIND = "audit"  # an admin's prune of the audit log leaves an entry of this kind
 # The spec fields `device_page` filters devices by (text equality).
-DEVICE_FILTER_FIELDS = ("profile", "model")
+DEVICE_FILTER_FIELDS = ("profile", "model", "site")
 
 
 class Store(Protocol):
@@ -165,11 +165,12 @@ class Store(Protocol):
         ...
 
     def head_counts_by(
-        self, field: str, stale_before: datetime
-    ) -> dict[str | None, dict[tuple[str | None, bool], int]]:
-        """Devices grouped by a spec field of DEVICE_FILTER_FIELDS (None: without it), each
-        group's head reports counted by (progress type, received before `stale_before`),
-        devices without a report under (None, False)."""
+        self, fields: Sequence[str], stale_before: datetime
+    ) -> dict[str, dict[str | None, dict[tuple[str | None, bool], int]]]:
+        """For each of `fields` (of DEVICE_FILTER_FIELDS), the devices grouped by its value
+        (None: without it), each group's head reports counted by (progress type, received
+        before `stale_before`), devices without a report under (None, False): one pass over
+        the devices for all the fields."""
         ...
 
     def head_counts(self, stale_before: datetime) -> HeadCounts:

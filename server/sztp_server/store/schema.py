@@ -234,6 +234,11 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "webhook events queued once", ()),
     # In the reports file: REPORTS_FILE_ADDED_COLUMNS.
     Migration(11, "the flight recorder: what a device said of itself, why it was not served", ()),
+    Migration(
+        12,
+        "devices found and counted by site",
+        ("CREATE INDEX resources_by_site ON resources (kind, json_extract(spec, '$.site'), name)",),
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -395,6 +400,11 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         11,
         "the flight recorder: what a device said of itself, why it was not served",
         ("ALTER TABLE device_events ADD COLUMN detail TEXT",),
+    ),
+    Migration(
+        12,
+        "devices found and counted by site",
+        ("CREATE INDEX resources_by_site ON resources (kind, (spec ->> 'site'), name)",),
     ),
 )
 

@@ -236,24 +236,30 @@ class SqlReads(ABC):
         return [type(self).report_from_row(row) for row in rows]
 
     def head_counts_by(
-        self, field: str, stale_before: datetime
-    ) -> dict[str | None, dict[tuple[str | None, bool], int]]:
-        if field not in DEVICE_FILTER_FIELDS:
+        self, fields: Sequence[str], stale_before: datetime
+    ) -> dict[str, dict[str | None, dict[tuple[str | None, bool], int]]]:
+        if not fields or any(field not in DEVICE_FILTER_FIELDS for field in fields):
             raise StoreError(f"devices are counted by {', '.join(DEVICE_FILTER_FIELDS)}")
+        values = ", ".join(self.spec_field.format(field=field) for field in fields)
+        # Grouped by every field at once: a row per combination of values that occurs.
         rows = self._rows(
-            f"SELECT {self.spec_field.format(field=field)}, reports.progress_type, "  # noqa: S608
+            f"SELECT {values}, reports.progress_type, "  # noqa: S608 - declared fields only
             "reports.received_at < ?, count(*) FROM resources "
             "LEFT JOIN report_heads ON report_heads.serial = resources.name "
             "LEFT JOIN reports ON reports.id = report_heads.latest_id "
-            "WHERE resources.kind = ? GROUP BY 1, 2, 3",
+            f"WHERE resources.kind = ? GROUP BY {', '.join(map(str, range(1, len(fields) + 3)))}",
             (type(self).time_parameter(stale_before), DEVICE),
         )
-        groups: dict[str | None, dict[tuple[str | None, bool], int]] = {}
-        for value, progress_type, stale, count in rows:
-            heads = groups.setdefault(value, {})
+        by_field: dict[str, dict[str | None, dict[tuple[str | None, bool], int]]] = {
+            field: {} for field in fields
+        }
+        for row in rows:
+            progress_type, stale, count = row[len(fields) :]
             key = (progress_type, bool(stale) if progress_type is not None else False)
-            heads[key] = heads.get(key, 0) + int(count)
-        return groups
+            for field, value in zip(fields, row, strict=False):
+                heads = by_field[field].setdefault(value, {})
+                heads[key] = heads.get(key, 0) + int(count)
+        return by_field
 
     def head_counts(self, stale_before: datetime) -> HeadCounts:
         # One statement, so both counts come from the same snapshot of the database. The

@@ -144,15 +144,13 @@ async function showDevice(serial) {
 
 async function refresh() {
   try {
-    const [status, byProfile, byModel, refused] = await Promise.all([
+    const [status, by, refused] = await Promise.all([
       api("/status"),
-      api("/status/by?field=profile"),
-      api("/status/by?field=model"),
+      api("/status/by?field=profile&field=model&field=site"),
       api("/events?refused=true&limit=50"),
     ]);
     showFunnel(status.counts, status.devices);
-    showGroups("by-profile", "profile", byProfile.groups);
-    showGroups("by-model", "model", byModel.groups);
+    for (const counted of by.by) { showGroups("by-" + counted.field, counted.field, counted.groups); }
     fill("failed", status.recent_errors, (row, report) => {
       serialButton(row, report.serial);
       cell(row, report.progress_type);

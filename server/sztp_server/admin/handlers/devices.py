@@ -202,27 +202,33 @@ class DeviceHandlers:
         )
 
     async def fleet_status_by(self, request: web.Request) -> web.Response:
-        """`GET /api/v1/status/by?field=profile|model`: the devices of each value of the field
-        counted by status, in one grouped count (the dashboard's funnel by profile and model)."""
-        field = text_query(request, "field")
-        if field not in DEVICE_FILTER_FIELDS:
-            raise ApiError(400, f"must be one of {', '.join(DEVICE_FILTER_FIELDS)}", field="field")
+        """`GET /api/v1/status/by?field=profile&field=site`: for each field asked for (every
+        one of DEVICE_FILTER_FIELDS without any), the devices of each of its values counted by
+        status, in one grouped count (the dashboard's funnel by profile, model and site)."""
+        fields = request.query.getall("field", list(DEVICE_FILTER_FIELDS))
+        for field in fields:
+            if field not in DEVICE_FILTER_FIELDS:
+                raise ApiError(
+                    400, f"must be one of {', '.join(DEVICE_FILTER_FIELDS)}", field="field"
+                )
+        fields = list(dict.fromkeys(fields))
         now = utc_now()
         stalled_after = stall_after(self.config)
-        groups = await self.store.head_counts_by(field, now - stalled_after)
-        ordered = sorted(groups.items(), key=lambda item: (item[0] is None, item[0] or ""))
+        by_field = await self.store.head_counts_by(fields, now - stalled_after)
+
+        def groups(counted: dict[str | None, Any]) -> list[dict[str, Any]]:
+            ordered = sorted(counted.items(), key=lambda item: (item[0] is None, item[0] or ""))
+            return [
+                {
+                    "value": value,
+                    "devices": sum(heads.values()),
+                    "counts": _statuses(heads, now, stalled_after),
+                }
+                for value, heads in ordered
+            ]
+
         return web.json_response(
-            {
-                "field": field,
-                "groups": [
-                    {
-                        "value": value,
-                        "devices": sum(heads.values()),
-                        "counts": _statuses(heads, now, stalled_after),
-                    }
-                    for value, heads in ordered
-                ],
-            }
+            {"by": [{"field": field, "groups": groups(by_field[field])} for field in fields]}
         )
 
     async def fleet_status(self, _request: web.Request) -> web.Response:

@@ -132,14 +132,15 @@ def _list_devices(collection: str, spec_schema: str) -> Schema:
         "summary": "List devices, filtered, optionally with each one's status and last report, "
         "in name order and in pages",
         "description": "A page costs the server the devices it reads to fill it: those it "
-        "returns, and with `status` those in other statuses that it passes over (`profile` "
-        "and `model` are indexed). Without `limit` the whole listing is one streamed JSON "
+        "returns, and with `status` those in other statuses that it passes over (`profile`, "
+        "`model` and `site` are indexed). Without `limit` the whole listing is one streamed JSON "
         "array (a failure midway cuts it short); page through a large fleet with `limit` and "
         "`after` instead.",
         "tags": [collection],
         "parameters": [
             query("profile", {"type": "string"}, "Only devices with this profile"),
             query("model", {"type": "string"}, "Only devices of this model"),
+            query("site", {"type": "string"}, "Only devices installed at this site"),
             query("status", {"type": "string", "enum": list(STATUSES)}, "Only this derived status"),
             query(
                 "with_status",
@@ -509,16 +510,21 @@ def _fleet_status_by() -> Schema:
     }
     return {
         "operationId": "fleet_status_by",
-        "summary": "Device counts by derived status for each profile or model",
+        "summary": "Device counts by derived status for each profile, model or site",
+        "description": "Every field asked for is counted in the same pass over the devices.",
         "tags": ["status"],
         "parameters": [
             {
                 **query(
                     "field",
-                    {"type": "string", "enum": list(DEVICE_FILTER_FIELDS)},
-                    "The device field to group by",
+                    {
+                        "type": "array",
+                        "items": {"type": "string", "enum": list(DEVICE_FILTER_FIELDS)},
+                    },
+                    "The device fields to group by, the parameter repeated (default: all)",
                 ),
-                "required": True,
+                "style": "form",
+                "explode": True,
             }
         ],
         "responses": responses(
@@ -526,10 +532,19 @@ def _fleet_status_by() -> Schema:
                 200,
                 {
                     "type": "object",
-                    "required": ["field", "groups"],
+                    "required": ["by"],
                     "properties": {
-                        "field": {"type": "string"},
-                        "groups": {"type": "array", "items": group},
+                        "by": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["field", "groups"],
+                                "properties": {
+                                    "field": {"type": "string"},
+                                    "groups": {"type": "array", "items": group},
+                                },
+                            },
+                        }
                     },
                 },
             ),

@@ -56,10 +56,11 @@ FLEET = {
         "SN-1": {
             "profile": "dpu-day0",
             "model": "DPU-LAB-1",
+            "site": "fra 1",
             "mac": "52:54:00:00:00:01",
             "password": PASSWORD,
         },
-        "SN-2": {"profile": "dpu-day0", "model": "DPU-LAB-2"},
+        "SN-2": {"profile": "dpu-day0", "model": "DPU-LAB-2", "site": "fra 1"},
         "SN-3": {"profile": "switch"},
         "SN 4/x": {"model": "DPU LAB.3"},
     },
@@ -185,10 +186,12 @@ def test_hosts_groups_and_variables(recorder, load, base):
     assert members(inventory, "sztp_status_in_progress") == ["SN 4/x"]
     assert members(inventory, "sztp_profile_dpu_day0") == ["SN-1", "SN-2"]
     assert members(inventory, "sztp_model_DPU_LAB_3") == ["SN 4/x"]
+    assert members(inventory, "sztp_site_fra_1") == ["SN-1", "SN-2"]
     one = hostvars(inventory, "SN-1")
     assert one["sztp_serial"] == "SN-1"
     assert one["sztp_profile"] == "dpu-day0"
     assert one["sztp_model"] == "DPU-LAB-1"
+    assert one["sztp_site"] == "fra 1"
     assert one["sztp_mac"] == "52:54:00:00:00:01"
     assert one["sztp_status"] == "complete"
     assert one["sztp_attempts"] == 1
@@ -212,7 +215,7 @@ def test_one_listing_read_in_pages(recorder, load, base, fleet, monkeypatch):
     fleet.seed({"device": {"SN-%03d" % number: {"model": "bulk"} for number in range(5, 205)}})
     inventory = load(base)
     assert len(inventory.hosts) == 204
-    assert recorder.calls == [("device_pages", {"profile": None, "model": None})]
+    assert recorder.calls == [("device_pages", {"profile": None, "model": None, "site": None})]
     assert recorder.pages == 5  # 204 devices, 50 a page
     assert hostvars(inventory, "SN-204")["sztp_model"] == "bulk"
 
@@ -243,12 +246,21 @@ def test_last_report_complete_and_none_choose_the_devices_with_reports(recorder,
 def test_filters_go_to_the_server(recorder, load, base):
     inventory = load({**base, "statuses": ["complete", "failed"], "profile": "dpu-day0"})
     assert sorted(inventory.hosts) == ["SN-1", "SN-2"]
-    assert recorder.calls[-1] == ("device_pages", {"profile": "dpu-day0", "model": None})
+    assert recorder.calls[-1] == (
+        "device_pages",
+        {"profile": "dpu-day0", "model": None, "site": None},
+    )
+    inventory = load({**base, "site": "fra 1", "statuses": ["failed"]})
+    assert sorted(inventory.hosts) == ["SN-2"]
+    assert recorder.calls[-1] == (
+        "device_pages",
+        {"profile": None, "model": None, "site": "fra 1", "status": "failed"},
+    )
     inventory = load({**base, "statuses": ["failed"]})
     assert sorted(inventory.hosts) == ["SN-2"]
     assert recorder.calls[-1] == (
         "device_pages",
-        {"profile": None, "model": None, "status": "failed"},
+        {"profile": None, "model": None, "site": None, "status": "failed"},
     )
 
 

@@ -200,6 +200,7 @@ lowest: $(VENV)/.installed-dev
 docs: $(VENV)/.installed-dev
 	$(BIN)/python -m sztp.state.fleet_schema
 	$(BIN)/python scripts/gen_server_docs.py
+	$(BIN)/python scripts/gen_agent_docs.py
 	$(BIN)/python scripts/gen_cli_docs.py
 	$(BIN)/python scripts/gen_collection_docs.py
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PARTS = ("kit", "cli", "server", "plugins")
+PARTS = ("kit", "cli", "server", "agent", "plugins")
 
 
 def imported_modules(path: Path, package: str) -> set[str]:
@@ -61,6 +61,12 @@ def offending(imports: dict[str, set[str]], refused: tuple[str, ...]) -> list[st
         ("cli/sztpctl", "cli", ("sztp_server", "ansible", "ansible_collections", "aiohttp")),
         ("server/sztp_server", "server", ("sztpctl", "typer", "rich", "ansible")),
         ("plugins", "plugins", ("sztpctl", "sztp_server", "typer", "rich", "aiohttp")),
+        # The agent runs on devices: the kit and the standard library only.
+        (
+            "agent/sztp_agent",
+            "agent",
+            ("sztpctl", "sztp_server", "typer", "rich", "aiohttp", "psycopg", "ansible"),
+        ),
     ],
 )
 def test_no_import_goes_up_or_sideways(folder: str, part: str, refused: tuple[str, ...]) -> None:

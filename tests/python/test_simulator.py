@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import json
 import ssl
@@ -41,6 +42,7 @@ from sztp.protocol.conveyed_info import (  # noqa: E402
 )
 from sztp.protocol.voucher import create_voucher, sign_voucher  # noqa: E402
 from sztp.simulator import (  # noqa: E402
+    WARNING_EXIT_STATUS,
     DeviceIdentity,
     SimulationResult,
     SimulatorConfig,
@@ -697,6 +699,33 @@ def test_failing_script_reports_pre_script_error(
     assert stub.report_types == ["bootstrap-initiated", "pre-script-error"]
     assert "exited with 3" in result.reason and "disk full" in result.reason
     assert not (tmp_path / "device" / "configuration").exists()
+
+
+def test_a_script_warning_is_reported_and_bootstrapping_goes_on(
+    lab: Lab, stubs: StubRunner, tmp_path: Path
+) -> None:
+    stub = stubs.start(Stub())
+    information = OnboardingInformation(
+        post_configuration_script=(
+            f"#!/bin/sh\necho fan speed low\nexit {WARNING_EXIT_STATUS}\n".encode()
+        ),
+        configuration_handling="merge",
+        configuration=CONFIG,
+    )
+    stub.answer = lambda _input: dataclasses.replace(
+        build_unsigned(information, Encoding.JSON), reporting_level="verbose"
+    )
+
+    result, _ = run(config(lab, tmp_path, stub.uri, run_scripts=True), identity(lab))
+
+    assert result.succeeded, result.reason
+    steps = [(step.progress_type, step.message) for step in result.steps]
+    warning = next(message for kind, message in steps if kind == "post-script-warning")
+    assert "fan speed low" in warning and f"exit {WARNING_EXIT_STATUS}" in warning
+    kinds = [kind for kind, _ in steps]
+    assert kinds.index("post-script-warning") < kinds.index("post-script-complete")
+    assert kinds[-1] == "bootstrap-complete"
+    assert "post-script-warning" in stub.report_types
 
 
 def test_nonce_is_sent_and_required_in_the_voucher(

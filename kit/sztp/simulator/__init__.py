@@ -38,8 +38,10 @@ Every response body is read as it streams and abandoned once it exceeds the limi
 hostile server cannot make the device buffer an endless answer.
 
 Scripts are written to the work directory and executed only with `run_scripts=True` (in a
-sandbox directory under it, with a timeout). The IDevID key and the Basic password are never
-logged, nor put into reprs, exceptions or the scripts' environment.
+sandbox directory under it, with a timeout): exit status 0 is `*-complete`,
+`WARNING_EXIT_STATUS` (10) a `*-warning` then `*-complete`, anything else `*-error`. The
+IDevID key and the Basic password are never logged, nor put into reprs, exceptions or the
+scripts' environment.
 
 Where each part lives in this package:
 
@@ -50,6 +52,9 @@ Where each part lives in this package:
 - `procedure.py`: steps 1 to 4 and the reboot loop (`Device`): servers in order, trust
   decisions, verification, redirects.
 - `onboarding.py`: step 5, the onboarding stages and `bootstrap-complete`.
+- `platform.py`: what the device does with what it accepted (`DevicePlatform`: install an
+  image, run a script, commit configuration, SSH host keys, reboot) and how a script's exit
+  status reads; the simulator's `WorkDirectoryPlatform` (the agent brings its own).
 - `reporting.py`: which steps are reported to which server.
 - `transport.py`: HTTP: the TLS session, host-meta, RPCs, bounded replies, error reasons.
 - `workdir.py`: the files the device writes: images, scripts, configuration, host key, and
@@ -69,7 +74,13 @@ from .model import (
     SimulatorConfig,
     Step,
 )
-from .onboarding import generate_ssh_host_key
+from .platform import (
+    WARNING_EXIT_STATUS,
+    ActionResult,
+    DevicePlatform,
+    PlatformError,
+    generate_ssh_host_key,
+)
 from .procedure import NONCE_SIZE, Device
 from .transport import DEFAULT_RESTCONF_ROOT, HOST_META_PATH
 
@@ -78,9 +89,14 @@ __all__ = [
     "DEFAULT_RESTCONF_ROOT",
     "HOST_META_PATH",
     "NONCE_SIZE",
+    "WARNING_EXIT_STATUS",
+    "ActionResult",
+    "Device",
     "DeviceIdentity",
+    "DevicePlatform",
     "Log",
     "Outcome",
+    "PlatformError",
     "SimulationResult",
     "SimulatorConfig",
     "Step",

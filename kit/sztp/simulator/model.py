@@ -13,7 +13,9 @@ from cryptography import x509
 from ..protocol.restconf import SshHostKey, WireFormat
 
 Log = Callable[[str], None]
-Outcome = Literal["success", "failed"]
+# "rebooting": the platform took the device down to boot a new image; the procedure starts
+# again after boot (the simulator's platform reboots in place and never returns it).
+Outcome = Literal["success", "failed", "rebooting"]
 
 DEFAULT_MAX_IMAGE_SIZE = 8 * 1024**3
 

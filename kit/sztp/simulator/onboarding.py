@@ -1,36 +1,23 @@
 """Onboarding information (RFC 8572 §5.6): boot image → pre-configuration script →
 configuration → post-configuration script, then `bootstrap-complete` with the device's SSH host
-keys. A boot-image mismatch downloads the image, "installs" it and asks for a reboot; a failed
-stage raises `StageFailed` for the procedure to report and abandon the source."""
+keys. A boot-image mismatch downloads the image (its SHA-256 checked) and hands it to the
+platform to install, then asks for a reboot; each action is the platform's (`DevicePlatform`),
+and a failed one raises `StageFailed` for the procedure to report and abandon the source."""
 
 from __future__ import annotations
 
-import base64
-import os
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from functools import partial
 
 from ..protocol.bootstrapping_data import VerifiedBootstrappingData
 from ..protocol.conveyed_info import BootImage, OnboardingInformation
-from ..protocol.restconf import SshHostKey
-from .model import DeviceIdentity, Log, SimulatorConfig
+from .model import Log, SimulatorConfig
+from .platform import ActionResult, DevicePlatform, PlatformError, ScriptStage
 from .reporting import ProgressReporter
 from .transport import Connection, Transport
-from .verdicts import Abandon, StageFailed, Verdict, clip, describe
+from .verdicts import Abandon, StageFailed, Verdict
 from .workdir import WorkDirectory
-
-
-def generate_ssh_host_key() -> tuple[SshHostKey, bytes]:
-    """A fresh ed25519 host key: what `bootstrap-complete` carries, and the OpenSSH public line."""
-    public = ed25519.Ed25519PrivateKey.generate().public_key()
-    line = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    algorithm, blob = line.split(b" ")[:2]
-    return SshHostKey(algorithm.decode("ascii"), base64.b64decode(blob)), line + b"\n"
 
 
 @dataclass
@@ -59,21 +46,20 @@ class Onboarding:
     def __init__(
         self,
         config: SimulatorConfig,
-        identity: DeviceIdentity,
         system: RunningSystem,
+        platform: DevicePlatform,
         reporter: ProgressReporter,
         work_dir: WorkDirectory,
         transport: Transport,
         log: Log,
     ) -> None:
         self.config = config
-        self.identity = identity
         self.system = system
+        self.platform = platform
         self.reporter = reporter
         self.work_dir = work_dir
         self.transport = transport
         self.log = log
-        self.ssh_host_keys = config.ssh_host_keys
 
     def run(
         self,
@@ -142,78 +128,62 @@ class Onboarding:
         problems = []
         for uri in image.download_uris:
             try:
-                self.work_dir.download_image(self.transport, uri, image.sha256)
+                downloaded = self.work_dir.download_image(self.transport, uri, image.sha256)
             except Abandon as exc:
                 self.log(f"download {uri}: {exc}")
                 problems.append(f"{uri}: {exc}")
                 continue
+            installed = self._act(
+                "boot-image", partial(self.platform.install_image, downloaded.path, image)
+            )
+            if installed.warning:
+                self.reporter.step(connection, "boot-image-warning", installed.message)
             self.system.installed_image_sha256 = image.sha256
             self.system.os_name = image.os_name or self.system.os_name
             self.system.os_version = image.os_version or self.system.os_version
             self.reporter.step(
                 connection,
                 "boot-image-installed-rebooting",
-                f"installed {wanted} from {uri} (sha-256 verified), rebooting",
+                f"installed {wanted} from {uri} ({downloaded.describe()}, sha-256 verified; "
+                f"{installed.message}), rebooting",
             )
             return Verdict.REBOOT
         raise StageFailed("boot-image-error", "; ".join(problems))
 
-    def _script(
-        self, connection: Connection, stage: Literal["pre", "post"], script: bytes
-    ) -> Verdict:
-        name = f"{stage}-configuration-script"
-        kind = f"{stage}-script"
-        self.reporter.step(connection, f"{kind}-initiated", f"{name} ({len(script)} bytes)")
+    def _act(self, kind: str, action: Callable[[], ActionResult]) -> ActionResult:
+        """Run a platform action; its hard error becomes the stage's `{kind}-error`."""
         try:
-            path = self.work_dir.write(name, script, mode=0o700)
-        except OSError as exc:
-            raise StageFailed(f"{kind}-error", f"cannot write {name}: {describe(exc)}") from None
-        if not self.config.run_scripts:
-            self.reporter.step(connection, f"{kind}-complete", f"written to {path}, not executed")
-            return Verdict.CONTINUE
-        sandbox = self.work_dir.sandbox()
-        environment = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(sandbox),
-            "SZTP_SERIAL_NUMBER": self.identity.serial_number,
-        }
-        try:
-            completed = subprocess.run(  # noqa: S603 - the owner's script, only with run_scripts
-                [str(path.resolve())],
-                cwd=sandbox,
-                env=environment,
-                capture_output=True,
-                timeout=self.config.script_timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise StageFailed(
-                f"{kind}-error",
-                f"{name} ran longer than {self.config.script_timeout:g} s and was killed",
-            ) from None
-        except OSError as exc:
-            raise StageFailed(f"{kind}-error", f"cannot execute {name}: {describe(exc)}") from None
-        output = clip((completed.stdout + completed.stderr).decode("utf-8", "replace"))
-        if completed.returncode != 0:
-            detail = f": {output}" if output else ""
-            raise StageFailed(f"{kind}-error", f"{name} exited with {completed.returncode}{detail}")
-        self.reporter.step(connection, f"{kind}-complete", output or f"{name} exited with 0")
+            return action()
+        except PlatformError as exc:
+            raise StageFailed(f"{kind}-error", str(exc)) from None
+
+    def _finish(self, connection: Connection, kind: str, result: ActionResult) -> Verdict:
+        """Report how an action ended: `{kind}-warning` then `{kind}-complete` for a soft
+        error (RFC 8572: it "will not affect manageability"), `{kind}-complete` otherwise."""
+        if result.warning:
+            self.reporter.step(connection, f"{kind}-warning", result.message)
+        self.reporter.step(connection, f"{kind}-complete", result.message)
         return Verdict.CONTINUE
+
+    def _script(self, connection: Connection, stage: ScriptStage, script: bytes) -> Verdict:
+        kind = f"{stage}-script"
+        self.reporter.step(
+            connection, f"{kind}-initiated", f"{stage}-configuration-script ({len(script)} bytes)"
+        )
+        result = self._act(kind, lambda: self.platform.run_script(stage, script))
+        return self._finish(connection, kind, result)
 
     def _configuration(
         self, connection: Connection, configuration: bytes, handling: str
     ) -> Verdict:
         self.reporter.step(connection, "config-initiated", f"{handling} {len(configuration)} bytes")
-        try:
-            path = self.work_dir.commit_configuration(configuration, handling)
-        except OSError as exc:
-            raise StageFailed("config-error", f"cannot commit: {describe(exc)}") from None
-        verb = "merged into" if handling == "merge" else "replaced"
-        self.reporter.step(connection, "config-complete", f"configuration {verb} {path}")
-        return Verdict.CONTINUE
+        result = self._act(
+            "config", lambda: self.platform.commit_configuration(configuration, handling)
+        )
+        return self._finish(connection, "config", result)
 
     def _complete(self, connection: Connection) -> Verdict:
-        keys = self._host_keys()
+        keys = self.platform.ssh_host_keys()
         names = ", ".join(key.algorithm for key in keys) or "none"
         self.reporter.step(
             connection,
@@ -222,13 +192,3 @@ class Onboarding:
             ssh_host_keys=keys,
         )
         return Verdict.DONE
-
-    def _host_keys(self) -> tuple[SshHostKey, ...]:
-        if self.ssh_host_keys is None:
-            key, public_line = generate_ssh_host_key()
-            try:
-                self.work_dir.write("ssh_host_ed25519_key.pub", public_line, mode=0o644)
-            except OSError as exc:
-                self.log(f"cannot keep the SSH host public key: {describe(exc)}")
-            self.ssh_host_keys = (key,)
-        return self.ssh_host_keys

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import requests
@@ -18,8 +18,9 @@ from ..errors import SztpError
 from ..protocol import bootstrapping_data, restconf
 from ..protocol.bootstrapping_data import BootstrappingData, VerifiedBootstrappingData
 from ..protocol.conveyed_info import BootstrapServer, OnboardingInformation, RedirectInformation
-from .model import DeviceIdentity, Log, Outcome, SimulationResult, SimulatorConfig
+from .model import DeviceIdentity, Log, Outcome, SimulationResult, SimulatorConfig, Step
 from .onboarding import Onboarding, RunningSystem
+from .platform import DevicePlatform, WorkDirectoryPlatform
 from .reporting import ProgressReporter
 from .transport import Connection, Server, Transport, http_error, tls_reason
 from .verdicts import Abandon, StageFailed, Verdict
@@ -29,20 +30,40 @@ NONCE_SIZE = 16
 
 
 class Device:
-    """One simulated device: `run` plays the procedure once (plus reboots)."""
+    """One device: `run` plays the procedure once (plus reboots the platform takes in its
+    stride). The simulator's platform keeps everything in the work directory; the agent passes
+    its own, the system as it stands after earlier boots, an observer of every step and the
+    `context` its `bootstrap-initiated` reports carry."""
 
-    def __init__(self, config: SimulatorConfig, identity: DeviceIdentity, log: Log) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        identity: DeviceIdentity,
+        log: Log,
+        *,
+        platform: DevicePlatform | None = None,
+        system: RunningSystem | None = None,
+        observer: Callable[[Step], None] | None = None,
+        context: str = "",
+    ) -> None:
         self.config = config
         self.identity = identity
         self.log = log
-        self.system = RunningSystem(identity.os_name, identity.os_version)
+        self.system = system or RunningSystem(identity.os_name, identity.os_version)
         self.servers_contacted: list[str] = []
         self.failures: list[str] = []
         self.transport = Transport(config, identity)
         self.work_dir = WorkDirectory(config.work_dir, config.max_image_size, log)
-        self.reporter = ProgressReporter(self.transport, config.wire_format, log)
+        self.platform = platform or WorkDirectoryPlatform(
+            self.work_dir,
+            run_scripts=config.run_scripts,
+            script_timeout=config.script_timeout,
+            serial_number=identity.serial_number,
+            ssh_host_keys=config.ssh_host_keys,
+        )
+        self.reporter = ProgressReporter(self.transport, config.wire_format, log, observer, context)
         self.onboarding = Onboarding(
-            config, identity, self.system, self.reporter, self.work_dir, self.transport, log
+            config, self.system, self.platform, self.reporter, self.work_dir, self.transport, log
         )
         self._nonce: bytes | None = None
 
@@ -83,9 +104,17 @@ class Device:
                     f"rebooting into {self.system.name_and_version()} "
                     f"(reboot {self.system.reboots})"
                 )
-                continue
+                if self.platform.reboot():
+                    continue
+                return self._result("rebooting", None)
             reason = "; ".join(self.failures) or "no bootstrap server answered"
             return self._result("failed", reason)
+
+    def abort(self, reason: str) -> None:
+        """Tell the last trusted server the session ends here (`bootstrap-error`), when one
+        was reached: the device stops for its own reasons, not the server's."""
+        if self.reporter.last_trusted is not None:
+            self.reporter.step(self.reporter.last_trusted, "bootstrap-error", reason)
 
     def _result(self, outcome: Outcome, reason: str | None) -> SimulationResult:
         return SimulationResult(

@@ -4,7 +4,7 @@ when it is `bootstrap-initiated`, a terminating report or an `*-error`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..protocol import restconf
 from ..protocol.restconf import (
@@ -28,11 +28,24 @@ _MINIMAL_REPORTS = frozenset(
 class ProgressReporter:
     """Records the device's steps and reports those its server should hear."""
 
-    def __init__(self, transport: Transport, wire_format: WireFormat, log: Log) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        wire_format: WireFormat,
+        log: Log,
+        observer: Callable[[Step], None] | None = None,
+        context: str = "",
+    ) -> None:
         self.transport = transport
         self.wire_format = wire_format
         self.log = log
+        self.observer = observer
+        # What the device says of its session in each `bootstrap-initiated` (the agent: how
+        # it found the server, which attempt this is), so the operator sees it server-side.
+        self.context = context
         self.steps: list[Step] = []
+        # The last trusted server a step went to: where an aborted session says so.
+        self.last_trusted: Connection | None = None
 
     def step(
         self,
@@ -42,7 +55,11 @@ class ProgressReporter:
         *,
         ssh_host_keys: Sequence[SshHostKey] = (),
     ) -> None:
+        if progress_type == BOOTSTRAP_INITIATED and self.context:
+            message = f"{message}; {self.context}"
         reported = False
+        if connection.trusted:
+            self.last_trusted = connection
         if not connection.trusted:
             marker = "not reported: untrusted server"
         elif not _wanted(progress_type, connection.reporting_level):
@@ -50,8 +67,11 @@ class ProgressReporter:
         else:
             reported = self._report(connection, progress_type, message, ssh_host_keys)
             marker = "reported" if reported else "report failed"
-        self.steps.append(Step(progress_type, message, reported, connection.server.uri))
+        step = Step(progress_type, message, reported, connection.server.uri)
+        self.steps.append(step)
         self.log(f"{progress_type}: {message} [{marker}]")
+        if self.observer is not None:
+            self.observer(step)
 
     def _report(
         self,

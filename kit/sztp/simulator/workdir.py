@@ -8,6 +8,8 @@ import hmac
 import os
 import re
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +24,18 @@ from .verdicts import Abandon, describe
 
 _CHUNK_SIZE = 1024 * 1024
 _UNSAFE_FILE_CHARACTERS = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+@dataclass(frozen=True)
+class Download:
+    """A boot image downloaded and verified: where it is, its size and how long it took."""
+
+    path: Path
+    size: int
+    seconds: float
+
+    def describe(self) -> str:
+        return f"{self.size:,} bytes in {self.seconds:.1f} s"
 
 
 class WorkDirectory:
@@ -64,9 +78,10 @@ class WorkDirectory:
         path.write_bytes(b"".join(pki.certificate_to_pem(cert) for cert in certificates))
         return str(path)
 
-    def download_image(self, transport: Transport, uri: str, sha256: bytes) -> Path:
+    def download_image(self, transport: Transport, uri: str, sha256: bytes) -> Download:
         """Download a boot image into `images/`, kept only when its SHA-256 matches; `Abandon`
         names why it is not."""
+        started = time.monotonic()
         images = self.root / "images"
         images.mkdir(parents=True, exist_ok=True)
         target = images / _file_name(uri)
@@ -101,9 +116,10 @@ class WorkDirectory:
         except BaseException:
             Path(partial).unlink(missing_ok=True)
             raise
-        self.log(f"downloaded {uri} ({size} bytes, sha-256 verified) to {target}")
+        download = Download(target, size, time.monotonic() - started)
+        self.log(f"downloaded {uri} ({download.describe()}, sha-256 verified) to {target}")
         self.files_written.append(target)
-        return target
+        return download
 
 
 def _file_name(uri: str) -> str:

@@ -51,7 +51,9 @@ BOOTSTRAP_URI_V6 = f"https://[{NETWORK_V6}]:{DEVICE_PORT}"
 DHCP_URIS_V4 = (BOOTSTRAP_URI_V4, BOOTSTRAP_URI_V6)
 DHCP_URIS_V6 = (BOOTSTRAP_URI_V6, BOOTSTRAP_URI_V4)
 
-GOOD_SERIALS = ("SN-0001", "SN-0002")
+# SN-0001 and SN-0002 bootstrap with the simulator, SN-0004 with sztp-agent.
+GOOD_SERIALS = ("SN-0001", "SN-0002", "SN-0004")
+AGENT_SERIAL = "SN-0004"
 # Registered with a valid voucher for its serial, but pinning another owner's CA.
 MISMATCHED_SERIAL = "SN-0003"
 HW_MODEL = "DPU-LAB-1"

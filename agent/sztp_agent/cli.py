@@ -25,7 +25,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from . import __version__
-from .agent_log import AgentLog, last_lines
+from .agent_log import AgentLog, last_lines, one_line
 from .config import DEFAULT_CONFIG, AgentConfig, ConfigError, load_config
 from .session import Session
 from .session_lock import SessionBusy, SessionLock
@@ -142,7 +142,7 @@ def render_status(status: Status, *, enabled: bool, pid: int | None, verbose: bo
     if status.reason:
         lines.append(f"reason:       {status.reason}")
     if not verbose:
-        return "\n".join(lines)
+        return _terminal_safe(lines)
     lines.append("bootstrap servers:")
     for found in status.discovered or []:
         where = found.source
@@ -162,7 +162,13 @@ def render_status(status: Status, *, enabled: bool, pid: int | None, verbose: bo
     if status.problems:
         lines.append("problems:")
         lines += [f"  {problem}" for problem in status.problems]
-    return "\n".join(lines)
+    return _terminal_safe(lines)
+
+
+def _terminal_safe(lines: list[str]) -> str:
+    """The lines, each with its control characters escaped: messages come from servers and
+    scripts, and an escape sequence must not reach the operator's terminal."""
+    return "\n".join(one_line(line) for line in lines)
 
 
 def enable_command(config: AgentConfig, _arguments: argparse.Namespace) -> int:

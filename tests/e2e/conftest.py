@@ -62,6 +62,7 @@ from e2e_site import (
     lease_option,
     nginx_config,
     server_config,
+    start_dhcp_capture,
 )
 
 
@@ -479,34 +480,10 @@ def dhcp_results(binaries: dict[str, str], bootstrap_network: BootstrapNetwork) 
     lab, topology = bootstrap_network, bootstrap_network.topology
     directory = lab.files.directory
     capture = directory / "dhcp.pcap"
-    # --immediate-mode: hand each packet over at once instead of when a ring-buffer block
-    # fills or times out (SIGINT would drop what is still in the kernel's buffer); -U writes
-    # each packet to the file at once; -Z root keeps it able to write into our directory.
-    tcpdump = topology.namespaces.start(
-        "tcpdump",
-        topology.network,
-        [
-            binaries["tcpdump"],
-            "-i",
-            topology.network_interface,
-            "-n",
-            "--immediate-mode",
-            "-U",
-            "-Z",
-            "root",
-            "-w",
-            capture,
-            "udp and (port 67 or port 68 or port 546 or port 547)",
-        ],
-        directory / "tcpdump.log",
+    tcpdump = start_dhcp_capture(
+        topology, binaries["tcpdump"], "tcpdump", capture, directory / "tcpdump.log"
     )
     lab.services["tcpdump"] = tcpdump
-    wait_for(
-        lambda: "listening on" in tcpdump.output() or not tcpdump.alive(),
-        timeout=STARTUP_TIMEOUT,
-        what="tcpdump to listen",
-    )
-    assert tcpdump.alive(), tcpdump.output()
     try:
         lease4 = _run_dhclient(lab, binaries, "4", "sztp-redirect")
         lease6 = _run_dhclient(lab, binaries, "6", "dhcp6.sztp-redirect")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from e2e_lab import Namespaces, Service, in_namespace, run
+from e2e_lab import Namespaces, Service, in_namespace, run, wait_for
 
 BIN = Path(sys.executable).parent
 SZTPCTL = BIN / "sztpctl"
@@ -342,3 +342,38 @@ def lease_option(leases: Path, name: str) -> str | None:
 def lease_octets(value: str) -> bytes:
     """The bytes of a dhclient lease value (`0:16:68:...`)."""
     return bytes(int(octet, 16) for octet in value.split(":"))
+
+
+def start_dhcp_capture(
+    topology: Topology, tcpdump: str, name: str, capture: Path, log: Path
+) -> Service:
+    """tcpdump writing every DHCPv4 and DHCPv6 packet on the network side of the link to
+    `capture`, listening when this returns."""
+    # --immediate-mode: hand each packet over at once instead of when a ring-buffer block
+    # fills or times out (SIGINT would drop what is still in the kernel's buffer); -U writes
+    # each packet to the file at once; -Z root keeps it able to write into our directory.
+    service = topology.namespaces.start(
+        name,
+        topology.network,
+        [
+            tcpdump,
+            "-i",
+            topology.network_interface,
+            "-n",
+            "--immediate-mode",
+            "-U",
+            "-Z",
+            "root",
+            "-w",
+            capture,
+            "udp and (port 67 or port 68 or port 546 or port 547)",
+        ],
+        log,
+    )
+    wait_for(
+        lambda: "listening on" in service.output() or not service.alive(),
+        timeout=STARTUP_TIMEOUT,
+        what="tcpdump to listen",
+    )
+    assert service.alive(), service.output()
+    return service

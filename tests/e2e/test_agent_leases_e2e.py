@@ -32,6 +32,7 @@ from e2e_site import (
     STARTUP_TIMEOUT,
     SUBNET_V4,
     BootstrapNetwork,
+    start_dhcp_capture,
 )
 from sztp.protocol.dhcp import encode_uri_list
 from sztp_agent.discovery import LeaseLocations, LeaseOffer, find_offers
@@ -137,30 +138,9 @@ def client_runs(binaries: dict[str, str], bootstrap_network: BootstrapNetwork) -
     no_configuration.write_text("")
     capture = root / "dhcp.pcap"
     started = datetime.now(UTC).replace(microsecond=0)
-    tcpdump = topology.namespaces.start(
-        "tcpdump (agent leases)",
-        topology.network,
-        [
-            binaries["tcpdump"],
-            "-i",
-            topology.network_interface,
-            "-n",
-            "--immediate-mode",
-            "-U",
-            "-Z",
-            "root",
-            "-w",
-            capture,
-            "udp and (port 67 or port 68 or port 546 or port 547)",
-        ],
-        root / "tcpdump.log",
+    tcpdump = start_dhcp_capture(
+        topology, binaries["tcpdump"], "tcpdump (agent leases)", capture, root / "tcpdump.log"
     )
-    wait_for(
-        lambda: "listening on" in tcpdump.output() or not tcpdump.alive(),
-        timeout=STARTUP_TIMEOUT,
-        what="tcpdump to listen",
-    )
-    assert tcpdump.alive(), tcpdump.output()
     variables: dict[int, dict[str, str]] = {}
     try:
         # Only the snippet runs are captured: every request in the capture is theirs.

@@ -195,7 +195,10 @@ def test_status_text_shows_the_summary_and_with_verbose_every_step() -> None:
         discovered=[
             Discovery("https://10.0.0.2:8443", "DHCPv4 option 143", "eth0", "dhclient", "10.0.0.1")
         ],
-        steps=[StepRecord("2026-12-05T00:00:00Z", "bootstrap-initiated", "hello", True, None)],
+        steps=[
+            StepRecord("2026-12-05T00:00:00Z", "bootstrap-initiated", "hello", True, None),
+            StepRecord("2026-12-05T00:00:01Z", "informational", "\x1b]0;pwned\x07", True, None),
+        ],
         problems=["https://10.0.0.2:8443: TLS failed"],
     )
     short = render_status(status, enabled=True, pid=None, verbose=False)
@@ -205,6 +208,7 @@ def test_status_text_shows_the_summary_and_with_verbose_every_step() -> None:
     assert "(DHCPv4 option 143 on eth0 via dhclient, DHCP server 10.0.0.1)" in full
     assert "bootstrap-initiated  hello  [reported]" in full
     assert "enabled:      no (ztp enable)" in full and "TLS failed" in full
+    assert "\x1b" not in full and "\\x1b]0;pwned\\x07" in full  # a server's text stays text
 
 
 def test_the_configuration_on_the_page_loads_and_the_table_is_current() -> None:

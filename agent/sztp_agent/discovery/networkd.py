@@ -58,10 +58,18 @@ class LeaseIdentity:
 
 def parse_networkd_lease(text: str, *, interface: str, source: Path) -> LeaseOffer:
     """The lease's identity and, as networkd cannot store option 143, no URIs."""
+    return identity_offer(
+        text, interface=interface, source=source, client=NETWORKD, why=NO_OPTION_IN_NETWORKD
+    )
+
+
+def identity_offer(text: str, *, interface: str, source: Path, client: str, why: str) -> LeaseOffer:
+    """An offer of a networkd-format lease file: where the lease came from and no URIs,
+    `why` naming the reason there can be none."""
     identity = read_lease_identity(text)
     return LeaseOffer(
         interface=interface,
-        client=NETWORKD,
+        client=client,
         family=4,
         uris=(),
         payload=b"",
@@ -70,7 +78,7 @@ def parse_networkd_lease(text: str, *, interface: str, source: Path) -> LeaseOff
         network=identity.network,
         source=source,
         obtained_at=None,
-        problems=(*identity.problems, NO_OPTION_IN_NETWORKD),
+        problems=(*identity.problems, why),
     )
 
 

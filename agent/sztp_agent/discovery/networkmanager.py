@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .dhclient import V4_OPTION_NAMES, V6_OPTION_NAMES
-from .networkd import read_lease_identity
+from .networkd import identity_offer
 from .offer import (
     NETWORKMANAGER,
     LeaseOffer,
@@ -75,19 +75,12 @@ BusctlRunner = Callable[[Sequence[str]], str | None]
 
 def parse_internal_lease(text: str, *, interface: str, source: Path) -> LeaseOffer:
     """An internal client's lease file: its identity, and no URIs (it cannot have any)."""
-    identity = read_lease_identity(text)
-    return LeaseOffer(
+    return identity_offer(
+        text,
         interface=interface,
-        client=NETWORKMANAGER,
-        family=4,
-        uris=(),
-        payload=b"",
-        server_id=identity.server_id,
-        address=identity.address,
-        network=identity.network,
         source=source,
-        obtained_at=None,
-        problems=(*identity.problems, NO_OPTION_IN_INTERNAL_CLIENT),
+        client=NETWORKMANAGER,
+        why=NO_OPTION_IN_INTERNAL_CLIENT,
     )
 
 

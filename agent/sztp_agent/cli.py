@@ -104,7 +104,14 @@ def status_command(config: AgentConfig, arguments: argparse.Namespace) -> int:
             "session_pid": running,
         }
         if not arguments.verbose:
-            for detail in ("steps", "discovered", "servers_contacted", "completed_on"):
+            for detail in (
+                "steps",
+                "discovered",
+                "servers_contacted",
+                "server_checks",
+                "downloads",
+                "completed_on",
+            ):
                 document.pop(detail)
         print(json.dumps(document, indent=2, ensure_ascii=False))
         return 0
@@ -153,8 +160,14 @@ def render_status(status: Status, *, enabled: bool, pid: int | None, verbose: bo
         if found.network:
             where += f", network {found.network}"
         lines.append(f"  {found.uri}  ({where})")
-    if status.servers_contacted:
-        lines.append("contacted:    " + ", ".join(status.servers_contacted))
+    if status.server_checks:
+        lines.append("trust:")
+        for check in status.server_checks:
+            tls = {True: "TLS trusted", False: "TLS not trusted (provisional)", None: "-"}
+            lines.append(f"  {check.uri}  {tls[check.server_trusted]}; {check.data}")
+    if status.downloads:
+        lines.append("downloads:")
+        lines += [f"  {download.uri}  {download.outcome}" for download in status.downloads]
     lines.append("steps:")
     for step in status.steps:
         marker = "reported" if step.reported else "not reported"

@@ -222,6 +222,9 @@ class Session:
         result = device.run([server.uri for server in servers])
         self._device = None
         status.servers_contacted = list(result.servers_contacted)
+        status.server_checks = list(result.server_checks)
+        if result.downloads:  # kept from before the reboot when this run needed none
+            status.downloads = list(result.downloads)
         if result.outcome == "success":
             status.completed_on = network_identity(self.config, self.locations)
             status.add_problems([])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sztp.files import write_atomically
+from sztp.simulator import Download, ServerCheck
 
 STATUS_FILE = "status.json"
 DISABLED_FILE = "disabled"
@@ -82,6 +83,9 @@ class Status:
     os_version: str | None = None
     discovered: list[Discovery] = field(default_factory=list)
     servers_contacted: list[str] = field(default_factory=list)
+    # The last run of the procedure's: each server's trust and data, each image download.
+    server_checks: list[ServerCheck] = field(default_factory=list)
+    downloads: list[Download] = field(default_factory=list)
     steps: list[StepRecord] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # the last attempt's, per server
     reason: str | None = None  # why the session failed or was aborted
@@ -100,6 +104,8 @@ class Status:
         values["state"] = RunState(values.get("state", RunState.NEVER_RUN.value))
         values["discovered"] = [Discovery(**item) for item in values.get("discovered", [])]
         values["steps"] = [StepRecord(**item) for item in values.get("steps", [])]
+        values["server_checks"] = [ServerCheck(**item) for item in values.get("server_checks", [])]
+        values["downloads"] = [Download(**item) for item in values.get("downloads", [])]
         values["completed_on"] = [Discovery(**item) for item in values.get("completed_on", [])]
         known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in values.items() if key in known})

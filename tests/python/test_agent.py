@@ -250,6 +250,18 @@ def test_the_agent_installs_reboots_resumes_and_completes(
         assert "fan tray 2 slow" in messages["post-script-warning"]
         assert (device.root / "etc" / "dpu.conf").read_text() == CONFIGURATION
         assert all(step["reported"] for step in status["steps"])
+        assert status["server_checks"] == [
+            {
+                "uri": server.device_url,
+                "server_trusted": True,
+                "data": "onboarding information signed: voucher, owner certificate and "
+                "signature verified",
+            }
+        ]
+        (download,) = status["downloads"]
+        assert download["uri"] == url
+        assert download["outcome"].startswith(f"{len(image):,} bytes in ")
+        assert download["outcome"].endswith(" s, sha-256 verified")
 
         # The server saw it all, with the agent's account of the session.
         reports = server_reports(server)
@@ -269,6 +281,7 @@ def test_the_agent_installs_reboots_resumes_and_completes(
         assert again.returncode == 0 and "already bootstrapped" in again.stdout
         text = device.ztp("status", "--verbose")
         assert "state:        complete" in text.stdout
+        assert f"{server.device_url}  TLS trusted; onboarding information signed" in text.stdout
         assert "post-script-warning" in text.stdout
         logs = device.ztp("logs", "-n", "5")
         assert logs.returncode == 0 and "session 1 complete" in logs.stdout
@@ -356,6 +369,8 @@ def test_a_tampered_image_ends_in_boot_image_error_and_an_unchanged_device(
         status = device.status()
         assert status["state"] == "failed"
         assert "sha-256 mismatch" in status["reason"]
+        (download,) = status["downloads"]
+        assert download["outcome"].startswith("failed: sha-256 mismatch")
         assert status["steps"][-1]["progress_type"] == "boot-image-error"
         assert device.running() == "1.0" and device.reboots == []
         assert server_reports(server)[-1]["progress_type"] == "boot-image-error"
@@ -407,6 +422,9 @@ def test_an_untrusted_server_without_signed_data_is_not_obeyed(
         assert device.running() == "1.0" and device.reboots == []
         assert not (device.root / "etc" / "dpu.conf").exists()
         assert not any(step["reported"] for step in status["steps"])
+        (check,) = status["server_checks"]
+        assert check["server_trusted"] is False
+        assert check["data"].startswith("no data: get-bootstrapping-data failed")
         assert server_reports(server) == []  # nothing is reported to an untrusted server
 
 

@@ -73,6 +73,24 @@ class Step:
 
 
 @dataclass(frozen=True)
+class ServerCheck:
+    """What the device made of one bootstrap server: whether its TLS certificate verified
+    (None: no answer came), and what became of its bootstrapping data, in words."""
+
+    uri: str
+    server_trusted: bool | None
+    data: str
+
+
+@dataclass(frozen=True)
+class Download:
+    """One boot-image download: its URI and how it went, in words."""
+
+    uri: str
+    outcome: str
+
+
+@dataclass(frozen=True)
 class SimulationResult:
     """What happened: outcome, reason on failure, every step, servers and files touched."""
 
@@ -84,6 +102,8 @@ class SimulationResult:
     os_version: str | None
     files_written: tuple[Path, ...]
     reboots: int = 0
+    server_checks: tuple[ServerCheck, ...] = ()
+    downloads: tuple[Download, ...] = ()
 
     @property
     def succeeded(self) -> bool:

@@ -12,7 +12,7 @@ from functools import partial
 
 from ..protocol.bootstrapping_data import VerifiedBootstrappingData
 from ..protocol.conveyed_info import BootImage, OnboardingInformation
-from .model import Log, SimulatorConfig
+from .model import Download, Log, SimulatorConfig
 from .platform import ActionResult, DevicePlatform, PlatformError, ScriptStage
 from .reporting import ProgressReporter
 from .transport import Connection, Transport
@@ -60,6 +60,7 @@ class Onboarding:
         self.work_dir = work_dir
         self.transport = transport
         self.log = log
+        self.downloads: list[Download] = []
 
     def run(
         self,
@@ -131,8 +132,10 @@ class Onboarding:
                 downloaded = self.work_dir.download_image(self.transport, uri, image.sha256)
             except Abandon as exc:
                 self.log(f"download {uri}: {exc}")
+                self.downloads.append(Download(uri, f"failed: {exc}"))
                 problems.append(f"{uri}: {exc}")
                 continue
+            self.downloads.append(Download(uri, f"{downloaded.describe()}, sha-256 verified"))
             installed = self._act(
                 "boot-image", partial(self.platform.install_image, downloaded.path, image)
             )

@@ -18,7 +18,15 @@ from ..errors import SztpError
 from ..protocol import bootstrapping_data, restconf
 from ..protocol.bootstrapping_data import BootstrappingData, VerifiedBootstrappingData
 from ..protocol.conveyed_info import BootstrapServer, OnboardingInformation, RedirectInformation
-from .model import DeviceIdentity, Log, Outcome, SimulationResult, SimulatorConfig, Step
+from .model import (
+    DeviceIdentity,
+    Log,
+    Outcome,
+    ServerCheck,
+    SimulationResult,
+    SimulatorConfig,
+    Step,
+)
 from .onboarding import Onboarding, RunningSystem
 from .platform import DevicePlatform, WorkDirectoryPlatform
 from .reporting import ProgressReporter
@@ -51,6 +59,7 @@ class Device:
         self.log = log
         self.system = system or RunningSystem(identity.os_name, identity.os_version)
         self.servers_contacted: list[str] = []
+        self.server_checks: list[ServerCheck] = []
         self.failures: list[str] = []
         self.transport = Transport(config, identity)
         self.work_dir = WorkDirectory(config.work_dir, config.max_image_size, log)
@@ -66,6 +75,8 @@ class Device:
             config, self.system, self.platform, self.reporter, self.work_dir, self.transport, log
         )
         self._nonce: bytes | None = None
+        # Whether the server being tried answered over trusted TLS (None: no answer yet).
+        self._tls_trusted: bool | None = None
 
     # ---- top level
 
@@ -122,6 +133,8 @@ class Device:
             reason=reason,
             steps=tuple(self.reporter.steps),
             servers_contacted=tuple(self.servers_contacted),
+            server_checks=tuple(self.server_checks),
+            downloads=tuple(self.onboarding.downloads),
             os_name=self.system.os_name,
             os_version=self.system.os_version,
             files_written=tuple(dict.fromkeys(self.work_dir.files_written)),
@@ -145,9 +158,12 @@ class Device:
 
     def _bootstrap_from(self, server: Server, depth: int) -> Verdict:
         self.servers_contacted.append(server.uri)
+        self._tls_trusted = None
         try:
             connection, data = self._get_bootstrapping_data(server)
         except Abandon as exc:
+            check = ServerCheck(server.uri, self._tls_trusted, f"no data: {exc}")
+            self.server_checks.append(check)
             return self._abandon(server, str(exc))
         nonce = self._nonce
         try:
@@ -160,12 +176,22 @@ class Device:
             )
         except SztpError as exc:
             reason = f"bootstrapping data rejected: {exc}"
+            self.server_checks.append(ServerCheck(server.uri, connection.trusted, reason))
             if connection.trusted:
                 self.reporter.step(
                     connection, "bootstrap-initiated", "get-bootstrapping-data answered"
                 )
                 self.reporter.step(connection, "parsing-error", reason)
             return self._abandon(server, reason, logged=connection.trusted)
+        what = "redirect" if isinstance(verified.information, RedirectInformation) else "onboarding"
+        accepted = (
+            "signed: voucher, owner certificate and signature verified"
+            if verified.signed
+            else "unsigned, from a trusted server"
+        )
+        self.server_checks.append(
+            ServerCheck(server.uri, connection.trusted, f"{what} information {accepted}")
+        )
         if isinstance(verified.information, RedirectInformation):
             return self._redirect(server, connection, verified, verified.information, depth)
         connection.reporting_level = data.reporting_level or "minimal"
@@ -188,6 +214,7 @@ class Device:
                 connection.restconf_root = self.transport.discover_root(connection)
             except requests.exceptions.SSLError as retry:
                 raise Abandon(f"TLS failed: {tls_reason(retry)}") from None
+        self._tls_trusted = connection.trusted
         state = "trusted" if connection.trusted else "untrusted (provisional)"
         self.log(f"{server.uri}: {state} server, RESTCONF root {connection.restconf_root}")
         self._nonce = os.urandom(NONCE_SIZE) if self.config.send_nonce else None

@@ -27,7 +27,7 @@ _UNSAFE_FILE_CHARACTERS = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 @dataclass(frozen=True)
-class Download:
+class DownloadedImage:
     """A boot image downloaded and verified: where it is, its size and how long it took."""
 
     path: Path
@@ -78,7 +78,7 @@ class WorkDirectory:
         path.write_bytes(b"".join(pki.certificate_to_pem(cert) for cert in certificates))
         return str(path)
 
-    def download_image(self, transport: Transport, uri: str, sha256: bytes) -> Download:
+    def download_image(self, transport: Transport, uri: str, sha256: bytes) -> DownloadedImage:
         """Download a boot image into `images/`, kept only when its SHA-256 matches; `Abandon`
         names why it is not."""
         started = time.monotonic()
@@ -116,7 +116,7 @@ class WorkDirectory:
         except BaseException:
             Path(partial).unlink(missing_ok=True)
             raise
-        download = Download(target, size, time.monotonic() - started)
+        download = DownloadedImage(target, size, time.monotonic() - started)
         self.log(f"downloaded {uri} ({download.describe()}, sha-256 verified) to {target}")
         self.files_written.append(target)
         return download

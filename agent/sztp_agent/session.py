@@ -34,7 +34,6 @@ from .config import (
     read_os_release,
     read_serial_number,
 )
-from .discovery.leases import LeaseLocations
 from .host_platform import HostPlatform
 from .session_lock import SessionLock
 from .status import FINISHED, RunState, Status, StatusFile, StepRecord, utc_now
@@ -60,16 +59,10 @@ class Session:
         self,
         config: AgentConfig,
         log: Callable[[str], None],
-        *,
-        locations: LeaseLocations | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        reboot: Callable[[tuple[str, ...]], None] | None = None,
     ) -> None:
         self.config = config
         self.log = log
-        self.locations = locations or lease_locations(config)
-        self.sleep = sleep
-        self.reboot = reboot or _reboot
+        self.locations = lease_locations(config)
         self.status_file = StatusFile(config.state_dir)
         self._device: Device | None = None  # the attempt's, while it runs
 
@@ -159,7 +152,7 @@ class Session:
             self.log(
                 f"attempt {status.attempt} of {status.attempts} failed; the next in {wait:g} s"
             )
-            self.sleep(wait)
+            time.sleep(wait)
 
     def _attempt(self, status: Status, identity: DeviceIdentity) -> SessionOutcome | None:
         """One pass over every server: the session's outcome, or None to try again."""
@@ -237,7 +230,7 @@ class Session:
             self.status_file.write(status)
             command = " ".join(self.config.reboot_command)
             self.log(f"rebooting to run {system.name_and_version()}: {command}")
-            self.reboot(self.config.reboot_command)
+            _reboot(self.config.reboot_command)
             return SessionOutcome(RunState.REBOOTING)
         status.add_problems((result.reason or "no bootstrap server answered").split("; "))
         self.status_file.write(status)

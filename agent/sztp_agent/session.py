@@ -265,6 +265,10 @@ class Session:
             hw_model=self.config.hw_model,
         )
         check_identity(identity)
+        for secret in (self.config.idevid_key, self.config.password_file):
+            if secret is not None and secret.stat().st_mode & 0o077:
+                mode = secret.stat().st_mode & 0o777
+                self.log(f"warning: {secret} is readable by others (mode {mode:04o}): chmod 600")
         return identity
 
     def _procedure_config(self, uris: list[str]) -> SimulatorConfig:

@@ -214,6 +214,8 @@ def test_the_agent_installs_reboots_resumes_and_completes(
 
         first_boot = device.ztp("boot")
         assert first_boot.returncode == 0, first_boot.stderr
+        # The lab writes the IDevID key 0600: no warning about it.
+        assert "readable by others" not in first_boot.stderr
         status = device.status()
         assert status["state"] == "rebooting" and status["reboots"] == 1
         assert len(device.reboots) == 1
@@ -414,9 +416,15 @@ def test_an_untrusted_server_without_signed_data_is_not_obeyed(
         data = resources(lab, f"{file_server}/labos-2.0.tar.gz", hashlib.sha256(image).hexdigest())
         del data["device"][SERIAL]["voucher"]  # the server can only answer unsigned
         server.apply(data)
-        device = make_device(lab, tmp_path / "device", [server.device_url], server_ca=None)
+        open_key = tmp_path / "idevid.key"
+        open_key.write_bytes(lab.devices[SERIAL].idevid.private_key.read_bytes())
+        open_key.chmod(0o644)
+        device = make_device(
+            lab, tmp_path / "device", [server.device_url], server_ca=None, idevid_key=str(open_key)
+        )
         boot = device.ztp("boot")
         assert boot.returncode == 1
+        assert f"warning: {open_key} is readable by others (mode 0644): chmod 600" in boot.stderr
         status = device.status()
         assert status["state"] == "failed"
         assert device.running() == "1.0" and device.reboots == []

@@ -170,6 +170,7 @@ lock: $(VENV)/.installed-dev
 	$(UV_COMPILE) $(UV_UPGRADE) requirements/bootstrap.in -o $(LOCK_BOOTSTRAP)
 	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra server -o $(LOCK_SERVER)
 	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml -c $(LOCK_SERVER) -o $(LOCK_KIT)
+	cp $(LOCK_KIT) roles/agent/files/agent-requirements.txt  # the agent needs the kit alone
 	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra cli -c $(LOCK_SERVER) -o $(LOCK_CLI)
 	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra server --extra cli --extra dev -c $(LOCK_SERVER) \
 	  -c $(LOCK_CLI) -o $(LOCK_DEV)

@@ -5,6 +5,7 @@
                                              running session)
     ztp run [--force]                        a new session now, in the foreground
     ztp logs [-n LINES]                      the agent's log
+    ztp check [--config-only]                check the configuration and the files it names
     ztp boot                                 what the systemd unit runs at boot
     ztp systemd-unit                         print the unit file for this installation
 
@@ -86,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     logs = commands.add_parser("logs", help="the agent's log, newest last")
     logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
     commands.add_parser("boot", help="what the systemd unit runs: resume or start if needed")
+    check = commands.add_parser(
+        "check", help="check the configuration and the files it names, contacting no one"
+    )
+    check.add_argument(
+        "--config-only",
+        action="store_true",
+        help="the configuration file alone (before the files it names are in place)",
+    )
     commands.add_parser("systemd-unit", help="print the systemd unit for this installation")
     return parser
 
@@ -229,6 +238,21 @@ def boot_command(config: AgentConfig, _arguments: argparse.Namespace) -> int:
     return _exit_status(session.run(new=False).state)
 
 
+def check_command(config: AgentConfig, arguments: argparse.Namespace) -> int:
+    if not arguments.config_only:
+        problems = Session(config, _say).preflight()
+        for problem in problems:
+            print(f"ztp: {problem}", file=sys.stderr)
+        if problems:
+            return EXIT_USAGE
+    print(f"{arguments.config}: OK")
+    return 0
+
+
+def _say(message: str) -> None:
+    print(f"ztp: {one_line(message)}", file=sys.stderr)
+
+
 def logs_command(config: AgentConfig, arguments: argparse.Namespace) -> int:
     if arguments.lines < 1:
         print("ztp: --lines must be 1 or more", file=sys.stderr)
@@ -245,6 +269,7 @@ COMMANDS = {
     "run": run_command,
     "boot": boot_command,
     "logs": logs_command,
+    "check": check_command,
 }
 
 

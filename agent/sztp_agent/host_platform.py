@@ -19,6 +19,7 @@ from sztp.simulator.platform import ScriptStage, run_program
 
 INSTALL_IMAGE = "install-image"
 APPLY_CONFIGURATION = "apply-configuration"
+HANDLER_NAMES = (INSTALL_IMAGE, APPLY_CONFIGURATION)
 # An OpenSSH public key line is well under this; anything larger is not one.
 MAX_HOST_KEY_LINE = 16 * 1024
 

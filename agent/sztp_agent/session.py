@@ -9,6 +9,7 @@ says `aborted` and why, the lock is released, and the next boot or `ztp run` sta
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -34,7 +35,7 @@ from .config import (
     read_os_release,
     read_serial_number,
 )
-from .host_platform import HostPlatform
+from .host_platform import HANDLER_NAMES, HostPlatform
 from .session_lock import SessionLock
 from .status import FINISHED, RunState, Status, StatusFile, StepRecord, utc_now
 
@@ -244,6 +245,22 @@ class Session:
         self.status_file.write(status)
         self.log(f"session {status.session} {state.value}" + (f": {reason}" if reason else ""))
         return SessionOutcome(state, reason)
+
+    def preflight(self) -> list[str]:
+        """What would stop a session before it reaches any server: the IDevID, the trust
+        anchors, the serial number, the handlers (each problem in words; none when all is
+        well)."""
+        problems = []
+        try:
+            self._identity()
+            self._procedure_config(list(self.config.bootstrap_uris))
+        except (ConfigError, SimulationError, SztpError, OSError) as exc:
+            problems.append(str(exc))
+        for name in HANDLER_NAMES:
+            handler = self.config.handlers_dir / name
+            if not handler.is_file() or not os.access(handler, os.X_OK):
+                problems.append(f"{handler} is not an executable file")
+        return problems
 
     # ---- what the procedure is given
 

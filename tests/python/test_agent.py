@@ -545,6 +545,26 @@ def test_a_bad_configuration_is_named_not_a_traceback(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "No such file" in missing.stderr
 
 
+def test_check_names_what_would_stop_a_session(lab: LabPki, tmp_path: Path) -> None:
+    device = make_device(lab, tmp_path / "device", ["https://127.0.0.1:9"])
+    checked = device.ztp("check")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout == f"{device.config}: OK\n"
+    broken = make_device(
+        lab,
+        tmp_path / "broken",
+        ["https://127.0.0.1:9"],
+        trust_anchors=str(tmp_path / "missing.pem"),
+        handlers_dir=str(tmp_path),
+    )
+    shown = broken.ztp("check")
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+    assert "trust_anchors: No such file or directory" in shown.stderr
+    assert f"{tmp_path}/install-image is not an executable file" in shown.stderr
+    assert broken.ztp("check", "--config-only").returncode == 0
+    assert not (tmp_path / "broken" / "state").exists()  # a check writes nothing
+
+
 def test_the_unit_file_runs_this_installation() -> None:
     shown = subprocess.run(
         [sys.executable, "-m", "sztp_agent", "systemd-unit"],

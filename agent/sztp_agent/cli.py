@@ -203,6 +203,10 @@ def disable_command(config: AgentConfig, _arguments: argparse.Namespace) -> int:
     StatusFile(config.state_dir).set_enabled(False)
     lock = SessionLock(config.state_dir)
     pid = lock.holder()
+    deadline = time.monotonic() + STOP_WAIT_SECONDS
+    while pid == 0 and time.monotonic() < deadline:  # a session that has not written its id
+        time.sleep(0.05)
+        pid = lock.holder()
     if not pid:
         print("bootstrapping disabled")
         return 0

@@ -26,16 +26,27 @@ MAX_PROBLEMS = 50
 
 
 class RunState(StrEnum):
-    """Where the agent stands."""
+    """Where the agent stands (each state's meaning in STATE_MEANINGS, for the docs)."""
 
-    NEVER_RUN = "never-run"  # no session yet
+    NEVER_RUN = "never-run"
     RUNNING = "running"
-    REBOOTING = "rebooting"  # an image is installed; the session resumes after boot
-    RETRYING = "retrying"  # an attempt failed; the next one comes after a wait
-    COMPLETE = "complete"  # bootstrap-complete sent
-    FAILED = "failed"  # every attempt failed
-    ABORTED = "aborted"  # stopped by SIGTERM (`ztp disable`) or an error of the agent
+    REBOOTING = "rebooting"
+    RETRYING = "retrying"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    ABORTED = "aborted"
 
+
+STATE_MEANINGS = {
+    RunState.NEVER_RUN: "no session yet (or the status file was damaged)",
+    RunState.RUNNING: "a session is trying the bootstrap servers",
+    RunState.REBOOTING: "an image is installed; the session resumes after the reboot",
+    RunState.RETRYING: "an attempt failed; the next one comes at `next_attempt_at`",
+    RunState.COMPLETE: "`bootstrap-complete` sent: nothing more to do at boot",
+    RunState.FAILED: "every attempt failed; `reason` says why (the next boot tries again)",
+    RunState.ABORTED: "stopped by SIGTERM (`ztp disable`, shutdown) or by a problem of the "
+    "device itself (its configuration, IDevID or reboot command); `reason` says which",
+}
 
 FINISHED = frozenset({RunState.COMPLETE, RunState.FAILED, RunState.ABORTED})
 

@@ -20,7 +20,14 @@ from sztp_agent.cli import render_status
 from sztp_agent.config import config_from_mapping
 from sztp_agent.host_platform import HostPlatform, read_ssh_host_keys
 from sztp_agent.session_lock import SessionBusy, SessionLock
-from sztp_agent.status import Discovery, RunState, Status, StatusFile, StepRecord
+from sztp_agent.status import (
+    STATE_MEANINGS,
+    Discovery,
+    RunState,
+    Status,
+    StatusFile,
+    StepRecord,
+)
 from sztp_testing import ROOT
 
 IMAGE = BootImage(os_name="LabOS", os_version="2.0", sha256=b"\x01" * 32)
@@ -209,6 +216,12 @@ def test_status_text_shows_the_summary_and_with_verbose_every_step() -> None:
     assert "bootstrap-initiated  hello  [reported]" in full
     assert "enabled:      no (ztp enable)" in full and "TLS failed" in full
     assert "\x1b" not in full and "\\x1b]0;pwned\\x07" in full  # a server's text stays text
+
+
+def test_every_state_has_its_meaning_on_the_page() -> None:
+    assert set(STATE_MEANINGS) == set(RunState)
+    page = (ROOT / "docs" / "agent.md").read_text(encoding="utf-8")
+    assert all(f"| `{state.value}` |" in page for state in RunState)
 
 
 def test_the_configuration_on_the_page_loads_and_the_table_is_current() -> None:

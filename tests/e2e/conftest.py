@@ -55,6 +55,7 @@ from e2e_site import (
     DhcpResults,
     LabFiles,
     Topology,
+    bound_dhclient,
     find_binary,
     kea_config,
     kea_environment,
@@ -375,42 +376,25 @@ def bootstrap_network(
 def _run_dhclient(
     lab: BootstrapNetwork, binaries: dict[str, str], family: str, option_name: str
 ) -> str:
-    topology, directory = lab.topology, lab.files.directory
+    directory = lab.files.directory
     events = directory / f"dhclient{family}.events"
     script = directory / f"dhclient{family}-script"
     script.write_text(DHCLIENT_SCRIPT.format(events=events))
     script.chmod(0o755)
-    bound = "BOUND" if family == "4" else "BOUND6"
     conf = directory / f"dhclient{family}.conf"
     conf.write_text(DHCLIENT4_CONF if family == "4" else DHCLIENT6_CONF)
     leases = directory / f"dhclient{family}.leases"
-    client = topology.namespaces.start(
-        f"dhclient -{family}",
-        topology.device,
-        [
-            binaries["dhclient"],
-            f"-{family}",
-            "-d",
-            "-v",
-            "-cf",
-            conf,
-            "-lf",
-            leases,
-            "-pf",
-            directory / f"dhclient{family}.pid",
-            "-sf",
-            script,
-            topology.device_interface,
-        ],
-        directory / f"dhclient{family}.log",
-    )
-    try:
-        wait_for(
-            lambda: events.exists() and bound in events.read_text().split(),
-            timeout=DHCP_TIMEOUT,
-            what=f"dhclient -{family} to bind and configure its address",
-            diagnostics=lambda: f"{client.output()}\n{lab.logs(f'kea-dhcp{family}')}",
-        )
+    with bound_dhclient(
+        lab,
+        binaries["dhclient"],
+        int(family),
+        config=conf,
+        leases=leases,
+        script=script,
+        events=events,
+        work=directory,
+        purpose="its address configured",
+    ) as client:
         return wait_for(
             lambda: lease_option(leases, option_name),
             timeout=DHCP_TIMEOUT,
@@ -419,10 +403,6 @@ def _run_dhclient(
                 f"{client.output()}\n{tail(leases)}\n{lab.logs(f'kea-dhcp{family}')}"
             ),
         )
-    finally:
-        # The address stays configured; the client need not keep running (a stop is no
-        # release: SIGTERM makes dhclient exit without telling the server).
-        client.stop()
 
 
 # busybox udhcpc passes an option requested with -O as the environment variable optNNN

@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -377,3 +379,53 @@ def start_dhcp_capture(
     )
     assert service.alive(), service.output()
     return service
+
+
+@contextmanager
+def bound_dhclient(
+    lab: BootstrapNetwork,
+    dhclient: str,
+    family: int,
+    *,
+    config: Path,
+    leases: Path,
+    script: Path,
+    events: Path,
+    work: Path,
+    purpose: str,
+) -> Iterator[Service]:
+    """ISC dhclient -4 or -6 in the device namespace, once `script` has written BOUND (or
+    BOUND6) into `events`; stopped on the way out (a stop is no release: SIGTERM makes dhclient
+    exit without telling the server, and the address stays configured)."""
+    topology = lab.topology
+    bound = "BOUND" if family == 4 else "BOUND6"
+    client = topology.namespaces.start(
+        f"dhclient -{family} ({purpose})",
+        topology.device,
+        [
+            dhclient,
+            f"-{family}",
+            "-d",
+            "-v",
+            "-cf",
+            config,
+            "-lf",
+            leases,
+            "-pf",
+            work / f"dhclient{family}.pid",
+            "-sf",
+            script,
+            topology.device_interface,
+        ],
+        work / f"dhclient{family}.log",
+    )
+    try:
+        wait_for(
+            lambda: events.exists() and bound in events.read_text().split(),
+            timeout=DHCP_TIMEOUT,
+            what=f"dhclient -{family} ({purpose}) to bind",
+            diagnostics=lambda: f"{client.output()}\n{lab.logs(f'kea-dhcp{family}')}",
+        )
+        yield client
+    finally:
+        client.stop()

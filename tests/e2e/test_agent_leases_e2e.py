@@ -23,7 +23,6 @@ import pytest
 from e2e_lab import wait_for
 from e2e_pcap import CaptureFormatError, dhcp_messages
 from e2e_site import (
-    DHCP_TIMEOUT,
     DHCP_URIS_V4,
     DHCP_URIS_V6,
     NETWORK_V4,
@@ -32,6 +31,7 @@ from e2e_site import (
     STARTUP_TIMEOUT,
     SUBNET_V4,
     BootstrapNetwork,
+    bound_dhclient,
     start_dhcp_capture,
 )
 from sztp.protocol.dhcp import encode_uri_list
@@ -85,37 +85,18 @@ def _run_dhclient(
     script = work / f"script{family}"
     script.write_text(_SCRIPT.format(variables=variables, events=events))
     script.chmod(0o755)
-    topology = lab.topology
-    client = topology.namespaces.start(
-        f"dhclient -{family} ({work.name})",
-        topology.device,
-        [
-            dhclient,
-            f"-{family}",
-            "-d",
-            "-v",
-            "-cf",
-            config,
-            "-lf",
-            leases,
-            "-pf",
-            work / f"dhclient{family}.pid",
-            "-sf",
-            script,
-            topology.device_interface,
-        ],
-        work / f"dhclient{family}.log",
-    )
-    try:
-        wait_for(
-            lambda: events.exists() and bound in events.read_text().split(),
-            timeout=DHCP_TIMEOUT,
-            what=f"dhclient -{family} with {config.name} to bind",
-            diagnostics=lambda: f"{client.output()}\n{lab.logs(f'kea-dhcp{family}')}",
-        )
-    finally:
-        client.stop()
-    lines = Path(f"{variables}.{bound}").read_text().splitlines()
+    with bound_dhclient(
+        lab,
+        dhclient,
+        family,
+        config=config,
+        leases=leases,
+        script=script,
+        events=events,
+        work=work,
+        purpose=f"{work.name}, {config.name}",
+    ):
+        lines = Path(f"{variables}.{bound}").read_text().splitlines()
     return dict(line.removeprefix("new_").partition("=")[::2] for line in lines)
 
 

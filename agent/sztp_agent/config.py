@@ -6,7 +6,7 @@ problem with the setting's name; nothing here reaches the network."""
 from __future__ import annotations
 
 import re
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -213,14 +213,16 @@ def config_from_mapping(document: dict[str, Any], *, base: Path) -> AgentConfig:
             if declared.default is MISSING:
                 raise ConfigError(f"{name} is required")
             continue
-        values[name] = _convert(name, document[name], declared.default, base)
+        values[name] = _convert(declared, document[name], base)
     config = AgentConfig(**values)
     _check(config)
     return config
 
 
-def _convert(name: str, value: Any, default: Any, base: Path) -> Any:
-    path_setting = isinstance(default, Path) or name in _PATH_SETTINGS
+def _convert(declared: Field[Any], value: Any, base: Path) -> Any:
+    name, default = declared.name, declared.default
+    # The annotations are text (postponed evaluation): a path setting says Path there.
+    path_setting = "Path" in str(declared.type)
     if value is None:
         if default is MISSING or (default is not None and not path_setting):
             raise ConfigError(f"{name} must have a value")
@@ -255,19 +257,6 @@ def _convert(name: str, value: Any, default: Any, base: Path) -> Any:
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be a string")
     return value
-
-
-# Settings that hold a path but have no default path.
-_PATH_SETTINGS = frozenset(
-    {
-        "idevid_certificate",
-        "idevid_key",
-        "trust_anchors",
-        "server_ca",
-        "file_server_ca",
-        "password_file",
-    }
-)
 
 
 def _check(config: AgentConfig) -> None:

@@ -195,8 +195,9 @@ class Session:
             )
             self.status_file.write(status)
 
+        uris = [server.uri for server in servers]
         device = Device(
-            self._procedure_config([server.uri for server in servers]),
+            self._procedure_config(uris),
             identity,
             self.log,
             platform=HostPlatform(
@@ -213,7 +214,7 @@ class Session:
             context=context,
         )
         self._device = device
-        result = device.run([server.uri for server in servers])
+        result = device.run(uris)
         self._device = None
         status.servers_contacted = list(result.servers_contacted)
         status.server_checks = list(result.server_checks)

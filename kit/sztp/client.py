@@ -394,6 +394,11 @@ class SztpClient:
         """{serial, status, attempts, last_report}."""
         return self._request("GET", f"/devices/{quote(serial, safe='')}/status")
 
+    def device_rendered(self, serial: str) -> dict[str, Any]:
+        """{serial, profiles: [...]}: what each profile the device can select would send it,
+        templates rendered for it."""
+        return self._request("GET", f"/devices/{quote(serial, safe='')}/rendered")
+
     def device_progress(self, serial: str) -> dict[str, Any]:
         """{serial, attempts: [{attempt, reports: [...]}]}: every stored report, oldest first.
 

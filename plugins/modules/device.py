@@ -62,6 +62,14 @@ options:
     description:
       - The device's DHCPv6 DUID, hex (colons allowed).
     type: str
+  vars:
+    description:
+      - The device's template variables, over those of its profile, for a profile whose
+        templating is V(jinja2) (see M(sztp.bootstrap.profile)); a template reads them as
+        C(vars.NAME).
+      - Names are letters, digits and C(_); values are any JSON data. Admins see them, so never
+        put a secret here.
+    type: dict
   password:
     description:
       - Password for HTTP Basic authentication of the device (serial number + password),
@@ -112,6 +120,8 @@ EXAMPLES = r"""
     profile: dpu-day0
     model: DPU-LAB-1
     mac: "52:54:00:12:34:56"
+    vars:
+      hostname: dpu-0001
     voucher_src: vouchers/SN-0001.vcj
     server: https://sztp.example.com:7080
     token: "{{ sztp_admin_token }}"
@@ -165,6 +175,7 @@ device:
         model: DPU-LAB-1
         mac: "52:54:00:12:34:56"
         duid: null
+        vars: null
         password_hash: null
         voucher: MIIG...
         presigned: null

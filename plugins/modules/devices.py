@@ -51,6 +51,9 @@ options:
       duid:
         description: The device's DHCPv6 DUID, hex.
         type: str
+      vars:
+        description: The device's template variables (see M(sztp.bootstrap.device)).
+        type: dict
       password:
         description:
           - Password for HTTP Basic authentication; stored as a hash, never shown.

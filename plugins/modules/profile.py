@@ -56,12 +56,30 @@ options:
   configuration:
     description:
       - Configuration the device applies (onboarding profiles).
+      - With O(templating=jinja2), a template rendered for each device. Read it with
+        C(lookup('ansible.builtin.file', ...)) or mark it C(!unsafe), so that Ansible does
+        not render it first.
     type: str
   configuration_handling:
     description:
       - How the device applies O(configuration) (server default V(merge)).
     type: str
     choices: [merge, replace]
+  templating:
+    description:
+      - V(jinja2) makes O(configuration) and the scripts templates the server renders for
+        each device in a sandbox, from its serial number, model, site, MAC address, DUID and
+        variables; V(none) (the server's default) sends them as written.
+      - The server refuses a profile whose template fails to render for any of its devices,
+        naming the device and the line.
+    type: str
+    choices: [none, jinja2]
+  vars:
+    description:
+      - Template variables every device of the profile gets (as C(vars.NAME)); a device's
+        own O(sztp.bootstrap.device#module:vars) override them.
+      - Names are letters, digits and C(_); values are any JSON data.
+    type: dict
   pre_configuration_script:
     description:
       - Script the device runs before applying the configuration (onboarding profiles).
@@ -101,6 +119,15 @@ EXAMPLES = r"""
     configuration: "{{ lookup('ansible.builtin.file', 'dpu-day0.cfg') }}"
     configuration_handling: replace
     post_configuration_script: "{{ lookup('ansible.builtin.file', 'post.sh') }}"
+
+- name: One configuration template for every DPU, rendered per device by the server
+  sztp.bootstrap.profile:
+    name: dpu-templated
+    type: onboarding
+    templating: jinja2
+    vars:
+      domain: lab.example
+    configuration: "{{ lookup('ansible.builtin.file', 'dpu-day0.cfg.j2') }}"
 
 - name: Send devices to the site-B bootstrap server
   sztp.bootstrap.profile:
@@ -142,6 +169,8 @@ profile:
         encoding: json
         reporting_level: null
         image: labos-2.1
+        templating: none
+        vars: null
         configuration: "hostname dpu\n"
         configuration_handling: replace
         pre_configuration_script: null
@@ -164,6 +193,8 @@ FIELDS = (
     "encoding",
     "reporting_level",
     "image",
+    "templating",
+    "vars",
     "configuration",
     "configuration_handling",
     "pre_configuration_script",
@@ -195,6 +226,8 @@ def main():
             encoding=dict(type="str", choices=["json", "xml"]),
             reporting_level=dict(type="str", choices=["minimal", "verbose"]),
             image=dict(type="str"),
+            templating=dict(type="str", choices=["none", "jinja2"]),
+            vars=dict(type="dict"),
             configuration=dict(type="str"),
             configuration_handling=dict(type="str", choices=["merge", "replace"]),
             pre_configuration_script=dict(type="str"),

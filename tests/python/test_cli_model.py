@@ -138,12 +138,32 @@ def test_each_flag_sets_the_field_declared_for_it(
     for name, param in add_options(kind).items():
         flag = noun.flag(name)
         declared = model_field(kind, flag.field)
-        value = declared.choices[0] if declared.choices else str(sample)
+        if declared.type is FieldType.VARIABLES:
+            value = f"name={sample}"
+        else:
+            value = declared.choices[0] if declared.choices else str(sample)
         result = add(kind, param.opts[0], value)
         assert result.exit_code == 0, result.output
         spec = recorder.created.pop()
+        if declared.type is FieldType.VARIABLES:
+            assert spec == {flag.field: {"name": str(sample)}}
+            continue
         top = flag.field.split(".")[0]
         if "." in flag.field:  # qualifies a list's entries, given with another flag
             assert set(spec) <= {top}, f"{kind} add {param.opts[0]}: {spec}"
         else:
             assert set(spec) == {top}, f"{kind} add {param.opts[0]}: {spec}"
+
+
+@pytest.mark.parametrize("kind", ["device", "profile"])
+def test_var_flags_make_one_map_and_refuse_what_is_not_name_value(
+    kind: str, recorder: Recorder
+) -> None:
+    result = add(kind, "--var", "hostname=dpu-1", "--var", "motd=a=b", "--var", "e=")
+    assert result.exit_code == 0, result.output
+    assert recorder.created.pop()["vars"] == {"hostname": "dpu-1", "motd": "a=b", "e": ""}
+    for bad in ("hostname", "=x"):
+        refused = add(kind, "--var", bad)
+        assert refused.exit_code == 2, refused.output
+        assert "is not NAME=VALUE" in refused.output
+    assert not recorder.created

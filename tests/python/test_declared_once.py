@@ -73,6 +73,7 @@ OPTION_TYPES = {
     FieldType.PORT: ("int", None),
     FieldType.TEXT_LIST: ("list", "str"),
     FieldType.ENTRY_LIST: ("list", "dict"),
+    FieldType.VARIABLES: ("dict", None),
 }
 
 

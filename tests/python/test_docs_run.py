@@ -1,4 +1,5 @@
-"""The command blocks of docs/tutorial.md and docs/gitops.md run as written.
+"""The command blocks of docs/tutorial.md, docs/gitops.md, docs/templates.md and
+docs/collection.md run as written.
 
 Each page's blocks are run in page order in ONE bash session (so `cd`, variables and
 background servers carry over, as for a user typing them), inside a fresh temporary directory,
@@ -206,6 +207,22 @@ def test_gitops_runs_as_written(session: tuple[Session, Path], tmp_path: Path) -
     report("docs/gitops.md", page_text("gitops.md"), shell, work)
 
 
+def test_templates_runs_as_written(session: tuple[Session, Path], tmp_path: Path) -> None:
+    """docs/templates.md, on the same server set-up as docs/gitops.md."""
+    require_tools("bash")
+    shell, work = session
+    setup = GITOPS_SERVER.replace("@LAB_WITH_SERVER@", LAB_WITH_SERVER).format(
+        server=tmp_path / "server",
+        root=ROOT,
+        work=work,
+        device_port=free_port(),
+        admin_port=free_port(),
+    )
+    result = shell.run(setup, BLOCK_TIMEOUT)
+    assert result.status == 0 and not result.failures, result.output
+    report("docs/templates.md", page_text("templates.md"), shell, work)
+
+
 # The state the end-to-end example of docs/collection.md expects: the tutorial's lab after its
 # step 6 (PKI, vouchers, image, day-0 configuration; the server running with no fleet yet; the
 # admin token in $XDG_CONFIG_HOME/sztp/lab.token), in ./sztp-lab, with the server on free ports
@@ -318,7 +335,7 @@ def test_collection_install_commands() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.mark.parametrize("name", ["tutorial.md", "gitops.md"])
+@pytest.mark.parametrize("name", ["tutorial.md", "gitops.md", "templates.md"])
 def test_pages_have_commands_with_expected_output(name: str) -> None:
     """Guards the harness itself: the pages still use the conventions it relies on."""
     blocks = parse_blocks(page_text(name))

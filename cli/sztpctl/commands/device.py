@@ -22,6 +22,7 @@ from .remote import (
     working,
 )
 from .resource import (
+    VARIABLE_FLAG,
     Column,
     Filter,
     Flag,
@@ -33,6 +34,7 @@ from .resource import (
     field_column,
     present,
     read_text,
+    variables,
 )
 
 if TYPE_CHECKING:
@@ -77,6 +79,7 @@ DEVICE = Noun(
     ),
     with_status=True,
     flags={
+        "var": VARIABLE_FLAG,
         "voucher": Flag("voucher", "Ownership voucher file (DER CMS) for this device."),
         "password_file": Flag(
             "password", "File whose first line is the HTTP Basic password (stored hashed)."
@@ -101,6 +104,7 @@ def add(
     site: Annotated[str | None, DEVICE.option("site")] = None,
     mac: Annotated[str | None, DEVICE.option("mac")] = None,
     duid: Annotated[str | None, DEVICE.option("duid")] = None,
+    var: Annotated[list[str] | None, DEVICE.option("var", "--var")] = None,
     voucher: Annotated[Path | None, DEVICE.option("voucher")] = None,
     password_file: Annotated[Path | None, DEVICE.option("password_file")] = None,
     activation_code_file: Annotated[Path | None, DEVICE.option("activation_code_file")] = None,
@@ -112,6 +116,7 @@ def add(
     Example:
 
         sztpctl device add SN-0001 --profile dpu-day0 --site fra1 --voucher SN-0001.vcj
+        --var hostname=dpu-0001
     """
     import base64
 
@@ -123,6 +128,7 @@ def add(
         "site": site,
         "mac": mac,
         "duid": duid,
+        "vars": variables(var),
         "voucher": base64.b64encode(read_bytes(voucher)).decode() if voucher else None,
         "password": _first_line(password_file, "the password"),
         "activation_code": _first_line(activation_code_file, "the activation code"),
@@ -232,6 +238,41 @@ def device_status(serial: SerialArgument, output: OutputOption = OutputFormat.TA
         return {**status, "last_refused": refused[0] if refused else None}
 
     _show(output, status_and_refusal, _summary)
+
+
+@app.command("render")
+def render(serial: SerialArgument, output: OutputOption = OutputFormat.TABLE) -> None:
+    """What a device would receive: for each profile it can select, the configuration and
+    scripts as the server renders them for it (templates read its serial, model, site, MAC,
+    DUID and vars).
+
+    Example:
+
+        sztpctl device render SN-0001
+    """
+    _show(output, lambda client: client.device_rendered(serial), _rendered)
+
+
+def _rendered(shown: Mapping[str, Any]) -> None:
+    """Each profile's texts as they are, never read as rich markup."""
+    out = console().out
+    if not shown["profiles"]:
+        out(f"device {shown['serial']} has no profile", highlight=False)
+    for view in shown["profiles"]:
+        if view["type"] == "redirect":
+            servers = ", ".join(view["bootstrap_servers"])
+            out(f"# profile {view['profile']}: redirect to {servers}", highlight=False)
+            continue
+        facts = [f"templating {view['templating']}"]
+        if view.get("image"):
+            facts.append(f"image {view['image']}")
+        if view.get("configuration_handling"):
+            facts.append(f"configuration {view['configuration_handling']}")
+        out(f"# profile {view['profile']}: {', '.join(facts)}", highlight=False)
+        for field in ("pre_configuration_script", "configuration", "post_configuration_script"):
+            if view.get(field) is not None:
+                out(f"## {field}", highlight=False)
+                out(view[field], end="" if view[field].endswith("\n") else "\n", highlight=False)
 
 
 @app.command("history")

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from .resource import (
+    VARIABLE_FLAG,
     Column,
     Filter,
     Flag,
@@ -25,6 +26,7 @@ from .resource import (
     field_column,
     model_field,
     read_text,
+    variables,
 )
 
 NameArgument = Annotated[
@@ -255,6 +257,7 @@ PROFILE = Noun(
     ),
     flags={
         "profile_type": Flag("type"),
+        "var": VARIABLE_FLAG,
         "pre_script": Flag("pre_configuration_script"),
         "post_script": Flag("post_configuration_script"),
         "bootstrap_server": Flag(
@@ -276,6 +279,8 @@ def add_profile(
     image: Annotated[str | None, PROFILE.option("image")] = None,
     configuration: Annotated[Path | None, PROFILE.option("configuration")] = None,
     configuration_handling: Annotated[str | None, PROFILE.option("configuration_handling")] = None,
+    templating: Annotated[str | None, PROFILE.option("templating")] = None,
+    var: Annotated[list[str] | None, PROFILE.option("var", "--var")] = None,
     pre_script: Annotated[Path | None, PROFILE.option("pre_script")] = None,
     post_script: Annotated[Path | None, PROFILE.option("post_script")] = None,
     bootstrap_server: Annotated[list[str] | None, PROFILE.option("bootstrap_server")] = None,
@@ -292,7 +297,7 @@ def add_profile(
     Example:
 
         sztpctl profile add dpu-day0 --type onboarding --image labos-1.2
-        --configuration day0.cfg
+        --configuration day0.cfg.j2 --templating jinja2 --var domain=lab.example
     """
     trust_anchor = read_text(server_trust_anchor)
     flags = {
@@ -300,6 +305,8 @@ def add_profile(
         "image": image,
         "configuration": read_text(configuration),
         "configuration_handling": configuration_handling,
+        "templating": templating,
+        "vars": variables(var),
         "pre_configuration_script": read_text(pre_script),
         "post_configuration_script": read_text(post_script),
         "bootstrap_servers": [_bootstrap_server(entry, trust_anchor) for entry in bootstrap_server]

@@ -146,6 +146,26 @@ class Noun:
         )
 
 
+# `--var NAME=VALUE`, repeated: template variables (devices and profiles).
+VARIABLE_FLAG = Flag(
+    "vars",
+    "Template variable NAME=VALUE (repeat for several; the value is text, -f gives others).",
+)
+
+
+def variables(pairs: list[str] | None) -> dict[str, str] | None:
+    """`--var` options as a vars map; None when none is given, so -f's vars stay."""
+    if not pairs:
+        return None
+    found: dict[str, str] = {}
+    for pair in pairs:
+        name, separator, value = pair.partition("=")
+        if not separator or not name:
+            raise typer.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--var")
+        found[name] = value
+    return found
+
+
 def model_field(kind: str, path: str) -> Field:
     """The field the model declares for `kind` at `path` (`name`, or `name.sub` for a field
     of a list's entries); a name it does not declare fails when the CLI loads."""

@@ -12,7 +12,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .model import MODEL, NAME_PATTERN, OWNER, SERIAL_PATTERN, Entry, Field, FieldType
+from .model import (
+    MAX_VARIABLES,
+    MODEL,
+    NAME_PATTERN,
+    OWNER,
+    SERIAL_PATTERN,
+    VARIABLE_PATTERN,
+    Entry,
+    Field,
+    FieldType,
+)
 
 SCHEMA_FILE = Path(__file__).with_name("fleet.schema.json")
 
@@ -184,6 +194,15 @@ def _define(entry: Entry, definitions: dict[str, Any], *, key: str | None = None
     }
 
 
+def variables_schema() -> dict[str, Any]:
+    """Template variables: names a template can write as `vars.NAME`, any JSON values."""
+    return {
+        "type": ["object", "null"],
+        "maxProperties": MAX_VARIABLES,
+        "propertyNames": {"pattern": f"^{VARIABLE_PATTERN}$"},
+    }
+
+
 def _property(field: Field) -> dict[str, Any]:
     if field.type is FieldType.TEXT:
         shape: dict[str, Any] = dict(_TEXT if field.required else _OPTIONAL_TEXT)
@@ -197,6 +216,8 @@ def _property(field: Field) -> dict[str, Any]:
         shape = {"type": "array", "minItems": field.min_items, "items": _TEXT}
     elif field.type is FieldType.ENTRY_LIST and field.entry is not None:
         shape = {"type": ["array", "null"], "items": {"$ref": f"#/$defs/{field.entry.schema_name}"}}
+    elif field.type is FieldType.VARIABLES:
+        shape = variables_schema()
     else:
         raise AssertionError(f"no schema for {field}")
     # A secret belongs in the environment or a file of its own, not in the fleet file.

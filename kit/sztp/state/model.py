@@ -45,6 +45,11 @@ SERIAL_PATTERN: Final = "[A-Za-z0-9][A-Za-z0-9 '()+,\\-./:=?]{0,63}"
 TEXT_LIMIT: Final = 255
 LONG_TEXT_LIMIT: Final = 1024 * 1024
 NAME_LIMIT: Final = 64  # what NAME_PATTERN allows
+# Template variables: names a template can write as `vars.NAME`, and the most their values
+# take as JSON (they are kept with every device of a fleet).
+VARIABLE_PATTERN: Final = "[A-Za-z_][A-Za-z0-9_]{0,63}"
+VARIABLES_LIMIT: Final = 16 * 1024
+MAX_VARIABLES: Final = 64
 
 
 class FieldType(enum.Enum):
@@ -55,6 +60,7 @@ class FieldType(enum.Enum):
     PORT = "port"  # a TCP port number
     TEXT_LIST = "text-list"  # a list of texts
     ENTRY_LIST = "entry-list"  # a list of objects, each described by `entry`
+    VARIABLES = "variables"  # names (VARIABLE_PATTERN) to JSON values, for templates
 
 
 @dataclass(frozen=True)
@@ -279,6 +285,21 @@ MODEL: Final[Mapping[str, Kind]] = {
                     ),
                     Field("image", FieldType.NAME, "Boot image (onboarding).", refers_to=IMAGE),
                     Field(
+                        "templating",
+                        FieldType.CHOICE,
+                        "jinja2: the configuration and scripts are templates rendered for "
+                        "each device in a sandbox (default none: sent as written).",
+                        choices=("none", "jinja2"),
+                        default="none",
+                    ),
+                    Field(
+                        "vars",
+                        FieldType.VARIABLES,
+                        "Template variables every device of the profile gets; a device's own "
+                        "`vars` override them.",
+                        limit=VARIABLES_LIMIT,
+                    ),
+                    Field(
                         "configuration",
                         FieldType.TEXT,
                         "Configuration (onboarding).",
@@ -335,6 +356,13 @@ MODEL: Final[Mapping[str, Kind]] = {
                     ),
                     Field("mac", FieldType.TEXT, "MAC address."),
                     Field("duid", FieldType.TEXT, "DHCPv6 DUID, hex."),
+                    Field(
+                        "vars",
+                        FieldType.VARIABLES,
+                        "This device's template variables (over its profile's): visible to "
+                        "admins, so never a secret.",
+                        limit=VARIABLES_LIMIT,
+                    ),
                     Field(
                         "password",
                         FieldType.TEXT,

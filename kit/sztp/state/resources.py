@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
@@ -37,6 +39,7 @@ from .model import (
     DEVICE,
     IMAGE,
     KINDS,
+    MAX_VARIABLES,
     MODEL,
     NAME_PATTERN,
     OWNER,
@@ -44,6 +47,7 @@ from .model import (
     SECRET_FIELDS,
     SERIAL_PATTERN,
     TRUST_ANCHOR,
+    VARIABLE_PATTERN,
     Entry,
     field,
 )
@@ -51,6 +55,7 @@ from .model import (
 Spec = dict[str, Any]
 
 _NAME = re.compile(NAME_PATTERN)
+_VARIABLE = re.compile(VARIABLE_PATTERN)
 _SERIAL = re.compile(SERIAL_PATTERN)
 _MAC = re.compile(r"[0-9a-f]{2}([:-]?[0-9a-f]{2}){5}")
 _CANONICAL_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
@@ -189,10 +194,59 @@ class _Fields:
             raise self.error(field, "must be a list")
         return value
 
+    def variables(self, field: str) -> dict[str, Any] | None:
+        """Template variables: names a template can write as `vars.NAME`, JSON values, within
+        the declared size; None when there are none."""
+        value = self.get(field)
+        if value is None or value == {}:
+            return None
+        if not isinstance(value, Mapping):
+            raise self.error(field, "must be a map of variable names to values")
+        if len(value) > MAX_VARIABLES:
+            raise self.error(field, f"more than {MAX_VARIABLES} variables")
+        for name, item in value.items():
+            if not isinstance(name, str) or not _VARIABLE.fullmatch(name):
+                raise self.error(
+                    field,
+                    f"{name!r} is not a variable name (a letter or _, then letters, digits or _)",
+                )
+            problem = _json_value_problem(item, depth=8)
+            if problem:
+                raise self.error(f"{field}.{name}", problem)
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+        limit = self.entry.field(field).limit
+        if size > limit:
+            raise self.error(field, f"takes {size} bytes as JSON, more than {limit}")
+        return dict(value)
+
     def reject_unknown(self) -> None:
         unknown = self.spec.keys() - self.seen
         if unknown:
             raise self.error(min(unknown), "unknown field")
+
+
+def _json_value_problem(value: Any, depth: int) -> str | None:
+    """Why `value` is not plain JSON data (text, number, true/false, null, lists and maps
+    with text keys, nested no deeper than `depth`), or None."""
+    if value is None or isinstance(value, str | bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "must be a finite number"
+    if depth <= 0:
+        return "nested too deeply"
+    if isinstance(value, list):
+        items: Iterable[Any] = value
+    elif isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            return "map keys must be text"
+        items = value.values()
+    else:
+        return f"must be JSON data, not {type(value).__name__}"
+    for item in items:
+        problem = _json_value_problem(item, depth - 1)
+        if problem:
+            return problem
+    return None
 
 
 def _certificates_pem(fields: _Fields, field: str, *, ca: bool) -> str | None:
@@ -316,6 +370,8 @@ def _profile(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
     }
     onboarding_fields = (
         "image",
+        "templating",
+        "vars",
         "configuration",
         "configuration_handling",
         "pre_configuration_script",
@@ -335,6 +391,8 @@ def _profile(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
         raise fields.error("configuration_handling", "needs a configuration")
     spec.update(
         image=fields.reference("image"),
+        templating=fields.choice("templating"),
+        vars=fields.variables("vars"),
         configuration=configuration,
         configuration_handling=handling or ("merge" if configuration is not None else None),
         pre_configuration_script=fields.text("pre_configuration_script"),
@@ -408,6 +466,7 @@ def _device(fields: _Fields, current: Mapping[str, Any]) -> Spec:
         "site": fields.text("site"),
         "mac": mac,
         "duid": duid,
+        "vars": fields.variables("vars"),
         "password_hash": _secret_hash(secret, current) if secret else stored_hash,
         "voucher": _voucher(fields),
         "presigned": _presigned(fields),

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SztpError, ValidationError, VoucherError
+from .device_templates import render_failures
 from .dhcp_section import check_dhcp_section
 from .fleet import Fleet
 from .ownership import check_authorises, selectable_profiles, signing_owners
@@ -77,6 +78,7 @@ def validate_fleet(
     _check_references(fleet, state, result)
     _check_vouchers(fleet, state, masa_anchors, result)
     _check_dhcp(fleet, result)
+    _check_templates(fleet, state, result)
     result.problems.sort(key=lambda problem: _line_key(problem.where))
     return result
 
@@ -192,6 +194,15 @@ def _check_pins_any(voucher: Voucher, owners: Mapping[str, Mapping[str, Any]]) -
             failures.append(str(exc))
     if failures:
         raise VoucherError(failures[0] if len(failures) == 1 else "; ".join(failures))
+
+
+def _check_templates(
+    fleet: Fleet, state: Mapping[str, Mapping[str, Mapping[str, Any]]], result: Validation
+) -> None:
+    """Every device's templates rendered, as the server renders them when the fleet is
+    applied (a profile managed elsewhere is not known here, so not rendered)."""
+    for failure in render_failures(state):
+        result.problems.append(_problem(fleet, failure.field, failure.message))
 
 
 def _check_dhcp(fleet: Fleet, result: Validation) -> None:

@@ -15,7 +15,8 @@ from dataclasses import field as dataclass_field
 from typing import Any, Protocol
 
 from sztp.errors import ValidationError
-from sztp.state.model import DEVICE, REFERRED_KINDS, STORED_SECRET
+from sztp.state.device_templates import check_renders
+from sztp.state.model import DEVICE, PROFILE, REFERRED_KINDS, STORED_SECRET
 from sztp.state.ownership import check_vouchers_authorise_owners
 from sztp.state.plan import Change, apply_changes, check_references, plan
 from sztp.state.resources import HIDDEN, KINDS, SERVER_ONLY_FIELDS, public_fields
@@ -238,9 +239,17 @@ def checked(
         written = [change.name for change in changes if change.action != "delete"]
         check_references(after, deleted=deleted, only=(DEVICE, written))
         check_vouchers_authorise_owners(after, before=snapshot.state, pins=pins, serials=written)
+        check_renders(after, serials=written)
         return changes
     check_references(after, deleted=deleted)
     check_vouchers_authorise_owners(after, before=snapshot.state, pins=pins)
+    written_devices = [
+        change.name for change in changes if change.kind == DEVICE and change.action != "delete"
+    ]
+    written_profiles = [
+        change.name for change in changes if change.kind == PROFILE and change.action != "delete"
+    ]
+    check_renders(after, serials=written_devices, profiles=written_profiles)
     return changes
 
 

@@ -1,11 +1,12 @@
 """Choose a device's profile and render its bootstrapping data (signed when it must be).
 
 Rendering, and above all signing, is the expensive part of `get-bootstrapping-data`. The
-conveyed information (signed or not) and the owner certificate depend only on the snapshot
-revision, the chosen profile and whether signing was asked for, never on the device: they are
-cached once per profile, and each device's own voucher is added per request. Pre-signed data,
-which is per device, is cached per device. The whole cache is bounded by bytes (least recently
-used entries go first) and dropped wholesale when the revision moves.
+conveyed information (signed or not) and the owner certificate of a plain profile depend only on
+the snapshot revision, the chosen profile and whether signing was asked for, never on the
+device: they are cached once per profile, and each device's own voucher is added per request.
+A templated profile's data is rendered, signed and cached per device, as is pre-signed data.
+The whole cache is bounded by bytes (least recently used entries go first) and dropped
+wholesale when the revision moves.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sztp.errors import SztpError, VoucherError
+from sztp.errors import SztpError, ValidationError, VoucherError
 from sztp.protocol import bootstrapping_data, cms, conveyed_info, pki, restconf
 from sztp.protocol.bootstrapping_data import BootstrappingData
 from sztp.protocol.conveyed_info import (
@@ -31,6 +32,7 @@ from sztp.protocol.conveyed_info import (
     RedirectInformation,
 )
 from sztp.protocol.voucher import check_current
+from sztp.state.device_templates import ProfileTemplates, compile_profile, is_templated
 from sztp.state.ownership import served_signed
 from sztp.state.resources import IMAGE, PROFILE
 
@@ -84,6 +86,7 @@ class Responder:
 
     def __init__(self, cache_bytes: int) -> None:
         self._cache = _ByteBoundCache(cache_bytes)
+        self._templates = _CompiledTemplates()
 
     @property
     def cached_bytes(self) -> int:
@@ -109,7 +112,15 @@ class Responder:
                 raise NoBootstrappingData(f"device {serial} needs signed data but has no voucher")
             _check_voucher_current(snapshot, serial)
             voucher = base64.b64decode(device["voucher"])
-        key = ("profile", profile_name, sign)
+        if is_templated(profile):
+            key: _CacheKey = ("device", serial, profile_name, sign)
+            rendered = self._cache.get(snapshot.revision, key)
+            if rendered is None:
+                fields = self._rendered_fields(snapshot, serial, device, profile_name, profile)
+                rendered = _render(snapshot, profile, voucher, fields)
+                self._cache.put(snapshot.revision, key, rendered)
+            return Answer(rendered, profile_name, profile.get("image"))
+        key = ("profile", profile_name, "", sign)
         rendered = self._cache.get(snapshot.revision, key)
         if rendered is None:
             rendered = _render(snapshot, profile, voucher)
@@ -119,11 +130,23 @@ class Responder:
             rendered = dataclasses.replace(rendered, ownership_voucher=voucher)
         return Answer(rendered, profile_name, profile.get("image"))
 
+    def _rendered_fields(
+        self, snapshot: Snapshot, serial: str, device: Spec, profile_name: str, profile: Spec
+    ) -> Mapping[str, str]:
+        """The profile's templates rendered for the device. Every device's templates rendered
+        when the state was written, so a failure here is a server fault, told to the device as
+        data it cannot have."""
+        try:
+            templates = self._templates.get(snapshot.revision, profile_name, profile)
+            return templates.render(serial, device, profile) if templates is not None else {}
+        except ValidationError as exc:
+            raise NoBootstrappingData(f"{exc.field}: {exc.message}") from None
+
     def _presigned(
         self, revision: int, serial: str, document: str, request: DeviceRequest
     ) -> BootstrappingData:
         """Artifacts signed offline, served as they are (parsed once per revision)."""
-        key = ("presigned", serial, True)
+        key: _CacheKey = ("presigned", serial, "", True)
         data = self._cache.get(revision, key)
         if data is None:
             data = restconf.parse_get_bootstrapping_data_output(
@@ -139,7 +162,27 @@ class Responder:
         return data
 
 
-_CacheKey = tuple[str, str, bool]  # ("profile", name, signed) or ("presigned", serial, True)
+# ("profile", name, "", signed), ("device", serial, profile, signed) for a templated profile,
+# or ("presigned", serial, "", True).
+_CacheKey = tuple[str, str, str, bool]
+
+
+class _CompiledTemplates:
+    """Each templated profile's templates, compiled once per snapshot revision."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._revision = -1
+        self._compiled: dict[str, ProfileTemplates | None] = {}
+
+    def get(self, revision: int, name: str, profile: Spec) -> ProfileTemplates | None:
+        with self._lock:
+            if revision != self._revision:
+                self._compiled.clear()
+                self._revision = revision
+            if name not in self._compiled:
+                self._compiled[name] = compile_profile(name, profile)
+            return self._compiled[name]
 
 
 class _ByteBoundCache:
@@ -198,10 +241,15 @@ def _entry_size(data: BootstrappingData) -> int:
     )
 
 
-def _render(snapshot: Snapshot, profile: Spec, voucher: bytes | None) -> BootstrappingData:
+def _render(
+    snapshot: Snapshot,
+    profile: Spec,
+    voucher: bytes | None,
+    rendered: Mapping[str, str] | None = None,
+) -> BootstrappingData:
     """The profile's data, signed with `voucher` when one is given; nothing else in it depends
-    on the device."""
-    information = _information(snapshot, profile)
+    on the device, but for the template fields `rendered` for it."""
+    information = _information(snapshot, profile, rendered or {})
     encoding = Encoding.XML if profile["encoding"] == "xml" else Encoding.JSON
     if voucher is None:
         return bootstrapping_data.build_unsigned(information, encoding)
@@ -230,7 +278,9 @@ def _check_voucher_current(snapshot: Snapshot, serial: str) -> None:
             raise VoucherError(f"device {serial}: {exc}; store a renewed voucher") from None
 
 
-def _information(snapshot: Snapshot, profile: Spec) -> ConveyedInformation:
+def _information(
+    snapshot: Snapshot, profile: Spec, rendered: Mapping[str, str]
+) -> ConveyedInformation:
     if profile["type"] == "redirect":
         return RedirectInformation(
             tuple(
@@ -253,12 +303,21 @@ def _information(snapshot: Snapshot, profile: Spec) -> ConveyedInformation:
         if image is not None
         else None,
         configuration_handling=profile.get("configuration_handling"),
-        pre_configuration_script=_encode_text(profile.get("pre_configuration_script")),
-        configuration=_encode_text(profile.get("configuration")),
-        post_configuration_script=_encode_text(profile.get("post_configuration_script")),
+        pre_configuration_script=_encode_text(
+            _field(profile, rendered, "pre_configuration_script")
+        ),
+        configuration=_encode_text(_field(profile, rendered, "configuration")),
+        post_configuration_script=_encode_text(
+            _field(profile, rendered, "post_configuration_script")
+        ),
     )
     conveyed_info.validate(information)
     return information
+
+
+def _field(profile: Spec, rendered: Mapping[str, str], name: str) -> str | None:
+    """A template field as rendered for the device, else as the profile has it."""
+    return rendered.get(name, profile.get(name))
 
 
 def _encode_text(text: str | None) -> bytes | None:

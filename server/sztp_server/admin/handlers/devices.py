@@ -14,7 +14,8 @@ from aiohttp import web
 from sztp.device_status import STATUSES, DeviceStatus
 from sztp.errors import ValidationError
 from sztp.progress import MAX_PROGRESS_PAGE, group_by_attempt, summarize
-from sztp.state.resources import DEVICE
+from sztp.state.device_templates import rendered_view
+from sztp.state.resources import DEVICE, PROFILE
 
 from ...context import ServerContext
 from ...fleet_status import (
@@ -154,6 +155,19 @@ class DeviceHandlers:
                 "report_bytes": stored.report_bytes if stored is not None else 0,
             }
         )
+
+    async def device_rendered(self, request: web.Request) -> web.Response:
+        """`GET /api/v1/devices/{serial}/rendered`: what each profile the device can select
+        would send it, its templates rendered for it (in a thread: a template may be long)."""
+        serial = request.match_info["name"]
+        snapshot = await self.service.fresh_snapshot()
+        device = stored_device(snapshot, serial)
+        profiles = snapshot.state.get(PROFILE, {})
+        try:
+            views = await asyncio.to_thread(rendered_view, serial, device, profiles)
+        except ValidationError as exc:
+            raise ApiError(422, exc.message, field=exc.field) from None
+        return web.json_response({"serial": serial, "profiles": views})
 
     async def device_progress(self, request: web.Request) -> web.Response:
         serial = request.match_info["name"]

@@ -8,6 +8,8 @@ from sztp.device_status import STATUSES
 from sztp.progress import MAX_PROGRESS_PAGE
 from sztp.protocol.restconf import RPC_NAMES
 from sztp.refusals import REFUSALS, TLS_HANDSHAKE, Refusal
+from sztp.state import model
+from sztp.state.device_templates import TEMPLATE_FIELDS
 from sztp.state.resources import KINDS
 
 from ...events_out.webhook_events import EVENT_TYPES
@@ -66,6 +68,7 @@ def api_paths() -> dict[str, Any]:
         }
     paths["/api/v1/devices/{name}/voucher"] = {"put": _put_voucher(), "delete": _delete_voucher()}
     paths["/api/v1/devices/{name}/status"] = {"get": _device_status()}
+    paths["/api/v1/devices/{name}/rendered"] = {"get": _device_rendered()}
     paths["/api/v1/devices/{name}/progress"] = {"get": _device_progress()}
     return paths
 
@@ -274,6 +277,45 @@ def _device_status() -> Schema:
         "tags": ["devices"],
         "parameters": [name_parameter("Device serial number")],
         "responses": responses(ok(200, summary), (401, 404, 503)),
+    }
+
+
+def _device_rendered() -> Schema:
+    text = {"type": ["string", "null"]}
+    view = {
+        "type": "object",
+        "required": ["profile", "type"],
+        "properties": {
+            "profile": {"type": "string"},
+            "type": {"type": "string", "enum": list(model.field("profile", "type").choices)},
+            "templating": {
+                "type": "string",
+                "enum": list(model.field("profile", "templating").choices),
+            },
+            "image": text,
+            "configuration_handling": text,
+            **{name: text for name in TEMPLATE_FIELDS},
+            "bootstrap_servers": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    rendered = {
+        "type": "object",
+        "required": ["serial", "profiles"],
+        "properties": {
+            "serial": {"type": "string"},
+            "profiles": {
+                "type": "array",
+                "items": view,
+                "description": "Each profile the device can select, in selection order",
+            },
+        },
+    }
+    return {
+        "operationId": "device_rendered",
+        "summary": "What the device would receive: its profiles' templates rendered for it",
+        "tags": ["devices"],
+        "parameters": [name_parameter("Device serial number")],
+        "responses": responses(ok(200, rendered), (401, 404, 422, 503)),
     }
 
 
@@ -585,8 +627,9 @@ def _post_state() -> Schema:
                 "in": "header",
                 "required": False,
                 "description": "respond-async: answer 202 at once and run the write as a job "
-                "(GET /api/v1/jobs/{id}); the write goes on whatever happens to the client",
-                "schema": {"type": "string", "enum": ["respond-async"]},
+                "(GET /api/v1/jobs/{id}); the write goes on whatever happens to the client. "
+                "Other preferences are ignored, as RFC 7240 asks",
+                "schema": {"type": "string"},
             },
         ],
         "requestBody": json_body(ref("DesiredState")),

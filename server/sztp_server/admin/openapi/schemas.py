@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sztp.state import model
+from sztp.state.fleet_schema import variables_schema
 from sztp.state.model import KINDS, MODEL, Entry, Field, FieldType
 
 from ..errors import ERROR_CODES, INTERNAL_ERROR
@@ -68,6 +69,8 @@ def _field_schema(field: Field) -> Schema:
             schema["minItems"] = field.min_items
     elif field.type is FieldType.ENTRY_LIST and field.entry is not None:
         schema = {"type": ["array", *nullable], "items": entry_schema(field.entry)}
+    elif field.type is FieldType.VARIABLES:
+        schema = variables_schema()
     else:
         raise AssertionError(f"no schema for {field}")
     if len(schema["type"]) == 1:

@@ -85,10 +85,12 @@ demo: apt-packages $(VENV)/.installed-demo
 # Kea (dhcp_redirect validates with kea-dhcp4 -t; the e2e suite runs it); nginx, DHCP clients
 # and tcpdump for the e2e suite; podman, runc and debootstrap for the molecule scenarios;
 # prometheus for promtool (metrics, alert rules and dashboard queries checked); rsyslog to
-# receive the syslog messages; chromium and its driver to test the dashboard in a browser.
+# receive the syslog messages; chromium and its driver to test the dashboard in a browser; a
+# software TPM behind a resource manager on a private D-Bus bus, with tpm2-tools and OpenSSL's
+# tpm2 provider, for the agent's IDevID key in a TPM.
 TEST_APT_PACKAGES := postgresql kea-dhcp4-server kea-dhcp6-server nginx isc-dhcp-client udhcpc \
 	tcpdump iproute2 podman runc debootstrap prometheus rsyslog rsyslog-openssl chromium \
-	chromium-driver
+	chromium-driver swtpm tpm2-tools tpm2-openssl tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon
 test e2e molecule test-image: APT_PACKAGES += $(TEST_APT_PACKAGES)
 test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-test ansible-floor e2e \
 	molecule

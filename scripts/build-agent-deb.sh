@@ -6,7 +6,8 @@
 # kit's locked dependencies (requirements/kit.txt, hash-checked: the agent needs nothing else)
 # and the sztp wheel (WHEEL, or one built here from the checkout); /usr/bin/ztp; the systemd
 # unit; the generic install handlers as conffiles in /etc/sztp-agent/handlers; the dhclient
-# snippets in /usr/share/sztp-agent. The only network access is pip's, to the package index.
+# snippets and the OpenSSL configuration for an IDevID key in a TPM (openssl-tpm2.cnf) in
+# /usr/share/sztp-agent. The only network access is pip's, to the package index.
 # Needs python3 with venv (python3-venv) and dpkg-deb; PYTHON names the Python that builds the
 # wheel when none is given (default: .venv/bin/python, where `make wheel` builds it).
 set -euo pipefail
@@ -81,7 +82,7 @@ for handler in install-image apply-configuration; do
   echo "/etc/sztp-agent/handlers/$handler" >>"$stage/DEBIAN/conffiles"
 done
 install -m 0644 "$agent_data/dhclient-sztp.conf" "$agent_data/dhclient6-sztp.conf" \
-  "$stage/usr/share/sztp-agent/"
+  "$agent_data/openssl-tpm2.cnf" "$stage/usr/share/sztp-agent/"
 install -m 0644 "$root/docs/agent.md" "$stage/usr/share/doc/sztp-agent/agent.md"
 # Debian policy 12.5: every package carries its copyright and licence.
 cat > "$stage/usr/share/doc/sztp-agent/copyright" <<'COPYRIGHT'
@@ -111,6 +112,7 @@ Section: admin
 Priority: optional
 Installed-Size: $installed_kib
 Depends: python3 (>= $python_minor), python3 (<< $python_next), tar
+Suggests: tpm2-openssl, tpm2-tools
 Homepage: https://github.com/sztp/sztp
 Description: secure zero touch provisioning (RFC 8572) device agent
  sztp-agent starts at boot, finds bootstrap servers (DHCP option 143/136 or

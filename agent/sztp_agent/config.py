@@ -15,6 +15,7 @@ import yaml
 from sztp.errors import SztpError
 from sztp.protocol import dhcp, pki
 from sztp.protocol.restconf import WireFormat
+from sztp.simulator.model import KEY_STORES, KeyStore
 
 from .discovery.leases import DEFAULT_LOCATIONS, LeaseLocations
 
@@ -35,12 +36,23 @@ class AgentConfig:
         metadata=_doc("PEM file of the device's IDevID certificate (with its chain, if any)")
     )
     idevid_key: Path = field(
-        metadata=_doc("PEM file of the IDevID private key (0600; never logged or sent)")
+        metadata=_doc(
+            "PEM file of the IDevID private key (0600; never logged or sent), or of its TPM key "
+            "blob with `idevid_key_store: tpm2`"
+        )
     )
     trust_anchors: Path = field(
         metadata=_doc(
             "PEM file of the manufacturer trust anchors that ownership vouchers must chain to"
         )
+    )
+    idevid_key_store: KeyStore = field(
+        default="file",
+        metadata=_doc(
+            "where the IDevID key is: `file`, `idevid_key` is the private key; `tpm2`, a TPM 2.0 "
+            "holds it and `idevid_key` is its blob (TSS2 PRIVATE KEY), used through OpenSSL's "
+            "tpm2 provider (OPENSSL_CONF; see docs/agent.md)"
+        ),
     )
     serial_number: str | None = field(
         default=None,
@@ -270,6 +282,8 @@ def _check(config: AgentConfig) -> None:
             raise ConfigError(f"interfaces: {interface!r} is not an interface name")
     if not config.bootstrap_uris and not config.dhcp:
         raise ConfigError("no way to find a bootstrap server: give bootstrap_uris or dhcp: true")
+    if config.idevid_key_store not in KEY_STORES:
+        raise ConfigError(f"idevid_key_store must be one of {', '.join(KEY_STORES)}")
     if config.wire_format not in ("json", "xml"):
         raise ConfigError("wire_format must be json or xml")
     if config.reprovision not in REPROVISION_POLICIES:

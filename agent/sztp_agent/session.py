@@ -36,6 +36,7 @@ from .config import (
     read_serial_number,
 )
 from .host_platform import HANDLER_NAMES, HostPlatform
+from .key_store import check_key_store
 from .session_lock import SessionLock
 from .status import FINISHED, RunState, Status, StatusFile, StepRecord, utc_now
 
@@ -281,12 +282,20 @@ class Session:
             idevid_key=self.config.idevid_key,
             password=password,
             hw_model=self.config.hw_model,
+            idevid_key_store=self.config.idevid_key_store,
         )
+        check_key_store(self.config, os.environ)
         check_identity(identity)
         for secret in (self.config.idevid_key, self.config.password_file):
             if secret is not None and secret.stat().st_mode & 0o077:
                 mode = secret.stat().st_mode & 0o777
-                self.log(f"warning: {secret} is readable by others (mode {mode:04o}): chmod 600")
+                risk = ""
+                if secret == self.config.idevid_key and identity.idevid_key_store == "tpm2":
+                    # Useless off the device; on it, the blob is all the TPM asks of a signer.
+                    risk = "whoever reads it and may use the TPM signs as this device: "
+                self.log(
+                    f"warning: {secret} is readable by others (mode {mode:04o}): {risk}chmod 600"
+                )
         return identity
 
     def _procedure_config(self, uris: list[str]) -> SimulatorConfig:

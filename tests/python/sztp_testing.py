@@ -25,6 +25,7 @@ from pathlib import Path
 
 import requests
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from sztp.client import SztpClient
@@ -409,6 +410,28 @@ def issue_leaf(
     """A device-like leaf with exactly the given (or no) key usage extensions, valid from a
     few minutes ago for `valid_for` from now."""
     key = pki.generate_key()
+    certificate = leaf_certificate(
+        issuer,
+        serial,
+        key.public_key(),
+        key_usage=key_usage,
+        extended_usage=extended_usage,
+        valid_for=valid_for,
+    )
+    return pki.Credential(certificate, key, issuer.certificates)
+
+
+def leaf_certificate(
+    issuer: pki.Credential,
+    serial: str,
+    public_key: CertificatePublicKeyTypes,
+    *,
+    key_usage: x509.KeyUsage | None,
+    extended_usage: Sequence[x509.ObjectIdentifier] | None,
+    valid_for: dt.timedelta = dt.timedelta(days=30),
+) -> x509.Certificate:
+    """`issue_leaf`'s certificate for a public key whose private key is elsewhere (a CSR's:
+    a key in a TPM)."""
     now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
@@ -421,7 +444,7 @@ def issue_leaf(
             )
         )
         .issuer_name(issuer.certificate.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + valid_for)
@@ -431,8 +454,7 @@ def issue_leaf(
         builder = builder.add_extension(key_usage, critical=True)
     if extended_usage is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage(extended_usage), critical=False)
-    certificate = builder.sign(issuer.private_key, pki.signature_hash(issuer.private_key))
-    return pki.Credential(certificate, key, issuer.certificates)
+    return builder.sign(issuer.private_key, pki.signature_hash(issuer.private_key))
 
 
 def key_usage(*, digital_signature: bool) -> x509.KeyUsage:

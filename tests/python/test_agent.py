@@ -73,13 +73,17 @@ class Device:
         record = self.directory / "reboots"
         return record.read_text().splitlines() if record.exists() else []
 
-    def ztp(self, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def ztp(
+        self, *arguments: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`ztp` run as the device runs it, in this process's environment or `env`."""
         return subprocess.run(
             [sys.executable, "-m", "sztp_agent", "--config", str(self.config), *arguments],
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
+            env=env,
         )
 
     def status(self) -> dict[str, Any]:
@@ -162,7 +166,9 @@ def file_server(lab: LabPki, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     process.wait(timeout=10)
 
 
-def resources(lab: LabPki, image_url: str, sha256: str, **profile: Any) -> dict[str, Any]:
+def resources(
+    lab: LabPki, image_url: str, sha256: str, *, serial: str = SERIAL, **profile: Any
+) -> dict[str, Any]:
     return {
         **lab.trust_resources(),
         "image": {
@@ -185,17 +191,17 @@ def resources(lab: LabPki, image_url: str, sha256: str, **profile: Any) -> dict[
             }
         },
         "device": {
-            SERIAL: {
+            serial: {
                 "profile": "day0",
-                "voucher": base64.b64encode(lab_voucher(lab, SERIAL)).decode(),
+                "voucher": base64.b64encode(lab_voucher(lab, serial)).decode(),
             }
         },
     }
 
 
-def server_reports(server: RunningServer) -> list[dict[str, Any]]:
+def server_reports(server: RunningServer, serial: str = SERIAL) -> list[dict[str, Any]]:
     response = requests.get(
-        f"{server.admin_url}/api/v1/devices/{SERIAL}/progress",
+        f"{server.admin_url}/api/v1/devices/{serial}/progress",
         headers={"Authorization": f"Bearer {server.token}"},
         timeout=10,
     )

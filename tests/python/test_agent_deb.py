@@ -20,6 +20,7 @@ SCRIPT = ROOT / "scripts" / "build-agent-deb.sh"
 DATA = ROOT / "agent" / "sztp_agent" / "data"
 PREFIX = "/opt/sztp-agent"
 HANDLERS = ("install-image", "apply-configuration")
+SHARED = ("dhclient-sztp.conf", "dhclient6-sztp.conf", "openssl-tpm2.cnf")
 
 pytestmark = pytest.mark.skipif(
     shutil.which("dpkg-deb") is None or not Path("/usr/bin/python3").exists(),
@@ -82,6 +83,7 @@ def test_name_and_control_fields(deb: Path) -> None:
     assert fields["Architecture"] == arch
     assert "python3 (>= 3.11)" in fields["Depends"]
     assert "python3 (<< " in fields["Depends"], "the venv's lib/python3.X needs that minor"
+    assert fields["Suggests"] == "tpm2-openssl, tpm2-tools"  # for an IDevID key in a TPM
     assert int(fields["Installed-Size"]) > 0
 
 
@@ -118,7 +120,7 @@ def test_files_and_modes(deb: Path) -> None:
     assert listing["/lib/systemd/system/sztp-agent.service"][0] == "-rw-r--r--"
     assert listing["/usr/bin/ztp"][0].startswith("l")
     assert listing["/usr/bin/ztp"][2] == ["->", f"{PREFIX}/bin/ztp"]
-    for name in ("dhclient-sztp.conf", "dhclient6-sztp.conf"):
+    for name in SHARED:
         assert listing[f"/usr/share/sztp-agent/{name}"][0] == "-rw-r--r--"
     # Debian's interpreter, which the device has; no pip, no commands of the other extras.
     assert listing[f"{PREFIX}/bin/python3"][2] == ["->", "/usr/bin/python3"]
@@ -140,9 +142,8 @@ def test_paths_moved_to_opt(tree: Path, staging: Path) -> None:
     for name in HANDLERS:
         shipped = tree / "etc/sztp-agent/handlers" / name
         assert shipped.read_bytes() == (DATA / "handlers" / name).read_bytes()
-    assert (tree / "usr/share/sztp-agent/dhclient-sztp.conf").read_bytes() == (
-        DATA / "dhclient-sztp.conf"
-    ).read_bytes()
+    for name in SHARED:
+        assert (tree / "usr/share/sztp-agent" / name).read_bytes() == (DATA / name).read_bytes()
     staged = subprocess.run(
         ["grep", "-rlI", "-e", str(staging), "-e", str(ROOT), str(venv)],
         capture_output=True,
@@ -181,6 +182,8 @@ def test_runs_from_opt(tree: Path) -> None:
         text=True,
         timeout=60,
         check=False,
+        # As on a device: nothing but the package's venv to import from.
+        env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
     )
     if ran.returncode != 0 and "mount" in ran.stderr and "permission" in ran.stderr.lower():
         pytest.skip(f"no mount namespace here: {ran.stderr.strip()}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 web = pytest.importorskip("aiohttp.web")
 
@@ -48,6 +49,7 @@ from sztp.simulator import (  # noqa: E402
     SimulatorConfig,
     simulate,
 )
+from sztp.simulator.checks import check_identity  # noqa: E402
 
 SERIAL = "SN-0001"
 OTHER_SERIAL = "SN-0002"
@@ -659,6 +661,35 @@ def test_bad_dhcp_payload_and_missing_servers_are_simulation_errors(
         simulate(config(lab, tmp_path, "https://host/path"), identity(lab))
     with pytest.raises(SimulationError, match="serialNumber"):
         simulate(config(lab, tmp_path, "https://127.0.0.1:9"), identity(lab, serial_number="X"))
+
+
+def test_a_key_held_for_openssl_is_loaded_with_the_certificate_not_read(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """`idevid_key_store="tpm2"`: the kit never reads the key (a TPM's blob means nothing to
+    it); OpenSSL loads it with the certificate, as TLS will. File keys show what it refuses."""
+    check_identity(identity(lab, idevid_key_store="tpm2"))
+    other = lab.files.devices[OTHER_SERIAL].idevid.private_key
+    with pytest.raises(SimulationError, match=f"IDevID key {other} does not match the cert"):
+        check_identity(identity(lab, idevid_key=other, idevid_key_store="tpm2"))
+    locked = tmp_path / "locked.key"
+    key = pki.load_private_key_pem(lab.files.devices[SERIAL].idevid.private_key.read_bytes())
+    locked.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    with pytest.raises(SimulationError, match=r"needs a password .* the device cannot give"):
+        check_identity(identity(lab, idevid_key=locked, idevid_key_store="tpm2"))
+    garbage = tmp_path / "garbage.key"
+    garbage.write_text("-----BEGIN TSS2 PRIVATE KEY-----\nAAAA\n-----END TSS2 PRIVATE KEY-----\n")
+    with pytest.raises(SimulationError, match=r"OpenSSL cannot use it \(\[SSL\] PEM lib\)"):
+        check_identity(identity(lab, idevid_key=garbage, idevid_key_store="tpm2"))
+    # A file key is read as before: the same garbage is no PEM private key.
+    with pytest.raises(SimulationError, match="cannot load PEM private key"):
+        check_identity(identity(lab, idevid_key=garbage))
 
 
 def test_scripts_run_only_with_run_scripts(lab: Lab, stubs: StubRunner, tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
 
 1. Bootstrap-server URIs come from the configuration or from a DHCP option 143/136 payload
    (RFC 8572 §8), tried in order (§5.2).
-2. For each server (§5.3): TLS with the IDevID as client certificate. The server is *trusted*
+2. For each server (§5.3): TLS with the IDevID as client certificate (its key in a file, or held
+   by a TPM 2.0 and used through OpenSSL's tpm2 provider: `KeyStore`). The server is *trusted*
    when its TLS certificate verifies against trust anchors the device holds (`server_ca`, or a
    trust anchor from trusted redirect information); otherwise the connection is provisional and
    the device sends `signed-data-preferred`. An HTTP Basic password, when configured, goes only
@@ -67,8 +68,10 @@ from __future__ import annotations
 from .checks import bootstrap_uris, check_config, check_identity
 from .model import (
     DEFAULT_MAX_IMAGE_SIZE,
+    KEY_STORES,
     DeviceIdentity,
     Download,
+    KeyStore,
     Log,
     Outcome,
     ServerCheck,
@@ -90,6 +93,7 @@ __all__ = [
     "DEFAULT_MAX_IMAGE_SIZE",
     "DEFAULT_RESTCONF_ROOT",
     "HOST_META_PATH",
+    "KEY_STORES",
     "NONCE_SIZE",
     "WARNING_EXIT_STATUS",
     "ActionResult",
@@ -97,6 +101,7 @@ __all__ = [
     "DeviceIdentity",
     "DevicePlatform",
     "Download",
+    "KeyStore",
     "Log",
     "Outcome",
     "PlatformError",

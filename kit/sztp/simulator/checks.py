@@ -4,7 +4,10 @@ raise `SimulationError`; what servers do is never checked here."""
 
 from __future__ import annotations
 
+import re
+import ssl
 from pathlib import Path
+from typing import NoReturn
 
 from ..errors import SimulationError, SztpError
 from ..protocol import dhcp, pki
@@ -33,6 +36,9 @@ def bootstrap_uris(config: SimulatorConfig) -> list[str]:
 
 
 def check_identity(identity: DeviceIdentity) -> None:
+    """The serial number, the certificate and the key: a key in a file is read here; a key in a
+    TPM never is (its blob means nothing outside OpenSSL's tpm2 provider), OpenSSL loads it
+    with the certificate as the TLS connection will."""
     if not identity.serial_number or not identity.serial_number.strip():
         raise SimulationError("the device needs a serial number")
     for what, path in (
@@ -43,9 +49,12 @@ def check_identity(identity: DeviceIdentity) -> None:
             raise SimulationError(f"{what} {path} is not a readable file")
     try:
         certificates = pki.load_certificates_pem(Path(identity.idevid_certificate).read_bytes())
-        pki.load_private_key_pem(Path(identity.idevid_key).read_bytes())
+        if identity.idevid_key_store == "file":
+            pki.load_private_key_pem(Path(identity.idevid_key).read_bytes())
     except (OSError, SztpError) as exc:
         raise SimulationError(f"IDevID: {describe(exc)}") from None
+    if identity.idevid_key_store == "tpm2":
+        _check_key_in_openssl(identity)
     try:
         serial_in_certificate = pki.serial_from_certificate(certificates[0])
     except SztpError:
@@ -55,6 +64,43 @@ def check_identity(identity: DeviceIdentity) -> None:
             f"serial number {identity.serial_number!r} differs from the IDevID's "
             f"serialNumber {serial_in_certificate!r}"
         )
+
+
+class _KeyNeedsPassword(Exception):
+    """OpenSSL asked for the key's password (a TPM key's authorization value)."""
+
+
+def _refuse_password() -> NoReturn:
+    raise _KeyNeedsPassword
+
+
+def _check_key_in_openssl(identity: DeviceIdentity) -> None:
+    """Load the IDevID into an OpenSSL context as the TLS connection will: OpenSSL refuses a
+    key that does not match the certificate, and one it cannot use (for a key in a TPM: the
+    tpm2 provider not active, or the TPM out of reach). Never a password prompt: the device has
+    no one to answer it."""
+    key = identity.idevid_key
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_cert_chain(identity.idevid_certificate, key, password=_refuse_password)
+    except _KeyNeedsPassword:
+        raise SimulationError(
+            f"IDevID key {key} needs a password (authorization value), which the device cannot "
+            "give: use a key without one"
+        ) from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise SimulationError(
+                f"IDevID key {key} does not match the certificate {identity.idevid_certificate}"
+            ) from None
+        # OpenSSL's text ends with where in CPython it was raised: nothing for the operator.
+        reason = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", str(exc.args[-1]))
+        raise SimulationError(
+            f"IDevID key {key}: OpenSSL cannot use it ({reason}); for a key in a TPM, OpenSSL's "
+            "tpm2 provider must be active (OPENSSL_CONF) and reach the TPM (TPM2OPENSSL_TCTI)"
+        ) from None
+    except OSError as exc:
+        raise SimulationError(f"IDevID: {describe(exc)}") from None
 
 
 def check_config(config: SimulatorConfig) -> None:

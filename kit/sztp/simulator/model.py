@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from cryptography import x509
 
@@ -18,11 +18,17 @@ Log = Callable[[str], None]
 Outcome = Literal["success", "failed", "rebooting"]
 
 DEFAULT_MAX_IMAGE_SIZE = 8 * 1024**3
+# Where the IDevID private key is: "file", a PEM private key this package reads; "tpm2", in a
+# TPM 2.0, `idevid_key` being the key's blob (a TSS2 PRIVATE KEY PEM), which only OpenSSL with
+# its tpm2 provider can use.
+KeyStore = Literal["file", "tpm2"]
+KEY_STORES: tuple[str, ...] = get_args(KeyStore)
 
 
 @dataclass(frozen=True)
 class DeviceIdentity:
-    """The simulated device: serial number, IDevID files and what it runs now."""
+    """The simulated device: serial number, IDevID files (and where the key is: `KeyStore`)
+    and what it runs now."""
 
     serial_number: str
     idevid_certificate: Path
@@ -31,6 +37,7 @@ class DeviceIdentity:
     hw_model: str | None = None
     os_name: str | None = None
     os_version: str | None = None
+    idevid_key_store: KeyStore = "file"
 
 
 @dataclass(frozen=True)

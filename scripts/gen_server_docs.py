@@ -59,7 +59,7 @@ def _default_cell(value: Any) -> str:
 
 
 def render_tables() -> str:
-    from sztp_server.config import Listener, ServerConfig, Webhook, env_variable
+    from sztp_server.config import LdevidIssuer, Listener, ServerConfig, Webhook, env_variable
     from sztp_server.events_out.webhook_events import EVENT_TYPES
 
     lines = [
@@ -92,6 +92,14 @@ def render_tables() -> str:
     lines += _key_rows(Webhook)
     lines += ["", "Event types a webhook may be sent:", "", "| event | when |", "|---|---|"]
     lines += [f"| `{name}` | {meaning} |" for name, meaning in EVENT_TYPES.items()]
+    lines += [
+        "",
+        "Each LDevID issuer (`ldevid_issuers` entries) is a mapping of:",
+        "",
+        "| key | default | meaning |",
+        "|---|---|---|",
+    ]
+    lines += _key_rows(LdevidIssuer)
     lines += ["", END]
     return "\n".join(lines)
 

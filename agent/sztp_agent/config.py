@@ -14,6 +14,7 @@ import yaml
 
 from sztp.errors import SztpError
 from sztp.protocol import dhcp, pki
+from sztp.protocol.csr import KEY_ALGORITHMS
 from sztp.protocol.restconf import WireFormat
 from sztp.simulator.model import KEY_STORES, KeyStore
 
@@ -153,6 +154,15 @@ class AgentConfig:
         default=False,
         metadata=_doc("ask for a voucher made for this request (RFC 8366 nonce)"),
     )
+    ldevid_keys: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "key algorithms (`ec-p256`, `ec-p384`, `ec-p521`, `rsa`, `ed25519`) the device "
+            "offers a trusted server to make an LDevID key with (RFC 9646), preferred first; the "
+            "LDevID is kept as `work/ldevid.pem`, its key as `work/ldevid.key` (0600) under "
+            "`state_dir`; empty: it asks for none"
+        ),
+    )
     reprovision: str = field(
         default="never",
         metadata=_doc(
@@ -286,6 +296,9 @@ def _check(config: AgentConfig) -> None:
         raise ConfigError(f"idevid_key_store must be one of {', '.join(KEY_STORES)}")
     if config.wire_format not in ("json", "xml"):
         raise ConfigError("wire_format must be json or xml")
+    unknown = [key for key in config.ldevid_keys if key not in KEY_ALGORITHMS]
+    if unknown:
+        raise ConfigError(f"ldevid_keys: {unknown[0]!r} is not one of {', '.join(KEY_ALGORITHMS)}")
     if config.reprovision not in REPROVISION_POLICIES:
         raise ConfigError(f"reprovision must be one of {', '.join(REPROVISION_POLICIES)}")
     if config.attempts < 1:

@@ -315,6 +315,7 @@ class Session:
             script_timeout=self.config.script_timeout,
             max_reboots=self.config.max_reboots,
             max_image_size=self.config.max_image_size,
+            ldevid_keys=self.config.ldevid_keys,
         )
         check_config(config)
         return config

@@ -399,6 +399,10 @@ class SztpClient:
         templates rendered for it."""
         return self._request("GET", f"/devices/{quote(serial, safe='')}/rendered")
 
+    def device_certificates(self, serial: str) -> dict[str, Any]:
+        """{serial, certificates: [...]}: the LDevIDs issued to the device, newest first."""
+        return self._request("GET", f"/devices/{quote(serial, safe='')}/certificates")
+
     def device_progress(self, serial: str) -> dict[str, Any]:
         """{serial, attempts: [{attempt, reports: [...]}]}: every stored report, oldest first.
 

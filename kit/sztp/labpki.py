@@ -7,6 +7,7 @@ Layout under the lab directory:
     devices/<serial>/idevid.pem idevid.key idevid-chain.pem   (chain = leaf + manufacturer CA)
     owner/ca.pem ca.key             owner root CA, the certificate vouchers pin
     owner/owner.pem owner.key       owner certificate, signs conveyed information
+    owner/ldevid-ca.pem ldevid-ca.key   the owner's LDevID CA (under the owner CA): issues LDevIDs
     tls/ca.pem ca.key               bootstrap-server TLS CA
     tls/server.pem server.key       bootstrap-server TLS certificate
 
@@ -56,6 +57,7 @@ class LabPki:
     masa: CredentialFiles
     owner_ca: CredentialFiles
     owner: CredentialFiles
+    ldevid_ca: CredentialFiles
     tls_ca: CredentialFiles
     server: CredentialFiles
     devices: Mapping[str, DeviceFiles]
@@ -107,6 +109,7 @@ def write_lab_pki(
     }
     owner_ca = pki.create_root_ca("SZTP Lab Owner CA", key_type=key_type)
     owner = pki.issue_signing_certificate(owner_ca, "SZTP Lab Owner", key_type=key_type)
+    ldevid_ca = pki.issue_intermediate_ca(owner_ca, "SZTP Lab LDevID CA", key_type=key_type)
     tls_ca = pki.create_root_ca("SZTP Lab TLS CA", key_type=key_type)
     server = pki.issue_server_certificate(tls_ca, server_names, key_type=key_type)
 
@@ -117,6 +120,7 @@ def write_lab_pki(
     _write_credential(layout.masa, masa)
     _write_credential(layout.owner_ca, owner_ca)
     _write_credential(layout.owner, owner)
+    _write_credential(layout.ldevid_ca, ldevid_ca)
     _write_credential(layout.tls_ca, tls_ca)
     _write_credential(layout.server, server)
     for serial, idevid in idevids.items():
@@ -142,6 +146,7 @@ def load_lab_pki(directory: Path) -> LabPki:
             layout.masa,
             layout.owner_ca,
             layout.owner,
+            layout.ldevid_ca,
             layout.tls_ca,
             layout.server,
             *(device.idevid for device in layout.devices.values()),
@@ -197,6 +202,9 @@ def _layout(directory: Path, serials: Sequence[str]) -> LabPki:
         ),
         owner_ca=owner_ca,
         owner=CredentialFiles(owner / "owner.pem", owner / "owner.key", (owner_ca.certificate,)),
+        ldevid_ca=CredentialFiles(
+            owner / "ldevid-ca.pem", owner / "ldevid-ca.key", (owner_ca.certificate,)
+        ),
         tls_ca=tls_ca,
         server=CredentialFiles(tls / "server.pem", tls / "server.key", (tls_ca.certificate,)),
         devices=devices,

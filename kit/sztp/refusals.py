@@ -26,6 +26,8 @@ class Refusal(enum.StrEnum):
     DEVICE_DELETED = "device-deleted"
     NO_BOOTSTRAPPING_DATA = "no-bootstrapping-data"
     DATA_UNAVAILABLE = "data-unavailable"
+    LDEVID_REFUSED = "ldevid-refused"
+    LDEVID_UNAVAILABLE = "ldevid-unavailable"
     BAD_REQUEST = "bad-request"
     BODY_TOO_LARGE = "body-too-large"
     BODY_INCOMPLETE = "body-incomplete"
@@ -72,6 +74,15 @@ _MEANINGS = {
         "no profile of the device matches what it sent (see its selection)"
     ),
     Refusal.DATA_UNAVAILABLE: "its bootstrapping data could not be rendered or signed",
+    Refusal.LDEVID_REFUSED: (
+        "a device whose profile issues LDevIDs without what RFC 9646 needs: its IDevID, a "
+        "trusted connection, csr-support with an allowed key algorithm and PKCS#10, or a CSR "
+        "that is correct (signature, subject, key)"
+    ),
+    Refusal.LDEVID_UNAVAILABLE: (
+        "the LDevID issuer did not certify the device's key in time or refused it; the device "
+        "was told to retry"
+    ),
     Refusal.BAD_REQUEST: "an RPC body or media type the server does not accept",
     Refusal.BODY_TOO_LARGE: "a request body larger than the RPC allows",
     Refusal.BODY_INCOMPLETE: "the connection closed before the request body ended",

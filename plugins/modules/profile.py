@@ -80,6 +80,19 @@ options:
         own O(sztp.bootstrap.device#module:vars) override them.
       - Names are letters, digits and C(_); values are any JSON data.
     type: dict
+  ldevid_issuer:
+    description:
+      - The name of one of the server's C(ldevid_issuers). Each device of the profile is
+        asked for a CSR for a new key (RFC 9646) and gets its certificate, an LDevID, in its
+        configuration as C(ldevid.certificate) or C(ldevid.chain).
+      - Needs O(templating=jinja2).
+    type: str
+  ldevid_keys:
+    description:
+      - Key algorithms a device may make its LDevID key with, in order of preference
+        (server default V(ec-p256), V(ec-p384), V(rsa)); also V(ec-p521) and V(ed25519).
+    type: list
+    elements: str
   pre_configuration_script:
     description:
       - Script the device runs before applying the configuration (onboarding profiles).
@@ -171,6 +184,8 @@ profile:
         image: labos-2.1
         templating: none
         vars: null
+        ldevid_issuer: null
+        ldevid_keys: null
         configuration: "hostname dpu\n"
         configuration_handling: replace
         pre_configuration_script: null
@@ -195,6 +210,8 @@ FIELDS = (
     "image",
     "templating",
     "vars",
+    "ldevid_issuer",
+    "ldevid_keys",
     "configuration",
     "configuration_handling",
     "pre_configuration_script",
@@ -228,6 +245,8 @@ def main():
             image=dict(type="str"),
             templating=dict(type="str", choices=["none", "jinja2"]),
             vars=dict(type="dict"),
+            ldevid_issuer=dict(type="str"),
+            ldevid_keys=dict(type="list", elements="str", no_log=False),
             configuration=dict(type="str"),
             configuration_handling=dict(type="str", choices=["merge", "replace"]),
             pre_configuration_script=dict(type="str"),

@@ -95,6 +95,62 @@ class Webhook:
     )
 
 
+ISSUER_TYPES = ("builtin", "cmp", "hook")
+
+
+@dataclass(frozen=True)
+class LdevidIssuer:
+    name: str = field(metadata={"doc": "what a profile's `ldevid_issuer` names"})
+    type: str = field(
+        metadata={
+            "doc": "`builtin` (this server signs with the CA key below), `cmp` (an external "
+            "CA over CMP, RFC 9483 `p10cr`) or `hook` (an executable that is given the CSR)"
+        }
+    )
+    certificate_file: Path | None = field(
+        default=None,
+        metadata={
+            "doc": "PEM certificate of the issuing CA, then its issuers (builtin; cmp: the "
+            "CA certificates an answer must chain to)"
+        },
+    )
+    private_key_file: Path | None = field(
+        default=None,
+        metadata={"doc": "PEM private key of the issuing CA, mode 0600 (builtin)"},
+    )
+    validity_days: int = field(
+        default=365,
+        metadata={"doc": "how long an LDevID is valid (builtin; bounded by the CA's own)"},
+    )
+    url: str | None = field(
+        default=None,
+        metadata={"doc": "the CMP server's URL, e.g. `http://ca.example:8080/pkix/` (cmp)"},
+    )
+    reference: str | None = field(
+        default=None,
+        metadata={"doc": "the sender key identifier of the shared-secret MAC (cmp)"},
+    )
+    secret_file: Path | None = field(
+        default=None,
+        metadata={"doc": "file (mode 0600) with the shared secret of the MAC (cmp)"},
+    )
+    command: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "doc": "the executable and its arguments (hook); see the hook's contract in "
+            "docs/ldevid.md"
+        },
+    )
+    timeout: float = field(
+        default=10.0,
+        metadata={"doc": "seconds an issuance may take before the device is told to retry"},
+    )
+    concurrency: int = field(
+        default=4,
+        metadata={"doc": "issuances under way at once per server process; more wait their turn"},
+    )
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     database_url: str = field(
@@ -292,6 +348,14 @@ class ServerConfig:
         metadata=_about(
             "receivers of device events (status changed, failed, complete), each a mapping of "
             "the keys below; delivered at least once from an outbox in the store",
+            env=False,
+        ),
+    )
+    ldevid_issuers: tuple[LdevidIssuer, ...] = field(
+        default=(),
+        metadata=_about(
+            "certificate authorities that issue LDevIDs to devices (RFC 9646), each a mapping "
+            "of the keys below; a profile names one with `ldevid_issuer`",
             env=False,
         ),
     )
@@ -600,6 +664,14 @@ def _convert(name: str, value: Any) -> Any:
         if len(set(names)) != len(names):
             raise ValidationError(name, "two webhooks have the same name")
         return hooks
+    if name == "ldevid_issuers":
+        if not isinstance(value, list):
+            raise ValidationError(name, "must be a list of issuers")
+        issuers = tuple(_issuer(f"{name}[{index}]", item) for index, item in enumerate(value))
+        names = [issuer.name for issuer in issuers]
+        if len(set(names)) != len(names):
+            raise ValidationError(name, "two issuers have the same name")
+        return issuers
     if name == "trusted_proxies":
         if not isinstance(value, list):
             raise ValidationError(name, "must be a list of addresses or networks")
@@ -688,6 +760,49 @@ def _webhook(name: str, value: Any) -> Webhook:
         secret_file=Path(value["secret_file"]),
         events=tuple(dict.fromkeys(events)),
         ca_file=Path(ca_file) if ca_file else None,
+    )
+
+
+# What each issuer type needs, beyond name and type.
+_ISSUER_NEEDS: Mapping[str, tuple[str, ...]] = {
+    "builtin": ("certificate_file", "private_key_file"),
+    "cmp": ("url", "reference", "secret_file", "certificate_file"),
+    "hook": ("command",),
+}
+
+
+def _issuer(name: str, value: Any) -> LdevidIssuer:
+    _known_keys(name, value, LdevidIssuer, "name and type")
+    if not isinstance(value.get("name"), str) or not WEBHOOK_NAME.fullmatch(value["name"]):
+        raise ValidationError(f"{name}.name", "must be 1-64 letters, digits, '.', '_' or '-'")
+    issuer_type = value.get("type")
+    if issuer_type not in ISSUER_TYPES:
+        raise ValidationError(f"{name}.type", f"must be one of {', '.join(ISSUER_TYPES)}")
+    for needed in _ISSUER_NEEDS[issuer_type]:
+        if not value.get(needed):
+            raise ValidationError(f"{name}.{needed}", f"is required for a {issuer_type} issuer")
+    command = value.get("command", [])
+    if not isinstance(command, list) or not all(isinstance(item, str) for item in command):
+        raise ValidationError(f"{name}.command", "must be a list: the executable, then arguments")
+    url = value.get("url")
+    if url is not None:
+        parts = urlsplit(str(url))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValidationError(f"{name}.url", "must be an http:// or https:// URL")
+    paths = {
+        key: Path(str(value[key])) if value.get(key) else None
+        for key in ("certificate_file", "private_key_file", "secret_file")
+    }
+    return LdevidIssuer(
+        name=value["name"],
+        type=issuer_type,
+        validity_days=int(_number(f"{name}.validity_days", value.get("validity_days", 365), int)),
+        url=str(url) if url is not None else None,
+        reference=str(value["reference"]) if value.get("reference") else None,
+        command=tuple(command),
+        timeout=float(_number(f"{name}.timeout", value.get("timeout", 10.0), float)),
+        concurrency=int(_number(f"{name}.concurrency", value.get("concurrency", 4), int)),
+        **paths,
     )
 
 

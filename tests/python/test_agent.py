@@ -24,6 +24,9 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from sztp.labpki import LabPki, write_lab_pki
 from sztp.protocol.dhcp import encode_uri_list
@@ -293,6 +296,52 @@ def test_the_agent_installs_reboots_resumes_and_completes(
         assert "post-script-warning" in text.stdout
         logs = device.ztp("logs", "-n", "5")
         assert logs.returncode == 0 and "session 1 complete" in logs.stdout
+
+
+def test_the_agent_gets_an_ldevid_for_a_key_it_makes_and_keeps_both(
+    lab: LabPki, tmp_path: Path
+) -> None:
+    issuers = [
+        {
+            "name": "lab-ldevid",
+            "type": "builtin",
+            "certificate_file": str(lab.ldevid_ca.certificate),
+            "private_key_file": str(lab.ldevid_ca.private_key),
+        }
+    ]
+    settings = {"ldevid_issuers": issuers}
+    with running_server(tmp_path / "server", lab=lab, settings=settings) as server:
+        server.apply(
+            resources(
+                lab,
+                "https://files.invalid/unused.img",
+                "0" * 64,
+                image=None,
+                pre_configuration_script=None,
+                post_configuration_script=None,
+                templating="jinja2",
+                ldevid_issuer="lab-ldevid",
+                configuration="identity <<EOF\n{{ ldevid.chain }}EOF\n",
+            )
+        )
+        device = make_device(lab, tmp_path / "device", [server.device_url], ldevid_keys=["ec-p384"])
+        boot = device.ztp("boot")
+        assert boot.returncode == 0, boot.stderr
+        status = device.status()
+        assert status["state"] == "complete", status["reason"]
+    assert any(
+        check["data"].endswith("chains to the owner's certificate the voucher pins")
+        for check in status["server_checks"]
+    ), status["server_checks"]
+    work = device.state / "work"
+    chain = x509.load_pem_x509_certificates((work / "ldevid.pem").read_bytes())
+    key = serialization.load_pem_private_key((work / "ldevid.key").read_bytes(), None)
+    assert (work / "ldevid.key").stat().st_mode & 0o777 == 0o600
+    assert chain[0].public_key() == key.public_key()
+    assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp384r1"
+    assert chain[1].subject.rfc4514_string() == "CN=SZTP Lab LDevID CA"
+    # The configuration the install handler applied holds it too.
+    assert "-----BEGIN CERTIFICATE-----" in (device.root / "etc" / "dpu.conf").read_text()
 
 
 def dhclient_lease(interface: str, uris: list[str], server_id: str, address: str) -> str:

@@ -227,18 +227,22 @@ def assert_devices_still_served(site: FuzzSite) -> None:
 
 # --------------------------------------------------------------------------- strategies
 #
-# The YANG input shapes (ietf-sztp-bootstrap-server@2019-04-30, RFC 9646 csr-support), written
-# out here on their own so the test does not take the codec's word for what they are.
+# The YANG input shapes (ietf-sztp-bootstrap-server@2019-04-30, RFC 9646 ietf-sztp-csr
+# @2024-10-10), written out here on their own so the test does not take the codec's word for
+# what they are.
 
 STRING, EMPTY, BINARY, OPAQUE = "string", "empty", "binary", "opaque"
-SSH_HOST_KEYS, TRUST_ANCHOR_CERTS = "ssh-host-keys", "trust-anchor-certs"
+SSH_HOST_KEYS, TRUST_ANCHOR_CERTS, CSR_SUPPORT = "ssh-host-keys", "trust-anchor-certs", "csr"
 GET_SHAPE = {
     "signed-data-preferred": EMPTY,
     "hw-model": STRING,
     "os-name": STRING,
     "os-version": STRING,
     "nonce": BINARY,
-    "ietf-sztp-csr:csr-support": OPAQUE,
+    "ietf-sztp-csr:csr-support": CSR_SUPPORT,
+    "ietf-sztp-csr:p10-csr": BINARY,
+    "ietf-sztp-csr:cmc-csr": BINARY,
+    "ietf-sztp-csr:cmp-csr": BINARY,
 }
 REPORT_SHAPE = {
     "progress-type": STRING,
@@ -247,9 +251,11 @@ REPORT_SHAPE = {
     "trust-anchor-certs": TRUST_ANCHOR_CERTS,
 }
 SHAPES = {GET_DATA: GET_SHAPE, REPORT: REPORT_SHAPE}
+ZTP_TYPES_NAMESPACE = "urn:ietf:params:xml:ns:yang:ietf-ztp-types"
 NAMESPACES = (
     restconf.NAMESPACE,
     restconf.CSR_NAMESPACE,
+    ZTP_TYPES_NAMESPACE,
     restconf.RESTCONF_NAMESPACE,
     "",
     "urn:example:wrong",
@@ -277,7 +283,20 @@ text_value = st.one_of(
     st.sampled_from(restconf.PROGRESS_TYPES),
     st.sampled_from(["fuzz-x1", "FuzzOS", "1.0", "1.*", "[", "*"]),
 )
+# DER AlgorithmIdentifiers (id-ecPublicKey with P-256, rsaEncryption) and format identities,
+# right and wrong, for csr-support.
+ALGORITHM_IDENTIFIERS = ("MBMGByqGSM49AgEGCCqGSM49AwEH", "MA0GCSqGSIb3DQEBAQUA", "MAA=")
+FORMAT_IDENTITIES = (
+    "ietf-ztp-types:p10-csr",
+    "ietf-ztp-types:cmc-csr",
+    "p10-csr",
+    "ietf-sztp-csr:p10-csr",
+    "ietf-ztp-types:x509",
+    "zt:p10-csr",
+    "ietf-ztp-types:",
+)
 base64_value = st.one_of(
+    st.sampled_from(ALGORITHM_IDENTIFIERS),
     st.binary(max_size=48).map(lambda data: base64.b64encode(data).decode()),
     st.sampled_from(
         ["!!!!", "AAA", "AA==AA==", " AAAA", "AAAA\n", "=", "\uff21\uff21\uff21\uff21"]
@@ -315,6 +334,13 @@ def json_leaf(kind: str) -> st.SearchStrategy[object]:
             max_size=4,
         ).map(Members)
         correct = st.lists(key, max_size=3).map(lambda keys: Members([("ssh-host-key", keys)]))
+    elif kind == CSR_SUPPORT:
+        correct = st.builds(
+            csr_support_members,
+            st.one_of(st.none(), st.lists(base64_value, max_size=3)),
+            st.lists(st.one_of(st.sampled_from(FORMAT_IDENTITIES), text_value), max_size=3),
+            st.one_of(st.just([]), st.lists(st.tuples(short_text, any_json), max_size=2)),
+        )
     elif kind == TRUST_ANCHOR_CERTS:
         correct = st.lists(base64_value, max_size=3).map(
             lambda certs: Members([("trust-anchor-cert", certs)])
@@ -322,6 +348,29 @@ def json_leaf(kind: str) -> st.SearchStrategy[object]:
     else:
         correct = text_value
     return st.one_of(correct, any_json)
+
+
+def csr_support_members(
+    algorithms: list[object] | None, formats: list[object], extra: list[tuple[str, object]]
+) -> Members:
+    """csr-support, with key-generation when `algorithms` is not None, and `extra` members."""
+    members = []
+    if algorithms is not None:
+        members.append(
+            (
+                "key-generation",
+                Members(
+                    [("supported-algorithms", Members([("algorithm-identifier", algorithms)]))]
+                ),
+            )
+        )
+    members.append(
+        (
+            "csr-generation",
+            Members([("supported-formats", Members([("format-identifier", formats)]))]),
+        )
+    )
+    return Members(members + extra)
 
 
 def json_members(shape: dict[str, str]) -> st.SearchStrategy[Members]:
@@ -386,13 +435,28 @@ ENTITY_REFERENCES = st.sampled_from(
 xml_text = st.one_of(
     text_value.map(lambda text: xml_escape(text.encode("utf-8", "replace").decode())),
     base64_value,
+    st.sampled_from(FORMAT_IDENTITIES),
     st.lists(st.one_of(short_text.map(xml_escape), ENTITY_REFERENCES), max_size=5).map("".join),
     short_text.map(lambda text: f"<![CDATA[{text}]]>"),
     st.just("<!-- comment --><?pi x?>"),
 )
 XML_NAMES = st.one_of(
     st.sampled_from(
-        ["ssh-host-key", "algorithm", "key-data", "trust-anchor-cert", "csr-support", "x", "a.b"]
+        [
+            "ssh-host-key",
+            "algorithm",
+            "key-data",
+            "trust-anchor-cert",
+            "csr-support",
+            "key-generation",
+            "supported-algorithms",
+            "algorithm-identifier",
+            "csr-generation",
+            "supported-formats",
+            "format-identifier",
+            "x",
+            "a.b",
+        ]
     ),
     st.from_regex(r"[A-Za-z_][A-Za-z0-9._-]{0,12}", fullmatch=True),
 )
@@ -402,13 +466,42 @@ XML_NAMES = st.one_of(
 def xml_element(draw: st.DrawFn, name: str, depth: int) -> str:
     namespace = draw(st.one_of(st.none(), st.none(), st.sampled_from(NAMESPACES)))
     declaration = "" if namespace is None else f' xmlns="{namespace}"'
-    attributes = draw(st.sampled_from(["", "", ' a="1"', ' xmlns:p="urn:p" p:b="2"']))
+    attributes = draw(
+        st.sampled_from(
+            ["", "", ' a="1"', ' xmlns:p="urn:p" p:b="2"', f' xmlns:zt="{ZTP_TYPES_NAMESPACE}"']
+        )
+    )
     if depth > 0 and draw(st.booleans()):
         children = draw(st.lists(XML_NAMES, max_size=3))
         content = "".join(draw(xml_element(child, depth - 1)) for child in children)
     else:
         content = draw(xml_text)
     return f"<{name}{declaration}{attributes}>{content}</{name}>"
+
+
+@st.composite
+def xml_csr_support(draw: st.DrawFn) -> str:
+    """csr-support as RFC 9646 has it, its leaves' values and prefix declarations drawn."""
+    namespace = draw(st.sampled_from(NAMESPACES))
+
+    def leaves(name: str, values: st.SearchStrategy[str]) -> str:
+        declaration = draw(st.sampled_from(["", f' xmlns:zt="{ZTP_TYPES_NAMESPACE}"']))
+        return "".join(
+            f"<{name}{declaration}>{value}</{name}>" for value in draw(st.lists(values, max_size=3))
+        )
+
+    algorithms = leaves("algorithm-identifier", base64_value)
+    formats = leaves("format-identifier", st.sampled_from(FORMAT_IDENTITIES))
+    key_generation = draw(
+        st.sampled_from(
+            ["", f"<key-generation><supported-algorithms>{algorithms}</supported-algorithms>"
+             "</key-generation>"]
+        )
+    )  # fmt: skip
+    return (
+        f'<csr-support xmlns="{namespace}">{key_generation}<csr-generation><supported-formats>'
+        f"{formats}</supported-formats></csr-generation></csr-support>"
+    )
 
 
 def _billion_laughs(levels: int = 9) -> str:
@@ -444,6 +537,8 @@ def xml_body(draw: st.DrawFn, shape: dict[str, str]) -> bytes:
     names = st.one_of(st.sampled_from([name.rpartition(":")[2] for name in shape]), XML_NAMES)
     children = draw(st.lists(names, max_size=6))
     content = "".join(draw(xml_element(child, 2)) for child in children)
+    if "ietf-sztp-csr:csr-support" in shape and draw(st.booleans()):
+        content += draw(xml_csr_support())
     prologue = draw(st.sampled_from(PROLOGUES))
     document = f"{prologue}<{root}{declaration}>{content}</{root}>"
     nesting = draw(st.integers(min_value=1, max_value=140_000))

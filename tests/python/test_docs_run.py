@@ -1,5 +1,5 @@
-"""The command blocks of docs/tutorial.md, docs/gitops.md, docs/templates.md and
-docs/collection.md run as written.
+"""The command blocks of docs/tutorial.md, docs/gitops.md, docs/templates.md, docs/ldevid.md
+and docs/collection.md run as written.
 
 Each page's blocks are run in page order in ONE bash session (so `cd`, variables and
 background servers carry over, as for a user typing them), inside a fresh temporary directory,
@@ -148,10 +148,9 @@ def test_tutorial_runs_as_written(session: tuple[Session, Path]) -> None:
     report("docs/tutorial.md", page_text("tutorial.md"), shell, work)
 
 
-# The tutorial's lab up to its step 6, in the current directory, on free ports: PKI,
-# vouchers, image, day-0 configuration, and the server running (its token file appears once
-# it is ready). The set-ups below put it where they say @LAB_WITH_SERVER@.
-LAB_WITH_SERVER = r"""
+# The tutorial's lab up to its step 4, in the current directory: PKI, vouchers, image, day-0
+# configuration.
+LAB_FILES = r"""
 sztpctl pki init pki --serial SN-0001 --serial SN-0002 --hw-model DPU-LAB-1 > /dev/null
 for serial in SN-0001 SN-0002; do
   sztpctl voucher create --serial "$serial" --pinned-cert pki/owner/ca.pem \
@@ -160,6 +159,11 @@ for serial in SN-0001 SN-0002; do
 done
 printf 'LabOS 1.2 boot image\n' > labos-1.2.img
 printf 'hostname dpu-lab\n' > day0.cfg
+"""
+# The tutorial's lab up to its step 6, in the current directory, on free ports: LAB_FILES and
+# the server running (its token file appears once it is ready). The set-ups below put it
+# where they say @LAB_WITH_SERVER@.
+LAB_WITH_SERVER = LAB_FILES + r"""
 mkdir -p state
 cat > server.yaml <<EOF
 database_url: sqlite:///$PWD/state/sztp.db
@@ -205,6 +209,22 @@ def test_gitops_runs_as_written(session: tuple[Session, Path], tmp_path: Path) -
         else result.output
     )
     report("docs/gitops.md", page_text("gitops.md"), shell, work)
+
+
+LDEVID_PORTS = (9443, 9080)
+
+
+def test_ldevid_runs_as_written(session: tuple[Session, Path]) -> None:
+    """docs/ldevid.md, from the tutorial's lab files with no server running (the page starts
+    its own on fixed ports)."""
+    require_tools("bash", "openssl")
+    taken = [port for port in LDEVID_PORTS if not port_free(port)]
+    if taken:
+        pytest.skip(f"docs/ldevid.md uses fixed ports; taken here: {taken}")
+    shell, work = session
+    result = shell.run("set -e\n" + LAB_FILES + "set +e\n", BLOCK_TIMEOUT)
+    assert result.status == 0 and not result.failures, result.output
+    report("docs/ldevid.md", page_text("ldevid.md"), shell, work)
 
 
 def test_templates_runs_as_written(session: tuple[Session, Path], tmp_path: Path) -> None:
@@ -335,7 +355,7 @@ def test_collection_install_commands() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.mark.parametrize("name", ["tutorial.md", "gitops.md", "templates.md"])
+@pytest.mark.parametrize("name", ["tutorial.md", "gitops.md", "templates.md", "ldevid.md"])
 def test_pages_have_commands_with_expected_output(name: str) -> None:
     """Guards the harness itself: the pages still use the conventions it relies on."""
     blocks = parse_blocks(page_text(name))

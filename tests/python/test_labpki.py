@@ -23,7 +23,8 @@ def mode(path):
 
 
 def all_files(lab):
-    credentials = [lab.manufacturer_ca, lab.masa, lab.owner_ca, lab.owner, lab.tls_ca, lab.server]
+    credentials = [lab.manufacturer_ca, lab.masa, lab.owner_ca, lab.owner, lab.ldevid_ca]
+    credentials += [lab.tls_ca, lab.server]
     credentials += [device.idevid for device in lab.devices.values()]
     return credentials
 
@@ -33,7 +34,8 @@ def test_layout_matches_the_documented_paths(lab):
     expected = {
         "manufacturer/ca.pem", "manufacturer/ca.key", "manufacturer/masa.pem",
         "manufacturer/masa.key", "owner/ca.pem", "owner/ca.key", "owner/owner.pem",
-        "owner/owner.key", "tls/ca.pem", "tls/ca.key", "tls/server.pem", "tls/server.key",
+        "owner/owner.key", "owner/ldevid-ca.pem", "owner/ldevid-ca.key", "tls/ca.pem",
+        "tls/ca.key", "tls/server.pem", "tls/server.key",
     }  # fmt: skip
     for serial in SERIALS:
         expected |= {f"devices/{serial}/{name}" for name in ("idevid.pem", "idevid.key")}
@@ -58,6 +60,11 @@ def test_credentials_load_and_chain_to_their_roots(lab):
     certs.verify_chain(masa.certificate, trust_anchors=[manufacturer_ca.certificate])
     owner = lab.owner.load()
     certs.verify_chain(owner.certificate, trust_anchors=[owner_ca.certificate])
+    # The LDevID CA may issue leaves only, under the owner CA the vouchers pin.
+    ldevid_ca = lab.ldevid_ca.load()
+    assert ldevid_ca.chain == (owner_ca.certificate,)
+    constraints = ldevid_ca.certificate.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.value.ca and constraints.value.path_length == 0
     server = lab.server.load()
     certs.verify_chain(server.certificate, trust_anchors=[tls_ca.certificate])
     names = server.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)

@@ -12,6 +12,7 @@ import pytest
 import yang_modules
 from sztp.errors import ValidationError
 from sztp.protocol.bootstrapping_data import BootstrappingData, encode_output_json
+from sztp.protocol.csr import KEY_ALGORITHMS, P10_CSR, CsrSupport
 from sztp.protocol.oids import MEDIA_TYPE_JSON, MEDIA_TYPE_XML
 from sztp.protocol.restconf import (
     ERROR_PROGRESS_TYPES,
@@ -59,7 +60,9 @@ FULL_INPUT = GetBootstrappingDataInput(
 INPUTS = {
     "none": GetBootstrappingDataInput(),
     "full": FULL_INPUT,
-    "csr-support": GetBootstrappingDataInput(csr_support=True, nonce=bytes(32)),
+    "csr-support": GetBootstrappingDataInput(
+        csr_support=CsrSupport((KEY_ALGORITHMS["ec-p256"],), (P10_CSR,)), nonce=bytes(32)
+    ),
     "markup-and-unicode": GetBootstrappingDataInput(hw_model="<&>\"' \r\n\t ü 😀", os_name=""),
 }
 COMPLETE_REPORT = ProgressReport(
@@ -195,6 +198,15 @@ def test_errors_golden_xml_declares_the_path_prefix() -> None:
     )
 
 
+def test_errors_golden_with_app_tag_in_schema_order() -> None:
+    error = RestconfError("application", "operation-failed", "m", "/x:y", error_app_tag="a:b")
+    assert encode_errors([error], JSON) == (
+        b'{"ietf-restconf:errors":{"error":[{"error-type":"application",'
+        b'"error-tag":"operation-failed","error-app-tag":"a:b","error-path":"/x:y",'
+        b'"error-message":"m"}]}}'
+    )
+
+
 def test_errors_without_entries_and_unknown_path_module() -> None:
     assert encode_errors([], JSON) == b'{"ietf-restconf:errors":{}}'
     assert parse_errors(encode_errors([], XML), XML) == ()
@@ -237,7 +249,11 @@ def test_round_trip(
 
 @pytest.mark.parametrize("fmt", list(WireFormat))
 def test_errors_round_trip(fmt: WireFormat) -> None:
-    errors = (ERROR_EXAMPLE, RestconfError("transport", "access-denied"))
+    errors = (
+        ERROR_EXAMPLE,
+        RestconfError("transport", "access-denied"),
+        RestconfError("application", "operation-failed", error_app_tag="vendor:busy <&>"),
+    )
     assert parse_errors(encode_errors(errors, fmt), fmt) == errors
 
 
@@ -265,17 +281,20 @@ def test_lenient_where_rfcs_allow() -> None:
     assert parse_get_bootstrapping_data_input(body, XML) == GetBootstrappingDataInput(
         signed_data_preferred=True, os_name="VendorOS", nonce=NONCE
     )
-    # RFC 9646 csr-support content is not read.
+    # RFC 9646 csr-support, its identity in another module (test_csr has the details).
     csr = (
         b'{"ietf-sztp-bootstrap-server:input":{"ietf-sztp-csr:csr-support":'
-        b'{"key-generation":{"supported-algorithms":{"algorithm-identifier":["AA=="]}}}}}'
+        b'{"csr-generation":{"supported-formats":{"format-identifier":["ietf-ztp-types:p10-csr"]}}}}}'
     )
-    assert parse_get_bootstrapping_data_input(csr, JSON).csr_support
+    support = CsrSupport(None, (P10_CSR,))
+    assert parse_get_bootstrapping_data_input(csr, JSON).csr_support == support
     xml_csr = _xml_input(
-        '<csr-support xmlns="urn:ietf:params:xml:ns:yang:ietf-sztp-csr" a="1"><x>y</x>'
-        "</csr-support>"
+        '\n  <csr-support xmlns="urn:ietf:params:xml:ns:yang:ietf-sztp-csr"'
+        ' xmlns:t="urn:ietf:params:xml:ns:yang:ietf-ztp-types">\n    <csr-generation>'
+        "<supported-formats><format-identifier>t:p10-csr</format-identifier>"
+        "</supported-formats></csr-generation>\n  </csr-support>\n"
     )
-    assert parse_get_bootstrapping_data_input(xml_csr, XML).csr_support
+    assert parse_get_bootstrapping_data_input(xml_csr, XML).csr_support == support
     # Empty containers are fine with bootstrap-complete; errors may carry app-tag and info.
     report = _json_input({"progress-type": "bootstrap-complete", "ssh-host-keys": {}})
     assert parse_report_progress_input(report, JSON) == ProgressReport("bootstrap-complete")
@@ -291,14 +310,18 @@ def test_lenient_where_rfcs_allow() -> None:
             ]
         }
     }
+    # error-info is anydata: what this codec does not know is skipped.
     assert parse_errors(json.dumps(errors).encode(), JSON) == (
-        RestconfError("protocol", "missing-attribute"),
+        RestconfError("protocol", "missing-attribute", error_app_tag="sztp:csr"),
     )
 
 
 # --------------------------------------------------------------------------- negative cases
 
 _SDP = "signed-data-preferred"
+_CSR = "ietf-sztp-csr:csr-support"
+_CSR_NS = "urn:ietf:params:xml:ns:yang:ietf-sztp-csr"
+_FORMATS = f"{_CSR}/csr-generation/supported-formats/format-identifier"
 _BAD_INPUTS: list[tuple[WireFormat, bytes, str]] = [
     (JSON, _json_input({"serial-number": "x"}), f"{INPUT}/serial-number"),
     (JSON, _json_input({f"{INPUT[:-6]}:hw-model": "x"}), f"{INPUT}/{INPUT[:-6]}:hw-model"),
@@ -312,6 +335,8 @@ _BAD_INPUTS: list[tuple[WireFormat, bytes, str]] = [
     (JSON, _json_input({"nonce": "AAEC AwQFBgcICQoLDA0ODw=="}), f"{INPUT}/nonce"),
     (JSON, _json_input({"nonce": "AAECAwQFBgcICQoLDA0ODw"}), f"{INPUT}/nonce"),
     (JSON, _json_input({"ietf-sztp-csr:csr-support": []}), f"{INPUT}/ietf-sztp-csr:csr-support"),
+    (JSON, _json_input({"ietf-sztp-csr:csr-support": {}}), f"{INPUT}/{_FORMATS}"),
+    (XML, _xml_input(f'<csr-support xmlns="{_CSR_NS}"><x/></csr-support>'), f"{INPUT}/{_CSR}/x"),
     (JSON, _json_input({"ietf-sztp-csr:csr": {}}), f"{INPUT}/ietf-sztp-csr:csr"),
     (JSON, _json_input({}, name="input"), INPUT),
     (JSON, _json_input({}, name="ietf-sztp-bootstrap-server:output"), INPUT),
@@ -735,6 +760,7 @@ def _yang_validate_xml(data_model: object, document: bytes, rpc: str) -> None:
 @pytest.mark.parametrize(
     ("example", "encode", "rpc"),
     [
+        # The RFC 9646 modules (ietf-sztp-csr and what it imports) are not among the test's.
         *_each_example(
             "input",
             {name: example for name, example in INPUTS.items() if name != "csr-support"},

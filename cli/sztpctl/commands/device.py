@@ -275,6 +275,38 @@ def _rendered(shown: Mapping[str, Any]) -> None:
                 out(view[field], end="" if view[field].endswith("\n") else "\n", highlight=False)
 
 
+@app.command("certificates")
+def certificates(serial: SerialArgument, output: OutputOption = OutputFormat.TABLE) -> None:
+    """The LDevIDs issued to a device (RFC 9646), newest first: serial number, validity,
+    issuer.
+
+    Example:
+
+        sztpctl device certificates SN-0001
+    """
+    _show(output, lambda client: client.device_certificates(serial), _certificates)
+
+
+def _certificates(shown: Mapping[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        "SERIAL NUMBER", "ISSUER", "NOT AFTER", "ISSUED", "REVOKED", box=None, pad_edge=False
+    )
+    for record in shown["certificates"]:
+        table.add_row(
+            record["serial_number"],
+            record["issuer"],
+            record["not_after"][:19],
+            record["issued_at"][:19],
+            (record["revoked_at"] or "-")[:19],
+        )
+    if not shown["certificates"]:
+        console().print(f"no LDevID issued to {shown['serial']}", markup=False)
+        return
+    console().print(table)
+
+
 @app.command("history")
 def history(serial: SerialArgument, output: OutputOption = OutputFormat.TABLE) -> None:
     """A device's progress reports, attempt by attempt, oldest first; then its requests as the

@@ -258,6 +258,9 @@ PROFILE = Noun(
     flags={
         "profile_type": Flag("type"),
         "var": VARIABLE_FLAG,
+        "ldevid_key": Flag(
+            "ldevid_keys", "Key algorithm a device may make its LDevID key with (repeat)."
+        ),
         "pre_script": Flag("pre_configuration_script"),
         "post_script": Flag("post_configuration_script"),
         "bootstrap_server": Flag(
@@ -281,6 +284,8 @@ def add_profile(
     configuration_handling: Annotated[str | None, PROFILE.option("configuration_handling")] = None,
     templating: Annotated[str | None, PROFILE.option("templating")] = None,
     var: Annotated[list[str] | None, PROFILE.option("var", "--var")] = None,
+    ldevid_issuer: Annotated[str | None, PROFILE.option("ldevid_issuer")] = None,
+    ldevid_key: Annotated[list[str] | None, PROFILE.option("ldevid_key", "--ldevid-key")] = None,
     pre_script: Annotated[Path | None, PROFILE.option("pre_script")] = None,
     post_script: Annotated[Path | None, PROFILE.option("post_script")] = None,
     bootstrap_server: Annotated[list[str] | None, PROFILE.option("bootstrap_server")] = None,
@@ -307,6 +312,8 @@ def add_profile(
         "configuration_handling": configuration_handling,
         "templating": templating,
         "vars": variables(var),
+        "ldevid_issuer": ldevid_issuer,
+        "ldevid_keys": ldevid_key or None,
         "pre_configuration_script": read_text(pre_script),
         "post_configuration_script": read_text(post_script),
         "bootstrap_servers": [_bootstrap_server(entry, trust_anchor) for entry in bootstrap_server]

@@ -89,6 +89,14 @@ def run(
         bool, typer.Option("--nonce", help="Send a fresh nonce and require it in the voucher.")
     ] = False,
     xml: Annotated[bool, typer.Option("--xml", help="Speak RESTCONF XML instead of JSON.")] = False,
+    ldevid_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="<algorithm>",
+            help="Offer trusted servers to make an LDevID key with this algorithm (RFC 9646): "
+            "ec-p256, ec-p384, ec-p521, rsa or ed25519; repeatable, in order of preference.",
+        ),
+    ] = None,
     timeout: Annotated[float, typer.Option(min=0.1, help="HTTP timeout in seconds.")] = 30.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
 ) -> None:
@@ -110,8 +118,15 @@ def run(
 
     from sztp.errors import PkiError, SimulationError
     from sztp.protocol import pki, restconf
+    from sztp.protocol.csr import KEY_ALGORITHMS
     from sztp.simulator import DeviceIdentity, SimulatorConfig, simulate
 
+    for algorithm in ldevid_key or ():
+        if algorithm not in KEY_ALGORITHMS:
+            raise typer.BadParameter(
+                f"{algorithm!r} is not one of {', '.join(KEY_ALGORITHMS)}",
+                param_hint="--ldevid-key",
+            )
     if bool(uri) == (dhcp_option_hex is not None):
         raise typer.BadParameter("give --uri (repeatable) or --dhcp-option-hex, exactly one")
     password = None
@@ -136,6 +151,7 @@ def run(
         wire_format=restconf.WireFormat.XML if xml else restconf.WireFormat.JSON,
         send_nonce=nonce,
         timeout=timeout,
+        ldevid_keys=tuple(ldevid_key or ()),
     )
     identity = DeviceIdentity(
         serial_number=serial,
@@ -161,6 +177,8 @@ def run(
             f"[green]bootstrap complete[/green]: {escape(serial)} runs {escape(running)} "
             f"after {result.reboots} reboot(s); {len(result.reports)} progress report(s) sent"
         )
+        if result.ldevid is not None:
+            console.print(f"LDevID: {escape(str(result.ldevid))} (key beside it)")
         return
     errors.print(f"[red]bootstrap failed[/red]: {escape(result.reason or 'unknown reason')}")
     raise typer.Exit(1)

@@ -15,8 +15,11 @@ Encodings (RFC 8040 §3.6.1, RFC 7951, RFC 7950 §7.14):
 Parsers treat their input as untrusted: anything wrong raises `ValidationError` whose `field`
 is an instance-identifier-like path without its leading slash, e.g.
 `ietf-sztp-bootstrap-server:input/ssh-host-keys/ssh-host-key[1]/key-data` (keyless list entries
-numbered from 1), or `Content-Type` / `Accept` from `negotiate`. Unknown members are rejected,
-except RFC 9646 `csr-support`, whose presence is recorded and whose content is ignored.
+numbered from 1), or `Content-Type` / `Accept` from `negotiate`. Unknown members are rejected.
+
+RFC 9646 (`csr`) augments the `get-bootstrapping-data` input with `csr-support` or a CSR leaf,
+and puts a `csr-request` structure in the error-info of the server's 400 missing-attribute
+answer: both are read and written here, identities of ietf-ztp-types included.
 
 Over 500 lines on purpose: the two RPCs' schemas, their JSON and XML forms, content negotiation
 and RESTCONF errors are the whole wire contract between device and server, kept in one place.
@@ -28,11 +31,24 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ValidationError
 from . import strict_json, strict_xml, yang_codec
 from .bootstrapping_data import BootstrappingData, encode_output_json
+from .csr import (
+    CSR_MODULE,
+    CSR_NAMESPACE,
+    CSR_REQUEST_PATH,
+    FORMATS,
+    ZTP_TYPES_MODULE,
+    ZTP_TYPES_NAMESPACE,
+    Csr,
+    CsrRequest,
+    CsrSupport,
+    csr_path,
+)
 from .oids import MEDIA_TYPE_JSON, MEDIA_TYPE_XML
 from .yang_codec import Container, Document, Leaf, LeafList, List, Tree
 
@@ -40,14 +56,14 @@ MODULE = "ietf-sztp-bootstrap-server"
 NAMESPACE = "urn:ietf:params:xml:ns:yang:ietf-sztp-bootstrap-server"
 RESTCONF_MODULE = "ietf-restconf"
 RESTCONF_NAMESPACE = "urn:ietf:params:xml:ns:yang:ietf-restconf"
-# RFC 9646 augments the get-bootstrapping-data input from its own module.
-CSR_MODULE = "ietf-sztp-csr"
-CSR_NAMESPACE = "urn:ietf:params:xml:ns:yang:ietf-sztp-csr"
 XRD_NAMESPACE = "http://docs.oasis-open.org/ns/xri/xrd-1.0"
+# RFC 9646 augments the get-bootstrapping-data input from ietf-sztp-csr (CSR_MODULE), whose
+# format identities are ietf-ztp-types'.
 _NAMESPACE_BY_MODULE = {
     MODULE: NAMESPACE,
     RESTCONF_MODULE: RESTCONF_NAMESPACE,
     CSR_MODULE: CSR_NAMESPACE,
+    ZTP_TYPES_MODULE: ZTP_TYPES_NAMESPACE,
 }
 
 # The RPCs by name, as the server counts and records them, and qualified by their module.
@@ -173,8 +189,8 @@ class WireFormat(enum.Enum):
 class GetBootstrappingDataInput:
     """The `get-bootstrapping-data` input; every parameter is optional.
 
-    `csr_support` records that a device sent RFC 9646 `csr-support`; its content (the device's
-    key and CSR capabilities) is not kept, and is encoded back as an empty presence container.
+    RFC 9646 adds a choice: `csr_support` (what CSRs the device can generate) or `csr` (the
+    CSR a server asked for), never both.
     """
 
     signed_data_preferred: bool = False
@@ -182,7 +198,8 @@ class GetBootstrappingDataInput:
     os_name: str | None = None
     os_version: str | None = None
     nonce: bytes | None = None
-    csr_support: bool = False
+    csr_support: CsrSupport | None = None
+    csr: Csr | None = None
 
     def __post_init__(self) -> None:
         if self.nonce is not None and not NONCE_MIN_SIZE <= len(self.nonce) <= NONCE_MAX_SIZE:
@@ -190,6 +207,8 @@ class GetBootstrappingDataInput:
                 f"{INPUT_PATH}/nonce",
                 f"must be {NONCE_MIN_SIZE}..{NONCE_MAX_SIZE} octets, not {len(self.nonce)}",
             )
+        if self.csr_support is not None and self.csr is not None:
+            raise ValidationError(csr_path(self.csr.format), _NOT_WITH_CSR_SUPPORT)
 
 
 @dataclass(frozen=True)
@@ -245,6 +264,9 @@ class RestconfError:
     error_tag: str
     error_message: str | None = None
     error_path: str | None = None
+    error_app_tag: str | None = None
+    # RFC 9646: the CSR a server asks for, in error-info (see `csr_request_error`).
+    csr_request: CsrRequest | None = None
 
     def __post_init__(self) -> None:
         if self.error_type not in ERROR_TYPES:
@@ -252,6 +274,17 @@ class RestconfError:
                 f"{ERRORS_PATH}/error/error-type",
                 f"must be one of {', '.join(ERROR_TYPES)}, not {self.error_type!r}",
             )
+
+
+def csr_request_error(request: CsrRequest) -> RestconfError:
+    """The error asking a device for a CSR (RFC 9646 §3.2): 400 missing-attribute whose
+    error-info holds the `csr-request`."""
+    return RestconfError(
+        "application",
+        "missing-attribute",
+        error_message="a CSR is required: generate it as error-info csr-request describes",
+        csr_request=request,
+    )
 
 
 def invalid_value_error(exc: ValidationError) -> RestconfError:
@@ -386,10 +419,18 @@ def _rpc_document(
         roots={name: schema},
         max_size=max_size,
         empty_body_allowed=empty_body_allowed,
+        # The CSR formats (format-identifier) are identities of ietf-ztp-types.
+        identity_modules=(ZTP_TYPES_MODULE,),
     )
 
 
+# ietf-sztp-csr@2024-10-10: the augment's `choice msg-type` puts, directly in the input, either
+# case csr-support (container csr-support) or case csr (zt:csr-grouping: `choice csr-type` of
+# the leaves p10-csr, cmc-csr, cmp-csr). Every node is in the ietf-sztp-csr namespace.
 _CSR_SUPPORT = f"{CSR_MODULE}:csr-support"
+_CSR_LEAVES = {fmt: f"{CSR_MODULE}:{fmt.rpartition(':')[2]}" for fmt in FORMATS}
+_CSR_REQUEST_MEMBER = f"{CSR_MODULE}:csr-request"
+_NOT_WITH_CSR_SUPPORT = "cannot be sent with csr-support (choice msg-type: one or the other)"
 _GET_INPUT = _rpc_document(
     MODULE,
     "input",
@@ -400,11 +441,43 @@ _GET_INPUT = _rpc_document(
             "os-name": Leaf.STRING,
             "os-version": Leaf.STRING,
             "nonce": Leaf.BINARY,
-            _CSR_SUPPORT: Leaf.OPAQUE,
+            # ietf-ztp-types:csr-support-grouping; key-generation is a presence container.
+            _CSR_SUPPORT: Container(
+                {
+                    "key-generation": Container(
+                        {
+                            "supported-algorithms": Container(
+                                {"algorithm-identifier": LeafList(Leaf.BINARY)}
+                            )
+                        }
+                    ),
+                    "csr-generation": Container(
+                        {
+                            "supported-formats": Container(
+                                {"format-identifier": LeafList(Leaf.IDENTITYREF)}
+                            )
+                        }
+                    ),
+                }
+            ),
+            **dict.fromkeys(_CSR_LEAVES.values(), Leaf.BINARY),
         }
     ),
     MAX_INPUT_SIZE,
     empty_body_allowed=True,
+)
+# ietf-ztp-types:csr-request-grouping, the content of the `sx:structure csr-request`. The
+# mandatory leaves sit below non-presence containers, so `_csr_request` checks them.
+_CSR_REQUEST = Container(
+    {
+        "key-generation": Container(
+            {"selected-algorithm": Container({"algorithm-identifier": Leaf.BINARY})}
+        ),
+        "csr-generation": Container(
+            {"selected-format": Container({"format-identifier": Leaf.IDENTITYREF})}
+        ),
+        "cert-req-info": Leaf.BINARY,
+    }
 )
 _REPORT_INPUT = _rpc_document(
     MODULE,
@@ -457,7 +530,11 @@ _ERRORS = _rpc_document(
                         "error-app-tag": Leaf.STRING,
                         "error-path": Leaf.PATH,
                         "error-message": Leaf.STRING,
-                        "error-info": Leaf.OPAQUE,
+                        # anydata: a csr-request is read (a device needs it); any other
+                        # content is skipped, so the errors of other servers still parse.
+                        # One schema tolerant of the rest, rather than a second document
+                        # tried after a failure, keeps a malformed csr-request an error.
+                        "error-info": Container({_CSR_REQUEST_MEMBER: _CSR_REQUEST}, anydata=True),
                     },
                     mandatory=("error-type", "error-tag"),
                 )
@@ -474,14 +551,55 @@ _ERRORS = _rpc_document(
 def parse_get_bootstrapping_data_input(body: bytes, fmt: WireFormat) -> GetBootstrappingDataInput:
     """Parse a device's `get-bootstrapping-data` input; an empty body means no parameters."""
     tree = _decode(body, fmt, _GET_INPUT)
+    csr_support, csr = _csr_choice(tree)
     return GetBootstrappingDataInput(
         signed_data_preferred="signed-data-preferred" in tree,
         hw_model=tree.get("hw-model"),
         os_name=tree.get("os-name"),
         os_version=tree.get("os-version"),
         nonce=tree.get("nonce"),
-        csr_support=_CSR_SUPPORT in tree,
+        csr_support=csr_support,
+        csr=csr,
     )
+
+
+def _csr_choice(tree: Tree) -> tuple[CsrSupport | None, Csr | None]:
+    """The RFC 9646 choice of an input: at most one of csr-support and the CSR leaves; the
+    second one present, in schema order, is the one refused."""
+    present = [name for name in (_CSR_SUPPORT, *_CSR_LEAVES.values()) if name in tree]
+    if len(present) > 1:
+        message = (
+            _NOT_WITH_CSR_SUPPORT
+            if present[0] == _CSR_SUPPORT
+            else f"cannot be sent with {present[0]} (choice csr-type: one CSR format)"
+        )
+        raise ValidationError(f"{INPUT_PATH}/{present[1]}", message)
+    if _CSR_SUPPORT in tree:
+        support = tree[_CSR_SUPPORT]
+        # An absent non-presence container holds no values: CsrSupport's min-elements checks
+        # refuse it. key-generation is a presence container: absent, the device makes no key.
+        algorithms = None
+        if "key-generation" in support:
+            algorithms = tuple(
+                _nested(support, "key-generation", "supported-algorithms", "algorithm-identifier")
+                or ()
+            )
+        formats = _nested(support, "csr-generation", "supported-formats", "format-identifier")
+        return CsrSupport(algorithms, tuple(formats or ())), None
+    for fmt, name in _CSR_LEAVES.items():
+        if name in tree:
+            return None, Csr(fmt, tree[name])
+    return None, None
+
+
+def _nested(tree: Tree, *names: str) -> Any:
+    """The node at `names` below `tree`, None when a container on the way is absent."""
+    node: Any = tree
+    for name in names:
+        node = node.get(name)
+        if node is None:
+            return None
+    return node
 
 
 def encode_get_bootstrapping_data_input(inp: GetBootstrappingDataInput, fmt: WireFormat) -> bytes:
@@ -497,8 +615,20 @@ def encode_get_bootstrapping_data_input(inp: GetBootstrappingDataInput, fmt: Wir
     ):
         if value is not None:
             tree[name] = value
-    if inp.csr_support:
-        tree[_CSR_SUPPORT] = True
+    if inp.csr_support is not None:
+        support: Tree = {
+            "csr-generation": {
+                "supported-formats": {"format-identifier": list(inp.csr_support.formats)}
+            }
+        }
+        if inp.csr_support.key_algorithms is not None:
+            algorithms = list(inp.csr_support.key_algorithms)
+            support["key-generation"] = {
+                "supported-algorithms": {"algorithm-identifier": algorithms}
+            }
+        tree[_CSR_SUPPORT] = support
+    if inp.csr is not None:
+        tree[_CSR_LEAVES[inp.csr.format]] = inp.csr.der
     return _encode(tree, fmt, _GET_INPUT)
 
 
@@ -579,26 +709,80 @@ def encode_errors(errors: Sequence[RestconfError], fmt: WireFormat) -> bytes:
     entries = []
     for error in errors:
         entry: Tree = {"error-type": error.error_type, "error-tag": error.error_tag}
-        if error.error_path is not None:
-            entry["error-path"] = error.error_path
-        if error.error_message is not None:
-            entry["error-message"] = error.error_message
+        for name, value in (
+            ("error-app-tag", error.error_app_tag),
+            ("error-path", error.error_path),
+            ("error-message", error.error_message),
+        ):
+            if value is not None:
+                entry[name] = value
+        if error.csr_request is not None:
+            entry["error-info"] = {_CSR_REQUEST_MEMBER: _csr_request_tree(error.csr_request)}
         entries.append(entry)
     return _encode({"error": entries} if entries else {}, fmt, _ERRORS)
 
 
+def _csr_request_tree(request: CsrRequest) -> Tree:
+    tree: Tree = {}
+    if request.key_algorithm is not None:
+        tree["key-generation"] = {
+            "selected-algorithm": {"algorithm-identifier": request.key_algorithm}
+        }
+    tree["csr-generation"] = {"selected-format": {"format-identifier": request.format}}
+    if request.cert_req_info is not None:
+        tree["cert-req-info"] = request.cert_req_info
+    return tree
+
+
 def parse_errors(body: bytes, fmt: WireFormat) -> tuple[RestconfError, ...]:
-    """Parse a server's `ietf-restconf:errors` body; error-app-tag and error-info are dropped."""
+    """Parse a server's `ietf-restconf:errors` body. Of error-info, only an RFC 9646
+    `csr-request` is read; other content is skipped."""
     tree = _decode(body, fmt, _ERRORS)
-    return tuple(
-        RestconfError(
-            error_type=entry["error-type"],
-            error_tag=entry["error-tag"],
-            error_message=entry.get("error-message"),
-            error_path=entry.get("error-path"),
+    errors = []
+    for index, entry in enumerate(tree.get("error", []), start=1):
+        request = None
+        info = entry.get("error-info", {})
+        if _CSR_REQUEST_MEMBER in info:
+            path = f"{ERRORS_PATH}/error[{index}]/error-info/{CSR_REQUEST_PATH}"
+            request = _csr_request(info[_CSR_REQUEST_MEMBER], path)
+        errors.append(
+            RestconfError(
+                error_type=entry["error-type"],
+                error_tag=entry["error-tag"],
+                error_message=entry.get("error-message"),
+                error_path=entry.get("error-path"),
+                error_app_tag=entry.get("error-app-tag"),
+                csr_request=request,
+            )
         )
-        for entry in tree.get("error", [])
-    )
+    return tuple(errors)
+
+
+def _csr_request(tree: Tree, path: str) -> CsrRequest:
+    """A decoded `csr-request` at `path`, its mandatory leaves present and values checked."""
+    key_algorithm = None
+    if "key-generation" in tree:
+        # A presence container: its mandatory leaf is required once it is there.
+        key_algorithm = _nested(
+            tree, "key-generation", "selected-algorithm", "algorithm-identifier"
+        )
+        if key_algorithm is None:
+            raise ValidationError(
+                f"{path}/key-generation/selected-algorithm/algorithm-identifier",
+                "missing (it is mandatory)",
+            )
+    format_identifier = _nested(tree, "csr-generation", "selected-format", "format-identifier")
+    if format_identifier is None:
+        raise ValidationError(
+            f"{path}/csr-generation/selected-format/format-identifier", "missing (it is mandatory)"
+        )
+    try:
+        return CsrRequest(key_algorithm, format_identifier, tree.get("cert-req-info"))
+    except ValidationError as exc:
+        # The structure names its nodes from its own root; here it sits inside an error.
+        raise ValidationError(
+            path + exc.field.removeprefix(CSR_REQUEST_PATH), exc.message
+        ) from None
 
 
 # --------------------------------------------------------------------------- host-meta

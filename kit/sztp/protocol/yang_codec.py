@@ -4,7 +4,8 @@ shared by the RESTCONF messages (`restconf`) and the conveyed information (`conv
 A schema is a tree of `Container`, `List`, `LeafList` and `Leaf`; a decoded document is a
 `Tree`: dicts keyed by member name (a member from another module is named `module:name`, as in
 JSON), lists, and leaf values: str (string; identityref and instance-identifier in their JSON
-form, `module:identity`), bytes (binary), int (uint16), True (empty leaf, opaque node).
+form, `module:identity`), bytes (binary), int (uint16), True (empty leaf, opaque node). A
+container marked `anydata` reads the members its schema names and skips all others.
 
 Encoders write deterministic bytes: members in schema order; JSON compact and ASCII only; XML
 UTF-8 without declaration or whitespace between elements. Decoders treat their input as
@@ -31,6 +32,8 @@ NON_XML_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U001
 URI_CHARACTERS = re.compile(r"[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
 # Module-name prefixes of an instance-identifier in JSON form (RFC 7951 §6.11).
 _PATH_MODULE = re.compile(r"/([A-Za-z_][A-Za-z0-9_.-]*):")
+# The module qualifying a step of a node's path (`module:name`), as in JSON member names.
+_STEP_MODULE = re.compile(r"(?:^|/)([A-Za-z_][A-Za-z0-9_.-]*):")
 # RFC 7950 §9.2.1 lexical form of an unsigned integer; at most ten digits keeps int() cheap.
 _XML_UNSIGNED = re.compile(r"\+?[0-9]{1,10}")
 _UINT16_MAX = 65535
@@ -42,7 +45,8 @@ class Leaf(enum.Enum):
     BINARY = "binary"
     UINT16 = "uint16"
     # Decoded to its JSON form `module:identity` (`{namespace}identity` from XML when the
-    # namespace is of no known module); written in XML with the document's prefix.
+    # namespace is of no known module); written in XML with the document's prefix, or for an
+    # identity of one of `Document.identity_modules` with that module's name as the prefix.
     IDENTITYREF = "identityref"
     # An instance-identifier, kept in its JSON form (module names as prefixes).
     PATH = "instance-identifier"
@@ -59,6 +63,10 @@ class Container:
     mandatory: tuple[str, ...] = ()
     # A list entry's key leaves: mandatory too, and reported as the key when missing.
     key: tuple[str, ...] = ()
+    # An anydata node (RFC 7950 §7.10) of which only `members` are understood: any other
+    # member, and in XML any text or attribute, is skipped, so content from other modules
+    # passes while the members named here are held to their schema.
+    anydata: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,8 +106,11 @@ class Document:
     # An element without content is written `<a/>`, else `<a></a>`.
     short_empty_elements: bool = True
     # The XML prefix of `module` in identityref values, declared on the top-level element
-    # when its subtree has identityref leaves.
+    # when its subtree has identityref leaves; "" declares it on each leaf instead, as below.
     prefix: str = ""
+    # Other modules (of `namespaces`) whose identities identityref leaves may hold. In XML the
+    # module name is their prefix, declared on the leaf, as for instance-identifiers.
+    identity_modules: tuple[str, ...] = ()
 
     @property
     def namespace(self) -> str:
@@ -193,6 +204,8 @@ def _json_members(value: object, schema: Container, path: str, document: Documen
     for name, member in value.items():
         kind = schema.members.get(name)
         if kind is None:
+            if schema.anydata:
+                continue
             raise ValidationError(f"{path}/{name}", "unknown member")
         tree[name] = _json_node(member, kind, f"{path}/{name}", document)
     _check_mandatory(tree, schema, path)
@@ -238,9 +251,10 @@ def _json_leaf(value: object, leaf: Leaf, path: str, document: Document) -> Any:
     if leaf is Leaf.BINARY:
         return strict_json.decode_base64(text, path)
     if leaf is Leaf.IDENTITYREF and ":" not in text:
-        # RFC 7951 §6.8: an identity of the leaf's own module (here: the document's) may be
-        # written without its module name.
-        return f"{document.module}:{text}"
+        # RFC 7951 §6.8: an identity of the leaf's own module may be written without its
+        # module name; the leaf's module is the last one its path names (JSON member names).
+        modules = _STEP_MODULE.findall(path)
+        return f"{modules[-1] if modules else document.module}:{text}"
     return text
 
 
@@ -332,18 +346,22 @@ class _XmlReader:
         self._scopes = scopes
 
     def members(self, element: Element, schema: Container, path: str) -> Tree:
-        strict_xml.refuse_attributes(element, path)
-        strict_xml.refuse_text(element.text, path)
+        if not schema.anydata:
+            strict_xml.refuse_attributes(element, path)
+            strict_xml.refuse_text(element.text, path)
         parent_namespace, _ = strict_xml.split_tag(element.tag)
         tree: Tree = {}
         for child in element:
-            strict_xml.refuse_text(child.tail, path)
+            if not schema.anydata:
+                strict_xml.refuse_text(child.tail, path)
             namespace, local_name = strict_xml.split_tag(child.tag)
             # Children in the parent's namespace use the simple name, as in JSON (RFC 7951 §4).
             if namespace == parent_namespace:
                 name = local_name
             elif namespace in self._modules:
                 name = f"{self._modules[namespace]}:{local_name}"
+            elif schema.anydata:
+                continue
             else:
                 raise ValidationError(
                     f"{path}/{local_name}", f"unknown member (namespace {namespace!r})"
@@ -351,6 +369,8 @@ class _XmlReader:
             kind = schema.members.get(name)
             child_path = f"{path}/{name}"
             if kind is None:
+                if schema.anydata:
+                    continue
                 raise ValidationError(child_path, "unknown member")
             if isinstance(kind, List):
                 entries = tree.setdefault(name, [])
@@ -406,7 +426,7 @@ def encode_xml(name: str, tree: Tree, document: Document) -> bytes:
     """The XML document whose top-level element `name` holds `tree`."""
     schema = document.roots[name]
     declarations = f' xmlns="{document.namespace}"'
-    if _holds(schema, Leaf.IDENTITYREF):
+    if document.prefix and _holds(schema, Leaf.IDENTITYREF):
         # Declared once, where identity values below can use it.
         declarations += f' xmlns:{document.prefix}="{document.namespace}"'
     content = _xml_content(tree, schema, document.root_path(name), document)
@@ -444,7 +464,10 @@ def _xml_node(name: str, value: Any, kind: Schema, path: str, document: Document
         leaf = kind.leaf if isinstance(kind, LeafList) else kind
         if leaf is Leaf.PATH:
             declarations += _xml_path_declarations(value, path, document)
-        content = _xml_leaf_text(value, leaf, path, document)
+        elif leaf is Leaf.IDENTITYREF:
+            value, declaration = _xml_identity(value, path, document)
+            declarations += declaration
+        content = _xml_leaf_text(value, leaf, path)
     if not content and document.short_empty_elements:
         return f"<{local_name}{declarations}/>"
     return f"<{local_name}{declarations}>{content}</{local_name}>"
@@ -461,17 +484,28 @@ def _xml_path_declarations(value: str, path: str, document: Document) -> str:
     return "".join(declarations)
 
 
-def _xml_leaf_text(value: Any, leaf: Leaf, path: str, document: Document) -> str:
+def _xml_identity(value: str, path: str, document: Document) -> tuple[str, str]:
+    """The XML form of identity `module:identity`, and the prefix declaration it needs on its
+    leaf element ("" when the top-level element declares `document.prefix`)."""
+    module, separator, identity = value.partition(":")
+    if not separator or not identity:
+        raise ValidationError(path, f"{value!r} is not an identity written module:identity")
+    if module == document.module and document.prefix:
+        return f"{document.prefix}:{identity}", ""
+    namespace = document.namespaces.get(module)
+    if namespace is None or module not in (document.module, *document.identity_modules):
+        allowed = " or ".join((document.module, *document.identity_modules))
+        raise ValidationError(path, f"identity {value!r} is not of module {allowed}")
+    # The module name as the prefix keeps the value its JSON form, like instance-identifiers.
+    return value, f' xmlns:{module}="{namespace}"'
+
+
+def _xml_leaf_text(value: Any, leaf: Leaf, path: str) -> str:
     if leaf in (Leaf.EMPTY, Leaf.OPAQUE):
         return ""
     if leaf is Leaf.BINARY:
         return strict_json.encode_base64(value)
     if leaf is Leaf.UINT16:
         return str(value)
-    if leaf is Leaf.IDENTITYREF:
-        module, _, identity = value.partition(":")
-        if module != document.module:
-            raise ValidationError(path, f"identity {value!r} is not of module {document.module}")
-        value = f"{document.prefix}:{identity}"
     check_text(value, path)
     return strict_xml.escape(value)

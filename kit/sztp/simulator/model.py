@@ -67,6 +67,9 @@ class SimulatorConfig:
     max_reboots: int = 1
     max_image_size: int = DEFAULT_MAX_IMAGE_SIZE
     ssh_host_keys: tuple[SshHostKey, ...] | None = None
+    # Key algorithms (`csr.KEY_ALGORITHMS`) the device offers to make an LDevID key with, to
+    # trusted servers (RFC 9646 csr-support); empty: it asks for no LDevID.
+    ldevid_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class SimulationResult:
     files_written: tuple[Path, ...]
     reboots: int = 0
     server_checks: tuple[ServerCheck, ...] = ()
+    # The LDevID accepted (certificate and its issuers, PEM; its key beside it), if any.
+    ldevid: Path | None = None
     downloads: tuple[Download, ...] = ()
 
     @property

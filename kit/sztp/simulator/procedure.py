@@ -5,6 +5,7 @@ procedure started again after a boot-image install."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import warnings
@@ -18,6 +19,7 @@ from ..errors import SztpError
 from ..protocol import bootstrapping_data, restconf
 from ..protocol.bootstrapping_data import BootstrappingData, VerifiedBootstrappingData
 from ..protocol.conveyed_info import BootstrapServer, OnboardingInformation, RedirectInformation
+from .ldevid import LdevidEnrollment
 from .model import (
     DeviceIdentity,
     Log,
@@ -30,7 +32,15 @@ from .model import (
 from .onboarding import Onboarding, RunningSystem
 from .platform import DevicePlatform, WorkDirectoryPlatform
 from .reporting import ProgressReporter
-from .transport import Connection, Server, Transport, http_error, tls_reason
+from .transport import (
+    Connection,
+    Reply,
+    Server,
+    Transport,
+    http_error,
+    reply_errors,
+    tls_reason,
+)
 from .verdicts import Abandon, StageFailed, Verdict
 from .workdir import WorkDirectory
 
@@ -75,6 +85,7 @@ class Device:
             config, self.system, self.platform, self.reporter, self.work_dir, self.transport, log
         )
         self._nonce: bytes | None = None
+        self.ldevid: LdevidEnrollment | None = None
         # Whether the server being tried answered over trusted TLS (None: no answer yet).
         self._tls_trusted: bool | None = None
 
@@ -139,6 +150,7 @@ class Device:
             os_version=self.system.os_version,
             files_written=tuple(dict.fromkeys(self.work_dir.files_written)),
             reboots=self.system.reboots,
+            ldevid=self.ldevid.accepted if self.ldevid is not None else None,
         )
 
     def _walk(self, servers: Sequence[Server], depth: int) -> Verdict:
@@ -195,6 +207,13 @@ class Device:
         if isinstance(verified.information, RedirectInformation):
             return self._redirect(server, connection, verified, verified.information, depth)
         connection.reporting_level = data.reporting_level or "minimal"
+        if self.ldevid is not None and self.ldevid.key is not None:
+            try:
+                accepted = self.ldevid.accept(verified.information, verified)
+            except Abandon as exc:
+                self.reporter.step(connection, "bootstrap-error", str(exc))
+                return self._abandon(server, str(exc), logged=True)
+            self.server_checks.append(ServerCheck(server.uri, connection.trusted, accepted))
         return self._onboard(connection, verified, verified.information)
 
     def _get_bootstrapping_data(self, server: Server) -> tuple[Connection, BootstrappingData]:
@@ -218,17 +237,26 @@ class Device:
         state = "trusted" if connection.trusted else "untrusted (provisional)"
         self.log(f"{server.uri}: {state} server, RESTCONF root {connection.restconf_root}")
         self._nonce = os.urandom(NONCE_SIZE) if self.config.send_nonce else None
+        # An LDevID only from a server the device trusts (RFC 9646).
+        self.ldevid = (
+            LdevidEnrollment(self.config.ldevid_keys, self.identity, self.work_dir, self.log)
+            if self.config.ldevid_keys and connection.trusted
+            else None
+        )
         request = restconf.GetBootstrappingDataInput(
             signed_data_preferred=not connection.trusted,
             hw_model=self.identity.hw_model,
             os_name=self.system.os_name,
             os_version=self.system.os_version,
             nonce=self._nonce,
+            csr_support=self.ldevid.support() if self.ldevid is not None else None,
         )
-        body = restconf.encode_get_bootstrapping_data_input(request, self.config.wire_format)
-        response = self.transport.post(
-            connection, restconf.RPC_GET_BOOTSTRAPPING_DATA, body, restconf.MAX_OUTPUT_SIZE
-        )
+        response = self._post_input(connection, request)
+        if response.status_code == 400 and self.ldevid is not None:
+            answer = self.ldevid.answer(_errors(response))
+            if answer is not None:
+                request = dataclasses.replace(request, csr_support=None, csr=answer)
+                response = self._post_input(connection, request)
         if response.status_code != 200:
             withheld = ""
             if self.identity.password is not None and not connection.trusted:
@@ -243,6 +271,14 @@ class Device:
         kind = "signed" if data.ownership_voucher is not None else "unsigned"
         self.log(f"{server.uri}: received {kind} bootstrapping data")
         return connection, data
+
+    def _post_input(
+        self, connection: Connection, request: restconf.GetBootstrappingDataInput
+    ) -> Reply:
+        body = restconf.encode_get_bootstrapping_data_input(request, self.config.wire_format)
+        return self.transport.post(
+            connection, restconf.RPC_GET_BOOTSTRAPPING_DATA, body, restconf.MAX_OUTPUT_SIZE
+        )
 
     # ---- redirect information (§5.5)
 
@@ -292,6 +328,10 @@ class Device:
         except StageFailed as failure:
             self.reporter.step(connection, failure.progress_type, failure.reason)
             return self._abandon(connection.server, str(failure), logged=True)
+
+
+def _errors(response: Reply) -> tuple[restconf.RestconfError, ...]:
+    return tuple(reply_errors(response))
 
 
 def _server_uri(server: BootstrapServer) -> str:

@@ -142,16 +142,21 @@ def _read_reply(response: requests.Response, limit: int, what: str) -> Reply:
     return Reply(response.status_code, response.headers.get("Content-Type"), b"".join(chunks))
 
 
-def http_error(response: Reply) -> str:
-    status = f"HTTP {response.status_code}"
+def reply_errors(response: Reply) -> Sequence[RestconfError]:
+    """The RESTCONF errors of an error answer; none when its body does not parse."""
     content_type = (response.content_type or "").lower()
     wire_format = WireFormat.XML if "xml" in content_type else WireFormat.JSON
-    errors: Sequence[RestconfError] = ()
-    if response.content:
-        try:
-            errors = restconf.parse_errors(response.content, wire_format)
-        except SztpError:
-            errors = ()
+    if not response.content:
+        return ()
+    try:
+        return restconf.parse_errors(response.content, wire_format)
+    except SztpError:
+        return ()
+
+
+def http_error(response: Reply) -> str:
+    status = f"HTTP {response.status_code}"
+    errors = reply_errors(response)
     details = "; ".join(_format_error(error) for error in errors)
     return f"{status}: {clip(details)}" if details else status
 

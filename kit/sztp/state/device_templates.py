@@ -22,6 +22,23 @@ from .ownership import selectable_profiles
 TEMPLATE_FIELDS: Final = ("pre_configuration_script", "configuration", "post_configuration_script")
 # The device's own facts a template reads by name, beside `serial`, `profile` and `vars`.
 DEVICE_FACTS: Final = ("model", "site", "mac", "duid")
+# What a template reads of an LDevID issued to the device (RFC 9646) as `ldevid.NAME`.
+LDEVID_FIELDS: Final = ("certificate", "chain", "serial_number", "subject", "not_after")
+
+
+def placeholder_ldevid(serial: str) -> dict[str, str]:
+    """Stands for the LDevID a device is issued when it asks: templates are rendered with it
+    when they are written and shown (the real one exists only once the device sent its CSR)."""
+    text = f"(the LDevID issued to {serial} when it asks)"
+    pem = f"-----BEGIN CERTIFICATE-----\n{text}\n-----END CERTIFICATE-----\n"
+    return {
+        "certificate": pem,
+        "chain": pem,
+        "serial_number": text,
+        "subject": f"serialNumber={serial}",
+        "not_after": text,
+    }
+
 
 Spec = Mapping[str, Any]
 
@@ -37,10 +54,19 @@ class ProfileTemplates:
     profile: str
     templates: Mapping[str, BoundedTemplate]
 
-    def render(self, serial: str, device: Spec, profile: Spec) -> dict[str, str]:
-        """Each template field rendered for `device`; ValidationError naming the device, the
-        profile, the field and the line when one does not render."""
-        variables = device_variables(serial, device, self.profile, profile)
+    def render(
+        self,
+        serial: str,
+        device: Spec,
+        profile: Spec,
+        ldevid: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Each template field rendered for `device` (with the LDevID issued to it, or the
+        placeholder when the profile issues one and none is given); ValidationError naming the
+        device, the profile, the field and the line when one does not render."""
+        if ldevid is None and profile.get("ldevid_issuer"):
+            ldevid = placeholder_ldevid(serial)
+        variables = device_variables(serial, device, self.profile, profile, ldevid)
         rendered: dict[str, str] = {}
         for field, template in self.templates.items():
             try:
@@ -50,6 +76,14 @@ class ProfileTemplates:
                     f"{DEVICE}[{serial}]",
                     f"profile {self.profile!r} {field} does not render: {exc}",
                 ) from None
+        if ldevid is not None and not any(
+            ldevid["certificate"] in text or ldevid["chain"] in text for text in rendered.values()
+        ):
+            raise ValidationError(
+                f"{PROFILE}[{self.profile}].configuration",
+                "the profile issues LDevIDs, but no template sends the certificate: add "
+                "{{ ldevid.certificate }} (or {{ ldevid.chain }}) where the device expects it",
+            )
         return rendered
 
 
@@ -70,16 +104,25 @@ def compile_profile(name: str, profile: Spec) -> ProfileTemplates | None:
     return ProfileTemplates(name, templates)
 
 
-def device_variables(serial: str, device: Spec, profile_name: str, profile: Spec) -> dict[str, Any]:
+def device_variables(
+    serial: str,
+    device: Spec,
+    profile_name: str,
+    profile: Spec,
+    ldevid: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """What a template of `profile` reads for `device`: its serial, the profile's name, the
     facts the device's spec has (a fact it lacks is undefined, so `default` works and a typo
-    fails), and `vars`: the profile's, overridden by the device's."""
+    fails), `vars` (the profile's, overridden by the device's) and, when one is given, the
+    LDevID issued to it."""
     variables: dict[str, Any] = {"serial": serial, "profile": profile_name}
     for fact in DEVICE_FACTS:
         value = device.get(fact)
         if value is not None:
             variables[fact] = value
     variables["vars"] = {**(profile.get("vars") or {}), **(device.get("vars") or {})}
+    if ldevid is not None:
+        variables["ldevid"] = dict(ldevid)
     return variables
 
 

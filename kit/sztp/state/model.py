@@ -300,6 +300,19 @@ MODEL: Final[Mapping[str, Kind]] = {
                         limit=VARIABLES_LIMIT,
                     ),
                     Field(
+                        "ldevid_issuer",
+                        FieldType.TEXT,
+                        "The server's LDevID issuer (its `ldevid_issuers`) that certifies a key "
+                        "each device makes (RFC 9646); the certificate reaches the device in "
+                        "its templated configuration as `ldevid.certificate`.",
+                    ),
+                    Field(
+                        "ldevid_keys",
+                        FieldType.TEXT_LIST,
+                        "Key algorithms a device may make its LDevID key with, in order of "
+                        "preference (default ec-p256, ec-p384, rsa).",
+                    ),
+                    Field(
                         "configuration",
                         FieldType.TEXT,
                         "Configuration (onboarding).",

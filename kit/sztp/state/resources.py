@@ -372,6 +372,8 @@ def _profile(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
         "image",
         "templating",
         "vars",
+        "ldevid_issuer",
+        "ldevid_keys",
         "configuration",
         "configuration_handling",
         "pre_configuration_script",
@@ -389,16 +391,44 @@ def _profile(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
     handling = fields.choice("configuration_handling")
     if handling is not None and configuration is None:
         raise fields.error("configuration_handling", "needs a configuration")
+    templating = fields.choice("templating")
+    issuer = fields.text("ldevid_issuer")
+    if issuer is not None and not _NAME.fullmatch(issuer):
+        raise fields.error("ldevid_issuer", f"{issuer!r} is not an issuer name")
+    if issuer is not None and templating != "jinja2":
+        raise fields.error(
+            "ldevid_issuer",
+            "needs templating: jinja2 (the certificate reaches the device in its configuration, "
+            "as {{ ldevid.certificate }})",
+        )
     spec.update(
         image=fields.reference("image"),
-        templating=fields.choice("templating"),
+        templating=templating,
         vars=fields.variables("vars"),
+        ldevid_issuer=issuer,
+        ldevid_keys=_ldevid_keys(fields, issuer),
         configuration=configuration,
         configuration_handling=handling or ("merge" if configuration is not None else None),
         pre_configuration_script=fields.text("pre_configuration_script"),
         post_configuration_script=fields.text("post_configuration_script"),
     )
     return spec
+
+
+def _ldevid_keys(fields: _Fields, issuer: str | None) -> list[str] | None:
+    from ..protocol.csr import KEY_ALGORITHMS
+
+    keys = fields.items("ldevid_keys")
+    if not keys:
+        return None
+    if issuer is None:
+        raise fields.error("ldevid_keys", "needs an ldevid_issuer")
+    for key in keys:
+        if key not in KEY_ALGORITHMS:
+            raise fields.error("ldevid_keys", f"{key!r} is not one of {', '.join(KEY_ALGORITHMS)}")
+    if len(set(keys)) != len(keys):
+        raise fields.error("ldevid_keys", "names an algorithm twice")
+    return list(keys)
 
 
 def _bootstrap_servers(fields: _Fields) -> list[Spec]:

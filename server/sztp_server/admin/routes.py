@@ -69,6 +69,7 @@ def build_admin_app(
     app.router.add_get(f"{API}/devices/{{name}}/status", devices.device_status)
     app.router.add_get(f"{API}/devices/{{name}}/progress", devices.device_progress)
     app.router.add_get(f"{API}/devices/{{name}}/rendered", devices.device_rendered)
+    app.router.add_get(f"{API}/devices/{{name}}/certificates", devices.device_certificates)
     # Before the collections: devices have a listing of their own (filters, status, pages).
     app.router.add_get(f"{API}/devices", devices.list_devices)
     app.router.add_get(collection, resources.list_resources)

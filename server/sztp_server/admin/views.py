@@ -18,6 +18,7 @@ from ..expiry import ExpiringSoon
 from ..store.model import (
     AuditEntry,
     DeviceEvent,
+    IssuedCertificate,
     ProgressRecord,
     StoredResource,
     TokenRecord,
@@ -220,4 +221,20 @@ def expiring_view(expiring: ExpiringSoon, now: datetime, within_days: float) -> 
             {"week": start.date().isoformat(), "counts": counts}
             for start, counts in expiring.calendar
         ],
+    }
+
+
+def issued_view(record: IssuedCertificate) -> dict[str, Any]:
+    """An LDevID issued to a device, as the admin API shows it."""
+    return {
+        "issuer": record.issuer,
+        "serial_number": record.serial_number,
+        "device": record.device,
+        "profile": record.profile,
+        "subject": record.subject,
+        "not_before": record.not_before.isoformat(),
+        "not_after": record.not_after.isoformat(),
+        "issued_at": record.issued_at.isoformat(),
+        "revoked_at": None if record.revoked_at is None else record.revoked_at.isoformat(),
+        "certificate": record.certificate_pem,
     }

@@ -83,6 +83,13 @@ class PeerInfo:
         return [value for key, value in self.headers if key.lower() == wanted]
 
 
+@dataclass(frozen=True)
+class Identified:
+    serial: str
+    # Proved by its IDevID (TLS or a trusted proxy's header), not only by a password.
+    by_certificate: bool
+
+
 class DeviceAuthenticator:
     def __init__(self, config: ServerConfig, login_limits: LoginLimits | None = None) -> None:
         """`login_limits`: the server's (shared by its processes); by default, tables of
@@ -105,6 +112,10 @@ class DeviceAuthenticator:
 
     async def authenticate(self, snapshot: Snapshot, peer: PeerInfo) -> str:
         """The device serial number, or AuthenticationFailed."""
+        return (await self.identify(snapshot, peer)).serial
+
+    async def identify(self, snapshot: Snapshot, peer: PeerInfo) -> Identified:
+        """Who the device is, and whether its certificate proved it; or AuthenticationFailed."""
         certificate_serial = self._certificate_identity(snapshot, peer)
         authorizations = peer.header_values("Authorization")
         if len(authorizations) > 1:
@@ -127,7 +138,7 @@ class DeviceAuthenticator:
                 f"device {serial} authenticated but is not known",
                 serial=certificate_serial,
             )
-        return serial
+        return Identified(serial, by_certificate=serial == certificate_serial)
 
     def _presented_chain(self, peer: PeerInfo) -> tuple[bytes, ...] | str | None:
         """The client certificate and its intermediates as presented: DER from TLS, or the

@@ -93,7 +93,30 @@ class Responder:
         """What the cached artifacts take now (never more than `cache_bytes`)."""
         return self._cache.size
 
-    def respond(self, snapshot: Snapshot, serial: str, request: DeviceRequest) -> Answer:
+    def ldevid_profile(
+        self, snapshot: Snapshot, serial: str, request: DeviceRequest
+    ) -> tuple[str, Spec] | None:
+        """(name, spec) of the profile the device gets, when that profile issues LDevIDs."""
+        device = snapshot.device(serial)
+        if device is None or device.get("presigned"):
+            return None
+        name = select_profile(device, request)
+        if name is None:
+            return None
+        profile = snapshot.get(PROFILE, name)
+        if profile is None or not profile.get("ldevid_issuer"):
+            return None
+        return name, profile
+
+    def respond(
+        self,
+        snapshot: Snapshot,
+        serial: str,
+        request: DeviceRequest,
+        ldevid: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """The device's bootstrapping data; with the LDevID just issued to it, rendered for
+        this answer alone (a certificate is never served twice)."""
         device = snapshot.device(serial)
         if device is None:
             raise NoBootstrappingData(f"device {serial} is not known")
@@ -112,6 +135,12 @@ class Responder:
                 raise NoBootstrappingData(f"device {serial} needs signed data but has no voucher")
             _check_voucher_current(snapshot, serial)
             voucher = base64.b64decode(device["voucher"])
+        if ldevid is not None:
+            fields = self._rendered_fields(snapshot, serial, device, profile_name, profile, ldevid)
+            data = _render(snapshot, profile, voucher, fields)
+            return Answer(data, profile_name, profile.get("image"))
+        if profile.get("ldevid_issuer"):
+            raise NoBootstrappingData(f"profile {profile_name} issues LDevIDs: none issued yet")
         if is_templated(profile):
             key: _CacheKey = ("device", serial, profile_name, sign)
             rendered = self._cache.get(snapshot.revision, key)
@@ -131,14 +160,22 @@ class Responder:
         return Answer(rendered, profile_name, profile.get("image"))
 
     def _rendered_fields(
-        self, snapshot: Snapshot, serial: str, device: Spec, profile_name: str, profile: Spec
+        self,
+        snapshot: Snapshot,
+        serial: str,
+        device: Spec,
+        profile_name: str,
+        profile: Spec,
+        ldevid: Mapping[str, str] | None = None,
     ) -> Mapping[str, str]:
         """The profile's templates rendered for the device. Every device's templates rendered
         when the state was written, so a failure here is a server fault, told to the device as
         data it cannot have."""
         try:
             templates = self._templates.get(snapshot.revision, profile_name, profile)
-            return templates.render(serial, device, profile) if templates is not None else {}
+            if templates is None:
+                return {}
+            return templates.render(serial, device, profile, ldevid)
         except ValidationError as exc:
             raise NoBootstrappingData(f"{exc.field}: {exc.message}") from None
 

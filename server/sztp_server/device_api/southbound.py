@@ -12,8 +12,9 @@ import base64
 import math
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiohttp import web
 
@@ -30,9 +31,12 @@ from ..context import ServerContext
 from ..events_out.syslog_sender import SyslogSender
 from ..events_out.webhook_events import status_events
 from ..fleet_status import stall_after
+from ..ldevid import enrollment
+from ..ldevid.issuers import IssuerError, IssuerPool
 from ..logs import get_logger
 from ..metrics import Metrics
 from ..store.base import OutboxRow
+from ..store.errors import StoreError
 from ..store.model import ProgressRecord, ReportOutcome
 from .device_auth import AuthenticationFailed, DeviceAuthenticator, PeerInfo
 from .password_logins import BUSY_RETRY_AFTER_SECONDS, PasswordWorkersBusy, TooManyFailures
@@ -109,6 +113,7 @@ class _DeviceHandlers:
         self.metrics = metrics
         self.authenticator = DeviceAuthenticator(context.config, limits.logins)
         self.responder = Responder(context.config.response_cache_bytes)
+        self.issuers = IssuerPool(context.config.ldevid_issuers)
         self.report_rate = limits.reports
         self.syslog = SyslogSender.of(context.config, metrics)
         self.recorder = Recorder(
@@ -311,7 +316,9 @@ class _DeviceHandlers:
             headers=tuple(request.headers.items()),
         )
         try:
-            return await self.authenticator.authenticate(self.context.snapshot(), peer)
+            identified = await self.authenticator.identify(self.context.snapshot(), peer)
+            request[BY_CERTIFICATE] = identified.by_certificate
+            return identified.serial
         except AuthenticationFailed as exc:
             self.metrics.increment("sztp_authentication_failures_total")
             raise _RpcFailure(
@@ -363,8 +370,16 @@ class _DeviceHandlers:
             os_name=rpc_input.os_name,
             os_version=rpc_input.os_version,
         )
+        snapshot = self.context.snapshot()
+        ldevid = None
+        wanted = self.responder.ldevid_profile(snapshot, serial, device_request)
+        if wanted is not None:
+            issued = await self._ldevid(request, serial, rpc_input, *wanted, response_format)
+            if isinstance(issued, web.Response):
+                return issued
+            ldevid = issued
         try:
-            answer = self.responder.respond(self.context.snapshot(), serial, device_request)
+            answer = self.responder.respond(snapshot, serial, device_request, ldevid)
         except NoBootstrappingData as exc:
             request[DETAIL] = _joined(request.get(DETAIL), str(exc))
             raise _RpcFailure(
@@ -397,6 +412,68 @@ class _DeviceHandlers:
             body=restconf.encode_get_bootstrapping_data_output(data, response_format),
             content_type=response_format.media_type,
         )
+
+    async def _ldevid(
+        self,
+        request: web.Request,
+        serial: str,
+        rpc_input: restconf.GetBootstrappingDataInput,
+        profile_name: str,
+        profile: Mapping[str, Any],
+        response_format: WireFormat,
+    ) -> dict[str, str] | web.Response:
+        """The LDevID issued to the device for its CSR (RFC 9646); or the answer that asks it
+        for one (a step of the protocol, not a refusal); or _RpcFailure."""
+        step = enrollment.next_step(
+            serial,
+            profile_name,
+            profile,
+            rpc_input,
+            by_certificate=request.get(BY_CERTIFICATE, False),
+        )
+        if isinstance(step, enrollment.AskForCsr):
+            request[DETAIL] = _joined(request.get(DETAIL), f"CSR asked for ({step.algorithm})")
+            return web.Response(
+                status=400,
+                body=restconf.encode_errors(
+                    [restconf.csr_request_error(step.request)], response_format
+                ),
+                content_type=response_format.media_type,
+            )
+        if isinstance(step, enrollment.Refused):
+            request[DETAIL] = _joined(request.get(DETAIL), step.reason)
+            raise _RpcFailure(
+                _error("application", step.error_tag, step.message),
+                step.status,
+                Refusal.LDEVID_REFUSED,
+                step.reason,
+            )
+        issuer = profile["ldevid_issuer"]
+        try:
+            issued = await self.issuers.issue(issuer, step)
+            await self.context.device_store.run(
+                self.context.store.add_issued_certificate,
+                enrollment.issued_record(issuer, step, issued),
+            )
+        except (IssuerError, StoreError) as exc:
+            request[DETAIL] = _joined(request.get(DETAIL), f"LDevID not issued: {exc}")
+            raise _RpcFailure(
+                _error("application", "operation-failed", "the LDevID could not be issued"),
+                503,
+                Refusal.LDEVID_UNAVAILABLE,
+                f"LDevID for {serial} not issued: {exc}",
+                retry_after=LDEVID_RETRY_AFTER_SECONDS,
+            ) from None
+        _LOG.info(
+            "LDevID issued",
+            extra={
+                "serial": serial,
+                "issuer": issuer,
+                "certificate_serial": format(issued.certificate.serial_number, "x"),
+                "not_after": issued.certificate.not_valid_after_utc.isoformat(),
+            },
+        )
+        return enrollment.ldevid_variables(issued)
 
     async def _progress(
         self,
@@ -493,6 +570,10 @@ class _DeviceHandlers:
 SERVED = web.RequestKey("sztp_served", tuple[str | None, str | None])
 # What the device said of itself, and why it was not served, for the recorder.
 DETAIL = web.RequestKey("sztp_detail", str)
+# Whether the device proved its serial number with its IDevID (not only a password).
+BY_CERTIFICATE = web.RequestKey("sztp_by_certificate", bool)
+# How long a device whose LDevID could not be issued is asked to wait before it asks again.
+LDEVID_RETRY_AFTER_SECONDS = 30
 
 
 def _joined(*parts: str | None) -> str:

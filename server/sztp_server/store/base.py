@@ -28,6 +28,7 @@ from .model import (
     DeviceHead,
     HeadCounts,
     HeadFilter,
+    IssuedCertificate,
     OutboxEntry,
     ProgressRecord,
     ReportOutcome,
@@ -281,12 +282,45 @@ class Store(Protocol):
         """
         ...
 
+    def add_issued_certificate(self, record: IssuedCertificate) -> None:
+        """Keep an LDevID issued to a device (a repeated issuer and serial number replaces
+        nothing: ConflictError)."""
+        ...
+
+    def issued_certificates(
+        self, *, device: str | None = None, limit: int = 100
+    ) -> builtins.list[IssuedCertificate]:
+        """The newest issued certificates first, of one device or of all."""
+        ...
+
     def close(self) -> None: ...
 
     def reopener(self) -> Callable[[], Store]:
         """How another process opens this store (picklable; it holds the URL's password):
         the admin writer process writes through its own connections."""
         ...
+
+
+ISSUED_COLUMNS = (
+    "issuer, serial_number, device, profile, subject, not_before, not_after, issued_at, "
+    "certificate, revoked_at"
+)
+
+
+def issued_row(record: IssuedCertificate, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
+    """The row of an issued certificate, its times as the backend stores them."""
+    return (
+        record.issuer,
+        record.serial_number,
+        record.device,
+        record.profile,
+        record.subject,
+        time(record.not_before),
+        time(record.not_after),
+        time(record.issued_at),
+        record.certificate_pem,
+        None if record.revoked_at is None else time(record.revoked_at),
+    )
 
 
 def check_not_last_of_role(name: str, role: str, others_of_role: int) -> None:

@@ -211,3 +211,19 @@ class TokenRecord:
     token_hash: str
     role: str  # "admin" | "read-only"
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """An LDevID issued to a device (RFC 9646): kept for status, expiry and revocation."""
+
+    issuer: str  # the configured issuer's name
+    serial_number: str  # the certificate's, lower-case hex
+    device: str
+    profile: str | None
+    subject: str  # RFC 4514
+    not_before: datetime
+    not_after: datetime
+    issued_at: datetime
+    certificate_pem: str
+    revoked_at: datetime | None = None

@@ -36,6 +36,7 @@ from sztp.state.resources import DEVICE
 from .base import (
     AUDIT_PRUNE_BATCH,
     EVENT_COLUMNS,
+    ISSUED_COLUMNS,
     MARK_INSERT,
     MARKS_PRUNE,
     OUTBOX_CLAIM,
@@ -53,6 +54,7 @@ from .base import (
     check_report_bound,
     deleted_devices,
     events_json,
+    issued_row,
     outbox_rows,
     prune_audit_row,
     record_attempt,
@@ -70,6 +72,7 @@ from .model import (
     AuditEntry,
     Change,
     DeviceEvent,
+    IssuedCertificate,
     OutboxEntry,
     ProgressRecord,
     ReportOutcome,
@@ -505,6 +508,20 @@ class PostgresStore(SqlReads):
                     _add_audit_row(connection, actor, "prune", prune_audit_row(before, pruned))
             if done:
                 return pruned
+
+    # -- issued certificates ----------------------------------------------------------------
+
+    def add_issued_certificate(self, record: IssuedCertificate) -> None:
+        with self._transaction() as connection:
+            inserted = connection.execute(
+                f"INSERT INTO issued_certificates ({ISSUED_COLUMNS}) "  # noqa: S608
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                issued_row(record, as_utc),
+            ).rowcount
+        if not inserted:
+            raise ConflictError(
+                f"issuer {record.issuer} issued serial number {record.serial_number} before"
+            )
 
     # -- tokens -----------------------------------------------------------------------------
 

@@ -9,9 +9,10 @@ Rows: `store_state` holds the single global revision; `resources` the admin reso
 `reports` the bounded progress history (each row with its size), with `report_heads` keeping
 each device's latest report id, report count and byte total so status and pruning never scan
 the history; `audit` the admin change log; `tokens` API token hashes; `device_events` the
-flight recorder's device requests. On SQLite, `reports`, `report_heads` and `device_events` live
-in a file of their own (`REPORTS_FILE_SCHEMA`), so that a report does not wait for the state
-file's write lock.
+flight recorder's device requests; `issued_certificates` the LDevIDs issued to devices. On
+SQLite, `reports`, `report_heads`, `device_events` and `issued_certificates` live in a file of
+their own (`REPORTS_FILE_SCHEMA`), so that a report does not wait for the state file's write
+lock.
 """
 
 from __future__ import annotations
@@ -94,6 +95,22 @@ REPORTS_FILE_SCHEMA: tuple[str, ...] = (
     "ON webhook_outbox (next_attempt_at) WHERE finished_at IS NULL",
     f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.webhook_outbox_finished "
     "ON webhook_outbox (finished_at) WHERE finished_at IS NOT NULL",
+    # Migration 13: the LDevIDs issued to devices.
+    f"""CREATE TABLE IF NOT EXISTS {REPORTS_SCHEMA}.issued_certificates (
+        issuer TEXT NOT NULL,
+        serial_number TEXT NOT NULL,
+        device TEXT NOT NULL,
+        profile TEXT,
+        subject TEXT NOT NULL,
+        not_before TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        certificate TEXT NOT NULL,
+        revoked_at TEXT,
+        PRIMARY KEY (issuer, serial_number)
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.issued_certificates_by_device "
+    "ON issued_certificates (device, issued_at)",
     # Migration 10: events queued once, whichever instance saw their cause first.
     f"""CREATE TABLE IF NOT EXISTS {REPORTS_SCHEMA}.webhook_marks (
         mark TEXT PRIMARY KEY,
@@ -239,6 +256,8 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
         "devices found and counted by site",
         ("CREATE INDEX resources_by_site ON resources (kind, json_extract(spec, '$.site'), name)",),
     ),
+    # Its table is in REPORTS_FILE_SCHEMA: a device request writes it, never the state file.
+    Migration(13, "the LDevIDs issued to devices", ()),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -405,6 +424,26 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         12,
         "devices found and counted by site",
         ("CREATE INDEX resources_by_site ON resources (kind, (spec ->> 'site'), name)",),
+    ),
+    Migration(
+        13,
+        "the LDevIDs issued to devices",
+        (
+            """CREATE TABLE issued_certificates (
+                issuer TEXT COLLATE "C" NOT NULL,
+                serial_number TEXT COLLATE "C" NOT NULL,
+                device TEXT COLLATE "C" NOT NULL,
+                profile TEXT,
+                subject TEXT NOT NULL,
+                not_before TIMESTAMPTZ NOT NULL,
+                not_after TIMESTAMPTZ NOT NULL,
+                issued_at TIMESTAMPTZ NOT NULL,
+                certificate TEXT NOT NULL,
+                revoked_at TIMESTAMPTZ,
+                PRIMARY KEY (issuer, serial_number)
+            )""",
+            "CREATE INDEX issued_certificates_by_device ON issued_certificates (device, issued_at)",
+        ),
     ),
 )
 

@@ -29,6 +29,7 @@ from sztp.state.resources import DEVICE
 from .base import (
     DEVICE_FILTER_FIELDS,
     EVENT_COLUMNS,
+    ISSUED_COLUMNS,
     REPORT_FIELDS,
     REPORT_SELECT,
     REPORT_SUMMARY_SELECT,
@@ -43,6 +44,7 @@ from .model import (
     DeviceHead,
     HeadCounts,
     HeadFilter,
+    IssuedCertificate,
     ProgressRecord,
     ReportSummary,
     StateDelta,
@@ -372,6 +374,44 @@ class SqlReads(ABC):
             (time(start), time(end)),
         )
         return {refusal: int(count) for refusal, count in rows}
+
+    def issued_certificates(
+        self, *, device: str | None = None, limit: int = 100
+    ) -> builtins.list[IssuedCertificate]:
+        check_limit(limit)
+        condition, parameters = ("WHERE device = ? ", (device,)) if device is not None else ("", ())
+        rows = self._rows(
+            f"SELECT {ISSUED_COLUMNS} FROM issued_certificates {condition}"  # noqa: S608
+            "ORDER BY issued_at DESC, serial_number LIMIT ?",
+            (*parameters, limit),
+        )
+        time = type(self).time_from_value
+        return [
+            IssuedCertificate(
+                issuer=issuer,
+                serial_number=serial_number,
+                device=serial,
+                profile=profile,
+                subject=subject,
+                not_before=time(not_before),
+                not_after=time(not_after),
+                issued_at=time(issued_at),
+                certificate_pem=certificate,
+                revoked_at=None if revoked_at is None else time(revoked_at),
+            )
+            for (
+                issuer,
+                serial_number,
+                serial,
+                profile,
+                subject,
+                not_before,
+                not_after,
+                issued_at,
+                certificate,
+                revoked_at,
+            ) in rows
+        ]
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
         rows = self._rows(f"{_TOKEN_COLUMNS} WHERE token_hash = ?", (token_hash,))

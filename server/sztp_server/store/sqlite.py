@@ -45,6 +45,7 @@ from sztp.state.resources import DEVICE
 from .base import (
     AUDIT_PRUNE_BATCH,
     EVENT_COLUMNS,
+    ISSUED_COLUMNS,
     MARK_INSERT,
     MARKS_PRUNE,
     OUTBOX_CLAIM,
@@ -62,6 +63,7 @@ from .base import (
     check_report_bound,
     deleted_devices,
     events_json,
+    issued_row,
     outbox_rows,
     prune_audit_row,
     record_attempt,
@@ -79,6 +81,7 @@ from .model import (
     AuditEntry,
     Change,
     DeviceEvent,
+    IssuedCertificate,
     OutboxEntry,
     ProgressRecord,
     ReportOutcome,
@@ -551,6 +554,20 @@ class SqliteStore(SqlReads):
                     _add_audit_row(connection, actor, "prune", prune_audit_row(before, pruned))
             if done:
                 return pruned
+
+    # -- issued certificates ----------------------------------------------------------------
+
+    def add_issued_certificate(self, record: IssuedCertificate) -> None:
+        with self._report_transaction() as connection:
+            inserted = connection.execute(
+                f"INSERT INTO issued_certificates ({ISSUED_COLUMNS}) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                issued_row(record, _encode_time),
+            ).rowcount
+        if not inserted:
+            raise ConflictError(
+                f"issuer {record.issuer} issued serial number {record.serial_number} before"
+            )
 
     # -- tokens -----------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from ..views import (
     etag,
     event_view,
     expiring_view,
+    issued_view,
     report_view,
     resource_view,
 )
@@ -168,6 +169,19 @@ class DeviceHandlers:
         except ValidationError as exc:
             raise ApiError(422, exc.message, field=exc.field) from None
         return web.json_response({"serial": serial, "profiles": views})
+
+    async def device_certificates(self, request: web.Request) -> web.Response:
+        """`GET /api/v1/devices/{serial}/certificates`: the LDevIDs issued to the device,
+        newest first."""
+        serial = request.match_info["name"]
+        stored_device(await self.service.fresh_snapshot(), serial)
+        limit = int_query(request, "limit", default=100, maximum=MAX_DEVICE_PAGE)
+        found = await self.store.run(
+            self.store.store.issued_certificates, device=serial, limit=limit
+        )
+        return web.json_response(
+            {"serial": serial, "certificates": [issued_view(record) for record in found]}
+        )
 
     async def device_progress(self, request: web.Request) -> web.Response:
         serial = request.match_info["name"]

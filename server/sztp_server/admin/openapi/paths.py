@@ -69,6 +69,7 @@ def api_paths() -> dict[str, Any]:
     paths["/api/v1/devices/{name}/voucher"] = {"put": _put_voucher(), "delete": _delete_voucher()}
     paths["/api/v1/devices/{name}/status"] = {"get": _device_status()}
     paths["/api/v1/devices/{name}/rendered"] = {"get": _device_rendered()}
+    paths["/api/v1/devices/{name}/certificates"] = {"get": _device_certificates()}
     paths["/api/v1/devices/{name}/progress"] = {"get": _device_progress()}
     return paths
 
@@ -316,6 +317,58 @@ def _device_rendered() -> Schema:
         "tags": ["devices"],
         "parameters": [name_parameter("Device serial number")],
         "responses": responses(ok(200, rendered), (401, 404, 422, 503)),
+    }
+
+
+def _device_certificates() -> Schema:
+    moment = {"type": "string", "format": "date-time"}
+    certificate = {
+        "type": "object",
+        "required": [
+            "issuer",
+            "serial_number",
+            "device",
+            "subject",
+            "not_before",
+            "not_after",
+            "issued_at",
+            "certificate",
+        ],
+        "properties": {
+            "issuer": {"type": "string", "description": "The server's issuer that signed it"},
+            "serial_number": {"type": "string", "description": "The certificate's, hex"},
+            "device": {"type": "string"},
+            "profile": {"type": ["string", "null"]},
+            "subject": {"type": "string"},
+            "not_before": moment,
+            "not_after": moment,
+            "issued_at": moment,
+            "revoked_at": {"anyOf": [moment, {"type": "null"}]},
+            "certificate": {"type": "string", "description": "PEM"},
+        },
+    }
+    listing = {
+        "type": "object",
+        "required": ["serial", "certificates"],
+        "properties": {
+            "serial": {"type": "string"},
+            "certificates": {"type": "array", "items": certificate},
+        },
+    }
+    return {
+        "operationId": "device_certificates",
+        "summary": "The LDevIDs issued to the device (RFC 9646), newest first",
+        "tags": ["devices"],
+        "parameters": [
+            name_parameter("Device serial number"),
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DEVICE_PAGE},
+            },
+        ],
+        "responses": responses(ok(200, listing), (400, 401, 404, 503)),
     }
 
 

@@ -163,7 +163,9 @@ printf 'hostname dpu-lab\n' > day0.cfg
 # The tutorial's lab up to its step 6, in the current directory, on free ports: LAB_FILES and
 # the server running (its token file appears once it is ready). The set-ups below put it
 # where they say @LAB_WITH_SERVER@.
-LAB_WITH_SERVER = LAB_FILES + r"""
+LAB_WITH_SERVER = (
+    LAB_FILES
+    + r"""
 mkdir -p state
 cat > server.yaml <<EOF
 database_url: sqlite:///$PWD/state/sztp.db
@@ -174,6 +176,7 @@ EOF
 sztp-server run --config server.yaml > server.log 2>&1 &
 for _ in $(seq 300); do [ -s state/admin-token ] && break; sleep 0.1; done
 """
+)
 
 
 # The state docs/gitops.md expects ("Before you start"): a running server with an admin token,

@@ -194,23 +194,27 @@ set +e
 """
 
 
-def test_gitops_runs_as_written(session: tuple[Session, Path], tmp_path: Path) -> None:
-    require_tools("bash", "curl", "python3")
-    shell, work = session
+def start_gitops_server(shell: Session, work: Path, server: Path, page: str) -> None:
+    """GITOPS_SERVER in `server`, the session left in `work` with SZTP_SERVER exported."""
     setup = GITOPS_SERVER.replace("@LAB_WITH_SERVER@", LAB_WITH_SERVER).format(
-        server=tmp_path / "server",
+        server=server,
         root=ROOT,
         work=work,
         device_port=free_port(),
         admin_port=free_port(),
     )
     result = shell.run(setup, BLOCK_TIMEOUT)
+    log = server / "server.log"
     assert result.status == 0 and not result.failures, (
-        f"could not start the server docs/gitops.md needs:\n{result.output}\n"
-        + (tmp_path / "server" / "server.log").read_text(errors="replace")
-        if (tmp_path / "server" / "server.log").exists()
-        else result.output
+        f"could not start the server docs/{page} needs:\n{result.output}\n"
+        + (log.read_text(errors="replace") if log.exists() else "")
     )
+
+
+def test_gitops_runs_as_written(session: tuple[Session, Path], tmp_path: Path) -> None:
+    require_tools("bash", "curl", "python3")
+    shell, work = session
+    start_gitops_server(shell, work, tmp_path / "server", "gitops.md")
     report("docs/gitops.md", page_text("gitops.md"), shell, work)
 
 
@@ -234,15 +238,7 @@ def test_templates_runs_as_written(session: tuple[Session, Path], tmp_path: Path
     """docs/templates.md, on the same server set-up as docs/gitops.md."""
     require_tools("bash")
     shell, work = session
-    setup = GITOPS_SERVER.replace("@LAB_WITH_SERVER@", LAB_WITH_SERVER).format(
-        server=tmp_path / "server",
-        root=ROOT,
-        work=work,
-        device_port=free_port(),
-        admin_port=free_port(),
-    )
-    result = shell.run(setup, BLOCK_TIMEOUT)
-    assert result.status == 0 and not result.failures, result.output
+    start_gitops_server(shell, work, tmp_path / "server", "templates.md")
     report("docs/templates.md", page_text("templates.md"), shell, work)
 
 

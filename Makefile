@@ -90,7 +90,7 @@ demo: apt-packages $(VENV)/.installed-demo
 # tpm2 provider, for the agent's IDevID key in a TPM.
 TEST_APT_PACKAGES := postgresql kea-dhcp4-server kea-dhcp6-server nginx isc-dhcp-client udhcpc \
 	tcpdump iproute2 podman runc debootstrap prometheus rsyslog rsyslog-openssl chromium \
-	chromium-driver swtpm tpm2-tools tpm2-openssl tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon
+	chromium-driver swtpm tpm2-tools tpm2-openssl tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon softhsm2
 test e2e molecule test-image: APT_PACKAGES += $(TEST_APT_PACKAGES)
 test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-test ansible-floor e2e \
 	molecule
@@ -148,12 +148,13 @@ molecule: apt-packages test-image wheel $(MOLECULE_VENV)/.installed
 	  bash scripts/run-molecule.sh $(MOLECULE_LANES)
 
 bench: $(VENV)/.installed-dev
-	@missing=""; for pkg in wrk gcc libssl-dev; do \
+	@missing=""; for pkg in wrk gcc libssl-dev softhsm2; do \
 	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 	$(BIN)/python bench/cli_startup.py --write bench/RESULTS.md
 	$(BIN)/python bench/southbound.py --write bench/RESULTS.md
+	$(BIN)/python bench/pkcs11_signing.py --write bench/RESULTS.md
 	# Without --other NAME=URL --other-devices CSV (a reference server someone started, e.g.
 	# sztpd in a throwaway venv), the first-contact section has no comparison row.
 	$(BIN)/python bench/first_contact.py --write bench/RESULTS.md

@@ -278,6 +278,21 @@ class ServerConfig:
             "`admin_token_file`, created at first start"
         ),
     )
+    pkcs11_module: Path | None = field(
+        default=None,
+        metadata=_about(
+            "PKCS#11 library (e.g. `/usr/lib/softhsm/libsofthsm2.so`) holding owner keys that "
+            "an owner's `private_key` names by PKCS#11 URI; each server process opens it at "
+            "its first signature"
+        ),
+    )
+    pkcs11_pin_file: Path | None = field(
+        default=None,
+        metadata=_about(
+            "file (mode 0600) with the user PIN of the `pkcs11_module` tokens, read at each "
+            "login; a PIN the token refused is not tried again until the file changes"
+        ),
+    )
     log_level: str = field(default="info", metadata=_about(f"one of {', '.join(LOG_LEVELS)}"))
     stall_after_minutes: float = field(
         default=30.0,
@@ -620,6 +635,8 @@ def _build(document: Mapping[str, Any]) -> ServerConfig:
             "admin API, the others devices",
         )
     _check_syslog(config)
+    if (config.pkcs11_module is None) != (config.pkcs11_pin_file is None):
+        raise ValidationError("pkcs11_module", "pkcs11_module and pkcs11_pin_file go together")
     admin = config.admin_listener
     if not admin.uses_tls and not is_loopback(admin.host) and not config.admin_allow_plain_http:
         raise ValidationError(

@@ -24,6 +24,7 @@ from typing import Any
 from cryptography import x509
 
 from sztp.collector import cyclic_gc_paused
+from sztp.pkcs11_uri import is_pkcs11_uri
 from sztp.protocol import pki
 from sztp.protocol.voucher import Voucher, read_stored_voucher
 from sztp.state.plan import Change
@@ -33,6 +34,7 @@ from .children import release_free_memory
 from .compact_specs import CompactSpecs
 from .config import ADMIN_STORE_WORKERS, ServerConfig
 from .expiry import ExpiryDates
+from .pkcs11_keys import Pkcs11Keys, TokenError
 from .secret_key import SecretKey
 from .store.async_store import AsyncStore
 from .store.base import Store
@@ -58,6 +60,8 @@ class Snapshot:
     revision: int
     state: Mapping[str, Mapping[str, Spec]]
     secret_key: SecretKey
+    # Where owner keys named by PKCS#11 URI sign; None in a process that never signs.
+    tokens: Pkcs11Keys | None = None
     _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def updated(self, delta: StateDelta) -> Snapshot:
@@ -98,7 +102,9 @@ class Snapshot:
                 written_by_kind.get(kind, []),
                 deleted_by_kind.get(kind, []),
             )
-        return Snapshot(revision=revision, state=state, secret_key=self.secret_key)
+        return Snapshot(
+            revision=revision, state=state, secret_key=self.secret_key, tokens=self.tokens
+        )
 
     def get(self, kind: str, name: str) -> Spec | None:
         return self.state.get(kind, {}).get(name)
@@ -126,18 +132,26 @@ class Snapshot:
             self._memo[key] = read_stored_voucher(base64.b64decode(text)) if text else None
         return self._memo[key]
 
-    def owner_credential(self, name: str) -> pki.Credential | None:
+    def owner_credential(self, name: str) -> pki.Credential | pki.SignerCredential | None:
         """The owner's signing credential, or None when the server holds no key for it (or
-        one its secret key does not open: logged at start-up)."""
+        one its secret key does not open: logged at start-up). A key in a PKCS#11 token that
+        cannot sign now raises TokenError (logged), and is tried again at the next call."""
         key = f"owner:{name}"
         if key not in self._memo:
             spec = self.get(OWNER, name)
-            credential = None
             private_key = (
                 None if spec is None else self.secret_key.try_open(name, spec.get("private_key"))
             )
-            if spec is not None and private_key is not None:
-                certificates = pki.load_certificates_pem(spec["certificate_chain"].encode())
+            if spec is None or private_key is None:
+                self._memo[key] = None
+                return None
+            certificates = pki.load_certificates_pem(spec["certificate_chain"].encode())
+            credential: pki.Credential | pki.SignerCredential
+            if is_pkcs11_uri(private_key):
+                if self.tokens is None:
+                    raise TokenError(f"owner {name}: its key is in a PKCS#11 token, out of reach")
+                credential = self.tokens.credential(private_key, certificates)
+            else:
                 credential = pki.Credential(
                     certificates[0],
                     pki.load_private_key_pem(private_key.encode()),
@@ -159,7 +173,8 @@ class ServerContext:
         )
         self.admin_store = AsyncStore(store, workers=ADMIN_STORE_WORKERS, name="store-admin")
         self.expiry = ExpiryDates(config.tls_certificate_files())
-        self._snapshot = load_snapshot(store, secret_key)
+        self.tokens = Pkcs11Keys.from_config(config)
+        self._snapshot = load_snapshot(store, secret_key, tokens=self.tokens)
         self._reload: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._followers: list[Callable[[int], Awaitable[None]]] = []
@@ -219,13 +234,17 @@ class ServerContext:
                 listener(snapshot)
 
     def close(self) -> None:
-        """Stop the store workers (the store itself is the caller's to close)."""
+        """Stop the store workers and close the token sessions (the store itself is the
+        caller's to close)."""
         self.device_store.close()
         self.admin_store.close()
+        self.tokens.close()
 
     def _load(self) -> Snapshot:
         try:
-            return load_snapshot(self.store, self.secret_key, since=self._snapshot)
+            return load_snapshot(
+                self.store, self.secret_key, since=self._snapshot, tokens=self.tokens
+            )
         finally:
             release_free_memory()  # what reading the state took, beyond the state itself
 
@@ -242,15 +261,24 @@ def _changed_kind(
     return changed
 
 
-def load_snapshot(store: Store, secret_key: SecretKey, since: Snapshot | None = None) -> Snapshot:
+def load_snapshot(
+    store: Store,
+    secret_key: SecretKey,
+    since: Snapshot | None = None,
+    *,
+    tokens: Pkcs11Keys | None = None,
+) -> Snapshot:
     """The state as stored now (the revision is read first: the state is as new or newer);
     from `since` with what changed after it when the store can tell, so a write costs every
-    process what it changed rather than the whole fleet."""
+    process what it changed rather than the whole fleet. Owner keys in tokens sign through
+    `tokens`."""
     with cyclic_gc_paused():
-        return _read_snapshot(store, secret_key, since)
+        return _read_snapshot(store, secret_key, since, tokens)
 
 
-def _read_snapshot(store: Store, secret_key: SecretKey, since: Snapshot | None) -> Snapshot:
+def _read_snapshot(
+    store: Store, secret_key: SecretKey, since: Snapshot | None, tokens: Pkcs11Keys | None
+) -> Snapshot:
     if since is not None:
         # Past half the fleet, reading what changed costs more than reading it all.
         most = max(MIN_CATCH_UP, len(since.state.get(DEVICE, {})) // 2)
@@ -264,4 +292,4 @@ def _read_snapshot(store: Store, secret_key: SecretKey, since: Snapshot | None) 
         state[kind] = CompactSpecs.of(specs) if kind == DEVICE else dict(specs)
     for kind in KINDS:
         state.setdefault(kind, CompactSpecs.of(()) if kind == DEVICE else {})
-    return Snapshot(revision=revision, state=state, secret_key=secret_key)
+    return Snapshot(revision=revision, state=state, secret_key=secret_key, tokens=tokens)

@@ -4,7 +4,8 @@
   (HKDF-SHA256), with the owner's name as associated data so a sealed key copied onto another
   owner does not open. The stored text is `sztp-sealed:v1:` + base64(nonce + ciphertext), so
   a plaintext PEM and a sealed key can never be mistaken for one another. Only signing opens
-  it (`Snapshot.owner_credential`).
+  it (`Snapshot.owner_credential`). A PKCS#11 URI in its place names a key in a token: it
+  holds no key material, so it is stored as it is.
 - A device password is stored as its scrypt hash plus a check value: HMAC-SHA256 over the
   serial number and the password under another derived key. Re-applying the same password
   then compares check values instead of running scrypt (deliberately slow); without the
@@ -37,6 +38,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sztp.errors import SztpError, ValidationError
 from sztp.passwords import SECRET_KINDS, SecretKind, hash_secret, verify_password
+from sztp.pkcs11_uri import is_pkcs11_uri
 from sztp.state.resources import (
     DEVICE,
     OWNER,
@@ -178,14 +180,14 @@ class SecretKey:
         opened_current = None if current is None else {**current, "private_key": stored_pem}
         normalized = normalize_spec(OWNER, name, wanted, opened_current)
         pem = normalized["private_key"]
-        if pem is not None:
+        if pem is not None and not is_pkcs11_uri(pem):
             kept = pem == stored_pem and is_sealed(stored)
             normalized["private_key"] = stored if kept else self.seal(name, pem)
         return normalized
 
     def try_open(self, owner: str, stored: object) -> str | None:
-        """The PEM private key in a stored spec's `private_key`, or None when there is none or
-        it does not open under this key."""
+        """The PEM private key (or PKCS#11 URI) in a stored spec's `private_key`, or None when
+        there is none or it does not open under this key."""
         if not isinstance(stored, str):
             return None
         if not is_sealed(stored):  # not sealed yet (sealed at the next start)
@@ -352,7 +354,9 @@ def seal_stored_private_keys(store: Store, secret_key: SecretKey) -> list[str]:
         plain = [
             owner
             for owner in store.list(OWNER)
-            if owner.spec.get("private_key") and not is_sealed(owner.spec["private_key"])
+            if owner.spec.get("private_key")
+            and not is_sealed(owner.spec["private_key"])
+            and not is_pkcs11_uri(owner.spec["private_key"])
         ]
         if not plain:
             return []

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from asn1crypto import cms as asn1_cms
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from sztp.errors import ChainError, CmsError, SignatureError, ValidationError
+from sztp.errors import ChainError, CmsError, PkiError, SignatureError, ValidationError
 from sztp.protocol import cms, pki
 from sztp.protocol.oids import (
     ID_CT_ANIMA_JSON_VOUCHER,
@@ -511,3 +512,56 @@ def test_ber_lengths_are_left_to_asn1crypto(ec_lab):
     with pytest.raises(cms._NotPlainDer):
         cms._walk_signed_data(changed)
     assert verify_owner(ec_lab, changed).content == CONTENT
+
+
+# --- a signer that is not a key in memory (the seam a PKCS#11 token plugs into) ----------------
+
+
+class KeyElsewhere:
+    """A `pki.Signer` over a key in memory, as a token's signer presents itself."""
+
+    def __init__(self, key):
+        self._key = key
+
+    def public_key(self):
+        return self._key.public_key()
+
+    def sign(self, data, hash):
+        if isinstance(self._key, rsa.RSAPrivateKey):
+            return self._key.sign(data, padding.PKCS1v15(), hash)
+        return self._key.sign(data, ec.ECDSA(hash))
+
+
+def test_a_signer_signs_as_the_key_in_memory_does(any_lab, tmp_path):
+    at = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    owner = any_lab.owner
+    in_memory = cms.sign(CONTENT, JSON, owner, owner.chain, signing_time=at)
+    credential = pki.SignerCredential(owner.certificate, KeyElsewhere(owner.private_key))
+    elsewhere = cms.sign(CONTENT, JSON, credential, owner.chain, signing_time=at)
+    assert verify_owner(any_lab, elsewhere).content == CONTENT
+    if isinstance(owner.private_key, rsa.RSAPrivateKey):
+        # PKCS#1 v1.5 is deterministic: the whole structure is the same, byte for byte.
+        assert elsewhere == in_memory
+    else:
+        # ECDSA is not: everything but the signature is.
+        def unsigned(der):
+            return rewrite_signed_data(
+                der, lambda data: data["signer_infos"][0].__setitem__("signature", b"")
+            )
+
+        assert unsigned(elsewhere) == unsigned(in_memory)
+    pair = cms.sign(CONTENT, JSON, (owner.certificate, KeyElsewhere(owner.private_key)))
+    assert verify_owner(any_lab, pair).content == CONTENT
+    signed = tmp_path / "signed.cms"
+    signed.write_bytes(elsewhere)
+    ca_file, _ = write_credential(tmp_path, "anchor", any_lab.owner_ca)
+    result = openssl(
+        "cms", "-verify", "-inform", "DER", "-in", str(signed),
+        "-CAfile", str(ca_file), "-binary", "-purpose", "any",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def test_a_signer_for_another_key_is_refused(ec_lab):
+    with pytest.raises(PkiError, match="does not match certificate"):
+        pki.SignerCredential(ec_lab.owner.certificate, KeyElsewhere(pki.generate_key()))

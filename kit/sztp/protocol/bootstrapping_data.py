@@ -21,7 +21,7 @@ from ..errors import CmsError, TrustError, ValidationError
 from . import cms, conveyed_info
 from .conveyed_info import ConveyedInformation, Encoding, OnboardingInformation
 from .oids import ID_SIGNED_DATA
-from .pki import Credential
+from .pki import Credential, SignerCredential
 from .voucher import Voucher, check_owner_pinned, check_serial, read_voucher, verify_voucher
 
 OUTPUT_MEMBER = "ietf-sztp-bootstrap-server:output"
@@ -69,12 +69,13 @@ def build_unsigned(information: ConveyedInformation, encoding: Encoding) -> Boot
 def build_signed(
     information: ConveyedInformation,
     encoding: Encoding,
-    owner: Credential,
+    owner: Credential | SignerCredential,
     signed_voucher: bytes,
     *,
     reporting_level: ReportingLevel | None = None,
 ) -> BootstrappingData:
-    """Conveyed information signed by the owner key, with owner certificate and voucher.
+    """Conveyed information signed by the owner key (in memory or in a token), with owner
+    certificate and voucher.
 
     The owner-certificate artifact carries the owner certificate and the chain above it; the
     voucher's pinned-domain-cert anchors that chain on the device.

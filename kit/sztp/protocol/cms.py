@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from sztp.errors import CmsError, SignatureError, ValidationError
 from sztp.protocol import certs
 from sztp.protocol.oids import ID_DATA, ID_SIGNED_DATA
-from sztp.protocol.pki import Credential, PrivateKey, signature_hash
+from sztp.protocol.pki import Credential, PrivateKey, Signer, SignerCredential, signature_hash
 
 _DOTTED_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -96,26 +96,35 @@ def content_info_type(der: bytes) -> str:
 def sign(
     content: bytes,
     econtent_type: str,
-    signer: Credential | tuple[x509.Certificate, PrivateKey],
+    signer: Credential | SignerCredential | tuple[x509.Certificate, PrivateKey | Signer],
     extra_certs: Sequence[x509.Certificate] = (),
     *,
     signing_time: dt.datetime | None = None,
 ) -> bytes:
     """SignedData with attached `content`, signed attributes and issuerAndSerialNumber.
 
-    The certificates field holds the signer certificate then `extra_certs` (pass the chain
-    explicitly: what a peer needs depends on the artifact).
+    The key is a private key in memory or a `Signer` (a key in a token); both give the same
+    structure. The certificates field holds the signer certificate then `extra_certs` (pass
+    the chain explicitly: what a peer needs depends on the artifact).
     """
     _check_bytes("content", content)
     _check_oid("econtent_type", econtent_type)
-    if not isinstance(signer, Credential):
-        signer = Credential(*signer)
+    if isinstance(signer, tuple):
+        certificate, given = signer
+        if isinstance(given, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            signer = Credential(certificate, given)
+        else:
+            signer = SignerCredential(certificate, given)
     if signing_time is None:
         signing_time = dt.datetime.now(dt.UTC)
     elif signing_time.tzinfo is None:
         raise ValidationError("signing_time", "must be timezone-aware")
-    key = signer.private_key
+    key = signer.private_key if isinstance(signer, Credential) else signer.signer
     digest = signature_hash(key)
+    is_rsa = isinstance(key, rsa.RSAPrivateKey) or (
+        not isinstance(key, ec.EllipticCurvePrivateKey)
+        and isinstance(key.public_key(), rsa.RSAPublicKey)
+    )
     signer_cert = _to_asn1(signer.certificate)
 
     signed_attrs = cms.CMSAttributes(
@@ -125,10 +134,8 @@ def sign(
             cms.CMSAttribute({"type": "signing_time", "values": [_time(signing_time)]}),
         ]
     )
-    if isinstance(key, rsa.RSAPrivateKey):
-        signature_algorithm = "rsassa_pkcs1v15"  # rsaEncryption, as OpenSSL writes it
-    else:
-        signature_algorithm = f"{digest.name}_ecdsa"
+    # rsassa_pkcs1v15 is rsaEncryption, as OpenSSL writes it.
+    signature_algorithm = "rsassa_pkcs1v15" if is_rsa else f"{digest.name}_ecdsa"
     signer_info = cms.SignerInfo(
         {
             "version": "v1",  # v1 <=> issuerAndSerialNumber (RFC 5652 §5.3)
@@ -148,8 +155,10 @@ def sign(
     to_be_signed = _signed_attrs_as_set(signer_info)
     if isinstance(key, rsa.RSAPrivateKey):
         signature = key.sign(to_be_signed, padding.PKCS1v15(), digest)
-    else:
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
         signature = key.sign(to_be_signed, ec.ECDSA(digest))
+    else:
+        signature = key.sign(to_be_signed, digest)
     signer_info["signature"] = signature
 
     certificates = list(dict.fromkeys([signer.certificate, *extra_certs]))

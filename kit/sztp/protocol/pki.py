@@ -10,7 +10,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -22,6 +22,7 @@ from sztp.errors import PkiError, ValidationError
 
 KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
 KEY_TYPES: tuple[str, ...] = get_args(KeyType)
 DEFAULT_CA_DAYS = 3650
@@ -56,6 +57,38 @@ class Credential:
         return (self.certificate, *self.chain)
 
 
+class Signer(Protocol):
+    """A private key held elsewhere (a PKCS#11 token): it signs, it is never read.
+
+    `sign` hashes `data` with `hash` and signs as a cryptography private key of the same type
+    does: ECDSA signatures DER-encoded, RSA ones PKCS#1 v1.5.
+    """
+
+    def public_key(self) -> PublicKey: ...
+
+    def sign(self, data: bytes, hash: hashes.HashAlgorithm) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class SignerCredential:
+    """A certificate whose private key is a `Signer`, and its issuers (issuer first, root
+    last): what signs where a `Credential` would, without the key ever being in memory."""
+
+    certificate: x509.Certificate
+    signer: Signer = field(repr=False)
+    chain: tuple[x509.Certificate, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.certificate.public_key() != self.signer.public_key():
+            subject = self.certificate.subject.rfc4514_string()
+            raise PkiError(f"the signer's key does not match certificate {subject}")
+
+    @property
+    def certificates(self) -> tuple[x509.Certificate, ...]:
+        """The certificate followed by its chain, as sent to a peer."""
+        return (self.certificate, *self.chain)
+
+
 def generate_key(key_type: KeyType = "ec-p256") -> PrivateKey:
     """Generate a fresh private key of the given type."""
     if key_type == "ec-p256":
@@ -69,9 +102,15 @@ def generate_key(key_type: KeyType = "ec-p256") -> PrivateKey:
     raise ValidationError("key_type", f"unknown key type {key_type!r}, expected one of {KEY_TYPES}")
 
 
-def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
+def signature_hash(key: PrivateKey | Signer) -> hashes.SHA256 | hashes.SHA384:
     """The digest that matches the key's strength (SHA-384 for P-384, else SHA-256)."""
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
+    # A key in memory knows its curve; a signer tells it through its public key.
+    known = (
+        key if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) else key.public_key()
+    )
+    if isinstance(known, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and (
+        known.curve.key_size >= 384
+    ):
         return hashes.SHA384()
     return hashes.SHA256()
 

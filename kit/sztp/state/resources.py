@@ -34,6 +34,7 @@ from ..passwords import (
     parse_password_hash,
     verify_password,
 )
+from ..pkcs11_uri import canonical_pkcs11_uri, is_pkcs11_uri
 from .model import (
     DEFAULT_OWNER,
     DEVICE,
@@ -310,7 +311,14 @@ def _owner(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
     except SztpError as exc:
         raise fields.error("certificate_chain", str(exc)) from None
     key_text = fields.text("private_key")
-    if key_text is not None:
+    if is_pkcs11_uri(key_text):
+        # A key in a token: only its name is here, so the server checks the key against the
+        # certificate when it first signs.
+        try:
+            key_text = canonical_pkcs11_uri(key_text)
+        except ValidationError as exc:
+            raise fields.error("private_key", exc.message) from None
+    elif key_text is not None:
         try:
             key = pki.load_private_key_pem(key_text.encode())
             certificates = pki.load_certificates_pem(chain.encode())

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SztpError, ValidationError, VoucherError
+from ..pkcs11_uri import is_pkcs11_uri
 from .device_templates import render_failures
 from .dhcp_section import check_dhcp_section
 from .fleet import Fleet
@@ -97,6 +98,13 @@ def _normalized(fleet: Fleet, result: Validation) -> dict[str, dict[str, dict[st
                 valid[name] = normalize_spec(kind, name, _offline_view(spec))
             except ValidationError as exc:
                 result.problems.append(_problem(fleet, exc.field, exc.message))
+                continue
+            if kind == OWNER and is_pkcs11_uri(valid[name]["private_key"]):
+                result.notes.append(
+                    f"owner {name}: private_key names a key in a PKCS#11 token, checked here "
+                    "as a URI only; the server checks the key against the certificate when it "
+                    "first signs"
+                )
     return state
 
 

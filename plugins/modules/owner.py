@@ -29,6 +29,9 @@ options:
   private_key:
     description:
       - PEM private key of the owner certificate; the server checks that they match.
+      - Or a PKCS#11 URI (RFC 7512, for example C(pkcs11:token=owner;object=owner)) naming the
+        key in a token the server reaches through its C(pkcs11_module) setting; the key then
+        never leaves the token.
       - Left out, the stored key is kept; an empty string removes it.
       - Never shown in results, diffs or messages.
     type: str

@@ -197,8 +197,10 @@ MODEL: Final[Mapping[str, Kind]] = {
                     Field(
                         "private_key",
                         FieldType.TEXT,
-                        "PEM private key of the owner certificate; omit it when devices get "
-                        "artifacts signed offline (their `presigned` field).",
+                        "PEM private key of the owner certificate, or a PKCS#11 URI "
+                        "(pkcs11:token=...;object=...) of the key in a token the server reaches "
+                        "(its pkcs11_module); omit it when devices get artifacts signed offline "
+                        "(their `presigned` field).",
                         limit=64 * 1024,
                         secret=True,
                     ),

@@ -403,6 +403,24 @@ class SztpClient:
         """{serial, certificates: [...]}: the LDevIDs issued to the device, newest first."""
         return self._request("GET", f"/devices/{quote(serial, safe='')}/certificates")
 
+    def revoke_certificate(
+        self, serial: str, serial_number: str, reason: str, *, issuer: str | None = None
+    ) -> dict[str, Any]:
+        """Revoke the LDevID with `serial_number` (hex) issued to the device, for `reason` (an
+        RFC 5280 CRLReason name); the certificate as the server now holds it. Revoking it
+        again changes nothing. `issuer` only when two issuers gave the device that number."""
+        body = {"reason": reason} if issuer is None else {"reason": reason, "issuer": issuer}
+        path = (
+            f"/devices/{quote(serial, safe='')}/certificates/{quote(serial_number, safe='')}/revoke"
+        )
+        return self._request("POST", path, json=body)
+
+    def issuer_crl(self, issuer: str, *, pem: bool = False) -> bytes:
+        """The CRL of one of the server's builtin LDevID issuers, signed now: DER, or PEM."""
+        params = {"format": "pem" if pem else "der"}
+        with self._send("GET", f"/issuers/{quote(issuer, safe='')}/crl", params=params) as answer:
+            return answer.content
+
     def device_progress(self, serial: str) -> dict[str, Any]:
         """{serial, attempts: [{attempt, reports: [...]}]}: every stored report, oldest first.
 

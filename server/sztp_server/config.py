@@ -11,10 +11,10 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 from urllib.parse import urlsplit
 
 import yaml
@@ -121,6 +121,14 @@ class LdevidIssuer:
     validity_days: int = field(
         default=365,
         metadata={"doc": "how long an LDevID is valid (builtin; bounded by the CA's own)"},
+    )
+    crl_validity_days: int = field(
+        default=7,
+        metadata={
+            "doc": "how long a CRL the server signs is current, its nextUpdate (builtin): a file "
+            "server that fetches it daily keeps relying parties served through that many days "
+            "of the server being away"
+        },
     )
     url: str | None = field(
         default=None,
@@ -674,21 +682,9 @@ def _convert(name: str, value: Any) -> Any:
     if name == "admin_listener":
         return _listener(name, value)
     if name == "webhooks":
-        if not isinstance(value, list):
-            raise ValidationError(name, "must be a list of webhooks")
-        hooks = tuple(_webhook(f"{name}[{index}]", item) for index, item in enumerate(value))
-        names = [hook.name for hook in hooks]
-        if len(set(names)) != len(names):
-            raise ValidationError(name, "two webhooks have the same name")
-        return hooks
+        return _named_entries(name, value, _webhook, "webhooks")
     if name == "ldevid_issuers":
-        if not isinstance(value, list):
-            raise ValidationError(name, "must be a list of issuers")
-        issuers = tuple(_issuer(f"{name}[{index}]", item) for index, item in enumerate(value))
-        names = [issuer.name for issuer in issuers]
-        if len(set(names)) != len(names):
-            raise ValidationError(name, "two issuers have the same name")
-        return issuers
+        return _named_entries(name, value, _issuer, "issuers")
     if name == "trusted_proxies":
         if not isinstance(value, list):
             raise ValidationError(name, "must be a list of addresses or networks")
@@ -706,6 +702,22 @@ def _convert(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         raise ValidationError(name, "must be a string")
     return value
+
+
+_Named = TypeVar("_Named", Webhook, LdevidIssuer)
+
+
+def _named_entries(
+    name: str, value: Any, entry: Callable[[str, Any], _Named], what: str
+) -> tuple[_Named, ...]:
+    """A list setting of mappings, each read by `entry`, their names distinct."""
+    if not isinstance(value, list):
+        raise ValidationError(name, f"must be a list of {what}")
+    entries = tuple(entry(f"{name}[{index}]", item) for index, item in enumerate(value))
+    names = [item.name for item in entries]
+    if len(set(names)) != len(names):
+        raise ValidationError(name, f"two {what} have the same name")
+    return entries
 
 
 def _number(name: str, value: Any, kind: type[int] | type[float]) -> int | float:
@@ -814,6 +826,9 @@ def _issuer(name: str, value: Any) -> LdevidIssuer:
         name=value["name"],
         type=issuer_type,
         validity_days=int(_number(f"{name}.validity_days", value.get("validity_days", 365), int)),
+        crl_validity_days=int(
+            _number(f"{name}.crl_validity_days", value.get("crl_validity_days", 7), int)
+        ),
         url=str(url) if url is not None else None,
         reference=str(value["reference"]) if value.get("reference") else None,
         command=tuple(command),

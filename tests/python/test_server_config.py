@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sztp.errors import ValidationError
 from sztp_server.config import Listener, ServerConfig, load_config
@@ -233,3 +234,51 @@ def test_connection_limits_must_be_positive(variable: str) -> None:
     with pytest.raises(ValidationError) as refused:
         load_config(None, environ={variable: "0"})
     assert refused.value.message == "must be positive"
+
+
+BUILTIN = {
+    "name": "lab",
+    "type": "builtin",
+    "certificate_file": "/etc/sztp/ca.pem",
+    "private_key_file": "/etc/sztp/ca.key",
+}
+
+
+@pytest.mark.parametrize(
+    ("issuers", "field", "message"),
+    [
+        ({"name": "x"}, "ldevid_issuers", "must be a list of issuers"),
+        ([{**BUILTIN, "type": "est"}], "ldevid_issuers[0].type", "one of builtin, cmp, hook"),
+        ([{**BUILTIN, "private_key_file": None}], "ldevid_issuers[0].private_key_file", "builtin"),
+        ([{"name": "c", "type": "cmp", "url": "http://ca"}], "ldevid_issuers[0].reference", "cmp"),
+        ([{"name": "h", "type": "hook", "command": "issue"}], "ldevid_issuers[0].command", "list"),
+        ([{**BUILTIN, "url": "ftp://ca"}], "ldevid_issuers[0].url", "http:// or https://"),
+        ([{**BUILTIN, "name": "a b"}], "ldevid_issuers[0].name", "letters, digits"),
+        ([{**BUILTIN, "colour": 1}], "ldevid_issuers[0].colour", "unknown setting"),
+        ([BUILTIN, BUILTIN], "ldevid_issuers", "two issuers have the same name"),
+        ([{**BUILTIN, "timeout": 0}], "ldevid_issuers[0].timeout", "positive"),
+    ],
+)
+def test_ldevid_issuers_are_checked(
+    tmp_path: Path, issuers: object, field: str, message: str
+) -> None:
+    path = tmp_path / "server.yaml"
+    path.write_text(yaml.safe_dump({"ldevid_issuers": issuers}))
+    with pytest.raises(ValidationError) as caught:
+        load_config(path, environ={})
+    assert caught.value.field == field
+    assert message in caught.value.message
+
+
+def test_ldevid_issuers_are_read(tmp_path: Path) -> None:
+    hook = {"name": "pki", "type": "hook", "command": ["/usr/local/bin/issue", "--x"]}
+    path = tmp_path / "server.yaml"
+    path.write_text(yaml.safe_dump({"ldevid_issuers": [BUILTIN, hook]}))
+    builtin, script = load_config(path, environ={}).ldevid_issuers
+    assert (builtin.name, builtin.type, builtin.validity_days) == ("lab", "builtin", 365)
+    assert builtin.private_key_file == Path("/etc/sztp/ca.key")
+    assert (script.command, script.timeout, script.concurrency) == (
+        ("/usr/local/bin/issue", "--x"),
+        10.0,
+        4,
+    )

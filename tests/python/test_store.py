@@ -41,7 +41,13 @@ from sztp_server.store import (
     sqlite_path,
 )
 from sztp_server.store.base import decode_stored_json_texts, encode_json, report_size
-from sztp_server.store.model import DeviceEvent, HeadFilter, ReportOutcome, StateDelta
+from sztp_server.store.model import (
+    DeviceEvent,
+    HeadFilter,
+    IssuedCertificate,
+    ReportOutcome,
+    StateDelta,
+)
 from sztp_server.store.schema import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from sztp_server.store.sql_reads import ROW_BATCH
 
@@ -1630,3 +1636,122 @@ def test_the_outbox_is_written_with_the_report_and_claimed_once(store: Store) ->
     pruned = store.prune_webhook_outbox(now + timedelta(seconds=1), marks_before=now)
     assert pruned == 2
     assert store.webhook_status() == []
+
+
+# -- issued certificates and their revocation ---------------------------------------------
+
+
+def issued_certificate(issuer: str, serial_number: str, device: str) -> IssuedCertificate:
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    return IssuedCertificate(
+        issuer=issuer,
+        serial_number=serial_number,
+        device=device,
+        profile="ldevid",
+        subject=f"serialNumber={device}",
+        not_before=start,
+        not_after=start + timedelta(days=365),
+        issued_at=start + timedelta(minutes=int(serial_number, 16)),
+        certificate_pem="-----BEGIN CERTIFICATE-----\n",
+    )
+
+
+def test_a_revocation_is_kept_once_with_its_reason_and_audited(store: Store) -> None:
+    for record in (
+        issued_certificate("lab", "1a", "SN-1"),
+        issued_certificate("lab", "2b", "SN-1"),
+        issued_certificate("lab", "3c", "SN-2"),
+        issued_certificate("other-ca", "1a", "SN-2"),
+    ):
+        store.add_issued_certificate(record)
+    first = datetime(2024, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    revoked = store.revoke_certificate("lab", "1a", first, "keyCompromise", actor="alice")
+    assert revoked == dataclasses.replace(
+        issued_certificate("lab", "1a", "SN-1"),
+        revoked_at=first,
+        revocation_reason="keyCompromise",
+    )
+    # Again, later and for another reason: the first revocation stands, audited once.
+    again = store.revoke_certificate(
+        "lab", "1a", first + timedelta(hours=1), "superseded", actor="bob"
+    )
+    assert again == revoked
+    assert store.revoke_certificate("lab", "ff", first, "keyCompromise", actor="alice") is None
+    assert store.revoke_certificate("nobody", "1a", first, "superseded", actor="alice") is None
+    later = first + timedelta(days=1)
+    store.revoke_certificate("lab", "3c", later, "cessationOfOperation", actor="alice")
+    assert store.revoked_certificates("lab") == [
+        ("1a", first, "keyCompromise"),
+        ("3c", later, "cessationOfOperation"),
+    ]
+    assert store.revoked_certificates("other-ca") == []
+    [kept] = store.issued_certificates(device="SN-2", serial_number="1a")
+    assert (kept.issuer, kept.revoked_at) == ("other-ca", None)
+    assert [r.serial_number for r in store.issued_certificates(device="SN-1")] == ["2b", "1a"]
+    assert [(e.actor, e.action, e.kind, e.name, e.detail) for e in store.audit()] == [
+        (
+            "alice",
+            "revoke",
+            "certificate",
+            "lab/3c",
+            {
+                "device": "SN-2",
+                "issuer": "lab",
+                "serial_number": "3c",
+                "reason": "cessationOfOperation",
+            },
+        ),
+        (
+            "alice",
+            "revoke",
+            "certificate",
+            "lab/1a",
+            {"device": "SN-1", "issuer": "lab", "serial_number": "1a", "reason": "keyCompromise"},
+        ),
+    ]
+    assert store.revision() == 0  # issued certificates are not part of the admin state
+
+
+def test_instances_revoking_at_once_audit_one_revocation(store: Store, store_url: str) -> None:
+    store.add_issued_certificate(issued_certificate("lab", "1a", "SN-1"))
+    others = [open_store(store_url) for _ in range(4)]
+    try:
+        threads = [
+            threading.Thread(
+                target=other.revoke_certificate,
+                args=("lab", "1a", datetime.now(UTC), "keyCompromise"),
+                kwargs={"actor": f"instance-{index}"},
+            )
+            for index, other in enumerate(others)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for other in others:
+            other.close()
+    [entry] = store.audit()
+    [(_, revoked_at, _)] = store.revoked_certificates("lab")
+    [record] = store.issued_certificates(device="SN-1")
+    assert record.revoked_at == revoked_at and entry.action == "revoke"
+
+
+def test_sqlite_reports_file_of_an_older_schema_gains_the_revocation_reason(
+    tmp_path: Path,
+) -> None:
+    """A reports file whose issued_certificates table predates migration 14."""
+    path = tmp_path / "sztp.db"
+    open_store(f"sqlite://{path}").close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "sztp-reports.db")) as reports:
+        reports.execute("DROP INDEX issued_certificates_revoked")
+        reports.execute("ALTER TABLE issued_certificates DROP COLUMN revocation_reason")
+        reports.commit()
+    reopened = open_store(f"sqlite://{path}")
+    try:
+        reopened.add_issued_certificate(issued_certificate("lab", "1a", "SN-1"))
+        at = datetime.now(UTC)
+        reopened.revoke_certificate("lab", "1a", at, "superseded", actor="test")
+        assert reopened.revoked_certificates("lab") == [("1a", at, "superseded")]
+    finally:
+        reopened.close()

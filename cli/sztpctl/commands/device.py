@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sztp.device_status import STATUSES
+from sztp.revocation import DEFAULT_REVOCATION_REASON, REVOCATION_REASONS
 
 from .remote import (
     OutputFormat,
@@ -29,9 +30,12 @@ from .resource import (
     Noun,
     ReplaceOption,
     SpecFileOption,
+    YesOption,
     add_resource,
     command_group,
+    confirm,
     field_column,
+    one_of,
     present,
     read_text,
     variables,
@@ -305,6 +309,49 @@ def _certificates(shown: Mapping[str, Any]) -> None:
         console().print(f"no LDevID issued to {shown['serial']}", markup=False)
         return
     console().print(table)
+
+
+@app.command("revoke")
+def revoke(
+    serial: SerialArgument,
+    serial_number: Annotated[
+        str, typer.Argument(help="The certificate's serial number, hex (as `certificates` shows).")
+    ],
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason",
+            metavar="<reason>",
+            callback=one_of(REVOCATION_REASONS),
+            help=f"Why, as RFC 5280 names it: {', '.join(REVOCATION_REASONS)}.",
+        ),
+    ] = DEFAULT_REVOCATION_REASON,
+    issuer: Annotated[
+        str | None,
+        typer.Option("--issuer", help="The issuer, needed only if two gave this serial number."),
+    ] = None,
+    yes: YesOption = False,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Revoke an LDevID issued to a device (asks first unless --yes): its issuer's CRL lists it
+    from then on (`sztpctl issuer crl`). Revoking it again changes nothing.
+
+    Example:
+
+        sztpctl device revoke SN-0001 4f3a9c... --reason keyCompromise
+    """
+    confirm(f"revoke LDevID {serial_number} of device {serial!r}?", yes)
+    with connect() as client:
+        revoked = client.revoke_certificate(serial, serial_number, reason, issuer=issuer)
+    emit(
+        revoked,
+        output,
+        lambda: typer.echo(
+            f"LDevID {revoked['serial_number']} of {revoked['device']} (issuer "
+            f"{revoked['issuer']}) revoked at {revoked['revoked_at']}: "
+            f"{revoked['revocation_reason']}"
+        ),
+    )
 
 
 @app.command("history")

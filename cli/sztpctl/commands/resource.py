@@ -142,7 +142,7 @@ class Noun:
             *names,
             help=help_text,
             metavar=f"<{'|'.join(declared.choices)}>",
-            callback=_one_of(declared.choices),
+            callback=one_of(declared.choices),
         )
 
 
@@ -179,7 +179,9 @@ def model_field(kind: str, path: str) -> Field:
     return entry.field(last)
 
 
-def _one_of(choices: tuple[str, ...]) -> Callable[..., str | None]:
+def one_of(choices: tuple[str, ...]) -> Callable[..., str | None]:
+    """An option's callback that takes only `choices`."""
+
     def check(param: typer.CallbackParam, value: str | None) -> str | None:
         if value is not None and value not in choices:
             raise _not_one_of(value, choices, param.opts[0])

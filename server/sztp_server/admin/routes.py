@@ -10,6 +10,7 @@ from .errors import error_middleware
 from .handlers.audit import AuditHandlers
 from .handlers.dashboard import DASHBOARD_PAGES
 from .handlers.devices import DeviceHandlers
+from .handlers.issuers import IssuerHandlers
 from .handlers.public import PublicHandlers
 from .handlers.resources import ResourceHandlers
 from .handlers.state import DEFAULT_MAX_BULK_BYTES, StateHandlers
@@ -42,6 +43,7 @@ def build_admin_app(
     audit = AuditHandlers(store, context.config)
     tokens = TokenHandlers(store, max_body_bytes)
     webhooks = WebhookHandlers(store, context.config)
+    issuers = IssuerHandlers(store, context.config)
     app = web.Application(
         middlewares=[error_middleware, TokenAuth(store).middleware],
         client_max_size=max(max_bulk_bytes, max_body_bytes),
@@ -70,6 +72,10 @@ def build_admin_app(
     app.router.add_get(f"{API}/devices/{{name}}/progress", devices.device_progress)
     app.router.add_get(f"{API}/devices/{{name}}/rendered", devices.device_rendered)
     app.router.add_get(f"{API}/devices/{{name}}/certificates", devices.device_certificates)
+    app.router.add_post(
+        f"{API}/devices/{{name}}/certificates/{{serial_number}}/revoke", devices.revoke_certificate
+    )
+    app.router.add_get(f"{API}/issuers/{{name}}/crl", issuers.crl)
     # Before the collections: devices have a listing of their own (filters, status, pages).
     app.router.add_get(f"{API}/devices", devices.list_devices)
     app.router.add_get(collection, resources.list_resources)

@@ -236,5 +236,6 @@ def issued_view(record: IssuedCertificate) -> dict[str, Any]:
         "not_after": record.not_after.isoformat(),
         "issued_at": record.issued_at.isoformat(),
         "revoked_at": None if record.revoked_at is None else record.revoked_at.isoformat(),
+        "revocation_reason": record.revocation_reason,
         "certificate": record.certificate_pem,
     }

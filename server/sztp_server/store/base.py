@@ -40,6 +40,7 @@ from .model import (
 )
 
 ResourceKey = tuple[str, str]  # (kind, name)
+RevokedEntry = tuple[str, datetime, str]  # serial number, revoked at, reason
 OutboxRow = tuple[str, str, str]  # webhook, event type, body
 # Longer strings in an audit detail are stored as their digest and size.
 AUDIT_INLINE_BYTES = 1024
@@ -288,9 +289,26 @@ class Store(Protocol):
         ...
 
     def issued_certificates(
-        self, *, device: str | None = None, limit: int = 100
+        self, *, device: str | None = None, serial_number: str | None = None, limit: int = 100
     ) -> builtins.list[IssuedCertificate]:
-        """The newest issued certificates first, of one device or of all."""
+        """The newest issued certificates first, of one device or of all, with one serial
+        number (of any issuer) or any."""
+        ...
+
+    def revoke_certificate(
+        self, issuer: str, serial_number: str, at: datetime, reason: str, *, actor: str
+    ) -> IssuedCertificate | None:
+        """Mark a certificate revoked at `at` for `reason` (an RFC 5280 CRLReason name), with
+        an audit entry naming `actor`, the device, the issuer and the serial number; the
+        certificate as stored then, or None if `issuer` issued no such serial number.
+
+        Idempotent: a certificate revoked before keeps its first time and reason, and no
+        second audit entry is written (concurrent revocations by several instances too)."""
+        ...
+
+    def revoked_certificates(self, issuer: str) -> builtins.list[RevokedEntry]:
+        """(serial number, revoked at, reason) of each certificate `issuer` issued that was
+        revoked, in the order they were: what its CRL lists. Reads only the revoked ones."""
         ...
 
     def close(self) -> None: ...
@@ -303,8 +321,10 @@ class Store(Protocol):
 
 ISSUED_COLUMNS = (
     "issuer, serial_number, device, profile, subject, not_before, not_after, issued_at, "
-    "certificate, revoked_at"
+    "certificate, revoked_at, revocation_reason"
 )
+# The kind of the audit entries of revoked certificates, named `issuer/serial number`.
+CERTIFICATE_AUDIT_KIND = "certificate"
 
 
 def issued_row(record: IssuedCertificate, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
@@ -320,6 +340,53 @@ def issued_row(record: IssuedCertificate, time: Callable[[datetime], Any]) -> tu
         time(record.issued_at),
         record.certificate_pem,
         None if record.revoked_at is None else time(record.revoked_at),
+        record.revocation_reason,
+    )
+
+
+def issued_from_row(row: Sequence[Any], time: Callable[[Any], datetime]) -> IssuedCertificate:
+    """The issued certificate an ISSUED_COLUMNS row holds, its times read by the backend's
+    `time`."""
+    issuer, serial_number, device, profile, subject, not_before, not_after = row[:7]
+    issued_at, certificate, revoked_at, revocation_reason = row[7:]
+    return IssuedCertificate(
+        issuer=issuer,
+        serial_number=serial_number,
+        device=device,
+        profile=profile,
+        subject=subject,
+        not_before=time(not_before),
+        not_after=time(not_after),
+        issued_at=time(issued_at),
+        certificate_pem=certificate,
+        revoked_at=None if revoked_at is None else time(revoked_at),
+        revocation_reason=revocation_reason,
+    )
+
+
+# Marks a certificate revoked unless it was; parameters: revoked at, reason, issuer, serial.
+REVOKE_CERTIFICATE = (
+    "UPDATE issued_certificates SET revoked_at = ?, revocation_reason = ? "
+    "WHERE issuer = ? AND serial_number = ? AND revoked_at IS NULL"
+)
+ISSUED_SELECT_ONE = (
+    f"SELECT {ISSUED_COLUMNS} FROM issued_certificates "  # noqa: S608 - constants only
+    "WHERE issuer = ? AND serial_number = ?"
+)
+
+
+def revocation_audit_row(record: IssuedCertificate) -> tuple[str, str, str]:
+    """(kind, name, detail JSON) of the audit entry recording a certificate's revocation."""
+    detail = {
+        "device": record.device,
+        "issuer": record.issuer,
+        "serial_number": record.serial_number,
+        "reason": record.revocation_reason,
+    }
+    return (
+        CERTIFICATE_AUDIT_KIND,
+        f"{record.issuer}/{record.serial_number}",
+        encode_json(detail, "revocation"),
     )
 
 

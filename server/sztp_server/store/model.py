@@ -227,3 +227,4 @@ class IssuedCertificate:
     issued_at: datetime
     certificate_pem: str
     revoked_at: datetime | None = None
+    revocation_reason: str | None = None  # an RFC 5280 CRLReason name, when revoked

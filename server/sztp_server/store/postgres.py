@@ -37,12 +37,14 @@ from .base import (
     AUDIT_PRUNE_BATCH,
     EVENT_COLUMNS,
     ISSUED_COLUMNS,
+    ISSUED_SELECT_ONE,
     MARK_INSERT,
     MARKS_PRUNE,
     OUTBOX_CLAIM,
     OUTBOX_INSERT,
     OUTBOX_PRUNE,
     REPORT_COLUMNS,
+    REVOKE_CERTIFICATE,
     OutboxRow,
     as_utc,
     audit_rows,
@@ -54,6 +56,7 @@ from .base import (
     check_report_bound,
     deleted_devices,
     events_json,
+    issued_from_row,
     issued_row,
     outbox_rows,
     prune_audit_row,
@@ -63,6 +66,7 @@ from .base import (
     report_size,
     report_values,
     resource_rows,
+    revocation_audit_row,
     token_audit_row,
     trim_reports,
     utc_now,
@@ -88,6 +92,8 @@ _MIGRATION_LOCK_KEY = 0x5A7B_0001
 _REPEATED_REPORT = repeated_report_query("::jsonb").replace("?", "%s")
 _OUTBOX_INSERT = OUTBOX_INSERT.replace("?", "%s")
 _OUTBOX_CLAIM = OUTBOX_CLAIM.format(lock=" FOR UPDATE SKIP LOCKED").replace("?", "%s")
+_REVOKE_CERTIFICATE = REVOKE_CERTIFICATE.replace("?", "%s")
+_ISSUED_SELECT_ONE = ISSUED_SELECT_ONE.replace("?", "%s")
 
 
 def redact_url(url: str) -> str:
@@ -515,13 +521,30 @@ class PostgresStore(SqlReads):
         with self._transaction() as connection:
             inserted = connection.execute(
                 f"INSERT INTO issued_certificates ({ISSUED_COLUMNS}) "  # noqa: S608
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 issued_row(record, as_utc),
             ).rowcount
         if not inserted:
             raise ConflictError(
                 f"issuer {record.issuer} issued serial number {record.serial_number} before"
             )
+
+    def revoke_certificate(
+        self, issuer: str, serial_number: str, at: datetime, reason: str, *, actor: str
+    ) -> IssuedCertificate | None:
+        with self._transaction() as connection:
+            # A concurrent revocation holds the row until it commits; this one then finds it
+            # revoked and changes nothing.
+            revoked = connection.execute(
+                _REVOKE_CERTIFICATE, (as_utc(at), reason, issuer, serial_number)
+            ).rowcount
+            row = connection.execute(_ISSUED_SELECT_ONE, (issuer, serial_number)).fetchone()
+            if row is None:
+                return None
+            record = issued_from_row(row, as_utc)
+            if revoked:
+                _add_audit_row(connection, actor, "revoke", revocation_audit_row(record))
+            return record
 
     # -- tokens -----------------------------------------------------------------------------
 

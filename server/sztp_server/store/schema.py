@@ -9,7 +9,8 @@ Rows: `store_state` holds the single global revision; `resources` the admin reso
 `reports` the bounded progress history (each row with its size), with `report_heads` keeping
 each device's latest report id, report count and byte total so status and pruning never scan
 the history; `audit` the admin change log; `tokens` API token hashes; `device_events` the
-flight recorder's device requests; `issued_certificates` the LDevIDs issued to devices. On
+flight recorder's device requests; `issued_certificates` the LDevIDs issued to devices, and
+when and why each revoked one was. On
 SQLite, `reports`, `report_heads`, `device_events` and `issued_certificates` live in a file of
 their own (`REPORTS_FILE_SCHEMA`), so that a report does not wait for the state file's write
 lock.
@@ -107,22 +108,27 @@ REPORTS_FILE_SCHEMA: tuple[str, ...] = (
         issued_at TEXT NOT NULL,
         certificate TEXT NOT NULL,
         revoked_at TEXT,
+        revocation_reason TEXT,
         PRIMARY KEY (issuer, serial_number)
     )""",
     f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.issued_certificates_by_device "
     "ON issued_certificates (device, issued_at)",
+    # Migration 14: a CRL reads its issuer's revoked certificates only, not all it issued.
+    f"CREATE INDEX IF NOT EXISTS {REPORTS_SCHEMA}.issued_certificates_revoked "
+    "ON issued_certificates (issuer) WHERE revoked_at IS NOT NULL",
     # Migration 10: events queued once, whichever instance saw their cause first.
     f"""CREATE TABLE IF NOT EXISTS {REPORTS_SCHEMA}.webhook_marks (
         mark TEXT PRIMARY KEY,
         at TEXT NOT NULL
     )""",
 )
-# Columns device_events gained after its table was first created (migrations 8, 11), added to a
-# reports file made before: (name, type).
+# Columns its tables gained after they were first created (migrations 8, 11, 14), added to a
+# reports file made before: (table, name, type).
 REPORTS_FILE_ADDED_COLUMNS = (
     ("device_events", "profile", "TEXT"),
     ("device_events", "image", "TEXT"),
     ("device_events", "detail", "TEXT"),  # migration 11
+    ("issued_certificates", "revocation_reason", "TEXT"),  # migration 14
 )
 
 
@@ -258,6 +264,8 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     ),
     # Its table is in REPORTS_FILE_SCHEMA: a device request writes it, never the state file.
     Migration(13, "the LDevIDs issued to devices", ()),
+    # In the reports file: REPORTS_FILE_ADDED_COLUMNS, and its index in REPORTS_FILE_SCHEMA.
+    Migration(14, "LDevIDs revoked, with the reason, for their issuer's CRL", ()),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -443,6 +451,15 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (issuer, serial_number)
             )""",
             "CREATE INDEX issued_certificates_by_device ON issued_certificates (device, issued_at)",
+        ),
+    ),
+    Migration(
+        14,
+        "LDevIDs revoked, with the reason, for their issuer's CRL",
+        (
+            "ALTER TABLE issued_certificates ADD COLUMN revocation_reason TEXT",
+            "CREATE INDEX issued_certificates_revoked ON issued_certificates (issuer) "
+            "WHERE revoked_at IS NOT NULL",
         ),
     ),
 )

@@ -24,6 +24,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, ClassVar
 
+from sztp.revocation import DEFAULT_REVOCATION_REASON
 from sztp.state.resources import DEVICE
 
 from .base import (
@@ -33,9 +34,11 @@ from .base import (
     REPORT_FIELDS,
     REPORT_SELECT,
     REPORT_SUMMARY_SELECT,
+    RevokedEntry,
     check_limit,
     decode_stored_json_texts,
     event_from_row,
+    issued_from_row,
 )
 from .errors import StoreError
 from .model import (
@@ -376,42 +379,30 @@ class SqlReads(ABC):
         return {refusal: int(count) for refusal, count in rows}
 
     def issued_certificates(
-        self, *, device: str | None = None, limit: int = 100
+        self, *, device: str | None = None, serial_number: str | None = None, limit: int = 100
     ) -> builtins.list[IssuedCertificate]:
         check_limit(limit)
-        condition, parameters = ("WHERE device = ? ", (device,)) if device is not None else ("", ())
+        chosen = {"device": device, "serial_number": serial_number}
+        conditions = [f"{column} = ?" for column, value in chosen.items() if value is not None]
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
         rows = self._rows(
-            f"SELECT {ISSUED_COLUMNS} FROM issued_certificates {condition}"  # noqa: S608
+            f"SELECT {ISSUED_COLUMNS} FROM issued_certificates {where}"  # noqa: S608
             "ORDER BY issued_at DESC, serial_number LIMIT ?",
-            (*parameters, limit),
+            (*(value for value in chosen.values() if value is not None), limit),
         )
         time = type(self).time_from_value
-        return [
-            IssuedCertificate(
-                issuer=issuer,
-                serial_number=serial_number,
-                device=serial,
-                profile=profile,
-                subject=subject,
-                not_before=time(not_before),
-                not_after=time(not_after),
-                issued_at=time(issued_at),
-                certificate_pem=certificate,
-                revoked_at=None if revoked_at is None else time(revoked_at),
-            )
-            for (
-                issuer,
-                serial_number,
-                serial,
-                profile,
-                subject,
-                not_before,
-                not_after,
-                issued_at,
-                certificate,
-                revoked_at,
-            ) in rows
-        ]
+        return [issued_from_row(row, time) for row in rows]
+
+    def revoked_certificates(self, issuer: str) -> builtins.list[RevokedEntry]:
+        time = type(self).time_from_value
+        # Certificates revoked before reasons were kept have none: RFC 5280's `unspecified`.
+        rows = self._rows(
+            "SELECT serial_number, revoked_at, coalesce(revocation_reason, ?) "
+            "FROM issued_certificates WHERE issuer = ? AND revoked_at IS NOT NULL "
+            "ORDER BY revoked_at, serial_number",
+            (DEFAULT_REVOCATION_REASON, issuer),
+        )
+        return [(serial_number, time(at), reason) for serial_number, at, reason in rows]
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
         rows = self._rows(f"{_TOKEN_COLUMNS} WHERE token_hash = ?", (token_hash,))

@@ -46,12 +46,14 @@ from .base import (
     AUDIT_PRUNE_BATCH,
     EVENT_COLUMNS,
     ISSUED_COLUMNS,
+    ISSUED_SELECT_ONE,
     MARK_INSERT,
     MARKS_PRUNE,
     OUTBOX_CLAIM,
     OUTBOX_INSERT,
     OUTBOX_PRUNE,
     REPORT_COLUMNS,
+    REVOKE_CERTIFICATE,
     OutboxRow,
     as_utc,
     audit_rows,
@@ -63,6 +65,7 @@ from .base import (
     check_report_bound,
     deleted_devices,
     events_json,
+    issued_from_row,
     issued_row,
     outbox_rows,
     prune_audit_row,
@@ -72,6 +75,7 @@ from .base import (
     report_size,
     report_values,
     resource_rows,
+    revocation_audit_row,
     token_audit_row,
     trim_reports,
     utc_now,
@@ -561,13 +565,31 @@ class SqliteStore(SqlReads):
         with self._report_transaction() as connection:
             inserted = connection.execute(
                 f"INSERT INTO issued_certificates ({ISSUED_COLUMNS}) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 issued_row(record, _encode_time),
             ).rowcount
         if not inserted:
             raise ConflictError(
                 f"issuer {record.issuer} issued serial number {record.serial_number} before"
             )
+
+    def revoke_certificate(
+        self, issuer: str, serial_number: str, at: datetime, reason: str, *, actor: str
+    ) -> IssuedCertificate | None:
+        # The audit entry is in the state file, the certificate in the reports file: one
+        # transaction holds both, locked in the order `apply` takes them.
+        with ExitStack() as reports_held, self._write_transaction(durable=True) as connection:
+            reports_held.enter_context(self._reports_lock)
+            revoked = connection.execute(
+                REVOKE_CERTIFICATE, (_encode_time(at), reason, issuer, serial_number)
+            ).rowcount
+            row = connection.execute(ISSUED_SELECT_ONE, (issuer, serial_number)).fetchone()
+            if row is None:
+                return None
+            record = issued_from_row(row, _decode_time)
+            if revoked:
+                _add_audit_row(connection, actor, "revoke", revocation_audit_row(record))
+            return record
 
     # -- tokens -----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from aiohttp import web
 from sztp.device_status import STATUSES, DeviceStatus
 from sztp.errors import ValidationError
 from sztp.progress import MAX_PROGRESS_PAGE, group_by_attempt, summarize
+from sztp.revocation import DEFAULT_REVOCATION_REASON, REVOCATION_REASONS
 from sztp.state.device_templates import rendered_view
 from sztp.state.resources import DEVICE, PROFILE
 
@@ -39,7 +41,10 @@ from ..requests import (
     STALLED_SHOWN,
     bool_query,
     int_query,
+    json_object,
+    only_fields,
     read_body,
+    read_json,
     text_query,
 )
 from ..service import StateService
@@ -54,6 +59,7 @@ from ..views import (
 from ..writes import DeleteVoucher, PutVoucher, stored_device
 from .resources import resource_response
 
+LOG = logging.getLogger(__name__)
 # Devices a listing without `limit` reads from the store at a time as it streams them out.
 STREAM_PAGE = 1000
 VOUCHER_TYPES = ("application/voucher-cms+json", "application/octet-stream")
@@ -183,6 +189,61 @@ class DeviceHandlers:
             {"serial": serial, "certificates": [issued_view(record) for record in found]}
         )
 
+    async def revoke_certificate(self, request: web.Request) -> web.Response:
+        """`POST /api/v1/devices/{serial}/certificates/{serial_number}/revoke`: mark one of
+        the device's LDevIDs revoked, for the reason the body gives; its issuer's CRL lists it
+        from then on. Revoking it again changes nothing."""
+        serial = request.match_info["name"]
+        given = request.match_info["serial_number"]
+        body = json_object(await read_json(request, self.max_body_bytes), "body")
+        only_fields(body, "body", ("reason", "issuer"))
+        reason = body.get("reason", DEFAULT_REVOCATION_REASON)
+        if reason not in REVOCATION_REASONS:
+            raise ApiError(400, f"must be one of {', '.join(REVOCATION_REASONS)}", field="reason")
+        issuer = body.get("issuer")
+        if issuer is not None and not isinstance(issuer, str):
+            raise ApiError(400, "must be the name of an LDevID issuer", field="issuer")
+        stored_device(await self.service.fresh_snapshot(), serial)
+        not_found = ApiError(404, f"no LDevID with serial number {given!r} was issued to {serial}")
+        serial_number = certificate_serial_number(given)
+        if serial_number is None:
+            raise not_found
+        found = await self.store.run(
+            self.store.store.issued_certificates, device=serial, serial_number=serial_number
+        )
+        found = [record for record in found if issuer in (None, record.issuer)]
+        if not found:
+            raise not_found
+        if len(found) > 1:
+            issuers = ", ".join(sorted(record.issuer for record in found))
+            raise ApiError(
+                409, f"issuers {issuers} each issued {given} to {serial}: name one as `issuer`"
+            )
+        (chosen,) = found
+        actor = caller(request).name
+        revoked = await self.store.run(
+            self.store.store.revoke_certificate,
+            chosen.issuer,
+            chosen.serial_number,
+            utc_now(),
+            reason,
+            actor=actor,
+        )
+        if revoked is None:
+            raise not_found
+        if chosen.revoked_at is None:
+            LOG.info(
+                "LDevID revoked",
+                extra={
+                    "serial": serial,
+                    "issuer": revoked.issuer,
+                    "certificate_serial": revoked.serial_number,
+                    "reason": revoked.revocation_reason,
+                    "actor": actor,
+                },
+            )
+        return web.json_response(issued_view(revoked))
+
     async def device_progress(self, request: web.Request) -> web.Response:
         serial = request.match_info["name"]
         limit = int_query(
@@ -293,6 +354,16 @@ class DeviceHandlers:
                 "expiring": expiring_view(expiring, now, self.config.expiry_warning_days),
             }
         )
+
+
+def certificate_serial_number(text: str) -> str | None:
+    """A certificate serial number as the store keeps it (lower-case hex), from hex in either
+    case, with or without the colons `openssl x509 -text` shows; None when it is not hex."""
+    try:
+        number = int(text.replace(":", ""), 16)
+    except ValueError:
+        return None
+    return format(number, "x") if number >= 0 else None
 
 
 def count_by_status(counted: HeadCounts, now: datetime, stalled_after: timedelta) -> dict[str, int]:

@@ -8,6 +8,7 @@ from sztp.device_status import STATUSES
 from sztp.progress import MAX_PROGRESS_PAGE
 from sztp.protocol.restconf import RPC_NAMES
 from sztp.refusals import REFUSALS, TLS_HANDSHAKE, Refusal
+from sztp.revocation import DEFAULT_REVOCATION_REASON, REVOCATION_REASONS
 from sztp.state import model
 from sztp.state.device_templates import TEMPLATE_FIELDS
 from sztp.state.resources import KINDS
@@ -15,6 +16,7 @@ from sztp.state.resources import KINDS
 from ...events_out.webhook_events import EVENT_TYPES
 from ...expiry import CALENDAR_WEEKS, EXPIRY_KINDS, SOONEST_SHOWN
 from ...store.base import AUDIT_MAX_AGE_DAYS, DEVICE_FILTER_FIELDS
+from ..handlers.issuers import CRL_FORMATS
 from ..requests import (
     DEFAULT_EVENTS_LIMIT,
     DEFAULT_PROGRESS_LIMIT,
@@ -70,6 +72,10 @@ def api_paths() -> dict[str, Any]:
     paths["/api/v1/devices/{name}/status"] = {"get": _device_status()}
     paths["/api/v1/devices/{name}/rendered"] = {"get": _device_rendered()}
     paths["/api/v1/devices/{name}/certificates"] = {"get": _device_certificates()}
+    paths["/api/v1/devices/{name}/certificates/{serial_number}/revoke"] = {
+        "post": _revoke_certificate()
+    }
+    paths["/api/v1/issuers/{name}/crl"] = {"get": _issuer_crl()}
     paths["/api/v1/devices/{name}/progress"] = {"get": _device_progress()}
     return paths
 
@@ -320,9 +326,9 @@ def _device_rendered() -> Schema:
     }
 
 
-def _device_certificates() -> Schema:
+def _issued_certificate() -> Schema:
     moment = {"type": "string", "format": "date-time"}
-    certificate = {
+    return {
         "type": "object",
         "required": [
             "issuer",
@@ -344,15 +350,22 @@ def _device_certificates() -> Schema:
             "not_after": moment,
             "issued_at": moment,
             "revoked_at": {"anyOf": [moment, {"type": "null"}]},
+            "revocation_reason": {
+                "anyOf": [{"type": "string", "enum": list(REVOCATION_REASONS)}, {"type": "null"}],
+                "description": "Why it was revoked (RFC 5280 CRLReason); null while it is not",
+            },
             "certificate": {"type": "string", "description": "PEM"},
         },
     }
+
+
+def _device_certificates() -> Schema:
     listing = {
         "type": "object",
         "required": ["serial", "certificates"],
         "properties": {
             "serial": {"type": "string"},
-            "certificates": {"type": "array", "items": certificate},
+            "certificates": {"type": "array", "items": _issued_certificate()},
         },
     }
     return {
@@ -369,6 +382,70 @@ def _device_certificates() -> Schema:
             },
         ],
         "responses": responses(ok(200, listing), (400, 401, 404, 503)),
+    }
+
+
+def _revoke_certificate() -> Schema:
+    body = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "reason": {
+                "type": "string",
+                "enum": list(REVOCATION_REASONS),
+                "default": DEFAULT_REVOCATION_REASON,
+                "description": "Why (RFC 5280 CRLReason)",
+            },
+            "issuer": {
+                "type": "string",
+                "description": "The issuer, needed only when two issued the serial number",
+            },
+        },
+    }
+    return {
+        "operationId": "revoke_certificate",
+        "summary": "Revoke an LDevID issued to the device (admin token): its issuer's CRL lists "
+        "it from then on; revoking it again keeps the first time and reason",
+        "tags": ["devices"],
+        "parameters": [
+            name_parameter("Device serial number"),
+            {
+                "name": "serial_number",
+                "in": "path",
+                "required": True,
+                "description": "The certificate's serial number: hex, any case, colons allowed",
+                "schema": {"type": "string"},
+            },
+        ],
+        "requestBody": json_body(body),
+        "responses": responses(
+            ok(200, _issued_certificate()), (400, 401, 403, 404, 409, 413, 415, 422, 503)
+        ),
+    }
+
+
+def _issuer_crl() -> Schema:
+    binary = {"type": "string", "format": "binary"}
+    return {
+        "operationId": "issuer_crl",
+        "summary": "The CRL of a builtin LDevID issuer, signed now by its CA key (404 for a cmp "
+        "or hook issuer: its CA publishes its own)",
+        "tags": ["issuers"],
+        "parameters": [
+            name_parameter("Issuer name (of the server's ldevid_issuers)"),
+            query("format", {"type": "string", "enum": list(CRL_FORMATS)}, "DER (default) or PEM"),
+        ],
+        "responses": responses(
+            {
+                200: {
+                    "description": DESCRIPTIONS[200],
+                    "content": {
+                        media_type: {"schema": binary} for _, media_type in CRL_FORMATS.values()
+                    },
+                }
+            },
+            (400, *READ, 404),
+        ),
     }
 
 

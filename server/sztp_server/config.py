@@ -309,7 +309,8 @@ class ServerConfig:
     expiry_warning_days: float = field(
         default=14.0,
         metadata=_about(
-            "vouchers, owner certificates, trust anchors and TLS certificates that expire "
+            "vouchers, owner certificates, trust anchors, TLS certificates and issued LDevIDs "
+            "that expire "
             "within this many days (or have expired) are shown by `sztpctl status` and counted "
             "in /metrics (vouchers are often issued for 30 days: a longer warning would flag "
             "every new one)"

@@ -172,7 +172,7 @@ class ServerContext:
             store, workers=config.database_pool_size - ADMIN_STORE_WORKERS, name="store-device"
         )
         self.admin_store = AsyncStore(store, workers=ADMIN_STORE_WORKERS, name="store-admin")
-        self.expiry = ExpiryDates(config.tls_certificate_files())
+        self.expiry = ExpiryDates(config.tls_certificate_files(), store.current_ldevids)
         self.tokens = Pkcs11Keys.from_config(config)
         self._snapshot = load_snapshot(store, secret_key, tokens=self.tokens)
         self._reload: asyncio.Task[None] | None = None

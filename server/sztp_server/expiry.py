@@ -1,7 +1,7 @@
 """When what the server hands out or relies on stops being valid: device vouchers
-(`expires-on`), owner certificate chains, trust anchors and the server's own TLS
-certificates; what expires within `expiry_warning_days` is shown by `GET /api/v1/status`
-(`sztpctl status`) and /metrics.
+(`expires-on`), owner certificate chains, trust anchors, the server's own TLS certificates and
+the LDevIDs it issued (each device's newest that is not revoked); what expires within
+`expiry_warning_days` is shown by `GET /api/v1/status` (`sztpctl status`) and /metrics.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import bisect
 import heapq
 import itertools
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,11 @@ VOUCHER = "voucher"
 OWNER_CERTIFICATE = "owner-certificate"
 TRUST_ANCHOR_CERTIFICATE = "trust-anchor"
 TLS_CERTIFICATE = "tls-certificate"
-EXPIRY_KINDS = (VOUCHER, OWNER_CERTIFICATE, TRUST_ANCHOR_CERTIFICATE, TLS_CERTIFICATE)
+LDEVID = "ldevid"
+EXPIRY_KINDS = (VOUCHER, OWNER_CERTIFICATE, TRUST_ANCHOR_CERTIFICATE, TLS_CERTIFICATE, LDEVID)
+# The issued LDevIDs are read from the store again after this long: other processes issue
+# them, and a status or metrics read must not scan them each time.
+LDEVID_REFRESH = timedelta(minutes=1)
 # The soonest expiries the status names; the counts cover them all.
 SOONEST_SHOWN = 50
 # Weeks (from the Monday, 00:00 UTC, of the current one) the expiry calendar covers.
@@ -66,8 +70,15 @@ class ExpiryDates:
     already seen, by its text, is not parsed again, nor a TLS file whose size and modification
     time are those of its last reading."""
 
-    def __init__(self, tls_files: Sequence[tuple[str, Path]]) -> None:
+    def __init__(
+        self,
+        tls_files: Sequence[tuple[str, Path]],
+        ldevids: Callable[[], Iterable[tuple[str, datetime]]] = tuple,
+    ) -> None:
         self._tls_files = tls_files
+        self._ldevids = ldevids
+        self._ldevid_dates = _Dated([])
+        self._ldevids_read: datetime | None = None
         self._lock = threading.Lock()
         self._revision = -1
         self._state_dates = _Dated([])
@@ -77,7 +88,7 @@ class ExpiryDates:
     def soon(self, snapshot: Snapshot, now: datetime, within: timedelta) -> ExpiringSoon:
         until = now + within
         state = self._of_state(snapshot)
-        tls = _Dated(sorted(self._of_tls_files()))
+        tls = _Dated(sorted([*self._of_tls_files(), *self._of_ldevids(now).dates]))
         counts = {kind: state.count(kind, until) + tls.count(kind, until) for kind in EXPIRY_KINDS}
         next_by_kind = {**state.first_by_kind, **tls.first_by_kind}
         first = heapq.merge(state.dates, tls.dates)
@@ -138,6 +149,18 @@ class ExpiryDates:
                 found.append(Expiry(expires, VOUCHER, serial))
         self._voucher_dates = dates  # vouchers no longer stored are forgotten
         return found
+
+    def _of_ldevids(self, now: datetime) -> _Dated:
+        with self._lock:
+            read = self._ldevids_read
+        if read is None or not read <= now < read + LDEVID_REFRESH:
+            dated = _Dated(
+                sorted(Expiry(until, LDEVID, device) for device, until in self._ldevids())
+            )
+            with self._lock:
+                self._ldevid_dates, self._ldevids_read = dated, now
+        with self._lock:
+            return self._ldevid_dates
 
     def _of_tls_files(self) -> Iterator[Expiry]:
         for name, path in self._tls_files:

@@ -89,7 +89,8 @@ BUILD_INFO = "sztp_build_info"
 GAUGES: dict[str, str] = {
     "sztp_devices": "Devices by status, as sztpctl status counts them (admin listener only).",
     "sztp_expiring": (
-        "Vouchers, owner certificates, trust anchors and TLS certificates (kind) that expire "
+        "Vouchers, owner certificates, trust anchors, TLS certificates and issued LDevIDs "
+        "(kind) that expire "
         "within expiry_warning_days or have expired (admin listener only)."
     ),
     "sztp_webhook_backlog": ("Webhook events not delivered yet, by webhook (admin listener only)."),

@@ -65,6 +65,7 @@ def test_what_expires_soon_is_shown_and_counted(tmp_path: Path) -> None:
             "owner-certificate": 1,
             "trust-anchor": 0,
             "tls-certificate": 0,
+            "ldevid": 0,
         }
         assert [(item["kind"], item["name"], item["expired"]) for item in expiring["soonest"]] == [
             ("voucher", "SN-SOON", False),
@@ -135,6 +136,26 @@ def test_vouchers_already_seen_are_not_read_again(monkeypatch: pytest.MonkeyPatc
     later = dates.soon(snapshot(2, {"A": "aa", "B": "b"}), NOW, timedelta(days=3))
     assert read[2:] == ["b"]  # only the changed voucher
     assert sorted(e.name for e in later.soonest) == ["A", "B"]
+
+
+def test_issued_ldevids_are_counted_and_read_again_after_a_while() -> None:
+    reads: list[datetime] = []
+    issued = [("SN-1", NOW + timedelta(days=2)), ("SN-2", NOW + timedelta(days=40))]
+
+    def current() -> list[tuple[str, datetime]]:
+        reads.append(NOW)
+        return list(issued)
+
+    dates = ExpiryDates([], current)
+    empty = types.SimpleNamespace(revision=1, state={})
+    soon = dates.soon(empty, NOW, timedelta(days=7))
+    assert soon.counts[expiry.LDEVID] == 1 and [e.name for e in soon.soonest] == ["SN-1"]
+    assert soon.next_by_kind[expiry.LDEVID] == NOW + timedelta(days=2)
+    issued.append(("SN-3", NOW + timedelta(days=1)))
+    dates.soon(empty, NOW + timedelta(seconds=30), timedelta(days=7))
+    assert len(reads) == 1  # within LDEVID_REFRESH: not read again
+    later = dates.soon(empty, NOW + expiry.LDEVID_REFRESH, timedelta(days=7))
+    assert len(reads) == 2 and later.counts[expiry.LDEVID] == 2
 
 
 def test_tls_files_are_read_again_only_when_changed(

@@ -11,6 +11,7 @@ import base64
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from sztp.protocol.restconf import WireFormat
 from sztp.simulator.ldevid import LDEVID_KEY, new_key
 from sztp_testing import RunningServer, lab_voucher, running_server, simulate_lab_device
 
-SERIALS = ("SN-L1", "SN-L2", "SN-L3", "SN-L4", "SN-L5")
+SERIALS = ("SN-L1", "SN-L2", "SN-L3", "SN-L4", "SN-L5", "SN-L6")
 RPC = "/restconf/operations/ietf-sztp-bootstrap-server:get-bootstrapping-data"
 CONFIGURATION = "hostname {{ serial }}\ncertificate <<EOF\n{{ ldevid.chain }}EOF\n"
 
@@ -58,6 +59,7 @@ def server(lab: LabPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ru
             "type": "hook",
             "command": ["/bin/sh", "-c", "echo 'the PKI is down' >&2; exit 3"],
         },
+        {"name": "slow", "type": "hook", "command": ["/bin/sleep", "30"], "timeout": 1},
     ]
     directory = tmp_path_factory.mktemp("server")
     with running_server(directory, lab=lab, settings={"ldevid_issuers": issuers}) as running:
@@ -73,12 +75,14 @@ def server(lab: LabPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ru
                         "ldevid_keys": ["ec-p384"],
                     },
                     "down": {**profile, "ldevid_issuer": "broken"},
+                    "slow": {**profile, "ldevid_issuer": "slow"},
                 },
                 "device": {
                     "SN-L1": device_spec(lab, "SN-L1", "ldevid"),
                     "SN-L2": device_spec(lab, "SN-L2", "ldevid"),
                     "SN-L3": device_spec(lab, "SN-L3", "ec-only"),
                     "SN-L4": device_spec(lab, "SN-L4", "down"),
+                    "SN-L6": device_spec(lab, "SN-L6", "slow"),
                     "SN-L5": {
                         **device_spec(lab, "SN-L5", "ldevid"),
                         "password": "correct horse battery staple",
@@ -190,6 +194,22 @@ def test_an_issuer_that_fails_tells_the_device_to_retry_and_records_nothing(
     assert "PKI is down" not in answer.text  # the reason is the log's, not the device's
     assert "issuer broken: exit status 3: the PKI is down" in server.log
     assert issued(server, "SN-L4") == []
+
+
+def test_a_slow_issuer_is_given_up_on_and_the_device_told_to_retry(
+    lab: LabPki, server: RunningServer
+) -> None:
+    with device_session(lab, "SN-L6") as session:
+        asked = post(server, session, support())
+        request = restconf.parse_errors(asked.content, WireFormat.JSON)[0].csr_request
+        assert request is not None
+        started = time.monotonic()
+        answer = post(server, session, signed_csr(request, new_key("ec-p256"), "SN-L6"))
+        waited = time.monotonic() - started
+    assert answer.status_code == 503, answer.text
+    assert waited < 15, waited  # the issuer's timeout, not the hook's 30 s
+    assert "issuer slow: no certificate within 1.0 s" in server.log
+    assert issued(server, "SN-L6") == []
 
 
 def test_a_csr_for_another_serial_is_refused(lab: LabPki, server: RunningServer) -> None:

@@ -1656,6 +1656,24 @@ def issued_certificate(issuer: str, serial_number: str, device: str) -> IssuedCe
     )
 
 
+def test_each_devices_newest_unrevoked_ldevid_counts_for_expiry(store: Store) -> None:
+    for record in (
+        issued_certificate("lab", "1a", "SN-1"),
+        issued_certificate("lab", "2b", "SN-1"),  # newer: SN-1's
+        issued_certificate("lab", "3c", "SN-2"),
+        issued_certificate("lab", "4d", "SN-3"),
+    ):
+        store.add_issued_certificate(record)
+    at = datetime(2024, 6, 1, tzinfo=UTC)
+    store.revoke_certificate("lab", "3c", at, "keyCompromise", actor="alice")
+    store.revoke_certificate("lab", "1a", at, "superseded", actor="alice")
+    # SN-2's newest is revoked: it holds no current LDevID, whatever it held before.
+    assert sorted(store.current_ldevids()) == [
+        ("SN-1", issued_certificate("lab", "2b", "SN-1").not_after),
+        ("SN-3", issued_certificate("lab", "4d", "SN-3").not_after),
+    ]
+
+
 def test_a_revocation_is_kept_once_with_its_reason_and_audited(store: Store) -> None:
     for record in (
         issued_certificate("lab", "1a", "SN-1"),

@@ -30,7 +30,8 @@ EVENT_TYPES: dict[str, str] = {
     "report it went silent after)",
     REFUSED_REQUESTS: "the server refused at least `webhook_refused_per_minute` device requests "
     "in a minute (at most once a minute, with the count of each reason)",
-    EXPIRING: "a voucher, owner certificate, trust anchor or TLS certificate expires within "
+    EXPIRING: "a voucher, owner certificate, trust anchor, TLS certificate or issued LDevID "
+    "expires within "
     "`expiry_warning_days` (once per artifact and expiry date; the 50 soonest)",
 }
 SIGNATURE_HEADER = "X-Sztp-Signature"

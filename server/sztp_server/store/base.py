@@ -306,6 +306,10 @@ class Store(Protocol):
         second audit entry is written (concurrent revocations by several instances too)."""
         ...
 
+    def current_ldevids(self) -> builtins.list[tuple[str, datetime]]:
+        """(device, not after) of each device's newest LDevID that is not revoked."""
+        ...
+
     def revoked_certificates(self, issuer: str) -> builtins.list[RevokedEntry]:
         """(serial number, revoked at, reason) of each certificate `issuer` issued that was
         revoked, in the order they were: what its CRL lists. Reads only the revoked ones."""

@@ -393,6 +393,15 @@ class SqlReads(ABC):
         time = type(self).time_from_value
         return [issued_from_row(row, time) for row in rows]
 
+    def current_ldevids(self) -> builtins.list[tuple[str, datetime]]:
+        time = type(self).time_from_value
+        rows = self._rows(
+            "SELECT device, not_after FROM (SELECT device, not_after, revoked_at, row_number() "
+            "OVER (PARTITION BY device ORDER BY issued_at DESC, serial_number) AS newest "
+            "FROM issued_certificates) AS issued WHERE newest = 1 AND revoked_at IS NULL"
+        )
+        return [(device, time(not_after)) for device, not_after in rows]
+
     def revoked_certificates(self, issuer: str) -> builtins.list[RevokedEntry]:
         time = type(self).time_from_value
         # Certificates revoked before reasons were kept have none: RFC 5280's `unspecified`.

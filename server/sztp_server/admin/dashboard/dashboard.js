@@ -7,7 +7,7 @@ const API = "/api/v1";
 const REFRESH_MS = 10000;
 const TOKEN_KEY = "sztp-token";
 const STATUSES = ["not-seen", "in-progress", "rebooting", "complete", "failed", "stalled"];
-const EXPIRY_KINDS = ["voucher", "owner-certificate", "trust-anchor", "tls-certificate"];
+const EXPIRY_KINDS = ["voucher", "owner-certificate", "trust-anchor", "tls-certificate", "ldevid"];
 let timer = null;
 let shownDevice = null;
 

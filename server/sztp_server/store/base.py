@@ -331,6 +331,18 @@ ISSUED_COLUMNS = (
 CERTIFICATE_AUDIT_KIND = "certificate"
 
 
+ISSUED_INSERT = (
+    f"INSERT INTO issued_certificates ({ISSUED_COLUMNS}) "  # noqa: S608 - constant columns
+    f"VALUES ({', '.join('?' * (ISSUED_COLUMNS.count(',') + 1))}) ON CONFLICT DO NOTHING"
+)
+
+
+def issued_conflict(record: IssuedCertificate) -> ConflictError:
+    return ConflictError(
+        f"issuer {record.issuer} issued serial number {record.serial_number} before"
+    )
+
+
 def issued_row(record: IssuedCertificate, time: Callable[[datetime], Any]) -> tuple[Any, ...]:
     """The row of an issued certificate, its times as the backend stores them."""
     return (

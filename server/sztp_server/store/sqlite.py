@@ -45,7 +45,7 @@ from sztp.state.resources import DEVICE
 from .base import (
     AUDIT_PRUNE_BATCH,
     EVENT_COLUMNS,
-    ISSUED_COLUMNS,
+    ISSUED_INSERT,
     ISSUED_SELECT_ONE,
     MARK_INSERT,
     MARKS_PRUNE,
@@ -65,6 +65,7 @@ from .base import (
     check_report_bound,
     deleted_devices,
     events_json,
+    issued_conflict,
     issued_from_row,
     issued_row,
     outbox_rows,
@@ -563,15 +564,9 @@ class SqliteStore(SqlReads):
 
     def add_issued_certificate(self, record: IssuedCertificate) -> None:
         with self._report_transaction() as connection:
-            inserted = connection.execute(
-                f"INSERT INTO issued_certificates ({ISSUED_COLUMNS}) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                issued_row(record, _encode_time),
-            ).rowcount
+            inserted = connection.execute(ISSUED_INSERT, issued_row(record, _encode_time)).rowcount
         if not inserted:
-            raise ConflictError(
-                f"issuer {record.issuer} issued serial number {record.serial_number} before"
-            )
+            raise issued_conflict(record)
 
     def revoke_certificate(
         self, issuer: str, serial_number: str, at: datetime, reason: str, *, actor: str

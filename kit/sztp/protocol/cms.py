@@ -179,12 +179,24 @@ def certs_only(certificates: Sequence[x509.Certificate]) -> bytes:
     """Degenerate SignedData (id-data, no content, no signers) carrying `certificates`."""
     if not certificates:
         raise ValidationError("certificates", "a certs-only CMS needs at least one certificate")
+    return _certs_only(
+        tuple(cert.public_bytes(serialization.Encoding.DER) for cert in certificates)
+    )
+
+
+# A server sends one owner's chain to every device it signs for, one device at a time when
+# its profile is templated: encoded once per chain.
+@functools.lru_cache(maxsize=64)
+def _certs_only(certificates: tuple[bytes, ...]) -> bytes:
     signed_data = cms.SignedData(
         {
             "version": "v1",
             "digest_algorithms": [],
             "encap_content_info": {"content_type": "data"},
-            "certificates": [_certificate_choice(cert) for cert in certificates],
+            "certificates": [
+                cms.CertificateChoices(name="certificate", value=asn1_x509.Certificate.load(der))
+                for der in certificates
+            ],
             "signer_infos": [],
         }
     )

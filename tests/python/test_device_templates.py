@@ -222,3 +222,15 @@ def test_sztpctl_validate_names_the_device_line_of_a_template_that_fails(tmp_pat
     result = run_sztpctl("validate", "-f", fleet, env=dict(os.environ), expect=1)
     assert f"fleet.yaml:{line}:" in result.stdout + result.stderr
     assert "'site' is undefined" in result.stdout + result.stderr
+
+
+def test_the_placeholder_and_an_issued_ldevid_offer_templates_the_same_names() -> None:
+    from sztp.protocol import pki
+    from sztp.state.device_templates import LDEVID_FIELDS, placeholder_ldevid
+    from sztp_server.ldevid.enrollment import ldevid_variables
+    from sztp_server.ldevid.issuers import Issued
+
+    ca = pki.create_root_ca("Test LDevID CA")
+    leaf = pki.issue_idevid(ca, "SN-T1")
+    assert tuple(placeholder_ldevid("SN-T1")) == LDEVID_FIELDS
+    assert tuple(ldevid_variables(Issued(leaf.certificate, (ca.certificate,)))) == LDEVID_FIELDS

@@ -87,6 +87,7 @@ def _check(config: ServerConfig) -> list[str]:
     from sztp.errors import SztpError
 
     from .events_out.webhook_delivery import load_secrets
+    from .ldevid.issuers import build_issuer
     from .secret_key import check_key_file
     from .store import StoreError, sqlite_path
     from .tls import server_context
@@ -108,6 +109,8 @@ def _check(config: ServerConfig) -> list[str]:
             server_context(name, listener)  # TlsFileError names the listener and the file
     check_key_file(config, os.environ)  # SecretKeyError names the file
     load_secrets(config)  # each webhook's signing key: ValidationError names the file
+    for issuer in config.ldevid_issuers:
+        build_issuer(issuer)  # IssuerError names the issuer and its file
     warnings: list[str] = []
     if scheme in ("postgresql", "postgres"):
         warnings.extend(_unverified_database_hosts(config.database_url, os.environ))

@@ -282,3 +282,35 @@ def test_ldevid_issuers_are_read(tmp_path: Path) -> None:
         10.0,
         4,
     )
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_check_and_run_name_an_ldevid_issuer_whose_key_cannot_be_read(
+    tmp_path: Path, command: str
+) -> None:
+    from sztp_testing import SZTP_SERVER
+
+    assert SZTP_SERVER
+    path = tmp_path / "server.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "database_url": f"sqlite:///{tmp_path}/sztp.db",
+                "admin_token_file": f"{tmp_path}/admin-token",
+                "device_listeners": [{"host": "127.0.0.1", "port": 0}],
+                "admin_listener": {"host": "127.0.0.1", "port": 0},
+                "ldevid_issuers": [{**BUILTIN, "certificate_file": f"{tmp_path}/missing.pem"}],
+            }
+        )
+    )
+    result = subprocess.run(
+        [SZTP_SERVER, command, "-c", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode != 0
+    assert f"issuer lab: cannot read {tmp_path}/missing.pem" in result.stderr
+    assert "Traceback" not in result.stderr

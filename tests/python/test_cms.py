@@ -565,3 +565,73 @@ def test_a_signer_signs_as_the_key_in_memory_does(any_lab, tmp_path):
 def test_a_signer_for_another_key_is_refused(ec_lab):
     with pytest.raises(PkiError, match="does not match certificate"):
         pki.SignerCredential(ec_lab.owner.certificate, KeyElsewhere(pki.generate_key()))
+
+
+# --- the DER writer against asn1crypto ---------------------------------------------------------
+
+
+def asn1crypto_signed(content, econtent_type, credential, extra_certs, signing_time):
+    """The same SignedData built field by field with asn1crypto: the oracle `cms.sign`'s
+    DER writer must match byte for byte (RSA PKCS#1 v1.5 signatures are deterministic)."""
+    from asn1crypto import algos, core
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives import hashes
+
+    def asn1(certificate):
+        return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
+
+    digest = pki.signature_hash(credential.private_key)
+    hasher = hashes.Hash(digest)
+    hasher.update(content)
+    signer = asn1(credential.certificate)
+    attributes = asn1_cms.CMSAttributes(
+        [
+            asn1_cms.CMSAttribute({"type": "content_type", "values": [econtent_type]}),
+            asn1_cms.CMSAttribute({"type": "message_digest", "values": [hasher.finalize()]}),
+            asn1_cms.CMSAttribute(
+                {
+                    "type": "signing_time",
+                    "values": [asn1_cms.Time(name="utc_time", value=signing_time)],
+                }
+            ),
+        ]
+    )
+    signature = credential.private_key.sign(attributes.dump(), padding.PKCS1v15(), digest)
+    algorithm = algos.DigestAlgorithm({"algorithm": digest.name, "parameters": None})
+    signer_info = asn1_cms.SignerInfo(
+        {
+            "version": "v1",
+            "sid": asn1_cms.SignerIdentifier(
+                name="issuer_and_serial_number",
+                value={"issuer": signer.issuer, "serial_number": signer.serial_number},
+            ),
+            "digest_algorithm": algorithm,
+            "signed_attrs": attributes,
+            "signature_algorithm": {"algorithm": "rsassa_pkcs1v15"},
+            "signature": core.OctetString(signature),
+        }
+    )
+    certificates = dict.fromkeys([credential.certificate, *extra_certs])
+    signed_data = asn1_cms.SignedData(
+        {
+            "version": "v1" if econtent_type == ID_DATA else "v3",
+            "digest_algorithms": [algorithm],
+            "encap_content_info": {"content_type": econtent_type, "content": content},
+            "certificates": [
+                asn1_cms.CertificateChoices(name="certificate", value=asn1(certificate))
+                for certificate in certificates
+            ],
+            "signer_infos": [signer_info],
+        }
+    )
+    return asn1_cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+
+
+@pytest.mark.parametrize("size", [10, 200, 70_000, 1_100_000])
+@pytest.mark.parametrize("econtent_type", [JSON, ID_DATA])
+def test_the_der_writer_writes_what_asn1crypto_writes(rsa_lab, size, econtent_type):
+    content = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    at = dt.datetime(2026, 12, 5, 8, 0, 0, tzinfo=dt.UTC)
+    owner = rsa_lab.owner
+    ours = cms.sign(content, econtent_type, owner, owner.chain, signing_time=at)
+    assert ours == asn1crypto_signed(content, econtent_type, owner, owner.chain, at)

@@ -125,54 +125,107 @@ def sign(
         not isinstance(key, ec.EllipticCurvePrivateKey)
         and isinstance(key.public_key(), rsa.RSAPublicKey)
     )
-    signer_cert = _to_asn1(signer.certificate)
-
+    # rsassa_pkcs1v15 is rsaEncryption, as OpenSSL writes it.
+    signature_algorithm = "rsassa_pkcs1v15" if is_rsa else f"{digest.name}_ecdsa"
+    certificates = tuple(
+        certificate.public_bytes(serialization.Encoding.DER)
+        for certificate in dict.fromkeys([signer.certificate, *extra_certs])
+    )
+    parts = _signer_parts(certificates, digest.name, signature_algorithm)
     signed_attrs = cms.CMSAttributes(
         [
             cms.CMSAttribute({"type": "content_type", "values": [econtent_type]}),
             cms.CMSAttribute({"type": "message_digest", "values": [_digest(digest, content)]}),
             cms.CMSAttribute({"type": "signing_time", "values": [_time(signing_time)]}),
         ]
-    )
-    # rsassa_pkcs1v15 is rsaEncryption, as OpenSSL writes it.
-    signature_algorithm = "rsassa_pkcs1v15" if is_rsa else f"{digest.name}_ecdsa"
-    signer_info = cms.SignerInfo(
-        {
-            "version": "v1",  # v1 <=> issuerAndSerialNumber (RFC 5652 §5.3)
-            "sid": cms.SignerIdentifier(
-                name="issuer_and_serial_number",
-                value={
-                    "issuer": signer_cert.issuer,
-                    "serial_number": signer_cert.serial_number,
-                },
-            ),
-            "digest_algorithm": _digest_algorithm(digest),
-            "signed_attrs": signed_attrs,
-            "signature_algorithm": {"algorithm": signature_algorithm},
-            "signature": b"",
-        }
-    )
-    to_be_signed = _signed_attrs_as_set(signer_info)
+    ).dump()  # a SET: what is signed (RFC 5652 §5.4)
     if isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(to_be_signed, padding.PKCS1v15(), digest)
+        signature = key.sign(signed_attrs, padding.PKCS1v15(), digest)
     elif isinstance(key, ec.EllipticCurvePrivateKey):
-        signature = key.sign(to_be_signed, ec.ECDSA(digest))
+        signature = key.sign(signed_attrs, ec.ECDSA(digest))
     else:
-        signature = key.sign(to_be_signed, digest)
-    signer_info["signature"] = signature
-
-    certificates = list(dict.fromkeys([signer.certificate, *extra_certs]))
-    signed_data = cms.SignedData(
-        {
-            # v3 when eContentType is not id-data, else v1 (RFC 5652 §5.1).
-            "version": "v1" if econtent_type == ID_DATA else "v3",
-            "digest_algorithms": [_digest_algorithm(digest)],
-            "encap_content_info": {"content_type": econtent_type, "content": content},
-            "certificates": [_certificate_choice(cert) for cert in certificates],
-            "signer_infos": [signer_info],
-        }
+        signature = key.sign(signed_attrs, digest)
+    # The structure around them is written from DER encoded once per signer: building it with
+    # asn1crypto for every message cost several times the signature.
+    signer_info = _der(
+        _SEQUENCE,
+        _VERSION_1  # v1 <=> issuerAndSerialNumber (RFC 5652 §5.3)
+        + parts.signer_identifier
+        + parts.digest_algorithm
+        + bytes([_CONTEXT_0])
+        + signed_attrs[1:]  # [0] IMPLICIT SET
+        + parts.signature_algorithm
+        + _der(_OCTET_STRING, signature),
     )
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    encapsulated = _der(
+        _SEQUENCE,
+        _oid_encoding(econtent_type) + _der(_CONTEXT_0, _der(_OCTET_STRING, content)),
+    )
+    signed_data = _der(
+        _SEQUENCE,
+        # v3 when eContentType is not id-data, else v1 (RFC 5652 §5.1).
+        (_VERSION_1 if econtent_type == ID_DATA else _VERSION_3)
+        + _der(_SET, parts.digest_algorithm)
+        + encapsulated
+        + parts.certificates
+        + _der(_SET, signer_info),
+    )
+    return _der(_SEQUENCE, _oid_encoding(ID_SIGNED_DATA) + _der(_CONTEXT_0, signed_data))
+
+
+_VERSION_1 = b"\x02\x01\x01"
+_VERSION_3 = b"\x02\x01\x03"
+
+
+@dataclass(frozen=True)
+class _SignerEncoding:
+    """DER of what a SignedData holds for one signer, whatever it signs."""
+
+    certificates: bytes  # [0] IMPLICIT CertificateSet
+    signer_identifier: bytes  # issuerAndSerialNumber
+    digest_algorithm: bytes
+    signature_algorithm: bytes
+
+
+@functools.lru_cache(maxsize=64)
+def _signer_parts(
+    certificates: tuple[bytes, ...], digest_name: str, signature_algorithm: str
+) -> _SignerEncoding:
+    """`certificates`: the signer's first, DER."""
+    signer = asn1_x509.Certificate.load(certificates[0])
+    certificate_set = cms.CertificateSet(
+        [
+            cms.CertificateChoices(name="certificate", value=asn1_x509.Certificate.load(der))
+            for der in certificates
+        ]
+    ).dump()
+    identifier = cms.SignerIdentifier(
+        name="issuer_and_serial_number",
+        value={"issuer": signer.issuer, "serial_number": signer.serial_number},
+    ).dump()
+    return _SignerEncoding(
+        certificates=bytes([_CONTEXT_0]) + certificate_set[1:],
+        signer_identifier=identifier,
+        # SHA-2 parameters are absent, not NULL (RFC 5754 §2), as OpenSSL writes them.
+        digest_algorithm=algos.DigestAlgorithm(
+            {"algorithm": digest_name, "parameters": None}
+        ).dump(),
+        signature_algorithm=algos.SignedDigestAlgorithm({"algorithm": signature_algorithm}).dump(),
+    )
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    """A DER TLV: `tag`, the definite length (short or long form), `content`."""
+    size = len(content)
+    if size < 0x80:
+        return bytes((tag, size)) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(length))) + length + content
+
+
+@functools.lru_cache(maxsize=32)
+def _oid_encoding(dotted: str) -> bytes:
+    return core.ObjectIdentifier(dotted).dump()
 
 
 def certs_only(certificates: Sequence[x509.Certificate]) -> bytes:

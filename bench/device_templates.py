@@ -53,9 +53,9 @@ TEMPLATE = (
 )
 PLAIN = "hostname dpu.lab.example\n! DPU-LAB-1\nvlan 10\n  name v10\nntp server pool.ntp.org\n"
 WHERE_THE_TIME_GOES = (
-    "Where the time goes: rendering one device's template is about 15 µs of Jinja2 (the "
-    "sandbox's hooks, the loop's budget and the output bound included), so the write check "
-    "adds about 1.5 s to an apply of 100,000 devices that their vouchers and normalising "
+    "Where the time goes: rendering one device's template takes the microseconds above (Jinja2 "
+    "with the sandbox's hooks, the loop's budget and the output bound), so the write check "
+    "adds a few seconds to an apply of 100,000 devices that their vouchers and normalising "
     "dominate. On first contact a templated profile renders and signs for each device what a "
     "plain profile signs once and then serves from its cache. A signed render costs about "
     "0.3 ms in-process (profiled: most of it asn1crypto building the three signed attributes; "

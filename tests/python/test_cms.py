@@ -581,6 +581,7 @@ def asn1crypto_signed(content, econtent_type, credential, extra_certs, signing_t
         return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
 
     digest = pki.signature_hash(credential.private_key)
+    utc = signing_time.astimezone(dt.UTC)
     hasher = hashes.Hash(digest)
     hasher.update(content)
     signer = asn1(credential.certificate)
@@ -591,7 +592,12 @@ def asn1crypto_signed(content, econtent_type, credential, extra_certs, signing_t
             asn1_cms.CMSAttribute(
                 {
                     "type": "signing_time",
-                    "values": [asn1_cms.Time(name="utc_time", value=signing_time)],
+                    "values": [
+                        asn1_cms.Time(
+                            name="generalized_time" if utc.year > 2049 else "utc_time",
+                            value=utc.replace(microsecond=0),
+                        )
+                    ],
                 }
             ),
         ]
@@ -629,9 +635,16 @@ def asn1crypto_signed(content, econtent_type, credential, extra_certs, signing_t
 
 @pytest.mark.parametrize("size", [10, 200, 70_000, 1_100_000])
 @pytest.mark.parametrize("econtent_type", [JSON, ID_DATA])
-def test_the_der_writer_writes_what_asn1crypto_writes(rsa_lab, size, econtent_type):
+@pytest.mark.parametrize(
+    "at",
+    [
+        dt.datetime(2026, 12, 5, 8, 0, 0, tzinfo=dt.UTC),
+        dt.datetime(2051, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC),  # GeneralizedTime
+        dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=dt.timezone(dt.timedelta(hours=-2))),
+    ],
+)
+def test_the_der_writer_writes_what_asn1crypto_writes(rsa_lab, size, econtent_type, at):
     content = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
-    at = dt.datetime(2026, 12, 5, 8, 0, 0, tzinfo=dt.UTC)
     owner = rsa_lab.owner
     ours = cms.sign(content, econtent_type, owner, owner.chain, signing_time=at)
     assert ours == asn1crypto_signed(content, econtent_type, owner, owner.chain, at)

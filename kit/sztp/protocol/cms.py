@@ -132,13 +132,13 @@ def sign(
         for certificate in dict.fromkeys([signer.certificate, *extra_certs])
     )
     parts = _signer_parts(certificates, digest.name, signature_algorithm)
-    signed_attrs = cms.CMSAttributes(
-        [
-            cms.CMSAttribute({"type": "content_type", "values": [econtent_type]}),
-            cms.CMSAttribute({"type": "message_digest", "values": [_digest(digest, content)]}),
-            cms.CMSAttribute({"type": "signing_time", "values": [_time(signing_time)]}),
-        ]
-    ).dump()  # a SET: what is signed (RFC 5652 §5.4)
+    # A SET, as it is signed (RFC 5652 §5.4); DER orders a SET OF by its elements' encodings.
+    attributes = (
+        _attribute(_CONTENT_TYPE, _oid_encoding(econtent_type)),
+        _attribute(_MESSAGE_DIGEST, _der(_OCTET_STRING, _digest(digest, content))),
+        _attribute(_SIGNING_TIME, _time_encoding(signing_time)),
+    )
+    signed_attrs = _der(_SET, b"".join(sorted(attributes)))
     if isinstance(key, rsa.RSAPrivateKey):
         signature = key.sign(signed_attrs, padding.PKCS1v15(), digest)
     elif isinstance(key, ec.EllipticCurvePrivateKey):
@@ -226,6 +226,19 @@ def _der(tag: int, content: bytes) -> bytes:
 @functools.lru_cache(maxsize=32)
 def _oid_encoding(dotted: str) -> bytes:
     return core.ObjectIdentifier(dotted).dump()
+
+
+def _attribute(attribute_type: str, value: bytes) -> bytes:
+    """An Attribute with one value (already DER)."""
+    return _der(_SEQUENCE, _oid_encoding(attribute_type) + _der(_SET, value))
+
+
+def _time_encoding(moment: dt.datetime) -> bytes:
+    """UTCTime up to 2049, GeneralizedTime after (RFC 5280 §4.1.2.5), whole seconds, Z."""
+    moment = moment.astimezone(dt.UTC)
+    if moment.year > _LAST_UTCTIME_YEAR:
+        return _der(_GENERALIZED_TIME, moment.strftime("%Y%m%d%H%M%SZ").encode())
+    return _der(_UTC_TIME, moment.strftime("%y%m%d%H%M%SZ").encode())
 
 
 def certs_only(certificates: Sequence[x509.Certificate]) -> bytes:
@@ -412,8 +425,11 @@ _SET = 0x31
 _CONTEXT_0 = 0xA0  # [0], constructed
 _CONTEXT_1 = 0xA1  # [1], constructed
 _CONTEXT_0_PRIMITIVE = 0x80  # [0] IMPLICIT OCTET STRING (subjectKeyIdentifier)
+_UTC_TIME = 0x17
+_GENERALIZED_TIME = 0x18
 _CONTENT_TYPE = "1.2.840.113549.1.9.3"
 _MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+_SIGNING_TIME = "1.2.840.113549.1.9.5"
 
 
 class _DerFields:
@@ -791,13 +807,6 @@ def _signed_attrs_as_set(signer_info: cms.SignerInfo) -> bytes:
     """The signed attributes as signed: the received encoding re-tagged [0] -> SET (§5.4)."""
     encoded = signer_info["signed_attrs"].dump()
     return b"\x31" + encoded[1:]
-
-
-def _time(moment: dt.datetime) -> cms.Time:
-    moment = moment.astimezone(dt.UTC).replace(microsecond=0)
-    if moment.year > _LAST_UTCTIME_YEAR:
-        return cms.Time(name="generalized_time", value=moment)
-    return cms.Time(name="utc_time", value=moment)
 
 
 def _certificate_choice(certificate: x509.Certificate) -> cms.CertificateChoices:

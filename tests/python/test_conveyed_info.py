@@ -891,9 +891,11 @@ def data_model(tmp_path_factory: pytest.TempPathFactory) -> object:
         implemented=(yang_modules.CONVEYED_INFO,),
         imported=(yang_modules.YANG_TYPES, yang_modules.INET_TYPES, yang_modules.RESTCONF),
         derive=(
-            yang_modules.CONVEYED_INFO,
-            "rc:yang-data conveyed-information {",
-            "container conveyed-information {",
+            (
+                yang_modules.CONVEYED_INFO,
+                "rc:yang-data conveyed-information {",
+                "container conveyed-information {",
+            ),
         ),
     )
 

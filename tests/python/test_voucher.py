@@ -293,7 +293,7 @@ def voucher_model(tmp_path_factory: pytest.TempPathFactory) -> object:
         tmp_path_factory.mktemp("yang"),
         implemented=(yang_modules.VOUCHER,),
         imported=(yang_modules.YANG_TYPES, yang_modules.RESTCONF),
-        derive=(yang_modules.VOUCHER, _VOUCHER_YANG_DATA, "uses voucher-artifact-grouping;"),
+        derive=((yang_modules.VOUCHER, _VOUCHER_YANG_DATA, "uses voucher-artifact-grouping;"),),
     )
 
 

@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> None:
         "check",
         help="validate the configuration and exit",
         description="Validate the configuration (the config file, then SZTP_SERVER_* "
-        "environment variables) without starting: every setting, the database URL's form and "
-        "each listener's TLS certificate and key. Connects to nothing and writes nothing. "
+        "environment variables) without starting: every setting, the database URL's form, "
+        "each listener's TLS certificate and key, and each LDevID issuer's CA certificate and "
+        "key (a key in a PKCS#11 token is found and proven to sign). Connects to no database "
+        "and writes nothing. "
         "Exit status 0 when valid (with a warning for a PostgreSQL database on another "
         "machine reached without sslmode=verify-full), 2 with one line naming the defect "
         "otherwise.",
@@ -87,7 +89,8 @@ def _check(config: ServerConfig) -> list[str]:
     from sztp.errors import SztpError
 
     from .events_out.webhook_delivery import load_secrets
-    from .ldevid.issuers import build_issuer
+    from .ldevid.issuers import BuiltinIssuer, build_issuer
+    from .pkcs11_keys import Pkcs11Keys
     from .secret_key import check_key_file
     from .store import StoreError, sqlite_path
     from .tls import server_context
@@ -109,8 +112,14 @@ def _check(config: ServerConfig) -> list[str]:
             server_context(name, listener)  # TlsFileError names the listener and the file
     check_key_file(config, os.environ)  # SecretKeyError names the file
     load_secrets(config)  # each webhook's signing key: ValidationError names the file
-    for issuer in config.ldevid_issuers:
-        build_issuer(issuer)  # IssuerError names the issuer and its file
+    tokens = Pkcs11Keys(config.pkcs11_module, config.pkcs11_pin_file, log_failures=False)
+    try:
+        for issuer_config in config.ldevid_issuers:
+            issuer = build_issuer(issuer_config, tokens)  # IssuerError names issuer and file
+            if isinstance(issuer, BuiltinIssuer):
+                issuer.ca  # noqa: B018 - a key in a token is found and proven to sign
+    finally:
+        tokens.close()
     warnings: list[str] = []
     if scheme in ("postgresql", "postgres"):
         warnings.extend(_unverified_database_hosts(config.database_url, os.environ))

@@ -21,6 +21,7 @@ import yaml
 
 from sztp.errors import ValidationError
 from sztp.loopback import is_loopback
+from sztp.pkcs11_uri import parse_pkcs11_uri
 
 from .events_out.syslog_format import FACILITIES, parse_syslog_url
 from .events_out.webhook_events import EVENT_TYPES
@@ -117,6 +118,15 @@ class LdevidIssuer:
     private_key_file: Path | None = field(
         default=None,
         metadata={"doc": "PEM private key of the issuing CA, mode 0600 (builtin)"},
+    )
+    private_key_uri: str | None = field(
+        default=None,
+        metadata={
+            "doc": "instead of `private_key_file`, the issuing CA's key in a token of "
+            "`pkcs11_module`, named by a PKCS#11 URI (RFC 7512, e.g. "
+            "`pkcs11:token=ca;object=ldevid-ca`): the key is never in a file nor in memory "
+            "(builtin)"
+        },
     )
     validity_days: int = field(
         default=365,
@@ -290,8 +300,8 @@ class ServerConfig:
         default=None,
         metadata=_about(
             "PKCS#11 library (e.g. `/usr/lib/softhsm/libsofthsm2.so`) holding owner keys that "
-            "an owner's `private_key` names by PKCS#11 URI; each server process opens it at "
-            "its first signature"
+            "an owner's `private_key` names by PKCS#11 URI, and LDevID CA keys an issuer's "
+            "`private_key_uri` names; each server process opens it at its first signature"
         ),
     )
     pkcs11_pin_file: Path | None = field(
@@ -646,6 +656,13 @@ def _build(document: Mapping[str, Any]) -> ServerConfig:
     _check_syslog(config)
     if (config.pkcs11_module is None) != (config.pkcs11_pin_file is None):
         raise ValidationError("pkcs11_module", "pkcs11_module and pkcs11_pin_file go together")
+    for issuer in config.ldevid_issuers:
+        if issuer.private_key_uri and config.pkcs11_module is None:
+            raise ValidationError(
+                "pkcs11_module",
+                f"issuer {issuer.name}'s private_key_uri names a PKCS#11 token: set pkcs11_module "
+                "and pkcs11_pin_file",
+            )
     admin = config.admin_listener
     if not admin.uses_tls and not is_loopback(admin.host) and not config.admin_allow_plain_http:
         raise ValidationError(
@@ -795,7 +812,7 @@ def _webhook(name: str, value: Any) -> Webhook:
 
 # What each issuer type needs, beyond name and type.
 _ISSUER_NEEDS: Mapping[str, tuple[str, ...]] = {
-    "builtin": ("certificate_file", "private_key_file"),
+    "builtin": ("certificate_file",),
     "cmp": ("url", "reference", "secret_file", "certificate_file"),
     "hook": ("command",),
 }
@@ -819,6 +836,17 @@ def _issuer(name: str, value: Any) -> LdevidIssuer:
         parts = urlsplit(str(url))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValidationError(f"{name}.url", "must be an http:// or https:// URL")
+    key_uri = value.get("private_key_uri")
+    if issuer_type == "builtin" and bool(value.get("private_key_file")) == bool(key_uri):
+        raise ValidationError(
+            f"{name}.private_key_file",
+            "a builtin issuer needs one of private_key_file and private_key_uri",
+        )
+    if key_uri is not None:
+        try:
+            parse_pkcs11_uri(str(key_uri))
+        except ValidationError as exc:
+            raise ValidationError(f"{name}.private_key_uri", exc.message) from None
     paths = {
         key: Path(str(value[key])) if value.get(key) else None
         for key in ("certificate_file", "private_key_file", "secret_file")
@@ -832,6 +860,7 @@ def _issuer(name: str, value: Any) -> LdevidIssuer:
         ),
         url=str(url) if url is not None else None,
         reference=str(value["reference"]) if value.get("reference") else None,
+        private_key_uri=str(key_uri) if key_uri else None,
         command=tuple(command),
         timeout=float(_number(f"{name}.timeout", value.get("timeout", 10.0), float)),
         concurrency=int(_number(f"{name}.concurrency", value.get("concurrency", 4), int)),

@@ -1,4 +1,5 @@
-"""Owner keys held in a PKCS#11 token, named by an owner's `private_key` as a PKCS#11 URI.
+"""Keys held in a PKCS#11 token, named by a PKCS#11 URI: an owner's `private_key` (the
+owner signing key) or a builtin LDevID issuer's `private_key_uri` (its CA key).
 
 The library is `pkcs11_module`, the user PIN is in `pkcs11_pin_file` (never in the URI, which
 is part of the state). Each server process opens the library, and one logged-in session per
@@ -6,10 +7,10 @@ token, at its first signature: a process that forked from one holding a session 
 the token's state without knowing it. The binding serialises nothing on its own, so every use
 of the sessions goes through one lock; a signature takes the lock for its C_Sign alone.
 
-A key is proven to match the owner certificate before it signs for it (a probe signature,
+A key is proven to match its certificate before it signs for it (a probe signature,
 verified with the certificate's public key: no public key object is needed in the token).
 Whatever goes wrong (no library, refused PIN, no such key, a mismatch, a token gone) is a
-`TokenError` naming the token and the problem; it is logged once, and the owner signs nothing
+`TokenError` naming the token and the problem; it is logged once, and the key signs nothing
 until a retry succeeds: a refused PIN is not tried again until the PIN file changes (tokens
 lock after a few wrong PINs), other failures are retried after `RETRY_SECONDS`.
 """
@@ -59,8 +60,7 @@ _RSA_MECHANISMS = {
 
 
 class TokenError(SztpError):
-    """An owner key in a token cannot be used; the message says which and why (never the
-    PIN)."""
+    """A key in a token cannot be used; the message says which and why (never the PIN)."""
 
 
 @dataclass
@@ -72,9 +72,13 @@ class _Session:
 class Pkcs11Keys:
     """This process's sessions on the tokens of one PKCS#11 library, opened at first use."""
 
-    def __init__(self, module: Path | None, pin_file: Path | None) -> None:
+    def __init__(
+        self, module: Path | None, pin_file: Path | None, *, log_failures: bool = True
+    ) -> None:
         self.module = module
         self.pin_file = pin_file
+        # `sztp-server check` reports the failure itself, once.
+        self._log_failures = log_failures
         self._lock = threading.Lock()
         self._library: Library | None = None
         self._sessions: dict[tuple[str, bytes], _Session] = {}
@@ -91,8 +95,8 @@ class Pkcs11Keys:
     def credential(
         self, uri: str, certificates: Sequence[x509.Certificate]
     ) -> pki.SignerCredential:
-        """The owner's signing credential: `certificates[0]` with the token key `uri` names,
-        proven to match it. TokenError (logged) when the key cannot be used."""
+        """A signing credential: `certificates[0]` with the token key `uri` names, proven to
+        match it. TokenError (logged) when the key cannot be used."""
         with self._lock:
             key_type = self._key(uri).key_type
         try:
@@ -211,9 +215,7 @@ class Pkcs11Keys:
     def _open_library(self) -> Library:
         if self._library is None:
             if self.module is None:
-                raise TokenError(
-                    "an owner key is a PKCS#11 URI but the server has no pkcs11_module"
-                )
+                raise TokenError("a key is a PKCS#11 URI but the server has no pkcs11_module")
             try:
                 self._library = pkcs11.lib(str(self.module))
             except p11.PKCS11Error as exc:
@@ -225,7 +227,7 @@ class Pkcs11Keys:
     def _pin(self) -> str:
         path = self.pin_file
         if path is None:
-            raise TokenError("an owner key is a PKCS#11 URI but the server has no pkcs11_pin_file")
+            raise TokenError("a key is a PKCS#11 URI but the server has no pkcs11_pin_file")
         try:
             with path.open("rb") as handle:
                 mode = os.fstat(handle.fileno()).st_mode
@@ -247,10 +249,8 @@ class Pkcs11Keys:
     def _failed(self, uri: str, error: TokenError) -> NoReturn:
         """Remember `error` for `uri`, log it when it is news, and raise it."""
         known = self._failures.get(uri)
-        if known is None or str(known[1]) != str(error):
-            _LOG.warning(
-                "owner key in PKCS#11 token unusable", extra={"uri": uri, "problem": str(error)}
-            )
+        if self._log_failures and (known is None or str(known[1]) != str(error)):
+            _LOG.warning("key in PKCS#11 token unusable", extra={"uri": uri, "problem": str(error)})
         self._failures[uri] = (time.monotonic(), error)
         raise error
 
@@ -264,7 +264,7 @@ class Pkcs11Keys:
 
 class TokenKey:
     """A `pki.Signer`: the private key `uri` names, signing in its token for the public key
-    of the owner certificate (once `prove` has shown they match)."""
+    of a certificate (once `prove` has shown they match)."""
 
     def __init__(
         self,
@@ -274,13 +274,13 @@ class TokenKey:
         certified: CertificatePublicKeyTypes,
     ) -> None:
         if not isinstance(certified, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-            raise TokenError(f"{uri}: the owner certificate's key is neither EC nor RSA")
+            raise TokenError(f"{uri}: the certificate's key is neither EC nor RSA")
         wanted = (
             pkcs11.KeyType.RSA if isinstance(certified, rsa.RSAPublicKey) else pkcs11.KeyType.EC
         )
         if key_type != wanted:
             raise TokenError(
-                f"{uri} is a {key_type.name} key but the owner certificate's is {wanted.name}"
+                f"{uri} is a {key_type.name} key but the certificate's is {wanted.name}"
             )
         self.uri = uri
         self._keys = keys
@@ -315,7 +315,7 @@ class TokenKey:
             else:
                 self._public_key.verify(signature, probe, ec.ECDSA(hash))
         except InvalidSignature:
-            raise TokenError(f"{self.uri} is not the key of the owner certificate") from None
+            raise TokenError(f"{self.uri} is not the key of its certificate") from None
 
 
 def _text(value: bytes) -> str:

@@ -300,6 +300,22 @@ def running_server(
         server.stop()
 
 
+def run_sztp_server(
+    command: str, config: Path, *, env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`sztp-server COMMAND --config CONFIG` in a bare environment (PATH and `env` only, as a
+    service manager starts it), for a command expected to exit."""
+    assert SZTP_SERVER, "sztp-server must be installed in the test environment (make test)"
+    return subprocess.run(
+        [SZTP_SERVER, command, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
 def run_sztpctl(
     *arguments: str | Path,
     env: Mapping[str, str],

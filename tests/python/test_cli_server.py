@@ -31,6 +31,7 @@ from sztp_testing import (
     free_port,
     lay_out_example,
     only_line,
+    run_sztp_server,
     run_sztpctl,
     running_server,
 )
@@ -555,13 +556,7 @@ def test_server_check_validates_without_starting(fleet: Path, tmp_path: Path) ->
     def check(document: dict[str, object], **env: str) -> subprocess.CompletedProcess[str]:
         path = tmp_path / "server.yaml"
         path.write_text(yaml.safe_dump(document))
-        return subprocess.run(
-            [SZTP_SERVER, "check", "-c", str(path)],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={"PATH": "/usr/bin:/bin", **env},
-        )
+        return run_sztp_server("check", path, env=env)
 
     valid = check(config)
     assert valid.returncode == 0, valid.stderr

@@ -250,7 +250,7 @@ def test_the_ca_key_is_read_once_even_when_only_its_owner_may_read_it(tmp_path: 
         certificate_file=pki.ldevid_ca.certificate,
         private_key_file=pki.ldevid_ca.private_key,
     )
-    signers = CrlSigners([config])
+    signers = CrlSigners([config], None)
     first = signers.sign("lab", [], datetime.now(UTC))
     pki.ldevid_ca.private_key.unlink()  # the next CRL is signed with the key read before
     second = signers.sign("lab", [("1a", datetime.now(UTC), "superseded")], datetime.now(UTC))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
+from cryptography import x509
 
 from sztp.errors import ValidationError
 from sztp.labpki import LabPki, write_lab_pki
@@ -19,7 +21,13 @@ from sztp.state.fleet import load_fleet
 from sztp.state.resources import OWNER, normalize_spec
 from sztp.state.validate import validate_fleet
 from sztp_server.secret_key import SecretKey, is_sealed
-from sztp_testing import RunningServer, lab_voucher, running_server, simulate_lab_device
+from sztp_testing import (
+    RunningServer,
+    lab_voucher,
+    run_sztp_server,
+    running_server,
+    simulate_lab_device,
+)
 
 SOFTHSM_MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 TOKEN = "sztp owner"
@@ -154,7 +162,7 @@ def unusable(server: RunningServer) -> list[str]:
     records = [
         record
         for record in server.log_records()
-        if record.get("event") == "owner key in PKCS#11 token unusable"
+        if record.get("event") == "key in PKCS#11 token unusable"
     ]
     assert len({(record.get("worker"), record["problem"]) for record in records}) == len(records)
     return [str(record["problem"]) for record in records]
@@ -208,3 +216,103 @@ def test_a_wrong_pin_leaves_the_owner_without_a_key(lab: LabPki, token: Path) ->
         assert all(f"token {TOKEN!r} refused the PIN" in problem for problem in problems)
         assert "4321" not in server.log
         assert "Traceback" not in server.log
+
+
+CA_URI = "pkcs11:token=sztp%20owner;object=ldevid-ca"
+
+
+def token_issuer_settings(lab: LabPki, token: Path, uri: str) -> dict[str, object]:
+    """The lab's LDevID CA key imported into the token; a builtin issuer naming it by `uri`."""
+    run(["softhsm2-util", "--pin", PIN, "--import", str(lab.ldevid_ca.private_key), "--token",
+         TOKEN, "--label", "ldevid-ca", "--id", "02"])  # fmt: skip
+    issuer = {
+        "name": "token-ca",
+        "type": "builtin",
+        "certificate_file": str(lab.ldevid_ca.certificate),
+        "private_key_uri": uri,
+    }
+    return {**server_settings(token, PIN), "ldevid_issuers": [issuer]}
+
+
+def test_the_ldevid_ca_key_in_a_token_issues_and_signs_the_crl(lab: LabPki, token: Path) -> None:
+    settings = token_issuer_settings(lab, token, CA_URI)
+    ldevid_ca = x509.load_pem_x509_certificate(lab.ldevid_ca.certificate.read_bytes())
+    with running_server(token / "server", lab=lab, settings=settings) as server:
+        profile = {
+            "type": "onboarding",
+            "templating": "jinja2",
+            "configuration": "hostname {{ serial }}\n{{ ldevid.chain }}",
+            "ldevid_issuer": "token-ca",
+        }
+        server.apply(
+            {
+                **lab.trust_resources(),
+                "profile": {"ldevid": profile},
+                "device": {
+                    GOOD: {
+                        "profile": "ldevid",
+                        "voucher": base64.b64encode(lab_voucher(lab, GOOD)).decode(),
+                    }
+                },
+            }
+        )
+        result = simulate_lab_device(
+            lab, server.device_url, GOOD, token / "device", ldevid_keys=("ec-p256",)
+        )
+        assert result.succeeded and result.ldevid is not None, result.reason
+        ldevid = x509.load_pem_x509_certificates(result.ldevid.read_bytes())[0]
+        ldevid.verify_directly_issued_by(ldevid_ca)
+
+        headers = {"Authorization": f"Bearer {server.token}"}
+        number = format(ldevid.serial_number, "x")
+        revoked = requests.post(
+            f"{server.admin_url}/api/v1/devices/{GOOD}/certificates/{number}/revoke",
+            json={"reason": "keyCompromise"},
+            headers=headers,
+            timeout=30,
+        )
+        assert revoked.status_code == 200, revoked.text
+        answer = requests.get(
+            f"{server.admin_url}/api/v1/issuers/token-ca/crl", headers=headers, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        crl = x509.load_der_x509_crl(answer.content)
+        assert crl.is_signature_valid(ldevid_ca.public_key())
+        assert crl.get_revoked_certificate_by_serial_number(ldevid.serial_number) is not None
+        assert "Traceback" not in server.log
+    # No file anywhere under the server's directory holds the CA key.
+    key_text = lab.ldevid_ca.private_key.read_bytes().strip().splitlines()[1]
+    assert not [
+        path
+        for path in (token / "server").rglob("*")
+        if path.is_file() and key_text in path.read_bytes()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        (CA_URI, None),
+        ("pkcs11:token=sztp%20owner;object=absent", "has no private key with object=absent"),
+        ("pkcs11:token=sztp%20owner;object=owner", "is not the key of its certificate"),
+    ],
+)
+def test_check_proves_the_ldevid_ca_key_in_the_token(
+    lab: LabPki, token: Path, uri: str, problem: str | None
+) -> None:
+    config = token / "server.yaml"
+    config.write_text(yaml.safe_dump({
+        "database_url": f"sqlite:///{token}/sztp.db",
+        "admin_token_file": f"{token}/admin-token",
+        **token_issuer_settings(lab, token, uri),
+    }))  # fmt: skip
+    result = run_sztp_server("check", config, env={"SOFTHSM2_CONF": os.environ["SOFTHSM2_CONF"]})
+    assert "Traceback" not in result.stderr and PIN not in result.stderr
+    if problem is None:
+        assert result.returncode == 0, result.stderr
+        assert "configuration OK" in result.stdout
+    else:
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith(f"sztp-server: issuer token-ca: {uri}"), result.stderr
+        assert problem in result.stderr
+    assert not (token / "sztp.db").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import yaml
 
 from sztp.errors import ValidationError
 from sztp_server.config import Listener, ServerConfig, load_config
+from sztp_testing import run_sztp_server
 
 
 def test_no_file_and_no_variables_gives_the_defaults() -> None:
@@ -137,9 +137,6 @@ def test_beyond_loopback_the_admin_listener_needs_tls_or_the_opt_in(tmp_path: Pa
 def test_check_and_run_refuse_a_plain_http_admin_listener_beyond_loopback(
     tmp_path: Path, command: str
 ) -> None:
-    from sztp_testing import SZTP_SERVER
-
-    assert SZTP_SERVER
     path = tmp_path / "server.yaml"
     path.write_text(
         f"database_url: sqlite:///{tmp_path}/sztp.db\n"
@@ -147,14 +144,7 @@ def test_check_and_run_refuse_a_plain_http_admin_listener_beyond_loopback(
         "device_listeners: [{host: 127.0.0.1, port: 0}]\n"
         "admin_listener: {host: 0.0.0.0, port: 0}\n"
     )
-    result = subprocess.run(
-        [SZTP_SERVER, command, "-c", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+    result = run_sztp_server(command, path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(
         "sztp-server: admin_listener: plain HTTP on 0.0.0.0, which is not loopback"
@@ -288,9 +278,6 @@ def test_ldevid_issuers_are_read(tmp_path: Path) -> None:
 def test_check_and_run_name_an_ldevid_issuer_whose_key_cannot_be_read(
     tmp_path: Path, command: str
 ) -> None:
-    from sztp_testing import SZTP_SERVER
-
-    assert SZTP_SERVER
     path = tmp_path / "server.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -303,14 +290,7 @@ def test_check_and_run_name_an_ldevid_issuer_whose_key_cannot_be_read(
             }
         )
     )
-    result = subprocess.run(
-        [SZTP_SERVER, command, "-c", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+    result = run_sztp_server(command, path)
     assert result.returncode != 0
     assert f"issuer lab: cannot read {tmp_path}/missing.pem" in result.stderr
     assert "Traceback" not in result.stderr

@@ -11,7 +11,6 @@ import json
 import os
 import sqlite3
 import stat
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from sztp_server.secret_key import (
 )
 from sztp_server.store import Change, open_store
 from sztp_server.tokens import SERVER_ACTOR
-from sztp_testing import SZTP_SERVER, lab_voucher, running_server
+from sztp_testing import lab_voucher, run_sztp_server, running_server
 from test_admin_api import Api, make_api
 from test_store import postgres_url  # noqa: F401 - a fixture, asked for by name
 
@@ -297,15 +296,8 @@ def test_a_bad_key_file_stops_the_server_with_a_clear_error(
             }
         )
     )
-    assert SZTP_SERVER
     for command in ("check", "run"):
-        result = subprocess.run(
-            [SZTP_SERVER, command, "--config", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_sztp_server(command, config)
         assert result.returncode == 2, result.stderr
         assert message in result.stderr
         assert str(key_file) in result.stderr

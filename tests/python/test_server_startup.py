@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from sztp.labpki import LabPki, write_lab_pki
-from sztp_testing import SZTP_SERVER, free_port, start_server
+from sztp_testing import SZTP_SERVER, free_port, run_sztp_server, start_server
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +51,6 @@ def write_config(directory: Path, device: dict[str, object], admin: dict[str, ob
     return config
 
 
-def run_server(config: Path) -> subprocess.CompletedProcess[str]:
-    assert SZTP_SERVER
-    return subprocess.run(
-        [SZTP_SERVER, "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
 def log_entries(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
@@ -73,7 +62,7 @@ def test_a_port_in_use_stops_the_server_before_the_token_is_written(
     with occupied_port() as port:
         device = {"host": "127.0.0.1", "port": port if taken == "device" else free_port()}
         admin = {"host": "127.0.0.1", "port": port if taken == "admin" else free_port()}
-        result = run_server(write_config(tmp_path, device, admin))
+        result = run_sztp_server("run", write_config(tmp_path, device, admin))
     name = "device_listeners[0]" if taken == "device" else "admin_listener"
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -92,7 +81,7 @@ def test_a_broken_key_at_start_names_the_listener_and_file(tmp_path: Path, lab: 
         "tls_cert": str(lab.server.certificate),
         "tls_key": str(broken),
     }
-    result = run_server(write_config(tmp_path, device, admin))
+    result = run_sztp_server("run", write_config(tmp_path, device, admin))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (

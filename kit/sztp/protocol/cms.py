@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 
 from sztp.errors import CmsError, SignatureError, ValidationError
 from sztp.protocol import certs
+from sztp.protocol.der import tlv
 from sztp.protocol.oids import ID_DATA, ID_SIGNED_DATA
 from sztp.protocol.pki import Credential, PrivateKey, Signer, SignerCredential, signature_hash
 
@@ -135,10 +136,10 @@ def sign(
     # A SET, as it is signed (RFC 5652 §5.4); DER orders a SET OF by its elements' encodings.
     attributes = (
         _attribute(_CONTENT_TYPE, _oid_encoding(econtent_type)),
-        _attribute(_MESSAGE_DIGEST, _der(_OCTET_STRING, _digest(digest, content))),
+        _attribute(_MESSAGE_DIGEST, tlv(_OCTET_STRING, _digest(digest, content))),
         _attribute(_SIGNING_TIME, _time_encoding(signing_time)),
     )
-    signed_attrs = _der(_SET, b"".join(sorted(attributes)))
+    signed_attrs = tlv(_SET, b"".join(sorted(attributes)))
     if isinstance(key, rsa.RSAPrivateKey):
         signature = key.sign(signed_attrs, padding.PKCS1v15(), digest)
     elif isinstance(key, ec.EllipticCurvePrivateKey):
@@ -147,7 +148,7 @@ def sign(
         signature = key.sign(signed_attrs, digest)
     # The structure around them is written from DER encoded once per signer: building it with
     # asn1crypto for every message cost several times the signature.
-    signer_info = _der(
+    signer_info = tlv(
         _SEQUENCE,
         _VERSION_1  # v1 <=> issuerAndSerialNumber (RFC 5652 §5.3)
         + parts.signer_identifier
@@ -155,22 +156,22 @@ def sign(
         + bytes([_CONTEXT_0])
         + signed_attrs[1:]  # [0] IMPLICIT SET
         + parts.signature_algorithm
-        + _der(_OCTET_STRING, signature),
+        + tlv(_OCTET_STRING, signature),
     )
-    encapsulated = _der(
+    encapsulated = tlv(
         _SEQUENCE,
-        _oid_encoding(econtent_type) + _der(_CONTEXT_0, _der(_OCTET_STRING, content)),
+        _oid_encoding(econtent_type) + tlv(_CONTEXT_0, tlv(_OCTET_STRING, content)),
     )
-    signed_data = _der(
+    signed_data = tlv(
         _SEQUENCE,
         # v3 when eContentType is not id-data, else v1 (RFC 5652 §5.1).
         (_VERSION_1 if econtent_type == ID_DATA else _VERSION_3)
-        + _der(_SET, parts.digest_algorithm)
+        + tlv(_SET, parts.digest_algorithm)
         + encapsulated
         + parts.certificates
-        + _der(_SET, signer_info),
+        + tlv(_SET, signer_info),
     )
-    return _der(_SEQUENCE, _oid_encoding(ID_SIGNED_DATA) + _der(_CONTEXT_0, signed_data))
+    return tlv(_SEQUENCE, _oid_encoding(ID_SIGNED_DATA) + tlv(_CONTEXT_0, signed_data))
 
 
 _VERSION_1 = b"\x02\x01\x01"
@@ -214,15 +215,6 @@ def _signer_parts(
     )
 
 
-def _der(tag: int, content: bytes) -> bytes:
-    """A DER TLV: `tag`, the definite length (short or long form), `content`."""
-    size = len(content)
-    if size < 0x80:
-        return bytes((tag, size)) + content
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes((tag, 0x80 | len(length))) + length + content
-
-
 @functools.lru_cache(maxsize=32)
 def _oid_encoding(dotted: str) -> bytes:
     return core.ObjectIdentifier(dotted).dump()
@@ -230,15 +222,15 @@ def _oid_encoding(dotted: str) -> bytes:
 
 def _attribute(attribute_type: str, value: bytes) -> bytes:
     """An Attribute with one value (already DER)."""
-    return _der(_SEQUENCE, _oid_encoding(attribute_type) + _der(_SET, value))
+    return tlv(_SEQUENCE, _oid_encoding(attribute_type) + tlv(_SET, value))
 
 
 def _time_encoding(moment: dt.datetime) -> bytes:
     """UTCTime up to 2049, GeneralizedTime after (RFC 5280 §4.1.2.5), whole seconds, Z."""
     moment = moment.astimezone(dt.UTC)
     if moment.year > _LAST_UTCTIME_YEAR:
-        return _der(_GENERALIZED_TIME, moment.strftime("%Y%m%d%H%M%SZ").encode())
-    return _der(_UTC_TIME, moment.strftime("%y%m%d%H%M%SZ").encode())
+        return tlv(_GENERALIZED_TIME, moment.strftime("%Y%m%d%H%M%SZ").encode())
+    return tlv(_UTC_TIME, moment.strftime("%y%m%d%H%M%SZ").encode())
 
 
 def certs_only(certificates: Sequence[x509.Certificate]) -> bytes:

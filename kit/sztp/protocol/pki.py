@@ -6,6 +6,7 @@ owner certificate for conveyed information) and bootstrap-server TLS certificate
 """
 
 import datetime as dt
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sztp.errors import PkiError, ValidationError
+from sztp.protocol import der
 
 KeyType = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072"]
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -113,6 +115,63 @@ def signature_hash(key: PrivateKey | Signer) -> hashes.SHA256 | hashes.SHA384:
     ):
         return hashes.SHA384()
     return hashes.SHA256()
+
+
+def sign_certificate(
+    builder: x509.CertificateBuilder, issuer: Credential | SignerCredential
+) -> x509.Certificate:
+    """`builder`'s certificate signed by `issuer`, whose key may be held elsewhere."""
+    if isinstance(issuer, Credential):
+        return builder.sign(issuer.private_key, signature_hash(issuer.private_key))
+    # cryptography signs only with keys it holds: a stand-in key of the same type writes the
+    # to-be-signed part (whose signature algorithm names only the key type and the hash),
+    # which the signer then signs.
+    signer = issuer.signer
+    stand_in = builder.sign(_stand_in_key(signer.public_key()), signature_hash(signer))
+    return x509.load_der_x509_certificate(
+        _signed_again(
+            stand_in.public_bytes(serialization.Encoding.DER),
+            stand_in.tbs_certificate_bytes,
+            signer,
+        )
+    )
+
+
+def sign_crl(
+    builder: x509.CertificateRevocationListBuilder, issuer: Credential | SignerCredential
+) -> x509.CertificateRevocationList:
+    """`builder`'s CRL signed by `issuer`, whose key may be held elsewhere (as above)."""
+    if isinstance(issuer, Credential):
+        return builder.sign(issuer.private_key, signature_hash(issuer.private_key))
+    signer = issuer.signer
+    stand_in = builder.sign(_stand_in_key(signer.public_key()), signature_hash(signer))
+    return x509.load_der_x509_crl(
+        _signed_again(
+            stand_in.public_bytes(serialization.Encoding.DER), stand_in.tbs_certlist_bytes, signer
+        )
+    )
+
+
+def _stand_in_key(public_key: PublicKey) -> PrivateKey:
+    """A key of `public_key`'s type, made once a type, that signs nothing anybody keeps."""
+    return _made_once("rsa-2048" if isinstance(public_key, rsa.RSAPublicKey) else "ec-p256")
+
+
+@functools.cache
+def _made_once(key_type: KeyType) -> PrivateKey:
+    return generate_key(key_type)
+
+
+def _signed_again(stand_in: bytes, to_be_signed: bytes, signer: Signer) -> bytes:
+    """The DER of a signed X.509 object (RFC 5280: a SEQUENCE of the to-be-signed part, the
+    signature algorithm and the signature as a BIT STRING), signed by `signer` instead of the
+    stand-in key."""
+    algorithm_start = der.element_bounds(stand_in, 0)[0] + len(to_be_signed)
+    algorithm = stand_in[algorithm_start : der.element_bounds(stand_in, algorithm_start)[1]]
+    signature = signer.sign(to_be_signed, signature_hash(signer))
+    return der.tlv(
+        der.SEQUENCE, to_be_signed + algorithm + der.tlv(der.BIT_STRING, b"\0" + signature)
+    )
 
 
 def create_root_ca(

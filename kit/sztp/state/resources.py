@@ -407,7 +407,7 @@ def _profile(fields: _Fields, _current: Mapping[str, Any]) -> Spec:
         raise fields.error(
             "ldevid_issuer",
             "needs templating: jinja2 (the certificate reaches the device in its configuration, "
-            "as {{ ldevid.certificate }})",
+            "as {{ ldevid.chain }})",
         )
     spec.update(
         image=fields.reference("image"),

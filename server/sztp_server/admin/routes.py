@@ -43,7 +43,7 @@ def build_admin_app(
     audit = AuditHandlers(store, context.config)
     tokens = TokenHandlers(store, max_body_bytes)
     webhooks = WebhookHandlers(store, context.config)
-    issuers = IssuerHandlers(store, context.config)
+    issuers = IssuerHandlers(store, context.config, context.tokens)
     app = web.Application(
         middlewares=[error_middleware, TokenAuth(store).middleware],
         client_max_size=max(max_bulk_bytes, max_body_bytes),

@@ -113,7 +113,7 @@ class _DeviceHandlers:
         self.metrics = metrics
         self.authenticator = DeviceAuthenticator(context.config, limits.logins)
         self.responder = Responder(context.config.response_cache_bytes)
-        self.issuers = IssuerPool(context.config.ldevid_issuers)
+        self.issuers = IssuerPool(context.config.ldevid_issuers, context.tokens)
         self.report_rate = limits.reports
         self.syslog = SyslogSender.of(context.config, metrics)
         self.recorder = Recorder(

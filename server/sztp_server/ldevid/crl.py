@@ -23,8 +23,9 @@ from sztp.protocol import pki
 from sztp.revocation import DEFAULT_REVOCATION_REASON
 
 from ..config import LdevidIssuer
+from ..pkcs11_keys import Pkcs11Keys
 from ..store.base import RevokedEntry
-from .issuers import BuiltinIssuer
+from .issuers import BuiltinIssuer, authority_key_identifier
 
 # RFC 5280 CRLReason names as the extension encodes them; `unspecified` is left out of an
 # entry, as RFC 5280 (5.3.1) asks.
@@ -40,15 +41,17 @@ class CrlSigners:
     """The builtin issuers' CA credentials, each loaded once, when its first CRL is signed
     (a key that cannot be read fails that CRL, and is read again for the next)."""
 
-    def __init__(self, configs: Sequence[LdevidIssuer]) -> None:
+    def __init__(self, configs: Sequence[LdevidIssuer], tokens: Pkcs11Keys | None) -> None:
         self._configs = {config.name: config for config in configs if config.type == "builtin"}
+        self._tokens = tokens
         self._loaded: dict[str, BuiltinIssuer] = {}
         self._lock = threading.Lock()
 
     def sign(
         self, name: str, revoked: Sequence[RevokedEntry], now: datetime
     ) -> x509.CertificateRevocationList:
-        """Blocking: the key file is read the first time. IssuerError when it cannot be."""
+        """Blocking: the key file is read, or the token opened, the first time. IssuerError
+        when that fails."""
         validity = timedelta(days=self._configs[name].crl_validity_days)
         return build_crl(self._issuer(name).ca, revoked, now, validity)
 
@@ -56,12 +59,15 @@ class CrlSigners:
         with self._lock:  # admin requests run in several threads: one load per issuer
             issuer = self._loaded.get(name)
             if issuer is None:
-                issuer = self._loaded[name] = BuiltinIssuer(self._configs[name])
+                issuer = self._loaded[name] = BuiltinIssuer(self._configs[name], self._tokens)
             return issuer
 
 
 def build_crl(
-    ca: pki.Credential, revoked: Sequence[RevokedEntry], now: datetime, validity: timedelta
+    ca: pki.Credential | pki.SignerCredential,
+    revoked: Sequence[RevokedEntry],
+    now: datetime,
+    validity: timedelta,
 ) -> x509.CertificateRevocationList:
     """The CA's CRL listing `revoked`, current from `now` for `validity`."""
     builder = (
@@ -70,7 +76,7 @@ def build_crl(
         .last_update(now)
         .next_update(now + validity)
         .add_extension(x509.CRLNumber(int(now.timestamp() * 1_000_000)), critical=False)
-        .add_extension(_authority_key_identifier(ca), critical=False)
+        .add_extension(authority_key_identifier(ca), critical=False)
     )
     for serial_number, revoked_at, reason in revoked:
         entry = (
@@ -81,14 +87,4 @@ def build_crl(
         if reason != DEFAULT_REVOCATION_REASON:
             entry = entry.add_extension(x509.CRLReason(REASON_FLAGS[reason]), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
-    return builder.sign(ca.private_key, pki.signature_hash(ca.private_key))
-
-
-def _authority_key_identifier(ca: pki.Credential) -> x509.AuthorityKeyIdentifier:
-    """The CA certificate's own key identifier when it has one (a relying party matches the
-    two), else the one computed from its key."""
-    try:
-        subject_key = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key())
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(subject_key.value)
+    return pki.sign_crl(builder, ca)

@@ -27,6 +27,7 @@ from sztp.errors import SztpError
 from sztp.protocol import pki
 
 from ..config import LdevidIssuer
+from ..pkcs11_keys import Pkcs11Keys, TokenError
 
 # The longest certificate chain an external issuer may answer with.
 MAX_CHAIN_BYTES = 256 * 1024
@@ -65,24 +66,45 @@ class Issuer(Protocol):
 
 
 class BuiltinIssuer:
-    """This server signs, with a CA key read from a file at start."""
+    """This server signs, with a CA key read from a file at start or held in a PKCS#11 token
+    (opened at the first signature, in the process that signs: see pkcs11_keys)."""
 
-    def __init__(self, config: LdevidIssuer) -> None:
-        if config.certificate_file is None or config.private_key_file is None:
-            raise IssuerError(f"issuer {config.name}: certificate_file and private_key_file")
+    def __init__(self, config: LdevidIssuer, tokens: Pkcs11Keys | None) -> None:
+        if config.certificate_file is None:
+            raise IssuerError(f"issuer {config.name}: certificate_file is required")
         self.name = config.name
         self.validity = timedelta(days=config.validity_days)
-        certificates = pki.load_certificates_pem(read_file(config.certificate_file, config.name))
-        key = pki.load_private_key_pem(read_secret_file(config.private_key_file, config.name))
-        # The key must be the first certificate's (Credential checks) and that one a CA.
-        self.ca = pki.Credential(certificates[0], key, tuple(certificates[1:]))
-        constraints = certificates[0].extensions.get_extension_for_class(x509.BasicConstraints)
+        self.certificates = pki.load_certificates_pem(
+            read_file(config.certificate_file, config.name)
+        )
+        constraints = self.certificates[0].extensions.get_extension_for_class(x509.BasicConstraints)
         if not constraints.value.ca:
             raise IssuerError(f"issuer {config.name}: {config.certificate_file} is not a CA")
+        self._key_uri = config.private_key_uri
+        self._tokens = tokens
+        self._ca: pki.Credential | pki.SignerCredential | None = None
+        if config.private_key_file is not None:
+            key = pki.load_private_key_pem(read_secret_file(config.private_key_file, config.name))
+            # The key must be the first certificate's (Credential checks).
+            self._ca = pki.Credential(self.certificates[0], key, tuple(self.certificates[1:]))
+
+    @property
+    def ca(self) -> pki.Credential | pki.SignerCredential:
+        """The CA's credential; blocking the first time for a key in a token, whose failures
+        (TokenError, logged by pkcs11_keys) are an IssuerError."""
+        if self._ca is None:
+            if self._tokens is None or self._key_uri is None:
+                raise IssuerError(f"issuer {self.name}: its key is in a token, out of reach")
+            try:
+                self._ca = self._tokens.credential(self._key_uri, self.certificates)
+            except TokenError as exc:
+                raise IssuerError(f"issuer {self.name}: {exc}") from None
+        return self._ca
 
     def issue(self, request: IssueRequest) -> Issued:
+        ca = self.ca
         now = datetime.now(UTC)
-        ca_certificate = self.ca.certificate
+        ca_certificate = ca.certificate
         public_key = request.csr.public_key()
         if not isinstance(
             public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -116,15 +138,9 @@ class BuiltinIssuer:
                 critical=False,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                    self.ca.private_key.public_key()
-                ),
-                critical=False,
-            )
+            .add_extension(authority_key_identifier(ca), critical=False)
         )
-        certificate = builder.sign(self.ca.private_key, pki.signature_hash(self.ca.private_key))
-        return Issued(certificate, self.ca.certificates)
+        return Issued(pki.sign_certificate(builder, ca), ca.certificates)
 
 
 class HookIssuer:
@@ -181,9 +197,26 @@ def checked_answer(name: str, pem: bytes, request: IssueRequest) -> Issued:
     return Issued(certificate, tuple(certificates[1:]))
 
 
-def build_issuer(config: LdevidIssuer) -> Issuer:
+def authority_key_identifier(
+    ca: pki.Credential | pki.SignerCredential,
+) -> x509.AuthorityKeyIdentifier:
+    """The CA certificate's own key identifier when it has one (a relying party matches the
+    two), else the one computed from its key."""
+    try:
+        subject_key = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        key = (
+            ca.private_key.public_key()
+            if isinstance(ca, pki.Credential)
+            else ca.signer.public_key()
+        )
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(key)
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(subject_key.value)
+
+
+def build_issuer(config: LdevidIssuer, tokens: Pkcs11Keys | None) -> Issuer:
     if config.type == "builtin":
-        return BuiltinIssuer(config)
+        return BuiltinIssuer(config, tokens)
     if config.type == "hook":
         return HookIssuer(config)
     from .cmp_issuer import CmpIssuer
@@ -195,9 +228,9 @@ class IssuerPool:
     """The configured issuers, each called in a thread, at most its `concurrency` at once, and
     abandoned (IssuerError) after its `timeout`."""
 
-    def __init__(self, configs: Sequence[LdevidIssuer]) -> None:
+    def __init__(self, configs: Sequence[LdevidIssuer], tokens: Pkcs11Keys | None) -> None:
         self._issuers: Mapping[str, Issuer] = {
-            config.name: build_issuer(config) for config in configs
+            config.name: build_issuer(config, tokens) for config in configs
         }
         self._limits = {config.name: asyncio.Semaphore(config.concurrency) for config in configs}
         self._timeouts = {config.name: config.timeout for config in configs}

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from ...config import ServerConfig
 from ...ldevid.crl import CrlSigners
 from ...ldevid.issuers import IssuerError
+from ...pkcs11_keys import Pkcs11Keys
 from ...store.async_store import AsyncStore
 from ...store.base import utc_now
 from ..errors import ApiError
@@ -25,10 +26,10 @@ CRL_FORMATS = {
 
 
 class IssuerHandlers:
-    def __init__(self, store: AsyncStore, config: ServerConfig) -> None:
+    def __init__(self, store: AsyncStore, config: ServerConfig, tokens: Pkcs11Keys) -> None:
         self.store = store
         self.issuers = {issuer.name: issuer for issuer in config.ldevid_issuers}
-        self.signers = CrlSigners(config.ldevid_issuers)
+        self.signers = CrlSigners(config.ldevid_issuers, tokens)
 
     async def crl(self, request: web.Request) -> web.Response:
         """A CRL signed now by the issuer's CA key, listing every certificate of the issuer

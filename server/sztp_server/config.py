@@ -559,6 +559,10 @@ class ServerConfig:
         except OSError:  # a seccomp filter may refuse the call: every core, then
             return os.cpu_count() or 1
 
+    def issuer_names(self) -> frozenset[str]:
+        """What a profile's `ldevid_issuer` may name."""
+        return frozenset(issuer.name for issuer in self.ldevid_issuers)
+
     def tls_certificate_files(self) -> list[tuple[str, Path]]:
         """(listener name, certificate file) of every listener with TLS."""
         return [

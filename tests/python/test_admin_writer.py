@@ -55,7 +55,7 @@ def secret_key() -> SecretKey:
 
 
 def make_writer(store: SqliteStore, secret_key: SecretKey) -> Writer:
-    return Writer(store, secret_key, Progress())
+    return Writer(store, secret_key, Progress(), frozenset({"lab-ldevid"}))
 
 
 def add_device(store: SqliteStore, serial: str) -> int:
@@ -272,7 +272,7 @@ def test_a_write_of_devices_checks_the_devices_it_writes_and_no_other(
     state: dict[str, Mapping[str, Mapping[str, Any]]] = {kind: {} for kind in KINDS}
     state |= {PROFILE: {"day0": profile}, DEVICE: devices}
     snapshot = Snapshot(1, state, secret_key)
-    tools = WriteTools(secret_key, VoucherChecker(), Progress())
+    tools = WriteTools(secret_key, VoucherChecker(), Progress(), frozenset())
     put = PutResource(DEVICE, "SN-5", {"profile": "day0", "model": "m"})
     assert [change.action for change in put.changes(snapshot, tools)] == ["update"]
     create = PutResource(DEVICE, "SN-NEW", {"profile": "day0"})

@@ -242,6 +242,38 @@ def test_a_device_that_logs_in_with_a_password_gets_no_ldevid(
     assert "only to a device that authenticates with its IDevID" in answer.text
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_profile_naming_an_issuer_the_server_lacks_is_refused_at_write_time(
+    server: RunningServer, dry_run: bool
+) -> None:
+    headers = {"Authorization": f"Bearer {server.token}"}
+    before = server.client().get("profile", "ldevid")
+    profile = {
+        "type": "onboarding",
+        "templating": "jinja2",
+        "configuration": CONFIGURATION,
+        "ldevid_issuer": "corporate-pki",
+    }
+    for name in ("corporate", "ldevid"):  # a new profile, and one stored
+        answer = requests.post(
+            f"{server.admin_url}/api/v1/state",
+            params={"dry_run": str(dry_run).lower()},
+            json={"resources": {"profile": {name: profile}}},
+            headers=headers,
+            timeout=30,
+        )
+        assert answer.status_code == 422, answer.text
+        error = answer.json()["error"]
+        assert error["field"].endswith("].ldevid_issuer"), error
+        assert "no LDevID issuer named 'corporate-pki'" in error["message"]
+        assert "broken, lab-ldevid, slow" in error["message"]
+    assert server.client().get("profile", "ldevid") == before
+    missing = requests.get(
+        f"{server.admin_url}/api/v1/profiles/corporate", headers=headers, timeout=30
+    )
+    assert missing.status_code == 404
+
+
 # ---- helpers
 
 

@@ -17,7 +17,9 @@ class StateService:
     def __init__(self, context: ServerContext, writer: WriterHandle | None = None) -> None:
         self.context = context
         self.store = context.admin_store
-        self.writer = writer or WriterProcess(context.store, context.secret_key)
+        self.writer = writer or WriterProcess(
+            context.store, context.secret_key, context.config.issuer_names()
+        )
 
     def close(self) -> None:
         self.writer.close()

@@ -37,7 +37,7 @@ from ..store.errors import ConflictError
 from .errors import ApiError
 from .views import change_audit_detail, etag
 from .vouchers import VoucherChecker
-from .writes import Commit, Progress, Write, WriteTools
+from .writes import Commit, Progress, Write, WriteTools, check_issuers
 
 _LOG = get_logger()
 _COMMIT_ATTEMPTS = 3
@@ -48,9 +48,11 @@ PROGRESS_INTERVAL_SECONDS = 0.25
 class Writer:
     """Runs writes against `store`, keeping a snapshot of the state between them."""
 
-    def __init__(self, store: Store, secret_key: SecretKey, progress: Progress) -> None:
+    def __init__(
+        self, store: Store, secret_key: SecretKey, progress: Progress, issuers: frozenset[str]
+    ) -> None:
         self.store = store
-        self.tools = WriteTools(secret_key, VoucherChecker(), progress)
+        self.tools = WriteTools(secret_key, VoucherChecker(), progress, issuers)
         self._snapshot: Snapshot | None = None
 
     def close(self) -> None:
@@ -70,6 +72,7 @@ class Writer:
         for _attempt in range(_COMMIT_ATTEMPTS):
             snapshot = self.snapshot()
             changes = write.changes(snapshot, self.tools)
+            check_issuers(changes, self.tools.issuers)
             pinned = expected_revision(if_match, snapshot.revision)
             if write.dry_run or not changes:
                 return write.answer(Commit(snapshot.revision, changes))
@@ -137,9 +140,10 @@ class WriterHandle(Protocol):
 class WriterProcess:
     """The serving process's handle on the writer process."""
 
-    def __init__(self, store: Store, secret_key: SecretKey) -> None:
+    def __init__(self, store: Store, secret_key: SecretKey, issuers: frozenset[str]) -> None:
         self._reopen = store.reopener()
         self._secret_key = secret_key
+        self._issuers = issuers
         self._context = server_processes()
         # The writer's progress (done, total), shared memory it writes and jobs read.
         self._progress = self._context.RawArray("q", 2)
@@ -242,7 +246,7 @@ class WriterProcess:
                 max_workers=1,
                 mp_context=self._context,
                 initializer=_start,
-                initargs=(self._reopen, self._secret_key, self._progress),
+                initargs=(self._reopen, self._secret_key, self._progress, self._issuers),
             )
             # A pool starts its process (the first one also the forkserver, which imports the
             # server's code) when it is first given work: in a thread, not on the event loop.
@@ -290,14 +294,16 @@ class _SharedProgress:
 _writer: Writer | None = None
 
 
-def _start(reopen: Callable[[], Store], secret_key: SecretKey, progress: Any) -> None:
+def _start(
+    reopen: Callable[[], Store], secret_key: SecretKey, progress: Any, issuers: frozenset[str]
+) -> None:
     global _writer
     # The serving process decides when to stop: Ctrl-C or a service manager's SIGTERM reach
     # the whole process group, and a write must not end half-way because of them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     exit_with_parent()
-    _writer = Writer(reopen(), secret_key, _SharedProgress(progress))
+    _writer = Writer(reopen(), secret_key, _SharedProgress(progress), issuers)
     # Run as the process ends (the pool's worker leaves through multiprocessing's exit path,
     # not atexit): the voucher checker's own pool goes with it. Before the queues' own
     # finalizers (priority 10), which would leave its workers waiting for a stop message.

@@ -48,6 +48,8 @@ class WriteTools:
     secret_key: SecretKey
     vouchers: VoucherChecker
     progress: Progress
+    # The names of this server's `ldevid_issuers`, which a profile written may name.
+    issuers: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,21 @@ def checked(
     ]
     check_renders(after, serials=written_devices, profiles=written_profiles)
     return changes
+
+
+def check_issuers(changes: list[Change], issuers: frozenset[str]) -> None:
+    """A profile written may only name an LDevID issuer this server has: its devices would
+    otherwise be refused at their first request. Profiles already stored are not checked (an
+    issuer taken out of the settings must not block other writes)."""
+    for change in changes:
+        issuer = (change.spec or {}).get("ldevid_issuer") if change.kind == PROFILE else None
+        if issuer is not None and issuer not in issuers:
+            configured = ", ".join(sorted(issuers)) or "none"
+            raise ValidationError(
+                f"{PROFILE}[{change.name}].ldevid_issuer",
+                f"no LDevID issuer named {issuer!r} is configured on this server "
+                f"(ldevid_issuers in its settings: {configured})",
+            )
 
 
 def restore_secrets(

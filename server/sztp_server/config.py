@@ -119,6 +119,15 @@ class LdevidIssuer:
         default=None,
         metadata={"doc": "PEM private key of the issuing CA, mode 0600 (builtin)"},
     )
+    private_key_password_file: Path | None = field(
+        default=None,
+        metadata={
+            "doc": "file (mode 0600) with the passphrase of an encrypted `private_key_file` "
+            "(PKCS#8 `ENCRYPTED PRIVATE KEY`), e.g. a systemd credential "
+            "(`/run/credentials/sztp-server.service/...`), so that the key is encrypted at rest "
+            "(builtin)"
+        },
+    )
     private_key_uri: str | None = field(
         default=None,
         metadata={
@@ -846,6 +855,10 @@ def _issuer(name: str, value: Any) -> LdevidIssuer:
             f"{name}.private_key_file",
             "a builtin issuer needs one of private_key_file and private_key_uri",
         )
+    if value.get("private_key_password_file") and not value.get("private_key_file"):
+        raise ValidationError(
+            f"{name}.private_key_password_file", "is the passphrase of a private_key_file"
+        )
     if key_uri is not None:
         try:
             parse_pkcs11_uri(str(key_uri))
@@ -853,7 +866,12 @@ def _issuer(name: str, value: Any) -> LdevidIssuer:
             raise ValidationError(f"{name}.private_key_uri", exc.message) from None
     paths = {
         key: Path(str(value[key])) if value.get(key) else None
-        for key in ("certificate_file", "private_key_file", "secret_file")
+        for key in (
+            "certificate_file",
+            "private_key_file",
+            "private_key_password_file",
+            "secret_file",
+        )
     }
     return LdevidIssuer(
         name=value["name"],

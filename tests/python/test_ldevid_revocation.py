@@ -6,6 +6,7 @@ device, or an issuer without a CRL here, is refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,11 +15,13 @@ from typing import Any
 import pytest
 import requests
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from sztp.labpki import LabPki, write_lab_pki
 from sztp.revocation import REVOCATION_REASONS
 from sztp_server.config import LdevidIssuer
 from sztp_server.ldevid.crl import REASON_FLAGS, CrlSigners
+from sztp_server.ldevid.issuers import BuiltinIssuer, IssuerError
 from sztp_testing import RunningServer, run_sztpctl, simulate_lab_device
 from test_ldevid import issued, lab, server  # noqa: F401 - fixtures, asked for by name
 
@@ -263,3 +266,41 @@ def test_the_ca_key_is_read_once_even_when_only_its_owner_may_read_it(tmp_path: 
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == (
         x509.ReasonFlags.superseded
     )
+
+
+def test_an_encrypted_ca_key_file_is_opened_with_its_passphrase_file(tmp_path: Path) -> None:
+    pki = write_lab_pki(tmp_path / "pki", [])
+    key = serialization.load_pem_private_key(pki.ldevid_ca.private_key.read_bytes(), None)
+    encrypted = tmp_path / "ca.key"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"correct horse"),
+        )
+    )
+    encrypted.chmod(0o600)
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("correct horse\n")
+    passphrase.chmod(0o600)
+    config = LdevidIssuer(
+        name="lab",
+        type="builtin",
+        certificate_file=pki.ldevid_ca.certificate,
+        private_key_file=encrypted,
+        private_key_password_file=passphrase,
+    )
+    ca = x509.load_pem_x509_certificate(pki.ldevid_ca.certificate.read_bytes())
+    crl = CrlSigners([config], None).sign("lab", [], datetime.now(UTC))
+    assert crl.is_signature_valid(ca.public_key())
+
+    without = dataclasses.replace(config, private_key_password_file=None)
+    with pytest.raises(IssuerError, match=r"ca.key is encrypted: set private_key_password_file"):
+        BuiltinIssuer(without, None)
+    passphrase.write_text("wrong horse\n")
+    with pytest.raises(IssuerError) as refused:
+        BuiltinIssuer(config, None)
+    assert str(encrypted) in str(refused.value) and "horse" not in str(refused.value)
+    passphrase.chmod(0o644)
+    with pytest.raises(IssuerError, match=r"must be mode 0600 \(it is 0644\)"):
+        BuiltinIssuer(config, None)

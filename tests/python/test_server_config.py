@@ -247,6 +247,39 @@ BUILTIN = {
         ([{**BUILTIN, "colour": 1}], "ldevid_issuers[0].colour", "unknown setting"),
         ([BUILTIN, BUILTIN], "ldevid_issuers", "two issuers have the same name"),
         ([{**BUILTIN, "timeout": 0}], "ldevid_issuers[0].timeout", "positive"),
+        (
+            [{**BUILTIN, "private_key_uri": "pkcs11:object=ca"}],
+            "ldevid_issuers[0].private_key_file",
+            "one of private_key_file and private_key_uri",
+        ),
+        (
+            [
+                {
+                    **BUILTIN,
+                    "private_key_file": None,
+                    "private_key_uri": "pkcs11:object=ca?pin-value=1",
+                }
+            ],
+            "ldevid_issuers[0].private_key_uri",
+            "pin-value is not allowed",
+        ),
+        (
+            [{**BUILTIN, "private_key_file": None, "private_key_uri": "pkcs11:object=ca"}],
+            "pkcs11_module",
+            "issuer lab's private_key_uri names a PKCS#11 token",
+        ),
+        (
+            [
+                {
+                    **BUILTIN,
+                    "private_key_file": None,
+                    "private_key_uri": "pkcs11:object=ca",
+                    "private_key_password_file": "/etc/sztp/pass",
+                }
+            ],
+            "ldevid_issuers[0].private_key_password_file",
+            "passphrase of a private_key_file",
+        ),
     ],
 )
 def test_ldevid_issuers_are_checked(

@@ -84,7 +84,7 @@ class BuiltinIssuer:
         self._tokens = tokens
         self._ca: pki.Credential | pki.SignerCredential | None = None
         if config.private_key_file is not None:
-            key = pki.load_private_key_pem(read_secret_file(config.private_key_file, config.name))
+            key = _load_key(config, config.private_key_file)
             # The key must be the first certificate's (Credential checks).
             self._ca = pki.Credential(self.certificates[0], key, tuple(self.certificates[1:]))
 
@@ -249,6 +249,29 @@ class IssuerPool:
                     return await asyncio.to_thread(issuer.issue, request)
         except TimeoutError:
             raise IssuerError(f"issuer {name}: no certificate within {timeout} s") from None
+
+
+def _load_key(config: LdevidIssuer, path: Path) -> pki.PrivateKey:
+    """The CA key from its 0600 file, decrypted with the passphrase file when it has one."""
+    pem = read_secret_file(path, config.name)
+    password_file = config.private_key_password_file
+    encrypted = b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in pem
+    if encrypted and password_file is None:
+        raise IssuerError(
+            f"issuer {config.name}: {path} is encrypted: set private_key_password_file"
+        )
+    if password_file is not None and not encrypted:
+        raise IssuerError(
+            f"issuer {config.name}: {path} is not an encrypted PKCS#8 key, but "
+            "private_key_password_file is set"
+        )
+    password = None
+    if password_file is not None:
+        password = read_secret_file(password_file, config.name).rstrip(b"\r\n")
+    try:
+        return pki.load_private_key_pem(pem, password)
+    except SztpError as exc:
+        raise IssuerError(f"issuer {config.name}: {path}: {exc}") from None
 
 
 def read_file(path: Path, issuer: str) -> bytes:

@@ -42,6 +42,7 @@ from e2e_site import (
     HW_MODEL,
     IMAGE_BYTES,
     IMAGE_NAME,
+    LDEVID_SERIAL,
     MISMATCHED_SERIAL,
     NETWORK_V4,
     NETWORK_V6,
@@ -104,7 +105,7 @@ def lab_dir() -> Iterator[Path]:
 def lab_files(binaries: dict[str, str], lab_dir: Path) -> LabFiles:
     """Lab PKI, vouchers, boot image, day-0 configuration and the fleet file."""
     pki = lab_dir / "pki"
-    serials = [*GOOD_SERIALS, MISMATCHED_SERIAL]
+    serials = [*GOOD_SERIALS, MISMATCHED_SERIAL, LDEVID_SERIAL]
     server_names = ["--server-name", NETWORK_V4, "--server-name", NETWORK_V6]
     serial_flags = [flag for serial in serials for flag in ("--serial", serial)]
     run([SZTPCTL, "pki", "init", pki, *serial_flags, *server_names, "--hw-model", HW_MODEL])

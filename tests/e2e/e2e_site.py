@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from e2e_lab import Namespaces, Service, in_namespace, run, wait_for
 
 BIN = Path(sys.executable).parent
@@ -32,6 +34,7 @@ REQUIRED_BINARIES = {
     "dhclient": "isc-dhcp-client",
     "udhcpc": "udhcpc",
     "tcpdump": "tcpdump",
+    "openssl": "openssl",
 }
 SBIN_PATHS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
@@ -45,6 +48,8 @@ POOL_V6 = "fd00:77::100 - fd00:77::1ff"
 DEVICE_PORT = 8443
 ADMIN_PORT = 7080
 FILES_PORT = 4443
+# nginx as a service of the owner's that admits a client only with an LDevID.
+LDEVID_SERVICE_PORT = 5443
 
 BOOTSTRAP_URI_V4 = f"https://{NETWORK_V4}:{DEVICE_PORT}"
 BOOTSTRAP_URI_V6 = f"https://[{NETWORK_V6}]:{DEVICE_PORT}"
@@ -58,6 +63,9 @@ GOOD_SERIALS = ("SN-0001", "SN-0002", "SN-0004")
 AGENT_SERIAL = "SN-0004"
 # Registered with a valid voucher for its serial, but pinning another owner's CA.
 MISMATCHED_SERIAL = "SN-0003"
+# Bootstraps with sztp-agent on a profile that issues it an LDevID (RFC 9646).
+LDEVID_SERIAL = "SN-0005"
+LDEVID_ISSUER = "lab-ldevid"
 HW_MODEL = "DPU-LAB-1"
 IMAGE_NAME = "labos-1.2.img"
 IMAGE_BYTES = b"LabOS 1.2 boot image (e2e payload)\n"
@@ -98,6 +106,11 @@ class LabFiles:
         device = self.pki / "devices" / serial
         return device / "idevid.pem", device / "idevid.key"
 
+    def ldevid_ca(self) -> tuple[Path, Path]:
+        """The owner's LDevID CA, an intermediate under the owner CA the vouchers pin."""
+        owner = self.pki / "owner"
+        return owner / "ldevid-ca.pem", owner / "ldevid-ca.key"
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -135,13 +148,22 @@ class BootstrapNetwork:
 
 
 def nginx_config(lab: LabFiles) -> Path:
-    """HTTPS with the lab server certificate, serving the image directory on both addresses."""
+    """HTTPS with the lab server certificate: the image directory on both addresses, and
+    the owner's LDevID service on the IPv4 address."""
     prefix = lab.directory / "nginx"
     prefix.mkdir()
     tls = lab.pki / "tls"
     listen = "\n".join(
         f"    listen {address}:{FILES_PORT} ssl;" for address in (NETWORK_V4, f"[{NETWORK_V6}]")
     )
+    ldevid_ca, _ = lab.ldevid_ca()
+    owner_ca = lab.pki / "owner" / "ca.pem"
+    # OpenSSL (without a partial-chain flag, which nginx never sets) only ends a client's
+    # path at a self-signed certificate: the owner CA above the LDevID CA is trusted too.
+    client_trust = prefix / "ldevid-trust.pem"
+    client_trust.write_bytes(ldevid_ca.read_bytes() + owner_ca.read_bytes())
+    # So the issuer is checked as well: anything else the owner CA certifies is refused.
+    ldevid_ca_name = x509.load_pem_x509_certificate(ldevid_ca.read_bytes()).subject
     config = prefix / "nginx.conf"
     # Every path nginx writes is under the prefix, so the host's nginx is never touched.
     config.write_text(
@@ -157,11 +179,22 @@ http {{
   uwsgi_temp_path {prefix}/uwsgi;
   scgi_temp_path {prefix}/scgi;
   types {{ application/octet-stream img; }}
+  ssl_certificate {tls / "server.pem"};
+  ssl_certificate_key {tls / "server.key"};
   server {{
 {listen}
-    ssl_certificate {tls / "server.pem"};
-    ssl_certificate_key {tls / "server.key"};
     root {lab.files};
+  }}
+  server {{
+    listen {NETWORK_V4}:{LDEVID_SERVICE_PORT} ssl;
+    ssl_client_certificate {client_trust};
+    ssl_verify_client on;
+    # The LDevID (depth 0) and its CA (depth 1) below the owner CA, the trust anchor.
+    ssl_verify_depth 1;
+    if ($ssl_client_i_dn != "{ldevid_ca_name.rfc4514_string()}") {{ return 403; }}
+    default_type text/plain;
+    # The admitted certificate's serial number, for the test to match with the device's.
+    location / {{ return 200 "$ssl_client_serial\n"; }}
   }}
 }}
 """
@@ -171,7 +204,8 @@ http {{
 
 def server_config(lab: LabFiles) -> Path:
     """sztp-server on SQLite: TLS device listeners on the link's v4 and v6 addresses, the
-    admin API on the namespace's loopback."""
+    admin API on the namespace's loopback, the owner's LDevID CA as a builtin issuer."""
+    ldevid_ca, ldevid_ca_key = lab.ldevid_ca()
     tls = {
         "tls_cert": str(lab.pki / "tls" / "server.pem"),
         "tls_key": str(lab.pki / "tls" / "server.key"),
@@ -187,6 +221,14 @@ def server_config(lab: LabFiles) -> Path:
                 ],
                 "admin_listener": {"host": "127.0.0.1", "port": ADMIN_PORT},
                 "admin_token_file": str(lab.directory / "state" / "admin-token"),
+                "ldevid_issuers": [
+                    {
+                        "name": LDEVID_ISSUER,
+                        "type": "builtin",
+                        "certificate_file": str(ldevid_ca),
+                        "private_key_file": str(ldevid_ca_key),
+                    }
+                ],
                 "refresh_interval": 0.2,
                 "log_level": "info",
             },

@@ -176,8 +176,9 @@ def render(args: argparse.Namespace, figures: dict[str, Any], load: tuple[float,
         "of longer rounds on a machine doing other work. The server signs once per profile "
         "and state revision (templated profiles: per device) and serves the rest from its "
         "cache, so the token's cost is paid on cache misses only, and an LDevID once per "
-        "device; a network HSM adds its round trip to each, which is when signing should leave "
-        "the event loop for a thread (issuances already run in one)."
+        "device; both are signed in a thread of the device worker when the key is in a token, "
+        "so a network HSM's round trip adds to that device's answer and never holds the event "
+        "loop the other devices are served from."
     )
     return table_section(
         SECTION,

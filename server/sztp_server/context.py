@@ -132,6 +132,12 @@ class Snapshot:
             self._memo[key] = read_stored_voucher(base64.b64decode(text)) if text else None
         return self._memo[key]
 
+    def owner_key_in_token(self, name: str) -> bool:
+        """Whether the owner signs in a PKCS#11 token (a URI is stored as it is, never
+        sealed): known without opening anything."""
+        spec = self.get(OWNER, name)
+        return spec is not None and is_pkcs11_uri(spec.get("private_key") or "")
+
     def owner_credential(self, name: str) -> pki.Credential | pki.SignerCredential | None:
         """The owner's signing credential, or None when the server holds no key for it (or
         one its secret key does not open: logged at start-up). A key in a PKCS#11 token that

@@ -15,7 +15,12 @@ from sztp.protocol import bootstrapping_data, pki
 from sztp.protocol.voucher import create_voucher, sign_voucher
 from sztp.state.resources import DEVICE, OWNER, PROFILE, TRUST_ANCHOR, normalize_spec
 from sztp_server.context import Snapshot
-from sztp_server.device_api.responder import DeviceRequest, NoBootstrappingData, Responder
+from sztp_server.device_api.responder import (
+    DeviceRequest,
+    NoBootstrappingData,
+    Responder,
+    WaitsForToken,
+)
 from sztp_server.secret_key import SecretKey
 
 MIB = 1024 * 1024
@@ -139,3 +144,41 @@ def test_signed_data_shares_the_signature_and_carries_each_device_its_voucher(
     assert responder.cached_bytes < 200_000
     with pytest.raises(NoBootstrappingData, match="SN-none needs signed data but has no voucher"):
         responder.respond(state, "SN-none", SIGNED)
+
+
+def test_an_answer_signed_in_a_token_is_left_to_a_thread_unless_cached(ec_lab: Any) -> None:
+    """The event loop asks with may_wait=False: a token's round trip (a network HSM's) is
+    not taken there, and nothing is rendered before the answer says so."""
+    name, spec = profile("signed", 1_000, signing="when-requested")
+    in_token = {
+        "certificate_chain": pem(ec_lab.owner, ec_lab.owner_ca),
+        "private_key": "pkcs11:token=owner;object=owner",
+    }
+    voucher = base64.b64encode(lab_voucher(ec_lab, "SN-0001")).decode()
+    state = snapshot(
+        {name: spec}, {"SN-0001": {"profile": name, "voucher": voucher}},
+        **{OWNER: {"default": in_token}},
+    )  # fmt: skip
+    responder = Responder(cache_bytes=16 * MIB)
+    with pytest.raises(WaitsForToken):
+        responder.respond(state, "SN-0001", SIGNED, may_wait=False)
+    assert responder.cached_bytes == 0
+    # Unsigned data needs no key: served on the loop.
+    assert not responder.respond(state, "SN-0001", UNSIGNED, may_wait=False).data.signed
+
+    # What is cached never waits: the same answer, signed once by a key in memory, is served
+    # from the cache to a caller that may not wait.
+    in_memory = {
+        **in_token,
+        "private_key": pki.private_key_to_pem(ec_lab.owner.private_key).decode(),
+    }
+    signed = responder.respond(
+        snapshot(
+            {name: spec}, {"SN-0001": {"profile": name, "voucher": voucher}},
+            **{OWNER: {"default": in_memory}},
+        ),
+        "SN-0001",
+        SIGNED,
+    ).data  # fmt: skip
+    cached = responder.respond(state, "SN-0001", SIGNED, may_wait=False).data
+    assert cached.conveyed_information is signed.conveyed_information

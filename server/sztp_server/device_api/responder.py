@@ -45,6 +45,11 @@ class NoBootstrappingData(SztpError):
     """The device is known but nothing can be served to it; the reason is for the log only."""
 
 
+class WaitsForToken(Exception):
+    """`respond(..., may_wait=False)` would have to sign in a PKCS#11 token, whose round trip
+    (a network HSM's) must not hold the event loop: the caller asks again from a thread."""
+
+
 @dataclasses.dataclass(frozen=True)
 class DeviceRequest:
     """What the device told us in get-bootstrapping-data input."""
@@ -114,9 +119,13 @@ class Responder:
         serial: str,
         request: DeviceRequest,
         ldevid: Mapping[str, str] | None = None,
+        *,
+        may_wait: bool = True,
     ) -> Answer:
         """The device's bootstrapping data; with the LDevID just issued to it, rendered for
-        this answer alone (a certificate is never served twice)."""
+        this answer alone (a certificate is never served twice). Without `may_wait`, an
+        answer that is not cached and must be signed in a token raises WaitsForToken before
+        any work is done."""
         device = snapshot.device(serial)
         if device is None:
             raise NoBootstrappingData(f"device {serial} is not known")
@@ -135,7 +144,13 @@ class Responder:
                 raise NoBootstrappingData(f"device {serial} needs signed data but has no voucher")
             _check_voucher_current(snapshot, serial)
             voucher = base64.b64decode(device["voucher"])
+        # Checked where the answer is not cached, before anything is rendered.
+        waits = (
+            not may_wait and voucher is not None and snapshot.owner_key_in_token(profile["owner"])
+        )
         if ldevid is not None:
+            if waits:
+                raise WaitsForToken
             fields = self._rendered_fields(snapshot, serial, device, profile_name, profile, ldevid)
             data = _render(snapshot, profile, voucher, fields)
             return Answer(data, profile_name, profile.get("image"))
@@ -145,6 +160,8 @@ class Responder:
             key: _CacheKey = ("device", serial, profile_name, sign)
             rendered = self._cache.get(snapshot.revision, key)
             if rendered is None:
+                if waits:
+                    raise WaitsForToken
                 fields = self._rendered_fields(snapshot, serial, device, profile_name, profile)
                 rendered = _render(snapshot, profile, voucher, fields)
                 self._cache.put(snapshot.revision, key, rendered)
@@ -152,6 +169,8 @@ class Responder:
         key = ("profile", profile_name, "", sign)
         rendered = self._cache.get(snapshot.revision, key)
         if rendered is None:
+            if waits:
+                raise WaitsForToken
             rendered = _render(snapshot, profile, voucher)
             self._cache.put(snapshot.revision, key, rendered)
         if voucher is not None and rendered.ownership_voucher != voucher:

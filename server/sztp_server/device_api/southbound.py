@@ -43,7 +43,7 @@ from .password_logins import BUSY_RETRY_AFTER_SECONDS, PasswordWorkersBusy, TooM
 from .rate_limits import RateLimits
 from .recorder import Pending, Recorder, claimed_serial, device_events, device_said
 from .report_limits import cap_report
-from .responder import DeviceRequest, NoBootstrappingData, Responder
+from .responder import DeviceRequest, NoBootstrappingData, Responder, WaitsForToken
 
 RESTCONF_ROOT = "/restconf"
 # OpenSSL's verify codes for a certificate outside its validity period (X509_V_ERR_CERT_NOT_YET
@@ -379,7 +379,14 @@ class _DeviceHandlers:
                 return issued
             ldevid = issued
         try:
-            answer = self.responder.respond(snapshot, serial, device_request, ldevid)
+            try:
+                answer = self.responder.respond(
+                    snapshot, serial, device_request, ldevid, may_wait=False
+                )
+            except WaitsForToken:
+                answer = await asyncio.to_thread(
+                    self.responder.respond, snapshot, serial, device_request, ldevid
+                )
         except NoBootstrappingData as exc:
             request[DETAIL] = _joined(request.get(DETAIL), str(exc))
             raise _RpcFailure(

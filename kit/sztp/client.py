@@ -343,9 +343,10 @@ class SztpClient:
 
     def device_pages(self, **filters: str | None) -> Iterator[builtins.list[dict[str, Any]]]:
         """Every device (filtered by `status`, `profile`, `model` or `site`) as {name, spec,
-        revision, created_at, updated_at, status, last_report}, in name order, a page of up to
-        DEVICE_PAGE devices at a time as each arrives (no empty page): one request per page,
-        instead of one status request per device."""
+        revision, created_at, updated_at, status, last_report, ldevid} (`ldevid`: the fields of
+        `sztp.current_ldevid`, or None), in name order, a page of up to DEVICE_PAGE devices at
+        a time as each arrives (no empty page): one request per page, instead of one status
+        request per device."""
         wanted = {key: value for key, value in filters.items() if value is not None}
         after: dict[str, str] = {}
         while True:

@@ -15,14 +15,21 @@ description:
     C(sztp_status_in_progress), C(sztp_status_rebooting), C(sztp_status_stalled),
     C(sztp_status_not_seen)), by profile (C(sztp_profile_<profile>)), by model
     (C(sztp_model_<model>)) and by site (C(sztp_site_<site>)); characters other than letters, digits and C(_) become C(_).
-    Every host is also in the group C(sztp_devices).
+    Every host is also in the group C(sztp_devices), and a device that holds a current LDevID in
+    the group C(sztp_ldevid).
   - Host variables - C(sztp_serial), C(sztp_profile), C(sztp_model), C(sztp_site), C(sztp_mac), C(sztp_duid),
     C(sztp_status), C(sztp_attempts), C(sztp_last_report) and C(sztp_ssh_host_keys), the SSH host
     keys the device sent with its C(bootstrap-complete) report as C(known_hosts) lines
     (C(<serial> <algorithm> <base64 key>)), so that a day-1 playbook can trust the device's keys
     before it first connects.
-  - "Cost: one request per 2,000 devices: the server lists them with their status and last
-    report, each page read on its own, so the time grows with the devices listed, not faster."
+  - C(sztp_ldevid) is the device's current LDevID (RFC 9646), the newest certificate the server
+    issued to it while that one is neither revoked nor expired, as a dict of
+    C(serial_number) (lower-case hex), C(issuer) (the server's issuer that signed it),
+    C(not_before) and C(not_after) (UTC, ISO 8601); null when the device holds none (a revoked
+    newest certificate leaves it none, whatever it held before).
+  - "Cost: one request per 2,000 devices: the server lists them with their status, last report
+    and current LDevID, each page read on its own, so the time grows with the devices listed,
+    not faster."
   - The configuration file must be named C(*.sztp.yml) or C(*.sztp.yaml).
 author:
   - sztp developers (@sztp)
@@ -160,6 +167,19 @@ cache_timeout: 300
 #     key: "{{ item | regex_replace('^\\S+', ansible_host) }}"
 #   loop: "{{ sztp_ssh_host_keys }}"
 #   delegate_to: localhost
+
+---
+# Devices grouped by the issuer of the LDevID they hold (those holding none are in no such
+# group); every device holding one is also in the group sztp_ldevid.
+plugin: sztp.bootstrap.devices
+keyed_groups:
+  - key: sztp_ldevid.issuer
+    prefix: ldevid_issuer
+
+# Then, in a play on the group sztp_ldevid:
+# - name: Show the LDevID each device holds
+#   ansible.builtin.debug:
+#     msg: "LDevID {{ sztp_ldevid.serial_number }} valid until {{ sztp_ldevid.not_after }}"
 """
 
 import base64
@@ -185,6 +205,8 @@ except ImportError:
     SztpError = Exception
 
 STATUSES = ("not-seen", "in-progress", "rebooting", "complete", "failed", "stalled")
+# What sztp_ldevid holds of the listing's current LDevID (the kit's CURRENT_LDEVID_FIELDS).
+LDEVID_FIELDS = ("serial_number", "issuer", "not_before", "not_after")
 _GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 _ALGORITHM = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._+-]{0,63}")
 _KNOWN_HOSTS_NAME_UNSAFE = re.compile(r"[\s,#]")
@@ -217,6 +239,13 @@ def collector_paused():
     finally:
         if was_enabled:
             gc.enable()
+
+
+def current_ldevid(listed):
+    """The documented fields of the current LDevID a device is listed with, or None."""
+    if not isinstance(listed, dict):
+        return None
+    return {field: listed.get(field) for field in LDEVID_FIELDS}
 
 
 def group_name(prefix, kind, value):
@@ -345,6 +374,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     "site": spec.get("site"),
                     "mac": spec.get("mac"),
                     "duid": spec.get("duid"),
+                    "ldevid": current_ldevid(item.get("ldevid")),
                 }
                 keep_report = last_report == "all" or (
                     last_report == "complete" and item["status"] == "complete"
@@ -397,6 +427,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     "sztp_attempts": device.get("attempts"),
                     "sztp_last_report": report,
                     "sztp_ssh_host_keys": keys,
+                    "sztp_ldevid": device.get("ldevid"),
                 }
             )
             for name, value in variables.items():
@@ -414,6 +445,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 if device.get(kind):
                     group = self.inventory.add_group(group_name(prefix, kind, device[kind]))
                     self.inventory.add_child(group, host)
+            if device.get("ldevid"):
+                self.inventory.add_child(self.inventory.add_group(prefix + "ldevid"), host)
 
             if constructed:
                 hostvars = self.inventory.get_host(host).get_vars()

@@ -180,6 +180,8 @@ def many_devices(module, client):
     for item in items:
         device = hide_secrets(item)
         report = device.pop("last_report", None)
+        # A single device is read without it: the inventory plugin shows it (sztp_ldevid).
+        device.pop("ldevid", None)
         if params["last_report"]:
             device.update(attempts=report["attempt"] if report else 0, last_report=report)
         devices.append(device)

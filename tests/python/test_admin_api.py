@@ -45,7 +45,7 @@ from sztp_server.admin.writes import Write
 from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext, Snapshot
 from sztp_server.secret_key import SecretKey
-from sztp_server.store.model import Change, ProgressRecord, ReportOutcome
+from sztp_server.store.model import Change, IssuedCertificate, ProgressRecord, ReportOutcome
 from sztp_server.store.sqlite import SqliteStore
 from sztp_server.tokens import (
     ensure_first_admin_token,
@@ -63,7 +63,9 @@ class InThreadWriter:
     calls (the server runs it in a writer process of its own)."""
 
     def __init__(self, context: ServerContext) -> None:
-        self.writer = Writer(context.store, context.secret_key, jobs.Progress())
+        self.writer = Writer(
+            context.store, context.secret_key, jobs.Progress(), context.config.issuer_names()
+        )
         self.lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -977,9 +979,64 @@ def test_device_list_with_status_filters_and_pages(api: Api, ec_lab: Any) -> Non
         assert error_of(response)["field"] == next(iter(bad))
 
 
+def issue_ldevid(
+    api: Api, device: str, serial_number: str, *, issued_ago: timedelta, valid_for: timedelta
+) -> IssuedCertificate:
+    """An LDevID recorded as issued to `device` `issued_ago` before now, valid for `valid_for`
+    from then, as the server records the ones it issues."""
+    issued_at = datetime.now(UTC) - issued_ago
+    record = IssuedCertificate(
+        issuer="lab",
+        serial_number=serial_number,
+        device=device,
+        profile=None,
+        subject=f"serialNumber={device}",
+        not_before=issued_at,
+        not_after=issued_at + valid_for,
+        issued_at=issued_at,
+        certificate_pem="-----BEGIN CERTIFICATE-----\n",
+    )
+    api.store.add_issued_certificate(record)
+    return record
+
+
+def test_device_list_with_status_shows_each_devices_current_ldevid(api: Api) -> None:
+    api.store.apply([Change("create", "device", f"SN-{i}", {}) for i in range(1, 5)], actor="test")
+    year, day = timedelta(days=365), timedelta(days=1)
+    issue_ldevid(api, "SN-1", "1a", issued_ago=2 * day, valid_for=year)
+    current = issue_ldevid(api, "SN-1", "1b", issued_ago=day, valid_for=year)
+    issue_ldevid(api, "SN-2", "2a", issued_ago=2 * day, valid_for=year)
+    issue_ldevid(api, "SN-2", "2b", issued_ago=day, valid_for=year)
+    issue_ldevid(api, "SN-3", "3a", issued_ago=2 * day, valid_for=day)  # expired yesterday
+    revoked = api.post(
+        "/api/v1/devices/SN-2/certificates/2b/revoke", json={"reason": "keyCompromise"}
+    )
+    assert revoked.status_code == 200
+
+    listed = api.get("/api/v1/devices", params={"with_status": "true"}).json()
+    assert {item["name"]: item["ldevid"] for item in listed} == {
+        "SN-1": {
+            "serial_number": "1b",
+            "issuer": "lab",
+            "not_before": views.time_text(current.not_before),
+            "not_after": views.time_text(current.not_after),
+        },
+        "SN-2": None,  # its newest is revoked; the one before is not its LDevID again
+        "SN-3": None,
+        "SN-4": None,
+    }
+    assert datetime.fromisoformat(listed[0]["ldevid"]["not_after"]) == current.not_after
+    # Paged, streamed or filtered, the same listing; the plain one has no status, nor this.
+    assert walk_pages(api, 3) == listed
+    not_seen = api.get("/api/v1/devices", params={"status": "not-seen", "with_status": "true"})
+    assert not_seen.json() == listed
+    assert all("ldevid" not in item for item in api.get("/api/v1/devices").json())
+
+
 def paged_fleet(api: Api) -> None:
     """40 devices over three profiles and two models, in every status; SN-01, SN-07, ... sent
-    a late report after bootstrap-complete, which must leave them complete."""
+    a late report after bootstrap-complete, which must leave them complete; SN-00, SN-04, ...
+    hold a current LDevID, SN-01, SN-05, ... one that expired."""
     api.store.apply(
         [
             Change("create", "device", f"SN-{i:02}", {"profile": f"p{i % 3}", "model": f"m{i % 2}"})
@@ -1003,6 +1060,10 @@ def paged_fleet(api: Api) -> None:
                 f"SN-{i:02}", at + timedelta(seconds=i), progress_type, None, None, 1
             )
             assert api.store.add_report(record, decides_status=not late) is ReportOutcome.STORED
+    year = timedelta(days=365)
+    for i in range(0, 40, 4):
+        issue_ldevid(api, f"SN-{i:02}", f"{i:x}", issued_ago=timedelta(days=1), valid_for=year)
+        issue_ldevid(api, f"SN-{i + 1:02}", f"{i + 1:x}", issued_ago=year, valid_for=year / 2)
 
 
 def walk_pages(api: Api, limit: int, **filters: str) -> list[dict[str, Any]]:
@@ -1038,6 +1099,8 @@ def test_device_pages_cover_every_device_once_whatever_the_filters(api: Api) -> 
         "rebooting",
     ]
     assert fleet_view[1]["last_report"]["progress_type"] == "bootstrap-complete"
+    holding = [item["name"] for item in fleet_view if item["ldevid"] is not None]
+    assert holding == [f"SN-{i:02}" for i in range(0, 40, 4)]
     for status in STATUSES:
         for filters in ({}, {"profile": "p1"}, {"profile": "p2", "model": "m1"}):
             expected = [
@@ -1341,6 +1404,9 @@ def run_schemathesis(api: Api, cwd: Path, *selection: str) -> subprocess.Complet
 @pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is not installed")
 def test_schemathesis_finds_no_server_errors(api: Api, ec_lab: Any, tmp_path: Path) -> None:
     seed(api, ec_lab)
+    # A device listed with an LDevID: its answers are checked against the schema too.
+    year = timedelta(days=365)
+    issue_ldevid(api, "SN-0001", "5a", issued_ago=timedelta(days=1), valid_for=year)
     # Token deletion goes last and alone: a fuzzed second admin token would otherwise let it
     # revoke the token the run itself uses.
     for selection in (

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 import sztp
+from sztp.current_ldevid import CURRENT_LDEVID_FIELDS, CURRENT_LDEVID_TIMES
 from sztp.device_status import STATUSES
 from sztp.state.fleet import SECTIONS
 from sztp.state.fleet_schema import render
@@ -48,6 +50,22 @@ def test_plugins_list_the_device_statuses(path: Path, option: str) -> None:
     assert tuple(constants["STATUSES"]) == STATUSES, f"{path.name}: STATUSES"
     documented = yaml.safe_load(constants["DOCUMENTATION"])["options"][option]
     assert tuple(documented["choices"]) == STATUSES, f"{path.name}: option {option} choices"
+
+
+def test_the_current_ldevid_has_the_kits_fields_in_the_api_and_the_inventory() -> None:
+    from sztp_server.admin.views import current_ldevid_view
+    from sztp_server.store.model import CurrentLdevid
+
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    shown = current_ldevid_view(CurrentLdevid("1a", "lab", moment, moment))
+    assert tuple(shown) == tuple(CURRENT_LDEVID_FIELDS)
+    assert {name for name, value in shown.items() if value == "2026-01-01T00:00:00Z"} == (
+        CURRENT_LDEVID_TIMES
+    )
+    constants = module_constants(INVENTORY)
+    assert tuple(constants["LDEVID_FIELDS"]) == tuple(CURRENT_LDEVID_FIELDS)
+    described = " ".join(yaml.safe_load(constants["DOCUMENTATION"])["description"])
+    assert all(f"C({name})" in described for name in CURRENT_LDEVID_FIELDS)
 
 
 def test_device_info_hides_the_device_secrets() -> None:

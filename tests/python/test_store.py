@@ -42,6 +42,7 @@ from sztp_server.store import (
 )
 from sztp_server.store.base import decode_stored_json_texts, encode_json, report_size
 from sztp_server.store.model import (
+    CurrentLdevid,
     DeviceEvent,
     HeadFilter,
     IssuedCertificate,
@@ -1672,6 +1673,65 @@ def test_each_devices_newest_unrevoked_ldevid_counts_for_expiry(store: Store) ->
         ("SN-1", issued_certificate("lab", "2b", "SN-1").not_after),
         ("SN-3", issued_certificate("lab", "4d", "SN-3").not_after),
     ]
+
+
+def test_device_pages_carry_each_devices_current_ldevid(store: Store) -> None:
+    add_devices(store, "SN-1", "SN-2", "SN-3", "SN-4", "SN-5", "SN-6")
+    store.add_report(report("SN-1", "bootstrap-complete"))
+    expired = dataclasses.replace(
+        issued_certificate("lab", "4d", "SN-3"), not_after=datetime(2024, 6, 1, tzinfo=UTC)
+    )
+    for record in (
+        issued_certificate("lab", "1a", "SN-1"),
+        issued_certificate("other-ca", "2b", "SN-1"),  # newer: SN-1's current one
+        issued_certificate("lab", "1b", "SN-2"),
+        issued_certificate("lab", "3c", "SN-2"),
+        expired,
+        issued_certificate("lab", "5e", "SN-5"),
+        issued_certificate("lab", "6f", "SN-6"),
+    ):
+        store.add_issued_certificate(record)
+    at = datetime(2024, 6, 1, tzinfo=UTC)
+    # SN-2's newest is revoked: the older one it replaced is not its LDevID again.
+    store.revoke_certificate("lab", "3c", at, "keyCompromise", actor="alice")
+    newest = issued_certificate("other-ca", "2b", "SN-1")
+
+    def current(**chosen: Any) -> dict[str, Any]:
+        page = store.device_page(after=None, limit=10, ldevid_at=at, **chosen)
+        return {item.device.name: item.ldevid for item in page}
+
+    shown = current()
+    assert shown == {
+        "SN-1": CurrentLdevid("2b", "other-ca", newest.not_before, newest.not_after),
+        "SN-2": None,
+        "SN-3": None,  # it expires at that very moment
+        "SN-4": None,  # none issued
+        "SN-5": CurrentLdevid("5e", "lab", newest.not_before, newest.not_after),
+        "SN-6": CurrentLdevid("6f", "lab", newest.not_before, newest.not_after),
+    }
+    # A moment earlier SN-3's was still valid.
+    before = store.device_page(after="SN-2", limit=1, ldevid_at=at - timedelta(seconds=1))
+    assert [(item.device.name, item.ldevid) for item in before] == [
+        ("SN-3", CurrentLdevid("4d", "lab", expired.not_before, expired.not_after))
+    ]
+    # Pages and filters choose the same devices as without it, each with its own.
+    walked: dict[str, CurrentLdevid | None] = {}
+    while page := store.device_page(
+        after=list(walked)[-1] if walked else None, limit=4, ldevid_at=at
+    ):
+        walked |= {item.device.name: item.ldevid for item in page}
+    assert walked == shown
+    reported = HeadFilter(
+        unreported=False,
+        recent_types=frozenset({"bootstrap-complete"}),
+        stale_types=frozenset(),
+        stale_before=at,
+    )
+    assert current(heads=reported) == {"SN-1": shown["SN-1"]}
+    assert current(spec_equals={"model": "none"}) == {}
+    # Read without a moment, a page does not look for them.
+    assert all(item.ldevid is None for item in store.device_page(after=None, limit=10))
+    assert [item.device.name for item in store.device_page(after=None, limit=10)] == list(shown)
 
 
 def test_a_revocation_is_kept_once_with_its_reason_and_audited(store: Store) -> None:

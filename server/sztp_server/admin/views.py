@@ -17,6 +17,7 @@ from ..config import Webhook
 from ..expiry import ExpiringSoon
 from ..store.model import (
     AuditEntry,
+    CurrentLdevid,
     DeviceEvent,
     IssuedCertificate,
     ProgressRecord,
@@ -221,6 +222,17 @@ def expiring_view(expiring: ExpiringSoon, now: datetime, within_days: float) -> 
             {"week": start.date().isoformat(), "counts": counts}
             for start, counts in expiring.calendar
         ],
+    }
+
+
+def current_ldevid_view(ldevid: CurrentLdevid) -> dict[str, str]:
+    """A device's current LDevID as the device listing shows it: the fields of
+    `sztp.current_ldevid.CURRENT_LDEVID_FIELDS`."""
+    return {
+        "serial_number": ldevid.serial_number,
+        "issuer": ldevid.issuer,
+        "not_before": time_text(ldevid.not_before),
+        "not_after": time_text(ldevid.not_after),
     }
 
 

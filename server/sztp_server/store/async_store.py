@@ -129,9 +129,15 @@ class AsyncStore:
         limit: int,
         spec_equals: Mapping[str, str] | None = None,
         heads: HeadFilter | None = None,
+        ldevid_at: datetime | None = None,
     ) -> builtins.list[DeviceHead]:
         return await self.run(
-            self.store.device_page, after=after, limit=limit, spec_equals=spec_equals, heads=heads
+            self.store.device_page,
+            after=after,
+            limit=limit,
+            spec_equals=spec_equals,
+            heads=heads,
+            ldevid_at=ldevid_at,
         )
 
     async def head_reports(self, heads: HeadFilter, *, limit: int) -> builtins.list[ProgressRecord]:

@@ -150,10 +150,13 @@ class Store(Protocol):
         limit: int,
         spec_equals: Mapping[str, str] | None = None,
         heads: HeadFilter | None = None,
+        ldevid_at: datetime | None = None,
     ) -> builtins.list[DeviceHead]:
         """Up to `limit` devices whose name sorts after `after` (from the first when None), in
         name order (Python's `str` order), each with its head report: those whose spec fields
-        (of DEVICE_FILTER_FIELDS) equal `spec_equals`, and that `heads` chooses.
+        (of DEVICE_FILTER_FIELDS) equal `spec_equals`, and that `heads` chooses. With
+        `ldevid_at`, each also with its current LDevID at that moment (its newest issued
+        certificate, unless revoked or expired by then).
 
         One statement. It reads the devices from `after` on until `limit` of them match: a spec
         filter reads only the devices it matches (an index per field), but a `heads` filter
@@ -307,7 +310,8 @@ class Store(Protocol):
         ...
 
     def current_ldevids(self) -> builtins.list[tuple[str, datetime]]:
-        """(device, not after) of each device's newest LDevID that is not revoked."""
+        """(device, not after) of each device's newest LDevID (NEWEST_ISSUED_FIRST), unless
+        it is revoked; expired ones too."""
         ...
 
     def revoked_certificates(self, issuer: str) -> builtins.list[RevokedEntry]:
@@ -327,6 +331,9 @@ ISSUED_COLUMNS = (
     "issuer, serial_number, device, profile, subject, not_before, not_after, issued_at, "
     "certificate, revoked_at, revocation_reason"
 )
+# The order of a device's issued certificates, newest first: the first is its current LDevID
+# unless revoked (or, for the device listing, expired).
+NEWEST_ISSUED_FIRST = "issued_at DESC, serial_number, issuer"
 # The kind of the audit entries of revoked certificates, named `issuer/serial number`.
 CERTIFICATE_AUDIT_KIND = "certificate"
 

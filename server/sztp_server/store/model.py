@@ -156,11 +156,24 @@ class ReportSummary:
 
 
 @dataclass(frozen=True)
+class CurrentLdevid:
+    """A device's current LDevID as the device listing shows it (`sztp.current_ldevid`): its
+    newest issued certificate, while that one is neither revoked nor expired."""
+
+    serial_number: str
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True)
 class DeviceHead:
-    """A device and its head report (the one `report_summary` gives as latest), if any."""
+    """A device and its head report (the one `report_summary` gives as latest), if any, and
+    its current LDevID when the page was asked for it."""
 
     device: StoredResource
     head: ProgressRecord | None
+    ldevid: CurrentLdevid | None = None
 
 
 @dataclass(frozen=True)

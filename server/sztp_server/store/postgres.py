@@ -85,7 +85,7 @@ from .model import (
     TokenRecord,
 )
 from .schema import POSTGRES_MIGRATIONS, migrate
-from .sql_reads import ROW_BATCH, Row, SqlReads
+from .sql_reads import CURRENT_LDEVID_LATERAL, ROW_BATCH, Row, SqlReads
 
 CONNECT_TIMEOUT_S = 10
 # Any fixed 64-bit number; it serialises schema migrations of instances starting together.
@@ -187,6 +187,7 @@ class PostgresStore(SqlReads):
     token_from_row = _token
     time_from_value = as_utc
     spec_field = "(resources.spec ->> '{field}')"
+    current_ldevid_join = CURRENT_LDEVID_LATERAL
     time_parameter = as_utc
 
     def __init__(

@@ -3,8 +3,9 @@
 Statements are written with `?` placeholders; a backend whose driver spells them otherwise
 (psycopg: `%s`) sets `placeholder`. What differs per backend is how a row decodes (SQLite keeps
 timestamps and JSON as text, PostgreSQL returns typed values), how a time is passed as a
-parameter, how a spec field is read in SQL, and how a connection for reading is had: each
-backend gives its row decoders, `time_parameter`, `spec_field` and `_reading`.
+parameter, how a spec field is read in SQL, how a device page joins each device's current
+LDevID, and how a connection for reading is had: each backend gives its row decoders,
+`time_parameter`, `spec_field`, `current_ldevid_join` and `_reading`.
 
 The device reads walk `resources` in the order of its primary key (kind, name): byte order of
 the names on both backends (SQLite's BINARY collation, PostgreSQL's `COLLATE "C"`), which is
@@ -31,6 +32,7 @@ from .base import (
     DEVICE_FILTER_FIELDS,
     EVENT_COLUMNS,
     ISSUED_COLUMNS,
+    NEWEST_ISSUED_FIRST,
     REPORT_FIELDS,
     REPORT_SELECT,
     REPORT_SUMMARY_SELECT,
@@ -43,6 +45,7 @@ from .base import (
 from .errors import StoreError
 from .model import (
     AuditEntry,
+    CurrentLdevid,
     DeviceEvent,
     DeviceHead,
     HeadCounts,
@@ -67,11 +70,34 @@ _RESOURCE_FIELDS = (
     "resources.created_at, resources.updated_at"
 )
 _RESOURCE_COLUMNS = f"SELECT {_RESOURCE_FIELDS} FROM resources"  # noqa: S608 - constants only
+_REPORT_WIDTH = REPORT_FIELDS.count(",") + 1
 # Each device with its head report, or NULLs in the report's columns when it has none.
 _DEVICE_HEADS = (
-    f"SELECT {_RESOURCE_FIELDS}, {REPORT_FIELDS} FROM resources "  # noqa: S608
-    "LEFT JOIN report_heads ON report_heads.serial = resources.name "
+    "FROM resources LEFT JOIN report_heads ON report_heads.serial = resources.name "
     "LEFT JOIN reports ON reports.id = report_heads.latest_id"
+)
+# And with its current LDevID (`ldevid.*`, NULLs when it has none): its newest issued
+# certificate, read by the index on (device, issued_at) among the device's few, joined only while
+# it is not revoked and does not expire by the moment given as the one parameter. How it is
+# joined per device is each backend's `current_ldevid_join`, one of the two below.
+_CURRENT_LDEVID_FIELDS = "ldevid.serial_number, ldevid.issuer, ldevid.not_before, ldevid.not_after"
+_NEWEST_ISSUED = (
+    "SELECT {columns} FROM issued_certificates AS issued "  # noqa: S608 - constants only
+    "WHERE issued.device = resources.name "
+    f"ORDER BY {NEWEST_ISSUED_FIRST} LIMIT 1"
+)
+_STILL_VALID = "ldevid.revoked_at IS NULL AND ldevid.not_after > ?"
+# SQLite (no LATERAL): the newest one's key from a correlated subquery, its row by primary key.
+CURRENT_LDEVID_BY_KEY = (
+    "LEFT JOIN issued_certificates AS ldevid ON (ldevid.issuer, ldevid.serial_number) = "
+    f"({_NEWEST_ISSUED.format(columns='issuer, serial_number')}) AND {_STILL_VALID}"
+)
+# PostgreSQL: the planner would hash the whole table for the form above, reading every device
+# whatever the page; a lateral subquery is read for the page's devices only.
+CURRENT_LDEVID_LATERAL = (
+    "LEFT JOIN LATERAL ("
+    f"{_NEWEST_ISSUED.format(columns='serial_number, issuer, not_before, not_after, revoked_at')}"
+    f") AS ldevid ON {_STILL_VALID}"
 )
 _HEAD_REPORTS = "FROM report_heads JOIN reports ON reports.id = report_heads.latest_id"
 _AUDIT_COLUMNS = "SELECT id, at, actor, action, kind, name, detail FROM audit"
@@ -98,6 +124,9 @@ class SqlReads(ABC):
     token_from_row: ClassVar[Callable[[Row], TokenRecord]]
     # A stored time as read back (text on SQLite), as a datetime.
     time_from_value: ClassVar[Callable[[Any], datetime]]
+    # How a device page joins each device's current LDevID: CURRENT_LDEVID_BY_KEY or
+    # CURRENT_LDEVID_LATERAL, whichever the database reads for the page's devices only.
+    current_ldevid_join: ClassVar[str]
 
     @abstractmethod
     def _row_batches(self, statement: str) -> Iterator[Row]:
@@ -201,10 +230,19 @@ class SqlReads(ABC):
         limit: int,
         spec_equals: Mapping[str, str] | None = None,
         heads: HeadFilter | None = None,
+        ldevid_at: datetime | None = None,
     ) -> builtins.list[DeviceHead]:
         check_limit(limit)
+        decode = type(self)
+        columns = f"{_RESOURCE_FIELDS}, {REPORT_FIELDS}"
+        source = _DEVICE_HEADS
+        parameters: builtins.list[Any] = []
+        if ldevid_at is not None:
+            columns += f", {_CURRENT_LDEVID_FIELDS}"
+            source += f" {decode.current_ldevid_join}"
+            parameters.append(decode.time_parameter(ldevid_at))
         conditions = ["resources.kind = ?"]
-        parameters: builtins.list[Any] = [DEVICE]
+        parameters.append(DEVICE)
         if after is not None:
             conditions.append("resources.name > ?")
             parameters.append(after)
@@ -218,17 +256,28 @@ class SqlReads(ABC):
             conditions.append(matching)
             parameters += head_parameters
         rows = self._rows(
-            f"{_DEVICE_HEADS} WHERE {' AND '.join(conditions)} ORDER BY resources.name LIMIT ?",
+            f"SELECT {columns} {source} WHERE {' AND '.join(conditions)} "
+            "ORDER BY resources.name LIMIT ?",
             (*parameters, limit),
         )
-        decode = type(self)
+        ldevid_column = 6 + _REPORT_WIDTH
         return [
             DeviceHead(
                 device=decode.resource_from_row(row[:6]),
-                head=None if row[6] is None else decode.report_from_row(row[6:]),
+                head=None if row[6] is None else decode.report_from_row(row[6:ldevid_column]),
+                ldevid=self._current_ldevid(row[ldevid_column:]),
             )
             for row in rows
         ]
+
+    def _current_ldevid(self, columns: Row) -> CurrentLdevid | None:
+        """The current LDevID in a device page's row, from its _CURRENT_LDEVID_FIELDS (none
+        when the page was read without them, or the device holds none)."""
+        if not columns or columns[0] is None:
+            return None
+        serial_number, issuer, not_before, not_after = columns
+        time = type(self).time_from_value
+        return CurrentLdevid(serial_number, issuer, time(not_before), time(not_after))
 
     def head_reports(self, heads: HeadFilter, *, limit: int) -> builtins.list[ProgressRecord]:
         check_limit(limit)
@@ -387,7 +436,7 @@ class SqlReads(ABC):
         where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
         rows = self._rows(
             f"SELECT {ISSUED_COLUMNS} FROM issued_certificates {where}"  # noqa: S608
-            "ORDER BY issued_at DESC, serial_number LIMIT ?",
+            f"ORDER BY {NEWEST_ISSUED_FIRST} LIMIT ?",
             (*(value for value in chosen.values() if value is not None), limit),
         )
         time = type(self).time_from_value
@@ -396,8 +445,8 @@ class SqlReads(ABC):
     def current_ldevids(self) -> builtins.list[tuple[str, datetime]]:
         time = type(self).time_from_value
         rows = self._rows(
-            "SELECT device, not_after FROM (SELECT device, not_after, revoked_at, row_number() "
-            "OVER (PARTITION BY device ORDER BY issued_at DESC, serial_number) AS newest "
+            "SELECT device, not_after FROM (SELECT device, not_after, revoked_at, "  # noqa: S608
+            f"row_number() OVER (PARTITION BY device ORDER BY {NEWEST_ISSUED_FIRST}) AS newest "
             "FROM issued_certificates) AS issued WHERE newest = 1 AND revoked_at IS NULL"
         )
         return [(device, time(not_after)) for device, not_after in rows]

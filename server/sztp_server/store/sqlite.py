@@ -100,7 +100,7 @@ from .schema import (
     SQLITE_MIGRATIONS,
     migrate,
 )
-from .sql_reads import ROW_BATCH, Row, SqlReads
+from .sql_reads import CURRENT_LDEVID_BY_KEY, ROW_BATCH, Row, SqlReads
 
 BUSY_TIMEOUT_MS = 10_000
 _REPEATED_REPORT = repeated_report_query()
@@ -207,6 +207,7 @@ class SqliteStore(SqlReads):
     token_from_row = _token
     time_from_value = _decode_time
     spec_field = "json_extract(resources.spec, '$.{field}')"
+    current_ldevid_join = CURRENT_LDEVID_BY_KEY
     time_parameter = _encode_time
 
     def __init__(self, path: Path) -> None:

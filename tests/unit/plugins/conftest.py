@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -31,7 +32,7 @@ from sztp_server.config import ServerConfig
 from sztp_server.context import ServerContext
 from sztp_server.secret_key import SecretKey
 from sztp_server.store import ProgressRecord, StoredResource, open_store
-from sztp_server.store.model import DeviceEvent, ReportOutcome
+from sztp_server.store.model import DeviceEvent, IssuedCertificate, ReportOutcome
 from sztp_server.tokens import ADMIN, new_token_record
 
 _Result = TypeVar("_Result")
@@ -138,6 +139,41 @@ class AdminServer:
                 ssh_host_keys=tuple(ssh_host_keys),
             )
         )
+
+    def issue_ldevid(
+        self,
+        serial: str,
+        *,
+        issuer: str = "lab",
+        issued_ago: timedelta = timedelta(),
+        valid_for: timedelta = timedelta(days=365),
+        revoked: bool = False,
+    ) -> IssuedCertificate:
+        """An LDevID recorded as issued to device `serial` `issued_ago` before now, valid for
+        `valid_for` from then, and revoked at once if `revoked`. Its serial number is new:
+        issued certificates outlive `reset`, as they outlive the devices on the server."""
+        issued_at = datetime.now(UTC) - issued_ago
+        record = IssuedCertificate(
+            issuer=issuer,
+            serial_number=secrets.token_hex(8),
+            device=serial,
+            profile=None,
+            subject=f"serialNumber={serial}",
+            not_before=issued_at,
+            not_after=issued_at + valid_for,
+            issued_at=issued_at,
+            certificate_pem="-----BEGIN CERTIFICATE-----\n",
+        )
+        store = open_store(self.store_url)
+        try:
+            store.add_issued_certificate(record)
+            if revoked:
+                store.revoke_certificate(
+                    issuer, record.serial_number, issued_at, "keyCompromise", actor="unit-tests"
+                )
+        finally:
+            store.close()
+        return record
 
     def reset(self) -> None:
         """Delete every resource (and with the devices, their reports)."""

@@ -49,6 +49,7 @@ from ..requests import (
 )
 from ..service import StateService
 from ..views import (
+    current_ldevid_view,
     etag,
     event_view,
     expiring_view,
@@ -74,10 +75,11 @@ class DeviceHandlers:
 
     async def list_devices(self, request: web.Request) -> web.StreamResponse:
         """`GET /api/v1/devices`: filtered by profile, model or derived status; with
-        `with_status=true` each device also carries its status and last report; `limit` and
-        `after` page through in name order, a `Link: <...>; rel="next"` header naming the next
-        page while there is one. Each page is one store read of that many devices; without
-        `limit` the whole listing streams out, read STREAM_PAGE devices at a time."""
+        `with_status=true` each device also carries its status, last report and current LDevID
+        (in the same store read); `limit` and `after` page through in name order, a
+        `Link: <...>; rel="next"` header naming the next page while there is one. Each page is
+        one store read of that many devices; without `limit` the whole listing streams out,
+        read STREAM_PAGE devices at a time."""
         wanted_status = request.query.get("status")
         if wanted_status is not None and wanted_status not in STATUSES:
             raise ApiError(400, f"must be one of {', '.join(STATUSES)}", field="status")
@@ -100,7 +102,11 @@ class DeviceHandlers:
 
         async def read(after: str | None, limit: int) -> list[DeviceHead]:
             return await self.store.device_page(
-                after=after, limit=limit, spec_equals=spec_equals, heads=heads
+                after=after,
+                limit=limit,
+                spec_equals=spec_equals,
+                heads=heads,
+                ldevid_at=now if with_status else None,
             )
 
         def view(item: DeviceHead) -> dict[str, Any]:
@@ -108,6 +114,9 @@ class DeviceHandlers:
             if with_status:
                 shown["status"] = derived_status(item.head, now, stalled_after)
                 shown["last_report"] = report_view(item.head) if item.head is not None else None
+                shown["ldevid"] = (
+                    current_ldevid_view(item.ldevid) if item.ldevid is not None else None
+                )
             return shown
 
         headers = etag(await self.store.revision())

@@ -127,6 +127,7 @@ def _list_devices(collection: str, spec_schema: str) -> Schema:
                 "properties": {
                     "status": {"type": "string", "enum": list(STATUSES)},
                     "last_report": {"oneOf": [ref("Report"), {"type": "null"}]},
+                    "ldevid": {"oneOf": [ref("CurrentLdevid"), {"type": "null"}]},
                 },
             },
         ]
@@ -139,8 +140,8 @@ def _list_devices(collection: str, spec_schema: str) -> Schema:
     }
     return {
         "operationId": f"list_{collection}",
-        "summary": "List devices, filtered, optionally with each one's status and last report, "
-        "in name order and in pages",
+        "summary": "List devices, filtered, optionally with each one's status, last report "
+        "and current LDevID, in name order and in pages",
         "description": "A page costs the server the devices it reads to fill it: those it "
         "returns, and with `status` those in other statuses that it passes over (`profile`, "
         "`model` and `site` are indexed). Without `limit` the whole listing is one streamed JSON "
@@ -155,7 +156,9 @@ def _list_devices(collection: str, spec_schema: str) -> Schema:
             query(
                 "with_status",
                 {"type": "boolean", "default": False},
-                "Add each device's derived `status` and `last_report` (null before any)",
+                "Add each device's derived `status`, `last_report` (null before any) and "
+                "`ldevid`, its current LDevID (its newest issued certificate; null when it has "
+                "none, or that one is revoked or expired)",
             ),
             query(
                 "limit",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sztp.current_ldevid import CURRENT_LDEVID_FIELDS, CURRENT_LDEVID_TIMES
 from sztp.state import model
 from sztp.state.fleet_schema import variables_schema
 from sztp.state.model import KINDS, MODEL, Entry, Field, FieldType
@@ -129,6 +130,7 @@ def schemas() -> dict[str, Schema]:
             },
         },
         "Report": report,
+        "CurrentLdevid": _current_ldevid(),
         "Change": {
             "type": "object",
             "required": ["action", "kind", "name", "before", "after"],
@@ -262,6 +264,22 @@ def schemas() -> dict[str, Schema]:
             "description": f"A stored {kind}",
         }
     return schemas
+
+
+def _current_ldevid() -> Schema:
+    """Rendered from the kit's declaration, as the listing and the inventory plugin show it."""
+    properties: dict[str, Schema] = {}
+    for name, meaning in CURRENT_LDEVID_FIELDS.items():
+        properties[name] = {"type": "string", "description": meaning}
+        if name in CURRENT_LDEVID_TIMES:
+            properties[name]["format"] = "date-time"
+    return {
+        "type": "object",
+        "description": "A device's current LDevID (RFC 9646): the newest certificate issued to "
+        "it, while that one is neither revoked nor expired",
+        "required": list(CURRENT_LDEVID_FIELDS),
+        "properties": properties,
+    }
 
 
 def resource_schema(spec_schema: str) -> str:

@@ -9,7 +9,7 @@ import gc
 import socket
 import struct
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import yaml
@@ -210,6 +210,46 @@ def test_hosts_groups_and_variables(recorder, load, base):
     assert recorder.closed
 
 
+@pytest.fixture
+def ldevids(fleet):
+    """SN-1 holds a current LDevID (the newer of two), SN-2's newest is revoked, the newest
+    of "SN 4/x" has expired and SN-3 never got one; SN-1's current one is returned. SN-1's and
+    SN-2's newest are issued now: newer than those other tests of this server issued them."""
+    day, hour = timedelta(days=1), timedelta(hours=1)
+    fleet.issue_ldevid("SN-1", issued_ago=day)
+    current = fleet.issue_ldevid("SN-1")
+    fleet.issue_ldevid("SN-2", issued_ago=day)
+    fleet.issue_ldevid("SN-2", revoked=True)
+    fleet.issue_ldevid("SN 4/x", issued_ago=2 * hour, valid_for=hour)
+    return current
+
+
+def test_current_ldevid_variable_and_group(recorder, load, base, ldevids):
+    inventory = load(base)
+    shown = hostvars(inventory, "SN-1")["sztp_ldevid"]
+    assert set(shown) == set(plugin_module.LDEVID_FIELDS)
+    assert (shown["serial_number"], shown["issuer"]) == (ldevids.serial_number, "lab")
+    assert datetime.fromisoformat(shown["not_before"]) == ldevids.not_before
+    assert datetime.fromisoformat(shown["not_after"]) == ldevids.not_after
+    for serial in ("SN-2", "SN-3", "SN 4/x"):
+        assert hostvars(inventory, serial)["sztp_ldevid"] is None, serial
+    assert members(inventory, "sztp_ldevid") == ["SN-1"]
+    # From the same listing: still one request for the fleet.
+    assert recorder.calls == [("device_pages", {"profile": None, "model": None, "site": None})]
+    assert recorder.pages == 1
+    # The group takes the prefix; keyed by issuer as in EXAMPLES, devices without one are left out.
+    inventory = load(
+        {
+            **base,
+            "group_prefix": "boot_",
+            "keyed_groups": [{"key": "sztp_ldevid.issuer", "prefix": "ldevid_issuer"}],
+        }
+    )
+    assert members(inventory, "boot_ldevid") == ["SN-1"]
+    assert "sztp_ldevid" not in inventory.groups
+    assert members(inventory, "ldevid_issuer_lab") == ["SN-1"]
+
+
 def test_one_listing_read_in_pages(recorder, load, base, fleet, monkeypatch):
     monkeypatch.setattr("sztp.client.DEVICE_PAGE", 50)
     fleet.seed({"device": {"SN-%03d" % number: {"model": "bulk"} for number in range(5, 205)}})
@@ -349,7 +389,7 @@ def test_only_sztp_yml_files_are_claimed(tmp_path):
         assert plugin.verify_file(str(path)) is claimed
 
 
-def test_cache_answers_without_the_server(recorder, load, base, fleet, tmp_path):
+def test_cache_answers_without_the_server(recorder, load, base, fleet, ldevids, tmp_path):
     config = {
         **base,
         "cache": True,
@@ -363,10 +403,9 @@ def test_cache_answers_without_the_server(recorder, load, base, fleet, tmp_path)
     second = load(config, cache=True)
     assert recorder.calls == []
     assert sorted(second.hosts) == sorted(first.hosts)
-    assert (
-        hostvars(second, "SN-1")["sztp_ssh_host_keys"]
-        == hostvars(first, "SN-1")["sztp_ssh_host_keys"]
-    )
+    for variable in ("sztp_ssh_host_keys", "sztp_ldevid"):
+        assert hostvars(second, "SN-1")[variable] == hostvars(first, "SN-1")[variable]
+    assert members(second, "sztp_ldevid") == ["SN-1"]
 
 
 # ---- template injection: what devices report must never be rendered on the controller
@@ -418,7 +457,8 @@ def hostile(recorder, fleet):
     """SN-1 registered with, and reporting, Jinja expressions. The admin API takes any text
     as a model but refuses such a profile name or MAC, so the spec is written to the store
     directly (as a tampered database would hold it): the plugin must not count on the
-    server's checks. The report is stored as the device sent it."""
+    server's checks. The report is stored as the device sent it; SN-1's LDevID is recorded
+    with an expression as its issuer's name."""
     store = open_store(fleet.store_url)
     try:
         before = store.get(DEVICE, "SN-1").spec
@@ -433,6 +473,7 @@ def hostile(recorder, fleet):
         source_address="192.0.2.11",
         ssh_host_keys=[("ssh-ed25519", ED25519), (INJECTION, ED25519)],
     )
+    fleet.issue_ldevid("SN-1", issuer=INJECTION)
     return fleet
 
 
@@ -455,11 +496,17 @@ def test_every_variable_from_the_server_is_unsafe(hostile, load, base, tmp_path,
             for name, value in variables.items()
             if not name.startswith("inventory_") and name != "group_names"
         }
-        assert set(ours) >= {"sztp_serial", "sztp_last_report", "sztp_ssh_host_keys"}
+        assert set(ours) >= {
+            "sztp_serial",
+            "sztp_last_report",
+            "sztp_ssh_host_keys",
+            "sztp_ldevid",
+        }
         assert [bad for name, value in ours.items() for bad in not_unsafe(value, name)] == [], host
     one = hostvars(inventory, "SN-1")
     assert one["sztp_last_report"]["message"] == INJECTION
     assert one["sztp_last_report"]["ssh_host_keys"][1]["algorithm"] == INJECTION
+    assert one["sztp_ldevid"]["issuer"] == INJECTION
     assert one["ansible_host"] == "192.0.2.11"
 
 
@@ -473,6 +520,7 @@ def test_reported_expressions_are_not_rendered(hostile, load, base):
     for expression, expected in (
         ("{{ sztp_last_report.message }}", INJECTION),
         ("{{ sztp_last_report.ssh_host_keys[1].algorithm }}", INJECTION),
+        ("{{ sztp_ldevid.issuer }}", INJECTION),
         ("{{ sztp_model }}", "{{ 6 * 7 }}"),
         ("{{ shown }}", INJECTION),
     ):

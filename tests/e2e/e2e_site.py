@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -471,3 +472,16 @@ def bound_dhclient(
         yield client
     finally:
         client.stop()
+
+
+def run_agent(
+    lab: BootstrapNetwork, config: Path, *arguments: str
+) -> subprocess.CompletedProcess[str]:
+    """`ztp` (the sztp-agent) with `config`, in the device's namespace, as the device runs it."""
+    return run(
+        in_namespace(
+            lab.topology.device, sys.executable, "-m", "sztp_agent", "--config", config, *arguments
+        ),
+        check=False,
+        timeout=120,
+    )

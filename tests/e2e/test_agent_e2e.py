@@ -7,15 +7,19 @@ resumes and completes; the server sees the agent's account of the session."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from e2e_lab import in_namespace, run
-from e2e_site import AGENT_SERIAL, DHCP_URIS_V4, HW_MODEL, BootstrapNetwork, DhcpResults
+from e2e_site import (
+    AGENT_SERIAL,
+    DHCP_URIS_V4,
+    HW_MODEL,
+    BootstrapNetwork,
+    DhcpResults,
+    run_agent,
+)
 
 # The contract of docs/agent.md: the image is verified; this device "installs" it by naming
 # the image's OS in its os-release, which the agent reads at the next boot.
@@ -30,18 +34,6 @@ set -eu
 cat "$2" >> "$DEVICE_ROOT/running-config"
 echo "$1d into $DEVICE_ROOT/running-config"
 """
-
-
-def _agent(
-    lab: BootstrapNetwork, config: Path, *arguments: str
-) -> subprocess.CompletedProcess[str]:
-    return run(
-        in_namespace(
-            lab.topology.device, sys.executable, "-m", "sztp_agent", "--config", config, *arguments
-        ),
-        check=False,
-        timeout=120,
-    )
 
 
 def _device(lab: BootstrapNetwork) -> Path:
@@ -90,13 +82,13 @@ def test_the_agent_bootstraps_from_its_dhcp_lease(
     device = _device(lab)
     config = device / "agent.yaml"
 
-    first = _agent(lab, config, "boot")
+    first = run_agent(lab, config, "boot")
     assert first.returncode == 0, f"{first.stderr}\n{lab.logs('sztp-server', 'nginx')}"
     assert len((device / "reboots").read_text().splitlines()) == 1
-    second = _agent(lab, config, "boot")
+    second = run_agent(lab, config, "boot")
     assert second.returncode == 0, f"{second.stderr}\n{lab.logs('sztp-server')}"
 
-    shown = _agent(lab, config, "status", "--verbose", "-o", "json")
+    shown = run_agent(lab, config, "status", "--verbose", "-o", "json")
     status = json.loads(shown.stdout)
     assert status["state"] == "complete" and status["reboots"] == 1, status
     first_found = status["discovered"][0]

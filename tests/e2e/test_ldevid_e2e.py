@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import NameOID
 
-from e2e_lab import in_namespace, run
+from e2e_lab import in_namespace
 from e2e_site import (
     DHCP_URIS_V4,
     HW_MODEL,
@@ -30,6 +29,7 @@ from e2e_site import (
     NETWORK_V4,
     BootstrapNetwork,
     DhcpResults,
+    run_agent,
 )
 
 PROFILE = "dpu-ldevid"
@@ -90,18 +90,6 @@ def _apply_ldevid_fleet(lab: BootstrapNetwork) -> None:
     lab.sztpctl("apply", "-f", path)
 
 
-def _agent(
-    lab: BootstrapNetwork, config: Path, *arguments: str
-) -> subprocess.CompletedProcess[str]:
-    return run(
-        in_namespace(
-            lab.topology.device, sys.executable, "-m", "sztp_agent", "--config", config, *arguments
-        ),
-        check=False,
-        timeout=120,
-    )
-
-
 def _agent_config(lab: BootstrapNetwork, directory: Path) -> Path:
     (directory / "root").mkdir(parents=True)
     (directory / "root" / "os-release").write_text('NAME="LabOS"\nVERSION_ID="1.2"\n')
@@ -144,9 +132,9 @@ def ldevid_device(bootstrap_network: BootstrapNetwork, dhcp_results: DhcpResults
     _apply_ldevid_fleet(lab)
     directory = lab.files.directory / f"agent-{LDEVID_SERIAL}"
     config = _agent_config(lab, directory)
-    booted = _agent(lab, config, "boot")
+    booted = run_agent(lab, config, "boot")
     assert booted.returncode == 0, f"{booted.stderr}\n{lab.logs('sztp-server')}"
-    shown = _agent(lab, config, "status", "--verbose", "-o", "json")
+    shown = run_agent(lab, config, "status", "--verbose", "-o", "json")
     assert shown.returncode == 0, shown.stderr
     return LdevidDevice(directory, json.loads(shown.stdout))
 

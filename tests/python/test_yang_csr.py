@@ -389,12 +389,17 @@ def _support_xml(content: str) -> bytes:
     ).encode()
 
 
-def _formats_xml(value: str, declaration: str = _ZTP) -> str:
+def _format_xml(element: str, value: str, declaration: str = _ZTP) -> str:
+    """A csr-generation whose `element` (supported-formats, selected-format) names `value`."""
     return (
-        "<csr-generation><supported-formats>"
+        f"<csr-generation><{element}>"
         f"<format-identifier {declaration}>{value}</format-identifier>"
-        "</supported-formats></csr-generation>"
+        f"</{element}></csr-generation>"
     )
+
+
+def _formats_xml(value: str, declaration: str = _ZTP) -> str:
+    return _format_xml("supported-formats", value, declaration)
 
 
 def _request_xml(content: str) -> str:
@@ -402,11 +407,7 @@ def _request_xml(content: str) -> str:
 
 
 def _selected_xml(value: str, declaration: str = _ZTP) -> str:
-    return (
-        "<csr-generation><selected-format>"
-        f"<format-identifier {declaration}>{value}</format-identifier>"
-        "</selected-format></csr-generation>"
-    )
+    return _format_xml("selected-format", value, declaration)
 
 
 def test_xml_with_other_prefixes_conforms(data_model: Any) -> None:

@@ -9,9 +9,9 @@ import datetime as dt
 import functools
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, get_args
+from typing import Literal, Protocol, TypeVar, get_args
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -121,6 +121,38 @@ def sign_certificate(
     builder: x509.CertificateBuilder, issuer: Credential | SignerCredential
 ) -> x509.Certificate:
     """`builder`'s certificate signed by `issuer`, whose key may be held elsewhere."""
+    return _signed(
+        builder, issuer, lambda made: made.tbs_certificate_bytes, x509.load_der_x509_certificate
+    )
+
+
+def sign_crl(
+    builder: x509.CertificateRevocationListBuilder, issuer: Credential | SignerCredential
+) -> x509.CertificateRevocationList:
+    """`builder`'s CRL signed by `issuer`, whose key may be held elsewhere."""
+    return _signed(builder, issuer, lambda made: made.tbs_certlist_bytes, x509.load_der_x509_crl)
+
+
+class _Signed(Protocol):
+    def public_bytes(self, encoding: serialization.Encoding) -> bytes: ...
+
+
+_SignedT = TypeVar("_SignedT", bound=_Signed)
+_BuiltT = TypeVar("_BuiltT", bound=_Signed, covariant=True)
+
+
+class _Builder(Protocol[_BuiltT]):
+    def sign(
+        self, private_key: PrivateKey, algorithm: hashes.SHA256 | hashes.SHA384
+    ) -> _BuiltT: ...
+
+
+def _signed(
+    builder: _Builder[_SignedT],
+    issuer: Credential | SignerCredential,
+    to_be_signed: Callable[[_SignedT], bytes],
+    load: Callable[[bytes], _SignedT],
+) -> _SignedT:
     if isinstance(issuer, Credential):
         return builder.sign(issuer.private_key, signature_hash(issuer.private_key))
     # cryptography signs only with keys it holds: a stand-in key of the same type writes the
@@ -128,28 +160,8 @@ def sign_certificate(
     # which the signer then signs.
     signer = issuer.signer
     stand_in = builder.sign(_stand_in_key(signer.public_key()), signature_hash(signer))
-    return x509.load_der_x509_certificate(
-        _signed_again(
-            stand_in.public_bytes(serialization.Encoding.DER),
-            stand_in.tbs_certificate_bytes,
-            signer,
-        )
-    )
-
-
-def sign_crl(
-    builder: x509.CertificateRevocationListBuilder, issuer: Credential | SignerCredential
-) -> x509.CertificateRevocationList:
-    """`builder`'s CRL signed by `issuer`, whose key may be held elsewhere (as above)."""
-    if isinstance(issuer, Credential):
-        return builder.sign(issuer.private_key, signature_hash(issuer.private_key))
-    signer = issuer.signer
-    stand_in = builder.sign(_stand_in_key(signer.public_key()), signature_hash(signer))
-    return x509.load_der_x509_crl(
-        _signed_again(
-            stand_in.public_bytes(serialization.Encoding.DER), stand_in.tbs_certlist_bytes, signer
-        )
-    )
+    der_signed = stand_in.public_bytes(serialization.Encoding.DER)
+    return load(_signed_again(der_signed, to_be_signed(stand_in), signer))
 
 
 def _stand_in_key(public_key: PublicKey) -> PrivateKey:

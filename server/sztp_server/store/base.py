@@ -398,6 +398,22 @@ ISSUED_SELECT_ONE = (
 )
 
 
+def revoke_in(
+    connection: Any,
+    statements: tuple[str, str],
+    revocation: tuple[Any, str, str, str],
+    time: Callable[[Any], datetime],
+) -> tuple[IssuedCertificate | None, bool]:
+    """In an open transaction, revoke a certificate unless it was: `statements` are
+    REVOKE_CERTIFICATE and ISSUED_SELECT_ONE in the driver's placeholders, `revocation` their
+    parameters (revoked at, reason, issuer, serial number). The certificate as stored now
+    (None when there is none) and whether this call revoked it."""
+    revoke, select = statements
+    revoked = bool(connection.execute(revoke, revocation).rowcount)
+    row = connection.execute(select, revocation[2:]).fetchone()
+    return (None, False) if row is None else (issued_from_row(row, time), revoked)
+
+
 def revocation_audit_row(record: IssuedCertificate) -> tuple[str, str, str]:
     """(kind, name, detail JSON) of the audit entry recording a certificate's revocation."""
     detail = {

@@ -57,7 +57,6 @@ from .base import (
     deleted_devices,
     events_json,
     issued_conflict,
-    issued_from_row,
     issued_row,
     outbox_rows,
     prune_audit_row,
@@ -68,6 +67,7 @@ from .base import (
     report_values,
     resource_rows,
     revocation_audit_row,
+    revoke_in,
     token_audit_row,
     trim_reports,
     utc_now,
@@ -533,14 +533,13 @@ class PostgresStore(SqlReads):
         with self._transaction() as connection:
             # A concurrent revocation holds the row until it commits; this one then finds it
             # revoked and changes nothing.
-            revoked = connection.execute(
-                _REVOKE_CERTIFICATE, (as_utc(at), reason, issuer, serial_number)
-            ).rowcount
-            row = connection.execute(_ISSUED_SELECT_ONE, (issuer, serial_number)).fetchone()
-            if row is None:
-                return None
-            record = issued_from_row(row, as_utc)
-            if revoked:
+            record, revoked = revoke_in(
+                connection,
+                (_REVOKE_CERTIFICATE, _ISSUED_SELECT_ONE),
+                (as_utc(at), reason, issuer, serial_number),
+                as_utc,
+            )
+            if record is not None and revoked:
                 _add_audit_row(connection, actor, "revoke", revocation_audit_row(record))
             return record
 

@@ -66,7 +66,6 @@ from .base import (
     deleted_devices,
     events_json,
     issued_conflict,
-    issued_from_row,
     issued_row,
     outbox_rows,
     prune_audit_row,
@@ -77,6 +76,7 @@ from .base import (
     report_values,
     resource_rows,
     revocation_audit_row,
+    revoke_in,
     token_audit_row,
     trim_reports,
     utc_now,
@@ -576,14 +576,13 @@ class SqliteStore(SqlReads):
         # transaction holds both, locked in the order `apply` takes them.
         with ExitStack() as reports_held, self._write_transaction(durable=True) as connection:
             reports_held.enter_context(self._reports_lock)
-            revoked = connection.execute(
-                REVOKE_CERTIFICATE, (_encode_time(at), reason, issuer, serial_number)
-            ).rowcount
-            row = connection.execute(ISSUED_SELECT_ONE, (issuer, serial_number)).fetchone()
-            if row is None:
-                return None
-            record = issued_from_row(row, _decode_time)
-            if revoked:
+            record, revoked = revoke_in(
+                connection,
+                (REVOKE_CERTIFICATE, ISSUED_SELECT_ONE),
+                (_encode_time(at), reason, issuer, serial_number),
+                _decode_time,
+            )
+            if record is not None and revoked:
                 _add_audit_row(connection, actor, "revoke", revocation_audit_row(record))
             return record
 

@@ -88,11 +88,12 @@ demo: apt-packages $(VENV)/.installed-demo
 # receive the syslog messages; chromium and its driver to test the dashboard in a browser; a
 # software TPM behind a resource manager on a private D-Bus bus, with tpm2-tools and OpenSSL's
 # tpm2 provider, for the agent's IDevID key in a TPM; BIND's named-checkzone (bind9-utils) to
-# check the DNS discovery records the kit renders.
+# check the DNS discovery records the kit renders; radvd, BIND's named and its nsupdate and dig
+# (bind9-dnsutils) for the ipv6_ra and dns roles' checks and their named run.
 TEST_APT_PACKAGES := postgresql kea-dhcp4-server kea-dhcp6-server nginx isc-dhcp-client udhcpc \
 	tcpdump iproute2 podman runc debootstrap prometheus rsyslog rsyslog-openssl chromium \
 	chromium-driver swtpm tpm2-tools tpm2-openssl tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon softhsm2 \
-	bind9-utils
+	bind9-utils radvd bind9 bind9-dnsutils
 test e2e molecule test-image: APT_PACKAGES += $(TEST_APT_PACKAGES)
 test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-test ansible-floor e2e \
 	molecule

@@ -12,7 +12,7 @@ from importlib.util import find_spec
 
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "cli": ("typer", "rich"),
-    "server": ("aiohttp", "psycopg", "prometheus_client", "pkcs11"),
+    "server": ("aiohttp", "psycopg", "prometheus_client", "pkcs11", "zeroconf"),
     "agent": (),
 }
 

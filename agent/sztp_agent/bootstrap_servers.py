@@ -1,9 +1,16 @@
-"""The bootstrap servers a session tries, in order: the configured URIs, then those of each
-interface's DHCP lease (RFC 8572 §8; the interfaces in the configured order, else by name,
-DHCPv4 before DHCPv6), each URI once. Where each came from is kept for the status and the
-reports; DHCP is untrusted, so nothing here decides trust: TLS and signatures do."""
+"""The sources a session tries, in order: the configured URIs, then those of each interface's
+DHCP lease (RFC 8572 §8; the interfaces in the configured order, else by name, DHCPv4 before
+DHCPv6), each URI once; then, with `dns`, what DNS offers (RFC 8572 §4.2, `sztp.dns_discovery`):
+bootstrapping data from TXT records, then the servers of SRV records. Where each came from is
+kept for the status and the reports; DHCP and DNS are untrusted, so nothing here decides
+trust: TLS and signatures do."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+from sztp.dns_discovery import DnsData, DnsServer, DnsSource
+from sztp.dns_discovery import discover as discover_in_dns
 
 from .config import AgentConfig
 from .discovery.leases import DEFAULT_LOCATIONS, LeaseLocations, LeaseOffer, find_offers
@@ -28,6 +35,28 @@ def discover(
     for discovery in found:
         unique.setdefault(discovery.uri, discovery)
     return list(unique.values()), problems
+
+
+def discover_dns(
+    config: AgentConfig, serial: str, known: list[Discovery], log: Callable[[str], None]
+) -> tuple[list[Discovery], list[DnsSource]]:
+    """With `dns`: what DNS offers besides the `known` servers, as the status shows it and as
+    the procedure takes it (data from TXT first, then servers from SRV)."""
+    if not config.dns:
+        return [], []
+    uris = {discovery.uri for discovery in known}
+    found: list[DnsSource] = []
+    for source in discover_in_dns(serial, config.dns_settings, log=log):
+        if isinstance(source, DnsServer) and source.uri in uris:
+            continue
+        if isinstance(source, DnsServer):
+            uris.add(source.uri)
+        found.append(source)
+    shown = [
+        Discovery("" if isinstance(source, DnsData) else source.uri, source.source)
+        for source in found
+    ]
+    return shown, found
 
 
 def network_identity(
@@ -70,6 +99,8 @@ def describe(discoveries: list[Discovery]) -> str:
     for discovery in discoveries:
         if discovery.source == "configuration":
             parts.append(f"{discovery.uri} (configured)")
+        elif discovery.interface is None:
+            parts.append(f"{discovery.uri or 'bootstrapping data'} ({discovery.source})")
         else:
             server = f", DHCP server {discovery.dhcp_server}" if discovery.dhcp_server else ""
             parts.append(f"{discovery.uri} ({discovery.source} on {discovery.interface}{server})")

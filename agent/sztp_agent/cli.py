@@ -168,7 +168,7 @@ def render_status(status: Status, *, enabled: bool, pid: int | None, verbose: bo
             where += f", DHCP server {found.dhcp_server}"
         if found.network:
             where += f", network {found.network}"
-        lines.append(f"  {found.uri}  ({where})")
+        lines.append(f"  {found.uri or 'bootstrapping data'}  ({where})")
     if status.server_checks:
         lines.append("trust:")
         for check in status.server_checks:

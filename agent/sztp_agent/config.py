@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from sztp.errors import SztpError
+from sztp.dns_discovery import DEFAULT_TIMEOUT, DnsSettings, check_settings
+from sztp.errors import SztpError, ValidationError
 from sztp.protocol import dhcp, pki
 from sztp.protocol.csr import KEY_ALGORITHMS
 from sztp.protocol.restconf import WireFormat
@@ -76,6 +77,34 @@ class AgentConfig:
     dhcp: bool = field(
         default=True,
         metadata=_doc("read bootstrap servers from DHCP leases (option 143 / 136; untrusted)"),
+    )
+    dns: bool = field(
+        default=False,
+        metadata=_doc(
+            "after the DHCP leases, look in DNS (RFC 8572 §4.2; untrusted): TXT "
+            "`<serial>._sztp` for bootstrapping data, then SRV `_sztp._tcp` for bootstrap "
+            "servers, each over mDNS (`.local`) first, then in each of `dns_domains`; the "
+            "queries carry the serial number in clear"
+        ),
+    )
+    dns_domains: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("domains `dns` looks in, in order; empty: the search domains of resolv.conf"),
+    )
+    dns_nameservers: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "nameservers `dns` asks, `address` or `address:port` (`[v6]:port`); empty: those "
+            "of resolv.conf"
+        ),
+    )
+    mdns: bool = field(
+        default=True,
+        metadata=_doc("with `dns`: one-shot mDNS queries (`.local`) before unicast DNS"),
+    )
+    dns_timeout: float = field(
+        default=DEFAULT_TIMEOUT,
+        metadata=_doc("seconds one unicast DNS lookup may take, every nameserver tried"),
     )
     dhclient_lease_dirs: tuple[str, ...] = field(
         default=("/var/lib/dhcp", "/var/lib/dhclient"),
@@ -170,6 +199,15 @@ class AgentConfig:
             "from those of the session that completed; `never`: only `ztp run --force`"
         ),
     )
+
+    @property
+    def dns_settings(self) -> DnsSettings:
+        return DnsSettings(
+            domains=self.dns_domains or None,
+            nameservers=self.dns_nameservers,
+            mdns=self.mdns,
+            timeout=self.dns_timeout,
+        )
 
     @property
     def encoding(self) -> WireFormat:
@@ -290,8 +328,14 @@ def _check(config: AgentConfig) -> None:
     for interface in config.interfaces:
         if not _INTERFACE_NAME.fullmatch(interface):
             raise ConfigError(f"interfaces: {interface!r} is not an interface name")
-    if not config.bootstrap_uris and not config.dhcp:
-        raise ConfigError("no way to find a bootstrap server: give bootstrap_uris or dhcp: true")
+    if not config.bootstrap_uris and not config.dhcp and not config.dns:
+        raise ConfigError(
+            "no way to find a bootstrap server: give bootstrap_uris, dhcp: true or dns: true"
+        )
+    try:
+        check_settings(config.dns_settings)
+    except ValidationError as exc:
+        raise ConfigError(f"dns_{exc.field}: {exc.message}") from None
     if config.idevid_key_store not in KEY_STORES:
         raise ConfigError(f"idevid_key_store must be one of {', '.join(KEY_STORES)}")
     if config.wire_format not in ("json", "xml"):

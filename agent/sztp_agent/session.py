@@ -27,7 +27,13 @@ from sztp.simulator.checks import check_config, check_identity
 from sztp.simulator.onboarding import RunningSystem
 
 from . import __version__
-from .bootstrap_servers import describe, discover, network_changed, network_identity
+from .bootstrap_servers import (
+    describe,
+    discover,
+    discover_dns,
+    network_changed,
+    network_identity,
+)
 from .config import (
     AgentConfig,
     ConfigError,
@@ -159,17 +165,17 @@ class Session:
     def _attempt(self, status: Status, identity: DeviceIdentity) -> SessionOutcome | None:
         """One pass over every server: the session's outcome, or None to try again."""
         servers, problems = discover(self.config, self.locations)
-        status.discovered = servers
         for problem in problems:
             self.log(f"discovery: {problem}")
+        uris = [server.uri for server in servers]
+        from_dns, found = discover_dns(self.config, identity.serial_number, servers, self.log)
+        servers += from_dns
+        status.discovered = servers
         if not servers:
-            status.add_problems(
-                [
-                    "no bootstrap server: none configured and no DHCP lease carries option "
-                    "143 or 136",
-                    *problems,
-                ]
-            )
+            nowhere = "none configured and no DHCP lease carries option 143 or 136"
+            if self.config.dns:
+                nowhere += ", nor DNS any record"
+            status.add_problems([f"no bootstrap server: {nowhere}", *problems])
             self.status_file.write(status)
             self.log(status.problems[0])
             return None
@@ -196,7 +202,6 @@ class Session:
             )
             self.status_file.write(status)
 
-        uris = [server.uri for server in servers]
         device = Device(
             self._procedure_config(uris),
             identity,
@@ -215,7 +220,7 @@ class Session:
             context=context,
         )
         self._device = device
-        result = device.run(uris)
+        result = device.run(uris, found)
         self._device = None
         status.servers_contacted = list(result.servers_contacted)
         status.server_checks = list(result.server_checks)

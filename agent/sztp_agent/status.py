@@ -66,7 +66,8 @@ class StepRecord:
 
 @dataclass
 class Discovery:
-    """Where a bootstrap server came from: `configuration`, or a DHCP lease's interface."""
+    """Where a bootstrap server came from: `configuration`, a DHCP lease's interface, or DNS
+    (`DNS SRV _sztp._tcp.example.net`); bootstrapping data from DNS TXT records has no URI."""
 
     uri: str
     source: str

@@ -41,7 +41,7 @@ BIN = Path(sys.executable).parent
 SZTP_SERVER = shutil.which("sztp-server", path=str(BIN))
 SZTPCTL = shutil.which("sztpctl", path=str(BIN))
 # Markdown as the documentation pages write it.
-MARKDOWN_CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)
+MARKDOWN_CODE_BLOCK = re.compile(r"```[a-z-]*\n(.*?)```", re.S)
 _MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
 _MARKDOWN_HEADING = re.compile(r"^#{1,6} (.+)$", re.M)
 
@@ -298,6 +298,16 @@ def running_server(
         yield server
     finally:
         server.stop()
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Ask a helper process to end, and kill it if it has not within ten seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def run_sztp_server(

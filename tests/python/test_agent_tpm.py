@@ -34,7 +34,14 @@ from sztp.protocol import pki
 from sztp_agent.cli import systemd_unit
 from sztp_agent.config import ConfigError, config_from_mapping
 from sztp_agent.key_store import ENVIRONMENT_FILE, TSS2_KEY_BEGIN, openssl_config
-from sztp_testing import RunningServer, free_port, key_usage, leaf_certificate, running_server
+from sztp_testing import (
+    RunningServer,
+    free_port,
+    key_usage,
+    leaf_certificate,
+    running_server,
+    stop_process,
+)
 from test_agent import SERIAL, Device, image_archive, make_device, resources, server_reports
 
 # test_agent's lab PKI and HTTPS file server, asked for by name here too.
@@ -124,12 +131,7 @@ def started(
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], log: Path) -> None:

@@ -77,7 +77,7 @@ def test_fleet_schema_is_rendered_from_the_model() -> None:
         "fleet.schema.json differs from the model: run `make docs`"
     )
     schema = json.loads(FLEET_SCHEMA.read_text(encoding="utf-8"))
-    assert set(schema["properties"]) - {"owner", "dhcp"} == set(SECTIONS)
+    assert set(schema["properties"]) - {"owner", "dhcp", "dns"} == set(SECTIONS)
 
 
 # What a resource module takes beyond the model's fields (a file on the controller to read),

@@ -110,7 +110,12 @@ def test_ansible_floor_is_the_declared_lower_bound() -> None:
 
 
 # The module each runtime distribution provides, where the names differ.
-MODULE_OF = {"pyyaml": "yaml", "jsonschema-rs": "jsonschema_rs", "python-pkcs11": "pkcs11"}
+MODULE_OF = {
+    "pyyaml": "yaml",
+    "jsonschema-rs": "jsonschema_rs",
+    "python-pkcs11": "pkcs11",
+    "dnspython": "dns",
+}
 # Where each part of the distribution lives: the kit's requirements are the base ones.
 PART_OF = {None: "kit", "cli": "cli", "server": "server"}
 

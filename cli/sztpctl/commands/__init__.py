@@ -20,6 +20,7 @@ from . import (
     declarative,
     device,
     dhcp,
+    dns,
     events,
     issuer,
     job,
@@ -66,6 +67,7 @@ GROUPS = {
     "voucher": voucher.app,
     "bootstrap-data": bootstrap_data.app,
     "dhcp": dhcp.app,
+    "dns": dns.app,
     "simulate": simulate.app,
 }
 for name, group in GROUPS.items():

@@ -56,6 +56,31 @@ def run(
             "colon-separated octets of a dhclient lease (0:16:68:…)."
         ),
     ] = None,
+    dns: Annotated[
+        bool,
+        typer.Option(
+            "--dns",
+            help="Look the device up in DNS too (RFC 8572 §4.2), after --uri/--dhcp-option-hex: "
+            "TXT <serial>._sztp then SRV _sztp._tcp, each over mDNS then in each domain.",
+        ),
+    ] = False,
+    dns_domain: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Domain to look in (implies --dns); repeatable, in order. Default: the "
+            "search domains of /etc/resolv.conf."
+        ),
+    ] = None,
+    nameserver: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Nameserver address[:port] ([v6]:port) for the DNS lookup (implies --dns); "
+            "repeatable. Default: those of /etc/resolv.conf."
+        ),
+    ] = None,
+    mdns: Annotated[
+        bool, typer.Option(help="With DNS: ask over mDNS (.local) before unicast DNS.")
+    ] = True,
     password_file: Annotated[
         Path | None,
         typer.Option(
@@ -116,6 +141,7 @@ def run(
     from rich.console import Console
     from rich.markup import escape
 
+    from sztp.dns_discovery import DnsSettings
     from sztp.errors import PkiError, SimulationError
     from sztp.protocol import pki, restconf
     from sztp.protocol.csr import KEY_ALGORITHMS
@@ -127,8 +153,11 @@ def run(
                 f"{algorithm!r} is not one of {', '.join(KEY_ALGORITHMS)}",
                 param_hint="--ldevid-key",
             )
-    if bool(uri) == (dhcp_option_hex is not None):
-        raise typer.BadParameter("give --uri (repeatable) or --dhcp-option-hex, exactly one")
+    looks_in_dns = dns or bool(dns_domain) or bool(nameserver)
+    if uri and dhcp_option_hex is not None:
+        raise typer.BadParameter("give --uri (repeatable) or --dhcp-option-hex, not both")
+    if not uri and dhcp_option_hex is None and not looks_in_dns:
+        raise typer.BadParameter("give --uri (repeatable), --dhcp-option-hex or --dns")
     password = None
     if password_file is not None:
         password = read_bytes(password_file).decode("utf-8", "replace").strip("\r\n")
@@ -143,6 +172,13 @@ def run(
     config = SimulatorConfig(
         bootstrap_uris=tuple(uri or ()),
         dhcp_option=parse_option_payload(dhcp_option_hex) if dhcp_option_hex else None,
+        dns=DnsSettings(
+            domains=tuple(dns_domain) if dns_domain else None,
+            nameservers=tuple(nameserver or ()),
+            mdns=mdns,
+        )
+        if looks_in_dns
+        else None,
         trust_anchors=tuple(anchors),
         server_ca=server_ca,
         file_server_ca=file_server_ca,

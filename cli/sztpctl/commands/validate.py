@@ -30,11 +30,13 @@ def validate(
         ),
     ] = False,
 ) -> None:
-    """Check a fleet file offline: schema, files, specs, references, vouchers and DHCP.
+    """Check a fleet file offline: schema, files, specs, references, vouchers, DHCP and DNS.
 
     Beyond the schema and the referenced files, each spec is checked as the server would,
     references must resolve, every voucher must name its device and pin the certificate of
-    the owner that signs for it, and the DHCP section must encode.
+    the owner that signs for it, the DHCP section must encode, and the DNS section must name
+    valid servers and devices whose records can be made (signed: a voucher, one owner with a
+    key in the file).
 
     Each problem is printed as FILE:LINE: FIELD: MESSAGE; the exit status is 1 if there is
     any, 0 otherwise. Every variable an {env: VAR} reference names must be set, except, with
@@ -64,10 +66,11 @@ def validate(
     counts = ", ".join(f"{len(specs)} {kind}(s)" for kind, specs in fleet.resources.items())
     masa = ", MASA chains included" if anchors else ""
     dhcp = "; dhcp section checked" if fleet.dhcp is not None else ""
+    dns = "; dns section checked" if fleet.dns is not None else ""
     # In the summary too, so a green job's log says what it did not check.
     skipped = len(fleet.skipped_secrets)
     secrets = f"; {skipped} secret(s) not checked: variable unset" if skipped else ""
     typer.echo(
         f"{filename}: valid ({counts or 'no resources'}; {result.vouchers_checked} voucher(s) "
-        f"checked{masa}{dhcp}{secrets})"
+        f"checked{masa}{dhcp}{dns}{secrets})"
     )

@@ -69,6 +69,13 @@ from ..errors import ValidationError
 
 SZTP_NODE = "_sztp"
 SRV_OWNER = "_sztp._tcp"
+# Multicast DNS (RFC 6762): its domain, port and groups (§3, §22), and the largest packet,
+# IP and UDP headers included (§17).
+MDNS_DOMAIN = "local"
+MDNS_PORT = 5353
+MDNS_GROUP_V4 = "224.0.0.251"
+MDNS_GROUP_V6 = "ff02::fb"
+MAX_MDNS_PACKET = 9000
 KEY_CONVEYED_INFORMATION = b"ci"
 KEY_OWNER_CERTIFICATE = b"oc"
 KEY_OWNERSHIP_VOUCHER = b"ov"
@@ -223,7 +230,7 @@ def render_zone_fragment(
 ) -> str:
     """Master-file text (RFC 1035 §5) for the records: names relative to the zone's origin,
     or absolute under `origin` when given."""
-    suffix = "" if origin is None else "." + _check_origin(origin) + "."
+    suffix = "" if origin is None else "." + check_domain(origin) + "."
     lines: list[str] = []
     for name, rdatas, srvs in _rrsets(ttl, devices, servers):
         for rdata in rdatas:
@@ -247,7 +254,7 @@ def render_nsupdate(
 ) -> str:
     """An nsupdate script replacing each RRset with the records, then `send`; the `server`,
     `zone` and `key` lines are the caller's to put first."""
-    suffix = "." + _check_origin(origin) + "."
+    suffix = "." + check_domain(origin) + "."
     lines: list[str] = []
     for name, rdatas, srvs in _rrsets(ttl, devices, servers):
         owner = name + suffix
@@ -404,16 +411,17 @@ def _check_host(value: object, field: str) -> str:
     return name
 
 
-def _check_origin(value: object) -> str:
+def check_domain(value: object, field: str = "origin") -> str:
+    """A domain name (trailing dot optional; labels may hold `_`), without its trailing dot."""
     if not isinstance(value, str):
-        raise ValidationError("origin", f"must be a string, not {type(value).__name__}")
+        raise ValidationError(field, f"must be a string, not {type(value).__name__}")
     name = value[:-1] if value.endswith(".") else value
     if (
         not name
         or len(name) + 2 > MAX_NAME_WIRE
         or not all(_ZONE_LABEL.fullmatch(label) for label in name.split("."))
     ):
-        raise ValidationError("origin", f"{value!a} is not a domain name")
+        raise ValidationError(field, f"{value!a} is not a domain name")
     return name
 
 

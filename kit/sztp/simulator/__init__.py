@@ -3,7 +3,9 @@
 `simulate()` plays the device procedure of RFC 8572 §5 against real bootstrap servers:
 
 1. Bootstrap-server URIs come from the configuration or from a DHCP option 143/136 payload
-   (RFC 8572 §8), tried in order (§5.2).
+   (RFC 8572 §8), tried in order (§5.2). With `dns`, the sources DNS offers come after them
+   (§4.2, `sztp.dns_discovery`): bootstrapping data from TXT records, verified as the answer of
+   a server the device does not trust (step 3), then the bootstrap servers of SRV records.
 2. For each server (§5.3): TLS with the IDevID as client certificate (its key in a file, or held
    by a TPM 2.0 and used through OpenSSL's tpm2 provider: `KeyStore`). The server is *trusted*
    when its TLS certificate verifies against trust anchors the device holds (`server_ca`, or a
@@ -65,6 +67,7 @@ Where each part lives in this package:
 
 from __future__ import annotations
 
+from .. import dns_discovery
 from .checks import bootstrap_uris, check_config, check_identity
 from .model import (
     DEFAULT_MAX_IMAGE_SIZE,
@@ -123,7 +126,13 @@ def simulate(
     uris = bootstrap_uris(config)
     check_identity(identity)
     check_config(config)
-    return Device(config, identity, log or _ignore).run(uris)
+    log = log or _ignore
+    found = (
+        dns_discovery.discover(identity.serial_number, config.dns, log=log)
+        if config.dns is not None
+        else []
+    )
+    return Device(config, identity, log).run(uris, found)
 
 
 def _ignore(_message: str) -> None:

@@ -1,6 +1,6 @@
 """What `simulate()` refuses before the device starts: no usable bootstrap-server URI (configured,
-or from a DHCP option 143/136 payload, RFC 8572 §8), an unusable IDevID or configuration. These
-raise `SimulationError`; what servers do is never checked here."""
+or from a DHCP option 143/136 payload, RFC 8572 §8) and no DNS lookup either, an unusable IDevID
+or configuration. These raise `SimulationError`; what servers do is never checked here."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import ssl
 from pathlib import Path
 from typing import NoReturn
 
+from ..dns_discovery import check_settings
 from ..errors import SimulationError, SztpError
 from ..protocol import dhcp, pki
 from .model import DeviceIdentity, SimulatorConfig
@@ -16,7 +17,8 @@ from .verdicts import describe
 
 
 def bootstrap_uris(config: SimulatorConfig) -> list[str]:
-    """The bootstrap-server URIs the device starts from (configured, or from DHCP)."""
+    """The bootstrap-server URIs the device starts from (configured, or from DHCP); none
+    when it looks only in DNS."""
     if config.bootstrap_uris and config.dhcp_option is not None:
         raise SimulationError("give bootstrap URIs or a DHCP option payload, not both")
     if config.dhcp_option is not None:
@@ -24,8 +26,10 @@ def bootstrap_uris(config: SimulatorConfig) -> list[str]:
             return dhcp.decode_uri_list(config.dhcp_option, validate=True)
         except SztpError as exc:
             raise SimulationError(f"DHCP option payload: {exc}") from None
-    if not config.bootstrap_uris:
-        raise SimulationError("no bootstrap server: give a URI or a DHCP option payload")
+    if not config.bootstrap_uris and config.dns is None:
+        raise SimulationError(
+            "no bootstrap server: give a URI, a DHCP option payload or a DNS lookup"
+        )
     uris = []
     for uri in config.bootstrap_uris:
         try:
@@ -118,3 +122,8 @@ def check_config(config: SimulatorConfig) -> None:
             raise SimulationError(f"{name} cannot be negative")
     if config.timeout <= 0 or config.script_timeout <= 0 or config.max_image_size <= 0:
         raise SimulationError("timeouts and the image size limit must be positive")
+    if config.dns is not None:
+        try:
+            check_settings(config.dns)
+        except SztpError as exc:
+            raise SimulationError(f"DNS discovery: {exc}") from None

@@ -10,6 +10,7 @@ from typing import Literal, get_args
 
 from cryptography import x509
 
+from ..dns_discovery import DnsSettings
 from ..protocol.restconf import SshHostKey, WireFormat
 
 Log = Callable[[str], None]
@@ -44,7 +45,9 @@ class DeviceIdentity:
 class SimulatorConfig:
     """How the simulated device finds, trusts and talks to bootstrap servers.
 
-    Give `bootstrap_uris` or `dhcp_option` (the raw option 143/136 payload), not both.
+    Give `bootstrap_uris` or `dhcp_option` (the raw option 143/136 payload), not both, or
+    neither with `dns`. `dns`: look the device up in DNS too (RFC 8572 §4.2), its sources
+    tried after those URIs.
     `trust_anchors` are the manufacturer anchors that vouchers must chain to. `server_ca` is a
     PEM bundle of TLS anchors for bootstrap servers: a server that verifies against it is
     trusted; without it every server is untrusted (provisional TLS). `file_server_ca` is the
@@ -54,6 +57,7 @@ class SimulatorConfig:
 
     bootstrap_uris: tuple[str, ...] = ()
     dhcp_option: bytes | None = None
+    dns: DnsSettings | None = None
     trust_anchors: tuple[x509.Certificate, ...] = ()
     server_ca: Path | None = None
     file_server_ca: Path | None = None

@@ -1,7 +1,9 @@
-"""The device procedure of RFC 8572 §5, as the package docstring tells it: bootstrap servers tried
-in order, each trusted or provisional (§5.3), its answer verified (§5.4), redirects followed to a
-bounded depth (§5.5), onboarding information handed to `Onboarding` (§5.6), and the whole
-procedure started again after a boot-image install."""
+"""The device procedure of RFC 8572 §5, as the package docstring tells it: sources tried in order,
+each bootstrap server trusted or provisional (§5.3), its answer verified (§5.4), redirects
+followed to a bounded depth (§5.5), onboarding information handed to `Onboarding` (§5.6), and
+the whole procedure started again after a boot-image install. Bootstrapping data found in DNS
+goes through the same verification as a server's answer over provisional TLS: DNS is no more
+trusted than such a server (§4.2)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import requests
 from urllib3.exceptions import InsecureRequestWarning
 
+from ..dns_discovery import DnsData, DnsServer, DnsSource
 from ..errors import SztpError
 from ..protocol import bootstrapping_data, restconf
 from ..protocol.bootstrapping_data import BootstrappingData, VerifiedBootstrappingData
@@ -91,7 +94,8 @@ class Device:
 
     # ---- top level
 
-    def run(self, uris: Sequence[str]) -> SimulationResult:
+    def run(self, uris: Sequence[str], found: Sequence[DnsSource] = ()) -> SimulationResult:
+        """Bootstrap from `uris`, then from what DNS `found` (`dns_discovery.discover`)."""
         with (
             self.transport.session,
             tempfile.TemporaryDirectory(prefix="sztp-sim-") as temporary,
@@ -100,17 +104,16 @@ class Device:
             # Provisional (unverified) TLS is part of the protocol, and logged as such.
             warnings.simplefilter("ignore", InsecureRequestWarning)
             self.work_dir.scratch = Path(temporary)
-            return self._run(uris)
+            return self._run(uris, found)
 
-    def _run(self, uris: Sequence[str]) -> SimulationResult:
-        initial = [
-            Server(
-                uri,
-                str(self.config.server_ca) if self.config.server_ca else None,
-                fall_back_to_provisional=True,
-            )
-            for uri in uris
+    def _run(self, uris: Sequence[str], found: Sequence[DnsSource]) -> SimulationResult:
+        server_ca = str(self.config.server_ca) if self.config.server_ca else None
+        initial: list[Server | DnsData] = [
+            Server(uri, server_ca, fall_back_to_provisional=True)
+            for uri in [*uris, *(source.uri for source in found if isinstance(source, DnsServer))]
         ]
+        # TXT data before SRV servers (RFC 8572 §4.2.1), both after the configured URIs.
+        initial[len(uris) : len(uris)] = [source for source in found if isinstance(source, DnsData)]
         while True:
             self.log(
                 f"device {self.identity.serial_number} starts bootstrapping "
@@ -130,6 +133,8 @@ class Device:
                     continue
                 return self._result("rebooting", None)
             reason = "; ".join(self.failures) or "no bootstrap server answered"
+            if not initial:
+                reason = "no bootstrap server: DNS offered none"
             return self._result("failed", reason)
 
     def abort(self, reason: str) -> None:
@@ -153,9 +158,12 @@ class Device:
             ldevid=self.ldevid.accepted if self.ldevid is not None else None,
         )
 
-    def _walk(self, servers: Sequence[Server], depth: int) -> Verdict:
-        for server in servers:
-            verdict = self._bootstrap_from(server, depth)
+    def _walk(self, sources: Sequence[Server | DnsData], depth: int) -> Verdict:
+        for source in sources:
+            if isinstance(source, Server):
+                verdict = self._bootstrap_from(source, depth)
+            else:
+                verdict = self._bootstrap_from_dns(source, depth)
             if verdict is not Verdict.ABANDON:
                 return verdict
         return Verdict.ABANDON
@@ -177,6 +185,24 @@ class Device:
             check = ServerCheck(server.uri, self._tls_trusted, f"no data: {exc}")
             self.server_checks.append(check)
             return self._abandon(server, str(exc))
+        return self._process(server, connection, data, depth)
+
+    def _bootstrap_from_dns(self, found: DnsData, depth: int) -> Verdict:
+        """Bootstrapping data from TXT records, processed as a server's answer over provisional
+        TLS: signed data verified fully, an unsigned redirect followed provisionally, unsigned
+        onboarding information refused; no nonce was sent, no LDevID offered, nothing
+        reported (there is no server to report to)."""
+        self._nonce = None
+        self.ldevid = None
+        source = Server(found.source, None, fall_back_to_provisional=False)
+        kind = "signed" if found.data.signed else "unsigned"
+        self.log(f"{found.source}: {kind} bootstrapping data from DNS, an untrusted source")
+        return self._process(source, Connection(source, False, trusted=False), found.data, depth)
+
+    def _process(
+        self, server: Server, connection: Connection, data: BootstrappingData, depth: int
+    ) -> Verdict:
+        """Verify a source's bootstrapping data (§5.4), then follow or act on it."""
         nonce = self._nonce
         try:
             verified = bootstrapping_data.verify_bootstrapping_data(
@@ -196,11 +222,12 @@ class Device:
                 self.reporter.step(connection, "parsing-error", reason)
             return self._abandon(server, reason, logged=connection.trusted)
         what = "redirect" if isinstance(verified.information, RedirectInformation) else "onboarding"
-        accepted = (
-            "signed: voucher, owner certificate and signature verified"
-            if verified.signed
-            else "unsigned, from a trusted server"
-        )
+        if verified.signed:
+            accepted = "signed: voucher, owner certificate and signature verified"
+        elif connection.trusted:
+            accepted = "unsigned, from a trusted server"
+        else:
+            accepted = "unsigned, followed provisionally"
         self.server_checks.append(
             ServerCheck(server.uri, connection.trusted, f"{what} information {accepted}")
         )

@@ -6,6 +6,7 @@
     profiles: [{name, type, ...}]
     devices: [{serial, profile, model, mac, duid, password, voucher, selection}]
     dhcp: {...}                                   # kept as data; `sztpctl dhcp` renders it
+    dns: {...}                                    # kept as data; `sztpctl dns` renders it
 
 Field names are those of the admin API (`state/resources.py`). Any text field may be
 `{file: path}` (relative to the fleet file; a list of paths is concatenated) or `{env: VAR}`.
@@ -75,7 +76,7 @@ _FIELD_PART = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
 @dataclass(frozen=True)
 class Fleet:
     """A loaded fleet file: the resources (kind → name → spec, as the admin API takes them)
-    and the `dhcp` section, plus where each value came from for error messages."""
+    and the `dhcp` and `dns` sections, plus where each value came from for error messages."""
 
     path: Path
     resources: dict[str, dict[str, dict[str, Any]]]
@@ -83,6 +84,7 @@ class Fleet:
     lines: Mapping[YamlPath, int] = field(default_factory=dict, repr=False)
     origins: Mapping[tuple[str, str], YamlPath] = field(default_factory=dict, repr=False)
     skipped_secrets: tuple[SkippedSecret, ...] = ()
+    dns: dict[str, Any] | None = None
 
     def locate(self, api_field: str | None) -> str | None:
         """`file:line: path` for a field the admin API names (`device[SN-1].voucher`)."""
@@ -151,6 +153,7 @@ def load_fleet(
             max_hashed_file_bytes=MAX_HASHED_FILE_BYTES,
         )
         resources = _resolve_entries(document, resolver, shared=aliased)
+        dns = resolver.resolve(document["dns"], ("dns",)) if "dns" in document else None
     for section in SECTIONS:  # a present but empty section still counts as managed
         if section in document:
             resources.setdefault(SECTIONS[section], {})
@@ -161,7 +164,7 @@ def load_fleet(
     }
     skipped = tuple(resolver.skipped)
     origins = _Origins(resources, owner_mapping=document.get("owner") is not None)
-    return Fleet(path, ordered, document.get("dhcp"), lines, origins, skipped)
+    return Fleet(path, ordered, document.get("dhcp"), lines, origins, skipped, dns)
 
 
 def _resolve_entries(

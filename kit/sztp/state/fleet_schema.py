@@ -2,7 +2,7 @@
 
 The loader reads the checked-in `fleet.schema.json` (published for editors and pipelines);
 `python -m sztp.state.fleet_schema` writes it again, and a test fails when the two differ.
-The `dhcp` section is not a resource kind and is declared here.
+The `dhcp` and `dns` sections are not resource kinds and are declared here.
 """
 
 from __future__ import annotations
@@ -130,6 +130,84 @@ _DHCP: dict[str, Any] = {
 }
 
 
+_DOMAIN: dict[str, Any] = {"type": "string", "minLength": 1, "description": "A domain name."}
+_DNS_NUMBER: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 65535}
+_DNS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["bootstrap_servers"],
+    "properties": {
+        "domain": {
+            **_DOMAIN,
+            "description": "The domain the devices search: records go under it.",
+        },
+        "domains": {
+            "type": "array",
+            "minItems": 1,
+            "items": _DOMAIN,
+            "description": "Several domains, each given the same records (instead of domain).",
+        },
+        "ttl": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 2**31 - 1,
+            "description": "TTL of every record, seconds (default 300).",
+        },
+        "bootstrap_servers": {
+            "type": "array",
+            "minItems": 1,
+            "description": "SRV records at _sztp._tcp.<domain>, and the servers of the "
+            "devices' redirect information (in order of priority).",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["host"],
+                "properties": {
+                    "host": {"type": "string", "description": "Host name (not an address)."},
+                    "port": {**_DNS_NUMBER, "minimum": 1, "description": "Default 443."},
+                    "priority": {**_DNS_NUMBER, "description": "Lower first (default 0)."},
+                    "weight": {
+                        **_DNS_NUMBER,
+                        "description": "Share within a priority (default 0).",
+                    },
+                    "trust_anchor": {
+                        **_TEXT,
+                        "description": "PEM CA certificate(s) of the server's TLS certificate, "
+                        "in signed redirect information.",
+                    },
+                },
+            },
+        },
+        "device_records": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "TXT records at <serial>._sztp.<domain>: redirect information per "
+            "device.",
+            "properties": {
+                "devices": {
+                    "description": "all (default), a list of serials, or {profile: NAME}.",
+                    "anyOf": [
+                        {"const": "all"},
+                        {"type": "array", "items": {"type": "string"}},
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["profile"],
+                            "properties": {"profile": _NAME},
+                        },
+                    ],
+                },
+                "signed": {
+                    "type": "boolean",
+                    "description": "Signed by the owner of the device's profile, with its "
+                    "certificate and the device's voucher (default true); false: unsigned.",
+                },
+            },
+        },
+    },
+}
+
+
 def fleet_schema() -> dict[str, Any]:
     definitions: dict[str, Any] = dict(_COMMON_DEFS)
     sections: dict[str, Any] = {}
@@ -150,11 +228,17 @@ def fleet_schema() -> dict[str, Any]:
         "description": "DHCP discovery (option 143 / 136): bootstrap-server URIs globally, per "
         "subnet and per reservation; rendered by sztpctl dhcp render.",
     }
+    definitions["dns"] = _DNS
+    sections["dns"] = {
+        "$ref": "#/$defs/dns",
+        "description": "DNS discovery (RFC 8572 §4.2): SRV records for the bootstrap servers "
+        "and TXT records per device; rendered by sztpctl dns render.",
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "sztp fleet file",
         "description": "Desired state for sztpctl apply/diff: trust anchors, owner, images, "
-        "profiles, devices and DHCP. Any text field may be given as {file: path} (relative to "
+        "profiles, devices, DHCP and DNS. Any text field may be given as {file: path} (relative to "
         "the fleet file; a list of paths is concatenated) or {env: VARIABLE}. For `voucher` the "
         "file's bytes are base64-encoded; for `sha256` the file is hashed.",
         "type": "object",

@@ -3,7 +3,8 @@
 `validate_fleet` goes beyond the schema: each spec is checked as the server would
 (`normalize_spec`), references must resolve (`plan.check_references`), every device voucher
 must be one a server may store for its device (its serial, current, no nonce) and authorise
-every owner that may sign for the device (`ownership`), and the DHCP section must encode.
+every owner that may sign for the device (`ownership`), the DHCP section must encode, and the
+DNS section must name valid servers and devices it can make records for.
 Every problem names the file and line it comes from.
 """
 
@@ -20,6 +21,7 @@ from ..errors import SztpError, ValidationError, VoucherError
 from ..pkcs11_uri import is_pkcs11_uri
 from .device_templates import render_failures
 from .dhcp_section import check_dhcp_section
+from .dns_section import check_dns_section
 from .fleet import Fleet
 from .ownership import check_authorises, selectable_profiles, signing_owners
 from .plan import check_references
@@ -79,6 +81,7 @@ def validate_fleet(
     _check_references(fleet, state, result)
     _check_vouchers(fleet, state, masa_anchors, result)
     _check_dhcp(fleet, result)
+    result.problems.extend(check_dns_section(fleet))
     _check_templates(fleet, state, result)
     result.problems.sort(key=lambda problem: _line_key(problem.where))
     return result

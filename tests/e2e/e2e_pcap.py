@@ -1,4 +1,5 @@
-"""A small, independent reader for the DHCP packets in a tcpdump capture.
+"""A small, independent reader for the DHCP packets in a tcpdump capture, and for the router
+advertisements and DNS queries the IPv6-only site's test looks for.
 
 Written for these tests only, from the format specifications and not from the kit's code:
 classic pcap files (tcpdump -w), Ethernet (with 802.1Q tags), IPv4 and IPv6 (skipping the
@@ -6,7 +7,8 @@ usual extension headers), UDP, then DHCPv4 (RFC 2131/2132: fixed header, magic c
 options, with option overload and RFC 3396 concatenation) and DHCPv6 (RFC 8415: client and
 server messages; relay messages are not expected on a single link and are skipped).
 No scapy: the point is to check the option bytes with code that shares nothing with the
-encoder under test.
+encoder under test. Router advertisements are read per RFC 4861 §4.2 (options RDNSS and DNSSL of
+RFC 8106); DNS messages are decoded by dnspython, only for their question's name and type.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rdatatype
 
 PCAP_MAGIC_MICROSECONDS = 0xA1B2C3D4
 PCAP_MAGIC_NANOSECONDS = 0xA1B23C4D
@@ -27,12 +34,22 @@ ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
 ETHERTYPE_VLAN = {0x8100, 0x88A8}
 IP_PROTOCOL_UDP = 17
+IP_PROTOCOL_ICMPV6 = 58
 # IPv6 extension headers that can sit between the fixed header and UDP (hop-by-hop,
 # routing, destination options); fragments (44) never carry a whole DHCP message.
 IPV6_EXTENSION_HEADERS = {0, 43, 60}
 
 DHCPV4_PORTS = {67, 68}
 DHCPV6_PORTS = {546, 547}
+
+DNS_PORTS = {53, 5353}
+ICMPV6_ROUTER_ADVERTISEMENT = 134
+ND_OPTION_PREFIX_INFORMATION = 3
+ND_OPTION_RDNSS = 25
+ND_OPTION_DNSSL = 31
+RA_FIXED_PART = 16  # type, code, checksum, hop limit, flags, lifetime, reachable, retrans
+RA_OTHER_CONFIG_FLAG = 0x40
+
 DHCPV4_FIXED_HEADER = 236
 DHCPV4_MAGIC_COOKIE = bytes([99, 130, 83, 99])
 DHCPV4_PAD = 0
@@ -153,6 +170,17 @@ def _ipv4_udp(packet: bytes) -> UdpDatagram | None:
 
 
 def _ipv6_udp(packet: bytes) -> UdpDatagram | None:
+    upper = _ipv6_upper_layer(packet)
+    if upper is None or upper[0] != IP_PROTOCOL_UDP:
+        return None
+    _, source, destination, payload = upper
+    return _udp(payload, source, destination)
+
+
+def _ipv6_upper_layer(
+    packet: bytes,
+) -> tuple[int, ipaddress.IPv6Address, ipaddress.IPv6Address, bytes] | None:
+    """(protocol, source, destination, payload) of an IPv6 packet, past its extension headers."""
     if len(packet) < 40 or packet[0] >> 4 != 6:
         return None
     payload_length = int.from_bytes(packet[4:6], "big")
@@ -163,9 +191,7 @@ def _ipv6_udp(packet: bytes) -> UdpDatagram | None:
     while next_header in IPV6_EXTENSION_HEADERS and len(payload) >= 8:
         next_header, length = payload[0], (payload[1] + 1) * 8
         payload = payload[length:]
-    if next_header != IP_PROTOCOL_UDP:
-        return None
-    return _udp(payload, source, destination)
+    return next_header, source, destination, payload
 
 
 def _udp(
@@ -272,3 +298,120 @@ def dhcp_messages(path: Path) -> tuple[list[Dhcpv4Message], list[Dhcpv6Message]]
             if message is not None:
                 v6.append(message)
     return v4, v6
+
+
+@dataclass(frozen=True)
+class RouterAdvertisement:
+    """An ICMPv6 router advertisement (RFC 4861 §4.2): its flags and options."""
+
+    source: ipaddress.IPv6Address
+    other_config: bool  # the O flag: more configuration (RFC 8415 stateless DHCPv6) is offered
+    options: tuple[tuple[int, bytes], ...]  # (type, body after the type and length octets)
+
+    def prefixes(self) -> list[ipaddress.IPv6Network]:
+        """The prefix information options' prefixes (RFC 4861 §4.6.2)."""
+        return [
+            ipaddress.IPv6Network((body[14:30], body[0]))
+            for kind, body in self.options
+            if kind == ND_OPTION_PREFIX_INFORMATION
+        ]
+
+    def recursive_dns_servers(self) -> list[ipaddress.IPv6Address]:
+        """The RDNSS options' addresses (RFC 8106 §5.1), in order."""
+        return [
+            ipaddress.IPv6Address(body[offset : offset + 16])
+            for kind, body in self.options
+            if kind == ND_OPTION_RDNSS
+            for offset in range(6, len(body) - 15, 16)
+        ]
+
+    def search_domains(self) -> list[str]:
+        """The DNSSL options' domains (RFC 8106 §5.2), uncompressed names padded with zeros."""
+        domains: list[str] = []
+        for kind, body in self.options:
+            if kind != ND_OPTION_DNSSL:
+                continue
+            names, offset = body[6:], 0
+            labels: list[str] = []
+            while offset < len(names):
+                length = names[offset]
+                if length == 0:
+                    if labels:
+                        domains.append(".".join(labels))
+                    labels = []
+                    offset += 1
+                    continue
+                labels.append(names[offset + 1 : offset + 1 + length].decode("ascii"))
+                offset += 1 + length
+        return domains
+
+
+def router_advertisements(path: Path) -> list[RouterAdvertisement]:
+    """Every router advertisement in the capture, in capture order."""
+    found: list[RouterAdvertisement] = []
+    for frame in read_pcap(path):
+        if len(frame) < 14 or int.from_bytes(frame[12:14], "big") != ETHERTYPE_IPV6:
+            continue
+        upper = _ipv6_upper_layer(frame[14:])
+        if upper is None or upper[0] != IP_PROTOCOL_ICMPV6:
+            continue
+        _, source, _, message = upper
+        if len(message) < RA_FIXED_PART or message[0] != ICMPV6_ROUTER_ADVERTISEMENT:
+            continue
+        found.append(
+            RouterAdvertisement(
+                source=source,
+                other_config=bool(message[5] & RA_OTHER_CONFIG_FLAG),
+                options=tuple(_nd_options(message[RA_FIXED_PART:])),
+            )
+        )
+    return found
+
+
+def _nd_options(area: bytes) -> Iterator[tuple[int, bytes]]:
+    """Neighbour discovery options: type, length in units of 8 octets, body (RFC 4861 §4.6)."""
+    offset = 0
+    while offset + 2 <= len(area):
+        kind, units = area[offset], area[offset + 1]
+        if units == 0:
+            raise CaptureFormatError(f"neighbour discovery option {kind} has length 0")
+        end = offset + units * 8
+        if end > len(area):
+            raise CaptureFormatError(f"neighbour discovery option {kind} is truncated")
+        yield kind, area[offset + 2 : end]
+        offset = end
+
+
+@dataclass(frozen=True)
+class DnsQuestion:
+    """A DNS or mDNS query's first question, and where it went."""
+
+    destination: ipaddress.IPv4Address | ipaddress.IPv6Address
+    port: int  # 53: unicast DNS; 5353: multicast DNS
+    name: str  # absolute, without the final dot
+    rdtype: str  # TXT, SRV, AAAA...
+
+
+def dns_questions(path: Path) -> list[DnsQuestion]:
+    """The questions of the DNS and mDNS queries (not the answers) sent over UDP, in order."""
+    found: list[DnsQuestion] = []
+    for frame in read_pcap(path):
+        datagram = udp_datagram(frame)
+        if datagram is None or datagram.destination_port not in DNS_PORTS:
+            continue
+        try:
+            message = dns.message.from_wire(datagram.payload)
+        except dns.exception.DNSException as exc:
+            raise CaptureFormatError(f"unreadable DNS message: {exc}") from None
+        if message.flags & dns.flags.QR or not message.question:
+            continue
+        question = message.question[0]
+        found.append(
+            DnsQuestion(
+                destination=datagram.destination,
+                port=datagram.destination_port,
+                name=question.name.to_text(omit_final_dot=True),
+                rdtype=dns.rdatatype.to_text(question.rdtype),
+            )
+        )
+    return found

@@ -6,9 +6,17 @@ import ipaddress
 import struct
 from pathlib import Path
 
+import dns.message
 import pytest
 
-from e2e_pcap import CaptureFormatError, dhcp_messages, read_pcap
+from e2e_pcap import (
+    CaptureFormatError,
+    DnsQuestion,
+    dhcp_messages,
+    dns_questions,
+    read_pcap,
+    router_advertisements,
+)
 
 CLIENT_MAC = bytes.fromhex("020000000001")
 SERVER_MAC = bytes.fromhex("020000000002")
@@ -46,8 +54,8 @@ def _ipv4_frame(source: str, destination: str, segment: bytes) -> bytes:
     return frame + bytes(max(0, 60 - len(frame)))
 
 
-def _ipv6_frame(source: str, destination: str, segment: bytes) -> bytes:
-    header = struct.pack("!IHBB", 6 << 28, len(segment), 17, 64)
+def _ipv6_frame(source: str, destination: str, segment: bytes, protocol: int = 17) -> bytes:
+    header = struct.pack("!IHBB", 6 << 28, len(segment), protocol, 64)
     addresses = ipaddress.IPv6Address(source).packed + ipaddress.IPv6Address(destination).packed
     return SERVER_MAC + CLIENT_MAC + b"\x86\xdd" + header + addresses + segment
 
@@ -110,3 +118,50 @@ def test_dhcpv4_without_end_option_is_reported(tmp_path: Path) -> None:
     capture.write_bytes(_pcap([_ipv4_frame("10.0.0.1", "10.0.0.9", _udp(67, 68, offer))]))
     with pytest.raises(CaptureFormatError, match="no END"):
         dhcp_messages(capture)
+
+
+def test_router_advertisement_options_are_read(tmp_path: Path) -> None:
+    # RFC 4861 §4.2: type 134, code, checksum, hop limit, flags (O = 0x40), router lifetime,
+    # reachable time, retransmission timer; then options in units of 8 octets.
+    fixed = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0x40, 0, 0, 0)
+    prefix = struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0)
+    prefix += ipaddress.IPv6Address("2001:db8:1::").packed
+    rdnss = struct.pack("!BBHI", 25, 5, 0, 600)
+    rdnss += ipaddress.IPv6Address("2001:db8:1::53").packed
+    rdnss += ipaddress.IPv6Address("2001:db8:1::54").packed
+    names = b"\x04sztp\x07example\x00\x03lab\x00"
+    # Padded with zeros to a multiple of 8 octets: 8 + 19 + 5.
+    dnssl = struct.pack("!BBHI", 31, 4, 0, 600) + names + bytes(5)
+    message = fixed + prefix + rdnss + dnssl
+    frame = _ipv6_frame("fe80::1", "ff02::1", message, protocol=58)
+    capture = tmp_path / "ra.pcap"
+    capture.write_bytes(_pcap([frame]))
+
+    (advertisement,) = router_advertisements(capture)
+
+    assert advertisement.source == ipaddress.IPv6Address("fe80::1")
+    assert advertisement.other_config
+    assert [kind for kind, _ in advertisement.options] == [3, 25, 31]
+    assert advertisement.prefixes() == [ipaddress.IPv6Network("2001:db8:1::/64")]
+    assert advertisement.recursive_dns_servers() == [
+        ipaddress.IPv6Address("2001:db8:1::53"),
+        ipaddress.IPv6Address("2001:db8:1::54"),
+    ]
+    assert advertisement.search_domains() == ["sztp.example", "lab"]
+
+
+def test_dns_questions_are_read_and_answers_skipped(tmp_path: Path) -> None:
+    query = dns.message.make_query("SN-1._sztp.local.", "TXT")
+    answer = dns.message.make_response(query)
+    frames = [
+        _ipv6_frame("fe80::2", "ff02::fb", _udp(40000, 5353, query.to_wire())),
+        _ipv6_frame("fe80::1", "fe80::2", _udp(5353, 40000, answer.to_wire())),
+        _ipv4_frame("10.0.0.9", "10.0.0.1", _udp(40001, 53, query.to_wire())),
+    ]
+    capture = tmp_path / "dns.pcap"
+    capture.write_bytes(_pcap(frames))
+
+    assert dns_questions(capture) == [
+        DnsQuestion(ipaddress.IPv6Address("ff02::fb"), 5353, "SN-1._sztp.local", "TXT"),
+        DnsQuestion(ipaddress.IPv4Address("10.0.0.1"), 53, "SN-1._sztp.local", "TXT"),
+    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 name: dns_records_from_fleet
-short_description: A fleet file's dns section as zone-file records or an nsupdate script
+short_description: A fleet file's dns section as zone-file records, an nsupdate script or mDNS records
 version_added: 0.1.0
 description:
   - Reads the C(dns) section of an sztpctl fleet file on the controller and returns the RFC 8572
@@ -34,8 +34,12 @@ options:
       - V(zone) for master-file text to include in a zone, V(nsupdate) for an nsupdate script
         (one update per domain, each ending in C(send); the C(server), C(zone) and C(key) commands
         are yours to put first).
+      - V(mdns) for the records file of C(sztp-mdns) (the server role's C(server_mdns_records)) -
+        the records under C(local.), names relative to it, with the A/AAAA records of the
+        C(.local) servers' C(addresses). A C(.local) server without addresses, or a device whose
+        TXT records do not fit one mDNS message, is an error.
     type: str
-    choices: [zone, nsupdate]
+    choices: [zone, nsupdate, mdns]
     default: zone
   relative:
     description:
@@ -73,13 +77,21 @@ EXAMPLES = r"""
     dest: /etc/sztp/records.nsupdate
     content: "{{ 'fleet.yaml' | sztp.bootstrap.dns_records_from_fleet(format='nsupdate') }}"
     mode: "0600"
+
+# For links without DNS: the server role installs sztp-mdns to answer with these records.
+- name: The bootstrap server, answering mDNS queries too
+  ansible.builtin.include_role:
+    name: sztp.bootstrap.server
+  vars:
+    server_mdns_records: "{{ 'fleet.yaml' | sztp.bootstrap.dns_records_from_fleet(format='mdns') }}"
 """
 
 RETURN = r"""
 _value:
   description:
     - The records as text, one block per domain of the section, each after a comment line naming
-      the domain. Characters outside printable ASCII are written as C(\DDD).
+      the domain (for V(mdns), one block under C(local.)). Characters outside printable ASCII are
+      written as C(\DDD).
   type: str
   sample: |
     ; SZTP discovery records (RFC 8572 section 4.2) for sztp.example.net, from fleet.yaml
@@ -97,7 +109,7 @@ from ansible_collections.sztp.bootstrap.plugins.filter.sztp_redirect_option impo
 
 try:
     from sztp.errors import SztpError
-    from sztp.state.dns_section import FORMATS, dns_records, render_dns
+    from sztp.state.dns_section import FORMATS, MDNS_FORMAT, dns_records, render_dns, render_mdns
     from sztp.state.fleet import load_fleet
 except ImportError:
     pass  # require_kit reports it
@@ -106,7 +118,8 @@ FILTER_NAME = "sztp.bootstrap.dns_records_from_fleet"
 
 
 def dns_records_from_fleet(fleet_file: str, format: str = "zone", relative: bool = False) -> Any:
-    """The fleet's dns section as zone-file text or an nsupdate script, marked unsafe."""
+    """The fleet's dns section as zone-file text, an nsupdate script or mDNS records, marked
+    unsafe."""
     require_kit(FILTER_NAME)
     if not isinstance(fleet_file, str) or not fleet_file:
         raise AnsibleFilterError(
@@ -125,7 +138,10 @@ def dns_records_from_fleet(fleet_file: str, format: str = "zone", relative: bool
             raise AnsibleFilterError(
                 "%s: %s has no dns section to take the records from" % (FILTER_NAME, fleet_file)
             )
-        text = render_dns(dns_records(fleet), format, relative=relative, source=path.name)
+        if format == MDNS_FORMAT:
+            text = render_mdns(fleet, source=path.name)
+        else:
+            text = render_dns(dns_records(fleet), format, relative=relative, source=path.name)
     except SztpError as exc:
         raise AnsibleFilterError("%s: %s" % (FILTER_NAME, to_native(exc))) from None
     return wrap_var(text)

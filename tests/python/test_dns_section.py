@@ -101,6 +101,19 @@ def test_several_domains_get_the_same_records(lab: LabPki) -> None:
     assert "update add _sztp._tcp.b.example. 600 SRV 1 0 443 sztp2.example.net." in script
 
 
+def test_device_records_name_each_host_once(lab: LabPki) -> None:
+    """Redirect information keys its servers by address alone: one host on two ports is an
+    SRV set, but not a redirect."""
+    text = FLEET.replace("host: sztp2.example.net", "host: sztp1.example.net")
+    assert check_dns_section(load_fleet(fleet_with(lab, fleet=text))) == []
+    fleet = load_fleet(fleet_with(lab, fleet=text + "  device_records: {devices: all}\n"))
+    [problem] = check_dns_section(fleet)
+    assert problem.where == f"{fleet.path}:14: dns.bootstrap_servers[1]"
+    assert "device records names each host once" in problem.message
+    with pytest.raises(DnsSectionError, match="names each host once"):
+        dns_records(fleet)
+
+
 @pytest.mark.parametrize(
     ("change", "line", "path", "message"),
     [

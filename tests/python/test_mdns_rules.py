@@ -11,8 +11,13 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from sztp.protocol.dns_records import MDNS_PORT, bootstrap_srv, device_txt, render_zone_fragment
-from sztp_server.mdns.messages import MAX_MDNS_MESSAGE
+from sztp.protocol.dns_records import (
+    MAX_MDNS_MESSAGE,
+    MDNS_PORT,
+    bootstrap_srv,
+    device_txt,
+    render_zone_fragment,
+)
 from sztp_server.mdns.records import RecordsError, load_records
 from sztp_server.mdns.responder import Responder, SourceRateLimit
 

@@ -33,6 +33,7 @@ _CHECKERS = {
 class RenderFormat(enum.StrEnum):
     ZONE = "zone"
     NSUPDATE = "nsupdate"
+    MDNS = "mdns"
 
 
 @app.command("render")
@@ -41,7 +42,10 @@ def render(
     output_format: Annotated[
         RenderFormat,
         typer.Option(
-            "--format", help="zone (master-file text) or nsupdate (a script).", case_sensitive=False
+            "--format",
+            help="zone (master-file text), nsupdate (a script), or mdns (the records file of "
+            "sztp-mdns, names relative to local.).",
+            case_sensitive=False,
         ),
     ] = RenderFormat.ZONE,
     relative: Annotated[
@@ -59,7 +63,7 @@ def render(
         bool,
         typer.Option(
             help="Check the records in a zone of each domain with named-checkzone (BIND) or, "
-            "without it, kzonecheck (Knot)."
+            "without it, kzonecheck (Knot); mdns: with sztp-mdns check."
         ),
     ] = False,
 ) -> None:
@@ -70,18 +74,27 @@ def render(
     owner's PEM private key must be in the fleet file), or unsigned with `signed: false`.
     The nsupdate script replaces each record set; put the server, zone and key commands
     first. Signed records are several kilobytes: the DNS server must answer over TCP.
+    The mdns format is the records file of sztp-mdns, for links without DNS: the same
+    records under local., with the A/AAAA records of the .local servers' addresses.
 
-    Example:
+    Examples:
 
         sztpctl dns render -f fleet.yaml --check -o sztp-records.zone
+        sztpctl dns render -f fleet.yaml --format mdns --check -o mdns.zone
     """
     from sztp.errors import SztpError
-    from sztp.state.dns_section import dns_records, render_blocks, render_dns
+    from sztp.state.dns_section import dns_records, render_blocks, render_dns, render_mdns
     from sztp.state.fleet import load_fleet
 
     fleet = load_fleet(filename)
     if fleet.dns is None:
         raise SztpError(f"{filename} has no dns section")
+    if output_format is RenderFormat.MDNS:
+        text = render_mdns(fleet, source=filename.name)
+        if check:
+            _check_mdns(text)
+        _write(text, output, f"mdns records written to {output}")
+        return
     # Signed once: the text written and the zones checked hold the same signatures.
     records = dns_records(fleet)
     text = render_dns(records, output_format.value, relative=relative, source=filename.name)
@@ -89,11 +102,38 @@ def render(
         zones = render_blocks(records, RenderFormat.ZONE.value, relative=relative)
         for domain, block in zones.items():
             _check_zone(domain, _CHECK_ZONE_HEAD.format(ttl=records.ttl) + block)
+    _write(
+        text, output, f"{output_format.value} for {', '.join(records.domains)} written to {output}"
+    )
+
+
+def _write(text: str, output: Path | None, done: str) -> None:
     if output is None:
         typer.echo(text, nl=False)
     else:
         write_atomically(output, text.encode("ascii"), mode=0o644)
-        typer.echo(f"{output_format.value} for {', '.join(records.domains)} written to {output}")
+        typer.echo(done)
+
+
+def _check_mdns(text: str) -> None:
+    """Run `sztp-mdns check` on the records; SztpError if it refuses them."""
+    from sztp.errors import SztpError
+
+    binary = shutil.which("sztp-mdns")
+    if binary is None:
+        raise SztpError("--check of mdns records needs sztp-mdns (the server extra) on PATH")
+    with tempfile.TemporaryDirectory(prefix="sztp-mdns-") as directory:
+        path = Path(directory) / "mdns.zone"
+        path.write_text(text, encoding="ascii")
+        result = subprocess.run(  # noqa: S603 - sztp-mdns found on PATH, our own records file
+            [binary, "check", str(path)], capture_output=True, text=True, check=False
+        )
+    verdict = (result.stdout + result.stderr).strip().replace(str(path), "<mdns records>")
+    if result.returncode != 0:
+        raise SztpError(f"sztp-mdns refuses the records:\n{verdict}")
+    typer.echo("sztp-mdns accepts the records", err=True)
+    for line in verdict.splitlines():
+        typer.echo(f"  {line}", err=True)
 
 
 def _check_zone(domain: str, zone: str) -> None:

@@ -76,6 +76,8 @@ MDNS_PORT = 5353
 MDNS_GROUP_V4 = "224.0.0.251"
 MDNS_GROUP_V6 = "ff02::fb"
 MAX_MDNS_PACKET = 9000
+# An IPv6 header (40) and a UDP header (8) leave this for the DNS message, on either IP version.
+MAX_MDNS_MESSAGE = MAX_MDNS_PACKET - 40 - 8
 KEY_CONVEYED_INFORMATION = b"ci"
 KEY_OWNER_CERTIFICATE = b"oc"
 KEY_OWNERSHIP_VOUCHER = b"ov"
@@ -219,6 +221,13 @@ def bootstrap_srv(servers: Sequence[tuple[str, int, int, int]]) -> list[SrvRecor
             f"the answer would take {size} octets, over the {MAX_TCP_MESSAGE} of a DNS message",
         )
     return records
+
+
+def mdns_txt_answer_size(serial: str, rdatas: Sequence[TxtRdata]) -> int:
+    """Octets of the reply to a one-shot mDNS query for `<serial>._sztp.local` TXT (RFC 6762
+    §6.7): the question repeated, each answer's owner name a pointer to it."""
+    question = _name_wire_size(f"{serial}.{SZTP_NODE}.{MDNS_DOMAIN}") + _QUESTION_FIXED
+    return _message_size(question, (_rdata_wire_size(rdata) for rdata in rdatas))
 
 
 def render_zone_fragment(

@@ -10,6 +10,8 @@
           priority: 0                  # default 0; lower is tried first
           weight: 10                   # default 0; the share within one priority
           trust_anchor: {file: tls-ca.pem}  # PEM CA(s) of its TLS certificate (signed records)
+        - host: sztp1.local            # a .local host, for devices on a link without DNS:
+          addresses: [192.0.2.10, 2001:db8::10]  # its A/AAAA records, published over mDNS
       device_records:                  # optional: TXT at <serial>._sztp.<domain>
         devices: all                   # or [SN-1, SN-2], or {profile: NAME}
         signed: true                   # default true; false: unsigned redirect information
@@ -29,12 +31,18 @@ text of the fleet file. `check_dns_section` reports every problem with its file 
 `sztpctl validate`); `dns_records` builds the records (signing needs the owner key, so it is
 done only when rendering), and `render_blocks` (per domain) or `render_dns` writes them as a
 zone-file fragment or an `nsupdate` script.
+
+`render_mdns` writes the same SRV and TXT records for `sztp-mdns` (docs/mdns.md): names relative
+to `local.`, and the A/AAAA records of the `.local` hosts, which mDNS must answer for too. A
+`.local` host needs its `addresses` there, and each device's TXT answer must fit one mDNS
+message; the responder refuses a file that breaks either rule, so rendering refuses it first.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -42,13 +50,16 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SztpError, ValidationError
 from ..pkcs11_uri import is_pkcs11_uri
 from ..protocol.dns_records import (
+    MAX_MDNS_MESSAGE,
     MAX_NAME_WIRE,
+    MDNS_DOMAIN,
     SZTP_NODE,
     SrvRecord,
     TxtRdata,
     bootstrap_srv,
     check_domain,
     device_txt,
+    mdns_txt_answer_size,
     render_nsupdate,
     render_zone_fragment,
     serial_label,
@@ -67,7 +78,9 @@ if TYPE_CHECKING:
 
 DEFAULT_TTL = 300
 DEFAULT_PORT = 443
-FORMATS = ("zone", "nsupdate")
+UNICAST_FORMATS = ("zone", "nsupdate")
+MDNS_FORMAT = "mdns"
+FORMATS = (*UNICAST_FORMATS, MDNS_FORMAT)
 _SECTION: YamlPath = ("dns",)
 _SERVERS: YamlPath = ("dns", "bootstrap_servers")
 _DEVICES: YamlPath = ("dns", "device_records", "devices")
@@ -86,6 +99,8 @@ class DnsSectionError(FleetError):
 class BootstrapServer:
     srv: SrvRecord
     trust_anchor: str | None  # PEM
+    addresses: tuple[str, ...]  # of a .local host, for mDNS
+    entry: int  # its index in bootstrap_servers, where a problem with it is reported
 
 
 @dataclass(frozen=True)
@@ -139,7 +154,52 @@ def check_dns_section(fleet: Fleet) -> list[Problem]:
 def dns_records(fleet: Fleet) -> DnsRecords:
     """The records to publish; signing reads the owner keys. DnsSectionError names the
     device or owner whose records cannot be made."""
+    return _records(fleet, parse_dns_section(fleet))
+
+
+def render_mdns(fleet: Fleet, *, source: str = "") -> str:
+    """The records as `sztp-mdns` reads them: the SRV records, the A/AAAA records of their
+    `.local` targets and each device's TXT records, names relative to `local.`. DnsSectionError
+    for a `.local` host without addresses and for a device whose answer no mDNS message holds."""
     section = parse_dns_section(fleet)
+    addresses: dict[str, list[str]] = {}  # one host may serve on several ports
+    for server in section.servers:
+        addresses.setdefault(server.srv.target, []).extend(server.addresses)
+    for server in section.servers:
+        if _is_mdns_host(server.srv.target) and not addresses[server.srv.target]:
+            raise DnsSectionError(
+                where_in(fleet, (*_SERVERS, server.entry, "host")),
+                f"{server.srv.target} has no addresses: on a link without DNS only mDNS "
+                "answers for it; give its addresses",
+            )
+    records = _records(fleet, section)
+    for serial, rdatas in records.devices.items():
+        size = mdns_txt_answer_size(serial, rdatas)
+        if size > MAX_MDNS_MESSAGE:
+            raise _device_error(
+                fleet,
+                serial,
+                f"its TXT answer takes {size} octets, over the {MAX_MDNS_MESSAGE} of one mDNS "
+                "message (RFC 6762 §17): publish its records in unicast DNS only, or unsigned",
+            )
+    from_source = f", from {source}" if source else ""
+    text = f"; SZTP discovery records (RFC 8572 section 4.2) for mDNS{from_source}\n"
+    text += f"; names relative to {MDNS_DOMAIN}., as sztp-mdns reads them\n"
+    try:
+        text += render_zone_fragment(
+            ttl=records.ttl, devices=records.devices, servers=records.servers
+        )
+    except ValidationError as exc:
+        raise FleetError(f"dns: {exc.message}") from None
+    for host, given in addresses.items():
+        name = host[: -len(MDNS_DOMAIN) - 1]
+        for address in dict.fromkeys(given):
+            rdtype = "AAAA" if ":" in address else "A"
+            text += f"{name} {records.ttl} IN {rdtype} {address}\n"
+    return text
+
+
+def _records(fleet: Fleet, section: DnsSection) -> DnsRecords:
     servers = [server.srv for server in section.servers]
     owners: dict[str, Credential] = {}  # a fleet's devices share a few owners
     devices = {
@@ -162,8 +222,8 @@ def render_blocks(
 ) -> dict[str, str]:
     """Per domain, its records as `zone` text (absolute names, or with `relative` an `$ORIGIN`
     line and names relative to it) or as an `nsupdate` update ending in `send`."""
-    if output_format not in FORMATS:
-        raise FleetError(f"{output_format!r} is not one of {', '.join(FORMATS)}")
+    if output_format not in UNICAST_FORMATS:
+        raise FleetError(f"{output_format!r} is not one of {', '.join(UNICAST_FORMATS)}")
     from_source = f", from {source}" if source else ""
     blocks: dict[str, str] = {}
     try:
@@ -205,6 +265,8 @@ def _parse(fleet: Fleet) -> tuple[DnsSection | None, list[Problem]]:
     domains = _domains(section, problems)
     servers = _servers(section.get("bootstrap_servers") or [], problems)
     chosen = section.get("device_records")
+    if chosen is not None:
+        _one_port_per_host(servers, problems)
     serials = [] if chosen is None else _serials(fleet, chosen.get("devices", "all"), problems)
     longest = max(serials, key=len, default="")
     for domain in domains:
@@ -261,7 +323,15 @@ def _servers(entries: Sequence[Mapping[str, Any]], problems: _Problems) -> list[
         if anchor is not None and not _has_certificate(anchor):
             problems.at((*_SERVERS, index, "trust_anchor"), "holds no PEM certificate")
             continue
-        indexed.append((index, BootstrapServer(srv, anchor)))
+        given_addresses = entry.get("addresses")
+        addresses = (
+            ()
+            if given_addresses is None
+            else _addresses(srv.target, given_addresses, (*_SERVERS, index), problems)
+        )
+        if addresses is None:
+            continue
+        indexed.append((index, BootstrapServer(srv, anchor, addresses, index)))
     seen: dict[tuple[str, int], int] = {}
     for index, server in indexed:
         first = seen.setdefault((server.srv.target.lower(), server.srv.port), index)
@@ -273,6 +343,54 @@ def _servers(entries: Sequence[Mapping[str, Any]], problems: _Problems) -> list[
             )
     # Redirect information is tried in order: the SRV order of preference, lowest first.
     return sorted((server for _, server in indexed), key=lambda server: server.srv.priority)
+
+
+def _one_port_per_host(servers: Sequence[BootstrapServer], problems: _Problems) -> None:
+    """Device records carry redirect information, whose bootstrap servers are keyed by address
+    alone (ietf-sztp-conveyed-info): a host may be listed once there, whatever its ports."""
+    seen: dict[str, int] = {}
+    for server in sorted(servers, key=lambda server: server.entry):
+        first = seen.setdefault(server.srv.target.lower(), server.entry)
+        if first != server.entry:
+            problems.at(
+                (*_SERVERS, server.entry),
+                f"{server.srv.target} is listed again (first at bootstrap_servers[{first}]): the "
+                "redirect information in device records names each host once; give one port "
+                "per host, or leave device_records out",
+            )
+
+
+def _is_mdns_host(host: str) -> bool:
+    return host.lower().endswith("." + MDNS_DOMAIN)
+
+
+def _addresses(
+    host: str, given: Sequence[Any], path: YamlPath, problems: _Problems
+) -> tuple[str, ...] | None:
+    """The A/AAAA addresses of a `.local` host, each once; None after a problem."""
+    if not _is_mdns_host(host):
+        problems.at(
+            (*path, "addresses"),
+            f"{host} is not a .local host: its addresses belong in DNS, not in this file",
+        )
+        return None
+    addresses: list[str] = []
+    for index, text in enumerate(given):
+        where = (*path, "addresses", index)
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            problems.at(where, f"{text!a} is not an IPv4 or IPv6 address")
+            continue
+        if address.is_multicast or address.is_unspecified:
+            problems.at(where, f"{address} is not the address of a host")
+        elif isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+            problems.at(where, f"{text} has a zone index, which an AAAA record cannot hold")
+        elif str(address) in addresses:
+            problems.at(where, f"{address} is listed twice")
+        else:
+            addresses.append(str(address))
+    return tuple(addresses) if len(addresses) == len(given) else None
 
 
 def _serials(fleet: Fleet, chosen: Any, problems: _Problems) -> list[str]:

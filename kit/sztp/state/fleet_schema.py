@@ -175,6 +175,13 @@ _DNS: dict[str, Any] = {
                         "description": "PEM CA certificate(s) of the server's TLS certificate, "
                         "in signed redirect information.",
                     },
+                    "addresses": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "string"},
+                        "description": "IPv4/IPv6 addresses of a .local host: its A/AAAA "
+                        "records in the mDNS records (sztpctl dns render --format mdns).",
+                    },
                 },
             },
         },

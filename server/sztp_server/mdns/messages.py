@@ -8,11 +8,6 @@ import dns.flags
 import dns.message
 import dns.rrset
 
-from sztp.protocol.dns_records import MAX_MDNS_PACKET
-
-# RFC 6762 §17: a packet, IP and UDP headers included, is at most 9000 octets. An IPv6 header
-# (40) and a UDP header (8) leave this for the DNS message, on either IP version.
-MAX_MDNS_MESSAGE = MAX_MDNS_PACKET - 40 - 8
 # RFC 6762 §6.7: records in a reply to a legacy unicast query carry a TTL of at most 10 s.
 LEGACY_UNICAST_TTL = 10
 

@@ -33,6 +33,7 @@ import dns.zonefile
 
 from sztp.errors import SztpError, ValidationError
 from sztp.protocol.dns_records import (
+    MAX_MDNS_MESSAGE,
     MDNS_DOMAIN,
     SRV_OWNER,
     SZTP_NODE,
@@ -41,7 +42,7 @@ from sztp.protocol.dns_records import (
     serial_label,
 )
 
-from .messages import MAX_MDNS_MESSAGE, response_wire
+from .messages import response_wire
 
 LOCAL = dns.name.from_text(MDNS_DOMAIN, origin=dns.name.root)
 SRV_NAME = dns.name.from_text(SRV_OWNER, origin=LOCAL)

@@ -33,9 +33,9 @@ import dns.rcode
 import dns.rdataclass
 import dns.rrset
 
-from sztp.protocol.dns_records import MDNS_PORT
+from sztp.protocol.dns_records import MAX_MDNS_MESSAGE, MDNS_PORT
 
-from .messages import MAX_MDNS_MESSAGE, response_wire
+from .messages import response_wire
 from .records import PublishedRecords
 
 _UNICAST_RESPONSE = 0x8000  # the top bit of a question's class (RFC 6762 §5.4)

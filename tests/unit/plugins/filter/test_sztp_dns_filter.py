@@ -125,3 +125,19 @@ def test_input_must_be_a_path(value: object) -> None:
 
 def test_filter_is_registered() -> None:
     assert "dns_records_from_fleet" in dns_filter.FilterModule().filters()
+
+
+def test_mdns_records_name_the_local_servers_addresses(fleet_file: Path) -> None:
+    local = "    - {host: sztp1.local, port: 8443, addresses: [192.0.2.10]}\n"
+    fleet_file.write_text(FLEET.replace("    - {host: sztp1.example.net, port: 8443}\n", local))
+    text = dns_filter.dns_records_from_fleet(str(fleet_file), format="mdns")
+    assert "_sztp._tcp 300 IN SRV 0 0 8443 sztp1.local.\nsztp1 300 IN A 192.0.2.10\n" in text
+    assert re.findall(r'^    "(ci|oc|ov)=', text, re.M) == ["ci", "oc", "ov"]
+
+
+def test_mdns_records_need_the_addresses_of_a_local_server(fleet_file: Path) -> None:
+    fleet_file.write_text(FLEET.replace("sztp1.example.net", "sztp1.local"))
+    with pytest.raises(
+        AnsibleFilterError, match=r"fleet\.yaml:\d+: .*sztp1\.local has no addresses"
+    ):
+        dns_filter.dns_records_from_fleet(str(fleet_file), format="mdns")

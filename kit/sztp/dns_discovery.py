@@ -20,6 +20,13 @@ queries (RFC 6762 §5.1): one datagram to 224.0.0.251 and ff02::fb port 5353 fro
 port, and the first answer that matches the question wins; responders answer such a query by
 unicast to that port (§6.7). Anyone on the link may answer first: only the signatures the
 device checks afterwards make the data worth anything.
+
+A server whose SRV target is under `.local` is where mDNS says (RFC 6762 §3), not where the
+system resolver says: a device without an mDNS resolver cannot ask it. Its addresses are the
+A/AAAA records the SRV answer brought along for that target, else those of one-shot A and AAAA
+queries for it; the device connects to them while TLS checks the certificate against the name.
+An IPv6 link-local address is kept scoped to the interface the answer came in on, known when
+the answer came from a link-local address, and dropped otherwise.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ import select
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 import dns.exception
 import dns.flags
@@ -41,6 +49,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
+import dns.rrset
 from dns.rdatatype import RdataType
 from dns.rdtypes.IN.SRV import SRV
 from dns.rdtypes.txtbase import TXTBase
@@ -69,6 +78,12 @@ DEFAULT_TIMEOUT = 3.0
 DEFAULT_MDNS_TIMEOUT = 1.0
 TXT = dns.rdatatype.TXT
 SRV_TYPE = dns.rdatatype.SRV
+ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
+# What one answer can make the device keep or ask: addresses of one host, and `.local` targets
+# of one SRV answer looked up by follow-up queries (each may wait out the mDNS timeout; the
+# device's transport asks for the others when it reaches them).
+MAX_HOST_ADDRESSES = 8
+MAX_TARGETS_ASKED = 4
 
 Log = Callable[[str], None]
 
@@ -96,10 +111,24 @@ class DnsData:
 
 @dataclass(frozen=True)
 class DnsServer:
-    """A bootstrap server from an SRV record, and where: `DNS SRV _sztp._tcp.example.net`."""
+    """A bootstrap server from an SRV record, and where: `DNS SRV _sztp._tcp.example.net`.
+    For a target under `.local`, `addresses` are where mDNS placed it (none when nothing said;
+    always none for other targets)."""
 
     uri: str
     source: str
+    addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MdnsAnswer:
+    """The first answer to a one-shot mDNS query: the records answering its question, every
+    record it carries (answer and additional sections), and the interface it came in on when
+    a link-local address sent it (the scope of link-local addresses in it)."""
+
+    records: list[dns.rdata.Rdata]
+    rrsets: list[dns.rrset.RRset]
+    interface: str | None
 
 
 DnsSource = DnsData | DnsServer
@@ -187,8 +216,77 @@ def discover(
                 sources.append(found)
     for kind, suffix in places:
         name = dns.name.from_text(SRV_OWNER, origin=suffix)
-        sources += _servers(f"{kind} SRV {_shown(name)}", ask(kind, name, SRV_TYPE), rng, log)
+        source = f"{kind} SRV {_shown(name)}"
+        answer = None
+        if kind == "mDNS":
+            answer = _mdns_ask(
+                [(name, SRV_TYPE)], timeout=settings.mdns_timeout, groups=mdns_groups, log=log
+            )
+            rdatas = answer.records if answer is not None else []
+        else:
+            rdatas = ask(kind, name, SRV_TYPE)
+        servers = _servers(source, rdatas, rng, log)
+        sources += _located(servers, answer, settings, mdns_groups, log)
     return sources
+
+
+def local_host(uri: str) -> str | None:
+    """The host of `uri` when it is a name under `.local` (RFC 6762 §3), lower case and
+    without a trailing dot; None for any other host, and for a URI that does not parse."""
+    try:
+        host = urlsplit(uri).hostname
+    except ValueError:
+        return None
+    return local_name(host) if host is not None else None
+
+
+def local_name(host: str) -> str | None:
+    """`host`, lower case and without a trailing dot, when it is a name under `.local`."""
+    name = host.lower().removesuffix(".")
+    return name if name.endswith("." + MDNS_DOMAIN) else None
+
+
+def mdns_addresses(
+    name: dns.name.Name,
+    *,
+    timeout: float,
+    log: Log,
+    groups: Sequence[tuple[str, int]] = MDNS_GROUPS,
+) -> tuple[str, ...]:
+    """The addresses of host `name` from one-shot AAAA and A queries sent together: those of
+    the first answer to either (with any of the other type it brings along); none when
+    nothing answers within `timeout` seconds."""
+    answer = _mdns_ask(
+        [(name, dns.rdatatype.AAAA), (name, dns.rdatatype.A)],
+        timeout=timeout,
+        groups=groups,
+        log=log,
+    )
+    return host_addresses(name, answer, log) if answer is not None else ()
+
+
+def host_addresses(name: dns.name.Name, answer: MdnsAnswer, log: Log) -> tuple[str, ...]:
+    """The usable addresses `answer` gives for host `name`, at most `MAX_HOST_ADDRESSES`:
+    records of other names are ignored, and so are addresses no connection can go to
+    (multicast, unspecified, link-local with no interface to scope it to)."""
+    found: dict[str, None] = {}
+    refused = 0
+    for rrset in answer.rrsets:
+        if (
+            rrset.name != name
+            or rrset.rdtype not in ADDRESS_TYPES
+            or rrset.rdclass != dns.rdataclass.IN
+        ):
+            continue
+        for rdata in rrset:
+            usable = _usable_address(str(rdata.address), answer.interface)
+            if usable is None:
+                refused += 1
+            elif len(found) < MAX_HOST_ADDRESSES:
+                found[usable] = None
+    if refused:
+        log(f"mDNS {_shown(name)}: {refused} unusable address(es) ignored")
+    return tuple(found)
 
 
 def mdns_query(
@@ -201,26 +299,42 @@ def mdns_query(
 ) -> list[dns.rdata.Rdata]:
     """A one-shot mDNS query (RFC 6762 §5.1) sent to each of `groups`: the records of the first
     answer to match the question, none when nothing answers within `timeout` seconds."""
-    query = dns.message.make_query(name, rdtype)
-    # RFC 6762 §18: an mDNS query has no flag set, recursion desired included.
-    query.flags = 0
-    wire = query.to_wire()
-    shown = f"mDNS {dns.rdatatype.to_text(rdtype)} {_shown(name)}"
-    sockets: list[socket.socket] = []
-    try:
-        for address, port in groups:
-            sent = _send_datagram(wire, address, port)
-            if isinstance(sent, str):
-                log(f"{shown}: not sent to {address}: {sent}")
-            else:
-                sockets.append(sent)
-        return _first_answer(query, sockets, timeout, shown, log)
-    finally:
-        for sock in sockets:
-            sock.close()
+    answer = _mdns_ask([(name, rdtype)], timeout=timeout, groups=groups, log=log)
+    return answer.records if answer is not None else []
 
 
 # ---- mDNS
+
+
+def _mdns_ask(
+    questions: Sequence[tuple[dns.name.Name, RdataType]],
+    *,
+    timeout: float,
+    log: Log,
+    groups: Sequence[tuple[str, int]],
+) -> MdnsAnswer | None:
+    """One-shot queries, one per question, each sent to each of `groups`: the first answer to
+    match its query's question, None when none does within `timeout` seconds."""
+    asked: list[tuple[socket.socket, dns.message.Message]] = []
+    shown = "mDNS " + ", ".join(
+        f"{dns.rdatatype.to_text(rdtype)} {_shown(name)}" for name, rdtype in questions
+    )
+    try:
+        for name, rdtype in questions:
+            query = dns.message.make_query(name, rdtype)
+            # RFC 6762 §18: an mDNS query has no flag set, recursion desired included.
+            query.flags = 0
+            wire = query.to_wire()
+            for address, port in groups:
+                sent = _send_datagram(wire, address, port)
+                if isinstance(sent, str):
+                    log(f"{shown}: not sent to {address}: {sent}")
+                else:
+                    asked.append((sent, query))
+        return _first_answer(asked, timeout, shown, log)
+    finally:
+        for sock, _ in asked:
+            sock.close()
 
 
 def _send_datagram(wire: bytes, address: str, port: int) -> socket.socket | str:
@@ -241,48 +355,52 @@ def _send_datagram(wire: bytes, address: str, port: int) -> socket.socket | str:
 
 
 def _first_answer(
-    query: dns.message.Message,
-    sockets: list[socket.socket],
+    asked: list[tuple[socket.socket, dns.message.Message]],
     timeout: float,
     shown: str,
     log: Log,
-) -> list[dns.rdata.Rdata]:
-    if not sockets:
-        return []
+) -> MdnsAnswer | None:
+    if not asked:
+        return None
+    queries = dict(asked)
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
-        readable, _, _ = select.select(sockets, [], [], left)
+        readable, _, _ = select.select(list(queries), [], [], left)
         for sock in readable:
             try:
                 datagram, sender = sock.recvfrom(MAX_MDNS_PACKET + 1)
             except OSError:
                 continue
-            records = _mdns_records(query, datagram, shown, sender[0], log)
-            if records:
-                return records
+            answer = _mdns_answer(queries[sock], datagram, shown, sender, log)
+            if answer is not None:
+                return answer
     log(f"{shown}: no answer within {timeout:g} s")
-    return []
+    return None
 
 
-def _mdns_records(
-    query: dns.message.Message, datagram: bytes, shown: str, sender: str, log: Log
-) -> list[dns.rdata.Rdata]:
-    """The answer records of one datagram that answers `query`; none for anything else."""
+def _mdns_answer(
+    query: dns.message.Message,
+    datagram: bytes,
+    shown: str,
+    sender: tuple[str, int] | tuple[str, int, int, int],
+    log: Log,
+) -> MdnsAnswer | None:
+    """One datagram as the answer to `query`; None for anything else."""
     if len(datagram) > MAX_MDNS_PACKET:
-        log(f"{shown}: an answer from {sender} over {MAX_MDNS_PACKET} octets ignored")
-        return []
+        log(f"{shown}: an answer from {sender[0]} over {MAX_MDNS_PACKET} octets ignored")
+        return None
     try:
         response = dns.message.from_wire(datagram)
     except (dns.exception.DNSException, ValueError) as exc:
-        log(f"{shown}: an unreadable answer from {sender} ignored ({type(exc).__name__})")
-        return []
+        log(f"{shown}: an unreadable answer from {sender[0]} ignored ({type(exc).__name__})")
+        return None
     if not query.is_response(response):
-        return []
+        return None
     if response.flags & dns.flags.TC:
-        log(f"{shown}: the answer from {sender} is truncated; mDNS has no TCP to ask again")
-        return []
+        log(f"{shown}: the answer from {sender[0]} is truncated; mDNS has no TCP to ask again")
+        return None
     question = query.question[0]
-    return [
+    records = [
         rdata
         for rrset in response.answer
         if rrset.name == question.name
@@ -290,6 +408,38 @@ def _mdns_records(
         and rrset.rdclass == dns.rdataclass.IN
         for rdata in rrset
     ]
+    if not records:
+        return None
+    return MdnsAnswer(records, [*response.answer, *response.additional], _interface(sender))
+
+
+def _interface(sender: tuple[str, int] | tuple[str, int, int, int]) -> str | None:
+    """The interface a datagram from an IPv6 link-local address came in on (its scope)."""
+    if len(sender) != 4 or not sender[3]:
+        return None
+    try:
+        return socket.if_indextoname(sender[3])
+    except OSError:
+        return None
+
+
+def _usable_address(text: str, interface: str | None) -> str | None:
+    """`text` as an address to connect to; None for one no connection can go to."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    # IPv4's reserved block holds the broadcast address; IPv6's holds ::1, which is usable.
+    if (
+        address.is_multicast
+        or address.is_unspecified
+        or (address.version == 4 and address.is_reserved)
+    ):
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.is_link_local:
+        # Meaningless without the link: the one the answer came over.
+        return f"{address}%{interface}" if interface else None
+    return str(address)
 
 
 # ---- unicast DNS
@@ -384,6 +534,37 @@ def _servers(
         return []
     log(f"{source}: " + (", ".join(uris) if uris else "no service here (target '.')"))
     return [DnsServer(uri, source) for uri in uris]
+
+
+def _located(
+    servers: list[DnsServer],
+    answer: MdnsAnswer | None,
+    settings: DnsSettings,
+    groups: Sequence[tuple[str, int]],
+    log: Log,
+) -> list[DnsServer]:
+    """`servers` with the addresses of their `.local` targets: those the SRV `answer` brought
+    along, else (with `mdns`) those of follow-up queries for the first `MAX_TARGETS_ASKED`."""
+    addresses: dict[str, tuple[str, ...]] = {}
+    asked = 0
+    for server in servers:
+        host = local_host(server.uri)
+        if host is None or host in addresses:
+            continue
+        name = dns.name.from_text(host)
+        found = host_addresses(name, answer, log) if answer is not None else ()
+        how = "from the SRV answer"
+        if not found and settings.mdns and asked < MAX_TARGETS_ASKED:
+            asked += 1
+            found = mdns_addresses(name, timeout=settings.mdns_timeout, groups=groups, log=log)
+            how = "asked over mDNS"
+        if found:
+            log(f"mDNS {host}: {', '.join(found)} ({how})")
+        addresses[host] = found
+    return [
+        replace(server, addresses=addresses.get(local_host(server.uri) or "", ()))
+        for server in servers
+    ]
 
 
 def _domain_name(domain: str) -> dns.name.Name:

@@ -502,9 +502,12 @@ def test_mdns_one_shot_queries_find_txt_and_srv() -> None:
         DnsData(f"mDNS TXT {serial}._sztp.local", redirect),
         DnsServer("https://sztp.local:8443", "mDNS SRV _sztp._tcp.local"),
     ]
+    # The SRV target under .local, with no address in the SRV answer, is asked for.
     assert [query.question[0].rdtype for query, _ in responder.queries] == [
         dns.rdatatype.TXT,
         dns.rdatatype.SRV,
+        dns.rdatatype.AAAA,
+        dns.rdatatype.A,
     ]
     for query, port in responder.queries:
         assert query.flags == 0 and port != 5353

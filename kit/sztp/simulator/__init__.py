@@ -60,6 +60,7 @@ Where each part lives in this package:
   status reads; the simulator's `WorkDirectoryPlatform` (the agent brings its own).
 - `reporting.py`: which steps are reported to which server.
 - `transport.py`: HTTP: the TLS session, host-meta, RPCs, bounded replies, error reasons.
+- `local_names.py`: `.local` hosts reached at the addresses mDNS gives, TLS checking the name.
 - `workdir.py`: the files the device writes: images, scripts, configuration, host key, and
   redirect trust anchors.
 - `verdicts.py`: how a step ends (`Verdict`, `Abandon`, `StageFailed`) and how reasons are worded.

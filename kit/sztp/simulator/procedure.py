@@ -74,7 +74,7 @@ class Device:
         self.servers_contacted: list[str] = []
         self.server_checks: list[ServerCheck] = []
         self.failures: list[str] = []
-        self.transport = Transport(config, identity)
+        self.transport = Transport(config, identity, log)
         self.work_dir = WorkDirectory(config.work_dir, config.max_image_size, log)
         self.platform = platform or WorkDirectoryPlatform(
             self.work_dir,
@@ -108,6 +108,9 @@ class Device:
 
     def _run(self, uris: Sequence[str], found: Sequence[DnsSource]) -> SimulationResult:
         server_ca = str(self.config.server_ca) if self.config.server_ca else None
+        for source in found:
+            if isinstance(source, DnsServer):
+                self.transport.local_names.learn(source.uri, source.addresses)
         initial: list[Server | DnsData] = [
             Server(uri, server_ca, fall_back_to_provisional=True)
             for uri in [*uris, *(source.uri for source in found if isinstance(source, DnsServer))]

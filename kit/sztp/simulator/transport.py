@@ -1,6 +1,7 @@
 """The device's HTTP side: one session presenting the IDevID as TLS client certificate, the
 RESTCONF root found through `/.well-known/host-meta`, RPCs posted, image downloads opened, every
-reply body read within the limit for its kind, and why a request or TLS handshake failed."""
+reply body read within the limit for its kind, and why a request or TLS handshake failed. Hosts
+under `.local` are reached at the addresses mDNS gives them (`local_names`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import requests
 from ..errors import SztpError
 from ..protocol import restconf
 from ..protocol.restconf import RestconfError, WireFormat
-from .model import DeviceIdentity, SimulatorConfig
+from .local_names import LocalNameAdapter, LocalNames
+from .model import DeviceIdentity, Log, SimulatorConfig
 from .verdicts import Abandon, clip
 
 HOST_META_PATH = "/.well-known/host-meta"
@@ -54,12 +56,21 @@ class Reply:
 class Transport:
     """HTTP for one simulated device. `session` is closed by whoever runs the device."""
 
-    def __init__(self, config: SimulatorConfig, identity: DeviceIdentity) -> None:
+    def __init__(self, config: SimulatorConfig, identity: DeviceIdentity, log: Log) -> None:
         self.config = config
         self.identity = identity
+        dns = config.dns
+        self.local_names = (
+            LocalNames(log, timeout=dns.mdns_timeout)
+            if dns is not None and dns.mdns
+            else LocalNames(log, ask=False)
+        )
         self.session = requests.Session()
         self.session.cert = (str(identity.idevid_certificate), str(identity.idevid_key))
         self.session.trust_env = False
+        adapter = LocalNameAdapter(self.local_names)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
 
     def discover_root(self, connection: Connection) -> str:
         try:

@@ -42,6 +42,7 @@ from e2e_site import (
     HW_MODEL,
     IMAGE_BYTES,
     IMAGE_NAME,
+    LAB_TRUST,
     LDEVID_SERIAL,
     MISMATCHED_SERIAL,
     NETWORK_V4,
@@ -143,13 +144,7 @@ def lab_files(binaries: dict[str, str], lab_dir: Path) -> LabFiles:
     # Hashed here, independently of the kit's {file: ...} hashing.
     image_sha256 = hashlib.sha256(IMAGE_BYTES).hexdigest()
     fleet = {
-        "trust_anchors": [
-            {"name": "lab-manufacturer", "certificates": {"file": "pki/manufacturer/ca.pem"}}
-        ],
-        "owner": {
-            "certificate_chain": {"file": ["pki/owner/owner.pem", "pki/owner/ca.pem"]},
-            "private_key": {"file": "pki/owner/owner.key"},
-        },
+        **LAB_TRUST,
         "images": [
             {
                 "name": "labos-1.2",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e_lab import Namespaces, Service, in_namespace, run
-from e2e_site import ADMIN_PORT, SZTPCTL, sztpctl_env
+from e2e_site import ADMIN_PORT, LAB_TRUST, SZTPCTL, sztpctl_env
 
 SITE_PREFIX = "fd00:79::/64"
 SITE_ADDRESS = "fd00:79::1"
@@ -210,13 +210,7 @@ def fleet(directory: Path) -> Path:
     section publishes the SRV record of the site's server and TXT_SERIAL's signed records."""
     (directory / "day0.cfg").write_text("hostname dpu-v6\n")
     document: dict[str, Any] = {
-        "trust_anchors": [
-            {"name": "lab-manufacturer", "certificates": {"file": "pki/manufacturer/ca.pem"}}
-        ],
-        "owner": {
-            "certificate_chain": {"file": ["pki/owner/owner.pem", "pki/owner/ca.pem"]},
-            "private_key": {"file": "pki/owner/owner.key"},
-        },
+        **LAB_TRUST,
         "profiles": [
             {
                 "name": "day0",

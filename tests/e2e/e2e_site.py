@@ -67,6 +67,16 @@ MISMATCHED_SERIAL = "SN-0003"
 # Bootstraps with sztp-agent on a profile that issues it an LDevID (RFC 9646).
 LDEVID_SERIAL = "SN-0005"
 LDEVID_ISSUER = "lab-ldevid"
+# The fleet file's trust anchor and owner, as `sztpctl pki init` lays the lab PKI out.
+LAB_TRUST: dict[str, Any] = {
+    "trust_anchors": [
+        {"name": "lab-manufacturer", "certificates": {"file": "pki/manufacturer/ca.pem"}}
+    ],
+    "owner": {
+        "certificate_chain": {"file": ["pki/owner/owner.pem", "pki/owner/ca.pem"]},
+        "private_key": {"file": "pki/owner/owner.key"},
+    },
+}
 HW_MODEL = "DPU-LAB-1"
 IMAGE_NAME = "labos-1.2.img"
 IMAGE_BYTES = b"LabOS 1.2 boot image (e2e payload)\n"

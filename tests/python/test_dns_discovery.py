@@ -14,9 +14,8 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import pytest
 import yaml
 from dns.rdtypes.ANY.TXT import TXT
 
+from mdns_stub import OneShotResponder, Reply
 from sztp.dns_discovery import DnsData, DnsServer, DnsSettings, discover
 from sztp.labpki import LabPki, write_lab_pki
 from sztp.protocol import cms, pki
@@ -428,46 +428,24 @@ def test_txt_data_dns_cannot_vouch_for_is_refused(
 # ---- mDNS one-shot queries
 
 
-class Responder:
-    """A UDP socket on a loopback port answering queries as an mDNS responder answers a
-    one-shot query (RFC 6762 §6.7): by unicast to the querier's port, question repeated. It
-    first sends junk and an answer to another question, which the querier must skip."""
+def with_decoys(
+    answers: dict[tuple[str, int], dns.rrset.RRset],
+) -> Callable[[dns.message.Message], list[Reply]]:
+    """Answers as an mDNS responder answers a one-shot query, question repeated; before each,
+    junk and an answer to another question, which the querier must skip."""
 
-    def __init__(self, answers: dict[tuple[str, int], dns.rrset.RRset]) -> None:
-        self.answers = answers
-        self.queries: list[tuple[dns.message.Message, int]] = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port: int = self.sock.getsockname()[1]
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+    def answer(query: dns.message.Message) -> list[Reply]:
+        question = query.question[0]
+        rrset = answers.get((question.name.to_text(), question.rdtype))
+        if rrset is None:
+            return []
+        other = dns.message.make_response(dns.message.make_query("other.local", "TXT"))
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        response.answer.append(rrset)
+        return [b"\x00junk", other, response]
 
-    def _serve(self) -> None:
-        while self.running:
-            try:
-                wire, sender = self.sock.recvfrom(9000)
-            except TimeoutError:
-                continue
-            query = dns.message.from_wire(wire)
-            self.queries.append((query, sender[1]))
-            question = query.question[0]
-            rrset = self.answers.get((question.name.to_text(), question.rdtype))
-            if rrset is None:
-                continue
-            self.sock.sendto(b"\x00junk", sender)
-            other = dns.message.make_query("other.local", "TXT")
-            self.sock.sendto(dns.message.make_response(other).to_wire(), sender)
-            response = dns.message.make_response(query)
-            response.flags |= dns.flags.AA
-            response.answer.append(rrset)
-            self.sock.sendto(response.to_wire(), sender)
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join()
-        self.sock.close()
+    return answer
 
 
 def test_mdns_one_shot_queries_find_txt_and_srv() -> None:
@@ -485,8 +463,10 @@ def test_mdns_one_shot_queries_find_txt_and_srv() -> None:
         ],
     )
     srv = dns.rrset.from_text("_sztp._tcp.local.", 10, "IN", "SRV", "0 0 8443 sztp.local.")
-    responder = Responder(
-        {(txt_name, dns.rdatatype.TXT): txt, ("_sztp._tcp.local.", dns.rdatatype.SRV): srv}
+    responder = OneShotResponder(
+        with_decoys(
+            {(txt_name, dns.rdatatype.TXT): txt, ("_sztp._tcp.local.", dns.rdatatype.SRV): srv}
+        )
     )
     try:
         messages: list[str] = []
@@ -494,7 +474,7 @@ def test_mdns_one_shot_queries_find_txt_and_srv() -> None:
             serial,
             DnsSettings(domains=(), mdns=True, mdns_timeout=1),
             log=messages.append,
-            mdns_groups=[("127.0.0.1", responder.port)],
+            mdns_groups=[responder.group],
         )
     finally:
         responder.close()

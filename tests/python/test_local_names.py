@@ -23,6 +23,7 @@ import dns.rrset
 import pytest
 import requests
 
+from mdns_stub import OneShotResponder
 from sztp.dns_discovery import (
     MAX_HOST_ADDRESSES,
     MAX_TARGETS_ASKED,
@@ -45,41 +46,6 @@ SERIAL = "SN-L1"
 Answer = Callable[[dns.message.Message], list[dns.message.Message]]
 
 
-class Responder:
-    """A UDP socket on a loopback port answering one-shot queries by unicast (RFC 6762 §6.7)
-    with what `answer` makes of each query."""
-
-    def __init__(self, answer: Answer, family: socket.AddressFamily = socket.AF_INET) -> None:
-        self.answer = answer
-        self.questions: list[tuple[str, str]] = []
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.group = (self.sock.getsockname()[0], self.sock.getsockname()[1])
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while self.running:
-            try:
-                wire, sender = self.sock.recvfrom(9000)
-            except TimeoutError:
-                continue
-            query = dns.message.from_wire(wire)
-            question = query.question[0]
-            self.questions.append(
-                (question.name.to_text(True), dns.rdatatype.to_text(question.rdtype))
-            )
-            for response in self.answer(query):
-                self.sock.sendto(response.to_wire(), sender)
-
-    def close(self) -> None:
-        self.running = False
-        self.thread.join()
-        self.sock.close()
-
-
 def response(
     query: dns.message.Message,
     answer: list[dns.rrset.RRset],
@@ -100,7 +66,7 @@ def srv(*targets: str) -> dns.rrset.RRset:
     return rrset("_sztp._tcp.local", "SRV", *(f"0 0 8443 {target}." for target in targets))
 
 
-def discover_with(responder: Responder, messages: list[str]) -> list[DnsServer]:
+def discover_with(responder: OneShotResponder, messages: list[str]) -> list[DnsServer]:
     found = discover(
         SERIAL,
         DnsSettings(domains=(), mdns=True, mdns_timeout=0.3),
@@ -137,7 +103,7 @@ def test_the_srv_answer_brings_the_targets_addresses_and_no_more_is_asked() -> N
             )
         ]
 
-    responder = Responder(answer)
+    responder = OneShotResponder(answer)
     messages: list[str] = []
     try:
         servers = discover_with(responder, messages)
@@ -167,7 +133,7 @@ def test_without_addresses_in_the_srv_answer_the_target_is_asked_for() -> None:
             return [stray, wrong, right]
         return []
 
-    responder = Responder(answer)
+    responder = OneShotResponder(answer)
     messages: list[str] = []
     try:
         servers = discover_with(responder, messages)
@@ -186,7 +152,7 @@ def test_a_target_nothing_answers_for_has_no_addresses() -> None:
             return [response(query, [srv(SERVER_NAME)])]
         return []
 
-    responder = Responder(answer)
+    responder = OneShotResponder(answer)
     messages: list[str] = []
     try:
         servers = discover_with(responder, messages)
@@ -218,7 +184,7 @@ def test_hostile_addresses_are_refused_and_bounded() -> None:
             )
         ]
 
-    responder = Responder(answer)
+    responder = OneShotResponder(answer)
     messages: list[str] = []
     try:
         servers = discover_with(responder, messages)
@@ -238,7 +204,7 @@ def test_follow_up_queries_are_bounded_per_srv_answer() -> None:
             return [response(query, [srv(*targets)])]
         return []
 
-    responder = Responder(answer)
+    responder = OneShotResponder(answer)
     try:
         servers = discover_with(responder, [])
     finally:
@@ -255,7 +221,7 @@ def test_a_link_local_address_is_kept_only_with_its_interface() -> None:
         return []
 
     # From ::1, not a link-local sender: the answer says nothing of the link.
-    responder = Responder(answer, socket.AF_INET6)
+    responder = OneShotResponder(answer, socket.AF_INET6)
     messages: list[str] = []
     try:
         names = LocalNames(messages.append, timeout=0.5, groups=[responder.group])
@@ -382,7 +348,7 @@ def test_a_local_name_met_later_is_asked_for_over_mdns(lab: LabPki, tls_server: 
             return [response(query, [rrset("other.local", rdtype, address)])]
         return []
 
-    responder = Responder(answer)
+    responder = OneShotResponder(answer)
     messages: list[str] = []
     device = transport(lab, messages)
     device.local_names.groups = [responder.group]
@@ -400,7 +366,9 @@ def test_a_local_name_met_later_is_asked_for_over_mdns(lab: LabPki, tls_server: 
 
 
 def test_a_device_told_not_to_use_mdns_asks_nothing_for_a_local_name(lab: LabPki) -> None:
-    responder = Responder(lambda query: [response(query, [rrset("other.local", "A", "127.0.0.1")])])
+    responder = OneShotResponder(
+        lambda query: [response(query, [rrset("other.local", "A", "127.0.0.1")])]
+    )
     messages: list[str] = []
     device = transport(lab, messages, mdns=False)
     device.local_names.groups = [responder.group]

@@ -21,7 +21,7 @@ WHEEL_DIR := build/wheels
 # requires_ansible's lower bound (meta/runtime.yml; a test keeps them in step).
 ANSIBLE_FLOOR := 2.16
 
-.PHONY: help demo test lint pytest ansible-test ansible-floor e2e molecule test-image wheel changelog-lint \
+.PHONY: help demo test lint pytest ansible-test ansible-floor e2e molecule test-image wheel dist changelog-lint \
 	apt-packages bench docs clean lock lock-upgrade lowest
 
 help:
@@ -31,6 +31,7 @@ help:
 	@echo "make docs   regenerate docs/cli.md, docs/plugins/ and fleet.schema.json from their sources"
 	@echo "make lock   regenerate the lock files from pyproject.toml (lock-upgrade: newest versions)"
 	@echo "make lowest run the Python suite on the oldest versions pyproject.toml allows"
+	@echo "make dist   the sztp wheel and the sztp.bootstrap collection artifact, in dist/"
 
 apt-packages:
 	@missing=""; for pkg in $(APT_PACKAGES); do \
@@ -103,8 +104,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The fragments, and the releases they went into (changelog.yaml); CHANGELOG.rst is generated
+# from those releases (`antsibull-changelog release`) and a test checks that it is current.
 changelog-lint: $(VENV)/.installed-dev
 	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 
 # The store tests also run against a throwaway PostgreSQL cluster (unix socket only).
 # pytest exits 5 when it collects nothing; that is a broken suite here, not a pass.
@@ -144,6 +148,11 @@ test-image: apt-packages
 wheel: $(VENV)/.installed-dev
 	rm -rf $(WHEEL_DIR) build/lib build/bdist.*
 	$(BIN)/pip wheel -q --no-deps --no-build-isolation -w $(WHEEL_DIR) .
+
+# What a release publishes: the wheel for PyPI and the collection artifact for Galaxy, at the
+# one version tests/python/test_release.py holds them to.
+dist: $(VENV)/.installed-dev
+	PYTHON=$(BIN)/python bash scripts/build-dist.sh dist
 
 # Each scenario: create, converge, idempotence, check, verify, destroy in systemd containers.
 molecule: apt-packages test-image wheel $(MOLECULE_VENV)/.installed

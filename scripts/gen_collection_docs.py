@@ -894,7 +894,8 @@ def installation(artifact: str, requires: str) -> list[str]:
         "```",
         "",
         "That is `plugins/`, `roles/`, `meta/runtime.yml`, the example playbooks, the docs, "
-        "the changelog, the molecule scenarios of the roles (`extensions/molecule`) and the "
+        "the changelog, the licence, the molecule scenarios of the roles (`extensions/molecule`) "
+        "and the "
         "ansible-test suites (`tests/unit`, `tests/integration`, `tests/sanity`), with "
         "`MANIFEST.json` and `FILES.json`. `build_ignore` in galaxy.yml leaves out the Python "
         "distribution (`kit/`, `cli/`, `server/`, `pyproject.toml`, `requirements/`), its tests "
@@ -957,7 +958,9 @@ def installation(artifact: str, requires: str) -> list[str]:
 
 # `tar -tzf` of the artifact: its top-level entries and its test directories, sorted.
 ARTIFACT_TOP = [
+    "CHANGELOG.rst",
     "FILES.json",
+    "LICENSE",
     "MANIFEST.json",
     "README.md",
     "changelogs",

@@ -4,8 +4,9 @@
 # unpacked under .../ansible_collections/sztp/bootstrap, the path ansible-test insists on.
 # Sanity runs in a venv ansible-test builds; units run in this environment, where the sztp kit
 # the modules call into is installed; integration runs the targets against a real sztp-server
-# started here; lint runs ansible-lint's production profile.
-# Usage: tests/ansible/run.sh [sanity|units|integration|lint|all]
+# started here; lint runs ansible-lint's production profile; docs lints the plugin and role
+# documentation as Ansible's documentation site renders it (antsibull-docs).
+# Usage: tests/ansible/run.sh [sanity|units|integration|lint|docs|all]
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -41,6 +42,12 @@ cp "$root/tests/ansible/get_pip.py" "$cache/get_pip_${pip_version//./_}.py"
 
 if [ "$what" = lint ] || [ "$what" = all ]; then
   ANSIBLE_COLLECTIONS_PATH="$work" ansible-lint --profile production --offline --nocolor
+fi
+if [ "$what" = docs ] || [ "$what" = all ]; then
+  # The collection depends on no other: a reference to one outside it and ansible.builtin is
+  # an error too.
+  antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs dependent \
+    --disallow-unknown-collection-refs .
 fi
 if [ "$what" = sanity ] || [ "$what" = all ]; then
   ansible-test sanity --venv --python 3.11 --color no

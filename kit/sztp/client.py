@@ -68,13 +68,15 @@ _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 @dataclass(frozen=True)
 class ResourceChange:
     """One change the server planned or made; `before`/`after` have secrets hidden. In a
-    summary plan, creates and deletes carry neither, and updates only the changed fields."""
+    summary plan, creates and deletes carry neither, updates only the changed fields, and
+    `fields` names the fields the change sets, changes or removes (None in a full plan)."""
 
     action: str
     kind: str
     name: str
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+    fields: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,25 @@ class ApplyResult:
     revision: int
     dry_run: bool
     changes: list[ResourceChange]
+
+    def document(self) -> dict[str, Any]:
+        """The answer as the server wrote it in JSON: a change leaves out what it does not
+        carry (a summary plan's create has no `before` or `after`, a full plan no `fields`)."""
+        return {
+            "revision": self.revision,
+            "dry_run": self.dry_run,
+            "changes": [
+                {
+                    "action": change.action,
+                    "kind": change.kind,
+                    "name": change.name,
+                    **({} if change.fields is None else {"fields": change.fields}),
+                    **({} if change.before is None else {"before": change.before}),
+                    **({} if change.after is None else {"after": change.after}),
+                }
+                for change in self.changes
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -108,6 +129,7 @@ def _apply_result(body: Mapping[str, Any]) -> ApplyResult:
                 name=change["name"],
                 before=change.get("before"),
                 after=change.get("after"),
+                fields=change.get("fields"),
             )
             for change in body["changes"]
         ],
@@ -591,11 +613,21 @@ def _api_error(response: requests.Response) -> ApiError:
     except (ValueError, KeyError, TypeError):
         # Not our server's JSON error (a proxy, a load balancer): keep the status line.
         code, message, field = "http-error", f"{response.reason or 'error'}", None
-    return _error_for_status(response.status_code, code, message, field)
+    error = _error_for_status(response.status_code, code, message, field)
+    error.retry_after = _retry_after(response.headers.get("Retry-After"))
+    return error
 
 
 def _error_for_status(status: int, code: str, message: str, field: str | None) -> ApiError:
     return _ERRORS_BY_STATUS.get(status, ApiError)(status, code, message, field)
+
+
+def _retry_after(header: str | None) -> float | None:
+    """Retry-After in seconds; None when absent or given as an HTTP date (then the caller's
+    own back-off applies)."""
+    if header is None or not header.strip().isdigit():
+        return None
+    return float(header.strip())
 
 
 def _reason(exc: requests.exceptions.RequestException) -> str:

@@ -85,15 +85,25 @@ class JobStillRunning(SztpError):
 
 
 class ApiError(SztpError):
-    """The admin API refused a request; `code` and `field` come from its error body."""
+    """The admin API refused a request; `code` and `field` come from its error body,
+    `retry_after` (seconds) from its Retry-After header, when it has one (429, 503)."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
         where = f"{field}: " if field and field not in message else ""
         super().__init__(f"{where}{message} (HTTP {status})")
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.retry_after = retry_after
 
 
 class AuthenticationError(ApiError):

@@ -29,6 +29,7 @@ try:
     )
     from sztp.state.fleet import FleetError, load_fleet
     from sztp.state.resources import HIDDEN
+    from sztp.waiting import WaitOutcome, wait_for_status
 except ImportError:
     SZTPCTL_IMPORT_ERROR = traceback.format_exc()
     HIDDEN = "<hidden>"
@@ -47,6 +48,16 @@ CONNECTION_ARGUMENT_SPEC = dict(
 
 # Lines of the summarised diff of a bulk apply before "... and N more".
 MAX_DIFF_LINES = 200
+
+# The statuses a device can be in (sztp.device_status, which the sztp.bootstrap.wait doc
+# fragment repeats too).
+DEVICE_STATUSES = ("not-seen", "in-progress", "rebooting", "complete", "failed", "stalled")
+# The options of a module that can wait for its devices (doc fragment sztp.bootstrap.wait).
+WAIT_ARGUMENT_SPEC = dict(
+    wait=dict(type="bool", default=False),
+    wait_for=dict(type="list", elements="str", choices=list(DEVICE_STATUSES), default=["complete"]),
+    wait_timeout=dict(type="float", default=600.0),
+)
 
 
 def new_module(argument_spec, **kwargs):
@@ -109,6 +120,29 @@ def run(module, doing, function, *args, **kwargs):
         return function(*args, **kwargs)
     except SztpError as exc:
         fail_on_error(module, exc, doing)
+
+
+def wait_for_devices(module, client, done, serials=(), selector=None):
+    """Wait as the module's `wait_for` and `wait_timeout` say for the devices named by
+    `serials`, or else those `selector` (profile, model, site; empty: all) chooses; their
+    statuses (serial -> status) once each is there. A device that fails meanwhile or time
+    running out fails the task with the result `done` so far and every device's status."""
+    params = module.params
+    if params["wait_timeout"] < 0:
+        module.fail_json(msg="wait_timeout must be 0 or more seconds", **done)
+    try:
+        result = wait_for_status(
+            client,
+            params["wait_for"],
+            serials=serials,
+            selector=selector,
+            timeout=params["wait_timeout"],
+        )
+    except SztpError as exc:
+        module.fail_json(msg="cannot wait for the devices: %s" % exc, **done)
+    if result.outcome is not WaitOutcome.REACHED:
+        module.fail_json(msg=result.describe(), statuses=result.statuses, **done)
+    return result.statuses
 
 
 # ---- desired specs
@@ -178,7 +212,7 @@ KEY_ARGUMENT_SPEC = dict(type="str", required=True)
 
 
 def run_resource_module(
-    kind, argument_spec, key="name", spec_fields=None, module_options=None, **ensure
+    kind, argument_spec, key="name", spec_fields=None, module_options=None, waits=False, **ensure
 ):
     """The whole of a single-resource module's main(): options, then `ensure_resource`.
 
@@ -186,20 +220,28 @@ def run_resource_module(
     resource and is a required string unless `argument_spec` declares it. The spec fields are
     every other option, unless `spec_fields(module)` derives them (a file to read, a hash to
     compute). `module_options` go to AnsibleModule, `ensure` to `ensure_resource`. The result
-    holds the resource under the kind's name (`trust_anchor` for trust-anchor).
+    holds the resource under the kind's name (`trust_anchor` for trust-anchor). A module that
+    `waits` (a device) has the wait options, and the result its status when it waited.
     """
     spec = dict(argument_spec, state=STATE_ARGUMENT_SPEC)
+    if waits:
+        spec.update(WAIT_ARGUMENT_SPEC)
     spec.setdefault(key, dict(KEY_ARGUMENT_SPEC))
     module = new_module(spec, **(module_options or {}))
     params = module.params
+    if waits and params["wait"] and params["state"] == "absent":
+        module.fail_json(msg="wait needs state=present: an absent %s has no status" % kind)
     if spec_fields is None:
         fields = dict((name, params[name]) for name in argument_spec if name != key)
     else:
         fields = spec_fields(module)
+    client = client_for(module)
     result = ensure_resource(
-        module, client_for(module), kind, params[key], fields, state=params["state"], **ensure
+        module, client, kind, params[key], fields, state=params["state"], **ensure
     )
     result[kind.replace("-", "_")] = result.pop("resource")
+    if waits and params["wait"] and not module.check_mode:
+        result["statuses"] = wait_for_devices(module, client, result, serials=[params[key]])
     module.exit_json(**result)
 
 

@@ -12,6 +12,8 @@ description:
   - Creates, updates or deletes one device (by serial number) on an sztp-server, the RFC 8572
     bootstrap server of this collection.
   - For many devices in one request, use M(sztp.bootstrap.devices).
+  - With O(wait=true), the task then waits until the device has bootstrapped (or reached
+    another status of O(wait_for)); not in check mode.
 author:
   - sztp developers (@sztp)
 options:
@@ -111,6 +113,7 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - sztp.bootstrap.connection
   - sztp.bootstrap.state
+  - sztp.bootstrap.wait
 """
 
 EXAMPLES = r"""
@@ -150,6 +153,13 @@ EXAMPLES = r"""
       sztp.bootstrap.device:
         serial: SN-0002
         state: absent
+
+    - name: Register a DPU, then wait up to 15 minutes until it has bootstrapped
+      sztp.bootstrap.device:
+        serial: DPU-18
+        profile: dpu-day0
+        wait: true
+        wait_timeout: 900
 """
 
 RETURN = r"""
@@ -179,6 +189,13 @@ device:
         password_hash: null
         voucher: MIIG...
         presigned: null
+statuses:
+  description:
+    - The device's bootstrapping status when the wait ended, by serial number.
+    - On a failed wait too, with the reason in C(msg).
+  returned: when O(wait=true), not in check mode
+  type: dict
+  sample: {"SN-0001": "complete"}
 """
 
 from ansible_collections.sztp.bootstrap.plugins.module_utils.device import (
@@ -214,6 +231,7 @@ def main():
             mutually_exclusive=[("voucher", "voucher_src"), ("password", "activation_code")]
         ),
         write_only=WRITE_ONLY,
+        waits=True,
     )
 
 

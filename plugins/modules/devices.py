@@ -18,6 +18,8 @@ description:
     (optimistic concurrency); otherwise the module fails and nothing is changed.
   - The diff is a summary (one line per created, updated or deleted device, with the names of
     the changed fields), not every spec.
+  - With O(wait=true), the task then waits until every listed device has bootstrapped (or
+    reached another status of O(wait_for)); not in check mode.
 author:
   - sztp developers (@sztp)
 options:
@@ -85,6 +87,7 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - sztp.bootstrap.connection
+  - sztp.bootstrap.wait
 attributes:
   check_mode:
     details: The server plans the change (dry run) and reports it without storing anything.
@@ -114,6 +117,18 @@ EXAMPLES = r"""
 - name: Build the list from a CSV file on the controller
   sztp.bootstrap.devices:
     devices: "{{ lookup('ansible.builtin.file', 'fleet.csv') | community.general.from_csv }}"
+
+- name: Register a rack and wait until every DPU of it has bootstrapped or failed
+  sztp.bootstrap.devices:
+    devices: "{{ rack_devices }}"
+    wait: true
+    wait_for: [complete, failed]
+    wait_timeout: 1800
+  register: rack
+
+- name: List the DPUs that failed
+  ansible.builtin.debug:
+    msg: "{{ rack.statuses | dict2items | selectattr('value', 'eq', 'failed') | map(attribute='key') }}"
 """
 
 RETURN = r"""
@@ -150,6 +165,13 @@ revision:
   returned: success
   type: int
   sample: 42
+statuses:
+  description:
+    - Each listed device's bootstrapping status when the wait ended, by serial number.
+    - On a failed wait too, with the reason in C(msg).
+  returned: when O(wait=true), not in check mode
+  type: dict
+  sample: {"SN-0001": "complete", "SN-0002": "complete"}
 """
 
 from ansible_collections.sztp.bootstrap.plugins.module_utils.device import (
@@ -158,9 +180,11 @@ from ansible_collections.sztp.bootstrap.plugins.module_utils.device import (
     device_fields,
 )
 from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
+    WAIT_ARGUMENT_SPEC,
     client_for,
     ensure_devices,
     new_module,
+    wait_for_devices,
 )
 
 DEVICE = dict(
@@ -183,6 +207,7 @@ def main():
                 mutually_exclusive=[("voucher", "voucher_src"), ("password", "activation_code")],
             ),
             prune=dict(type="bool", default=False),
+            **WAIT_ARGUMENT_SPEC,
         ),
     )
     wanted = {}
@@ -191,13 +216,16 @@ def main():
         if serial in wanted:
             module.fail_json(msg="device %r is listed twice" % serial)
         wanted[serial] = device_fields(module, entry, "device %r: " % serial)
+    client = client_for(module)
     result = ensure_devices(
         module,
-        client_for(module),
+        client,
         wanted,
         prune=module.params["prune"],
         write_only=WRITE_ONLY,
     )
+    if module.params["wait"] and not module.check_mode:
+        result["statuses"] = wait_for_devices(module, client, result, serials=list(wanted))
     module.exit_json(**result)
 
 

@@ -12,6 +12,8 @@ description:
   - Returns how many devices the server knows in each bootstrapping status, the devices that
     stalled (silent for too long in the middle of bootstrapping) and the most recent errors, in
     one request.
+  - With O(wait=true), it first waits until every device of the server is in one of the
+    O(wait_for) statuses, then reads them; it only reads, so it waits in check mode too.
 author:
   - sztp developers (@sztp)
 options:
@@ -25,6 +27,7 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - sztp.bootstrap.connection
   - sztp.bootstrap.attributes.info_module
+  - sztp.bootstrap.wait
 """
 
 EXAMPLES = r"""
@@ -39,6 +42,12 @@ EXAMPLES = r"""
     fail_msg: >-
       stalled: {{ fleet.stalled_serials }};
       failed: {{ fleet.recent_errors | map(attribute='serial') }}
+
+- name: Wait up to an hour until the whole fleet has bootstrapped
+  sztp.bootstrap.status_info:
+    wait: true
+    wait_timeout: 3600
+  delegate_to: localhost
 """
 
 RETURN = r"""
@@ -80,17 +89,21 @@ recent_errors:
 """
 
 from ansible_collections.sztp.bootstrap.plugins.module_utils.sztp import (
+    WAIT_ARGUMENT_SPEC,
     client_for,
     new_module,
     run,
+    wait_for_devices,
 )
 
 
 def main():
-    module = new_module(dict(max_errors=dict(type="int", default=50)))
+    module = new_module(dict(max_errors=dict(type="int", default=50), **WAIT_ARGUMENT_SPEC))
     if module.params["max_errors"] < 0:
         module.fail_json(msg="max_errors must be 0 or more")
     client = client_for(module)
+    if module.params["wait"]:
+        wait_for_devices(module, client, dict(changed=False), selector={})
     fleet = run(module, "cannot read the fleet's status", client.fleet_status)
     stalled = fleet.get("stalled") or []
     module.exit_json(

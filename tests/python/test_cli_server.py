@@ -92,10 +92,11 @@ def test_diff_exit_codes(fleet: Path, env: dict[str, str], tmp_path: Path) -> No
     assert "~ device/SN-0001" in result.stdout
     assert 'model: "DPU-LAB-1" → "DPU-LAB-2"' in result.stdout
     assert "SN-0002" not in result.stdout
-    # Errors are 2, never 1 ("differs"): a bad file, an unreachable server, a bad token.
+    # Errors are never 1 ("differs"): a bad file is refused (5); an unreachable server and a
+    # bad token are 2.
     bad = tmp_path / "bad.yaml"
     bad.write_text("devices:\n  - serial: SN-0001\n    modle: x\n")
-    assert "devices[0].modle" in run_sztpctl("diff", "-f", bad, env=env, expect=2).stderr
+    assert "devices[0].modle" in run_sztpctl("diff", "-f", bad, env=env, expect=5).stderr
     gone = {**env, "SZTP_SERVER": f"http://127.0.0.1:{free_port()}"}
     run_sztpctl("diff", "-f", fleet, env=gone, expect=2)
     wrong = {**env, "SZTP_TOKEN": "sztp_not-a-token", "SZTP_TOKEN_FILE": ""}
@@ -311,7 +312,7 @@ def test_bad_fleet_file_is_one_line_naming_the_problem(
 ) -> None:
     bad = fleet.with_name("bad.yaml")
     bad.write_text(change(fleet.read_text()))
-    line = only_line(run_sztpctl("apply", "-f", bad, env=env, expect=1).stderr)
+    line = only_line(run_sztpctl("apply", "-f", bad, env=env, expect=5).stderr)
     assert line.startswith(f"error: {bad}:")
     assert expected in line
     _, state = server.client().get_state()
@@ -512,7 +513,7 @@ def test_apply_if_revision_refuses_a_stale_plan(
     revision = planned_revision(plan)
     assert revision == str(server.client().get_state()[0])
     run_sztpctl("apply", "-f", fleet, env=env)  # someone else applied in between
-    refused = run_sztpctl("apply", "-f", changed, "--if-revision", revision, env=env, expect=1)
+    refused = run_sztpctl("apply", "-f", changed, "--if-revision", revision, env=env, expect=4)
     assert only_line(refused.stderr).endswith("not the one If-Match names (HTTP 412)")
     _, state = server.client().get_state()
     assert state["device"]["SN-0001"]["model"] == "DPU-LAB-1"
@@ -527,7 +528,7 @@ def test_hidden_marker_is_not_a_password(fleet: Path, env: dict[str, str]) -> No
     document["devices"][0]["password"] = "<hidden>"
     marked = fleet.with_name("marked.yaml")
     marked.write_text(yaml.safe_dump(document))
-    refused = run_sztpctl("apply", "-f", marked, env=env, expect=1)
+    refused = run_sztpctl("apply", "-f", marked, env=env, expect=5)
     assert "marks a kept secret" in only_line(refused.stderr)
 
 
@@ -583,3 +584,145 @@ def test_server_check_validates_without_starting(fleet: Path, tmp_path: Path) ->
         assert result.returncode == 2, (message, result.stderr)
         assert message in only_line(result.stderr)
         assert "s3cret" not in result.stderr
+
+
+def config_only(fleet: Path) -> Path:
+    """The example fleet without its image (which lives on a host that does not exist), so a
+    simulated device completes; with the image, its download fails and the device fails."""
+    document = yaml.safe_load(fleet.read_text())
+    del document["profiles"][0]["image"]
+    path = fleet.with_name("config-only.yaml")
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_wait_follows_a_device_to_complete(
+    fleet: Path, env: dict[str, str], server: RunningServer, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from sztp_testing import SZTPCTL, simulate_lab_device
+
+    run_sztpctl("apply", "-f", config_only(fleet), env=env)
+    assert SZTPCTL
+    waiting = subprocess.Popen(
+        [SZTPCTL, "wait", "SN-0001", "--for", "status=complete", "--timeout", "60", "-o", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert waiting.stderr is not None
+        # Not a terminal: one progress line per change of the counts.
+        assert waiting.stderr.readline().startswith("waiting for complete: 1 not-seen")
+        result = simulate_lab_device(example_lab(fleet), server.device_url, "SN-0001", tmp_path)
+        assert result.succeeded, result.reason
+        stdout, stderr = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    ended = json.loads(stdout)
+    assert ended["outcome"] == "reached"
+    assert ended["devices"] == {"SN-0001": "complete"}
+    assert ended["counts"]["complete"] == 1
+    # Once there, it stays there for later waits, here with a selector.
+    again = run_sztpctl(
+        "wait", "--profile", "dpu-day0", "--for", "status=complete,not-seen", env=env
+    )
+    assert again.stdout.strip() == "2 device(s) complete or not-seen"
+
+
+def test_wait_times_out_naming_the_devices_not_there(fleet: Path, env: dict[str, str]) -> None:
+    run_sztpctl("apply", "-f", fleet, env=env)
+    timed_out = run_sztpctl("wait", "SN-0001", "SN-0002", "--timeout", "0.5", env=env, expect=3)
+    assert timed_out.stdout == ""
+    assert only_line(timed_out.stderr.splitlines()[-1]) == (
+        "error: timed out: 2 of 2 device(s) not complete: SN-0001 (not-seen), SN-0002 (not-seen)"
+    )
+    as_yaml = run_sztpctl(
+        "wait", "--site", "lab1", "--timeout", "0", "-o", "yaml", env=env, expect=3
+    )
+    assert yaml.safe_load(as_yaml.stdout)["outcome"] == "timed-out"
+
+
+def test_wait_ends_at_once_when_a_device_fails(
+    fleet: Path, env: dict[str, str], server: RunningServer, tmp_path: Path
+) -> None:
+    from sztp_testing import simulate_lab_device
+
+    run_sztpctl("apply", "-f", fleet, env=env)
+    result = simulate_lab_device(example_lab(fleet), server.device_url, "SN-0001", tmp_path)
+    assert not result.succeeded  # the image's host does not exist
+    started = time.monotonic()
+    failed = run_sztpctl("wait", "--profile", "dpu-day0", "--timeout", "60", env=env, expect=6)
+    assert time.monotonic() - started < 30
+    assert failed.stderr.splitlines()[-1].startswith(
+        "error: failed while waiting for complete: SN-0001;"
+    )
+    # Waited for, failed is an end like any other.
+    run_sztpctl("wait", "SN-0001", "--for", "status=complete,failed", env=env)
+
+
+def test_wait_names_unknown_devices_and_refuses_bad_usage(fleet: Path, env: dict[str, str]) -> None:
+    run_sztpctl("apply", "-f", fleet, env=env)
+    unknown = run_sztpctl("wait", "SN-0001", "SN-9999", "NOPE", "--timeout", "5", env=env, expect=1)
+    assert only_line(unknown.stderr) == "error: no device with serial number 'SN-9999', 'NOPE'"
+    nothing = run_sztpctl("wait", "--profile", "nope", env=env, expect=1)
+    assert only_line(nothing.stderr) == "error: no device matches profile 'nope'"
+    for usage in (
+        [],
+        ["SN-0001", "--profile", "dpu-day0"],
+        ["SN-0001", "--for", "status=done"],
+        ["SN-0001", "--for", "complete"],
+        ["SN-0001", "--timeout", "-1"],
+    ):
+        run_sztpctl("wait", *usage, env=env, expect=2)
+
+
+def server_plan(server: RunningServer, fleet: Path, *, prune: bool) -> dict[str, object]:
+    """The server's own summary plan of `fleet`, asked for directly."""
+    from sztp.state.fleet import load_fleet
+
+    response = requests.post(
+        f"{server.admin_url}/api/v1/state",
+        params={"dry_run": "true", "plan": "summary"},
+        json={"resources": load_fleet(fleet).resources, "prune": prune},
+        headers={"Authorization": f"Bearer {server.token}"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    plan: dict[str, object] = response.json()
+    return plan
+
+
+def test_diff_and_apply_print_the_servers_plan(
+    fleet: Path, env: dict[str, str], server: RunningServer
+) -> None:
+    planned = run_sztpctl("diff", "-f", fleet, "--prune", "-o", "json", env=env, expect=1)
+    assert json.loads(planned.stdout) == server_plan(server, fleet, prune=True)
+    dry = run_sztpctl("apply", "-f", fleet, "--dry-run", "-o", "yaml", env=env)
+    assert yaml.safe_load(dry.stdout) == server_plan(server, fleet, prune=False)
+    applied = json.loads(run_sztpctl("apply", "-f", fleet, "-o", "json", env=env).stdout)
+    assert applied["dry_run"] is False
+    assert {(change["action"], change["name"]) for change in applied["changes"]} >= {
+        ("create", "SN-0001"),
+        ("create", "dpu-day0"),
+    }
+    changed = fleet.with_name("changed.yaml")
+    changed.write_text(fleet.read_text().replace("model: DPU-LAB-1", "model: DPU-LAB-2", 1))
+    update = json.loads(run_sztpctl("diff", "-f", changed, "-o", "json", env=env, expect=1).stdout)
+    assert update == server_plan(server, changed, prune=False)
+    assert update["changes"] == [
+        {
+            "action": "update",
+            "kind": "device",
+            "name": "SN-0001",
+            "fields": ["model"],
+            "before": {"model": "DPU-LAB-1"},
+            "after": {"model": "DPU-LAB-2"},
+        }
+    ]
+    same = json.loads(run_sztpctl("diff", "-f", fleet, "-o", "json", env=env).stdout)
+    assert same == {"revision": applied["revision"], "dry_run": True, "changes": []}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.version import Version
 
 import sztp
 from sztp.current_ldevid import CURRENT_LDEVID_FIELDS, CURRENT_LDEVID_TIMES
@@ -50,6 +52,26 @@ def test_plugins_list_the_device_statuses(path: Path, option: str) -> None:
     assert tuple(constants["STATUSES"]) == STATUSES, f"{path.name}: STATUSES"
     documented = yaml.safe_load(constants["DOCUMENTATION"])["options"][option]
     assert tuple(documented["choices"]) == STATUSES, f"{path.name}: option {option} choices"
+
+
+def test_the_wait_options_offer_the_device_statuses() -> None:
+    fragment = module_constants(ROOT / "plugins/module_utils/sztp.py")
+    assert tuple(fragment["DEVICE_STATUSES"]) == STATUSES
+    source = (ROOT / "plugins/doc_fragments/wait.py").read_text(encoding="utf-8")
+    documentation = source.split('DOCUMENTATION = r"""', 1)[1].split('"""', 1)[0]
+    wait_for = yaml.safe_load(documentation)["options"]["wait_for"]
+    assert tuple(wait_for["choices"]) == STATUSES
+
+
+def test_the_exit_statuses_are_the_ones_docs_gitops_md_lists() -> None:
+    from sztpctl.commands.output import ExitStatus
+
+    page = (ROOT / "docs/gitops.md").read_text(encoding="utf-8")
+    section = page.split("\n## Exit statuses\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) \| (.+) \|$", section, flags=re.MULTILINE)
+    assert {int(status): meaning.replace("`", "") for status, meaning in rows} == {
+        int(status): status.meaning.replace("`", "") for status in ExitStatus
+    }
 
 
 def test_the_current_ldevid_has_the_kits_fields_in_the_api_and_the_inventory() -> None:
@@ -115,23 +137,38 @@ def test_resource_modules_document_the_model(kind: str) -> None:
             assert "no_log=True" in argument, f"{path.name}: {name} is not no_log"
 
 
+# Each console script and the name its --version gives (ztp speaks for the agent).
+VERSIONED_COMMANDS = {
+    "sztpctl": "sztpctl",
+    "sztp-server": "sztp-server",
+    "sztp-mdns": "sztp-mdns",
+    "ztp": "sztp-agent",
+}
+
+
 def test_one_version_for_the_wheel_the_collection_and_the_commands() -> None:
-    """pyproject.toml declares the version; `sztpctl --version`, `sztp-server --version` and
-    the OpenAPI document read it from the installed distribution; galaxy.yml (which Ansible
-    reads as written) and the kit release the plugins accept must agree with it."""
+    """pyproject.toml declares the version; every command's --version and the OpenAPI
+    document read it from the installed distribution; galaxy.yml (which Ansible reads as
+    written), the kit release the plugins accept and the changelog's latest release must agree
+    with it: a release changes the version and runs `antsibull-changelog release` together."""
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text(encoding="utf-8"))
     assert sztp.__version__ == declared["version"] == galaxy["version"]
     release = module_constants(ROOT / "plugins/module_utils/kit.py")["KIT_RELEASE"]
     assert ".".join(map(str, release)) == ".".join(galaxy["version"].split(".")[:2])
-    for command in ("sztpctl", "sztp-server"):
+    changelog = yaml.safe_load((ROOT / "changelogs/changelog.yaml").read_text(encoding="utf-8"))
+    latest = max(changelog["releases"], key=Version)
+    assert latest == declared["version"]
+    scripts = set(declared["scripts"])
+    assert scripts == set(VERSIONED_COMMANDS), "a new console script needs a --version"
+    for command, name in VERSIONED_COMMANDS.items():
         shown = subprocess.run(
             [str(Path(sys.executable).parent / command), "--version"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-        assert shown.strip() == f"{command} {declared['version']}"
+        assert shown.strip() == f"{name} {declared['version']}"
     from sztp_server.admin.openapi import openapi_document
 
     assert openapi_document()["info"]["version"] == declared["version"]

@@ -30,10 +30,11 @@ from . import (
     simulate,
     validate,
     voucher,
+    wait,
     watch,
     webhooks,
 )
-from .output import fail_with
+from .output import ExitStatus, exit_statuses_help, fail_with
 from .remote import ContextOption, ServerOption, TokenFileOption
 
 app = typer.Typer(
@@ -41,15 +42,17 @@ app = typer.Typer(
     help="Secure zero touch provisioning (RFC 8572): bootstrap data, vouchers, DHCP and lab PKI."
     "\n\nThe connection options (--context, --server, --token-file) go before the command, "
     "e.g. `sztpctl --context lab status`; without them, the SZTP_* variables or the current "
-    "context of the config file name the server.",
+    "context of the config file name the server."
+    f"\n\n{exit_statuses_help(ExitStatus)}",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-# apply, diff, export and status are top-level verbs, as in kubectl.
+# apply, diff, export, status and wait are top-level verbs, as in kubectl.
 app.add_typer(declarative.app)
 app.add_typer(validate.app)
 app.add_typer(watch.app)
+app.add_typer(wait.app)
 app.add_typer(events.app)
 app.add_typer(webhooks.app)
 # The command groups, by name, in the order `sztpctl --help` lists them.

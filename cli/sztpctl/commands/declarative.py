@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import typer
 
+from .output import ExitStatus, exit_statuses_help
 from .remote import (
-    EXIT_INTERRUPTED,
-    EXIT_STILL_RUNNING,
     OutputFormat,
     OutputOption,
     TimeoutOption,
@@ -39,15 +38,57 @@ PruneOption = Annotated[
     bool,
     typer.Option("--prune", help="Delete resources the file does not list (only in its sections)."),
 ]
+# `diff` exits 1 when the server differs, so its own failures exit 2 (ExitStatus.USAGE).
 EXIT_DIFFERENT = 1
-EXIT_DIFF_ERROR = 2
+PlanOutputOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--output",
+        "-o",
+        case_sensitive=False,
+        help="Output format: the plan as the server sends it in JSON or YAML ({revision, "
+        "dry_run, changes}), for pipelines; table is the text for people.",
+    ),
+]
 _SYMBOLS = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
 _SHORT_TEXT = 60
 # Characters of fleet file written at a time by `export`.
 EXPORT_BATCH = 256 * 1024
 
 
-@app.command("apply")
+_APPLY_HELP = f"""Make the server's state match the fleet file, atomically, and show what changed.
+
+The server runs a large write as a job, which goes on whatever happens to this command.
+Interrupted (exit {ExitStatus.INTERRUPTED:d}) or past --timeout (exit {ExitStatus.TIMED_OUT:d}),
+the command names the job; `sztpctl job wait ID` then shows what the write changed once it
+ends.
+
+{exit_statuses_help(status for status in ExitStatus if status is not ExitStatus.DEVICE_FAILED)}
+
+Examples:
+
+    sztpctl apply -f fleet.yaml --prune
+
+    sztpctl apply -f fleet.yaml --if-revision 42 -o json
+"""
+
+_DIFF_HELP = f"""Show how the server differs from the fleet file.
+
+The last line names the revision of the server's state compared against (with -o json or
+yaml, the plan's `revision`); with it, `apply --if-revision` applies only if nothing has
+changed since.
+
+Exit status: 0 no difference; {EXIT_DIFFERENT} differences; {ExitStatus.USAGE:d} error;
+{ExitStatus.CONFLICT:d} {ExitStatus.CONFLICT.meaning}; {ExitStatus.REFUSED:d}
+{ExitStatus.REFUSED.meaning}.
+
+Example:
+
+    sztpctl diff -f fleet.yaml --prune -o json
+"""
+
+
+@app.command("apply", help=_APPLY_HELP)
 def apply(
     ctx: typer.Context,
     filename: FileOption,
@@ -60,52 +101,57 @@ def apply(
         typer.Option(
             min=0,
             help="Apply only if the server is still at this revision (as `diff` printed it); "
-            "otherwise fail without changing anything.",
+            f"otherwise fail (exit {ExitStatus.CONFLICT:d}) without changing anything.",
         ),
     ] = None,
     timeout: TimeoutOption = None,
+    output: PlanOutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Make the server's state match the fleet file, atomically, and show what changed.
-
-    The server runs a large write as a job, which goes on whatever happens to this command.
-    Interrupted (exit 130) or past --timeout (exit 3), the command names the job;
-    `sztpctl job wait ID` then shows what the write changed once it ends.
-
-    Example:
-
-        sztpctl apply -f fleet.yaml --prune
-    """
-    from sztp.errors import JobStillRunning
-
     try:
         result = _submit(filename, prune, dry_run, if_revision, timeout)
-    except JobStillRunning as exc:
-        exit_with(ctx, exc, EXIT_INTERRUPTED if exc.interrupted else EXIT_STILL_RUNNING)
-    show_result(result, "applied")
+    except Exception as exc:  # each failure with the exit status a pipeline acts on
+        exit_with(ctx, exc, failure_status(exc, ExitStatus.ERROR))
+    emit(result.document(), output, lambda: show_result(result, "applied"))
 
 
-@app.command("diff")
+@app.command("diff", help=_DIFF_HELP)
 def diff(
     ctx: typer.Context,
     filename: FileOption,
     prune: PruneOption = False,
+    output: PlanOutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Show how the server differs from the fleet file.
-
-    The last line names the revision of the server's state compared against; with it,
-    `apply --if-revision` applies only if nothing has changed since.
-
-    Exit status: 0 no difference, 1 differences, 2 error (for pipelines and drift checks).
-    """
     try:
         result = _submit(filename, prune, True)
     except Exception as exc:  # every failure, even a bug, must not look like "differs" (1)
-        exit_with(ctx, exc, EXIT_DIFF_ERROR)
+        exit_with(ctx, exc, failure_status(exc, ExitStatus.USAGE))
+    emit(result.document(), output, lambda: _show_diff(result))
+    if result.changes:
+        raise typer.Exit(EXIT_DIFFERENT)
+
+
+def _show_diff(result: ApplyResult) -> None:
     _show_changes(result.changes)
     if result.changes:
         typer.echo(f"differences: {_counts(result.changes)} (server at revision {result.revision})")
-        raise typer.Exit(EXIT_DIFFERENT)
-    typer.echo(f"no differences (server at revision {result.revision})")
+    else:
+        typer.echo(f"no differences (server at revision {result.revision})")
+
+
+def failure_status(error: BaseException, other: ExitStatus) -> ExitStatus:
+    """The exit status of a write (or its plan) that failed with `error`: what a pipeline
+    does next depends on it (plan again and retry, fix the file, or look); `other` for the
+    rest."""
+    from sztp.errors import ApiConflictError, ApiValidationError, JobStillRunning
+    from sztp.state.fleet import FleetError
+
+    if isinstance(error, JobStillRunning):
+        return ExitStatus.INTERRUPTED if error.interrupted else ExitStatus.TIMED_OUT
+    if isinstance(error, ApiConflictError):
+        return ExitStatus.CONFLICT
+    if isinstance(error, ApiValidationError | FleetError):
+        return ExitStatus.REFUSED
+    return other
 
 
 @app.command("export")

@@ -11,10 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
-from .declarative import show_result
+from .declarative import failure_status, show_result
+from .output import ExitStatus
 from .remote import (
-    EXIT_INTERRUPTED,
-    EXIT_STILL_RUNNING,
     OutputFormat,
     OutputOption,
     TimeoutOption,
@@ -50,7 +49,7 @@ def wait(ctx: typer.Context, job_id: JobArgument, timeout: TimeoutOption = None)
 
         sztpctl job wait 3f2a9c0d41b7e655
     """
-    from sztp.errors import JobStillRunning
+    from sztp.errors import ApiConflictError, ApiValidationError, JobStillRunning
 
     with connect() as client, working(f"job {job_id}") as say:
         try:
@@ -59,8 +58,9 @@ def wait(ctx: typer.Context, job_id: JobArgument, timeout: TimeoutOption = None)
                 wait=timeout,
                 on_progress=lambda done, total: say(f"job {job_id}: {done}/{total} checked"),
             )
-        except JobStillRunning as exc:
-            exit_with(ctx, exc, EXIT_INTERRUPTED if exc.interrupted else EXIT_STILL_RUNNING)
+        # The write's own failure exits as `apply` would have.
+        except (JobStillRunning, ApiConflictError, ApiValidationError) as exc:
+            exit_with(ctx, exc, failure_status(exc, ExitStatus.ERROR))
     show_result(result, "applied")
 
 

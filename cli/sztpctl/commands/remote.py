@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from .output import fail_with
+from .output import ExitStatus, fail_with
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,12 +62,9 @@ TimeoutOption = Annotated[
         metavar="<seconds>",
         help="Follow the write at most this long (default: until it ends; 0: return once the "
         "server has it). A write still running then goes on on the server, and the command "
-        "exits 3 naming its job for `sztpctl job wait`.",
+        f"exits {ExitStatus.TIMED_OUT:d} naming its job for `sztpctl job wait`.",
     ),
 ]
-# Exit statuses of a command that stopped following a write the server goes on with.
-EXIT_STILL_RUNNING = 3
-EXIT_INTERRUPTED = 130
 
 
 @dataclass
@@ -98,17 +95,22 @@ def connect() -> SztpClient:
 def working(message: str) -> Iterator[Callable[[str], None]]:
     """A spinner on stderr while a long request runs, with a function that changes its text;
     nothing when stderr is not a terminal (pipelines keep clean logs)."""
-    if not _may_be_terminal(sys.stderr):
-        yield _ignore  # what rich would decide too, without importing it (a tenth of `apply`)
+    if not stderr_is_terminal():
+        yield _ignore
         return
     from rich.console import Console
 
-    errors = Console(stderr=True)
-    if not errors.is_terminal:
-        yield _ignore
-        return
-    with errors.status(message) as status:
+    with Console(stderr=True).status(message) as status:
         yield status.update
+
+
+def stderr_is_terminal() -> bool:
+    """Whether rich would draw live progress on stderr (a terminal, or forced to)."""
+    if not _may_be_terminal(sys.stderr):
+        return False  # what rich would decide too, without importing it (a tenth of `apply`)
+    from rich.console import Console
+
+    return Console(stderr=True).is_terminal
 
 
 def _ignore(_text: str) -> None:

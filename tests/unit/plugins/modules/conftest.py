@@ -46,6 +46,7 @@ class FakeClient:
         "delete",
         "put_voucher",
         "devices_with_status",
+        "device_pages",
         "device_status",
         "fleet_status",
         "device_events",

@@ -717,15 +717,20 @@ def render_collection(plugins: Sequence[Plugin], root: Path = ROOT) -> str:
         "send the change to the server as a dry run, and the server answers with the plan it "
         "would apply, after its own validation and normalisation (canonical PEM, lower-case "
         "hashes and MAC addresses). So `changed` in check mode is what a real run would report, "
-        "and a real run that follows applies the same plan. One exception: an object that "
-        "refers to another one created by an earlier task of the same check-mode run cannot be "
-        "fully validated; the module then warns and reports a change.",
+        "and a real run that follows applies the same plan. One exception, so that "
+        "`--check` works on a fresh server: when the server refuses a dry run only because the "
+        "object refers to one it does not have (a device's profile, a profile's image or "
+        "owner), the per-object modules assume an earlier task of the same run creates it, "
+        "warn naming it and report a change with the values as given; a real run fails if it "
+        "still does not exist. Any other refusal fails in check mode too. The fleet module does "
+        "not assume this: a fleet file holds the whole state.",
         "",
         "With `--diff` the modules return the server's before and after of each object, with "
         "secrets shown as `<hidden>`. The bulk "
         + (link(by_name["devices"]) if "devices" in by_name else "`devices`")
-        + " module returns a summary instead (counts, then one line per created, updated or "
-        "deleted device). The `*_info` modules change nothing and have no diff. "
+        + " module returns a summary instead (counts, then one line per created or deleted "
+        "device, and for an updated one each changed field's old and new value; a secret only "
+        "as changed). The `*_info` modules change nothing and have no diff. "
         + (link(by_name["dhcp_redirect"]) if "dhcp_redirect" in by_name else "")
         + " diffs the Kea configuration file and, in check mode, validates nothing and "
         "reloads nothing.",
@@ -1071,9 +1076,10 @@ CHECK_OUTPUT = [
     "--- before: profile dpu-day0",
     "+++ after: profile dpu-day0",
     "...",
-    "[WARNING]: check mode cannot fully validate profile 'dpu-day0':",
-    "profile[dpu-day0].image: refers to unknown image 'labos-1.2' (HTTP 422); it may be",
-    "created by an earlier task",
+    "[WARNING]: profile[dpu-day0].image: image 'labos-1.2' does not exist on the server;",
+    "assuming an earlier task of this run creates it (check mode could not plan this change on",
+    "the server: the diff shows the values as given) - a real run fails if it does not exist",
+    "by then",
     "changed: [localhost]",
     "...",
     "PLAY RECAP ***...",

@@ -23,8 +23,12 @@ notes:
   - Options left out keep the value stored on the server; an empty string clears an optional
     text option.
   - Check mode asks the server for a dry run of the change, so it reports what would change
-    after the server's normalisation (canonical PEM, lower-case hashes and MACs). When the
-    resource refers to one that an earlier task would create, the dry run cannot check the
-    reference, so the module warns and reports a change.
+    after the server's normalisation (canonical PEM, lower-case hashes and MACs).
+  - In check mode only, when the server refuses the dry run solely because the resource refers
+    to one it does not have (a device's profile, a profile's image or owner), the module
+    assumes an earlier task of the same run creates it (that task ran as a dry run too), so it
+    warns, naming the missing resource, and reports a change with the diff of the values as
+    given. A real run fails if the resource still does not exist. Any other refusal fails in
+    check mode as well.
   - Diffs come from the server's plan with secrets shown as C(<hidden>).
 """

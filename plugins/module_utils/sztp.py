@@ -11,7 +11,10 @@ public views replace them with "<hidden>", and sending "<hidden>" back keeps the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import traceback
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.sztp.bootstrap.plugins.module_utils.kit import kit_problem
 
 try:
-    from sztp.client import SztpClient
+    from sztp.client import ResourceChange, SztpClient
     from sztp.config import read_token_file
     from sztp.errors import (
         ApiConflictError,
@@ -28,11 +31,13 @@ try:
         SztpError,
     )
     from sztp.state.fleet import FleetError, load_fleet
+    from sztp.state.model import SECRET_FIELDS
     from sztp.state.resources import HIDDEN
     from sztp.waiting import WaitOutcome, wait_for_status
 except ImportError:
     SZTPCTL_IMPORT_ERROR = traceback.format_exc()
     HIDDEN = "<hidden>"
+    SECRET_FIELDS = {}
 else:
     SZTPCTL_IMPORT_ERROR = None
 
@@ -48,6 +53,13 @@ CONNECTION_ARGUMENT_SPEC = dict(
 
 # Lines of the summarised diff of a bulk apply before "... and N more".
 MAX_DIFF_LINES = 200
+# Characters of text shown as it is in a summarised diff (twice that for JSON values): a
+# voucher or a certificate is kilobytes that would bury the fields around it.
+MAX_DIFF_VALUE = 60
+
+# The whole message of the server's 422 when a field names a resource it does not have
+# (sztp.state.plan.check_references): `refers to unknown profile 'day0'`.
+UNKNOWN_REFERENCE = re.compile(r"refers to unknown (?P<kind>[a-z-]+) (?P<name>'.*'|\".*\")")
 
 # The statuses a device can be in (sztp.device_status, which the sztp.bootstrap.wait doc
 # fragment repeats too).
@@ -291,18 +303,14 @@ def ensure_resource(
             {kind: {name: desired}}, kinds=[kind], prune=False, dry_run=module.check_mode
         )
     except ApiValidationError as exc:
-        if module.check_mode and "refers to unknown" in str(exc):
-            # What it refers to may come from an earlier task that check mode did not run.
-            module.warn(
-                "check mode cannot fully validate %s: %s; it may be created by an earlier "
-                "task" % (label, exc)
-            )
-            return dict(
-                changed=True,
-                diff=_diff(kind, name, current, _hide_write_only(desired, write_only)),
-                resource=_resource_view(name, current),
-            )
-        fail_on_error(module, exc, "cannot apply %s" % label)
+        if not assume_referred_resource_exists(module, exc):
+            fail_on_error(module, exc, "cannot apply %s" % label)
+        as_given = _hide_write_only(desired, write_only)
+        return dict(
+            changed=True,
+            diff=_diff(kind, name, current, as_given),
+            resource=_resource_view(name, as_given),
+        )
     except SztpError as exc:
         fail_on_error(module, exc, "cannot apply %s" % label)
 
@@ -319,6 +327,31 @@ def ensure_resource(
         diff=_diff(kind, name, change.before, change.after),
         resource=_resource_view(name, change.after),
     )
+
+
+def assume_referred_resource_exists(module, exc):
+    """In check mode, whether the server's refusal `exc` is only a reference to a resource it
+    does not have (then with a warning naming it); False for any other refusal, and always
+    outside check mode.
+
+    A play's earlier task may create that resource, but check mode ran it as a dry run, so
+    the server cannot know it yet: failing here would make check mode unusable on a fresh
+    server. The server checks references after every field, so nothing else it checks first
+    is wrong; it stops at the first unknown reference and skips the checks that come after
+    (voucher owners, rendering), which only a real run makes.
+    """
+    if not module.check_mode or exc.status != 422:
+        return False
+    match = UNKNOWN_REFERENCE.fullmatch(exc.message or "")
+    if match is None:
+        return False
+    module.warn(
+        "%s: %s %s does not exist on the server; assuming an earlier task of this run "
+        "creates it (check mode could not plan this change on the server: the diff shows the "
+        "values as given) - a real run fails if it does not exist by then"
+        % (exc.field or "a reference", _kind_label(match.group("kind")), match.group("name"))
+    )
+    return True
 
 
 def _hide_write_only(desired, write_only):
@@ -355,19 +388,24 @@ def ensure_devices(module, client, devices, prune=False, write_only=None, kind="
             dry_run=module.check_mode,
             if_match=revision,
         )
+    except ApiValidationError as exc:
+        if not assume_referred_resource_exists(module, exc):
+            fail_on_error(module, exc, doing)
+        changes = _changes_as_given(kind, stored, desired, write_only, prune)
     except ApiConflictError as exc:
         if exc.status == 412:
             doing += " (the server's state changed since it was read; run again)"
         fail_on_error(module, exc, doing)
     except SztpError as exc:
         fail_on_error(module, exc, doing)
+    else:
+        revision = result.revision
+        changes = [change for change in result.changes if change.kind == kind]
     created, updated, deleted = [], [], []
     lines = []
-    for change in result.changes:
-        if change.kind != kind:
-            continue
+    for change in changes:
         dict(create=created, update=updated, delete=deleted)[change.action].append(change.name)
-        lines.append(_change_line(change))
+        lines.extend(_change_lines(change))
     unchanged = len(desired) - len(created) - len(updated)
     summary = "%d to create, %d to update, %d to delete, %d unchanged" % (
         len(created),
@@ -378,7 +416,7 @@ def ensure_devices(module, client, devices, prune=False, write_only=None, kind="
     prepared = _prepared_diff(summary, lines)
     return dict(
         changed=bool(created or updated or deleted),
-        revision=result.revision,
+        revision=revision,
         created=created,
         updated=updated,
         deleted=deleted,
@@ -388,14 +426,67 @@ def ensure_devices(module, client, devices, prune=False, write_only=None, kind="
     )
 
 
-def _change_line(change):
-    """`+ device SN-1`, `~ profile p (image)`, `- image i`: names of changed fields, no values
-    (an update that changes only a secret says so, since secrets are compared by the server)."""
+def _changes_as_given(kind, stored, desired, write_only, prune):
+    """The changes `desired` (name -> merged spec) makes to `stored` (public views), compared
+    here as given, for when the server could not plan them: its canonical forms (a MAC's
+    case) may make an update of a field it would find unchanged, and a secret given counts
+    as a change."""
+    changes = []
+    for name, spec in desired.items():
+        after = _hide_write_only(spec, write_only)
+        before = stored.get(name)
+        if before is None:
+            changes.append(ResourceChange("create", kind, name, None, after))
+            continue
+        given_secret = any(spec.get(field) is not None for field in write_only or {})
+        if given_secret or _changed_fields(before, after):
+            changes.append(ResourceChange("update", kind, name, before, after))
+    if prune:
+        for name in sorted(set(stored) - set(desired)):
+            changes.append(ResourceChange("delete", kind, name, stored[name], None))
+    return changes
+
+
+def _change_lines(change):
+    """`+ device SN-1`, `- image i`, or `~ profile p` then one line per changed field with its
+    values before and after; a secret only as changed (the server shows it as "<hidden>", and
+    an update that changes only a secret has no visible difference at all)."""
     label = "%s %s" % (_kind_label(change.kind), change.name)
-    if change.action == "update":
-        fields = _changed_fields(change.before, change.after)
-        return "~ %s (%s)" % (label, ", ".join(fields) or "a secret")
-    return "%s %s" % ("+" if change.action == "create" else "-", label)
+    if change.action != "update":
+        return ["%s %s" % ("+" if change.action == "create" else "-", label)]
+    before = change.before or {}
+    after = change.after or {}
+    lines = ["~ %s" % label]
+    for field in _changed_fields(before, after):
+        if field in SECRET_FIELDS.get(change.kind, ()) or HIDDEN in (
+            before.get(field),
+            after.get(field),
+        ):
+            lines.append("    %s: a secret changed" % field)
+        else:
+            lines.append(
+                "    %s: %s → %s"
+                % (field, _shown_value(before.get(field)), _shown_value(after.get(field)))
+            )
+    if len(lines) == 1:
+        lines.append("    a secret changed")
+    return lines
+
+
+def _shown_value(value):
+    """A value on one line, as `sztpctl diff` shows it: long or multi-line text (a voucher, a
+    certificate) by its size and a hash prefix, enough to tell two apart."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, str) and ("\n" in value or len(value) > MAX_DIFF_VALUE):
+        digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:12]
+        lines = value.count("\n") + 1
+        size = "%d lines" % lines if lines > 1 else "%d chars" % len(value)
+        return "<text, %s, sha256 %s…>" % (size, digest)
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if len(text) > 2 * MAX_DIFF_VALUE:
+        return text[: 2 * MAX_DIFF_VALUE] + "…"
+    return text
 
 
 def _prepared_diff(summary, lines):
@@ -421,8 +512,9 @@ def ensure_fleet(module, client, path, prune=False, if_revision=None):
     server applies only if its state is still at that revision.
 
     Loader errors and the server's validation errors become one message naming the file, the
-    line and the field. The result lists the changes by kind and name (secrets never appear:
-    the server hides them and the summary plan carries only the names of changed fields).
+    line and the field. The result lists the changes by kind and name, the diff an update's
+    values before and after (secrets never appear: the server hides them, and the diff shows
+    a changed secret without its value).
     """
     try:
         fleet = load_fleet(Path(path))
@@ -459,7 +551,7 @@ def ensure_fleet(module, client, path, prune=False, if_revision=None):
         entry = dict(action=change.action, kind=change.kind, name=change.name)
         if change.action == "update":
             entry["fields"] = _changed_fields(change.before, change.after)
-        lines.append(_change_line(change))
+        lines.extend(_change_lines(change))
         changes.append(entry)
     summary = "%d to create, %d to update, %d to delete, %d listed" % (
         counts["create"],

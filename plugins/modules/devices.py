@@ -16,8 +16,10 @@ description:
     clears an optional text field.
   - The change applies only if the server's state did not change since the module read it
     (optimistic concurrency); otherwise the module fails and nothing is changed.
-  - The diff is a summary (one line per created, updated or deleted device, with the names of
-    the changed fields), not every spec.
+  - The diff is a summary, not every spec, with one line per created or deleted device, and for
+    an updated device one line per changed field with its value before and after (long text by
+    its size and a hash). A secret (password, activation code) shows only as changed, never
+    its value.
   - With O(wait=true), the task then waits until every listed device has bootstrapped (or
     reached another status of O(wait_for)); not in check mode.
 author:
@@ -84,6 +86,13 @@ options:
       - Delete every device on the server that O(devices) does not list.
     type: bool
     default: false
+notes:
+  - In check mode only, when the server refuses the dry run solely because a device refers to
+    a profile it does not have, the module assumes an earlier task of the same run creates
+    the profile (that task ran as a dry run too), so it warns, naming the profile, and reports the
+    changes it compares itself from the values as given (before the server's normalisation,
+    and a password given counts as a change). A real run fails if the profile still does not
+    exist. Any other refusal fails in check mode as well.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - sztp.bootstrap.connection
@@ -93,7 +102,7 @@ attributes:
     details: The server plans the change (dry run) and reports it without storing anything.
   diff_mode:
     support: full
-    details: A summary of the plan, one line per device that changes.
+    details: A summary of the plan, with the old and new values of the fields that change.
 """
 
 EXAMPLES = r"""
@@ -117,6 +126,12 @@ EXAMPLES = r"""
 - name: Build the list from a CSV file on the controller
   sztp.bootstrap.devices:
     devices: "{{ lookup('ansible.builtin.file', 'fleet.csv') | community.general.from_csv }}"
+
+- name: What would change, with old and new values (a profile an earlier task creates is assumed)
+  sztp.bootstrap.devices:
+    devices: "{{ rack_devices }}"
+  check_mode: true
+  diff: true
 
 - name: Register a rack and wait until every DPU of it has bootstrapped or failed
   sztp.bootstrap.devices:

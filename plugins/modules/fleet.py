@@ -22,8 +22,13 @@ description:
     sections that the file does not list are deleted.
   - The C(dhcp) section of the file is not sent to the server; the C(sztp.bootstrap.kea) role
     reads it (its C(kea_fleet_file) variable).
-  - The diff is a summary (one line per created, updated or deleted resource, with the names of
-    the changed fields), never the values; secrets are hidden by the server in any case.
+  - The diff is a summary, one line per created or deleted resource, and for an updated one a
+    line per changed field with its value before and after (long text by its size and a hash).
+    A secret (password, activation code, private key) shows only as changed, never its value.
+  - Check mode is the server's dry run of the whole file, so the file's resources may refer to
+    each other freely. Unlike the single-resource modules, it does not assume that a resource
+    the file refers to but does not list comes from an earlier task, since a fleet file is
+    meant to hold the whole state; such a reference fails in check mode as in a real run.
 author:
   - sztp developers (@sztp)
 options:
@@ -52,7 +57,7 @@ attributes:
     details: The server plans the change (its dry run) and reports it without storing anything.
   diff_mode:
     support: full
-    details: A summary of the plan, one line per resource that changes, without values.
+    details: A summary of the plan, with the old and new values of the fields that change.
 seealso:
   - module: sztp.bootstrap.devices
 """

@@ -44,7 +44,7 @@ def test_apply_then_idempotent(run_module, fleet):
     assert first["changed"] is True
     assert first["created"] == ["SN-3"]
     assert first["updated"] == ["SN-1", "SN-2"]
-    assert "~ device SN-1 (model)" in first["diff"]["prepared"]
+    assert '~ device SN-1\n    model: "A" → "B"\n' in first["diff"]["prepared"]
     # SN-1's password was not listed: kept.
     assert fleet.secret("device", "SN-1") == stored_hash
     second = run_module(devices.main, wanted)
@@ -73,7 +73,12 @@ def test_secrets_never_in_results(run_module, fleet):
     text = json.dumps(result)
     assert PASSWORD not in text
     assert fleet.secret("device", "SN-1") not in text
-    assert "~ device SN-2 (model, password_hash)" in result["diff"]["prepared"]
+    assert (
+        '~ device SN-2\n    model: "A" → "C"\n    password_hash: a secret changed\n'
+        in result["diff"]["prepared"]
+    )
+    # SN-1's new password is compared with the stored hash by the server: changed, unseen.
+    assert '~ device SN-1\n    model: "A" → "C"\n' in result["diff"]["prepared"]
 
 
 def test_duplicate_serial_fails(run_module, fleet):
@@ -114,3 +119,55 @@ def test_large_diff_is_summarised(run_module, fake):
     lines = result["diff"]["prepared"].splitlines()
     assert lines[0] == "500 to create, 0 to update, 0 to delete, 0 unchanged"
     assert lines[-1] == "... and 300 more"
+
+
+def test_diff_shows_values_but_never_secrets(run_module, fleet):
+    fleet.seed("device", "SN-4", {"profile": "day0", "password": PASSWORD, "site": "rack 1"})
+    result = run_module(
+        devices.main,
+        {"devices": [{"serial": "SN-4", "password": "an0ther-pa55word", "site": "rack 2"}]},
+        check_mode=True,
+    )
+    assert result["updated"] == ["SN-4"]
+    prepared = result["diff"]["prepared"]
+    assert '~ device SN-4\n    site: "rack 1" → "rack 2"\n' in prepared
+    assert "an0ther-pa55word" not in json.dumps(result)
+    assert fleet.secret("device", "SN-4") not in json.dumps(result)
+    only_secret = run_module(
+        devices.main, {"devices": [{"serial": "SN-4", "password": "an0ther-pa55word"}]}
+    )
+    assert only_secret["diff"]["prepared"].endswith("~ device SN-4\n    a secret changed\n")
+
+
+def test_unknown_profile_is_assumed_created_in_check_mode(run_module, fleet):
+    # On a fresh server, the task that creates profile day1 ran as a dry run too.
+    entries = listed("SN-1", profile="day1") + listed("SN-9", profile="day1", password=PASSWORD)
+    revision = fleet.revision
+    result = run_module(devices.main, {"devices": entries}, check_mode=True)
+    assert result["changed"] is True
+    assert result["created"] == ["SN-9"]
+    assert result["updated"] == ["SN-1"]
+    assert result["revision"] == revision
+    warnings = json.dumps(result["warnings"])  # structured in ansible-core 2.19
+    assert "profile 'day1' does not exist on the server" in warnings
+    assert "a real run fails if it does not exist" in warnings
+    prepared = result["diff"]["prepared"]
+    assert '~ device SN-1\n    profile: "day0" → "day1"\n' in prepared
+    assert "+ device SN-9" in prepared
+    assert PASSWORD not in json.dumps(result)
+    assert fleet.state["device"].keys() == {"SN-1", "SN-2"}
+
+
+def test_unknown_profile_fails_outside_check_mode(run_module, fleet):
+    result = run_module(devices.main, {"devices": listed("SN-1", profile="day1")})
+    assert result["failed"] is True
+    assert "device[SN-1].profile: refers to unknown profile 'day1'" in result["msg"]
+    assert result["status"] == 422
+
+
+def test_other_refusals_still_fail_in_check_mode(run_module, fleet):
+    entries = listed("SN-1", profile="day1") + [{"serial": "SN-10", "mac": "zz"}]
+    result = run_module(devices.main, {"devices": entries}, check_mode=True)
+    assert result["failed"] is True
+    assert result["field"] == "device[SN-10].mac"
+    assert "warnings" not in result

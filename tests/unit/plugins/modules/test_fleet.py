@@ -75,7 +75,7 @@ def test_apply_then_idempotent(run_module, fake, fleet_file):
     assert second["revision"] == first["revision"]
 
 
-def test_update_names_fields_never_values(run_module, fake, fleet_file):
+def test_update_shows_values_never_secrets(run_module, fake, fleet_file):
     run_module(fleet_module.main, {"src": str(fleet_file)})
     fleet_file.write_text(FLEET.format(sha=SHA).replace("DPU-LAB-1", "DPU-LAB-2"))
     result = run_module(fleet_module.main, {"src": str(fleet_file)}, check_mode=True)
@@ -86,7 +86,7 @@ def test_update_names_fields_never_values(run_module, fake, fleet_file):
         "name": "SN-0001",
         "fields": ["model"],
     } in result["changes"]
-    assert "~ device SN-0001 (model)" in result["diff"]["prepared"]
+    assert '~ device SN-0001\n    model: "DPU-LAB-1" → "DPU-LAB-2"\n' in result["diff"]["prepared"]
     text = json.dumps(result)
     assert PASSWORD not in text
     assert fake.secret("device", "SN-0001") not in text

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 from ansible_collections.sztp.bootstrap.plugins.modules import image, profile
 
@@ -96,3 +97,17 @@ def test_image_absent_check_mode(run_module, fake):
     assert result["changed"] is True
     assert result["diff"]["before"]["os_name"] == "LabOS"
     assert "labos" in fake.state["image"]
+
+
+def test_profile_naming_an_image_not_yet_created(run_module, fake):
+    # In check mode the image task before this one ran as a dry run: the image may come.
+    args = {"name": "day0", "type": "onboarding", "image": "labos", "signing": "when-requested"}
+    check = run_module(profile.main, args, check_mode=True)
+    assert check["changed"] is True
+    assert "image 'labos' does not exist on the server" in json.dumps(check["warnings"])
+    assert check["diff"]["after"]["image"] == "labos"
+    assert fake.state["profile"] == {}
+
+    real = run_module(profile.main, args)
+    assert real["failed"] is True
+    assert "profile[day0].image: refers to unknown image 'labos'" in real["msg"]

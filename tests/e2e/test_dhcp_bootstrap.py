@@ -29,6 +29,7 @@ from e2e_site import (
     BootstrapNetwork,
     DhcpResults,
 )
+from sztpctl.commands.output import ExitStatus
 
 OPTION_V4_SZTP_REDIRECT = 143
 OPTION_V6_SZTP_REDIRECT = 136
@@ -272,7 +273,7 @@ def test_device_with_mismatched_voucher_is_refused_before_it_is_stored(
     assert validated.returncode == 1, validated.stdout + validated.stderr
     assert problem in validated.stdout + validated.stderr
     applied = lab.sztpctl("apply", "-f", lab.files.mismatched_fleet, check=False)
-    assert applied.returncode == 1, applied.stdout + applied.stderr
+    assert applied.returncode == ExitStatus.REFUSED, applied.stdout + applied.stderr
     assert f"devices[{len(GOOD_SERIALS)}].voucher" in applied.stderr, applied.stderr
     assert problem in applied.stderr, applied.stderr
     status = lab.sztpctl("device", "status", MISMATCHED_SERIAL, check=False)

@@ -12,12 +12,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from cryptography import x509
 
 from e2e_lab import Namespaces, Service, in_namespace, run, wait_for
@@ -495,3 +496,42 @@ def run_agent(
         check=False,
         timeout=120,
     )
+
+
+def write_agent_device(
+    directory: Path,
+    pki: Path,
+    serial: str,
+    *,
+    handlers: Mapping[str, str],
+    os_version: str,
+    **settings: Any,
+) -> Path:
+    """A device's files for sztp-agent: a root to install in (its os-release says LabOS
+    `os_version`), the install `handlers` (name -> script), and agent.yaml with the lab's
+    identity and trust for `serial` and `settings` on top (discovery, ...); its path."""
+    (directory / "root").mkdir(parents=True)
+    (directory / "root" / "os-release").write_text(f'NAME="LabOS"\nVERSION_ID="{os_version}"\n')
+    (directory / "handlers").mkdir()
+    for name, script in handlers.items():
+        (directory / "handlers" / name).write_text(script)
+        (directory / "handlers" / name).chmod(0o755)
+    config: dict[str, Any] = {
+        "idevid_certificate": str(pki / "devices" / serial / "idevid.pem"),
+        "idevid_key": str(pki / "devices" / serial / "idevid.key"),
+        "trust_anchors": str(pki / "manufacturer" / "ca.pem"),
+        "server_ca": str(pki / "tls" / "ca.pem"),
+        "hw_model": HW_MODEL,
+        "os_release": "root/os-release",
+        "state_dir": "state",
+        "handlers_dir": "handlers",
+        "handler_environment": {"DEVICE_ROOT": str(directory / "root")},
+        "reboot_command": ["sh", "-c", f"date >> {directory / 'reboots'}"],
+        "ssh_host_keys": str(directory / "none-*.pub"),
+        "attempts": 1,
+        "timeout": 10,
+        **settings,
+    }
+    path = directory / "agent.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path

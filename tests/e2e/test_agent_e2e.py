@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from e2e_site import (
     AGENT_SERIAL,
     DHCP_URIS_V4,
-    HW_MODEL,
     BootstrapNetwork,
     DhcpResults,
     run_agent,
+    write_agent_device,
 )
 
 # The contract of docs/agent.md: the image is verified; this device "installs" it by naming
@@ -39,38 +36,17 @@ echo "$1d into $DEVICE_ROOT/running-config"
 def _device(lab: BootstrapNetwork) -> Path:
     """The agent's files in the lab directory: configuration, handlers, a root to install in."""
     device = lab.files.directory / f"agent-{AGENT_SERIAL}"
-    (device / "root").mkdir(parents=True)
-    (device / "root" / "os-release").write_text('NAME="LabOS"\nVERSION_ID="1.0"\n')
-    handlers = device / "handlers"
-    handlers.mkdir()
-    for name, text in (
-        ("install-image", INSTALL_IMAGE),
-        ("apply-configuration", APPLY_CONFIGURATION),
-    ):
-        (handlers / name).write_text(text)
-        (handlers / name).chmod(0o755)
-    certificate, key = lab.files.idevid(AGENT_SERIAL)
-    pki = lab.files.pki
-    config: dict[str, Any] = {
-        "idevid_certificate": str(certificate),
-        "idevid_key": str(key),
-        "trust_anchors": str(pki / "manufacturer" / "ca.pem"),
-        "server_ca": str(pki / "tls" / "ca.pem"),
-        "file_server_ca": str(pki / "tls" / "ca.pem"),
-        "hw_model": HW_MODEL,
-        "dhcp": True,
-        "dhclient_lease_dirs": [str(lab.files.directory)],
-        "interfaces": [lab.topology.device_interface],
-        "os_release": "root/os-release",
-        "state_dir": "state",
-        "handlers_dir": "handlers",
-        "handler_environment": {"DEVICE_ROOT": str(device / "root")},
-        "reboot_command": ["sh", "-c", f"date >> {device / 'reboots'}"],
-        "ssh_host_keys": str(device / "none-*.pub"),
-        "attempts": 1,
-        "timeout": 10,
-    }
-    (device / "agent.yaml").write_text(yaml.safe_dump(config))
+    write_agent_device(
+        device,
+        lab.files.pki,
+        AGENT_SERIAL,
+        handlers={"install-image": INSTALL_IMAGE, "apply-configuration": APPLY_CONFIGURATION},
+        os_version="1.0",
+        file_server_ca=str(lab.files.pki / "tls" / "ca.pem"),
+        dhcp=True,
+        dhclient_lease_dirs=[str(lab.files.directory)],
+        interfaces=[lab.topology.device_interface],
+    )
     return device
 
 

@@ -30,12 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from e2e_ipv6_site import (
     DEVICE_PORT,
     DOMAIN,
-    HW_MODEL,
     MDNS_PREFIX,
     MDNS_SERIAL,
     MDNS_SERVER_HOST,
@@ -66,12 +64,18 @@ from e2e_pcap import (
     dns_questions,
     router_advertisements,
 )
-from e2e_site import ADMIN_PORT, STARTUP_TIMEOUT, SZTP_SERVER, SZTPCTL, find_binary
-from sztp.protocol.dns_records import bootstrap_srv, render_zone_fragment
+from e2e_site import (
+    ADMIN_PORT,
+    STARTUP_TIMEOUT,
+    SZTP_SERVER,
+    SZTPCTL,
+    find_binary,
+    write_agent_device,
+)
+from sztp.protocol.dns_records import MDNS_GROUP_V6, bootstrap_srv, render_zone_fragment
 
 ROOT = Path(__file__).resolve().parents[2]
 SLAAC_TIMEOUT = 15.0
-MDNS_GROUP_V6 = "ff02::fb"
 
 APPLY_CONFIGURATION = """#!/bin/sh
 set -eu
@@ -341,31 +345,15 @@ def _device(site: Ipv6Site, serial: str) -> Path:
     """The agent's files: configuration, a handler, a root to configure. Discovery by DNS only,
     with the agent's defaults: mDNS first, the system's name servers and search domains."""
     device = site.directory / f"agent-{serial}"
-    (device / "root").mkdir(parents=True)
-    (device / "root" / "os-release").write_text('NAME="LabOS"\nVERSION_ID="1.0"\n')
-    handlers = device / "handlers"
-    handlers.mkdir()
-    (handlers / "apply-configuration").write_text(APPLY_CONFIGURATION)
-    (handlers / "apply-configuration").chmod(0o755)
-    pki = site.directory / "pki"
-    config: dict[str, Any] = {
-        "idevid_certificate": str(pki / "devices" / serial / "idevid.pem"),
-        "idevid_key": str(pki / "devices" / serial / "idevid.key"),
-        "trust_anchors": str(pki / "manufacturer" / "ca.pem"),
-        "server_ca": str(pki / "tls" / "ca.pem"),
-        "hw_model": HW_MODEL,
-        "dhcp": False,
-        "dns": True,
-        "os_release": "root/os-release",
-        "state_dir": "state",
-        "handlers_dir": "handlers",
-        "handler_environment": {"DEVICE_ROOT": str(device / "root")},
-        "reboot_command": ["sh", "-c", f"date >> {device / 'reboots'}"],
-        "ssh_host_keys": str(device / "none-*.pub"),
-        "attempts": 1,
-        "timeout": 10,
-    }
-    (device / "agent.yaml").write_text(yaml.safe_dump(config))
+    write_agent_device(
+        device,
+        site.directory / "pki",
+        serial,
+        handlers={"apply-configuration": APPLY_CONFIGURATION},
+        os_version="1.0",
+        dhcp=False,
+        dns=True,
+    )
     return device
 
 

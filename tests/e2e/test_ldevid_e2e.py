@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import NameOID
@@ -30,6 +29,7 @@ from e2e_site import (
     BootstrapNetwork,
     DhcpResults,
     run_agent,
+    write_agent_device,
 )
 
 PROFILE = "dpu-ldevid"
@@ -91,37 +91,18 @@ def _apply_ldevid_fleet(lab: BootstrapNetwork) -> None:
 
 
 def _agent_config(lab: BootstrapNetwork, directory: Path) -> Path:
-    (directory / "root").mkdir(parents=True)
-    (directory / "root" / "os-release").write_text('NAME="LabOS"\nVERSION_ID="1.2"\n')
-    handlers = directory / "handlers"
-    handlers.mkdir()
-    (handlers / "apply-configuration").write_text(APPLY_CONFIGURATION)
-    (handlers / "apply-configuration").chmod(0o755)
-    certificate, key = lab.files.idevid(LDEVID_SERIAL)
-    tls_ca = lab.files.pki / "tls" / "ca.pem"
-    config = {
-        "idevid_certificate": str(certificate),
-        "idevid_key": str(key),
-        "trust_anchors": str(lab.files.pki / "manufacturer" / "ca.pem"),
-        "server_ca": str(tls_ca),
-        "file_server_ca": str(tls_ca),
-        "hw_model": HW_MODEL,
-        "dhcp": True,
-        "dhclient_lease_dirs": [str(lab.files.directory)],
-        "interfaces": [lab.topology.device_interface],
-        "os_release": str(directory / "root" / "os-release"),
-        "state_dir": str(directory / "state"),
-        "handlers_dir": str(handlers),
-        "handler_environment": {"DEVICE_ROOT": str(directory / "root")},
-        "reboot_command": ["sh", "-c", f"date >> {directory / 'reboots'}"],
-        "ssh_host_keys": str(directory / "none-*.pub"),
-        "ldevid_keys": ["ec-p256"],
-        "attempts": 1,
-        "timeout": 10,
-    }
-    path = directory / "agent.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_agent_device(
+        directory,
+        lab.files.pki,
+        LDEVID_SERIAL,
+        handlers={"apply-configuration": APPLY_CONFIGURATION},
+        os_version="1.2",
+        file_server_ca=str(lab.files.pki / "tls" / "ca.pem"),
+        dhcp=True,
+        dhclient_lease_dirs=[str(lab.files.directory)],
+        interfaces=[lab.topology.device_interface],
+        ldevid_keys=["ec-p256"],
+    )
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,12 @@ class OneShotResponder:
             for reply in self.answer(query):
                 self.sock.sendto(reply if isinstance(reply, bytes) else reply.to_wire(), sender)
 
+    def __enter__(self) -> OneShotResponder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self.running = False
         self.thread.join()

@@ -463,21 +463,15 @@ def test_mdns_one_shot_queries_find_txt_and_srv() -> None:
         ],
     )
     srv = dns.rrset.from_text("_sztp._tcp.local.", 10, "IN", "SRV", "0 0 8443 sztp.local.")
-    responder = OneShotResponder(
-        with_decoys(
-            {(txt_name, dns.rdatatype.TXT): txt, ("_sztp._tcp.local.", dns.rdatatype.SRV): srv}
-        )
-    )
-    try:
-        messages: list[str] = []
+    answers = {(txt_name, dns.rdatatype.TXT): txt, ("_sztp._tcp.local.", dns.rdatatype.SRV): srv}
+    messages: list[str] = []
+    with OneShotResponder(with_decoys(answers)) as responder:
         found = discover(
             serial,
             DnsSettings(domains=(), mdns=True, mdns_timeout=1),
             log=messages.append,
             mdns_groups=[responder.group],
         )
-    finally:
-        responder.close()
     assert found == [
         DnsData(f"mDNS TXT {serial}._sztp.local", redirect),
         DnsServer("https://sztp.local:8443", "mDNS SRV _sztp._tcp.local"),

@@ -103,12 +103,9 @@ def test_the_srv_answer_brings_the_targets_addresses_and_no_more_is_asked() -> N
             )
         ]
 
-    responder = OneShotResponder(answer)
     messages: list[str] = []
-    try:
+    with OneShotResponder(answer) as responder:
         servers = discover_with(responder, messages)
-    finally:
-        responder.close()
     assert servers == [
         DnsServer(
             f"https://{SERVER_NAME}:8443",
@@ -133,12 +130,9 @@ def test_without_addresses_in_the_srv_answer_the_target_is_asked_for() -> None:
             return [stray, wrong, right]
         return []
 
-    responder = OneShotResponder(answer)
     messages: list[str] = []
-    try:
+    with OneShotResponder(answer) as responder:
         servers = discover_with(responder, messages)
-    finally:
-        responder.close()
     assert sorted(servers[0].addresses) == ["2001:db8::10", "fd00::10"]
     # AAAA and A are asked together; the first answer settles it, so the responder may not
     # have read the A query yet.
@@ -152,12 +146,9 @@ def test_a_target_nothing_answers_for_has_no_addresses() -> None:
             return [response(query, [srv(SERVER_NAME)])]
         return []
 
-    responder = OneShotResponder(answer)
     messages: list[str] = []
-    try:
+    with OneShotResponder(answer) as responder:
         servers = discover_with(responder, messages)
-    finally:
-        responder.close()
     assert servers == [DnsServer(f"https://{SERVER_NAME}:8443", "mDNS SRV _sztp._tcp.local")]
     assert f"mDNS AAAA {SERVER_NAME}, A {SERVER_NAME}: no answer within 0.3 s" in messages
 
@@ -184,12 +175,9 @@ def test_hostile_addresses_are_refused_and_bounded() -> None:
             )
         ]
 
-    responder = OneShotResponder(answer)
     messages: list[str] = []
-    try:
+    with OneShotResponder(answer) as responder:
         servers = discover_with(responder, messages)
-    finally:
-        responder.close()
     # The order of records within an RRset is the sender's to choose.
     assert len(servers[0].addresses) == MAX_HOST_ADDRESSES
     assert set(servers[0].addresses) < set(many)
@@ -204,11 +192,8 @@ def test_follow_up_queries_are_bounded_per_srv_answer() -> None:
             return [response(query, [srv(*targets)])]
         return []
 
-    responder = OneShotResponder(answer)
-    try:
+    with OneShotResponder(answer) as responder:
         servers = discover_with(responder, [])
-    finally:
-        responder.close()
     assert len(servers) == len(targets)
     hosts_asked = {name for name, rdtype in responder.questions if rdtype in ("A", "AAAA")}
     assert len(hosts_asked) == MAX_TARGETS_ASKED
@@ -221,13 +206,10 @@ def test_a_link_local_address_is_kept_only_with_its_interface() -> None:
         return []
 
     # From ::1, not a link-local sender: the answer says nothing of the link.
-    responder = OneShotResponder(answer, socket.AF_INET6)
     messages: list[str] = []
-    try:
+    with OneShotResponder(answer, socket.AF_INET6) as responder:
         names = LocalNames(messages.append, timeout=0.5, groups=[responder.group])
         assert names.addresses(SERVER_NAME) == ("2001:db8::10",)
-    finally:
-        responder.close()
     assert f"mDNS {SERVER_NAME}: 1 unusable address(es) ignored" in messages
     name = dns.name.from_text(SERVER_NAME)
     over_eth0 = MdnsAnswer([], [rrset(SERVER_NAME, "AAAA", "fe80::10")], "eth0")
@@ -348,32 +330,26 @@ def test_a_local_name_met_later_is_asked_for_over_mdns(lab: LabPki, tls_server: 
             return [response(query, [rrset("other.local", rdtype, address)])]
         return []
 
-    responder = OneShotResponder(answer)
     messages: list[str] = []
     device = transport(lab, messages)
-    device.local_names.groups = [responder.group]
     uri = f"https://other.local:{tls_server.port}"
-    try:
+    with OneShotResponder(answer) as responder:
+        device.local_names.groups = [responder.group]
         with device.session:
             for _ in range(2):
                 reply = device.session.get(uri + "/", verify=str(lab.tls_ca.certificate), timeout=5)
                 assert reply.status_code == 200
-    finally:
-        responder.close()
     # Asked once (AAAA and A together), the address kept for the next request.
     assert sorted(responder.questions) == [("other.local", "A"), ("other.local", "AAAA")]
     assert f"mDNS other.local: {address}" in messages
 
 
 def test_a_device_told_not_to_use_mdns_asks_nothing_for_a_local_name(lab: LabPki) -> None:
-    responder = OneShotResponder(
-        lambda query: [response(query, [rrset("other.local", "A", "127.0.0.1")])]
-    )
-    messages: list[str] = []
-    device = transport(lab, messages, mdns=False)
-    device.local_names.groups = [responder.group]
-    try:
+    def answer(query: dns.message.Message) -> list[dns.message.Message]:
+        return [response(query, [rrset("other.local", "A", "127.0.0.1")])]
+
+    device = transport(lab, [], mdns=False)
+    with OneShotResponder(answer) as responder:
+        device.local_names.groups = [responder.group]
         assert device.local_names.addresses("other.local") == ()
-    finally:
-        responder.close()
     assert responder.questions == []

@@ -69,7 +69,9 @@ def render_tables() -> str:
         "|---|---|---|---|",
     ]
     for item in fields(ServerConfig):
-        variable = f"`{env_variable(item.name)}`" if item.metadata["env"] else "— (file only)"
+        variable = f"`{env_variable(item.name)}`"
+        if item.metadata["structured"]:
+            variable += " (YAML)"
         lines.append(
             f"| `{item.name}` | {_default_cell(item.default)} | {variable} "
             f"| {item.metadata['doc']} |"

@@ -1,5 +1,8 @@
 """Server configuration: a YAML file, then `SZTP_SERVER_*` environment overrides.
 
+A variable holds a scalar setting's value, or a structured setting (a listener, a list) as YAML;
+`SZTP_SERVER_<SETTING>_FILE` names a file holding that value instead (a container's secret).
+
 Every setting is declared once, below, with its default and its meaning; docs/server.md
 renders its settings table from these declarations (`scripts/gen_server_docs.py`).
 """
@@ -38,11 +41,11 @@ ADMIN_STORE_WORKERS = 2
 WEBHOOK_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def _about(doc: str, *, env: bool = True, zero: str | None = None) -> dict[str, Any]:
-    """A ServerConfig field's metadata: its meaning, whether an `SZTP_SERVER_*` variable
-    may set it (only scalars can: a listener or a list does not fit in one variable), and
-    what 0 does where it is allowed (a number otherwise must be positive)."""
-    return {"doc": doc, "env": env, "zero": zero}
+def _about(doc: str, *, structured: bool = False, zero: str | None = None) -> dict[str, Any]:
+    """A ServerConfig field's metadata: its meaning, whether it is structured (a mapping or a
+    list, which its `SZTP_SERVER_*` variable gives as YAML), and what 0 does where it is
+    allowed (a number otherwise must be positive)."""
+    return {"doc": doc, "structured": structured, "zero": zero}
 
 
 @dataclass(frozen=True)
@@ -219,7 +222,7 @@ class ServerConfig:
         metadata=_about(
             "where devices connect; give each a `tls_cert` and `tls_key` unless a TLS-terminating "
             "proxy sits in front",
-            env=False,
+            structured=True,
         ),
     )
     admin_listener: Listener = field(
@@ -227,7 +230,7 @@ class ServerConfig:
         metadata=_about(
             "the admin API (`sztpctl`, Ansible); a host other than loopback (127.0.0.0/8, `::1`, "
             "`localhost`) needs `tls_cert`/`tls_key`, or `admin_allow_plain_http`",
-            env=False,
+            structured=True,
         ),
     )
     admin_allow_plain_http: bool = field(
@@ -243,7 +246,7 @@ class ServerConfig:
         metadata=_about(
             "addresses or networks of TLS-terminating proxies allowed to pass a device's client "
             "certificate in `client_cert_header` (IPv4 entries also match IPv4-mapped IPv6 peers)",
-            env=False,
+            structured=True,
         ),
     )
     client_cert_header: str = field(
@@ -391,7 +394,7 @@ class ServerConfig:
         metadata=_about(
             "receivers of device events (status changed, failed, complete), each a mapping of "
             "the keys below; delivered at least once from an outbox in the store",
-            env=False,
+            structured=True,
         ),
     )
     ldevid_issuers: tuple[LdevidIssuer, ...] = field(
@@ -399,7 +402,7 @@ class ServerConfig:
         metadata=_about(
             "certificate authorities that issue LDevIDs to devices (RFC 9646), each a mapping "
             "of the keys below; a profile names one with `ldevid_issuer`",
-            env=False,
+            structured=True,
         ),
     )
     webhook_retry_hours: float = field(
@@ -590,7 +593,14 @@ class ServerConfig:
         return [*named, ("admin_listener", self.admin_listener)]
 
 
-ENV_SETTINGS = tuple(item.name for item in fields(ServerConfig) if item.metadata["env"])
+SETTINGS = tuple(item.name for item in fields(ServerConfig))
+STRUCTURED_SETTINGS = frozenset(
+    item.name for item in fields(ServerConfig) if item.metadata["structured"]
+)
+# `SZTP_SERVER_<SETTING>_FILE`: the value in a file, as container secrets are mounted.
+FILE_SUFFIX = "_FILE"
+# A value file is a secret or a setting, never bulk data: a larger one is a wrong path.
+MAX_VALUE_FILE_BYTES = 64 * 1024
 # Scalar settings are converted by their declared type, so a new setting needs no converter.
 _SETTING_TYPES: dict[str, Any] = get_type_hints(ServerConfig)
 _ZERO_MEANS = {
@@ -621,25 +631,56 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     return _build(document)
 
 
-def _environment_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+def _environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     # A misspelt variable must not be ignored silently: the server would run on a default.
-    overrides: dict[str, str] = {}
+    overrides: dict[str, Any] = {}
+    given_by: dict[str, str] = {}
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX):
             continue
         setting = name.removeprefix(ENV_PREFIX).lower()
-        if setting in ENV_SETTINGS and name == env_variable(setting):
-            overrides[setting] = environ[name]
-        elif setting in {item.name for item in fields(ServerConfig)} - set(ENV_SETTINGS):
-            raise ValidationError(
-                name, f"unknown environment variable; set {setting} in the config file"
-            )
+        if setting in SETTINGS:
+            text = environ[name]
+        elif name.endswith(FILE_SUFFIX) and setting.removesuffix("_file") in SETTINGS:
+            setting = setting.removesuffix("_file")
+            text = _value_file(name, environ[name])
         else:
             # Compared without the prefix, which every candidate shares.
-            close = difflib.get_close_matches(setting, ENV_SETTINGS, n=1)
+            close = difflib.get_close_matches(setting, SETTINGS, n=1)
             hint = f" (did you mean {env_variable(close[0])}?)" if close else ""
             raise ValidationError(name, f"unknown environment variable{hint}")
+        if setting in given_by:
+            raise ValidationError(name, f"{given_by[setting]} sets {setting} too: set one of them")
+        given_by[setting] = name
+        overrides[setting] = _structured(name, text) if setting in STRUCTURED_SETTINGS else text
     return overrides
+
+
+def _value_file(variable: str, location: str) -> str:
+    """The value `variable` names a file for: its text without the final line break."""
+    try:
+        with Path(location).open("rb") as file:
+            data = file.read(MAX_VALUE_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValidationError(variable, f"cannot read {location}: {exc.strerror}") from None
+    if len(data) > MAX_VALUE_FILE_BYTES:
+        raise ValidationError(variable, f"{location} is larger than {MAX_VALUE_FILE_BYTES} bytes")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise ValidationError(variable, f"{location} is not UTF-8 text") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def _structured(variable: str, text: str) -> Any:
+    """A structured setting's YAML, e.g. `{host: 0.0.0.0, port: 7080}` for a listener."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        # Only where it failed: the text may hold a secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ValidationError(variable, f"not valid YAML{where}") from None
 
 
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:

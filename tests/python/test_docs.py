@@ -111,7 +111,9 @@ def test_server_page_lists_every_setting_with_its_default_and_variable() -> None
     for field in dataclasses.fields(ServerConfig):
         assert field.name in rows, f"{field.name} is missing from docs/server.md"
         cells = rows[field.name]
-        if field.metadata["env"]:
+        if field.metadata["structured"]:
+            assert cells[2] == f"`SZTP_SERVER_{field.name.upper()}` (YAML)"
+        else:
             assert cells[2] == f"`SZTP_SERVER_{field.name.upper()}`"
             default = getattr(defaults, field.name)
             shown = ("true" if default else "false") if isinstance(default, bool) else default

@@ -39,11 +39,7 @@ def test_known_variables_override_the_file(tmp_path: Path) -> None:
             "(did you mean SZTP_SERVER_LOG_LEVEL?)",
         ),
         ("SZTP_SERVER_COLOUR", "SZTP_SERVER_COLOUR: unknown environment variable"),
-        (
-            "SZTP_SERVER_DEVICE_LISTENERS",
-            "SZTP_SERVER_DEVICE_LISTENERS: unknown environment variable; set device_listeners "
-            "in the config file",
-        ),
+        ("SZTP_SERVER_COLOUR_FILE", "SZTP_SERVER_COLOUR_FILE: unknown environment variable"),
     ],
 )
 def test_unknown_variables_are_refused(variable: str, message: str) -> None:
@@ -51,6 +47,84 @@ def test_unknown_variables_are_refused(variable: str, message: str) -> None:
         load_config(None, environ={variable: "debug"})
     assert str(refused.value) == message
     assert refused.value.field == variable
+
+
+def test_structured_settings_come_from_yaml_in_their_variables(tmp_path: Path) -> None:
+    path = tmp_path / "server.yaml"
+    path.write_text("admin_listener: {host: 127.0.0.1, port: 7080}\n")
+    config = load_config(
+        path,
+        environ={
+            "SZTP_SERVER_ADMIN_LISTENER": "{host: 192.0.2.1, port: 7443}",
+            "SZTP_SERVER_ADMIN_ALLOW_PLAIN_HTTP": "true",
+            "SZTP_SERVER_DEVICE_LISTENERS": (
+                "[{host: '::1', port: 443}, {host: 192.0.2.1, port: 80}]"
+            ),
+            "SZTP_SERVER_TRUSTED_PROXIES": "[10.0.0.0/24]",
+        },
+    )
+    assert config.admin_listener == Listener(host="192.0.2.1", port=7443)
+    assert [(item.host, item.port) for item in config.device_listeners] == [
+        ("::1", 443),
+        ("192.0.2.1", 80),
+    ]
+    assert [str(network) for network in config.trusted_proxies] == ["10.0.0.0/24"]
+
+
+def test_structured_variables_are_checked_like_the_file() -> None:
+    with pytest.raises(ValidationError, match=r"^admin_listener\.prot: unknown setting"):
+        load_config(None, environ={"SZTP_SERVER_ADMIN_LISTENER": "{host: 127.0.0.1, prot: 1}"})
+    with pytest.raises(ValidationError) as refused:
+        load_config(None, environ={"SZTP_SERVER_WEBHOOKS": "[{name: a, url: 'x"})
+    assert refused.value.field == "SZTP_SERVER_WEBHOOKS"
+    assert refused.value.message.startswith("not valid YAML (line 1, column")
+    assert "url: 'x" not in str(refused.value)  # the text may hold a secret
+
+
+def test_file_variables_read_the_value_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "database-url"
+    secret.write_text("sqlite:////data/sztp.db\n")
+    listener = tmp_path / "admin-listener.yaml"
+    listener.write_text("host: 127.0.0.2\nport: 7081\n")
+    config = load_config(
+        None,
+        environ={
+            "SZTP_SERVER_DATABASE_URL_FILE": str(secret),
+            "SZTP_SERVER_ADMIN_LISTENER_FILE": str(listener),
+            # a setting whose name ends in _file is still the setting itself
+            "SZTP_SERVER_ADMIN_TOKEN_FILE": "/data/admin-token",
+        },
+    )
+    assert config.database_url == "sqlite:////data/sztp.db"
+    assert config.admin_listener == Listener(host="127.0.0.2", port=7081)
+    assert config.admin_token_file == Path("/data/admin-token")
+
+
+def test_file_variables_are_refused_clearly(tmp_path: Path) -> None:
+    secret = tmp_path / "database-url"
+    secret.write_text("postgresql://sztp:hunter2@db/sztp")
+    with pytest.raises(ValidationError) as refused:
+        load_config(
+            None,
+            environ={
+                "SZTP_SERVER_DATABASE_URL": "sqlite:////data/a.db",
+                "SZTP_SERVER_DATABASE_URL_FILE": str(secret),
+            },
+        )
+    assert str(refused.value) == (
+        "SZTP_SERVER_DATABASE_URL_FILE: SZTP_SERVER_DATABASE_URL sets database_url too: "
+        "set one of them"
+    )
+    missing = tmp_path / "absent"
+    with pytest.raises(ValidationError) as refused:
+        load_config(None, environ={"SZTP_SERVER_DATABASE_URL_FILE": str(missing)})
+    assert str(refused.value) == (
+        f"SZTP_SERVER_DATABASE_URL_FILE: cannot read {missing}: No such file or directory"
+    )
+    huge = tmp_path / "huge"
+    huge.write_bytes(b"x" * (64 * 1024 + 1))
+    with pytest.raises(ValidationError, match="larger than 65536 bytes"):
+        load_config(None, environ={"SZTP_SERVER_LOG_LEVEL_FILE": str(huge)})
 
 
 def test_unknown_file_keys_name_the_closest_setting(tmp_path: Path) -> None:

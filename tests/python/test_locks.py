@@ -13,6 +13,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from sztp_server.admin.handlers.api_reference import VIEWER_DISTRIBUTION, VIEWER_MODULE
+
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 LOCKS = {
@@ -118,6 +120,9 @@ MODULE_OF = {
 }
 # Where each part of the distribution lives: the kit's requirements are the base ones.
 PART_OF = {None: "kit", "cli": "cli", "server": "server"}
+# Distributions a part reads files from instead of importing (found with importlib, so the
+# part runs without them): the server serves Swagger UI's files, or says which package is missing.
+DATA_ONLY = {"server": {VIEWER_DISTRIBUTION: VIEWER_MODULE}}
 
 
 def module_of(requirement: str) -> str:
@@ -134,7 +139,10 @@ def test_every_declared_distribution_is_imported_by_its_part(extra: str | None) 
         for match in re.findall(r"^\s*(?:import|from) (\w+)", path.read_text(), re.MULTILINE)
     }
     declared = PYPROJECT["optional-dependencies"][extra] if extra else PYPROJECT["dependencies"]
+    data_only = DATA_ONLY.get(part, {})
     for requirement in declared:
+        if Requirement(requirement).name in data_only:
+            continue
         module = module_of(requirement)
         assert module in imported, f"{requirement} is declared but nothing in {part}/ imports it"
 
@@ -156,5 +164,20 @@ def test_extras_table_matches_pyproject() -> None:
     from sztp.extras import EXTRA_MODULES
 
     for extra, modules in EXTRA_MODULES.items():
-        declared = PYPROJECT["optional-dependencies"][extra]
+        declared = [
+            item
+            for item in PYPROJECT["optional-dependencies"][extra]
+            if Requirement(item).name not in DATA_ONLY.get(extra, {})
+        ]
         assert sorted(modules) == sorted(module_of(item) for item in declared), extra
+
+
+def test_data_only_distributions_are_declared_and_installed() -> None:
+    """What the server reads files from is in its extra, and the module it looks for exists."""
+    from importlib.util import find_spec
+
+    for extra, distributions in DATA_ONLY.items():
+        declared = {Requirement(item).name for item in PYPROJECT["optional-dependencies"][extra]}
+        for distribution, module in distributions.items():
+            assert distribution in declared, f"{distribution} is not in the {extra} extra"
+            assert find_spec(module) is not None, f"{distribution} provides no {module}"

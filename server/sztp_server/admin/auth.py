@@ -13,14 +13,18 @@ from ..store.async_store import AsyncStore
 from ..store.model import TokenRecord
 from ..tokens import ADMIN, hash_token
 from .errors import ApiError
+from .handlers.api_reference import REFERENCE_ASSETS, REFERENCE_PAGE
 from .handlers.dashboard import DASHBOARD_PAGES
 from .requests import API
 
 LOG = logging.getLogger(__name__)
 
-# Load balancers probe /healthz; the OpenAPI document holds no data, nor does the dashboard's
-# page, which reads the API with the token the operator gives it.
-PUBLIC_ROUTES = frozenset({"/healthz", f"{API}/openapi.json", *DASHBOARD_PAGES})
+# Load balancers probe /healthz; the OpenAPI document holds no data, nor does its reference
+# page, nor the dashboard's page, which reads the API with the token the operator gives it.
+PUBLIC_ROUTES = frozenset({"/healthz", f"{API}/openapi.json", REFERENCE_PAGE, *DASHBOARD_PAGES})
+# Every path under these is public too: the reference's files, so that a name it does not serve
+# is answered 404 rather than 401.
+PUBLIC_PREFIXES = (REFERENCE_ASSETS,)
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _CALLER = web.RequestKey("caller", TokenRecord)
 
@@ -41,7 +45,8 @@ class TokenAuth:
         request: web.Request,
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
-        if request.path in PUBLIC_ROUTES and request.method in _READ_METHODS:
+        public = request.path in PUBLIC_ROUTES or request.path.startswith(PUBLIC_PREFIXES)
+        if public and request.method in _READ_METHODS:
             return await handler(request)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()

@@ -7,6 +7,7 @@ from aiohttp import web
 from ..context import ServerContext
 from .auth import TokenAuth
 from .errors import error_middleware
+from .handlers.api_reference import REFERENCE_ASSETS, REFERENCE_PAGE, ApiReference
 from .handlers.audit import AuditHandlers
 from .handlers.dashboard import DASHBOARD_PAGES
 from .handlers.devices import DeviceHandlers
@@ -37,6 +38,7 @@ def build_admin_app(
     store = context.admin_store
     service = StateService(context, writer)
     public = PublicHandlers(store)
+    reference = ApiReference()
     resources = ResourceHandlers(service, max_body_bytes)
     devices = DeviceHandlers(service, max_body_bytes)
     state = StateHandlers(service, max_bulk_bytes)
@@ -52,6 +54,9 @@ def build_admin_app(
     collection = f"{API}/{{collection:{kinds}}}"
     app.router.add_get("/healthz", public.healthz)
     app.router.add_get(f"{API}/openapi.json", public.openapi)
+    app.router.add_get(REFERENCE_PAGE, reference.serve_page)
+    app.router.add_get(REFERENCE_ASSETS, reference.to_page)
+    app.router.add_get(f"{REFERENCE_ASSETS}{{name}}", reference.serve_asset)
     app.router.add_get(f"{API}/state", state.get_state)
     app.router.add_post(f"{API}/state", state.post_state)
     app.router.add_get(f"{API}/jobs/{{id}}", state.get_job)

@@ -21,8 +21,8 @@ def openapi_document() -> dict[str, Any]:
             "version": __version__,
             "description": (
                 "Manage the resources of an RFC 8572 bootstrap server. Secrets (owner "
-                'private_key, device password_hash) are shown as "<hidden>"; sending '
-                '"<hidden>" back keeps the stored value. The ETag is the revision of the '
+                'private_key, device password_hash) are shown as `"<hidden>"`; sending '
+                '`"<hidden>"` back keeps the stored value. The ETag is the revision of the '
                 "whole state; every write accepts If-Match."
             ),
         },

@@ -22,6 +22,7 @@ from . import (
     dhcp,
     dns,
     events,
+    import_sztpd,
     issuer,
     job,
     nouns,
@@ -55,6 +56,7 @@ app.add_typer(watch.app)
 app.add_typer(wait.app)
 app.add_typer(events.app)
 app.add_typer(webhooks.app)
+app.add_typer(import_sztpd.app)
 # The command groups, by name, in the order `sztpctl --help` lists them.
 GROUPS = {
     "device": device.app,

@@ -602,7 +602,9 @@ def render_collection(plugins: Sequence[Plugin], root: Path = ROOT) -> str:
         "option on the controller, and its roles deploy the pieces around the server. Every "
         "module is idempotent: a second run "
         "with the same options reports no change. See [architecture.md](architecture.md) for "
-        "how the server fits in and [tutorial.md](tutorial.md) for a lab to run it against.",
+        "how the server fits in and [tutorial.md](tutorial.md) for a lab to run it against; "
+        "for AWX and Ansible Automation Platform (an execution environment and a credential "
+        "type), see [awx.md](awx.md).",
         "",
         "## Plugins",
         "",
@@ -968,12 +970,14 @@ ARTIFACT_TOP = [
     "LICENSE",
     "MANIFEST.json",
     "README.md",
+    "bindep.txt",
     "changelogs",
     "docs",
     "extensions",
     "meta",
     "playbooks",
     "plugins",
+    "requirements.txt",
     "roles",
     "tests",
 ]

@@ -61,15 +61,15 @@ options:
   token_file:
     description:
       - File holding the API token (surrounding whitespace is ignored); ignored when O(token)
-        is set.
-    type: path
+        is set. An empty value is the same as none.
+    type: str
     env:
       - name: SZTP_TOKEN_FILE
   ca_bundle:
     description:
-      - PEM file of CA certificates that verify the server's TLS certificate. Without it the
-        system trust store is used.
-    type: path
+      - PEM file of CA certificates that verify the server's TLS certificate. Without it (or
+        when it is empty) the system trust store is used.
+    type: str
     env:
       - name: SZTP_CA_BUNDLE
   validate_certs:
@@ -292,6 +292,11 @@ def _blob_key_type(blob):
         return None
 
 
+def _optional_path(value):
+    """A path option given as text: None when unset or empty, else with ~ expanded."""
+    return Path(value).expanduser() if value else None
+
+
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = "sztp.bootstrap.devices"
 
@@ -332,18 +337,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if problem is not None:
             raise AnsibleError("sztp.bootstrap.devices: %s" % problem)
         token = self.get_option("token")
-        token_file = self.get_option("token_file")
+        # Strings, not paths: Ansible turns an empty path into the current directory, and AWX
+        # sets its credential's variables even when an input is empty.
+        token_file = _optional_path(self.get_option("token_file"))
         if not token and token_file:
             try:
-                token = read_token_file(Path(token_file))
+                token = read_token_file(token_file)
             except SztpError as exc:
                 raise AnsibleError("sztp.bootstrap.devices: %s" % exc) from None
-        ca_bundle = self.get_option("ca_bundle")
         try:
             return SztpClient(
                 self.get_option("server"),
                 token or None,
-                ca_bundle=Path(ca_bundle) if ca_bundle else None,
+                ca_bundle=_optional_path(self.get_option("ca_bundle")),
                 verify=self.get_option("validate_certs"),
                 timeout=self.get_option("timeout"),
             )

@@ -355,6 +355,18 @@ def test_token_file_and_environment(recorder, load, fleet, tmp_path, monkeypatch
     assert len(inventory.hosts) == 4  # the server took the token
 
 
+def test_empty_path_variables_mean_unset(recorder, load, fleet, monkeypatch):
+    # AWX sets a credential type's variables even when an input is left empty.
+    monkeypatch.setenv("SZTP_SERVER", fleet.url)
+    monkeypatch.setenv("SZTP_TOKEN", fleet.token)
+    monkeypatch.setenv("SZTP_TOKEN_FILE", "")
+    monkeypatch.setenv("SZTP_CA_BUNDLE", "")
+    inventory = load({"validate_certs": False})
+    assert recorder.connection.get("ca_bundle") is None
+    assert recorder.connection["token"] == fleet.token
+    assert len(inventory.hosts) == 4
+
+
 @pytest.mark.parametrize(
     ("where", "token", "error"),
     [

@@ -18,10 +18,12 @@ TEST_IMAGE := localhost/sztp-debian-systemd:bookworm
 # Parallel lanes of scenarios (see scripts/run-molecule.sh): the whole stack beside the roles.
 MOLECULE_LANES ?= stack server,file_server,kea
 WHEEL_DIR := build/wheels
-# requires_ansible's lower bound (meta/runtime.yml; a test keeps them in step).
-ANSIBLE_FLOOR := 2.16
+# The ansible-core minors the collection is tested on besides the dev venv's (2.19), one lock
+# each, requirements/ansible-<minor>.txt from its .in: from requires_ansible's lower bound
+# (meta/runtime.yml) to the newest on PyPI (a test keeps them in step).
+ANSIBLE_MATRIX := $(sort $(patsubst requirements/ansible-%.in,%,$(wildcard requirements/ansible-*.in)))
 
-.PHONY: help demo test lint pytest ansible-test ansible-floor e2e molecule test-image wheel dist changelog-lint \
+.PHONY: help demo test lint pytest ansible-test ansible-matrix e2e molecule container test-image wheel dist changelog-lint \
 	apt-packages bench docs clean lock lock-upgrade lowest
 
 help:
@@ -90,14 +92,15 @@ demo: apt-packages $(VENV)/.installed-demo
 # software TPM behind a resource manager on a private D-Bus bus, with tpm2-tools and OpenSSL's
 # tpm2 provider, for the agent's IDevID key in a TPM; BIND's named-checkzone (bind9-utils) to
 # check the DNS discovery records the kit renders; radvd, BIND's named and its nsupdate and dig
-# (bind9-dnsutils) for the ipv6_ra and dns roles' checks and their named run.
+# (bind9-dnsutils) for the ipv6_ra and dns roles' checks and their named run; podman-compose
+# for the compose lab (container/).
 TEST_APT_PACKAGES := postgresql kea-dhcp4-server kea-dhcp6-server nginx isc-dhcp-client udhcpc \
 	tcpdump iproute2 podman runc debootstrap prometheus rsyslog rsyslog-openssl chromium \
 	chromium-driver swtpm tpm2-tools tpm2-openssl tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon softhsm2 \
-	bind9-utils radvd bind9 bind9-dnsutils
-test e2e molecule test-image: APT_PACKAGES += $(TEST_APT_PACKAGES)
-test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-test ansible-floor e2e \
-	molecule
+	bind9-utils radvd bind9 bind9-dnsutils podman-compose
+test e2e molecule test-image container: APT_PACKAGES += $(TEST_APT_PACKAGES)
+test: apt-packages $(VENV)/.installed-dev lint changelog-lint pytest ansible-test ansible-matrix e2e \
+	molecule container
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -123,10 +126,10 @@ pytest: $(VENV)/.installed-dev
 ansible-test: $(VENV)/.installed-dev
 	bash tests/ansible/run.sh all
 
-# The oldest ansible-core the collection declares (the dev venv runs the newest): the inventory
-# plugin's units and its integration target, from a lock of their own.
-ansible-floor: $(VENV)/.installed-dev
-	bash tests/ansible/run-versions.sh $(ANSIBLE_FLOOR)
+# Every other ansible-core minor the collection declares (the dev venv runs 2.19), each on its
+# Python from its own lock: sanity and units on all, integration on the oldest and the newest.
+ansible-matrix: $(VENV)/.installed-dev
+	bash tests/ansible/run-matrix.sh $(ANSIBLE_MATRIX)
 
 # Real DHCP in network namespaces: Kea, dhclient/udhcpc, sztp-server, nginx, the simulator.
 e2e: apt-packages $(VENV)/.installed-dev
@@ -153,6 +156,13 @@ wheel: $(VENV)/.installed-dev
 # one version tests/python/test_release.py holds them to.
 dist: $(VENV)/.installed-dev
 	PYTHON=$(BIN)/python bash scripts/build-dist.sh dist
+
+# The compose lab (container/): every image built from the test base image, then the lab run
+# until its simulated device has onboarded.
+container: apt-packages test-image $(VENV)/.installed-dev
+	@rc=0; $(BIN)/pytest -p no:cacheprovider tests/container || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "container collected no tests: failing" >&2; exit 1; fi; \
+	exit $$rc
 
 # Each scenario: create, converge, idempotence, check, verify, destroy in systemd containers.
 molecule: apt-packages test-image wheel $(MOLECULE_VENV)/.installed
@@ -190,8 +200,12 @@ lock: $(VENV)/.installed-dev
 	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra server --extra cli --extra dev -c $(LOCK_SERVER) \
 	  -c $(LOCK_CLI) -o $(LOCK_DEV)
 	$(UV_COMPILE) $(UV_UPGRADE) pyproject.toml --extra cli --extra molecule -c $(LOCK_DEV) -o $(LOCK_MOLECULE)
-	$(UV_COMPILE) $(UV_UPGRADE) requirements/ansible-$(ANSIBLE_FLOOR).in pyproject.toml --extra server \
-	  -c $(LOCK_SERVER) -o requirements/ansible-$(ANSIBLE_FLOOR).txt
+	for minor in $(ANSIBLE_MATRIX); do \
+	  python=$$(sed -n 's/^# python-version: //p' requirements/ansible-$$minor.in); \
+	  $(BIN)/uv pip compile --quiet --universal --python-version $$python --generate-hashes \
+	    --custom-compile-command 'make lock' $(UV_UPGRADE) requirements/ansible-$$minor.in \
+	    pyproject.toml --extra server -c $(LOCK_SERVER) -o requirements/ansible-$$minor.txt; \
+	done
 
 # `make lock` keeps what the lock files pin while the ranges allow it; this moves to the newest.
 lock-upgrade: UV_UPGRADE := --upgrade

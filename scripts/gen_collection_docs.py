@@ -797,9 +797,23 @@ def render_collection(plugins: Sequence[Plugin], root: Path = ROOT) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-# The newest ansible-core the suite runs (requirements/dev.txt) is 2.19, which is also the last
-# release for Python 3.11 (Debian 12): 2.20 needs Python 3.12.
-ANSIBLE_CORE_BELOW = "2.20"
+# The ansible-core minors the suite runs: the dev venv's 2.19 and one lock each for the others
+# (requirements/ansible-<minor>.in, tests/ansible/run-matrix.sh); the page's upper bound is the
+# minor after the newest. 2.19 is the last release for Python 3.11 (Debian 12).
+ANSIBLE_CORE_TESTED = sorted(
+    {(2, 19)}
+    | {
+        tuple(map(int, path.name[len("ansible-") : -len(".in")].split(".")))
+        for path in (ROOT / "requirements").glob("ansible-*.in")
+    }
+)
+(_oldest_major, _oldest_minor), (_newest_major, _newest_minor) = (
+    ANSIBLE_CORE_TESTED[0],
+    ANSIBLE_CORE_TESTED[-1],
+)
+ANSIBLE_CORE_OLDEST = f"{_oldest_major}.{_oldest_minor}"
+ANSIBLE_CORE_NEWEST = f"{_newest_major}.{_newest_minor}"
+ANSIBLE_CORE_BELOW = f"{_newest_major}.{_newest_minor + 1}"
 KIT_LOCK = "requirements/kit.txt"
 CLI_LOCK = "requirements/cli.txt"
 
@@ -851,11 +865,13 @@ def installation(artifact: str, requires: str) -> list[str]:
         "```",
         "",
         f"- `ansible-core`: the collection needs {code(requires)} (`requires_ansible` in "
-        f"meta/runtime.yml). The test suite runs 2.19, which is also the newest release for "
-        f"Python 3.11 ({ANSIBLE_CORE_BELOW} needs 3.12), so on Debian 12 this installs the "
-        "latest 2.19; it also runs the inventory plugin's tests on 2.16, the oldest release "
-        "the collection accepts. The kit's lock leaves ansible-core out: choose the release "
-        "yourself within that range.",
+        f"meta/runtime.yml). The test suite runs every release from "
+        f"{ANSIBLE_CORE_OLDEST} to {ANSIBLE_CORE_NEWEST} (ansible-test sanity "
+        f"and units on each, the integration targets on the oldest and the newest); "
+        f"`<{ANSIBLE_CORE_BELOW}` leaves out the releases it has not run. 2.19 is the newest "
+        "release for Python 3.11 (2.20 and later need 3.12), so on Debian 12 this installs "
+        "the latest 2.19. The kit's lock leaves ansible-core out: choose the release yourself "
+        "within that range.",
         f"- `{KIT_LOCK}` is the project's lock of the kit's dependencies, every package "
         "pinned with its hashes: the kit alone, without the CLI's libraries (typer, rich) or "
         "the server's (aiohttp, psycopg), which the plugins do not use. `--require-hashes` "

@@ -1,4 +1,4 @@
-# Sourced by run.sh and run-versions.sh: the real sztp-server the integration targets talk to.
+# Sourced by run.sh and run-matrix.sh: the real sztp-server the integration targets talk to.
 #   start_integration_server PYTHON STATE_DIR CONFIG_FILE
 # starts sztp-server (from PATH) on free loopback ports with its state in STATE_DIR, waits until
 # it answers /healthz, writes the targets' variables to CONFIG_FILE and sets server_pid.

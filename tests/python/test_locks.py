@@ -24,8 +24,18 @@ LOCKS = {
     "cli": ROOT / "requirements" / "cli.txt",
     "dev": ROOT / "requirements" / "dev.txt",
     "molecule": ROOT / "requirements" / "molecule.txt",
-    "ansible-floor": ROOT / "requirements" / "ansible-2.16.txt",
 }
+# One lock per ansible-core minor of the matrix (tests/ansible/run-matrix.sh), from its .in.
+ANSIBLE_MATRIX = sorted(
+    (
+        path.name[len("ansible-") : -len(".in")]
+        for path in (ROOT / "requirements").glob("ansible-*.in")
+    ),
+    key=lambda minor: tuple(map(int, minor.split("."))),
+)
+LOCKS.update(
+    {f"ansible-{minor}": ROOT / "requirements" / f"ansible-{minor}.txt" for minor in ANSIBLE_MATRIX}
+)
 # Which of pyproject.toml's dependency lists each lock resolves.
 EXTRAS: dict[str, tuple[str, ...]] = {
     "server": ("server",),
@@ -33,7 +43,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "cli": ("cli",),
     "dev": ("server", "cli", "dev"),
     "molecule": ("cli", "molecule"),
-    "ansible-floor": ("server",),
+    **{f"ansible-{minor}": ("server",) for minor in ANSIBLE_MATRIX},
 }
 # Each lock is resolved under the constraints of others (Makefile, `lock`), so they agree on
 # every package they share: the demo installs the server's and the CLI's together.
@@ -43,7 +53,7 @@ CONSTRAINED_BY = [
     ("dev", "server"),
     ("dev", "cli"),
     ("molecule", "dev"),
-    ("ansible-floor", "server"),
+    *((f"ansible-{minor}", "server") for minor in ANSIBLE_MATRIX),
 ]
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)", re.MULTILINE)
 
@@ -99,16 +109,40 @@ def test_the_server_lock_holds_no_cli_library() -> None:
         assert not {"typer", "rich"} & set(pinned), f"{lock_name} lock pins a CLI library"
 
 
-def test_ansible_floor_is_the_declared_lower_bound() -> None:
-    """`make ansible-floor` runs the oldest ansible-core meta/runtime.yml accepts."""
+def test_ansible_matrix_covers_the_declared_releases() -> None:
+    """`make ansible-matrix` and the dev venv together run every ansible-core minor from
+    requires_ansible's lower bound (meta/runtime.yml) up, each lock pinning its own minor for
+    the Python its .in names."""
     runtime = yaml.safe_load((ROOT / "meta" / "runtime.yml").read_text(encoding="utf-8"))
     lower = re.fullmatch(r">=(\d+\.\d+)\.0", runtime["requires_ansible"])
     assert lower, f"requires_ansible {runtime['requires_ansible']!r} is not >=X.Y.0"
+    assert ANSIBLE_MATRIX and ANSIBLE_MATRIX[0] == lower[1], (
+        f"the oldest lock of the matrix is not requires_ansible's {lower[1]}"
+    )
+    dev_core = pins(LOCKS["dev"])["ansible-core"]
+    tested = sorted(
+        {tuple(map(int, minor.split("."))) for minor in ANSIBLE_MATRIX}
+        | {tuple(map(int, dev_core.split(".")[:2]))}
+    )
+    missing = [
+        f"{tested[0][0]}.{minor}"
+        for minor in range(tested[0][1], tested[-1][1] + 1)
+        if (tested[0][0], minor) not in tested
+    ]
+    assert not missing, f"no lock for ansible-core {missing} (add requirements/ansible-<minor>.in)"
+    assert f"ansible-{dev_core.rsplit('.', 1)[0]}" not in LOCKS, "the dev venv runs that one"
+    for minor in ANSIBLE_MATRIX:
+        source = (ROOT / "requirements" / f"ansible-{minor}.in").read_text(encoding="utf-8")
+        assert re.search(r"^# python-version: 3\.\d+$", source, re.MULTILINE), (
+            f"requirements/ansible-{minor}.in names no '# python-version: 3.N'"
+        )
+        assert f"ansible-core=={minor}.*" in source.splitlines()
+        assert pins(LOCKS[f"ansible-{minor}"])["ansible-core"].startswith(minor + "."), (
+            f"requirements/ansible-{minor}.txt is stale: run `make lock`"
+        )
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    floor = re.search(r"^ANSIBLE_FLOOR := (\S+)$", makefile, re.MULTILINE)
-    assert floor and floor[1] == lower[1], "Makefile's ANSIBLE_FLOOR is not requires_ansible's"
-    assert LOCKS["ansible-floor"].name == f"ansible-{lower[1]}.txt"
-    assert pins(LOCKS["ansible-floor"])["ansible-core"].startswith(lower[1] + ".")
+    assert "bash tests/ansible/run-matrix.sh $(ANSIBLE_MATRIX)" in makefile
+    assert re.search(r"^test: .*\bansible-matrix\b", makefile, re.MULTILINE)
 
 
 # The module each runtime distribution provides, where the names differ.

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible.template import Templar, trust_as_template
+from ansible.template import Templar
 from ansible_collections.sztp.bootstrap.plugins.filter import (
     dns_records_from_fleet as dns_filter,
 )
+from ansible_collections.sztp.bootstrap.tests.unit.compat.ansible_core import trust_as_template
 
 from sztp.labpki import write_lab_pki
 from sztp.protocol import pki

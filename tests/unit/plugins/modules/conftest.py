@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
+from ansible_collections.sztp.bootstrap.tests.unit.compat.ansible_core import (
+    patch_module_args,
+    run_as_module,
+)
 
 from sztp.client import SztpClient
 from sztp.errors import ServerUnreachable
@@ -144,11 +147,7 @@ def run_module(
 ) -> Any:
     """run_module(main, args, check_mode=False, diff=True) -> the module's JSON result, with
     `failed` set on failure; fails the test if the raw output contains the token."""
-    # Controller-side tests in the same process (the inventory plugin's) flip this flag, and
-    # module warnings then go to the controller's display instead of the result.
-    from ansible.module_utils import _internal
-
-    monkeypatch.setattr(_internal, "is_controller", False)
+    run_as_module(monkeypatch)
 
     def run(main: Any, args: dict[str, Any], check_mode: bool = False, diff: bool = True) -> Any:
         full = {"server": "https://sztp.example.test:8443", "token": TOKEN, **args}

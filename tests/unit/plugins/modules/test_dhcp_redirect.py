@@ -13,9 +13,9 @@ import shutil
 import stat
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.sztp.bootstrap.plugins.module_utils import kea_config
 from ansible_collections.sztp.bootstrap.plugins.modules import dhcp_redirect
+from ansible_collections.sztp.bootstrap.tests.unit.compat.ansible_core import patch_module_args
 
 HAS_KEA4 = shutil.which("kea-dhcp4") is not None
 HAS_KEA6 = shutil.which("kea-dhcp6") is not None

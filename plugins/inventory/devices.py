@@ -145,41 +145,46 @@ server: https://sztp.example.net:7080
 token_file: ~/.config/sztp/read-only.token
 ca_bundle: /etc/sztp/ca.pem
 
----
-# Only what day-1 needs: devices that finished bootstrapping, with their keys.
-plugin: sztp.bootstrap.devices
-statuses: [complete]
-last_report: complete
-compose:
-  ansible_host: sztp_last_report.source_address
-keyed_groups:
-  - key: sztp_model
-    prefix: model
-cache: true
-cache_plugin: ansible.builtin.jsonfile
-cache_connection: ~/.cache/sztp-inventory
-cache_timeout: 300
-
+# Two more inventory files, each a file of its own (shown as comments: EXAMPLES is one YAML
+# document).
+#
+# day1.sztp.yml -- only what day-1 needs: devices that finished bootstrapping, with their keys:
+#
+#   plugin: sztp.bootstrap.devices
+#   statuses: [complete]
+#   last_report: complete
+#   compose:
+#     ansible_host: sztp_last_report.source_address
+#   keyed_groups:
+#     - key: sztp_model
+#       prefix: model
+#   cache: true
+#   cache_plugin: ansible.builtin.jsonfile
+#   cache_connection: ~/.cache/sztp-inventory
+#   cache_timeout: 300
+#
 # Then, in a day-1 playbook:
-# - name: Trust the host keys the devices reported at bootstrap-complete
-#   ansible.builtin.known_hosts:
-#     name: "{{ ansible_host }}"
-#     key: "{{ item | regex_replace('^\\S+', ansible_host) }}"
-#   loop: "{{ sztp_ssh_host_keys }}"
-#   delegate_to: localhost
-
----
-# Devices grouped by the issuer of the LDevID they hold (those holding none are in no such
-# group); every device holding one is also in the group sztp_ldevid.
-plugin: sztp.bootstrap.devices
-keyed_groups:
-  - key: sztp_ldevid.issuer
-    prefix: ldevid_issuer
-
+#
+#   - name: Trust the host keys the devices reported at bootstrap-complete
+#     ansible.builtin.known_hosts:
+#       name: "{{ ansible_host }}"
+#       key: "{{ item | regex_replace('^\\S+', ansible_host) }}"
+#     loop: "{{ sztp_ssh_host_keys }}"
+#     delegate_to: localhost
+#
+# ldevid.sztp.yml -- devices grouped by the issuer of the LDevID they hold (those holding none
+# are in no such group); every device holding one is also in the group sztp_ldevid:
+#
+#   plugin: sztp.bootstrap.devices
+#   keyed_groups:
+#     - key: sztp_ldevid.issuer
+#       prefix: ldevid_issuer
+#
 # Then, in a play on the group sztp_ldevid:
-# - name: Show the LDevID each device holds
-#   ansible.builtin.debug:
-#     msg: "LDevID {{ sztp_ldevid.serial_number }} valid until {{ sztp_ldevid.not_after }}"
+#
+#   - name: Show the LDevID each device holds
+#     ansible.builtin.debug:
+#       msg: "LDevID {{ sztp_ldevid.serial_number }} valid until {{ sztp_ldevid.not_after }}"
 """
 
 import base64

@@ -263,7 +263,7 @@ def _certificates_pem(fields: _Fields, field: str, *, ca: bool) -> str | None:
         raise fields.error(field, str(exc)) from None
     if ca:
         for certificate in certificates:
-            if not _is_ca(certificate):
+            if not is_ca_certificate(certificate):
                 subject = certificate.subject.rfc4514_string()
                 raise fields.error(field, f"{subject} is not a CA certificate")
     return b"".join(pki.certificate_to_pem(cert) for cert in certificates).decode()
@@ -277,7 +277,8 @@ def _required_certificates_pem(fields: _Fields, field: str, *, ca: bool) -> str:
     return pem
 
 
-def _is_ca(certificate: Any) -> bool:
+def is_ca_certificate(certificate: Any) -> bool:
+    """Whether `certificate` says it is a CA (basicConstraints cA); False without a readable one."""
     from cryptography import x509
 
     try:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import SztpError
 from ..passwords import ACTIVATION_CODE, MAX_PASSWORD_LENGTH, hash_activation_code, hash_password
 from .model import NAME_LIMIT, SERIAL_PATTERN, TEXT_LIMIT, VARIABLE_PATTERN
-from .resources import _is_ca, checked_voucher
+from .resources import checked_voucher, is_ca_certificate
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -532,7 +532,7 @@ class _Converter:
 
     def _trust_anchor(self, name: str, item: _Item) -> None:
         certificates, problem = _certificates(item.data.get("cert-data"))
-        if problem is None and not all(map(_is_ca, certificates)):
+        if problem is None and not all(map(is_ca_certificate, certificates)):
             problem = "holds a certificate that is not a CA certificate (basicConstraints CA)"
         if problem is not None:
             self.note(NoteKind.LEFT_OUT, f"{item.path}/cert-data", problem)
@@ -550,7 +550,7 @@ class _Converter:
             if not certificates:
                 continue
             # The signer first: sztpd keeps the chain in a CMS, in no particular order.
-            chain = sorted(certificates, key=_is_ca)
+            chain = sorted(certificates, key=is_ca_certificate)
             problem = _signer_problem(chain[0])
             if problem is not None:
                 self.note(NoteKind.LEFT_OUT, item.path, problem)
@@ -849,7 +849,7 @@ class _Converter:
                 server["port"] = item.data["port"]
             if "trust-anchor" in item.data:
                 certificates, problem = _certificates(item.data["trust-anchor"])
-                if problem is None and not all(map(_is_ca, certificates)):
+                if problem is None and not all(map(is_ca_certificate, certificates)):
                     problem = (
                         "holds a certificate that is not a CA certificate (basicConstraints CA)"
                     )

@@ -101,6 +101,8 @@ venv_for() {
 
 # shellcheck source=tests/ansible/integration-server.sh
 . "$root/tests/ansible/integration-server.sh"
+# shellcheck source=tests/ansible/offline-get-pip.sh
+. "$root/tests/ansible/offline-get-pip.sh"
 
 # One minor, its steps timed into $work/result-<minor>; returns non-zero if any step failed.
 run_minor() {
@@ -141,18 +143,7 @@ run_minor() {
   step build build || { cat "$results"; return 1; }
   cd "$collection"
 
-  # ansible-test would download a pip bootstrap script from a host these machines cannot reach;
-  # the stand-in in its cache does the same job offline (written whole: lanes share the cache).
-  pip_version=$("$python" - <<'PY'
-import inspect, re
-from ansible_test._internal import python_requirements
-print(re.search(r"pip='([0-9.]+)'", inspect.getsource(python_requirements.get_venv_packages)).group(1))
-PY
-  )
-  cache="$HOME/.ansible/test/cache"
-  mkdir -p "$cache"
-  cp "$root/tests/ansible/get_pip.py" "$cache/.get_pip_$minor.$$"
-  mv -f "$cache/.get_pip_$minor.$$" "$cache/get_pip_${pip_version//./_}.py"
+  provide_get_pip "$python" "$root"
 
   step sanity ansible-test sanity --venv --python "$python_version" --color no
   step units ansible-test units --local --python "$python_version" --color no

@@ -28,17 +28,9 @@ ansible-galaxy collection build "$root" --output-path "$work" >/dev/null
 tar -xzf "$work"/sztp-bootstrap-*.tar.gz -C "$collection"
 cd "$collection"
 
-# ansible-test would download a pip bootstrap script from a host these machines cannot reach;
-# a stand-in in its cache does the same job offline.
-pip_version=$("$python" - <<'PY'
-import inspect, re
-from ansible_test._internal import python_requirements
-print(re.search(r"pip='([0-9.]+)'", inspect.getsource(python_requirements.get_venv_packages)).group(1))
-PY
-)
-cache="$HOME/.ansible/test/cache"
-mkdir -p "$cache"
-cp "$root/tests/ansible/get_pip.py" "$cache/get_pip_${pip_version//./_}.py"
+# shellcheck source=tests/ansible/offline-get-pip.sh
+. "$root/tests/ansible/offline-get-pip.sh"
+provide_get_pip "$python" "$root"
 
 if [ "$what" = lint ] || [ "$what" = all ]; then
   ANSIBLE_COLLECTIONS_PATH="$work" ansible-lint --profile production --offline --nocolor

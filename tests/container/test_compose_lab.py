@@ -61,12 +61,9 @@ class Lab:
         return f"{self.project}_{service}_1"
 
     def volume(self, name: str) -> Path:
-        return Path(
-            podman("volume", "inspect", "--format", "{{.Mountpoint}}", self.volume_name(name))
-        )
-
-    def volume_name(self, name: str) -> str:
-        return f"{self.project}_{name}"
+        """Where the compose volume `name` is on this host (rootful podman)."""
+        volume = f"{self.project}_{name}"
+        return Path(podman("volume", "inspect", "--format", "{{.Mountpoint}}", volume))
 
     def sztpctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         """sztpctl on this host, against the admin listener compose publishes on loopback."""
